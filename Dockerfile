@@ -1,0 +1,16 @@
+# Static ldapproxy binary on a distroless base, running as non-root. The root file system
+# can be mounted read-only: the proxy writes nothing but its logs (to stderr).
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ldapproxy ./cmd/ldapproxy
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/ldapproxy /usr/local/bin/ldapproxy
+USER nonroot:nonroot
+EXPOSE 3389 3636 9389
+ENTRYPOINT ["/usr/local/bin/ldapproxy"]
+CMD ["serve", "--config", "/etc/ldapproxy/ldapproxy.yaml"]

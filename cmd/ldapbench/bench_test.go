@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRoundOrder(t *testing.T) {
+	tests := []struct {
+		n, round int
+		want     []int
+	}{
+		{1, 0, []int{0}},
+		{1, 1, []int{0}},
+		{2, 0, []int{0, 1}},
+		{2, 1, []int{1, 0}},
+		{2, 2, []int{0, 1}},
+		{2, 3, []int{1, 0}},
+		{3, 0, []int{0, 1, 2}},
+		{3, 1, []int{2, 1, 0}},
+		{3, 4, []int{0, 1, 2}},
+	}
+	for _, tt := range tests {
+		if got := roundOrder(tt.n, tt.round); !slices.Equal(got, tt.want) {
+			t.Errorf("roundOrder(%d, %d) = %v, want %v", tt.n, tt.round, got, tt.want)
+		}
+	}
+}
+
+func mustConfig(t *testing.T, args ...string) *config {
+	t.Helper()
+	cfg, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestSummarize(t *testing.T) {
+	cfg := mustConfig(t, "-targets", "proxy=h:1,slapd=h:2", "-mode", "login")
+	ms := time.Millisecond
+	res := func(name string, opsPerSec float64, ops, errs uint64, p50, p99 time.Duration) *targetResult {
+		return &targetResult{Target: name, OpsPerSec: opsPerSec, Ops: ops, Errors: errs, P50: p50, P99: p99,
+			StepP50: []time.Duration{p50, p50, p50, p50, p50}, StepP99: []time.Duration{p99, p99, p99, p99, p99}}
+	}
+	rounds := []roundResult{
+		{Round: 1, Results: []*targetResult{res("proxy", 100, 1000, 0, 3*ms, 9*ms), res("slapd", 400, 4000, 0, 1*ms, 4*ms)}},
+		{Round: 2, Results: []*targetResult{res("slapd", 390, 3900, 10, 2*ms, 5*ms), res("proxy", 300, 3000, 0, 1*ms, 7*ms)}},
+		{Round: 3, Results: []*targetResult{res("proxy", 200, 2000, 30, 2*ms, 8*ms), res("slapd", 410, 4100, 0, 3*ms, 6*ms)}},
+	}
+	sums := summarize(cfg, rounds)
+	type row struct {
+		target         string
+		rounds         int
+		opsPerSec      float64
+		p50, p99       time.Duration
+		ops, errs      uint64
+		errRate, ratio float64
+	}
+	var got []row
+	for _, s := range sums {
+		if !s.HasRatio {
+			t.Errorf("%s: no ratio", s.Target)
+		}
+		if !slices.Equal(s.StepP50, []time.Duration{2 * ms, 2 * ms, 2 * ms, 2 * ms, 2 * ms}) {
+			t.Errorf("%s: step p50 = %v", s.Target, s.StepP50)
+		}
+		got = append(got, row{s.Target, s.Rounds, s.MedianOpsPerSec, s.MedianP50, s.MedianP99, s.Ops, s.Errors, s.ErrorRate, s.Ratio})
+	}
+	want := []row{
+		{"proxy", 3, 200, 2 * ms, 8 * ms, 6000, 30, 30.0 / 6030, 0.5},
+		{"slapd", 3, 400, 2 * ms, 5 * ms, 12000, 10, 10.0 / 12010, 1},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("summary =\n%+v\nwant\n%+v", got, want)
+	}
+
+	var buf bytes.Buffer
+	printSummary(&buf, cfg, sums)
+	for _, s := range []string{"summary (median over 3 rounds)", "proxy/slapd = 0.50", "search-groups", "0.50%"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("summary output lacks %q:\n%s", s, buf.String())
+		}
+	}
+
+	// A single target has no ratio; a dead baseline has none either.
+	one := mustConfig(t, "-targets", "only=h:1")
+	if s := summarize(one, []roundResult{{Results: []*targetResult{res("only", 5, 5, 0, ms, ms)}}}); s[0].HasRatio {
+		t.Error("single target has a ratio")
+	}
+	dead := summarize(cfg, []roundResult{{Results: []*targetResult{res("proxy", 5, 5, 0, ms, ms), res("slapd", 0, 0, 5, 0, 0)}}})
+	if dead[0].HasRatio || dead[1].ErrorRate != 1 {
+		t.Errorf("dead baseline: %+v", dead)
+	}
+}
+
+// fakeServer accepts TCP connections on loopback and hands each to handle.
+func fakeServer(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				handle(c)
+			}()
+		}
+	}()
+	return "ldap://" + ln.Addr().String()
+}
+
+// runJSON runs the program with -json and decodes its report.
+func runJSON(t *testing.T, args ...string) (int, jsonReport, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), append(args, "-json"), &out, &errOut)
+	var rep jsonReport
+	if out.Len() > 0 {
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatalf("bad JSON output: %v\n%s", err, out.String())
+		}
+	}
+	return code, rep, errOut.String()
+}
+
+func TestServerDropsConnections(t *testing.T) {
+	url := fakeServer(t, func(c net.Conn) { c.Close() })
+	start := time.Now()
+	code, rep, stderr := runJSON(t, "-targets", "drop="+url, "-c", "2", "-d", "300ms", "-warmup", "50ms", "-rounds", "1")
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("run took %v", elapsed)
+	}
+	if code != exitFailed {
+		t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
+	}
+	s := rep.Summary[0]
+	if s.Ops != 0 || s.Errors == 0 || s.ErrorRate != 1 {
+		t.Errorf("summary %+v: want 0 ops, some errors", s)
+	}
+	if r := rep.Results[0].Targets[0]; r.Reconnects == 0 {
+		t.Errorf("no reconnects counted: %+v", r)
+	}
+	for _, want := range []string{"warning: drop: 100.00% of operations failed", "error: drop: no operation succeeded"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestServerHangs(t *testing.T) {
+	url := fakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	start := time.Now()
+	code, rep, stderr := runJSON(t, "-targets", "hang="+url, "-c", "2", "-d", "400ms", "-warmup", "0s", "-rounds", "1", "-timeout", "100ms")
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("run took %v", elapsed)
+	}
+	if code != exitFailed {
+		t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
+	}
+	if s := rep.Summary[0]; s.Ops != 0 || s.Errors == 0 {
+		t.Errorf("summary %+v: want 0 ops, some errors", s)
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "ldap://" + ln.Addr().String()
+	ln.Close()
+	code, rep, _ := runJSON(t, "-targets", url, "-c", "1", "-d", "100ms", "-warmup", "0s", "-rounds", "1")
+	if code != exitFailed {
+		t.Errorf("exit code %d, want %d", code, exitFailed)
+	}
+	if s := rep.Summary[0]; s.Errors != maxDialAttempts || !strings.Contains(s.FirstError, "connect") {
+		t.Errorf("summary %+v: want %d dial errors", s, maxDialAttempts)
+	}
+}
+
+func TestInterrupt(t *testing.T) {
+	url := fakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"-targets", url, "-c", "2", "-d", "1m", "-timeout", "1m"}, &out, &errOut)
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("interrupted run took %v", elapsed)
+	}
+	if code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted") {
+		t.Errorf("exit code %d, stderr %q", code, errOut.String())
+	}
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseTargets(t *testing.T) {
+	type nameURL struct{ name, url string }
+	tests := []struct {
+		in      string
+		want    []nameURL
+		wantErr string
+	}{
+		{in: "proxy=ldap://127.0.0.1:3389,slapd=ldap://127.0.0.1:1389",
+			want: []nameURL{{"proxy", "ldap://127.0.0.1:3389"}, {"slapd", "ldap://127.0.0.1:1389"}}},
+		{in: "ldap://127.0.0.1:1389",
+			want: []nameURL{{"ldap://127.0.0.1:1389", "ldap://127.0.0.1:1389"}}},
+		{in: " a = ldaps://localhost:636 , ldap://[::1]:389 ",
+			want: []nameURL{{"a", "ldaps://localhost:636"}, {"ldap://[::1]:389", "ldap://[::1]:389"}}},
+		{in: "proxy=127.0.0.1:3389",
+			want: []nameURL{{"proxy", "ldap://127.0.0.1:3389"}}},
+		{in: "127.0.0.1:3389",
+			want: []nameURL{{"ldap://127.0.0.1:3389", "ldap://127.0.0.1:3389"}}},
+		{in: "LDAP://host",
+			want: []nameURL{{"ldap://host", "ldap://host"}}},
+		// "=" after "://" belongs to the URL, not a name.
+		{in: "ldap://host/dc=org",
+			want: []nameURL{{"ldap://host/dc=org", "ldap://host/dc=org"}}},
+		{in: "", wantErr: "empty target"},
+		{in: "a=ldap://h,", wantErr: "empty target"},
+		{in: "=ldap://h", wantErr: "empty name"},
+		{in: "a=", wantErr: "empty URL"},
+		{in: "a=http://h", wantErr: "unsupported scheme"},
+		{in: "a=ldapi:///var/run/slapd/ldapi", wantErr: "unsupported scheme"},
+		{in: "a=ldap://h:x", wantErr: "invalid port"},
+		{in: "a=ldap://", wantErr: "missing host"},
+		{in: "a=ldap://h1,a=ldap://h2", wantErr: "duplicate target name"},
+		{in: "ldap://h,ldap://h", wantErr: "duplicate target name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseTargets(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseTargets(%q) error = %v, want containing %q", tt.in, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseTargets(%q): %v", tt.in, err)
+			}
+			var gotNU []nameURL
+			for _, g := range got {
+				gotNU = append(gotNU, nameURL{g.Name, g.URL.String()})
+			}
+			if !slices.Equal(gotNU, tt.want) {
+				t.Errorf("parseTargets(%q) = %v, want %v", tt.in, gotNU, tt.want)
+			}
+		})
+	}
+}
+
+func TestTargetsFlagRepeats(t *testing.T) {
+	cfg, err := parseFlags([]string{"-targets", "a=ldap://h1", "-targets", "b=ldap://h2,ldap://h3"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Targets.String(), "a=ldap://h1,b=ldap://h2,ldap://h3"; got != want {
+		t.Errorf("targets = %q, want %q", got, want)
+	}
+	_, err = parseFlags([]string{"-targets", "a=ldap://h1", "-targets", "a=ldap://h2"}, io.Discard)
+	if !errors.Is(err, errReported) {
+		t.Errorf("duplicate name across -targets flags: err = %v, want errReported", err)
+	}
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	cfg, err := parseFlags([]string{"-targets", "ldap://127.0.0.1:1389", "-base", "o=x"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != modeBind || cfg.Users != 10000 || cfg.Concurrency != 16 || cfg.Rounds != 3 ||
+		cfg.Duration != 10*time.Second || cfg.Warmup != 2*time.Second || !cfg.ExpectEntries ||
+		cfg.GroupBase != "o=x" || cfg.Attrs != nil {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+	cfg, err = parseFlags([]string{"-targets", "h:1", "-attrs", "cn, mail,,uid", "-group-base", "ou=g"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Attrs, []string{"cn", "mail", "uid"}) || cfg.GroupBase != "ou=g" {
+		t.Errorf("attrs = %q, group base = %q", cfg.Attrs, cfg.GroupBase)
+	}
+}
+
+func TestParseFlagsErrors(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{}, "-targets is required"},
+		{[]string{"-targets", "h:1", "-mode", "modify"}, "-mode"},
+		{[]string{"-targets", "h:1", "-c", "0"}, "-c must be"},
+		{[]string{"-targets", "h:1", "-rounds", "0"}, "-rounds must be"},
+		{[]string{"-targets", "h:1", "-d", "0s"}, "-d must be"},
+		{[]string{"-targets", "h:1", "-users", "0"}, "-users must be"},
+		{[]string{"-targets", "h:1", "-bind-dn", "cn=svc"}, "-bind-password"},
+		{[]string{"-targets", "h:1", "-user-format", "user%s"}, "-user-format"},
+		{[]string{"-targets", "h:1", "-password-format", "pw-%d"}, "-password-format"},
+		{[]string{"-targets", "h:1", "-mode", "search", "-filter", "(uid=%s"}, "-filter"},
+		{[]string{"-targets", "h:1", "-mode", "login", "-group-filter", "member=%s"}, "-group-filter"},
+		{[]string{"-targets", "h:1", "extra"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := parseFlags(tt.args, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("err = %v, want containing %q", err, tt.wantErr)
+			}
+		})
+	}
+	if _, err := parseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: err = %v, want flag.ErrHelp", err)
+	}
+	if _, err := parseFlags([]string{"-nosuch"}, io.Discard); !errors.Is(err, errReported) {
+		t.Errorf("-nosuch: err = %v, want errReported", err)
+	}
+}
+
+func TestUserSet(t *testing.T) {
+	cfg, err := parseFlags([]string{"-targets", "h:1", "-users", "12", "-mode", "login"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newUserSet(cfg)
+	want := user{
+		Name:        "user0012",
+		DN:          "uid=user0012,ou=people,dc=example,dc=org",
+		Password:    "pass-user0012",
+		Filter:      "(uid=user0012)",
+		GroupFilter: "(&(objectClass=groupOfNames)(member=uid=user0012,ou=people,dc=example,dc=org))",
+	}
+	if got := s.get(12); got != want {
+		t.Errorf("get(12) = %+v, want %+v", got, want)
+	}
+	if got := s.format(12); got != want {
+		t.Errorf("format(12) = %+v, want %+v", got, want)
+	}
+	// Filter values are escaped.
+	cfg.UserFormat = "a*(%d)"
+	if got, want := newUserSet(cfg).get(1).Filter, `(uid=a\2a\281\29)`; got != want {
+		t.Errorf("escaped filter = %q, want %q", got, want)
+	}
+}

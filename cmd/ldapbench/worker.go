@@ -1,0 +1,316 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// loginSteps names the steps of one login-mode operation, in order.
+var loginSteps = []string{"bind-svc", "search-user", "bind-user", "rebind-svc", "search-groups"}
+
+// maxDialAttempts bounds consecutive failed connection attempts; a worker
+// that exhausts them sits out the rest of the round.
+const maxDialAttempts = 5
+
+// workerStats is what one worker measured in one round. Only its worker
+// writes it; the round reads it after the worker has finished.
+type workerStats struct {
+	ops        uint64 // successful operations completed in the measured window
+	errors     uint64 // failed operations in the measured window plus connection failures
+	entries    uint64 // search mode: entries returned by counted operations
+	reconnects uint64 // connections re-established after a drop
+	lat        hist
+	steps      []hist // login mode: per-step latency, indexed like loginSteps
+	firstErr   error
+}
+
+// roundClock holds the time boundaries of one target's run in a round.
+type roundClock struct {
+	warmupEnd time.Time // operations completing before this are not measured
+	end       time.Time // measured window is [warmupEnd, end)
+}
+
+// worker drives one connection. Operations are plain method calls on the
+// worker's goroutine: no goroutine or channel per operation beyond what
+// go-ldap itself uses, and no allocation of our own on the success path.
+type worker struct {
+	b     *bench
+	tgt   target
+	rng   *rand.Rand
+	st    *workerStats
+	conn  *ldap.Conn
+	op    func(t0 time.Time) error
+	found int // entries returned by the last search-mode operation
+
+	// busy is 1 + the start of the running operation in ns since b.epoch,
+	// or 0 when idle; the watchdog uses it to break hung operations.
+	busy atomic.Int64
+	mu   sync.Mutex // guards nc against the watchdog
+	nc   net.Conn
+
+	userBind    ldap.SimpleBindRequest
+	svcBind     ldap.SimpleBindRequest
+	userSearch  ldap.SearchRequest
+	groupSearch ldap.SearchRequest
+	stepDur     [5]time.Duration
+}
+
+// newWorker prepares worker i for target ti in round r.
+func (b *bench) newWorker(t target, r, ti, i int) *worker {
+	cfg := b.cfg
+	w := &worker{
+		b:   b,
+		tgt: t,
+		rng: rand.New(rand.NewPCG(b.seed, uint64(r)<<40|uint64(ti)<<20|uint64(i))),
+		st:  &workerStats{},
+		svcBind: ldap.SimpleBindRequest{
+			Username:           cfg.BindDN,
+			Password:           cfg.BindPassword,
+			AllowEmptyPassword: cfg.BindDN == "", // anonymous service account
+		},
+		userSearch: ldap.SearchRequest{
+			BaseDN:       cfg.Base,
+			Scope:        ldap.ScopeWholeSubtree,
+			DerefAliases: ldap.NeverDerefAliases,
+			Attributes:   cfg.Attrs,
+		},
+		groupSearch: ldap.SearchRequest{
+			BaseDN:       cfg.GroupBase,
+			Scope:        ldap.ScopeWholeSubtree,
+			DerefAliases: ldap.NeverDerefAliases,
+			Attributes:   []string{"cn"},
+		},
+	}
+	switch cfg.Mode {
+	case modeBind:
+		w.op = w.bindOp
+	case modeSearch:
+		w.op = w.searchOp
+	case modeLogin:
+		w.op = w.loginOp
+		w.st.steps = make([]hist, len(loginSteps))
+	}
+	return w
+}
+
+// pick returns a random user.
+func (w *worker) pick() user {
+	return w.b.users.get(w.rng.IntN(w.b.users.n) + 1)
+}
+
+// fail counts an error and remembers the first one.
+func (w *worker) fail(err error) {
+	w.st.errors++
+	if w.st.firstErr == nil {
+		w.st.firstErr = err
+	}
+}
+
+// connect (re)establishes the worker's connection, trying up to
+// maxDialAttempts times with exponential backoff. Each failure counts as an
+// error. It gives up early once deadline (if non-zero) has passed or the
+// benchmark is stopping, and reports whether a connection is up.
+func (w *worker) connect(deadline time.Time) bool {
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if w.b.stop.Load() {
+			return false
+		}
+		err := w.dial()
+		if err == nil {
+			return true
+		}
+		w.fail(err)
+		if attempt == maxDialAttempts || (!deadline.IsZero() && time.Now().Add(backoff).After(deadline)) {
+			return false
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// dial opens one connection and, in search mode, binds it as the service
+// account.
+func (w *worker) dial() error {
+	nc, err := w.b.dialNet(w.tgt)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	conn := ldap.NewConn(nc, w.tgt.URL.Scheme == "ldaps")
+	conn.Start()
+	if w.b.cfg.Mode == modeSearch && w.b.cfg.BindDN != "" {
+		// The watchdog may not be running yet, so bound the bind with a
+		// socket deadline instead.
+		_ = nc.SetDeadline(time.Now().Add(w.b.cfg.Timeout))
+		_, err := conn.SimpleBind(&w.svcBind)
+		_ = nc.SetDeadline(time.Time{})
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("bind as service account: %w", err)
+		}
+	}
+	w.mu.Lock()
+	w.nc = nc
+	w.mu.Unlock()
+	w.conn = conn
+	return nil
+}
+
+// closeConn closes the worker's connection, if any.
+func (w *worker) closeConn() {
+	if w.conn == nil {
+		return
+	}
+	w.conn.Close()
+	w.conn = nil
+	w.mu.Lock()
+	w.nc = nil
+	w.mu.Unlock()
+}
+
+// abort breaks the worker's connection from another goroutine, making any
+// operation in flight fail.
+func (w *worker) abort() {
+	w.mu.Lock()
+	if w.nc != nil {
+		_ = w.nc.Close()
+	}
+	w.mu.Unlock()
+}
+
+// run performs operations until the measured window ends or the benchmark
+// stops. Latency is the time from before sending the first request of an
+// operation to after its last response; only successful operations that
+// complete inside [warmupEnd, end) are counted.
+func (w *worker) run(c *roundClock) {
+	st := w.st
+	for !w.b.stop.Load() {
+		if w.conn == nil {
+			if !w.connect(c.end) {
+				return
+			}
+			st.reconnects++
+		}
+		t0 := time.Now()
+		if !t0.Before(c.end) {
+			return
+		}
+		w.busy.Store(int64(t0.Sub(w.b.epoch)) + 1)
+		err := w.op(t0)
+		t1 := time.Now()
+		w.busy.Store(0)
+		inWindow := !t1.Before(c.warmupEnd) && t1.Before(c.end)
+		switch {
+		case err != nil:
+			if inWindow {
+				w.fail(err)
+			}
+			if w.conn.IsClosing() {
+				// Dropped (by the server, or by the watchdog after
+				// -timeout): reconnect on the next iteration. The drop
+				// itself is counted, even outside the window.
+				if !inWindow {
+					w.fail(err)
+				}
+				w.closeConn()
+			}
+		case inWindow:
+			st.ops++
+			st.lat.record(t1.Sub(t0))
+			st.entries += uint64(w.found)
+			for i := range st.steps {
+				st.steps[i].record(w.stepDur[i])
+			}
+		}
+		if !t1.Before(c.end) {
+			return
+		}
+	}
+}
+
+// bindOp simple-binds as a random user.
+func (w *worker) bindOp(time.Time) error {
+	u := w.pick()
+	w.userBind.Username, w.userBind.Password = u.DN, u.Password
+	if _, err := w.conn.SimpleBind(&w.userBind); err != nil {
+		return fmt.Errorf("bind as %s: %w", u.DN, err)
+	}
+	return nil
+}
+
+// errNoEntries is wrapped by search errors for an empty result.
+var errNoEntries = errors.New("no entries")
+
+// searchOp searches for a random user on the service-bound connection.
+func (w *worker) searchOp(time.Time) error {
+	u := w.pick()
+	w.userSearch.Filter = u.Filter
+	res, err := w.conn.Search(&w.userSearch)
+	if err != nil {
+		return fmt.Errorf("search %s: %w", u.Filter, err)
+	}
+	w.found = len(res.Entries)
+	if w.found == 0 && w.b.cfg.ExpectEntries {
+		return fmt.Errorf("search %s under %q: %w", u.Filter, w.userSearch.BaseDN, errNoEntries)
+	}
+	return nil
+}
+
+// loginOp runs the typical application login flow for a random user and
+// records each step's duration in w.stepDur.
+func (w *worker) loginOp(t0 time.Time) error {
+	u := w.pick()
+	t := t0
+	step := func(i int) {
+		now := time.Now()
+		w.stepDur[i] = now.Sub(t)
+		t = now
+	}
+
+	if _, err := w.conn.SimpleBind(&w.svcBind); err != nil {
+		return fmt.Errorf("bind as service account: %w", err)
+	}
+	step(0)
+
+	w.userSearch.Filter = u.Filter
+	res, err := w.conn.Search(&w.userSearch)
+	if err != nil {
+		return fmt.Errorf("search %s: %w", u.Filter, err)
+	}
+	if len(res.Entries) != 1 {
+		if len(res.Entries) == 0 {
+			return fmt.Errorf("search %s under %q: %w", u.Filter, w.userSearch.BaseDN, errNoEntries)
+		}
+		return fmt.Errorf("search %s under %q: %d entries, want 1", u.Filter, w.userSearch.BaseDN, len(res.Entries))
+	}
+	dn := res.Entries[0].DN
+	step(1)
+
+	w.userBind.Username, w.userBind.Password = dn, u.Password
+	if _, err := w.conn.SimpleBind(&w.userBind); err != nil {
+		return fmt.Errorf("bind as %s: %w", dn, err)
+	}
+	step(2)
+
+	if _, err := w.conn.SimpleBind(&w.svcBind); err != nil {
+		return fmt.Errorf("rebind as service account: %w", err)
+	}
+	step(3)
+
+	w.groupSearch.Filter = u.GroupFilter
+	if dn != u.DN {
+		w.groupSearch.Filter = w.b.users.groupFilter(dn)
+	}
+	if _, err := w.conn.Search(&w.groupSearch); err != nil {
+		return fmt.Errorf("search groups %s: %w", w.groupSearch.Filter, err)
+	}
+	step(4)
+	return nil
+}

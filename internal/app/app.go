@@ -1,0 +1,182 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ldapproxy/ldapproxy/metrics"
+	"github.com/ldapproxy/ldapproxy/proxy"
+	"github.com/ldapproxy/ldapproxy/upstream"
+)
+
+// ShutdownTimeout bounds a graceful shutdown: operations still running after it are cut.
+const ShutdownTimeout = 30 * time.Second
+
+// App is a running ldapproxy: its listeners, its upstream pool and its HTTP endpoints.
+type App struct {
+	cfg  *Config
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	pool *upstream.Pool
+	ldap *proxy.Server
+	http *metrics.Server
+
+	ldapL, ldapsL, httpL net.Listener
+}
+
+// New builds the parts from a validated configuration. Nothing listens until Start.
+func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
+	a := &App{cfg: cfg, log: log, reg: metrics.NewRegistry()}
+	pool, err := upstream.New(cfg.Upstream, log.With("component", "upstream"), a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	a.pool = pool
+	tlsConf, err := cfg.Listen.ServerTLS()
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("listen.%w", err)
+	}
+	a.ldap = &proxy.Server{
+		TLSConfig:      tlsConf,
+		MaxConnections: cfg.Listen.MaxConnections,
+		IdleTimeout:    cfg.Listen.IdleTimeout,
+		WriteTimeout:   cfg.Listen.WriteTimeout,
+		MaxMessageSize: cfg.Listen.MaxMessageSize,
+		MaxFilterDepth: cfg.Listen.MaxFilterDepth,
+		MaxOpsPerConn:  cfg.Listen.MaxOperationsPerConnection,
+		Logger:         log.With("component", "frontend"),
+	}
+	m := proxy.NewMetrics(a.reg, func() float64 { return float64(a.ldap.OpenConnections()) })
+	a.ldap.Handler = proxy.NewHandler(proxy.Options{
+		Listen:   cfg.Listen,
+		Search:   cfg.Search,
+		Upstream: pool,
+		Version:  version,
+		Logger:   log.With("component", "frontend"),
+		Metrics:  m,
+	})
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "ldapproxy_build_info",
+		Help:        "Always 1; the version label names the running build.",
+		ConstLabels: prometheus.Labels{"version": version},
+	}, func() float64 { return 1 }))
+	a.http = metrics.New(a.reg, a.ready, log.With("component", "http"))
+	return a, nil
+}
+
+// ready is the /readyz check: the proxy can serve when an upstream server answers.
+func (a *App) ready() error {
+	if !a.pool.Healthy() {
+		return errors.New("no upstream server reachable")
+	}
+	return nil
+}
+
+// Start opens the listeners. A listener that cannot be opened is an error naming its key.
+func (a *App) Start() error {
+	var err error
+	if addr := a.cfg.Listen.LDAP; addr != "" {
+		if a.ldapL, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen.ldap: %w", err)
+		}
+	}
+	if addr := a.cfg.Listen.LDAPS; addr != "" {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			a.closeListeners()
+			return fmt.Errorf("listen.ldaps: %w", err)
+		}
+		a.ldapsL = tls.NewListener(l, a.ldap.TLSConfig)
+	}
+	if addr := a.cfg.HTTP.Listen; addr != "" {
+		if a.httpL, err = net.Listen("tcp", addr); err != nil {
+			a.closeListeners()
+			return fmt.Errorf("http.listen: %w", err)
+		}
+	}
+	return nil
+}
+
+func (a *App) closeListeners() {
+	for _, l := range []net.Listener{a.ldapL, a.ldapsL, a.httpL} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// LDAPAddr is the plain listener's address ("" when off); useful with port 0 in tests.
+func (a *App) LDAPAddr() string { return addr(a.ldapL) }
+
+// LDAPSAddr is the LDAPS listener's address, or "".
+func (a *App) LDAPSAddr() string { return addr(a.ldapsL) }
+
+// HTTPAddr is the metrics listener's address, or "".
+func (a *App) HTTPAddr() string { return addr(a.httpL) }
+
+func addr(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: listeners close, the
+// operations in flight finish (up to ShutdownTimeout), connections close.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	serve := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	if a.ldapL != nil {
+		serve(func() error { return a.ldap.Serve(a.ldapL) })
+	}
+	if a.ldapsL != nil {
+		serve(func() error { return a.ldap.Serve(a.ldapsL) })
+	}
+	if a.httpL != nil {
+		serve(func() error { return a.http.Serve(a.httpL) })
+	}
+	a.log.Info("ldapproxy serving", "ldap", a.LDAPAddr(), "ldaps", a.LDAPSAddr(), "http", a.HTTPAddr(),
+		"upstream", a.cfg.Upstream.URLs, "search_mode", a.cfg.Search.Mode)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down: finishing requests in flight", "timeout", ShutdownTimeout)
+	case runErr = <-errc:
+		a.log.Error("listener failed; shutting down", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := a.ldap.Shutdown(sctx); err != nil {
+		a.log.Warn("shutdown cut operations short", "err", err)
+	}
+	if err := a.http.Shutdown(sctx); err != nil {
+		a.log.Warn("metrics server shutdown", "err", err)
+	}
+	a.closeListeners()
+	wg.Wait()
+	a.pool.Close()
+	a.log.Info("ldapproxy stopped")
+	return runErr
+}
+
+// Registry exposes the metrics registry (tests read metrics from it).
+func (a *App) Registry() *prometheus.Registry { return a.reg }

@@ -1,0 +1,263 @@
+// Package app reads the configuration file and wires the proxy's parts together. It is
+// shared by the ldapproxy command, the demo and the end-to-end tests, so that all three
+// run the same program.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ldapproxy/ldapproxy/metrics"
+	"github.com/ldapproxy/ldapproxy/proxy"
+	"github.com/ldapproxy/ldapproxy/upstream"
+)
+
+// Config is the whole configuration file. Each section belongs to the package it
+// configures; examples/ldapproxy.yaml documents every key.
+type Config struct {
+	Listen   proxy.ListenConfig `yaml:"listen"`
+	HTTP     metrics.Config     `yaml:"http"`
+	Upstream upstream.Config    `yaml:"upstream"`
+	Search   proxy.SearchConfig `yaml:"search"`
+	Log      LogConfig          `yaml:"log"`
+}
+
+// LogConfig is the `log:` section.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info. Debug logs one line per request.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration used for keys the file leaves out. Addresses are
+// filled in here rather than by Validate, so that an explicit empty string can turn a
+// listener off.
+func Default() Config {
+	return Config{
+		Listen: proxy.ListenConfig{LDAP: proxy.DefaultListenLDAP},
+		HTTP:   metrics.Config{Listen: metrics.DefaultListen},
+		Log:    LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads, decodes and validates a configuration file. Unknown keys and bad values are
+// errors that name the key's path (`upstream.timeout: ...`).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates configuration text.
+func Parse(data []byte) (*Config, error) {
+	cfg := Default()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) > 0 {
+		if errs := decodeStrict(doc.Content[0], reflect.ValueOf(&cfg).Elem(), ""); len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Validate checks every section, prefixing each error with its section's name.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(section string, err error) {
+		for _, e := range flatten(err) {
+			errs = append(errs, fmt.Errorf("%s.%w", section, e))
+		}
+	}
+	add("listen", c.Listen.Validate())
+	add("http", c.HTTP.Validate())
+	add("upstream", c.Upstream.Validate())
+	add("search", c.Search.Validate())
+	add("log", c.Log.Validate())
+	return errors.Join(errs...)
+}
+
+// Validate checks the log section.
+func (c *LogConfig) Validate() error {
+	var errs []error
+	if _, err := parseLevel(c.Level); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Format != "json" && c.Format != "text" {
+		errs = append(errs, fmt.Errorf("format: %q is not json or text", c.Format))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("level: %q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// NewLogger builds the process logger from the log section.
+func (c *LogConfig) NewLogger(w *os.File) *slog.Logger {
+	level, _ := parseLevel(c.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// flatten splits an errors.Join result into its parts.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// decodeStrict decodes node into v, walking structs field by field so that an unknown
+// key or a value of the wrong type is reported with its full path and line.
+func decodeStrict(node *yaml.Node, v reflect.Value, path string) []error {
+	if node.Kind == yaml.AliasNode {
+		node = node.Alias
+	}
+	if v.Kind() == reflect.Struct && v.Type() != durationType {
+		if node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
+			return nil
+		}
+		if node.Kind != yaml.MappingNode {
+			return []error{fmt.Errorf("%s: line %d: expected a mapping of keys", orTop(path), node.Line)}
+		}
+		fields := yamlFields(v.Type())
+		var errs []error
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			key := node.Content[i].Value
+			idx, ok := fields[key]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: line %d: unknown key%s", join(path, key), node.Content[i].Line, suggest(key, fields)))
+				continue
+			}
+			errs = append(errs, decodeStrict(node.Content[i+1], v.Field(idx), join(path, key))...)
+		}
+		return errs
+	}
+	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct {
+		if node.Kind != yaml.SequenceNode {
+			return []error{fmt.Errorf("%s: line %d: expected a list", path, node.Line)}
+		}
+		v.Set(reflect.MakeSlice(v.Type(), len(node.Content), len(node.Content)))
+		var errs []error
+		for i, n := range node.Content {
+			errs = append(errs, decodeStrict(n, v.Index(i), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return errs
+	}
+	if err := node.Decode(v.Addr().Interface()); err != nil {
+		want := v.Type().String()
+		switch {
+		case v.Type() == durationType:
+			want = "a duration such as 30s, 5m or 1h"
+		case v.Kind() == reflect.Bool:
+			want = "true or false"
+		case v.Kind() == reflect.Int:
+			want = "an integer"
+		case v.Kind() == reflect.String:
+			want = "a string"
+		}
+		return []error{fmt.Errorf("%s: line %d: %q is not %s", path, node.Line, node.Value, want)}
+	}
+	return nil
+}
+
+func yamlFields(t reflect.Type) map[string]int {
+	out := make(map[string]int, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			out[name] = i
+		}
+	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "config"
+	}
+	return path
+}
+
+// suggest names the closest known key, for typos such as `timout`.
+func suggest(key string, fields map[string]int) string {
+	best, bestD := "", 3
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return " (known keys: " + strings.Join(names, ", ") + ")"
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,330 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/upstream"
+)
+
+// Options wires the proxy's request handling to the rest of the program.
+type Options struct {
+	Listen   ListenConfig
+	Search   SearchConfig
+	Upstream *upstream.Pool
+	// Version is reported in the root DSE.
+	Version string
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// NewHandler builds the request chain: metrics and logging, then access rules and the
+// answers the proxy gives itself (root DSE, WhoAmI, refusals), then the backend that asks
+// the upstream.
+func NewHandler(o Options) Handler {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	backend := &direct{pool: o.Upstream, listen: o.Listen, log: o.Logger}
+	local := &local{next: backend, opts: o}
+	return instrument(local, o.Metrics, o.Logger)
+}
+
+// local answers what the proxy knows by itself and enforces who may do what before a
+// request reaches the upstream.
+type local struct {
+	next Handler
+	opts Options
+}
+
+func (h *local) ServeLDAP(w ResponseWriter, r *Request) {
+	switch r.Op {
+	case OpBind:
+		h.next.ServeLDAP(w, r)
+	case OpSearch:
+		if isRootDSE(r.Search) {
+			h.rootDSE(w, r)
+			return
+		}
+		if !h.mayRead(w, r) {
+			return
+		}
+		h.next.ServeLDAP(w, r)
+	case OpCompare:
+		if !h.mayRead(w, r) {
+			return
+		}
+		h.next.ServeLDAP(w, r)
+	case OpExtended:
+		h.extended(w, r)
+	case OpModify:
+		if isPasswordChange(r.Modify) {
+			w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "password changes through the proxy are not enabled"})
+			return
+		}
+		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "the proxy is read-only"})
+	default: // add, delete, modify DN
+		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "the proxy is read-only"})
+	}
+}
+
+// mayRead refuses reads from clients that have not authenticated, unless anonymous
+// access is on. It writes the refusal itself.
+func (h *local) mayRead(w ResponseWriter, r *Request) bool {
+	if r.Session.Authenticated() || h.opts.Listen.AllowAnonymous {
+		return true
+	}
+	w.WriteResult(&Result{Code: ldap.LDAPResultInsufficientAccessRights, Diagnostic: "bind first: anonymous access is not allowed"})
+	return false
+}
+
+func (h *local) extended(w ResponseWriter, r *Request) {
+	switch r.Extended.Name {
+	case OIDWhoAmI:
+		// RFC 4532: "dn:<DN>" for a bound client, an empty authzId for an anonymous one.
+		id := ""
+		if r.Session.Authenticated() {
+			id = "dn:" + r.Session.BoundDN()
+		}
+		w.WriteResult(&Result{Code: ldap.LDAPResultSuccess, ResponseValue: []byte(id), HasValue: true})
+	case OIDPasswordModify:
+		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "password changes through the proxy are not enabled"})
+	default:
+		w.WriteResult(&Result{Code: ldap.LDAPResultProtocolError, Diagnostic: fmt.Sprintf("unsupported extended operation %s", r.Extended.Name)})
+	}
+}
+
+func isPasswordChange(m *ModifyRequest) bool {
+	for _, c := range m.Changes {
+		if strings.EqualFold(c.Type, "userPassword") || strings.EqualFold(c.Type, "unicodePwd") {
+			return true
+		}
+	}
+	return false
+}
+
+// direct forwards binds, searches and compares to the upstream. Each client connection
+// gets its own upstream connection, opened on first use: the client's bind happens there,
+// so every later search runs upstream with the client's own identity and access rights,
+// and paged-results cookies stay valid (servers tie them to the connection).
+type direct struct {
+	pool   *upstream.Pool
+	listen ListenConfig
+	log    *slog.Logger
+}
+
+type sessionConnKey struct{}
+
+// sessionConn holds a client connection's upstream connection.
+type sessionConn struct {
+	mu   sync.Mutex
+	conn *upstream.Conn
+}
+
+func (h *direct) conn(r *Request) (*upstream.Conn, error) {
+	s := r.Session
+	sc, _ := s.Value(sessionConnKey{}).(*sessionConn)
+	if sc == nil {
+		fresh := &sessionConn{}
+		actual, loaded := s.LoadOrStore(sessionConnKey{}, fresh)
+		if !loaded {
+			s.OnClose(fresh.close)
+		}
+		sc = actual.(*sessionConn)
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.conn == nil {
+		c, err := h.pool.Dial(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		sc.conn = c
+	}
+	return sc.conn, nil
+}
+
+func (sc *sessionConn) close() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.conn != nil {
+		sc.conn.Close()
+		sc.conn = nil
+	}
+}
+
+func (h *direct) ServeLDAP(w ResponseWriter, r *Request) {
+	switch r.Op {
+	case OpBind:
+		h.bind(w, r)
+	case OpSearch:
+		h.search(w, r)
+	case OpCompare:
+		h.compare(w, r)
+	default:
+		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "operation not supported"})
+	}
+}
+
+func (h *direct) bind(w ResponseWriter, r *Request) {
+	b := r.Bind
+	s := r.Session
+	s.SetAnonymous() // RFC 4511 §4.2.1: a bind first resets the identity, whatever its outcome
+	switch {
+	case b.Version != 3:
+		w.WriteResult(&Result{Code: ldap.LDAPResultProtocolError, Diagnostic: fmt.Sprintf("LDAP version %d is not supported; use 3", b.Version)})
+		return
+	case b.Mechanism != "":
+		w.WriteResult(&Result{Code: ldap.LDAPResultAuthMethodNotSupported, Diagnostic: "SASL bind is not supported; use a simple bind"})
+		return
+	case b.Name == "" && len(b.Password) == 0:
+		h.forgetUpstreamIdentity(s)
+		w.WriteResult(&Result{Code: ldap.LDAPResultSuccess})
+		return
+	case len(b.Password) == 0:
+		// An unauthenticated bind (RFC 4513 §5.1.2): a name without a password. Many
+		// servers answer it with success, and applications that test a login by binding
+		// have let users in with an empty password that way. It is never a login here.
+		if !h.listen.AllowAnonymous {
+			h.log.Info("unauthenticated bind refused", "conn", s.ID, "name", b.Name)
+			w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "unauthenticated bind (name without password) is not allowed"})
+			return
+		}
+		h.forgetUpstreamIdentity(s)
+		w.WriteResult(&Result{Code: ldap.LDAPResultSuccess})
+		return
+	case b.Name == "":
+		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "a password without a bind name is not allowed"})
+		return
+	case h.listen.RequireTLSForBind && s.TLS() == nil:
+		w.WriteResult(&Result{Code: ldap.LDAPResultConfidentialityRequired, Diagnostic: "binds with a password need TLS: use LDAPS or StartTLS"})
+		return
+	}
+	c, err := h.conn(r)
+	if err == nil {
+		err = c.Bind(r.Context(), b.Name, b.Password)
+	}
+	if err != nil {
+		res := errorResult(err)
+		if res.Code == ldap.LDAPResultInvalidCredentials {
+			h.log.Info("bind failed: invalid credentials", "conn", s.ID, "name", b.Name)
+		} else {
+			h.log.Warn("bind failed", "conn", s.ID, "name", b.Name, "code", res.Code, "err", err)
+		}
+		w.WriteResult(res)
+		return
+	}
+	s.SetBound(b.Name)
+	w.WriteResult(&Result{Code: ldap.LDAPResultSuccess})
+}
+
+// forgetUpstreamIdentity makes the session's upstream connection anonymous again after
+// the client became anonymous, so that nothing is read later with an identity the
+// client gave up.
+func (h *direct) forgetUpstreamIdentity(s *Session) {
+	if sc, ok := s.Value(sessionConnKey{}).(*sessionConn); ok {
+		sc.mu.Lock()
+		if sc.conn != nil {
+			sc.conn.Unbind()
+		}
+		sc.mu.Unlock()
+	}
+}
+
+func (h *direct) search(w ResponseWriter, r *Request) {
+	q := r.Search
+	filter, _ := q.FilterString() // decoded and checked when the request was read
+	req := &ldap.SearchRequest{
+		BaseDN: q.BaseDN, Scope: q.Scope, DerefAliases: q.DerefAliases,
+		SizeLimit: q.SizeLimit, TimeLimit: q.TimeLimit, TypesOnly: q.TypesOnly,
+		Filter: filter, Attributes: q.Attributes,
+	}
+	for _, ctl := range r.Controls {
+		req.Controls = append(req.Controls, ctl.ToLDAP())
+	}
+	c, err := h.conn(r)
+	if err != nil {
+		w.WriteResult(errorResult(err))
+		return
+	}
+	var done []Control
+	err = c.Search(r.Context(), req, func(resp ldap.Response) error {
+		if e := resp.Entry(); e != nil {
+			return w.WriteEntry(EntryFromLDAP(e))
+		}
+		if ref := resp.Referral(); ref != "" {
+			return w.WriteReference([]string{ref})
+		}
+		for _, ctl := range resp.Controls() {
+			done = append(done, ControlFromLDAP(ctl))
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errAbandoned) || r.Context().Err() != nil {
+			return
+		}
+		w.WriteResult(errorResult(err))
+		return
+	}
+	w.WriteResult(&Result{Code: ldap.LDAPResultSuccess, Controls: done})
+}
+
+func (h *direct) compare(w ResponseWriter, r *Request) {
+	q := r.Compare
+	c, err := h.conn(r)
+	if err == nil {
+		var ok bool
+		ok, err = c.Compare(r.Context(), q.DN, q.Attribute, string(q.Value))
+		if err == nil {
+			code := uint16(ldap.LDAPResultCompareFalse)
+			if ok {
+				code = ldap.LDAPResultCompareTrue
+			}
+			w.WriteResult(&Result{Code: code})
+			return
+		}
+	}
+	w.WriteResult(errorResult(err))
+}
+
+// errorResult turns an upstream error into the result the client gets: the upstream's own
+// LDAP result when it answered, `unavailable` when it could not be reached.
+func errorResult(err error) *Result {
+	var le *ldap.Error
+	if errors.As(err, &le) && le.ResultCode < 200 { // go-ldap uses 200+ for client-side errors
+		res := &Result{Code: le.ResultCode, MatchedDN: le.MatchedDN}
+		if le.Err != nil {
+			res.Diagnostic = le.Err.Error()
+		}
+		if le.ResultCode == ldap.LDAPResultReferral {
+			res.Referral = referralURLs(le)
+		}
+		return res
+	}
+	if upstream.IsUnavailable(err) {
+		return &Result{Code: ldap.LDAPResultUnavailable, Diagnostic: err.Error()}
+	}
+	return &Result{Code: ldap.LDAPResultOther, Diagnostic: "upstream error: " + err.Error()}
+}
+
+// referralURLs digs the referral URLs out of an upstream result (RFC 4511 §4.1.10).
+func referralURLs(le *ldap.Error) []string {
+	if le.Packet == nil || len(le.Packet.Children) < 2 {
+		return nil
+	}
+	var urls []string
+	for _, f := range le.Packet.Children[1].Children {
+		if f.Tag == 3 && len(f.Children) > 0 {
+			for _, u := range f.Children {
+				urls = append(urls, u.Data.String())
+			}
+		}
+	}
+	return urls
+}

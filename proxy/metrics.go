@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the frontend's Prometheus metrics. Labels carry only the operation and the
+// result code's name: never a DN or a user name.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the frontend metrics on reg. open reports the number of open
+// client connections for ldapproxy_connections_open.
+func NewMetrics(reg prometheus.Registerer, open func() float64) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ldapproxy_requests_total",
+			Help: "LDAP requests answered, by operation and result code name.",
+		}, []string{"op", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ldapproxy_request_duration_seconds",
+			Help:    "Time from a request's arrival to its final response, by operation.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"op"}),
+	}
+	reg.MustRegister(m.requests, m.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ldapproxy_connections_open",
+		Help: "Client connections currently open.",
+	}, open))
+	return m
+}
+
+// instrument is the outermost handler: it counts and times each request and logs it at
+// debug level, with its result.
+func instrument(next Handler, m *Metrics, log *slog.Logger) Handler {
+	return HandlerFunc(func(w ResponseWriter, r *Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w}
+		next.ServeLDAP(rec, r)
+		elapsed := time.Since(start)
+		op := r.Op.String()
+		result := "abandoned"
+		if rec.wrote {
+			result = ResultName(rec.code)
+		}
+		if m != nil {
+			m.requests.WithLabelValues(op, result).Inc()
+			m.duration.WithLabelValues(op).Observe(elapsed.Seconds())
+		}
+		if log.Enabled(r.Context(), slog.LevelDebug) {
+			log.Debug("request", "conn", r.Session.ID, "request", r, "result", result, "entries", rec.entries, "duration", elapsed)
+		}
+	})
+}
+
+// recorder remembers what a handler answered.
+type recorder struct {
+	ResponseWriter
+	code    uint16
+	wrote   bool
+	entries int
+}
+
+func (r *recorder) WriteEntry(e *Entry, controls ...Control) error {
+	r.entries++
+	return r.ResponseWriter.WriteEntry(e, controls...)
+}
+
+func (r *recorder) WriteResult(res *Result) error {
+	r.code, r.wrote = res.Code, true
+	return r.ResponseWriter.WriteResult(res)
+}
+
+// resultNames are the RFC 4511 names of the result codes, used as metric label values.
+var resultNames = map[uint16]string{
+	0: "success", 1: "operationsError", 2: "protocolError", 3: "timeLimitExceeded",
+	4: "sizeLimitExceeded", 5: "compareFalse", 6: "compareTrue", 7: "authMethodNotSupported",
+	8: "strongerAuthRequired", 10: "referral", 11: "adminLimitExceeded",
+	12: "unavailableCriticalExtension", 13: "confidentialityRequired", 14: "saslBindInProgress",
+	16: "noSuchAttribute", 17: "undefinedAttributeType", 18: "inappropriateMatching",
+	19: "constraintViolation", 20: "attributeOrValueExists", 21: "invalidAttributeSyntax",
+	32: "noSuchObject", 33: "aliasProblem", 34: "invalidDNSyntax", 36: "aliasDereferencingProblem",
+	48: "inappropriateAuthentication", 49: "invalidCredentials", 50: "insufficientAccessRights",
+	51: "busy", 52: "unavailable", 53: "unwillingToPerform", 54: "loopDetect",
+	64: "namingViolation", 65: "objectClassViolation", 66: "notAllowedOnNonLeaf",
+	67: "notAllowedOnRDN", 68: "entryAlreadyExists", 69: "objectClassModsProhibited",
+	71: "affectsMultipleDSAs", 80: "other",
+}
+
+// ResultName returns the RFC 4511 name of an LDAP result code ("invalidCredentials"), or
+// "code_N" for codes outside the standard set, which keeps label values bounded.
+func ResultName(code uint16) string {
+	if n, ok := resultNames[code]; ok {
+		return n
+	}
+	return "code_" + strconv.Itoa(int(code))
+}

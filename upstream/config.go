@@ -1,0 +1,332 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// PasswordEnv is the environment variable read for the service account's
+// password when neither bind_password nor bind_password_file is set, so a
+// secret can come from the orchestrator without being written to a file.
+const PasswordEnv = "LDAPPROXY_UPSTREAM_BIND_PASSWORD"
+
+// Defaults applied by Validate to keys left empty.
+const (
+	DefaultTimeout       = 5 * time.Second
+	DefaultPoolSize      = 4
+	DefaultRetryInterval = time.Second
+	// maxRetryInterval caps the quarantine back-off so a dead server is
+	// looked at again at least once a minute.
+	maxRetryInterval = time.Minute
+)
+
+// Config is the `upstream:` section of the configuration file.
+//
+// Example:
+//
+//	upstream:
+//	  urls: "ldaps://ldap1.example.org,ldaps://ldap2.example.org"
+//	  ca_file: /etc/ldapproxy/upstream-ca.pem
+//	  bind_dn: "cn=svc,dc=example,dc=org"   # or svc@example.org
+//	  bind_password_file: /run/secrets/upstream-password
+//	  base_dn: "dc=example,dc=org"
+//	  timeout: 5s
+type Config struct {
+	// URLs lists the directory servers, comma-separated, most preferred
+	// first: "ldap://a,ldaps://b:636". Required. Default ports 389/636.
+	URLs string `yaml:"urls"`
+	// StartTLS upgrades ldap:// connections with StartTLS right after
+	// connecting; a failed upgrade counts as a failed connect.
+	StartTLS bool `yaml:"start_tls"`
+	// CAFile is a PEM bundle of the CAs that sign the servers'
+	// certificates. Empty: the system roots.
+	CAFile string `yaml:"ca_file"`
+	// ClientCertFile and ClientKeyFile are a PEM certificate and key for
+	// mutual TLS; both or neither.
+	ClientCertFile string `yaml:"client_cert_file"`
+	// ClientKeyFile is the key of ClientCertFile.
+	ClientKeyFile string `yaml:"client_key_file"`
+	// InsecureSkipVerify accepts any server certificate. Only for tests and
+	// emergencies; New logs a warning when it is set.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// BindDN is the service account: a DN, or a user@domain UPN that is
+	// passed unchanged (Active Directory accepts UPNs as bind names).
+	// Empty: the service connections stay anonymous.
+	BindDN string `yaml:"bind_dn"`
+	// BindPassword is the service account's password. Never logged.
+	BindPassword string `yaml:"bind_password"`
+	// BindPasswordFile names a file holding the password (a trailing
+	// newline is dropped). Used when BindPassword is empty; when both are
+	// empty, the environment variable LDAPPROXY_UPSTREAM_BIND_PASSWORD.
+	BindPasswordFile string `yaml:"bind_password_file"`
+	// BaseDN is the base of every query the proxy sends. Required.
+	BaseDN string `yaml:"base_dn"`
+	// Timeout bounds each connect (TCP and TLS) and each request,
+	// including a whole streamed search. Default 5s.
+	Timeout time.Duration `yaml:"timeout"`
+	// PoolSize is how many idle service connections are kept open.
+	// Default 4.
+	PoolSize int `yaml:"pool_size"`
+	// RetryInterval is the first quarantine back-off of a dead server; it
+	// doubles with each failed re-check up to one minute. Default 1s.
+	RetryInterval time.Duration `yaml:"retry_interval"`
+
+	// resolved is what Validate derived from the fields above. A pointer
+	// keeps Config comparable with == (a reload can tell whether the
+	// section changed).
+	resolved *resolvedConfig
+}
+
+// resolvedConfig holds the parsed URLs, the loaded TLS material and the
+// password from whichever source supplied it.
+type resolvedConfig struct {
+	servers  []serverURL
+	tls      *tls.Config // without ServerName: each server sets its own
+	password string
+}
+
+// serverURL is one parsed entry of Config.URLs.
+type serverURL struct {
+	raw   string // as configured: the metric label and what logs show
+	host  string // host name or IP literal, also the TLS server name
+	port  string
+	ldaps bool
+}
+
+// Validate fills in defaults, parses the URLs, loads the TLS files and
+// resolves the service password, so that every mistake is reported at
+// start-up with the key that holds it. Calling it again is harmless.
+func (c *Config) Validate() error {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Timeout < 0 {
+		return errors.New("timeout: must be positive")
+	}
+	if c.PoolSize == 0 {
+		c.PoolSize = DefaultPoolSize
+	}
+	if c.PoolSize < 0 {
+		return errors.New("pool_size: must be positive")
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.RetryInterval < 0 {
+		return errors.New("retry_interval: must be positive")
+	}
+
+	servers, err := parseURLs(c.URLs)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(c.BaseDN) == "" {
+		return errors.New("base_dn: required")
+	}
+	if _, err := ldap.ParseDN(c.BaseDN); err != nil {
+		return fmt.Errorf("base_dn: %q: %w", c.BaseDN, err)
+	}
+	tlsConf, err := c.loadTLS()
+	if err != nil {
+		return err
+	}
+	password, err := c.resolvePassword()
+	if err != nil {
+		return err
+	}
+	c.resolved = &resolvedConfig{servers: servers, tls: tlsConf, password: password}
+	return nil
+}
+
+func parseURLs(list string) ([]serverURL, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, errors.New("urls: required")
+	}
+	var out []serverURL
+	seen := map[string]bool{}
+	for raw := range strings.SplitSeq(list, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			return nil, fmt.Errorf("urls: %q: empty entry", list)
+		}
+		s, err := parseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("urls: %q: %w", raw, err)
+		}
+		if seen[raw] {
+			return nil, fmt.Errorf("urls: %q: listed twice", raw)
+		}
+		seen[raw] = true
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func parseURL(raw string) (serverURL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the whole URL again; its innermost error is
+		// the useful part.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return serverURL{}, err
+	}
+	s := serverURL{raw: raw, host: u.Hostname(), port: u.Port()}
+	switch strings.ToLower(u.Scheme) {
+	case "ldap":
+		if s.port == "" {
+			s.port = ldap.DefaultLdapPort
+		}
+	case "ldaps":
+		s.ldaps = true
+		if s.port == "" {
+			s.port = ldap.DefaultLdapsPort
+		}
+	default:
+		return serverURL{}, errors.New("scheme must be ldap or ldaps")
+	}
+	if s.host == "" {
+		return serverURL{}, errors.New("host required")
+	}
+	if n, err := strconv.Atoi(s.port); err != nil || n < 1 || n > 65535 {
+		return serverURL{}, fmt.Errorf("bad port %q", s.port)
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		// An LDAP URL's DN, attributes and filter parts have no meaning
+		// here; base_dn is the place for the base.
+		return serverURL{}, errors.New("only scheme://host[:port] is allowed")
+	}
+	return s, nil
+}
+
+func (c *Config) loadTLS() (*tls.Config, error) {
+	conf := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // explicit option, warned about in New
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s: no PEM certificate found", c.CAFile)
+		}
+		conf.RootCAs = pool
+	}
+	switch {
+	case c.ClientCertFile != "" && c.ClientKeyFile == "":
+		return nil, errors.New("client_key_file: needed with client_cert_file")
+	case c.ClientCertFile == "" && c.ClientKeyFile != "":
+		return nil, errors.New("client_cert_file: needed with client_key_file")
+	case c.ClientCertFile != "":
+		cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client_cert_file: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// resolvePassword never puts the password itself into an error: errors
+// end up in logs.
+func (c *Config) resolvePassword() (string, error) {
+	if c.BindPassword != "" && c.BindPasswordFile != "" {
+		return "", errors.New("bind_password_file: set together with bind_password; use one of them")
+	}
+	password := c.BindPassword
+	if c.BindPasswordFile != "" {
+		b, err := os.ReadFile(c.BindPasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("bind_password_file: %w", err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+		if password == "" {
+			return "", fmt.Errorf("bind_password_file: %s: empty", c.BindPasswordFile)
+		}
+	}
+	if password == "" && c.BindDN != "" {
+		password = os.Getenv(PasswordEnv)
+	}
+	switch {
+	case c.BindDN != "" && password == "":
+		// A bind with a name and no password is an unauthenticated bind
+		// (RFC 4513 §5.1.2): many servers accept it as anonymous, so the
+		// service account would silently have no rights.
+		return "", fmt.Errorf("bind_password: needed with bind_dn (or bind_password_file, or %s)", PasswordEnv)
+	case c.BindDN == "" && password != "":
+		return "", errors.New("bind_dn: needed with bind_password")
+	}
+	return password, nil
+}
+
+// usesTLS tells whether any server connection is encrypted, for the
+// start-up warning about passwords in clear text.
+func (c *Config) usesTLS() bool {
+	for _, s := range c.resolved.servers {
+		if s.ldaps || c.StartTLS {
+			return true
+		}
+	}
+	return false
+}
+
+// LogValue lets the section be logged whole without its password.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("urls", c.URLs),
+		slog.Bool("start_tls", c.StartTLS),
+		slog.String("ca_file", c.CAFile),
+		slog.String("client_cert_file", c.ClientCertFile),
+		slog.String("client_key_file", c.ClientKeyFile),
+		slog.Bool("insecure_skip_verify", c.InsecureSkipVerify),
+		slog.String("bind_dn", c.BindDN),
+		slog.String("bind_password", redact(c.BindPassword)),
+		slog.String("bind_password_file", c.BindPasswordFile),
+		slog.String("base_dn", c.BaseDN),
+		slog.Duration("timeout", c.Timeout),
+		slog.Int("pool_size", c.PoolSize),
+		slog.Duration("retry_interval", c.RetryInterval),
+	)
+}
+
+// String keeps fmt's %v and %+v from printing the password.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i, a := range c.LogValue().Group() {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s:%v", a.Key, a.Value)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+func redact(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// addrFor joins a resolved address with the server's port.
+func (s serverURL) addrFor(ip string) string {
+	return net.JoinHostPort(ip, s.port)
+}

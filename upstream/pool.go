@@ -1,0 +1,566 @@
+// Package upstream holds the proxy's connections to the real directory
+// servers: a failover pool over the configured URLs (preference order,
+// quarantine with back-off, background re-checks, TLS), the service account's
+// connections used for searches and sync, and the per-client-session
+// connections on which user binds happen, so that a user bind never changes
+// the service identity.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Pool is the set of upstream servers with their health, and the idle
+// connections bound as the service account. It is safe for concurrent use.
+type Pool struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	servers []*server
+
+	mu     sync.Mutex
+	idle   []*serviceConn // most recently returned last
+	closed bool
+
+	ctx     context.Context // ends with Close, and with it any probe in flight
+	cancel  context.CancelFunc
+	wake    chan struct{} // tells the checker a server went down
+	checker sync.WaitGroup
+}
+
+// serviceConn is a connection bound as the service account.
+type serviceConn struct {
+	lc  *ldap.Conn
+	srv *server
+}
+
+// CheckResult is what `ldapproxy check` reports for one server: the steps
+// that worked, then the first error, so an operator sees how far it got.
+type CheckResult struct {
+	Server string   // the URL as configured
+	Err    error    // nil when every step worked
+	Steps  []string // e.g. "connect ok", "tls ok (TLS 1.3, verified)", "service bind ok", "base DN readable"
+}
+
+// New builds a pool from a validated configuration. It does not wait for a
+// server: the proxy must start (and serve from its store) while the upstream
+// is down. A background goroutine probes every server once at start and
+// then re-checks quarantined ones; Close stops it. reg may be nil.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, error) {
+	if cfg.resolved == nil {
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("upstream config: %w", err)
+		}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pool{
+		cfg:  cfg,
+		log:  logger.With("component", "upstream"),
+		m:    newMetrics(reg),
+		wake: make(chan struct{}, 1),
+	}
+	for i, u := range cfg.resolved.servers {
+		p.servers = append(p.servers, newServer(u, i, cfg.resolved.tls, cfg.StartTLS))
+		p.m.setUp(u.raw, true)
+	}
+	if cfg.InsecureSkipVerify {
+		p.log.Warn("upstream TLS certificates are not verified (insecure_skip_verify): anyone on the path can read passwords")
+	}
+	if !cfg.usesTLS() {
+		p.log.Warn("upstream connections are not encrypted (no ldaps:// URL, start_tls off): passwords cross the network in clear")
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.checker.Add(1)
+	go p.checkLoop()
+	return p, nil
+}
+
+// BaseDN is the base of every query sent upstream.
+func (p *Pool) BaseDN() string { return p.cfg.BaseDN }
+
+// Healthy reports whether at least one server is believed up; /readyz uses
+// it when the store is empty.
+func (p *Pool) Healthy() bool {
+	for _, s := range p.servers {
+		if !s.isDown() {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops the background checker and closes the idle service
+// connections. Connections in use are closed when given back; Conns from
+// Dial belong to their callers.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+
+	p.cancel()
+	p.checker.Wait()
+	for _, sc := range idle {
+		p.m.serviceConns.WithLabelValues("idle").Dec()
+		_ = sc.lc.Close()
+	}
+	return nil
+}
+
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// Dial opens a new, unbound connection for one client session, on the most
+// preferred server that answers.
+func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
+	lc, srv, err := p.connect(ctx, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("upstream dial: %w", err)
+	}
+	return &Conn{pool: p, lc: lc, srv: srv}, nil
+}
+
+// connect returns a connection to the first server, in preference order,
+// that answers. Quarantined servers are skipped unless every other one
+// failed too; then they are tried as well, so a recovered server is found
+// without waiting for its re-check. skip are servers that just stopped
+// answering a request of this very operation: trying them again at once
+// would only wait out another timeout. prior are the failures that led
+// here, reported together with the ones connect meets.
+func (p *Pool) connect(ctx context.Context, skip []*server, prior []error) (*ldap.Conn, *server, error) {
+	if p.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	errs := append([]error(nil), prior...)
+	var quarantined []*server
+	for _, s := range p.servers {
+		switch {
+		case slices.Contains(skip, s):
+			continue
+		case s.isDown():
+			quarantined = append(quarantined, s)
+			continue
+		}
+		lc, err := p.connectTo(ctx, s)
+		if err == nil {
+			return lc, s, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			return nil, nil, unavailable(errs)
+		}
+	}
+	for _, s := range quarantined {
+		lc, err := p.connectTo(ctx, s)
+		if err == nil {
+			return lc, s, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, nil, unavailable(errs)
+}
+
+func (p *Pool) connectTo(ctx context.Context, s *server) (*ldap.Conn, error) {
+	start := time.Now()
+	lc, err := s.dial(ctx, p.cfg.Timeout)
+	p.m.observe(s.raw, "connect", start)
+	if err != nil {
+		// The caller giving up says nothing about the server.
+		if ctx.Err() == nil {
+			p.m.connectFailures.WithLabelValues(s.raw).Inc()
+			p.markDown(s, err)
+		}
+		return nil, &serverError{server: s.raw, err: err}
+	}
+	p.markUp(s)
+	return lc, nil
+}
+
+// markDown puts s in quarantine, or lengthens its quarantine if it already
+// was: the back-off doubles from RetryInterval up to a minute. The warning
+// is logged on the transition only, not on every failed attempt.
+func (p *Pool) markDown(s *server, cause error) {
+	s.mu.Lock()
+	wasDown := s.down
+	if wasDown {
+		s.backoff = min(2*s.backoff, max(maxRetryInterval, p.cfg.RetryInterval))
+	} else {
+		s.down = true
+		s.backoff = p.cfg.RetryInterval
+	}
+	s.retryAt = time.Now().Add(s.backoff)
+	s.addrs = nil // resolve again: the records may have changed
+	backoff := s.backoff
+	s.mu.Unlock()
+	if wasDown {
+		return
+	}
+	p.m.setUp(s.raw, false)
+	p.log.Warn("upstream server down", "server", s.raw, "err", cause, "retry_in", backoff)
+	p.dropIdle(s)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pool) markUp(s *server) {
+	s.mu.Lock()
+	wasDown := s.down
+	s.down = false
+	s.mu.Unlock()
+	if wasDown {
+		p.m.setUp(s.raw, true)
+		p.log.Info("upstream server up", "server", s.raw)
+	}
+}
+
+// checkLoop probes every server once, then each quarantined one when its
+// back-off ends, until Close.
+func (p *Pool) checkLoop() {
+	defer p.checker.Done()
+	for _, s := range p.servers {
+		p.recheck(s)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for p.ctx.Err() == nil {
+		timer.Reset(p.nextRetry())
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.wake:
+			continue
+		case <-timer.C:
+		}
+		now := time.Now()
+		for _, s := range p.servers {
+			s.mu.Lock()
+			due := s.down && !now.Before(s.retryAt)
+			s.mu.Unlock()
+			if due {
+				p.recheck(s)
+			}
+		}
+	}
+}
+
+// nextRetry is how long until the earliest quarantined server is due.
+func (p *Pool) nextRetry() time.Duration {
+	wait := time.Hour
+	for _, s := range p.servers {
+		s.mu.Lock()
+		if s.down {
+			wait = min(wait, time.Until(s.retryAt))
+		}
+		s.mu.Unlock()
+	}
+	return max(wait, 0)
+}
+
+func (p *Pool) recheck(s *server) {
+	err := p.probe(p.ctx, s)
+	switch {
+	case p.ctx.Err() != nil:
+	case err != nil:
+		p.m.connectFailures.WithLabelValues(s.raw).Inc()
+		p.markDown(s, err)
+	default:
+		p.markUp(s)
+	}
+}
+
+// probe connects to s and reads the root DSE. Any LDAP answer, even a
+// refusal, shows the server is serving; a TCP accept alone does not (a hung
+// server accepts and never answers).
+func (p *Pool) probe(ctx context.Context, s *server) error {
+	lc, err := s.dial(ctx, p.cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	req := ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", []string{"1.1"}, nil)
+	err = withContext(ctx, lc, func() error {
+		_, err := lc.Search(req)
+		return err
+	})
+	if brokenConn(err, lc) {
+		return &stageError{stage: "health check", err: err}
+	}
+	return nil
+}
+
+// preferred reports whether no server ahead of s in the URL list is up, so
+// a connection on s is where a new one would go too.
+func (p *Pool) preferred(s *server) bool {
+	for _, o := range p.servers[:s.index] {
+		if !o.isDown() {
+			return false
+		}
+	}
+	return true
+}
+
+// WithService runs fn on a connection bound as the service account
+// (anonymous when bind_dn is empty), taken from the idle ones or opened and
+// bound for the call. If fn fails because the connection broke, fn runs once
+// more on a fresh connection, which may be on another server. op names the
+// operation in the request duration metric; use a fixed word ("search",
+// "sync", ...), never anything from a request.
+func (p *Pool) WithService(ctx context.Context, op string, fn func(*ldap.Conn) error) error {
+	var prior []error
+	var skip []*server
+	for attempt := 0; ; attempt++ {
+		sc, err := p.takeService(ctx, attempt == 0, skip, prior)
+		if err != nil {
+			return fmt.Errorf("upstream %s: %w", op, err)
+		}
+		start := time.Now()
+		err = withContext(ctx, sc.lc, func() error { return fn(sc.lc) })
+		p.m.observe(sc.srv.raw, op, start)
+		broken := ctx.Err() == nil && brokenConn(err, sc.lc)
+		unresponsive := broken && !sc.lc.IsClosing()
+		p.putService(sc, broken)
+		if !broken {
+			return err
+		}
+		prior = append(prior, &serverError{server: sc.srv.raw, err: fmt.Errorf("%s: %w", op, err)})
+		if attempt > 0 {
+			return fmt.Errorf("upstream %s: %w", op, unavailable(prior))
+		}
+		if unresponsive {
+			p.markDown(sc.srv, err)
+			skip = append(skip, sc.srv)
+		}
+	}
+}
+
+// takeService returns an idle service connection (when reuse is set) or a
+// new one, bound as the service account. A server that accepts the
+// connection but fails the bind on the network is treated like one that
+// refused the connect: quarantined, and the next one tried.
+func (p *Pool) takeService(ctx context.Context, reuse bool, skip []*server, prior []error) (*serviceConn, error) {
+	if reuse {
+		if sc := p.takeIdle(); sc != nil {
+			return sc, nil
+		}
+	}
+	for {
+		lc, srv, err := p.connect(ctx, skip, prior)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.serviceBind(ctx, lc, srv); err != nil {
+			broken := ctx.Err() == nil && brokenConn(err, lc)
+			_ = lc.Close()
+			if !broken {
+				return nil, err
+			}
+			p.m.connectFailures.WithLabelValues(srv.raw).Inc()
+			p.markDown(srv, err)
+			prior = append(prior, &serverError{server: srv.raw, err: err})
+			skip = append(skip, srv)
+			continue
+		}
+		p.m.serviceConns.WithLabelValues("in_use").Inc()
+		return &serviceConn{lc: lc, srv: srv}, nil
+	}
+}
+
+func (p *Pool) serviceBind(ctx context.Context, lc *ldap.Conn, srv *server) error {
+	dn := p.cfg.BindDN
+	if dn == "" {
+		return nil
+	}
+	start := time.Now()
+	err := withContext(ctx, lc, func() error { return lc.Bind(dn, p.cfg.resolved.password) })
+	p.m.observe(srv.raw, "bind", start)
+	switch {
+	case err == nil:
+		return nil
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials):
+		// Not a reason to fail over: every server shares the account, so
+		// this is a configuration error.
+		return fmt.Errorf("service bind as %s: invalid credentials (check bind_dn and its password): %w", dn, err)
+	default:
+		return fmt.Errorf("service bind as %s: %w", dn, err)
+	}
+}
+
+func (p *Pool) takeIdle() *serviceConn {
+	var stale []*serviceConn
+	defer func() {
+		for _, sc := range stale {
+			_ = sc.lc.Close()
+		}
+	}()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.idle) > 0 {
+		sc := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		p.m.serviceConns.WithLabelValues("idle").Dec()
+		// A connection the server closed, or one on a less preferred
+		// server while a better one is back, is not worth keeping.
+		if sc.lc.IsClosing() || !p.preferred(sc.srv) {
+			stale = append(stale, sc)
+			continue
+		}
+		p.m.serviceConns.WithLabelValues("in_use").Inc()
+		return sc
+	}
+	return nil
+}
+
+func (p *Pool) putService(sc *serviceConn, broken bool) {
+	p.mu.Lock()
+	p.m.serviceConns.WithLabelValues("in_use").Dec()
+	keep := !broken && !p.closed && !sc.lc.IsClosing() && len(p.idle) < p.cfg.PoolSize && p.preferred(sc.srv)
+	if keep {
+		p.idle = append(p.idle, sc)
+		p.m.serviceConns.WithLabelValues("idle").Inc()
+	}
+	p.mu.Unlock()
+	if !keep {
+		_ = sc.lc.Close()
+	}
+}
+
+// dropIdle closes the idle service connections on s: when s stopped
+// answering, they would each cost a timeout to find out.
+func (p *Pool) dropIdle(s *server) {
+	p.mu.Lock()
+	var drop []*serviceConn
+	kept := p.idle[:0]
+	for _, sc := range p.idle {
+		if sc.srv == s {
+			drop = append(drop, sc)
+			p.m.serviceConns.WithLabelValues("idle").Dec()
+		} else {
+			kept = append(kept, sc)
+		}
+	}
+	p.idle = kept
+	p.mu.Unlock()
+	for _, sc := range drop {
+		_ = sc.lc.Close()
+	}
+}
+
+// Check tests every server on its own, without failover: connect, TLS, the
+// service bind and reading the base DN, saying which step failed and why.
+func (p *Pool) Check(ctx context.Context) []CheckResult {
+	results := make([]CheckResult, 0, len(p.servers))
+	for _, s := range p.servers {
+		results = append(results, p.checkServer(ctx, s))
+	}
+	return results
+}
+
+func (p *Pool) checkServer(ctx context.Context, s *server) CheckResult {
+	r := CheckResult{Server: s.raw}
+	lc, err := s.dial(ctx, p.cfg.Timeout)
+	if err != nil {
+		var se *stageError
+		if errors.As(err, &se) && (se.stage == "tls" || se.stage == "starttls") {
+			r.Steps = append(r.Steps, "connect ok")
+		}
+		r.Err = withHint(err)
+		return r
+	}
+	defer lc.Close()
+	r.Steps = append(r.Steps, "connect ok")
+	if state, ok := lc.TLSConnectionState(); ok {
+		verified := "verified"
+		if len(state.VerifiedChains) == 0 {
+			verified = "NOT verified: insecure_skip_verify"
+		}
+		kind := "tls"
+		if s.startTLS {
+			kind = "starttls"
+		}
+		r.Steps = append(r.Steps, fmt.Sprintf("%s ok (%s, %s)", kind, tls.VersionName(state.Version), verified))
+	} else {
+		r.Steps = append(r.Steps, "no tls (passwords cross the network in clear)")
+	}
+	if p.cfg.BindDN != "" {
+		if err := p.serviceBind(ctx, lc, s); err != nil {
+			r.Err = err
+			return r
+		}
+		r.Steps = append(r.Steps, "service bind ok")
+	} else {
+		r.Steps = append(r.Steps, "anonymous (no bind_dn)")
+	}
+	req := ldap.NewSearchRequest(p.cfg.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+		"(objectClass=*)", []string{"1.1"}, nil)
+	err = withContext(ctx, lc, func() error {
+		_, err := lc.Search(req)
+		return err
+	})
+	if err != nil {
+		r.Err = fmt.Errorf("read base DN %q: %w", p.cfg.BaseDN, err)
+		return r
+	}
+	r.Steps = append(r.Steps, "base DN readable")
+	return r
+}
+
+// withHint adds what to do about the TLS failures people meet most.
+func withHint(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "certificate signed by unknown authority"):
+		return fmt.Errorf("%w (set ca_file to the CA that signed the server's certificate)", err)
+	case strings.Contains(msg, "certificate is valid for"), strings.Contains(msg, "doesn't contain any IP SANs"):
+		return fmt.Errorf("%w (the host in urls must be a name the certificate lists)", err)
+	}
+	return err
+}
+
+// withContext runs op on lc and closes lc if ctx ends first: go-ldap's Bind,
+// Compare and Extended take no context, and closing the connection is the
+// only way to stop waiting for them. A closed lc is then seen by IsClosing.
+func withContext(ctx context.Context, lc *ldap.Conn, op func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = lc.Close()
+		close(closed)
+	})
+	err := op()
+	if !stop() {
+		<-closed
+		if err != nil {
+			return ctx.Err()
+		}
+	}
+	return err
+}

@@ -1,0 +1,157 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// server is one configured URL with what the pool has learned about it:
+// whether it is in quarantine, and which of its DNS addresses is in use.
+type server struct {
+	serverURL
+	index    int         // position in Config.URLs: lower is preferred
+	tls      *tls.Config // ServerName is the URL's host, also when dialing an IP
+	startTLS bool
+
+	mu      sync.Mutex
+	addrs   []string // resolved addresses, the one in use first; nil: resolve on next connect
+	down    bool
+	backoff time.Duration
+	retryAt time.Time // when the checker probes a down server next
+}
+
+func newServer(u serverURL, index int, base *tls.Config, startTLS bool) *server {
+	conf := base.Clone()
+	conf.ServerName = u.host
+	return &server{serverURL: u, index: index, tls: conf, startTLS: startTLS && !u.ldaps}
+}
+
+func (s *server) isDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down
+}
+
+// addresses returns the addresses to try, the one that worked last first.
+// A name is resolved once and one of its addresses picked at random, so
+// proxies sharing a DNS name spread over its servers, and then kept so one
+// proxy's connections stay on one server.
+func (s *server) addresses(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	addrs := slices.Clone(s.addrs)
+	s.mu.Unlock()
+	if addrs != nil {
+		return addrs, nil
+	}
+	if _, err := netip.ParseAddr(s.host); err == nil {
+		addrs = []string{s.host}
+	} else {
+		addrs, err = net.DefaultResolver.LookupHost(ctx, s.host)
+		if err != nil {
+			return nil, err
+		}
+		rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	}
+	s.mu.Lock()
+	s.addrs = slices.Clone(addrs)
+	s.mu.Unlock()
+	return addrs, nil
+}
+
+// use moves addr to the front so the next connect starts with it.
+func (s *server) use(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(s.addrs, addr); i > 0 {
+		s.addrs = slices.Insert(slices.Delete(s.addrs, i, i+1), 0, addr)
+	}
+}
+
+// dial connects to s, trying each of its addresses, each within timeout:
+// TCP, then TLS (ldaps://) or StartTLS. It neither logs nor changes the
+// server's health; callers decide what a failure means.
+func (s *server) dial(ctx context.Context, timeout time.Duration) (*ldap.Conn, error) {
+	addrs, err := s.addresses(ctx)
+	if err != nil {
+		return nil, &stageError{stage: "resolve", err: err}
+	}
+	_, literal := netip.ParseAddr(s.host)
+	var errs []error
+	for _, a := range addrs {
+		lc, err := s.dialAddr(ctx, a, literal != nil, timeout)
+		if err == nil {
+			s.use(a)
+			return lc, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, &listError{errs: errs}
+}
+
+func (s *server) dialAddr(ctx context.Context, ip string, showAddr bool, timeout time.Duration) (*ldap.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	addr := s.addrFor(ip)
+	fail := func(stage string, err error) error {
+		e := &stageError{stage: stage, err: err}
+		if showAddr {
+			e.addr = addr
+		}
+		return e
+	}
+
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fail("connect", err)
+	}
+	// go-ldap's StartTLS takes no context: a deadline on the socket bounds
+	// it, and cancelling ctx moves the deadline to now.
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
+
+	conn := nc
+	if s.ldaps {
+		tc := tls.Client(nc, s.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			stop()
+			_ = nc.Close()
+			return nil, fail("tls", err)
+		}
+		conn = tc
+	}
+	lc := ldap.NewConn(conn, s.ldaps)
+	lc.Start()
+	lc.SetTimeout(timeout)
+	if s.startTLS {
+		if err := lc.StartTLS(s.tls); err != nil {
+			stop()
+			_ = lc.Close()
+			return nil, fail("starttls", err)
+		}
+	}
+	if !stop() {
+		// ctx ended while connecting and the deadline may already have
+		// broken the connection.
+		_ = lc.Close()
+		return nil, fail("connect", ctx.Err())
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return lc, nil
+}
