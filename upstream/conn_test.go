@@ -1,0 +1,273 @@
+package upstream
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+func whoAmI(t *testing.T, c *Conn) string {
+	t.Helper()
+	resp, err := c.Extended(t.Context(), ldap.NewExtendedRequest(ldap.ControlTypeWhoAmI, nil))
+	if err != nil {
+		t.Fatalf("WhoAmI: %v", err)
+	}
+	if resp.Value == nil {
+		return ""
+	}
+	return resp.Value.Data.String()
+}
+
+// searchUIDs returns the uid values of the entries a subtree search for
+// filter finds under the base DN.
+func searchUIDs(t *testing.T, c *Conn, filter string) ([]string, error) {
+	req := ldap.NewSearchRequest(testBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		filter, []string{"uid"}, nil)
+	var uids []string
+	err := c.Search(t.Context(), req, func(r ldap.Response) error {
+		if e := r.Entry(); e != nil {
+			uids = append(uids, e.GetAttributeValue("uid"))
+		}
+		return nil
+	})
+	return uids, err
+}
+
+func TestBindAndSearch(t *testing.T) {
+	srv := startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: srv.url()})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatal(err)
+	}
+	if got := whoAmI(t, c); got != "dn:"+testAliceDN {
+		t.Errorf("WhoAmI after Bind = %q", got)
+	}
+	uids, err := searchUIDs(t, c, "(uid=alice)")
+	if err != nil || len(uids) != 1 || uids[0] != "alice" {
+		t.Errorf("search = %v, %v; want [alice]", uids, err)
+	}
+
+	errStop := errors.New("stop")
+	calls := 0
+	req := ldap.NewSearchRequest(testBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", nil, nil)
+	err = c.Search(t.Context(), req, func(ldap.Response) error { calls++; return errStop })
+	if !errors.Is(err, errStop) || calls != 1 {
+		t.Errorf("Search with a failing fn = %v after %d calls, want fn's error after 1", err, calls)
+	}
+	err = c.Search(t.Context(), ldap.NewSearchRequest("ou=nope,"+testBaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		0, 0, false, "(objectClass=*)", nil, nil), func(ldap.Response) error { return nil })
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) || IsUnavailable(err) {
+		t.Errorf("search of a missing base = %v, want noSuchObject", err)
+	}
+
+	ok, err := c.Compare(t.Context(), testAliceDN, "mail", "alice@example.org")
+	if err != nil || !ok {
+		t.Errorf("Compare(right mail) = %v, %v", ok, err)
+	}
+	ok, err = c.Compare(t.Context(), testAliceDN, "mail", "bob@example.org")
+	if err != nil || ok {
+		t.Errorf("Compare(wrong mail) = %v, %v", ok, err)
+	}
+}
+
+func TestWrongPasswordIsAnsweredNotRetried(t *testing.T) {
+	srv := startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: srv.url()})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	err = c.Bind(t.Context(), testAliceDN, []byte("wrong"))
+	le, ok := err.(*ldap.Error)
+	if !ok || le.ResultCode != ldap.LDAPResultInvalidCredentials {
+		t.Fatalf("Bind(wrong password) = %#v, want *ldap.Error with code 49", err)
+	}
+	if IsUnavailable(err) {
+		t.Error("invalid credentials count as unavailable: an offline login would be allowed")
+	}
+	if got := p.requests(t, srv.url(), "bind"); got != 1 {
+		t.Errorf("bind requests = %d, want 1 (no retry)", got)
+	}
+	if got := whoAmI(t, c); got != "" {
+		t.Errorf("WhoAmI after a failed bind = %q, want anonymous", got)
+	}
+
+	err = c.Bind(t.Context(), testAliceDN, nil)
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform) {
+		t.Errorf("Bind(empty password) = %v, want unwillingToPerform", err)
+	}
+	if got := p.requests(t, srv.url(), "bind"); got != 1 {
+		t.Errorf("an empty password was sent upstream")
+	}
+}
+
+func TestUnbindForgetsTheIdentity(t *testing.T) {
+	srv := startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: srv.url()})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatal(err)
+	}
+	c.Unbind()
+	if got := whoAmI(t, c); got != "" {
+		t.Errorf("WhoAmI after Unbind = %q, want anonymous", got)
+	}
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatalf("Bind after Unbind: %v", err)
+	}
+	if got := whoAmI(t, c); got != "dn:"+testAliceDN {
+		t.Errorf("WhoAmI after a new Bind = %q", got)
+	}
+}
+
+func TestBindFailsOverWhenServerDies(t *testing.T) {
+	a, b := startSlapd(t, nil), startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: a.url() + "," + b.url()})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Server() != a.url() {
+		t.Fatalf("Dial went to %q, want the first server", c.Server())
+	}
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatal(err)
+	}
+
+	a.stop()
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatalf("Bind with the first server dead = %v, want success on the second", err)
+	}
+	if c.Server() != b.url() {
+		t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+	}
+	if got := whoAmI(t, c); got != "dn:"+testAliceDN {
+		t.Errorf("WhoAmI on the second server = %q", got)
+	}
+}
+
+func TestBindRetriesWhenServerHangs(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	a, b := startSlapd(t, nil), startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: timeout})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	a.pause()
+	start := time.Now()
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatalf("Bind with the first server hung = %v, want success on the second", err)
+	}
+	if elapsed := time.Since(start); elapsed > 2*timeout {
+		t.Errorf("Bind took %v, want one timeout (%v) and a quick retry", elapsed, timeout)
+	}
+	if c.Server() != b.url() {
+		t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+	}
+	if got := p.requests(t, a.url(), "bind") + p.requests(t, b.url(), "bind"); got != 2 {
+		t.Errorf("bind requests = %d, want 2 (one retry)", got)
+	}
+	if got := p.up(a.url()); got != 0 {
+		t.Errorf("hung server up = %v, want 0", got)
+	}
+}
+
+func TestAnonymousSearchRetriesOnAnotherServer(t *testing.T) {
+	a, b := startSlapd(t, nil), startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: 500 * time.Millisecond})
+
+	t.Run("hung", func(t *testing.T) {
+		c, err := p.Dial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if c.Server() != a.url() {
+			t.Fatalf("Dial went to %q, want the first server", c.Server())
+		}
+		a.pause()
+		uids, err := searchUIDs(t, c, "(uid=bob)")
+		if err != nil || len(uids) != 1 {
+			t.Fatalf("search with the first server hung = %v, %v; want bob from the second", uids, err)
+		}
+		if c.Server() != b.url() {
+			t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+		}
+	})
+}
+
+func TestUserBoundSearchIsNotMoved(t *testing.T) {
+	a, b := startSlapd(t, nil), startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: 500 * time.Millisecond})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatal(err)
+	}
+
+	a.stop()
+	_, err = searchUIDs(t, c, "(uid=bob)")
+	if !errors.Is(err, ErrConnectionLost) || !IsUnavailable(err) {
+		t.Fatalf("search on a lost user-bound connection = %v, want ErrConnectionLost", err)
+	}
+	if got := p.requests(t, b.url(), "search"); got != 0 {
+		t.Errorf("the search was sent to the second server anonymously (%d requests)", got)
+	}
+	// Still lost, not silently anonymous, until the client binds again.
+	if _, err := c.Compare(t.Context(), testAliceDN, "uid", "alice"); !errors.Is(err, ErrConnectionLost) {
+		t.Errorf("compare after the loss = %v, want ErrConnectionLost", err)
+	}
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatal(err)
+	}
+	if uids, err := searchUIDs(t, c, "(uid=bob)"); err != nil || len(uids) != 1 {
+		t.Errorf("search after binding again = %v, %v", uids, err)
+	}
+	if c.Server() != b.url() {
+		t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+	}
+}
+
+func TestUserBoundSearchOnHungServerIsLost(t *testing.T) {
+	a, b := startSlapd(t, nil), startSlapd(t, nil)
+	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: 500 * time.Millisecond})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		t.Fatal(err)
+	}
+	a.pause()
+	start := time.Now()
+	_, err = searchUIDs(t, c, "(uid=bob)")
+	if !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("search on a hung user-bound connection = %v, want ErrConnectionLost", err)
+	}
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("search took %v with a 500ms timeout", elapsed)
+	}
+}
