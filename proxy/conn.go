@@ -166,7 +166,7 @@ func (c *conn) readFailed(err error) {
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log.Debug("connection closed by client")
 	case errors.As(err, &tooLarge):
-		c.log.Warn("connection closed: message too large", "size", tooLarge.size, "limit", tooLarge.limit)
+		c.log.Warn("connection closed: message too large", "size", tooLarge.Size, "limit", tooLarge.Limit)
 		c.notice(ldap.LDAPResultProtocolError, err.Error())
 	case isTimeout(err):
 		c.log.Info("connection closed: message not completed in time")
@@ -252,7 +252,7 @@ func (c *conn) decode(msg []byte) (req *Request, err error) {
 	req, err = decodeRequest(msg)
 	if err == nil && req.Search != nil {
 		if d := filterDepth(req.Search.Filter, c.srv.maxFilterDepth()+1); d > c.srv.maxFilterDepth() {
-			return req, errTooDeep{limit: c.srv.maxFilterDepth()}
+			return req, errTooDeep{Limit: c.srv.maxFilterDepth()}
 		}
 	}
 	return req, err
@@ -294,7 +294,7 @@ func (c *conn) rejectMessage(msg []byte, req *Request, err error) bool {
 	code, diag := uint16(ldap.LDAPResultProtocolError), err.Error()
 	if errors.As(err, &deep) {
 		code = ldap.LDAPResultAdminLimitExceeded
-		diag = fmt.Sprintf("filter nested deeper than %d levels", deep.limit)
+		diag = fmt.Sprintf("filter nested deeper than %d levels", deep.Limit)
 	}
 	if id <= 0 || op == 0 || op == OpUnbind || op == OpAbandon {
 		c.log.Warn("connection closed: malformed message", "err", err)

@@ -84,97 +84,97 @@ func (c Control) ToLDAP() ldap.Control {
 	return &ldap.ControlString{ControlType: c.Type, Criticality: c.Critical, ControlValue: string(c.Value)}
 }
 
-func (e *encoder) message(id int64) {
-	e.begin(tagSequence)
-	e.int(tagInteger, id)
+func encodeMessage(e *encoder, id int64) {
+	e.Begin(tagSequence)
+	e.Int(tagInteger, id)
 }
 
-func (e *encoder) controls(cs []Control) {
+func encodeControls(e *encoder, cs []Control) {
 	if len(cs) == 0 {
 		return
 	}
-	e.begin(tagControls)
+	e.Begin(tagControls)
 	for _, c := range cs {
-		e.begin(tagSequence)
-		e.str(tagOctetString, c.Type)
+		e.Begin(tagSequence)
+		e.Str(tagOctetString, c.Type)
 		if c.Critical {
-			e.bytes(tagBoolean, []byte{0xff})
+			e.Bytes(tagBoolean, []byte{0xff})
 		}
 		if c.HasValue || len(c.Value) > 0 {
-			e.bytes(tagOctetString, c.Value)
+			e.Bytes(tagOctetString, c.Value)
 		}
-		e.end()
+		e.End()
 	}
-	e.end()
+	e.End()
 }
 
 // appendResult encodes a complete LDAPMessage carrying res as the response to op.
 func appendResult(b []byte, id int64, op Op, res *Result) []byte {
-	e := encoder{b: b}
-	e.message(id)
-	e.begin(appConstructed | responseTag[op])
-	e.int(tagEnumerated, int64(res.Code))
-	e.str(tagOctetString, res.MatchedDN)
-	e.str(tagOctetString, res.Diagnostic)
+	e := encoder{B: b}
+	encodeMessage(&e, id)
+	e.Begin(appConstructed | responseTag[op])
+	e.Int(tagEnumerated, int64(res.Code))
+	e.Str(tagOctetString, res.MatchedDN)
+	e.Str(tagOctetString, res.Diagnostic)
 	if len(res.Referral) > 0 {
-		e.begin(tagReferral)
+		e.Begin(tagReferral)
 		for _, u := range res.Referral {
-			e.str(tagOctetString, u)
+			e.Str(tagOctetString, u)
 		}
-		e.end()
+		e.End()
 	}
 	if op == OpExtended {
 		if res.ResponseName != "" {
-			e.str(tagRespName, res.ResponseName)
+			e.Str(tagRespName, res.ResponseName)
 		}
 		if res.HasValue || len(res.ResponseValue) > 0 {
-			e.bytes(tagRespValue, res.ResponseValue)
+			e.Bytes(tagRespValue, res.ResponseValue)
 		}
 	}
-	e.end()
-	e.controls(res.Controls)
-	e.end()
-	return e.b
+	e.End()
+	encodeControls(&e, res.Controls)
+	e.End()
+	return e.B
 }
 
 // appendEntry encodes a SearchResultEntry message.
 func appendEntry(b []byte, id int64, ent *Entry, typesOnly bool, controls []Control) []byte {
-	e := encoder{b: b}
-	e.message(id)
-	e.begin(appConstructed | ldap.ApplicationSearchResultEntry)
-	e.str(tagOctetString, ent.DN)
-	e.begin(tagSequence)
+	e := encoder{B: b}
+	encodeMessage(&e, id)
+	e.Begin(appConstructed | ldap.ApplicationSearchResultEntry)
+	e.Str(tagOctetString, ent.DN)
+	e.Begin(tagSequence)
 	for _, a := range ent.Attributes {
-		e.begin(tagSequence)
-		e.str(tagOctetString, a.Name)
-		e.begin(tagSet)
+		e.Begin(tagSequence)
+		e.Str(tagOctetString, a.Name)
+		e.Begin(tagSet)
 		if !typesOnly {
 			for _, v := range a.Values {
-				e.bytes(tagOctetString, v)
+				e.Bytes(tagOctetString, v)
 			}
 		}
-		e.end()
-		e.end()
+		e.End()
+		e.End()
 	}
-	e.end()
-	e.end()
-	e.controls(controls)
-	e.end()
-	return e.b
+	e.End()
+	e.End()
+	encodeControls(&e, controls)
+	e.End()
+	return e.B
 }
 
 // appendReference encodes a SearchResultReference message.
 func appendReference(b []byte, id int64, urls []string, controls []Control) []byte {
-	e := encoder{b: b}
-	e.message(id)
-	e.begin(appConstructed | ldap.ApplicationSearchResultReference)
+	e := encoder{B: b}
+	encodeMessage(&e, id)
+	e.Begin(appConstructed | ldap.ApplicationSearchResultReference)
 	for _, u := range urls {
-		e.str(tagOctetString, u)
+		e.Str(tagOctetString, u)
 	}
-	e.end()
-	e.controls(controls)
-	e.end()
-	return e.b
+	e.End()
+	encodeControls(&e, controls)
+	e.End()
+	return e.B
 }
 
 // appendNotice encodes a Notice of Disconnection (RFC 4511 §4.4.1): message ID 0, an

@@ -260,7 +260,7 @@ func decodeRequest(msg []byte) (*Request, error) {
 		return nil, malformed("protocolOp is not an application element")
 	}
 	kind, ok := opByTag[byte(op.Tag)]
-	if !ok {
+	if !ok || op.Tag > 0xff { // a high tag number must not pass for an operation by its low byte
 		return nil, malformed("unknown protocolOp tag %d", op.Tag)
 	}
 	r := &Request{MessageID: id, Op: kind}
@@ -413,8 +413,14 @@ func decodeSearch(op *ber.Packet) (*SearchRequest, error) {
 		}
 		s.Attributes = append(s.Attributes, name)
 	}
-	if _, err := s.FilterString(); err != nil {
+	f, err := s.FilterString()
+	if err != nil {
 		return nil, malformed("filter: %v", err)
+	}
+	// DecompileFilter renders a choice it does not know as "()" instead of failing: only a
+	// string that compiles back is a filter the handler can send upstream.
+	if _, err := ldap.CompileFilter(f); err != nil {
+		return nil, malformed("filter %q: %v", f, err)
 	}
 	return s, nil
 }

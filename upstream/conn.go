@@ -115,7 +115,7 @@ func (c *Conn) Bind(ctx context.Context, dn string, password []byte) error {
 		c.bound = false
 		c.lc = nil
 		prior = append(prior, &serverError{server: srv.raw, err: fmt.Errorf("bind: %w", err)})
-		if s := c.pool.abandon(lc, srv, err); s != nil {
+		if s := c.pool.abandon(lc, srv, err, true); s != nil {
 			skip = append(skip, s)
 		}
 		if attempt > 0 {
@@ -212,7 +212,10 @@ func (c *Conn) do(ctx context.Context, op string, retry bool, call func(*ldap.Co
 		failed := &serverError{server: srv.raw, err: fmt.Errorf("%s: %w", op, err)}
 		prior = append(prior, failed)
 		c.forget(lc)
-		if s := c.pool.abandon(lc, srv, err); s != nil {
+		// A search that delivered results was answering: it timed out
+		// because it is long (or its client slow), not because the
+		// server hangs.
+		if s := c.pool.abandon(lc, srv, err, !delivered); s != nil {
 			skip = append(skip, s)
 		}
 		switch {
@@ -271,14 +274,15 @@ func (c *Conn) forget(lc *ldap.Conn) {
 }
 
 // abandon closes a connection that broke under a request. If it broke by
-// timing out while still open, the server stopped answering: it is
-// quarantined and returned, so the retry does not wait on it again. A
-// connection the server closed says less (an idle timeout, a restart): the
-// retry's connect finds out whether the server is still there.
-func (p *Pool) abandon(lc *ldap.Conn, srv *server, cause error) *server {
+// timing out while still open and suspect is set (nothing came back), the
+// server stopped answering: it is quarantined and returned, so the retry
+// does not wait on it again. A connection the server closed says less (an
+// idle timeout, a restart): the retry's connect finds out whether the
+// server is still there.
+func (p *Pool) abandon(lc *ldap.Conn, srv *server, cause error, suspect bool) *server {
 	unresponsive := !lc.IsClosing()
 	_ = lc.Close()
-	if !unresponsive {
+	if !unresponsive || !suspect {
 		return nil
 	}
 	p.markDown(srv, cause)

@@ -2,9 +2,14 @@ package upstream
 
 import (
 	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -186,7 +191,7 @@ func TestBindRetriesWhenServerHangs(t *testing.T) {
 	if got := p.requests(t, a.url(), "bind") + p.requests(t, b.url(), "bind"); got != 2 {
 		t.Errorf("bind requests = %d, want 2 (one retry)", got)
 	}
-	if got := p.up(a.url()); got != 0 {
+	if got := p.up(t, a.url()); got != 0 {
 		t.Errorf("hung server up = %v, want 0", got)
 	}
 }
@@ -269,5 +274,78 @@ func TestUserBoundSearchOnHungServerIsLost(t *testing.T) {
 	}
 	if elapsed := time.Since(start); elapsed > time.Second {
 		t.Errorf("search took %v with a 500ms timeout", elapsed)
+	}
+}
+
+// droppingServer answers every search with one entry and then drops the
+// connection; it counts the searches below the test base DN.
+func droppingServer(t *testing.T) (addr string, searches *atomic.Int32) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	searches = &atomic.Int32{}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = l.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				req, err := ber.ReadPacket(c)
+				if err != nil || len(req.Children) < 2 || req.Children[1].Tag != ldap.ApplicationSearchRequest {
+					return
+				}
+				base := req.Children[1].Children[0].Data.String()
+				if strings.HasSuffix(base, testBaseDN) {
+					searches.Add(1)
+				}
+				resp := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+				resp.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, req.Children[0].Value, ""))
+				entry := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchResultEntry, nil, "")
+				entry.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, testAliceDN, ""))
+				entry.AppendChild(ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, ""))
+				resp.AppendChild(entry)
+				_, _ = c.Write(resp.Bytes())
+			}()
+		}
+	}()
+	return l.Addr().String(), searches
+}
+
+func TestSearchBrokenAfterResultsIsNotRepeated(t *testing.T) {
+	addr, searches := droppingServer(t)
+	p := newTestPool(t, Config{URLs: "ldap://" + addr})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	entries := 0
+	req := ldap.NewSearchRequest(testBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", nil, nil)
+	err = c.Search(t.Context(), req, func(r ldap.Response) error {
+		if r.Entry() != nil {
+			entries++
+		}
+		return nil
+	})
+	if !IsUnavailable(err) || errors.Is(err, ErrConnectionLost) {
+		t.Errorf("Search = %v, want a broken-connection error", err)
+	}
+	if entries != 1 || searches.Load() != 1 {
+		t.Errorf("got %d entries from %d searches, want 1 from 1: a search that delivered must not be repeated", entries, searches.Load())
 	}
 }

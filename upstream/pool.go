@@ -60,7 +60,7 @@ type CheckResult struct {
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, error) {
 	if cfg.resolved == nil {
 		if err := cfg.Validate(); err != nil {
-			return nil, fmt.Errorf("upstream config: %w", err)
+			return nil, err
 		}
 	}
 	if logger == nil {
@@ -68,7 +68,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, err
 	}
 	p := &Pool{
 		cfg:  cfg,
-		log:  logger.With("component", "upstream"),
+		log:  logger,
 		m:    newMetrics(reg),
 		wake: make(chan struct{}, 1),
 	}
@@ -91,8 +91,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, err
 // BaseDN is the base of every query sent upstream.
 func (p *Pool) BaseDN() string { return p.cfg.BaseDN }
 
-// Healthy reports whether at least one server is believed up; /readyz uses
-// it when the store is empty.
+// Healthy reports whether at least one server is believed up, for
+// readiness checks. A server is believed up until a connect or a health
+// check to it fails; the first check runs right after New.
 func (p *Pool) Healthy() bool {
 	for _, s := range p.servers {
 		if !s.isDown() {
@@ -168,7 +169,7 @@ func (p *Pool) connect(ctx context.Context, skip []*server, prior []error) (*lda
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
-			return nil, nil, unavailable(errs)
+			return nil, nil, givenUp(ctx, errs)
 		}
 	}
 	for _, s := range quarantined {
@@ -178,10 +179,16 @@ func (p *Pool) connect(ctx context.Context, skip []*server, prior []error) (*lda
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
-			break
+			return nil, nil, givenUp(ctx, errs)
 		}
 	}
 	return nil, nil, unavailable(errs)
+}
+
+// givenUp is the error of a connect whose caller stopped waiting: the
+// context's error, not ErrUnavailable, since no server was found wanting.
+func givenUp(ctx context.Context, errs []error) error {
+	return fmt.Errorf("%w: %w", ctx.Err(), &listError{errs: errs})
 }
 
 func (p *Pool) connectTo(ctx context.Context, s *server) (*ldap.Conn, error) {

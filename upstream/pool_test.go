@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // logBuffer collects a pool's logs for assertions.
@@ -71,33 +70,51 @@ func newTestPool(t *testing.T, cfg Config) *testPool {
 	return tp
 }
 
-func (p *testPool) up(server string) float64 {
-	return testutil.ToFloat64(p.m.up.WithLabelValues(server))
-}
-
-// requests is how many requests of op were sent to server, from the
-// duration histogram.
-func (p *testPool) requests(t *testing.T, server, op string) uint64 {
+// metric reads one series from the pool's registry: a gauge's or a
+// counter's value, or a histogram's sample count. labels are name, value
+// pairs; a series never written reads 0.
+func (p *testPool) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
 	families, err := p.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "ldapproxy_upstream_request_duration_seconds" {
+		if f.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
+			have := map[string]string{}
 			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
+				have[l.GetName()] = l.GetValue()
 			}
-			if labels["server"] == server && labels["op"] == op {
-				return m.GetHistogram().GetSampleCount()
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			switch {
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}
 	return 0
+}
+
+func (p *testPool) up(t *testing.T, server string) float64 {
+	return p.metric(t, "ldapproxy_upstream_up", "server", server)
+}
+
+// requests is how many requests of op were sent to server, from the
+// duration histogram.
+func (p *testPool) requests(t *testing.T, server, op string) int {
+	return int(p.metric(t, "ldapproxy_upstream_request_duration_seconds", "server", server, "op", op))
 }
 
 // waitFor polls cond for up to 5 seconds.
@@ -127,13 +144,13 @@ func TestDeadFirstServerFailsOverAndIsMarkedDown(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	if got := p.up(dead); got != 0 {
+	if got := p.up(t, dead); got != 0 {
 		t.Errorf("ldapproxy_upstream_up{server=dead} = %v, want 0", got)
 	}
-	if got := p.up(srv.url()); got != 1 {
+	if got := p.up(t, srv.url()); got != 1 {
 		t.Errorf("ldapproxy_upstream_up{server=live} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(p.m.connectFailures.WithLabelValues(dead)); got < 1 {
+	if got := p.metric(t, "ldapproxy_upstream_connect_failures_total", "server", dead); got < 1 {
 		t.Errorf("connect failures of the dead server = %v, want at least 1", got)
 	}
 	// Re-checks keep failing in the background; the warning is for the
@@ -243,7 +260,7 @@ func TestPreferredServerIsUsedAgainAfterRecheck(t *testing.T) {
 
 	a.start()
 	// Nothing but the background re-check looks at a while b answers.
-	waitFor(t, "the re-check to mark the preferred server up", func() bool { return p.up(a.url()) == 1 })
+	waitFor(t, "the re-check to mark the preferred server up", func() bool { return p.up(t, a.url()) == 1 })
 
 	c, err = p.Dial(t.Context())
 	if err != nil {
@@ -289,8 +306,8 @@ func TestWithServiceBindsAsServiceAccountAndReuses(t *testing.T) {
 	if got := p.requests(t, srv.url(), "bind"); got != 1 {
 		t.Errorf("service binds = %d, want 1", got)
 	}
-	if idle, inUse := testutil.ToFloat64(p.m.serviceConns.WithLabelValues("idle")),
-		testutil.ToFloat64(p.m.serviceConns.WithLabelValues("in_use")); idle != 1 || inUse != 0 {
+	if idle, inUse := p.metric(t, "ldapproxy_upstream_service_connections", "state", "idle"),
+		p.metric(t, "ldapproxy_upstream_service_connections", "state", "in_use"); idle != 1 || inUse != 0 {
 		t.Errorf("service connections idle=%v in_use=%v, want 1 and 0", idle, inUse)
 	}
 }
@@ -380,7 +397,7 @@ func TestWithServiceFailsOverFromHungServer(t *testing.T) {
 	if got := p.requests(t, b.url(), "test"); got != 1 {
 		t.Errorf("requests on the second server = %d, want 1", got)
 	}
-	if got := p.up(a.url()); got != 0 {
+	if got := p.up(t, a.url()); got != 0 {
 		t.Errorf("hung server up = %v, want 0", got)
 	}
 }
@@ -432,7 +449,7 @@ func TestClose(t *testing.T) {
 	if _, err := p.Dial(t.Context()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Dial after Close = %v, want ErrClosed", err)
 	}
-	if got := testutil.ToFloat64(p.m.serviceConns.WithLabelValues("idle")); got != 0 {
+	if got := p.metric(t, "ldapproxy_upstream_service_connections", "state", "idle"); got != 0 {
 		t.Errorf("idle service connections after Close = %v", got)
 	}
 }

@@ -83,10 +83,11 @@ func (s *server) dial(ctx context.Context, timeout time.Duration) (*ldap.Conn, e
 	if err != nil {
 		return nil, &stageError{stage: "resolve", err: err}
 	}
-	_, literal := netip.ParseAddr(s.host)
+	// With a name, say which of its addresses failed.
+	_, notIP := netip.ParseAddr(s.host)
 	var errs []error
 	for _, a := range addrs {
-		lc, err := s.dialAddr(ctx, a, literal != nil, timeout)
+		lc, err := s.dialAddr(ctx, a, notIP != nil, timeout)
 		if err == nil {
 			s.use(a)
 			return lc, nil

@@ -130,7 +130,7 @@ access to * by * read
 	return s
 }
 
-func (s *testSlapd) url() string     { return "ldap://127.0.0.1:" + strconv.Itoa(s.port) }
+func (s *testSlapd) url() string      { return "ldap://127.0.0.1:" + strconv.Itoa(s.port) }
 func (s *testSlapd) ldapsURL() string { return "ldaps://127.0.0.1:" + strconv.Itoa(s.tlsPort) }
 
 // start runs slapd in the foreground (-d 0) and waits, bounded, until it
@@ -198,6 +198,31 @@ func (s *testSlapd) pause() {
 	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		s.t.Fatalf("pause slapd: %v", err)
 	}
+	// The signal is delivered asynchronously: wait until the kernel reports
+	// every thread stopped, or a request sent now could still be answered.
+	deadline := time.Now().Add(5 * time.Second)
+	for !allThreadsStopped(s.cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("slapd pid %d did not stop", s.cmd.Process.Pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func allThreadsStopped(pid int) bool {
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(stats) == 0 {
+		return false
+	}
+	for _, stat := range stats {
+		b, err := os.ReadFile(stat)
+		// The state follows the parenthesised command name.
+		i := bytes.LastIndexByte(b, ')')
+		if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 func freePort(t *testing.T) int {
@@ -254,8 +279,6 @@ func hangingServer(t *testing.T) string {
 // written as PEM files.
 type testPKI struct {
 	caFile, certFile, keyFile string
-	ca                        *x509.Certificate
-	caKey                     *ecdsa.PrivateKey
 	serverCert                tls.Certificate
 }
 
@@ -303,8 +326,6 @@ func newPKI(t *testing.T) *testPKI {
 		caFile:   filepath.Join(dir, "ca.pem"),
 		certFile: filepath.Join(dir, "server.pem"),
 		keyFile:  filepath.Join(dir, "server.key"),
-		ca:       ca,
-		caKey:    caKey,
 	}
 	writePEM(t, p.caFile, "CERTIFICATE", caDER)
 	writePEM(t, p.certFile, "CERTIFICATE", srvDER)

@@ -35,7 +35,7 @@ type App struct {
 // New builds the parts from a validated configuration. Nothing listens until Start.
 func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: metrics.NewRegistry()}
-	pool, err := upstream.New(cfg.Upstream, log.With("component", "upstream"), a.reg)
+	pool, err := upstream.New(cfg.Upstream, log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
@@ -69,7 +69,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Help:        "Always 1; the version label names the running build.",
 		ConstLabels: prometheus.Labels{"version": version},
 	}, func() float64 { return 1 }))
-	a.http = metrics.New(a.reg, a.ready, log.With("component", "http"))
+	a.http = metrics.New(cfg.HTTP, a.reg, a.ready, log.With("component", "http"))
 	return a, nil
 }
 

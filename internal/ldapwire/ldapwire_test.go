@@ -1,0 +1,130 @@
+package ldapwire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+)
+
+// bindResponse builds a BindResponse message with go-asn1-ber, an encoder independent of
+// the one under test.
+func bindResponse(id int64, code int64, diag string) []byte {
+	p := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+	p.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, ""))
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 1, nil, "")
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, code, ""))
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", ""))
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, diag, ""))
+	p.AppendChild(op)
+	return p.Bytes()
+}
+
+func TestWithMessageID(t *testing.T) {
+	long := string(bytes.Repeat([]byte("x"), 300)) // forces a long-form length
+	for _, tt := range []struct {
+		from, to int64
+		diag     string
+	}{
+		{1, 2, ""}, {1, 127, ""}, {1, 128, ""}, {200, 1, ""}, {5, 1<<31 - 1, long}, {1<<31 - 1, 3, long}, {1, 65536, "d"},
+	} {
+		in := bindResponse(tt.from, 49, tt.diag)
+		out, err := WithMessageID([]byte("prefix"), in, tt.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(out, []byte("prefix")) {
+			t.Fatal("dst was not appended to")
+		}
+		out = out[len("prefix"):]
+		if !bytes.Equal(out, bindResponse(tt.to, 49, tt.diag)) {
+			t.Errorf("%d→%d: got % x\nwant % x", tt.from, tt.to, out, bindResponse(tt.to, 49, tt.diag))
+		}
+		if id, err := MessageID(out); err != nil || id != tt.to {
+			t.Errorf("MessageID = %d, %v; want %d", id, err, tt.to)
+		}
+	}
+}
+
+func TestResponse(t *testing.T) {
+	op, code, final, err := Response(bindResponse(3, 49, "bad"))
+	if err != nil || op != 0x61 || code != 49 || !final {
+		t.Fatalf("bind response: op %#x code %d final %v err %v", op, code, final, err)
+	}
+	entry := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+	entry.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 7, ""))
+	e := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 4, nil, "")
+	e.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "cn=x", ""))
+	e.AppendChild(ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, ""))
+	entry.AppendChild(e)
+	op, _, final, err = Response(entry.Bytes())
+	if err != nil || op != TagSearchResultEntry || final {
+		t.Fatalf("entry: op %#x final %v err %v", op, final, err)
+	}
+	for _, bad := range [][]byte{nil, {0x30}, {0x30, 0x03, 0x02, 0x01, 0x01}, {0x31, 0x00}, {0x30, 0x05, 0x04, 0x01, 0x01, 0x61, 0x00}} {
+		if _, _, _, err := Response(bad); err == nil {
+			t.Errorf("Response(% x) accepted malformed input", bad)
+		}
+	}
+}
+
+func TestReadFrame(t *testing.T) {
+	msg := bindResponse(1, 0, "")
+	tests := []struct {
+		name  string
+		in    []byte
+		limit int64
+		want  error
+	}{
+		{"whole message", msg, 1 << 20, nil},
+		{"two messages, first returned", append(append([]byte{}, msg...), msg...), 1 << 20, nil},
+		{"not a sequence", []byte{0x04, 0x00}, 1 << 20, ErrNotSequence},
+		{"indefinite length", []byte{0x30, 0x80, 0, 0}, 1 << 20, ErrIndefinite},
+		{"5-byte length", []byte{0x30, 0x85, 1, 2, 3, 4, 5}, 1 << 20, ErrLengthTooLong},
+		{"truncated body", msg[:len(msg)-1], 1 << 20, io.ErrUnexpectedEOF},
+		{"2 GiB header", []byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff}, 1 << 20, TooLargeError{Size: 6 + 0x7fffffff, Limit: 1 << 20}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReadFrame(bufio.NewReader(bytes.NewReader(tt.in)), tt.limit, nil)
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("error %v", err)
+			case tt.want == nil && !bytes.Equal(got, msg):
+				t.Fatalf("got % x", got)
+			case tt.want != nil && !errors.Is(err, tt.want) && err != tt.want:
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestScanDepth(t *testing.T) {
+	nest := func(depth int) []byte {
+		b := []byte{0x04, 0x00}
+		for i := 0; i < depth; i++ {
+			e := Encoder{}
+			e.Begin(0x30)
+			e.Raw(b)
+			e.End()
+			b = e.B
+		}
+		return b
+	}
+	if err := Scan(nest(10), 10); err != nil {
+		t.Fatalf("depth 10 at limit 10: %v", err)
+	}
+	var deep TooDeepError
+	if err := Scan(nest(11), 10); !errors.As(err, &deep) || deep.Limit != 10 {
+		t.Fatalf("depth 11 at limit 10: %v", err)
+	}
+	if err := Scan(nest(100000), 50); !errors.As(err, &deep) {
+		t.Fatalf("depth 100000: %v", err)
+	}
+	if err := Scan([]byte{0x30, 0x03, 0x04, 0x05, 0x00}, 10); !errors.Is(err, ErrBadLength) {
+		t.Fatalf("child longer than parent: %v", err)
+	}
+}
