@@ -16,6 +16,8 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
 // tlsHandshakeTimeout bounds a TLS handshake (LDAPS or StartTLS) so that a client that
@@ -98,14 +100,14 @@ func (c *conn) serve() {
 		c.sess.setTLS(tc.ConnectionState())
 	}
 
-	var buf []byte
 	for {
-		msg, err := c.readMessage(buf)
+		// Each message gets its own buffer: a forwarded request is relayed from it
+		// while the next one is read.
+		msg, err := c.readMessage(nil)
 		if err != nil {
 			c.readFailed(err)
 			return
 		}
-		buf = msg[:0]
 		if !c.dispatch(msg) {
 			return
 		}
@@ -193,6 +195,7 @@ func (c *conn) dispatch(msg []byte) bool {
 		return c.rejectMessage(msg, req, err)
 	}
 	req.Session = c.sess
+	req.raw = msg
 
 	switch req.Op {
 	case OpUnbind:
@@ -470,6 +473,9 @@ func (c *conn) writer() {
 	bw := bufio.NewWriterSize(c.raw, 16<<10)
 	wt := c.srv.writeTimeout()
 	write := func(it outItem) bool {
+		// The deadline bounds each write, not the batch: a batch goes on for as long as the
+		// handler keeps the queue full, and a client that reads steadily must not be cut.
+		c.raw.SetWriteDeadline(time.Now().Add(wt))
 		if it.switchTo != nil {
 			if err := bw.Flush(); err != nil {
 				c.writeFailed(err)
@@ -490,7 +496,6 @@ func (c *conn) writer() {
 	for {
 		select {
 		case it := <-c.out:
-			c.raw.SetWriteDeadline(time.Now().Add(wt))
 			if !write(it) {
 				return
 			}
@@ -582,6 +587,29 @@ func (w *responseWriter) WriteResult(res *Result) error {
 		return errAbandoned // an abandoned operation gets no response (RFC 4511 §4.11)
 	}
 	return w.c.send(ctx, appendResult(getBuf(), w.req.MessageID, w.req.Op, res))
+}
+
+func (w *responseWriter) Relay(msg []byte) error {
+	if w.done {
+		return errors.New("ldap: relay after the result")
+	}
+	_, _, final, err := ldapwire.Response(msg)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if final {
+		w.done = true
+	}
+	ctx := w.req.Context()
+	if ctx.Err() != nil {
+		return errAbandoned
+	}
+	b, err := ldapwire.WithMessageID(getBuf(), msg, w.req.MessageID)
+	if err != nil {
+		putBuf(b)
+		return fmt.Errorf("relay: %w", err)
+	}
+	return w.c.send(ctx, b)
 }
 
 func (r *Request) withCtx(ctx context.Context) *Request {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
 
@@ -206,21 +207,34 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		return
 	}
 	c, err := h.conn(r)
-	if err == nil {
-		err = c.Bind(r.Context(), b.Name, b.Password)
-	}
 	if err != nil {
-		res := errorResult(err)
-		if res.Code == ldap.LDAPResultInvalidCredentials {
-			h.log.Info("bind failed: invalid credentials", "conn", s.ID, "name", b.Name)
-		} else {
-			h.log.Warn("bind failed", "conn", s.ID, "name", b.Name, "code", res.Code, "err", err)
-		}
-		w.WriteResult(res)
+		h.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", b.Name, "err", err)
+		w.WriteResult(errorResult(err))
 		return
 	}
-	s.SetBound(b.Name)
-	w.WriteResult(&Result{Code: ldap.LDAPResultSuccess})
+	var code uint16
+	err = c.Forward(r.Context(), upstream.KindBind, r.Raw(), func(m []byte) error {
+		if _, rc, final, err := ldapwire.Response(m); err == nil && final {
+			code = rc
+			if rc == ldap.LDAPResultSuccess {
+				// Before the client can see the success: its next request is read
+				// only after this handler returns, and finds the new identity.
+				s.SetBound(b.Name)
+			}
+		}
+		return w.Relay(m)
+	})
+	switch {
+	case err != nil:
+		if r.Context().Err() == nil {
+			h.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", b.Name, "err", err)
+			w.WriteResult(errorResult(err))
+		}
+	case code == ldap.LDAPResultInvalidCredentials:
+		h.log.Info("bind failed: invalid credentials", "conn", s.ID, "name", b.Name)
+	case code != ldap.LDAPResultSuccess:
+		h.log.Info("bind refused by upstream", "conn", s.ID, "name", b.Name, "code", code)
+	}
 }
 
 // forgetUpstreamIdentity makes the session's upstream connection anonymous again after
@@ -237,64 +251,29 @@ func (h *direct) forgetUpstreamIdentity(s *Session) {
 }
 
 func (h *direct) search(w ResponseWriter, r *Request) {
-	q := r.Search
-	filter, _ := q.FilterString() // decoded and checked when the request was read
-	req := &ldap.SearchRequest{
-		BaseDN: q.BaseDN, Scope: q.Scope, DerefAliases: q.DerefAliases,
-		SizeLimit: q.SizeLimit, TimeLimit: q.TimeLimit, TypesOnly: q.TypesOnly,
-		Filter: filter, Attributes: q.Attributes,
-	}
-	for _, ctl := range r.Controls {
-		req.Controls = append(req.Controls, ctl.ToLDAP())
-	}
-	c, err := h.conn(r)
-	if err != nil {
-		w.WriteResult(errorResult(err))
-		return
-	}
-	var done []Control
-	err = c.Search(r.Context(), req, func(resp ldap.Response) error {
-		if e := resp.Entry(); e != nil {
-			return w.WriteEntry(EntryFromLDAP(e))
-		}
-		if ref := resp.Referral(); ref != "" {
-			return w.WriteReference([]string{ref})
-		}
-		for _, ctl := range resp.Controls() {
-			done = append(done, ControlFromLDAP(ctl))
-		}
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, errAbandoned) || r.Context().Err() != nil {
-			return
-		}
-		w.WriteResult(errorResult(err))
-		return
-	}
-	w.WriteResult(&Result{Code: ldap.LDAPResultSuccess, Controls: done})
+	h.forward(w, r, upstream.KindSearch)
 }
 
 func (h *direct) compare(w ResponseWriter, r *Request) {
-	q := r.Compare
-	c, err := h.conn(r)
-	if err == nil {
-		var ok bool
-		ok, err = c.Compare(r.Context(), q.DN, q.Attribute, string(q.Value))
-		if err == nil {
-			code := uint16(ldap.LDAPResultCompareFalse)
-			if ok {
-				code = ldap.LDAPResultCompareTrue
-			}
-			w.WriteResult(&Result{Code: code})
-			return
-		}
-	}
-	w.WriteResult(errorResult(err))
+	h.forward(w, r, upstream.KindCompare)
 }
 
-// errorResult turns an upstream error into the result the client gets: the upstream's own
-// LDAP result when it answered, `unavailable` when it could not be reached.
+// forward relays a request to the session's upstream connection and the upstream's
+// responses (entries, references, result, controls) back, as bytes. Only a failure to
+// reach the upstream is answered by the proxy itself.
+func (h *direct) forward(w ResponseWriter, r *Request, kind upstream.Kind) {
+	c, err := h.conn(r)
+	if err == nil {
+		err = c.Forward(r.Context(), kind, r.Raw(), w.Relay)
+	}
+	if err != nil && r.Context().Err() == nil && !errors.Is(err, errAbandoned) {
+		h.log.Warn("request failed: upstream", "conn", r.Session.ID, "op", kind.String(), "err", err)
+		w.WriteResult(errorResult(err))
+	}
+}
+
+// errorResult turns an error that kept the upstream from answering into the result the
+// client gets: `unavailable`, with what went wrong.
 func errorResult(err error) *Result {
 	var le *ldap.Error
 	if errors.As(err, &le) && le.ResultCode < 200 { // go-ldap uses 200+ for client-side errors
@@ -302,29 +281,10 @@ func errorResult(err error) *Result {
 		if le.Err != nil {
 			res.Diagnostic = le.Err.Error()
 		}
-		if le.ResultCode == ldap.LDAPResultReferral {
-			res.Referral = referralURLs(le)
-		}
 		return res
 	}
 	if upstream.IsUnavailable(err) {
 		return &Result{Code: ldap.LDAPResultUnavailable, Diagnostic: err.Error()}
 	}
 	return &Result{Code: ldap.LDAPResultOther, Diagnostic: "upstream error: " + err.Error()}
-}
-
-// referralURLs digs the referral URLs out of an upstream result (RFC 4511 §4.1.10).
-func referralURLs(le *ldap.Error) []string {
-	if le.Packet == nil || len(le.Packet.Children) < 2 {
-		return nil
-	}
-	var urls []string
-	for _, f := range le.Packet.Children[1].Children {
-		if f.Tag == 3 && len(f.Children) > 0 {
-			for _, u := range f.Children {
-				urls = append(urls, u.Data.String())
-			}
-		}
-	}
-	return urls
 }

@@ -106,6 +106,8 @@ type Request struct {
 	// Session is the client connection the request arrived on.
 	Session *Session
 
+	raw []byte // the message as the client sent it
+
 	ctx context.Context
 }
 
@@ -117,6 +119,10 @@ func (r *Request) Context() context.Context {
 	}
 	return r.ctx
 }
+
+// Raw returns the request message as the client encoded it, for relaying it upstream.
+// It must not be modified.
+func (r *Request) Raw() []byte { return r.raw }
 
 // WithContext returns a shallow copy of r with its context replaced.
 func (r *Request) WithContext(ctx context.Context) *Request {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
 // Metrics are the frontend's Prometheus metrics. Labels carry only the operation and the
@@ -70,6 +72,18 @@ type recorder struct {
 func (r *recorder) WriteEntry(e *Entry, controls ...Control) error {
 	r.entries++
 	return r.ResponseWriter.WriteEntry(e, controls...)
+}
+
+func (r *recorder) Relay(msg []byte) error {
+	if tag, code, final, err := ldapwire.Response(msg); err == nil {
+		switch {
+		case final:
+			r.code, r.wrote = code, true
+		case tag == ldapwire.TagSearchResultEntry:
+			r.entries++
+		}
+	}
+	return r.ResponseWriter.Relay(msg)
 }
 
 func (r *recorder) WriteResult(res *Result) error {

@@ -35,6 +35,11 @@ type ResponseWriter interface {
 	WriteReference(urls []string, controls ...Control) error
 	// WriteResult sends the final response; later writes fail.
 	WriteResult(res *Result) error
+	// Relay sends a response message received from elsewhere (the upstream) unchanged
+	// but for its message ID, which becomes the request's. A final response (anything
+	// but a search entry, reference or intermediate response) ends the operation as
+	// WriteResult does.
+	Relay(msg []byte) error
 }
 
 // Defaults for the Server's limits, sized for a sidecar in front of one application or

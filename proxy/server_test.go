@@ -898,12 +898,25 @@ func TestWriteTimeoutDropsClientThatDoesNotRead(t *testing.T) {
 	waitFor(t, 5*time.Second, fmt.Sprintf("goroutines to return to %d", baseline), func() bool { return runtime.NumGoroutine() <= baseline })
 }
 
-// slowReader reads at most 32 KiB every 5 ms: a client on a slow link, reading steadily.
+// smallBuffers keeps the kernel's send buffer of accepted connections small, so that a
+// slow reader makes room for the next write often and a blocked write says something
+// about the client rather than about how much the kernel buffers.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(32 << 10)
+	}
+	return c, err
+}
+
+// slowReader reads at most 4 KiB every 5 ms: a client on a slow link, reading steadily.
 type slowReader struct{ r io.Reader }
 
 func (s slowReader) Read(p []byte) (int, error) {
 	time.Sleep(5 * time.Millisecond)
-	return s.r.Read(p[:min(len(p), 32<<10)])
+	return s.r.Read(p[:min(len(p), 4<<10)])
 }
 
 // TestWriteTimeoutSparesSteadyReader streams to a client that reads steadily, but slower
@@ -912,13 +925,17 @@ func (s slowReader) Read(p []byte) (int, error) {
 func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 	h := newProtoHandler()
 	h.slow = time.Second
-	addr := serve(t, &Server{Handler: h, WriteTimeout: 300 * time.Millisecond})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveOn(t, &Server{Handler: h, WriteTimeout: 300 * time.Millisecond}, smallBuffers{ln})
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	c.(*net.TCPConn).SetReadBuffer(32 << 10)
 	if _, err := c.Write(ldapMessage(1, searchOp(dnStream, 0, "(objectClass=*)"))); err != nil {
 		t.Fatal(err)
 	}
@@ -929,7 +946,7 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 	for {
 		p, err := ber.ReadPacket(r)
 		if err != nil {
-			t.Fatalf("after %d entries and %v: %v", entries, time.Since(start), err)
+			t.Fatalf("cut after %d entries and %v: %v", entries, time.Since(start), err)
 		}
 		if p.Children[1].Tag == ldap.ApplicationSearchResultEntry {
 			entries++

@@ -7,26 +7,56 @@ import (
 	"sync"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
-// Conn is one client session's own upstream connection. User binds happen
-// here, never on the service connections, so a user's bind cannot change
-// the identity the proxy searches with. Requests may run concurrently;
-// Bind waits for the connection to be free of reconnects.
+// Kind says what a forwarded request is, which decides how it may be retried and how it
+// times out.
+type Kind uint8
+
+// Kinds of forwarded requests.
+const (
+	// KindBind is a simple bind with a password. It is retried once on another
+	// connection when its connection breaks: the request carries its own credentials.
+	KindBind Kind = iota + 1
+	// KindSearch times out only when the server stops sending results, and is retried
+	// like KindCompare when nothing had been delivered yet.
+	KindSearch
+	// KindCompare is retried on a fresh connection when its connection breaks, unless
+	// the session is bound as a user (the bind cannot be replayed: passwords are not kept).
+	KindCompare
+	// KindExtended is never retried: it may have changed something (a password).
+	KindExtended
+)
+
+var kindNames = [...]string{KindBind: "bind", KindSearch: "search", KindCompare: "compare", KindExtended: "extended"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "other"
+}
+
+// Conn is one client session's own upstream connection. User binds happen here, never
+// on the service connections, so a user's bind cannot change the identity the proxy
+// searches with. Requests are relayed as LDAP messages (see Forward) and may run
+// concurrently.
 type Conn struct {
 	pool *Pool
 
 	mu     sync.Mutex
-	lc     *ldap.Conn // nil: a new anonymous connection is dialed on next use
-	srv    *server
-	bound  bool // lc carries a user's bind
-	lost   bool // a user-bound lc broke: requests fail until Bind or Unbind
+	wc     *wireConn // nil: a new anonymous connection is dialed on next use
+	srv    *server   // the server of the latest connection
+	bound  bool      // wc carries a user's bind
+	lost   bool      // a user-bound wc broke: requests fail until a bind or Unbind
 	closed bool
 }
 
-// Server is the URL (as configured) of the server the session is on, for
-// logs.
+// Server is the URL (as configured) of the server the session is on, for logs.
 func (c *Conn) Server() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -39,252 +69,187 @@ func (c *Conn) Server() string {
 // Close ends the session's upstream connection.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	lc := c.lc
-	c.lc, c.closed = nil, true
+	wc := c.wc
+	c.wc, c.closed = nil, true
 	c.mu.Unlock()
-	if lc != nil {
-		return lc.Close()
+	if wc != nil {
+		wc.close()
 	}
 	return nil
 }
 
-// Unbind forgets the session's identity: the next request runs anonymously.
-// It closes the connection (sending an LDAP unbind) and lets the next
-// request dial a fresh one, rather than sending an anonymous bind: the
-// identity is gone for certain even if the server is unreachable, and
-// Unbind never waits on the network for an answer.
+// Unbind forgets the session's identity: the next request runs anonymously. It closes
+// the connection (sending an LDAP unbind) and lets the next request dial a fresh one,
+// rather than sending an anonymous bind: the identity is gone for certain even if the
+// server is unreachable, and Unbind never waits on the network for an answer.
 func (c *Conn) Unbind() {
 	c.mu.Lock()
-	lc := c.lc
-	c.lc, c.bound, c.lost = nil, false, false
+	wc := c.wc
+	c.wc, c.bound, c.lost = nil, false, false
 	c.mu.Unlock()
-	if lc != nil {
-		_ = lc.Unbind()
+	if wc != nil {
+		wc.close()
 	}
 }
 
-// Bind makes a simple bind as dn. If the connection breaks or times out,
-// Bind reconnects through the pool (another server if this one is now in
-// quarantine) and tries once more. An answer of the server (49 invalid
-// credentials, ...) is returned as the *ldap.Error it is, never retried.
-// A Bind also recovers a session whose user-bound connection was lost.
-func (c *Conn) Bind(ctx context.Context, dn string, password []byte) error {
-	if len(password) == 0 {
-		// A simple bind with a name and no password is an
-		// "unauthenticated bind" (RFC 4513 §5.1.2) that many servers
-		// answer with success: it must never pass for a login.
-		return ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("unauthenticated bind (empty password) refused"))
+// Forward sends one client request and hands every response message to fn as it
+// arrives, the final one (the operation's result) last. msg is the whole LDAPMessage as
+// the client encoded it: its message ID is replaced on the way up, and the responses
+// carry the connection's IDs, which the caller replaces with its own. fn runs on the
+// connection's reader and must not keep msg after it returns; an error from fn stops
+// the request (the server is asked to abandon it) and is returned as is.
+//
+// When the connection breaks or the server stops answering, the request is retried
+// once on a fresh connection (possibly another server) if kind allows it and nothing
+// reached fn yet. A session bound as a user cannot be moved: the error then wraps
+// ErrConnectionLost until the next bind or Unbind. A successful KindBind makes the
+// session user-bound; any other bind result leaves it anonymous (RFC 4511 §4.2.1).
+func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(msg []byte) error) error {
+	var prior []error
+	var skip []*server
+	for attempt := 0; ; attempt++ {
+		wc, bound, err := c.session(ctx, kind, skip, prior)
+		if err != nil {
+			return fmt.Errorf("upstream %s: %w", kind, err)
+		}
+		respond := fn
+		bindOK := false
+		if kind == KindBind {
+			respond = func(m []byte) error {
+				if _, code, final, err := ldapwire.Response(m); err == nil && final {
+					bindOK = code == ldap.LDAPResultSuccess
+				}
+				return fn(m)
+			}
+		}
+		start := time.Now()
+		delivered, err := wc.roundTrip(ctx, msg, respond, c.pool.cfg.Timeout, kind == KindSearch)
+		c.pool.m.observe(wc.srv.raw, kind.String(), start)
+		var ne *netError
+		switch {
+		case err == nil:
+			if kind == KindBind {
+				c.setBound(wc, bindOK)
+			}
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("upstream %s: %w", kind, ctx.Err())
+		case !errors.As(err, &ne):
+			return err // fn's own error
+		}
+		failed := &serverError{server: wc.srv.raw, err: fmt.Errorf("%s: %w", kind, err)}
+		prior = append(prior, failed)
+		c.forget(wc)
+		// A server that got the request and said nothing is hanging: set it aside so
+		// the retry does not wait on it again. One that closed the connection may only
+		// have restarted; the retry's connect finds out. A search that delivered
+		// results was answering, just slowly.
+		if errors.Is(err, errTimeout) && !delivered {
+			c.pool.markDown(wc.srv, err)
+			skip = append(skip, wc.srv)
+		}
+		switch {
+		case bound && kind != KindBind:
+			return fmt.Errorf("%w: %w", ErrConnectionLost, failed)
+		case kind == KindExtended || delivered:
+			return fmt.Errorf("upstream %s: %w: %w", kind, errBroken, failed)
+		case attempt > 0:
+			return fmt.Errorf("upstream %s: %w", kind, unavailable(prior))
+		}
 	}
+}
+
+// session returns the connection for the next request, dialing a new one if the last
+// one was dropped. A bind may always go ahead: it establishes a new identity.
+func (c *Conn) session(ctx context.Context, kind Kind, skip []*server, prior []error) (*wireConn, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return ErrClosed
+		return nil, false, ErrClosed
 	}
-	c.lost = false
-	var prior []error
-	var skip []*server
-	for attempt := 0; ; attempt++ {
-		if c.lc != nil && c.lc.IsClosing() {
-			c.lc = nil
-		}
-		if c.lc == nil {
-			lc, srv, err := c.pool.connect(ctx, skip, prior)
-			if err != nil {
-				c.bound = false
-				return fmt.Errorf("upstream bind: %w", err)
-			}
-			c.lc, c.srv = lc, srv
-		}
-		lc, srv := c.lc, c.srv
-		start := time.Now()
-		err := withContext(ctx, lc, func() error { return lc.Bind(dn, string(password)) })
-		c.pool.m.observe(srv.raw, "bind", start)
-		switch {
-		case err == nil:
-			c.bound = true
-			return nil
-		case ctx.Err() != nil:
-			c.bound = false
-			return fmt.Errorf("upstream bind: %w", err)
-		case !brokenConn(err, lc):
-			// RFC 4511 §4.2.1: after a failed bind the connection is
-			// anonymous.
-			c.bound = false
-			return err
-		}
-		c.bound = false
-		c.lc = nil
-		prior = append(prior, &serverError{server: srv.raw, err: fmt.Errorf("bind: %w", err)})
-		if s := c.pool.abandon(lc, srv, err, true); s != nil {
-			skip = append(skip, s)
-		}
-		if attempt > 0 {
-			return fmt.Errorf("upstream bind: %w", unavailable(prior))
-		}
+	if kind == KindBind {
+		c.lost = false
 	}
-}
-
-// Search runs req and calls fn for each entry, referral or intermediate
-// response as it arrives (read r.Entry(), r.Referral(), r.Controls()).
-// When the connection breaks before anything reached fn and the session is
-// anonymous, the search runs once more on a fresh connection. A session
-// bound as a user cannot be moved (its password is not kept): the error
-// then wraps ErrConnectionLost. An error from fn stops the search and is
-// returned as is.
-func (c *Conn) Search(ctx context.Context, req *ldap.SearchRequest, fn func(r ldap.Response) error) error {
-	var fnErr error
-	err := c.do(ctx, "search", true, func(lc *ldap.Conn) (bool, error) {
-		sctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		delivered := false
-		r := lc.SearchAsync(sctx, req, 64)
-		for r.Next() {
-			delivered = true
-			if fnErr = fn(r); fnErr != nil {
-				return true, nil
-			}
-		}
-		if err := r.Err(); err != nil {
-			return delivered, err
-		}
-		// SearchAsync ends silently when ctx ends: the results are then
-		// incomplete.
-		return delivered, ctx.Err()
-	})
-	if fnErr != nil {
-		return fnErr
+	if c.lost {
+		return nil, false, ErrConnectionLost
 	}
-	return err
-}
-
-// Compare asks whether dn's attr holds value, with Search's retry rule.
-func (c *Conn) Compare(ctx context.Context, dn, attr, value string) (bool, error) {
-	var ok bool
-	err := c.do(ctx, "compare", true, func(lc *ldap.Conn) (bool, error) {
-		return false, withContext(ctx, lc, func() error {
-			var err error
-			ok, err = lc.Compare(dn, attr, value)
-			return err
-		})
-	})
-	return ok, err
-}
-
-// Extended sends an extended request. It is never retried: it may have
-// changed something (a password) before the connection broke.
-func (c *Conn) Extended(ctx context.Context, req *ldap.ExtendedRequest) (*ldap.ExtendedResponse, error) {
-	var resp *ldap.ExtendedResponse
-	err := c.do(ctx, "extended", false, func(lc *ldap.Conn) (bool, error) {
-		return false, withContext(ctx, lc, func() error {
-			var err error
-			resp, err = lc.Extended(req)
-			return err
-		})
-	})
-	return resp, err
-}
-
-// do runs one request with the session's retry rule. call reports whether
-// anything reached the caller before it failed: a request that delivered
-// results cannot be repeated without repeating them.
-func (c *Conn) do(ctx context.Context, op string, retry bool, call func(*ldap.Conn) (bool, error)) error {
-	var prior []error
-	var skip []*server
-	for attempt := 0; ; attempt++ {
-		lc, srv, bound, err := c.session(ctx, skip, prior)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", op, err)
-		}
-		start := time.Now()
-		delivered, err := call(lc)
-		c.pool.m.observe(srv.raw, op, start)
-		switch {
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			if lc.IsClosing() {
-				c.forget(lc)
-			}
-			return fmt.Errorf("upstream %s: %w", op, ctx.Err())
-		case !brokenConn(err, lc):
-			return err
-		}
-		failed := &serverError{server: srv.raw, err: fmt.Errorf("%s: %w", op, err)}
-		prior = append(prior, failed)
-		c.forget(lc)
-		// A search that delivered results was answering: it timed out
-		// because it is long (or its client slow), not because the
-		// server hangs.
-		if s := c.pool.abandon(lc, srv, err, !delivered); s != nil {
-			skip = append(skip, s)
-		}
-		switch {
-		case bound:
-			return fmt.Errorf("%w: %w", ErrConnectionLost, failed)
-		case !retry || delivered:
-			return fmt.Errorf("upstream %s: %w: %w", op, errBroken, failed)
-		case attempt > 0:
-			return fmt.Errorf("upstream %s: %w", op, unavailable(prior))
-		}
-	}
-}
-
-// session returns the connection for the next request, dialing a new
-// anonymous one if the last one was dropped while anonymous.
-func (c *Conn) session(ctx context.Context, skip []*server, prior []error) (*ldap.Conn, *server, bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.closed:
-		return nil, nil, false, ErrClosed
-	case c.lost:
-		return nil, nil, false, ErrConnectionLost
-	}
-	if c.lc != nil && c.lc.IsClosing() {
+	if c.wc != nil && c.wc.broken() {
 		// Closed by the server (idle timeout, restart) between requests.
-		_ = c.lc.Close()
-		c.lc = nil
+		c.wc.close()
+		c.wc = nil
+		if c.bound && kind != KindBind {
+			c.bound, c.lost = false, true
+			return nil, false, ErrConnectionLost
+		}
+	}
+	if c.wc == nil {
+		nc, srv, err := c.pool.connect(ctx, skip, prior)
+		if err != nil {
+			c.bound = false
+			return nil, false, err
+		}
+		c.wc, c.srv, c.bound = newWireConn(nc, srv), srv, false
+	}
+	return c.wc, c.bound, nil
+}
+
+func (c *Conn) setBound(wc *wireConn, bound bool) {
+	c.mu.Lock()
+	if c.wc == wc {
+		c.bound = bound
+	}
+	c.mu.Unlock()
+}
+
+// forget drops wc from the session if it is still the current one; a user-bound session
+// is then lost until the next bind or Unbind.
+func (c *Conn) forget(wc *wireConn) {
+	c.mu.Lock()
+	if c.wc == wc {
+		c.wc = nil
 		if c.bound {
 			c.bound, c.lost = false, true
-			return nil, nil, false, ErrConnectionLost
 		}
 	}
-	if c.lc == nil {
-		lc, srv, err := c.pool.connect(ctx, skip, prior)
-		if err != nil {
-			return nil, nil, false, err
-		}
-		c.lc, c.srv = lc, srv
-	}
-	return c.lc, c.srv, c.bound, nil
+	c.mu.Unlock()
+	wc.close()
 }
 
-// forget drops lc from the session if it is still the current one; a
-// user-bound session is then lost until the next Bind or Unbind.
-func (c *Conn) forget(lc *ldap.Conn) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.lc != lc {
-		return
+// Bind makes a simple bind as dn on the session, with Forward's retry rule, and returns
+// the server's refusal as an *ldap.Error (49 invalid credentials, ...).
+func (c *Conn) Bind(ctx context.Context, dn string, password []byte) error {
+	if len(password) == 0 {
+		// A simple bind with a name and no password is an "unauthenticated bind"
+		// (RFC 4513 §5.1.2) that many servers answer with success: it must never pass
+		// for a login.
+		return ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("unauthenticated bind (empty password) refused"))
 	}
-	c.lc = nil
-	if c.bound {
-		c.bound, c.lost = false, true
-	}
-}
-
-// abandon closes a connection that broke under a request. If it broke by
-// timing out while still open and suspect is set (nothing came back), the
-// server stopped answering: it is quarantined and returned, so the retry
-// does not wait on it again. A connection the server closed says less (an
-// idle timeout, a restart): the retry's connect finds out whether the
-// server is still there.
-func (p *Pool) abandon(lc *ldap.Conn, srv *server, cause error, suspect bool) *server {
-	unresponsive := !lc.IsClosing()
-	_ = lc.Close()
-	if !unresponsive || !suspect {
+	e := ldapwire.Encoder{}
+	e.Begin(0x30)
+	e.Int(0x02, 1)
+	e.Begin(0x60) // [APPLICATION 0] BindRequest
+	e.Int(0x02, 3)
+	e.Str(0x04, dn)
+	e.Bytes(0x80, password) // [0] simple
+	e.End()
+	e.End()
+	var result error
+	err := c.Forward(ctx, KindBind, e.B, func(m []byte) error {
+		result = ResultError(m)
 		return nil
+	})
+	if err != nil {
+		return err
 	}
-	p.markDown(srv, cause)
-	return srv
+	return result
+}
+
+// ResultError decodes a response message's LDAPResult: nil for success, otherwise an
+// *ldap.Error with the code, matched DN and diagnostic message.
+func ResultError(msg []byte) error {
+	p, err := ber.DecodePacketErr(msg)
+	if err != nil {
+		return ldap.NewError(ldap.ErrorUnexpectedResponse, fmt.Errorf("malformed response: %w", err))
+	}
+	return ldap.GetLDAPError(p)
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"log/slog"
 	"slices"
 	"strings"
@@ -135,11 +136,11 @@ func (p *Pool) isClosed() bool {
 // Dial opens a new, unbound connection for one client session, on the most
 // preferred server that answers.
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
-	lc, srv, err := p.connect(ctx, nil, nil)
+	nc, srv, err := p.connect(ctx, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream dial: %w", err)
 	}
-	return &Conn{pool: p, lc: lc, srv: srv}, nil
+	return &Conn{pool: p, wc: newWireConn(nc, srv), srv: srv}, nil
 }
 
 // connect returns a connection to the first server, in preference order,
@@ -149,7 +150,7 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 // answering a request of this very operation: trying them again at once
 // would only wait out another timeout. prior are the failures that led
 // here, reported together with the ones connect meets.
-func (p *Pool) connect(ctx context.Context, skip []*server, prior []error) (*ldap.Conn, *server, error) {
+func (p *Pool) connect(ctx context.Context, skip []*server, prior []error) (net.Conn, *server, error) {
 	if p.isClosed() {
 		return nil, nil, ErrClosed
 	}
@@ -191,7 +192,7 @@ func givenUp(ctx context.Context, errs []error) error {
 	return fmt.Errorf("%w: %w", ctx.Err(), &listError{errs: errs})
 }
 
-func (p *Pool) connectTo(ctx context.Context, s *server) (*ldap.Conn, error) {
+func (p *Pool) connectTo(ctx context.Context, s *server) (net.Conn, error) {
 	start := time.Now()
 	lc, err := s.dial(ctx, p.cfg.Timeout)
 	p.m.observe(s.raw, "connect", start)
@@ -305,7 +306,7 @@ func (p *Pool) recheck(s *server) {
 // refusal, shows the server is serving; a TCP accept alone does not (a hung
 // server accepts and never answers).
 func (p *Pool) probe(ctx context.Context, s *server) error {
-	lc, err := s.dial(ctx, p.cfg.Timeout)
+	lc, err := s.dialLDAP(ctx, p.cfg.Timeout)
 	if err != nil {
 		return err
 	}
@@ -378,10 +379,11 @@ func (p *Pool) takeService(ctx context.Context, reuse bool, skip []*server, prio
 		}
 	}
 	for {
-		lc, srv, err := p.connect(ctx, skip, prior)
+		nc, srv, err := p.connect(ctx, skip, prior)
 		if err != nil {
 			return nil, err
 		}
+		lc := newLDAPConn(nc, p.cfg.Timeout)
 		if err := p.serviceBind(ctx, lc, srv); err != nil {
 			broken := ctx.Err() == nil && brokenConn(err, lc)
 			_ = lc.Close()
@@ -491,7 +493,7 @@ func (p *Pool) Check(ctx context.Context) []CheckResult {
 
 func (p *Pool) checkServer(ctx context.Context, s *server) CheckResult {
 	r := CheckResult{Server: s.raw}
-	lc, err := s.dial(ctx, p.cfg.Timeout)
+	lc, err := s.dialLDAP(ctx, p.cfg.Timeout)
 	if err != nil {
 		var se *stageError
 		if errors.As(err, &se) && (se.stage == "tls" || se.stage == "starttls") {

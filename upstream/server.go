@@ -78,7 +78,7 @@ func (s *server) use(addr string) {
 // dial connects to s, trying each of its addresses, each within timeout:
 // TCP, then TLS (ldaps://) or StartTLS. It neither logs nor changes the
 // server's health; callers decide what a failure means.
-func (s *server) dial(ctx context.Context, timeout time.Duration) (*ldap.Conn, error) {
+func (s *server) dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
 	addrs, err := s.addresses(ctx)
 	if err != nil {
 		return nil, &stageError{stage: "resolve", err: err}
@@ -87,10 +87,10 @@ func (s *server) dial(ctx context.Context, timeout time.Duration) (*ldap.Conn, e
 	_, notIP := netip.ParseAddr(s.host)
 	var errs []error
 	for _, a := range addrs {
-		lc, err := s.dialAddr(ctx, a, notIP != nil, timeout)
+		nc, err := s.dialAddr(ctx, a, notIP != nil, timeout)
 		if err == nil {
 			s.use(a)
-			return lc, nil
+			return nc, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
@@ -103,7 +103,7 @@ func (s *server) dial(ctx context.Context, timeout time.Duration) (*ldap.Conn, e
 	return nil, &listError{errs: errs}
 }
 
-func (s *server) dialAddr(ctx context.Context, ip string, showAddr bool, timeout time.Duration) (*ldap.Conn, error) {
+func (s *server) dialAddr(ctx context.Context, ip string, showAddr bool, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	addr := s.addrFor(ip)
@@ -120,7 +120,7 @@ func (s *server) dialAddr(ctx context.Context, ip string, showAddr bool, timeout
 	if err != nil {
 		return nil, fail("connect", err)
 	}
-	// go-ldap's StartTLS takes no context: a deadline on the socket bounds
+	// The StartTLS exchange reads and writes the socket directly: a deadline bounds
 	// it, and cancelling ctx moves the deadline to now.
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(deadline)
@@ -128,7 +128,8 @@ func (s *server) dialAddr(ctx context.Context, ip string, showAddr bool, timeout
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
 
 	conn := nc
-	if s.ldaps {
+	switch {
+	case s.ldaps:
 		tc := tls.Client(nc, s.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			stop()
@@ -136,23 +137,39 @@ func (s *server) dialAddr(ctx context.Context, ip string, showAddr bool, timeout
 			return nil, fail("tls", err)
 		}
 		conn = tc
-	}
-	lc := ldap.NewConn(conn, s.ldaps)
-	lc.Start()
-	lc.SetTimeout(timeout)
-	if s.startTLS {
-		if err := lc.StartTLS(s.tls); err != nil {
+	case s.startTLS:
+		tc, err := startTLS(ctx, nc, s.tls)
+		if err != nil {
 			stop()
-			_ = lc.Close()
+			_ = nc.Close()
 			return nil, fail("starttls", err)
 		}
+		conn = tc
 	}
 	if !stop() {
-		// ctx ended while connecting and the deadline may already have
-		// broken the connection.
-		_ = lc.Close()
+		// ctx ended while connecting and the deadline may already have broken the
+		// connection.
+		_ = conn.Close()
 		return nil, fail("connect", ctx.Err())
 	}
 	_ = nc.SetDeadline(time.Time{})
-	return lc, nil
+	return conn, nil
+}
+
+// dialLDAP connects to s and wraps the connection in a go-ldap client, for the service
+// connections, probes and checks.
+func (s *server) dialLDAP(ctx context.Context, timeout time.Duration) (*ldap.Conn, error) {
+	nc, err := s.dial(ctx, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return newLDAPConn(nc, timeout), nil
+}
+
+func newLDAPConn(nc net.Conn, timeout time.Duration) *ldap.Conn {
+	_, isTLS := nc.(*tls.Conn)
+	lc := ldap.NewConn(nc, isTLS)
+	lc.Start()
+	lc.SetTimeout(timeout)
+	return lc
 }

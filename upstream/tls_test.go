@@ -145,7 +145,7 @@ func TestStartTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if state, ok := c.lc.TLSConnectionState(); !ok || !state.HandshakeComplete {
+		if tc, ok := c.wc.nc.(*tls.Conn); !ok || !tc.ConnectionState().HandshakeComplete {
 			t.Fatal("connection is not encrypted after StartTLS")
 		}
 		if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
