@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,9 @@ type Config struct {
 	// Listen is the address of the HTTP listener for /metrics, /healthz and /readyz.
 	// Default "127.0.0.1:9389"; an explicit empty string turns the listener off.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the same listener, for finding
+	// where CPU and memory go under load. Default false: profiles reveal internals.
+	Pprof bool `yaml:"pprof"`
 }
 
 // DefaultListen is the default address of the metrics listener.
@@ -54,8 +58,15 @@ type Server struct {
 
 // New builds the HTTP server. ready reports whether the proxy can serve (nil error) and
 // why not otherwise; /readyz answers 503 with that reason.
-func New(reg *prometheus.Registry, ready func() error, log *slog.Logger) *Server {
+func New(cfg Config, reg *prometheus.Registry, ready func() error, log *slog.Logger) *Server {
 	mux := http.NewServeMux()
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -68,7 +79,7 @@ func New(reg *prometheus.Registry, ready func() error, log *slog.Logger) *Server
 		fmt.Fprintln(w, "ready")
 	})
 	return &Server{
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second},
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 2 * time.Minute},
 		log: log,
 	}
 }

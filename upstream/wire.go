@@ -49,7 +49,7 @@ type call struct {
 
 	mu        sync.Mutex // held while fn runs, so a cancelled call's fn is never mid-flight
 	cancelled bool
-	delivered bool        // fn has been given at least one message
+	delivered bool         // fn has been given at least one message
 	last      atomic.Int64 // time of the last response, for a search's progress
 }
 

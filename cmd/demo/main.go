@@ -66,6 +66,7 @@ func run(users, groups int, listen, listenTLS, metricsAddr, logLevel string) err
   tls: {cert_file: %q, key_file: %q}
 http:
   listen: %q
+  pprof: true
 upstream:
   urls: %q
   ca_file: %q
