@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	tests := []struct {
+		args     []string
+		code     int
+		inStdout string
+		inStderr string
+	}{
+		{nil, 2, "", "ldapproxy serve"},
+		{[]string{"--help"}, 0, "ldapproxy check", ""},
+		{[]string{"help", "serve"}, 0, "", "Usage: ldapproxy serve --config FILE"},
+		{[]string{"serve", "--help"}, 0, "", "SIGTERM"},
+		{[]string{"check", "-h"}, 0, "", "TCP connect"},
+		{[]string{"version"}, 0, "ldapproxy ", ""},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"serve", "--nope"}, 2, "", "flag provided but not defined"},
+		{[]string{"serve", "extra"}, 2, "", "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(tt.args...)
+		if code != tt.code || !strings.Contains(out, tt.inStdout) || !strings.Contains(errOut, tt.inStderr) {
+			t.Errorf("ldapproxy %v: exit %d (want %d)\nstdout: %s\nstderr: %s", tt.args, code, tt.code, out, errOut)
+		}
+	}
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ldapproxy.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	path := writeConfig(t, "upstream:\n  urls: ldap://127.0.0.1:1\n  base_dn: dc=x\n  timout: 5s\n")
+	code, _, errOut := runCLI("serve", "--config", path)
+	if code != 1 || !strings.Contains(errOut, "upstream.timout") || !strings.Contains(errOut, `did you mean "timeout"`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI("serve", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+	if code != 1 || !strings.Contains(errOut, "missing.yaml") {
+		t.Fatalf("missing file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	up := slapdtest.New(t, slapdtest.Options{Users: 2, Groups: 1, TLS: true})
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "ldap://" + dead.Addr().String()
+	dead.Close()
+
+	config := func(urls, password string) string {
+		return writeConfig(t, fmt.Sprintf(`upstream:
+  urls: %q
+  ca_file: %q
+  bind_dn: %q
+  bind_password: %q
+  base_dn: %q
+  timeout: 2s
+log: {level: error}
+`, urls, up.PKI.CAFile, up.ServiceDN, password, up.Suffix))
+	}
+
+	code, out, errOut := runCLI("check", "--config", config(up.URL+","+up.LDAPSURL, up.ServicePassword))
+	if code != 0 {
+		t.Fatalf("check of two good servers: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"ok   " + up.URL + ": connect ok", "service bind ok", "base DN readable", "ok   " + up.LDAPSURL, "tls ok (TLS 1.3, verified)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, _ = runCLI("check", "--config", config(deadURL+","+up.URL, up.ServicePassword))
+	if code != 1 || !strings.Contains(out, "FAIL "+deadURL) || !strings.Contains(out, "connection refused") || !strings.Contains(out, "ok   "+up.URL) {
+		t.Fatalf("check with a dead server: exit %d\n%s", code, out)
+	}
+
+	code, out, _ = runCLI("check", "--config", config(up.URL, "not-the-password"))
+	if code != 1 || !strings.Contains(out, "FAIL") || !strings.Contains(out, "invalid credentials") || strings.Contains(out, "not-the-password") {
+		t.Fatalf("check with a wrong service password: exit %d\n%s", code, out)
+	}
+}
