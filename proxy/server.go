@@ -177,8 +177,15 @@ func (s *Server) newConn(rw net.Conn) *conn {
 		rw.Close()
 		return nil
 	}
-	c := newConn(s, rw)
 	s.mu.Lock()
+	if s.shutdown.Load() {
+		// Accepted just before Shutdown closed the listener: Shutdown has already stopped
+		// the connections it knew of and would wait for this one forever.
+		s.mu.Unlock()
+		rw.Close()
+		return nil
+	}
+	c := newConn(s, rw)
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
 	}
