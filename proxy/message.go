@@ -419,16 +419,39 @@ func decodeSearch(op *ber.Packet) (*SearchRequest, error) {
 		}
 		s.Attributes = append(s.Attributes, name)
 	}
-	f, err := s.FilterString()
-	if err != nil {
+	if err := checkFilter(s.Filter); err != nil {
 		return nil, malformed("filter: %v", err)
 	}
-	// DecompileFilter renders a choice it does not know as "()" instead of failing: only a
-	// string that compiles back is a filter the handler can send upstream.
-	if _, err := ldap.CompileFilter(f); err != nil {
-		return nil, malformed("filter %q: %v", f, err)
+	if _, err := s.FilterString(); err != nil {
+		return nil, malformed("filter: %v", err)
 	}
 	return s, nil
+}
+
+// checkFilter refuses filter choices RFC 4511 does not define, which DecompileFilter would
+// render as "()" rather than fail on, and gives each extensible match's dnAttributes flag
+// the bool Value DecompileFilter asserts but go-asn1-ber sets only on universal elements.
+// The nesting limit the message passed before decoding bounds the recursion.
+func checkFilter(f *ber.Packet) error {
+	if f.ClassType != ber.ClassContext || f.Tag > ldap.FilterExtensibleMatch {
+		return fmt.Errorf("unknown filter choice %d", f.Tag)
+	}
+	switch f.Tag {
+	case ldap.FilterAnd, ldap.FilterOr, ldap.FilterNot:
+		for _, c := range f.Children {
+			if err := checkFilter(c); err != nil {
+				return err
+			}
+		}
+	case ldap.FilterExtensibleMatch:
+		for _, c := range f.Children {
+			if c.ClassType == ber.ClassContext && c.Tag == ldap.MatchingRuleAssertionDNAttributes {
+				b := c.Data.Bytes()
+				c.Value = len(b) == 1 && b[0] != 0
+			}
+		}
+	}
+	return nil
 }
 
 func decodeCompare(op *ber.Packet) (*CompareRequest, error) {

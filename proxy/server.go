@@ -129,10 +129,11 @@ func (s *Server) writeTimeout() time.Duration {
 // Serve accepts connections on l and serves each on its own goroutine. It returns
 // ErrServerClosed after Shutdown, or the listener's error.
 func (s *Server) Serve(l net.Listener) error {
-	if s.shutdown.Load() {
+	s.mu.Lock()
+	if s.shutdown.Load() { // checked under the lock, or a Shutdown in between would miss l
+		s.mu.Unlock()
 		return ErrServerClosed
 	}
-	s.mu.Lock()
 	if s.listeners == nil {
 		s.listeners = make(map[net.Listener]struct{})
 	}

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -42,6 +43,7 @@ const (
 	dnStream   = "cn=stream"   // streams entries for slow, then answers
 	dnTLS      = "cn=tls"      // one entry naming the TLS version the session sees
 	dnPaged    = "ou=paged"    // pagedTotal entries, paged by the simple paged results control
+	dnRelay    = "cn=relay"    // relays responses encoded under other message IDs
 )
 
 const (
@@ -68,10 +70,6 @@ func newProtoHandler() *protoHandler {
 		release: make(chan struct{}),
 		slow:    800 * time.Millisecond,
 	}
-}
-
-func (h *protoHandler) ServeLDAP(w ResponseWriter, r *Request) {
-	HandlerFunc(h.serve).ServeLDAP(w, r)
 }
 
 func (h *protoHandler) serve(w ResponseWriter, r *Request) {
@@ -160,6 +158,18 @@ func (h *protoHandler) search(w ResponseWriter, r *Request) {
 		w.WriteResult(&Result{})
 	case dnPaged:
 		h.paged(w, r)
+	case dnRelay:
+		for _, m := range [][]byte{
+			appendEntry(nil, 999, &Entry{DN: "cn=relayed"}, false, nil),
+			appendReference(nil, 5, []string{"ldap://relayed.example/"}, nil),
+			appendResult(nil, 70000, OpSearch, &Result{Diagnostic: "relayed", Controls: []Control{{Type: "1.2.3", Value: []byte("v"), HasValue: true}}}),
+		} {
+			if err := w.Relay(m); err != nil {
+				h.ended <- err
+				return
+			}
+		}
+		h.ended <- w.Relay(appendResult(nil, 1, OpSearch, &Result{Diagnostic: "after the end"}))
 	default:
 		for i := range searchEntries {
 			w.WriteEntry(&Entry{DN: fmt.Sprintf("cn=e%d,%s", i, base), Attributes: []Attribute{
@@ -174,7 +184,8 @@ func (h *protoHandler) search(w ResponseWriter, r *Request) {
 				echo = append(echo, c)
 			}
 		}
-		w.WriteResult(&Result{Controls: echo})
+		filter, _ := r.Search.FilterString()
+		w.WriteResult(&Result{Diagnostic: filter, Controls: echo})
 	}
 }
 
@@ -459,7 +470,7 @@ func tlsVersionSeen(t *testing.T, lc *ldap.Conn) string {
 // --- operations through go-ldap ---
 
 func TestBindSearchCompareWithGoLDAP(t *testing.T) {
-	addr := serve(t, &Server{Handler: newProtoHandler()})
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 	lc := dialLDAP(t, addr)
 
 	if err := lc.Bind("cn=alice,dc=example", goodPassword); err != nil {
@@ -504,9 +515,48 @@ func TestBindSearchCompareWithGoLDAP(t *testing.T) {
 	}
 }
 
+// TestFiltersReachHandler sends RFC 4515 filters of every kind through go-ldap and checks
+// that the handler reads back the same filter.
+func TestFiltersReachHandler(t *testing.T) {
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
+	lc := dialLDAP(t, addr)
+	for _, f := range []string{
+		"(cn=Babs Jensen)",
+		"(!(cn=Tim Howes))",
+		"(&(objectClass=Person)(|(sn=Jensen)(cn=Babs J*)))",
+		"(o=univ*of*mich*)",
+		"(seeAlso=)",
+		"(uidNumber>=1000)",
+		"(uidNumber<=1000)",
+		"(cn~=bob)",
+		"(cn:caseExactMatch:=Fred Flintstone)",
+		"(cn:=Betty Rubble)",
+		"(sn:dn:2.4.6.8.10:=Barney Rubble)",
+		"(o:dn:=Ace Industry)",
+		"(:1.2.3:=Wilma Flintstone)",
+		"(:DN:2.4.6.8.10:=Dino)",
+		"(o=Parens R Us \\28for all your parenthetical needs\\29)",
+		"(bin=\\04\\02\\48\\00)",
+		"(|(&)(!(|)))",
+	} {
+		req := newSearch("dc=example")
+		req.Filter = f
+		sr, err := lc.Search(req)
+		if err != nil {
+			t.Errorf("search %s: %v", f, err)
+			continue
+		}
+		want, _ := ldap.CompileFilter(f)
+		wantString, _ := ldap.DecompileFilter(want)
+		if sr.DiagnosticMessage != wantString {
+			t.Errorf("search %s reached the handler as %s", f, sr.DiagnosticMessage)
+		}
+	}
+}
+
 func TestResponseControlsReachClient(t *testing.T) {
 	h := newProtoHandler()
-	addr := serve(t, &Server{Handler: h})
+	addr := serve(t, &Server{Handler: HandlerFunc(h.serve)})
 	lc := dialLDAP(t, addr)
 
 	sr, err := lc.Search(newSearch("dc=example", ldap.NewControlPaging(5)))
@@ -536,7 +586,7 @@ func TestResponseControlsReachClient(t *testing.T) {
 }
 
 func TestHandlerPanicAnswersOther(t *testing.T) {
-	addr := serve(t, &Server{Handler: newProtoHandler()})
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 	lc := dialLDAP(t, addr)
 
 	_, err := lc.Search(newSearch(dnPanic))
@@ -548,7 +598,7 @@ func TestHandlerPanicAnswersOther(t *testing.T) {
 }
 
 func TestHandlerWithoutResultAnswersOther(t *testing.T) {
-	addr := serve(t, &Server{Handler: newProtoHandler()})
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 	lc := dialLDAP(t, addr)
 
 	_, err := lc.Search(newSearch(dnNoResult))
@@ -561,7 +611,7 @@ func TestHandlerWithoutResultAnswersOther(t *testing.T) {
 // --- the protocol on the wire ---
 
 func TestPipelinedRequests(t *testing.T) {
-	addr := serve(t, &Server{Handler: newProtoHandler(), MaxOpsPerConn: 10000})
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve), MaxOpsPerConn: 10000})
 	w := dialWire(t, addr)
 
 	const n = 600
@@ -621,9 +671,31 @@ func TestPipelinedRequests(t *testing.T) {
 	}
 }
 
+func TestRelayRewritesMessageID(t *testing.T) {
+	h := newProtoHandler()
+	addr := serve(t, &Server{Handler: HandlerFunc(h.serve)})
+	w := dialWire(t, addr)
+
+	w.send(ldapMessage(42, searchOp(dnRelay, 0, "(objectClass=*)")))
+	for _, tag := range []ber.Tag{ldap.ApplicationSearchResultEntry, ldap.ApplicationSearchResultReference} {
+		p := w.next()
+		if id := p.Children[0].Value.(int64); id != 42 || p.Children[1].Tag != tag {
+			t.Fatalf("relayed response %d under message ID %d, want %d under 42", p.Children[1].Tag, id, tag)
+		}
+	}
+	f := w.expectResult(42, ldap.ApplicationSearchResultDone, ldap.LDAPResultSuccess)
+	if f.diag != "relayed" || len(f.controls) != 1 || f.controls[0].Type != "1.2.3" || string(f.controls[0].Value) != "v" {
+		t.Fatalf("relayed result lost its content: %+v", f)
+	}
+	if err := recv(t, h.ended, 5*time.Second, "the relay after the final response"); err == nil {
+		t.Fatal("Relay accepted a message after the final response")
+	}
+	w.expectSilence(200 * time.Millisecond)
+}
+
 func TestAbandonCancelsTheOperation(t *testing.T) {
 	h := newProtoHandler()
-	addr := serve(t, &Server{Handler: h})
+	addr := serve(t, &Server{Handler: HandlerFunc(h.serve)})
 	w := dialWire(t, addr)
 
 	w.send(ldapMessage(1, searchOp(dnBlock, 0, "(objectClass=*)")))
@@ -640,7 +712,7 @@ func TestAbandonCancelsTheOperation(t *testing.T) {
 
 func TestUnbindClosesAndCancels(t *testing.T) {
 	h := newProtoHandler()
-	srv := &Server{Handler: h}
+	srv := &Server{Handler: HandlerFunc(h.serve)}
 	addr := serve(t, srv)
 	w := dialWire(t, addr)
 
@@ -658,7 +730,7 @@ func TestUnbindClosesAndCancels(t *testing.T) {
 
 func TestMaxOpsPerConnAnswersBusy(t *testing.T) {
 	h := newProtoHandler()
-	addr := serve(t, &Server{Handler: h, MaxOpsPerConn: 2})
+	addr := serve(t, &Server{Handler: HandlerFunc(h.serve), MaxOpsPerConn: 2})
 	w := dialWire(t, addr)
 
 	w.send(ldapMessage(1, searchOp(dnWait, 0, "(objectClass=*)")), ldapMessage(2, searchOp(dnWait, 0, "(objectClass=*)")))
@@ -683,7 +755,7 @@ func TestMaxOpsPerConnAnswersBusy(t *testing.T) {
 }
 
 func TestMaxConnectionsSendsNotice(t *testing.T) {
-	srv := &Server{Handler: newProtoHandler(), MaxConnections: 1}
+	srv := &Server{Handler: HandlerFunc(newProtoHandler().serve), MaxConnections: 1}
 	addr := serve(t, srv)
 	first := dialWire(t, addr)
 	first.send(ldapMessage(1, bindOp("", "")))
@@ -730,7 +802,7 @@ func TestMalformedRequests(t *testing.T) {
 	}
 	for _, tt := range answered {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := serve(t, &Server{Handler: newProtoHandler()})
+			addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 			w := dialWire(t, addr)
 			w.send(tt.msg)
 			w.expectResult(tt.id, tt.tag, ldap.LDAPResultProtocolError)
@@ -758,7 +830,7 @@ func TestMalformedRequests(t *testing.T) {
 	}
 	for _, tt := range fatal {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := serve(t, &Server{Handler: newProtoHandler()})
+			addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 			w := dialWire(t, addr)
 			w.send(tt.msg)
 			w.expectNotice(ldap.LDAPResultProtocolError)
@@ -767,7 +839,7 @@ func TestMalformedRequests(t *testing.T) {
 }
 
 func TestRandomBytesCloseTheConnection(t *testing.T) {
-	srv := &Server{Handler: newProtoHandler(), IdleTimeout: 300 * time.Millisecond}
+	srv := &Server{Handler: HandlerFunc(newProtoHandler().serve), IdleTimeout: 300 * time.Millisecond}
 	addr := serve(t, srv)
 
 	rng := mrand.New(mrand.NewPCG(1, 2))
@@ -790,7 +862,7 @@ func TestRandomBytesCloseTheConnection(t *testing.T) {
 }
 
 func TestHugeLengthHeader(t *testing.T) {
-	addr := serve(t, &Server{Handler: newProtoHandler()})
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 	w := dialWire(t, addr)
 
 	var before, after runtime.MemStats
@@ -826,7 +898,7 @@ func TestDeepFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := serve(t, &Server{Handler: newProtoHandler(), MaxFilterDepth: tt.maxFilterDepth, MaxMessageSize: 1 << 20})
+			addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve), MaxFilterDepth: tt.maxFilterDepth, MaxMessageSize: 1 << 20})
 			w := dialWire(t, addr)
 			w.send(searchWithRawFilter(7, nestedNotFilter(tt.nots)))
 			if tt.code == ldap.LDAPResultSuccess {
@@ -845,7 +917,7 @@ func TestDeepFilters(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	h := newProtoHandler()
-	addr := serve(t, &Server{Handler: h, IdleTimeout: idle})
+	addr := serve(t, &Server{Handler: HandlerFunc(h.serve), IdleTimeout: idle})
 
 	t.Run("silent client", func(t *testing.T) {
 		w := dialWire(t, addr)
@@ -883,7 +955,7 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestWriteTimeoutDropsClientThatDoesNotRead(t *testing.T) {
 	h := newProtoHandler()
-	srv := &Server{Handler: h, WriteTimeout: 500 * time.Millisecond}
+	srv := &Server{Handler: HandlerFunc(h.serve), WriteTimeout: 500 * time.Millisecond}
 	addr := serve(t, srv)
 	baseline := runtime.NumGoroutine()
 
@@ -929,7 +1001,7 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveOn(t, &Server{Handler: h, WriteTimeout: 300 * time.Millisecond}, smallBuffers{ln})
+	addr := serveOn(t, &Server{Handler: HandlerFunc(h.serve), WriteTimeout: 300 * time.Millisecond}, smallBuffers{ln})
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -965,7 +1037,7 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 
 func TestStartTLS(t *testing.T) {
 	serverTLS, clientTLS := testTLS(t)
-	addr := serve(t, &Server{Handler: newProtoHandler(), TLSConfig: serverTLS})
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve), TLSConfig: serverTLS})
 	lc := dialLDAP(t, addr)
 
 	if v := tlsVersionSeen(t, lc); v != "none" {
@@ -995,7 +1067,7 @@ func TestStartTLS(t *testing.T) {
 func TestStartTLSWithOperationInFlight(t *testing.T) {
 	serverTLS, _ := testTLS(t)
 	h := newProtoHandler()
-	addr := serve(t, &Server{Handler: h, TLSConfig: serverTLS})
+	addr := serve(t, &Server{Handler: HandlerFunc(h.serve), TLSConfig: serverTLS})
 	w := dialWire(t, addr)
 
 	w.send(ldapMessage(1, searchOp(dnWait, 0, "(objectClass=*)")))
@@ -1008,7 +1080,7 @@ func TestStartTLSWithOperationInFlight(t *testing.T) {
 }
 
 func TestStartTLSWithoutConfig(t *testing.T) {
-	addr := serve(t, &Server{Handler: newProtoHandler()})
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 	lc := dialLDAP(t, addr)
 
 	// go-ldap's StartTLS stops reading after a refusal, so ask through Extended to see
@@ -1029,7 +1101,7 @@ func TestLDAPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveOn(t, &Server{Handler: newProtoHandler()}, tls.NewListener(ln, serverTLS))
+	addr := serveOn(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)}, tls.NewListener(ln, serverTLS))
 
 	lc, err := ldap.DialURL("ldaps://"+addr, ldap.DialWithTLSConfig(clientTLS))
 	if err != nil {
@@ -1052,7 +1124,7 @@ func TestLDAPS(t *testing.T) {
 
 func TestShutdownLetsOperationsFinish(t *testing.T) {
 	h := newProtoHandler()
-	srv := &Server{Handler: h}
+	srv := &Server{Handler: HandlerFunc(h.serve)}
 	addr := serve(t, srv)
 	lc := dialLDAP(t, addr)
 	idle := dialWire(t, addr)
@@ -1103,7 +1175,7 @@ func TestShutdownLetsOperationsFinish(t *testing.T) {
 
 func TestShutdownDeadlineCutsOperations(t *testing.T) {
 	h := newProtoHandler()
-	srv := &Server{Handler: h}
+	srv := &Server{Handler: HandlerFunc(h.serve)}
 	addr := serve(t, srv)
 	w := dialWire(t, addr)
 
@@ -1121,6 +1193,49 @@ func TestShutdownDeadlineCutsOperations(t *testing.T) {
 	}
 	if err := recv(t, h.ended, 2*time.Second, "the cut operation's context to end"); err == nil {
 		t.Fatal("the cut operation could still write its result")
+	}
+	w.expectClosed(2*time.Second, false)
+}
+
+// lateListener hands out a connection only once it has been closed, as when a client
+// is accepted just before Shutdown closes the listener and reaches the server just after.
+type lateListener struct {
+	net.Listener
+	accepted  chan struct{} // a connection is waiting for the close
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *lateListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.accepted <- struct{}{}
+	<-l.closed
+	return c, nil
+}
+
+func (l *lateListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+func TestShutdownRacingAccept(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Handler: HandlerFunc(newProtoHandler().serve)}
+	late := &lateListener{Listener: ln, accepted: make(chan struct{}, 1), closed: make(chan struct{})}
+	addr := serveOn(t, srv, late)
+	w := dialWire(t, addr)
+	recv(t, late.accepted, 5*time.Second, "the connection to be accepted")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with a connection accepted during it: %v", err)
 	}
 	w.expectClosed(2*time.Second, false)
 }
@@ -1157,7 +1272,7 @@ func runTool(t *testing.T, name string, args ...string) (stdout string, code int
 
 func TestOpenLDAPTools(t *testing.T) {
 	h := newProtoHandler()
-	uri := "ldap://" + serve(t, &Server{Handler: h})
+	uri := "ldap://" + serve(t, &Server{Handler: HandlerFunc(h.serve)})
 
 	t.Run("ldapsearch paged", func(t *testing.T) {
 		out, code := runTool(t, "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", uri, "-b", dnPaged, "-E", "pr=5/noprompt", "(objectClass=*)", "cn")
