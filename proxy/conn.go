@@ -217,7 +217,7 @@ func (c *conn) dispatch(msg []byte) bool {
 		c.opsWG.Wait()
 		ctx, ok := c.register(req.MessageID)
 		if !ok {
-			return true
+			return false
 		}
 		c.run(req.withCtx(ctx))
 		return true
@@ -234,7 +234,7 @@ func (c *conn) dispatch(msg []byte) bool {
 	}
 	ctx, ok := c.register(req.MessageID)
 	if !ok {
-		return true
+		return false
 	}
 	go c.run(req.withCtx(ctx))
 	return true
@@ -295,9 +295,13 @@ func (c *conn) rejectMessage(msg []byte, req *Request, err error) bool {
 	}
 	var deep errTooDeep
 	code, diag := uint16(ldap.LDAPResultProtocolError), err.Error()
-	if errors.As(err, &deep) {
+	switch {
+	case errors.As(err, &deep):
 		code = ldap.LDAPResultAdminLimitExceeded
-		diag = fmt.Sprintf("filter nested deeper than %d levels", deep.Limit)
+		diag = fmt.Sprintf("filter nested deeper than %d levels (listen.max_filter_depth)", c.srv.maxFilterDepth())
+	case errors.Is(err, ldapwire.ErrTooManyElements):
+		code = ldap.LDAPResultAdminLimitExceeded
+		diag = "request too complex: " + err.Error()
 	}
 	if id <= 0 || op == 0 || op == OpUnbind || op == OpAbandon {
 		c.log.Warn("connection closed: malformed message", "err", err)
@@ -309,12 +313,15 @@ func (c *conn) rejectMessage(msg []byte, req *Request, err error) bool {
 	return true
 }
 
-// register records an operation in flight so that abandon and shutdown can find it.
+// register records an operation in flight so that abandon and shutdown can find it. A
+// message ID already in flight is a client bug that no answer can untangle (both
+// responses would carry the same ID): the connection is closed with a notice.
 func (c *conn) register(id int64) (context.Context, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, dup := c.ops[id]; dup {
-		c.log.Warn("request rejected: message ID already in use", "msgid", id)
+		c.log.Warn("connection closed: message ID reused while in flight", "msgid", id)
+		c.notice(ldap.LDAPResultProtocolError, fmt.Sprintf("message ID %d is already in use", id))
 		return nil, false
 	}
 	ctx, cancel := context.WithCancel(c.ctx)

@@ -1313,3 +1313,40 @@ func TestOpenLDAPTools(t *testing.T) {
 		}
 	})
 }
+
+func TestTooManyElementsAnswersAdminLimit(t *testing.T) {
+	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve), MaxMessageSize: 4 << 20})
+	w := dialWire(t, addr)
+	// An OR of 8,000 equality matches is 24,000 elements: past the decoder's budget.
+	var b strings.Builder
+	b.WriteString("(|")
+	for i := 0; i < 8000; i++ {
+		fmt.Fprintf(&b, "(cn=%d)", i)
+	}
+	b.WriteString(")")
+	w.send(ldapMessage(5, searchOp("dc=example", 2, b.String())))
+	res := w.expectResult(5, ldap.ApplicationSearchResultDone, ldap.LDAPResultAdminLimitExceeded)
+	if !strings.Contains(res.diag, "elements") {
+		t.Errorf("diagnostic %q does not say what was too big", res.diag)
+	}
+	// A large but reasonable filter still works, and so does the connection.
+	b.Reset()
+	b.WriteString("(|")
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&b, "(cn=%d)", i)
+	}
+	b.WriteString(")")
+	w.send(ldapMessage(6, searchOp("dc=example", 2, b.String())))
+	w.expectSearch(6)
+}
+
+func TestReusedMessageIDClosesTheConnection(t *testing.T) {
+	h := newProtoHandler()
+	addr := serve(t, &Server{Handler: HandlerFunc(h.serve)})
+	w := dialWire(t, addr)
+	w.send(ldapMessage(1, searchOp(dnBlock, 0, "(objectClass=*)")))
+	recv(t, h.started, 5*time.Second, "the blocking search to start")
+	w.send(ldapMessage(1, searchOp("dc=example", 2, "(cn=*)")))
+	w.expectNotice(ldap.LDAPResultProtocolError)
+	w.expectClosed(5*time.Second, false)
+}

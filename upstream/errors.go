@@ -74,7 +74,12 @@ func brokenConn(err error, lc *ldap.Conn) bool {
 		return true
 	}
 	var le *ldap.Error
-	return !errors.As(err, &le) && lc != nil && lc.IsClosing()
+	if errors.As(err, &le) {
+		return false
+	}
+	// go-ldap reports a failed write as a plain error, before its reader has noticed the
+	// connection is gone and IsClosing turns true.
+	return strings.Contains(err.Error(), "unable to send request") || lc != nil && lc.IsClosing()
 }
 
 // stageError says which step of a connect failed (resolve, connect, tls,

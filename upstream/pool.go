@@ -213,6 +213,13 @@ func (p *Pool) connectTo(ctx context.Context, s *server) (net.Conn, error) {
 // is logged on the transition only, not on every failed attempt.
 func (p *Pool) markDown(s *server, cause error) {
 	s.mu.Lock()
+	if s.down && time.Now().Before(s.retryAt) {
+		// Clients that tried it while it waits for its re-check say nothing new: only a
+		// failed re-check lengthens the back-off, or a burst of failed logins at the
+		// moment of a crash would keep a recovered server out for a minute.
+		s.mu.Unlock()
+		return
+	}
 	wasDown := s.down
 	if wasDown {
 		s.backoff = min(2*s.backoff, max(maxRetryInterval, p.cfg.RetryInterval))

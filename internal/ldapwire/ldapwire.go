@@ -153,14 +153,27 @@ func Header(b []byte, pos int) (id byte, start, end int, err error) {
 	return id, pos, pos + l, nil
 }
 
-// scanBER checks that msg is one well-formed definite-length BER element whose elements
-// nest at most maxDepth deep. It walks the encoding without building anything and without
-// recursion, so hostile input (a filter nested a million deep) costs one pass over the bytes
-// before the real decoder, which recurses, ever sees it.
+// MaxElements bounds the number of BER elements in one message. A decoder that builds a
+// tree spends hundreds of bytes per element: a 1 MiB request of 340,000 tiny filter
+// elements would cost some 300 MiB to decode. 20,000 leaves room for a filter that ORs
+// thousands of values.
+const MaxElements = 20000
+
+// ErrTooManyElements reports a message with more than MaxElements elements.
+var ErrTooManyElements = fmt.Errorf("more than %d elements in one message", MaxElements)
+
+// Scan checks that msg is one well-formed definite-length BER element whose elements
+// nest at most maxDepth deep and number at most MaxElements. It walks the encoding
+// without building anything and without recursion, so hostile input (a filter nested a
+// million deep) costs one pass over the bytes before the real decoder, which recurses
+// and allocates per element, ever sees it.
 func Scan(msg []byte, maxDepth int) error {
 	ends := make([]int, 0, 16)
 	pos := 0
-	for {
+	for n := 0; ; n++ {
+		if n > MaxElements {
+			return ErrTooManyElements
+		}
 		for len(ends) > 0 && pos == ends[len(ends)-1] {
 			ends = ends[:len(ends)-1]
 		}

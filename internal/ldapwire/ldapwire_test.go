@@ -103,16 +103,14 @@ func TestReadFrame(t *testing.T) {
 }
 
 func TestScanDepth(t *testing.T) {
+	// nest wraps an empty OCTET STRING in depth SEQUENCEs, each with a 4-byte length.
 	nest := func(depth int) []byte {
-		b := []byte{0x04, 0x00}
+		b := make([]byte, 0, 6*depth+2)
 		for i := 0; i < depth; i++ {
-			e := Encoder{}
-			e.Begin(0x30)
-			e.Raw(b)
-			e.End()
-			b = e.B
+			n := 2 + 6*(depth-1-i)
+			b = append(b, 0x30, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 		}
-		return b
+		return append(b, 0x04, 0x00)
 	}
 	if err := Scan(nest(10), 10); err != nil {
 		t.Fatalf("depth 10 at limit 10: %v", err)
@@ -123,6 +121,15 @@ func TestScanDepth(t *testing.T) {
 	}
 	if err := Scan(nest(100000), 50); !errors.As(err, &deep) {
 		t.Fatalf("depth 100000: %v", err)
+	}
+	wide := Encoder{}
+	wide.Begin(0x30)
+	for i := 0; i < MaxElements; i++ {
+		wide.Bytes(0x04, nil)
+	}
+	wide.End()
+	if err := Scan(wide.B, 10); !errors.Is(err, ErrTooManyElements) {
+		t.Fatalf("%d+1 elements: %v, want ErrTooManyElements", MaxElements, err)
 	}
 	if err := Scan([]byte{0x30, 0x03, 0x04, 0x05, 0x00}, 10); !errors.Is(err, ErrBadLength) {
 		t.Fatalf("child longer than parent: %v", err)
