@@ -780,3 +780,17 @@ func BenchmarkEncodeEntry(b *testing.B) {
 		buf = appendEntry(buf[:0], 12345, ent, false, nil)
 	}
 }
+
+func BenchmarkDecodeSearch(b *testing.B) {
+	msg := ldapMessage(1, searchOp("dc=example,dc=com", 2, "(&(objectClass=inetOrgPerson)(uid=user1234))"))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if err := scanBER(msg, 104); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := decodeRequest(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
 // Op names an LDAP operation. Its String form is the `op` label of the request metrics.
@@ -247,7 +249,7 @@ func malformed(format string, args ...any) error {
 // decodeRequest turns a framed, scanned message into a Request. It never panics on
 // hostile input; the caller still recovers, as a second line of defence.
 func decodeRequest(msg []byte) (*Request, error) {
-	p, err := ber.DecodePacketErr(msg)
+	p, err := ldapwire.Decode(msg)
 	if err != nil {
 		return nil, malformed("%v", err)
 	}

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"reflect"
 	"io"
+	"math"
 	"testing"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -133,5 +136,74 @@ func TestScanDepth(t *testing.T) {
 	}
 	if err := Scan([]byte{0x30, 0x03, 0x04, 0x05, 0x00}, 10); !errors.Is(err, ErrBadLength) {
 		t.Fatalf("child longer than parent: %v", err)
+	}
+}
+
+// samePacket reports where two go-asn1-ber trees differ, or "".
+func samePacket(a, b *ber.Packet, path string) string {
+	switch {
+	case a.Identifier != b.Identifier:
+		return path + ": identifier"
+	case !reflect.DeepEqual(a.Value, b.Value) && !bothNaN(a.Value, b.Value):
+		return fmt.Sprintf("%s: value %#v vs %#v", path, a.Value, b.Value)
+	case a.TagType == ber.TypePrimitive && !bytes.Equal(a.Data.Bytes(), b.Data.Bytes()):
+		return path + ": data"
+	case !bytes.Equal(a.ByteValue, b.ByteValue):
+		return path + ": byte value"
+	case len(a.Children) != len(b.Children):
+		return fmt.Sprintf("%s: %d vs %d children", path, len(a.Children), len(b.Children))
+	}
+	for i := range a.Children {
+		if d := samePacket(a.Children[i], b.Children[i], fmt.Sprintf("%s/%d", path, i)); d != "" {
+			return d
+		}
+	}
+	return ""
+}
+
+func bothNaN(a, b any) bool {
+	x, ok1 := a.(float64)
+	y, ok2 := b.(float64)
+	return ok1 && ok2 && math.IsNaN(x) && math.IsNaN(y)
+}
+
+func FuzzDecodeMatchesGoASN1BER(f *testing.F) {
+	f.Add(bindResponse(3, 49, "bad"))
+	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x05, 0x01, 0x01, 0xff})
+	f.Add([]byte{0x30, 0x07, 0x1f, 0x81, 0x00, 0x02, 0x01, 0x05, 0x00})
+	f.Add([]byte{0x30, 0x05, 0x0c, 0x03, 'a', 'b', 'c'})
+	f.Add([]byte{0x30, 0x05, 0x06, 0x03, 0x2a, 0x03, 0x04})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if Scan(msg, 64) != nil {
+			return
+		}
+		want, werr := ber.DecodePacketErr(msg)
+		got, gerr := Decode(msg)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("go-asn1-ber: %v, Decode: %v", werr, gerr)
+		}
+		if werr != nil {
+			return
+		}
+		if d := samePacket(got, want, ""); d != "" {
+			t.Fatalf("% x: %s", msg, d)
+		}
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	msg := bindResponse(7, 0, "some diagnostic text")
+	for _, impl := range []struct {
+		name string
+		fn   func([]byte) (*ber.Packet, error)
+	}{{"ldapwire", Decode}, {"go-asn1-ber", ber.DecodePacketErr}} {
+		b.Run(impl.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := impl.fn(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
