@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// testSvcDN is a service account's DN for configurations that are only
+// validated.
+const testSvcDN = "cn=svc,ou=services," + testBaseDN
+
 func validConfig() Config {
 	return Config{URLs: "ldap://127.0.0.1:389", BaseDN: testBaseDN}
 }

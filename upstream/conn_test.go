@@ -11,6 +11,8 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
 func whoAmI(t *testing.T, c *Conn) string {
@@ -41,23 +43,23 @@ func searchUIDs(t *testing.T, c *Conn, filter string) ([]string, error) {
 }
 
 func TestBindAndSearch(t *testing.T) {
-	srv := startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: srv.url()})
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), srv.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatal(err)
 	}
-	if got := whoAmI(t, c); got != "dn:"+testAliceDN {
+	if got := whoAmI(t, c); got != "dn:"+srv.UserDN(1) {
 		t.Errorf("WhoAmI after Bind = %q", got)
 	}
-	uids, err := searchUIDs(t, c, "(uid=alice)")
-	if err != nil || len(uids) != 1 || uids[0] != "alice" {
-		t.Errorf("search = %v, %v; want [alice]", uids, err)
+	uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(1)+")")
+	if err != nil || len(uids) != 1 || uids[0] != slapdtest.UserName(1) {
+		t.Errorf("search = %v, %v; want [%s]", uids, err, slapdtest.UserName(1))
 	}
 
 	errStop := errors.New("stop")
@@ -74,26 +76,26 @@ func TestBindAndSearch(t *testing.T) {
 		t.Errorf("search of a missing base = %v, want noSuchObject", err)
 	}
 
-	ok, err := c.Compare(t.Context(), testAliceDN, "mail", "alice@example.org")
+	ok, err := c.Compare(t.Context(), srv.UserDN(1), "mail", slapdtest.UserName(1)+"@example.org")
 	if err != nil || !ok {
 		t.Errorf("Compare(right mail) = %v, %v", ok, err)
 	}
-	ok, err = c.Compare(t.Context(), testAliceDN, "mail", "bob@example.org")
+	ok, err = c.Compare(t.Context(), srv.UserDN(1), "mail", slapdtest.UserName(2)+"@example.org")
 	if err != nil || ok {
 		t.Errorf("Compare(wrong mail) = %v, %v", ok, err)
 	}
 }
 
 func TestWrongPasswordIsAnsweredNotRetried(t *testing.T) {
-	srv := startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: srv.url()})
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 
-	err = c.Bind(t.Context(), testAliceDN, []byte("wrong"))
+	err = c.Bind(t.Context(), srv.UserDN(1), []byte("wrong"))
 	le, ok := err.(*ldap.Error)
 	if !ok || le.ResultCode != ldap.LDAPResultInvalidCredentials {
 		t.Fatalf("Bind(wrong password) = %#v, want *ldap.Error with code 49", err)
@@ -101,104 +103,106 @@ func TestWrongPasswordIsAnsweredNotRetried(t *testing.T) {
 	if IsUnavailable(err) {
 		t.Error("invalid credentials count as unavailable: an offline login would be allowed")
 	}
-	if got := p.requests(t, srv.url(), "bind"); got != 1 {
+	if got := p.requests(t, srv.URL, "bind"); got != 1 {
 		t.Errorf("bind requests = %d, want 1 (no retry)", got)
 	}
 	if got := whoAmI(t, c); got != "" {
 		t.Errorf("WhoAmI after a failed bind = %q, want anonymous", got)
 	}
 
-	err = c.Bind(t.Context(), testAliceDN, nil)
+	err = c.Bind(t.Context(), srv.UserDN(1), nil)
 	if !ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform) {
 		t.Errorf("Bind(empty password) = %v, want unwillingToPerform", err)
 	}
-	if got := p.requests(t, srv.url(), "bind"); got != 1 {
+	if got := p.requests(t, srv.URL, "bind"); got != 1 {
 		t.Errorf("an empty password was sent upstream")
 	}
 }
 
 func TestUnbindForgetsTheIdentity(t *testing.T) {
-	srv := startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: srv.url()})
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), srv.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatal(err)
 	}
 	c.Unbind()
 	if got := whoAmI(t, c); got != "" {
 		t.Errorf("WhoAmI after Unbind = %q, want anonymous", got)
 	}
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), srv.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatalf("Bind after Unbind: %v", err)
 	}
-	if got := whoAmI(t, c); got != "dn:"+testAliceDN {
+	if got := whoAmI(t, c); got != "dn:"+srv.UserDN(1) {
 		t.Errorf("WhoAmI after a new Bind = %q", got)
 	}
 }
 
 func TestBindFailsOverWhenServerDies(t *testing.T) {
-	a, b := startSlapd(t, nil), startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: a.url() + "," + b.url()})
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.Server() != a.url() {
+	if c.Server() != a.URL {
 		t.Fatalf("Dial went to %q, want the first server", c.Server())
 	}
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), a.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatal(err)
 	}
 
-	a.stop()
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Bind(t.Context(), a.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatalf("Bind with the first server dead = %v, want success on the second", err)
 	}
-	if c.Server() != b.url() {
-		t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+	if c.Server() != b.URL {
+		t.Errorf("Server() = %q, want %q", c.Server(), b.URL)
 	}
-	if got := whoAmI(t, c); got != "dn:"+testAliceDN {
+	if got := whoAmI(t, c); got != "dn:"+b.UserDN(1) {
 		t.Errorf("WhoAmI on the second server = %q", got)
 	}
 }
 
 func TestBindRetriesWhenServerHangs(t *testing.T) {
 	const timeout = 500 * time.Millisecond
-	a, b := startSlapd(t, nil), startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: timeout})
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: timeout})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 
-	a.pause()
+	pause(t, a)
 	start := time.Now()
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), a.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatalf("Bind with the first server hung = %v, want success on the second", err)
 	}
 	if elapsed := time.Since(start); elapsed > 2*timeout {
 		t.Errorf("Bind took %v, want one timeout (%v) and a quick retry", elapsed, timeout)
 	}
-	if c.Server() != b.url() {
-		t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+	if c.Server() != b.URL {
+		t.Errorf("Server() = %q, want %q", c.Server(), b.URL)
 	}
-	if got := p.requests(t, a.url(), "bind") + p.requests(t, b.url(), "bind"); got != 2 {
+	if got := p.requests(t, a.URL, "bind") + p.requests(t, b.URL, "bind"); got != 2 {
 		t.Errorf("bind requests = %d, want 2 (one retry)", got)
 	}
-	if got := p.up(t, a.url()); got != 0 {
+	if got := p.up(t, a.URL); got != 0 {
 		t.Errorf("hung server up = %v, want 0", got)
 	}
 }
 
 func TestAnonymousSearchRetriesOnAnotherServer(t *testing.T) {
-	a, b := startSlapd(t, nil), startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: 500 * time.Millisecond})
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: 500 * time.Millisecond})
 
 	t.Run("hung", func(t *testing.T) {
 		c, err := p.Dial(t.Context())
@@ -206,69 +210,71 @@ func TestAnonymousSearchRetriesOnAnotherServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if c.Server() != a.url() {
+		if c.Server() != a.URL {
 			t.Fatalf("Dial went to %q, want the first server", c.Server())
 		}
-		a.pause()
-		uids, err := searchUIDs(t, c, "(uid=bob)")
+		pause(t, a)
+		uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")")
 		if err != nil || len(uids) != 1 {
-			t.Fatalf("search with the first server hung = %v, %v; want bob from the second", uids, err)
+			t.Fatalf("search with the first server hung = %v, %v; want %s from the second", uids, err, slapdtest.UserName(2))
 		}
-		if c.Server() != b.url() {
-			t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+		if c.Server() != b.URL {
+			t.Errorf("Server() = %q, want %q", c.Server(), b.URL)
 		}
 	})
 }
 
 func TestUserBoundSearchIsNotMoved(t *testing.T) {
-	a, b := startSlapd(t, nil), startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: 500 * time.Millisecond})
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: 500 * time.Millisecond})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), a.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatal(err)
 	}
 
-	a.stop()
-	_, err = searchUIDs(t, c, "(uid=bob)")
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")")
 	if !errors.Is(err, ErrConnectionLost) || !IsUnavailable(err) {
 		t.Fatalf("search on a lost user-bound connection = %v, want ErrConnectionLost", err)
 	}
-	if got := p.requests(t, b.url(), "search"); got != 0 {
+	if got := p.requests(t, b.URL, "search"); got != 0 {
 		t.Errorf("the search was sent to the second server anonymously (%d requests)", got)
 	}
 	// Still lost, not silently anonymous, until the client binds again.
-	if _, err := c.Compare(t.Context(), testAliceDN, "uid", "alice"); !errors.Is(err, ErrConnectionLost) {
+	if _, err := c.Compare(t.Context(), a.UserDN(1), "uid", slapdtest.UserName(1)); !errors.Is(err, ErrConnectionLost) {
 		t.Errorf("compare after the loss = %v, want ErrConnectionLost", err)
 	}
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), a.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatal(err)
 	}
-	if uids, err := searchUIDs(t, c, "(uid=bob)"); err != nil || len(uids) != 1 {
+	if uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")"); err != nil || len(uids) != 1 {
 		t.Errorf("search after binding again = %v, %v", uids, err)
 	}
-	if c.Server() != b.url() {
-		t.Errorf("Server() = %q, want %q", c.Server(), b.url())
+	if c.Server() != b.URL {
+		t.Errorf("Server() = %q, want %q", c.Server(), b.URL)
 	}
 }
 
 func TestUserBoundSearchOnHungServerIsLost(t *testing.T) {
-	a, b := startSlapd(t, nil), startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: a.url() + "," + b.url(), Timeout: 500 * time.Millisecond})
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: 500 * time.Millisecond})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+	if err := c.Bind(t.Context(), a.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 		t.Fatal(err)
 	}
-	a.pause()
+	pause(t, a)
 	start := time.Now()
-	_, err = searchUIDs(t, c, "(uid=bob)")
+	_, err = searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")")
 	if !errors.Is(err, ErrConnectionLost) {
 		t.Fatalf("search on a hung user-bound connection = %v, want ErrConnectionLost", err)
 	}
@@ -315,7 +321,7 @@ func droppingServer(t *testing.T) (addr string, searches *atomic.Int32) {
 				resp := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
 				resp.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, req.Children[0].Value, ""))
 				entry := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchResultEntry, nil, "")
-				entry.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, testAliceDN, ""))
+				entry.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, fakeUserDN, ""))
 				entry.AppendChild(ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, ""))
 				resp.AppendChild(entry)
 				_, _ = c.Write(resp.Bytes())

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
 // logBuffer collects a pool's logs for assertions.
@@ -129,25 +133,75 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// closedURL is an ldap:// URL on which nothing listens.
+func closedURL(t *testing.T) string {
+	return "ldap://127.0.0.1:" + strconv.Itoa(freePort(t))
+}
+
+// hangingServer accepts TCP connections and never answers: a hung
+// directory, or a firewall that lets the handshake through.
+func hangingServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
 func TestDeadFirstServerFailsOverAndIsMarkedDown(t *testing.T) {
-	srv := startSlapd(t, nil)
+	srv := slapdtest.New(t, slapdtest.Options{})
 	dead := closedURL(t)
-	p := newTestPool(t, Config{URLs: dead + "," + srv.url()})
+	p := newTestPool(t, Config{URLs: dead + "," + srv.URL})
 
 	for range 3 {
 		c, err := p.Dial(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := c.Server(); got != srv.url() {
-			t.Errorf("Server() = %q, want the second URL %q", got, srv.url())
+		if got := c.Server(); got != srv.URL {
+			t.Errorf("Server() = %q, want the second URL %q", got, srv.URL)
 		}
 		_ = c.Close()
 	}
 	if got := p.up(t, dead); got != 0 {
 		t.Errorf("ldapproxy_upstream_up{server=dead} = %v, want 0", got)
 	}
-	if got := p.up(t, srv.url()); got != 1 {
+	if got := p.up(t, srv.URL); got != 1 {
 		t.Errorf("ldapproxy_upstream_up{server=live} = %v, want 1", got)
 	}
 	if got := p.metric(t, "ldapproxy_upstream_connect_failures_total", "server", dead); got < 1 {
@@ -211,7 +265,7 @@ func TestHangingServerFailsWithinTimeout(t *testing.T) {
 		}
 		defer c.Close()
 		start := time.Now()
-		err = c.Bind(t.Context(), testAliceDN, []byte(testAlicePW))
+		err = c.Bind(t.Context(), fakeUserDN, []byte(slapdtest.UserPassword(1)))
 		elapsed := time.Since(start)
 		if !IsUnavailable(err) {
 			t.Errorf("Bind error = %v, want unavailable", err)
@@ -230,7 +284,7 @@ func TestHangingServerFailsWithinTimeout(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		err = c.Bind(ctx, testAliceDN, []byte(testAlicePW))
+		err = c.Bind(ctx, fakeUserDN, []byte(slapdtest.UserPassword(1)))
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Bind error = %v, want the context's deadline", err)
 		}
@@ -241,47 +295,51 @@ func TestHangingServerFailsWithinTimeout(t *testing.T) {
 }
 
 func TestPreferredServerIsUsedAgainAfterRecheck(t *testing.T) {
-	a, b := startSlapd(t, nil), startSlapd(t, nil)
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
 	p := newTestPool(t, Config{
-		URLs: a.url() + "," + b.url(), BindDN: testSvcDN, BindPassword: testSvcPW,
+		URLs: a.URL + "," + b.URL, BindDN: a.ServiceDN, BindPassword: a.ServicePassword,
 	})
-	a.stop()
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = c.Close()
-	if c.Server() != b.url() {
-		t.Fatalf("Server() = %q with the first one stopped, want %q", c.Server(), b.url())
+	if c.Server() != b.URL {
+		t.Fatalf("Server() = %q with the first one stopped, want %q", c.Server(), b.URL)
 	}
 	if err := p.WithService(t.Context(), "test", func(*ldap.Conn) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 
-	a.start()
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
 	// Nothing but the background re-check looks at a while b answers.
-	waitFor(t, "the re-check to mark the preferred server up", func() bool { return p.up(t, a.url()) == 1 })
+	waitFor(t, "the re-check to mark the preferred server up", func() bool { return p.up(t, a.URL) == 1 })
 
 	c, err = p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.Server() != a.url() {
-		t.Errorf("Server() = %q after the preferred one came back, want %q", c.Server(), a.url())
+	if c.Server() != a.URL {
+		t.Errorf("Server() = %q after the preferred one came back, want %q", c.Server(), a.URL)
 	}
 	// The idle service connection on b is not reused either.
 	if err := p.WithService(t.Context(), "test", func(*ldap.Conn) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.requests(t, a.url(), "test"); got != 1 {
+	if got := p.requests(t, a.URL, "test"); got != 1 {
 		t.Errorf("service requests on the preferred server = %d, want 1", got)
 	}
 }
 
 func TestWithServiceBindsAsServiceAccountAndReuses(t *testing.T) {
-	srv := startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: srv.url(), BindDN: testSvcDN, BindPassword: testSvcPW})
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword})
 
 	var conns []*ldap.Conn
 	for range 3 {
@@ -291,8 +349,8 @@ func TestWithServiceBindsAsServiceAccountAndReuses(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if who.AuthzID != "dn:"+testSvcDN {
-				t.Errorf("service connection is %q, want dn:%s", who.AuthzID, testSvcDN)
+			if who.AuthzID != "dn:"+srv.ServiceDN {
+				t.Errorf("service connection is %q, want dn:%s", who.AuthzID, srv.ServiceDN)
 			}
 			return nil
 		})
@@ -303,7 +361,7 @@ func TestWithServiceBindsAsServiceAccountAndReuses(t *testing.T) {
 	if conns[0] != conns[1] || conns[1] != conns[2] {
 		t.Error("sequential WithService calls did not reuse the idle connection")
 	}
-	if got := p.requests(t, srv.url(), "bind"); got != 1 {
+	if got := p.requests(t, srv.URL, "bind"); got != 1 {
 		t.Errorf("service binds = %d, want 1", got)
 	}
 	if idle, inUse := p.metric(t, "ldapproxy_upstream_service_connections", "state", "idle"),
@@ -313,13 +371,13 @@ func TestWithServiceBindsAsServiceAccountAndReuses(t *testing.T) {
 }
 
 func TestWithServiceWrongPasswordIsAConfigError(t *testing.T) {
-	srv := startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: srv.url(), BindDN: testSvcDN, BindPassword: "wrong-secret"})
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: "wrong-secret"})
 	err := p.WithService(t.Context(), "test", func(*ldap.Conn) error {
 		t.Error("fn ran without a service bind")
 		return nil
 	})
-	if err == nil || !strings.Contains(err.Error(), "service bind as "+testSvcDN+": invalid credentials") {
+	if err == nil || !strings.Contains(err.Error(), "service bind as "+srv.ServiceDN+": invalid credentials") {
 		t.Fatalf("WithService error = %v, want a service bind invalid credentials error", err)
 	}
 	if !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
@@ -334,8 +392,8 @@ func TestWithServiceWrongPasswordIsAConfigError(t *testing.T) {
 }
 
 func TestWithServiceRetriesOnceOnNetworkError(t *testing.T) {
-	srv := startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: srv.url(), BindDN: testSvcDN, BindPassword: testSvcPW})
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword})
 
 	var conns []*ldap.Conn
 	err := p.WithService(t.Context(), "test", func(lc *ldap.Conn) error {
@@ -379,9 +437,9 @@ func TestWithServiceRetriesOnceOnNetworkError(t *testing.T) {
 }
 
 func TestWithServiceFailsOverFromHungServer(t *testing.T) {
-	a, b := startSlapd(t, nil), startSlapd(t, nil)
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
 	p := newTestPool(t, Config{
-		URLs: a.url() + "," + b.url(), BindDN: testSvcDN, BindPassword: testSvcPW, Timeout: 500 * time.Millisecond,
+		URLs: a.URL + "," + b.URL, BindDN: a.ServiceDN, BindPassword: a.ServicePassword, Timeout: 500 * time.Millisecond,
 	})
 	whoami := func(lc *ldap.Conn) error {
 		_, err := lc.WhoAmI(nil)
@@ -390,28 +448,28 @@ func TestWithServiceFailsOverFromHungServer(t *testing.T) {
 	if err := p.WithService(t.Context(), "test", whoami); err != nil {
 		t.Fatal(err)
 	}
-	a.pause()
+	pause(t, a)
 	if err := p.WithService(t.Context(), "test", whoami); err != nil {
 		t.Fatalf("WithService with the first server hung = %v, want success on the second", err)
 	}
-	if got := p.requests(t, b.url(), "test"); got != 1 {
+	if got := p.requests(t, b.URL, "test"); got != 1 {
 		t.Errorf("requests on the second server = %d, want 1", got)
 	}
-	if got := p.up(t, a.url()); got != 0 {
+	if got := p.up(t, a.URL); got != 0 {
 		t.Errorf("hung server up = %v, want 0", got)
 	}
 }
 
 func TestCheck(t *testing.T) {
-	srv := startSlapd(t, nil)
+	srv := slapdtest.New(t, slapdtest.Options{})
 	dead := closedURL(t)
-	p := newTestPool(t, Config{URLs: srv.url() + "," + dead, BindDN: testSvcDN, BindPassword: testSvcPW})
+	p := newTestPool(t, Config{URLs: srv.URL + "," + dead, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword})
 
 	res := p.Check(t.Context())
 	if len(res) != 2 {
 		t.Fatalf("Check returned %d results, want 2", len(res))
 	}
-	if res[0].Server != srv.url() || res[0].Err != nil {
+	if res[0].Server != srv.URL || res[0].Err != nil {
 		t.Errorf("live server: %+v", res[0])
 	}
 	want := []string{"connect ok", "no tls (passwords cross the network in clear)", "service bind ok", "base DN readable"}
@@ -422,12 +480,12 @@ func TestCheck(t *testing.T) {
 		t.Errorf("dead server: %+v", res[1])
 	}
 
-	bad := newTestPool(t, Config{URLs: srv.url(), BaseDN: "dc=nope,dc=org", BindDN: testSvcDN, BindPassword: "wrong-secret"})
+	bad := newTestPool(t, Config{URLs: srv.URL, BaseDN: "dc=nope,dc=org", BindDN: srv.ServiceDN, BindPassword: "wrong-secret"})
 	res = bad.Check(t.Context())
 	if err := res[0].Err; err == nil || !strings.Contains(err.Error(), "invalid credentials") || strings.Contains(err.Error(), "wrong-secret") {
 		t.Errorf("wrong password: %v", err)
 	}
-	anon := newTestPool(t, Config{URLs: srv.url(), BaseDN: "dc=nope,dc=org"})
+	anon := newTestPool(t, Config{URLs: srv.URL, BaseDN: "dc=nope,dc=org"})
 	res = anon.Check(t.Context())
 	if err := res[0].Err; !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) || !strings.Contains(err.Error(), `read base DN "dc=nope,dc=org"`) {
 		t.Errorf("missing base DN: %v", err)
@@ -435,8 +493,8 @@ func TestCheck(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	srv := startSlapd(t, nil)
-	p := newTestPool(t, Config{URLs: srv.url()})
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL})
 	if err := p.WithService(t.Context(), "test", func(*ldap.Conn) error { return nil }); err != nil {
 		t.Fatal(err)
 	}

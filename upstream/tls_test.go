@@ -3,26 +3,43 @@ package upstream
 import (
 	"crypto/tls"
 	"net"
-	"strconv"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
+// newPKI makes a CA, with a server certificate for 127.0.0.1, ::1 and
+// localhost, in a temporary directory.
+func newPKI(t *testing.T) *slapdtest.PKI {
+	t.Helper()
+	pki, err := slapdtest.NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki
+}
+
 func TestLDAPS(t *testing.T) {
-	pki := newPKI(t)
-	srv := startSlapd(t, pki)
+	srv := slapdtest.New(t, slapdtest.Options{TLS: true})
+	pki := srv.PKI
 	wrong := newPKI(t)
-	localhostURL := "ldaps://localhost:" + strconv.Itoa(srv.tlsPort)
+	u, err := url.Parse(srv.LDAPSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	localhostURL := "ldaps://localhost:" + u.Port()
 
 	t.Run("right CA", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: srv.ldapsURL(), CAFile: pki.caFile, BindDN: testSvcDN, BindPassword: testSvcPW})
+		p := newTestPool(t, Config{URLs: srv.LDAPSURL, CAFile: pki.CAFile, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword})
 		c, err := p.Dial(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		if err := c.Bind(t.Context(), srv.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 			t.Fatal(err)
 		}
 		res := p.Check(t.Context())[0]
@@ -31,7 +48,7 @@ func TestLDAPS(t *testing.T) {
 		}
 	})
 	t.Run("wrong CA", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: srv.ldapsURL(), CAFile: wrong.caFile})
+		p := newTestPool(t, Config{URLs: srv.LDAPSURL, CAFile: wrong.CAFile})
 		_, err := p.Dial(t.Context())
 		if !IsUnavailable(err) || !strings.Contains(err.Error(), "tls: ") || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
 			t.Errorf("Dial with the wrong CA = %v, want a TLS verification failure", err)
@@ -42,13 +59,13 @@ func TestLDAPS(t *testing.T) {
 		}
 	})
 	t.Run("system roots", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: srv.ldapsURL()})
+		p := newTestPool(t, Config{URLs: srv.LDAPSURL})
 		if _, err := p.Dial(t.Context()); err == nil {
 			t.Error("Dial verified a private CA's certificate against the system roots")
 		}
 	})
 	t.Run("insecure skip verify", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: srv.ldapsURL(), CAFile: wrong.caFile, InsecureSkipVerify: true})
+		p := newTestPool(t, Config{URLs: srv.LDAPSURL, CAFile: wrong.CAFile, InsecureSkipVerify: true})
 		c, err := p.Dial(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -62,13 +79,13 @@ func TestLDAPS(t *testing.T) {
 		}
 	})
 	t.Run("host name verified", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: localhostURL, CAFile: pki.caFile})
+		p := newTestPool(t, Config{URLs: localhostURL, CAFile: pki.CAFile})
 		c, err := p.Dial(t.Context())
 		if err != nil {
 			t.Fatalf("Dial %s: %v", localhostURL, err)
 		}
 		defer c.Close()
-		if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		if err := c.Bind(t.Context(), srv.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -78,10 +95,14 @@ func TestLDAPS(t *testing.T) {
 // server saw the name: TLS 1.3 servers pick their certificate by it.
 func TestSNIIsTheURLHost(t *testing.T) {
 	pki := newPKI(t)
+	serverCert, err := tls.LoadX509KeyPair(pki.CertFile, pki.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	var names []string
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{pki.serverCert},
+		Certificates: []tls.Certificate{serverCert},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			mu.Lock()
 			names = append(names, hello.ServerName)
@@ -116,7 +137,7 @@ func TestSNIIsTheURLHost(t *testing.T) {
 	}()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 
-	p := newTestPool(t, Config{URLs: "ldaps://localhost:" + port, CAFile: pki.caFile})
+	p := newTestPool(t, Config{URLs: "ldaps://localhost:" + port, CAFile: pki.CAFile})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -135,11 +156,11 @@ func TestSNIIsTheURLHost(t *testing.T) {
 }
 
 func TestStartTLS(t *testing.T) {
-	pki := newPKI(t)
-	srv := startSlapd(t, pki)
+	srv := slapdtest.New(t, slapdtest.Options{TLS: true})
+	pki := srv.PKI
 
 	t.Run("right CA", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: srv.url(), StartTLS: true, CAFile: pki.caFile})
+		p := newTestPool(t, Config{URLs: srv.URL, StartTLS: true, CAFile: pki.CAFile})
 		c, err := p.Dial(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -148,7 +169,7 @@ func TestStartTLS(t *testing.T) {
 		if tc, ok := c.wc.nc.(*tls.Conn); !ok || !tc.ConnectionState().HandshakeComplete {
 			t.Fatal("connection is not encrypted after StartTLS")
 		}
-		if err := c.Bind(t.Context(), testAliceDN, []byte(testAlicePW)); err != nil {
+		if err := c.Bind(t.Context(), srv.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
 			t.Fatal(err)
 		}
 		if strings.Contains(p.logs.String(), "not encrypted") {
@@ -160,14 +181,14 @@ func TestStartTLS(t *testing.T) {
 		}
 	})
 	t.Run("wrong CA", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: srv.url(), StartTLS: true, CAFile: newPKI(t).caFile})
+		p := newTestPool(t, Config{URLs: srv.URL, StartTLS: true, CAFile: newPKI(t).CAFile})
 		_, err := p.Dial(t.Context())
 		if !IsUnavailable(err) || !strings.Contains(err.Error(), "starttls: ") {
 			t.Errorf("Dial with the wrong CA = %v, want a StartTLS failure", err)
 		}
 	})
 	t.Run("plain warns", func(t *testing.T) {
-		p := newTestPool(t, Config{URLs: srv.url()})
+		p := newTestPool(t, Config{URLs: srv.URL})
 		if !strings.Contains(p.logs.String(), "not encrypted") {
 			t.Error("no warning about clear-text connections")
 		}

@@ -5,9 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"reflect"
 	"io"
 	"math"
+	"reflect"
 	"testing"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
