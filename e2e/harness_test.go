@@ -65,7 +65,17 @@ func config(up *slapdtest.Server, extra map[string]string) string {
 	}
 	fmt.Fprintf(&b, "upstream:\n  urls: %q\n  bind_dn: %q\n  bind_password: %q\n  base_dn: %q\n  timeout: 3s\n  retry_interval: 200ms\n%s\n",
 		urls, up.ServiceDN, up.ServicePassword, up.Suffix, extra["upstream"])
-	fmt.Fprintf(&b, "search:\n  mode: direct\n")
+	mode := "direct"
+	if m, ok := extra["mode"]; ok {
+		mode = m
+	}
+	fmt.Fprintf(&b, "search:\n  mode: %s\n", mode)
+	fmt.Fprintf(&b, "store:\n  path: \":memory:\"\n")
+	syncSection := "  enabled: false"
+	if v, ok := extra["sync"]; ok {
+		syncSection = v
+	}
+	fmt.Fprintf(&b, "sync:\n%s\n", syncSection)
 	fmt.Fprintf(&b, "log:\n  level: debug\n  format: json\n")
 	return b.String()
 }

@@ -53,9 +53,9 @@ type TLSFiles struct {
 
 // SearchConfig is the `search:` section.
 type SearchConfig struct {
-	// Mode is "direct": every search is forwarded to the upstream with the caller's
-	// identity and streamed back. ("cached", answering from the synced store, comes with
-	// the syncer.)
+	// Mode is "cached" (the default): searches and compares are answered from the synced
+	// store; or "direct": forwarded to the upstream with the caller's identity and
+	// streamed back, answered from the store when no upstream can be reached.
 	Mode string `yaml:"mode"`
 }
 
@@ -167,10 +167,8 @@ func (c *ListenConfig) ServerTLS() (*tls.Config, error) {
 func (c *SearchConfig) Validate() error {
 	switch c.Mode {
 	case "":
-		c.Mode = ModeDirect
-	case ModeDirect:
-	case ModeCached:
-		return errors.New(`mode: "cached" needs the synced store, which this version does not have yet; use "direct"`)
+		c.Mode = ModeCached
+	case ModeDirect, ModeCached:
 	default:
 		return fmt.Errorf("mode: %q is not one of direct, cached", c.Mode)
 	}

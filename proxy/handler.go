@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
@@ -18,6 +19,11 @@ type Options struct {
 	Listen   ListenConfig
 	Search   SearchConfig
 	Upstream *upstream.Pool
+	// Store is the synced directory: cached searches answer from it, bind names are
+	// resolved through it, and direct mode falls back to it. Nil: none of that.
+	Store *cache.Store
+	// Served says how the store's objects appear in the served tree.
+	Served ServedOptions
 	// Version is reported in the root DSE.
 	Version string
 	Logger  *slog.Logger
@@ -31,8 +37,16 @@ func NewHandler(o Options) Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	backend := &direct{pool: o.Upstream, listen: o.Listen, log: o.Logger}
-	local := &local{next: backend, opts: o}
+	backend := &direct{pool: o.Upstream, store: o.Store, listen: o.Listen, log: o.Logger}
+	var next Handler = backend
+	if o.Store != nil {
+		c := newCached(o.Store, o.Served, o.Logger)
+		backend.fallback = c
+		if o.Search.Mode == ModeCached {
+			next = &split{bind: backend, read: c}
+		}
+	}
+	local := &local{next: next, opts: o}
 	return instrument(local, o.Metrics, o.Logger)
 }
 
@@ -115,8 +129,11 @@ func isPasswordChange(m *ModifyRequest) bool {
 // and paged-results cookies stay valid (servers tie them to the connection).
 type direct struct {
 	pool   *upstream.Pool
+	store  *cache.Store // nil: bind names are not resolved
 	listen ListenConfig
 	log    *slog.Logger
+	// fallback answers searches and compares when no upstream can be reached.
+	fallback Handler
 }
 
 type sessionConnKey struct{}
@@ -206,6 +223,20 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		w.WriteResult(&Result{Code: ldap.LDAPResultConfidentialityRequired, Diagnostic: "binds with a password need TLS: use LDAPS or StartTLS"})
 		return
 	}
+	msg, identity := r.Raw(), b.Name
+	if u := h.resolve(b.Name); u != nil {
+		if !u.IsActive {
+			h.log.Info("bind refused: account disabled", "conn", s.ID, "name", b.Name)
+			w.WriteResult(&Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "the account is disabled"})
+			return
+		}
+		identity = servedDN(u)
+		if u.DN != b.Name {
+			// A user name, a UPN or the DN the user has in the served tree: bind upstream
+			// with the DN the upstream knows.
+			msg = bindMessage(u.DN, b.Password)
+		}
+	}
 	c, err := h.conn(r)
 	if err != nil {
 		h.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", b.Name, "err", err)
@@ -213,13 +244,13 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		return
 	}
 	var code uint16
-	err = c.Forward(r.Context(), upstream.KindBind, r.Raw(), func(m []byte) error {
+	err = c.Forward(r.Context(), upstream.KindBind, msg, func(m []byte) error {
 		if _, rc, final, err := ldapwire.Response(m); err == nil && final {
 			code = rc
 			if rc == ldap.LDAPResultSuccess {
 				// Before the client can see the success: its next request is read
 				// only after this handler returns, and finds the new identity.
-				s.SetBound(b.Name)
+				s.SetBound(identity)
 			}
 		}
 		return w.Relay(m)
@@ -235,6 +266,58 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 	case code != ldap.LDAPResultSuccess:
 		h.log.Info("bind refused by upstream", "conn", s.ID, "name", b.Name, "code", code)
 	}
+}
+
+// resolve finds the synced user a bind name stands for: a DN (upstream or served), a
+// user name, or a user@domain UPN (matched against the user's mapped upn or mail). It
+// returns nil when the store does not know the name; the bind then goes upstream as it
+// came, and the upstream decides.
+func (h *direct) resolve(name string) *cache.User {
+	if h.store == nil {
+		return nil
+	}
+	sn := h.store.Snapshot()
+	if strings.Contains(name, "=") {
+		if u, ok := sn.UserByPath(name); ok {
+			return u
+		}
+		if u, ok := sn.UserByDN(name); ok {
+			return u
+		}
+		return nil
+	}
+	if u, ok := sn.UserByUsername(name); ok {
+		return u
+	}
+	if local, _, ok := strings.Cut(name, "@"); ok {
+		if u, ok := sn.UserByUsername(local); ok &&
+			(strings.EqualFold(attrString(u.Attributes["upn"]), name) || strings.EqualFold(u.Email, name)) {
+			return u
+		}
+	}
+	return nil
+}
+
+// servedDN is the DN a user has in the served tree.
+func servedDN(u *cache.User) string {
+	if u.Path != "" {
+		return u.Path
+	}
+	return u.DN
+}
+
+// bindMessage encodes a simple bind request (its message ID is replaced on the way up).
+func bindMessage(dn string, password []byte) []byte {
+	e := ldapwire.Encoder{}
+	e.Begin(0x30)
+	e.Int(0x02, 1)
+	e.Begin(0x60) // [APPLICATION 0] BindRequest
+	e.Int(0x02, 3)
+	e.Str(0x04, dn)
+	e.Bytes(0x80, password) // [0] simple
+	e.End()
+	e.End()
+	return e.B
 }
 
 // forgetUpstreamIdentity makes the session's upstream connection anonymous again after
@@ -262,14 +345,24 @@ func (h *direct) compare(w ResponseWriter, r *Request) {
 // responses (entries, references, result, controls) back, as bytes. Only a failure to
 // reach the upstream is answered by the proxy itself.
 func (h *direct) forward(w ResponseWriter, r *Request, kind upstream.Kind) {
+	relayed := false
 	c, err := h.conn(r)
 	if err == nil {
-		err = c.Forward(r.Context(), kind, r.Raw(), w.Relay)
+		err = c.Forward(r.Context(), kind, r.Raw(), func(m []byte) error {
+			relayed = true
+			return w.Relay(m)
+		})
 	}
-	if err != nil && r.Context().Err() == nil && !errors.Is(err, errAbandoned) {
-		h.log.Warn("request failed: upstream", "conn", r.Session.ID, "op", kind.String(), "err", err)
-		w.WriteResult(errorResult(err))
+	if err == nil || r.Context().Err() != nil || errors.Is(err, errAbandoned) {
+		return
 	}
+	if h.fallback != nil && !relayed && upstream.IsUnavailable(err) {
+		h.log.Info("upstream unavailable: answering from the synced store", "conn", r.Session.ID, "op", kind.String(), "err", err)
+		h.fallback.ServeLDAP(w, r)
+		return
+	}
+	h.log.Warn("request failed: upstream", "conn", r.Session.ID, "op", kind.String(), "err", err)
+	w.WriteResult(errorResult(err))
 }
 
 // errorResult turns an error that kept the upstream from answering into the result the

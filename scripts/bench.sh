@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Side-by-side load test: ldapproxy against the slapd it fronts, in one run, alternating
-# rounds, medians. Usage: scripts/bench.sh [users] [rounds] [duration]
+# rounds, medians. Usage: [MODE=cached|direct] [MODES="bind search login"] scripts/bench.sh [users] [rounds] [duration]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
-users=${1:-10000} rounds=${2:-3} dur=${3:-10s}
+users=${1:-10000} rounds=${2:-3} dur=${3:-10s} mode=${MODE:-cached} modes=${MODES:-bind search login}
 bin=$(mktemp -d)
 trap 'kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true; rm -rf "$bin"' EXIT
 go build -o "$bin/demo" ./cmd/demo
 go build -o "$bin/ldapbench" ./cmd/ldapbench
-"$bin/demo" -users "$users" -listen 127.0.0.1:13389 -listen-tls 127.0.0.1:13636 -http 127.0.0.1:19389 -log-level warn >"$bin/demo.out" 2>&1 &
+"$bin/demo" -users "$users" -listen 127.0.0.1:13389 -listen-tls 127.0.0.1:13636 -http 127.0.0.1:19389 -mode "$mode" -log-level warn >"$bin/demo.out" 2>&1 &
 demo_pid=$!
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$bin/demo.out" 2>/dev/null && break; sleep 0.2; done
 slapd_url=$(grep -o 'in front of ldap://[0-9.:]*' "$bin/demo.out" | sed 's/in front of //')
 [ -n "$slapd_url" ] || { cat "$bin/demo.out"; exit 1; }
+if [ "$mode" = cached ]; then # wait for the first sync
+  for _ in $(seq 300); do
+    curl -sf http://127.0.0.1:19389/metrics | grep -q 'ldapproxy_sync_runs_total{kind="users",result="success"}' && break
+    sleep 0.2
+  done
+fi
 svc=(-bind-dn cn=svc,ou=services,dc=example,dc=org -bind-password svc-secret)
-for mode in bind search login; do
-  echo "== $mode, 16 connections, $users users, $rounds rounds of $dur"
-  "$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:13389,slapd=$slapd_url" -mode "$mode" "${svc[@]}" \
+for m in $modes; do
+  echo "== $m ($mode mode), 16 connections, $users users, $rounds rounds of $dur"
+  "$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:13389,slapd=$slapd_url" -mode "$m" "${svc[@]}" \
     -users "$users" -c 16 -d "$dur" -warmup 2s -rounds "$rounds" | sed -n '/^summary/,$p'
 done

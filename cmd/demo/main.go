@@ -24,6 +24,7 @@ func main() {
 	listenTLS := flag.String("listen-tls", "127.0.0.1:3636", "the proxy's LDAPS address")
 	metricsAddr := flag.String("http", "127.0.0.1:9389", "the proxy's metrics address")
 	logLevel := flag.String("log-level", "info", "log level of the proxy: debug logs every request")
+	mode := flag.String("mode", "cached", "search mode: cached (answered from the synced store) or direct (forwarded)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: go run ./cmd/demo [flags]
 
@@ -36,13 +37,13 @@ Flags:
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*users, *groups, *listen, *listenTLS, *metricsAddr, *logLevel); err != nil {
+	if err := run(*users, *groups, *listen, *listenTLS, *metricsAddr, *logLevel, *mode); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(users, groups int, listen, listenTLS, metricsAddr, logLevel string) error {
+func run(users, groups int, listen, listenTLS, metricsAddr, logLevel, mode string) error {
 	dir, err := os.MkdirTemp("", "ldapproxy-demo-")
 	if err != nil {
 		return err
@@ -74,11 +75,17 @@ upstream:
   bind_password: %q
   base_dn: %q
 search:
-  mode: direct
+  mode: %s
+store:
+  path: %q
+sync:
+  interval: 1m
+  nested_groups: true
 log:
   level: %s
   format: text
-`, listen, listenTLS, certFile, keyFile, metricsAddr, up.URL, up.PKI.CAFile, up.ServiceDN, up.ServicePassword, up.Suffix, logLevel)
+`, listen, listenTLS, certFile, keyFile, metricsAddr, up.URL, up.PKI.CAFile, up.ServiceDN, up.ServicePassword, up.Suffix,
+		mode, filepath.Join(dir, "store"), logLevel)
 	cfgFile := filepath.Join(dir, "ldapproxy.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -99,12 +106,14 @@ log:
 	user, pass := up.UserDN(1), slapdtest.UserPassword(1)
 	fmt.Printf(`
 ldapproxy is running in front of %s (config: %s).
+Searches are answered from the synced store (search.mode: cached); the first sync runs now.
 
 Try:
   ldapwhoami  -x -H ldap://%s -D %q -w %s
   ldapsearch  -x -H ldap://%s -D %q -w %s -b %q '(uid=user0002)'
   ldapsearch  -x -H ldap://%s -D %q -w %s -b %q -E pr=100/noprompt '(objectClass=inetOrgPerson)' dn | grep -c ^dn:
   ldapcompare -x -H ldap://%s -D %q -w %s %q mail:user0001@example.org
+  ldapwhoami  -x -H ldap://%s -D user0003 -w pass-user0003        # bind by user name
   LDAPTLS_CACERT=%s ldapwhoami -x -ZZ -H ldap://%s -D %q -w %s
   LDAPTLS_CACERT=%s ldapwhoami -x -H ldaps://%s -D %q -w %s
   ldapwhoami  -x -H ldap://%s -D %q -w wrong          # invalidCredentials (49)
@@ -118,6 +127,7 @@ Press Ctrl-C to stop.
 		listen, user, pass, up.Suffix,
 		listen, up.ServiceDN, up.ServicePassword, up.Suffix,
 		listen, user, pass, user,
+		listen,
 		up.PKI.CAFile, listen, user, pass,
 		up.PKI.CAFile, listenTLS, user, pass,
 		listen, user,

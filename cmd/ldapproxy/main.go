@@ -38,6 +38,10 @@ const usage = `ldapproxy — an LDAP proxy in front of Active Directory, OpenLDA
 Usage:
   ldapproxy serve   --config FILE   run the proxy
   ldapproxy check   --config FILE   test every upstream server: connect, TLS, service bind, base DN
+  ldapproxy sync    --config FILE   run one sync of users and groups into the store, then exit
+  ldapproxy status  --config FILE   show the last sync of each kind: start, end, result, counts, errors
+  ldapproxy mapping preview --config FILE --dn DN
+                                    show an upstream entry and what the property mappings make of it
   ldapproxy version                 print the version
   ldapproxy help [COMMAND]          show help
 
@@ -60,6 +64,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(rest, stdout, stderr)
 	case "check":
 		return check(rest, stdout, stderr)
+	case "sync":
+		return syncOnce(rest, stdout, stderr)
+	case "status":
+		return status(rest, stdout, stderr)
+	case "mapping":
+		if len(rest) == 0 || rest[0] != "preview" {
+			fmt.Fprintf(stderr, "ldapproxy: mapping takes the subcommand preview\n\n%s", usage)
+			return 2
+		}
+		return preview(rest[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "ldapproxy", buildVersion())
 		return 0

@@ -12,8 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/metrics"
 	"github.com/ldapproxy/ldapproxy/proxy"
+	dirsync "github.com/ldapproxy/ldapproxy/sync"
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
 
@@ -22,12 +24,14 @@ const ShutdownTimeout = 30 * time.Second
 
 // App is a running ldapproxy: its listeners, its upstream pool and its HTTP endpoints.
 type App struct {
-	cfg  *Config
-	log  *slog.Logger
-	reg  *prometheus.Registry
-	pool *upstream.Pool
-	ldap *proxy.Server
-	http *metrics.Server
+	cfg    *Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	pool   *upstream.Pool
+	store  *cache.Store
+	syncer *dirsync.Syncer
+	ldap   *proxy.Server
+	http   *metrics.Server
 
 	ldapL, ldapsL, httpL net.Listener
 }
@@ -40,9 +44,21 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	a.pool = pool
-	tlsConf, err := cfg.Listen.ServerTLS()
+	store, err := cache.Open(cfg.Store, log.With("component", "store"))
 	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	a.store = store
+	if cfg.Sync.Enabled {
+		if a.syncer, err = dirsync.New(cfg.Sync, pool, store, log.With("component", "sync"), a.reg); err != nil {
+			a.close()
+			return nil, fmt.Errorf("sync.mappings: %w", err)
+		}
+	}
+	tlsConf, err := cfg.Listen.ServerTLS()
+	if err != nil {
+		a.close()
 		return nil, fmt.Errorf("listen.%w", err)
 	}
 	a.ldap = &proxy.Server{
@@ -60,6 +76,8 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Listen:   cfg.Listen,
 		Search:   cfg.Search,
 		Upstream: pool,
+		Store:    store,
+		Served:   proxy.ServedOptions{BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups},
 		Version:  version,
 		Logger:   log.With("component", "frontend"),
 		Metrics:  m,
@@ -73,12 +91,24 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	return a, nil
 }
 
-// ready is the /readyz check: the proxy can serve when an upstream server answers.
+// ready is the /readyz check: the proxy can serve when an upstream server answers, or,
+// in cached mode, when the store holds a synced directory to answer from.
 func (a *App) ready() error {
-	if !a.pool.Healthy() {
-		return errors.New("no upstream server reachable")
+	if a.pool.Healthy() {
+		return nil
 	}
-	return nil
+	if a.cfg.Search.Mode == proxy.ModeCached && a.store.Snapshot().Generation() > 0 {
+		return nil
+	}
+	return errors.New("no upstream server reachable and no synced directory to answer from")
+}
+
+// close releases what New opened.
+func (a *App) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+	a.pool.Close()
 }
 
 // Start opens the listeners. A listener that cannot be opened is an error naming its key.
@@ -153,6 +183,14 @@ func (a *App) Run(ctx context.Context) error {
 	if a.httpL != nil {
 		serve(func() error { return a.http.Serve(a.httpL) })
 	}
+	syncCtx, stopSync := context.WithCancel(ctx)
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		if a.syncer != nil {
+			a.syncer.Loop(syncCtx)
+		}
+	}()
 	a.log.Info("ldapproxy serving", "ldap", a.LDAPAddr(), "ldaps", a.LDAPSAddr(), "http", a.HTTPAddr(),
 		"upstream", a.cfg.Upstream.URLs, "search_mode", a.cfg.Search.Mode)
 
@@ -163,6 +201,8 @@ func (a *App) Run(ctx context.Context) error {
 	case runErr = <-errc:
 		a.log.Error("listener failed; shutting down", "err", runErr)
 	}
+	stopSync()
+	<-syncDone
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if err := a.ldap.Shutdown(sctx); err != nil {
@@ -173,7 +213,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.closeListeners()
 	wg.Wait()
-	a.pool.Close()
+	a.close()
 	a.log.Info("ldapproxy stopped")
 	return runErr
 }

@@ -15,8 +15,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/metrics"
 	"github.com/ldapproxy/ldapproxy/proxy"
+	dirsync "github.com/ldapproxy/ldapproxy/sync"
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
 
@@ -27,6 +29,8 @@ type Config struct {
 	HTTP     metrics.Config     `yaml:"http"`
 	Upstream upstream.Config    `yaml:"upstream"`
 	Search   proxy.SearchConfig `yaml:"search"`
+	Store    cache.Config       `yaml:"store"`
+	Sync     dirsync.Config     `yaml:"sync"`
 	Log      LogConfig          `yaml:"log"`
 }
 
@@ -45,6 +49,7 @@ func Default() Config {
 	return Config{
 		Listen: proxy.ListenConfig{LDAP: proxy.DefaultListenLDAP},
 		HTTP:   metrics.Config{Listen: metrics.DefaultListen},
+		Sync:   dirsync.Default(),
 		Log:    LogConfig{Level: "info", Format: "json"},
 	}
 }
@@ -93,6 +98,13 @@ func (c *Config) Validate() error {
 	add("http", c.HTTP.Validate())
 	add("upstream", c.Upstream.Validate())
 	add("search", c.Search.Validate())
+	add("store", c.Store.Validate())
+	add("sync", c.Sync.Validate())
+	if c.Search.Mode == proxy.ModeCached && !c.Sync.Enabled {
+		if c.Store.Path == cache.InMemory {
+			errs = append(errs, errors.New("search.mode: cached needs sync.enabled or a store on disk to answer from"))
+		}
+	}
 	add("log", c.Log.Validate())
 	return errors.Join(errs...)
 }

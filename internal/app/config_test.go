@@ -30,7 +30,7 @@ func TestParseDefaults(t *testing.T) {
 	if cfg.Upstream.Timeout != 5*time.Second {
 		t.Errorf("upstream.timeout = %v, want 5s", cfg.Upstream.Timeout)
 	}
-	if cfg.Search.Mode != "direct" || cfg.Log.Level != "info" || cfg.Log.Format != "json" {
+	if cfg.Search.Mode != "cached" || cfg.Log.Level != "info" || cfg.Log.Format != "json" {
 		t.Errorf("search.mode=%q log=%q/%q", cfg.Search.Mode, cfg.Log.Level, cfg.Log.Format)
 	}
 }
@@ -59,7 +59,13 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"negative", minimal + "listen:\n  max_connections: -1\n", []string{"listen.max_connections: must not be negative"}},
 		{"section not a mapping", minimal + "listen: 3389\n", []string{"listen: line", "expected a mapping"}},
 		{"bad search mode", minimal + "search:\n  mode: psychic\n", []string{"search.mode", "psychic"}},
-		{"cached mode not yet", minimal + "search:\n  mode: cached\n", []string{"search.mode", "cached"}},
+		{"bad sync preset", minimal + "sync:\n  preset: novell\n", []string{"sync.preset", "novell"}},
+		{"bad membership field", minimal + "sync:\n  membership_field: owner\n", []string{"sync.membership_field"}},
+		{"bad user filter", minimal + "sync:\n  user_filter: \"(uid=x\"\n", []string{"sync.user_filter"}},
+		{"bad mapping field", minimal + "sync:\n  mappings:\n    users:\n      - {name: m, field: emial, expression: \"1\"}\n", []string{"sync.mappings.users[0].field", "emial"}},
+		{"unknown mapping key", minimal + "sync:\n  mappings:\n    users:\n      - {name: m, feld: email, expression: \"1\"}\n", []string{"sync.mappings.users[0].feld", "unknown key"}},
+		{"bad user path", minimal + "sync:\n  user_path: \"uid={user},{base_dn}\"\n", []string{"sync.user_path"}},
+		{"store path is a file", minimal + "store:\n  path: /etc/passwd\n", []string{"store.path", "not a directory"}},
 		{"bad log level", minimal + "log:\n  level: loud\n", []string{"log.level", "loud"}},
 		{"bad log format", minimal + "log:\n  format: xml\n", []string{"log.format", "xml"}},
 		{"missing urls", "upstream:\n  base_dn: dc=x\n", []string{"upstream.urls"}},

@@ -1,0 +1,58 @@
+package cache
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// Sizes of the figures in issue 3: a directory of 100,000 users and 2,000
+// groups.
+const (
+	benchUsers  = 100_000
+	benchGroups = 2_000
+)
+
+// BenchmarkFirstSync writes a first sync of 100,000 users and 2,000 groups to
+// a store on disk, the users made one at a time as the syncer streams them.
+// It reports the peak RSS of the process (run it alone: -bench FirstSync
+// -benchtime 1x) and the time a restart takes to load the result.
+func BenchmarkFirstSync(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		dir := b.TempDir()
+		s := openDir(b, dir)
+		b.StartTimer()
+		writeSync(b, s, benchUsers, benchGroups, "1", nil)
+		b.StopTimer()
+		b.ReportMetric(peakRSS(b), "peak-RSS-MiB")
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		s = openDir(b, dir)
+		b.ReportMetric(time.Since(start).Seconds(), "open-s")
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "loaded-heap-MiB")
+		s.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkUnchangedSync repeats a sync of 100,000 users and 2,000 groups in
+// which nothing changed, and reports the bytes it handed to Badger.
+func BenchmarkUnchangedSync(b *testing.B) {
+	s := openDir(b, b.TempDir())
+	defer s.Close()
+	writeSync(b, s, benchUsers, benchGroups, "1", nil)
+	before := s.written.Load()
+	n := 0
+	for b.Loop() {
+		writeSync(b, s, benchUsers, benchGroups, "1", nil)
+		n++
+	}
+	b.ReportMetric(float64(s.written.Load()-before)/float64(n), "written-B/op")
+	b.ReportMetric(peakRSS(b), "peak-RSS-MiB")
+}

@@ -1,0 +1,245 @@
+package cache
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// crashDirEnv tells TestHelperProcess, run by TestCrash in a child process,
+// which store to write to.
+const crashDirEnv = "LDAPPROXY_CACHE_CRASH_DIR"
+
+// Sizes of the crash test's syncs: enough users for a Commit to span many
+// Badger batches.
+const (
+	crashUsers  = 6_000
+	crashGroups = 100
+)
+
+// crashUser is user i as sync generation gen writes it, or nil when that
+// generation leaves it out: each generation deletes a fifth of the users and
+// brings back others, renames a third, and changes every user's tag.
+func crashUser(i int, gen uint64) *User {
+	if (uint64(i)+gen)%5 == 0 {
+		return nil
+	}
+	u := testUser(i, crashGroups, strconv.FormatUint(gen, 10))
+	if i%3 == 0 {
+		u.DN = fmt.Sprintf("uid=%s,ou=moved%d,dc=example,dc=org", u.Username, gen%2)
+	}
+	return u
+}
+
+// crashGroup is group i as generation gen writes it, or nil.
+func crashGroup(i int, gen uint64) *Group {
+	if (uint64(i)+gen)%4 == 1 {
+		return nil
+	}
+	return testGroup(i, strconv.FormatUint(gen, 10))
+}
+
+// TestHelperProcess is not a test of its own: TestCrash runs it in a child
+// process, where it writes one sync after another until it is killed,
+// printing "begin N", "commit N" and "committed N" as it goes.
+func TestHelperProcess(t *testing.T) {
+	dir := os.Getenv(crashDirEnv)
+	if dir == "" {
+		t.Skip("run by TestCrash")
+	}
+	s, err := Open(Config{Path: dir}, nil)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	for {
+		gen := s.Snapshot().Generation() + 1
+		fmt.Println("begin", gen)
+		w, err := s.BeginSync(KindUsers, KindGroups)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		for i := range crashGroups {
+			if g := crashGroup(i, gen); g != nil {
+				if err := w.PutGroup(g); err != nil {
+					fmt.Println("error", err)
+					os.Exit(1)
+				}
+			}
+		}
+		for i := range crashUsers {
+			if u := crashUser(i, gen); u != nil {
+				if err := w.PutUser(u); err != nil {
+					fmt.Println("error", err)
+					os.Exit(1)
+				}
+			}
+		}
+		fmt.Println("commit", gen)
+		if err := w.Commit(); err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("committed", gen)
+	}
+}
+
+// TestCrash kills a process writing syncs with SIGKILL at random moments,
+// while it puts objects and while it commits, then opens the store and checks
+// that it holds exactly the last committed generation or the one after it.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills child processes for a while")
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rnd := rand.New(rand.NewPCG(seed, 0))
+	dir := t.TempDir()
+	var committed uint64
+	var putTime, commitTime time.Duration = 500 * time.Millisecond, 100 * time.Millisecond
+	for round := range 6 {
+		duringCommit := round%2 == 1
+		last, p, c := crashRound(t, dir, rnd, duringCommit, putTime, commitTime)
+		if p > 0 {
+			putTime, commitTime = p, c
+		}
+		if last > committed {
+			committed = last
+		}
+		s, err := Open(Config{Path: dir}, testLogger(t))
+		if err != nil {
+			t.Fatalf("round %d: open after kill: %v", round, err)
+		}
+		gen := s.Snapshot().Generation()
+		t.Logf("round %d: killed at random after %q; last reported commit %d, store at %d",
+			round, map[bool]string{false: "begin", true: "commit"}[duringCommit], committed, gen)
+		if gen != committed && gen != committed+1 {
+			t.Fatalf("round %d: store at generation %d, last commit reported %d", round, gen, committed)
+		}
+		checkCrashState(t, s, gen)
+		committed = gen
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// crashRound starts the writer, lets it commit once, kills it at a random
+// moment of the next sync's put phase (or its commit), and returns the last
+// generation it reported committed, and how long its last complete sync
+// spent putting and committing.
+func crashRound(t *testing.T, dir string, rnd *rand.Rand, duringCommit bool, putTime, commitTime time.Duration) (last uint64, put, commit time.Duration) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	kill := func(after time.Duration) {
+		time.AfterFunc(after, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		killed = true
+	}
+	var begun, commitStart time.Time
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		word, arg, _ := strings.Cut(sc.Text(), " ")
+		now := time.Now()
+		switch word {
+		case "begin":
+			begun = now
+			if !killed && last > 0 && !duringCommit {
+				kill(time.Duration(rnd.Int64N(int64(putTime))))
+			}
+		case "commit":
+			commitStart = now
+			if !killed && last > 0 && duringCommit {
+				kill(time.Duration(rnd.Int64N(int64(commitTime) * 3 / 2)))
+			}
+		case "committed":
+			if last, err = strconv.ParseUint(arg, 10, 64); err != nil {
+				t.Fatal(err)
+			}
+			put, commit = commitStart.Sub(begun), now.Sub(commitStart)
+		case "error":
+			t.Fatalf("writer: %s", arg)
+		}
+	}
+	if err := cmd.Wait(); err == nil || !killed {
+		t.Fatalf("writer ended by itself: %v", err)
+	}
+	return last, put, commit
+}
+
+// checkCrashState checks that the store holds generation gen exactly as the
+// writer wrote it, with nothing of another generation and no leftovers.
+func checkCrashState(t *testing.T, s *Store, gen uint64) {
+	t.Helper()
+	sn := s.Snapshot()
+	tag := strconv.FormatUint(gen, 10)
+	var wantUsers, wantGroups int
+	for i := range crashUsers {
+		want := crashUser(i, gen)
+		got, ok := sn.UserByID(userID(i))
+		if want == nil {
+			if ok {
+				t.Fatalf("generation %d: user %d should be deleted", gen, i)
+			}
+			continue
+		}
+		wantUsers++
+		if !ok || got.DN != want.DN || got.Attributes["tag"] != tag {
+			t.Fatalf("generation %d: user %d is %+v", gen, i, got)
+		}
+		if byDN, ok := sn.UserByDN(want.DN); !ok || byDN.ID != want.ID {
+			t.Fatalf("generation %d: user %d not found by DN", gen, i)
+		}
+	}
+	for i := range crashGroups {
+		want := crashGroup(i, gen)
+		got, ok := sn.GroupByID(groupID(i))
+		if want == nil {
+			if ok {
+				t.Fatalf("generation %d: group %d should be deleted", gen, i)
+			}
+			continue
+		}
+		wantGroups++
+		if !ok || got.Attributes["tag"] != tag {
+			t.Fatalf("generation %d: group %d is %+v", gen, i, got)
+		}
+	}
+	if u, g := sn.Counts(); u != wantUsers || g != wantGroups {
+		t.Fatalf("generation %d: %d users and %d groups, want %d and %d", gen, u, g, wantUsers, wantGroups)
+	}
+	members := map[string][]string{}
+	for u := range sn.Users {
+		for _, gid := range u.Groups {
+			if _, ok := sn.GroupByID(gid); ok {
+				members[gid] = append(members[gid], u.ID)
+			}
+		}
+	}
+	for g := range sn.Groups {
+		if users, _ := sn.Members(g.ID); !slices.Equal(users, members[g.ID]) {
+			t.Fatalf("generation %d: members of %s are %d users, want %d", gen, g.ID, len(users), len(members[g.ID]))
+		}
+	}
+	if n := countRecords(t, s); n != wantUsers+wantGroups {
+		t.Fatalf("generation %d: %d records in Badger for %d objects", gen, n, wantUsers+wantGroups)
+	}
+}

@@ -1,0 +1,480 @@
+package cache
+
+// The value encoding of users and groups.
+//
+// It is hand-rolled rather than JSON or gob, for three reasons. It must keep
+// the Go types of attribute values (JSON turns time.Time into a string, int64
+// into float64 and []string into []any); it must be deterministic, because an
+// unchanged object is recognised by the hash of its encoding (so attributes are
+// written in name order); and it is read for every object at start-up, where a
+// decoder that makes one string allocation per object and slices the fields
+// out of it is several times faster than encoding/json or per-object gob
+// (which repeats its type description in every value).
+//
+// Layout, format 1 (uvarint lengths, strings as length + bytes):
+//
+//	user:  0x01 DN Username Name Email Path PasswordMarker active(byte) groups attrs
+//	group: 0x01 DN Name parents attrs
+//	list:  count string...
+//	attrs: count (name tag value)...   tags below
+//
+// The object's ID is the key's, so it is not repeated in the value. An empty
+// value is a deletion marker (see the package comment). A new layout gets a
+// new leading byte; decode refuses bytes it does not know rather than guess.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"slices"
+	"time"
+)
+
+// formatV1 is the first byte of every encoded object.
+const formatV1 = 1
+
+// Attribute value tags.
+const (
+	tagString  = 1
+	tagStrings = 2
+	tagFalse   = 3
+	tagTrue    = 4
+	tagInt     = 5
+	tagFloat   = 6
+	tagTime    = 7
+)
+
+var errTruncated = errors.New("truncated value")
+
+// normalizeAttributes converts attribute values to the types the store keeps,
+// in place: integers of any width become int64, float32 becomes float64, a
+// []any of strings becomes []string, and nil (a mapping that found nothing)
+// removes the attribute. Any other type is an error naming the attribute.
+func normalizeAttributes(attrs map[string]any) error {
+	for name, v := range attrs {
+		switch x := v.(type) {
+		case string, []string, bool, int64, float64, time.Time:
+		case nil:
+			delete(attrs, name)
+		case int:
+			attrs[name] = int64(x)
+		case int8:
+			attrs[name] = int64(x)
+		case int16:
+			attrs[name] = int64(x)
+		case int32:
+			attrs[name] = int64(x)
+		case uint8:
+			attrs[name] = int64(x)
+		case uint16:
+			attrs[name] = int64(x)
+		case uint32:
+			attrs[name] = int64(x)
+		case uint:
+			if uint64(x) > math.MaxInt64 {
+				return fmt.Errorf("attribute %q: %d overflows int64", name, x)
+			}
+			attrs[name] = int64(x)
+		case uint64:
+			if x > math.MaxInt64 {
+				return fmt.Errorf("attribute %q: %d overflows int64", name, x)
+			}
+			attrs[name] = int64(x)
+		case float32:
+			attrs[name] = float64(x)
+		case []any:
+			ss := make([]string, len(x))
+			for i, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return fmt.Errorf("attribute %q: list element of type %T (only strings)", name, e)
+				}
+				ss[i] = s
+			}
+			attrs[name] = ss
+		default:
+			return fmt.Errorf("attribute %q: unsupported type %T", name, v)
+		}
+	}
+	return nil
+}
+
+// sortedSet sorts ids and removes duplicates and empty strings, in place.
+func sortedSet(ids []string) []string {
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) > 0 && ids[0] == "" {
+		ids = ids[1:]
+	}
+	return ids
+}
+
+// appendUser appends the encoding of u to b. u's attributes must have been
+// normalised.
+func appendUser(b []byte, u *User) []byte {
+	b = append(b, formatV1)
+	b = appendString(b, u.DN)
+	b = appendString(b, u.Username)
+	b = appendString(b, u.Name)
+	b = appendString(b, u.Email)
+	b = appendString(b, u.Path)
+	b = appendString(b, u.PasswordMarker)
+	if u.IsActive {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = appendStrings(b, u.Groups)
+	return appendAttributes(b, u.Attributes)
+}
+
+// appendGroup appends the encoding of g to b.
+func appendGroup(b []byte, g *Group) []byte {
+	b = append(b, formatV1)
+	b = appendString(b, g.DN)
+	b = appendString(b, g.Name)
+	b = appendStrings(b, g.Parents)
+	return appendAttributes(b, g.Attributes)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+func appendAttributes(b []byte, attrs map[string]any) []byte {
+	b = binary.AppendUvarint(b, uint64(len(attrs)))
+	if len(attrs) == 0 {
+		return b
+	}
+	var small [16]string
+	names := small[:0]
+	for name := range attrs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		b = appendString(b, name)
+		switch v := attrs[name].(type) {
+		case string:
+			b = append(b, tagString)
+			b = appendString(b, v)
+		case []string:
+			b = append(b, tagStrings)
+			b = appendStrings(b, v)
+		case bool:
+			if v {
+				b = append(b, tagTrue)
+			} else {
+				b = append(b, tagFalse)
+			}
+		case int64:
+			b = append(b, tagInt)
+			b = binary.AppendVarint(b, v)
+		case float64:
+			b = append(b, tagFloat)
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+		case time.Time:
+			b = append(b, tagTime)
+			// MarshalBinary keeps the instant and the zone offset. It
+			// fails only for offsets that are not whole minutes (local
+			// mean times before 1900); those are kept in UTC.
+			tb, err := v.MarshalBinary()
+			if err != nil {
+				tb, _ = v.Truncate(0).In(time.UTC).MarshalBinary()
+			}
+			b = appendString(b, string(tb))
+		}
+	}
+	return b
+}
+
+// decoder reads an encoded object. Every string it returns is a slice of s, so
+// that decoding an object costs one copy of its bytes.
+type decoder struct {
+	s   string
+	i   int
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := uvarintString(d.s[d.i:])
+	if n <= 0 {
+		d.err = errTruncated
+		return 0
+	}
+	d.i += n
+	return v
+}
+
+// uvarintString is binary.Uvarint for a string, which avoids converting the
+// whole remaining value to a byte slice.
+func uvarintString(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		c := s[i]
+		if c < 0x80 {
+			return x | uint64(c)<<shift, i + 1
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
+}
+
+// uint64 reads 8 big-endian bytes.
+func (d *decoder) uint64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.s)-d.i < 8 {
+		d.err = errTruncated
+		return 0
+	}
+	var v uint64
+	for k := range 8 {
+		v = v<<8 | uint64(d.s[d.i+k])
+	}
+	d.i += 8
+	return v
+}
+
+func (d *decoder) readByte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if d.i >= len(d.s) {
+		d.err = errTruncated
+		return 0
+	}
+	c := d.s[d.i]
+	d.i++
+	return c
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.s)-d.i) {
+		d.err = errTruncated
+		return ""
+	}
+	s := d.s[d.i : d.i+int(n)]
+	d.i += int(n)
+	return s
+}
+
+func (d *decoder) strs() []string {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	ss := make([]string, n)
+	for i := range ss {
+		ss[i] = d.str()
+	}
+	return ss
+}
+
+// skipStrs checks a list without keeping it.
+func (d *decoder) skipStrs() {
+	for range d.count() {
+		d.str()
+	}
+}
+
+// count reads the length of a list. Each element takes a byte at least, so a
+// length the rest of the value cannot hold is refused before anything is
+// allocated for it.
+func (d *decoder) count() uint64 {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.s)-d.i) {
+		d.err = errTruncated
+	}
+	if d.err != nil {
+		return 0
+	}
+	return n
+}
+
+// attributes reads the attributes, or only checks them when keep is false.
+func (d *decoder) attributes(keep bool) map[string]any {
+	n := d.count()
+	var m map[string]any
+	if keep && n > 0 {
+		m = make(map[string]any, n)
+	}
+	for range n {
+		name := d.str()
+		var v any
+		switch tag := d.readByte(); tag {
+		case tagString:
+			v = d.str()
+		case tagStrings:
+			if !keep {
+				d.skipStrs()
+			} else if ss := d.strs(); ss != nil {
+				v = ss
+			} else {
+				v = []string{}
+			}
+		case tagFalse:
+			v = false
+		case tagTrue:
+			v = true
+		case tagInt:
+			x := d.uvarint()
+			v = int64(x>>1) ^ -int64(x&1) // zigzag, as binary.AppendVarint
+		case tagFloat:
+			v = math.Float64frombits(d.uint64())
+		case tagTime:
+			tb := d.str()
+			var t time.Time
+			if err := t.UnmarshalBinary([]byte(tb)); err != nil && d.err == nil {
+				d.err = fmt.Errorf("attribute %q: %w", name, err)
+			}
+			v = t
+		default:
+			if d.err == nil {
+				d.err = fmt.Errorf("attribute %q: unknown value tag %d", name, tag)
+			}
+		}
+		if d.err != nil {
+			return nil
+		}
+		if m != nil {
+			m[name] = v
+		}
+	}
+	return m
+}
+
+// finish reports the first error, or trailing bytes.
+func (d *decoder) finish() error {
+	if d.err == nil && d.i != len(d.s) {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.s)-d.i)
+	}
+	return d.err
+}
+
+func (d *decoder) version() {
+	if v := d.readByte(); d.err == nil && v != formatV1 {
+		d.err = fmt.Errorf("unknown format %d", v)
+	}
+}
+
+// objectHeader holds the fields the indexes are built from.
+type objectHeader struct {
+	dn, username, path string
+}
+
+// userHead reads a user's fields up to its groups.
+func (d *decoder) userHead(u *User) {
+	d.version()
+	u.DN = d.str()
+	u.Username = d.str()
+	u.Name = d.str()
+	u.Email = d.str()
+	u.Path = d.str()
+	u.PasswordMarker = d.str()
+	u.IsActive = d.readByte() == 1
+}
+
+// decodeUser decodes a value written by appendUser for the user id. The
+// strings of the result are slices of val.
+func decodeUser(id, val string) (*User, error) {
+	d := decoder{s: val}
+	u := &User{ID: id}
+	d.userHead(u)
+	u.Groups = d.strs()
+	u.Attributes = d.attributes(true)
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// checkUser checks the whole encoding of a user, as decodeUser would,
+// without building it, and returns the fields the indexes need.
+func checkUser(val string) (objectHeader, error) {
+	d := decoder{s: val}
+	var u User
+	d.userHead(&u)
+	d.skipStrs()
+	d.attributes(false)
+	return objectHeader{dn: u.DN, username: u.Username, path: u.Path}, d.finish()
+}
+
+// userGroups yields the group IDs of an encoded user.
+func userGroups(val string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		d := decoder{s: val}
+		var u User
+		d.userHead(&u)
+		for range d.count() {
+			if !yield(d.str()) {
+				return
+			}
+		}
+	}
+}
+
+// groupHead reads a group's fields up to its parents.
+func (d *decoder) groupHead(g *Group) {
+	d.version()
+	g.DN = d.str()
+	g.Name = d.str()
+}
+
+// decodeGroup decodes a value written by appendGroup for the group id.
+func decodeGroup(id, val string) (*Group, error) {
+	d := decoder{s: val}
+	g := &Group{ID: id}
+	d.groupHead(g)
+	g.Parents = d.strs()
+	g.Attributes = d.attributes(true)
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// checkGroup is checkUser for a group.
+func checkGroup(val string) (objectHeader, error) {
+	d := decoder{s: val}
+	var g Group
+	d.groupHead(&g)
+	d.skipStrs()
+	d.attributes(false)
+	return objectHeader{dn: g.DN}, d.finish()
+}
+
+// groupParents yields the parent IDs of an encoded group.
+func groupParents(val string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		d := decoder{s: val}
+		var g Group
+		d.groupHead(&g)
+		for range d.count() {
+			if !yield(d.str()) {
+				return
+			}
+		}
+	}
+}

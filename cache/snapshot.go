@@ -1,0 +1,290 @@
+package cache
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Snapshot is an immutable view of the store as of one committed sync. Taking
+// one is a pointer load; it stays valid and unchanged however many syncs
+// commit after it, and any number of goroutines may read it at once.
+//
+// It holds each object in its stored encoding (a third of the memory of the
+// decoded form) and decodes it on access: every User or Group it returns is
+// a fresh copy that the caller may keep or change.
+type Snapshot struct {
+	gen uint64
+
+	users       map[string]*userRec // by ID
+	userList    []*userRec          // in ID order
+	usersByDN   map[string]*userRec // by NormalizeDN(DN); nil: several users
+	usersByPath map[string]*userRec // by NormalizeDN(Path), users with a Path only
+	usersByName map[string]*userRec // by lower-case Username; nil: several users
+
+	groups     map[string]*groupRec
+	groupList  []*groupRec
+	groupsByDN map[string]*groupRec
+
+	members map[string]*memberList // by group ID
+}
+
+// userRec is a user as the store holds it. The keys are slices of val when
+// the stored form is already normalised, which it usually is.
+type userRec struct {
+	id      string
+	val     string // the encoding, see appendUser
+	gen     uint64 // generation in the key of the Badger record
+	dnKey   string // NormalizeDN(DN)
+	nameKey string // lower-case Username
+	pathKey string // NormalizeDN(Path); empty when Path is
+}
+
+// groupRec is a group as the store holds it.
+type groupRec struct {
+	id    string
+	val   string // see appendGroup
+	gen   uint64
+	dnKey string
+}
+
+// newUserRec indexes the user id encoded in val, written by generation gen.
+func newUserRec(id, val string, gen uint64) (*userRec, error) {
+	h, err := checkUser(val)
+	if err != nil {
+		return nil, err
+	}
+	r := &userRec{id: id, val: val, gen: gen, dnKey: NormalizeDN(h.dn), nameKey: strings.ToLower(h.username)}
+	if h.path != "" {
+		r.pathKey = NormalizeDN(h.path)
+	}
+	return r, nil
+}
+
+// newGroupRec indexes the group id encoded in val, written by generation gen.
+func newGroupRec(id, val string, gen uint64) (*groupRec, error) {
+	h, err := checkGroup(val)
+	if err != nil {
+		return nil, err
+	}
+	return &groupRec{id: id, val: val, gen: gen, dnKey: NormalizeDN(h.dn)}, nil
+}
+
+// user decodes r. The encoding was checked when r was made, so an error here
+// is a bug.
+func (r *userRec) user() *User {
+	u, err := decodeUser(r.id, r.val)
+	if err != nil {
+		panic(fmt.Sprintf("cache: stored user %s does not decode: %v", r.id, err))
+	}
+	return u
+}
+
+func (r *groupRec) group() *Group {
+	g, err := decodeGroup(r.id, r.val)
+	if err != nil {
+		panic(fmt.Sprintf("cache: stored group %s does not decode: %v", r.id, err))
+	}
+	return g
+}
+
+// memberList is the reverse of User.Groups and Group.Parents for one group.
+type memberList struct {
+	users, groups []string
+}
+
+// emptySnapshot is the state of a new store.
+func emptySnapshot() *Snapshot {
+	return newSnapshot(0, map[string]*userRec{}, map[string]*groupRec{})
+}
+
+// newSnapshot indexes users and groups (by ID), which it keeps.
+func newSnapshot(gen uint64, users map[string]*userRec, groups map[string]*groupRec) *Snapshot {
+	sn := &Snapshot{gen: gen}
+	sn.setUsers(users)
+	sn.setGroups(groups)
+	sn.setMembers()
+	return sn
+}
+
+// derive returns the snapshot of generation gen that differs from sn by the
+// given object maps; a nil map means that kind is unchanged, and its indexes
+// are shared rather than rebuilt.
+func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[string]*groupRec) *Snapshot {
+	next := *sn
+	next.gen = gen
+	if users != nil {
+		next.setUsers(users)
+	}
+	if groups != nil {
+		next.setGroups(groups)
+	}
+	if users != nil || groups != nil {
+		next.setMembers()
+	}
+	return &next
+}
+
+func (sn *Snapshot) setUsers(users map[string]*userRec) {
+	sn.users = users
+	sn.userList = slices.SortedFunc(maps.Values(users), func(a, b *userRec) int {
+		return strings.Compare(a.id, b.id)
+	})
+	sn.usersByDN = make(map[string]*userRec, len(users))
+	sn.usersByName = make(map[string]*userRec, len(users))
+	sn.usersByPath = map[string]*userRec{}
+	for _, r := range sn.userList {
+		addUnique(sn.usersByDN, r.dnKey, r)
+		if r.pathKey != "" {
+			addUnique(sn.usersByPath, r.pathKey, r)
+		}
+		if r.nameKey != "" {
+			addUnique(sn.usersByName, r.nameKey, r)
+		}
+	}
+}
+
+func (sn *Snapshot) setGroups(groups map[string]*groupRec) {
+	sn.groups = groups
+	sn.groupList = slices.SortedFunc(maps.Values(groups), func(a, b *groupRec) int {
+		return strings.Compare(a.id, b.id)
+	})
+	sn.groupsByDN = make(map[string]*groupRec, len(groups))
+	for _, r := range sn.groupList {
+		addUnique(sn.groupsByDN, r.dnKey, r)
+	}
+}
+
+// addUnique indexes v under key; a key claimed twice maps to nil, so that a
+// name two objects share finds neither: binding the wrong user is worse than
+// binding none.
+func addUnique[V any](m map[string]*V, key string, v *V) {
+	if _, dup := m[key]; dup {
+		m[key] = nil
+		return
+	}
+	m[key] = v
+}
+
+// setMembers computes the reverse membership, leaving out references to
+// groups the snapshot does not hold.
+func (sn *Snapshot) setMembers() {
+	sn.members = make(map[string]*memberList, len(sn.groups))
+	list := func(gid string) *memberList {
+		if _, ok := sn.groups[gid]; !ok {
+			return nil
+		}
+		m := sn.members[gid]
+		if m == nil {
+			m = &memberList{}
+			sn.members[gid] = m
+		}
+		return m
+	}
+	for _, r := range sn.userList {
+		for gid := range userGroups(r.val) {
+			if m := list(gid); m != nil {
+				m.users = append(m.users, r.id)
+			}
+		}
+	}
+	for _, r := range sn.groupList {
+		for gid := range groupParents(r.val) {
+			if m := list(gid); m != nil {
+				m.groups = append(m.groups, r.id)
+			}
+		}
+	}
+}
+
+// Generation numbers the committed syncs: it increases with every commit, and
+// is 0 for a store that never had one.
+func (sn *Snapshot) Generation() uint64 { return sn.gen }
+
+// Counts returns how many users and groups the snapshot holds.
+func (sn *Snapshot) Counts() (users, groups int) { return len(sn.users), len(sn.groups) }
+
+// UserByID returns the user with the uniqueness value id.
+func (sn *Snapshot) UserByID(id string) (*User, bool) {
+	return userOf(sn.users[id])
+}
+
+// UserByDN returns the user whose upstream DN equals dn, compared as
+// NormalizeDN does. A DN two users share finds neither.
+func (sn *Snapshot) UserByDN(dn string) (*User, bool) {
+	return userOf(sn.usersByDN[NormalizeDN(dn)])
+}
+
+// UserByPath returns the user served under dn: the one whose Path equals dn,
+// or, among users without a Path, the one whose DN does.
+func (sn *Snapshot) UserByPath(dn string) (*User, bool) {
+	key := NormalizeDN(dn)
+	if r, ok := sn.usersByPath[key]; ok {
+		return userOf(r)
+	}
+	if r := sn.usersByDN[key]; r != nil && r.pathKey == "" {
+		return r.user(), true
+	}
+	return nil, false
+}
+
+// UserByUsername returns the user with the user name name, compared without
+// regard to case. A name two users share finds neither.
+func (sn *Snapshot) UserByUsername(name string) (*User, bool) {
+	return userOf(sn.usersByName[strings.ToLower(name)])
+}
+
+func userOf(r *userRec) (*User, bool) {
+	if r == nil {
+		return nil, false
+	}
+	return r.user(), true
+}
+
+// Users calls fn for each user in ID order until fn returns false. It has the
+// shape of an iter.Seq, so `for u := range sn.Users` works.
+func (sn *Snapshot) Users(fn func(*User) bool) {
+	for _, r := range sn.userList {
+		if !fn(r.user()) {
+			return
+		}
+	}
+}
+
+// GroupByID returns the group with the uniqueness value id.
+func (sn *Snapshot) GroupByID(id string) (*Group, bool) {
+	return groupOf(sn.groups[id])
+}
+
+// GroupByDN returns the group whose upstream DN equals dn, compared as
+// NormalizeDN does. A DN two groups share finds neither.
+func (sn *Snapshot) GroupByDN(dn string) (*Group, bool) {
+	return groupOf(sn.groupsByDN[NormalizeDN(dn)])
+}
+
+func groupOf(r *groupRec) (*Group, bool) {
+	if r == nil {
+		return nil, false
+	}
+	return r.group(), true
+}
+
+// Groups calls fn for each group in ID order until fn returns false.
+func (sn *Snapshot) Groups(fn func(*Group) bool) {
+	for _, r := range sn.groupList {
+		if !fn(r.group()) {
+			return
+		}
+	}
+}
+
+// Members returns the IDs of the users and of the groups that are direct
+// members of the group groupID, each in ID order. Both are nil when the group
+// has no members or does not exist. The slices are shared: do not modify them.
+func (sn *Snapshot) Members(groupID string) (users, groups []string) {
+	if m := sn.members[groupID]; m != nil {
+		return m.users, m.groups
+	}
+	return nil, nil
+}

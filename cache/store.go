@@ -1,0 +1,500 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Badger keys. Objects are versioned by the generation of the sync that wrote
+// them (see the package comment); the rest are single keys. Prefix "c/" is
+// reserved for the credential cache (bind.cache_passwords).
+const (
+	prefixUsers   = "u/" // + ID + 0x00 + generation (8 bytes, big-endian)
+	prefixGroups  = "g/" // same
+	prefixStatus  = "s/" // + kind: Status as JSON
+	keyGeneration = "m/generation"
+	keyFormat     = "m/format" // storeFormat, so that a future layout is not misread
+	storeFormat   = 1
+)
+
+// statusFileName is the copy of the statuses that ReadStatus reads.
+const statusFileName = "status.json"
+
+// badgerLockErrMsg is how Badger says that another process holds the
+// directory; it does not wrap the flock error, so the text is matched (a test
+// notices when Badger changes it).
+const badgerLockErrMsg = "Another process is using this Badger database"
+
+// Badger tuning for a sidecar; README.md has the measurements behind it.
+// Badger's defaults (64 MB memtables ×5, a 256 MB block cache, 1 GB value-log
+// files) are sized for a database server, not for 100,000 small objects.
+const (
+	memTableSize   = 8 << 20  // ×numMemtables, allocated whole; 16 MB took more RSS, 4 MB was slower
+	numMemtables   = 2        // one filling, one flushing
+	blockCacheSize = 4 << 20  // reads happen only at Open: the snapshot serves them
+	indexCacheSize = 4 << 20  // bounds the table indexes and bloom filters kept in memory
+	valueThreshold = 64 << 10 // objects stay in the LSM tree, where compaction reclaims them
+	vlogFileSize   = 64 << 20 // the value log holds only the rare larger object
+	numCompactors  = 2        // Badger's minimum; the machine has few cores
+	maxPendingTxns = 2        // write batches in flight during a sync (default 16 × 1.2 MB)
+)
+
+// ErrSyncRunning is returned by BeginSync while another sync is open.
+var ErrSyncRunning = errors.New("a sync is already running")
+
+// ErrClosed is returned by operations on a closed store.
+var ErrClosed = errors.New("store closed")
+
+// Store is the Badger store of synced users and groups, with their last
+// committed state held in memory as a Snapshot.
+type Store struct {
+	db  *badger.DB
+	dir string // "" in memory
+	log *slog.Logger
+
+	snap atomic.Pointer[Snapshot]
+
+	mu       sync.Mutex
+	active   *Sync
+	closed   bool
+	status   map[string]Status
+	onCommit []func(*Snapshot)
+	// dirty is set when an aborted sync's records could not be removed:
+	// the next BeginSync must find them by a scan.
+	dirty bool
+
+	// written counts the bytes of keys and values handed to Badger, so that
+	// tests can check that an unchanged sync writes (almost) nothing.
+	written atomic.Int64
+}
+
+// Open opens (creating if needed) the store at cfg.Path and loads its last
+// committed state into memory, so that Snapshot serves it at once. Leftovers
+// of an interrupted sync are discarded here. A store another process has open
+// is refused.
+func Open(cfg Config, log *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("store.%w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{log: log, status: map[string]Status{}}
+	var opts badger.Options
+	if cfg.Path == InMemory {
+		opts = badger.DefaultOptions("").WithInMemory(true)
+	} else {
+		s.dir = cfg.Path
+		if err := os.MkdirAll(s.dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create store %s: %w", s.dir, err)
+		}
+		if err := removeEmptyMemtables(s.dir); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", s.dir, err)
+		}
+		opts = badger.DefaultOptions(s.dir)
+	}
+	opts = opts.
+		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithLoggingLevel(badger.WARNING).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(vlogFileSize).
+		WithNumCompactors(numCompactors).
+		WithCompression(options.Snappy). // a quarter of the disk and of the mapped pages, at no measurable cost
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false) // one writer at a time, by construction
+	db, err := badger.Open(opts)
+	if err != nil {
+		if strings.Contains(err.Error(), badgerLockErrMsg) {
+			return nil, fmt.Errorf("store %s is in use by another ldapproxy process", cfg.Path)
+		}
+		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
+	}
+	s.db = db
+	start := time.Now()
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("load store %s: %w", cfg.Path, err)
+	}
+	sn := s.snap.Load()
+	users, groups := sn.Counts()
+	log.Info("store loaded", "path", cfg.Path, "generation", sn.gen,
+		"users", users, "groups", groups, "duration", time.Since(start).Round(time.Millisecond))
+	return s, nil
+}
+
+// Close aborts a sync still open and closes the store. Snapshots taken
+// before stay readable.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	active := s.active
+	s.mu.Unlock()
+	if active != nil {
+		active.Abort()
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// Snapshot returns the state of the last committed sync.
+func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Status returns the last status of each object kind, users first: the one
+// of the sync running now, or the last one recorded (which survives restarts).
+func (s *Store) Status() []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return statusList(s.status)
+}
+
+// OnCommit registers fn to be called with the new snapshot after each
+// commit, in the committing goroutine, after readers have switched to it.
+// fn must not call BeginSync.
+func (s *Store) OnCommit(fn func(*Snapshot)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onCommit = append(s.onCommit, fn)
+}
+
+// ReadStatus returns the statuses recorded in the store at cfg.Path without
+// opening it, so that it works while a serving process holds the store. A
+// store that never recorded one gives an empty list.
+func ReadStatus(cfg Config) ([]Status, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("store.%w", err)
+	}
+	if cfg.Path == InMemory {
+		return nil, nil
+	}
+	data, err := os.ReadFile(filepath.Join(cfg.Path, statusFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read sync status: %w", err)
+	}
+	var list []Status
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("read sync status %s: %w", filepath.Join(cfg.Path, statusFileName), err)
+	}
+	return list, nil
+}
+
+func statusList(m map[string]Status) []Status {
+	var list []Status
+	for _, kind := range []string{KindUsers, KindGroups} {
+		if st, ok := m[kind]; ok {
+			st.Errors = slices.Clone(st.Errors)
+			list = append(list, st)
+		}
+	}
+	return list
+}
+
+// load reads the committed generation, every object and the statuses, and
+// removes what an interrupted sync left behind.
+func (s *Store) load() error {
+	var (
+		gen   uint64
+		stale [][]byte
+	)
+	users := map[string]*userRec{}
+	groups := map[string]*groupRec{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		if err := checkFormat(txn); err != nil {
+			return err
+		}
+		var err error
+		if gen, err = readGeneration(txn); err != nil {
+			return err
+		}
+		stale = s.loadObjects(txn, prefixUsers, gen, stale, func(id string, val []byte, kgen uint64) error {
+			delete(users, id)
+			if len(val) == 0 {
+				return nil
+			}
+			r, err := newUserRec(id, string(val), kgen)
+			if err != nil {
+				return err
+			}
+			users[id] = r
+			return nil
+		})
+		stale = s.loadObjects(txn, prefixGroups, gen, stale, func(id string, val []byte, kgen uint64) error {
+			delete(groups, id)
+			if len(val) == 0 {
+				return nil
+			}
+			r, err := newGroupRec(id, string(val), kgen)
+			if err != nil {
+				return err
+			}
+			groups[id] = r
+			return nil
+		})
+		return s.loadStatus(txn)
+	})
+	if err != nil {
+		return err
+	}
+	if len(stale) > 0 {
+		if err := s.deleteKeys(stale); err != nil {
+			return fmt.Errorf("discard leftovers: %w", err)
+		}
+		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", len(stale))
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyFormat), []byte{storeFormat})
+	}); err != nil {
+		return err
+	}
+	s.snap.Store(newSnapshot(gen, users, groups))
+	return nil
+}
+
+// removeEmptyMemtables deletes memtable files of zero bytes. Badger creates
+// such a file and then sizes it; a kill between the two leaves it empty, and
+// Badger then refuses to open ("while opening memtables ... Create a new
+// file", dgraph-io/badger#2207). An empty file holds no data, so removing it
+// loses nothing.
+func removeEmptyMemtables(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".mem") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Size() == 0 {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkFormat refuses a store written in a layout this version does not know.
+func checkFormat(txn *badger.Txn) error {
+	item, err := txn.Get([]byte(keyFormat))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(v []byte) error {
+		if len(v) != 1 || v[0] != storeFormat {
+			return fmt.Errorf("store format %v is not %d: written by another version of ldapproxy", v, storeFormat)
+		}
+		return nil
+	})
+}
+
+func readGeneration(txn *badger.Txn) (uint64, error) {
+	item, err := txn.Get([]byte(keyGeneration))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var gen uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("bad generation record of %d bytes", len(v))
+		}
+		gen = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return gen, err
+}
+
+// loadObjects walks the object records under prefix. Records of one ID are
+// adjacent and in generation order (IDs hold no 0x00 byte), so the last one
+// not newer than the committed generation gen is the current version: each is
+// passed to put, and replaced by the next. Newer ones (an interrupted sync)
+// and older ones (superseded) are appended to stale, as are deletion markers,
+// which put receives as an empty value. A record put cannot decode is logged
+// and dropped, so that one bad value does not keep the proxy from starting;
+// put must then forget the object, which the next sync writes again.
+func (s *Store) loadObjects(txn *badger.Txn, prefix string, gen uint64, stale [][]byte,
+	put func(id string, val []byte, kgen uint64) error) [][]byte {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte(prefix)})
+	defer it.Close()
+	var prevID, prevKey []byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		id, kgen, ok := parseObjectKey(item.Key(), prefix)
+		if !ok || kgen > gen {
+			stale = append(stale, item.KeyCopy(nil))
+			continue
+		}
+		if prevKey != nil && bytes.Equal(id, prevID) {
+			stale = append(stale, prevKey)
+		}
+		prevID = append(prevID[:0], id...)
+		prevKey = item.KeyCopy(nil)
+		deletion := false
+		err := item.Value(func(val []byte) error {
+			deletion = len(val) == 0
+			return put(string(id), val, kgen)
+		})
+		if err != nil {
+			s.log.Error("store: dropping a record that does not decode", "key", string(prevKey), "err", err)
+		}
+		if err != nil || deletion {
+			stale = append(stale, prevKey)
+			prevKey = nil
+		}
+	}
+	return stale
+}
+
+// objectKey is the key of the version of object id written by sync gen.
+func objectKey(prefix, id string, gen uint64) []byte {
+	k := make([]byte, 0, len(prefix)+len(id)+9)
+	k = append(k, prefix...)
+	k = append(k, id...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, gen)
+}
+
+func parseObjectKey(k []byte, prefix string) (id []byte, gen uint64, ok bool) {
+	if len(k) < len(prefix)+9 || k[len(k)-9] != 0 {
+		return nil, 0, false
+	}
+	return k[len(prefix) : len(k)-9], binary.BigEndian.Uint64(k[len(k)-8:]), true
+}
+
+func (s *Store) loadStatus(txn *badger.Txn) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixStatus)})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		err := it.Item().Value(func(v []byte) error {
+			var st Status
+			if err := json.Unmarshal(v, &st); err != nil {
+				return err
+			}
+			s.status[st.Kind] = st
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("sync status: %w", err)
+		}
+	}
+	return nil
+}
+
+// deleteKeys removes keys in batches of whatever size Badger allows.
+func (s *Store) deleteKeys(keys [][]byte) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+		s.written.Add(int64(len(k)))
+	}
+	return wb.Flush()
+}
+
+// discardAbove removes every object record newer than the committed
+// generation gen: what a sync that could not clean up after itself left.
+func (s *Store) discardAbove(gen uint64) error {
+	var stale [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, prefix := range []string{prefixUsers, prefixGroups} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				if _, kgen, ok := parseObjectKey(it.Item().Key(), prefix); ok && kgen > gen {
+					stale = append(stale, it.Item().KeyCopy(nil))
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.deleteKeys(stale)
+}
+
+// saveStatus records statuses in Badger and in status.json (for ReadStatus).
+func (s *Store) saveStatus(txn *badger.Txn, list []Status) error {
+	for _, st := range list {
+		v, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set([]byte(prefixStatus+st.Kind), v); err != nil {
+			return err
+		}
+		s.written.Add(int64(len(prefixStatus) + len(st.Kind) + len(v)))
+	}
+	return nil
+}
+
+// writeStatusFile mirrors the statuses to status.json, replacing it
+// atomically. A failure is logged: the statuses in Badger are the record.
+func (s *Store) writeStatusFile(all []Status) {
+	if s.dir == "" {
+		return
+	}
+	data, err := json.MarshalIndent(all, "", "  ")
+	if err == nil {
+		tmp := filepath.Join(s.dir, statusFileName+".tmp")
+		if err = os.WriteFile(tmp, append(data, '\n'), 0o600); err == nil {
+			err = os.Rename(tmp, filepath.Join(s.dir, statusFileName))
+		}
+	}
+	if err != nil {
+		s.log.Warn("store: cannot write the status file", "err", err)
+	}
+}
+
+// badgerLogger passes Badger's warnings and errors to slog; Open sets
+// Badger's level to warnings, so its chatty start-up information is not sent.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(format string, args ...any) {
+	l.log.Error(strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (l badgerLogger) Warningf(format string, args ...any) {
+	l.log.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (l badgerLogger) Infof(format string, args ...any) {
+	l.log.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (l badgerLogger) Debugf(format string, args ...any) {
+	l.log.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+}

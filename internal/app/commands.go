@@ -1,0 +1,54 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+	dirsync "github.com/ldapproxy/ldapproxy/sync"
+	"github.com/ldapproxy/ldapproxy/upstream"
+)
+
+// withSyncer opens the upstream pool and the store, builds a syncer, runs fn and closes
+// everything. The sync and mapping preview commands use it; they work while no serve
+// process holds the store (Badger allows one process per store).
+func withSyncer(cfg *Config, log *slog.Logger, fn func(*dirsync.Syncer, *cache.Store) error) error {
+	pool, err := upstream.New(cfg.Upstream, log.With("component", "upstream"), nil)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	defer pool.Close()
+	store, err := cache.Open(cfg.Store, log.With("component", "store"))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer store.Close()
+	s, err := dirsync.New(cfg.Sync, pool, store, log.With("component", "sync"), nil)
+	if err != nil {
+		return fmt.Errorf("sync.mappings: %w", err)
+	}
+	return fn(s, store)
+}
+
+// SyncOnce runs one sync and returns the statuses it recorded.
+func SyncOnce(ctx context.Context, cfg *Config, log *slog.Logger) ([]cache.Status, error) {
+	var status []cache.Status
+	err := withSyncer(cfg, log, func(s *dirsync.Syncer, store *cache.Store) error {
+		err := s.Run(ctx)
+		status = store.Status()
+		return err
+	})
+	return status, err
+}
+
+// Preview maps one upstream entry as a sync would.
+func Preview(ctx context.Context, cfg *Config, log *slog.Logger, dn string) (*dirsync.Preview, error) {
+	var p *dirsync.Preview
+	err := withSyncer(cfg, log, func(s *dirsync.Syncer, _ *cache.Store) error {
+		var err error
+		p, err = s.Preview(ctx, dn)
+		return err
+	})
+	return p, err
+}

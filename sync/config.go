@@ -1,0 +1,197 @@
+// Package sync keeps the local copy of the directory: it reads users and groups from the
+// upstream with paged searches, maps them with the property mappings, resolves group
+// memberships, and writes the result to the store in one atomic commit per run.
+//
+// Data flows one way: sync reads from upstream, maps with mapping, writes to cache.
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/mapping"
+)
+
+// Config is the `sync:` section of the configuration file; the keys are the seed's LDAP
+// source settings.
+type Config struct {
+	// Enabled runs the syncer at start and every Interval. Default true.
+	Enabled bool `yaml:"enabled"`
+	// Users and Groups toggle the two object kinds. Default true.
+	Users  bool `yaml:"users"`
+	Groups bool `yaml:"groups"`
+	// Interval between runs. Default 5m.
+	Interval time.Duration `yaml:"interval"`
+	// PageSize of the paged searches (RFC 2696). Default 500.
+	PageSize int `yaml:"page_size"`
+	// Preset chooses the defaults below and the default property mappings:
+	// active-directory, openldap or freeipa. Default openldap.
+	Preset string `yaml:"preset"`
+	// UserDN and GroupDN are prepended to upstream.base_dn for the user and group
+	// searches ("additional user DN", e.g. "ou=people").
+	UserDN  string `yaml:"user_dn"`
+	GroupDN string `yaml:"group_dn"`
+	// UserFilter and GroupFilter select the objects; the preset's when empty.
+	UserFilter  string `yaml:"user_filter"`
+	GroupFilter string `yaml:"group_filter"`
+	// MembershipField is member or uniqueMember (DNs on groups), memberUid (user names on
+	// groups), or memberOf (group DNs on users). The preset's when empty.
+	MembershipField string `yaml:"membership_field"`
+	// UniquenessField identifies an object across renames: objectGUID, objectSid,
+	// entryUUID, ipaUniqueID or nsUniqueId. The preset's when empty.
+	UniquenessField string `yaml:"uniqueness_field"`
+	// NestedGroups makes a user's memberOf list every ancestor group, not only the
+	// groups the user is directly in.
+	NestedGroups bool `yaml:"nested_groups"`
+	// ParentGroup, when set, is the name of a group the proxy adds to its tree, of which
+	// every synced group is a member (e.g. "imported-from-ad").
+	ParentGroup string `yaml:"parent_group"`
+	// UserPath is a DN template for where users appear in the served tree, with
+	// {username} and {base_dn}, e.g. "uid={username},ou=users,{base_dn}". Empty: the
+	// upstream DN, so client configurations written for the upstream work unchanged.
+	UserPath string `yaml:"user_path"`
+	// Mappings add to or replace (by name) the preset's property mappings.
+	Mappings mapping.Config `yaml:"mappings"`
+}
+
+// Default returns the sync section's defaults.
+func Default() Config {
+	return Config{Enabled: true, Users: true, Groups: true, Interval: 5 * time.Minute, PageSize: 500, Preset: "openldap"}
+}
+
+// preset holds the directory-specific defaults.
+type preset struct {
+	userFilter, groupFilter string
+	membership, uniqueness  string
+	// passwordMarker lists the attributes that change with the password.
+	passwordMarker []string
+}
+
+var presets = map[string]preset{
+	"active-directory": {
+		userFilter:     "(&(objectCategory=person)(objectClass=user))",
+		groupFilter:    "(objectClass=group)",
+		membership:     "member",
+		uniqueness:     "objectGUID",
+		passwordMarker: []string{"pwdLastSet"},
+	},
+	"openldap": {
+		userFilter:     "(|(objectClass=inetOrgPerson)(objectClass=posixAccount))",
+		groupFilter:    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
+		membership:     "member",
+		uniqueness:     "entryUUID",
+		passwordMarker: []string{"pwdChangedTime"},
+	},
+	"freeipa": {
+		userFilter:     "(objectClass=inetOrgPerson)",
+		groupFilter:    "(objectClass=groupOfNames)",
+		membership:     "member",
+		uniqueness:     "ipaUniqueID",
+		passwordMarker: []string{"krbLastPwdChange"},
+	},
+}
+
+var (
+	membershipFields = []string{"member", "uniqueMember", "memberUid", "memberOf"}
+	uniquenessFields = []string{"objectGUID", "objectSid", "entryUUID", "ipaUniqueID", "nsUniqueId"}
+)
+
+// Validate fills in the preset's defaults and checks the section. Errors name the key.
+func (c *Config) Validate() error {
+	var errs []error
+	p, ok := presets[c.Preset]
+	if !ok {
+		return fmt.Errorf("preset: %q is not one of active-directory, openldap, freeipa", c.Preset)
+	}
+	if c.UserFilter == "" {
+		c.UserFilter = p.userFilter
+	}
+	if c.GroupFilter == "" {
+		c.GroupFilter = p.groupFilter
+	}
+	if c.MembershipField == "" {
+		c.MembershipField = p.membership
+	}
+	if c.UniquenessField == "" {
+		c.UniquenessField = p.uniqueness
+	}
+	if c.Interval <= 0 {
+		errs = append(errs, errors.New("interval: must be positive"))
+	}
+	if c.PageSize <= 0 || c.PageSize > 100000 {
+		errs = append(errs, fmt.Errorf("page_size: %d is not between 1 and 100000", c.PageSize))
+	}
+	for _, f := range []struct{ key, filter string }{{"user_filter", c.UserFilter}, {"group_filter", c.GroupFilter}} {
+		if _, err := ldap.CompileFilter(f.filter); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q: %w", f.key, f.filter, err))
+		}
+	}
+	for _, d := range []struct{ key, dn string }{{"user_dn", c.UserDN}, {"group_dn", c.GroupDN}} {
+		if d.dn == "" {
+			continue
+		}
+		if _, err := ldap.ParseDN(d.dn); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a DN: %w", d.key, d.dn, err))
+		}
+	}
+	if c.MembershipField = canonical(c.MembershipField, membershipFields); c.MembershipField == "" {
+		errs = append(errs, fmt.Errorf("membership_field: not one of %s", strings.Join(membershipFields, ", ")))
+	}
+	if c.UniquenessField = canonical(c.UniquenessField, uniquenessFields); c.UniquenessField == "" {
+		errs = append(errs, fmt.Errorf("uniqueness_field: not one of %s", strings.Join(uniquenessFields, ", ")))
+	}
+	if c.UserPath != "" {
+		probe := strings.NewReplacer("{username}", "x", "{base_dn}", "dc=x").Replace(c.UserPath)
+		if strings.ContainsAny(probe, "{}") {
+			errs = append(errs, fmt.Errorf("user_path: %q: only {username} and {base_dn} can be used", c.UserPath))
+		} else if _, err := ldap.ParseDN(probe); err != nil {
+			errs = append(errs, fmt.Errorf("user_path: %q does not make a DN: %w", c.UserPath, err))
+		}
+	}
+	if strings.ContainsAny(c.ParentGroup, ",=+<>#;\\\"") {
+		errs = append(errs, fmt.Errorf("parent_group: %q must be a plain group name, not a DN", c.ParentGroup))
+	}
+	for _, err := range flatten(c.Mappings.Validate()) {
+		errs = append(errs, fmt.Errorf("mappings.%w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// canonical returns the spelling of name in list (compared case-insensitively), or "".
+func canonical(name string, list []string) string {
+	for _, n := range list {
+		if strings.EqualFold(n, name) {
+			return n
+		}
+	}
+	return ""
+}
+
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// join prepends an additional DN to the base DN.
+func join(extra, base string) string {
+	switch {
+	case extra == "":
+		return base
+	case base == "":
+		return extra
+	}
+	return extra + "," + base
+}

@@ -1,0 +1,225 @@
+package sync_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"testing"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/proxy"
+)
+
+// fakeAD answers like Active Directory for what a sync asks, which OpenLDAP cannot
+// show: paged subtree searches for users and groups, and range retrieval of the members
+// of a large group (member;range=0-1499, then member;range=1500-* and onwards), as AD
+// does for groups of more than rangeSize members. It runs on the project's own frontend.
+//
+// The directory under fakeBase holds users CN=User 0001,OU=Users… (sAMAccountName
+// user0001, a 16-byte objectGUID), the group Big of every user, and the group Small of
+// users 1 to 3 and of Big.
+type fakeAD struct {
+	users     int
+	rangeSize int
+
+	mu gosync.Mutex
+	// filters are the filters of the subtree searches received, in order.
+	filters []string
+	// ranges are the attributes asked for by range retrievals, in order.
+	ranges []string
+	// display is prefixed to the users' displayName.
+	display string
+	// failUsersPage makes the users search fail with `other` at that page (1-based).
+	failUsersPage int
+}
+
+const fakeBase = "DC=corp,DC=example"
+
+func (f *fakeAD) userDN(i int) string { return fmt.Sprintf("CN=User %04d,OU=Users,%s", i, fakeBase) }
+func (f *fakeAD) groupDN(cn string) string {
+	return "CN=" + cn + ",OU=Groups," + fakeBase
+}
+
+// fakeGUID is user i's objectGUID, or a group's for the negative numbers.
+func fakeGUID(i int) []byte {
+	b := []byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[12:], uint32(i))
+	return b
+}
+
+func attr(name string, vals ...string) proxy.Attribute {
+	a := proxy.Attribute{Name: name}
+	for _, v := range vals {
+		a.Values = append(a.Values, []byte(v))
+	}
+	return a
+}
+
+func (f *fakeAD) userEntry(i int, display string) *proxy.Entry {
+	name := fmt.Sprintf("user%04d", i)
+	return &proxy.Entry{DN: f.userDN(i), Attributes: []proxy.Attribute{
+		attr("objectClass", "top", "person", "organizationalPerson", "user"),
+		attr("cn", fmt.Sprintf("User %04d", i)),
+		attr("sAMAccountName", name),
+		attr("displayName", display+name),
+		attr("userAccountControl", "512"),
+		{Name: "objectGUID", Values: [][]byte{fakeGUID(i)}},
+	}}
+}
+
+// members returns the member values of a group; they spell the DNs in another case
+// than the entries do, as nothing obliges a directory to keep one spelling.
+func (f *fakeAD) members(cn string) []string {
+	var vals []string
+	switch cn {
+	case "Big":
+		for i := 1; i <= f.users; i++ {
+			vals = append(vals, strings.ToLower(f.userDN(i)))
+		}
+	case "Small":
+		vals = []string{f.userDN(1), f.userDN(2), f.userDN(3), f.groupDN("Big")}
+	}
+	return vals
+}
+
+func (f *fakeAD) groupEntry(cn string, guid int) *proxy.Entry {
+	e := &proxy.Entry{DN: f.groupDN(cn), Attributes: []proxy.Attribute{
+		attr("objectClass", "top", "group"),
+		attr("cn", cn),
+		{Name: "objectGUID", Values: [][]byte{fakeGUID(guid)}},
+	}}
+	vals := f.members(cn)
+	if len(vals) > f.rangeSize {
+		e.Attributes = append(e.Attributes, attr(fmt.Sprintf("member;range=0-%d", f.rangeSize-1), vals[:f.rangeSize]...))
+	} else {
+		e.Attributes = append(e.Attributes, attr("member", vals...))
+	}
+	return e
+}
+
+func (f *fakeAD) ServeLDAP(w proxy.ResponseWriter, r *proxy.Request) {
+	switch {
+	case r.Op == proxy.OpBind:
+		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
+	case r.Op != proxy.OpSearch:
+		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "fake AD: read-only"})
+	case r.Search.Scope == proxy.ScopeBase && r.Search.BaseDN == "":
+		w.WriteEntry(&proxy.Entry{DN: "", Attributes: []proxy.Attribute{attr("namingContexts", fakeBase)}})
+		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
+	case r.Search.Scope == proxy.ScopeBase:
+		f.rangeRetrieval(w, r)
+	default:
+		filter, _ := r.Search.FilterString()
+		f.mu.Lock()
+		f.filters = append(f.filters, filter)
+		display, failAt := f.display, f.failUsersPage
+		f.mu.Unlock()
+		switch lower := strings.ToLower(filter); {
+		case strings.Contains(lower, "objectclass=user"):
+			f.paged(w, r, f.users, failAt, func(i int) *proxy.Entry { return f.userEntry(i+1, display) })
+		case strings.Contains(lower, "objectclass=group"):
+			f.paged(w, r, 2, 0, func(i int) *proxy.Entry {
+				return []*proxy.Entry{f.groupEntry("Big", -1), f.groupEntry("Small", -2)}[i]
+			})
+		default:
+			w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
+		}
+	}
+}
+
+// paged sends entries [0, n) made by entry, one page as the paged-results control
+// asks (its cookie is the offset of the page). Page failAt fails instead.
+func (f *fakeAD) paged(w proxy.ResponseWriter, r *proxy.Request, n, failAt int, entry func(int) *proxy.Entry) {
+	size, offset := n, 0
+	for _, c := range r.Controls {
+		if c.Type != ldap.ControlTypePaging {
+			continue
+		}
+		p, err := ber.DecodePacketErr(c.Value)
+		if err != nil || len(p.Children) != 2 {
+			w.WriteResult(&proxy.Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "fake AD: bad paging control"})
+			return
+		}
+		size = int(p.Children[0].Value.(int64))
+		if cookie := p.Children[1].Data.String(); cookie != "" {
+			offset, _ = strconv.Atoi(cookie)
+		}
+	}
+	if failAt > 0 && offset/size+1 == failAt {
+		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultOther, Diagnostic: "fake AD: simulated failure"})
+		return
+	}
+	end := min(offset+size, n)
+	for i := offset; i < end; i++ {
+		if w.WriteEntry(entry(i)) != nil {
+			return
+		}
+	}
+	next := ""
+	if end < n {
+		next = strconv.Itoa(end)
+	}
+	ctl := ldap.NewControlPaging(0)
+	ctl.SetCookie([]byte(next))
+	w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess, Controls: []proxy.Control{proxy.ControlFromLDAP(ctl)}})
+}
+
+// rangeRetrieval answers a base search for member;range=N-* on a group.
+func (f *fakeAD) rangeRetrieval(w proxy.ResponseWriter, r *proxy.Request) {
+	var cn string
+	for _, name := range []string{"Big", "Small"} {
+		if cache.NormalizeDN(r.Search.BaseDN) == cache.NormalizeDN(f.groupDN(name)) {
+			cn = name
+		}
+	}
+	if cn == "" || len(r.Search.Attributes) != 1 {
+		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultNoSuchObject, Diagnostic: "fake AD: unexpected base search"})
+		return
+	}
+	asked := r.Search.Attributes[0]
+	f.mu.Lock()
+	f.ranges = append(f.ranges, asked)
+	f.mu.Unlock()
+	var low int
+	if _, err := fmt.Sscanf(strings.ToLower(asked), "member;range=%d-*", &low); err != nil || !strings.HasSuffix(asked, "-*") {
+		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "fake AD: unexpected attribute " + asked})
+		return
+	}
+	vals := f.members(cn)
+	low = min(low, len(vals))
+	end := min(low+f.rangeSize, len(vals))
+	name := fmt.Sprintf("member;range=%d-%d", low, end-1)
+	if end == len(vals) {
+		name = fmt.Sprintf("member;range=%d-*", low)
+	}
+	w.WriteEntry(&proxy.Entry{DN: f.groupDN(cn), Attributes: []proxy.Attribute{attr(name, vals[low:end]...)}})
+	w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
+}
+
+// serveFake serves h on a loopback port until the test ends and returns a pool and a
+// store connected to it.
+func serveFake(t *testing.T, h proxy.Handler) *env {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &proxy.Server{Handler: h, Logger: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return newEnvAt(t, "ldap://"+l.Addr().String(), "cn=svc,"+fakeBase, "svc-secret", fakeBase)
+}

@@ -1,0 +1,498 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/mapping"
+	"github.com/ldapproxy/ldapproxy/upstream"
+)
+
+// Syncer runs syncs. One run reads the groups first (they are few, and held in memory to
+// resolve memberships), then streams the users page by page, writing each to the store
+// as it is mapped, so memory does not grow with the number of users.
+type Syncer struct {
+	cfg    Config
+	base   string
+	pool   *upstream.Pool
+	store  *cache.Store
+	users  *mapping.Set
+	groups *mapping.Set
+	log    *slog.Logger
+	m      *metrics
+	marker []string
+}
+
+// New compiles the mappings and prepares a syncer. A mapping that does not compile is
+// an error naming it and the position of the error.
+func New(cfg Config, pool *upstream.Pool, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (*Syncer, error) {
+	users, err := mapping.Compile(cfg.Preset, mapping.Users, cfg.Mappings.Users)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := mapping.Compile(cfg.Preset, mapping.Groups, cfg.Mappings.Groups)
+	if err != nil {
+		return nil, err
+	}
+	return &Syncer{
+		cfg: cfg, base: pool.BaseDN(), pool: pool, store: store, users: users, groups: groups,
+		log: log, m: newMetrics(reg), marker: presets[cfg.Preset].passwordMarker,
+	}, nil
+}
+
+// Loop syncs at once and then every Interval until ctx ends. A failed run is logged and
+// retried at the next interval; the store keeps the last complete state meanwhile.
+func (s *Syncer) Loop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := s.Run(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("sync failed; the store keeps the previous state", "err", err, "next_in", s.cfg.Interval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// group is one upstream group while a run resolves memberships.
+type group struct {
+	obj     *cache.Group
+	members []string // raw membership values: DNs, or user names for memberUid
+	// memberOf are the group's own memberOf DNs, which say how groups nest when
+	// membership_field is memberOf.
+	memberOf []string
+}
+
+// run is the state of one sync run.
+type run struct {
+	s *Syncer
+	w *cache.Sync
+	// groupsByDN maps normalised group DNs to IDs.
+	groupsByDN map[string]string
+	groups     []*group
+	// memberOf maps a normalised member DN (memberUid: a lowercase user name) to the
+	// IDs of the groups that list it.
+	memberOf map[string][]string
+	status   map[string]*cache.Status
+}
+
+// Run performs one complete sync and commits it; on any error nothing is committed.
+func (s *Syncer) Run(ctx context.Context) error {
+	var kinds []string
+	if s.cfg.Groups {
+		kinds = append(kinds, cache.KindGroups)
+	}
+	if s.cfg.Users {
+		kinds = append(kinds, cache.KindUsers)
+	}
+	if len(kinds) == 0 {
+		return errors.New("sync: both users and groups are turned off")
+	}
+	w, err := s.store.BeginSync(kinds...)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	defer w.Abort() // after a successful Commit, Abort does nothing
+	r := &run{s: s, w: w, groupsByDN: map[string]string{}, memberOf: map[string][]string{}, status: map[string]*cache.Status{}}
+	for _, k := range kinds {
+		r.status[k] = &cache.Status{Kind: k, Started: time.Now(), Result: cache.ResultRunning}
+	}
+	start := time.Now()
+	s.log.Info("sync started", "users", s.cfg.Users, "groups", s.cfg.Groups)
+
+	// Groups are read even when only users are synced with member-style membership:
+	// the membership lists live on the groups.
+	if s.cfg.Groups || s.cfg.MembershipField != "memberOf" {
+		if err := r.readGroups(ctx); err != nil {
+			return r.fail(cache.KindGroups, err)
+		}
+	}
+	if s.cfg.Users {
+		if err := r.readUsers(ctx); err != nil {
+			return r.fail(cache.KindUsers, err)
+		}
+	}
+	if s.cfg.Groups {
+		if err := r.putGroups(); err != nil {
+			return r.fail(cache.KindGroups, err)
+		}
+	}
+	for _, st := range r.status {
+		st.Ended, st.Result = time.Now(), cache.ResultSuccess
+		w.SetStatus(*st)
+	}
+	if err := w.Commit(); err != nil {
+		r.record(cache.ResultFailed, start)
+		return fmt.Errorf("sync: %w", err)
+	}
+	r.record(cache.ResultSuccess, start)
+	for _, st := range s.store.Status() {
+		s.log.Info("sync finished", "kind", st.Kind, "objects", st.Objects, "skipped", st.Skipped,
+			"created", st.Created, "updated", st.Updated, "deleted", st.Deleted, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// fail records err on kind's status, or on the run's kinds when kind is not one of
+// them (groups read only for the users' memberships), and gives it back; the deferred
+// Abort saves it.
+func (r *run) fail(kind string, err error) error {
+	for k, st := range r.status {
+		if k == kind || r.status[kind] == nil {
+			st.Ended, st.Result = time.Now(), cache.ResultFailed
+			st.Errors = append(st.Errors, err.Error())
+			r.w.SetStatus(*st)
+		}
+	}
+	r.record(cache.ResultFailed, time.Time{})
+	return fmt.Errorf("sync %s: %w", kind, err)
+}
+
+func (r *run) record(result string, start time.Time) {
+	for kind, st := range r.status {
+		n := st.Objects
+		r.s.m.observe(kind, result, start, n)
+	}
+}
+
+// skip counts an entry left out of the run, logging why.
+func (r *run) skip(kind, dn string, err error) {
+	st := r.status[kind]
+	if st == nil {
+		return
+	}
+	st.Skipped++
+	if len(st.Errors) < cache.MaxStatusErrors {
+		st.Errors = append(st.Errors, fmt.Sprintf("%s: %v", dn, err))
+	}
+	r.s.log.Warn("sync: entry skipped", "kind", kind, "dn", dn, "err", err)
+}
+
+// readGroups reads every group into memory and indexes the membership values.
+func (r *run) readGroups(ctx context.Context) error {
+	s := r.s
+	attrs := append([]string{"*", s.cfg.UniquenessField}, s.groups.Attributes()...)
+	if s.cfg.MembershipField == "memberOf" {
+		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
+	}
+	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, attrs, func(lc *ldap.Conn, e *ldap.Entry) error {
+		raw := entryOf(e)
+		id, err := s.uniqueness(raw)
+		if err != nil {
+			r.skip(cache.KindGroups, e.DN, err)
+			return nil
+		}
+		obj, err := s.groups.Map(raw)
+		if err != nil {
+			r.skip(cache.KindGroups, e.DN, err)
+			return nil
+		}
+		g := &group{obj: &cache.Group{ID: id, DN: e.DN, Name: obj.Name, Attributes: obj.Attributes}}
+		if s.cfg.MembershipField != "memberOf" {
+			if g.members, err = s.membershipValues(ctx, lc, e); err != nil {
+				return err
+			}
+		} else {
+			g.memberOf = e.GetAttributeValues("memberOf")
+		}
+		r.groups = append(r.groups, g)
+		r.groupsByDN[cache.NormalizeDN(e.DN)] = id
+		for _, m := range g.members {
+			key := r.memberKey(m)
+			r.memberOf[key] = append(r.memberOf[key], id)
+		}
+		return nil
+	})
+}
+
+// memberKey turns a membership value into the key of memberOf: a normalised DN, or a
+// lowercase user name for memberUid. uniqueMember values may carry an optional
+// "#'0101'B" unique identifier, which is not part of the DN.
+func (r *run) memberKey(v string) string {
+	switch r.s.cfg.MembershipField {
+	case "memberUid":
+		return strings.ToLower(v)
+	case "uniqueMember":
+		if i := strings.LastIndex(v, "#'"); i > 1<<30 && strings.HasSuffix(v, "'B") {
+			v = v[:i]
+		}
+	}
+	return cache.NormalizeDN(v)
+}
+
+// putGroups resolves each group's parents and writes the groups.
+func (r *run) putGroups() error {
+	s := r.s
+	var parent *cache.Group
+	if s.cfg.ParentGroup != "" {
+		parent = &cache.Group{
+			ID:   "parent-group:" + strings.ToLower(s.cfg.ParentGroup),
+			DN:   "cn=" + ldap.EscapeDN(s.cfg.ParentGroup) + "," + join(s.cfg.GroupDN, s.base),
+			Name: s.cfg.ParentGroup,
+		}
+	}
+	for _, g := range r.groups {
+		parents := r.memberOf[cache.NormalizeDN(g.obj.DN)]
+		switch s.cfg.MembershipField {
+		case "memberUid":
+			parents = nil // memberUid lists user names: groups cannot nest that way
+		case "memberOf":
+			for _, dn := range g.memberOf {
+				if id, ok := r.groupsByDN[cache.NormalizeDN(dn)]; ok {
+					parents = append(parents, id)
+				}
+			}
+		}
+		g.obj.Parents = append([]string(nil), parents...)
+		if parent != nil {
+			g.obj.Parents = append(g.obj.Parents, parent.ID)
+		}
+		if err := r.w.PutGroup(g.obj); err != nil {
+			return err
+		}
+		r.status[cache.KindGroups].Objects++
+	}
+	if parent != nil {
+		if err := r.w.PutGroup(parent); err != nil {
+			return err
+		}
+		r.status[cache.KindGroups].Objects++
+	}
+	return nil
+}
+
+// readUsers streams the users into the store.
+func (r *run) readUsers(ctx context.Context) error {
+	s := r.s
+	attrs := append([]string{"*", s.cfg.UniquenessField}, s.users.Attributes()...)
+	attrs = append(attrs, s.marker...)
+	if s.cfg.MembershipField == "memberOf" {
+		attrs = append(attrs, "memberOf")
+	}
+	seen := 0
+	return s.search(ctx, "users", join(s.cfg.UserDN, s.base), s.cfg.UserFilter, attrs, func(_ *ldap.Conn, e *ldap.Entry) error {
+		seen++
+		if seen%10000 == 0 {
+			s.log.Info("sync: users read", "count", seen)
+		}
+		raw := entryOf(e)
+		id, err := s.uniqueness(raw)
+		if err != nil {
+			r.skip(cache.KindUsers, e.DN, err)
+			return nil
+		}
+		obj, err := s.users.Map(raw)
+		if err != nil {
+			r.skip(cache.KindUsers, e.DN, err)
+			return nil
+		}
+		u := &cache.User{
+			ID: id, DN: e.DN, Username: obj.Username, Name: obj.Name, Email: obj.Email,
+			IsActive: obj.IsActive, Attributes: obj.Attributes, Groups: r.userGroups(e, obj.Username),
+		}
+		if s.cfg.UserPath != "" {
+			u.Path = strings.NewReplacer("{username}", ldap.EscapeDN(obj.Username), "{base_dn}", s.base).Replace(s.cfg.UserPath)
+		}
+		for _, a := range s.marker {
+			if v := e.GetAttributeValue(a); v != "" {
+				u.PasswordMarker = a + ":" + v
+				break
+			}
+		}
+		if err := r.w.PutUser(u); err != nil {
+			return err
+		}
+		r.status[cache.KindUsers].Objects++
+		return nil
+	})
+}
+
+// userGroups returns the IDs of the groups a user is directly in.
+func (r *run) userGroups(e *ldap.Entry, username string) []string {
+	var ids []string
+	switch r.s.cfg.MembershipField {
+	case "memberOf":
+		for _, dn := range e.GetAttributeValues("memberOf") {
+			if id, ok := r.groupsByDN[cache.NormalizeDN(dn)]; ok {
+				ids = append(ids, id)
+			}
+		}
+	case "memberUid":
+		ids = r.memberOf[strings.ToLower(username)]
+	default:
+		ids = r.memberOf[cache.NormalizeDN(e.DN)]
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	out := append([]string(nil), ids...)
+	sort.Strings(out)
+	return out
+}
+
+// uniqueness returns the object's identity in canonical string form.
+func (s *Syncer) uniqueness(e mapping.Entry) (string, error) {
+	field := s.cfg.UniquenessField
+	var raw string
+	for name, vals := range e.Attributes {
+		if strings.EqualFold(name, field) && len(vals) > 0 {
+			raw = vals[0]
+			break
+		}
+	}
+	if raw == "" {
+		return "", fmt.Errorf("no %s: the object has no identity and is left out", field)
+	}
+	switch field {
+	case "objectGUID":
+		return mapping.GUIDString(raw)
+	case "objectSid":
+		return mapping.SIDString(raw)
+	}
+	return strings.ToLower(raw), nil
+}
+
+// entryOf converts a go-ldap entry for the mappings, keeping binary values intact.
+func entryOf(e *ldap.Entry) mapping.Entry {
+	out := mapping.Entry{DN: e.DN, Attributes: make(map[string][]string, len(e.Attributes))}
+	for _, a := range e.Attributes {
+		vals := make([]string, len(a.ByteValues))
+		for i, v := range a.ByteValues {
+			vals[i] = string(v)
+		}
+		out.Attributes[a.Name] = vals
+	}
+	return out
+}
+
+// search runs a paged subtree search on a service connection and calls fn for each entry,
+// page by page. Search result references (AD's referrals to other domains) are skipped.
+func (s *Syncer) search(ctx context.Context, what, base, filter string, attrs []string, fn func(*ldap.Conn, *ldap.Entry) error) error {
+	// The pool runs this once more on a fresh connection when the connection breaks, but
+	// entries already passed to fn cannot be taken back: a search that broke after the
+	// first entry fails with its own error instead of passing them again.
+	var lost error
+	return s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
+		if lost != nil {
+			return lost
+		}
+		delivered := false
+		failed := func(err error) error {
+			if delivered {
+				lost = err
+			}
+			return err
+		}
+		paging := ldap.NewControlPaging(uint32(s.cfg.PageSize))
+		req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+			filter, dedupe(attrs), []ldap.Control{paging})
+		for page := 1; ; page++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			res, err := lc.Search(req)
+			if err != nil {
+				return failed(fmt.Errorf("%s page %d: %w", what, page, err))
+			}
+			for _, e := range res.Entries {
+				delivered = true
+				if err := fn(lc, e); err != nil {
+					return failed(fmt.Errorf("%s page %d: %w", what, page, err))
+				}
+			}
+			ctl, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+			if ctl == nil || len(ctl.Cookie) == 0 {
+				return nil
+			}
+			paging.SetCookie(ctl.Cookie)
+		}
+	})
+}
+
+// membershipValues returns a group's membership values, following Active Directory's
+// range retrieval: a group of more than 1500 members (by default) comes back with
+// member;range=0-1499 and the rest must be asked for, range by range.
+func (s *Syncer) membershipValues(ctx context.Context, lc *ldap.Conn, e *ldap.Entry) ([]string, error) {
+	field := s.cfg.MembershipField
+	var vals []string
+	next := -1
+	for _, a := range e.Attributes {
+		name, opts, _ := strings.Cut(a.Name, ";")
+		if !strings.EqualFold(name, field) {
+			continue
+		}
+		vals = append(vals, a.Values...)
+		if hi, ok := rangeEnd(opts); ok {
+			next = hi + 1
+		}
+	}
+	for next > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		attr := fmt.Sprintf("%s;range=%d-*", field, next)
+		res, err := lc.Search(ldap.NewSearchRequest(e.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+			"(objectClass=*)", []string{attr}, nil))
+		if err != nil {
+			return nil, fmt.Errorf("range retrieval of %s on %s: %w", attr, e.DN, err)
+		}
+		next = -1
+		for _, re := range res.Entries {
+			for _, a := range re.Attributes {
+				name, opts, _ := strings.Cut(a.Name, ";")
+				if !strings.EqualFold(name, field) {
+					continue
+				}
+				vals = append(vals, a.Values...)
+				if hi, ok := rangeEnd(opts); ok {
+					next = hi + 1
+				}
+			}
+		}
+	}
+	return vals, nil
+}
+
+// rangeEnd reads "range=1500-2999" and reports the upper bound; "range=3000-*" (the last
+// range) and no range report false.
+func rangeEnd(opts string) (int, bool) {
+	for _, o := range strings.Split(opts, ";") {
+		r, ok := strings.CutPrefix(strings.ToLower(o), "range=")
+		if !ok {
+			continue
+		}
+		_, hi, ok := strings.Cut(r, "-")
+		if !ok || hi == "*" {
+			return 0, false
+		}
+		n, err := strconv.Atoi(hi)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+func dedupe(list []string) []string {
+	seen := map[string]bool{}
+	out := list[:0:0]
+	for _, a := range list {
+		k := strings.ToLower(a)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
