@@ -152,6 +152,7 @@ func (f *fakeAD) paged(w proxy.ResponseWriter, r *proxy.Request, n, failAt int, 
 			offset, _ = strconv.Atoi(cookie)
 		}
 	}
+	size = max(size, 1)
 	if failAt > 0 && offset/size+1 == failAt {
 		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultOther, Diagnostic: "fake AD: simulated failure"})
 		return

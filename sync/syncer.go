@@ -226,7 +226,7 @@ func (r *run) memberKey(v string) string {
 	case "memberUid":
 		return strings.ToLower(v)
 	case "uniqueMember":
-		if i := strings.LastIndex(v, "#'"); i > 1<<30 && strings.HasSuffix(v, "'B") {
+		if i := strings.LastIndex(v, "#'"); i > 0 && strings.HasSuffix(v, "'B") {
 			v = v[:i]
 		}
 	}
@@ -242,6 +242,11 @@ func (r *run) putGroups() error {
 			ID:   "parent-group:" + strings.ToLower(s.cfg.ParentGroup),
 			DN:   "cn=" + ldap.EscapeDN(s.cfg.ParentGroup) + "," + join(s.cfg.GroupDN, s.base),
 			Name: s.cfg.ParentGroup,
+		}
+	}
+	if parent != nil {
+		if _, clash := r.groupsByDN[cache.NormalizeDN(parent.DN)]; clash {
+			return fmt.Errorf("parent_group %q: an upstream group already has the DN %s; choose another name", s.cfg.ParentGroup, parent.DN)
 		}
 	}
 	for _, g := range r.groups {
@@ -449,6 +454,7 @@ func (s *Syncer) membershipValues(ctx context.Context, lc *ldap.Conn, e *ldap.En
 		if err != nil {
 			return nil, fmt.Errorf("range retrieval of %s on %s: %w", attr, e.DN, err)
 		}
+		asked := next
 		next = -1
 		for _, re := range res.Entries {
 			for _, a := range re.Attributes {
@@ -461,6 +467,10 @@ func (s *Syncer) membershipValues(ctx context.Context, lc *ldap.Conn, e *ldap.En
 					next = hi + 1
 				}
 			}
+		}
+		if next > 0 && next <= asked {
+			// A server that answers a range below the one asked for would keep us here.
+			return nil, fmt.Errorf("range retrieval on %s: asked for values from %d, got a range ending at %d", e.DN, asked, next-1)
 		}
 	}
 	return vals, nil

@@ -64,8 +64,15 @@ func (s *Server) writeConfig(opts Options) error {
 	inst := s.inst
 	var b strings.Builder
 	b.WriteString("# Written by ldapproxy's internal/slapdtest.\n")
-	for _, schema := range []string{"core", "cosine", "inetorgperson", "nis"} {
-		fmt.Fprintf(&b, "include %s\n", quote(filepath.Join(inst.schemaDir, schema+".schema")))
+	for _, schema := range append([]string{"core", "cosine", "inetorgperson", "nis"}, opts.Schemas...) {
+		if schema == "" || strings.ContainsRune(schema, filepath.Separator) {
+			return fmt.Errorf("schema %q: want a file name without .schema", schema)
+		}
+		file := filepath.Join(inst.schemaDir, schema+".schema")
+		if _, err := os.Stat(file); err != nil {
+			return fmt.Errorf("schema %q: %w", schema, err)
+		}
+		fmt.Fprintf(&b, "include %s\n", quote(file))
 	}
 	modules := []string{"back_mdb"}
 	if opts.MemberOf {
@@ -81,8 +88,13 @@ func (s *Server) writeConfig(opts Options) error {
 		}
 	}
 	fmt.Fprintf(&b, "pidfile %s\nargsfile %s\n", quote(s.pidFile()), quote(filepath.Join(s.Dir, "slapd.args")))
-	// Paged searches over every user must work, whatever the data size.
-	b.WriteString("sizelimit unlimited\ntimelimit unlimited\n")
+	// By default, paged and unpaged searches over every user must work,
+	// whatever the data size.
+	sizeLimit := opts.SizeLimit
+	if sizeLimit == "" {
+		sizeLimit = "unlimited"
+	}
+	fmt.Fprintf(&b, "sizelimit %s\ntimelimit unlimited\n", sizeLimit)
 	// Without sorted values, each modify of a group with thousands of
 	// members compares every value with every other.
 	b.WriteString("sortvals member\n")

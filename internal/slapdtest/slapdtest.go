@@ -93,6 +93,19 @@ type Options struct {
 	// ExtraLDIF is appended to the generated data and loaded with it; it
 	// may use the generated entries as parents.
 	ExtraLDIF string
+	// Schemas names schema files of the OpenLDAP schema directory, without
+	// ".schema", that slapd includes after core, cosine, inetorgperson and
+	// nis: e.g. "msuser" for Active Directory's user and group classes
+	// (sAMAccountName, objectGUID, objectSid, userAccountControl,
+	// pwdLastSet, memberOf). msuser defines memberOf as an ordinary
+	// attribute, so leave MemberOf off with it.
+	Schemas []string
+	// SizeLimit is the value of the global sizelimit directive; default
+	// "unlimited". "size.soft=10 size.hard=10 size.prtotal=unlimited" makes
+	// an unpaged search stop after 10 entries (sizeLimitExceeded) while a
+	// paged one with pages of up to 10 still returns everything; the admin
+	// (the rootdn) is never limited.
+	SizeLimit string
 	// Dir holds the configuration, database, PKI and LDIF; its db
 	// subdirectory is recreated. Default: a new temporary directory that
 	// Close removes.

@@ -339,6 +339,9 @@ func TestStartErrors(t *testing.T) {
 		{"bad extra LDIF", Options{ExtraLDIF: "dn: cn=x,ou=nowhere,dc=other\nobjectClass: device\ncn: x\n"}, "slapadd"},
 		{"more groups than users", Options{Users: 2, Groups: 3}, "every group needs a member"},
 		{"bad suffix", Options{Suffix: "cn=oops"}, "first RDN"},
+		{"unknown schema", Options{Schemas: []string{"no-such-schema"}}, "no-such-schema"},
+		{"schema path", Options{Schemas: []string{"../schema/msuser"}}, "without .schema"},
+		{"bad size limit", Options{SizeLimit: "size.soft=lots"}, "slapd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,4 +426,54 @@ func TestRestartOnTakenPort(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatalf("Start once the port is free: %v", err)
 	}
+}
+
+func TestSchemasAndSizeLimit(t *testing.T) {
+	guid := []byte{0: 0x10, 15: 0xff}
+	ad := "dn: CN=Alice,OU=people,dc=example,dc=org\n" +
+		"objectClass: user\nobjectClass: extensibleObject\ncn: Alice\nsn: Alice\nsAMAccountName: alice\nuserAccountControl: 512\n" +
+		"pwdLastSet: 133497216000000000\ninstanceType: 4\nnTSecurityDescriptor:: AQAEgA==\n" +
+		"objectCategory: CN=Person,CN=Schema,CN=Configuration,dc=example,dc=org\n" +
+		"objectGUID:: " + base64.StdEncoding.EncodeToString(guid) + "\n"
+	s := New(t, Options{Users: 25, Schemas: []string{"msuser"}, SizeLimit: "size.soft=10 size.hard=10 size.prtotal=unlimited", ExtraLDIF: ad})
+
+	c, err := dial(t, s.URL, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Bind(s.ServiceDN, s.ServicePassword); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Search(ldap.NewSearchRequest(s.Suffix, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(&(objectClass=user)(sAMAccountName=*))", []string{"objectGUID", "userAccountControl"}, nil))
+	if err != nil {
+		t.Fatalf("search with msuser's attributes: %v", err)
+	}
+	if len(res.Entries) != 1 || !bytes.Equal(res.Entries[0].GetRawAttributeValue("objectGUID"), guid) {
+		t.Fatalf("AD-shaped entry: got %d entries, %v", len(res.Entries), res.Entries)
+	}
+
+	people := func() *ldap.SearchRequest {
+		return ldap.NewSearchRequest(s.PeopleDN, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+			"(objectClass=inetOrgPerson)", []string{"uid"}, nil)
+	}
+	res, err = c.Search(people())
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || res == nil || len(res.Entries) != 10 {
+		t.Fatalf("unpaged search as the service account: %v (%d entries), want sizeLimitExceeded after 10", err, entries(res))
+	}
+	res, err = c.SearchWithPaging(people(), 7)
+	if err != nil || len(res.Entries) != 25 {
+		t.Fatalf("paged search as the service account: %v (%d entries), want all 25", err, entries(res))
+	}
+	res, err = s.Conn(t).Search(people())
+	if err != nil || len(res.Entries) != 25 {
+		t.Fatalf("unpaged search as the admin: %v (%d entries), want all 25", err, entries(res))
+	}
+}
+
+func entries(res *ldap.SearchResult) int {
+	if res == nil {
+		return 0
+	}
+	return len(res.Entries)
 }
