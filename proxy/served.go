@@ -138,6 +138,9 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*Entry {
 }
 
 // addMapped adds the mapped attributes.* fields, sorted by name so entries are stable.
+// A field's name becomes an LDAP attribute name in lower camel case (given_name →
+// givenName), since LDAP names allow no underscore; a field whose name the entry already
+// has (givenName, sn from the presets) is not repeated.
 func addMapped(e *Entry, attrs map[string]any) {
 	names := make([]string, 0, len(attrs))
 	for k := range attrs {
@@ -145,6 +148,13 @@ func addMapped(e *Entry, attrs map[string]any) {
 	}
 	sort.Strings(names)
 	for _, k := range names {
+		name := ldapAttrName(k)
+		if name == "surname" {
+			name = "sn"
+		}
+		if hasAttribute(e, name) {
+			continue
+		}
 		var vals [][]byte
 		switch v := attrs[k].(type) {
 		case []string:
@@ -157,9 +167,31 @@ func addMapped(e *Entry, attrs map[string]any) {
 			}
 		}
 		if len(vals) > 0 {
-			e.Attributes = append(e.Attributes, Attribute{Name: k, Values: vals})
+			e.Attributes = append(e.Attributes, Attribute{Name: name, Values: vals})
 		}
 	}
+}
+
+// ldapAttrName turns a mapped field name (letters, digits, '-', '_') into an LDAP
+// attribute name: underscores dropped, the next letter upper-cased.
+func ldapAttrName(field string) string {
+	if !strings.Contains(field, "_") {
+		return field
+	}
+	var b strings.Builder
+	up := false
+	for _, r := range field {
+		switch {
+		case r == '_':
+			up = b.Len() > 0
+		case up:
+			b.WriteString(strings.ToUpper(string(r)))
+			up = false
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // attrString renders a mapped value in its LDAP string form.
