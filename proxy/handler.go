@@ -268,6 +268,17 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 	}
 }
 
+// mayFallBack says whether a request the upstream could not answer is answered from the
+// store instead: only when the store holds a synced directory, and only when no upstream
+// can be reached at all. A session that merely lost its connection while an upstream
+// still answers gets `unavailable` ("bind again"): fresh data beats a stale copy.
+func (h *direct) mayFallBack(r *Request, err error) bool {
+	if h.fallback == nil || h.store.Snapshot().Generation() == 0 || !upstream.IsUnavailable(err) {
+		return false
+	}
+	return errors.Is(err, upstream.ErrUnavailable) || !h.pool.Reachable(r.Context())
+}
+
 // resolve finds the synced user a bind name stands for: a DN (upstream or served), a
 // user name, or a user@domain UPN (matched against the user's mapped upn or mail). It
 // returns nil when the store does not know the name; the bind then goes upstream as it
@@ -356,7 +367,7 @@ func (h *direct) forward(w ResponseWriter, r *Request, kind upstream.Kind) {
 	if err == nil || r.Context().Err() != nil || errors.Is(err, errAbandoned) {
 		return
 	}
-	if h.fallback != nil && !relayed && upstream.IsUnavailable(err) {
+	if !relayed && h.mayFallBack(r, err) {
 		h.log.Info("upstream unavailable: answering from the synced store", "conn", r.Session.ID, "op", kind.String(), "err", err)
 		h.fallback.ServeLDAP(w, r)
 		return

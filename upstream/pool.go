@@ -143,6 +143,17 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 	return &Conn{pool: p, wc: newWireConn(nc, srv), srv: srv}, nil
 }
 
+// Reachable reports whether any server accepts a connection now (TCP and TLS), trying
+// them as a new connection would.
+func (p *Pool) Reachable(ctx context.Context) bool {
+	nc, _, err := p.connect(ctx, nil, nil)
+	if err != nil {
+		return false
+	}
+	nc.Close()
+	return true
+}
+
 // connect returns a connection to the first server, in preference order,
 // that answers. Quarantined servers are skipped unless every other one
 // failed too; then they are tried as well, so a recovered server is found
