@@ -25,6 +25,7 @@ func main() {
 	metricsAddr := flag.String("http", "127.0.0.1:9389", "the proxy's metrics address")
 	logLevel := flag.String("log-level", "info", "log level of the proxy: debug logs every request")
 	mode := flag.String("mode", "cached", "search mode: cached (answered from the synced store) or direct (forwarded)")
+	noSync := flag.Bool("no-sync", false, "do not run the proxy's syncer (with -mode direct: a plain forwarding proxy)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: go run ./cmd/demo [flags]
 
@@ -37,13 +38,13 @@ Flags:
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*users, *groups, *listen, *listenTLS, *metricsAddr, *logLevel, *mode); err != nil {
+	if err := run(*users, *groups, *listen, *listenTLS, *metricsAddr, *logLevel, *mode, !*noSync); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(users, groups int, listen, listenTLS, metricsAddr, logLevel, mode string) error {
+func run(users, groups int, listen, listenTLS, metricsAddr, logLevel, mode string, syncOn bool) error {
 	dir, err := os.MkdirTemp("", "ldapproxy-demo-")
 	if err != nil {
 		return err
@@ -79,13 +80,14 @@ search:
 store:
   path: %q
 sync:
+  enabled: %t
   interval: 1m
   nested_groups: true
 log:
   level: %s
   format: text
 `, listen, listenTLS, certFile, keyFile, metricsAddr, up.URL, up.PKI.CAFile, up.ServiceDN, up.ServicePassword, up.Suffix,
-		mode, filepath.Join(dir, "store"), logLevel)
+		mode, filepath.Join(dir, "store"), syncOn, logLevel)
 	cfgFile := filepath.Join(dir, "ldapproxy.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -105,7 +107,7 @@ log:
 
 	user, pass := up.UserDN(1), slapdtest.UserPassword(1)
 	fmt.Printf(`
-ldapproxy is running in front of %s (config: %s).
+ldapproxy is running in front of %s (config: %s, service account %s / %s).
 Searches are answered from the synced store (search.mode: cached); the first sync runs now.
 
 Try:
@@ -122,7 +124,7 @@ Try:
   curl -s http://%s/metrics | grep ^ldapproxy_
 
 Press Ctrl-C to stop.
-`, up.URL, cfgFile,
+`, up.URL, cfgFile, up.ServiceDN, up.ServicePassword,
 		listen, user, pass,
 		listen, user, pass, up.Suffix,
 		listen, up.ServiceDN, up.ServicePassword, up.Suffix,
