@@ -105,3 +105,78 @@ log: {level: error}
 		t.Fatalf("check with a wrong service password: exit %d\n%s", code, out)
 	}
 }
+
+func TestSyncStatusAndPreview(t *testing.T) {
+	up := slapdtest.New(t, slapdtest.Options{Users: 12, Groups: 3})
+	store := filepath.Join(t.TempDir(), "store")
+	cfg := writeConfig(t, fmt.Sprintf(`upstream:
+  urls: %q
+  bind_dn: %q
+  bind_password: %q
+  base_dn: %q
+store:
+  path: %q
+sync:
+  mappings:
+    users:
+      - name: phone
+        field: attributes.phone
+        expression: ldap.telephoneNumber
+log: {level: error}
+`, up.URL, up.ServiceDN, up.ServicePassword, up.Suffix, store))
+
+	code, out, _ := runCLI("status", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "no sync recorded") {
+		t.Fatalf("status before any sync: exit %d\n%s", code, out)
+	}
+	code, out, errOut := runCLI("sync", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "users  success") || !strings.Contains(out, "12 objects") || !strings.Contains(out, "12 created") {
+		t.Fatalf("sync: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI("status", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "users  success") || !strings.Contains(out, "groups success") || !strings.Contains(out, "3 objects") {
+		t.Fatalf("status after a sync: exit %d\n%s", code, out)
+	}
+	// Nothing changed upstream: the second sync writes nothing.
+	code, out, _ = runCLI("sync", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "0 created, 0 updated, 0 deleted") {
+		t.Fatalf("second sync: exit %d\n%s", code, out)
+	}
+
+	code, out, errOut = runCLI("mapping", "preview", "--config", cfg, "--dn", up.UserDN(4))
+	if code != 0 {
+		t.Fatalf("preview: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"kind: users", "  uid: user0004", "  mail: user0004@example.org", "entryUUID", "openldap-username",
+		`"Username": "user0004"`, `"Email": "user0004@example.org"`, `"IsActive": true`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("preview lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCLI("mapping", "preview", "--config", cfg, "--dn", up.GroupDN(2))
+	if code != 0 || !strings.Contains(out, "kind: groups") || !strings.Contains(out, `"Name": "group002"`) {
+		t.Fatalf("group preview: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI("mapping", "preview", "--config", cfg); code != 2 || !strings.Contains(errOut, "--dn") {
+		t.Fatalf("preview without --dn: exit %d %s", code, errOut)
+	}
+	// A failing sync exits 1 and the status says why; the store keeps its state.
+	bad := strings.Replace(mustRead(t, cfg), "sync:\n", "sync:\n  user_dn: ou=missing\n", 1)
+	badCfg := writeConfig(t, bad)
+	code, out, _ = runCLI("sync", "--config", badCfg)
+	if code != 1 || !strings.Contains(out, "users  failed") || !strings.Contains(out, "error:") {
+		t.Fatalf("failing sync: exit %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI("status", "--config", badCfg); code != 1 {
+		t.Fatal("status after a failed sync should exit 1")
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
