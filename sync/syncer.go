@@ -181,6 +181,21 @@ func (r *run) skip(kind, dn string, err error) {
 	r.s.log.Warn("sync: entry skipped", "kind", kind, "dn", dn, "err", err)
 }
 
+// mapEntry takes an entry's identity and maps it; an entry without an identity or that
+// the mappings fail on is skipped and counted.
+func (r *run) mapEntry(kind string, set *mapping.Set, e *ldap.Entry) (string, *mapping.Object, bool) {
+	raw := entryOf(e)
+	id, err := r.s.uniqueness(raw)
+	if err == nil {
+		var obj *mapping.Object
+		if obj, err = set.Map(raw); err == nil {
+			return id, obj, true
+		}
+	}
+	r.skip(kind, e.DN, err)
+	return "", nil, false
+}
+
 // readGroups reads every group into memory and indexes the membership values.
 func (r *run) readGroups(ctx context.Context) error {
 	s := r.s
@@ -189,17 +204,11 @@ func (r *run) readGroups(ctx context.Context) error {
 		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
 	}
 	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, attrs, func(lc *ldap.Conn, e *ldap.Entry) error {
-		raw := entryOf(e)
-		id, err := s.uniqueness(raw)
-		if err != nil {
-			r.skip(cache.KindGroups, e.DN, err)
+		id, obj, ok := r.mapEntry(cache.KindGroups, s.groups, e)
+		if !ok {
 			return nil
 		}
-		obj, err := s.groups.Map(raw)
-		if err != nil {
-			r.skip(cache.KindGroups, e.DN, err)
-			return nil
-		}
+		var err error
 		g := &group{obj: &cache.Group{ID: id, DN: e.DN, Name: obj.Name, Attributes: obj.Attributes}}
 		if s.cfg.MembershipField != "memberOf" {
 			if g.members, err = s.membershipValues(ctx, lc, e); err != nil {
@@ -293,15 +302,8 @@ func (r *run) readUsers(ctx context.Context) error {
 		if seen%10000 == 0 {
 			s.log.Info("sync: users read", "count", seen)
 		}
-		raw := entryOf(e)
-		id, err := s.uniqueness(raw)
-		if err != nil {
-			r.skip(cache.KindUsers, e.DN, err)
-			return nil
-		}
-		obj, err := s.users.Map(raw)
-		if err != nil {
-			r.skip(cache.KindUsers, e.DN, err)
+		id, obj, ok := r.mapEntry(cache.KindUsers, s.users, e)
+		if !ok {
 			return nil
 		}
 		u := &cache.User{

@@ -224,6 +224,20 @@ func (c *Conn) Bind(ctx context.Context, dn string, password []byte) error {
 		// for a login.
 		return ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("unauthenticated bind (empty password) refused"))
 	}
+	var result error
+	err := c.Forward(ctx, KindBind, BindMessage(dn, password), func(m []byte) error {
+		result = ResultError(m)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+// BindMessage encodes a simple bind request as an LDAPMessage for Forward (which replaces
+// its message ID).
+func BindMessage(dn string, password []byte) []byte {
 	e := ldapwire.Encoder{}
 	e.Begin(0x30)
 	e.Int(0x02, 1)
@@ -233,15 +247,7 @@ func (c *Conn) Bind(ctx context.Context, dn string, password []byte) error {
 	e.Bytes(0x80, password) // [0] simple
 	e.End()
 	e.End()
-	var result error
-	err := c.Forward(ctx, KindBind, e.B, func(m []byte) error {
-		result = ResultError(m)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return result
+	return e.B
 }
 
 // ResultError decodes a response message's LDAPResult: nil for success, otherwise an

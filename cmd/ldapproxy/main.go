@@ -101,6 +101,16 @@ func commandFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *stri
 	return fs, config
 }
 
+// loadConfig reads the configuration file, reporting a failure on stderr.
+func loadConfig(path string, stderr io.Writer) (*app.Config, bool) {
+	cfg, err := app.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "ldapproxy: %v\n", err)
+		return nil, false
+	}
+	return cfg, true
+}
+
 func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,9 +133,8 @@ gracefully: no new connections, requests in flight finish, then it exits.`, stde
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, err := app.Load(*config)
-	if err != nil {
-		fmt.Fprintf(stderr, "ldapproxy: %v\n", err)
+	cfg, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	log := cfg.Log.NewLogger(os.Stderr)
@@ -153,9 +162,8 @@ and exits non-zero if any server fails.`, stderr)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, err := app.Load(*config)
-	if err != nil {
-		fmt.Fprintf(stderr, "ldapproxy: %v\n", err)
+	cfg, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	log := cfg.Log.NewLogger(os.Stderr)

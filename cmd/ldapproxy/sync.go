@@ -26,9 +26,8 @@ uses the same store.path.`, stderr)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, err := app.Load(*config)
-	if err != nil {
-		fmt.Fprintf(stderr, "ldapproxy: %v\n", err)
+	cfg, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -50,9 +49,8 @@ the last sync of a kind failed or none was recorded.`, stderr)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, err := app.Load(*config)
-	if err != nil {
-		fmt.Fprintf(stderr, "ldapproxy: %v\n", err)
+	cfg, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	list, err := cache.ReadStatus(cfg.Store)
@@ -101,9 +99,8 @@ a list before choosing list_flatten.`, stderr)
 		fs.Usage()
 		return 2
 	}
-	cfg, err := app.Load(*config)
-	if err != nil {
-		fmt.Fprintf(stderr, "ldapproxy: %v\n", err)
+	cfg, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -178,7 +178,7 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) []error {
 				errs = append(errs, fmt.Errorf("%s: line %d: unknown key%s", join(path, key), node.Content[i].Line, suggest(key, fields)))
 				continue
 			}
-			errs = append(errs, decodeStrict(node.Content[i+1], v.Field(idx), join(path, key))...)
+			errs = append(errs, decodeStrict(node.Content[i+1], v.FieldByIndex(idx), join(path, key))...)
 		}
 		return errs
 	}
@@ -210,12 +210,21 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) []error {
 	return nil
 }
 
-func yamlFields(t reflect.Type) map[string]int {
-	out := make(map[string]int, t.NumField())
+// yamlFields maps the YAML keys of a struct to its fields, following embedded structs
+// tagged `yaml:",inline"` (a section that two packages share, such as bind:).
+func yamlFields(t reflect.Type) map[string][]int {
+	out := make(map[string][]int, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" && f.Type.Kind() == reflect.Struct {
+			for k, idx := range yamlFields(f.Type) {
+				out[k] = append([]int{i}, idx...)
+			}
+			continue
+		}
 		if name != "" && name != "-" {
-			out[name] = i
+			out[name] = []int{i}
 		}
 	}
 	return out
@@ -236,7 +245,7 @@ func orTop(path string) string {
 }
 
 // suggest names the closest known key, for typos such as `timout`.
-func suggest(key string, fields map[string]int) string {
+func suggest(key string, fields map[string][]int) string {
 	best, bestD := "", 3
 	names := make([]string, 0, len(fields))
 	for k := range fields {

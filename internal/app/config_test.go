@@ -131,8 +131,8 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 
 func keyPaths(t reflect.Type, prefix string) []string {
 	var out []string
-	for name, i := range yamlFields(t) {
-		f := t.Field(i)
+	for name, idx := range yamlFields(t) {
+		f := t.FieldByIndex(idx)
 		p := join(prefix, name)
 		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
 			out = append(out, keyPaths(f.Type, p)...)
