@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 )
 
 // ListenConfig is the `listen:` section of the configuration file: the client-facing
@@ -173,4 +176,38 @@ func (c *SearchConfig) Validate() error {
 		return fmt.Errorf("mode: %q is not one of direct, cached", c.Mode)
 	}
 	return nil
+}
+
+// WritebackConfig is the password writeback part of the configuration file: two
+// top-level keys (see passwd.go).
+//
+// Example:
+//
+//	password_writeback: true
+//	password_reset_identities:
+//	  - cn=helpdesk,ou=services,dc=example,dc=org
+type WritebackConfig struct {
+	// Enabled writes password changes sent to the proxy to the upstream. Default false:
+	// they are refused with unwillingToPerform.
+	Enabled bool `yaml:"password_writeback"`
+	// ResetIdentities are the bound DNs that may set other users' passwords through the
+	// proxy; the service account then does it for them, so it needs the right to. Compared
+	// as normalised DNs with the DN the client bound as and, for a synced user, its
+	// upstream and served DNs. Default none: users change only their own password.
+	ResetIdentities []string `yaml:"password_reset_identities"`
+}
+
+// Validate checks that each reset identity is a DN. Errors name the key.
+func (c *WritebackConfig) Validate() error {
+	var errs []error
+	for i, dn := range c.ResetIdentities {
+		if strings.TrimSpace(dn) == "" {
+			errs = append(errs, fmt.Errorf("password_reset_identities[%d]: empty DN", i))
+			continue
+		}
+		if _, err := ldap.ParseDN(dn); err != nil {
+			errs = append(errs, fmt.Errorf("password_reset_identities[%d]: %q is not a DN: %w", i, dn, err))
+		}
+	}
+	return errors.Join(errs...)
 }

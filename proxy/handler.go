@@ -28,6 +28,9 @@ type Options struct {
 	Version string
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Writeback writes password changes to the upstream (passwd.go); its zero value
+	// refuses them.
+	Writeback WritebackOptions
 }
 
 // NewHandler builds the request chain: metrics and logging, then access rules and the
@@ -46,15 +49,16 @@ func NewHandler(o Options) Handler {
 			next = &split{bind: backend, read: c}
 		}
 	}
-	local := &local{next: next, opts: o}
+	local := &local{next: next, opts: o, passwd: newWriteback(o, backend)}
 	return instrument(local, o.Metrics, o.Logger)
 }
 
 // local answers what the proxy knows by itself and enforces who may do what before a
 // request reaches the upstream.
 type local struct {
-	next Handler
-	opts Options
+	next   Handler
+	opts   Options
+	passwd *writeback
 }
 
 func (h *local) ServeLDAP(w ResponseWriter, r *Request) {
@@ -79,7 +83,7 @@ func (h *local) ServeLDAP(w ResponseWriter, r *Request) {
 		h.extended(w, r)
 	case OpModify:
 		if isPasswordChange(r.Modify) {
-			w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "password changes through the proxy are not enabled"})
+			h.passwd.modify(w, r)
 			return
 		}
 		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "the proxy is read-only"})
@@ -108,7 +112,7 @@ func (h *local) extended(w ResponseWriter, r *Request) {
 		}
 		w.WriteResult(&Result{Code: ldap.LDAPResultSuccess, ResponseValue: []byte(id), HasValue: true})
 	case OIDPasswordModify:
-		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "password changes through the proxy are not enabled"})
+		h.passwd.passwordModify(w, r)
 	default:
 		w.WriteResult(&Result{Code: ldap.LDAPResultProtocolError, Diagnostic: fmt.Sprintf("unsupported extended operation %s", r.Extended.Name)})
 	}
@@ -234,7 +238,7 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		if u.DN != b.Name {
 			// A user name, a UPN or the DN the user has in the served tree: bind upstream
 			// with the DN the upstream knows.
-			msg = bindMessage(u.DN, b.Password)
+			msg = upstream.BindMessage(u.DN, b.Password)
 		}
 	}
 	c, err := h.conn(r)
@@ -315,20 +319,6 @@ func servedDN(u *cache.User) string {
 		return u.Path
 	}
 	return u.DN
-}
-
-// bindMessage encodes a simple bind request (its message ID is replaced on the way up).
-func bindMessage(dn string, password []byte) []byte {
-	e := ldapwire.Encoder{}
-	e.Begin(0x30)
-	e.Int(0x02, 1)
-	e.Begin(0x60) // [APPLICATION 0] BindRequest
-	e.Int(0x02, 3)
-	e.Str(0x04, dn)
-	e.Bytes(0x80, password) // [0] simple
-	e.End()
-	e.End()
-	return e.B
 }
 
 // forgetUpstreamIdentity makes the session's upstream connection anonymous again after

@@ -35,6 +35,9 @@ func (h *local) rootDSE(w ResponseWriter, r *Request) {
 	if h.opts.Listen.TLS.CertFile != "" {
 		exts = append(exts, OIDStartTLS)
 	}
+	if h.opts.Writeback.Config.Enabled {
+		exts = append(exts, OIDPasswordModify)
+	}
 	add("supportedExtension", exts...)
 	add("vendorName", "ldapproxy")
 	add("vendorVersion", h.opts.Version)

@@ -81,6 +81,12 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Version:  version,
 		Logger:   log.With("component", "frontend"),
 		Metrics:  m,
+		Writeback: proxy.WritebackOptions{
+			Config:           cfg.Writeback,
+			ActiveDirectory:  cfg.Sync.Preset == "active-directory",
+			UpstreamStartTLS: cfg.Upstream.StartTLS,
+			Metrics:          proxy.NewWritebackMetrics(a.reg),
+		},
 	})
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "ldapproxy_build_info",

@@ -32,6 +32,8 @@ type Config struct {
 	Store    cache.Config       `yaml:"store"`
 	Sync     dirsync.Config     `yaml:"sync"`
 	Log      LogConfig          `yaml:"log"`
+	// Writeback holds the top-level password_writeback and password_reset_identities keys.
+	Writeback proxy.WritebackConfig `yaml:",inline"`
 }
 
 // LogConfig is the `log:` section.
@@ -106,6 +108,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	add("log", c.Log.Validate())
+	for _, e := range flatten(c.Writeback.Validate()) {
+		errs = append(errs, e)
+	}
 	return errors.Join(errs...)
 }
 
