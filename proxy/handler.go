@@ -31,6 +31,12 @@ type Options struct {
 	// Writeback writes password changes to the upstream (passwd.go); its zero value
 	// refuses them.
 	Writeback WritebackOptions
+	// Credentials, when set (bind.cache_passwords), keeps password hashes for logins
+	// while no upstream can be reached.
+	Credentials *cache.Credentials
+	// AuthCache accepts a bind that succeeded upstream within bind.cached_auth_ttl
+	// without asking the upstream again (cached mode only); nil or a zero TTL: off.
+	AuthCache *cache.AuthCache
 }
 
 // NewHandler builds the request chain: metrics and logging, then access rules and the
@@ -40,7 +46,12 @@ func NewHandler(o Options) Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	backend := &direct{pool: o.Upstream, store: o.Store, listen: o.Listen, log: o.Logger}
+	backend := &direct{pool: o.Upstream, store: o.Store, listen: o.Listen, log: o.Logger, creds: o.Credentials}
+	if o.Search.Mode == ModeCached {
+		// In direct mode every later search needs the user's identity upstream, which only
+		// a real upstream bind gives.
+		backend.authCache = o.AuthCache
+	}
 	var next Handler = backend
 	if o.Store != nil {
 		c := newCached(o.Store, o.Served, o.Logger)
@@ -138,7 +149,18 @@ type direct struct {
 	log    *slog.Logger
 	// fallback answers searches and compares when no upstream can be reached.
 	fallback Handler
+	// creds checks offline logins; authCache skips the upstream for a recent login.
+	creds     *cache.Credentials
+	authCache *cache.AuthCache
 }
+
+// cachedLoginKey marks a session whose login the proxy accepted without an upstream bind
+// (offline, or from the cached-authentication cache): its upstream connection does not
+// carry the user's identity, so nothing may be forwarded on it as the user.
+type cachedLoginKey struct{}
+
+// errCachedLogin is returned for such sessions; it reads as "upstream connection lost".
+var errCachedLogin = fmt.Errorf("%w (the login was accepted without the directory)", upstream.ErrConnectionLost)
 
 type sessionConnKey struct{}
 
@@ -150,6 +172,9 @@ type sessionConn struct {
 
 func (h *direct) conn(r *Request) (*upstream.Conn, error) {
 	s := r.Session
+	if cached, _ := s.Value(cachedLoginKey{}).(bool); cached && r.Op != OpBind {
+		return nil, errCachedLogin
+	}
 	sc, _ := s.Value(sessionConnKey{}).(*sessionConn)
 	if sc == nil {
 		fresh := &sessionConn{}
@@ -227,49 +252,100 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		w.WriteResult(&Result{Code: ldap.LDAPResultConfidentialityRequired, Diagnostic: "binds with a password need TLS: use LDAPS or StartTLS"})
 		return
 	}
-	msg, identity := r.Raw(), b.Name
-	if u := h.resolve(b.Name); u != nil {
+	s.SetValue(cachedLoginKey{}, false)
+	msg, identity, upstreamDN := r.Raw(), b.Name, b.Name
+	u := h.resolve(b.Name)
+	if u != nil {
 		if !u.IsActive {
 			h.log.Info("bind refused: account disabled", "conn", s.ID, "name", b.Name)
 			w.WriteResult(&Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "the account is disabled"})
 			return
 		}
-		identity = servedDN(u)
+		identity, upstreamDN = servedDN(u), u.DN
 		if u.DN != b.Name {
 			// A user name, a UPN or the DN the user has in the served tree: bind upstream
 			// with the DN the upstream knows.
 			msg = upstream.BindMessage(u.DN, b.Password)
 		}
 	}
-	c, err := h.conn(r)
-	if err != nil {
-		h.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", b.Name, "err", err)
-		w.WriteResult(errorResult(err))
+	if h.authCache != nil && h.authCache.Check(upstreamDN, b.Password) {
+		s.SetBound(identity)
+		s.SetValue(cachedLoginKey{}, true)
+		h.log.Debug("bind accepted from the cached-authentication cache", "conn", s.ID, "name", b.Name)
+		w.WriteResult(&Result{Code: ldap.LDAPResultSuccess})
 		return
 	}
 	var code uint16
-	err = c.Forward(r.Context(), upstream.KindBind, msg, func(m []byte) error {
-		if _, rc, final, err := ldapwire.Response(m); err == nil && final {
-			code = rc
-			if rc == ldap.LDAPResultSuccess {
-				// Before the client can see the success: its next request is read
-				// only after this handler returns, and finds the new identity.
-				s.SetBound(identity)
+	answered := false
+	c, err := h.conn(r)
+	if err == nil {
+		err = c.Forward(r.Context(), upstream.KindBind, msg, func(m []byte) error {
+			if _, rc, final, err := ldapwire.Response(m); err == nil && final {
+				code, answered = rc, true
+				if rc == ldap.LDAPResultSuccess {
+					// Before the client can see the success: its next request is read
+					// only after this handler returns, and finds the new identity.
+					s.SetBound(identity)
+				}
 			}
-		}
-		return w.Relay(m)
-	})
+			return w.Relay(m)
+		})
+	}
 	switch {
-	case err != nil:
-		if r.Context().Err() == nil {
-			h.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", b.Name, "err", err)
-			w.WriteResult(errorResult(err))
+	case err != nil && !answered:
+		if r.Context().Err() != nil {
+			return
+		}
+		if errors.Is(err, upstream.ErrUnavailable) && h.creds != nil {
+			h.offlineBind(w, r, u, identity, err)
+			return
+		}
+		h.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", b.Name, "err", err)
+		w.WriteResult(errorResult(err))
+	case code == ldap.LDAPResultSuccess:
+		if h.authCache != nil {
+			h.authCache.Remember(upstreamDN, b.Password)
+		}
+		if h.creds != nil && u != nil {
+			if err := h.creds.Remember(u, b.Password); err != nil {
+				h.log.Debug("password hash not updated", "conn", s.ID, "name", b.Name, "err", err)
+			}
 		}
 	case code == ldap.LDAPResultInvalidCredentials:
 		h.log.Info("bind failed: invalid credentials", "conn", s.ID, "name", b.Name)
-	case code != ldap.LDAPResultSuccess:
+		// The upstream is always believed: whatever the proxy remembered of this user's
+		// password is wrong now.
+		if h.authCache != nil {
+			h.authCache.Forget(upstreamDN)
+		}
+		if h.creds != nil && u != nil {
+			h.creds.Forget(u.ID)
+		}
+	default:
 		h.log.Info("bind refused by upstream", "conn", s.ID, "name", b.Name, "code", code)
 	}
+}
+
+// offlineBind checks a bind against the credential cache; it runs only when no upstream
+// server could be reached at all (an upstream that answers is always believed). A match
+// logs in; anything else is invalidCredentials.
+func (h *direct) offlineBind(w ResponseWriter, r *Request, u *cache.User, identity string, cause error) {
+	s := r.Session
+	if u == nil {
+		h.log.Warn("offline login refused: user not in the store", "conn", s.ID, "name", r.Bind.Name, "upstream", cause)
+		w.WriteResult(&Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable, and no cached credentials for this user"})
+		return
+	}
+	ok, reason := h.creds.Verify(r.Context(), u, r.Bind.Password)
+	if !ok {
+		h.log.Warn("offline login refused", "conn", s.ID, "name", r.Bind.Name, "reason", reason)
+		w.WriteResult(&Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable; the cached credentials do not match"})
+		return
+	}
+	s.SetBound(identity)
+	s.SetValue(cachedLoginKey{}, true)
+	h.log.Warn("offline login: accepted from the credential cache while no upstream server is reachable", "conn", s.ID, "name", r.Bind.Name)
+	w.WriteResult(&Result{Code: ldap.LDAPResultSuccess})
 }
 
 // mayFallBack says whether a request the upstream could not answer is answered from the

@@ -29,6 +29,7 @@ type App struct {
 	reg    *prometheus.Registry
 	pool   *upstream.Pool
 	store  *cache.Store
+	creds  *cache.Credentials
 	syncer *dirsync.Syncer
 	ldap   *proxy.Server
 	http   *metrics.Server
@@ -72,20 +73,51 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Logger:         log.With("component", "frontend"),
 	}
 	m := proxy.NewMetrics(a.reg, func() float64 { return float64(a.ldap.OpenConnections()) })
+	// Built even when cache_passwords is off: it then drops any hashes a previous run
+	// stored, so turning the setting off really forgets them.
+	if a.creds, err = cache.NewCredentials(store, cfg.Bind.CredentialConfig, a.reg); err != nil {
+		a.close()
+		return nil, fmt.Errorf("bind: %w", err)
+	}
+	var creds *cache.Credentials
+	if cfg.Bind.CachePasswords {
+		creds = a.creds
+	}
+	var authCache *cache.AuthCache
+	if cfg.Bind.CachedAuthTTL > 0 {
+		authCache = cache.NewAuthCache(cfg.Bind.CachedAuthTTL)
+	}
 	a.ldap.Handler = proxy.NewHandler(proxy.Options{
-		Listen:   cfg.Listen,
-		Search:   cfg.Search,
-		Upstream: pool,
-		Store:    store,
-		Served:   proxy.ServedOptions{BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups},
-		Version:  version,
-		Logger:   log.With("component", "frontend"),
-		Metrics:  m,
+		Listen:      cfg.Listen,
+		Search:      cfg.Search,
+		Upstream:    pool,
+		Store:       store,
+		Served:      proxy.ServedOptions{BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups},
+		Version:     version,
+		Logger:      log.With("component", "frontend"),
+		Metrics:     m,
+		Credentials: creds,
+		AuthCache:   authCache,
 		Writeback: proxy.WritebackOptions{
 			Config:           cfg.Writeback,
 			ActiveDirectory:  cfg.Sync.Preset == "active-directory",
 			UpstreamStartTLS: cfg.Upstream.StartTLS,
 			Metrics:          proxy.NewWritebackMetrics(a.reg),
+			OnPasswordChanged: func(dn string, newPassword []byte) {
+				// The cached password is the old one now: never let it log in again.
+				if authCache != nil {
+					authCache.Forget(dn)
+				}
+				if creds == nil {
+					return
+				}
+				if u, ok := store.Snapshot().UserByDN(dn); ok {
+					creds.Forget(u.ID)
+					if newPassword != nil {
+						creds.Remember(u, newPassword)
+					}
+				}
+			},
 		},
 	})
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -111,6 +143,9 @@ func (a *App) ready() error {
 
 // close releases what New opened.
 func (a *App) close() {
+	if a.creds != nil {
+		a.creds.Close()
+	}
 	if a.store != nil {
 		a.store.Close()
 	}

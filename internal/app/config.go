@@ -31,9 +31,29 @@ type Config struct {
 	Search   proxy.SearchConfig `yaml:"search"`
 	Store    cache.Config       `yaml:"store"`
 	Sync     dirsync.Config     `yaml:"sync"`
+	Bind     BindConfig         `yaml:"bind"`
 	Log      LogConfig          `yaml:"log"`
 	// Writeback holds the top-level password_writeback and password_reset_identities keys.
 	Writeback proxy.WritebackConfig `yaml:",inline"`
+}
+
+// BindConfig is the `bind:` section: the credential cache's settings (package cache)
+// and cached authentication.
+type BindConfig struct {
+	cache.CredentialConfig `yaml:",inline"`
+	// CachedAuthTTL accepts a bind whose DN and password succeeded upstream within this
+	// time without asking the upstream again (cached search mode only), like SSSD's
+	// cached_auth_timeout. Kept in memory only, keyed by an HMAC. Default 0s: off.
+	CachedAuthTTL time.Duration `yaml:"cached_auth_ttl"`
+}
+
+// Validate checks the bind section.
+func (c *BindConfig) Validate() error {
+	err := c.CredentialConfig.Validate()
+	if c.CachedAuthTTL < 0 {
+		err = errors.Join(err, errors.New("cached_auth_ttl: must not be negative"))
+	}
+	return err
 }
 
 // LogConfig is the `log:` section.
@@ -102,6 +122,7 @@ func (c *Config) Validate() error {
 	add("search", c.Search.Validate())
 	add("store", c.Store.Validate())
 	add("sync", c.Sync.Validate())
+	add("bind", c.Bind.Validate())
 	if c.Search.Mode == proxy.ModeCached && !c.Sync.Enabled {
 		if c.Store.Path == cache.InMemory {
 			errs = append(errs, errors.New("search.mode: cached needs sync.enabled or a store on disk to answer from"))

@@ -1,0 +1,899 @@
+package cache
+
+// The credential cache: "update internal password on login" (bind.cache_passwords).
+//
+// After a successful upstream bind the proxy hands the password to Remember,
+// which stores an argon2id hash of it under c/<user ID>, with the time and
+// the user's password-change marker. When no upstream can be reached, Verify
+// checks a bind against that hash. A hash is dropped as soon as it may no
+// longer be the user's password: the upstream rejected it (Forget), a sync
+// saw the marker move or the user disabled or deleted (the OnCommit sweep),
+// or it is older than offline_max_age.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/argon2"
+)
+
+// Defaults of CredentialConfig; README.md has the measurements behind the
+// argon2 ones.
+const (
+	DefaultOfflineMaxAge        = 168 * time.Hour
+	DefaultArgon2Time           = 3
+	DefaultArgon2MemoryKiB      = 19456 // 19 MiB, OWASP's minimum memory for argon2id
+	DefaultArgon2Threads        = 1
+	DefaultMaxConcurrentHashes  = 2
+	DefaultOfflineFailureLimit  = 5
+	DefaultOfflineFailureWindow = 15 * time.Minute
+)
+
+// Bounds on argon2 parameters, checked in the configuration and in every
+// stored record, so that a typo or a corrupt record cannot make one login
+// allocate gigabytes or run for minutes.
+const (
+	maxArgon2Time      = 64
+	maxArgon2MemoryKiB = 1 << 20 // 1 GiB
+)
+
+// CredentialConfig is the part of the `bind:` section about stored
+// credentials.
+//
+// Example:
+//
+//	bind:
+//	  cache_passwords: true
+//	  offline_max_age: 72h
+//	  argon2: {time: 3, memory_kib: 19456, threads: 1}
+//	  max_concurrent_hashes: 2
+type CredentialConfig struct {
+	// CachePasswords turns the credential cache on. Default off; turning it
+	// off again drops every stored hash at the next start.
+	CachePasswords bool `yaml:"cache_passwords"`
+	// OfflineMaxAge is how long after the last successful upstream login a
+	// hash may be used; an older one is never used, and is dropped. Default
+	// 168h.
+	OfflineMaxAge time.Duration `yaml:"offline_max_age"`
+	// Argon2 are the parameters of new hashes. Each hash keeps the
+	// parameters it was made with, so changing them affects only hashes
+	// made afterwards. Default time 3, memory_kib 19456, threads 1.
+	Argon2 Argon2Params `yaml:"argon2"`
+	// MaxConcurrentHashes bounds the argon2 computations running at once
+	// (hashing and verifying together); each allocates Argon2.MemoryKiB.
+	// Default 2.
+	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
+	// OfflineFailureLimit is how many failed offline logins of one user,
+	// within OfflineFailureWindow, make further offline logins of that user
+	// be refused until the window has passed. Default 5.
+	OfflineFailureLimit int `yaml:"offline_failure_limit"`
+	// OfflineFailureWindow is the period over which OfflineFailureLimit
+	// counts, starting with the first failure. Default 15m.
+	OfflineFailureWindow time.Duration `yaml:"offline_failure_window"`
+}
+
+// Argon2Params are the argon2id cost parameters.
+type Argon2Params struct {
+	// Time is the number of passes over the memory.
+	Time uint32 `yaml:"time"`
+	// MemoryKiB is the memory one computation fills, in KiB.
+	MemoryKiB uint32 `yaml:"memory_kib"`
+	// Threads is the parallelism of one computation.
+	Threads uint8 `yaml:"threads"`
+}
+
+// Validate fills in defaults and checks the values. Errors name the key
+// (`argon2.memory_kib: ...`).
+func (c *CredentialConfig) Validate() error {
+	var errs []error
+	positive := func(key string, v *time.Duration, def time.Duration) {
+		switch {
+		case *v == 0:
+			*v = def
+		case *v < 0:
+			errs = append(errs, fmt.Errorf("%s: %v is negative", key, *v))
+		}
+	}
+	count := func(key string, v *int, def int) {
+		switch {
+		case *v == 0:
+			*v = def
+		case *v < 0:
+			errs = append(errs, fmt.Errorf("%s: %d is negative", key, *v))
+		}
+	}
+	positive("offline_max_age", &c.OfflineMaxAge, DefaultOfflineMaxAge)
+	positive("offline_failure_window", &c.OfflineFailureWindow, DefaultOfflineFailureWindow)
+	count("max_concurrent_hashes", &c.MaxConcurrentHashes, DefaultMaxConcurrentHashes)
+	count("offline_failure_limit", &c.OfflineFailureLimit, DefaultOfflineFailureLimit)
+
+	a := &c.Argon2
+	if a.Time == 0 {
+		a.Time = DefaultArgon2Time
+	}
+	if a.MemoryKiB == 0 {
+		a.MemoryKiB = DefaultArgon2MemoryKiB
+	}
+	if a.Threads == 0 {
+		a.Threads = DefaultArgon2Threads
+	}
+	if err := a.check(); err != nil {
+		errs = append(errs, fmt.Errorf("argon2.%w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// check verifies that p is usable and within bounds.
+func (p Argon2Params) check() error {
+	switch {
+	case p.Time == 0 || p.Time > maxArgon2Time:
+		return fmt.Errorf("time: %d is not between 1 and %d", p.Time, maxArgon2Time)
+	case p.Threads == 0:
+		return errors.New("threads: must be at least 1")
+	case p.MemoryKiB < 8*uint32(p.Threads):
+		// argon2 needs 8 KiB per thread; below that it silently uses more.
+		return fmt.Errorf("memory_kib: %d is less than 8 × threads (%d)", p.MemoryKiB, p.Threads)
+	case p.MemoryKiB > maxArgon2MemoryKiB:
+		return fmt.Errorf("memory_kib: %d is more than %d (1 GiB)", p.MemoryKiB, maxArgon2MemoryKiB)
+	}
+	return nil
+}
+
+// Reasons Verify refuses an offline login. Each maps to one value of the
+// result label of ldapproxy_offline_logins_total.
+var (
+	ErrOfflineNoHash          = errors.New("no cached password for this user")
+	ErrOfflineExpired         = errors.New("cached password older than offline_max_age")
+	ErrOfflineDisabled        = errors.New("user is disabled")
+	ErrOfflinePasswordChanged = errors.New("password changed upstream since it was cached")
+	ErrOfflineThrottled       = errors.New("too many failed offline logins")
+	ErrOfflineWrongPassword   = errors.New("password does not match the cached hash")
+)
+
+// ErrEmptyPassword is returned for an empty password: a bind with one is an
+// unauthenticated bind, which proves nothing, so it is never remembered and
+// never verified.
+var ErrEmptyPassword = errors.New("empty password")
+
+// ErrRememberBusy is returned by Remember when so many passwords are already
+// waiting to be hashed that this one is skipped rather than queued.
+var ErrRememberBusy = errors.New("credential cache busy: password not cached")
+
+// Sizes of a stored hash.
+const (
+	credentialSaltLen = 16
+	credentialHashLen = 32
+)
+
+// rememberQueue bounds the Remember calls accepted and not yet stored. Each
+// waiting one holds a goroutine and a copy of the password; with the default
+// parameters the queue drains in about half a second.
+const rememberQueue = 64
+
+// credentialSweepInterval is how often hashes are checked for age when no
+// sync commits; Verify refuses an expired one whenever it is asked.
+const credentialSweepInterval = 10 * time.Minute
+
+// Credentials is the credential cache: argon2id hashes of the passwords of
+// users who logged in through the upstream, for logins while no upstream
+// can be reached. Its methods may be called from several goroutines.
+type Credentials struct {
+	s   *Store
+	cfg CredentialConfig
+	log *slog.Logger
+
+	// now and idKey are time.Now and argon2.IDKey; tests replace them.
+	now   func() time.Time
+	idKey func(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte
+
+	// fpKey keys the fingerprints of recently remembered passwords (see
+	// credEntry.fp); it exists only in this process's memory.
+	fpKey [32]byte
+
+	slots chan struct{} // argon2 computations running: MaxConcurrentHashes
+	queue chan struct{} // Remember calls accepted and not yet finished
+	done  chan struct{} // closed by Close: queued Remembers give up
+
+	mu       sync.Mutex
+	closed   bool
+	entries  map[string]*credEntry // mirrors the c/ records, by user ID
+	fails    map[string]*failWindow
+	inflight map[string]*inflight // Remembers under way, by user ID
+	seq      uint64               // numbers Remember calls
+	pending  int                  // Remembers accepted and not finished
+	idle     chan struct{}        // closed when pending drops to 0
+
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+
+	logins *prometheus.CounterVec
+}
+
+// credEntry is what memory keeps of a stored hash: enough to sweep and to
+// refuse without reading Badger.
+type credEntry struct {
+	storedAt time.Time
+	marker   string
+	seq      uint64 // of the Remember that stored it; 0 if loaded at start
+	// fp is an HMAC of the password, kept while the hash is younger than
+	// refresh(), so that a user binding again and again with the same
+	// password does not cost an argon2 computation each time.
+	fp    [sha256.Size]byte
+	hasFP bool
+}
+
+// inflight tracks the Remember calls of one user that are under way.
+type inflight struct {
+	n  int
+	fp [sha256.Size]byte // of the latest; a Remember of the same password is not queued twice
+	// voidUpTo is the last Remember call (seq) a Forget cancelled: its
+	// hash, computed from a password no longer valid, must not be stored.
+	voidUpTo uint64
+}
+
+// failWindow counts one user's failed offline logins.
+type failWindow struct {
+	start time.Time
+	n     int
+}
+
+// credentialRecord is the value under c/<user ID>.
+//
+//	version(1) time(4) memory_kib(4) threads(1) salt_len(1) salt hash_len(1) hash stored_at(8, Unix ns) marker
+type credentialRecord struct {
+	params   Argon2Params
+	salt     []byte
+	hash     []byte
+	storedAt time.Time
+	marker   string
+}
+
+const (
+	prefixCredentials = "c/"
+	credentialFormat  = 1
+)
+
+// Offline login results, the values of the result label.
+var offlineResults = []string{"success", "wrong_password", "no_hash", "expired", "disabled", "password_changed", "throttled", "error"}
+
+// NewCredentials opens the credential cache kept in s, which must stay open
+// until the cache is closed. It loads the stored hashes, drops those that
+// are expired or no longer match the synced users, and registers a sweep
+// with s.OnCommit. With cfg.CachePasswords off it drops every stored hash
+// and gives a cache that stores nothing. Metrics are registered on reg
+// unless it is nil.
+func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (*Credentials, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bind.%w", err)
+	}
+	c := &Credentials{
+		s:         s,
+		cfg:       cfg,
+		log:       s.log.With("component", "credentials"),
+		now:       time.Now,
+		idKey:     argon2.IDKey,
+		slots:     make(chan struct{}, cfg.MaxConcurrentHashes),
+		queue:     make(chan struct{}, rememberQueue),
+		done:      make(chan struct{}),
+		entries:   map[string]*credEntry{},
+		fails:     map[string]*failWindow{},
+		inflight:  map[string]*inflight{},
+		stopSweep: make(chan struct{}),
+		sweepDone: make(chan struct{}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ldapproxy_offline_logins_total",
+			Help: "Binds checked against the credential cache while no upstream could be reached, by result.",
+		}, []string{"result"}),
+	}
+	if _, err := rand.Read(c.fpKey[:]); err != nil {
+		return nil, fmt.Errorf("credential cache key: %w", err)
+	}
+	for _, r := range offlineResults {
+		c.logins.WithLabelValues(r)
+	}
+	if err := c.load(); err != nil {
+		return nil, fmt.Errorf("load credential cache: %w", err)
+	}
+	if !cfg.CachePasswords {
+		if n := len(c.entries); n > 0 {
+			c.mu.Lock()
+			err := c.dropLocked(c.ids())
+			c.mu.Unlock()
+			if err != nil {
+				return nil, fmt.Errorf("drop credential cache: %w", err)
+			}
+			c.log.Info("credential cache: bind.cache_passwords is off; dropped the stored hashes", "hashes", n)
+		}
+	} else {
+		c.sweep(s.Snapshot())
+		c.log.Info("credential cache loaded", "hashes", c.Len())
+	}
+	if reg != nil {
+		reg.MustRegister(c.logins, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ldapproxy_credential_cache_entries",
+			Help: "Password hashes in the credential cache.",
+		}, func() float64 { return float64(c.Len()) }))
+	}
+	s.OnCommit(c.sweep)
+	go c.sweepPeriodically()
+	return c, nil
+}
+
+// load reads the stored hashes into c.entries. A record that does not
+// decode is dropped: it could never verify.
+func (c *Credentials) load() error {
+	var bad [][]byte
+	err := c.s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixCredentials)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			id := string(item.Key()[len(prefixCredentials):])
+			err := item.Value(func(v []byte) error {
+				rec, err := decodeCredential(v)
+				if err != nil {
+					return err
+				}
+				c.entries[id] = &credEntry{storedAt: rec.storedAt, marker: rec.marker}
+				return nil
+			})
+			if err != nil {
+				c.log.Warn("credential cache: dropping a record that does not decode", "user", id, "err", err)
+				bad = append(bad, item.KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return c.s.deleteKeys(bad)
+	}
+	return nil
+}
+
+// Remember stores a hash of password as user u's, after the upstream
+// accepted it; u is the user as the snapshot has it, whose PasswordMarker is
+// stored with the hash. It does not wait for the hash: the computation
+// (tens of milliseconds, see README.md) runs in the background, at most
+// MaxConcurrentHashes at once, and Remember returns at once. When
+// rememberQueue calls are already waiting, it skips this one and returns
+// ErrRememberBusy; the next login of the user tries again. The same password
+// remembered again within refresh() is not hashed again. Remember keeps its
+// own copy of password and wipes it when done.
+func (c *Credentials) Remember(u *User, password []byte) error {
+	switch {
+	case !c.cfg.CachePasswords:
+		return nil
+	case u == nil:
+		return errors.New("remember password: no user")
+	case len(password) == 0:
+		return ErrEmptyPassword
+	case !u.IsActive:
+		return ErrOfflineDisabled
+	}
+	fp := c.fingerprint(u.ID, password)
+	now := c.now()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if e := c.entries[u.ID]; e != nil && e.hasFP && e.marker == u.PasswordMarker &&
+		now.Sub(e.storedAt) < c.refresh() && hmac.Equal(e.fp[:], fp[:]) {
+		return nil
+	}
+	in := c.inflight[u.ID]
+	if in != nil && in.n > 0 && hmac.Equal(in.fp[:], fp[:]) {
+		return nil
+	}
+	select {
+	case c.queue <- struct{}{}:
+	default:
+		return ErrRememberBusy
+	}
+	if in == nil {
+		in = &inflight{}
+		c.inflight[u.ID] = in
+	}
+	in.n++
+	in.fp = fp
+	c.seq++
+	if c.pending == 0 {
+		c.idle = make(chan struct{})
+	}
+	c.pending++
+	go c.store(u.ID, u.PasswordMarker, c.seq, bytes.Clone(password), fp)
+	return nil
+}
+
+// store computes and writes the hash of one Remember call.
+func (c *Credentials) store(id, marker string, seq uint64, password []byte, fp [sha256.Size]byte) {
+	defer c.finish(id)
+	defer clear(password)
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.done:
+		return
+	}
+	rec := credentialRecord{params: c.cfg.Argon2, salt: make([]byte, credentialSaltLen), marker: marker}
+	_, err := rand.Read(rec.salt)
+	if err == nil {
+		rec.hash = c.idKey(password, rec.salt, rec.params.Time, rec.params.MemoryKiB, rec.params.Threads, credentialHashLen)
+	}
+	<-c.slots
+	if err != nil {
+		c.log.Error("credential cache: no random salt", "user", id, "err", err)
+		return
+	}
+	rec.storedAt = c.now()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in := c.inflight[id]; in != nil && seq <= in.voidUpTo {
+		return // Forgotten meanwhile: the password is no longer valid
+	}
+	if e := c.entries[id]; e != nil && e.seq > seq {
+		return // a later login's hash is already stored
+	}
+	err = c.s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(credentialKey(id), rec.encode())
+	})
+	if err != nil {
+		c.log.Warn("credential cache: cannot store a hash", "user", id, "err", err)
+		return
+	}
+	c.entries[id] = &credEntry{storedAt: rec.storedAt, marker: marker, seq: seq, fp: fp, hasFP: true}
+}
+
+// finish ends one Remember call of user id.
+func (c *Credentials) finish(id string) {
+	<-c.queue
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in := c.inflight[id]; in != nil {
+		if in.n--; in.n == 0 {
+			delete(c.inflight, id)
+		}
+	}
+	if c.pending--; c.pending == 0 {
+		close(c.idle)
+	}
+}
+
+// Flush waits until every Remember accepted before it was called has stored
+// its hash or given up, or until ctx ends.
+func (c *Credentials) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	if c.pending == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	idle := c.idle
+	c.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Verify checks password against user u's stored hash, for a login while no
+// upstream can be reached; u is the user as the current snapshot has it. It
+// is ok only if a hash exists, is younger than OfflineMaxAge, u is active,
+// u's PasswordMarker is the one stored with the hash, the user is not
+// throttled, and the password matches. Otherwise reason says why, for the
+// log; it never contains the password. Every attempt counts toward the
+// user's throttle until it succeeds. ctx bounds the wait for a hash slot.
+func (c *Credentials) Verify(ctx context.Context, u *User, password []byte) (ok bool, reason error) {
+	reason = c.verify(ctx, u, password)
+	c.logins.WithLabelValues(offlineResult(reason)).Inc()
+	return reason == nil, reason
+}
+
+func (c *Credentials) verify(ctx context.Context, u *User, password []byte) error {
+	if u == nil {
+		return ErrOfflineNoHash
+	}
+	if len(password) == 0 {
+		// Offline as online: an empty password is an unauthenticated
+		// bind, and must never be taken for a login.
+		return ErrEmptyPassword
+	}
+	now := c.now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.throttledLocked(u.ID, now) {
+		c.mu.Unlock()
+		return ErrOfflineThrottled
+	}
+	// Counted before the hash is checked, so that guesses sent in
+	// parallel cannot all pass the throttle; a success clears it.
+	c.countFailureLocked(u.ID, now)
+	e := c.entries[u.ID]
+	var err error
+	if e == nil {
+		err = ErrOfflineNoHash
+	} else {
+		err = c.refusal(u, e.storedAt, e.marker, now)
+	}
+	if errors.Is(err, ErrOfflineExpired) {
+		if derr := c.dropLocked([]string{u.ID}); derr != nil {
+			c.log.Warn("credential cache: cannot drop an expired hash", "user", u.ID, "err", derr)
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	rec, err := c.read(u.ID)
+	if err != nil {
+		return err
+	}
+	// The record may have been replaced since the entry was checked.
+	if err := c.refusal(u, rec.storedAt, rec.marker, now); err != nil {
+		return err
+	}
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		c.mu.Lock()
+		c.uncountFailureLocked(u.ID) // nothing was learnt about the password
+		c.mu.Unlock()
+		return fmt.Errorf("wait for a hash slot: %w", ctx.Err())
+	}
+	sum := c.idKey(password, rec.salt, rec.params.Time, rec.params.MemoryKiB, rec.params.Threads, uint32(len(rec.hash)))
+	<-c.slots
+	if subtle.ConstantTimeCompare(sum, rec.hash) != 1 {
+		return ErrOfflineWrongPassword
+	}
+	c.mu.Lock()
+	delete(c.fails, u.ID)
+	c.mu.Unlock()
+	return nil
+}
+
+// refusal says why a hash stored at storedAt with marker may not be used
+// for u now, or nil when it may.
+func (c *Credentials) refusal(u *User, storedAt time.Time, marker string, now time.Time) error {
+	switch {
+	case !u.IsActive:
+		return ErrOfflineDisabled
+	case c.expired(storedAt, now):
+		return ErrOfflineExpired
+	case u.PasswordMarker != marker:
+		return ErrOfflinePasswordChanged
+	}
+	return nil
+}
+
+func (c *Credentials) expired(storedAt, now time.Time) bool {
+	return now.Sub(storedAt) >= c.cfg.OfflineMaxAge
+}
+
+// refresh is how long a remembered password is not hashed again when the
+// same user binds with it again; the stored time lags by as much.
+func (c *Credentials) refresh() time.Duration {
+	return min(10*time.Minute, c.cfg.OfflineMaxAge/10)
+}
+
+// read returns user id's stored record.
+func (c *Credentials) read(id string) (*credentialRecord, error) {
+	var rec *credentialRecord
+	err := c.s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(credentialKey(id))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			rec, err = decodeCredential(v)
+			return err
+		})
+	})
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return nil, ErrOfflineNoHash // dropped since the entry was checked
+	case err != nil:
+		return nil, fmt.Errorf("read cached password: %w", err)
+	}
+	return rec, nil
+}
+
+func (c *Credentials) throttledLocked(id string, now time.Time) bool {
+	w := c.fails[id]
+	if w == nil {
+		return false
+	}
+	if now.Sub(w.start) >= c.cfg.OfflineFailureWindow {
+		delete(c.fails, id)
+		return false
+	}
+	return w.n >= c.cfg.OfflineFailureLimit
+}
+
+func (c *Credentials) countFailureLocked(id string, now time.Time) {
+	w := c.fails[id]
+	if w == nil {
+		w = &failWindow{start: now}
+		c.fails[id] = w
+	}
+	w.n++
+}
+
+func (c *Credentials) uncountFailureLocked(id string) {
+	if w := c.fails[id]; w != nil {
+		if w.n--; w.n <= 0 {
+			delete(c.fails, id)
+		}
+	}
+}
+
+// Forget drops user id's hash: the upstream rejected the user's password,
+// or it was changed through the proxy. A Remember still computing a hash
+// for the user is cancelled too, so that the old password is not stored
+// after all.
+func (c *Credentials) Forget(id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in := c.inflight[id]; in != nil {
+		in.voidUpTo = c.seq
+		in.fp = [sha256.Size]byte{}
+	}
+	if _, ok := c.entries[id]; !ok {
+		return nil // no write: a stream of wrong passwords costs nothing
+	}
+	if err := c.dropLocked([]string{id}); err != nil {
+		return fmt.Errorf("forget cached password: %w", err)
+	}
+	return nil
+}
+
+// dropLocked deletes the hashes of users ids, from memory even when the
+// store fails.
+func (c *Credentials) dropLocked(ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	keys := make([][]byte, len(ids))
+	for i, id := range ids {
+		keys[i] = credentialKey(id)
+		delete(c.entries, id)
+	}
+	return c.s.deleteKeys(keys)
+}
+
+// ids returns the user IDs that have a hash; c.mu must be held or c not yet
+// shared.
+func (c *Credentials) ids() []string {
+	ids := make([]string, 0, len(c.entries))
+	for id := range c.entries {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Len returns the number of stored hashes.
+func (c *Credentials) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// sweep drops the hashes that may no longer be used: expired ones, and,
+// once a sync has committed, those of users the snapshot sn no longer holds,
+// holds disabled, or holds with another password marker. It also forgets
+// expired throttle windows, and fingerprints older than refresh().
+func (c *Credentials) sweep(sn *Snapshot) {
+	now := c.now()
+	type check struct {
+		id     string
+		entry  *credEntry // to notice a replacement
+		marker string
+		stored time.Time
+		drop   bool
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	checks := make([]check, 0, len(c.entries))
+	for id, e := range c.entries {
+		checks = append(checks, check{id: id, entry: e, marker: e.marker, stored: e.storedAt})
+		if e.hasFP && now.Sub(e.storedAt) >= c.refresh() {
+			e.fp, e.hasFP = [sha256.Size]byte{}, false
+		}
+	}
+	for id, w := range c.fails {
+		if now.Sub(w.start) >= c.cfg.OfflineFailureWindow {
+			delete(c.fails, id)
+		}
+	}
+	c.mu.Unlock()
+
+	// Users are looked up without the lock: with 100,000 hashes this takes
+	// tens of milliseconds, which logins should not wait for.
+	n := 0
+	for i := range checks {
+		ch := &checks[i]
+		ch.drop = c.expired(ch.stored, now)
+		if !ch.drop && sn.gen > 0 { // a store never synced knows no users yet
+			active, marker, ok := sn.passwordState(ch.id)
+			ch.drop = !ok || !active || marker != ch.marker
+		}
+		if ch.drop {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var drop []string
+	for _, ch := range checks {
+		// An entry replaced meanwhile by a new Remember is left to the
+		// next sweep.
+		if ch.drop && c.entries[ch.id] == ch.entry {
+			drop = append(drop, ch.id)
+		}
+	}
+	if err := c.dropLocked(drop); err != nil {
+		c.log.Warn("credential cache: cannot drop hashes", "hashes", len(drop), "err", err)
+		return
+	}
+	if len(drop) > 0 {
+		c.log.Info("credential cache: dropped hashes of users expired, deleted, disabled or with a changed password",
+			"hashes", len(drop), "generation", sn.gen)
+	}
+}
+
+// passwordState returns what the credential cache needs of user id, without
+// decoding the whole user.
+func (sn *Snapshot) passwordState(id string) (active bool, marker string, ok bool) {
+	r := sn.users[id]
+	if r == nil {
+		return false, "", false
+	}
+	d := decoder{s: r.val}
+	var u User
+	d.userHead(&u)
+	return u.IsActive, u.PasswordMarker, true
+}
+
+// sweepPeriodically sweeps for expired hashes while no sync commits.
+func (c *Credentials) sweepPeriodically() {
+	defer close(c.sweepDone)
+	t := time.NewTicker(credentialSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.sweep(c.s.Snapshot())
+		case <-c.stopSweep:
+			return
+		}
+	}
+}
+
+// Close stops the cache: Remember calls still waiting for a hash slot give
+// up, those computing finish and are stored. Call it before closing the
+// Store.
+func (c *Credentials) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.done)
+	c.mu.Unlock()
+	close(c.stopSweep)
+	<-c.sweepDone
+	return c.Flush(context.Background())
+}
+
+// fingerprint is an HMAC of user id's password under the per-process key.
+func (c *Credentials) fingerprint(id string, password []byte) [sha256.Size]byte {
+	m := hmac.New(sha256.New, c.fpKey[:])
+	m.Write([]byte(id))
+	m.Write([]byte{0}) // IDs hold no 0x00
+	m.Write(password)
+	var fp [sha256.Size]byte
+	m.Sum(fp[:0])
+	return fp
+}
+
+// offlineResult is the result label for a Verify outcome.
+func offlineResult(reason error) string {
+	switch {
+	case reason == nil:
+		return "success"
+	case errors.Is(reason, ErrOfflineWrongPassword), errors.Is(reason, ErrEmptyPassword):
+		return "wrong_password"
+	case errors.Is(reason, ErrOfflineNoHash):
+		return "no_hash"
+	case errors.Is(reason, ErrOfflineExpired):
+		return "expired"
+	case errors.Is(reason, ErrOfflineDisabled):
+		return "disabled"
+	case errors.Is(reason, ErrOfflinePasswordChanged):
+		return "password_changed"
+	case errors.Is(reason, ErrOfflineThrottled):
+		return "throttled"
+	}
+	return "error"
+}
+
+func credentialKey(id string) []byte {
+	return append([]byte(prefixCredentials), id...)
+}
+
+// encode returns the stored form of r.
+func (r *credentialRecord) encode() []byte {
+	b := make([]byte, 0, 1+4+4+1+1+len(r.salt)+1+len(r.hash)+8+len(r.marker))
+	b = append(b, credentialFormat)
+	b = binary.BigEndian.AppendUint32(b, r.params.Time)
+	b = binary.BigEndian.AppendUint32(b, r.params.MemoryKiB)
+	b = append(b, r.params.Threads, byte(len(r.salt)))
+	b = append(b, r.salt...)
+	b = append(b, byte(len(r.hash)))
+	b = append(b, r.hash...)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.storedAt.UnixNano()))
+	return append(b, r.marker...)
+}
+
+// decodeCredential decodes a value written by encode, refusing parameters
+// out of bounds.
+func decodeCredential(v []byte) (*credentialRecord, error) {
+	if len(v) < 11 {
+		return nil, errTruncated
+	}
+	if v[0] != credentialFormat {
+		return nil, fmt.Errorf("unknown credential format %d", v[0])
+	}
+	r := &credentialRecord{params: Argon2Params{
+		Time:      binary.BigEndian.Uint32(v[1:]),
+		MemoryKiB: binary.BigEndian.Uint32(v[5:]),
+		Threads:   v[9],
+	}}
+	if err := r.params.check(); err != nil {
+		return nil, fmt.Errorf("argon2 parameters: %w", err)
+	}
+	rest := v[10:]
+	field := func() []byte {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return nil
+		}
+		f := rest[1 : 1+int(rest[0])]
+		rest = rest[1+int(rest[0]):]
+		return f
+	}
+	r.salt = bytes.Clone(field())
+	r.hash = bytes.Clone(field())
+	if len(r.salt) == 0 || len(r.hash) == 0 || len(rest) < 8 {
+		return nil, errTruncated
+	}
+	r.storedAt = time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
+	r.marker = string(rest[8:])
+	return r, nil
+}

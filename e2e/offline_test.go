@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+// metricValue reads one sample of the proxy's metrics, "" when absent.
+func scrapeValue(t *testing.T, p *proxy, series string) string {
+	t.Helper()
+	m := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(p.scrape(t))
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+func bindCode(t *testing.T, p *proxy, dn, password string) uint16 {
+	t.Helper()
+	c := dial(t, p.URL)
+	if password == "" {
+		return resultCode(c.UnauthenticatedBind(dn))
+	}
+	return resultCode(c.Bind(dn, password))
+}
+
+func TestOfflineLogin(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 6, Groups: 2, PasswordPolicy: true})
+	cfg := config(up, map[string]string{"mode": "cached", "sync": "  enabled: true\n  interval: 1s"})
+	cfg += "bind:\n  cache_passwords: true\n  offline_max_age: 1h\n"
+	p := startProxy(t, cfg)
+	waitSynced(t, p, up)
+
+	// Logins while the upstream answers store hashes (in the background).
+	for _, i := range []int{1, 3} {
+		if code := bindCode(t, p, up.UserDN(i), slapdtest.UserPassword(i)); code != 0 {
+			t.Fatalf("online bind of user %d: %d", i, code)
+		}
+	}
+	eventually(t, 10*time.Second, "two hashes stored", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
+	})
+	// While an upstream answers it is always believed: a wrong password is refused by
+	// the upstream, and drops the user's hash.
+	if code := bindCode(t, p, up.UserDN(3), "wrong"); code != ldap.LDAPResultInvalidCredentials {
+		t.Fatalf("wrong password online: %d", code)
+	}
+	eventually(t, 5*time.Second, "user 3's hash dropped", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
+	})
+
+	up.Stop()
+	tests := []struct {
+		name     string
+		dn, pass string
+		want     uint16
+	}{
+		{"remembered password", up.UserDN(1), slapdtest.UserPassword(1), 0},
+		{"by user name", slapdtest.UserName(1), slapdtest.UserPassword(1), 0},
+		{"wrong password", up.UserDN(1), "not-it", ldap.LDAPResultInvalidCredentials},
+		{"hash dropped after the upstream refused", up.UserDN(3), slapdtest.UserPassword(3), ldap.LDAPResultInvalidCredentials},
+		{"user never seen logging in", up.UserDN(2), slapdtest.UserPassword(2), ldap.LDAPResultInvalidCredentials},
+		{"unknown user", "uid=nobody,ou=people," + up.Suffix, "x", ldap.LDAPResultInvalidCredentials},
+		{"unauthenticated bind is still no login", up.UserDN(1), "", ldap.LDAPResultUnwillingToPerform},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code := bindCode(t, p, tt.dn, tt.pass); code != tt.want {
+				t.Fatalf("offline bind %q: %d, want %d", tt.dn, code, tt.want)
+			}
+		})
+	}
+	c := dial(t, p.URL)
+	if err := c.Bind(up.UserDN(1), slapdtest.UserPassword(1)); err != nil {
+		t.Fatal(err)
+	}
+	who, err := c.WhoAmI(nil)
+	if err != nil || !strings.EqualFold(who.AuthzID, "dn:"+up.UserDN(1)) {
+		t.Fatalf("whoami after an offline login: %q %v", who.AuthzID, err)
+	}
+	res, err := c.Search(ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=user0002)", []string{"cn"}, nil))
+	if err != nil || len(res.Entries) != 1 {
+		t.Fatalf("cached search after an offline login: %v %v", res, err)
+	}
+	if v := scrapeValue(t, p, `ldapproxy_offline_logins_total{result="success"}`); v != "3" {
+		t.Errorf("offline successes counted %q, want 3", v)
+	}
+	if !strings.Contains(p.logs.String(), "offline login: accepted") {
+		t.Error("no log line for the offline login")
+	}
+
+	// The password changes upstream; once synced, the old one no longer logs in offline.
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	admin := up.Conn(t)
+	time.Sleep(1100 * time.Millisecond) // pwdChangedTime has a resolution of one second
+	mod := ldap.NewModifyRequest(up.UserDN(1), nil)
+	mod.Replace("userPassword", []string{"changed-secret-1"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the password change to be synced and the hash dropped", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "0"
+	})
+	up.Stop()
+	if code := bindCode(t, p, up.UserDN(1), slapdtest.UserPassword(1)); code != ldap.LDAPResultInvalidCredentials {
+		t.Fatalf("old password offline after a synced change: %d, want 49", code)
+	}
+	if strings.Contains(p.logs.String(), slapdtest.UserPassword(1)) {
+		t.Fatal("a password reached the log")
+	}
+}
+
+func TestOfflineMaxAge(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 3, Groups: 1})
+	cfg := config(up, map[string]string{"mode": "cached", "sync": syncOn})
+	cfg += "bind:\n  cache_passwords: true\n  offline_max_age: 2s\n"
+	p := startProxy(t, cfg)
+	waitSynced(t, p, up)
+	if code := bindCode(t, p, up.UserDN(1), slapdtest.UserPassword(1)); code != 0 {
+		t.Fatal(code)
+	}
+	eventually(t, 10*time.Second, "the hash stored", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
+	})
+	up.Stop()
+	if code := bindCode(t, p, up.UserDN(1), slapdtest.UserPassword(1)); code != 0 {
+		t.Fatalf("offline bind within offline_max_age: %d", code)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if code := bindCode(t, p, up.UserDN(1), slapdtest.UserPassword(1)); code != ldap.LDAPResultInvalidCredentials {
+		t.Fatalf("offline bind after offline_max_age: %d, want 49", code)
+	}
+}
+
+func TestCachedAuthentication(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 3, Groups: 1})
+	cfg := config(up, map[string]string{"mode": "cached", "sync": syncOn})
+	cfg += "bind:\n  cached_auth_ttl: 1m\n"
+	p := startProxy(t, cfg)
+	waitSynced(t, p, up)
+	if code := bindCode(t, p, up.UserDN(2), slapdtest.UserPassword(2)); code != 0 {
+		t.Fatal(code)
+	}
+	up.Stop()
+	// Within the TTL the same DN and password are accepted without the upstream.
+	if code := bindCode(t, p, up.UserDN(2), slapdtest.UserPassword(2)); code != 0 {
+		t.Fatalf("cached authentication: %d, want success", code)
+	}
+	// Anything else still needs the upstream, which is down; without cache_passwords
+	// that is `unavailable`.
+	if code := bindCode(t, p, up.UserDN(2), "other"); code != ldap.LDAPResultUnavailable {
+		t.Fatalf("another password: %d, want 52", code)
+	}
+	if code := bindCode(t, p, up.UserDN(1), slapdtest.UserPassword(1)); code != ldap.LDAPResultUnavailable {
+		t.Fatalf("a user not in the cache: %d, want 52", code)
+	}
+	// The upstream comes back and refuses the user: the cached entry is dropped at once.
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	admin := up.Conn(t)
+	mod := ldap.NewModifyRequest(up.UserDN(2), nil)
+	mod.Replace("userPassword", []string{"changed-2"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	if code := bindCode(t, p, up.UserDN(2), "wrong-one"); code != ldap.LDAPResultInvalidCredentials {
+		t.Fatalf("wrong password with the upstream back: %d", code)
+	}
+	up.Stop()
+	if code := bindCode(t, p, up.UserDN(2), slapdtest.UserPassword(2)); code == 0 {
+		t.Fatal("the cached login survived the upstream refusing the user")
+	}
+}
