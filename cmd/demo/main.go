@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/ldapproxy/ldapproxy/internal/app"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
@@ -26,6 +27,8 @@ func main() {
 	logLevel := flag.String("log-level", "info", "log level of the proxy: debug logs every request")
 	mode := flag.String("mode", "cached", "search mode: cached (answered from the synced store) or direct (forwarded)")
 	noSync := flag.Bool("no-sync", false, "do not run the proxy's syncer (with -mode direct: a plain forwarding proxy)")
+	cachedAuth := flag.Duration("cached-auth-ttl", 0, "bind.cached_auth_ttl: accept a recent successful bind without the upstream (cached mode)")
+	cachePasswords := flag.Bool("cache-passwords", false, "bind.cache_passwords: keep argon2id hashes for logins while the upstream is down")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: go run ./cmd/demo [flags]
 
@@ -38,13 +41,13 @@ Flags:
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*users, *groups, *listen, *listenTLS, *metricsAddr, *logLevel, *mode, !*noSync); err != nil {
+	if err := run(*users, *groups, *listen, *listenTLS, *metricsAddr, *logLevel, *mode, !*noSync, *cachedAuth, *cachePasswords); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(users, groups int, listen, listenTLS, metricsAddr, logLevel, mode string, syncOn bool) error {
+func run(users, groups int, listen, listenTLS, metricsAddr, logLevel, mode string, syncOn bool, cachedAuth time.Duration, cachePasswords bool) error {
 	dir, err := os.MkdirTemp("", "ldapproxy-demo-")
 	if err != nil {
 		return err
@@ -83,11 +86,15 @@ sync:
   enabled: %t
   interval: 1m
   nested_groups: true
+bind:
+  cached_auth_ttl: %s
+  cache_passwords: %t
+password_writeback: true
 log:
   level: %s
   format: text
 `, listen, listenTLS, certFile, keyFile, metricsAddr, up.URL, up.PKI.CAFile, up.ServiceDN, up.ServicePassword, up.Suffix,
-		mode, filepath.Join(dir, "store"), syncOn, logLevel)
+		mode, filepath.Join(dir, "store"), syncOn, cachedAuth, cachePasswords, logLevel)
 	cfgFile := filepath.Join(dir, "ldapproxy.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -118,6 +125,7 @@ Try:
   ldapwhoami  -x -H ldap://%s -D user0003 -w pass-user0003        # bind by user name
   LDAPTLS_CACERT=%s ldapwhoami -x -ZZ -H ldap://%s -D %q -w %s
   LDAPTLS_CACERT=%s ldapwhoami -x -H ldaps://%s -D %q -w %s
+  ldappasswd  -x -H ldap://%s -D %q -w %s -a %s -s new-password-1   # writeback
   ldapwhoami  -x -H ldap://%s -D %q -w wrong          # invalidCredentials (49)
   ldapwhoami  -x -H ldap://%s -D %q                   # unauthenticated bind: refused (53)
   ldapsearch  -x -H ldap://%s -b '' -s base +         # root DSE
@@ -132,6 +140,7 @@ Press Ctrl-C to stop.
 		listen,
 		up.PKI.CAFile, listen, user, pass,
 		up.PKI.CAFile, listenTLS, user, pass,
+		listen, up.UserDN(2), slapdtest.UserPassword(2), slapdtest.UserPassword(2),
 		listen, user,
 		listen, user,
 		listen,
