@@ -1,16 +1,20 @@
 # Static ldapproxy binary on a distroless base, running as non-root. The root file system
-# can be mounted read-only: the proxy writes nothing but its logs (to stderr).
+# can be mounted read-only: the proxy writes only its store (mount a volume at
+# /var/lib/ldapproxy, the store.path of the configuration below) and its logs (stderr).
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ldapproxy ./cmd/ldapproxy
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ldapproxy ./cmd/ldapproxy \
+ && mkdir -p /out/store
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ldapproxy /usr/local/bin/ldapproxy
+COPY --from=build --chown=nonroot:nonroot /out/store /var/lib/ldapproxy
 USER nonroot:nonroot
+VOLUME /var/lib/ldapproxy
 EXPOSE 3389 3636 9389
 ENTRYPOINT ["/usr/local/bin/ldapproxy"]
 CMD ["serve", "--config", "/etc/ldapproxy/ldapproxy.yaml"]
