@@ -452,6 +452,7 @@ func (s *Server) halt(p *process, graceful bool) error {
 
 // Pause freezes slapd with SIGSTOP: the kernel still accepts connections,
 // but nothing is answered, like a hung upstream.
+// It returns once every slapd thread has stopped.
 func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
 
 // Resume lets a paused slapd run again with SIGCONT.
@@ -467,6 +468,9 @@ func (s *Server) signal(sig syscall.Signal, paused bool) error {
 		return fmt.Errorf("slapdtest: signal slapd: %w", err)
 	}
 	s.paused = paused
+	if paused {
+		return waitStopped(s.proc.cmd.Process.Pid, 5*time.Second)
+	}
 	return nil
 }
 
