@@ -32,10 +32,34 @@ func bindCode(t *testing.T, p *proxy, dn, password string) uint16 {
 
 func TestOfflineLogin(t *testing.T) {
 	up := withSlapd(t, slapdtest.Options{Users: 6, Groups: 2, PasswordPolicy: true})
-	cfg := config(up, map[string]string{"mode": "cached", "sync": "  enabled: true\n  interval: 1s"})
+	// A user is disabled when its description says so (a stand-in for AD's
+	// userAccountControl or FreeIPA's nsAccountLock).
+	cfg := config(up, map[string]string{"mode": "cached", "sync": `  enabled: true
+  interval: 1s
+  mappings:
+    users:
+      - name: openldap-is-active
+        field: is_active
+        expression: 'list_flatten(ldap.description) != "disabled"'`})
 	cfg += "bind:\n  cache_passwords: true\n  offline_max_age: 1h\n"
 	p := startProxy(t, cfg)
 	waitSynced(t, p, up)
+
+	// A user who logged in, then was disabled upstream: once synced, the hash is gone.
+	if code := bindCode(t, p, up.UserDN(5), slapdtest.UserPassword(5)); code != 0 {
+		t.Fatalf("online bind of user 5: %d", code)
+	}
+	eventually(t, 10*time.Second, "user 5's hash stored", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
+	})
+	disable := ldap.NewModifyRequest(up.UserDN(5), nil)
+	disable.Replace("description", []string{"disabled"})
+	if err := up.Conn(t).Modify(disable); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the disabled user's hash dropped", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "0"
+	})
 
 	// Logins while the upstream answers store hashes (in the background).
 	for _, i := range []int{1, 3} {
@@ -66,6 +90,7 @@ func TestOfflineLogin(t *testing.T) {
 		{"wrong password", up.UserDN(1), "not-it", ldap.LDAPResultInvalidCredentials},
 		{"hash dropped after the upstream refused", up.UserDN(3), slapdtest.UserPassword(3), ldap.LDAPResultInvalidCredentials},
 		{"user never seen logging in", up.UserDN(2), slapdtest.UserPassword(2), ldap.LDAPResultInvalidCredentials},
+		{"disabled user", up.UserDN(5), slapdtest.UserPassword(5), ldap.LDAPResultInvalidCredentials},
 		{"unknown user", "uid=nobody,ou=people," + up.Suffix, "x", ldap.LDAPResultInvalidCredentials},
 		{"unauthenticated bind is still no login", up.UserDN(1), "", ldap.LDAPResultUnwillingToPerform},
 	}
