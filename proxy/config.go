@@ -43,6 +43,21 @@ type ListenConfig struct {
 	MaxFilterDepth int `yaml:"max_filter_depth"`
 	// MaxOperationsPerConnection bounds operations in flight on one connection. Default 128.
 	MaxOperationsPerConnection int `yaml:"max_operations_per_connection"`
+
+	// Bind-failure throttling (throttle.go). Pointers, because 0 turns a throttle off and
+	// an absent key means the default.
+
+	// BindFailuresPerUser is how many failed binds (invalidCredentials upstream, or a
+	// wrong password at an offline login) of one user within BindFailureWindow make the
+	// proxy refuse that user's binds, without asking the upstream, for the rest of the
+	// window. A success clears the count. Default 10; 0: off.
+	BindFailuresPerUser *int `yaml:"bind_failures_per_user"`
+	// BindFailuresPerAddress is the same limit per client IP address, over all users.
+	// Default 100; 0: off.
+	BindFailuresPerAddress *int `yaml:"bind_failures_per_address"`
+	// BindFailureWindow is the period the failures are counted in, from the first one.
+	// Default 5m.
+	BindFailureWindow time.Duration `yaml:"bind_failure_window"`
 }
 
 // TLSFiles names the PEM files of the proxy's own TLS identity.
@@ -73,6 +88,10 @@ const (
 	DefaultListenLDAP     = "127.0.0.1:3389"
 	DefaultMaxConnections = 10000
 	DefaultIdleTimeout    = 5 * time.Minute
+
+	DefaultBindFailuresPerUser    = 10
+	DefaultBindFailuresPerAddress = 100
+	DefaultBindFailureWindow      = 5 * time.Minute
 )
 
 // Validate fills in defaults and checks the section. Errors name the key.
@@ -95,6 +114,16 @@ func (c *ListenConfig) Validate() error {
 	}
 	if c.MaxOperationsPerConnection == 0 {
 		c.MaxOperationsPerConnection = DefaultMaxOpsPerConn
+	}
+	// Bind-failure throttling: an absent count takes its default; 0 stays 0 (off).
+	if c.BindFailuresPerUser == nil {
+		c.BindFailuresPerUser = new(DefaultBindFailuresPerUser)
+	}
+	if c.BindFailuresPerAddress == nil {
+		c.BindFailuresPerAddress = new(DefaultBindFailuresPerAddress)
+	}
+	if c.BindFailureWindow == 0 {
+		c.BindFailureWindow = DefaultBindFailureWindow
 	}
 	for _, a := range []struct {
 		key, addr string
@@ -130,6 +159,8 @@ func (c *ListenConfig) Validate() error {
 		{"max_connections", int64(c.MaxConnections)}, {"idle_timeout", int64(c.IdleTimeout)},
 		{"write_timeout", int64(c.WriteTimeout)}, {"max_message_size", int64(c.MaxMessageSize)},
 		{"max_filter_depth", int64(c.MaxFilterDepth)}, {"max_operations_per_connection", int64(c.MaxOperationsPerConnection)},
+		{"bind_failures_per_user", int64(*c.BindFailuresPerUser)}, {"bind_failures_per_address", int64(*c.BindFailuresPerAddress)},
+		{"bind_failure_window", int64(c.BindFailureWindow)},
 	} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", n.key))

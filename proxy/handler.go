@@ -37,6 +37,9 @@ type Options struct {
 	// AuthCache accepts a bind that succeeded upstream within bind.cached_auth_ttl
 	// without asking the upstream again (cached mode only); nil or a zero TTL: off.
 	AuthCache *cache.AuthCache
+	// ThrottleMetrics counts binds refused by the bind-failure throttle (throttle.go,
+	// configured in Listen); nil: not counted.
+	ThrottleMetrics *ThrottleMetrics
 }
 
 // NewHandler builds the request chain: metrics and logging, then access rules and the
@@ -46,7 +49,8 @@ func NewHandler(o Options) Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	backend := &direct{pool: o.Upstream, store: o.Store, listen: o.Listen, log: o.Logger, creds: o.Credentials}
+	backend := &direct{pool: o.Upstream, store: o.Store, listen: o.Listen, log: o.Logger, creds: o.Credentials,
+		throttle: newBindThrottle(o.Listen, o.ThrottleMetrics, o.Logger)}
 	if o.Search.Mode == ModeCached {
 		// In direct mode every later search needs the user's identity upstream, which only
 		// a real upstream bind gives.
@@ -152,6 +156,8 @@ type direct struct {
 	// creds checks offline logins; authCache skips the upstream for a recent login.
 	creds     *cache.Credentials
 	authCache *cache.AuthCache
+	// throttle refuses binds of users and addresses that failed too often; nil: off.
+	throttle *bindThrottle
 }
 
 // cachedLoginKey marks a session whose login the proxy accepted without an upstream bind
@@ -268,7 +274,16 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 			msg = upstream.BindMessage(u.DN, b.Password)
 		}
 	}
+	// Bind-failure throttle (throttle.go): checked before anything looks at the password,
+	// so a throttled guess reaches neither the upstream nor the caches.
+	attempt := h.throttle.attempt(b.Name, u, s.RemoteAddr)
+	if attempt.refused() {
+		h.forgetUpstreamIdentity(s)
+		w.WriteResult(throttledResult())
+		return
+	}
 	if h.authCache != nil && h.authCache.Check(upstreamDN, b.Password) {
+		attempt.succeeded()
 		s.SetBound(identity)
 		s.SetValue(cachedLoginKey{}, true)
 		h.log.Debug("bind accepted from the cached-authentication cache", "conn", s.ID, "name", b.Name)
@@ -282,10 +297,26 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		err = c.Forward(r.Context(), upstream.KindBind, msg, func(m []byte) error {
 			if _, rc, final, err := ldapwire.Response(m); err == nil && final {
 				code, answered = rc, true
-				if rc == ldap.LDAPResultSuccess {
-					// Before the client can see the success: its next request is read
-					// only after this handler returns, and finds the new identity.
+				// Everything the outcome changes is done before the client can see it:
+				// a client that retries at once on another connection must meet the new
+				// throttle count and no stale cached password.
+				switch rc {
+				case ldap.LDAPResultSuccess:
 					s.SetBound(identity)
+					attempt.succeeded()
+					if h.authCache != nil {
+						h.authCache.Remember(upstreamDN, b.Password)
+					}
+				case ldap.LDAPResultInvalidCredentials:
+					attempt.failed()
+					// The upstream is always believed: whatever the proxy remembered of
+					// this user's password is wrong now.
+					if h.authCache != nil {
+						h.authCache.Forget(upstreamDN)
+					}
+					if h.creds != nil && u != nil {
+						h.creds.Forget(u.ID)
+					}
 				}
 			}
 			return w.Relay(m)
@@ -297,15 +328,12 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 			return
 		}
 		if errors.Is(err, upstream.ErrUnavailable) && h.creds != nil {
-			h.offlineBind(w, r, u, identity, err)
+			h.offlineBind(w, r, u, identity, err, &attempt)
 			return
 		}
 		h.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", b.Name, "err", err)
 		w.WriteResult(errorResult(err))
 	case code == ldap.LDAPResultSuccess:
-		if h.authCache != nil {
-			h.authCache.Remember(upstreamDN, b.Password)
-		}
 		if h.creds != nil && u != nil {
 			if err := h.creds.Remember(u, b.Password); err != nil {
 				h.log.Debug("password hash not updated", "conn", s.ID, "name", b.Name, "err", err)
@@ -313,14 +341,6 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		}
 	case code == ldap.LDAPResultInvalidCredentials:
 		h.log.Info("bind failed: invalid credentials", "conn", s.ID, "name", b.Name)
-		// The upstream is always believed: whatever the proxy remembered of this user's
-		// password is wrong now.
-		if h.authCache != nil {
-			h.authCache.Forget(upstreamDN)
-		}
-		if h.creds != nil && u != nil {
-			h.creds.Forget(u.ID)
-		}
 	default:
 		h.log.Info("bind refused by upstream", "conn", s.ID, "name", b.Name, "code", code)
 	}
@@ -329,7 +349,7 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 // offlineBind checks a bind against the credential cache; it runs only when no upstream
 // server could be reached at all (an upstream that answers is always believed). A match
 // logs in; anything else is invalidCredentials.
-func (h *direct) offlineBind(w ResponseWriter, r *Request, u *cache.User, identity string, cause error) {
+func (h *direct) offlineBind(w ResponseWriter, r *Request, u *cache.User, identity string, cause error, attempt *bindAttempt) {
 	s := r.Session
 	if u == nil {
 		h.log.Warn("offline login refused: user not in the store", "conn", s.ID, "name", r.Bind.Name, "upstream", cause)
@@ -337,11 +357,15 @@ func (h *direct) offlineBind(w ResponseWriter, r *Request, u *cache.User, identi
 		return
 	}
 	ok, reason := h.creds.Verify(r.Context(), u, r.Bind.Password)
+	if errors.Is(reason, cache.ErrOfflineWrongPassword) {
+		attempt.failed() // only a checked, wrong password: not a missing or expired hash
+	}
 	if !ok {
 		h.log.Warn("offline login refused", "conn", s.ID, "name", r.Bind.Name, "reason", reason)
 		w.WriteResult(&Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable; the cached credentials do not match"})
 		return
 	}
+	attempt.succeeded()
 	s.SetBound(identity)
 	s.SetValue(cachedLoginKey{}, true)
 	h.log.Warn("offline login: accepted from the credential cache while no upstream server is reachable", "conn", s.ID, "name", r.Bind.Name)

@@ -8,15 +8,20 @@ import (
 )
 
 // isRootDSE reports whether a search asks for the root DSE (RFC 4512 §5.1): the empty
-// DN, base scope.
+// DN, base scope; or, base scope too, for the subschema subentry the root DSE names
+// (subschema.go), which is answered the same way.
 func isRootDSE(q *SearchRequest) bool {
-	return q.BaseDN == "" && q.Scope == ScopeBase
+	return q.Scope == ScopeBase && (q.BaseDN == "" || isSubschemaDN(q.BaseDN))
 }
 
 // rootDSE answers the root DSE from the proxy's own configuration. It is readable
 // without a bind, because clients read it to discover StartTLS and the naming context
 // before they authenticate.
 func (h *local) rootDSE(w ResponseWriter, r *Request) {
+	if r.Search.BaseDN != "" {
+		subschema(w, r)
+		return
+	}
 	e := &Entry{DN: ""}
 	add := func(name string, vals ...string) {
 		a := Attribute{Name: name}
@@ -41,6 +46,7 @@ func (h *local) rootDSE(w ResponseWriter, r *Request) {
 	add("supportedExtension", exts...)
 	add("vendorName", "ldapproxy")
 	add("vendorVersion", h.opts.Version)
+	add("subschemaSubentry", SubschemaDN)
 
 	if matchesPresence(r.Search.Filter, e) {
 		e.Attributes = selectAttributes(e.Attributes, r.Search.Attributes)

@@ -129,7 +129,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 func serve(args []string, _, stderr io.Writer) int {
 	fs, config := commandFlags("serve", `Runs the proxy: the LDAP listeners (plain with StartTLS, and LDAPS) and the
 HTTP endpoints /metrics, /healthz and /readyz. SIGTERM or SIGINT stops it
-gracefully: no new connections, requests in flight finish, then it exits.`, stderr)
+gracefully: no new connections, requests in flight finish, then it exits.
+SIGHUP reloads the configuration file: log.level and the listen.tls files are
+applied; other changed keys are logged as needing a restart.`, stderr)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -137,18 +139,36 @@ gracefully: no new connections, requests in flight finish, then it exits.`, stde
 	if !ok {
 		return 1
 	}
-	log := cfg.Log.NewLogger(os.Stderr)
+	log, level := cfg.Log.NewReloadableLogger(os.Stderr)
+	// SIGHUP reloads what can change safely (handled once serving). Caught from here on,
+	// so that one sent during a slow start-up does not end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	a, err := app.New(cfg, log, buildVersion())
 	if err != nil {
 		log.Error("start-up failed", "err", err)
 		return 1
 	}
+	a.SetLogLevel(level)
 	if err := a.Start(); err != nil {
 		log.Error("start-up failed", "err", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Reload logs the outcome itself; a file that does not load leaves the running
+	// configuration as it was.
+	go func() {
+		for {
+			select {
+			case <-hup:
+				a.Reload(*config)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	if err := a.Run(ctx); err != nil {
 		return 1
 	}

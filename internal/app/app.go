@@ -33,6 +33,8 @@ type App struct {
 	syncer *dirsync.Syncer
 	ldap   *proxy.Server
 	http   *metrics.Server
+	// reload is what Reload (reload.go) may change while the proxy runs.
+	reload reloadState
 
 	ldapL, ldapsL, httpL net.Listener
 }
@@ -62,6 +64,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		a.close()
 		return nil, fmt.Errorf("listen.%w", err)
 	}
+	tlsConf = a.reload.start(cfg, tlsConf) // the listeners take the certificate Reload last loaded
 	a.ldap = &proxy.Server{
 		TLSConfig:      tlsConf,
 		MaxConnections: cfg.Listen.MaxConnections,
@@ -88,16 +91,17 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		authCache = cache.NewAuthCache(cfg.Bind.CachedAuthTTL)
 	}
 	a.ldap.Handler = proxy.NewHandler(proxy.Options{
-		Listen:      cfg.Listen,
-		Search:      cfg.Search,
-		Upstream:    pool,
-		Store:       store,
-		Served:      proxy.ServedOptions{BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups},
-		Version:     version,
-		Logger:      log.With("component", "frontend"),
-		Metrics:     m,
-		Credentials: creds,
-		AuthCache:   authCache,
+		Listen:          cfg.Listen,
+		Search:          cfg.Search,
+		Upstream:        pool,
+		Store:           store,
+		Served:          proxy.ServedOptions{BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups},
+		Version:         version,
+		Logger:          log.With("component", "frontend"),
+		Metrics:         m,
+		Credentials:     creds,
+		AuthCache:       authCache,
+		ThrottleMetrics: proxy.NewThrottleMetrics(a.reg),
 		Writeback: proxy.WritebackOptions{
 			Config:           cfg.Writeback,
 			ActiveDirectory:  cfg.Sync.Preset == "active-directory",

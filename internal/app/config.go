@@ -226,7 +226,7 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) []error {
 			want = "a duration such as 30s, 5m or 1h"
 		case v.Kind() == reflect.Bool:
 			want = "true or false"
-		case v.Kind() == reflect.Int:
+		case v.Kind() == reflect.Int, v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Int:
 			want = "an integer"
 		case v.Kind() == reflect.String:
 			want = "a string"

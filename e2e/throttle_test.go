@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+// throttledDiagnostic is what the proxy says when it refuses a bind after too many
+// failures.
+const throttledDiagnostic = "too many failed binds; try again later"
+
+// bindErr binds on a fresh connection from the given local address ("" for any).
+func bindErr(t *testing.T, p *proxy, from, dn, password string) error {
+	t.Helper()
+	var opts []ldap.DialOpt
+	if from != "" {
+		opts = append(opts, ldap.DialWithDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}))
+	}
+	return dial(t, p.URL, opts...).Bind(dn, password)
+}
+
+// isThrottled reports whether err is the proxy's refusal of a throttled bind.
+func isThrottled(err error) bool {
+	return resultCode(err) == ldap.LDAPResultInvalidCredentials && err != nil && strings.Contains(err.Error(), throttledDiagnostic)
+}
+
+func TestBindThrottlePerUser(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 3, Groups: 1})
+	p := startProxy(t, config(up, map[string]string{"listen": "  bind_failures_per_user: 3"}))
+
+	for i := range 3 {
+		err := bindErr(t, p, "", up.UserDN(1), "wrong")
+		if resultCode(err) != ldap.LDAPResultInvalidCredentials || isThrottled(err) {
+			t.Fatalf("wrong password %d: %v, want the upstream's invalidCredentials", i+1, err)
+		}
+	}
+	if err := bindErr(t, p, "", up.UserDN(1), slapdtest.UserPassword(1)); !isThrottled(err) {
+		t.Fatalf("right password after 3 failures: %v, want invalidCredentials %q", err, throttledDiagnostic)
+	}
+	if err := bindErr(t, p, "", up.UserDN(2), slapdtest.UserPassword(2)); err != nil {
+		t.Fatalf("another user: %v", err)
+	}
+	if n := strings.Count(p.logs.String(), "too many failed binds of one user"); n != 1 {
+		t.Fatalf("lockout logged %d times, want once", n)
+	}
+
+	// Without the upstream, the throttled user still gets the throttle's answer at once:
+	// the proxy does not ask the upstream for it. Anyone else now gets unavailable.
+	if err := up.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := bindErr(t, p, "", up.UserDN(1), slapdtest.UserPassword(1)); !isThrottled(err) {
+		t.Fatalf("throttled bind with the upstream down: %v, want invalidCredentials %q", err, throttledDiagnostic)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("throttled bind took %v", d)
+	}
+	if code := resultCode(bindErr(t, p, "", up.UserDN(2), slapdtest.UserPassword(2))); code != ldap.LDAPResultUnavailable {
+		t.Fatalf("another user with the upstream down: %d, want unavailable", code)
+	}
+}
+
+func TestBindThrottlePerAddress(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 7})
+	p := startProxy(t, config(up, map[string]string{"listen": "  bind_failures_per_address: 5"}))
+
+	// Five users, one wrong password each, from one client address.
+	for i := 1; i <= 5; i++ {
+		if err := bindErr(t, p, "127.0.0.1", up.UserDN(i), "wrong"); resultCode(err) != ldap.LDAPResultInvalidCredentials || isThrottled(err) {
+			t.Fatalf("user %d, wrong password: %v", i, err)
+		}
+	}
+	if err := bindErr(t, p, "127.0.0.1", up.UserDN(6), slapdtest.UserPassword(6)); !isThrottled(err) {
+		t.Fatalf("sixth bind from the address: %v, want invalidCredentials %q", err, throttledDiagnostic)
+	}
+	// Another client address is not throttled (Linux routes all of 127/8 to loopback).
+	if err := bindErr(t, p, "127.0.0.2", up.UserDN(6), slapdtest.UserPassword(6)); err != nil {
+		t.Fatalf("bind from another address: %v", err)
+	}
+	if !strings.Contains(p.logs.String(), "too many failed binds from one client address") {
+		t.Fatal("no log line for the address's lockout")
+	}
+}
+
+// TestBindThrottleOffline counts wrong passwords at offline logins too, per synced user
+// whichever name it binds with.
+func TestBindThrottleOffline(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 3, Groups: 1})
+	cfg := config(up, map[string]string{"mode": "cached", "sync": syncOn, "listen": "  bind_failures_per_user: 2"})
+	cfg += "bind:\n  cache_passwords: true\n"
+	p := startProxy(t, cfg)
+	waitSynced(t, p, up)
+	if err := bindErr(t, p, "", up.UserDN(1), slapdtest.UserPassword(1)); err != nil {
+		t.Fatalf("online bind: %v", err)
+	}
+	eventually(t, 10*time.Second, "the hash stored", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
+	})
+	if err := up.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{slapdtest.UserName(1), up.UserDN(1)} {
+		if err := bindErr(t, p, "", name, "wrong"); resultCode(err) != ldap.LDAPResultInvalidCredentials || isThrottled(err) {
+			t.Fatalf("offline wrong password as %q: %v", name, err)
+		}
+	}
+	if err := bindErr(t, p, "", up.UserDN(1), slapdtest.UserPassword(1)); !isThrottled(err) {
+		t.Fatalf("offline right password after 2 failures: %v, want invalidCredentials %q", err, throttledDiagnostic)
+	}
+}

@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+)
+
+// Bind-failure throttling (listen.bind_failures_per_user, bind_failures_per_address,
+// bind_failure_window). A client that guesses passwords through the proxy is stopped by
+// the proxy: once a user, or a client address, has failed the limit within the window,
+// its further binds are refused here for the rest of the window, without asking the
+// upstream. So the guesses neither load the directory nor count towards its own lockout,
+// which would lock the real account out of every application.
+//
+// A failure is an invalidCredentials answer from the upstream or a wrong password at an
+// offline login. Binds the proxy refuses by itself (unauthenticated, disabled account,
+// throttled) are not counted: they never reach the upstream. Binds already in flight when
+// the limit is reached still finish upstream, so a client with C parallel connections can
+// get up to C-1 guesses more than the limit.
+
+const (
+	// throttleTableSize caps the counters of each scope, so that a client spraying random
+	// user names cannot grow memory without bound; a full table evicts the oldest.
+	throttleTableSize = 100_000
+	// throttleShards spreads the counters over locks, so that parallel binds of
+	// different users do not wait for each other.
+	throttleShards = 32
+)
+
+// Throttle scopes: the values of the scope label.
+const (
+	scopeUser    = "user"
+	scopeAddress = "address"
+)
+
+// throttledDiagnostic is the diagnostic of a throttled bind. The code is
+// invalidCredentials, as Active Directory answers a locked-out account.
+const throttledDiagnostic = "too many failed binds; try again later"
+
+// ThrottleMetrics counts the binds the bind-failure throttle refused.
+type ThrottleMetrics struct {
+	refused *prometheus.CounterVec
+}
+
+// NewThrottleMetrics registers ldapproxy_bind_throttled_total on reg.
+func NewThrottleMetrics(reg prometheus.Registerer) *ThrottleMetrics {
+	m := &ThrottleMetrics{refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ldapproxy_bind_throttled_total",
+		Help: "Binds refused without asking the upstream after too many failed binds, by scope: user or address.",
+	}, []string{"scope"})}
+	for _, s := range []string{scopeUser, scopeAddress} {
+		m.refused.WithLabelValues(s)
+	}
+	reg.MustRegister(m.refused)
+	return m
+}
+
+func (m *ThrottleMetrics) count(scope string) {
+	if m != nil {
+		m.refused.WithLabelValues(scope).Inc()
+	}
+}
+
+// bindThrottle counts failed binds per user and per client address and refuses binds
+// over the limits. A nil *bindThrottle throttles nothing.
+type bindThrottle struct {
+	users   *failureTable[string]     // nil: the per-user throttle is off
+	addrs   *failureTable[netip.Addr] // nil: the per-address throttle is off
+	metrics *ThrottleMetrics
+	log     *slog.Logger
+	now     func() time.Time // time.Now; tests set their own clock
+}
+
+// newBindThrottle builds the throttle the listen section describes; nil when both limits
+// are 0. Unset values (a section that was not validated) take the defaults.
+func newBindThrottle(cfg ListenConfig, m *ThrottleMetrics, log *slog.Logger) *bindThrottle {
+	perUser := limitOrDefault(cfg.BindFailuresPerUser, DefaultBindFailuresPerUser)
+	perAddr := limitOrDefault(cfg.BindFailuresPerAddress, DefaultBindFailuresPerAddress)
+	window := cfg.BindFailureWindow
+	if window <= 0 {
+		window = DefaultBindFailureWindow
+	}
+	if perUser <= 0 && perAddr <= 0 {
+		return nil
+	}
+	t := &bindThrottle{metrics: m, log: log, now: time.Now}
+	if perUser > 0 {
+		t.users = newFailureTable[string](perUser, window, throttleTableSize)
+	}
+	if perAddr > 0 {
+		t.addrs = newFailureTable[netip.Addr](perAddr, window, throttleTableSize)
+	}
+	return t
+}
+
+func limitOrDefault(limit *int, def int) int {
+	if limit == nil {
+		return def
+	}
+	return *limit
+}
+
+// bindAttempt is one bind as the throttle sees it: the user and the client address it
+// counts against. Its methods do nothing when the throttle is off.
+type bindAttempt struct {
+	t    *bindThrottle
+	name string      // the bind name as the client sent it
+	u    *cache.User // the synced user it resolved to, or nil
+	key  string      // the user's counter key; see userKey
+	ip   netip.Addr  // invalid: the address is not counted
+}
+
+// attempt starts the throttle's view of a bind of name (resolved to u, or nil) from addr.
+func (t *bindThrottle) attempt(name string, u *cache.User, addr net.Addr) bindAttempt {
+	if t == nil {
+		return bindAttempt{}
+	}
+	a := bindAttempt{t: t, name: name, u: u}
+	if t.addrs != nil {
+		a.ip = clientIP(addr)
+	}
+	return a
+}
+
+// refused reports whether the user or the address is throttled; a refusal is counted.
+func (a *bindAttempt) refused() bool {
+	if a.t == nil {
+		return false
+	}
+	now := a.t.now()
+	if a.t.users != nil && !a.t.users.empty() && a.t.users.blocked(a.userKey(), now) {
+		a.t.metrics.count(scopeUser)
+		a.t.log.Debug("bind refused: too many failed binds of this user", "name", a.name)
+		return true
+	}
+	if a.t.addrs != nil && a.ip.IsValid() && a.t.addrs.blocked(a.ip, now) {
+		a.t.metrics.count(scopeAddress)
+		a.t.log.Debug("bind refused: too many failed binds from this address", "name", a.name, "address", a.ip.String())
+		return true
+	}
+	return false
+}
+
+// failed counts a failed bind against the user and the address, and logs a lockout as
+// it starts.
+func (a *bindAttempt) failed() {
+	if a.t == nil {
+		return
+	}
+	now := a.t.now()
+	if a.t.users != nil {
+		if until, locked := a.t.users.fail(a.userKey(), now); locked {
+			a.t.log.Warn("bind throttle: too many failed binds of one user; its binds are refused without asking the upstream",
+				"name", a.name, "user", a.userKey(), "failures", a.t.users.limit, "until", until)
+		}
+	}
+	if a.t.addrs != nil && a.ip.IsValid() {
+		if until, locked := a.t.addrs.fail(a.ip, now); locked {
+			a.t.log.Warn("bind throttle: too many failed binds from one client address; its binds are refused without asking the upstream",
+				"address", a.ip.String(), "failures", a.t.addrs.limit, "until", until)
+		}
+	}
+}
+
+// succeeded clears the user's failures. The address's stay: one client logging in as
+// one user must not reset what it guessed for others.
+func (a *bindAttempt) succeeded() {
+	if a.t == nil || a.t.users == nil || a.t.users.empty() {
+		return
+	}
+	a.t.users.clear(a.userKey())
+}
+
+// userKey is the user's counter key: the normalised upstream DN when the name resolved
+// through the store (so a user name, a UPN and the DN count as one user), otherwise the
+// normalised bind name.
+func (a *bindAttempt) userKey() string {
+	if a.key == "" {
+		switch {
+		case a.u != nil:
+			a.key = cache.NormalizeDN(a.u.DN)
+		case strings.Contains(a.name, "="):
+			a.key = cache.NormalizeDN(a.name)
+		default:
+			a.key = strings.ToLower(strings.TrimSpace(a.name))
+		}
+	}
+	return a.key
+}
+
+// throttledResult is the answer to a throttled bind.
+func throttledResult() *Result {
+	return &Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: throttledDiagnostic}
+}
+
+// clientIP is the IP address of a client, IPv4-mapped IPv6 addresses as IPv4; invalid
+// when addr carries none (a pipe in tests).
+func clientIP(addr net.Addr) netip.Addr {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap().WithZone("")
+	case nil:
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap().WithZone("")
+}
+
+// failureTable counts failures per key in fixed windows: a key's window starts with its
+// first failure, and once the count reaches the limit the key is blocked until the
+// window ends. Counters are forgotten when their window ends, and a full shard evicts
+// its oldest counter.
+type failureTable[K comparable] struct {
+	limit    int
+	window   time.Duration
+	perShard int
+	seed     maphash.Seed
+	// entries counts the counters in all shards: while it is 0 (nobody failed lately),
+	// a bind neither hashes nor locks.
+	entries atomic.Int64
+	shards  [throttleShards]failureShard[K]
+}
+
+type failureShard[K comparable] struct {
+	mu sync.Mutex
+	m  map[K]*failureCount[K]
+	// oldest and newest are the ends of a list of the shard's counters in the order their
+	// windows started: expired counters gather at the front, and the front is what a full
+	// shard evicts.
+	oldest, newest *failureCount[K]
+}
+
+type failureCount[K comparable] struct {
+	key        K
+	n          int
+	start      time.Time
+	prev, next *failureCount[K] // prev is older
+}
+
+func newFailureTable[K comparable](limit int, window time.Duration, size int) *failureTable[K] {
+	t := &failureTable[K]{limit: limit, window: window, perShard: max(1, size/throttleShards), seed: maphash.MakeSeed()}
+	for i := range t.shards {
+		t.shards[i].m = make(map[K]*failureCount[K])
+	}
+	return t
+}
+
+func (t *failureTable[K]) empty() bool { return t.entries.Load() == 0 }
+
+func (t *failureTable[K]) shard(k K) *failureShard[K] {
+	return &t.shards[maphash.Comparable(t.seed, k)%throttleShards]
+}
+
+// blocked reports whether k has reached the limit in a window that has not ended.
+func (t *failureTable[K]) blocked(k K, now time.Time) bool {
+	if t.empty() {
+		return false
+	}
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m[k]
+	if c == nil {
+		return false
+	}
+	if t.expired(c, now) {
+		t.remove(s, c)
+		return false
+	}
+	return c.n >= t.limit
+}
+
+// fail counts one failure of k. locked is true for the failure that reaches the limit
+// (once per lockout), with the time the lockout ends.
+func (t *failureTable[K]) fail(k K, now time.Time) (until time.Time, locked bool) {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.oldest != nil && t.expired(s.oldest, now) {
+		t.remove(s, s.oldest)
+	}
+	c := s.m[k]
+	if c != nil && t.expired(c, now) {
+		t.remove(s, c)
+		c = nil
+	}
+	if c == nil {
+		if len(s.m) >= t.perShard {
+			t.remove(s, s.oldest)
+		}
+		c = &failureCount[K]{key: k, start: now, prev: s.newest}
+		if s.newest != nil {
+			s.newest.next = c
+		} else {
+			s.oldest = c
+		}
+		s.newest = c
+		s.m[k] = c
+		t.entries.Add(1)
+	}
+	c.n++
+	return c.start.Add(t.window), c.n == t.limit
+}
+
+// clear forgets k's failures.
+func (t *failureTable[K]) clear(k K) {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.m[k]; c != nil {
+		t.remove(s, c)
+	}
+}
+
+func (t *failureTable[K]) expired(c *failureCount[K], now time.Time) bool {
+	return now.Sub(c.start) >= t.window
+}
+
+// remove unlinks c from its shard; the shard's lock is held.
+func (t *failureTable[K]) remove(s *failureShard[K], c *failureCount[K]) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		s.oldest = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		s.newest = c.prev
+	}
+	c.prev, c.next = nil, nil
+	delete(s.m, c.key)
+	t.entries.Add(-1)
+}
