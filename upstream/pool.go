@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -38,6 +39,8 @@ type Pool struct {
 	cancel  context.CancelFunc
 	wake    chan struct{} // tells the checker a server went down
 	checker sync.WaitGroup
+
+	password atomic.Pointer[string] // set by UpdateBindPassword; nil: the configured one
 }
 
 // serviceConn is a connection bound as the service account.
@@ -141,6 +144,28 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 		return nil, fmt.Errorf("upstream dial: %w", err)
 	}
 	return &Conn{pool: p, wc: newWireConn(nc, srv), srv: srv}, nil
+}
+
+// bindPassword is the service account's current password.
+func (p *Pool) bindPassword() string {
+	if pw := p.password.Load(); pw != nil {
+		return *pw
+	}
+	return p.cfg.resolved.password
+}
+
+// UpdateBindPassword makes new service connections bind with the password of next, a
+// validated configuration whose other keys are ignored: a rotated secret is picked up
+// without a restart. Connections already bound stay as they are.
+func (p *Pool) UpdateBindPassword(next Config) error {
+	if next.resolved == nil {
+		if err := next.Validate(); err != nil {
+			return err
+		}
+	}
+	pw := next.resolved.password
+	p.password.Store(&pw)
+	return nil
 }
 
 // Reachable reports whether any server accepts a connection now (TCP and TLS), trying
@@ -425,7 +450,7 @@ func (p *Pool) serviceBind(ctx context.Context, lc *ldap.Conn, srv *server) erro
 		return nil
 	}
 	start := time.Now()
-	err := withContext(ctx, lc, func() error { return lc.Bind(dn, p.cfg.resolved.password) })
+	err := withContext(ctx, lc, func() error { return lc.Bind(dn, p.bindPassword()) })
 	p.m.observe(srv.raw, "bind", start)
 	switch {
 	case err == nil:

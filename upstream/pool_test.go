@@ -533,3 +533,24 @@ func TestAddressStaysUntilItFails(t *testing.T) {
 		t.Error("a server marked down keeps its resolved addresses; want a new lookup")
 	}
 }
+
+func TestUpdateBindPassword(t *testing.T) {
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: "old-secret"})
+	if err := p.WithService(t.Context(), "test", func(*ldap.Conn) error { return nil }); !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		t.Fatalf("with the old password: %v, want invalid credentials", err)
+	}
+	next := Config{URLs: srv.URL, BaseDN: testBaseDN, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword}
+	if err := p.UpdateBindPassword(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WithService(t.Context(), "test", func(lc *ldap.Conn) error {
+		who, err := lc.WhoAmI(nil)
+		if err == nil && !strings.EqualFold(who.AuthzID, "dn:"+srv.ServiceDN) {
+			t.Errorf("service connection bound as %q", who.AuthzID)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("after UpdateBindPassword: %v", err)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,10 +24,11 @@ import (
 //     place are picked up. New handshakes use them; connections already encrypted keep
 //     theirs.
 //
+//   - the service account's password (upstream.bind_password, bind_password_file or its
+//     contents, the environment variable): new service connections bind with it.
+//
 // Any other key that differs from the running configuration is not applied: a warning
-// names it, and it takes effect at the next restart. That includes the service
-// account's password (upstream.bind_password, or a changed bind_password_file): the
-// upstream pool reads it once. A file that does not load or validate is rejected as a
+// names it, and it takes effect at the next restart. A file that does not load or validate is rejected as a
 // whole and the running configuration stays.
 
 // reloadState holds what a reload may change while the proxy runs.
@@ -104,6 +104,12 @@ func (a *App) Reload(path string) error {
 	}
 	// Logged under the more verbose of the old and new levels, so that the line shows
 	// when either shows info: before raising the level (to warn), after lowering it.
+	if plan.password {
+		if err := a.pool.UpdateBindPassword(next.Upstream); err != nil {
+			a.log.Error("configuration reload failed; the running configuration stays", "err", err)
+			return err
+		}
+	}
 	if plan.setLevel && plan.level > a.reload.level.Level() {
 		a.log.Info("configuration reloaded", "changed", changed)
 		a.reload.apply(a.cfg, plan)
@@ -114,6 +120,7 @@ func (a *App) Reload(path string) error {
 	return nil
 }
 
+
 // reloadPlan is what a reload does with a new configuration.
 type reloadPlan struct {
 	next *Config
@@ -122,6 +129,9 @@ type reloadPlan struct {
 	level    slog.Level
 	// tls replaces the listeners' TLS configuration when set.
 	tls *tls.Config
+	// password is set when the service account's password changed (bind_password, or
+	// the contents of bind_password_file or the environment variable).
+	password bool
 	// changed describes what is applied, restart names the keys that are not.
 	changed, restart []string
 }
@@ -139,12 +149,16 @@ func (s *reloadState) plan(running, next *Config) (*reloadPlan, error) {
 			p.changed = append(p.changed, fmt.Sprintf("log.level (%s → %s)", running.Log.Level, next.Log.Level))
 		case strings.HasPrefix(key, "listen.tls.") && tlsWasOn && tlsIsOn:
 			// Read below, changed or not.
+		case key == "upstream.bind_password" || key == "upstream.bind_password_file":
+			// A rotated secret: applied below.
 		default:
 			p.restart = append(p.restart, key)
 		}
 	}
-	if secretDigest(next) != s.secret && !slices.Contains(p.restart, "upstream.bind_password_file") {
-		p.restart = append(p.restart, "upstream.bind_password_file (its contents)")
+	if secretDigest(next) != s.secret || running.Upstream.BindPassword != next.Upstream.BindPassword ||
+		running.Upstream.BindPasswordFile != next.Upstream.BindPasswordFile {
+		p.password = true
+		p.changed = append(p.changed, "upstream service password")
 	}
 	if tlsWasOn && tlsIsOn {
 		conf, err := next.Listen.ServerTLS()
@@ -178,6 +192,11 @@ func (s *reloadState) apply(running *Config, p *reloadPlan) {
 	}
 	if p.tls != nil {
 		s.tls.Store(p.tls)
+	}
+	if p.password {
+		s.secret = secretDigest(p.next)
+		running.Upstream.BindPassword = p.next.Upstream.BindPassword
+		running.Upstream.BindPasswordFile = p.next.Upstream.BindPasswordFile
 	}
 	if running.Listen.TLS.CertFile != "" && p.next.Listen.TLS.CertFile != "" {
 		running.Listen.TLS = p.next.Listen.TLS

@@ -136,7 +136,7 @@ func TestReloadPlan(t *testing.T) {
 		{name: "upstream urls and sync", yaml: strings.Replace(strings.Replace(f.yaml(""), "127.0.0.1:1\"", "127.0.0.1:2\"", 1), "enabled: false", "enabled: true", 1),
 			wantRestart: []string{"upstream.urls", "sync.enabled"}},
 		{name: "service password file rewritten", before: func(t *testing.T) { writeFile(t, f.secret, "secret-2\n") }, yaml: f.yaml(""),
-			wantRestart: []string{"upstream.bind_password_file (its contents)"}},
+			wantChanged: []string{"upstream service password"}},
 		{name: "listen.ldap and log level", yaml: strings.Replace(f.yaml("log: {level: warn}\n"), "127.0.0.1:0", "127.0.0.1:4389", 1),
 			wantChanged: []string{"log.level (info → warn)"}, wantRestart: []string{"listen.ldap"}},
 	}
