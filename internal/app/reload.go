@@ -120,7 +120,6 @@ func (a *App) Reload(path string) error {
 	return nil
 }
 
-
 // reloadPlan is what a reload does with a new configuration.
 type reloadPlan struct {
 	next *Config
