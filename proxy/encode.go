@@ -145,22 +145,29 @@ func appendEntry(b []byte, id int64, ent *Entry, typesOnly bool, controls []Cont
 	e.Str(tagOctetString, ent.DN)
 	e.Begin(tagSequence)
 	for _, a := range ent.Attributes {
-		e.Begin(tagSequence)
-		e.Str(tagOctetString, a.Name)
-		e.Begin(tagSet)
-		if !typesOnly {
-			for _, v := range a.Values {
-				e.Bytes(tagOctetString, v)
-			}
+		vals := a.Values
+		if typesOnly {
+			vals = nil
 		}
-		e.End()
-		e.End()
+		encodeAttribute(&e, a.Name, vals)
 	}
 	e.End()
 	e.End()
 	encodeControls(&e, controls)
 	e.End()
 	return e.B
+}
+
+// encodeAttribute appends a PartialAttribute: the type and the set of its values.
+func encodeAttribute(e *encoder, name string, values [][]byte) {
+	e.Begin(tagSequence)
+	e.Str(tagOctetString, name)
+	e.Begin(tagSet)
+	for _, v := range values {
+		e.Bytes(tagOctetString, v)
+	}
+	e.End()
+	e.End()
 }
 
 // appendReference encodes a SearchResultReference message.

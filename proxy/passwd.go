@@ -793,14 +793,7 @@ func encodeModify(dn string, changes []Change, controls []Control) []byte {
 	for _, c := range changes {
 		e.Begin(tagSequence)
 		e.Int(tagEnumerated, int64(c.Operation))
-		e.Begin(tagSequence)
-		e.Str(tagOctetString, c.Type)
-		e.Begin(tagSet)
-		for _, v := range c.Values {
-			e.Bytes(tagOctetString, v)
-		}
-		e.End()
-		e.End()
+		encodeAttribute(&e, c.Type, c.Values)
 		e.End()
 	}
 	e.End()

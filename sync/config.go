@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/internal/errlist"
 	"github.com/ldapproxy/ldapproxy/mapping"
 )
 
@@ -155,9 +156,7 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.ParentGroup, ",=+<>#;\\\"") {
 		errs = append(errs, fmt.Errorf("parent_group: %q must be a plain group name, not a DN", c.ParentGroup))
 	}
-	for _, err := range flatten(c.Mappings.Validate()) {
-		errs = append(errs, fmt.Errorf("mappings.%w", err))
-	}
+	errs = append(errs, errlist.Flatten(errlist.Prefix("mappings.", c.Mappings.Validate()))...)
 	return errors.Join(errs...)
 }
 
@@ -169,20 +168,6 @@ func canonical(name string, list []string) string {
 		}
 	}
 	return ""
-}
-
-func flatten(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 // join prepends an additional DN to the base DN.

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/internal/errlist"
 	"github.com/ldapproxy/ldapproxy/metrics"
 	"github.com/ldapproxy/ldapproxy/proxy"
 	dirsync "github.com/ldapproxy/ldapproxy/sync"
@@ -112,9 +113,7 @@ func Parse(data []byte) (*Config, error) {
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(section string, err error) {
-		for _, e := range flatten(err) {
-			errs = append(errs, fmt.Errorf("%s.%w", section, e))
-		}
+		errs = append(errs, errlist.Flatten(errlist.Prefix(section+".", err))...)
 	}
 	add("listen", c.Listen.Validate())
 	add("http", c.HTTP.Validate())
@@ -129,9 +128,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add("log", c.Log.Validate())
-	for _, e := range flatten(c.Writeback.Validate()) {
-		errs = append(errs, e)
-	}
+	errs = append(errs, errlist.Flatten(c.Writeback.Validate())...)
 	return errors.Join(errs...)
 }
 
@@ -163,21 +160,6 @@ func (c *LogConfig) NewLogger(w *os.File) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// flatten splits an errors.Join result into its parts.
-func flatten(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
