@@ -153,6 +153,12 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(msg [
 			return fmt.Errorf("%w: %w", ErrConnectionLost, failed)
 		case kind == KindExtended || delivered:
 			return fmt.Errorf("upstream %s: %w: %w", kind, errBroken, failed)
+		case attempt > 0 && !errors.Is(err, errTimeout):
+			// The retry's fresh connection was accepted and then closed under the
+			// request: a server is there and refuses to answer it (a request over its
+			// size limit, say). That is not "no upstream reachable", which would let
+			// the caller fall back to cached credentials.
+			return fmt.Errorf("upstream %s: %w: %w", kind, errBroken, &listError{errs: prior})
 		case attempt > 0:
 			return fmt.Errorf("upstream %s: %w", kind, unavailable(prior))
 		}

@@ -355,3 +355,52 @@ func TestSearchBrokenAfterResultsIsNotRepeated(t *testing.T) {
 		t.Errorf("got %d entries from %d searches, want 1 from 1: a search that delivered must not be repeated", entries, searches.Load())
 	}
 }
+
+// closingServer accepts connections, reads whatever comes, and closes the connection
+// without answering, like a server refusing a request over its size limit.
+func closingServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 64)
+				c.Read(buf)
+				c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	return "ldap://" + l.Addr().String()
+}
+
+// TestServerThatClosesIsNotUnavailable guards the offline-login rule: only a failure to
+// reach any server (connect failure or timeout) wraps ErrUnavailable. A server that
+// takes the request and closes the connection is there, and refusing.
+func TestServerThatClosesIsNotUnavailable(t *testing.T) {
+	p := newTestPool(t, Config{URLs: closingServer(t), Timeout: 2 * time.Second})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Bind(t.Context(), fakeUserDN, []byte("secret"))
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("bind on a server that closes: %v; must not wrap ErrUnavailable", err)
+	}
+	if !IsUnavailable(err) {
+		t.Fatalf("bind on a server that closes: %v; the client should still get unavailable", err)
+	}
+	// A server that is not there at all still is unavailable.
+	p2 := newTestPool(t, Config{URLs: closedURL(t), Timeout: 2 * time.Second})
+	if _, err := p2.Dial(t.Context()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("dead server: %v, want ErrUnavailable", err)
+	}
+}
