@@ -132,6 +132,9 @@ func TestBindNames(t *testing.T) {
 		{"DN", up.UserDN(6), slapdtest.UserPassword(6), 0, "dn:" + up.UserDN(6)},
 		{"disabled user, right password", "user0004", slapdtest.UserPassword(4), ldap.LDAPResultInvalidCredentials, ""},
 		{"disabled user by DN", up.UserDN(4), slapdtest.UserPassword(4), ldap.LDAPResultInvalidCredentials, ""},
+		// The directory takes other spellings of the same DN; none may escape the check.
+		{"disabled user, DN with an escaped space", `UID=user0004\20,ou=people,` + up.Suffix, slapdtest.UserPassword(4), ldap.LDAPResultInvalidCredentials, ""},
+		{"disabled user, DN with an OID type", "0.9.2342.19200300.100.1.1=user0004,OU=People," + up.Suffix, slapdtest.UserPassword(4), ldap.LDAPResultInvalidCredentials, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,6 +60,7 @@ func NewHandler(o Options) Handler {
 	if o.Store != nil {
 		c := newCached(o.Store, o.Served, o.Logger)
 		backend.fallback = c
+		backend.served = c
 		if o.Search.Mode == ModeCached {
 			next = &split{bind: backend, read: c}
 		}
@@ -153,6 +154,8 @@ type direct struct {
 	log    *slog.Logger
 	// fallback answers searches and compares when no upstream can be reached.
 	fallback Handler
+	// served is the served tree, which resolves DNs however they are spelled.
+	served *cached
 	// creds checks offline logins; authCache skips the upstream for a recent login.
 	creds     *cache.Credentials
 	authCache *cache.AuthCache
@@ -228,12 +231,18 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 	b := r.Bind
 	s := r.Session
 	s.SetAnonymous() // RFC 4511 §4.2.1: a bind first resets the identity, whatever its outcome
+	s.SetValue(cachedLoginKey{}, false)
+	refuse := func(res *Result) {
+		// The upstream connection must not keep the previous identity either.
+		h.forgetUpstreamIdentity(s)
+		w.WriteResult(res)
+	}
 	switch {
 	case b.Version != 3:
-		w.WriteResult(&Result{Code: ldap.LDAPResultProtocolError, Diagnostic: fmt.Sprintf("LDAP version %d is not supported; use 3", b.Version)})
+		refuse(&Result{Code: ldap.LDAPResultProtocolError, Diagnostic: fmt.Sprintf("LDAP version %d is not supported; use 3", b.Version)})
 		return
 	case b.Mechanism != "":
-		w.WriteResult(&Result{Code: ldap.LDAPResultAuthMethodNotSupported, Diagnostic: "SASL bind is not supported; use a simple bind"})
+		refuse(&Result{Code: ldap.LDAPResultAuthMethodNotSupported, Diagnostic: "SASL bind is not supported; use a simple bind"})
 		return
 	case b.Name == "" && len(b.Password) == 0:
 		h.forgetUpstreamIdentity(s)
@@ -245,26 +254,25 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 		// have let users in with an empty password that way. It is never a login here.
 		if !h.listen.AllowAnonymous {
 			h.log.Info("unauthenticated bind refused", "conn", s.ID, "name", b.Name)
-			w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "unauthenticated bind (name without password) is not allowed"})
+			refuse(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "unauthenticated bind (name without password) is not allowed"})
 			return
 		}
 		h.forgetUpstreamIdentity(s)
 		w.WriteResult(&Result{Code: ldap.LDAPResultSuccess})
 		return
 	case b.Name == "":
-		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "a password without a bind name is not allowed"})
+		refuse(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "a password without a bind name is not allowed"})
 		return
 	case h.listen.RequireTLSForBind && s.TLS() == nil:
-		w.WriteResult(&Result{Code: ldap.LDAPResultConfidentialityRequired, Diagnostic: "binds with a password need TLS: use LDAPS or StartTLS"})
+		refuse(&Result{Code: ldap.LDAPResultConfidentialityRequired, Diagnostic: "binds with a password need TLS: use LDAPS or StartTLS"})
 		return
 	}
-	s.SetValue(cachedLoginKey{}, false)
 	msg, identity, upstreamDN := r.Raw(), b.Name, b.Name
 	u := h.resolve(b.Name)
 	if u != nil {
 		if !u.IsActive {
 			h.log.Info("bind refused: account disabled", "conn", s.ID, "name", b.Name)
-			w.WriteResult(&Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "the account is disabled"})
+			refuse(&Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "the account is disabled"})
 			return
 		}
 		identity, upstreamDN = servedDN(u), u.DN
@@ -278,8 +286,7 @@ func (h *direct) bind(w ResponseWriter, r *Request) {
 	// so a throttled guess reaches neither the upstream nor the caches.
 	attempt := h.throttle.attempt(b.Name, u, s.RemoteAddr)
 	if attempt.refused() {
-		h.forgetUpstreamIdentity(s)
-		w.WriteResult(throttledResult())
+		refuse(throttledResult())
 		return
 	}
 	if h.authCache != nil && h.authCache.Check(upstreamDN, b.Password) {
@@ -398,6 +405,18 @@ func (h *direct) resolve(name string) *cache.User {
 		}
 		if u, ok := sn.UserByDN(name); ok {
 			return u
+		}
+		// The directory accepts other spellings of a DN (OID attribute types, escaped
+		// insignificant spaces): match it the way the upstream would, through the served
+		// tree, so that no spelling escapes the disabled-account check or the throttle.
+		if h.served != nil {
+			if t := h.served.tree.Load(); t != nil {
+				if canon, ok := t.Lookup(name); ok {
+					if u, ok := sn.UserByPath(canon); ok {
+						return u
+					}
+				}
+			}
 		}
 		return nil
 	}

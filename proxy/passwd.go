@@ -46,6 +46,10 @@ type WritebackOptions struct {
 	// upstream connection failed after the request was sent): whatever was cached for
 	// the user's old password must go either way. It must not keep newPassword.
 	OnPasswordChanged func(dn string, newPassword []byte)
+	// BeforePasswordChange is called with the same DN just before a change is sent
+	// upstream, so that whatever is cached of the old password is gone before the client
+	// can see the change succeed.
+	BeforePasswordChange func(dn string)
 	// Metrics counts password changes; nil: not counted.
 	Metrics *WritebackMetrics
 }
@@ -193,6 +197,13 @@ func (wb *writeback) decide(s *Session, named string, upstreamTLS func() (bool, 
 	self := wb.upstreamDN(s.BoundDN())
 	if named != "" {
 		if dn := wb.upstreamDN(named); cache.NormalizeDN(dn) != cache.NormalizeDN(self) {
+			if cached, _ := s.Value(cachedLoginKey{}).(bool); cached {
+				// A login the proxy accepted without the directory (offline, or from the
+				// cached-authentication cache) may rest on a password the directory no
+				// longer takes: it is not enough to act with the service account's rights.
+				return pwTarget{}, &Result{Code: ldap.LDAPResultStrongAuthRequired,
+					Diagnostic: "bind again while the directory is reachable to reset passwords"}
+			}
 			if !wb.mayReset(s.BoundDN()) {
 				return pwTarget{}, &Result{Code: ldap.LDAPResultInsufficientAccessRights,
 					Diagnostic: "you may change only your own password: password_reset_identities does not list you"}
@@ -273,6 +284,16 @@ type pwOutcome struct {
 // finish logs and counts a change and tells OnPasswordChanged about it. A change whose
 // fate is unknown (sent, but no answer came) is reported with no password, so that
 // nothing cached for the old one survives.
+// forgetCached drops what the proxy remembers of the target's password before the change
+// is sent: once the client can see the change succeed, the old password must not log in
+// from a cache, not even on a connection racing this one. A change that then fails only
+// costs the user a fresh upstream login.
+func (wb *writeback) forgetCached(t pwTarget) {
+	if wb.opts.BeforePasswordChange != nil && t.dn != "" {
+		wb.opts.BeforePasswordChange(t.dn)
+	}
+}
+
 func (wb *writeback) finish(r *Request, t pwTarget, named string, out pwOutcome) {
 	result := "refused"
 	switch {
@@ -337,6 +358,7 @@ func (wb *writeback) passwordModify(w ResponseWriter, r *Request) {
 		wb.refuse(w, r, t, named, &Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "Active Directory does not generate passwords: give the new password"})
 		return
 	}
+	wb.forgetCached(t)
 	var out pwOutcome
 	if t.reset {
 		out = wb.resetPasswordModify(w, r, t, req)
@@ -628,6 +650,7 @@ func (wb *writeback) modify(w ResponseWriter, r *Request) {
 		return
 	}
 	newPassword := newPasswordOf(changes)
+	wb.forgetCached(t)
 	var out pwOutcome
 	if t.reset {
 		out = wb.serviceChange(w, r, func(lc *ldap.Conn) error {

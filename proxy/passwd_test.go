@@ -934,3 +934,23 @@ func TestRefusedBeforeTheUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestNoResetFromCachedLogin: a login the proxy accepted without the directory may rest
+// on a password the directory no longer takes; it must not reset other users' passwords.
+func TestNoResetFromCachedLogin(t *testing.T) {
+	const helpdesk, bob = "uid=alice,ou=people,dc=up", "uid=bob,ou=people,dc=up"
+	wb := testWriteback(t, WritebackOptions{Config: WritebackConfig{Enabled: true, ResetIdentities: []string{helpdesk}},
+		BeforePasswordChange: func(string) { t.Error("a refused change reached the caches") }})
+	for _, cached := range []bool{true, false} {
+		s := &Session{}
+		s.SetBound(helpdesk)
+		s.SetValue(cachedLoginKey{}, cached)
+		_, refusal := wb.decide(s, bob, func() (bool, error) { return true, nil })
+		switch {
+		case cached && (refusal == nil || refusal.Code != ldap.LDAPResultStrongAuthRequired):
+			t.Errorf("reset from a cached login: %+v, want strongerAuthRequired", refusal)
+		case !cached && refusal != nil:
+			t.Errorf("reset from a real login by a listed identity refused: %+v", refusal)
+		}
+	}
+}

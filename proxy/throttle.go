@@ -191,12 +191,36 @@ func (a *bindAttempt) userKey() string {
 		case a.u != nil:
 			a.key = cache.NormalizeDN(a.u.DN)
 		case strings.Contains(a.name, "="):
-			a.key = cache.NormalizeDN(a.name)
+			a.key = looseDNKey(a.name)
 		default:
 			a.key = strings.ToLower(strings.TrimSpace(a.name))
 		}
 	}
 	return a.key
+}
+
+// looseDNKey keys a DN the store does not know so that the spellings a directory takes
+// for the same name (attribute types by OID, case, escaped or repeated spaces) count
+// together: only the RDN values are kept, lower-cased, with all spaces removed. Two
+// different users may share a key; over-throttling is the safe side.
+func looseDNKey(name string) string {
+	dn, err := ldap.ParseDN(name)
+	if err != nil {
+		return strings.ToLower(strings.Join(strings.Fields(name), ""))
+	}
+	var b strings.Builder
+	for i, rdn := range dn.RDNs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for j, ava := range rdn.Attributes {
+			if j > 0 {
+				b.WriteByte('+')
+			}
+			b.WriteString(strings.ToLower(strings.Join(strings.Fields(ava.Value), "")))
+		}
+	}
+	return b.String()
 }
 
 // throttledResult is the answer to a throttled bind.

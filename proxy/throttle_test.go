@@ -471,3 +471,20 @@ func BenchmarkThrottleSuccessfulBind(b *testing.B) {
 		run(b, th)
 	})
 }
+
+func TestLooseDNKeyJoinsSpellings(t *testing.T) {
+	base := looseDNKey("uid=user0001,ou=people,dc=example,dc=org")
+	for _, v := range []string{
+		`UID=user0001\20,ou=people,dc=example,dc=org`,
+		`uid=user0001\20\20\20,OU=People,DC=Example,DC=org`,
+		"0.9.2342.19200300.100.1.1=user0001,ou=people,dc=example,dc=org",
+		"uid = user0001 , ou=people,dc=example,dc=org",
+	} {
+		if got := looseDNKey(v); got != base {
+			t.Errorf("looseDNKey(%q) = %q, want %q", v, got, base)
+		}
+	}
+	if looseDNKey("uid=user0002,ou=people,dc=example,dc=org") == base {
+		t.Error("two different users share a key")
+	}
+}

@@ -387,6 +387,17 @@ func (t *Tree) Search(w ResponseWriter, r *Request) {
 
 // locate finds the entry a request names. When there is none, the result says why:
 // invalidDNSyntax, or noSuchObject with the closest entry above as matchedDN.
+// Lookup returns the DN of the entry that dn names, spelled as the entry has it. dn is
+// matched the way searches match base DNs: attribute types by name or OID, values by
+// their matching rules (so case and insignificant spaces do not matter).
+func (t *Tree) Lookup(dn string) (string, bool) {
+	p, res := t.locate(dn)
+	if res != nil {
+		return "", false
+	}
+	return t.entries[p].view.DN, true
+}
+
 func (t *Tree) locate(dn string) (int32, *Result) {
 	if m := t.bases.Load(); m != nil {
 		if p, ok := (*m)[dn]; ok {

@@ -107,6 +107,17 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 			ActiveDirectory:  cfg.Sync.Preset == "active-directory",
 			UpstreamStartTLS: cfg.Upstream.StartTLS,
 			Metrics:          proxy.NewWritebackMetrics(a.reg),
+			BeforePasswordChange: func(dn string) {
+				if authCache != nil {
+					authCache.Forget(dn)
+				}
+				if creds == nil {
+					return
+				}
+				if u, ok := store.Snapshot().UserByDN(dn); ok {
+					creds.Forget(u.ID)
+				}
+			},
 			OnPasswordChanged: func(dn string, newPassword []byte) {
 				// The cached password is the old one now: never let it log in again.
 				if authCache != nil {
