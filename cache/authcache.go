@@ -26,12 +26,13 @@ const DefaultAuthCacheSize = 100_000
 // with any other password misses and goes to the upstream.
 type AuthCache struct {
 	ttl  time.Duration
+	norm func(string) string // the DN normaliser
 	max  int
 	now  func() time.Time // time.Now; tests replace it
 	macs sync.Pool        // of hash.Hash, HMACs under the cache's key
 
 	mu    sync.RWMutex
-	byDN  map[string]*list.Element // by NormalizeDN; values are *authEntry
+	byDN  map[string]*list.Element // by norm; values are *authEntry
 	order *list.List               // oldest Remember first
 }
 
@@ -45,7 +46,9 @@ type authEntry struct {
 // NewAuthCache returns a cache whose entries count for ttl after the bind
 // that the upstream accepted. With ttl 0 it is off: it remembers nothing and
 // every Check misses.
-func NewAuthCache(ttl time.Duration) *AuthCache {
+//
+// normalizeDN is the project's DN normaliser: every spelling of a DN is one entry.
+func NewAuthCache(ttl time.Duration, normalizeDN func(string) string) *AuthCache {
 	var key [32]byte
 	if _, err := rand.Read(key[:]); err != nil {
 		// crypto/rand does not fail on the platforms Go supports.
@@ -53,6 +56,7 @@ func NewAuthCache(ttl time.Duration) *AuthCache {
 	}
 	return &AuthCache{
 		ttl:   ttl,
+		norm:  normalizeDN,
 		max:   DefaultAuthCacheSize,
 		now:   time.Now,
 		macs:  sync.Pool{New: func() any { return hmac.New(sha256.New, key[:]) }},
@@ -68,7 +72,7 @@ func (a *AuthCache) Remember(dn string, password []byte) {
 	if a.ttl <= 0 || len(password) == 0 {
 		return
 	}
-	dn = NormalizeDN(dn)
+	dn = a.norm(dn)
 	mac := a.mac(dn, password)
 	now := a.now()
 	a.mu.Lock()
@@ -96,7 +100,7 @@ func (a *AuthCache) Check(dn string, password []byte) bool {
 	if a.ttl <= 0 || len(password) == 0 {
 		return false
 	}
-	dn = NormalizeDN(dn)
+	dn = a.norm(dn)
 	mac := a.mac(dn, password)
 	now := a.now()
 	a.mu.RLock()
@@ -112,7 +116,7 @@ func (a *AuthCache) Check(dn string, password []byte) bool {
 // Forget drops what the cache holds for dn: the upstream rejected a bind of
 // it, or its password was changed through the proxy.
 func (a *AuthCache) Forget(dn string) {
-	dn = NormalizeDN(dn)
+	dn = a.norm(dn)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if el := a.byDN[dn]; el != nil {

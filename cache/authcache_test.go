@@ -6,12 +6,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 const authDN = "uid=alice,ou=people,dc=example,dc=org"
 
 func newTestAuthCache(ttl time.Duration) (*AuthCache, *fakeClock) {
-	a := NewAuthCache(ttl)
+	a := NewAuthCache(ttl, directory.NormalizeDN)
 	clk := newFakeClock()
 	a.now = clk.now
 	return a, clk
@@ -116,7 +118,7 @@ func TestAuthCacheBound(t *testing.T) {
 }
 
 func TestAuthCacheConcurrent(t *testing.T) {
-	a := NewAuthCache(time.Minute)
+	a := NewAuthCache(time.Minute, directory.NormalizeDN)
 	a.max = 50
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -142,7 +144,7 @@ func TestAuthCacheConcurrent(t *testing.T) {
 // BenchmarkAuthCacheCheck is the bind hot path with cached_auth_ttl on: a
 // hit among 100,000 remembered DNs.
 func BenchmarkAuthCacheCheck(b *testing.B) {
-	a := NewAuthCache(time.Hour)
+	a := NewAuthCache(time.Hour, directory.NormalizeDN)
 	dns := make([]string, DefaultAuthCacheSize)
 	for i := range dns {
 		dns[i] = fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", i)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 // crashDirEnv tells TestHelperProcess, run by TestCrash in a child process,
@@ -55,7 +57,7 @@ func TestHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestCrash")
 	}
-	s, err := Open(Config{Path: dir}, nil)
+	s, err := Open(Config{Path: dir}, nil, directory.NormalizeDN)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -115,7 +117,7 @@ func TestCrash(t *testing.T) {
 		if last > committed {
 			committed = last
 		}
-		s, err := Open(Config{Path: dir}, testLogger(t))
+		s, err := Open(Config{Path: dir}, testLogger(t), directory.NormalizeDN)
 		if err != nil {
 			t.Fatalf("round %d: open after kill: %v", round, err)
 		}

@@ -94,8 +94,8 @@ type Argon2Params struct {
 	Threads uint8 `yaml:"threads"`
 }
 
-// Validate fills in defaults and checks the values. Errors name the key
-// (`argon2.memory_kib: ...`).
+// Validate fills in defaults and checks the values. Every mistake is
+// reported (errors.Join), each naming its key (`argon2.memory_kib: ...`).
 func (c *CredentialConfig) Validate() error {
 	var errs []error
 	positive := func(key string, v *time.Duration, def time.Duration) {
@@ -129,7 +129,7 @@ func (c *CredentialConfig) Validate() error {
 	if a.Threads == 0 {
 		a.Threads = DefaultArgon2Threads
 	}
-	if err := a.check(); err != nil {
+	for _, err := range a.problems() {
 		errs = append(errs, fmt.Errorf("argon2.%w", err))
 	}
 	return errors.Join(errs...)
@@ -137,18 +137,27 @@ func (c *CredentialConfig) Validate() error {
 
 // check verifies that p is usable and within bounds.
 func (p Argon2Params) check() error {
+	return errors.Join(p.problems()...)
+}
+
+// problems lists every parameter of p that is unusable or out of bounds, each
+// error starting with its key.
+func (p Argon2Params) problems() []error {
+	var errs []error
+	if p.Time == 0 || p.Time > maxArgon2Time {
+		errs = append(errs, fmt.Errorf("time: %d is not between 1 and %d", p.Time, maxArgon2Time))
+	}
+	if p.Threads == 0 {
+		errs = append(errs, errors.New("threads: must be at least 1"))
+	}
 	switch {
-	case p.Time == 0 || p.Time > maxArgon2Time:
-		return fmt.Errorf("time: %d is not between 1 and %d", p.Time, maxArgon2Time)
-	case p.Threads == 0:
-		return errors.New("threads: must be at least 1")
 	case p.MemoryKiB < 8*uint32(p.Threads):
 		// argon2 needs 8 KiB per thread; below that it silently uses more.
-		return fmt.Errorf("memory_kib: %d is less than 8 × threads (%d)", p.MemoryKiB, p.Threads)
+		errs = append(errs, fmt.Errorf("memory_kib: %d is less than 8 × threads (%d)", p.MemoryKiB, p.Threads))
 	case p.MemoryKiB > maxArgon2MemoryKiB:
-		return fmt.Errorf("memory_kib: %d is more than %d (1 GiB)", p.MemoryKiB, maxArgon2MemoryKiB)
+		errs = append(errs, fmt.Errorf("memory_kib: %d is more than %d (1 GiB)", p.MemoryKiB, maxArgon2MemoryKiB))
 	}
-	return nil
+	return errs
 }
 
 // Reasons Verify refuses an offline login. Each maps to one value of the
@@ -273,7 +282,9 @@ var offlineResults = []string{"success", "wrong_password", "no_hash", "expired",
 // are expired or no longer match the synced users, and registers a sweep
 // with s.OnCommit. With cfg.CachePasswords off it drops every stored hash
 // and gives a cache that stores nothing. Metrics are registered on reg
-// unless it is nil.
+// unless it is nil, with names without the namespace (offline_logins_total):
+// reg is expected to add it, so that Prometheus sees
+// ldapproxy_offline_logins_total.
 func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (*Credentials, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bind.%w", err)
@@ -293,7 +304,7 @@ func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (
 		stopSweep: make(chan struct{}),
 		sweepDone: make(chan struct{}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ldapproxy_offline_logins_total",
+			Name: "offline_logins_total",
 			Help: "Binds checked against the credential cache while no upstream could be reached, by result.",
 		}, []string{"result"}),
 	}
@@ -322,7 +333,7 @@ func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (
 	}
 	if reg != nil {
 		reg.MustRegister(c.logins, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "ldapproxy_credential_cache_entries",
+			Name: "credential_cache_entries",
 			Help: "Password hashes in the credential cache.",
 		}, func() float64 { return float64(c.Len()) }))
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,9 @@ func newCreds(t testing.TB, s *Store, clk *fakeClock, edit func(*CredentialConfi
 		edit(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	c, err := NewCredentials(s, cfg, reg)
+	// The prefix the app's registerer (metrics.Registerer) adds, so that the names
+	// looked up are the ones Prometheus sees.
+	c, err := NewCredentials(s, cfg, prometheus.WrapRegistererWithPrefix("ldapproxy_", reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,6 +641,44 @@ func TestCredentialConfigValidate(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q...", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestCredentialConfigReportsEveryError: a section with several independent
+// mistakes reports each of them, not only the first.
+func TestCredentialConfigReportsEveryError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  CredentialConfig
+		want []string
+	}{
+		{"two durations", CredentialConfig{OfflineMaxAge: -time.Hour, OfflineFailureWindow: -1},
+			[]string{"offline_max_age: ", "offline_failure_window: "}},
+		{"two counts", CredentialConfig{MaxConcurrentHashes: -1, OfflineFailureLimit: -2},
+			[]string{"max_concurrent_hashes: ", "offline_failure_limit: "}},
+		{"a count and argon2", CredentialConfig{MaxConcurrentHashes: -1, Argon2: Argon2Params{Time: 1000}},
+			[]string{"max_concurrent_hashes: ", "argon2.time: "}},
+		{"two argon2 parameters", CredentialConfig{Argon2: Argon2Params{Time: 1000, MemoryKiB: 2 << 20}},
+			[]string{"argon2.time: ", "argon2.memory_kib: "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want %q", tc.want)
+			}
+			var parts []error
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				parts = j.Unwrap()
+			}
+			if len(parts) != len(tc.want) {
+				t.Errorf("Validate() reported %d errors, want %d: %q", len(parts), len(tc.want), err)
+			}
+			for _, w := range tc.want {
+				if !slices.ContainsFunc(parts, func(e error) bool { return strings.HasPrefix(e.Error(), w) }) {
+					t.Errorf("Validate() = %q, want an error starting with %q", err, w)
+				}
+			}
+		})
 	}
 }
 

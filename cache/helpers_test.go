@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 // testLogger logs warnings and errors to the test's output.
@@ -25,7 +27,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 func openMem(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(Config{Path: InMemory}, testLogger(t))
+	s, err := Open(Config{Path: InMemory}, testLogger(t), directory.NormalizeDN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func openMem(t testing.TB) *Store {
 
 func openDir(t testing.TB, dir string) *Store {
 	t.Helper()
-	s, err := Open(Config{Path: dir}, testLogger(t))
+	s, err := Open(Config{Path: dir}, testLogger(t), directory.NormalizeDN)
 	if err != nil {
 		t.Fatal(err)
 	}

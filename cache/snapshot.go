@@ -16,11 +16,13 @@ import (
 // a fresh copy that the caller may keep or change.
 type Snapshot struct {
 	gen uint64
+	// norm is the store's DN normaliser, which the DN maps are keyed by.
+	norm func(string) string
 
 	users       map[string]*userRec // by ID
 	userList    []*userRec          // in ID order
-	usersByDN   map[string]*userRec // by NormalizeDN(DN); nil: several users
-	usersByPath map[string]*userRec // by NormalizeDN(Path), users with a Path only
+	usersByDN   map[string]*userRec // by norm(DN); nil: several users
+	usersByPath map[string]*userRec // by norm(Path), users with a Path only
 	usersByName map[string]*userRec // by lower-case Username; nil: several users
 
 	groups     map[string]*groupRec
@@ -36,9 +38,9 @@ type userRec struct {
 	id      string
 	val     string // the encoding, see appendUser
 	gen     uint64 // generation in the key of the Badger record
-	dnKey   string // NormalizeDN(DN)
+	dnKey   string // norm(DN)
 	nameKey string // lower-case Username
-	pathKey string // NormalizeDN(Path); empty when Path is
+	pathKey string // norm(Path); empty when Path is
 }
 
 // groupRec is a group as the store holds it.
@@ -50,25 +52,25 @@ type groupRec struct {
 }
 
 // newUserRec indexes the user id encoded in val, written by generation gen.
-func newUserRec(id, val string, gen uint64) (*userRec, error) {
+func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec, error) {
 	h, err := checkUser(val)
 	if err != nil {
 		return nil, err
 	}
-	r := &userRec{id: id, val: val, gen: gen, dnKey: NormalizeDN(h.dn), nameKey: strings.ToLower(h.username)}
+	r := &userRec{id: id, val: val, gen: gen, dnKey: norm(h.dn), nameKey: strings.ToLower(h.username)}
 	if h.path != "" {
-		r.pathKey = NormalizeDN(h.path)
+		r.pathKey = norm(h.path)
 	}
 	return r, nil
 }
 
 // newGroupRec indexes the group id encoded in val, written by generation gen.
-func newGroupRec(id, val string, gen uint64) (*groupRec, error) {
+func newGroupRec(id, val string, gen uint64, norm func(string) string) (*groupRec, error) {
 	h, err := checkGroup(val)
 	if err != nil {
 		return nil, err
 	}
-	return &groupRec{id: id, val: val, gen: gen, dnKey: NormalizeDN(h.dn)}, nil
+	return &groupRec{id: id, val: val, gen: gen, dnKey: norm(h.dn)}, nil
 }
 
 // user decodes r. The encoding was checked when r was made, so an error here
@@ -94,14 +96,9 @@ type memberList struct {
 	users, groups []string
 }
 
-// emptySnapshot is the state of a new store.
-func emptySnapshot() *Snapshot {
-	return newSnapshot(0, map[string]*userRec{}, map[string]*groupRec{})
-}
-
 // newSnapshot indexes users and groups (by ID), which it keeps.
-func newSnapshot(gen uint64, users map[string]*userRec, groups map[string]*groupRec) *Snapshot {
-	sn := &Snapshot{gen: gen}
+func newSnapshot(gen uint64, users map[string]*userRec, groups map[string]*groupRec, norm func(string) string) *Snapshot {
+	sn := &Snapshot{gen: gen, norm: norm}
 	sn.setUsers(users)
 	sn.setGroups(groups)
 	sn.setMembers()
@@ -210,16 +207,16 @@ func (sn *Snapshot) UserByID(id string) (*User, bool) {
 	return userOf(sn.users[id])
 }
 
-// UserByDN returns the user whose upstream DN equals dn, compared as
-// NormalizeDN does. A DN two users share finds neither.
+// UserByDN returns the user whose upstream DN equals dn, compared as the
+// store's DN normaliser does. A DN two users share finds neither.
 func (sn *Snapshot) UserByDN(dn string) (*User, bool) {
-	return userOf(sn.usersByDN[NormalizeDN(dn)])
+	return userOf(sn.usersByDN[sn.norm(dn)])
 }
 
 // UserByPath returns the user served under dn: the one whose Path equals dn,
 // or, among users without a Path, the one whose DN does.
 func (sn *Snapshot) UserByPath(dn string) (*User, bool) {
-	key := NormalizeDN(dn)
+	key := sn.norm(dn)
 	if r, ok := sn.usersByPath[key]; ok {
 		return userOf(r)
 	}
@@ -227,6 +224,16 @@ func (sn *Snapshot) UserByPath(dn string) (*User, bool) {
 		return r.user(), true
 	}
 	return nil, false
+}
+
+// UserByBindDN returns the user a bind DN names: the user served under dn, or else the
+// one whose upstream DN dn is. dn is normalised once for both lookups.
+func (sn *Snapshot) UserByBindDN(dn string) (*User, bool) {
+	key := sn.norm(dn)
+	if r := sn.usersByPath[key]; r != nil {
+		return r.user(), true
+	}
+	return userOf(sn.usersByDN[key])
 }
 
 // UserByUsername returns the user with the user name name, compared without
@@ -257,10 +264,10 @@ func (sn *Snapshot) GroupByID(id string) (*Group, bool) {
 	return groupOf(sn.groups[id])
 }
 
-// GroupByDN returns the group whose upstream DN equals dn, compared as
-// NormalizeDN does. A DN two groups share finds neither.
+// GroupByDN returns the group whose upstream DN equals dn, compared as the
+// store's DN normaliser does. A DN two groups share finds neither.
 func (sn *Snapshot) GroupByDN(dn string) (*Group, bool) {
-	return groupOf(sn.groupsByDN[NormalizeDN(dn)])
+	return groupOf(sn.groupsByDN[sn.norm(dn)])
 }
 
 func groupOf(r *groupRec) (*Group, bool) {

@@ -66,7 +66,8 @@ type Store struct {
 	dir string // "" in memory
 	log *slog.Logger
 
-	snap atomic.Pointer[Snapshot]
+	snap   atomic.Pointer[Snapshot]
+	normDN func(string) string
 
 	mu       sync.Mutex
 	active   *Sync
@@ -86,14 +87,21 @@ type Store struct {
 // committed state into memory, so that Snapshot serves it at once. Leftovers
 // of an interrupted sync are discarded here. A store another process has open
 // is refused.
-func Open(cfg Config, log *slog.Logger) (*Store, error) {
+//
+// normalizeDN is the project's DN normaliser (directory.NormalizeDN): the store keys its
+// DN and path lookups by it, so that every spelling a directory takes for a DN finds the
+// same object.
+func Open(cfg Config, log *slog.Logger, normalizeDN func(string) string) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("store.%w", err)
+	}
+	if normalizeDN == nil {
+		return nil, errors.New("store: no DN normaliser")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, status: map[string]Status{}}
+	s := &Store{log: log, status: map[string]Status{}, normDN: normalizeDN}
 	var opts badger.Options
 	if cfg.Path == InMemory {
 		opts = badger.DefaultOptions("").WithInMemory(true)
@@ -162,6 +170,9 @@ func (s *Store) Close() error {
 
 // Snapshot returns the state of the last committed sync.
 func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
+
+// NormalizeDN returns the form the store compares DNs in (the normaliser given to Open).
+func (s *Store) NormalizeDN(dn string) string { return s.normDN(dn) }
 
 // Status returns the last status of each object kind, users first: the one
 // of the sync running now, or the last one recorded (which survives restarts).
@@ -237,7 +248,7 @@ func (s *Store) load() error {
 			if len(val) == 0 {
 				return nil
 			}
-			r, err := newUserRec(id, string(val), kgen)
+			r, err := newUserRec(id, string(val), kgen, s.normDN)
 			if err != nil {
 				return err
 			}
@@ -249,7 +260,7 @@ func (s *Store) load() error {
 			if len(val) == 0 {
 				return nil
 			}
-			r, err := newGroupRec(id, string(val), kgen)
+			r, err := newGroupRec(id, string(val), kgen, s.normDN)
 			if err != nil {
 				return err
 			}
@@ -272,7 +283,7 @@ func (s *Store) load() error {
 	}); err != nil {
 		return err
 	}
-	s.snap.Store(newSnapshot(gen, users, groups))
+	s.snap.Store(newSnapshot(gen, users, groups, s.normDN))
 	return nil
 }
 

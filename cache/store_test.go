@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 func TestLookups(t *testing.T) {
@@ -688,7 +690,7 @@ func TestInUse(t *testing.T) {
 	dir := t.TempDir()
 	s := openDir(t, dir)
 	defer s.Close()
-	_, err := Open(Config{Path: dir}, testLogger(t))
+	_, err := Open(Config{Path: dir}, testLogger(t), directory.NormalizeDN)
 	if err == nil || !strings.Contains(err.Error(), "is in use by another ldapproxy process") {
 		t.Fatalf("second Open: %v", err)
 	}

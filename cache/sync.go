@@ -127,7 +127,7 @@ func (w *Sync) PutUser(u *User) error {
 	}
 	// The ID is cloned so that the store does not keep alive whatever
 	// larger string the caller may have cut it from.
-	r, err := newUserRec(strings.Clone(u.ID), string(w.buf), w.gen)
+	r, err := newUserRec(strings.Clone(u.ID), string(w.buf), w.gen, w.s.normDN)
 	if err != nil {
 		return fmt.Errorf("user %s: %w", u.DN, err)
 	}
@@ -174,7 +174,7 @@ func (w *Sync) PutGroup(g *Group) error {
 		w.groups[g.ID] = cur
 		return nil
 	}
-	r, err := newGroupRec(strings.Clone(g.ID), string(w.buf), w.gen)
+	r, err := newGroupRec(strings.Clone(g.ID), string(w.buf), w.gen, w.s.normDN)
 	if err != nil {
 		return fmt.Errorf("group %s: %w", g.DN, err)
 	}

@@ -42,8 +42,21 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Namespace is the prefix, followed by an underscore, of every metric the proxy declares
+// (ldapproxy_upstream_up, ldapproxy_sync_runs_total, ...). Packages declare their names
+// without it and register them on the Registerer below, which adds it.
+const Namespace = "ldapproxy"
+
+// Registerer returns the registerer the packages register their metrics on: reg, with
+// every name prefixed by Namespace and an underscore. The Go runtime and process
+// collectors (go_*, process_*) stay on reg itself, without the prefix.
+func Registerer(reg *prometheus.Registry) prometheus.Registerer {
+	return prometheus.WrapRegistererWithPrefix(Namespace+"_", reg)
+}
+
 // NewRegistry returns a registry with the Go runtime and process collectors, which every
-// Prometheus target is expected to expose.
+// Prometheus target is expected to expose. Register the proxy's own metrics through
+// Registerer(reg).
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

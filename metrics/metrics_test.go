@@ -14,8 +14,8 @@ import (
 
 func TestEndpoints(t *testing.T) {
 	reg := NewRegistry()
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "ldapproxy_test_total", Help: "t"})
-	reg.MustRegister(c)
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_total", Help: "t"})
+	Registerer(reg).MustRegister(c)
 	c.Add(3)
 	var readyErr error
 	for _, pprof := range []bool{false, true} {
@@ -35,7 +35,8 @@ func TestEndpoints(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			return resp.StatusCode, string(b)
 		}
-		if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "ldapproxy_test_total 3") || !strings.Contains(body, "go_goroutines") {
+		if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "ldapproxy_test_total 3") || !strings.Contains(body, "go_goroutines") ||
+			strings.Contains(body, "ldapproxy_go_") {
 			t.Errorf("/metrics: %d", code)
 		}
 		if code, _ := get("/healthz"); code != 200 {

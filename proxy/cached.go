@@ -5,19 +5,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-ldap/ldap/v3"
-
 	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/ldapserver"
 )
 
-// cached answers searches and compares from the synced store. It keeps the served tree
-// of the store's latest generation and builds a new one whenever a sync commits, so a
-// search always sees one complete generation.
+// cached answers searches and compares from the synced store. It feeds the directory
+// engine the served entries of the store's latest generation (served.go) and builds a
+// new tree whenever a sync commits, so a search always sees one complete generation.
 type cached struct {
 	store *cache.Store
 	opts  ServedOptions
 	log   *slog.Logger
-	tree  atomic.Pointer[Tree]
+	tree  atomic.Pointer[directory.Tree]
 }
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {
@@ -31,7 +31,7 @@ func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached
 func (c *cached) rebuild(sn *cache.Snapshot) {
 	start := time.Now()
 	entries := ServedEntries(sn, c.opts)
-	t, err := NewTree([]string{c.opts.BaseDN}, entries)
+	t, err := directory.NewTree([]string{c.opts.BaseDN}, entries)
 	if err != nil {
 		c.log.Error("cannot build the served tree; keeping the previous one", "generation", sn.Generation(), "err", err)
 		return
@@ -40,28 +40,13 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "took", time.Since(start).Round(time.Millisecond))
 }
 
-func (c *cached) ServeLDAP(w ResponseWriter, r *Request) {
-	t := c.tree.Load()
-	switch r.Op {
-	case OpSearch:
-		t.Search(w, r)
-	case OpCompare:
-		t.Compare(w, r)
-	default:
-		w.WriteResult(&Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "operation not supported"})
+func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {
+	res := c.tree.Load().Search(r.Context(), r.Search, r.Controls, func(e *directory.Entry) error { return w.WriteEntry(e) })
+	if res != nil {
+		w.WriteResult(res)
 	}
 }
 
-// split sends binds to one handler and reads to another (cached mode: binds upstream,
-// searches and compares from the store).
-type split struct {
-	bind, read Handler
-}
-
-func (s *split) ServeLDAP(w ResponseWriter, r *Request) {
-	if r.Op == OpBind {
-		s.bind.ServeLDAP(w, r)
-		return
-	}
-	s.read.ServeLDAP(w, r)
+func (c *cached) compare(w ldapserver.ResponseWriter, r *ldapserver.Request) {
+	w.WriteResult(c.tree.Load().Compare(r.Compare))
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/ldapserver"
 )
 
 // ListenConfig is the `listen:` section of the configuration file: the client-facing
@@ -104,16 +106,16 @@ func (c *ListenConfig) Validate() error {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
 	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
+		c.WriteTimeout = ldapserver.DefaultWriteTimeout
 	}
 	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
+		c.MaxMessageSize = ldapserver.DefaultMaxMessageSize
 	}
 	if c.MaxFilterDepth == 0 {
-		c.MaxFilterDepth = DefaultMaxFilterDepth
+		c.MaxFilterDepth = ldapserver.DefaultMaxFilterDepth
 	}
 	if c.MaxOperationsPerConnection == 0 {
-		c.MaxOperationsPerConnection = DefaultMaxOpsPerConn
+		c.MaxOperationsPerConnection = ldapserver.DefaultMaxOpsPerConn
 	}
 	// Bind-failure throttling: an absent count takes its default; 0 stays 0 (off).
 	if c.BindFailuresPerUser == nil {
@@ -147,11 +149,6 @@ func (c *ListenConfig) Validate() error {
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
 		errs = append(errs, errors.New("tls.client_ca_file: needs tls.cert_file"))
 	}
-	if c.TLS.CertFile != "" && c.TLS.KeyFile != "" {
-		if _, err := c.ServerTLS(); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	for _, n := range []struct {
 		key string
 		v   int64
@@ -172,7 +169,9 @@ func (c *ListenConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ServerTLS loads the TLS identity; nil when none is configured. Minimum TLS 1.2.
+// ServerTLS loads the TLS identity; nil when none is configured. Minimum TLS 1.2. It
+// reads the files: it is called once, when the server is built (and again by a reload),
+// never by Validate.
 func (c *ListenConfig) ServerTLS() (*tls.Config, error) {
 	if c.TLS.CertFile == "" {
 		return nil, nil

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+	"github.com/ldapproxy/ldapproxy/ldapserver"
 )
 
 // Metrics are the frontend's Prometheus metrics. Labels carry only the operation and the
@@ -22,17 +23,17 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer, open func() float64) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ldapproxy_requests_total",
+			Name: "requests_total",
 			Help: "LDAP requests answered, by operation and result code name.",
 		}, []string{"op", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "ldapproxy_request_duration_seconds",
+			Name:    "request_duration_seconds",
 			Help:    "Time from a request's arrival to its final response, by operation.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"op"}),
 	}
 	reg.MustRegister(m.requests, m.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "ldapproxy_connections_open",
+		Name: "connections_open",
 		Help: "Client connections currently open.",
 	}, open))
 	return m
@@ -40,8 +41,8 @@ func NewMetrics(reg prometheus.Registerer, open func() float64) *Metrics {
 
 // instrument is the outermost handler: it counts and times each request and logs it at
 // debug level, with its result.
-func instrument(next Handler, m *Metrics, log *slog.Logger) Handler {
-	return HandlerFunc(func(w ResponseWriter, r *Request) {
+func instrument(next ldapserver.Handler, m *Metrics, log *slog.Logger) ldapserver.Handler {
+	return ldapserver.HandlerFunc(func(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		next.ServeLDAP(rec, r)
@@ -63,30 +64,30 @@ func instrument(next Handler, m *Metrics, log *slog.Logger) Handler {
 
 // recorder remembers what a handler answered.
 type recorder struct {
-	ResponseWriter
+	ldapserver.ResponseWriter
 	code    uint16
 	wrote   bool
 	entries int
 }
 
-func (r *recorder) WriteEntry(e *Entry, controls ...Control) error {
+func (r *recorder) WriteEntry(e *ldapserver.Entry, controls ...ldapserver.Control) error {
 	r.entries++
 	return r.ResponseWriter.WriteEntry(e, controls...)
 }
 
-func (r *recorder) Relay(msg []byte) error {
-	if tag, code, final, err := ldapwire.Response(msg); err == nil {
-		switch {
-		case final:
-			r.code, r.wrote = code, true
-		case tag == ldapwire.TagSearchResultEntry:
-			r.entries++
-		}
+// Relay passes an upstream response on, counting it from what was read of it where it
+// arrived.
+func (r *recorder) Relay(resp ldapwire.Response) error {
+	switch {
+	case resp.Final:
+		r.code, r.wrote = resp.Code, true
+	case resp.Tag == ldapwire.TagSearchResultEntry:
+		r.entries++
 	}
-	return r.ResponseWriter.Relay(msg)
+	return relay(r.ResponseWriter, resp)
 }
 
-func (r *recorder) WriteResult(res *Result) error {
+func (r *recorder) WriteResult(res *ldapserver.Result) error {
 	r.code, r.wrote = res.Code, true
 	return r.ResponseWriter.WriteResult(res)
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 // ServedOptions say how synced objects become the entries cached searches serve.
@@ -26,7 +28,7 @@ type ServedOptions struct {
 // objectClass, entryUUID and every mapped attributes.* field; per group cn, member,
 // memberOf and objectClass; and the containers (the base DN, OUs) between them. No
 // password or hash is ever among them: the store holds none.
-func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*Entry {
+func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 	groupDN := map[string]string{}
 	sn.Groups(func(g *cache.Group) bool {
 		groupDN[g.ID] = g.DN
@@ -68,14 +70,14 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*Entry {
 	}
 
 	userDN := map[string]string{}
-	var entries []*Entry
+	var entries []*directory.Entry
 	sn.Users(func(u *cache.User) bool {
 		dn := u.DN
 		if u.Path != "" {
 			dn = u.Path
 		}
 		userDN[u.ID] = dn
-		e := &Entry{DN: dn}
+		e := &directory.Entry{DN: dn}
 		add := func(name string, vals ...string) {
 			var vs [][]byte
 			for _, v := range vals {
@@ -84,7 +86,7 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*Entry {
 				}
 			}
 			if len(vs) > 0 {
-				e.Attributes = append(e.Attributes, Attribute{Name: name, Values: vs})
+				e.Attributes = append(e.Attributes, directory.Attribute{Name: name, Values: vs})
 			}
 		}
 		add("objectClass", "top", "person", "organizationalPerson", "inetOrgPerson")
@@ -104,18 +106,18 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*Entry {
 		add("mail", u.Email)
 		add("entryUUID", u.ID)
 		if m := dnsOf(ancestors(u.Groups)); len(m) > 0 {
-			e.Attributes = append(e.Attributes, Attribute{Name: "memberOf", Values: m})
+			e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: m})
 		}
 		addMapped(e, u.Attributes)
 		entries = append(entries, e)
 		return true
 	})
 	sn.Groups(func(g *cache.Group) bool {
-		e := &Entry{DN: g.DN}
+		e := &directory.Entry{DN: g.DN}
 		e.Attributes = append(e.Attributes,
-			Attribute{Name: "objectClass", Values: [][]byte{[]byte("top"), []byte("groupOfNames")}},
-			Attribute{Name: "cn", Values: [][]byte{[]byte(g.Name)}},
-			Attribute{Name: "entryUUID", Values: [][]byte{[]byte(g.ID)}})
+			directory.Attribute{Name: "objectClass", Values: [][]byte{[]byte("top"), []byte("groupOfNames")}},
+			directory.Attribute{Name: "cn", Values: [][]byte{[]byte(g.Name)}},
+			directory.Attribute{Name: "entryUUID", Values: [][]byte{[]byte(g.ID)}})
 		users, groups := sn.Members(g.ID)
 		var members [][]byte
 		for _, id := range users {
@@ -125,10 +127,10 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*Entry {
 		}
 		members = append(members, dnsOf(groups)...)
 		if len(members) > 0 {
-			e.Attributes = append(e.Attributes, Attribute{Name: "member", Values: members})
+			e.Attributes = append(e.Attributes, directory.Attribute{Name: "member", Values: members})
 		}
 		if m := dnsOf(ancestors(g.Parents)); len(m) > 0 {
-			e.Attributes = append(e.Attributes, Attribute{Name: "memberOf", Values: m})
+			e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: m})
 		}
 		addMapped(e, g.Attributes)
 		entries = append(entries, e)
@@ -141,7 +143,7 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*Entry {
 // A field's name becomes an LDAP attribute name in lower camel case (given_name →
 // givenName), since LDAP names allow no underscore; a field whose name the entry already
 // has (givenName, sn from the presets) is not repeated.
-func addMapped(e *Entry, attrs map[string]any) {
+func addMapped(e *directory.Entry, attrs map[string]any) {
 	names := make([]string, 0, len(attrs))
 	for k := range attrs {
 		names = append(names, k)
@@ -152,7 +154,7 @@ func addMapped(e *Entry, attrs map[string]any) {
 		if name == "surname" {
 			name = "sn"
 		}
-		if hasAttribute(e, name) {
+		if slices.ContainsFunc(e.Attributes, func(a directory.Attribute) bool { return strings.EqualFold(a.Name, name) }) {
 			continue
 		}
 		var vals [][]byte
@@ -167,7 +169,7 @@ func addMapped(e *Entry, attrs map[string]any) {
 			}
 		}
 		if len(vals) > 0 {
-			e.Attributes = append(e.Attributes, Attribute{Name: name, Values: vals})
+			e.Attributes = append(e.Attributes, directory.Attribute{Name: name, Values: vals})
 		}
 	}
 }
@@ -225,15 +227,15 @@ func attrString(v any) string {
 
 // containers makes the entries between the base DN and the synced objects (the base
 // itself, OUs), which the directory has but the sync does not copy.
-func containers(base string, entries []*Entry) []*Entry {
-	baseNorm := cache.NormalizeDN(base)
+func containers(base string, entries []*directory.Entry) []*directory.Entry {
+	baseNorm := directory.NormalizeDN(base)
 	have := map[string]bool{}
 	for _, e := range entries {
-		have[cache.NormalizeDN(e.DN)] = true
+		have[directory.NormalizeDN(e.DN)] = true
 	}
-	var out []*Entry
+	var out []*directory.Entry
 	want := func(dn string) {
-		n := cache.NormalizeDN(dn)
+		n := directory.NormalizeDN(dn)
 		if have[n] {
 			return
 		}
@@ -248,7 +250,7 @@ func containers(base string, entries []*Entry) []*Entry {
 		}
 		for i := 1; i < len(parsed.RDNs); i++ {
 			anc := &ldap.DN{RDNs: parsed.RDNs[i:]}
-			n := cache.NormalizeDN(anc.String())
+			n := directory.NormalizeDN(anc.String())
 			if n == baseNorm || !strings.HasSuffix(n, ","+baseNorm) {
 				break
 			}
@@ -260,8 +262,8 @@ func containers(base string, entries []*Entry) []*Entry {
 }
 
 // containerEntry is a minimal entry for a container DN, classed by its RDN's type.
-func containerEntry(dn string) *Entry {
-	e := &Entry{DN: dn}
+func containerEntry(dn string) *directory.Entry {
+	e := &directory.Entry{DN: dn}
 	parsed, err := ldap.ParseDN(dn)
 	if err != nil || len(parsed.RDNs) == 0 || len(parsed.RDNs[0].Attributes) == 0 {
 		return e
@@ -278,13 +280,13 @@ func containerEntry(dn string) *Entry {
 	if class == nil {
 		class = []string{"top", "extensibleObject"}
 	}
-	oc := Attribute{Name: "objectClass"}
+	oc := directory.Attribute{Name: "objectClass"}
 	for _, c := range class {
 		oc.Values = append(oc.Values, []byte(c))
 	}
-	e.Attributes = append(e.Attributes, oc, Attribute{Name: rdn.Type, Values: [][]byte{[]byte(rdn.Value)}})
+	e.Attributes = append(e.Attributes, oc, directory.Attribute{Name: rdn.Type, Values: [][]byte{[]byte(rdn.Value)}})
 	if strings.EqualFold(rdn.Type, "dc") {
-		e.Attributes = append(e.Attributes, Attribute{Name: "o", Values: [][]byte{[]byte(rdn.Value)}})
+		e.Attributes = append(e.Attributes, directory.Attribute{Name: "o", Values: [][]byte{[]byte(rdn.Value)}})
 	}
 	return e
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/ldapserver"
 )
 
 // Bind-failure throttling (listen.bind_failures_per_user, bind_failures_per_address,
@@ -56,7 +58,7 @@ type ThrottleMetrics struct {
 // NewThrottleMetrics registers ldapproxy_bind_throttled_total on reg.
 func NewThrottleMetrics(reg prometheus.Registerer) *ThrottleMetrics {
 	m := &ThrottleMetrics{refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ldapproxy_bind_throttled_total",
+		Name: "bind_throttled_total",
 		Help: "Binds refused without asking the upstream after too many failed binds, by scope: user or address.",
 	}, []string{"scope"})}
 	for _, s := range []string{scopeUser, scopeAddress} {
@@ -189,7 +191,7 @@ func (a *bindAttempt) userKey() string {
 	if a.key == "" {
 		switch {
 		case a.u != nil:
-			a.key = cache.NormalizeDN(a.u.DN)
+			a.key = directory.NormalizeDN(a.u.DN)
 		case strings.Contains(a.name, "="):
 			a.key = looseDNKey(a.name)
 		default:
@@ -224,8 +226,8 @@ func looseDNKey(name string) string {
 }
 
 // throttledResult is the answer to a throttled bind.
-func throttledResult() *Result {
-	return &Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: throttledDiagnostic}
+func throttledResult() *ldapserver.Result {
+	return &ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: throttledDiagnostic}
 }
 
 // clientIP is the IP address of a client, IPv4-mapped IPv6 addresses as IPv4; invalid

@@ -16,6 +16,8 @@ import (
 
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+	"github.com/ldapproxy/ldapproxy/ldapserver"
+	"github.com/ldapproxy/ldapproxy/metrics"
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
 
@@ -46,7 +48,7 @@ func testThrottle(t *testing.T, perUser, perAddr int, window time.Duration) (*bi
 	reg := prometheus.NewRegistry()
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	th := newBindThrottle(ListenConfig{BindFailuresPerUser: &perUser, BindFailuresPerAddress: &perAddr, BindFailureWindow: window}, NewThrottleMetrics(reg), log)
+	th := newBindThrottle(ListenConfig{BindFailuresPerUser: &perUser, BindFailuresPerAddress: &perAddr, BindFailureWindow: window}, NewThrottleMetrics(metrics.Registerer(reg)), log)
 	if th == nil {
 		t.Fatal("no throttle built")
 	}
@@ -354,13 +356,21 @@ func TestThrottledBindSkipsUpstream(t *testing.T) {
 	srv := slapdtest.New(t, slapdtest.Options{Users: 3, Groups: -1})
 	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
-	pool, err := upstream.New(upstream.Config{URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword, BaseDN: srv.Suffix, Timeout: 5 * time.Second}, log, reg)
+	pool, err := upstream.New(upstream.Config{URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword, BaseDN: srv.Suffix, Timeout: 5 * time.Second}, log, metrics.Registerer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pool.Close() })
 	th, clock, _, _ := testThrottle(t, 3, 0, time.Minute)
-	addr := serve(t, &Server{Handler: &direct{pool: pool, log: log, throttle: th}})
+	h := &binder{pool: pool, names: &resolver{}, log: log, passwords: &passwordCaches{log: log}, throttle: th}
+	front := &ldapserver.Server{Handler: ldapserver.HandlerFunc(h.bind), ConnContext: withClient, Logger: log}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(ln)
+	t.Cleanup(func() { front.Close() })
+	addr := ln.Addr().String()
 	c := dialLDAP(t, addr)
 
 	bind := func(i int, password string) error { return c.Bind(srv.UserDN(i), password) }
@@ -455,7 +465,7 @@ func BenchmarkThrottleSuccessfulBind(b *testing.B) {
 		})
 	}
 	newThrottle := func() *bindThrottle {
-		return newBindThrottle(ListenConfig{}, NewThrottleMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+		return newBindThrottle(ListenConfig{}, NewThrottleMetrics(metrics.Registerer(prometheus.NewRegistry())), slog.New(slog.DiscardHandler))
 	}
 	b.Run("off", func(b *testing.B) { run(b, nil) })
 	b.Run("nothing-counted", func(b *testing.B) { run(b, newThrottle()) })

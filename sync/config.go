@@ -101,12 +101,14 @@ var (
 	uniquenessFields = []string{"objectGUID", "objectSid", "entryUUID", "ipaUniqueID", "nsUniqueId"}
 )
 
-// Validate fills in the preset's defaults and checks the section. Errors name the key.
+// Validate fills in the preset's defaults and checks the section. Every mistake is
+// reported (errors.Join), each with the key that holds it; with an unknown preset, the
+// keys it would have filled in are checked only when set.
 func (c *Config) Validate() error {
 	var errs []error
 	p, ok := presets[c.Preset]
 	if !ok {
-		return fmt.Errorf("preset: %q is not one of active-directory, openldap, freeipa", c.Preset)
+		errs = append(errs, fmt.Errorf("preset: %q is not one of active-directory, openldap, freeipa", c.Preset))
 	}
 	if c.UserFilter == "" {
 		c.UserFilter = p.userFilter
@@ -127,6 +129,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("page_size: %d is not between 1 and 100000", c.PageSize))
 	}
 	for _, f := range []struct{ key, filter string }{{"user_filter", c.UserFilter}, {"group_filter", c.GroupFilter}} {
+		if f.filter == "" {
+			continue // no preset to take it from: reported as preset
+		}
 		if _, err := ldap.CompileFilter(f.filter); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q: %w", f.key, f.filter, err))
 		}
@@ -139,11 +144,17 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is not a DN: %w", d.key, d.dn, err))
 		}
 	}
-	if c.MembershipField = canonical(c.MembershipField, membershipFields); c.MembershipField == "" {
-		errs = append(errs, fmt.Errorf("membership_field: not one of %s", strings.Join(membershipFields, ", ")))
-	}
-	if c.UniquenessField = canonical(c.UniquenessField, uniquenessFields); c.UniquenessField == "" {
-		errs = append(errs, fmt.Errorf("uniqueness_field: not one of %s", strings.Join(uniquenessFields, ", ")))
+	for _, f := range []struct {
+		key   string
+		value *string
+		list  []string
+	}{{"membership_field", &c.MembershipField, membershipFields}, {"uniqueness_field", &c.UniquenessField, uniquenessFields}} {
+		if *f.value == "" && !ok {
+			continue // no preset to take it from: reported as preset
+		}
+		if *f.value = canonical(*f.value, f.list); *f.value == "" {
+			errs = append(errs, fmt.Errorf("%s: not one of %s", f.key, strings.Join(f.list, ", ")))
+		}
 	}
 	if c.UserPath != "" {
 		probe := strings.NewReplacer("{username}", "x", "{base_dn}", "dc=x").Replace(c.UserPath)

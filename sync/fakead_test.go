@@ -13,8 +13,9 @@ import (
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/ldapproxy/ldapproxy/cache"
-	"github.com/ldapproxy/ldapproxy/proxy"
+	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+	"github.com/ldapproxy/ldapproxy/ldapserver"
 )
 
 // fakeAD answers like Active Directory for what a sync asks, which OpenLDAP cannot
@@ -54,17 +55,17 @@ func fakeGUID(i int) []byte {
 	return b
 }
 
-func attr(name string, vals ...string) proxy.Attribute {
-	a := proxy.Attribute{Name: name}
+func attr(name string, vals ...string) ldapserver.Attribute {
+	a := ldapserver.Attribute{Name: name}
 	for _, v := range vals {
 		a.Values = append(a.Values, []byte(v))
 	}
 	return a
 }
 
-func (f *fakeAD) userEntry(i int, display string) *proxy.Entry {
+func (f *fakeAD) userEntry(i int, display string) *ldapserver.Entry {
 	name := fmt.Sprintf("user%04d", i)
-	return &proxy.Entry{DN: f.userDN(i), Attributes: []proxy.Attribute{
+	return &ldapserver.Entry{DN: f.userDN(i), Attributes: []ldapserver.Attribute{
 		attr("objectClass", "top", "person", "organizationalPerson", "user"),
 		attr("cn", fmt.Sprintf("User %04d", i)),
 		attr("sAMAccountName", name),
@@ -89,8 +90,8 @@ func (f *fakeAD) members(cn string) []string {
 	return vals
 }
 
-func (f *fakeAD) groupEntry(cn string, guid int) *proxy.Entry {
-	e := &proxy.Entry{DN: f.groupDN(cn), Attributes: []proxy.Attribute{
+func (f *fakeAD) groupEntry(cn string, guid int) *ldapserver.Entry {
+	e := &ldapserver.Entry{DN: f.groupDN(cn), Attributes: []ldapserver.Attribute{
 		attr("objectClass", "top", "group"),
 		attr("cn", cn),
 		{Name: "objectGUID", Values: [][]byte{fakeGUID(guid)}},
@@ -104,16 +105,16 @@ func (f *fakeAD) groupEntry(cn string, guid int) *proxy.Entry {
 	return e
 }
 
-func (f *fakeAD) ServeLDAP(w proxy.ResponseWriter, r *proxy.Request) {
+func (f *fakeAD) ServeLDAP(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	switch {
-	case r.Op == proxy.OpBind:
-		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
-	case r.Op != proxy.OpSearch:
-		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "fake AD: read-only"})
-	case r.Search.Scope == proxy.ScopeBase && r.Search.BaseDN == "":
-		w.WriteEntry(&proxy.Entry{DN: "", Attributes: []proxy.Attribute{attr("namingContexts", fakeBase)}})
-		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
-	case r.Search.Scope == proxy.ScopeBase:
+	case r.Op == ldapserver.OpBind:
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
+	case r.Op != ldapserver.OpSearch:
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "fake AD: read-only"})
+	case r.Search.Scope == ldapserver.ScopeBase && r.Search.BaseDN == "":
+		w.WriteEntry(&ldapserver.Entry{DN: "", Attributes: []ldapserver.Attribute{attr("namingContexts", fakeBase)}})
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
+	case r.Search.Scope == ldapserver.ScopeBase:
 		f.rangeRetrieval(w, r)
 	default:
 		filter, _ := r.Search.FilterString()
@@ -123,20 +124,20 @@ func (f *fakeAD) ServeLDAP(w proxy.ResponseWriter, r *proxy.Request) {
 		f.mu.Unlock()
 		switch lower := strings.ToLower(filter); {
 		case strings.Contains(lower, "objectclass=user"):
-			f.paged(w, r, f.users, failAt, func(i int) *proxy.Entry { return f.userEntry(i+1, display) })
+			f.paged(w, r, f.users, failAt, func(i int) *ldapserver.Entry { return f.userEntry(i+1, display) })
 		case strings.Contains(lower, "objectclass=group"):
-			f.paged(w, r, 2, 0, func(i int) *proxy.Entry {
-				return []*proxy.Entry{f.groupEntry("Big", -1), f.groupEntry("Small", -2)}[i]
+			f.paged(w, r, 2, 0, func(i int) *ldapserver.Entry {
+				return []*ldapserver.Entry{f.groupEntry("Big", -1), f.groupEntry("Small", -2)}[i]
 			})
 		default:
-			w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
+			w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 		}
 	}
 }
 
 // paged sends entries [0, n) made by entry, one page as the paged-results control
 // asks (its cookie is the offset of the page). Page failAt fails instead.
-func (f *fakeAD) paged(w proxy.ResponseWriter, r *proxy.Request, n, failAt int, entry func(int) *proxy.Entry) {
+func (f *fakeAD) paged(w ldapserver.ResponseWriter, r *ldapserver.Request, n, failAt int, entry func(int) *ldapserver.Entry) {
 	size, offset := n, 0
 	for _, c := range r.Controls {
 		if c.Type != ldap.ControlTypePaging {
@@ -144,7 +145,7 @@ func (f *fakeAD) paged(w proxy.ResponseWriter, r *proxy.Request, n, failAt int, 
 		}
 		p, err := ber.DecodePacketErr(c.Value)
 		if err != nil || len(p.Children) != 2 {
-			w.WriteResult(&proxy.Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "fake AD: bad paging control"})
+			w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "fake AD: bad paging control"})
 			return
 		}
 		size = int(p.Children[0].Value.(int64))
@@ -154,7 +155,7 @@ func (f *fakeAD) paged(w proxy.ResponseWriter, r *proxy.Request, n, failAt int, 
 	}
 	size = max(size, 1)
 	if failAt > 0 && offset/size+1 == failAt {
-		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultOther, Diagnostic: "fake AD: simulated failure"})
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultOther, Diagnostic: "fake AD: simulated failure"})
 		return
 	}
 	end := min(offset+size, n)
@@ -169,19 +170,19 @@ func (f *fakeAD) paged(w proxy.ResponseWriter, r *proxy.Request, n, failAt int, 
 	}
 	ctl := ldap.NewControlPaging(0)
 	ctl.SetCookie([]byte(next))
-	w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess, Controls: []proxy.Control{proxy.ControlFromLDAP(ctl)}})
+	w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess, Controls: []ldapserver.Control{ldapwire.ControlFromLDAP(ctl)}})
 }
 
 // rangeRetrieval answers a base search for member;range=N-* on a group.
-func (f *fakeAD) rangeRetrieval(w proxy.ResponseWriter, r *proxy.Request) {
+func (f *fakeAD) rangeRetrieval(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	var cn string
 	for _, name := range []string{"Big", "Small"} {
-		if cache.NormalizeDN(r.Search.BaseDN) == cache.NormalizeDN(f.groupDN(name)) {
+		if directory.NormalizeDN(r.Search.BaseDN) == directory.NormalizeDN(f.groupDN(name)) {
 			cn = name
 		}
 	}
 	if cn == "" || len(r.Search.Attributes) != 1 {
-		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultNoSuchObject, Diagnostic: "fake AD: unexpected base search"})
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultNoSuchObject, Diagnostic: "fake AD: unexpected base search"})
 		return
 	}
 	asked := r.Search.Attributes[0]
@@ -190,7 +191,7 @@ func (f *fakeAD) rangeRetrieval(w proxy.ResponseWriter, r *proxy.Request) {
 	f.mu.Unlock()
 	var low int
 	if _, err := fmt.Sscanf(strings.ToLower(asked), "member;range=%d-*", &low); err != nil || !strings.HasSuffix(asked, "-*") {
-		w.WriteResult(&proxy.Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "fake AD: unexpected attribute " + asked})
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "fake AD: unexpected attribute " + asked})
 		return
 	}
 	vals := f.members(cn)
@@ -200,19 +201,19 @@ func (f *fakeAD) rangeRetrieval(w proxy.ResponseWriter, r *proxy.Request) {
 	if end == len(vals) {
 		name = fmt.Sprintf("member;range=%d-*", low)
 	}
-	w.WriteEntry(&proxy.Entry{DN: f.groupDN(cn), Attributes: []proxy.Attribute{attr(name, vals[low:end]...)}})
-	w.WriteResult(&proxy.Result{Code: ldap.LDAPResultSuccess})
+	w.WriteEntry(&ldapserver.Entry{DN: f.groupDN(cn), Attributes: []ldapserver.Attribute{attr(name, vals[low:end]...)}})
+	w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 }
 
 // serveFake serves h on a loopback port until the test ends and returns a pool and a
 // store connected to it.
-func serveFake(t *testing.T, h proxy.Handler) *env {
+func serveFake(t *testing.T, h ldapserver.Handler) *env {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &proxy.Server{Handler: h, Logger: slog.New(slog.DiscardHandler)}
+	srv := &ldapserver.Server{Handler: h, Logger: slog.New(slog.DiscardHandler)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 	ldapsync "github.com/ldapproxy/ldapproxy/sync"
 	"github.com/ldapproxy/ldapproxy/upstream"
@@ -47,7 +48,7 @@ func newEnvAt(t *testing.T, url, bindDN, password, base string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pool.Close() })
-	store, err := cache.Open(cache.Config{Path: cache.InMemory}, nil)
+	store, err := cache.Open(cache.Config{Path: cache.InMemory}, nil, directory.NormalizeDN)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,20 +14,23 @@ type metrics struct {
 	lastSuccess *prometheus.GaugeVec
 }
 
+// newMetrics builds the syncer's metrics and registers them on reg unless it is nil.
+// Names are without the namespace: reg adds it (metrics.Registerer), so that Prometheus
+// sees ldapproxy_sync_runs_total and so on.
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ldapproxy_sync_runs_total", Help: "Sync runs, by object kind and result.",
+			Name: "sync_runs_total", Help: "Sync runs, by object kind and result.",
 		}, []string{"kind", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "ldapproxy_sync_duration_seconds", Help: "Duration of sync runs, by object kind.",
+			Name: "sync_duration_seconds", Help: "Duration of sync runs, by object kind.",
 			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}, []string{"kind"}),
 		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ldapproxy_sync_objects", Help: "Objects stored by the last successful sync, by kind.",
+			Name: "sync_objects", Help: "Objects stored by the last successful sync, by kind.",
 		}, []string{"kind"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ldapproxy_sync_last_success_timestamp_seconds", Help: "When the last successful sync of each kind ended (Unix time).",
+			Name: "sync_last_success_timestamp_seconds", Help: "When the last successful sync of each kind ended (Unix time).",
 		}, []string{"kind"}),
 	}
 	if reg != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+	"github.com/ldapproxy/ldapproxy/metrics"
 )
 
 // metricValue returns the value of the sample of family name whose labels are labels
@@ -50,7 +51,7 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, slapdtest.Options{})
 	reg := prometheus.NewRegistry()
-	s := e.syncer(config(t, nil), reg)
+	s := e.syncer(config(t, nil), metrics.Registerer(reg)) // as the app registers them
 
 	type sample struct {
 		name   string

@@ -218,7 +218,7 @@ func (r *run) readGroups(ctx context.Context) error {
 			g.memberOf = e.GetAttributeValues("memberOf")
 		}
 		r.groups = append(r.groups, g)
-		r.groupsByDN[cache.NormalizeDN(e.DN)] = id
+		r.groupsByDN[r.s.store.NormalizeDN(e.DN)] = id
 		for _, m := range g.members {
 			key := r.memberKey(m)
 			r.memberOf[key] = append(r.memberOf[key], id)
@@ -239,7 +239,7 @@ func (r *run) memberKey(v string) string {
 			v = v[:i]
 		}
 	}
-	return cache.NormalizeDN(v)
+	return r.s.store.NormalizeDN(v)
 }
 
 // putGroups resolves each group's parents and writes the groups.
@@ -254,18 +254,18 @@ func (r *run) putGroups() error {
 		}
 	}
 	if parent != nil {
-		if _, clash := r.groupsByDN[cache.NormalizeDN(parent.DN)]; clash {
+		if _, clash := r.groupsByDN[r.s.store.NormalizeDN(parent.DN)]; clash {
 			return fmt.Errorf("parent_group %q: an upstream group already has the DN %s; choose another name", s.cfg.ParentGroup, parent.DN)
 		}
 	}
 	for _, g := range r.groups {
-		parents := r.memberOf[cache.NormalizeDN(g.obj.DN)]
+		parents := r.memberOf[r.s.store.NormalizeDN(g.obj.DN)]
 		switch s.cfg.MembershipField {
 		case "memberUid":
 			parents = nil // memberUid lists user names: groups cannot nest that way
 		case "memberOf":
 			for _, dn := range g.memberOf {
-				if id, ok := r.groupsByDN[cache.NormalizeDN(dn)]; ok {
+				if id, ok := r.groupsByDN[r.s.store.NormalizeDN(dn)]; ok {
 					parents = append(parents, id)
 				}
 			}
@@ -333,14 +333,14 @@ func (r *run) userGroups(e *ldap.Entry, username string) []string {
 	switch r.s.cfg.MembershipField {
 	case "memberOf":
 		for _, dn := range e.GetAttributeValues("memberOf") {
-			if id, ok := r.groupsByDN[cache.NormalizeDN(dn)]; ok {
+			if id, ok := r.groupsByDN[r.s.store.NormalizeDN(dn)]; ok {
 				ids = append(ids, id)
 			}
 		}
 	case "memberUid":
 		ids = r.memberOf[strings.ToLower(username)]
 	default:
-		ids = r.memberOf[cache.NormalizeDN(e.DN)]
+		ids = r.memberOf[r.s.store.NormalizeDN(e.DN)]
 	}
 	if len(ids) == 0 {
 		return nil

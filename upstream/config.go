@@ -81,19 +81,6 @@ type Config struct {
 	// RetryInterval is the first quarantine back-off of a dead server; it
 	// doubles with each failed re-check up to one minute. Default 1s.
 	RetryInterval time.Duration `yaml:"retry_interval"`
-
-	// resolved is what Validate derived from the fields above. A pointer
-	// keeps Config comparable with == (a reload can tell whether the
-	// section changed).
-	resolved *resolvedConfig
-}
-
-// resolvedConfig holds the parsed URLs, the loaded TLS material and the
-// password from whichever source supplied it.
-type resolvedConfig struct {
-	servers  []serverURL
-	tls      *tls.Config // without ServerName: each server sets its own
-	password string
 }
 
 // serverURL is one parsed entry of Config.URLs.
@@ -104,71 +91,98 @@ type serverURL struct {
 	ldaps bool
 }
 
-// Validate fills in defaults, parses the URLs, loads the TLS files and
-// resolves the service password, so that every mistake is reported at
-// start-up with the key that holds it. Calling it again is harmless.
+// Validate fills in defaults and checks the section's syntax: the URLs,
+// base_dn, the durations, that the client certificate and key go together and
+// that at most one password source is set. It reads no file and no
+// environment variable: New loads the TLS files and the password. Every
+// mistake is reported (errors.Join), each with the key that holds it.
+// Calling it again is harmless.
 func (c *Config) Validate() error {
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
+	_, err := c.check()
+	return err
+}
+
+// check is Validate, returning the parsed URLs as well.
+func (c *Config) check() ([]serverURL, error) {
+	var errs []error
+	positive := func(key string, v *time.Duration, def time.Duration) {
+		switch {
+		case *v == 0:
+			*v = def
+		case *v < 0:
+			errs = append(errs, fmt.Errorf("%s: must be positive", key))
+		}
 	}
-	if c.Timeout < 0 {
-		return errors.New("timeout: must be positive")
-	}
-	if c.PoolSize == 0 {
+	positive("timeout", &c.Timeout, DefaultTimeout)
+	switch {
+	case c.PoolSize == 0:
 		c.PoolSize = DefaultPoolSize
+	case c.PoolSize < 0:
+		errs = append(errs, errors.New("pool_size: must be positive"))
 	}
-	if c.PoolSize < 0 {
-		return errors.New("pool_size: must be positive")
-	}
-	if c.RetryInterval == 0 {
-		c.RetryInterval = DefaultRetryInterval
-	}
-	if c.RetryInterval < 0 {
-		return errors.New("retry_interval: must be positive")
-	}
+	positive("retry_interval", &c.RetryInterval, DefaultRetryInterval)
 
 	servers, err := parseURLs(c.URLs)
 	if err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if strings.TrimSpace(c.BaseDN) == "" {
-		return errors.New("base_dn: required")
+		errs = append(errs, errors.New("base_dn: required"))
+	} else if _, err := ldap.ParseDN(c.BaseDN); err != nil {
+		errs = append(errs, fmt.Errorf("base_dn: %q: %w", c.BaseDN, err))
 	}
-	if _, err := ldap.ParseDN(c.BaseDN); err != nil {
-		return fmt.Errorf("base_dn: %q: %w", c.BaseDN, err)
+	switch {
+	case c.ClientCertFile != "" && c.ClientKeyFile == "":
+		errs = append(errs, errors.New("client_key_file: needed with client_cert_file"))
+	case c.ClientCertFile == "" && c.ClientKeyFile != "":
+		errs = append(errs, errors.New("client_cert_file: needed with client_key_file"))
 	}
-	tlsConf, err := c.loadTLS()
-	if err != nil {
-		return err
+	// Never put the password itself into an error: errors end up in logs.
+	if c.BindPassword != "" && c.BindPasswordFile != "" {
+		errs = append(errs, errors.New("bind_password_file: set together with bind_password; use one of them"))
 	}
-	password, err := c.resolvePassword()
-	if err != nil {
-		return err
+	if c.BindDN == "" {
+		switch {
+		case c.BindPassword != "":
+			errs = append(errs, errors.New("bind_dn: needed with bind_password"))
+		case c.BindPasswordFile != "":
+			errs = append(errs, errors.New("bind_dn: needed with bind_password_file"))
+		}
 	}
-	c.resolved = &resolvedConfig{servers: servers, tls: tlsConf, password: password}
-	return nil
+	return servers, errors.Join(errs...)
 }
 
+// parseURLs parses the urls key, reporting every bad entry.
 func parseURLs(list string) ([]serverURL, error) {
 	if strings.TrimSpace(list) == "" {
 		return nil, errors.New("urls: required")
 	}
 	var out []serverURL
+	var errs []error
 	seen := map[string]bool{}
+	empty := false
 	for raw := range strings.SplitSeq(list, ",") {
 		raw = strings.TrimSpace(raw)
 		if raw == "" {
-			return nil, fmt.Errorf("urls: %q: empty entry", list)
+			if !empty {
+				errs = append(errs, fmt.Errorf("urls: %q: empty entry", list))
+			}
+			empty = true
+			continue
 		}
 		s, err := parseURL(raw)
-		if err != nil {
-			return nil, fmt.Errorf("urls: %q: %w", raw, err)
-		}
-		if seen[raw] {
-			return nil, fmt.Errorf("urls: %q: listed twice", raw)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("urls: %q: %w", raw, err))
+		case seen[raw]:
+			errs = append(errs, fmt.Errorf("urls: %q: listed twice", raw))
+		default:
+			out = append(out, s)
 		}
 		seen[raw] = true
-		out = append(out, s)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }
@@ -212,45 +226,59 @@ func parseURL(raw string) (serverURL, error) {
 	return s, nil
 }
 
+// load reads what the section names: the TLS files and the service password
+// (inline, from bind_password_file or from the environment variable). New
+// calls it once, when the pool is built; every problem is reported with its
+// key.
+func (c *Config) load() (*tls.Config, string, error) {
+	tlsConf, tlsErr := c.loadTLS()
+	password, pwErr := c.loadPassword()
+	if err := errors.Join(tlsErr, pwErr); err != nil {
+		return nil, "", err
+	}
+	return tlsConf, password, nil
+}
+
+// loadTLS builds the TLS configuration from the CA and client certificate
+// files. The result has no ServerName: each server sets its own.
 func (c *Config) loadTLS() (*tls.Config, error) {
 	conf := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // explicit option, warned about in New
 	}
+	var errs []error
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s: no PEM certificate found", c.CAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("ca_file: %w", err))
+		case !pool.AppendCertsFromPEM(pem):
+			errs = append(errs, fmt.Errorf("ca_file: %s: no PEM certificate found", c.CAFile))
+		default:
+			conf.RootCAs = pool
 		}
-		conf.RootCAs = pool
 	}
-	switch {
-	case c.ClientCertFile != "" && c.ClientKeyFile == "":
-		return nil, errors.New("client_key_file: needed with client_cert_file")
-	case c.ClientCertFile == "" && c.ClientKeyFile != "":
-		return nil, errors.New("client_cert_file: needed with client_key_file")
-	case c.ClientCertFile != "":
+	if c.ClientCertFile != "" && c.ClientKeyFile != "" { // Validate reports one without the other
 		cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("client_cert_file: %w", err)
+			errs = append(errs, fmt.Errorf("client_cert_file: %w", err))
+		} else {
+			conf.Certificates = []tls.Certificate{cert}
 		}
-		conf.Certificates = []tls.Certificate{cert}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return conf, nil
 }
 
-// resolvePassword never puts the password itself into an error: errors
-// end up in logs.
-func (c *Config) resolvePassword() (string, error) {
-	if c.BindPassword != "" && c.BindPasswordFile != "" {
-		return "", errors.New("bind_password_file: set together with bind_password; use one of them")
-	}
+// loadPassword returns the service account's password: bind_password, else
+// the contents of bind_password_file, else the environment variable. It
+// never puts the password itself into an error: errors end up in logs.
+func (c *Config) loadPassword() (string, error) {
 	password := c.BindPassword
-	if c.BindPasswordFile != "" {
+	if c.BindPasswordFile != "" && password == "" {
 		b, err := os.ReadFile(c.BindPasswordFile)
 		if err != nil {
 			return "", fmt.Errorf("bind_password_file: %w", err)
@@ -263,22 +291,19 @@ func (c *Config) resolvePassword() (string, error) {
 	if password == "" && c.BindDN != "" {
 		password = os.Getenv(PasswordEnv)
 	}
-	switch {
-	case c.BindDN != "" && password == "":
+	if c.BindDN != "" && password == "" {
 		// A bind with a name and no password is an unauthenticated bind
 		// (RFC 4513 §5.1.2): many servers accept it as anonymous, so the
 		// service account would silently have no rights.
 		return "", fmt.Errorf("bind_password: needed with bind_dn (or bind_password_file, or %s)", PasswordEnv)
-	case c.BindDN == "" && password != "":
-		return "", errors.New("bind_dn: needed with bind_password")
 	}
 	return password, nil
 }
 
-// usesTLS tells whether any server connection is encrypted, for the
+// usesTLS tells whether any connection to servers is encrypted, for the
 // start-up warning about passwords in clear text.
-func (c *Config) usesTLS() bool {
-	for _, s := range c.resolved.servers {
+func (c *Config) usesTLS(servers []serverURL) bool {
+	for _, s := range servers {
 		if s.ldaps || c.StartTLS {
 			return true
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ldapproxy/ldapproxy/internal/errlist"
 )
 
 // testSvcDN is a service account's DN for configurations that are only
@@ -21,17 +23,7 @@ func validConfig() Config {
 }
 
 func TestValidateErrorsNameTheKey(t *testing.T) {
-	dir := t.TempDir()
-	notPEM := filepath.Join(dir, "not.pem")
-	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	emptyPW := filepath.Join(dir, "empty")
-	if err := os.WriteFile(emptyPW, []byte("\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv(PasswordEnv, "")
-
 	tests := []struct {
 		name   string
 		change func(*Config)
@@ -52,18 +44,11 @@ func TestValidateErrorsNameTheKey(t *testing.T) {
 		{"negative retry", func(c *Config) { c.RetryInterval = -1 }, "retry_interval: must be positive"},
 		{"key without cert", func(c *Config) { c.ClientKeyFile = "k.pem" }, "client_cert_file: needed with client_key_file"},
 		{"cert without key", func(c *Config) { c.ClientCertFile = "c.pem" }, "client_key_file: needed with client_cert_file"},
-		{"bad client cert", func(c *Config) { c.ClientCertFile, c.ClientKeyFile = notPEM, notPEM }, "client_cert_file: "},
-		{"missing ca", func(c *Config) { c.CAFile = filepath.Join(dir, "nope.pem") }, "ca_file: open "},
-		{"ca not pem", func(c *Config) { c.CAFile = notPEM }, "ca_file: " + notPEM + ": no PEM certificate found"},
-		{"dn without password", func(c *Config) { c.BindDN = testSvcDN }, "bind_password: needed with bind_dn"},
 		{"password without dn", func(c *Config) { c.BindPassword = "s3cret-value" }, "bind_dn: needed with bind_password"},
+		{"password file without dn", func(c *Config) { c.BindPasswordFile = "/run/secrets/pw" }, "bind_dn: needed with bind_password_file"},
 		{"password twice", func(c *Config) {
-			c.BindDN, c.BindPassword, c.BindPasswordFile = testSvcDN, "s3cret-value", emptyPW
+			c.BindDN, c.BindPassword, c.BindPasswordFile = testSvcDN, "s3cret-value", "/run/secrets/pw"
 		}, "bind_password_file: set together with bind_password"},
-		{"missing password file", func(c *Config) {
-			c.BindDN, c.BindPasswordFile = testSvcDN, filepath.Join(dir, "nope")
-		}, "bind_password_file: open "},
-		{"empty password file", func(c *Config) { c.BindDN, c.BindPasswordFile = testSvcDN, emptyPW }, "bind_password_file: " + emptyPW + ": empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +63,122 @@ func TestValidateErrorsNameTheKey(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "s3cret-value") {
 				t.Errorf("Validate() error shows the password: %q", err)
+			}
+			// New validates too, and stops at the same error before loading anything.
+			if _, err := New(c, nil, nil); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("New() = %v, want it to start with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestValidateReportsEveryError: a section with several independent mistakes
+// reports each of them, not only the first.
+func TestValidateReportsEveryError(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   []string
+	}{
+		{"timeout and base_dn", func(c *Config) { c.Timeout, c.BaseDN = -time.Second, "" },
+			[]string{"timeout: must be positive", "base_dn: required"}},
+		{"urls and pool_size", func(c *Config) { c.URLs, c.PoolSize = "ftp://x", -1 },
+			[]string{"pool_size: must be positive", `urls: "ftp://x": scheme must be ldap or ldaps`}},
+		{"two bad urls", func(c *Config) { c.URLs = "ftp://x,ldap://a:0" },
+			[]string{`urls: "ftp://x": scheme`, `urls: "ldap://a:0": bad port`}},
+		{"retry_interval and client key", func(c *Config) { c.RetryInterval, c.ClientKeyFile = -1, "k.pem" },
+			[]string{"retry_interval: must be positive", "client_cert_file: needed with client_key_file"}},
+		{"both passwords and no bind_dn", func(c *Config) { c.BindPassword, c.BindPasswordFile = "s3cret-value", "/pw" },
+			[]string{"bind_password_file: set together with bind_password", "bind_dn: needed with bind_password"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.change(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want %q", tt.want)
+			}
+			parts := errlist.Flatten(err)
+			if len(parts) != len(tt.want) {
+				t.Errorf("Validate() reported %d errors, want %d: %q", len(parts), len(tt.want), err)
+			}
+			for _, w := range tt.want {
+				if !slices.ContainsFunc(parts, func(e error) bool { return strings.HasPrefix(e.Error(), w) }) {
+					t.Errorf("Validate() = %q, want an error starting with %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestValidateReadsNothing: Validate checks syntax only; the files and the
+// environment variable are read by New.
+func TestValidateReadsNothing(t *testing.T) {
+	t.Setenv(PasswordEnv, "")
+	missing := filepath.Join(t.TempDir(), "missing")
+	c := validConfig()
+	c.CAFile, c.ClientCertFile, c.ClientKeyFile = missing, missing, missing
+	c.BindDN, c.BindPasswordFile = testSvcDN, missing
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() read a file: %v", err)
+	}
+	c.BindPasswordFile = ""
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() looked at %s: %v", PasswordEnv, err)
+	}
+	// New reads them, and reports every file it could not load.
+	c.BindPasswordFile = missing
+	_, err := New(c, nil, nil)
+	for _, key := range []string{"ca_file: open ", "client_cert_file: open ", "bind_password_file: open "} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("New() = %v, want an error with %q", err, key)
+		}
+	}
+}
+
+// TestNewLoadErrorsNameTheKey: the files and the password are loaded by New,
+// and a problem with them stops it with an error naming the key.
+func TestNewLoadErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	emptyPW := filepath.Join(dir, "empty")
+	if err := os.WriteFile(emptyPW, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(PasswordEnv, "")
+
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"bad client cert", func(c *Config) { c.ClientCertFile, c.ClientKeyFile = notPEM, notPEM }, "client_cert_file: "},
+		{"missing ca", func(c *Config) { c.CAFile = filepath.Join(dir, "nope.pem") }, "ca_file: open "},
+		{"ca not pem", func(c *Config) { c.CAFile = notPEM }, "ca_file: " + notPEM + ": no PEM certificate found"},
+		{"dn without password", func(c *Config) { c.BindDN = testSvcDN }, "bind_password: needed with bind_dn"},
+		{"missing password file", func(c *Config) {
+			c.BindDN, c.BindPasswordFile = testSvcDN, filepath.Join(dir, "nope")
+		}, "bind_password_file: open "},
+		{"empty password file", func(c *Config) { c.BindDN, c.BindPasswordFile = testSvcDN, emptyPW }, "bind_password_file: " + emptyPW + ": empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.change(&c)
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate() = %v; the files are New's to read", err)
+			}
+			p, err := New(c, nil, nil)
+			if err == nil {
+				p.Close()
+				t.Fatalf("New() = nil error, want error containing %q", tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("New() = %q, want it to start with %q", err, tt.want)
 			}
 		})
 	}
@@ -96,15 +197,23 @@ func TestValidateDefaultsAndURLs(t *testing.T) {
 		{raw: "LDAPS://b.example.org", host: "b.example.org", port: "636", ldaps: true},
 		{raw: "ldap://[::1]:3389", host: "::1", port: "3389"},
 	}
-	if got := c.resolved.servers; !slices.Equal(got, want) {
-		t.Errorf("servers = %+v, want %+v", got, want)
-	}
-	if c.resolved.tls.MinVersion < 0x0303 {
-		t.Errorf("TLS MinVersion = %#x, want at least TLS 1.2", c.resolved.tls.MinVersion)
-	}
-	// Validate runs again when New is handed a validated config.
-	if err := c.Validate(); err != nil {
+	before := c
+	servers, err := c.check() // what New does first: Validate again
+	if err != nil {
 		t.Errorf("second Validate: %v", err)
+	}
+	if c != before {
+		t.Errorf("second Validate changed the config: %+v, was %+v", c, before)
+	}
+	if !slices.Equal(servers, want) {
+		t.Errorf("servers = %+v, want %+v", servers, want)
+	}
+	tlsConf, err := c.loadTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tlsConf.MinVersion < 0x0303 {
+		t.Errorf("TLS MinVersion = %#x, want at least TLS 1.2", tlsConf.MinVersion)
 	}
 }
 
@@ -128,12 +237,24 @@ func TestPasswordSources(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(PasswordEnv, tt.env)
 			c := tt.cfg
-			c.URLs, c.BaseDN, c.BindDN = "ldap://a", testBaseDN, testSvcDN
+			c.URLs, c.BaseDN, c.BindDN = "ldap://127.0.0.1:1", testBaseDN, testSvcDN
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			if c.resolved.password != tt.want {
-				t.Errorf("password = %q, want %q", c.resolved.password, tt.want)
+			_, pw, err := c.load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pw != tt.want {
+				t.Errorf("password = %q, want %q", pw, tt.want)
+			}
+			p, err := New(c, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if got := p.bindPassword(); got != tt.want {
+				t.Errorf("pool's password = %q, want %q", got, tt.want)
 			}
 		})
 	}

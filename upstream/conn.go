@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
@@ -104,7 +103,7 @@ func (c *Conn) Unbind() {
 // reached fn yet. A session bound as a user cannot be moved: the error then wraps
 // ErrConnectionLost until the next bind or Unbind. A successful KindBind makes the
 // session user-bound; any other bind result leaves it anonymous (RFC 4511 §4.2.1).
-func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(msg []byte) error) error {
+func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error) error {
 	var prior []error
 	var skip []*server
 	for attempt := 0; ; attempt++ {
@@ -115,11 +114,11 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(msg [
 		respond := fn
 		bindOK := false
 		if kind == KindBind {
-			respond = func(m []byte) error {
-				if _, code, final, err := ldapwire.Response(m); err == nil && final {
-					bindOK = code == ldap.LDAPResultSuccess
+			respond = func(r ldapwire.Response) error {
+				if r.Final {
+					bindOK = r.Code == ldap.LDAPResultSuccess
 				}
-				return fn(m)
+				return fn(r)
 			}
 		}
 		start := time.Now()
@@ -231,37 +230,12 @@ func (c *Conn) Bind(ctx context.Context, dn string, password []byte) error {
 		return ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("unauthenticated bind (empty password) refused"))
 	}
 	var result error
-	err := c.Forward(ctx, KindBind, BindMessage(dn, password), func(m []byte) error {
-		result = ResultError(m)
+	err := c.Forward(ctx, KindBind, ldapwire.BindRequest(dn, password), func(r ldapwire.Response) error {
+		result = r.Err()
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	return result
-}
-
-// BindMessage encodes a simple bind request as an LDAPMessage for Forward (which replaces
-// its message ID).
-func BindMessage(dn string, password []byte) []byte {
-	e := ldapwire.Encoder{}
-	e.Begin(0x30)
-	e.Int(0x02, 1)
-	e.Begin(0x60) // [APPLICATION 0] BindRequest
-	e.Int(0x02, 3)
-	e.Str(0x04, dn)
-	e.Bytes(0x80, password) // [0] simple
-	e.End()
-	e.End()
-	return e.B
-}
-
-// ResultError decodes a response message's LDAPResult: nil for success, otherwise an
-// *ldap.Error with the code, matched DN and diagnostic message.
-func ResultError(msg []byte) error {
-	p, err := ber.DecodePacketErr(msg)
-	if err != nil {
-		return ldap.NewError(ldap.ErrorUnexpectedResponse, fmt.Errorf("malformed response: %w", err))
-	}
-	return ldap.GetLDAPError(p)
 }

@@ -40,21 +40,17 @@ func (c *Conn) Search(ctx context.Context, req *ldap.SearchRequest, fn func(ldap
 	}
 	op.AppendChild(attrs)
 	var result error
-	err = c.Forward(ctx, KindSearch, message(op), func(m []byte) error {
-		tag, _, final, err := ldapwire.Response(m)
-		if err != nil {
-			return err
-		}
-		if final {
-			result = ResultError(m)
+	err = c.Forward(ctx, KindSearch, message(op), func(resp ldapwire.Response) error {
+		if resp.Final {
+			result = resp.Err()
 			return nil
 		}
-		p, err := ber.DecodePacketErr(m)
+		p, err := ber.DecodePacketErr(resp.Msg)
 		if err != nil {
 			return err
 		}
 		r := &response{}
-		switch tag {
+		switch resp.Tag {
 		case ldapwire.TagSearchResultEntry:
 			r.entry = &ldap.Entry{DN: p.Children[1].Children[0].Data.String()}
 			for _, a := range p.Children[1].Children[1].Children {
@@ -86,9 +82,9 @@ func (c *Conn) Compare(ctx context.Context, dn, attr, value string) (bool, error
 	op.AppendChild(ava)
 	var code uint16
 	var result error
-	err := c.Forward(ctx, KindCompare, message(op), func(m []byte) error {
-		_, code, _, _ = ldapwire.Response(m)
-		result = ResultError(m)
+	err := c.Forward(ctx, KindCompare, message(op), func(resp ldapwire.Response) error {
+		code = resp.Code
+		result = resp.Err()
 		return nil
 	})
 	switch {
@@ -111,8 +107,8 @@ func (c *Conn) Extended(ctx context.Context, req *ldap.ExtendedRequest) (*ldap.E
 	}
 	resp := &ldap.ExtendedResponse{}
 	var result error
-	err := c.Forward(ctx, KindExtended, message(op), func(m []byte) error {
-		p, err := ber.DecodePacketErr(m)
+	err := c.Forward(ctx, KindExtended, message(op), func(r ldapwire.Response) error {
+		p, err := ber.DecodePacketErr(r.Msg)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,46 +16,33 @@ type metrics struct {
 	serviceConns    *prometheus.GaugeVec
 }
 
+// newMetrics builds the pool's metrics and registers them on reg unless it is
+// nil. Names are without the namespace: reg adds it (metrics.Registerer), so
+// that Prometheus sees ldapproxy_upstream_up and so on.
 func newMetrics(reg prometheus.Registerer) *metrics {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
 	m := &metrics{
-		up: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ldapproxy_upstream_up",
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "upstream_up",
 			Help: "Whether the upstream server is believed reachable (1) or is in quarantine (0).",
-		}, []string{"server"})),
-		requestDuration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "ldapproxy_upstream_request_duration_seconds",
+		}, []string{"server"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "upstream_request_duration_seconds",
 			Help:    "Duration of requests to the upstream servers, connects included, by server and operation.",
 			Buckets: prometheus.DefBuckets,
-		}, []string{"server", "op"})),
-		connectFailures: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ldapproxy_upstream_connect_failures_total",
+		}, []string{"server", "op"}),
+		connectFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upstream_connect_failures_total",
 			Help: "Failed connects (TCP, TLS or StartTLS) to an upstream server.",
-		}, []string{"server"})),
-		serviceConns: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ldapproxy_upstream_service_connections",
+		}, []string{"server"}),
+		serviceConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "upstream_service_connections",
 			Help: "Connections bound as the service account, by state (idle, in_use).",
-		}, []string{"state"})),
+		}, []string{"state"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.up, m.requestDuration, m.connectFailures, m.serviceConns)
 	}
 	return m
-}
-
-// register adopts an already registered collector of the same name, so a
-// configuration reload can build a new Pool on the same registry while the
-// old one drains.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with another package's metric: a programming error
-	}
-	return c
 }
 
 func (m *metrics) observe(server, op string, start time.Time) {

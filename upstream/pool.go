@@ -40,7 +40,7 @@ type Pool struct {
 	wake    chan struct{} // tells the checker a server went down
 	checker sync.WaitGroup
 
-	password atomic.Pointer[string] // set by UpdateBindPassword; nil: the configured one
+	password atomic.Pointer[string] // the service password: loaded by New, replaced by UpdateBindPassword
 }
 
 // serviceConn is a connection bound as the service account.
@@ -57,15 +57,23 @@ type CheckResult struct {
 	Steps  []string // e.g. "connect ok", "tls ok (TLS 1.3, verified)", "service bind ok", "base DN readable"
 }
 
-// New builds a pool from a validated configuration. It does not wait for a
-// server: the proxy must start (and serve from its store) while the upstream
-// is down. A background goroutine probes every server once at start and
-// then re-checks quarantined ones; Close stops it. reg may be nil.
+// New builds a pool from a configuration, validating it first (Validate), then
+// loading the TLS files and the service password it names: a file that
+// cannot be read is an error naming its key (`ca_file: open ...`). It does
+// not wait for a server: the proxy must start (and serve from its store)
+// while the upstream is down. A background goroutine probes every server
+// once at start and then re-checks quarantined ones; Close stops it.
+//
+// The metrics are registered on reg unless it is nil, with names without the
+// namespace ("upstream_up"): pass metrics.Registerer(registry), which adds it.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, error) {
-	if cfg.resolved == nil {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
+	servers, err := cfg.check()
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, password, err := cfg.load()
+	if err != nil {
+		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -76,14 +84,15 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, err
 		m:    newMetrics(reg),
 		wake: make(chan struct{}, 1),
 	}
-	for i, u := range cfg.resolved.servers {
-		p.servers = append(p.servers, newServer(u, i, cfg.resolved.tls, cfg.StartTLS))
+	p.password.Store(&password)
+	for i, u := range servers {
+		p.servers = append(p.servers, newServer(u, i, tlsConf, cfg.StartTLS))
 		p.m.setUp(u.raw, true)
 	}
 	if cfg.InsecureSkipVerify {
 		p.log.Warn("upstream TLS certificates are not verified (insecure_skip_verify): anyone on the path can read passwords")
 	}
-	if !cfg.usesTLS() {
+	if !cfg.usesTLS(servers) {
 		p.log.Warn("upstream connections are not encrypted (no ldaps:// URL, start_tls off): passwords cross the network in clear")
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -151,19 +160,22 @@ func (p *Pool) bindPassword() string {
 	if pw := p.password.Load(); pw != nil {
 		return *pw
 	}
-	return p.cfg.resolved.password
+	return ""
 }
 
 // UpdateBindPassword makes new service connections bind with the password of next, a
-// validated configuration whose other keys are ignored: a rotated secret is picked up
-// without a restart. Connections already bound stay as they are.
+// configuration whose other keys are ignored: the password is read again from where next
+// says (bind_password, bind_password_file, the environment variable), so a rotated
+// secret is picked up without a restart. Errors name the key, as New's do; on error the
+// password in use stays. Connections already bound stay as they are.
 func (p *Pool) UpdateBindPassword(next Config) error {
-	if next.resolved == nil {
-		if err := next.Validate(); err != nil {
-			return err
-		}
+	if err := next.Validate(); err != nil {
+		return err
 	}
-	pw := next.resolved.password
+	pw, err := next.loadPassword()
+	if err != nil {
+		return err
+	}
 	p.password.Store(&pw)
 	return nil
 }

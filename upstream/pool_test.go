@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+	// Imported under another name: this package has a type named metrics.
+	promns "github.com/ldapproxy/ldapproxy/metrics"
 )
 
 // logBuffer collects a pool's logs for assertions.
@@ -62,7 +64,8 @@ func newTestPool(t *testing.T, cfg Config) *testPool {
 		t.Fatal(err)
 	}
 	tp := &testPool{reg: prometheus.NewRegistry(), logs: &logBuffer{}}
-	p, err := New(cfg, slog.New(slog.NewTextHandler(tp.logs, nil)), tp.reg)
+	// Registered as the app does, so the names are the ones Prometheus sees.
+	p, err := New(cfg, slog.New(slog.NewTextHandler(tp.logs, nil)), promns.Registerer(tp.reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ type wireConn struct {
 
 // call is one request in flight.
 type call struct {
-	fn   func(msg []byte) error
+	fn   func(ldapwire.Response) error
 	done chan error // receives the outcome once
 
 	mu        sync.Mutex // held while fn runs, so a cancelled call's fn is never mid-flight
@@ -101,7 +101,7 @@ func (w *wireConn) reader() {
 		if c == nil {
 			continue // abandoned, or timed out
 		}
-		_, _, final, err := ldapwire.Response(msg)
+		resp, err := ldapwire.ParseResponse(msg)
 		if err != nil {
 			w.fail(&netError{fmt.Errorf("malformed response: %w", err)})
 			return
@@ -110,7 +110,7 @@ func (w *wireConn) reader() {
 		c.mu.Lock()
 		var fnErr error
 		if !c.cancelled {
-			fnErr = c.fn(msg)
+			fnErr = c.fn(resp)
 			c.delivered = true
 		}
 		c.mu.Unlock()
@@ -118,7 +118,7 @@ func (w *wireConn) reader() {
 		case fnErr != nil:
 			w.finish(id, fnErr)
 			w.abandon(id)
-		case final:
+		case resp.Final:
 			w.finish(id, nil)
 		}
 	}
@@ -161,7 +161,7 @@ func (w *wireConn) broken() bool {
 // each response to fn on the reader goroutine. A search (progressive) times out only
 // when no response has come for timeout; other requests when the final answer takes
 // longer than timeout. delivered reports whether fn saw anything.
-func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func([]byte) error, timeout time.Duration, progressive bool) (delivered bool, err error) {
+func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, timeout time.Duration, progressive bool) (delivered bool, err error) {
 	c := &call{fn: fn, done: make(chan error, 1)}
 	c.last.Store(time.Now().UnixNano())
 	w.mu.Lock()
@@ -240,12 +240,7 @@ func (w *wireConn) abandon(id int64) {
 	w.nextID = w.nextID%(1<<31-1) + 1
 	own := w.nextID
 	w.mu.Unlock()
-	e := ldapwire.Encoder{}
-	e.Begin(0x30)
-	e.Int(0x02, own)
-	e.Int(0x50, id) // [APPLICATION 16] AbandonRequest, primitive
-	e.End()
-	if err := w.write(e.B, time.Second); err != nil {
+	if err := w.write(ldapwire.AbandonRequest(own, id), time.Second); err != nil {
 		w.fail(&netError{fmt.Errorf("send abandon: %w", err)})
 	}
 }
@@ -268,12 +263,7 @@ func (w *wireConn) close() {
 	id := w.nextID
 	w.mu.Unlock()
 	if healthy {
-		e := ldapwire.Encoder{}
-		e.Begin(0x30)
-		e.Int(0x02, id)
-		e.B = append(e.B, 0x42, 0x00) // [APPLICATION 2] UnbindRequest, NULL
-		e.End()
-		w.write(e.B, time.Second)
+		w.write(ldapwire.UnbindRequest(id), time.Second)
 	}
 	w.fail(&netError{net.ErrClosed})
 	<-w.done
@@ -282,14 +272,7 @@ func (w *wireConn) close() {
 // startTLS performs the StartTLS extended operation on a fresh connection and returns
 // the TLS connection on top of it.
 func startTLS(ctx context.Context, nc net.Conn, conf *tls.Config) (net.Conn, error) {
-	e := ldapwire.Encoder{}
-	e.Begin(0x30)
-	e.Int(0x02, 1)
-	e.Begin(0x77) // [APPLICATION 23] ExtendedRequest
-	e.Str(0x80, "1.3.6.1.4.1.1466.20037")
-	e.End()
-	e.End()
-	if _, err := nc.Write(e.B); err != nil {
+	if _, err := nc.Write(ldapwire.StartTLSRequest()); err != nil {
 		return nil, err
 	}
 	// The server says nothing more until the client's TLS hello, so a small reader
@@ -302,9 +285,9 @@ func startTLS(ctx context.Context, nc net.Conn, conf *tls.Config) (net.Conn, err
 	if br.Buffered() > 0 {
 		return nil, errors.New("server sent data after the StartTLS response")
 	}
-	if _, code, _, err := ldapwire.Response(msg); err != nil || code != 0 {
+	if resp, err := ldapwire.ParseResponse(msg); err != nil || resp.Code != 0 {
 		if err == nil {
-			err = fmt.Errorf("server refused StartTLS with result code %d", code)
+			err = fmt.Errorf("server refused StartTLS with result code %d", resp.Code)
 		}
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/ldapserver"
 	"github.com/ldapproxy/ldapproxy/metrics"
 	"github.com/ldapproxy/ldapproxy/proxy"
 	dirsync "github.com/ldapproxy/ldapproxy/sync"
@@ -31,7 +33,7 @@ type App struct {
 	store  *cache.Store
 	creds  *cache.Credentials
 	syncer *dirsync.Syncer
-	ldap   *proxy.Server
+	ldap   *ldapserver.Server
 	http   *metrics.Server
 	// reload is what Reload (reload.go) may change while the proxy runs.
 	reload reloadState
@@ -42,19 +44,23 @@ type App struct {
 // New builds the parts from a validated configuration. Nothing listens until Start.
 func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: metrics.NewRegistry()}
-	pool, err := upstream.New(cfg.Upstream, log, a.reg)
+	// reg is what every part registers its metrics on, with names without the namespace
+	// ("upstream_up"): it adds "ldapproxy_". a.reg itself holds only the Go runtime and
+	// process collectors, and is what /metrics serves.
+	reg := metrics.Registerer(a.reg)
+	pool, err := upstream.New(cfg.Upstream, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	a.pool = pool
-	store, err := cache.Open(cfg.Store, log.With("component", "store"))
+	store, err := cache.Open(cfg.Store, log.With("component", "store"), directory.NormalizeDN)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	a.store = store
 	if cfg.Sync.Enabled {
-		if a.syncer, err = dirsync.New(cfg.Sync, pool, store, log.With("component", "sync"), a.reg); err != nil {
+		if a.syncer, err = dirsync.New(cfg.Sync, pool, store, log.With("component", "sync"), reg); err != nil {
 			a.close()
 			return nil, fmt.Errorf("sync.mappings: %w", err)
 		}
@@ -65,7 +71,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		return nil, fmt.Errorf("listen.%w", err)
 	}
 	tlsConf = a.reload.start(cfg, tlsConf) // the listeners take the certificate Reload last loaded
-	a.ldap = &proxy.Server{
+	a.ldap = &ldapserver.Server{
 		TLSConfig:      tlsConf,
 		MaxConnections: cfg.Listen.MaxConnections,
 		IdleTimeout:    cfg.Listen.IdleTimeout,
@@ -75,10 +81,10 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		MaxOpsPerConn:  cfg.Listen.MaxOperationsPerConnection,
 		Logger:         log.With("component", "frontend"),
 	}
-	m := proxy.NewMetrics(a.reg, func() float64 { return float64(a.ldap.OpenConnections()) })
+	m := proxy.NewMetrics(reg, func() float64 { return float64(a.ldap.OpenConnections()) })
 	// Built even when cache_passwords is off: it then drops any hashes a previous run
 	// stored, so turning the setting off really forgets them.
-	if a.creds, err = cache.NewCredentials(store, cfg.Bind.CredentialConfig, a.reg); err != nil {
+	if a.creds, err = cache.NewCredentials(store, cfg.Bind.CredentialConfig, reg); err != nil {
 		a.close()
 		return nil, fmt.Errorf("bind: %w", err)
 	}
@@ -88,9 +94,9 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	}
 	var authCache *cache.AuthCache
 	if cfg.Bind.CachedAuthTTL > 0 {
-		authCache = cache.NewAuthCache(cfg.Bind.CachedAuthTTL)
+		authCache = cache.NewAuthCache(cfg.Bind.CachedAuthTTL, directory.NormalizeDN)
 	}
-	a.ldap.Handler = proxy.NewHandler(proxy.Options{
+	h := proxy.NewHandler(proxy.Options{
 		Listen:          cfg.Listen,
 		Search:          cfg.Search,
 		Upstream:        pool,
@@ -101,42 +107,17 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Metrics:         m,
 		Credentials:     creds,
 		AuthCache:       authCache,
-		ThrottleMetrics: proxy.NewThrottleMetrics(a.reg),
+		ThrottleMetrics: proxy.NewThrottleMetrics(reg),
 		Writeback: proxy.WritebackOptions{
 			Config:           cfg.Writeback,
 			ActiveDirectory:  cfg.Sync.Preset == "active-directory",
 			UpstreamStartTLS: cfg.Upstream.StartTLS,
-			Metrics:          proxy.NewWritebackMetrics(a.reg),
-			BeforePasswordChange: func(dn string) {
-				if authCache != nil {
-					authCache.Forget(dn)
-				}
-				if creds == nil {
-					return
-				}
-				if u, ok := store.Snapshot().UserByDN(dn); ok {
-					creds.Forget(u.ID)
-				}
-			},
-			OnPasswordChanged: func(dn string, newPassword []byte) {
-				// The cached password is the old one now: never let it log in again.
-				if authCache != nil {
-					authCache.Forget(dn)
-				}
-				if creds == nil {
-					return
-				}
-				if u, ok := store.Snapshot().UserByDN(dn); ok {
-					creds.Forget(u.ID)
-					if newPassword != nil {
-						creds.Remember(u, newPassword)
-					}
-				}
-			},
+			Metrics:          proxy.NewWritebackMetrics(reg),
 		},
 	})
-	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "ldapproxy_build_info",
+	a.ldap.Handler, a.ldap.ConnContext = h, h.ConnContext
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "build_info",
 		Help:        "Always 1; the version label names the running build.",
 		ConstLabels: prometheus.Labels{"version": version},
 	}, func() float64 { return 1 }))
@@ -225,7 +206,7 @@ func (a *App) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+			if err := f(); err != nil && !errors.Is(err, ldapserver.ErrServerClosed) {
 				errc <- err
 			}
 		}()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
 	dirsync "github.com/ldapproxy/ldapproxy/sync"
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
@@ -19,7 +20,7 @@ func withSyncer(cfg *Config, log *slog.Logger, fn func(*dirsync.Syncer, *cache.S
 		return fmt.Errorf("upstream: %w", err)
 	}
 	defer pool.Close()
-	store, err := cache.Open(cfg.Store, log.With("component", "store"))
+	store, err := cache.Open(cfg.Store, log.With("component", "store"), directory.NormalizeDN)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}

@@ -1,13 +1,20 @@
 package app
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/internal/errlist"
 )
 
 const minimal = `
@@ -72,7 +79,6 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad url scheme", "upstream:\n  urls: ftp://x\n  base_dn: dc=x\n", []string{"upstream.urls", "ftp"}},
 		{"ldaps without cert", minimal + "listen:\n  ldaps: 127.0.0.1:3636\n", []string{"listen.tls.cert_file"}},
 		{"listen not host:port", minimal + "listen:\n  ldap: nonsense\n", []string{"listen.ldap", "nonsense"}},
-		{"missing cert file", minimal + "listen:\n  tls: {cert_file: /nonexistent.pem, key_file: /nonexistent.key}\n", []string{"listen.tls.cert_file", "nonexistent"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +99,105 @@ func TestParseSeveralErrorsAtOnce(t *testing.T) {
 	_, err := Parse([]byte(minimal + "listen:\n  max_connections: x\n  idle_timeout: y\n"))
 	if err == nil || !strings.Contains(err.Error(), "max_connections") || !strings.Contains(err.Error(), "idle_timeout") {
 		t.Fatalf("want both keys named, got %v", err)
+	}
+}
+
+// TestValidateReportsEveryError: a section with several independent mistakes reports
+// each of them, with its key path, not only the first.
+func TestValidateReportsEveryError(t *testing.T) {
+	tests := []struct {
+		name     string
+		validate func() error
+		want     []string
+	}{
+		{"bind: credential cache and cached_auth_ttl", func() error {
+			c := BindConfig{CredentialConfig: cache.CredentialConfig{OfflineMaxAge: -time.Hour}, CachedAuthTTL: -time.Second}
+			return c.Validate()
+		}, []string{"offline_max_age: ", "cached_auth_ttl: must not be negative"}},
+		{"log: level and format", func() error {
+			c := LogConfig{Level: "loud", Format: "xml"}
+			return c.Validate()
+		}, []string{`level: "loud"`, `format: "xml"`}},
+		{"top level: http and log", func() error {
+			_, err := Parse([]byte(minimal + "http:\n  listen: nonsense\nlog:\n  format: xml\n"))
+			return err
+		}, []string{`http.listen: "nonsense"`, `log.format: "xml"`}},
+		{"top level: two upstream keys", func() error {
+			_, err := Parse([]byte("upstream:\n  urls: ftp://x\n  timeout: -1s\n  base_dn: dc=x\n"))
+			return err
+		}, []string{"upstream.timeout: must be positive", `upstream.urls: "ftp://x"`}},
+		{"top level: bind and sync", func() error {
+			_, err := Parse([]byte(minimal + "bind:\n  cached_auth_ttl: -1s\n  argon2: {time: 1000}\nsync:\n  interval: -1s\n  page_size: -1\n"))
+			return err
+		}, []string{"bind.cached_auth_ttl: ", "bind.argon2.time: ", "sync.interval: ", "sync.page_size: "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.validate()
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			parts := errlist.Flatten(err)
+			if len(parts) != len(tt.want) {
+				t.Errorf("%d errors, want %d: %q", len(parts), len(tt.want), err)
+			}
+			for _, w := range tt.want {
+				if !slices.ContainsFunc(parts, func(e error) bool { return strings.HasPrefix(e.Error(), w) }) {
+					t.Errorf("error %q has no part starting with %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestNewLoadErrorsNameTheKey: Validate reads no file; the files a configuration names
+// are loaded when the app is built, and one that does not load stops New with an error
+// naming its key.
+func TestNewLoadErrorsNameTheKey(t *testing.T) {
+	t.Setenv("LDAPPROXY_UPSTREAM_BIND_PASSWORD", "")
+	missing := filepath.Join(t.TempDir(), "nonexistent")
+	// config is a configuration that validates, with extra lines in listen: and upstream:.
+	config := func(listen, upstream string) string {
+		return fmt.Sprintf(`listen:
+  ldap: 127.0.0.1:0
+%shttp:
+  listen: ""
+upstream:
+  urls: "ldap://127.0.0.1:1"
+  base_dn: "dc=example,dc=org"
+%ssearch:
+  mode: direct
+store:
+  path: ":memory:"
+sync:
+  enabled: false
+`, listen, upstream)
+	}
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"listen certificate", config(fmt.Sprintf("  tls: {cert_file: %q, key_file: %q}\n", missing, missing), ""),
+			"listen.tls.cert_file: open "},
+		{"upstream CA", config("", fmt.Sprintf("  ca_file: %q\n", missing)), "upstream: ca_file: open "},
+		{"upstream password file", config("", fmt.Sprintf("  bind_dn: cn=svc\n  bind_password_file: %q\n", missing)),
+			"upstream: bind_password_file: open "},
+		{"upstream password nowhere", config("", "  bind_dn: cn=svc\n"), "upstream: bind_password: needed with bind_dn"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse read a file: %v", err)
+			}
+			a, err := New(cfg, slog.New(slog.DiscardHandler), "test")
+			if err == nil {
+				a.close()
+				t.Fatalf("New accepted the configuration, want %q", tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("New() = %q, want it to start with %q", err, tt.want)
+			}
+		})
 	}
 }
 

@@ -105,7 +105,10 @@ func (a *App) Reload(path string) error {
 	// Logged under the more verbose of the old and new levels, so that the line shows
 	// when either shows info: before raising the level (to warn), after lowering it.
 	if plan.password {
+		// Reads the password again (bind_password_file, the environment variable): Load
+		// validated the keys only. A file that does not load fails the reload.
 		if err := a.pool.UpdateBindPassword(next.Upstream); err != nil {
+			err = fmt.Errorf("upstream.%w", err)
 			a.log.Error("configuration reload failed; the running configuration stays", "err", err)
 			return err
 		}
@@ -228,7 +231,8 @@ func sameClientCAs(a, b *tls.Config) bool {
 }
 
 // secretDigest is a digest of the service password file's contents ("" when there is
-// none or it cannot be read: Validate reports that). Only the digest is kept.
+// none or it cannot be read: upstream.New, or UpdateBindPassword on reload, reports
+// that). Only the digest is kept.
 func secretDigest(cfg *Config) [sha256.Size]byte {
 	var data []byte
 	if f := cfg.Upstream.BindPasswordFile; f != "" {
@@ -250,7 +254,7 @@ func diffValues(path string, a, b reflect.Value, out *[]string) {
 		t := a.Type()
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if !f.IsExported() { // derived state, such as upstream's resolved settings
+			if !f.IsExported() { // derived state, not a key of the file
 				continue
 			}
 			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")

@@ -262,6 +262,19 @@ func TestReload(t *testing.T) {
 	if tail := logs.String()[before:]; !strings.Contains(tail, "log.level (debug → warn)") || level.Level() != slog.LevelWarn {
 		t.Errorf("reload to warn: level %v, logged %s", level.Level(), tail)
 	}
+
+	// The password file is read by the reload, not by Load: one that is gone fails the
+	// reload with its key, and nothing changes.
+	if err := os.Remove(f.secret); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, f.yaml("log: {level: error}\n"))
+	if err := a.Reload(path); err == nil || !strings.HasPrefix(err.Error(), "upstream.bind_password_file: open ") {
+		t.Errorf("Reload with the password file gone: %v, want an upstream.bind_password_file error", err)
+	}
+	if level.Level() != slog.LevelWarn {
+		t.Errorf("after a failed reload: level %v, want warn", level.Level())
+	}
 }
 
 // lockedBuffer collects log output written from several goroutines.

@@ -377,35 +377,6 @@ func MessageID(msg []byte) (int64, error) {
 	return id, nil
 }
 
-// Response reads the protocolOp tag of a response message and, when that operation
-// carries an LDAPResult, its result code. final reports whether the message ends its
-// operation (everything but search entries, references and intermediate responses).
-func Response(msg []byte) (opTag byte, code uint16, final bool, err error) {
-	_, _, opStart, end, err := messageParts(msg)
-	if err != nil {
-		return 0, 0, false, err
-	}
-	opTag, cStart, cEnd, err := Header(msg[:end], opStart)
-	if err != nil {
-		return 0, 0, false, err
-	}
-	final = opTag != TagSearchResultEntry && opTag != TagSearchResultReference && opTag != TagIntermediateResponse
-	if !resultTags[opTag] {
-		return opTag, 0, final, nil
-	}
-	tag, s, e, err := Header(msg[:cEnd], cStart)
-	if err != nil {
-		return opTag, 0, final, err
-	}
-	if tag != 0x0a || e-s < 1 || e-s > 2 {
-		return opTag, 0, final, errors.New("result code is not a small ENUMERATED")
-	}
-	for _, c := range msg[s:e] {
-		code = code<<8 | uint16(c)
-	}
-	return opTag, code, final, nil
-}
-
 // intLen is the number of content bytes of v as a minimal two's complement INTEGER.
 func intLen(v int64) int {
 	n := 1

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
 )
 
 // bindResponse builds a BindResponse message with go-asn1-ber, an encoder independent of
@@ -52,10 +53,13 @@ func TestWithMessageID(t *testing.T) {
 	}
 }
 
-func TestResponse(t *testing.T) {
-	op, code, final, err := Response(bindResponse(3, 49, "bad"))
-	if err != nil || op != 0x61 || code != 49 || !final {
-		t.Fatalf("bind response: op %#x code %d final %v err %v", op, code, final, err)
+func TestParseResponse(t *testing.T) {
+	r, err := ParseResponse(bindResponse(3, 49, "bad"))
+	if err != nil || r.Tag != 0x61 || r.Code != 49 || !r.Final {
+		t.Fatalf("bind response: %+v err %v", r, err)
+	}
+	if le, ok := r.Err().(*ldap.Error); !ok || le.ResultCode != 49 || le.Err.Error() != "bad" {
+		t.Fatalf("bind response: Err() = %v", r.Err())
 	}
 	entry := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
 	entry.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 7, ""))
@@ -63,12 +67,12 @@ func TestResponse(t *testing.T) {
 	e.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "cn=x", ""))
 	e.AppendChild(ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, ""))
 	entry.AppendChild(e)
-	op, _, final, err = Response(entry.Bytes())
-	if err != nil || op != TagSearchResultEntry || final {
-		t.Fatalf("entry: op %#x final %v err %v", op, final, err)
+	r, err = ParseResponse(entry.Bytes())
+	if err != nil || r.Tag != TagSearchResultEntry || r.Final {
+		t.Fatalf("entry: %+v err %v", r, err)
 	}
 	for _, bad := range [][]byte{nil, {0x30}, {0x30, 0x03, 0x02, 0x01, 0x01}, {0x31, 0x00}, {0x30, 0x05, 0x04, 0x01, 0x01, 0x61, 0x00}} {
-		if _, _, _, err := Response(bad); err == nil {
+		if _, err := ParseResponse(bad); err == nil {
 			t.Errorf("Response(% x) accepted malformed input", bad)
 		}
 	}

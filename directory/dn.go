@@ -1,0 +1,80 @@
+package directory
+
+import (
+	"strings"
+)
+
+// staticSchema resolves the attribute types of the static tables only; it is never
+// changed, so any goroutine may use it.
+var staticSchema = newSchema()
+
+// NormalizeDN returns the canonical form of a DN, as distinguishedNameMatch compares
+// DNs: attribute types by their primary name (also when written as an OID) in lower
+// case, values normalised by their type's equality rule (case folded and insignificant
+// spaces removed for the directory strings DNs are made of) and re-escaped, the values of
+// a multi-valued RDN sorted. It is the project's one DN normaliser: the served tree
+// matches base DNs and DN-valued attributes with it, the store indexes DNs by it, and
+// bind names are resolved through it, so "UID=Alice , ou=People,dc=Example,dc=org" and
+// "0.9.2342.19200300.100.1.1=alice,ou=people,dc=example,dc=org" are one user everywhere.
+// Attribute types the schema does not know are taken as directory strings. A string
+// that is not a DN is returned lower-cased and trimmed, so that it still finds itself.
+func NormalizeDN(dn string) string {
+	if n, ok := normalizePlainDN(dn); ok {
+		return n
+	}
+	parsed, ok := parseDN(dn)
+	if !ok {
+		return strings.ToLower(strings.TrimSpace(dn))
+	}
+	rdns, ok := staticSchema.canonicalRDNs(parsed, true)
+	if !ok {
+		return strings.ToLower(strings.TrimSpace(dn))
+	}
+	return strings.Join(rdns, ",")
+}
+
+// normalizePlainDN is NormalizeDN's fast path, for the common DN of printable ASCII with
+// single-valued RDNs, nothing escaped, no double spaces, and types whose equality rule
+// only folds case (cn, uid, ou, dc, ...). It gives the same string as the full path; ok
+// is false when the DN needs the parser.
+func normalizePlainDN(dn string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(dn))
+	for rdn := range strings.SplitSeq(dn, ",") {
+		typ, val, found := strings.Cut(rdn, "=")
+		if !found {
+			return "", false
+		}
+		typ = strings.TrimSpace(typ)
+		val = strings.Trim(val, " ")
+		at := staticAttributeTypes[strings.ToLower(typ)]
+		if at == nil || at.eq != mrCaseIgnore && at.eq != mrCaseIgnoreIA5 || !validAttrName(typ) ||
+			val == "" || val[0] == '#' || strings.Contains(val, "  ") {
+			return "", false
+		}
+		for i := 0; i < len(val); i++ {
+			switch c := val[i]; {
+			case c < ' ' || c > '~':
+				return "", false
+			case c == '\\' || c == '"' || c == '+' || c == ';' || c == '<' || c == '>' || c == '=':
+				return "", false
+			}
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strings.ToLower(at.name))
+		b.WriteByte('=')
+		for i := 0; i < len(val); i++ {
+			c := val[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b.WriteByte(c)
+		}
+	}
+	if b.String() == dn {
+		return dn, true // keeps the key a slice of the caller's string
+	}
+	return b.String(), true
+}

@@ -1,0 +1,76 @@
+package directory
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNormalizeDN(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"uid=jdoe,ou=People,dc=example,dc=org", "uid=jdoe,ou=people,dc=example,dc=org"},
+		{"UID=JDoe, OU=People , DC=Example,DC=ORG", "uid=jdoe,ou=people,dc=example,dc=org"},
+		{"  cn = John Doe ,dc=x", "cn=john doe,dc=x"},
+		{"cn=John  Doe,dc=x", "cn=john doe,dc=x"}, // insignificant spaces (caseIgnoreMatch)
+		{`cn=Doe\, John,dc=x`, `cn=doe\2c john,dc=x`},
+		{`cn=Doe\2C John,dc=x`, `cn=doe\2c john,dc=x`},
+		{"cn=Jürgen,dc=x", "cn=jürgen,dc=x"},
+		{`cn=J\C3\BCrgen,dc=x`, "cn=jürgen,dc=x"},
+		{"cn=a+sn=B,dc=x", "cn=a+sn=b,dc=x"},
+		{"SN=B+cn=a,dc=x", "cn=a+sn=b,dc=x"},
+		{"2.5.4.3=x,dc=y", "cn=x,dc=y"},
+		{"commonName=X,dc=y", "cn=x,dc=y"},
+		{"0.9.2342.19200300.100.1.1=user0004,OU=People,dc=example,dc=org", "uid=user0004,ou=people,dc=example,dc=org"},
+		{`UID=user0004\20,ou=people,dc=example,dc=org`, "uid=user0004,ou=people,dc=example,dc=org"},
+		{"madeUpType=Value,dc=x", "madeuptype=value,dc=x"},
+		{"", ""},
+		{"not a dn", "not a dn"},
+		{"  Not A DN  ", "not a dn"},
+	} {
+		if got := NormalizeDN(tc.in); got != tc.want {
+			t.Errorf("NormalizeDN(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// The fast path gives what the full normaliser gives, whenever it is taken, and the
+// tree's own DN matching agrees with both.
+func TestNormalizePlainDNAgreesWithParser(t *testing.T) {
+	for _, dn := range []string{
+		"uid=jdoe,ou=People,dc=example,dc=org",
+		"UID = JDoe , OU=People,DC=Example,DC=ORG",
+		"cn=John  Doe,dc=x",
+		"cn=a-b_c.d@e!f(g)h,dc=x",
+		"cn=x ,dc=y",
+		"cn=a=b,dc=x",
+		"cn=#41,dc=x",
+		"c n=x,dc=y",
+		"cn=,dc=x",
+		"cn=x,,dc=y",
+		"cn=x;dc=y",
+		"mail=A@Example.org,dc=x",
+		"entryUUID=6f1e0a52-0000-4000-8000-000000000001,ou=people,dc=example,dc=org",
+	} {
+		fast, ok := normalizePlainDN(dn)
+		if !ok {
+			continue
+		}
+		parsed, ok := parseDN(dn)
+		if !ok {
+			t.Errorf("fast path took %q, which does not parse", dn)
+			continue
+		}
+		rdns, ok := staticSchema.canonicalRDNs(parsed, true)
+		if slow := strings.Join(rdns, ","); !ok || fast != slow {
+			t.Errorf("%q: fast path %q, full path %q (%v)", dn, fast, slow, ok)
+		}
+		if tree, ok := staticSchema.normDN(dn); ok && tree != fast {
+			t.Errorf("%q: fast path %q, tree %q", dn, fast, tree)
+		}
+	}
+}
+
+func BenchmarkNormalizeDN(b *testing.B) {
+	for b.Loop() {
+		NormalizeDN("uid=user012345,ou=People,dc=example,dc=org")
+	}
+}

@@ -1,0 +1,629 @@
+package directory
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Filters of cached searches are compiled once per search, straight from the request's
+// BER, into a tree of closures and a candidate list taken from the tree's indexes.
+// Evaluation is three-valued (RFC 4511 §4.5.1.7): an unknown attribute type, a matching
+// rule the attribute does not have, or an assertion value its syntax rejects make a
+// filter item Undefined, which NOT leaves Undefined, and only True entries are returned.
+
+// tri is the value of a filter for one entry.
+type tri uint8
+
+const (
+	triFalse tri = iota
+	triTrue
+	triUndefined
+)
+
+func triOf(b bool) tri {
+	if b {
+		return triTrue
+	}
+	return triFalse
+}
+
+type matcher func(e *treeEntry) tri
+
+// plan is a compiled filter.
+type plan struct {
+	match matcher
+	// When indexed is set, cands lists in ascending order every entry the filter may be
+	// True for; the search need look at no other.
+	cands   []int32
+	indexed bool
+}
+
+// invalidNorm stands for a stored value its attribute's syntax rejects: it never equals
+// a normalised assertion, and ordering and substrings skip it.
+const invalidNorm = "\xff"
+
+var (
+	matchFalse     matcher = func(*treeEntry) tri { return triFalse }
+	matchUndefined matcher = func(*treeEntry) tri { return triUndefined }
+	planFalse              = plan{match: matchFalse, indexed: true}
+	planUndefined          = plan{match: matchUndefined, indexed: true}
+	errBadFilter           = errors.New("malformed filter")
+)
+
+// compileFilter compiles a search filter against t. The error is for a filter whose
+// structure is not RFC 4511's, answered with protocolError.
+func (t *Tree) compileFilter(f *ber.Packet) (plan, error) {
+	if f == nil || f.ClassType != ber.ClassContext {
+		return plan{}, errBadFilter
+	}
+	switch f.Tag {
+	case ldap.FilterAnd:
+		return t.compileAnd(f)
+	case ldap.FilterOr:
+		return t.compileOr(f)
+	case ldap.FilterNot:
+		if len(f.Children) != 1 {
+			return plan{}, errBadFilter
+		}
+		sub, err := t.compileFilter(f.Children[0])
+		if err != nil {
+			return plan{}, err
+		}
+		m := sub.match
+		return plan{match: func(e *treeEntry) tri {
+			switch m(e) {
+			case triTrue:
+				return triFalse
+			case triFalse:
+				return triTrue
+			}
+			return triUndefined
+		}}, nil
+	case ldap.FilterEqualityMatch, ldap.FilterApproxMatch:
+		// Approximate matching is equality: the proxy has no phonetic algorithm, and
+		// slapd too falls back to equality for the syntaxes without one.
+		return t.compileEquality(f)
+	case ldap.FilterSubstrings:
+		return t.compileSubstrings(f)
+	case ldap.FilterGreaterOrEqual, ldap.FilterLessOrEqual:
+		return t.compileOrdering(f)
+	case ldap.FilterPresent:
+		if f.TagType != ber.TypePrimitive {
+			return plan{}, errBadFilter
+		}
+		return t.compilePresent(f.Data.Bytes()), nil
+	case ldap.FilterExtensibleMatch:
+		return t.compileExtensible(f)
+	}
+	return plan{}, errBadFilter
+}
+
+func (t *Tree) compileAnd(f *ber.Packet) (plan, error) {
+	subs := make([]matcher, len(f.Children))
+	var best *plan
+	for i, c := range f.Children {
+		p, err := t.compileFilter(c)
+		if err != nil {
+			return plan{}, err
+		}
+		subs[i] = p.match
+		if p.indexed && (best == nil || len(p.cands) < len(best.cands)) {
+			best = &p
+		}
+	}
+	out := plan{match: func(e *treeEntry) tri {
+		r := triTrue
+		for _, m := range subs {
+			switch m(e) {
+			case triFalse:
+				return triFalse
+			case triUndefined:
+				r = triUndefined
+			}
+		}
+		return r
+	}}
+	if len(subs) == 1 {
+		out.match = subs[0]
+	}
+	if best != nil {
+		out.cands, out.indexed = best.cands, true
+	}
+	return out, nil
+}
+
+func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
+	subs := make([]matcher, len(f.Children))
+	indexed := true
+	var lists [][]int32
+	for i, c := range f.Children {
+		p, err := t.compileFilter(c)
+		if err != nil {
+			return plan{}, err
+		}
+		subs[i] = p.match
+		if !p.indexed {
+			indexed = false
+		} else if len(p.cands) > 0 {
+			lists = append(lists, p.cands)
+		}
+	}
+	out := plan{match: func(e *treeEntry) tri {
+		r := triFalse
+		for _, m := range subs {
+			switch m(e) {
+			case triTrue:
+				return triTrue
+			case triUndefined:
+				r = triUndefined
+			}
+		}
+		return r
+	}}
+	if len(subs) == 1 {
+		out.match = subs[0]
+	}
+	if indexed {
+		out.cands, out.indexed = union(lists), true
+	}
+	return out, nil
+}
+
+// union merges ascending lists into one without duplicates.
+func union(lists [][]int32) []int32 {
+	switch len(lists) {
+	case 0:
+		return nil
+	case 1:
+		return lists[0]
+	}
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	out := make([]int32, 0, n)
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// assertion is an attribute value assertion's attribute description and value.
+func assertion(f *ber.Packet) (desc, value []byte, err error) {
+	if len(f.Children) != 2 {
+		return nil, nil, errBadFilter
+	}
+	return f.Children[0].Data.Bytes(), f.Children[1].Data.Bytes(), nil
+}
+
+// resolve looks up a filter's attribute description: nil for an unknown type.
+func (t *Tree) resolve(desc []byte) (*attrType, string) {
+	if i := strings.IndexByte(string(desc), ';'); i >= 0 {
+		typ, opts := splitDescription(string(desc))
+		return t.schema.attr(typ), opts
+	}
+	return t.schema.attrBytes(desc), ""
+}
+
+// anyValue reports whether f is true of a value of attribute type at (or a subtype of
+// it) with the options opts in e, the values normalised as k.
+func (t *Tree) anyValue(e *treeEntry, at *attrType, opts string, k normKind, f func(string) bool) bool {
+	for i := range e.attrs {
+		a := &e.attrs[i]
+		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(a.opts, opts) {
+			continue
+		}
+		if t.attrValues(e, i, k, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// anyEqual is anyValue for an equality test, the commonest filter, without the call
+// per value.
+func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bool {
+	for i := range e.attrs {
+		a := &e.attrs[i]
+		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(a.opts, opts) {
+			continue
+		}
+		if a.typ.eq != at.eq {
+			if t.attrValues(e, i, at.eq.norm, func(v string) bool { return v == norm }) {
+				return true
+			}
+			continue
+		}
+		if slices.Contains(e.norm[a.lo:a.hi], norm) {
+			return true
+		}
+	}
+	return false
+}
+
+// attrValues calls f on the values of e's i-th attribute normalised as k, until f
+// returns true. Values that k rejects are skipped.
+func (t *Tree) attrValues(e *treeEntry, i int, k normKind, f func(string) bool) bool {
+	a := &e.attrs[i]
+	if a.typ.eq != nil && a.typ.eq.norm == k {
+		for _, v := range e.norm[a.lo:a.hi] {
+			if v != invalidNorm && f(v) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, raw := range e.view.Attributes[i].Values {
+		if v, ok := t.schema.normalize(k, raw, posValue); ok && f(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// Attribute types that filters treat specially.
+var (
+	atObjectClass           = staticAttributeTypes["objectclass"]
+	atStructuralObjectClass = staticAttributeTypes["structuralobjectclass"]
+	atEntryDN               = staticAttributeTypes["entrydn"]
+	atHasSubordinates       = staticAttributeTypes["hassubordinates"]
+	atMember                = staticAttributeTypes["member"]
+	atMemberOf              = staticAttributeTypes["memberof"]
+)
+
+func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
+	desc, val, err := assertion(f)
+	if err != nil {
+		return plan{}, err
+	}
+	at, opts := t.resolve(desc)
+	if at == nil || at.eq == nil {
+		return planUndefined, nil
+	}
+	norm, ok := t.schema.normalize(at.eq.norm, val, posValue)
+	if !ok {
+		return planUndefined, nil
+	}
+	if opts != "" && at.computed {
+		return planFalse, nil
+	}
+	switch at {
+	case atHasSubordinates:
+		want := norm == "TRUE"
+		return plan{match: func(e *treeEntry) tri { return triOf(e.hasChildren() == want) }}, nil
+	case atEntryDN:
+		i, ok := t.byDN[norm]
+		if !ok {
+			return planFalse, nil
+		}
+		return plan{match: func(e *treeEntry) tri { return triOf(e.ndn == norm) }, cands: []int32{i}, indexed: true}, nil
+	}
+	var p plan
+	if at.eq == mrObjectSubClass {
+		eq := func(v string) bool { return t.subclassOf(v, norm) }
+		p.match = func(e *treeEntry) tri { return triOf(t.anyValue(e, at, opts, at.eq.norm, eq)) }
+	} else {
+		p.match = func(e *treeEntry) tri { return triOf(t.anyEqual(e, at, opts, norm)) }
+	}
+	if idx, ok := t.index[at]; ok && !at.hasSubtypes {
+		p.cands, p.indexed = idx[norm], true
+	}
+	return p, nil
+}
+
+// subclassOf reports whether the class named by key v is the class want or a subclass.
+func (t *Tree) subclassOf(v, want string) bool {
+	if v == want {
+		return true
+	}
+	c := t.schema.class(v)
+	return c != nil && slices.Contains(c.ancestors, want)
+}
+
+func (t *Tree) compileOrdering(f *ber.Packet) (plan, error) {
+	desc, val, err := assertion(f)
+	if err != nil {
+		return plan{}, err
+	}
+	at, opts := t.resolve(desc)
+	if at == nil || at.ord == nil {
+		return planUndefined, nil
+	}
+	rule := at.ord
+	norm, ok := t.schema.normalize(rule.norm, val, posValue)
+	if !ok {
+		return planUndefined, nil
+	}
+	var test func(string) bool
+	if f.Tag == ldap.FilterGreaterOrEqual {
+		test = func(v string) bool { return rule.cmp(v, norm) >= 0 }
+	} else {
+		test = func(v string) bool { return rule.cmp(v, norm) <= 0 }
+	}
+	return plan{match: func(e *treeEntry) tri { return triOf(t.anyValue(e, at, opts, rule.norm, test)) }}, nil
+}
+
+func (t *Tree) compileSubstrings(f *ber.Packet) (plan, error) {
+	if len(f.Children) != 2 {
+		return plan{}, errBadFilter
+	}
+	at, opts := t.resolve(f.Children[0].Data.Bytes())
+	parts := f.Children[1].Children
+	if len(parts) == 0 {
+		return plan{}, errBadFilter
+	}
+	var sub substrings
+	for i, p := range parts {
+		if p.ClassType != ber.ClassContext || p.Tag > 2 ||
+			p.Tag == 0 && i != 0 || p.Tag == 2 && i != len(parts)-1 {
+			return plan{}, errBadFilter
+		}
+	}
+	if at == nil || at.sub == nil {
+		return planUndefined, nil
+	}
+	rule := at.sub
+	for _, p := range parts {
+		pos := [...]normPos{posInitial, posAny, posFinal}[p.Tag]
+		v, ok := t.schema.normalize(rule.norm, p.Data.Bytes(), pos)
+		if !ok {
+			return planUndefined, nil
+		}
+		if v == "" && rule.norm == normTelephone {
+			// slapd finds nothing for a part that is all spaces and hyphens.
+			return planFalse, nil
+		}
+		switch p.Tag {
+		case 0:
+			sub.initial = v
+		case 1:
+			sub.any = append(sub.any, v)
+		case 2:
+			sub.final = v
+		}
+	}
+	return plan{match: func(e *treeEntry) tri { return triOf(t.anyValue(e, at, opts, rule.norm, sub.match)) }}, nil
+}
+
+// substrings is a normalised substrings assertion.
+type substrings struct {
+	initial string
+	any     []string
+	final   string
+}
+
+func (s *substrings) match(v string) bool {
+	if len(v) < len(s.initial)+len(s.final) || !strings.HasPrefix(v, s.initial) || !strings.HasSuffix(v, s.final) {
+		return false
+	}
+	v = v[len(s.initial) : len(v)-len(s.final)]
+	for _, a := range s.any {
+		i := strings.Index(v, a)
+		if i < 0 {
+			return false
+		}
+		v = v[i+len(a):]
+	}
+	return true
+}
+
+func (t *Tree) compilePresent(desc []byte) plan {
+	at, opts := t.resolve(desc)
+	switch {
+	case at == nil:
+		return planUndefined
+	case opts != "" && at.computed:
+		return planFalse
+	case at == atObjectClass && opts == "":
+		return plan{match: func(*treeEntry) tri { return triTrue }}
+	}
+	return plan{match: func(e *treeEntry) tri {
+		for i := range e.attrs {
+			a := &e.attrs[i]
+			if (a.typ == at || at.hasSubtypes && a.typ.isA(at)) && (opts == "" || hasOptions(a.opts, opts)) {
+				return triTrue
+			}
+		}
+		return triFalse
+	}}
+}
+
+// compileExtensible compiles an extensible match (RFC 4511 §4.5.1.7.7): the rule by name
+// or OID, applied to one attribute type, to every attribute the rule applies to, and,
+// with dnAttributes, to the values of the entry's DN as well.
+func (t *Tree) compileExtensible(f *ber.Packet) (plan, error) {
+	var ruleName, desc, value []byte
+	var dnAttrs, haveValue bool
+	for _, c := range f.Children {
+		if c.ClassType != ber.ClassContext {
+			return plan{}, errBadFilter
+		}
+		switch c.Tag {
+		case ldap.MatchingRuleAssertionMatchingRule:
+			ruleName = c.Data.Bytes()
+		case ldap.MatchingRuleAssertionType:
+			desc = c.Data.Bytes()
+		case ldap.MatchingRuleAssertionMatchValue:
+			value, haveValue = c.Data.Bytes(), true
+		case ldap.MatchingRuleAssertionDNAttributes:
+			b := c.Data.Bytes()
+			dnAttrs = len(b) == 1 && b[0] != 0
+		default:
+			return plan{}, errBadFilter
+		}
+	}
+	if !haveValue {
+		return plan{}, errBadFilter
+	}
+	var rule *matchingRule
+	if ruleName != nil {
+		if rule = ruleByName[strings.ToLower(string(ruleName))]; rule == nil {
+			return planUndefined, nil
+		}
+	}
+	var at *attrType
+	var opts string
+	if desc != nil {
+		if at, opts = t.resolve(desc); at == nil {
+			return planUndefined, nil
+		}
+	}
+	switch {
+	case rule == nil && at == nil:
+		return planUndefined, nil
+	case rule == nil:
+		if rule = at.eq; rule == nil {
+			return planUndefined, nil
+		}
+	case rule == mrInChain:
+		return t.compileInChain(at, opts, value), nil
+	}
+	if rule.kind == ruleSubstrings || at != nil && (rule.ext == extNoAttribute || !rule.usableWith(at)) {
+		return planUndefined, nil
+	}
+	norm, ok := t.schema.normalize(rule.norm, value, posValue)
+	if !ok {
+		return planUndefined, nil
+	}
+	if at == nil && rule.ext == extNoAttribute || at == atHasSubordinates && !dnAttrs {
+		// hasSubordinates is not stored with entries, and slapd's extensible matches
+		// only see stored attributes (entryDN is the exception it makes).
+		return planFalse, nil
+	}
+	test := t.ruleTest(rule, norm)
+	return plan{match: func(e *treeEntry) tri {
+		switch {
+		case at == nil:
+			for i := range e.attrs {
+				if a := e.attrs[i].typ; !a.computed && rule.usableWith(a) && t.attrValues(e, i, rule.norm, test) {
+					return triTrue
+				}
+			}
+		case at != atHasSubordinates && t.anyValue(e, at, opts, rule.norm, test):
+			return triTrue
+		}
+		if dnAttrs && t.dnValues(e, at, rule, test) {
+			return triTrue
+		}
+		return triFalse
+	}}, nil
+}
+
+// ruleTest returns the test of an extensible match's rule against its normalised
+// assertion. An ordering rule is true for values that sort before the assertion.
+func (t *Tree) ruleTest(rule *matchingRule, norm string) func(string) bool {
+	switch rule.kind {
+	case ruleOrdering:
+		return func(v string) bool { return rule.cmp(v, norm) < 0 }
+	case ruleBitAnd, ruleBitOr:
+		// Flags (userAccountControl, groupType) are 32-bit; values beyond 64 bits match
+		// nothing, which also keeps a huge assertion from costing time per entry.
+		want, err := strconv.ParseInt(norm, 10, 64)
+		if err != nil {
+			return func(string) bool { return false }
+		}
+		return func(v string) bool {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return false
+			}
+			if rule.kind == ruleBitAnd {
+				return n&want == want
+			}
+			return n&want != 0
+		}
+	}
+	if rule == mrObjectSubClass {
+		return func(v string) bool { return t.subclassOf(v, norm) }
+	}
+	return func(v string) bool { return v == norm }
+}
+
+// dnValues applies an extensible match with dnAttributes to the attribute values of the
+// entry's DN: its own RDN and those of its ancestors.
+func (t *Tree) dnValues(e *treeEntry, at *attrType, rule *matchingRule, test func(string) bool) bool {
+	for {
+		for _, ava := range e.rdn {
+			if at != nil && !ava.typ.isA(at) || at == nil && !rule.usableWith(ava.typ) {
+				continue
+			}
+			if v, ok := t.schema.normalize(rule.norm, []byte(ava.value), posValue); ok && test(v) {
+				return true
+			}
+		}
+		if e.parent < 0 {
+			return false
+		}
+		e = &t.entries[e.parent]
+	}
+}
+
+// compileInChain compiles LDAP_MATCHING_RULE_IN_CHAIN: true for the entries whose value
+// of at leads to the asserted DN directly or through a chain of entries, as Active
+// Directory evaluates (memberOf:1.2.840.113556.1.4.1941:=<group>) for every member of
+// the group and of the groups nested in it. The whole set is computed here, once.
+func (t *Tree) compileInChain(at *attrType, opts string, value []byte) plan {
+	if at == nil || at.synt != synDN || opts != "" {
+		return planUndefined
+	}
+	target, ok := t.schema.normDN(string(value))
+	if !ok {
+		return planUndefined
+	}
+	in := make(map[int32]bool)
+	queue := []string{target}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, i := range t.referrers(at, cur) {
+			if !in[i] {
+				in[i] = true
+				queue = append(queue, t.entries[i].ndn)
+			}
+		}
+	}
+	cands := make([]int32, 0, len(in))
+	for i := range in {
+		cands = append(cands, i)
+	}
+	slices.Sort(cands)
+	return plan{match: func(e *treeEntry) tri { return triOf(in[int32(e.pos)]) }, cands: cands, indexed: true}
+}
+
+// referrers lists the entries whose value of at is the DN ndn. member and memberOf are
+// two views of one relation, so each also follows the other: a user is in a group's
+// chain if the group lists it as a member even when the user lacks memberOf.
+func (t *Tree) referrers(at *attrType, ndn string) []int32 {
+	var out []int32
+	if idx, ok := t.index[at]; ok && !at.hasSubtypes {
+		out = append(out, idx[ndn]...)
+	} else {
+		for i := range t.entries {
+			if t.anyValue(&t.entries[i], at, "", normDN, func(v string) bool { return v == ndn }) {
+				out = append(out, int32(i))
+			}
+		}
+	}
+	var dual *attrType
+	switch at {
+	case atMemberOf:
+		dual = atMember
+	case atMember:
+		dual = atMemberOf
+	}
+	if i, ok := t.byDN[ndn]; ok && dual != nil {
+		t.anyValue(&t.entries[i], dual, "", normDN, func(v string) bool {
+			if j, ok := t.byDN[v]; ok {
+				out = append(out, j)
+			}
+			return false
+		})
+	}
+	return out
+}

@@ -1,0 +1,146 @@
+package directory
+
+import (
+	"testing"
+)
+
+func TestNormDirectoryString(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		pos  normPos
+		fold bool
+		want string
+		ok   bool
+	}{
+		{"User 0001", posValue, true, "user 0001", true},
+		{"  User   0001  ", posValue, true, "user 0001", true},
+		{"  User   0001  ", posValue, false, "User 0001", true},
+		{"ZÜRICH", posValue, true, "zürich", true},
+		{"Straße", posValue, true, "straße", true},
+		{"User ", posInitial, true, "user ", true}, // (cn=User *) does not match "Username"
+		{" User", posInitial, true, "user", true},
+		{" 0001", posFinal, true, " 0001", true},
+		{"0001 ", posFinal, true, "0001", true},
+		{"  r  0 ", posAny, true, " r 0 ", true},
+		{" ", posFinal, true, "", true},
+		{" ", posInitial, true, " ", true},
+		{"  ", posAny, true, " ", true},
+		{"", posValue, true, "", false},
+		{"\xff", posValue, true, "", false},
+	} {
+		got, ok := normDirectoryString([]byte(c.in), c.pos, c.fold)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%q at %d (fold %v): %q %v, want %q %v", c.in, c.pos, c.fold, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestNormOtherSyntaxes(t *testing.T) {
+	s := newSchema()
+	for _, c := range []struct {
+		kind normKind
+		in   string
+		want string
+		ok   bool
+	}{
+		{normCaseIgnoreIA5, "  John.Smith@Example.ORG ", "john.smith@example.org", true},
+		{normCaseIgnoreIA5, "a  b", "a b", true},
+		{normCaseIgnoreIA5, "müller@x", "", false},
+		{normCaseExactIA5, "/HOME/x", "/HOME/x", true},
+		{normTelephone, "+1 (555) 01-99", "+1(555)0199", true},
+		{normTelephone, " - ", "", true},
+		{normTelephone, "a@b", "", false},
+		{normInteger, "-42", "-42", true},
+		{normInteger, "0", "0", true},
+		{normInteger, "007", "", false},
+		{normInteger, "-0", "", false},
+		{normInteger, "+5", "", false},
+		{normInteger, " 5", "", false},
+		{normTime, "20200101120000Z", "20200101120000.000000000Z", true},
+		{normTime, "20200101130000+0100", "20200101120000.000000000Z", true},
+		{normTime, "2020010112Z", "20200101120000.000000000Z", true},
+		{normTime, "202001011230.5Z", "20200101123030.000000000Z", true},
+		{normTime, "20200101120000,25Z", "20200101120000.250000000Z", true},
+		{normTime, "20200101", "", false},
+		{normTime, "20201301000000Z", "", false},
+		{normTime, "20200230000000Z", "", false},
+		{normBoolean, "TRUE", "TRUE", true},
+		{normBoolean, "true", "", false},
+		{normUUID, "0B5A7E4E-0000-4000-8000-000000000001", "0b5a7e4e-0000-4000-8000-000000000001", true},
+		{normUUID, "0b5a7e4e000040008000000000000001", "", false},
+		{normObjectClass, "InetOrgPerson", "inetorgperson", true},
+		{normObjectClass, "2.5.6.6", "person", true},
+		{normObjectClass, "fooClass", "", false},
+		{normOID, "1.2.840.113556.1.4.319", "1.2.840.113556.1.4.319", true},
+		{normOID, "10000", "10000", true},
+		{normOID, "1.02", "", false},
+		{normOID, "person", "", false},
+		{normNameUID, "UID=x,DC=org#'0101'B", "uid=x,dc=org#'0101'B", true},
+		{normNameUID, "uid=x,dc=org", "uid=x,dc=org", true},
+	} {
+		got, ok := s.normalize(c.kind, []byte(c.in), posValue)
+		if got != c.want || ok != c.ok {
+			t.Errorf("kind %d %q: %q %v, want %q %v", c.kind, c.in, got, ok, c.want, c.ok)
+		}
+	}
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{{"-5", "3", -1}, {"10", "9", 1}, {"-10", "-9", -1}, {"123456789012345678901234567890", "9", 1}, {"7", "7", 0}} {
+		if got := compareIntegers(c.a, c.b); got != c.want {
+			t.Errorf("compareIntegers(%s, %s) = %d", c.a, c.b, got)
+		}
+	}
+}
+
+func TestNormDN(t *testing.T) {
+	s := newSchema()
+	same := [][]string{
+		{"uid=user0001,ou=people,dc=example,dc=org", "UID=User0001, OU=People , DC=Example,dc=ORG",
+			"userid=user0001;ou=people;dc=example;dc=org", "0.9.2342.19200300.100.1.1=user0001,ou=people,dc=example,dc=org",
+			"uid=user\\30001,ou=people,dc=example,dc=org", "  uid  =  user0001 ,ou=people,dc=example,dc=org"},
+		{"cn=Smith\\, John,dc=org", "cn=smith\\2c  john,dc=org", "commonName=SMITH\\, JOHN,dc=org"},
+		{"cn=Ann+uid=ann,dc=org", "uid=ANN+cn=ann,dc=org"},
+	}
+	for _, group := range same {
+		want, ok := s.normDN(group[0])
+		if !ok {
+			t.Fatalf("%q: invalid", group[0])
+		}
+		for _, dn := range group[1:] {
+			if got, ok := s.normDN(dn); got != want || !ok {
+				t.Errorf("%q: %q %v, want %q (as %q)", dn, got, ok, want, group[0])
+			}
+		}
+	}
+	for _, dn := range []string{" ", "not a dn", "foo=bar,dc=org", "uid=x,", "uid=#04087573657230303031,dc=org", "uidNumber=abc,dc=org", "cn=a\"b,dc=org"} {
+		if got, ok := s.normDN(dn); ok {
+			t.Errorf("%q: accepted as %q", dn, got)
+		}
+	}
+	if n, _ := s.normDN("cn=a\\2Bb\\3Dc,dc=org"); n != "cn=a\\2bb\\3dc,dc=org" {
+		t.Errorf("special characters in values: %q", n)
+	}
+}
+
+func TestSchemaResolves(t *testing.T) {
+	s := newSchema()
+	for name, want := range map[string]string{"CN": "cn", "commonName": "cn", "2.5.4.3": "cn", "MAIL": "mail",
+		"memberof": "memberOf", "sAMAccountName": "sAMAccountName", "entryuuid": "entryUUID"} {
+		if at := s.attr(name); at == nil || at.name != want {
+			t.Errorf("%s: %v", name, at)
+		}
+	}
+	if s.attr("favouriteColour") != nil {
+		t.Error("an attribute no table lists and no entry uses is known")
+	}
+	if at := s.addAttr("favouriteColour"); at.eq != mrCaseIgnore || at.sub != mrCaseIgnoreSubstr || s.attr("FAVOURITECOLOUR") != at {
+		t.Error("an attribute the entries use is not a caseIgnoreMatch string")
+	}
+	if !s.attr("cn").isA(s.attr("name")) || s.attr("name").isA(s.attr("cn")) || !s.attr("name").hasSubtypes {
+		t.Error("cn is not a subtype of name")
+	}
+	if !s.attr("memberOf").operational || s.attr("cn").operational {
+		t.Error("memberOf should be operational (as with slapd's memberof overlay), cn not")
+	}
+}

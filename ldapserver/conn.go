@@ -1,0 +1,600 @@
+package ldapserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+)
+
+// tlsHandshakeTimeout bounds a TLS handshake (LDAPS or StartTLS) so that a client that
+// opens a connection and says nothing cannot hold it.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// ErrAbandoned is returned by ResponseWriter methods once the client abandoned the
+// operation or the connection went away: the handler should stop.
+var ErrAbandoned = errors.New("ldap: operation abandoned or connection closed")
+
+// errIdle ends a connection that stayed silent past the idle timeout.
+var errIdle = errors.New("idle timeout")
+
+// outItem is one unit of work for a connection's writer: bytes to send, or a switch of
+// the underlying connection (StartTLS), acknowledged by closing done.
+type outItem struct {
+	b        []byte
+	switchTo net.Conn
+	done     chan struct{}
+}
+
+// conn is one client connection. The read loop (serve) decodes requests and starts one
+// goroutine per operation; a single writer goroutine sends every response, flushing only
+// when no other response is waiting, so a busy connection costs few syscalls.
+type conn struct {
+	srv  *Server
+	raw  net.Conn // the accepted connection; deadlines and Close go here, also under TLS
+	rd   *bufio.Reader
+	sess *Session
+	log  *slog.Logger
+
+	ctx    context.Context // cancelled when the connection is torn down
+	cancel context.CancelFunc
+
+	out        chan outItem
+	closed     chan struct{} // closed by abort
+	closeOnce  sync.Once
+	stopWriter chan struct{}
+	writerDone chan struct{}
+	stopped    atomic.Bool // Shutdown asked the read loop to stop
+
+	mu    sync.Mutex
+	ops   map[int64]context.CancelFunc
+	opsWG sync.WaitGroup
+}
+
+func newConn(s *Server, rw net.Conn) *conn {
+	id := s.nextID.Add(1)
+	sess := &Session{ID: id, RemoteAddr: rw.RemoteAddr()}
+	ctx := context.Background()
+	if s.ConnContext != nil {
+		ctx = s.ConnContext(ctx, sess)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &conn{
+		srv:        s,
+		raw:        rw,
+		rd:         bufio.NewReaderSize(rw, 4096),
+		sess:       sess,
+		log:        s.logger().With("conn", id, "remote", rw.RemoteAddr().String()),
+		ctx:        ctx,
+		cancel:     cancel,
+		out:        make(chan outItem, 64),
+		closed:     make(chan struct{}),
+		stopWriter: make(chan struct{}),
+		writerDone: make(chan struct{}),
+		ops:        make(map[int64]context.CancelFunc),
+	}
+	return c
+}
+
+// serve runs the read loop until the client leaves, misbehaves or the server shuts down.
+func (c *conn) serve() {
+	defer c.finish()
+	go c.writer()
+	c.log.Debug("connection opened")
+
+	if tc, ok := c.raw.(*tls.Conn); ok {
+		c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			c.log.Info("TLS handshake failed", "err", err)
+			return
+		}
+		c.raw.SetDeadline(time.Time{})
+		c.sess.setTLS(tc.ConnectionState())
+	}
+
+	for {
+		// Each message gets its own buffer: a forwarded request is relayed from it
+		// while the next one is read.
+		msg, err := c.readMessage(nil)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if !c.dispatch(msg) {
+			return
+		}
+	}
+}
+
+// readMessage waits for the next message. Waiting is bounded by the idle timeout, which
+// only ends the connection when nothing is in flight: a client reading a long search
+// result is not idle.
+func (c *conn) readMessage(buf []byte) ([]byte, error) {
+	idle := c.srv.IdleTimeout
+	for {
+		if c.stopped.Load() {
+			return nil, ErrServerClosed
+		}
+		if idle > 0 {
+			c.raw.SetReadDeadline(time.Now().Add(idle))
+		} else {
+			c.raw.SetReadDeadline(time.Time{})
+		}
+		if c.stopped.Load() { // Shutdown may have set its deadline just before ours
+			return nil, ErrServerClosed
+		}
+		_, err := c.rd.Peek(1)
+		if err == nil {
+			break
+		}
+		switch {
+		case c.stopped.Load():
+			return nil, ErrServerClosed
+		case !isTimeout(err):
+			return nil, err
+		case c.inFlight() > 0:
+			continue
+		default:
+			return nil, errIdle
+		}
+	}
+	// A message has started: all of it must arrive within the idle timeout (or the write
+	// timeout when there is none), so a client trickling bytes cannot hold a connection.
+	limit := idle
+	if limit <= 0 {
+		limit = c.srv.writeTimeout()
+	}
+	c.raw.SetReadDeadline(time.Now().Add(limit))
+	return readFrame(c.rd, c.srv.maxMessageSize(), buf)
+}
+
+// readFailed logs why the read loop ends and, when the client is owed an explanation,
+// sends a notice of disconnection.
+func (c *conn) readFailed(err error) {
+	var tooLarge errTooLarge
+	switch {
+	case errors.Is(err, ErrServerClosed):
+		c.log.Debug("connection closing for shutdown")
+	case errors.Is(err, errIdle):
+		c.log.Info("connection closed: idle timeout", "idle_timeout", c.srv.IdleTimeout)
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		c.log.Debug("connection closed by client")
+	case errors.As(err, &tooLarge):
+		c.log.Warn("connection closed: message too large", "size", tooLarge.Size, "limit", tooLarge.Limit)
+		c.notice(ldap.LDAPResultProtocolError, err.Error())
+	case isTimeout(err):
+		c.log.Info("connection closed: message not completed in time")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		c.log.Info("connection closed: truncated message")
+	case errors.Is(err, errNotSequence), errors.Is(err, errIndefinite), errors.Is(err, errLengthTooLong):
+		c.log.Warn("connection closed: malformed message", "err", err)
+		c.notice(ldap.LDAPResultProtocolError, "malformed message: "+err.Error())
+	default:
+		c.log.Info("connection closed: read error", "err", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dispatch decodes one message and starts its operation. It reports whether the read
+// loop should go on.
+func (c *conn) dispatch(msg []byte) bool {
+	req, err := c.decode(msg)
+	if err != nil {
+		return c.rejectMessage(msg, req, err)
+	}
+	req.Session = c.sess
+	req.raw = msg
+
+	switch req.Op {
+	case OpUnbind:
+		c.log.Debug("unbind")
+		c.abortOps()
+		return false
+	case OpAbandon:
+		c.mu.Lock()
+		cancel := c.ops[req.AbandonID]
+		c.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			c.log.Debug("operation abandoned", "msgid", req.AbandonID)
+		}
+		return true
+	case OpBind:
+		// RFC 4511 §4.2.1: uncompleted operations must complete before a bind is processed,
+		// and the bind runs alone, so it is handled here rather than on its own goroutine.
+		c.opsWG.Wait()
+		ctx, ok := c.register(req.MessageID)
+		if !ok {
+			return false
+		}
+		c.run(req.withCtx(ctx))
+		return true
+	case OpExtended:
+		if req.Extended.Name == OIDStartTLS {
+			return c.startTLS(req)
+		}
+	}
+	if c.inFlight() >= c.srv.maxOps() {
+		c.log.Warn("request refused: too many operations in flight", "max", c.srv.maxOps())
+		c.sendResult(req.MessageID, req.Op, &Result{Code: ldap.LDAPResultBusy,
+			Diagnostic: fmt.Sprintf("too many operations in flight on this connection (limit %d)", c.srv.maxOps())})
+		return true
+	}
+	ctx, ok := c.register(req.MessageID)
+	if !ok {
+		return false
+	}
+	go c.run(req.withCtx(ctx))
+	return true
+}
+
+// decode checks the structure and nesting of msg, then decodes it. A panic in a decoder
+// is turned into an error: hostile bytes must never take the process down.
+func (c *conn) decode(msg []byte) (req *Request, err error) {
+	if err := scanBER(msg, c.srv.maxFilterDepth()+4); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("panic while decoding a request", "panic", p, "stack", string(debug.Stack()))
+			req, err = nil, malformed("undecodable message")
+		}
+	}()
+	return decodeRequest(msg, c.srv.maxFilterDepth())
+}
+
+// rejectMessage answers a message that could not be decoded. When its message ID and
+// operation can still be read, the client gets a result under that ID and the connection
+// goes on; otherwise it gets a notice of disconnection and the connection closes.
+func (c *conn) rejectMessage(msg []byte, req *Request, err error) bool {
+	id, op := int64(0), Op(0)
+	if req != nil {
+		id, op = req.MessageID, req.Op
+	} else if pid, tag, perr := peekHeader(msg); perr == nil {
+		id, op = pid, opByTag[tag&0x1f]
+		if tag&0xc0 != 0x40 { // not an application-class element
+			op = 0
+		}
+	}
+	var deep errTooDeep
+	code, diag := uint16(ldap.LDAPResultProtocolError), err.Error()
+	switch {
+	case errors.As(err, &deep):
+		code = ldap.LDAPResultAdminLimitExceeded
+		diag = fmt.Sprintf("filter nested deeper than %d levels (listen.max_filter_depth)", c.srv.maxFilterDepth())
+	case errors.Is(err, ldapwire.ErrTooManyElements):
+		code = ldap.LDAPResultAdminLimitExceeded
+		diag = "request too complex: " + err.Error()
+	}
+	if id <= 0 || op == 0 || op == OpUnbind || op == OpAbandon {
+		c.log.Warn("connection closed: malformed message", "err", err)
+		c.notice(ldap.LDAPResultProtocolError, diag)
+		return false
+	}
+	c.log.Warn("request rejected", "msgid", id, "op", op.String(), "code", code, "err", err)
+	c.sendResult(id, op, &Result{Code: code, Diagnostic: diag})
+	return true
+}
+
+// register records an operation in flight so that abandon and shutdown can find it. A
+// message ID already in flight is a client bug that no answer can untangle (both
+// responses would carry the same ID): the connection is closed with a notice.
+func (c *conn) register(id int64) (context.Context, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.ops[id]; dup {
+		c.log.Warn("connection closed: message ID reused while in flight", "msgid", id)
+		c.notice(ldap.LDAPResultProtocolError, fmt.Sprintf("message ID %d is already in use", id))
+		return nil, false
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.ops[id] = cancel
+	c.opsWG.Add(1)
+	return ctx, true
+}
+
+func (c *conn) unregister(id int64) {
+	c.mu.Lock()
+	cancel := c.ops[id]
+	delete(c.ops, id)
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	c.opsWG.Done()
+}
+
+func (c *conn) inFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ops)
+}
+
+// abortOps cancels every operation in flight (unbind, client gone).
+func (c *conn) abortOps() {
+	c.mu.Lock()
+	for _, cancel := range c.ops {
+		cancel()
+	}
+	c.mu.Unlock()
+}
+
+// run calls the handler for one operation. A panic is contained here: the operation is
+// answered with `other`, the panic is logged with its stack, and the server goes on.
+func (c *conn) run(req *Request) {
+	w := &responseWriter{c: c, req: req}
+	defer c.unregister(req.MessageID)
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("panic while handling a request", "panic", p, "request", req, "stack", string(debug.Stack()))
+			if !w.done {
+				w.WriteResult(&Result{Code: ldap.LDAPResultOther, Diagnostic: "internal error"})
+			}
+			return
+		}
+		if !w.done && req.Context().Err() == nil {
+			c.log.Error("handler returned without a result", "request", req)
+			w.WriteResult(&Result{Code: ldap.LDAPResultOther, Diagnostic: "internal error: no result"})
+		}
+	}()
+	c.srv.Handler.ServeLDAP(w, req)
+}
+
+// startTLS performs the StartTLS extended operation (RFC 4511 §4.14). It runs on the
+// read loop: no other operation may be in flight, and nothing may be read until the
+// handshake is done.
+func (c *conn) startTLS(req *Request) bool {
+	fail := func(code uint16, diag string) bool {
+		c.sendResult(req.MessageID, OpExtended, &Result{Code: code, Diagnostic: diag, ResponseName: OIDStartTLS})
+		return true
+	}
+	switch {
+	case c.srv.TLSConfig == nil:
+		return fail(ldap.LDAPResultProtocolError, "StartTLS is not configured on this server")
+	case c.sess.TLS() != nil:
+		return fail(ldap.LDAPResultOperationsError, "TLS is already established")
+	case c.inFlight() > 0:
+		return fail(ldap.LDAPResultOperationsError, "operations are still in flight")
+	case c.rd.Buffered() > 0:
+		c.log.Warn("connection closed: data sent after StartTLS before the handshake")
+		return false
+	}
+	c.sendResult(req.MessageID, OpExtended, &Result{Code: ldap.LDAPResultSuccess, ResponseName: OIDStartTLS})
+	tc := tls.Server(c.raw, c.srv.TLSConfig)
+	done := make(chan struct{})
+	select {
+	case c.out <- outItem{switchTo: tc, done: done}:
+	case <-c.closed:
+		return false
+	}
+	select {
+	case <-done:
+	case <-c.closed:
+		return false
+	}
+	c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.log.Info("StartTLS handshake failed", "err", err)
+		return false
+	}
+	c.raw.SetDeadline(time.Time{})
+	c.rd.Reset(tc)
+	c.sess.setTLS(tc.ConnectionState())
+	c.log.Debug("StartTLS established", "version", tls.VersionName(tc.ConnectionState().Version))
+	return true
+}
+
+// stopReading makes the read loop stop at the next message boundary (Shutdown).
+func (c *conn) stopReading() {
+	c.stopped.Store(true)
+	c.raw.SetReadDeadline(time.Now())
+}
+
+// abort tears the connection down at once.
+func (c *conn) abort() {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.cancel()
+		c.raw.Close()
+	})
+}
+
+// finish runs when the read loop ends: operations in flight finish (or, if the client is
+// gone, are cancelled), their responses are flushed, and the connection closes.
+func (c *conn) finish() {
+	if !c.stopped.Load() {
+		// The client left or broke the protocol: nobody will read what is in flight.
+		c.abortOps()
+	}
+	c.opsWG.Wait()
+	close(c.stopWriter)
+	<-c.writerDone
+	c.abort()
+	c.sess.close()
+	c.srv.removeConn(c)
+	c.log.Debug("connection closed")
+}
+
+// notice sends a notice of disconnection; the caller closes the connection afterwards.
+func (c *conn) notice(code uint16, diag string) {
+	c.send(c.ctx, appendNotice(getBuf(), code, diag))
+}
+
+// sendResult sends a final result outside of a handler (protocol-level answers).
+func (c *conn) sendResult(id int64, op Op, res *Result) {
+	c.send(c.ctx, appendResult(getBuf(), id, op, res))
+}
+
+// send queues b for the writer. It gives up when ctx ends or the connection closes.
+func (c *conn) send(ctx context.Context, b []byte) error {
+	select {
+	case c.out <- outItem{b: b}:
+		return nil
+	case <-ctx.Done():
+	case <-c.closed:
+	}
+	putBuf(b)
+	return ErrAbandoned
+}
+
+// writer sends queued responses, flushing when the queue is empty.
+func (c *conn) writer() {
+	defer close(c.writerDone)
+	bw := bufio.NewWriterSize(c.raw, 16<<10)
+	wt := c.srv.writeTimeout()
+	write := func(it outItem) bool {
+		// The deadline bounds each write, not the batch: a batch goes on for as long as the
+		// handler keeps the queue full, and a client that reads steadily must not be cut.
+		c.raw.SetWriteDeadline(time.Now().Add(wt))
+		if it.switchTo != nil {
+			if err := bw.Flush(); err != nil {
+				c.writeFailed(err)
+				return false
+			}
+			bw.Reset(it.switchTo)
+			close(it.done)
+			return true
+		}
+		_, err := bw.Write(it.b)
+		putBuf(it.b)
+		if err != nil {
+			c.writeFailed(err)
+			return false
+		}
+		return true
+	}
+	for {
+		select {
+		case it := <-c.out:
+			if !write(it) {
+				return
+			}
+			for len(c.out) > 0 && bw.Buffered() < 64<<10 {
+				if !write(<-c.out) {
+					return
+				}
+			}
+			if len(c.out) == 0 || bw.Buffered() > 0 {
+				if err := bw.Flush(); err != nil {
+					c.writeFailed(err)
+					return
+				}
+			}
+		case <-c.stopWriter:
+			c.raw.SetWriteDeadline(time.Now().Add(wt))
+			for len(c.out) > 0 {
+				if !write(<-c.out) {
+					return
+				}
+			}
+			if err := bw.Flush(); err != nil {
+				c.writeFailed(err)
+			}
+			return
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *conn) writeFailed(err error) {
+	if isTimeout(err) {
+		c.log.Warn("connection closed: client does not read its responses", "write_timeout", c.srv.writeTimeout())
+	} else {
+		c.log.Debug("connection closed: write failed", "err", err)
+	}
+	c.abort()
+}
+
+// bufPool recycles response buffers between the encoders and the writer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if cap(b) > 64<<10 {
+		return // keep the pool from pinning large search entries
+	}
+	bufPool.Put(&b)
+}
+
+// responseWriter implements ResponseWriter for one request.
+type responseWriter struct {
+	c    *conn
+	req  *Request
+	done bool
+}
+
+func (w *responseWriter) WriteEntry(e *Entry, controls ...Control) error {
+	if w.done || w.req.Op != OpSearch {
+		return errors.New("ldap: WriteEntry after the result or outside a search")
+	}
+	ctx := w.req.Context()
+	if ctx.Err() != nil {
+		return ErrAbandoned
+	}
+	return w.c.send(ctx, ldapwire.AppendEntry(getBuf(), w.req.MessageID, e, w.req.Search.TypesOnly, controls))
+}
+
+func (w *responseWriter) WriteReference(urls []string, controls ...Control) error {
+	if w.done || w.req.Op != OpSearch {
+		return errors.New("ldap: WriteReference after the result or outside a search")
+	}
+	ctx := w.req.Context()
+	if ctx.Err() != nil {
+		return ErrAbandoned
+	}
+	return w.c.send(ctx, ldapwire.AppendReference(getBuf(), w.req.MessageID, urls, controls))
+}
+
+func (w *responseWriter) WriteResult(res *Result) error {
+	if w.done {
+		return errors.New("ldap: result already written")
+	}
+	w.done = true
+	ctx := w.req.Context()
+	if ctx.Err() != nil {
+		return ErrAbandoned // an abandoned operation gets no response (RFC 4511 §4.11)
+	}
+	return w.c.send(ctx, appendResult(getBuf(), w.req.MessageID, w.req.Op, res))
+}
+
+func (w *responseWriter) Relay(resp ldapwire.Response) error {
+	if w.done {
+		return errors.New("ldap: relay after the result")
+	}
+	if resp.Final {
+		w.done = true
+	}
+	ctx := w.req.Context()
+	if ctx.Err() != nil {
+		return ErrAbandoned
+	}
+	b, err := ldapwire.WithMessageID(getBuf(), resp.Msg, w.req.MessageID)
+	if err != nil {
+		putBuf(b)
+		return fmt.Errorf("relay: %w", err)
+	}
+	return w.c.send(ctx, b)
+}
+
+func (r *Request) withCtx(ctx context.Context) *Request {
+	r.ctx = ctx
+	return r
+}

@@ -1,0 +1,190 @@
+package ldapserver
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+)
+
+// requestSeeds are encodings of real requests of every kind, with and without controls.
+func requestSeeds() [][]byte {
+	paging := ldap.NewControlPaging(100)
+	paging.SetCookie([]byte("cookie"))
+	critical := &ldap.ControlString{ControlType: "1.2.840.113556.1.4.805", Criticality: true}
+	filters := []string{
+		"(objectClass=*)",
+		"(cn=Babs Jensen)",
+		"(&(objectClass=person)(|(uid=a*b*c)(mail=*@example.com))(!(cn<=m)))",
+		"(cn~=bob)",
+		"(uidNumber>=1000)",
+		"(cn:dn:2.5.13.5:=Fred)",
+		"(:1.2.3:=x)",
+		"(o=Parens R Us \\28for all your parenthetical needs\\29)",
+		"(objectGUID=\\04\\ff\\00\\80)",
+		"(|(&)(!(|)))",
+	}
+	add := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationAddRequest, nil, "")
+	add.AppendChild(octets("cn=new,dc=example"))
+	add.AppendChild(ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, ""))
+	modDN := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationModifyDNRequest, nil, "")
+	modDN.AppendChild(octets("cn=old,dc=example"))
+	modDN.AppendChild(octets("cn=new"))
+	modDN.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, true, ""))
+
+	seeds := [][]byte{
+		ldapMessage(1, bindOp("cn=alice,dc=example", "secret")),
+		ldapMessage(2, bindOp("", "")),
+		ldapMessage(3, saslBindOp("", "EXTERNAL", "")),
+		ldapMessage(4, bindOp("cn=alice,dc=example", "secret"), critical),
+		ldapMessage(10, compareOp("cn=alice,dc=example", "mail", "alice@example.com")),
+		ldapMessage(11, extendedOp(OIDWhoAmI, nil)),
+		ldapMessage(12, extendedOp(OIDStartTLS, nil)),
+		ldapMessage(13, extendedOp(OIDPasswordModify, []byte{0x30, 0x05, 0x81, 0x03, 'o', 'l', 'd'})),
+		ldapMessage(14, modifyOp("cn=alice,dc=example", "userPassword", "new")),
+		ldapMessage(15, deleteOp("cn=alice,dc=example")),
+		ldapMessage(16, add),
+		ldapMessage(17, modDN),
+		ldapMessage(18, abandonOp(5)),
+		ldapMessage(19, unbindOp()),
+		searchWithRawFilter(20, nestedNotFilter(50)),
+	}
+	for i, f := range filters {
+		seeds = append(seeds, ldapMessage(int64(100+i), searchOp("dc=example", i%4, f, "cn", "mail")))
+	}
+	seeds = append(seeds,
+		ldapMessage(200, searchOp("dc=example", 2, "(cn=*)"), paging),
+		ldapMessage(201, searchOp("", 0, "(objectClass=*)", "+", "*"), paging, critical),
+	)
+	return seeds
+}
+
+// tagOfOp is opByTag reversed.
+func tagOfOp() map[Op]ber.Tag {
+	m := make(map[Op]ber.Tag, len(opByTag))
+	for tag, op := range opByTag {
+		m[op] = ber.Tag(tag)
+	}
+	return m
+}
+
+// FuzzDecodeRequest feeds the decoder what the read loop would: anything that passes the
+// structural scan. The decoder must not panic, must refuse with errMalformed, and what it
+// accepts must be usable by a handler: answerable, loggable, and for a search a filter
+// that renders without a filter choice RFC 4511 does not define, which go-ldap would show
+// as "()". (The rendering is for logs; requests travel upstream as the client's bytes.)
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range requestSeeds() {
+		f.Add(s)
+	}
+	tags := tagOfOp()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if err := scanBER(msg, 104); err != nil {
+			return
+		}
+		req, err := decodeRequest(msg, DefaultMaxFilterDepth)
+		if err != nil {
+			var m errMalformed
+			if !errors.As(err, &m) {
+				t.Fatalf("decode error %v (%T) is not errMalformed", err, err)
+			}
+			if req != nil && (req.MessageID < 1 || req.MessageID > 1<<31-1 || req.Op == 0) {
+				t.Fatalf("refused request carries message ID %d, op %d", req.MessageID, req.Op)
+			}
+			return
+		}
+		if req.MessageID < 1 || req.MessageID > 1<<31-1 {
+			t.Fatalf("accepted message ID %d", req.MessageID)
+		}
+		p, err := ber.DecodePacketErr(msg)
+		if err != nil {
+			t.Fatalf("decodeRequest accepted what go-asn1-ber refuses: %v", err)
+		}
+		if got := p.Children[1].Tag; got != tags[req.Op] {
+			t.Fatalf("protocolOp tag %d decoded as %s", got, req.Op)
+		}
+		fields := map[Op]bool{OpBind: req.Bind != nil, OpSearch: req.Search != nil, OpCompare: req.Compare != nil,
+			OpExtended: req.Extended != nil, OpModify: req.Modify != nil}
+		for op, set := range fields {
+			if set != (op == req.Op) {
+				t.Fatalf("%s request with the %s field set: %v", req.Op, op, set)
+			}
+		}
+		req.LogValue().Resolve()
+
+		res := &Result{Diagnostic: "d", MatchedDN: "m", Controls: req.Controls, ResponseName: "1.2.3", ResponseValue: []byte("v")}
+		if _, err := ber.DecodePacketErr(appendResult(nil, req.MessageID, req.Op, res)); err != nil {
+			t.Fatalf("result for the request does not decode: %v", err)
+		}
+		if req.Search == nil {
+			return
+		}
+		filter, err := req.Search.FilterString()
+		if err != nil {
+			t.Fatalf("accepted search whose filter does not render: %v", err)
+		}
+		if strings.Contains(filter, "()") {
+			t.Fatalf("accepted search with an unknown filter choice: %s", filter)
+		}
+		ent := &Entry{DN: req.Search.BaseDN}
+		for _, a := range req.Search.Attributes {
+			ent.Attributes = append(ent.Attributes, Attribute{Name: a, Values: [][]byte{[]byte(a)}})
+		}
+		if _, err := ber.DecodePacketErr(appendEntry(nil, req.MessageID, ent, req.Search.TypesOnly, req.Controls)); err != nil {
+			t.Fatalf("entry for the search does not decode: %v", err)
+		}
+	})
+}
+
+// FuzzReadFrame splits arbitrary bytes into frames with a small size limit: every frame
+// must be a prefix of what is left, within the limit, and exactly one BER element long;
+// every error must be one the read loop knows how to answer.
+func FuzzReadFrame(f *testing.F) {
+	const limit = 64
+	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x01})
+	f.Add([]byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x30, 0x81, 0x05, 1, 2, 3, 4, 5, 0x30, 0x00})
+	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
+	f.Add(ldapMessage(1, bindOp("cn=a", "b")))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bufio.NewReaderSize(bytes.NewReader(data), 16)
+		rest := data
+		var buf []byte
+		for {
+			frame, err := readFrame(r, limit, buf)
+			var tooLarge errTooLarge
+			switch {
+			case err == nil:
+			case err == io.EOF:
+				if len(rest) != 0 {
+					t.Fatalf("clean EOF with %d bytes left", len(rest))
+				}
+				return
+			case errors.As(err, &tooLarge):
+				if tooLarge.Size <= limit || tooLarge.Limit != limit {
+					t.Fatalf("%v for a limit of %d", err, limit)
+				}
+				return
+			case err == io.ErrUnexpectedEOF, err == errNotSequence, err == errIndefinite, err == errLengthTooLong:
+				return
+			default:
+				t.Fatalf("unexpected error %v", err)
+			}
+			if len(frame) > limit || !bytes.HasPrefix(rest, frame) {
+				t.Fatalf("frame % x is not within the limit at the start of % x", frame, rest)
+			}
+			if _, _, end, err := ldapwire.Header(frame, 0); err != nil || end != len(frame) {
+				t.Fatalf("frame % x is not one element: end %d, %v", frame, end, err)
+			}
+			rest = rest[len(frame):]
+			buf = frame[:0]
+		}
+	})
+}

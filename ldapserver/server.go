@@ -1,0 +1,260 @@
+package ldapserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+)
+
+// Handler answers LDAP requests, as http.Handler answers HTTP ones. The server itself
+// deals with unbind, abandon and StartTLS; every other operation reaches the handler,
+// which must end it with exactly one w.WriteResult (the server answers `other` when a
+// handler returns without one).
+type Handler interface {
+	ServeLDAP(w ResponseWriter, r *Request)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(w ResponseWriter, r *Request)
+
+// ServeLDAP calls f(w, r).
+func (f HandlerFunc) ServeLDAP(w ResponseWriter, r *Request) { f(w, r) }
+
+// ResponseWriter sends the responses to one request.
+type ResponseWriter interface {
+	// WriteEntry sends a search result entry. It returns an error once the operation has
+	// been abandoned or the connection has closed; the handler should then stop.
+	WriteEntry(e *Entry, controls ...Control) error
+	// WriteReference sends a search result reference (continuation URLs).
+	WriteReference(urls []string, controls ...Control) error
+	// WriteResult sends the final response; later writes fail.
+	WriteResult(res *Result) error
+}
+
+// Relayer is implemented by ResponseWriters that can send a response message received
+// from elsewhere (an upstream server) as it came, but for its message ID, which becomes
+// the request's; as http.Flusher is, it is an optional ability a handler asks for with a
+// type assertion. A final response (anything but a search entry, reference or
+// intermediate response) ends the operation as WriteResult does.
+type Relayer interface {
+	Relay(resp ldapwire.Response) error
+}
+
+// Defaults for the Server's limits, sized for a sidecar in front of one application or
+// a small service in front of many.
+const (
+	DefaultMaxMessageSize = 1 << 20
+	DefaultMaxFilterDepth = 100
+	DefaultMaxOpsPerConn  = 128
+	DefaultWriteTimeout   = 30 * time.Second
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("ldap: server closed")
+
+// Server is an LDAP server. Its fields are set before Serve is called and not changed
+// afterwards.
+type Server struct {
+	// Handler answers requests.
+	Handler Handler
+	// TLSConfig enables StartTLS on plain listeners; nil means StartTLS is refused. For
+	// LDAPS, wrap the listener with tls.NewListener before Serve.
+	TLSConfig *tls.Config
+	// MaxConnections caps open client connections; 0 means no limit. A connection over
+	// the cap receives a notice of disconnection (unavailable) and is closed.
+	MaxConnections int
+	// IdleTimeout closes a connection that has sent nothing and has nothing in flight for
+	// this long. Any request, and any response still being written, resets it. 0: never.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds how long a response may wait for a client that does not read.
+	WriteTimeout time.Duration
+	// MaxMessageSize bounds one request, header included.
+	MaxMessageSize int
+	// MaxFilterDepth bounds how deeply search filters (and any other element) may nest.
+	MaxFilterDepth int
+	// MaxOpsPerConn bounds operations in flight on one connection; more get `busy`.
+	MaxOpsPerConn int
+	// Logger receives connection-level events. Nil: slog.Default().
+	Logger *slog.Logger
+	// ConnContext, when set, derives the context of a new connection's requests from
+	// ctx, as http.Server.ConnContext does: a handler keeps per-connection state of its
+	// own there (and releases it with Session.OnClose).
+	ConnContext func(ctx context.Context, s *Session) context.Context
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	shutdown  atomic.Bool
+	nextID    atomic.Uint64
+	open      atomic.Int64
+	connWG    sync.WaitGroup
+}
+
+// OpenConnections returns the number of client connections currently open.
+func (s *Server) OpenConnections() int64 { return s.open.Load() }
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxMessageSize() int64 {
+	if s.MaxMessageSize > 0 {
+		return int64(s.MaxMessageSize)
+	}
+	return DefaultMaxMessageSize
+}
+
+func (s *Server) maxFilterDepth() int {
+	if s.MaxFilterDepth > 0 {
+		return s.MaxFilterDepth
+	}
+	return DefaultMaxFilterDepth
+}
+
+func (s *Server) maxOps() int {
+	if s.MaxOpsPerConn > 0 {
+		return s.MaxOpsPerConn
+	}
+	return DefaultMaxOpsPerConn
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.WriteTimeout > 0 {
+		return s.WriteTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+// Serve accepts connections on l and serves each on its own goroutine. It returns
+// ErrServerClosed after Shutdown, or the listener's error.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shutdown.Load() { // checked under the lock, or a Shutdown in between would miss l
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		rw, err := l.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logger().Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := s.newConn(rw)
+		if c == nil {
+			continue
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) newConn(rw net.Conn) *conn {
+	if s.MaxConnections > 0 && s.open.Load() >= int64(s.MaxConnections) {
+		s.logger().Warn("connection refused: too many connections", "remote", rw.RemoteAddr().String(), "max", s.MaxConnections)
+		rw.SetWriteDeadline(time.Now().Add(time.Second))
+		rw.Write(appendNotice(nil, 52, "too many connections"))
+		rw.Close()
+		return nil
+	}
+	s.mu.Lock()
+	if s.shutdown.Load() {
+		// Accepted just before Shutdown closed the listener: Shutdown has already stopped
+		// the connections it knew of and would wait for this one forever.
+		s.mu.Unlock()
+		rw.Close()
+		return nil
+	}
+	c := newConn(s, rw)
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	s.open.Add(1)
+	return c
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.open.Add(-1)
+	s.connWG.Done()
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, stops reading new
+// requests, lets the operations in flight finish and their responses reach the clients,
+// then closes the connections. If ctx ends first, the remaining connections are closed
+// at once and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.stopReading()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, abandoning operations in flight.
+func (s *Server) Close() error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.abort()
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ldapproxy/ldapproxy/ldapserver"
+	"github.com/ldapproxy/ldapproxy/upstream"
+)
+
+// client is the proxy's state of one client connection, next to the LDAP state the
+// server keeps in its ldapserver.Session: the connection's own upstream connection, where
+// the client's bind happens (so every later request runs upstream with exactly the
+// client's rights, and paged-results cookies, which servers tie to a connection, stay
+// valid), and how the client's login was accepted.
+type client struct {
+	mu   sync.Mutex
+	conn *upstream.Conn // opened on first use
+	// cachedLogin marks a login the proxy accepted without an upstream bind (offline, or
+	// from the cached-authentication cache): the upstream connection does not carry the
+	// user's identity, so nothing may be forwarded on it as the user.
+	cachedLogin bool
+}
+
+type clientKey struct{}
+
+// withClient gives a new connection its client state, released when it closes.
+func withClient(ctx context.Context, s *ldapserver.Session) context.Context {
+	c := &client{}
+	s.OnClose(c.close)
+	return context.WithValue(ctx, clientKey{}, c)
+}
+
+// clientOf returns the state of the connection r arrived on.
+func clientOf(r *ldapserver.Request) *client {
+	c, ok := r.Context().Value(clientKey{}).(*client)
+	if !ok {
+		panic("proxy: the server's ConnContext is not the proxy Handler's")
+	}
+	return c
+}
+
+// errCachedLogin is returned for a session whose login was accepted without the
+// directory; it reads as "upstream connection lost; bind again".
+var errCachedLogin = fmt.Errorf("%w (the login was accepted without the directory)", upstream.ErrConnectionLost)
+
+// upstream returns the client's own upstream connection, dialing it on first use. A
+// session logged in from a cache gets errCachedLogin for anything but a bind.
+func (c *client) upstream(ctx context.Context, pool *upstream.Pool, forBind bool) (*upstream.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cachedLogin && !forBind {
+		return nil, errCachedLogin
+	}
+	if c.conn == nil {
+		conn, err := pool.Dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.conn = conn
+	}
+	return c.conn, nil
+}
+
+// loggedIn records how the client's login was accepted: by the upstream, or from a cache.
+func (c *client) loggedIn(fromCache bool) {
+	c.mu.Lock()
+	c.cachedLogin = fromCache
+	c.mu.Unlock()
+}
+
+// isCachedLogin reports whether the client's login was accepted without the directory.
+func (c *client) isCachedLogin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cachedLogin
+}
+
+// forgetIdentity makes the upstream connection anonymous again after the client became
+// anonymous, so that nothing is read later with an identity the client gave up.
+func (c *client) forgetIdentity() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cachedLogin = false
+	if c.conn != nil {
+		c.conn.Unbind()
+	}
+}
+
+func (c *client) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
