@@ -77,7 +77,8 @@ type CredentialConfig struct {
 	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
 	// OfflineFailureLimit is how many failed offline logins of one user,
 	// within OfflineFailureWindow, make further offline logins of that user
-	// be refused until the window has passed. Default 5.
+	// be refused until the window has passed. Default 5. The proxy's
+	// bind-failure throttle enforces it; Verify itself does not count.
 	OfflineFailureLimit int `yaml:"offline_failure_limit"`
 	// OfflineFailureWindow is the period over which OfflineFailureLimit
 	// counts, starting with the first failure. Default 15m.
@@ -218,11 +219,10 @@ type Credentials struct {
 	mu       sync.Mutex
 	closed   bool
 	entries  map[string]*credEntry // mirrors the c/ records, by user ID
-	fails    map[string]*failWindow
-	inflight map[string]*inflight // Remembers under way, by user ID
-	seq      uint64               // numbers Remember calls
-	pending  int                  // Remembers accepted and not finished
-	idle     chan struct{}        // closed when pending drops to 0
+	inflight map[string]*inflight  // Remembers under way, by user ID
+	seq      uint64                // numbers Remember calls
+	pending  int                   // Remembers accepted and not finished
+	idle     chan struct{}         // closed when pending drops to 0
 
 	stopSweep chan struct{}
 	sweepDone chan struct{}
@@ -250,12 +250,6 @@ type inflight struct {
 	// voidUpTo is the last Remember call (seq) a Forget cancelled: its
 	// hash, computed from a password no longer valid, must not be stored.
 	voidUpTo uint64
-}
-
-// failWindow counts one user's failed offline logins.
-type failWindow struct {
-	start time.Time
-	n     int
 }
 
 // credentialRecord is the value under c/<user ID>.
@@ -299,7 +293,6 @@ func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (
 		queue:     make(chan struct{}, rememberQueue),
 		done:      make(chan struct{}),
 		entries:   map[string]*credEntry{},
-		fails:     map[string]*failWindow{},
 		inflight:  map[string]*inflight{},
 		stopSweep: make(chan struct{}),
 		sweepDone: make(chan struct{}),
@@ -507,14 +500,21 @@ func (c *Credentials) Flush(ctx context.Context) error {
 // Verify checks password against user u's stored hash, for a login while no
 // upstream can be reached; u is the user as the current snapshot has it. It
 // is ok only if a hash exists, is younger than OfflineMaxAge, u is active,
-// u's PasswordMarker is the one stored with the hash, the user is not
-// throttled, and the password matches. Otherwise reason says why, for the
-// log; it never contains the password. Every attempt counts toward the
-// user's throttle until it succeeds. ctx bounds the wait for a hash slot.
+// u's PasswordMarker is the one stored with the hash, and the password
+// matches. Otherwise reason says why, for the log; it never contains the
+// password. ctx bounds the wait for a hash slot. Throttling failed offline
+// logins (offline_failure_limit) is the caller's: the proxy's bind-failure
+// throttle counts them, and reports its refusals with Throttled.
 func (c *Credentials) Verify(ctx context.Context, u *User, password []byte) (ok bool, reason error) {
 	reason = c.verify(ctx, u, password)
 	c.logins.WithLabelValues(offlineResult(reason)).Inc()
 	return reason == nil, reason
+}
+
+// Throttled counts an offline login the caller's failure throttle refused
+// without asking Verify (result "throttled" of offline_logins_total).
+func (c *Credentials) Throttled() {
+	c.logins.WithLabelValues(offlineResult(ErrOfflineThrottled)).Inc()
 }
 
 func (c *Credentials) verify(ctx context.Context, u *User, password []byte) error {
@@ -532,13 +532,6 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.throttledLocked(u.ID, now) {
-		c.mu.Unlock()
-		return ErrOfflineThrottled
-	}
-	// Counted before the hash is checked, so that guesses sent in
-	// parallel cannot all pass the throttle; a success clears it.
-	c.countFailureLocked(u.ID, now)
 	e := c.entries[u.ID]
 	var err error
 	if e == nil {
@@ -567,9 +560,6 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
-		c.mu.Lock()
-		c.uncountFailureLocked(u.ID) // nothing was learnt about the password
-		c.mu.Unlock()
 		return fmt.Errorf("wait for a hash slot: %w", ctx.Err())
 	}
 	sum := c.idKey(password, rec.salt, rec.params.Time, rec.params.MemoryKiB, rec.params.Threads, uint32(len(rec.hash)))
@@ -577,9 +567,6 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 	if subtle.ConstantTimeCompare(sum, rec.hash) != 1 {
 		return ErrOfflineWrongPassword
 	}
-	c.mu.Lock()
-	delete(c.fails, u.ID)
-	c.mu.Unlock()
 	return nil
 }
 
@@ -627,35 +614,6 @@ func (c *Credentials) read(id string) (*credentialRecord, error) {
 		return nil, fmt.Errorf("read cached password: %w", err)
 	}
 	return rec, nil
-}
-
-func (c *Credentials) throttledLocked(id string, now time.Time) bool {
-	w := c.fails[id]
-	if w == nil {
-		return false
-	}
-	if now.Sub(w.start) >= c.cfg.OfflineFailureWindow {
-		delete(c.fails, id)
-		return false
-	}
-	return w.n >= c.cfg.OfflineFailureLimit
-}
-
-func (c *Credentials) countFailureLocked(id string, now time.Time) {
-	w := c.fails[id]
-	if w == nil {
-		w = &failWindow{start: now}
-		c.fails[id] = w
-	}
-	w.n++
-}
-
-func (c *Credentials) uncountFailureLocked(id string) {
-	if w := c.fails[id]; w != nil {
-		if w.n--; w.n <= 0 {
-			delete(c.fails, id)
-		}
-	}
 }
 
 // Forget drops user id's hash: the upstream rejected the user's password,
@@ -732,11 +690,6 @@ func (c *Credentials) sweep(sn *Snapshot) {
 		checks = append(checks, check{id: id, entry: e, marker: e.marker, stored: e.storedAt})
 		if e.hasFP && now.Sub(e.storedAt) >= c.refresh() {
 			e.fp, e.hasFP = [sha256.Size]byte{}, false
-		}
-	}
-	for id, w := range c.fails {
-		if now.Sub(w.start) >= c.cfg.OfflineFailureWindow {
-			delete(c.fails, id)
 		}
 	}
 	c.mu.Unlock()

@@ -3,11 +3,12 @@ package directory
 import (
 	"slices"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/mapping"
 )
 
 // The schema cached searches evaluate filters with: the attribute types, object classes
@@ -748,91 +749,11 @@ func compareIntegers(a, b string) int {
 // as a fixed-width string, so that equal instants compare equal and string order is time
 // order.
 func normGeneralizedTime(s string) (string, bool) {
-	if len(s) < 11 {
+	t, err := mapping.ParseGeneralizedTime(s)
+	if err != nil {
 		return "", false
 	}
-	digits := func(s string) bool {
-		for i := 0; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return false
-			}
-		}
-		return true
-	}
-	num := func(s string) int {
-		n := 0
-		for i := 0; i < len(s); i++ {
-			n = n*10 + int(s[i]-'0')
-		}
-		return n
-	}
-	if !digits(s[:10]) {
-		return "", false
-	}
-	year, month, day, hour := num(s[:4]), num(s[4:6]), num(s[6:8]), num(s[8:10])
-	rest := s[10:]
-	minute, second := 0, 0
-	var frac time.Duration
-	unit := time.Hour // what a fraction is a fraction of
-	if len(rest) >= 2 && digits(rest[:2]) {
-		minute, rest, unit = num(rest[:2]), rest[2:], time.Minute
-		if len(rest) >= 2 && digits(rest[:2]) {
-			second, rest, unit = num(rest[:2]), rest[2:], time.Second
-		}
-	}
-	if len(rest) > 0 && (rest[0] == '.' || rest[0] == ',') {
-		i := 1
-		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-			i++
-		}
-		if i == 1 {
-			return "", false
-		}
-		f := rest[1:i]
-		if len(f) > 9 {
-			f = f[:9]
-		}
-		frac = time.Duration(float64(unit) * float64(num(f)) / pow10(len(f)))
-		rest = rest[i:]
-	}
-	var offset time.Duration
-	switch {
-	case rest == "Z":
-	case len(rest) == 3 || len(rest) == 5:
-		if rest[0] != '+' && rest[0] != '-' || !digits(rest[1:]) {
-			return "", false
-		}
-		oh, om := num(rest[1:3]), 0
-		if len(rest) == 5 {
-			om = num(rest[3:5])
-		}
-		if oh > 23 || om > 59 {
-			return "", false
-		}
-		offset = time.Duration(oh)*time.Hour + time.Duration(om)*time.Minute
-		if rest[0] == '-' {
-			offset = -offset
-		}
-	default:
-		return "", false
-	}
-	if month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 60 {
-		return "", false
-	}
-	t := time.Date(year, time.Month(month), day, hour, minute, second, 0, time.UTC).Add(frac - offset)
 	return t.Format("20060102150405.000000000Z"), true
-}
-
-func pow10(n int) float64 {
-	p := 1.0
-	for range n {
-		p *= 10
-	}
-	return p
-}
-
-func daysIn(year, month int) int {
-	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // normOIDValue checks an objectIdentifierMatch assertion. slapd takes numeric OIDs only

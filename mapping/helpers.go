@@ -189,18 +189,20 @@ func generalizedTime(v any) (any, error) {
 	if !ok {
 		return nil, err
 	}
-	t, err := parseGeneralizedTime(s)
+	t, err := ParseGeneralizedTime(s)
 	if err != nil {
 		return nil, fmt.Errorf("generalized_time: %q: %w", s, err)
 	}
 	return t, nil
 }
 
-// parseGeneralizedTime reads the LDAP GeneralizedTime syntax (RFC 4517
+// ParseGeneralizedTime reads the LDAP GeneralizedTime syntax (RFC 4517
 // 3.3.13): YYYYMMDDHH[MM[SS]][(.|,)fraction](Z|(+|-)HH[MM]). The fraction
 // belongs to the last unit present, so "2024010203.5Z" is 03:30. The result
-// is in UTC.
-func parseGeneralizedTime(s string) (time.Time, error) {
+// is in UTC. It is the project's one GeneralizedTime parser: the
+// generalized_time helper converts with it, and the served directory matches
+// and orders time values with it.
+func ParseGeneralizedTime(s string) (time.Time, error) {
 	num := func(p string) (int, bool) {
 		n := 0
 		for i := 0; i < len(p); i++ {

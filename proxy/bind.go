@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -190,7 +191,14 @@ func (b *binder) offlineBind(w ldapserver.ResponseWriter, r *ldapserver.Request,
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable, and no cached credentials for this user"})
 		return
 	}
+	if !l.attempt.offlineStart(l.user) {
+		b.passwords.creds.Throttled()
+		b.log.Warn("offline login refused", "conn", s.ID, "name", l.name, "reason", cache.ErrOfflineThrottled)
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable; the cached credentials do not match"})
+		return
+	}
 	ok, reason := b.passwords.creds.Verify(r.Context(), l.user, r.Bind.Password)
+	l.attempt.offlineEnd(l.user, ok, errors.Is(reason, context.Canceled) || errors.Is(reason, context.DeadlineExceeded))
 	if errors.Is(reason, cache.ErrOfflineWrongPassword) {
 		l.attempt.failed() // only a checked, wrong password: not a missing or expired hash
 	}

@@ -36,8 +36,11 @@ type Options struct {
 	// AuthCache accepts a bind that succeeded upstream within bind.cached_auth_ttl
 	// without asking the upstream again (cached mode only); nil or a zero TTL: off.
 	AuthCache *cache.AuthCache
+	// OfflineFailures limits failed offline logins per user (bind.offline_failure_limit,
+	// offline_failure_window); the zero value turns the limit off.
+	OfflineFailures FailureLimit
 	// ThrottleMetrics counts binds refused by the bind-failure throttle (throttle.go,
-	// configured in Listen); nil: not counted.
+	// configured in Listen and OfflineFailures); nil: not counted.
 	ThrottleMetrics *ThrottleMetrics
 }
 
@@ -85,7 +88,7 @@ func newHandler(o Options, keep passwordKeeper) (*Handler, *writeback) {
 	names := &resolver{store: o.Store}
 	pw := &passwordCaches{creds: o.Credentials, auth: o.AuthCache, store: o.Store, log: log}
 	binds := &binder{pool: o.Upstream, names: names, listen: o.Listen, log: log, passwords: pw,
-		throttle: newBindThrottle(o.Listen, o.ThrottleMetrics, log)}
+		throttle: newBindThrottle(o.Listen, o.OfflineFailures, o.ThrottleMetrics, log)}
 	if o.Search.Mode == ModeCached {
 		// In direct mode every later search needs the user's identity upstream, which only
 		// a real upstream bind gives.

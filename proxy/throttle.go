@@ -26,7 +26,11 @@ import (
 // which would lock the real account out of every application.
 //
 // A failure is an invalidCredentials answer from the upstream or a wrong password at an
-// offline login. Binds the proxy refuses by itself (unauthenticated, disabled account,
+// offline login. Offline logins have a limit of their own besides
+// (bind.offline_failure_limit, offline_failure_window): every offline attempt of a user
+// counts until one succeeds, and it is counted before the hash is checked, so that
+// guesses sent in parallel cannot all pass. Both limits are the same mechanism, a
+// failureTable. Binds the proxy refuses by itself (unauthenticated, disabled account,
 // throttled) are not counted: they never reach the upstream. Binds already in flight when
 // the limit is reached still finish upstream, so a client with C parallel connections can
 // get up to C-1 guesses more than the limit.
@@ -79,21 +83,30 @@ func (m *ThrottleMetrics) count(scope string) {
 type bindThrottle struct {
 	users   *failureTable[string]     // nil: the per-user throttle is off
 	addrs   *failureTable[netip.Addr] // nil: the per-address throttle is off
+	offline *failureTable[string]     // offline logins by user ID; nil: off
 	metrics *ThrottleMetrics
 	log     *slog.Logger
 	now     func() time.Time // time.Now; tests set their own clock
 }
 
-// newBindThrottle builds the throttle the listen section describes; nil when both limits
-// are 0. Unset values (a section that was not validated) take the defaults.
-func newBindThrottle(cfg ListenConfig, m *ThrottleMetrics, log *slog.Logger) *bindThrottle {
+// FailureLimit is a limit of failed logins: Limit failures within Window, counted from
+// the first; a Limit of 0 turns it off.
+type FailureLimit struct {
+	Limit  int
+	Window time.Duration
+}
+
+// newBindThrottle builds the throttle the listen section and the offline limit describe;
+// nil when every limit is 0. Unset values (a section that was not validated) take the
+// defaults.
+func newBindThrottle(cfg ListenConfig, offline FailureLimit, m *ThrottleMetrics, log *slog.Logger) *bindThrottle {
 	perUser := limitOrDefault(cfg.BindFailuresPerUser, DefaultBindFailuresPerUser)
 	perAddr := limitOrDefault(cfg.BindFailuresPerAddress, DefaultBindFailuresPerAddress)
 	window := cfg.BindFailureWindow
 	if window <= 0 {
 		window = DefaultBindFailureWindow
 	}
-	if perUser <= 0 && perAddr <= 0 {
+	if perUser <= 0 && perAddr <= 0 && offline.Limit <= 0 {
 		return nil
 	}
 	t := &bindThrottle{metrics: m, log: log, now: time.Now}
@@ -102,6 +115,9 @@ func newBindThrottle(cfg ListenConfig, m *ThrottleMetrics, log *slog.Logger) *bi
 	}
 	if perAddr > 0 {
 		t.addrs = newFailureTable[netip.Addr](perAddr, window, throttleTableSize)
+	}
+	if offline.Limit > 0 && offline.Window > 0 {
+		t.offline = newFailureTable[string](offline.Limit, offline.Window, throttleTableSize)
 	}
 	return t
 }
@@ -182,6 +198,34 @@ func (a *bindAttempt) succeeded() {
 		return
 	}
 	a.t.users.clear(a.userKey())
+}
+
+// offlineStart counts an offline login of the synced user u before its password is
+// checked; it reports false, counting nothing, when u's offline logins are throttled.
+func (a *bindAttempt) offlineStart(u *cache.User) bool {
+	if a.t == nil || a.t.offline == nil {
+		return true
+	}
+	if !a.t.offline.take(u.ID, a.t.now()) {
+		a.t.log.Debug("offline login refused: too many failed offline logins of this user", "name", a.name)
+		return false
+	}
+	return true
+}
+
+// offlineEnd settles what offlineStart counted: a success clears the user's offline
+// failures; an attempt that learnt nothing of the password (it gave up waiting for a
+// hash slot) is taken back.
+func (a *bindAttempt) offlineEnd(u *cache.User, ok, learntNothing bool) {
+	if a.t == nil || a.t.offline == nil {
+		return
+	}
+	switch {
+	case ok:
+		a.t.offline.clear(u.ID)
+	case learntNothing:
+		a.t.offline.undo(u.ID)
+	}
 }
 
 // userKey is the user's counter key: the normalised upstream DN when the name resolved
@@ -316,6 +360,11 @@ func (t *failureTable[K]) fail(k K, now time.Time) (until time.Time, locked bool
 	s := t.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return t.failLocked(s, k, now)
+}
+
+// failLocked is fail with the shard's lock held.
+func (t *failureTable[K]) failLocked(s *failureShard[K], k K, now time.Time) (until time.Time, locked bool) {
 	for s.oldest != nil && t.expired(s.oldest, now) {
 		t.remove(s, s.oldest)
 	}
@@ -340,6 +389,31 @@ func (t *failureTable[K]) fail(k K, now time.Time) (until time.Time, locked bool
 	}
 	c.n++
 	return c.start.Add(t.window), c.n == t.limit
+}
+
+// take counts one attempt of k unless k is blocked, in one step, so that attempts made
+// in parallel cannot all pass; it reports whether k was allowed.
+func (t *failureTable[K]) take(k K, now time.Time) bool {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.m[k]; c != nil && !t.expired(c, now) && c.n >= t.limit {
+		return false
+	}
+	t.failLocked(s, k, now)
+	return true
+}
+
+// undo takes back one failure of k.
+func (t *failureTable[K]) undo(k K) {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.m[k]; c != nil {
+		if c.n--; c.n <= 0 {
+			t.remove(s, c)
+		}
+	}
 }
 
 // clear forgets k's failures.

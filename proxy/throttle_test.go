@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,7 +49,7 @@ func testThrottle(t *testing.T, perUser, perAddr int, window time.Duration) (*bi
 	reg := prometheus.NewRegistry()
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	th := newBindThrottle(ListenConfig{BindFailuresPerUser: &perUser, BindFailuresPerAddress: &perAddr, BindFailureWindow: window}, NewThrottleMetrics(metrics.Registerer(reg)), log)
+	th := newBindThrottle(ListenConfig{BindFailuresPerUser: &perUser, BindFailuresPerAddress: &perAddr, BindFailureWindow: window}, FailureLimit{}, NewThrottleMetrics(metrics.Registerer(reg)), log)
 	if th == nil {
 		t.Fatal("no throttle built")
 	}
@@ -235,7 +236,7 @@ func TestThrottleResolvedUserKey(t *testing.T) {
 }
 
 func TestThrottleOff(t *testing.T) {
-	if th := newBindThrottle(ListenConfig{BindFailuresPerUser: new(0), BindFailuresPerAddress: new(0)}, nil, slog.New(slog.DiscardHandler)); th != nil {
+	if th := newBindThrottle(ListenConfig{BindFailuresPerUser: new(0), BindFailuresPerAddress: new(0)}, FailureLimit{}, nil, slog.New(slog.DiscardHandler)); th != nil {
 		t.Fatal("a throttle built with both limits 0")
 	}
 	var off *bindThrottle
@@ -257,7 +258,7 @@ func TestThrottleOff(t *testing.T) {
 		t.Fatal("the per-address throttle did not work with the per-user one off")
 	}
 	// Unset limits (a section that was not validated) are the defaults.
-	def := newBindThrottle(ListenConfig{}, nil, slog.New(slog.DiscardHandler))
+	def := newBindThrottle(ListenConfig{}, FailureLimit{}, nil, slog.New(slog.DiscardHandler))
 	if def.users.limit != DefaultBindFailuresPerUser || def.addrs.limit != DefaultBindFailuresPerAddress || def.users.window != DefaultBindFailureWindow {
 		t.Fatalf("unset limits: user %d, address %d, window %v", def.users.limit, def.addrs.limit, def.users.window)
 	}
@@ -465,7 +466,7 @@ func BenchmarkThrottleSuccessfulBind(b *testing.B) {
 		})
 	}
 	newThrottle := func() *bindThrottle {
-		return newBindThrottle(ListenConfig{}, NewThrottleMetrics(metrics.Registerer(prometheus.NewRegistry())), slog.New(slog.DiscardHandler))
+		return newBindThrottle(ListenConfig{}, FailureLimit{}, NewThrottleMetrics(metrics.Registerer(prometheus.NewRegistry())), slog.New(slog.DiscardHandler))
 	}
 	b.Run("off", func(b *testing.B) { run(b, nil) })
 	b.Run("nothing-counted", func(b *testing.B) { run(b, newThrottle()) })
@@ -496,5 +497,74 @@ func TestLooseDNKeyJoinsSpellings(t *testing.T) {
 	}
 	if looseDNKey("uid=user0002,ou=people,dc=example,dc=org") == base {
 		t.Error("two different users share a key")
+	}
+}
+
+// TestOfflineFailureLimit: offline logins of a user count until one succeeds, per user;
+// once the limit is reached the user is refused until the window ends; guesses sent at
+// once cannot pass the limit together; an attempt that learnt nothing is taken back.
+func TestOfflineFailureLimit(t *testing.T) {
+	clock := newTestClock()
+	th := newBindThrottle(ListenConfig{BindFailuresPerUser: new(0), BindFailuresPerAddress: new(0)},
+		FailureLimit{Limit: 3, Window: 10 * time.Minute}, nil, slog.New(slog.DiscardHandler))
+	th.now = clock.Now
+	alice, bob := &cache.User{ID: "alice"}, &cache.User{ID: "bob"}
+	try := func(u *cache.User, ok bool) bool {
+		a := th.attempt(u.ID, u, nil)
+		if !a.offlineStart(u) {
+			return false
+		}
+		a.offlineEnd(u, ok, false)
+		return true
+	}
+	// A success clears the failures before it.
+	try(alice, false)
+	try(alice, false)
+	try(alice, true)
+	for i := range 3 {
+		if !try(alice, false) {
+			t.Fatalf("attempt %d refused before the limit", i+1)
+		}
+	}
+	if try(alice, true) {
+		t.Fatal("the right password passed after 3 failures")
+	}
+	if !try(bob, true) {
+		t.Fatal("another user was throttled")
+	}
+	clock.Advance(9 * time.Minute)
+	if try(alice, true) {
+		t.Fatal("throttle ended before its window")
+	}
+	clock.Advance(time.Minute)
+	if !try(alice, true) {
+		t.Fatal("throttle outlived its window")
+	}
+
+	// An attempt that learnt nothing of the password does not count.
+	carol := &cache.User{ID: "carol"}
+	for range 5 {
+		a := th.attempt(carol.ID, carol, nil)
+		if !a.offlineStart(carol) {
+			t.Fatal("attempts that learnt nothing were counted")
+		}
+		a.offlineEnd(carol, false, true)
+	}
+
+	// Guesses sent at once: no more than the limit get past the check.
+	dave := &cache.User{ID: "dave"}
+	var passed atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			a := th.attempt(dave.ID, dave, nil)
+			if a.offlineStart(dave) {
+				passed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := passed.Load(); n != 3 {
+		t.Errorf("%d parallel guesses got past the limit, want 3", n)
 	}
 }

@@ -107,6 +107,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Metrics:         m,
 		Credentials:     creds,
 		AuthCache:       authCache,
+		OfflineFailures: proxy.FailureLimit{Limit: cfg.Bind.OfflineFailureLimit, Window: cfg.Bind.OfflineFailureWindow},
 		ThrottleMetrics: proxy.NewThrottleMetrics(reg),
 		Writeback: proxy.WritebackOptions{
 			Config:           cfg.Writeback,
