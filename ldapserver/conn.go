@@ -30,17 +30,11 @@ var ErrAbandoned = errors.New("ldap: operation abandoned or connection closed")
 // errIdle ends a connection that stayed silent past the idle timeout.
 var errIdle = errors.New("idle timeout")
 
-// outItem is one unit of work for a connection's writer: bytes to send, or a switch of
-// the underlying connection (StartTLS), acknowledged by closing done.
-type outItem struct {
-	b        []byte
-	switchTo net.Conn
-	done     chan struct{}
-}
-
 // conn is one client connection. The read loop (serve) decodes requests and starts one
-// goroutine per operation; a single writer goroutine sends every response, flushing only
-// when no other response is waiting, so a busy connection costs few syscalls.
+// goroutine per operation. Whoever has a response writes it, under the write lock, into
+// the connection's buffer, and flushes it only when no other response is waiting for the
+// lock (and none is known to follow at once): a busy connection costs few syscalls, and a
+// response costs no hand-off to another goroutine.
 type conn struct {
 	srv  *Server
 	raw  net.Conn // the accepted connection; deadlines and Close go here, also under TLS
@@ -51,12 +45,13 @@ type conn struct {
 	ctx    context.Context // cancelled when the connection is torn down
 	cancel context.CancelFunc
 
-	out        chan outItem
-	closed     chan struct{} // closed by abort
-	closeOnce  sync.Once
-	stopWriter chan struct{}
-	writerDone chan struct{}
-	stopped    atomic.Bool // Shutdown asked the read loop to stop
+	closeOnce sync.Once
+	stopped   atomic.Bool // Shutdown asked the read loop to stop
+
+	wmu     sync.Mutex
+	bw      *bufio.Writer // the responses not yet flushed; under wmu
+	wdead   bool          // writing failed: the connection is being torn down; under wmu
+	waiting atomic.Int32  // senders waiting for wmu
 
 	mu    sync.Mutex
 	ops   map[int64]context.CancelFunc
@@ -72,18 +67,15 @@ func newConn(s *Server, rw net.Conn) *conn {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	c := &conn{
-		srv:        s,
-		raw:        rw,
-		rd:         bufio.NewReaderSize(rw, 4096),
-		sess:       sess,
-		log:        s.logger().With("conn", id, "remote", rw.RemoteAddr().String()),
-		ctx:        ctx,
-		cancel:     cancel,
-		out:        make(chan outItem, 64),
-		closed:     make(chan struct{}),
-		stopWriter: make(chan struct{}),
-		writerDone: make(chan struct{}),
-		ops:        make(map[int64]context.CancelFunc),
+		srv:    s,
+		raw:    rw,
+		rd:     bufio.NewReaderSize(rw, 4096),
+		sess:   sess,
+		log:    s.logger().With("conn", id, "remote", rw.RemoteAddr().String()),
+		ctx:    ctx,
+		cancel: cancel,
+		bw:     bufio.NewWriterSize(rw, 16<<10),
+		ops:    make(map[int64]context.CancelFunc),
 	}
 	return c
 }
@@ -91,7 +83,6 @@ func newConn(s *Server, rw net.Conn) *conn {
 // serve runs the read loop until the client leaves, misbehaves or the server shuts down.
 func (c *conn) serve() {
 	defer c.finish()
-	go c.writer()
 	c.log.Debug("connection opened")
 
 	if tc, ok := c.raw.(*tls.Conn); ok {
@@ -377,15 +368,11 @@ func (c *conn) startTLS(req *Request) bool {
 	}
 	c.sendResult(req.MessageID, OpExtended, &Result{Code: ldap.LDAPResultSuccess, ResponseName: OIDStartTLS})
 	tc := tls.Server(c.raw, c.srv.TLSConfig)
-	done := make(chan struct{})
-	select {
-	case c.out <- outItem{switchTo: tc, done: done}:
-	case <-c.closed:
-		return false
-	}
-	select {
-	case <-done:
-	case <-c.closed:
+	c.wmu.Lock()
+	dead := c.wdead
+	c.bw.Reset(tc) // the success result went out in clear; everything after goes through TLS
+	c.wmu.Unlock()
+	if dead {
 		return false
 	}
 	c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
@@ -409,7 +396,6 @@ func (c *conn) stopReading() {
 // abort tears the connection down at once.
 func (c *conn) abort() {
 	c.closeOnce.Do(func() {
-		close(c.closed)
 		c.cancel()
 		c.raw.Close()
 	})
@@ -423,8 +409,7 @@ func (c *conn) finish() {
 		c.abortOps()
 	}
 	c.opsWG.Wait()
-	close(c.stopWriter)
-	<-c.writerDone
+	c.flush()
 	c.abort()
 	c.sess.close()
 	c.srv.removeConn(c)
@@ -433,87 +418,64 @@ func (c *conn) finish() {
 
 // notice sends a notice of disconnection; the caller closes the connection afterwards.
 func (c *conn) notice(code uint16, diag string) {
-	c.send(c.ctx, appendNotice(getBuf(), code, diag))
+	c.send(c.ctx, appendNotice(getBuf(), code, diag), false)
 }
 
 // sendResult sends a final result outside of a handler (protocol-level answers).
 func (c *conn) sendResult(id int64, op Op, res *Result) {
-	c.send(c.ctx, appendResult(getBuf(), id, op, res))
+	c.send(c.ctx, appendResult(getBuf(), id, op, res), false)
 }
 
-// send queues b for the writer. It gives up when ctx ends or the connection closes.
-func (c *conn) send(ctx context.Context, b []byte) error {
-	select {
-	case c.out <- outItem{b: b}:
-		return nil
-	case <-ctx.Done():
-	case <-c.closed:
+// send writes the message b to the client and recycles b. The buffer is flushed unless
+// another sender is waiting for the lock (it will flush both) or hold is set: another
+// message is known to follow at once from the same caller, which then flushes both. A
+// write that takes longer than the write timeout tears the connection down. send gives
+// up, writing nothing, when ctx has ended or the connection is broken.
+func (c *conn) send(ctx context.Context, b []byte, hold bool) error {
+	defer putBuf(b)
+	if ctx.Err() != nil {
+		return ErrAbandoned
 	}
-	putBuf(b)
-	return ErrAbandoned
+	c.waiting.Add(1)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	last := c.waiting.Add(-1) == 0
+	if c.wdead {
+		return ErrAbandoned
+	}
+	// The deadline bounds each write to the socket, not a batch: a batch goes on for as
+	// long as senders keep coming, and a client that reads steadily must not be cut.
+	if len(b) > c.bw.Available() || last && !hold {
+		c.raw.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
+	}
+	_, err := c.bw.Write(b)
+	if err == nil && last && !hold {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		c.writeFailed(err)
+		return ErrAbandoned
+	}
+	return nil
 }
 
-// writer sends queued responses, flushing when the queue is empty.
-func (c *conn) writer() {
-	defer close(c.writerDone)
-	bw := bufio.NewWriterSize(c.raw, 16<<10)
-	wt := c.srv.writeTimeout()
-	write := func(it outItem) bool {
-		// The deadline bounds each write, not the batch: a batch goes on for as long as the
-		// handler keeps the queue full, and a client that reads steadily must not be cut.
-		c.raw.SetWriteDeadline(time.Now().Add(wt))
-		if it.switchTo != nil {
-			if err := bw.Flush(); err != nil {
-				c.writeFailed(err)
-				return false
-			}
-			bw.Reset(it.switchTo)
-			close(it.done)
-			return true
-		}
-		_, err := bw.Write(it.b)
-		putBuf(it.b)
-		if err != nil {
-			c.writeFailed(err)
-			return false
-		}
-		return true
+// flush sends whatever responses are still buffered (held ones of an abandoned
+// operation) before the connection closes.
+func (c *conn) flush() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wdead || c.bw.Buffered() == 0 {
+		return
 	}
-	for {
-		select {
-		case it := <-c.out:
-			if !write(it) {
-				return
-			}
-			for len(c.out) > 0 && bw.Buffered() < 64<<10 {
-				if !write(<-c.out) {
-					return
-				}
-			}
-			if len(c.out) == 0 || bw.Buffered() > 0 {
-				if err := bw.Flush(); err != nil {
-					c.writeFailed(err)
-					return
-				}
-			}
-		case <-c.stopWriter:
-			c.raw.SetWriteDeadline(time.Now().Add(wt))
-			for len(c.out) > 0 {
-				if !write(<-c.out) {
-					return
-				}
-			}
-			if err := bw.Flush(); err != nil {
-				c.writeFailed(err)
-			}
-			return
-		case <-c.closed:
-			return
-		}
+	c.raw.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
+	if err := c.bw.Flush(); err != nil {
+		c.writeFailed(err)
 	}
 }
 
+// writeFailed tears the connection down after a failed write; wmu is held.
 func (c *conn) writeFailed(err error) {
+	c.wdead = true
 	if isTimeout(err) {
 		c.log.Warn("connection closed: client does not read its responses", "write_timeout", c.srv.writeTimeout())
 	} else {
@@ -549,7 +511,7 @@ func (w *responseWriter) WriteEntry(e *Entry, controls ...Control) error {
 	if ctx.Err() != nil {
 		return ErrAbandoned
 	}
-	return w.c.send(ctx, ldapwire.AppendEntry(getBuf(), w.req.MessageID, e, w.req.Search.TypesOnly, controls))
+	return w.c.send(ctx, ldapwire.AppendEntry(getBuf(), w.req.MessageID, e, w.req.Search.TypesOnly, controls), true)
 }
 
 func (w *responseWriter) WriteReference(urls []string, controls ...Control) error {
@@ -560,7 +522,7 @@ func (w *responseWriter) WriteReference(urls []string, controls ...Control) erro
 	if ctx.Err() != nil {
 		return ErrAbandoned
 	}
-	return w.c.send(ctx, ldapwire.AppendReference(getBuf(), w.req.MessageID, urls, controls))
+	return w.c.send(ctx, ldapwire.AppendReference(getBuf(), w.req.MessageID, urls, controls), true)
 }
 
 func (w *responseWriter) WriteResult(res *Result) error {
@@ -572,7 +534,7 @@ func (w *responseWriter) WriteResult(res *Result) error {
 	if ctx.Err() != nil {
 		return ErrAbandoned // an abandoned operation gets no response (RFC 4511 §4.11)
 	}
-	return w.c.send(ctx, appendResult(getBuf(), w.req.MessageID, w.req.Op, res))
+	return w.c.send(ctx, appendResult(getBuf(), w.req.MessageID, w.req.Op, res), false)
 }
 
 func (w *responseWriter) Relay(resp ldapwire.Response) error {
@@ -591,7 +553,7 @@ func (w *responseWriter) Relay(resp ldapwire.Response) error {
 		putBuf(b)
 		return fmt.Errorf("relay: %w", err)
 	}
-	return w.c.send(ctx, b)
+	return w.c.send(ctx, b, resp.More && !resp.Final)
 }
 
 func (r *Request) withCtx(ctx context.Context) *Request {

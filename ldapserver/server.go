@@ -30,8 +30,10 @@ func (f HandlerFunc) ServeLDAP(w ResponseWriter, r *Request) { f(w, r) }
 
 // ResponseWriter sends the responses to one request.
 type ResponseWriter interface {
-	// WriteEntry sends a search result entry. It returns an error once the operation has
-	// been abandoned or the connection has closed; the handler should then stop.
+	// WriteEntry sends a search result entry. Entries and references are buffered: they
+	// reach the client when the buffer fills or with the operation's result. It returns
+	// an error once the operation has been abandoned or the connection has closed; the
+	// handler should then stop.
 	WriteEntry(e *Entry, controls ...Control) error
 	// WriteReference sends a search result reference (continuation URLs).
 	WriteReference(urls []string, controls ...Control) error

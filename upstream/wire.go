@@ -106,6 +106,7 @@ func (w *wireConn) reader() {
 			w.fail(&netError{fmt.Errorf("malformed response: %w", err)})
 			return
 		}
+		resp.More = br.Buffered() > 0
 		c.last.Store(time.Now().UnixNano())
 		c.mu.Lock()
 		var fnErr error

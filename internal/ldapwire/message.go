@@ -144,6 +144,9 @@ type Response struct {
 	// Final reports whether the message ends its operation: everything but search
 	// entries, references and intermediate responses.
 	Final bool
+	// More reports that the connection had already received more than this message:
+	// another response follows at once, so a relay may wait for it before flushing.
+	More bool
 }
 
 // ParseResponse reads a response message's protocolOp tag and, when that operation
