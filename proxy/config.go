@@ -209,7 +209,7 @@ func (c *SearchConfig) Validate() error {
 }
 
 // WritebackConfig is the password writeback part of the configuration file: two
-// top-level keys (see passwd.go).
+// top-level keys (see writeback.go).
 //
 // Example:
 //

@@ -560,11 +560,11 @@ func TestFinish(t *testing.T) {
 			r := &Request{Session: &ldapserver.Session{}}
 			wb.finish(r, pwTarget{dn: "uid=a"}, "", tt.out)
 			if len(calls) != len(tt.calls) {
-				t.Fatalf("OnPasswordChanged calls %+v, want %+v", calls, tt.calls)
+				t.Fatalf("password changes reported %+v, want %+v", calls, tt.calls)
 			}
 			for i := range calls {
 				if calls[i].dn != tt.calls[i].dn || calls[i].nil != tt.calls[i].nil || !bytes.Equal(calls[i].pw, tt.calls[i].pw) {
-					t.Fatalf("OnPasswordChanged calls %+v, want %+v", calls, tt.calls)
+					t.Fatalf("password changes reported %+v, want %+v", calls, tt.calls)
 				}
 			}
 			if got := counted(t, reg); got != tt.result+" 1" {
@@ -786,9 +786,9 @@ func TestWritebackActiveDirectory(t *testing.T) {
 	})
 }
 
-// TestOnPasswordChanged checks what the credential cache hears after changes relayed to
+// TestPasswordChangesReported checks what the password caches hear after changes relayed to
 // a slapd that offers Password Modify.
-func TestOnPasswordChanged(t *testing.T) {
+func TestPasswordChangesReported(t *testing.T) {
 	srv := slapdtest.New(t, slapdtest.Options{Users: 6, Groups: -1, PasswordPolicy: true})
 	type change struct{ dn, password string }
 	heard := make(chan change, 10)
@@ -801,7 +801,7 @@ func TestOnPasswordChanged(t *testing.T) {
 		case c := <-heard:
 			return c
 		case <-time.After(5 * time.Second):
-			t.Fatal("OnPasswordChanged was not called")
+			t.Fatal("the change was not reported to the password caches")
 			return change{}
 		}
 	}
