@@ -1,15 +1,39 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on Debian/Ubuntu: OpenLDAP's slapd (the tests
-# and the demo start their own instances in temporary directories) and the OpenLDAP
-# command-line tools. Does nothing when they are already there.
+# and the demo start their own instances in temporary directories), the OpenLDAP
+# command-line tools, and Prometheus's promtool (the tests check the example alerting rules
+# with it; Debian ships it only in the prometheus package). Does nothing when they are
+# already there.
 set -euo pipefail
 need=()
 { command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ]; } || need+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 echo "Installing ${need[*]} ..." >&2
 export DEBIAN_FRONTEND=noninteractive
+prometheus=false
+[[ " ${need[*]} " == *" prometheus "* ]] && prometheus=true
+# The prometheus package is wanted for promtool alone: keep its server from being started
+# by the install (policy-rc.d answers 101, "forbidden", for it and allows everything else).
+# A policy-rc.d that is already there is left as it is.
+policy=/usr/sbin/policy-rc.d
+if $prometheus && [ ! -e "$policy" ]; then
+	printf '%s\n' '#!/bin/sh' '# Written by setup-debian.sh for the length of one install.' \
+		'case "$1" in prometheus | prometheus.service) exit 101 ;; esac' 'exit 0' |
+		$sudo tee "$policy" >/dev/null
+	$sudo chmod 755 "$policy"
+	trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if $prometheus; then
+	# Nor at boot.
+	if [ -d /run/systemd/system ]; then
+		$sudo systemctl disable --quiet prometheus.service 2>/dev/null || true
+	elif command -v update-rc.d >/dev/null 2>&1; then
+		$sudo update-rc.d prometheus disable >/dev/null 2>&1 || true
+	fi
+fi
