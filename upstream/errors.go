@@ -92,8 +92,12 @@ type stageError struct {
 
 func (e *stageError) Error() string {
 	msg := e.err.Error()
-	if e.stage == "connect" {
+	switch e.stage {
+	case "connect":
 		msg = dialReason(e.err)
+	case "tls":
+		// crypto/tls starts its own messages with "tls: ": said once is enough.
+		msg = strings.TrimPrefix(msg, "tls: ")
 	}
 	if e.addr != "" {
 		return e.stage + " " + e.addr + ": " + msg

@@ -8,13 +8,10 @@ package upstream
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,14 +44,6 @@ type Pool struct {
 type serviceConn struct {
 	lc  *ldap.Conn
 	srv *server
-}
-
-// CheckResult is what `ldapproxy check` reports for one server: the steps
-// that worked, then the first error, so an operator sees how far it got.
-type CheckResult struct {
-	Server string   // the URL as configured
-	Err    error    // nil when every step worked
-	Steps  []string // e.g. "connect ok", "tls ok (TLS 1.3, verified)", "service bind ok", "base DN readable"
 }
 
 // New builds a pool from a configuration, validating it first (Validate), then
@@ -534,77 +523,6 @@ func (p *Pool) dropIdle(s *server) {
 	for _, sc := range drop {
 		_ = sc.lc.Close()
 	}
-}
-
-// Check tests every server on its own, without failover: connect, TLS, the
-// service bind and reading the base DN, saying which step failed and why.
-func (p *Pool) Check(ctx context.Context) []CheckResult {
-	results := make([]CheckResult, 0, len(p.servers))
-	for _, s := range p.servers {
-		results = append(results, p.checkServer(ctx, s))
-	}
-	return results
-}
-
-func (p *Pool) checkServer(ctx context.Context, s *server) CheckResult {
-	r := CheckResult{Server: s.raw}
-	lc, err := s.dialLDAP(ctx, p.cfg.Timeout)
-	if err != nil {
-		var se *stageError
-		if errors.As(err, &se) && (se.stage == "tls" || se.stage == "starttls") {
-			r.Steps = append(r.Steps, "connect ok")
-		}
-		r.Err = withHint(err)
-		return r
-	}
-	defer lc.Close()
-	r.Steps = append(r.Steps, "connect ok")
-	if state, ok := lc.TLSConnectionState(); ok {
-		verified := "verified"
-		if len(state.VerifiedChains) == 0 {
-			verified = "NOT verified: insecure_skip_verify"
-		}
-		kind := "tls"
-		if s.startTLS {
-			kind = "starttls"
-		}
-		r.Steps = append(r.Steps, fmt.Sprintf("%s ok (%s, %s)", kind, tls.VersionName(state.Version), verified))
-	} else {
-		r.Steps = append(r.Steps, "no tls (passwords cross the network in clear)")
-	}
-	if p.cfg.BindDN != "" {
-		if err := p.serviceBind(ctx, lc, s); err != nil {
-			r.Err = err
-			return r
-		}
-		r.Steps = append(r.Steps, "service bind ok")
-	} else {
-		r.Steps = append(r.Steps, "anonymous (no bind_dn)")
-	}
-	req := ldap.NewSearchRequest(p.cfg.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
-		"(objectClass=*)", []string{"1.1"}, nil)
-	err = withContext(ctx, lc, func() error {
-		_, err := lc.Search(req)
-		return err
-	})
-	if err != nil {
-		r.Err = fmt.Errorf("read base DN %q: %w", p.cfg.BaseDN, err)
-		return r
-	}
-	r.Steps = append(r.Steps, "base DN readable")
-	return r
-}
-
-// withHint adds what to do about the TLS failures people meet most.
-func withHint(err error) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "certificate signed by unknown authority"):
-		return fmt.Errorf("%w (set ca_file to the CA that signed the server's certificate)", err)
-	case strings.Contains(msg, "certificate is valid for"), strings.Contains(msg, "doesn't contain any IP SANs"):
-		return fmt.Errorf("%w (the host in urls must be a name the certificate lists)", err)
-	}
-	return err
 }
 
 // withContext runs op on lc and closes lc if ctx ends first: go-ldap's Bind,
