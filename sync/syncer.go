@@ -34,7 +34,8 @@ type Syncer struct {
 }
 
 // New compiles the mappings and prepares a syncer. A mapping that does not compile is
-// an error naming it and the position of the error.
+// an error naming it and the position of the error. store may be nil for a syncer that
+// only previews (Preview reads the upstream only): Run then fails.
 func New(cfg Config, pool *upstream.Pool, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (*Syncer, error) {
 	users, err := mapping.Compile(cfg.Preset, mapping.Users, cfg.Mappings.Users)
 	if err != nil {
@@ -100,6 +101,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 	if len(kinds) == 0 {
 		return errors.New("sync: both users and groups are turned off")
+	}
+	if s.store == nil {
+		return errors.New("sync: no store")
 	}
 	w, err := s.store.BeginSync(kinds...)
 	if err != nil {

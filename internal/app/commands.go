@@ -11,20 +11,24 @@ import (
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
 
-// withSyncer opens the upstream pool and the store, builds a syncer, runs fn and closes
-// everything. The sync and mapping preview commands use it; they work while no serve
-// process holds the store (Badger allows one process per store).
-func withSyncer(cfg *Config, log *slog.Logger, fn func(*dirsync.Syncer, *cache.Store) error) error {
+// withSyncer opens the upstream pool and, when openStore is set, the store, builds a
+// syncer, runs fn and closes everything. Badger allows one process per store: the sync
+// command needs it and works while no serve process holds it; mapping preview reads
+// the upstream only and leaves the store alone (store is then nil).
+func withSyncer(cfg *Config, log *slog.Logger, openStore bool, fn func(*dirsync.Syncer, *cache.Store) error) error {
 	pool, err := upstream.New(cfg.Upstream, log.With("component", "upstream"), nil)
 	if err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
 	defer pool.Close()
-	store, err := cache.Open(cfg.Store, log.With("component", "store"), directory.NormalizeDN)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
+	var store *cache.Store
+	if openStore {
+		store, err = cache.Open(cfg.Store, log.With("component", "store"), directory.NormalizeDN)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		defer store.Close()
 	}
-	defer store.Close()
 	s, err := dirsync.New(cfg.Sync, pool, store, log.With("component", "sync"), nil)
 	if err != nil {
 		return fmt.Errorf("sync.mappings: %w", err)
@@ -35,7 +39,7 @@ func withSyncer(cfg *Config, log *slog.Logger, fn func(*dirsync.Syncer, *cache.S
 // SyncOnce runs one sync and returns the statuses it recorded.
 func SyncOnce(ctx context.Context, cfg *Config, log *slog.Logger) ([]cache.Status, error) {
 	var status []cache.Status
-	err := withSyncer(cfg, log, func(s *dirsync.Syncer, store *cache.Store) error {
+	err := withSyncer(cfg, log, true, func(s *dirsync.Syncer, store *cache.Store) error {
 		err := s.Run(ctx)
 		status = store.Status()
 		return err
@@ -43,10 +47,11 @@ func SyncOnce(ctx context.Context, cfg *Config, log *slog.Logger) ([]cache.Statu
 	return status, err
 }
 
-// Preview maps one upstream entry as a sync would.
+// Preview maps one upstream entry as a sync would. It does not open the store, so it
+// works while serve runs.
 func Preview(ctx context.Context, cfg *Config, log *slog.Logger, dn string) (*dirsync.Preview, error) {
 	var p *dirsync.Preview
-	err := withSyncer(cfg, log, func(s *dirsync.Syncer, _ *cache.Store) error {
+	err := withSyncer(cfg, log, false, func(s *dirsync.Syncer, _ *cache.Store) error {
 		var err error
 		p, err = s.Preview(ctx, dn)
 		return err
