@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,11 +47,36 @@ Usage:
   ldapproxy help [COMMAND]          show help
 
 Every key of the configuration file is documented in examples/ldapproxy.yaml.
-Run 'ldapproxy COMMAND --help' for a command's flags.
+Run 'ldapproxy help COMMAND' or 'ldapproxy COMMAND --help' for a command's flags.
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// commandFunc runs one command with its arguments. Help that was asked for goes to
+// stdout with exit code 0; a usage error goes to stderr with exit code 2.
+type commandFunc func(args []string, stdout, stderr io.Writer) int
+
+// command returns the command called name, or nil.
+func command(name string) commandFunc {
+	switch name {
+	case "serve":
+		return serve
+	case "check":
+		return check
+	case "sync":
+		return syncOnce
+	case "status":
+		return status
+	case "mapping":
+		return mapping
+	case "version":
+		return versionCmd
+	case "help":
+		return help
+	}
+	return nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -58,46 +84,108 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return serve(rest, stdout, stderr)
-	case "check":
-		return check(rest, stdout, stderr)
-	case "sync":
-		return syncOnce(rest, stdout, stderr)
-	case "status":
-		return status(rest, stdout, stderr)
-	case "mapping":
-		if len(rest) == 0 || rest[0] != "preview" {
-			fmt.Fprintf(stderr, "ldapproxy: mapping takes the subcommand preview\n\n%s", usage)
-			return 2
-		}
-		return preview(rest[1:], stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "ldapproxy", buildVersion())
-		return 0
-	case "help", "-h", "--help", "-help":
-		if len(rest) > 0 {
-			return run([]string{rest[0], "--help"}, stdout, stderr)
-		}
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "ldapproxy: unknown command %q\n\n%s", cmd, usage)
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "--help", "-help":
+		name = "help"
+	case "--version", "-version":
+		name = "version"
+	}
+	cmd := command(name)
+	if cmd == nil {
+		fmt.Fprintf(stderr, "ldapproxy: unknown command %q\n\n%s", name, usage)
 		return 2
 	}
+	return cmd(rest, stdout, stderr)
 }
 
-// commandFlags builds a subcommand's flag set with a --config flag and a usage text.
-func commandFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "ldapproxy.yaml", "configuration `file` (every key is documented in examples/ldapproxy.yaml)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: ldapproxy %s --config FILE\n\n%s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
+// isHelpFlag reports whether arg asks for help the way the flag package understands it.
+func isHelpFlag(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "--h"
+}
+
+const helpUsage = `Usage: ldapproxy help [COMMAND [SUBCOMMAND]]
+
+Shows the list of commands, or a command's description and flags: 'ldapproxy help
+COMMAND' prints what 'ldapproxy COMMAND --help' prints.
+`
+
+// help prints the usage, or a command's, on stdout. It asks the command for its help
+// (as --help does), which every command answers without running; for help itself that
+// is the -h case below, so help never calls itself more than once.
+func help(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		fmt.Fprint(stdout, usage)
+		return 0
+	case isHelpFlag(args[0]):
+		fmt.Fprint(stdout, helpUsage)
+		return 0
+	case len(args) == 1 && command(args[0]) != nil:
+		return command(args[0])([]string{"--help"}, stdout, stderr)
+	case len(args) == 2 && args[0] == "mapping":
+		// mapping reports a subcommand it does not know.
+		return mapping([]string{args[1], "--help"}, stdout, stderr)
 	}
+	fmt.Fprintf(stderr, "ldapproxy: help: unknown command %q\n\n%s", strings.Join(args, " "), usage)
+	return 2
+}
+
+const mappingUsage = `Usage: ldapproxy mapping preview --config FILE --dn DN
+
+Commands about the property mappings (sync.mappings):
+  preview   show an upstream entry and what the property mappings make of it
+
+Run 'ldapproxy help mapping preview' for its flags.
+`
+
+// mapping dispatches to its subcommand.
+func mapping(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		fmt.Fprintf(stderr, "ldapproxy: mapping takes the subcommand preview\n\n%s", mappingUsage)
+		return 2
+	case isHelpFlag(args[0]):
+		fmt.Fprint(stdout, mappingUsage)
+		return 0
+	case args[0] == "preview":
+		return preview(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "ldapproxy: unknown mapping subcommand %q\n\n%s", args[0], mappingUsage)
+	return 2
+}
+
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "Prints the version of this build.", stderr)
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	fmt.Fprintln(stdout, "ldapproxy", buildVersion())
+	return 0
+}
+
+// newFlags builds a command's flag set. line is its usage line after "ldapproxy "
+// (the command and its arguments), synopsis what it does.
+func newFlags(line, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(line, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: ldapproxy %s\n\n%s\n", line, synopsis)
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprint(fs.Output(), "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// commandFlags builds the flag set of a command whose usage line is line (after
+// "ldapproxy "), with a --config flag.
+func commandFlags(line, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := newFlags(line, synopsis, stderr)
+	config := fs.String("config", "ldapproxy.yaml", "configuration `file` (every key is documented in examples/ldapproxy.yaml)")
 	return fs, config
 }
 
@@ -111,14 +199,26 @@ func loadConfig(path string, stderr io.Writer) (*app.Config, bool) {
 	return cfg, true
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
+// parseFlags parses a command's arguments. It reports false when the command is not to
+// run, with the exit code: 0 after the help that -h or --help asked for (on stdout), 2
+// after a usage error (on stderr, with the usage).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (int, bool) {
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, on the stream that fits
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		stderr := fs.Output()
+		fs.SetOutput(stdout)
+		fs.Usage()
+		fs.SetOutput(stderr)
+		return 0, false
+	case err != nil:
+		// The flag package has said what is wrong.
+		fs.Usage()
 		return 2, false
-	}
-	if fs.NArg() > 0 {
+	case fs.NArg() > 0:
 		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
 		fs.Usage()
 		return 2, false
@@ -126,13 +226,13 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	return 0, true
 }
 
-func serve(args []string, _, stderr io.Writer) int {
-	fs, config := commandFlags("serve", `Runs the proxy: the LDAP listeners (plain with StartTLS, and LDAPS) and the
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs, config := commandFlags("serve --config FILE", `Runs the proxy: the LDAP listeners (plain with StartTLS, and LDAPS) and the
 HTTP endpoints /metrics, /healthz and /readyz. SIGTERM or SIGINT stops it
 gracefully: no new connections, requests in flight finish, then it exits.
 SIGHUP reloads the configuration file: log.level and the listen.tls files are
 applied; other changed keys are logged as needing a restart.`, stderr)
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	cfg, ok := loadConfig(*config, stderr)
@@ -176,10 +276,10 @@ applied; other changed keys are logged as needing a restart.`, stderr)
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
-	fs, config := commandFlags("check", `Tests every upstream server in turn: TCP connect, TLS (when configured), the
+	fs, config := commandFlags("check --config FILE", `Tests every upstream server in turn: TCP connect, TLS (when configured), the
 service account's bind and a read of the base DN. Prints one line per server
 and exits non-zero if any server fails.`, stderr)
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	cfg, ok := loadConfig(*config, stderr)

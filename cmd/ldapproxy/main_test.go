@@ -27,19 +27,61 @@ func TestUsageAndVersion(t *testing.T) {
 	}{
 		{nil, 2, "", "ldapproxy serve"},
 		{[]string{"--help"}, 0, "ldapproxy check", ""},
-		{[]string{"help", "serve"}, 0, "", "Usage: ldapproxy serve --config FILE"},
-		{[]string{"serve", "--help"}, 0, "", "SIGTERM"},
-		{[]string{"check", "-h"}, 0, "", "TCP connect"},
+		{[]string{"help", "serve"}, 0, "Usage: ldapproxy serve --config FILE", ""},
+		{[]string{"serve", "--help"}, 0, "SIGTERM", ""},
+		{[]string{"check", "-h"}, 0, "TCP connect", ""},
 		{[]string{"version"}, 0, "ldapproxy ", ""},
+		{[]string{"--version"}, 0, "ldapproxy ", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"serve", "--nope"}, 2, "", "flag provided but not defined"},
 		{[]string{"serve", "extra"}, 2, "", "unexpected arguments"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(tt.args...)
-		if code != tt.code || !strings.Contains(out, tt.inStdout) || !strings.Contains(errOut, tt.inStderr) {
+		if code != tt.code || !strings.Contains(out, tt.inStdout) || !strings.Contains(errOut, tt.inStderr) ||
+			tt.code == 0 && errOut != "" || tt.code == 2 && out != "" {
 			t.Errorf("ldapproxy %v: exit %d (want %d)\nstdout: %s\nstderr: %s", tt.args, code, tt.code, out, errOut)
 		}
+	}
+}
+
+// TestHelp: 'help X', 'X --help' and 'X -h' print the same usage of X on stdout and
+// exit 0, for every command; 'help help' used to call itself until the stack overflowed,
+// 'mapping --help' exited 2 and 'version --help' printed the version.
+func TestHelp(t *testing.T) {
+	for _, cmd := range [][]string{{"serve"}, {"check"}, {"sync"}, {"status"}, {"mapping"}, {"mapping", "preview"}, {"version"}, {"help"}} {
+		code, out, errOut := runCLI(append([]string{"help"}, cmd...)...)
+		want := "Usage: ldapproxy " + strings.Join(cmd, " ")
+		if code != 0 || errOut != "" || !strings.HasPrefix(out, want) {
+			t.Errorf("ldapproxy help %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(cmd, " "), code, out, errOut)
+			continue
+		}
+		for _, flag := range []string{"--help", "-h"} {
+			args := append(append([]string(nil), cmd...), flag)
+			if code, got, errOut := runCLI(args...); code != 0 || errOut != "" || got != out {
+				t.Errorf("ldapproxy %s: exit %d, not what help %s prints\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, strings.Join(cmd, " "), got, errOut)
+			}
+		}
+	}
+	// Usage lines name every required argument.
+	_, out, _ := runCLI("help", "mapping", "preview")
+	if first, _, _ := strings.Cut(out, "\n"); first != "Usage: ldapproxy mapping preview --config FILE --dn DN" {
+		t.Errorf("preview usage line = %q", first)
+	}
+	_, out, _ = runCLI("help", "mapping")
+	if !strings.Contains(out, "--dn DN") || !strings.Contains(out, "preview") {
+		t.Errorf("mapping usage lacks its subcommand:\n%s", out)
+	}
+	// Usage errors: stderr and exit 2.
+	for _, args := range [][]string{{"help", "unknown"}, {"help", "mapping", "frob"}, {"help", "serve", "extra"}, {"help", "help", "help"},
+		{"mapping"}, {"mapping", "frob"}, {"version", "extra"}} {
+		code, out, errOut := runCLI(args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "ldapproxy") {
+			t.Errorf("ldapproxy %s: exit %d (want 2)\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	if _, _, errOut := runCLI("help", "unknown"); !strings.Contains(errOut, `unknown command "unknown"`) {
+		t.Errorf("help unknown: %s", errOut)
 	}
 }
 
@@ -180,3 +222,4 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+

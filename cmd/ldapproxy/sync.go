@@ -19,11 +19,11 @@ import (
 )
 
 func syncOnce(args []string, stdout, stderr io.Writer) int {
-	fs, config := commandFlags("sync", `Runs one sync of users and groups from the upstream into the store and exits:
+	fs, config := commandFlags("sync --config FILE", `Runs one sync of users and groups from the upstream into the store and exits:
 0 when it completed and was committed, 1 otherwise (the store then keeps its
 previous state). It needs the store for itself: run it while no serve process
 uses the same store.path.`, stderr)
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	cfg, ok := loadConfig(*config, stderr)
@@ -42,11 +42,11 @@ uses the same store.path.`, stderr)
 }
 
 func status(args []string, stdout, stderr io.Writer) int {
-	fs, config := commandFlags("status", `Shows the last sync of each object kind recorded in the store: when it started
+	fs, config := commandFlags("status --config FILE", `Shows the last sync of each object kind recorded in the store: when it started
 and ended, its result, the objects stored and skipped, what it created, updated
 and deleted, and its first errors. Works while serve is running. Exits 1 when
 the last sync of a kind failed or none was recorded.`, stderr)
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	cfg, ok := loadConfig(*config, stderr)
@@ -86,12 +86,12 @@ func printStatus(w io.Writer, list []cache.Status) {
 }
 
 func preview(args []string, stdout, stderr io.Writer) int {
-	fs, config := commandFlags("mapping preview", `Reads one entry from the upstream (as the service account) and prints it, then
+	fs, config := commandFlags("mapping preview --config FILE --dn DN", `Reads one entry from the upstream (as the service account) and prints it, then
 what the property mappings make of it, as the next sync would: the identity
 from uniqueness_field and every mapped field. Use it to see whether a value is
 a list before choosing list_flatten.`, stderr)
 	dn := fs.String("dn", "", "the upstream `DN` of the entry to preview (required)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	if *dn == "" {
