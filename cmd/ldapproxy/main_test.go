@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/internal/app"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
@@ -223,3 +227,59 @@ func mustRead(t *testing.T, path string) string {
 	return string(b)
 }
 
+// TestPreview: mapping preview reads the upstream only, so it works while serve holds
+// the store (Badger allows one process per store); it refuses a --dn that is not a DN
+// before connecting; for a group it shows the group's fields and members, not a user's.
+func TestPreview(t *testing.T) {
+	up := slapdtest.New(t, slapdtest.Options{Users: 4, Groups: 2})
+	cfgPath := writeConfig(t, fmt.Sprintf(`upstream:
+  urls: %q
+  bind_dn: %q
+  bind_password: %q
+  base_dn: %q
+store:
+  path: %q
+log: {level: error}
+`, up.URL, up.ServiceDN, up.ServicePassword, up.Suffix, filepath.Join(t.TempDir(), "store")))
+	cfg, err := app.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hold the store as serve does.
+	store, err := cache.Open(cfg.Store, slog.New(slog.DiscardHandler), directory.NormalizeDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if code, _, errOut := runCLI("sync", "--config", cfgPath); code != 1 || !strings.Contains(errOut, "store") {
+		t.Fatalf("sync while the store is held: exit %d, stderr %s (the test no longer holds the store)", code, errOut)
+	}
+
+	code, out, errOut := runCLI("mapping", "preview", "--config", cfgPath, "--dn", up.UserDN(2))
+	if code != 0 || !strings.Contains(out, "kind: users") || !strings.Contains(out, "mapped user:") || !strings.Contains(out, `"Username": "user0002"`) {
+		t.Fatalf("preview of a user while the store is held: exit %d\n%s%s", code, out, errOut)
+	}
+
+	code, out, errOut = runCLI("mapping", "preview", "--config", cfgPath, "--dn", up.GroupDN(2))
+	if code != 0 {
+		t.Fatalf("preview of a group: exit %d\n%s%s", code, out, errOut)
+	}
+	_, mapped, _ := strings.Cut(out, "mapped group:")
+	for _, want := range []string{`"ID": "`, `"DN": "` + up.GroupDN(2) + `"`, `"Name": "group002"`, "members (member): ", up.UserDN(2)} {
+		if !strings.Contains(mapped, want) {
+			t.Errorf("group preview lacks %q after 'mapped group:':\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{`"Username"`, `"Email"`, `"IsActive"`, "mapped user:"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("group preview shows the user field %s:\n%s", unwanted, out)
+		}
+	}
+
+	for _, dn := range []string{"user0002", "jdoe@example.org", "dc=example,dc=org,", "  "} {
+		code, out, errOut := runCLI("mapping", "preview", "--config", cfgPath, "--dn", dn)
+		if code != 2 || out != "" || !strings.Contains(errOut, "is not a DN") {
+			t.Errorf("preview --dn %q: exit %d (want 2)\nstdout: %s\nstderr: %s", dn, code, out, errOut)
+		}
+	}
+}

@@ -14,8 +14,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/internal/app"
+	dirsync "github.com/ldapproxy/ldapproxy/sync"
 )
 
 func syncOnce(args []string, stdout, stderr io.Writer) int {
@@ -88,15 +91,25 @@ func printStatus(w io.Writer, list []cache.Status) {
 func preview(args []string, stdout, stderr io.Writer) int {
 	fs, config := commandFlags("mapping preview --config FILE --dn DN", `Reads one entry from the upstream (as the service account) and prints it, then
 what the property mappings make of it, as the next sync would: the identity
-from uniqueness_field and every mapped field. Use it to see whether a value is
-a list before choosing list_flatten.`, stderr)
-	dn := fs.String("dn", "", "the upstream `DN` of the entry to preview (required)")
+from uniqueness_field and every mapped field; for a group, the group as the
+sync stores it and its members. Use it to see whether a value is a list
+before choosing list_flatten. It reads the upstream only, never the store, so
+it works while serve is running.`, stderr)
+	dn := fs.String("dn", "", "the upstream `DN` of the entry to preview (required), e.g. uid=jdoe,ou=people,dc=example,dc=org")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	if *dn == "" {
 		fmt.Fprintln(stderr, "ldapproxy: mapping preview needs --dn")
 		fs.Usage()
+		return 2
+	}
+	if parsed, err := ldap.ParseDN(*dn); err != nil || len(parsed.RDNs) == 0 {
+		why := "it is empty"
+		if err != nil {
+			why = err.Error()
+		}
+		fmt.Fprintf(stderr, "ldapproxy: mapping preview: --dn %q is not a DN (%s): give the entry's full DN, such as uid=jdoe,ou=people,dc=example,dc=org\n", *dn, why)
 		return 2
 	}
 	cfg, ok := loadConfig(*config, stderr)
@@ -139,12 +152,47 @@ a list before choosing list_flatten.`, stderr)
 	for _, m := range p.Mappings {
 		fmt.Fprintf(stdout, "  %-24s %-22s %s\n", m.Name, m.Field, m.Expression)
 	}
-	fmt.Fprintln(stdout, "\nmapped object:")
+	if p.Kind == cache.KindGroups {
+		return printGroupPreview(stdout, p)
+	}
+	fmt.Fprintln(stdout, "\nmapped user:")
 	if p.MapErr != nil {
 		fmt.Fprintf(stdout, "  error: %v (a sync skips this object)\n", p.MapErr)
 		return 1
 	}
 	out, _ := json.MarshalIndent(p.Object, "  ", "  ")
 	fmt.Fprintf(stdout, "  %s\n", out)
+	return 0
+}
+
+// maxPreviewMembers is how many of a group's members the preview lists.
+const maxPreviewMembers = 20
+
+// printGroupPreview prints a group's fields as the sync stores them, and its members.
+func printGroupPreview(stdout io.Writer, p *dirsync.Preview) int {
+	fmt.Fprintln(stdout, "\nmapped group:")
+	if p.MapErr != nil {
+		fmt.Fprintf(stdout, "  error: %v (a sync skips this object)\n", p.MapErr)
+		return 1
+	}
+	// The group's fields; its parents come from the other groups, which a preview
+	// does not read.
+	out, _ := json.MarshalIndent(struct {
+		ID, DN, Name string
+		Attributes   map[string]any
+	}{p.Group.ID, p.Group.DN, p.Group.Name, p.Group.Attributes}, "  ", "  ")
+	fmt.Fprintf(stdout, "  %s\n", out)
+	what := "members (" + p.MembershipField + ")"
+	if p.MembershipField == "memberOf" {
+		what = "member of (memberOf: membership_field reads memberships from the members)"
+	}
+	fmt.Fprintf(stdout, "\n%s: %d\n", what, len(p.Members))
+	for i, m := range p.Members {
+		if i == maxPreviewMembers {
+			fmt.Fprintf(stdout, "  … and %d more\n", len(p.Members)-maxPreviewMembers)
+			break
+		}
+		fmt.Fprintf(stdout, "  %s\n", m)
+	}
 	return 0
 }
