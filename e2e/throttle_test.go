@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -67,25 +68,70 @@ func TestBindThrottlePerUser(t *testing.T) {
 	}
 }
 
+// bindVia binds through a connection that a load balancer forwards for client: it starts
+// with a PROXY protocol header naming client.
+func bindVia(t *testing.T, p *proxy, client, dn, password string) error {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.URL, "ldap://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(c, "PROXY TCP4 %s 127.0.0.1 40000 389\r\n", client); err != nil {
+		t.Fatal(err)
+	}
+	lc := ldap.NewConn(c, false)
+	lc.Start()
+	lc.SetTimeout(5 * time.Second)
+	defer lc.Close()
+	return lc.Bind(dn, password)
+}
+
+// TestBindThrottlePerAddress: the per-address limit stops one client address, named by
+// a load balancer's PROXY protocol header, and spares loopback and exempt networks,
+// where many clients share one address.
 func TestBindThrottlePerAddress(t *testing.T) {
 	up := withSlapd(t, slapdtest.Options{Users: 7})
-	p := startProxy(t, config(up, map[string]string{"listen": "  bind_failures_per_address: 5"}))
 
-	// Five users, one wrong password each, from one client address.
+	// Loopback, where every client of a sidecar comes from: failures there lock out
+	// nobody else.
+	side := startProxy(t, config(up, map[string]string{"listen": "  bind_failures_per_address: 5"}))
 	for i := 1; i <= 5; i++ {
-		if err := bindErr(t, p, "127.0.0.1", up.UserDN(i), "wrong"); resultCode(err) != ldap.LDAPResultInvalidCredentials || isThrottled(err) {
+		if err := bindErr(t, side, "127.0.0.1", up.UserDN(i), "wrong"); resultCode(err) != ldap.LDAPResultInvalidCredentials || isThrottled(err) {
 			t.Fatalf("user %d, wrong password: %v", i, err)
 		}
 	}
-	if err := bindErr(t, p, "127.0.0.1", up.UserDN(6), slapdtest.UserPassword(6)); !isThrottled(err) {
+	if err := bindErr(t, side, "127.0.0.1", up.UserDN(6), slapdtest.UserPassword(6)); err != nil {
+		t.Fatalf("loopback after 5 failures of others: %v", err)
+	}
+
+	// Behind a load balancer the header's address is the one counted.
+	p := startProxy(t, config(up, map[string]string{"listen": `  bind_failures_per_address: 5
+  proxy_protocol: true
+  proxy_protocol_from: ["127.0.0.0/8"]
+  throttle_exempt: ["198.51.100.0/24"]`}))
+	for i := 1; i <= 5; i++ {
+		if err := bindVia(t, p, "192.0.2.1", up.UserDN(i), "wrong"); resultCode(err) != ldap.LDAPResultInvalidCredentials || isThrottled(err) {
+			t.Fatalf("user %d, wrong password: %v", i, err)
+		}
+		if err := bindVia(t, p, "198.51.100.7", up.UserDN(i), "wrong"); resultCode(err) != ldap.LDAPResultInvalidCredentials || isThrottled(err) {
+			t.Fatalf("user %d from an exempt network, wrong password: %v", i, err)
+		}
+	}
+	if err := bindVia(t, p, "192.0.2.1", up.UserDN(6), slapdtest.UserPassword(6)); !isThrottled(err) {
 		t.Fatalf("sixth bind from the address: %v, want invalidCredentials %q", err, throttledDiagnostic)
 	}
-	// Another client address is not throttled (Linux routes all of 127/8 to loopback).
-	if err := bindErr(t, p, "127.0.0.2", up.UserDN(6), slapdtest.UserPassword(6)); err != nil {
+	if err := bindVia(t, p, "192.0.2.2", up.UserDN(6), slapdtest.UserPassword(6)); err != nil {
 		t.Fatalf("bind from another address: %v", err)
 	}
-	if !strings.Contains(p.logs.String(), "too many failed binds from one client address") {
+	if err := bindVia(t, p, "198.51.100.7", up.UserDN(6), slapdtest.UserPassword(6)); err != nil {
+		t.Fatalf("bind from the exempt network after 5 failures: %v", err)
+	}
+	logs := p.logs.String()
+	if !strings.Contains(logs, "too many failed binds from one client address") || !strings.Contains(logs, `"address":"192.0.2.1"`) {
 		t.Fatal("no log line for the address's lockout")
+	}
+	if strings.Contains(side.logs.String(), "too many failed binds from one client address") || strings.Contains(logs, `"address":"198.51.100.7"`) {
+		t.Fatal("an exempt address was locked out")
 	}
 }
 

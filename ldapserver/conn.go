@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -36,11 +37,13 @@ var errIdle = errors.New("idle timeout")
 // lock (and none is known to follow at once): a busy connection costs few syscalls, and a
 // response costs no hand-off to another goroutine.
 type conn struct {
-	srv  *Server
-	raw  net.Conn // the accepted connection; deadlines and Close go here, also under TLS
-	rd   *bufio.Reader
-	sess *Session
-	log  *slog.Logger
+	srv         *Server
+	raw         net.Conn // the accepted connection; deadlines and Close go here, also under TLS
+	rd          *bufio.Reader
+	sess        *Session
+	log         *slog.Logger
+	implicitTLS bool       // LDAPS: a TLS handshake starts the connection
+	counted     netip.Addr // the address counted against the per-address cap; under srv.mu
 
 	ctx    context.Context // cancelled when the connection is torn down
 	cancel context.CancelFunc
@@ -49,7 +52,8 @@ type conn struct {
 	stopped   atomic.Bool // Shutdown asked the read loop to stop
 
 	wmu     sync.Mutex
-	bw      *bufio.Writer // the responses not yet flushed; under wmu
+	bw      *bufio.Writer // the responses not yet flushed, made at the first; under wmu
+	wdst    io.Writer     // where bw writes: raw, or the TLS connection over it; under wmu
 	wdead   bool          // writing failed: the connection is being torn down; under wmu
 	waiting atomic.Int32  // senders waiting for wmu
 
@@ -58,24 +62,21 @@ type conn struct {
 	opsWG sync.WaitGroup
 }
 
-func newConn(s *Server, rw net.Conn) *conn {
+func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 	id := s.nextID.Add(1)
 	sess := &Session{ID: id, RemoteAddr: rw.RemoteAddr()}
-	ctx := context.Background()
-	if s.ConnContext != nil {
-		ctx = s.ConnContext(ctx, sess)
-	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		srv:    s,
-		raw:    rw,
-		rd:     bufio.NewReaderSize(rw, 4096),
-		sess:   sess,
-		log:    s.logger().With("conn", id, "remote", rw.RemoteAddr().String()),
-		ctx:    ctx,
-		cancel: cancel,
-		bw:     bufio.NewWriterSize(rw, 16<<10),
-		ops:    make(map[int64]context.CancelFunc),
+		srv:         s,
+		raw:         rw,
+		rd:          bufio.NewReaderSize(rw, 4096),
+		sess:        sess,
+		log:         s.logger().With("conn", id, "remote", rw.RemoteAddr().String()),
+		implicitTLS: implicitTLS,
+		ctx:         ctx,
+		cancel:      cancel,
+		wdst:        rw,
+		ops:         make(map[int64]context.CancelFunc),
 	}
 	return c
 }
@@ -83,22 +84,14 @@ func newConn(s *Server, rw net.Conn) *conn {
 // serve runs the read loop until the client leaves, misbehaves or the server shuts down.
 func (c *conn) serve() {
 	defer c.finish()
-	c.log.Debug("connection opened")
-
-	if tc, ok := c.raw.(*tls.Conn); ok {
-		c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-		if err := tc.HandshakeContext(c.ctx); err != nil {
-			c.log.Info("TLS handshake failed", "err", err)
-			return
-		}
-		c.raw.SetDeadline(time.Time{})
-		c.sess.setTLS(tc.ConnectionState())
+	if !c.start() {
+		return
 	}
-
+	c.log.Debug("connection opened")
 	for {
 		// Each message gets its own buffer: a forwarded request is relayed from it
 		// while the next one is read.
-		msg, err := c.readMessage(nil)
+		msg, err := c.readMessage()
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -109,10 +102,60 @@ func (c *conn) serve() {
 	}
 }
 
+// start does what comes before the first request: the PROXY protocol header from a
+// trusted balancer, the per-address cap, the handler's per-connection context and, on
+// LDAPS, the TLS handshake. It reports whether the connection goes on.
+func (c *conn) start() bool {
+	peer := c.raw.RemoteAddr()
+	if len(c.srv.ProxyProtocolFrom) > 0 && inPrefixes(AddrIP(peer), c.srv.ProxyProtocolFrom) {
+		c.raw.SetReadDeadline(time.Now().Add(tlsHandshakeTimeout))
+		src, err := readProxyHeader(c.raw) // exactly the header: TLS or LDAP follows
+		if err != nil {
+			c.log.Warn("connection closed: bad PROXY protocol header from a trusted balancer", "err", err)
+			return false
+		}
+		c.raw.SetReadDeadline(time.Time{})
+		if src != nil {
+			c.sess.RemoteAddr = src
+			c.log = c.srv.logger().With("conn", c.sess.ID, "remote", src.String(), "proxy", peer.String())
+		}
+	}
+	if !c.srv.admitAddr(c, AddrIP(c.sess.RemoteAddr)) {
+		c.log.Warn("connection refused: too many connections from this address", "max", c.srv.MaxConnectionsPerAddress)
+		if !c.implicitTLS {
+			c.notice(ldap.LDAPResultUnavailable, "too many connections from your address")
+		}
+		return false
+	}
+	if c.srv.ConnContext != nil {
+		// Derived from the connection's own context, so that tearing it down cancels it.
+		c.ctx = c.srv.ConnContext(c.ctx, c.sess)
+	}
+
+	tc, ok := c.raw.(*tls.Conn) // a listener that does TLS itself
+	if c.implicitTLS {
+		tc, ok = tls.Server(c.raw, c.srv.TLSConfig), true
+	}
+	if ok {
+		c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			c.log.Info("TLS handshake failed", "err", err)
+			return false
+		}
+		c.raw.SetDeadline(time.Time{})
+		c.sess.setTLS(tc.ConnectionState())
+		c.rd.Reset(tc)
+		c.wmu.Lock()
+		c.wdst = tc
+		c.wmu.Unlock()
+	}
+	return true
+}
+
 // readMessage waits for the next message. Waiting is bounded by the idle timeout, which
 // only ends the connection when nothing is in flight: a client reading a long search
 // result is not idle.
-func (c *conn) readMessage(buf []byte) ([]byte, error) {
+func (c *conn) readMessage() ([]byte, error) {
 	idle := c.srv.IdleTimeout
 	for {
 		if c.stopped.Load() {
@@ -148,7 +191,58 @@ func (c *conn) readMessage(buf []byte) ([]byte, error) {
 		limit = c.srv.writeTimeout()
 	}
 	c.raw.SetReadDeadline(time.Now().Add(limit))
-	return readFrame(c.rd, c.srv.maxMessageSize(), buf)
+	return c.readFrame()
+}
+
+// smallFrame is the size up to which a request's buffer is made at once, from its
+// declared length, and not counted against Server.MaxPartialBytes.
+const smallFrame = 16 << 10
+
+// errBusy ends a connection whose large request finds the partial-request budget spent.
+var errBusy = errors.New("too many large requests arriving at once")
+
+// readFrame reads one request. The limit on its size is the server's before the client
+// has bound, a smaller one; a large request's buffer grows with the data received, not
+// with the length it declares, and counts against the server's partial-request budget
+// until it is complete.
+func (c *conn) readFrame() ([]byte, error) {
+	limit := c.srv.maxMessageSize()
+	if !c.sess.Authenticated() {
+		limit = c.srv.maxMessageSizeAnonymous()
+	}
+	header, hlen, total, err := ldapwire.ReadHeader(c.rd, limit)
+	if err != nil {
+		return nil, err
+	}
+	if total <= smallFrame {
+		buf := make([]byte, total)
+		copy(buf, header[:hlen])
+		if _, err := io.ReadFull(c.rd, buf[hlen:]); err != nil {
+			return nil, ldapwire.NoEOF(err)
+		}
+		return buf, nil
+	}
+	var held int64
+	defer func() { c.srv.partial.Add(-held) }()
+	buf := header[:hlen:hlen]
+	for int64(len(buf)) < total {
+		if len(buf) == cap(buf) {
+			size := min(total, max(2*int64(cap(buf)), smallFrame))
+			if !c.srv.takePartial(size - held) {
+				return nil, errBusy
+			}
+			held = size
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := c.rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil && int64(len(buf)) < total {
+			return nil, ldapwire.NoEOF(err)
+		}
+	}
+	return buf, nil
 }
 
 // readFailed logs why the read loop ends and, when the client is owed an explanation,
@@ -163,8 +257,11 @@ func (c *conn) readFailed(err error) {
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log.Debug("connection closed by client")
 	case errors.As(err, &tooLarge):
-		c.log.Warn("connection closed: message too large", "size", tooLarge.Size, "limit", tooLarge.Limit)
+		c.log.Warn("connection closed: message too large", "size", tooLarge.Size, "limit", tooLarge.Limit, "bound", c.sess.Authenticated())
 		c.notice(ldap.LDAPResultProtocolError, err.Error())
+	case errors.Is(err, errBusy):
+		c.log.Warn("connection closed: the server holds too many large requests arriving at once", "max_partial_bytes", c.srv.maxPartialBytes())
+		c.notice(ldap.LDAPResultBusy, "server busy: too many large requests arriving at once; try again")
 	case isTimeout(err):
 		c.log.Info("connection closed: message not completed in time")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -370,7 +467,10 @@ func (c *conn) startTLS(req *Request) bool {
 	tc := tls.Server(c.raw, c.srv.TLSConfig)
 	c.wmu.Lock()
 	dead := c.wdead
-	c.bw.Reset(tc) // the success result went out in clear; everything after goes through TLS
+	c.wdst = tc // the success result went out in clear; everything after goes through TLS
+	if c.bw != nil {
+		c.bw.Reset(tc)
+	}
 	c.wmu.Unlock()
 	if dead {
 		return false
@@ -443,6 +543,9 @@ func (c *conn) send(ctx context.Context, b []byte, hold bool) error {
 	if c.wdead {
 		return ErrAbandoned
 	}
+	if c.bw == nil {
+		c.bw = bufio.NewWriterSize(c.wdst, 16<<10)
+	}
 	// The deadline bounds each write to the socket, not a batch: a batch goes on for as
 	// long as senders keep coming, and a client that reads steadily must not be cut.
 	if len(b) > c.bw.Available() || last && !hold {
@@ -464,7 +567,7 @@ func (c *conn) send(ctx context.Context, b []byte, hold bool) error {
 func (c *conn) flush() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.wdead || c.bw.Buffered() == 0 {
+	if c.wdead || c.bw == nil || c.bw.Buffered() == 0 {
 		return
 	}
 	c.raw.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))

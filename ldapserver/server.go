@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,9 +55,16 @@ type Relayer interface {
 // a small service in front of many.
 const (
 	DefaultMaxMessageSize = 1 << 20
-	DefaultMaxFilterDepth = 100
-	DefaultMaxOpsPerConn  = 128
-	DefaultWriteTimeout   = 30 * time.Second
+	// DefaultMaxMessageSizeAnonymous bounds a request before the client has bound, as
+	// OpenLDAP's sockbuf_max_incoming does: a client nobody knows yet cannot make the
+	// server hold more than this for it.
+	DefaultMaxMessageSizeAnonymous = 256 << 10
+	// DefaultMaxPartialBytes caps the memory held, over all connections, by requests
+	// still arriving.
+	DefaultMaxPartialBytes = 16 << 20
+	DefaultMaxFilterDepth  = 100
+	DefaultMaxOpsPerConn   = 128
+	DefaultWriteTimeout    = 30 * time.Second
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -78,8 +86,29 @@ type Server struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds how long a response may wait for a client that does not read.
 	WriteTimeout time.Duration
-	// MaxMessageSize bounds one request, header included.
+	// MaxMessageSize bounds one request, header included, once the client has bound.
 	MaxMessageSize int
+	// MaxMessageSizeAnonymous bounds one request from a client that has not bound (or
+	// bound anonymously). Default DefaultMaxMessageSizeAnonymous, and never more than
+	// MaxMessageSize.
+	MaxMessageSizeAnonymous int
+	// MaxPartialBytes caps the bytes held by large requests still arriving, over all
+	// connections: a buffer grows with the data actually received, and a connection whose
+	// request would take the total over the cap is closed with a notice (busy). Requests
+	// of up to smallFrame bytes, the usual case, are not counted.
+	MaxPartialBytes int
+	// MaxConnectionsPerAddress caps the open connections of one client address; 0 means
+	// no limit. Addresses in LimitExempt are not capped.
+	MaxConnectionsPerAddress int
+	// LimitExempt lists the networks whose clients the per-address connection cap does
+	// not apply to (loopback, say, where every client of a sidecar comes from).
+	LimitExempt []netip.Prefix
+	// ProxyProtocolFrom lists the peers (load balancers) whose connections start with a
+	// PROXY protocol header, version 1 or 2. The header is required from them, and its
+	// source address becomes the Session's RemoteAddr; connections from other peers are
+	// served as they come, and one that starts with a PROXY header is closed, so no
+	// client can choose its own address. Empty: the protocol is off.
+	ProxyProtocolFrom []netip.Prefix
 	// MaxFilterDepth bounds how deeply search filters (and any other element) may nest.
 	MaxFilterDepth int
 	// MaxOpsPerConn bounds operations in flight on one connection; more get `busy`.
@@ -94,6 +123,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	perAddr   map[netip.Addr]int // open connections by client address; under mu
+	partial   atomic.Int64       // bytes held by large requests still arriving
 	shutdown  atomic.Bool
 	nextID    atomic.Uint64
 	open      atomic.Int64
@@ -115,6 +146,21 @@ func (s *Server) maxMessageSize() int64 {
 		return int64(s.MaxMessageSize)
 	}
 	return DefaultMaxMessageSize
+}
+
+func (s *Server) maxMessageSizeAnonymous() int64 {
+	n := int64(s.MaxMessageSizeAnonymous)
+	if n <= 0 {
+		n = DefaultMaxMessageSizeAnonymous
+	}
+	return min(n, s.maxMessageSize())
+}
+
+func (s *Server) maxPartialBytes() int64 {
+	if s.MaxPartialBytes > 0 {
+		return int64(s.MaxPartialBytes)
+	}
+	return DefaultMaxPartialBytes
 }
 
 func (s *Server) maxFilterDepth() int {
@@ -140,7 +186,18 @@ func (s *Server) writeTimeout() time.Duration {
 
 // Serve accepts connections on l and serves each on its own goroutine. It returns
 // ErrServerClosed after Shutdown, or the listener's error.
-func (s *Server) Serve(l net.Listener) error {
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, false) }
+
+// ServeTLS serves LDAPS on l: every connection starts with a TLS handshake with
+// TLSConfig (after the PROXY protocol header, when the peer sends one).
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.TLSConfig == nil {
+		return errors.New("ldap: ServeTLS without a TLSConfig")
+	}
+	return s.serve(l, true)
+}
+
+func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	s.mu.Lock()
 	if s.shutdown.Load() { // checked under the lock, or a Shutdown in between would miss l
 		s.mu.Unlock()
@@ -174,7 +231,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		c := s.newConn(rw)
+		c := s.newConn(rw, implicitTLS)
 		if c == nil {
 			continue
 		}
@@ -182,7 +239,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-func (s *Server) newConn(rw net.Conn) *conn {
+func (s *Server) newConn(rw net.Conn, implicitTLS bool) *conn {
 	if s.MaxConnections > 0 && s.open.Load() >= int64(s.MaxConnections) {
 		s.logger().Warn("connection refused: too many connections", "remote", rw.RemoteAddr().String(), "max", s.MaxConnections)
 		rw.SetWriteDeadline(time.Now().Add(time.Second))
@@ -198,7 +255,7 @@ func (s *Server) newConn(rw net.Conn) *conn {
 		rw.Close()
 		return nil
 	}
-	c := newConn(s, rw)
+	c := newConn(s, rw, implicitTLS)
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
 	}
@@ -212,9 +269,67 @@ func (s *Server) newConn(rw net.Conn) *conn {
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.counted.IsValid() {
+		if s.perAddr[c.counted]--; s.perAddr[c.counted] <= 0 {
+			delete(s.perAddr, c.counted)
+		}
+	}
 	s.mu.Unlock()
 	s.open.Add(-1)
 	s.connWG.Done()
+}
+
+// admitAddr counts a connection against its client address's cap. It reports false,
+// counting nothing, when the address already has MaxConnectionsPerAddress open.
+func (s *Server) admitAddr(c *conn, ip netip.Addr) bool {
+	if s.MaxConnectionsPerAddress <= 0 || !ip.IsValid() || inPrefixes(ip, s.LimitExempt) {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAddr[ip] >= s.MaxConnectionsPerAddress {
+		return false
+	}
+	if s.perAddr == nil {
+		s.perAddr = make(map[netip.Addr]int)
+	}
+	s.perAddr[ip]++
+	c.counted = ip
+	return true
+}
+
+// takePartial reserves n bytes of the partial-request budget; false when it is spent.
+func (s *Server) takePartial(n int64) bool {
+	if s.partial.Add(n) > s.maxPartialBytes() {
+		s.partial.Add(-n)
+		return false
+	}
+	return true
+}
+
+// AddrIP is the IP address of a connection's address, IPv4-mapped IPv6 addresses as
+// IPv4; invalid when addr carries none (a pipe, say).
+func AddrIP(addr net.Addr) netip.Addr {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap().WithZone("")
+	case nil:
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap().WithZone("")
+}
+
+func inPrefixes(ip netip.Addr, nets []netip.Prefix) bool {
+	for _, p := range nets {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Shutdown stops the server gracefully: it closes the listeners, stops reading new

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,8 +41,29 @@ type ListenConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// WriteTimeout closes a connection whose client stops reading its responses. Default 30s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// MaxMessageSize bounds one request in bytes. Default 1048576.
+	// MaxMessageSize bounds one request in bytes once the client has bound. Default 1048576.
 	MaxMessageSize int `yaml:"max_message_size"`
+	// MaxMessageSizeAnonymous bounds one request in bytes before the client has bound (or
+	// while it is bound anonymously), as OpenLDAP's sockbuf_max_incoming. Default 262144.
+	MaxMessageSizeAnonymous int `yaml:"max_message_size_anonymous"`
+	// MaxPartialRequestBytes caps the memory held by large requests (over 16 KiB) still
+	// arriving, over all connections; a connection whose request would pass it is closed
+	// with busy. Default 16777216.
+	MaxPartialRequestBytes int `yaml:"max_partial_request_bytes"`
+	// MaxConnectionsPerAddress caps the open connections of one client address, loopback
+	// and ThrottleExempt networks excepted. Default 1000; 0: no limit.
+	MaxConnectionsPerAddress *int `yaml:"max_connections_per_address"`
+	// ThrottleExempt lists networks (CIDRs, or single addresses) exempt, like loopback
+	// always is, from the per-address bind-failure limit and the per-address connection
+	// cap: addresses that many clients share, such as an application server's.
+	ThrottleExempt []string `yaml:"throttle_exempt"`
+	// ProxyProtocol makes the listeners read a PROXY protocol header (v1 or v2) from the
+	// peers in ProxyProtocolFrom, whose source address then stands for the client in
+	// throttles, limits and logs. Default false.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// ProxyProtocolFrom lists the load balancers (CIDRs or addresses) trusted to send the
+	// header; required with ProxyProtocol.
+	ProxyProtocolFrom []string `yaml:"proxy_protocol_from"`
 	// MaxFilterDepth bounds the nesting of search filters. Default 100.
 	MaxFilterDepth int `yaml:"max_filter_depth"`
 	// MaxOperationsPerConnection bounds operations in flight on one connection. Default 128.
@@ -91,6 +114,8 @@ const (
 	DefaultMaxConnections = 10000
 	DefaultIdleTimeout    = 5 * time.Minute
 
+	DefaultMaxConnectionsPerAddress = 1000
+
 	DefaultBindFailuresPerUser    = 10
 	DefaultBindFailuresPerAddress = 100
 	DefaultBindFailureWindow      = 5 * time.Minute
@@ -110,6 +135,15 @@ func (c *ListenConfig) Validate() error {
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = ldapserver.DefaultMaxMessageSize
+	}
+	if c.MaxMessageSizeAnonymous == 0 {
+		c.MaxMessageSizeAnonymous = min(ldapserver.DefaultMaxMessageSizeAnonymous, c.MaxMessageSize)
+	}
+	if c.MaxPartialRequestBytes == 0 {
+		c.MaxPartialRequestBytes = ldapserver.DefaultMaxPartialBytes
+	}
+	if c.MaxConnectionsPerAddress == nil {
+		c.MaxConnectionsPerAddress = new(DefaultMaxConnectionsPerAddress)
 	}
 	if c.MaxFilterDepth == 0 {
 		c.MaxFilterDepth = ldapserver.DefaultMaxFilterDepth
@@ -158,6 +192,9 @@ func (c *ListenConfig) Validate() error {
 		{"max_filter_depth", int64(c.MaxFilterDepth)}, {"max_operations_per_connection", int64(c.MaxOperationsPerConnection)},
 		{"bind_failures_per_user", int64(*c.BindFailuresPerUser)}, {"bind_failures_per_address", int64(*c.BindFailuresPerAddress)},
 		{"bind_failure_window", int64(c.BindFailureWindow)},
+		{"max_message_size_anonymous", int64(c.MaxMessageSizeAnonymous)},
+		{"max_partial_request_bytes", int64(c.MaxPartialRequestBytes)},
+		{"max_connections_per_address", int64(*c.MaxConnectionsPerAddress)},
 	} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", n.key))
@@ -166,7 +203,67 @@ func (c *ListenConfig) Validate() error {
 	if c.MaxMessageSize > 0 && c.MaxMessageSize < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_size: %d is too small to carry a bind (minimum 1024)", c.MaxMessageSize))
 	}
+	if c.MaxMessageSizeAnonymous > 0 && c.MaxMessageSizeAnonymous < 1024 {
+		errs = append(errs, fmt.Errorf("max_message_size_anonymous: %d is too small to carry a bind (minimum 1024)", c.MaxMessageSizeAnonymous))
+	}
+	if c.MaxMessageSizeAnonymous > c.MaxMessageSize {
+		errs = append(errs, fmt.Errorf("max_message_size_anonymous: %d is more than max_message_size (%d)", c.MaxMessageSizeAnonymous, c.MaxMessageSize))
+	}
+	if c.MaxPartialRequestBytes > 0 && c.MaxPartialRequestBytes < c.MaxMessageSize {
+		errs = append(errs, fmt.Errorf("max_partial_request_bytes: %d is less than max_message_size (%d): no large request could arrive", c.MaxPartialRequestBytes, c.MaxMessageSize))
+	}
+	if _, err := parsePrefixes(c.ThrottleExempt); err != nil {
+		errs = append(errs, fmt.Errorf("throttle_exempt: %w", err))
+	}
+	if _, err := parsePrefixes(c.ProxyProtocolFrom); err != nil {
+		errs = append(errs, fmt.Errorf("proxy_protocol_from: %w", err))
+	}
+	if c.ProxyProtocol && len(c.ProxyProtocolFrom) == 0 {
+		errs = append(errs, errors.New("proxy_protocol_from: required with proxy_protocol: the load balancers trusted to name their clients"))
+	}
+	if !c.ProxyProtocol && len(c.ProxyProtocolFrom) > 0 {
+		errs = append(errs, errors.New("proxy_protocol_from: set, but proxy_protocol is false"))
+	}
 	return errors.Join(errs...)
+}
+
+// loopback is exempt from the per-address limits: in a sidecar every client is there.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// LimitExempt is the networks the per-address limits (bind failures, connections) do
+// not apply to: loopback and ThrottleExempt.
+func (c *ListenConfig) LimitExempt() []netip.Prefix {
+	p, _ := parsePrefixes(c.ThrottleExempt)
+	return append(slices.Clone(loopback), p...)
+}
+
+// ProxyProtocolPeers is the balancers trusted to send a PROXY protocol header; nil when
+// the protocol is off.
+func (c *ListenConfig) ProxyProtocolPeers() []netip.Prefix {
+	if !c.ProxyProtocol {
+		return nil
+	}
+	p, _ := parsePrefixes(c.ProxyProtocolFrom)
+	return p
+}
+
+// parsePrefixes parses CIDRs and single addresses (a /32 or /128), reporting every bad one.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%q is not a CIDR (10.0.0.0/8) or an IP address", s))
+	}
+	return out, errors.Join(errs...)
 }
 
 // ServerTLS loads the TLS identity; nil when none is configured. Minimum TLS 1.2. It

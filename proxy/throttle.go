@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,7 @@ type bindThrottle struct {
 	users   *failureTable[string]     // nil: the per-user throttle is off
 	addrs   *failureTable[netip.Addr] // nil: the per-address throttle is off
 	offline *failureTable[string]     // offline logins by user ID; nil: off
+	exempt  []netip.Prefix            // addresses the per-address limit does not count
 	metrics *ThrottleMetrics
 	log     *slog.Logger
 	now     func() time.Time // time.Now; tests set their own clock
@@ -109,7 +111,7 @@ func newBindThrottle(cfg ListenConfig, offline FailureLimit, m *ThrottleMetrics,
 	if perUser <= 0 && perAddr <= 0 && offline.Limit <= 0 {
 		return nil
 	}
-	t := &bindThrottle{metrics: m, log: log, now: time.Now}
+	t := &bindThrottle{exempt: cfg.LimitExempt(), metrics: m, log: log, now: time.Now}
 	if perUser > 0 {
 		t.users = newFailureTable[string](perUser, window, throttleTableSize)
 	}
@@ -146,7 +148,12 @@ func (t *bindThrottle) attempt(name string, u *cache.User, addr net.Addr) bindAt
 	}
 	a := bindAttempt{t: t, name: name, u: u}
 	if t.addrs != nil {
-		a.ip = clientIP(addr)
+		// An exempt address (loopback, listen.throttle_exempt) is shared by every client
+		// behind it: one client's typos there must not lock the others out. Its users
+		// are still counted one by one.
+		if ip := ldapserver.AddrIP(addr); !slices.ContainsFunc(t.exempt, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			a.ip = ip
+		}
 	}
 	return a
 }
@@ -272,22 +279,6 @@ func looseDNKey(name string) string {
 // throttledResult is the answer to a throttled bind.
 func throttledResult() *ldapserver.Result {
 	return &ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: throttledDiagnostic}
-}
-
-// clientIP is the IP address of a client, IPv4-mapped IPv6 addresses as IPv4; invalid
-// when addr carries none (a pipe in tests).
-func clientIP(addr net.Addr) netip.Addr {
-	switch a := addr.(type) {
-	case *net.TCPAddr:
-		return a.AddrPort().Addr().Unmap().WithZone("")
-	case nil:
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap().WithZone("")
 }
 
 // failureTable counts failures per key in fixed windows: a key's window starts with its

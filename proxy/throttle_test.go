@@ -477,7 +477,7 @@ func BenchmarkThrottleSuccessfulBind(b *testing.B) {
 			th.users.fail(fmt.Sprintf("uid=other%d,ou=people,dc=example,dc=org", i), now)
 		}
 		for _, a := range addrs {
-			th.addrs.fail(clientIP(a), now) // below the limit
+			th.addrs.fail(ldapserver.AddrIP(a), now) // below the limit
 		}
 		run(b, th)
 	})
@@ -566,5 +566,89 @@ func TestOfflineFailureLimit(t *testing.T) {
 	wg.Wait()
 	if n := passed.Load(); n != 3 {
 		t.Errorf("%d parallel guesses got past the limit, want 3", n)
+	}
+}
+
+// TestThrottleSparesSharedAddresses replays the sidecar case: one application behind
+// 127.0.0.1 sends 100 failed binds, 10 for one user and one each for 90 others. Only the
+// user who failed 10 times is refused; everyone else behind the address, the service
+// account included, still binds. The same holds for a listen.throttle_exempt network,
+// and an address outside them is still limited.
+func TestThrottleSparesSharedAddresses(t *testing.T) {
+	perUser, perAddr := 10, 100
+	th := newBindThrottle(ListenConfig{BindFailuresPerUser: &perUser, BindFailuresPerAddress: &perAddr,
+		BindFailureWindow: time.Minute, ThrottleExempt: []string{"10.0.0.0/8", "2001:db8:1::/48"}},
+		FailureLimit{}, nil, slog.New(slog.DiscardHandler))
+	for _, tc := range []struct {
+		addr    string
+		limited bool
+	}{
+		{"127.0.0.1:40000", false},
+		{"127.3.4.5:40000", false},
+		{"[::1]:40000", false},
+		{"[::ffff:127.0.0.1]:40000", false},
+		{"10.20.30.40:40000", false},
+		{"[2001:db8:1::9]:40000", false},
+		{"192.0.2.1:40000", true},
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			client := tcpAddr(tc.addr)
+			user := func(i int) string { return fmt.Sprintf("uid=u%d-%s,ou=people,dc=example,dc=org", i, tc.addr) }
+			for range 10 {
+				bindOnce(th, user(0), nil, client, false)
+			}
+			for i := 1; i <= 90; i++ {
+				bindOnce(th, user(i), nil, client, false)
+			}
+			if !bindOnce(th, user(0), nil, client, true) {
+				t.Fatal("the user who failed 10 times is not refused")
+			}
+			innocent := 0 // users with a right password refused
+			for i := 1; i <= 90; i++ {
+				if bindOnce(th, user(i), nil, client, true) {
+					innocent++
+				}
+			}
+			if bindOnce(th, "cn=svc-"+tc.addr+",ou=services,dc=example,dc=org", nil, client, true) {
+				innocent++
+			}
+			switch {
+			case tc.limited && innocent != 91:
+				t.Fatalf("an unexempt address over its limit: %d of 91 binds refused, want all", innocent)
+			case !tc.limited && innocent != 0:
+				t.Fatalf("%d users with the right password refused behind a shared address", innocent)
+			}
+		})
+	}
+}
+
+func TestValidateListenLimits(t *testing.T) {
+	c := ListenConfig{LDAP: "127.0.0.1:0", ProxyProtocol: true, ProxyProtocolFrom: []string{"10.0.0.0/8", "192.0.2.7"},
+		ThrottleExempt: []string{"::1", "fd00::/8"}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxMessageSizeAnonymous != 256<<10 || c.MaxPartialRequestBytes != 16<<20 || *c.MaxConnectionsPerAddress != 1000 {
+		t.Fatalf("defaults: %d, %d, %d", c.MaxMessageSizeAnonymous, c.MaxPartialRequestBytes, *c.MaxConnectionsPerAddress)
+	}
+	if got := fmt.Sprint(c.ProxyProtocolPeers()); got != "[10.0.0.0/8 192.0.2.7/32]" {
+		t.Fatalf("proxy_protocol_from: %s", got)
+	}
+	if got := fmt.Sprint(c.LimitExempt()); got != "[127.0.0.0/8 ::1/128 ::1/128 fd00::/8]" {
+		t.Fatalf("exempt: %s", got)
+	}
+	for _, tt := range []struct {
+		c    ListenConfig
+		want string
+	}{
+		{ListenConfig{LDAP: "127.0.0.1:0", ProxyProtocol: true}, "proxy_protocol_from: required"},
+		{ListenConfig{LDAP: "127.0.0.1:0", ProxyProtocolFrom: []string{"10.0.0.0/8"}}, "proxy_protocol is false"},
+		{ListenConfig{LDAP: "127.0.0.1:0", ThrottleExempt: []string{"10.0.0.0/33"}}, `throttle_exempt: "10.0.0.0/33" is not a CIDR`},
+		{ListenConfig{LDAP: "127.0.0.1:0", MaxMessageSize: 4096, MaxMessageSizeAnonymous: 8192}, "max_message_size_anonymous: 8192 is more than max_message_size"},
+		{ListenConfig{LDAP: "127.0.0.1:0", MaxConnectionsPerAddress: new(-1)}, "max_connections_per_address: must not be negative"},
+	} {
+		if err := tt.c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want %q", tt.c, err, tt.want)
+		}
 	}
 }

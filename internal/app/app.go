@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +79,12 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		MaxFilterDepth: cfg.Listen.MaxFilterDepth,
 		MaxOpsPerConn:  cfg.Listen.MaxOperationsPerConnection,
 		Logger:         log.With("component", "frontend"),
+
+		MaxMessageSizeAnonymous:  cfg.Listen.MaxMessageSizeAnonymous,
+		MaxPartialBytes:          cfg.Listen.MaxPartialRequestBytes,
+		MaxConnectionsPerAddress: *cfg.Listen.MaxConnectionsPerAddress,
+		LimitExempt:              cfg.Listen.LimitExempt(),
+		ProxyProtocolFrom:        cfg.Listen.ProxyProtocolPeers(),
 	}
 	m := proxy.NewMetrics(reg, func() float64 { return float64(a.ldap.OpenConnections()) })
 	// Built even when cache_passwords is off: it then drops any hashes a previous run
@@ -163,7 +168,7 @@ func (a *App) Start() error {
 			a.closeListeners()
 			return fmt.Errorf("listen.ldaps: %w", err)
 		}
-		a.ldapsL = tls.NewListener(l, a.ldap.TLSConfig)
+		a.ldapsL = l
 	}
 	if addr := a.cfg.HTTP.Listen; addr != "" {
 		if a.httpL, err = net.Listen("tcp", addr); err != nil {
@@ -216,7 +221,7 @@ func (a *App) Run(ctx context.Context) error {
 		serve(func() error { return a.ldap.Serve(a.ldapL) })
 	}
 	if a.ldapsL != nil {
-		serve(func() error { return a.ldap.Serve(a.ldapsL) })
+		serve(func() error { return a.ldap.ServeTLS(a.ldapsL) })
 	}
 	if a.httpL != nil {
 		serve(func() error { return a.http.Serve(a.httpL) })

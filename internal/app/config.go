@@ -179,8 +179,16 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) []error {
 		}
 		fields := yamlFields(v.Type())
 		var errs []error
+		seen := make(map[string]int, len(node.Content)/2) // key → its line
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			key := node.Content[i].Value
+			if line, dup := seen[key]; dup {
+				// yaml.v3 refuses this in maps; a struct walk must too, or the second block
+				// would silently merge into the first.
+				errs = append(errs, fmt.Errorf("%s: line %d: key already given at line %d", join(path, key), node.Content[i].Line, line))
+				continue
+			}
+			seen[key] = node.Content[i].Line
 			idx, ok := fields[key]
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: line %d: unknown key%s", join(path, key), node.Content[i].Line, suggest(key, fields)))
@@ -201,6 +209,9 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) []error {
 		}
 		return errs
 	}
+	if commaLists[path] && node.Kind == yaml.SequenceNode {
+		return decodeCommaList(node, v, path)
+	}
 	if err := node.Decode(v.Addr().Interface()); err != nil {
 		want := v.Type().String()
 		switch {
@@ -216,6 +227,28 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) []error {
 		return []error{fmt.Errorf("%s: line %d: %q is not %s", path, node.Line, node.Value, want)}
 	}
 	return nil
+}
+
+// commaLists are the keys whose value is a comma-separated string that the file may
+// also give as a YAML list.
+var commaLists = map[string]bool{"upstream.urls": true}
+
+// decodeCommaList joins a YAML list of strings into the comma-separated string v.
+func decodeCommaList(node *yaml.Node, v reflect.Value, path string) []error {
+	parts := make([]string, 0, len(node.Content))
+	var errs []error
+	for i, item := range node.Content {
+		switch {
+		case item.Kind != yaml.ScalarNode || item.Tag == "!!null":
+			errs = append(errs, fmt.Errorf("%s[%d]: line %d: expected a string", path, i, item.Line))
+		case strings.Contains(item.Value, ","):
+			errs = append(errs, fmt.Errorf("%s[%d]: line %d: %q: one entry per list item", path, i, item.Line, item.Value))
+		default:
+			parts = append(parts, item.Value)
+		}
+	}
+	v.SetString(strings.Join(parts, ","))
+	return errs
 }
 
 // yamlFields maps the YAML keys of a struct to its fields, following embedded structs

@@ -259,3 +259,34 @@ func hasPath(m map[string]any, path []string) bool {
 	sub, ok := v.(map[string]any)
 	return ok && hasPath(sub, path[1:])
 }
+
+func TestParseRejectsDuplicateKeys(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"two upstream blocks", minimal + "upstream:\n  urls: \"ldap://127.0.0.1:2389\"\n  base_dn: \"dc=other\"\n",
+			"upstream: line 5: key already given at line 2"},
+		{"a key twice in a section", minimal + "listen:\n  ldap: \"127.0.0.1:1\"\n  ldap: \"127.0.0.1:2\"\n",
+			"listen.ldap: line 7: key already given at line 6"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseURLsAsList(t *testing.T) {
+	cfg, err := Parse([]byte("upstream:\n  urls:\n    - ldaps://dc1.example.org\n    - ldap://dc2.example.org:3268\n  base_dn: dc=example,dc=org\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.URLs != "ldaps://dc1.example.org,ldap://dc2.example.org:3268" {
+		t.Fatalf("urls = %q", cfg.Upstream.URLs)
+	}
+	for _, bad := range []string{"    - ldap://a,ldap://b\n", "    - [ldap://a]\n", "    - \n"} {
+		if _, err := Parse([]byte("upstream:\n  urls:\n" + bad + "  base_dn: dc=example,dc=org\n")); err == nil || !strings.Contains(err.Error(), "upstream.urls[0]") {
+			t.Errorf("urls list %q: err = %v", bad, err)
+		}
+	}
+}

@@ -42,44 +42,9 @@ func (e TooDeepError) Error() string {
 // is checked against limit before anything is allocated, so a header announcing 2 GiB
 // costs nothing. buf is reused when it is large enough.
 func ReadFrame(r *bufio.Reader, limit int64, buf []byte) ([]byte, error) {
-	tag, err := r.ReadByte()
+	header, hlen, total, err := ReadHeader(r, limit)
 	if err != nil {
 		return nil, err
-	}
-	if tag != 0x30 {
-		return nil, ErrNotSequence
-	}
-	first, err := r.ReadByte()
-	if err != nil {
-		return nil, noEOF(err)
-	}
-	var header [6]byte
-	header[0], header[1] = tag, first
-	hlen := 2
-	var length int64
-	switch {
-	case first < 0x80:
-		length = int64(first)
-	case first == 0x80:
-		return nil, ErrIndefinite
-	default:
-		n := int(first & 0x7f)
-		if n > 4 {
-			return nil, ErrLengthTooLong
-		}
-		for i := 0; i < n; i++ {
-			b, err := r.ReadByte()
-			if err != nil {
-				return nil, noEOF(err)
-			}
-			header[hlen] = b
-			hlen++
-			length = length<<8 | int64(b)
-		}
-	}
-	total := int64(hlen) + length
-	if total > limit {
-		return nil, TooLargeError{Size: total, Limit: limit}
 	}
 	if int64(cap(buf)) < total {
 		buf = make([]byte, total)
@@ -87,14 +52,59 @@ func ReadFrame(r *bufio.Reader, limit int64, buf []byte) ([]byte, error) {
 	buf = buf[:total]
 	copy(buf, header[:hlen])
 	if _, err := io.ReadFull(r, buf[hlen:]); err != nil {
-		return nil, noEOF(err)
+		return nil, NoEOF(err)
 	}
 	return buf, nil
 }
 
-// noEOF turns a clean EOF in the middle of a message into io.ErrUnexpectedEOF, so the
+// ReadHeader reads the tag and length of the next LDAPMessage: header[:hlen] are their
+// bytes, and total is the length of the whole message, header included, checked against
+// limit. The body is left to read.
+func ReadHeader(r *bufio.Reader, limit int64) (header [6]byte, hlen int, total int64, err error) {
+	tag, err := r.ReadByte()
+	if err != nil {
+		return header, 0, 0, err
+	}
+	if tag != 0x30 {
+		return header, 0, 0, ErrNotSequence
+	}
+	first, err := r.ReadByte()
+	if err != nil {
+		return header, 0, 0, NoEOF(err)
+	}
+	header[0], header[1] = tag, first
+	hlen = 2
+	var length int64
+	switch {
+	case first < 0x80:
+		length = int64(first)
+	case first == 0x80:
+		return header, 0, 0, ErrIndefinite
+	default:
+		n := int(first & 0x7f)
+		if n > 4 {
+			return header, 0, 0, ErrLengthTooLong
+		}
+		for i := 0; i < n; i++ {
+			b, err := r.ReadByte()
+			if err != nil {
+				return header, 0, 0, NoEOF(err)
+			}
+			header[hlen] = b
+			hlen++
+			length = length<<8 | int64(b)
+		}
+	}
+	total = int64(hlen) + length
+	if total > limit {
+		return header, 0, 0, TooLargeError{Size: total, Limit: limit}
+	}
+	return header, hlen, total, nil
+}
+
+// NoEOF turns a clean EOF in the middle of a message into io.ErrUnexpectedEOF, so the
 // caller can tell a client that hung up between messages from one that cut a message short.
-func noEOF(err error) error {
+func NoEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
 	}
