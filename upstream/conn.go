@@ -105,9 +105,9 @@ func (c *Conn) Unbind() {
 // session user-bound; any other bind result leaves it anonymous (RFC 4511 §4.2.1).
 func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error) error {
 	var prior []error
-	var skip []*server
+	var skip, avoid []*server
 	for attempt := 0; ; attempt++ {
-		wc, bound, err := c.session(ctx, kind, skip, prior)
+		wc, bound, err := c.session(ctx, kind, skip, avoid, prior)
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", kind, err)
 		}
@@ -140,12 +140,16 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 		prior = append(prior, failed)
 		c.forget(wc)
 		// A server that got the request and said nothing is hanging: set it aside so
-		// the retry does not wait on it again. One that closed the connection may only
-		// have restarted; the retry's connect finds out. A search that delivered
-		// results was answering, just slowly.
-		if errors.Is(err, errTimeout) && !delivered {
+		// the retry does not wait on it again. One that closed the connection may be
+		// dying, its port still accepting for a moment, or only restarting: the retry
+		// goes to the next server first, and back to this one only if no other
+		// answers. A search that delivered results was answering, just slowly.
+		switch {
+		case errors.Is(err, errTimeout) && !delivered:
 			c.pool.markDown(wc.srv, err)
 			skip = append(skip, wc.srv)
+		default:
+			avoid = append(avoid, wc.srv)
 		}
 		switch {
 		case bound && kind != KindBind:
@@ -166,7 +170,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 
 // session returns the connection for the next request, dialing a new one if the last
 // one was dropped. A bind may always go ahead: it establishes a new identity.
-func (c *Conn) session(ctx context.Context, kind Kind, skip []*server, prior []error) (*wireConn, bool, error) {
+func (c *Conn) session(ctx context.Context, kind Kind, skip, avoid []*server, prior []error) (*wireConn, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -188,7 +192,7 @@ func (c *Conn) session(ctx context.Context, kind Kind, skip []*server, prior []e
 		}
 	}
 	if c.wc == nil {
-		nc, srv, err := c.pool.connect(ctx, skip, prior)
+		nc, srv, err := c.pool.connect(ctx, skip, avoid, prior)
 		if err != nil {
 			c.bound = false
 			return nil, false, err

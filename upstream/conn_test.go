@@ -404,3 +404,32 @@ func TestServerThatClosesIsNotUnavailable(t *testing.T) {
 		t.Fatalf("dead server: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestRetryGoesToTheNextServer: a server that accepts connections and closes them under
+// the request (a process being killed: its port accepts a moment longer) must not get
+// the retry; the next server does, and every bind succeeds there.
+func TestRetryGoesToTheNextServer(t *testing.T) {
+	b := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: closingServer(t) + "," + b.URL, Timeout: 2 * time.Second})
+	for i := range 15 {
+		c, err := p.Dial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Bind(t.Context(), b.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
+			t.Fatalf("bind %d: %v, want success on the second server", i+1, err)
+		}
+		if c.Server() != b.URL {
+			t.Fatalf("bind %d answered by %q, want %q", i+1, c.Server(), b.URL)
+		}
+		c.Close()
+	}
+	// The service connections follow the same rule.
+	err := p.WithService(t.Context(), "search", func(lc *ldap.Conn) error {
+		_, err := lc.WhoAmI(nil)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("service request: %v", err)
+	}
+}

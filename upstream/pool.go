@@ -137,7 +137,7 @@ func (p *Pool) isClosed() bool {
 // Dial opens a new, unbound connection for one client session, on the most
 // preferred server that answers.
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
-	nc, srv, err := p.connect(ctx, nil, nil)
+	nc, srv, err := p.connect(ctx, nil, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream dial: %w", err)
 	}
@@ -172,7 +172,7 @@ func (p *Pool) UpdateBindPassword(next Config) error {
 // Reachable reports whether any server accepts a connection now (TCP and TLS), trying
 // them as a new connection would.
 func (p *Pool) Reachable(ctx context.Context) bool {
-	nc, _, err := p.connect(ctx, nil, nil)
+	nc, _, err := p.connect(ctx, nil, nil, nil)
 	if err != nil {
 		return false
 	}
@@ -185,17 +185,23 @@ func (p *Pool) Reachable(ctx context.Context) bool {
 // failed too; then they are tried as well, so a recovered server is found
 // without waiting for its re-check. skip are servers that just stopped
 // answering a request of this very operation: trying them again at once
-// would only wait out another timeout. prior are the failures that led
-// here, reported together with the ones connect meets.
-func (p *Pool) connect(ctx context.Context, skip []*server, prior []error) (net.Conn, *server, error) {
+// would only wait out another timeout. avoid are servers that just closed a
+// connection under this operation's request (a process dying: its port may
+// accept a moment longer): they are tried last, once every other server
+// failed. prior are the failures that led here, reported together with the
+// ones connect meets.
+func (p *Pool) connect(ctx context.Context, skip, avoid []*server, prior []error) (net.Conn, *server, error) {
 	if p.isClosed() {
 		return nil, nil, ErrClosed
 	}
 	errs := append([]error(nil), prior...)
-	var quarantined []*server
+	var quarantined, later []*server
 	for _, s := range p.servers {
 		switch {
 		case slices.Contains(skip, s):
+			continue
+		case slices.Contains(avoid, s):
+			later = append(later, s)
 			continue
 		case s.isDown():
 			quarantined = append(quarantined, s)
@@ -210,7 +216,7 @@ func (p *Pool) connect(ctx context.Context, skip []*server, prior []error) (net.
 			return nil, nil, givenUp(ctx, errs)
 		}
 	}
-	for _, s := range quarantined {
+	for _, s := range append(quarantined, later...) {
 		lc, err := p.connectTo(ctx, s)
 		if err == nil {
 			return lc, s, nil
@@ -386,9 +392,9 @@ func (p *Pool) preferred(s *server) bool {
 // "sync", ...), never anything from a request.
 func (p *Pool) WithService(ctx context.Context, op string, fn func(*ldap.Conn) error) error {
 	var prior []error
-	var skip []*server
+	var skip, avoid []*server
 	for attempt := 0; ; attempt++ {
-		sc, err := p.takeService(ctx, attempt == 0, skip, prior)
+		sc, err := p.takeService(ctx, attempt == 0, skip, avoid, prior)
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", op, err)
 		}
@@ -408,6 +414,8 @@ func (p *Pool) WithService(ctx context.Context, op string, fn func(*ldap.Conn) e
 		if unresponsive {
 			p.markDown(sc.srv, err)
 			skip = append(skip, sc.srv)
+		} else {
+			avoid = append(avoid, sc.srv) // the retry goes to the next server first
 		}
 	}
 }
@@ -416,14 +424,14 @@ func (p *Pool) WithService(ctx context.Context, op string, fn func(*ldap.Conn) e
 // new one, bound as the service account. A server that accepts the
 // connection but fails the bind on the network is treated like one that
 // refused the connect: quarantined, and the next one tried.
-func (p *Pool) takeService(ctx context.Context, reuse bool, skip []*server, prior []error) (*serviceConn, error) {
+func (p *Pool) takeService(ctx context.Context, reuse bool, skip, avoid []*server, prior []error) (*serviceConn, error) {
 	if reuse {
 		if sc := p.takeIdle(); sc != nil {
 			return sc, nil
 		}
 	}
 	for {
-		nc, srv, err := p.connect(ctx, skip, prior)
+		nc, srv, err := p.connect(ctx, skip, avoid, prior)
 		if err != nil {
 			return nil, err
 		}
