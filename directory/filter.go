@@ -41,6 +41,16 @@ type plan struct {
 	// True for; the search need look at no other.
 	cands   []int32
 	indexed bool
+	// eq is set for a plain equality item (anyEqual): an OR of many of them on one
+	// attribute is compiled into one set lookup.
+	eq *eqItem
+}
+
+// eqItem is a plain equality filter item: attribute type, options, normalised value.
+type eqItem struct {
+	at   *attrType
+	opts string
+	norm string
 }
 
 // invalidNorm stands for a stored value its attribute's syntax rejects: it never equals
@@ -137,21 +147,57 @@ func (t *Tree) compileAnd(f *ber.Packet) (plan, error) {
 	return out, nil
 }
 
+// eqSetMin is how many equality items on one attribute an OR needs before they are
+// tested as one set lookup instead of one by one.
+const eqSetMin = 8
+
 func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
-	subs := make([]matcher, len(f.Children))
+	subs := make([]matcher, 0, len(f.Children))
 	indexed := true
 	var lists [][]int32
-	for i, c := range f.Children {
+	// Equality items on one attribute (uid=a)(uid=b)... gathered for a set lookup.
+	type eqKey struct {
+		at   *attrType
+		opts string
+	}
+	var sets map[eqKey][]string
+	var setOrder []eqKey
+	for _, c := range f.Children {
 		p, err := t.compileFilter(c)
 		if err != nil {
 			return plan{}, err
 		}
-		subs[i] = p.match
+		if p.eq != nil {
+			if sets == nil {
+				sets = make(map[eqKey][]string)
+			}
+			k := eqKey{p.eq.at, p.eq.opts}
+			if _, seen := sets[k]; !seen {
+				setOrder = append(setOrder, k)
+			}
+			sets[k] = append(sets[k], p.eq.norm)
+		} else {
+			subs = append(subs, p.match)
+		}
 		if !p.indexed {
 			indexed = false
 		} else if len(p.cands) > 0 {
 			lists = append(lists, p.cands)
 		}
+	}
+	for _, k := range setOrder {
+		norms := sets[k]
+		if len(norms) < eqSetMin {
+			for _, norm := range norms {
+				subs = append(subs, func(e *treeEntry) tri { return triOf(t.anyEqual(e, k.at, k.opts, norm)) })
+			}
+			continue
+		}
+		set := make(map[string]struct{}, len(norms))
+		for _, n := range norms {
+			set[n] = struct{}{}
+		}
+		subs = append(subs, func(e *treeEntry) tri { return triOf(t.anyEqualSet(e, k.at, k.opts, set)) })
 	}
 	out := plan{match: func(e *treeEntry) tri {
 		r := triFalse
@@ -247,6 +293,28 @@ func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bo
 	return false
 }
 
+// anyEqualSet is anyEqual for a set of normalised values: true when a value of the
+// attribute is in set.
+func (t *Tree) anyEqualSet(e *treeEntry, at *attrType, opts string, set map[string]struct{}) bool {
+	in := func(v string) bool { _, ok := set[v]; return ok }
+	for i := range e.attrs {
+		a := &e.attrs[i]
+		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(a.opts, opts) {
+			continue
+		}
+		if a.typ.eq != at.eq {
+			if t.attrValues(e, i, at.eq.norm, in) {
+				return true
+			}
+			continue
+		}
+		if slices.ContainsFunc(e.norm[a.lo:a.hi], in) {
+			return true
+		}
+	}
+	return false
+}
+
 // attrValues calls f on the values of e's i-th attribute normalised as k, until f
 // returns true. Values that k rejects are skipped.
 func (t *Tree) attrValues(e *treeEntry, i int, k normKind, f func(string) bool) bool {
@@ -310,6 +378,7 @@ func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
 		p.match = func(e *treeEntry) tri { return triOf(t.anyValue(e, at, opts, at.eq.norm, eq)) }
 	} else {
 		p.match = func(e *treeEntry) tri { return triOf(t.anyEqual(e, at, opts, norm)) }
+		p.eq = &eqItem{at: at, opts: opts, norm: norm}
 	}
 	if idx, ok := t.index[at]; ok && !at.hasSubtypes {
 		p.cands, p.indexed = idx[norm], true

@@ -11,6 +11,7 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
 // collectWriter is a ResponseWriter that keeps what a handler writes.
@@ -459,6 +460,70 @@ func BenchmarkNewTree(b *testing.B) {
 	for b.Loop() {
 		if _, err := NewTree([]string{testBase}, entries); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// bigOr is an OR of n uid equality items, with the value of every step-th user (others
+// match nobody), decoded from the wire as the server does.
+func bigOr(tb testing.TB, n, step int, attr string) *SearchRequest {
+	var sb strings.Builder
+	sb.WriteString("(|")
+	for i := range n {
+		fmt.Fprintf(&sb, "(%s=user%04d)", attr, i*step)
+	}
+	sb.WriteString(")")
+	f := mustFilter(tb, sb.String())
+	p, err := ldapwire.Decode(f.Bytes())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &SearchRequest{BaseDN: testBase, Scope: ScopeSubtree, Filter: p, Attributes: []string{"1.1"}}
+}
+
+// BenchmarkTreeSearchBigOr is an application that fetches many users at once: an OR of
+// 10,000 uid values over 10,000 users, indexed (uid) and not (mail).
+func BenchmarkTreeSearchBigOr(b *testing.B) {
+	tree := benchTree(b, 10000)
+	for _, attr := range []string{"uid", "displayName"} {
+		req := bigOr(b, 10000, 1, attr)
+		b.Run(attr, func(b *testing.B) {
+			w := &discardWriter{}
+			b.ReportAllocs()
+			for b.Loop() {
+				searchInto(tree, w, &Request{Op: OpSearch, Search: req})
+			}
+		})
+	}
+}
+
+// TestBigOrMatchesAsItemByItem checks the set lookup that a long OR of equality items
+// compiles to against the same items tested one by one (an OR short of eqSetMin).
+func TestBigOrMatchesAsItemByItem(t *testing.T) {
+	tree := benchTree(t, 300)
+	count := func(req *SearchRequest) int {
+		w := &discardWriter{}
+		searchInto(tree, w, &Request{Op: OpSearch, Search: req})
+		return w.entries
+	}
+	for _, attr := range []string{"uid", "UID", "displayName", "cn", "0.9.2342.19200300.100.1.1"} {
+		big := count(bigOr(t, 100, 3, attr)) // users 0, 3, ..., 297: 100 of them
+		small := 0
+		for i := 0; i < 100; i += eqSetMin - 1 {
+			var sb strings.Builder
+			sb.WriteString("(|")
+			for j := i; j < min(i+eqSetMin-1, 100); j++ {
+				fmt.Fprintf(&sb, "(%s=user%04d)", attr, j*3)
+			}
+			sb.WriteString(")")
+			small += count(searchRequest(t, testBase, ScopeSubtree, sb.String(), "1.1").Search)
+		}
+		want := 100
+		if attr == "displayName" || attr == "cn" {
+			want = 0 // their values are "User 0003": no user%04d matches
+		}
+		if big != small || big != want {
+			t.Errorf("%s: the big OR finds %d entries, item by item %d, want %d", attr, big, small, want)
 		}
 	}
 }

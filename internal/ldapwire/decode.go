@@ -23,11 +23,16 @@ func Decode(msg []byte) (*ber.Packet, error) {
 	type elem struct {
 		header     int // where the element starts
 		start, end int // content
-		parent     int
-		children   int
+		parent     int32
+		children   int32
+		id         ber.Identifier
 	}
-	elems := make([]elem, 0, 32)
-	var idents []ber.Identifier
+	// Counted first, so that every slice below is made once, at its size.
+	count, err := scan(msg, len(msg), len(msg))
+	if err != nil {
+		return nil, err
+	}
+	elems := make([]elem, 0, count)
 	// Preorder walk with an explicit stack of open constructed elements.
 	stack := make([]int, 0, 16)
 	pos := 0
@@ -46,19 +51,18 @@ func Decode(msg []byte) (*ber.Packet, error) {
 		if err != nil {
 			return nil, err
 		}
-		parent := -1
+		parent := int32(-1)
 		if len(stack) > 0 {
 			if id.ClassType == ber.ClassUniversal && id.TagType == ber.TypePrimitive && id.Tag == ber.TagEOC && start == end {
 				return nil, errors.New("end-of-contents inside a definite-length element")
 			}
-			parent = stack[len(stack)-1]
+			parent = int32(stack[len(stack)-1])
 			elems[parent].children++
 			if end > elems[parent].end {
 				return nil, ErrBadLength
 			}
 		}
-		elems = append(elems, elem{header: pos, start: start, end: end, parent: parent})
-		idents = append(idents, id)
+		elems = append(elems, elem{header: pos, start: start, end: end, parent: parent, id: id})
 		if id.TagType == ber.TypeConstructed {
 			stack = append(stack, len(elems)-1)
 			pos = start
@@ -76,13 +80,13 @@ func Decode(msg []byte) (*ber.Packet, error) {
 	next := 0
 	for i := range elems {
 		e, p := &elems[i], &packets[i]
-		p.Identifier = idents[i]
+		p.Identifier = e.id
 		content := msg[e.start:e.end:e.end]
 		buffers[i] = *bytes.NewBuffer(content)
 		p.Data = &buffers[i]
 		if p.TagType == ber.TypeConstructed {
-			p.Children = kids[next : next : next+e.children]
-			next += e.children
+			p.Children = kids[next : next : next+int(e.children)]
+			next += int(e.children)
 		} else if p.ClassType == ber.ClassUniversal {
 			if err := setValue(p, msg, e.header, e.start, e.end); err != nil {
 				return nil, err

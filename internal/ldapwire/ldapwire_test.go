@@ -129,14 +129,21 @@ func TestScanDepth(t *testing.T) {
 	if err := Scan(nest(100000), 50); !errors.As(err, &deep) {
 		t.Fatalf("depth 100000: %v", err)
 	}
+	// Empty strings, two bytes each: more elements than one per ElementBytes bytes.
 	wide := Encoder{}
 	wide.Begin(0x30)
-	for i := 0; i < MaxElements; i++ {
+	for range 100000 {
 		wide.Bytes(0x04, nil)
 	}
 	wide.End()
 	if err := Scan(wide.B, 10); !errors.Is(err, ErrTooManyElements) {
-		t.Fatalf("%d+1 elements: %v, want ErrTooManyElements", MaxElements, err)
+		t.Fatalf("100,000 empty strings: %v, want ErrTooManyElements", err)
+	}
+	// Three-byte elements, as dense as a filter item that names an attribute: admitted.
+	for _, size := range []int{256 << 10, 1 << 20} {
+		if err := Scan(denseSearch(size), 10); err != nil {
+			t.Fatalf("a %d KiB OR of (a=*) items: %v", size>>10, err)
+		}
 	}
 	if err := Scan([]byte{0x30, 0x03, 0x04, 0x05, 0x00}, 10); !errors.Is(err, ErrBadLength) {
 		t.Fatalf("child longer than parent: %v", err)
@@ -208,6 +215,60 @@ func BenchmarkDecode(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// denseSearch is a search request of about size bytes whose filter is an OR of
+// presence items (a=*), three bytes each: the most elements a message of that size holds.
+func denseSearch(size int) []byte {
+	var items []byte
+	for len(items) < size-64 {
+		items = append(items, 0x87, 0x01, 'a')
+	}
+	or := appendTLV(nil, 0xa1, items)
+	var op []byte
+	op = appendTLV(op, 0x04, []byte("dc=example"))
+	op = appendTLV(op, 0x0a, []byte{2})
+	op = appendTLV(op, 0x0a, []byte{0})
+	op = appendTLV(op, 0x02, []byte{0})
+	op = appendTLV(op, 0x02, []byte{0})
+	op = appendTLV(op, 0x01, []byte{0})
+	op = append(op, or...)
+	op = appendTLV(op, 0x30, nil)
+	var msg []byte
+	msg = appendTLV(msg, 0x02, []byte{1})
+	msg = appendTLV(msg, 0x63, op)
+	return appendTLV(nil, 0x30, msg)
+}
+
+func appendTLV(b []byte, tag byte, content []byte) []byte {
+	b = append(b, tag)
+	switch n := len(content); {
+	case n < 0x80:
+		b = append(b, byte(n))
+	case n < 0x10000:
+		b = append(b, 0x82, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x83, byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, content...)
+}
+
+// BenchmarkDecodeDense decodes the densest request max_message_size admits: its cost per
+// element is what the element limit has to allow for.
+func BenchmarkDecodeDense(b *testing.B) {
+	for _, size := range []int{256 << 10, 1 << 20} {
+		msg := denseSearch(size)
+		elements := (size - 64) / 3
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(elements), "ns/element")
 		})
 	}
 }
