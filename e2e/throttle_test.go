@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,19 @@ func TestBindThrottlePerAddress(t *testing.T) {
 	}
 	if strings.Contains(side.logs.String(), "too many failed binds from one client address") || strings.Contains(logs, `"address":"198.51.100.7"`) {
 		t.Fatal("an exempt address was locked out")
+	}
+	// Bind and connection log lines name the client, and the balancer that forwarded it.
+	for _, re := range []string{
+		`"msg":"bind failed: invalid credentials","component":"frontend","conn":\d+,"remote":"192\.0\.2\.1:40000","proxy":"127\.0\.0\.1:\d+"`,
+		`"msg":"bind throttle: too many failed binds from one client address[^"]*","component":"frontend","conn":\d+,"remote":"192\.0\.2\.1:40000","proxy":"127\.0\.0\.1:\d+"`,
+		`"msg":"connection opened","component":"frontend","conn":\d+,"remote":"192\.0\.2\.2:40000","proxy":"127\.0\.0\.1:\d+"`,
+	} {
+		if !regexp.MustCompile(re).MatchString(logs) {
+			t.Errorf("no log line matches %s", re)
+		}
+	}
+	if !regexp.MustCompile(`"msg":"bind failed: invalid credentials","component":"frontend","conn":\d+,"remote":"127\.0\.0\.1:\d+"`).MatchString(side.logs.String()) {
+		t.Error("a bind log line without the client address")
 	}
 }
 

@@ -116,8 +116,8 @@ func (c *conn) start() bool {
 		}
 		c.raw.SetReadDeadline(time.Time{})
 		if src != nil {
-			c.sess.RemoteAddr = src
-			c.log = c.srv.logger().With("conn", c.sess.ID, "remote", src.String(), "proxy", peer.String())
+			c.sess.RemoteAddr, c.sess.ProxyAddr = src, peer
+			c.log = c.srv.logger().With(c.sess.LogArgs()...)
 		}
 	}
 	if !c.srv.admitAddr(c, AddrIP(c.sess.RemoteAddr)) {

@@ -12,14 +12,35 @@ import (
 type Session struct {
 	// ID numbers connections in log lines.
 	ID uint64
-	// RemoteAddr is the client's address.
+	// RemoteAddr is the client's address: the one a trusted load balancer's PROXY
+	// protocol header names, else the connection's peer.
 	RemoteAddr net.Addr
+	// ProxyAddr is the load balancer's address when a PROXY protocol header named the
+	// client; nil otherwise.
+	ProxyAddr net.Addr
 
 	mu       sync.Mutex
 	boundDN  string
 	bound    bool
 	tlsState *tls.ConnectionState
 	onClose  []func()
+}
+
+// LogArgs are the key-value pairs that name the connection in a log line: conn (the
+// connection number), remote (the client address) and, behind a load balancer, proxy.
+func (s *Session) LogArgs() []any {
+	args := []any{"conn", s.ID, "remote", addrString(s.RemoteAddr)}
+	if s.ProxyAddr != nil {
+		args = append(args, "proxy", s.ProxyAddr.String())
+	}
+	return args
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // BoundDN returns the DN the client is bound as; empty when anonymous.

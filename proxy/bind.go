@@ -62,7 +62,7 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		l.attempt.succeeded()
 		s.SetBound(l.identity)
 		c.loggedIn(true)
-		b.log.Debug("bind accepted from the cached-authentication cache", "conn", s.ID, "name", l.name)
+		logSession(b.log, slog.LevelDebug, s, "bind accepted from the cached-authentication cache", "name", l.name)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 		return
 	}
@@ -76,14 +76,14 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 			b.offlineBind(w, r, &l, err)
 			return
 		}
-		b.log.Warn("bind failed: upstream unavailable", "conn", s.ID, "name", l.name, "err", err)
+		logSession(b.log, slog.LevelWarn, s, "bind failed: upstream unavailable", "name", l.name, "err", err)
 		w.WriteResult(errorResult(err))
 	case code == ldap.LDAPResultSuccess:
 		b.passwords.rememberHash(l.user, r.Bind.Password)
 	case code == ldap.LDAPResultInvalidCredentials:
-		b.log.Info("bind failed: invalid credentials", "conn", s.ID, "name", l.name)
+		logSession(b.log, slog.LevelInfo, s, "bind failed: invalid credentials", "name", l.name)
 	default:
-		b.log.Info("bind refused by upstream", "conn", s.ID, "name", l.name, "code", code)
+		logSession(b.log, slog.LevelInfo, s, "bind refused by upstream", "name", l.name, "code", code)
 	}
 }
 
@@ -105,7 +105,7 @@ func (b *binder) refuseEarly(r *ldapserver.Request) *ldapserver.Result {
 		// servers answer it with success, and applications that test a login by binding
 		// have let users in with an empty password that way. It is never a login here.
 		if !b.listen.AllowAnonymous {
-			b.log.Info("unauthenticated bind refused", "conn", r.Session.ID, "name", q.Name)
+			logSession(b.log, slog.LevelInfo, r.Session, "unauthenticated bind refused", "name", q.Name)
 			return &ldapserver.Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "unauthenticated bind (name without password) is not allowed"}
 		}
 		return &ldapserver.Result{Code: ldap.LDAPResultSuccess}
@@ -128,7 +128,7 @@ func (b *binder) resolve(r *ldapserver.Request) login {
 			l.msg = ldapwire.BindRequest(u.DN, q.Password)
 		}
 	}
-	l.attempt = b.throttle.attempt(q.Name, l.user, r.Session.RemoteAddr)
+	l.attempt = b.throttle.attempt(q.Name, l.user, r.Session)
 	return l
 }
 
@@ -138,7 +138,7 @@ func (b *binder) resolve(r *ldapserver.Request) login {
 // upstream nor the caches.
 func (b *binder) check(r *ldapserver.Request, l *login) *ldapserver.Result {
 	if l.user != nil && !l.user.IsActive {
-		b.log.Info("bind refused: account disabled", "conn", r.Session.ID, "name", l.name)
+		logSession(b.log, slog.LevelInfo, r.Session, "bind refused: account disabled", "name", l.name)
 		return &ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "the account is disabled"}
 	}
 	if l.attempt.refused() {
@@ -187,13 +187,13 @@ func (b *binder) record(r *ldapserver.Request, l *login, code uint16) {
 func (b *binder) offlineBind(w ldapserver.ResponseWriter, r *ldapserver.Request, l *login, cause error) {
 	s := r.Session
 	if l.user == nil {
-		b.log.Warn("offline login refused: user not in the store", "conn", s.ID, "name", l.name, "upstream", cause)
+		logSession(b.log, slog.LevelWarn, s, "offline login refused: user not in the store", "name", l.name, "upstream", cause)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable, and no cached credentials for this user"})
 		return
 	}
 	if !l.attempt.offlineStart(l.user) {
 		b.passwords.creds.Throttled()
-		b.log.Warn("offline login refused", "conn", s.ID, "name", l.name, "reason", cache.ErrOfflineThrottled)
+		logSession(b.log, slog.LevelWarn, s, "offline login refused", "name", l.name, "reason", cache.ErrOfflineThrottled)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable; the cached credentials do not match"})
 		return
 	}
@@ -203,14 +203,14 @@ func (b *binder) offlineBind(w ldapserver.ResponseWriter, r *ldapserver.Request,
 		l.attempt.failed() // only a checked, wrong password: not a missing or expired hash
 	}
 	if !ok {
-		b.log.Warn("offline login refused", "conn", s.ID, "name", l.name, "reason", reason)
+		logSession(b.log, slog.LevelWarn, s, "offline login refused", "name", l.name, "reason", reason)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable; the cached credentials do not match"})
 		return
 	}
 	l.attempt.succeeded()
 	s.SetBound(l.identity)
 	clientOf(r).loggedIn(true)
-	b.log.Warn("offline login: accepted from the credential cache while no upstream server is reachable", "conn", s.ID, "name", l.name)
+	logSession(b.log, slog.LevelWarn, s, "offline login: accepted from the credential cache while no upstream server is reachable", "name", l.name)
 	w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 }
 

@@ -52,11 +52,11 @@ func (d *direct) forward(w ldapserver.ResponseWriter, r *ldapserver.Request, kin
 		return
 	}
 	if !relayed && d.mayFallBack(r, err) {
-		d.log.Info("upstream unavailable: answering from the synced store", "conn", r.Session.ID, "op", kind.String(), "err", err)
+		logSession(d.log, slog.LevelInfo, r.Session, "upstream unavailable: answering from the synced store", "op", kind.String(), "err", err)
 		fallback(w, r)
 		return
 	}
-	d.log.Warn("request failed: upstream", "conn", r.Session.ID, "op", kind.String(), "err", err)
+	logSession(d.log, slog.LevelWarn, r.Session, "request failed: upstream", "op", kind.String(), "err", err)
 	w.WriteResult(errorResult(err))
 }
 

@@ -56,9 +56,7 @@ func instrument(next ldapserver.Handler, m *Metrics, log *slog.Logger) ldapserve
 			m.requests.WithLabelValues(op, result).Inc()
 			m.duration.WithLabelValues(op).Observe(elapsed.Seconds())
 		}
-		if log.Enabled(r.Context(), slog.LevelDebug) {
-			log.Debug("request", "conn", r.Session.ID, "request", r, "result", result, "entries", rec.entries, "duration", elapsed)
-		}
+		logSession(log, slog.LevelDebug, r.Session, "request", "request", r, "result", result, "entries", rec.entries, "duration", elapsed)
 	})
 }
 

@@ -3,7 +3,6 @@ package proxy
 import (
 	"hash/maphash"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -135,18 +134,21 @@ func limitOrDefault(limit *int, def int) int {
 // counts against. Its methods do nothing when the throttle is off.
 type bindAttempt struct {
 	t    *bindThrottle
-	name string      // the bind name as the client sent it
-	u    *cache.User // the synced user it resolved to, or nil
-	key  string      // the user's counter key; see userKey
-	ip   netip.Addr  // invalid: the address is not counted
+	s    *ldapserver.Session // the client's connection, for log lines
+	name string              // the bind name as the client sent it
+	u    *cache.User         // the synced user it resolved to, or nil
+	key  string              // the user's counter key; see userKey
+	ip   netip.Addr          // invalid: the address is not counted
 }
 
-// attempt starts the throttle's view of a bind of name (resolved to u, or nil) from addr.
-func (t *bindThrottle) attempt(name string, u *cache.User, addr net.Addr) bindAttempt {
+// attempt starts the throttle's view of a bind of name (resolved to u, or nil) on the
+// connection s.
+func (t *bindThrottle) attempt(name string, u *cache.User, s *ldapserver.Session) bindAttempt {
 	if t == nil {
 		return bindAttempt{}
 	}
-	a := bindAttempt{t: t, name: name, u: u}
+	addr := s.RemoteAddr
+	a := bindAttempt{t: t, s: s, name: name, u: u}
 	if t.addrs != nil {
 		// An exempt address (loopback, listen.throttle_exempt) is shared by every client
 		// behind it: one client's typos there must not lock the others out. Its users
@@ -166,12 +168,12 @@ func (a *bindAttempt) refused() bool {
 	now := a.t.now()
 	if a.t.users != nil && !a.t.users.empty() && a.t.users.blocked(a.userKey(), now) {
 		a.t.metrics.count(scopeUser)
-		a.t.log.Debug("bind refused: too many failed binds of this user", "name", a.name)
+		logSession(a.t.log, slog.LevelDebug, a.s, "bind refused: too many failed binds of this user", "name", a.name)
 		return true
 	}
 	if a.t.addrs != nil && a.ip.IsValid() && a.t.addrs.blocked(a.ip, now) {
 		a.t.metrics.count(scopeAddress)
-		a.t.log.Debug("bind refused: too many failed binds from this address", "name", a.name, "address", a.ip.String())
+		logSession(a.t.log, slog.LevelDebug, a.s, "bind refused: too many failed binds from this address", "name", a.name, "address", a.ip.String())
 		return true
 	}
 	return false
@@ -186,13 +188,13 @@ func (a *bindAttempt) failed() {
 	now := a.t.now()
 	if a.t.users != nil {
 		if until, locked := a.t.users.fail(a.userKey(), now); locked {
-			a.t.log.Warn("bind throttle: too many failed binds of one user; its binds are refused without asking the upstream",
+			logSession(a.t.log, slog.LevelWarn, a.s, "bind throttle: too many failed binds of one user; its binds are refused without asking the upstream",
 				"name", a.name, "user", a.userKey(), "failures", a.t.users.limit, "until", until)
 		}
 	}
 	if a.t.addrs != nil && a.ip.IsValid() {
 		if until, locked := a.t.addrs.fail(a.ip, now); locked {
-			a.t.log.Warn("bind throttle: too many failed binds from one client address; its binds are refused without asking the upstream",
+			logSession(a.t.log, slog.LevelWarn, a.s, "bind throttle: too many failed binds from one client address; its binds are refused without asking the upstream",
 				"address", a.ip.String(), "failures", a.t.addrs.limit, "until", until)
 		}
 	}
@@ -214,7 +216,7 @@ func (a *bindAttempt) offlineStart(u *cache.User) bool {
 		return true
 	}
 	if !a.t.offline.take(u.ID, a.t.now()) {
-		a.t.log.Debug("offline login refused: too many failed offline logins of this user", "name", a.name)
+		logSession(a.t.log, slog.LevelDebug, a.s, "offline login refused: too many failed offline logins of this user", "name", a.name)
 		return false
 	}
 	return true

@@ -62,6 +62,9 @@ func tcpAddr(s string) net.Addr {
 	return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s))
 }
 
+// sessionFrom is a client connection from addr.
+func sessionFrom(addr net.Addr) *ldapserver.Session { return &ldapserver.Session{RemoteAddr: addr} }
+
 // pipeAddr is the address of a net.Pipe connection: no IP.
 type pipeAddr struct{}
 
@@ -71,7 +74,7 @@ func (pipeAddr) String() string  { return "pipe" }
 // bindOnce runs one bind through the throttle as the handler does: refused, or answered
 // with ok (success) or a failure.
 func bindOnce(th *bindThrottle, name string, u *cache.User, addr net.Addr, ok bool) (refused bool) {
-	a := th.attempt(name, u, addr)
+	a := th.attempt(name, u, sessionFrom(addr))
 	if a.refused() {
 		return true
 	}
@@ -240,7 +243,7 @@ func TestThrottleOff(t *testing.T) {
 		t.Fatal("a throttle built with both limits 0")
 	}
 	var off *bindThrottle
-	a := off.attempt("x", nil, tcpAddr("192.0.2.1:1"))
+	a := off.attempt("x", nil, sessionFrom(tcpAddr("192.0.2.1:1")))
 	for range 100 {
 		a.failed()
 	}
@@ -447,8 +450,10 @@ func BenchmarkThrottleSuccessfulBind(b *testing.B) {
 		users[i] = &cache.User{DN: fmt.Sprintf("uid=user%05d,ou=people,dc=example,dc=org", i)}
 	}
 	addrs := make([]net.Addr, 16)
+	sessions := make([]*ldapserver.Session, len(addrs))
 	for i := range addrs {
 		addrs[i] = tcpAddr(fmt.Sprintf("10.0.0.%d:4000", i+1))
+		sessions[i] = sessionFrom(addrs[i])
 	}
 	run := func(b *testing.B, th *bindThrottle) {
 		b.ReportAllocs()
@@ -457,7 +462,7 @@ func BenchmarkThrottleSuccessfulBind(b *testing.B) {
 			for pb.Next() {
 				i++
 				u := users[i%len(users)]
-				a := th.attempt("name", u, addrs[i%len(addrs)])
+				a := th.attempt("name", u, sessions[i%len(sessions)])
 				if a.refused() {
 					b.Fatal("refused")
 				}
@@ -510,7 +515,7 @@ func TestOfflineFailureLimit(t *testing.T) {
 	th.now = clock.Now
 	alice, bob := &cache.User{ID: "alice"}, &cache.User{ID: "bob"}
 	try := func(u *cache.User, ok bool) bool {
-		a := th.attempt(u.ID, u, nil)
+		a := th.attempt(u.ID, u, sessionFrom(nil))
 		if !a.offlineStart(u) {
 			return false
 		}
@@ -544,7 +549,7 @@ func TestOfflineFailureLimit(t *testing.T) {
 	// An attempt that learnt nothing of the password does not count.
 	carol := &cache.User{ID: "carol"}
 	for range 5 {
-		a := th.attempt(carol.ID, carol, nil)
+		a := th.attempt(carol.ID, carol, sessionFrom(nil))
 		if !a.offlineStart(carol) {
 			t.Fatal("attempts that learnt nothing were counted")
 		}
@@ -557,7 +562,7 @@ func TestOfflineFailureLimit(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			a := th.attempt(dave.ID, dave, nil)
+			a := th.attempt(dave.ID, dave, sessionFrom(nil))
 			if a.offlineStart(dave) {
 				passed.Add(1)
 			}

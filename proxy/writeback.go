@@ -298,7 +298,7 @@ func (wb *writeback) finish(r *ldapserver.Request, t pwTarget, named string, out
 	}
 	wb.opts.Metrics.count(result)
 	// The DN the change was for, as the upstream knows it once that is decided.
-	attrs := []any{"conn", r.Session.ID, "by", r.Session.BoundDN()}
+	attrs := append(r.Session.LogArgs(), "by", r.Session.BoundDN())
 	switch {
 	case t.reset:
 		attrs = append(attrs, "dn", t.dn, "kind", "reset")
@@ -439,7 +439,7 @@ func (wb *writeback) relay(w ldapserver.ResponseWriter, r *ldapserver.Request, m
 		})
 	}
 	if err != nil && !out.answered && r.Context().Err() == nil {
-		wb.log.Warn("password change failed: upstream", "conn", r.Session.ID, "err", err)
+		logSession(wb.log, slog.LevelWarn, r.Session, "password change failed: upstream", "err", err)
 		w.WriteResult(errorResult(err))
 	}
 	return out
@@ -482,7 +482,7 @@ func (wb *writeback) selfAsModify(w ldapserver.ResponseWriter, r *ldapserver.Req
 	case out.answered:
 		w.WriteResult(errorResult(result))
 	case r.Context().Err() == nil:
-		wb.log.Warn("password change failed: upstream", "conn", r.Session.ID, "err", err)
+		logSession(wb.log, slog.LevelWarn, r.Session, "password change failed: upstream", "err", err)
 		w.WriteResult(errorResult(err))
 	}
 	return out
@@ -596,7 +596,7 @@ func (wb *writeback) serviceChange(w ldapserver.ResponseWriter, r *ldapserver.Re
 		return pwOutcome{refused: true}
 	default:
 		if !out.answered {
-			wb.log.Warn("password reset failed: upstream", "conn", r.Session.ID, "err", err)
+			logSession(wb.log, slog.LevelWarn, r.Session, "password reset failed: upstream", "err", err)
 		}
 		w.WriteResult(errorResult(err))
 	}

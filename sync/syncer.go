@@ -88,6 +88,56 @@ type run struct {
 	// IDs of the groups that list it.
 	memberOf map[string][]string
 	status   map[string]*cache.Status
+	// expect is how many entries of each kind the last successful sync read, for
+	// progress lines ("users 40,000 of ~100,000").
+	expect map[string]int
+}
+
+// A long read logs how far it got every progressEntries entries or progressEvery,
+// whichever comes first (variables for the tests).
+var (
+	progressEvery   = 10 * time.Second
+	progressEntries = 10000
+)
+
+// progress logs a long read's advance: every progressEntries entries or progressEvery,
+// whichever comes first, with the total the last sync found.
+type progress struct {
+	log    *slog.Logger
+	kind   string
+	expect int
+	start  time.Time
+	last   time.Time
+	n      int
+}
+
+func (r *run) progress(kind string) *progress {
+	now := time.Now()
+	return &progress{log: r.s.log, kind: kind, expect: r.expect[kind], start: now, last: now}
+}
+
+func (p *progress) add() {
+	p.n++
+	if p.n%progressEntries != 0 && (p.n%256 != 0 || time.Since(p.last) < progressEvery) {
+		return
+	}
+	p.last = time.Now()
+	msg := fmt.Sprintf("sync: %s %s read", p.kind, thousands(p.n))
+	args := []any{"kind", p.kind, "read", p.n, "elapsed", time.Since(p.start).Round(time.Second)}
+	if p.expect > 0 {
+		msg = fmt.Sprintf("sync: %s %s of ~%s read", p.kind, thousands(p.n), thousands(p.expect))
+		args = append(args, "expected", p.expect)
+	}
+	p.log.Info(msg, args...)
+}
+
+// thousands writes n with comma separators: 40,000.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // Run performs one complete sync and commits it; on any error nothing is committed.
@@ -105,12 +155,18 @@ func (s *Syncer) Run(ctx context.Context) error {
 	if s.store == nil {
 		return errors.New("sync: no store")
 	}
+	expect := map[string]int{}
+	for _, st := range s.store.Status() {
+		if st.Result == cache.ResultSuccess {
+			expect[st.Kind] = st.Objects + st.Skipped
+		}
+	}
 	w, err := s.store.BeginSync(kinds...)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	defer w.Abort() // after a successful Commit, Abort does nothing
-	r := &run{s: s, w: w, groupsByDN: map[string]string{}, memberOf: map[string][]string{}, status: map[string]*cache.Status{}}
+	r := &run{s: s, w: w, groupsByDN: map[string]string{}, memberOf: map[string][]string{}, status: map[string]*cache.Status{}, expect: expect}
 	for _, k := range kinds {
 		r.status[k] = &cache.Status{Kind: k, Started: time.Now(), Result: cache.ResultRunning}
 	}
@@ -207,7 +263,9 @@ func (r *run) readGroups(ctx context.Context) error {
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
 	}
+	prog := r.progress(cache.KindGroups)
 	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, attrs, func(lc *ldap.Conn, e *ldap.Entry) error {
+		prog.add()
 		id, obj, ok := r.mapEntry(cache.KindGroups, s.groups, e)
 		if !ok {
 			return nil
@@ -300,12 +358,9 @@ func (r *run) readUsers(ctx context.Context) error {
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf")
 	}
-	seen := 0
+	prog := r.progress(cache.KindUsers)
 	return s.search(ctx, "users", join(s.cfg.UserDN, s.base), s.cfg.UserFilter, attrs, func(_ *ldap.Conn, e *ldap.Entry) error {
-		seen++
-		if seen%10000 == 0 {
-			s.log.Info("sync: users read", "count", seen)
-		}
+		prog.add()
 		id, obj, ok := r.mapEntry(cache.KindUsers, s.users, e)
 		if !ok {
 			return nil

@@ -6,6 +6,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"reflect"
@@ -155,11 +156,24 @@ func parseLevel(s string) (slog.Level, error) {
 // NewLogger builds the process logger from the log section.
 func (c *LogConfig) NewLogger(w *os.File) *slog.Logger {
 	level, _ := parseLevel(c.Level)
-	opts := &slog.HandlerOptions{Level: level}
+	return c.newLogger(w, level)
+}
+
+func (c *LogConfig) newLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// readableDurations writes durations as Go writes them ("1.5s", "250ms"), not as the
+// nanoseconds slog's JSON handler writes: "retry_in":"1s", not "retry_in":1000000000.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))

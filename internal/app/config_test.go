@@ -290,3 +290,22 @@ func TestParseURLsAsList(t *testing.T) {
 		}
 	}
 }
+
+func TestLogDurationsAreReadable(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var buf strings.Builder
+		c := LogConfig{Level: "info", Format: format}
+		l, _ := c.NewReloadableLogger(&buf)
+		l.Warn("upstream server down", "retry_in", time.Second, "took", 1500*time.Millisecond, "count", 3)
+		out := buf.String()
+		want := []string{`"retry_in":"1s"`, `"took":"1.5s"`, `"count":3`}
+		if format == "text" {
+			want = []string{"retry_in=1s", "took=1.5s", "count=3"}
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: %q lacks %s", format, out, w)
+			}
+		}
+	}
+}

@@ -73,11 +73,7 @@ func (c *LogConfig) NewReloadableLogger(w io.Writer) (*slog.Logger, *slog.LevelV
 	level := new(slog.LevelVar)
 	l, _ := parseLevel(c.Level)
 	level.Set(l)
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts)), level
-	}
-	return slog.New(slog.NewJSONHandler(w, opts)), level
+	return c.newLogger(w, level), level
 }
 
 // Reload reads the configuration file at path again and applies what can change safely
