@@ -223,7 +223,7 @@ func (c *conn) readFrame() ([]byte, error) {
 		return buf, nil
 	}
 	var held int64
-	defer func() { c.srv.partial.Add(-held) }()
+	defer func() { c.srv.partialDone(held) }()
 	buf := header[:hlen:hlen]
 	for int64(len(buf)) < total {
 		if len(buf) == cap(buf) {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,6 +300,8 @@ func TestPartialRequestBudget(t *testing.T) {
 func TestSlowLargeRequestsHoldBoundedMemory(t *testing.T) {
 	const conns = 300
 	srv := &Server{Handler: HandlerFunc(newProtoHandler().serve), MaxPartialBytes: 8 << 20}
+	var released atomic.Int32
+	srv.release.free = func() { released.Add(1) }
 	addr := serve(t, srv)
 	msg := bigSearch(1, 250<<10)
 	var before, during runtime.MemStats
@@ -330,6 +333,29 @@ func TestSlowLargeRequestsHoldBoundedMemory(t *testing.T) {
 	waitFor(t, 10*time.Second, "every connection to close", func() bool { return srv.OpenConnections() == 0 })
 	if p := srv.partial.Load(); p != 0 {
 		t.Fatalf("%d bytes of the budget still held after every connection closed", p)
+	}
+	// The burst over, its memory goes back to the system, once.
+	waitFor(t, 5*time.Second, "the memory to be released", func() bool { return released.Load() == 1 })
+	time.Sleep(2 * releaseDelay)
+	if n := released.Load(); n != 1 {
+		t.Fatalf("memory released %d times after one burst", n)
+	}
+}
+
+// A large request or two, far from the budget, is no burst: nothing is released.
+func TestNoReleaseWithoutPressure(t *testing.T) {
+	srv := &Server{Handler: HandlerFunc(newProtoHandler().serve), MaxPartialBytes: 8 << 20}
+	var released atomic.Int32
+	srv.release.free = func() { released.Add(1) }
+	addr := serve(t, srv)
+	w := dialWire(t, addr)
+	w.send(bigSearch(1, 250<<10))
+	w.expectSearch(1)
+	w.c.Close()
+	waitFor(t, 5*time.Second, "the connection to close", func() bool { return srv.OpenConnections() == 0 })
+	time.Sleep(2 * releaseDelay)
+	if n := released.Load(); n != 0 {
+		t.Fatalf("memory released %d times without a burst", n)
 	}
 }
 

@@ -125,6 +125,8 @@ type Server struct {
 	conns     map[*conn]struct{}
 	perAddr   map[netip.Addr]int // open connections by client address; under mu
 	partial   atomic.Int64       // bytes held by large requests still arriving
+	pressure  atomic.Bool        // the partial budget was pressed on since the last release
+	release   memoryRelease
 	shutdown  atomic.Bool
 	nextID    atomic.Uint64
 	open      atomic.Int64
@@ -300,10 +302,13 @@ func (s *Server) admitAddr(c *conn, ip netip.Addr) bool {
 
 // takePartial reserves n bytes of the partial-request budget; false when it is spent.
 func (s *Server) takePartial(n int64) bool {
-	if s.partial.Add(n) > s.maxPartialBytes() {
-		s.partial.Add(-n)
+	held := s.partial.Add(n)
+	if held > s.maxPartialBytes() {
+		s.pressure.Store(true)
+		s.partialDone(n)
 		return false
 	}
+	s.notePressure(held)
 	return true
 }
 
@@ -338,6 +343,7 @@ func inPrefixes(ip netip.Addr, nets []netip.Prefix) bool {
 // at once and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Store(true)
+	s.stopRelease()
 	s.mu.Lock()
 	for l := range s.listeners {
 		l.Close()
@@ -365,6 +371,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listeners and every connection at once, abandoning operations in flight.
 func (s *Server) Close() error {
 	s.shutdown.Store(true)
+	s.stopRelease()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for l := range s.listeners {

@@ -1,0 +1,76 @@
+package ldapserver
+
+import (
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// After a burst of large requests, such as many clients each sending most of a big
+// message and going silent, the buffers they held are garbage once the connections
+// close, but the Go runtime keeps the pages for reuse and gives them back to the system
+// slowly, if ever, while the heap stays below its goal. A burst that pressed on the
+// partial-request budget therefore hands its memory back explicitly once the last large
+// request still arriving is gone, at most once per releaseEvery.
+const (
+	releaseDelay = time.Second      // a new burst within it cancels nothing, only waits
+	releaseEvery = 30 * time.Second // a flood that comes and goes costs one full GC per period
+)
+
+type memoryRelease struct {
+	free  func() // returns freed memory to the system: debug.FreeOSMemory, or a test's
+	mu    sync.Mutex
+	timer *time.Timer // pending release
+	last  time.Time   // of the last release
+}
+
+// notePressure marks the partial-request budget as pressed on when it holds more than
+// half of its cap (takePartial marks it too when it refuses a request).
+func (s *Server) notePressure(held int64) {
+	if held > s.maxPartialBytes()/2 {
+		s.pressure.Store(true)
+	}
+}
+
+// partialDone gives n bytes of the partial-request budget back and, when that empties a
+// budget that was pressed on, schedules the memory's release.
+func (s *Server) partialDone(n int64) {
+	if n == 0 {
+		return
+	}
+	if s.partial.Add(-n) == 0 && s.pressure.CompareAndSwap(true, false) {
+		s.scheduleRelease()
+	}
+}
+
+func (s *Server) scheduleRelease() {
+	r := &s.release
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.timer != nil || s.shutdown.Load() {
+		return
+	}
+	delay := max(releaseDelay, releaseEvery-time.Since(r.last))
+	free := r.free
+	if free == nil {
+		free = debug.FreeOSMemory
+	}
+	r.timer = time.AfterFunc(delay, func() {
+		free()
+		r.mu.Lock()
+		r.last, r.timer = time.Now(), nil
+		r.mu.Unlock()
+		s.logger().Info("memory of large requests returned to the system after a burst")
+	})
+}
+
+// stopRelease cancels a pending release, at shutdown.
+func (s *Server) stopRelease() {
+	r := &s.release
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Memory of `ldapproxy serve` beside the slapd it fronts, in one run: resident memory
+# (VmRSS) of both once the proxy has synced USERS users, after a login load through each,
+# and under the pre-authentication flood of cmd/ldapflood (FLOOD_CONNS connections, each
+# sending FLOOD_SEND bytes of a FLOOD_SIZE-byte message and going silent), then after the
+# flood's connections have closed.
+# Usage: [FLOOD_CONNS=1500] [FLOOD_SIZE=250000] [FLOOD_SEND=240000] scripts/bench-memory.sh [users]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-debian.sh
+users=${1:-10000}
+bin=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$bin"' EXIT
+go build -o "$bin/demo" ./cmd/demo
+go build -o "$bin/ldapproxy" ./cmd/ldapproxy
+go build -o "$bin/ldapbench" ./cmd/ldapbench
+go build -o "$bin/ldapflood" ./cmd/ldapflood
+"$bin/demo" -users "$users" -mode direct -no-sync -listen 127.0.0.1:15389 -listen-tls 127.0.0.1:15636 \
+  -http 127.0.0.1:19589 -log-level warn >"$bin/demo.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 900); do grep -q "Press Ctrl-C" "$bin/demo.out" 2>/dev/null && break; sleep 0.2; done
+slapd_url=$(grep -o 'in front of ldap://[0-9.:]*' "$bin/demo.out" | sed 's/in front of //')
+[ -n "$slapd_url" ] || { cat "$bin/demo.out"; exit 1; }
+slapd_addr=${slapd_url#ldap://}
+slapd_pid=$(pgrep -n -f "slapd .*${slapd_addr}") || { echo "no slapd process for $slapd_url" >&2; exit 1; }
+cat >"$bin/serve.yaml" <<YAML
+listen: {ldap: "127.0.0.1:15489"}
+http: {listen: "127.0.0.1:19689"}
+upstream:
+  urls: "$slapd_url"
+  bind_dn: "cn=svc,ou=services,dc=example,dc=org"
+  bind_password: "svc-secret"
+  base_dn: "dc=example,dc=org"
+  timeout: 30s
+store:
+  path: "$bin/store"
+sync:
+  preset: openldap
+log: {level: warn, format: text}
+YAML
+"$bin/ldapproxy" serve --config "$bin/serve.yaml" >"$bin/serve.out" 2>&1 &
+proxy_pid=$!
+pids+=($proxy_pid)
+for _ in $(seq 1500); do
+  curl -sf http://127.0.0.1:19689/metrics 2>/dev/null | grep -q 'ldapproxy_sync_runs_total{kind="groups",result="success"}' && break
+  kill -0 "$proxy_pid" 2>/dev/null || { cat "$bin/serve.out"; exit 1; }
+  sleep 0.2
+done
+rss() { awk '/^VmRSS:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+hwm() { awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+echo "== $users users synced: proxy RSS $(rss "$proxy_pid") (peak $(hwm "$proxy_pid")), slapd RSS $(rss "$slapd_pid")"
+"$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:15489,slapd=$slapd_url" -mode login \
+  -bind-dn cn=svc,ou=services,dc=example,dc=org -bind-password svc-secret \
+  -users "$users" -c 16 -d 10s -warmup 2s -rounds 1 >/dev/null
+echo "== after a login load (16 connections, 10 s each): proxy RSS $(rss "$proxy_pid") (peak $(hwm "$proxy_pid")), slapd RSS $(rss "$slapd_pid") (peak $(hwm "$slapd_pid"))"
+echo "== flood: ${FLOOD_CONNS:-1500} unauthenticated connections, each sending ${FLOOD_SEND:-240000} bytes of a ${FLOOD_SIZE:-250000}-byte message"
+"$bin/ldapflood" -targets "proxy=127.0.0.1:15489,slapd=$slapd_addr" -pids "proxy=$proxy_pid,slapd=$slapd_pid" \
+  -conns "${FLOOD_CONNS:-1500}" -size "${FLOOD_SIZE:-250000}" -send "${FLOOD_SEND:-240000}" -hold 10s -settle 30s
