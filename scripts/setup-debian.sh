@@ -2,13 +2,14 @@
 # Installs what the demo and the tests need on Debian/Ubuntu: OpenLDAP's slapd (the tests
 # and the demo start their own instances in temporary directories), the OpenLDAP
 # command-line tools, and Prometheus's promtool (the tests check the example alerting rules
-# with it; Debian ships it only in the prometheus package). Does nothing when they are
-# already there.
+# with it; Debian ships it only in the prometheus package) and systemd-analyze (the tests
+# verify the example unit with it). Does nothing when they are already there.
 set -euo pipefail
 need=()
 { command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ]; } || need+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
