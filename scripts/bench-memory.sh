@@ -11,34 +11,19 @@ scripts/setup-debian.sh
 users=${1:-10000}
 bin=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$bin"' EXIT
+trap 'for p in "${pids[@]}" ${demo_pid:-}; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$bin"' EXIT
 go build -o "$bin/demo" ./cmd/demo
 go build -o "$bin/ldapproxy" ./cmd/ldapproxy
 go build -o "$bin/ldapbench" ./cmd/ldapbench
 go build -o "$bin/ldapflood" ./cmd/ldapflood
-"$bin/demo" -users "$users" -mode direct -no-sync -listen 127.0.0.1:15389 -listen-tls 127.0.0.1:15636 \
-  -http 127.0.0.1:19589 -log-level warn >"$bin/demo.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 900); do grep -q "Press Ctrl-C" "$bin/demo.out" 2>/dev/null && break; sleep 0.2; done
-slapd_url=$(grep -o 'in front of ldap://[0-9.:]*' "$bin/demo.out" | sed 's/in front of //')
-[ -n "$slapd_url" ] || { cat "$bin/demo.out"; exit 1; }
-slapd_addr=${slapd_url#ldap://}
+. scripts/lib/directory.sh
+start_directory "$users" 20 15389
 slapd_pid=$(pgrep -n -f "slapd .*${slapd_addr}") || { echo "no slapd process for $slapd_url" >&2; exit 1; }
-cat >"$bin/serve.yaml" <<YAML
-listen: {ldap: "127.0.0.1:15489"}
-http: {listen: "127.0.0.1:19689"}
-upstream:
-  urls: "$slapd_url"
-  bind_dn: "cn=svc,ou=services,dc=example,dc=org"
-  bind_password: "svc-secret"
-  base_dn: "dc=example,dc=org"
-  timeout: 30s
-store:
-  path: "$bin/store"
-sync:
-  preset: openldap
-log: {level: warn, format: text}
-YAML
+{
+  echo 'listen: {ldap: "127.0.0.1:15489"}'
+  echo 'http: {listen: "127.0.0.1:19689"}'
+  upstream_config "$bin/store"
+} >"$bin/serve.yaml"
 "$bin/ldapproxy" serve --config "$bin/serve.yaml" >"$bin/serve.out" 2>&1 &
 proxy_pid=$!
 pids+=($proxy_pid)
