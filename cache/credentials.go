@@ -170,6 +170,11 @@ var (
 	ErrOfflinePasswordChanged = errors.New("password changed upstream since it was cached")
 	ErrOfflineThrottled       = errors.New("too many failed offline logins")
 	ErrOfflineWrongPassword   = errors.New("password does not match the cached hash")
+	// The directory's own refusals, from the user's Account as last synced.
+	ErrOfflineAccountExpired     = errors.New("account expired")
+	ErrOfflineLocked             = errors.New("account locked")
+	ErrOfflinePasswordExpired    = errors.New("password expired")
+	ErrOfflineMustChangePassword = errors.New("password must be changed")
 )
 
 // ErrEmptyPassword is returned for an empty password: a bind with one is an
@@ -269,7 +274,8 @@ const (
 )
 
 // Offline login results, the values of the result label.
-var offlineResults = []string{"success", "wrong_password", "no_hash", "expired", "disabled", "password_changed", "throttled", "error"}
+var offlineResults = []string{"success", "wrong_password", "no_hash", "expired", "disabled", "password_changed", "throttled",
+	"account_expired", "locked", "password_expired", "must_change_password", "error"}
 
 // NewCredentials opens the credential cache kept in s, which must stay open
 // until the cache is closed. It loads the stored hashes, drops those that
@@ -499,12 +505,14 @@ func (c *Credentials) Flush(ctx context.Context) error {
 
 // Verify checks password against user u's stored hash, for a login while no
 // upstream can be reached; u is the user as the current snapshot has it. It
-// is ok only if a hash exists, is younger than OfflineMaxAge, u is active,
-// u's PasswordMarker is the one stored with the hash, and the password
-// matches. Otherwise reason says why, for the log; it never contains the
-// password. ctx bounds the wait for a hash slot. Throttling failed offline
-// logins (offline_failure_limit) is the caller's: the proxy's bind-failure
-// throttle counts them, and reports its refusals with Throttled.
+// is ok only if u is active, u's Account refuses nothing (not locked, expired,
+// ...: what the directory would refuse, checked first, hash or no hash), a
+// hash exists, is younger than OfflineMaxAge, u's PasswordMarker is the one
+// stored with the hash, and the password matches. Otherwise reason says why,
+// for the log; it never contains the password. ctx bounds the wait for a
+// hash slot. Throttling failed offline logins (offline_failure_limit) is the
+// caller's: the proxy's bind-failure throttle counts them, and reports its
+// refusals with Throttled.
 func (c *Credentials) Verify(ctx context.Context, u *User, password []byte) (ok bool, reason error) {
 	reason = c.verify(ctx, u, password)
 	c.logins.WithLabelValues(offlineResult(reason)).Inc()
@@ -527,6 +535,15 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 		return ErrEmptyPassword
 	}
 	now := c.now()
+	// What the directory itself would refuse comes first, hash or no hash: the
+	// reason an operator needs is that the account is locked, not that nothing
+	// was cached for it.
+	if !u.IsActive {
+		return ErrOfflineDisabled
+	}
+	if err := u.Account.Refusal(now); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -804,6 +821,14 @@ func offlineResult(reason error) string {
 		return "password_changed"
 	case errors.Is(reason, ErrOfflineThrottled):
 		return "throttled"
+	case errors.Is(reason, ErrOfflineAccountExpired):
+		return "account_expired"
+	case errors.Is(reason, ErrOfflineLocked):
+		return "locked"
+	case errors.Is(reason, ErrOfflinePasswordExpired):
+		return "password_expired"
+	case errors.Is(reason, ErrOfflineMustChangePassword):
+		return "must_change_password"
 	}
 	return "error"
 }

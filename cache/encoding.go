@@ -14,6 +14,7 @@ package cache
 // Layout, format 1 (uvarint lengths, strings as length + bytes):
 //
 //	user:  0x01 DN Username Name Email Path PasswordMarker active(byte) groups attrs
+//	user:  0x02 DN Username Name Email Path PasswordMarker active(byte) account groups attrs
 //	group: 0x01 DN Name parents attrs
 //	list:  count string...
 //	attrs: count (name tag value)...   tags below
@@ -29,11 +30,17 @@ import (
 	"iter"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
-// formatV1 is the first byte of every encoded object.
+// formatV1 is the first byte of every encoded group, and of every user whose Account is
+// the zero one: so a store written before accounts were kept reads the same, and an
+// upgrade rewrites only the users whose account state refuses something.
 const formatV1 = 1
+
+// formatV2 is the first byte of a user with a non-zero Account (see appendAccount).
+const formatV2 = 2
 
 // Attribute value tags.
 const (
@@ -114,7 +121,11 @@ func sortedSet(ids []string) []string {
 // appendUser appends the encoding of u to b. u's attributes must have been
 // normalised.
 func appendUser(b []byte, u *User) []byte {
-	b = append(b, formatV1)
+	format := byte(formatV1)
+	if u.Account != (Account{}) {
+		format = formatV2
+	}
+	b = append(b, format)
 	b = appendString(b, u.DN)
 	b = appendString(b, u.Username)
 	b = appendString(b, u.Name)
@@ -125,6 +136,9 @@ func appendUser(b []byte, u *User) []byte {
 		b = append(b, 1)
 	} else {
 		b = append(b, 0)
+	}
+	if format == formatV2 {
+		b = appendAccount(b, u.Account)
 	}
 	b = appendStrings(b, u.Groups)
 	return appendAttributes(b, u.Attributes)
@@ -205,6 +219,10 @@ type decoder struct {
 	s   string
 	i   int
 	err error
+	// pick names an attribute whose string values attributes keeps in picked even when
+	// it keeps nothing else: checkUser's way to the user's UPN for the index.
+	pick   string
+	picked []string
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -322,12 +340,13 @@ func (d *decoder) attributes(keep bool) map[string]any {
 	}
 	for range n {
 		name := d.str()
+		picking := d.pick != "" && strings.EqualFold(name, d.pick)
 		var v any
 		switch tag := d.readByte(); tag {
 		case tagString:
 			v = d.str()
 		case tagStrings:
-			if !keep {
+			if !keep && !picking {
 				d.skipStrs()
 			} else if ss := d.strs(); ss != nil {
 				v = ss
@@ -361,6 +380,14 @@ func (d *decoder) attributes(keep bool) map[string]any {
 		if m != nil {
 			m[name] = v
 		}
+		if picking {
+			switch x := v.(type) {
+			case string:
+				d.picked = []string{x}
+			case []string:
+				d.picked = x
+			}
+		}
 	}
 	return m
 }
@@ -373,20 +400,25 @@ func (d *decoder) finish() error {
 	return d.err
 }
 
-func (d *decoder) version() {
-	if v := d.readByte(); d.err == nil && v != formatV1 {
+// version reads the format byte; formats above max are refused.
+func (d *decoder) version(max byte) byte {
+	v := d.readByte()
+	if d.err == nil && (v < formatV1 || v > max) {
 		d.err = fmt.Errorf("unknown format %d", v)
 	}
+	return v
 }
 
 // objectHeader holds the fields the indexes are built from.
 type objectHeader struct {
 	dn, username, path string
+	email              string
+	upns               []string // the UPNAttribute's values
 }
 
 // userHead reads a user's fields up to its groups.
 func (d *decoder) userHead(u *User) {
-	d.version()
+	format := d.version(formatV2)
 	u.DN = d.str()
 	u.Username = d.str()
 	u.Name = d.str()
@@ -394,6 +426,9 @@ func (d *decoder) userHead(u *User) {
 	u.Path = d.str()
 	u.PasswordMarker = d.str()
 	u.IsActive = d.readByte() == 1
+	if format == formatV2 {
+		u.Account = d.account()
+	}
 }
 
 // decodeUser decodes a value written by appendUser for the user id. The
@@ -413,12 +448,12 @@ func decodeUser(id, val string) (*User, error) {
 // checkUser checks the whole encoding of a user, as decodeUser would,
 // without building it, and returns the fields the indexes need.
 func checkUser(val string) (objectHeader, error) {
-	d := decoder{s: val}
+	d := decoder{s: val, pick: UPNAttribute}
 	var u User
 	d.userHead(&u)
 	d.skipStrs()
 	d.attributes(false)
-	return objectHeader{dn: u.DN, username: u.Username, path: u.Path}, d.finish()
+	return objectHeader{dn: u.DN, username: u.Username, path: u.Path, email: u.Email, upns: d.picked}, d.finish()
 }
 
 // userGroups yields the group IDs of an encoded user.
@@ -437,7 +472,7 @@ func userGroups(val string) iter.Seq[string] {
 
 // groupHead reads a group's fields up to its parents.
 func (d *decoder) groupHead(g *Group) {
-	d.version()
+	d.version(formatV1)
 	g.DN = d.str()
 	g.Name = d.str()
 }

@@ -24,12 +24,18 @@ type Snapshot struct {
 	usersByDN   map[string]*userRec // by norm(DN); nil: several users
 	usersByPath map[string]*userRec // by norm(Path), users with a Path only
 	usersByName map[string]*userRec // by lower-case Username; nil: several users
+	usersByUPN  map[string]*userRec // by each lower-case UPNAttribute value; nil: several users
+	usersByMail map[string]*userRec // by lower-case Email; nil: several users
 
 	groups     map[string]*groupRec
 	groupList  []*groupRec
 	groupsByDN map[string]*groupRec
 
 	members map[string]*memberList // by group ID
+
+	// netbios is the upstream's NetBIOS domain name as the last sync that read it found
+	// it ("" for a directory that has none).
+	netbios string
 }
 
 // userRec is a user as the store holds it. The keys are slices of val when
@@ -41,6 +47,8 @@ type userRec struct {
 	dnKey   string // norm(DN)
 	nameKey string // lower-case Username
 	pathKey string // norm(Path); empty when Path is
+	mailKey string // lower-case Email
+	upnKeys []string
 }
 
 // groupRec is a group as the store holds it.
@@ -57,9 +65,14 @@ func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec,
 	if err != nil {
 		return nil, err
 	}
-	r := &userRec{id: id, val: val, gen: gen, dnKey: norm(h.dn), nameKey: strings.ToLower(h.username)}
+	r := &userRec{id: id, val: val, gen: gen, dnKey: norm(h.dn), nameKey: strings.ToLower(h.username), mailKey: strings.ToLower(h.email)}
 	if h.path != "" {
 		r.pathKey = norm(h.path)
+	}
+	for _, upn := range h.upns {
+		if upn != "" {
+			r.upnKeys = append(r.upnKeys, strings.ToLower(upn))
+		}
 	}
 	return r, nil
 }
@@ -131,6 +144,8 @@ func (sn *Snapshot) setUsers(users map[string]*userRec) {
 	sn.usersByDN = make(map[string]*userRec, len(users))
 	sn.usersByName = make(map[string]*userRec, len(users))
 	sn.usersByPath = map[string]*userRec{}
+	sn.usersByUPN = map[string]*userRec{}
+	sn.usersByMail = map[string]*userRec{}
 	for _, r := range sn.userList {
 		addUnique(sn.usersByDN, r.dnKey, r)
 		if r.pathKey != "" {
@@ -138,6 +153,12 @@ func (sn *Snapshot) setUsers(users map[string]*userRec) {
 		}
 		if r.nameKey != "" {
 			addUnique(sn.usersByName, r.nameKey, r)
+		}
+		for _, k := range r.upnKeys {
+			addUnique(sn.usersByUPN, k, r)
+		}
+		if r.mailKey != "" {
+			addUnique(sn.usersByMail, r.mailKey, r)
 		}
 	}
 }
@@ -153,12 +174,14 @@ func (sn *Snapshot) setGroups(groups map[string]*groupRec) {
 	}
 }
 
-// addUnique indexes v under key; a key claimed twice maps to nil, so that a
+// addUnique indexes v under key; a key two objects claim maps to nil, so that a
 // name two objects share finds neither: binding the wrong user is worse than
-// binding none.
+// binding none. One object may claim a key more than once (a UPN listed twice).
 func addUnique[V any](m map[string]*V, key string, v *V) {
-	if _, dup := m[key]; dup {
-		m[key] = nil
+	if old, dup := m[key]; dup {
+		if old != v {
+			m[key] = nil
+		}
 		return
 	}
 	m[key] = v
@@ -241,6 +264,32 @@ func (sn *Snapshot) UserByBindDN(dn string) (*User, bool) {
 func (sn *Snapshot) UserByUsername(name string) (*User, bool) {
 	return userOf(sn.usersByName[strings.ToLower(name)])
 }
+
+// UserByLoginName returns the one user whose user name, UPN (the UPNAttribute's values)
+// or mail is name, compared without regard to case. A name that stands for more than
+// one user finds none, whether two users share it in one of these fields (two users
+// with one mail address) or in different ones (one's user name, another's mail): a bind
+// name must never be given to a user picked among several.
+func (sn *Snapshot) UserByLoginName(name string) (*User, bool) {
+	key := strings.ToLower(name)
+	var found *userRec
+	for _, index := range [...]map[string]*userRec{sn.usersByName, sn.usersByUPN, sn.usersByMail} {
+		r, ok := index[key]
+		switch {
+		case !ok:
+			continue
+		case r == nil || found != nil && found != r:
+			return nil, false
+		}
+		found = r
+	}
+	return userOf(found)
+}
+
+// NetBIOSDomain returns the upstream's NetBIOS domain name (Active Directory's
+// down-level domain, as in EXAMPLE\alice) as the last sync that read it stored it;
+// "" when the directory has none or no sync read it.
+func (sn *Snapshot) NetBIOSDomain() string { return sn.netbios }
 
 func userOf(r *userRec) (*User, bool) {
 	if r == nil {

@@ -27,7 +27,8 @@ const (
 	prefixGroups  = "g/" // same
 	prefixStatus  = "s/" // + kind: Status as JSON
 	keyGeneration = "m/generation"
-	keyFormat     = "m/format" // storeFormat, so that a future layout is not misread
+	keyFormat     = "m/format"  // storeFormat, so that a future layout is not misread
+	keyNetBIOS    = "m/netbios" // the upstream's NetBIOS domain name, see Sync.SetNetBIOSDomain
 	storeFormat   = 1
 )
 
@@ -230,8 +231,9 @@ func statusList(m map[string]Status) []Status {
 // removes what an interrupted sync left behind.
 func (s *Store) load() error {
 	var (
-		gen   uint64
-		stale [][]byte
+		gen     uint64
+		netbios string
+		stale   [][]byte
 	)
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}
@@ -241,6 +243,9 @@ func (s *Store) load() error {
 		}
 		var err error
 		if gen, err = readGeneration(txn); err != nil {
+			return err
+		}
+		if netbios, err = readString(txn, keyNetBIOS); err != nil {
 			return err
 		}
 		stale = s.loadObjects(txn, prefixUsers, gen, stale, func(id string, val []byte, kgen uint64) error {
@@ -283,7 +288,9 @@ func (s *Store) load() error {
 	}); err != nil {
 		return err
 	}
-	s.snap.Store(newSnapshot(gen, users, groups, s.normDN))
+	sn := newSnapshot(gen, users, groups, s.normDN)
+	sn.netbios = netbios
+	s.snap.Store(sn)
 	return nil
 }
 
@@ -325,6 +332,19 @@ func checkFormat(txn *badger.Txn) error {
 		}
 		return nil
 	})
+}
+
+// readString reads a single-key string record; a missing key is "".
+func readString(txn *badger.Txn, key string) (string, error) {
+	item, err := txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err
 }
 
 func readGeneration(txn *badger.Txn) (uint64, error) {

@@ -39,6 +39,8 @@ type Sync struct {
 	markers  [][]byte
 	status   map[string]*Status
 	counts   map[string]*counts
+	// netbios is what SetNetBIOSDomain gave; nil: the run keeps the stored one.
+	netbios *string
 }
 
 // counts is what a run changed of one kind.
@@ -257,6 +259,17 @@ func (w *Sync) SetStatus(st Status) {
 	w.s.mu.Unlock()
 }
 
+// SetNetBIOSDomain records the upstream's NetBIOS domain name (Active Directory's
+// nETBIOSName of the domain; "" for a directory that has none), which Commit stores
+// with the generation: it survives restarts, so that down-level bind names
+// (DOMAIN\user) resolve while no upstream answers. A run that does not call it keeps
+// the name stored before (a run that could not read it).
+func (w *Sync) SetNetBIOSDomain(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.netbios = &name
+}
+
 // Commit applies the run: objects Put and changed are written, objects of
 // the run's kinds that were not Put are deleted (their memberships with
 // them), unchanged ones are left as they are. Readers switch to the new
@@ -318,6 +331,10 @@ func (w *Sync) commit() error {
 	}
 
 	next := w.base.derive(w.gen, changed(w.users, w.counts[KindUsers]), changed(w.groups, w.counts[KindGroups]))
+	setNetBIOS := w.netbios != nil && *w.netbios != w.base.netbios
+	if setNetBIOS {
+		next.netbios = *w.netbios
+	}
 	w.finishStatus(ResultSuccess)
 	statuses := w.statusList()
 	err := s.db.Update(func(txn *badger.Txn) error {
@@ -325,6 +342,12 @@ func (w *Sync) commit() error {
 			return err
 		}
 		s.written.Add(int64(len(keyGeneration) + 8))
+		if setNetBIOS {
+			if err := txn.Set([]byte(keyNetBIOS), []byte(next.netbios)); err != nil {
+				return err
+			}
+			s.written.Add(int64(len(keyNetBIOS) + len(next.netbios)))
+		}
 		return s.saveStatus(txn, statuses)
 	})
 	if err != nil {

@@ -19,6 +19,12 @@ const (
 // which are usually the cause of the rest.
 const MaxStatusErrors = 20
 
+// UPNAttribute is the attributes.* field that holds a user's userPrincipalName, or
+// whatever user@realm name the directory logs users in with (the presets map AD's
+// userPrincipalName and FreeIPA's krbPrincipalName to it). Bind names are looked up by
+// it (Snapshot.UserByLoginName); a list of values counts each of them.
+const UPNAttribute = "upn"
+
 // User is a synced user, as mapped from its upstream entry. Objects returned
 // by a Snapshot are shared by every reader and must not be modified.
 type User struct {
@@ -46,6 +52,9 @@ type User struct {
 	// (pwdLastSet, krbLastPwdChange, pwdChangedTime), so that a change can
 	// be noticed by comparing two syncs.
 	PasswordMarker string
+	// Account is the account state the directory applies at login (locked,
+	// expired, ...), for offline logins; see Account.
+	Account Account
 	// Groups are the IDs of the groups the user is a direct member of,
 	// sorted. An ID with no group in the snapshot is to be skipped.
 	Groups []string

@@ -386,6 +386,7 @@ func TestPresets(t *testing.T) {
 	ipa := Entry{DN: "uid=bob,cn=users,cn=accounts,dc=ipa,dc=example", Attributes: map[string][]string{
 		"uid": {"bob"}, "cn": {"Bob Builder"}, "displayName": {"Bob B."}, "givenName": {"Bob"},
 		"sn": {"Builder"}, "mail": {"bob@ipa.example"}, "ipaUniqueID": {"5b0f3c1e-1111-11ef-9a6b-525400a1b2c3"},
+		"krbPrincipalName": {"bob@IPA.EXAMPLE", "builder@IPA.EXAMPLE"},
 	}}
 	ipaLock := func(v string) Entry {
 		e := without(ipa)
@@ -393,7 +394,7 @@ func TestPresets(t *testing.T) {
 		return e
 	}
 	ipaUser := &Object{Username: "bob", Name: "Bob B.", Email: "bob@ipa.example", IsActive: true,
-		Attributes: map[string]any{"given_name": "Bob", "surname": "Builder"}}
+		Attributes: map[string]any{"given_name": "Bob", "surname": "Builder", "upn": []string{"bob@IPA.EXAMPLE", "builder@IPA.EXAMPLE"}}}
 	ipaLocked := *ipaUser
 	ipaLocked.IsActive = false
 

@@ -47,6 +47,9 @@ var presets = map[string][2][]Mapping{
 			{"freeipa-name", "name", `ldap.displayName ?? ldap.cn`},
 			{"freeipa-email", "email", `ldap.mail`},
 			{"freeipa-is-active", "is_active", `lower(list_flatten(ldap.nsAccountLock) ?? "false") != "true"`},
+			// Every principal name (aliases too) is a UPN-like bind name (jdoe@IPA.EXAMPLE):
+			// a list, not flattened.
+			{"freeipa-upn", "attributes.upn", `ldap.krbPrincipalName`},
 			{"freeipa-given-name", "attributes.given_name", `list_flatten(ldap.givenName)`},
 			{"freeipa-surname", "attributes.surname", `list_flatten(ldap.sn)`},
 		},

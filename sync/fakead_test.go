@@ -24,8 +24,12 @@ import (
 // does for groups of more than rangeSize members. It runs on the project's own frontend.
 //
 // The directory under fakeBase holds users CN=User 0001,OU=Users… (sAMAccountName
-// user0001, a 16-byte objectGUID), the group Big of every user, and the group Small of
-// users 1 to 3 and of Big.
+// user0001, userPrincipalName User.0001@corp.example.com, a 16-byte objectGUID), the
+// group Big of every user, and the group Small of users 1 to 3 and of Big. When netbios
+// is set, the root DSE names the configuration naming context, whose CN=Partitions holds
+// the crossRef objects of the forest's domains: fakeBase's with nETBIOSName netbios, and
+// others around it.
+
 type fakeAD struct {
 	users     int
 	rangeSize int
@@ -39,9 +43,21 @@ type fakeAD struct {
 	display string
 	// failUsersPage makes the users search fail with `other` at that page (1-based).
 	failUsersPage int
+	// netbios is the domain's NetBIOS name; "": the root DSE names no configuration
+	// naming context, as a directory other than AD.
+	netbios string
+	// failPartitions makes the search of CN=Partitions fail with `other`.
+	failPartitions bool
 }
 
-const fakeBase = "DC=corp,DC=example"
+const (
+	fakeBase       = "DC=corp,DC=example"
+	fakeConfig     = "CN=Configuration," + fakeBase
+	fakePartitions = "CN=Partitions," + fakeConfig
+)
+
+// fakeUPN is user i's userPrincipalName, whose local part is not its sAMAccountName.
+func fakeUPN(i int) string { return fmt.Sprintf("User.%04d@corp.example.com", i) }
 
 func (f *fakeAD) userDN(i int) string { return fmt.Sprintf("CN=User %04d,OU=Users,%s", i, fakeBase) }
 func (f *fakeAD) groupDN(cn string) string {
@@ -69,6 +85,7 @@ func (f *fakeAD) userEntry(i int, display string) *ldapserver.Entry {
 		attr("objectClass", "top", "person", "organizationalPerson", "user"),
 		attr("cn", fmt.Sprintf("User %04d", i)),
 		attr("sAMAccountName", name),
+		attr("userPrincipalName", fakeUPN(i)),
 		attr("displayName", display+name),
 		attr("userAccountControl", "512"),
 		{Name: "objectGUID", Values: [][]byte{fakeGUID(i)}},
@@ -112,8 +129,16 @@ func (f *fakeAD) ServeLDAP(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	case r.Op != ldapserver.OpSearch:
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultUnwillingToPerform, Diagnostic: "fake AD: read-only"})
 	case r.Search.Scope == ldapserver.ScopeBase && r.Search.BaseDN == "":
-		w.WriteEntry(&ldapserver.Entry{DN: "", Attributes: []ldapserver.Attribute{attr("namingContexts", fakeBase)}})
+		dse := &ldapserver.Entry{DN: "", Attributes: []ldapserver.Attribute{attr("namingContexts", fakeBase)}}
+		f.mu.Lock()
+		if f.netbios != "" {
+			dse.Attributes = append(dse.Attributes, attr("configurationNamingContext", fakeConfig), attr("defaultNamingContext", fakeBase))
+		}
+		f.mu.Unlock()
+		w.WriteEntry(dse)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
+	case r.Search.Scope == ldapserver.ScopeOne && directory.NormalizeDN(r.Search.BaseDN) == directory.NormalizeDN(fakePartitions):
+		f.partitions(w)
 	case r.Search.Scope == ldapserver.ScopeBase:
 		f.rangeRetrieval(w, r)
 	default:
@@ -133,6 +158,43 @@ func (f *fakeAD) ServeLDAP(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 			w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 		}
 	}
+}
+
+// partitions answers the one-level search of CN=Partitions: the crossRef objects of the
+// configuration and schema partitions (which have no nETBIOSName), of the domain, of a
+// child domain below it and of another tree's domain, as in a forest.
+func (f *fakeAD) partitions(w ldapserver.ResponseWriter) {
+	f.mu.Lock()
+	netbios, fail := f.netbios, f.failPartitions
+	f.mu.Unlock()
+	if netbios == "" {
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultNoSuchObject, Diagnostic: "fake AD: no configuration partition"})
+		return
+	}
+	if fail {
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultOther, Diagnostic: "fake AD: simulated failure"})
+		return
+	}
+	crossRef := func(cn, nc, name string) *ldapserver.Entry {
+		e := &ldapserver.Entry{DN: "CN=" + cn + "," + fakePartitions, Attributes: []ldapserver.Attribute{
+			attr("objectClass", "top", "crossRef"), attr("cn", cn), attr("nCName", nc)}}
+		if name != "" {
+			e.Attributes = append(e.Attributes, attr("nETBIOSName", name))
+		}
+		return e
+	}
+	for _, e := range []*ldapserver.Entry{
+		crossRef("Enterprise Configuration", fakeConfig, ""),
+		crossRef("Enterprise Schema", "CN=Schema,"+fakeConfig, ""),
+		crossRef("EU", "DC=eu,"+fakeBase, "EU"),
+		crossRef(netbios, fakeBase, netbios),
+		crossRef("OTHER", "DC=other,DC=example", "OTHER"),
+	} {
+		if w.WriteEntry(e) != nil {
+			return
+		}
+	}
+	w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 }
 
 // paged sends entries [0, n) made by entry, one page as the paged-results control

@@ -173,6 +173,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 	start := time.Now()
 	s.log.Info("sync started", "users", s.cfg.Users, "groups", s.cfg.Groups)
 
+	if err := r.readNetBIOSDomain(ctx); err != nil {
+		return r.fail(kinds[0], err)
+	}
+
 	// Groups are read even when only users are synced with member-style membership:
 	// the membership lists live on the groups.
 	if s.cfg.Groups || s.cfg.MembershipField != "memberOf" {
@@ -254,6 +258,69 @@ func (r *run) mapEntry(kind string, set *mapping.Set, e *ldap.Entry) (string, *m
 	}
 	r.skip(kind, e.DN, err)
 	return "", nil, false
+}
+
+// readNetBIOSDomain records the upstream's NetBIOS domain name, which down-level bind
+// names carry (EXAMPLE\alice). A failure to read it does not fail the run: the store
+// keeps the name it has, and only a cancelled run stops here.
+func (r *run) readNetBIOSDomain(ctx context.Context) error {
+	name, err := r.s.netbiosDomain(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.s.log.Warn("sync: cannot read the upstream's NetBIOS domain name; keeping the last one read",
+			"err", err, "netbios_domain", r.s.store.Snapshot().NetBIOSDomain())
+		return nil
+	}
+	if name != r.s.store.Snapshot().NetBIOSDomain() {
+		r.s.log.Info("sync: the upstream's NetBIOS domain name", "netbios_domain", name)
+	}
+	r.w.SetNetBIOSDomain(name)
+	return nil
+}
+
+// netbiosDomain reads the upstream's NetBIOS domain name. Active Directory keeps it as
+// the nETBIOSName of the domain's crossRef object, in CN=Partitions of the configuration
+// naming context that the root DSE names (configurationNamingContext); the domain is the
+// one whose naming context (nCName) holds the base DN — the deepest one, for a child
+// domain. A directory whose root DSE names no configuration naming context (OpenLDAP,
+// FreeIPA) has none: "".
+func (s *Syncer) netbiosDomain(ctx context.Context) (string, error) {
+	var name string
+	err := s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
+		name = ""
+		res, err := lc.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+			"(objectClass=*)", []string{"configurationNamingContext"}, nil))
+		if err != nil {
+			return fmt.Errorf("read the root DSE: %w", err)
+		}
+		var config string
+		for _, e := range res.Entries {
+			config = e.GetAttributeValue("configurationNamingContext")
+		}
+		if config == "" {
+			return nil
+		}
+		partitions := "CN=Partitions," + config
+		res, err = lc.Search(ldap.NewSearchRequest(partitions, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+			"(&(objectClass=crossRef)(nETBIOSName=*))", []string{"nCName", "nETBIOSName"}, nil))
+		if err != nil {
+			return fmt.Errorf("read the domains in %s: %w", partitions, err)
+		}
+		base, depth := s.store.NormalizeDN(s.base), -1
+		for _, e := range res.Entries {
+			nc := s.store.NormalizeDN(e.GetAttributeValue("nCName"))
+			if nc == "" || base != nc && !strings.HasSuffix(base, ","+nc) {
+				continue
+			}
+			if d := strings.Count(nc, ","); d > depth {
+				name, depth = e.GetAttributeValue("nETBIOSName"), d
+			}
+		}
+		return nil
+	})
+	return name, err
 }
 
 // readGroups reads every group into memory and indexes the membership values.
