@@ -436,6 +436,31 @@ const ldapControlManageDsaIT = "2.16.840.1.113730.3.4.2"
 // (which the caller applies when it encodes the entries), the size and time limits, and the paged-results control
 // (1.2.840.113556.1.4.319) with opaque cookies.
 func (t *Tree) Search(ctx context.Context, q *SearchRequest, controls []Control, send func(*Entry) error) *Result {
+	return t.SearchWithin(ctx, q, controls, nil, send)
+}
+
+// Within is the part of a tree that an identity which may not read all of it sees: a
+// set of its entries (Tree.Within). A search within it walks its scope as any search
+// does and returns only those entries; a compare of any other entry finds no such
+// object.
+type Within struct {
+	pos map[int32]bool
+}
+
+// Within returns the part of t made of the entries named by dns; DNs the tree does not
+// hold are left out.
+func (t *Tree) Within(dns []string) *Within {
+	w := &Within{pos: make(map[int32]bool, len(dns))}
+	for _, dn := range dns {
+		if p, res := t.locate(dn); res == nil {
+			w.pos[p] = true
+		}
+	}
+	return w
+}
+
+// SearchWithin is Search limited to within's entries; a nil within is the whole tree.
+func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Control, within *Within, send func(*Entry) error) *Result {
 	if q == nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "not a search request"}
 	}
@@ -480,6 +505,9 @@ func (t *Tree) Search(ctx context.Context, q *SearchRequest, controls []Control,
 	}
 
 	s := searchRun{t: t, ctx: ctx, send: send, f: f, sizeLimit: q.SizeLimit, sent: page.sent}
+	if within != nil {
+		s.within = within.pos
+	}
 	t.selection(&s.sel, q.Attributes)
 	if q.TimeLimit > 0 {
 		s.deadline = time.Now().Add(time.Duration(q.TimeLimit) * time.Second)
@@ -520,6 +548,7 @@ type searchRun struct {
 	inPage    int
 	deadline  time.Time
 	steps     int
+	within    map[int32]bool // nil: every entry may be returned
 }
 
 type runCode uint8
@@ -593,6 +622,9 @@ func (s *searchRun) visit(p int32) runCode {
 		if !s.deadline.IsZero() && time.Now().After(s.deadline) {
 			return runTimeLimit
 		}
+	}
+	if s.within != nil && !s.within[p] {
+		return runDone
 	}
 	e := &s.t.entries[p]
 	if s.f.match(e) != triTrue {
@@ -696,12 +728,20 @@ func (s *selection) wants(a treeAttr) bool {
 // undefinedAttributeType, noSuchAttribute when the entry lacks the attribute,
 // inappropriateMatching, and invalidAttributeSyntax for a value the syntax rejects.
 func (t *Tree) Compare(q *CompareRequest) *Result {
+	return t.CompareWithin(q, nil)
+}
+
+// CompareWithin is Compare limited to within's entries; a nil within is the whole tree.
+func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
 	if q == nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "not a compare request"}
 	}
 	pos, res := t.locate(q.DN)
 	if res != nil {
 		return res
+	}
+	if within != nil && !within.pos[pos] {
+		return &Result{Code: ldap.LDAPResultNoSuchObject}
 	}
 	typ, opts := splitDescription(q.Attribute)
 	at := t.schema.attr(typ)

@@ -153,26 +153,6 @@ func TestBindNames(t *testing.T) {
 	}
 }
 
-func TestDirectModeFallsBackToStore(t *testing.T) {
-	up := withSlapd(t, slapdtest.Options{Users: 20, Groups: 2})
-	p := startProxy(t, config(up, map[string]string{"mode": "direct", "sync": syncOn}))
-	c := dial(t, p.URL)
-	if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, "the first sync", func() bool {
-		return strings.Contains(p.scrape(t), `ldapproxy_sync_runs_total{kind="users",result="success"} 1`)
-	})
-	up.Stop()
-	// The session's upstream connection is gone with its identity; the client binds again
-	// as it would after any failure... which also fails: the upstream is down. A search
-	// on a session that bound before the outage is answered from the store.
-	res, err := c.Search(ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=user0013)", []string{"mail"}, nil))
-	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("mail") != "user0013@example.org" {
-		t.Fatalf("direct-mode search with the upstream down: %v, %v; want the entry from the store", res, err)
-	}
-}
-
 func TestWarmStart(t *testing.T) {
 	up := withSlapd(t, slapdtest.Options{Users: 15, Groups: 2})
 	dir := filepath.Join(t.TempDir(), "store")

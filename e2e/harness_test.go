@@ -69,7 +69,7 @@ func config(up *slapdtest.Server, extra map[string]string) string {
 	if m, ok := extra["mode"]; ok {
 		mode = m
 	}
-	fmt.Fprintf(&b, "search:\n  mode: %s\n", mode)
+	fmt.Fprintf(&b, "search:\n  mode: %s\n%s\n", mode, extra["search"])
 	fmt.Fprintf(&b, "store:\n  path: \":memory:\"\n")
 	syncSection := "  enabled: false"
 	if v, ok := extra["sync"]; ok {
@@ -77,6 +77,7 @@ func config(up *slapdtest.Server, extra map[string]string) string {
 	}
 	fmt.Fprintf(&b, "sync:\n%s\n", syncSection)
 	fmt.Fprintf(&b, "log:\n  level: debug\n  format: json\n")
+	b.WriteString(extra["top"]) // top-level sections: clients:, bind:, ...
 	return b.String()
 }
 

@@ -28,6 +28,8 @@ type binder struct {
 	authCache *cache.AuthCache
 	// throttle refuses binds of users and addresses that failed too often; nil: off.
 	throttle *bindThrottle
+	// clients are the accounts the proxy authenticates by itself (clients.go); nil: none.
+	clients *Clients
 }
 
 // login is a bind on its way: who asks, as whom the upstream knows them, and the
@@ -45,11 +47,18 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	s, c := r.Session, clientOf(r)
 	s.SetAnonymous() // RFC 4511 §4.2.1: a bind first resets the identity, whatever its outcome
 	c.loggedIn(false)
+	if c.clientAccount() != nil {
+		c.forgetIdentity() // drops the service account's connection
+	}
 	if res := b.refuseEarly(r); res != nil {
 		// Refused, or anonymous: the upstream connection must not keep the previous
 		// identity either.
 		c.forgetIdentity()
 		w.WriteResult(res)
+		return
+	}
+	if a := b.clients.match(r.Bind.Name); a != nil {
+		b.clientBind(w, r, c, a)
 		return
 	}
 	l := b.resolve(r)
@@ -85,6 +94,33 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	default:
 		logSession(b.log, slog.LevelInfo, s, "bind refused by upstream", "name", l.name, "code", code)
 	}
+}
+
+// clientBind authenticates one of the `clients:` accounts against its hash, without the
+// upstream, and subject to the same failed-bind throttle as any bind.
+func (b *binder) clientBind(w ldapserver.ResponseWriter, r *ldapserver.Request, c *client, a *clientAccount) {
+	s := r.Session
+	c.forgetIdentity() // the upstream connection must not keep an earlier identity
+	attempt := b.throttle.attempt(a.dn, nil, s)
+	if attempt.refused() {
+		w.WriteResult(throttledResult())
+		return
+	}
+	ok, err := b.clients.verify(r.Context(), a, r.Bind.Password)
+	if err != nil {
+		return // the client went away
+	}
+	if !ok {
+		attempt.failed()
+		logSession(b.log, slog.LevelInfo, s, "bind failed: invalid credentials for a client account", "name", r.Bind.Name)
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials})
+		return
+	}
+	attempt.succeeded()
+	s.SetBound(a.dn)
+	c.setAccount(a)
+	logSession(b.log, slog.LevelDebug, s, "bind accepted: client account", "name", r.Bind.Name)
+	w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 }
 
 // refuseEarly answers the binds the proxy settles from the request alone: a protocol

@@ -18,6 +18,8 @@ type cached struct {
 	opts  ServedOptions
 	log   *slog.Logger
 	tree  atomic.Pointer[directory.Tree]
+	// access limits what each session sees (access.go); nil: everything.
+	access *access
 }
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {
@@ -41,12 +43,26 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 }
 
 func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {
-	res := c.tree.Load().Search(r.Context(), r.Search, r.Controls, func(e *directory.Entry) error { return w.WriteEntry(e) })
+	t := c.tree.Load()
+	res := t.SearchWithin(r.Context(), r.Search, r.Controls, c.within(t, r), func(e *directory.Entry) error { return w.WriteEntry(e) })
 	if res != nil {
 		w.WriteResult(res)
 	}
 }
 
 func (c *cached) compare(w ldapserver.ResponseWriter, r *ldapserver.Request) {
-	w.WriteResult(c.tree.Load().Compare(r.Compare))
+	t := c.tree.Load()
+	w.WriteResult(t.CompareWithin(r.Compare, c.within(t, r)))
+}
+
+// within is the part of t the session of r may read; nil: all of it.
+func (c *cached) within(t *directory.Tree, r *ldapserver.Request) *directory.Within {
+	if c.access == nil {
+		return nil
+	}
+	v := c.access.viewOf(r)
+	if v.all {
+		return nil
+	}
+	return t.Within(v.dns)
 }

@@ -39,6 +39,9 @@ type Options struct {
 	// OfflineFailures limits failed offline logins per user (bind.offline_failure_limit,
 	// offline_failure_window); the zero value turns the limit off.
 	OfflineFailures FailureLimit
+	// Clients are the `clients:` accounts (clients.go), authenticated by the proxy
+	// itself; nil: none.
+	Clients *Clients
 	// ThrottleMetrics counts binds refused by the bind-failure throttle (throttle.go,
 	// configured in Listen and OfflineFailures); nil: not counted.
 	ThrottleMetrics *ThrottleMetrics
@@ -81,20 +84,22 @@ func newHandler(o Options, keep passwordKeeper) (*Handler, *writeback) {
 		o.Logger = slog.Default()
 	}
 	log := o.Logger
+	names := &resolver{store: o.Store}
+	acc := newAccess(o.Search.Readers, o.Search.Mode == ModeCached, names, o.Store, o.Clients)
 	var tree *cached
 	if o.Store != nil {
 		tree = newCached(o.Store, o.Served, log)
+		tree.access = acc
 	}
-	names := &resolver{store: o.Store}
 	pw := &passwordCaches{creds: o.Credentials, auth: o.AuthCache, store: o.Store, log: log}
 	binds := &binder{pool: o.Upstream, names: names, listen: o.Listen, log: log, passwords: pw,
-		throttle: newBindThrottle(o.Listen, o.OfflineFailures, o.ThrottleMetrics, log)}
+		throttle: newBindThrottle(o.Listen, o.OfflineFailures, o.ThrottleMetrics, log), clients: o.Clients}
 	if o.Search.Mode == ModeCached {
 		// In direct mode every later search needs the user's identity upstream, which only
 		// a real upstream bind gives.
 		binds.authCache = o.AuthCache
 	}
-	forward := &direct{pool: o.Upstream, store: o.Store, log: log}
+	forward := &direct{pool: o.Upstream, store: o.Store, log: log, access: acc}
 	if tree != nil {
 		forward.fallback = tree
 	}

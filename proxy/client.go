@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -21,6 +22,9 @@ type client struct {
 	// from the cached-authentication cache): the upstream connection does not carry the
 	// user's identity, so nothing may be forwarded on it as the user.
 	cachedLogin bool
+	// account is the `clients:` account the client bound as, or nil: its reads go
+	// upstream on a connection bound as the service account.
+	account *clientAccount
 }
 
 type clientKey struct{}
@@ -54,13 +58,37 @@ func (c *client) upstream(ctx context.Context, pool *upstream.Pool, forBind bool
 		return nil, errCachedLogin
 	}
 	if c.conn == nil {
-		conn, err := pool.Dial(ctx)
+		dial := pool.Dial
+		if c.account != nil {
+			if forBind {
+				return nil, errAccountBind
+			}
+			dial = pool.DialService
+		}
+		conn, err := dial(ctx)
 		if err != nil {
 			return nil, err
 		}
 		c.conn = conn
 	}
 	return c.conn, nil
+}
+
+// errAccountBind is a program error: a bind of a `clients:` account never goes upstream.
+var errAccountBind = errors.New("proxy: a client account's bind does not go upstream")
+
+// setAccount records that the client bound as one of the `clients:` accounts.
+func (c *client) setAccount(a *clientAccount) {
+	c.mu.Lock()
+	c.account = a
+	c.mu.Unlock()
+}
+
+// clientAccount returns the `clients:` account the client is bound as, or nil.
+func (c *client) clientAccount() *clientAccount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.account
 }
 
 // loggedIn records how the client's login was accepted: by the upstream, or from a cache.
@@ -83,6 +111,16 @@ func (c *client) forgetIdentity() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cachedLogin = false
+	if c.account != nil {
+		// The connection is bound as the service account: close it, the next user of
+		// this session dials afresh.
+		c.account = nil
+		if c.conn != nil {
+			c.conn.Close()
+			c.conn = nil
+		}
+		return
+	}
 	if c.conn != nil {
 		c.conn.Unbind()
 	}

@@ -100,6 +100,14 @@ type SearchConfig struct {
 	// store; or "direct": forwarded to the upstream with the caller's identity and
 	// streamed back, answered from the store when no upstream can be reached.
 	Mode string `yaml:"mode"`
+	// Readers are the identities and groups that may read the whole synced directory:
+	// DNs (of a user, of a `clients:` account, of any identity, or of a synced group,
+	// whose members, nested ones included, are then readers), or user names in any form
+	// a bind accepts. Any other identity reads only its own entry and its groups from the
+	// store. Empty (the default): in cached mode every bound identity reads everything;
+	// in direct mode the store answers only `clients:` accounts (and listed readers) when
+	// no upstream can be reached.
+	Readers []string `yaml:"readers"`
 }
 
 // Search modes.
@@ -302,7 +310,17 @@ func (c *SearchConfig) Validate() error {
 	default:
 		return fmt.Errorf("mode: %q is not one of direct, cached", c.Mode)
 	}
-	return nil
+	var errs []error
+	for i, r := range c.Readers {
+		if strings.TrimSpace(r) == "" {
+			errs = append(errs, fmt.Errorf("readers[%d]: empty", i))
+		} else if strings.Contains(r, "=") {
+			if _, err := ldap.ParseDN(r); err != nil {
+				errs = append(errs, fmt.Errorf("readers[%d]: %q is not a DN: %v", i, r, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // WritebackConfig is the password writeback part of the configuration file: two

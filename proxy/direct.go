@@ -21,6 +21,8 @@ type direct struct {
 	log   *slog.Logger
 	// fallback answers searches and compares when no upstream can be reached; nil: none.
 	fallback reader
+	// access says whom the fallback may answer (access.go).
+	access *access
 }
 
 func (d *direct) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {
@@ -61,11 +63,18 @@ func (d *direct) forward(w ldapserver.ResponseWriter, r *ldapserver.Request, kin
 }
 
 // mayFallBack says whether a request the upstream could not answer is answered from the
-// store instead: only when the store holds a synced directory, and only when no upstream
-// can be reached at all. A session that merely lost its connection while an upstream
-// still answers gets `unavailable` ("bind again"): fresh data beats a stale copy.
+// store instead: only for the identities the store may answer in the upstream's place
+// (`clients:` accounts and search.readers; access.go), only when the store holds a
+// synced directory, and only when no upstream can be reached at all. Anyone else gets
+// `unavailable`: never an answer the upstream might have refused them, nor an empty one
+// a client could take for "no such user". A session that merely lost its connection
+// while an upstream still answers gets `unavailable` ("bind again"): fresh data beats a
+// stale copy.
 func (d *direct) mayFallBack(r *ldapserver.Request, err error) bool {
 	if d.fallback == nil || d.store.Snapshot().Generation() == 0 || !upstream.IsUnavailable(err) {
+		return false
+	}
+	if d.access == nil || !d.access.storeMayAnswer(r) {
 		return false
 	}
 	return errors.Is(err, upstream.ErrUnavailable) || !d.pool.Reachable(r.Context())

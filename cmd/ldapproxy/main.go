@@ -43,6 +43,7 @@ Usage:
   ldapproxy status  --config FILE   show the last sync of each kind: start, end, result, counts, errors
   ldapproxy mapping preview --config FILE --dn DN
                                     show an upstream entry and what the property mappings make of it
+  ldapproxy hash-password           read a password on standard input, print its argon2id hash
   ldapproxy version                 print the version
   ldapproxy help [COMMAND]          show help
 
@@ -73,6 +74,8 @@ func command(name string) commandFunc {
 		return mapping
 	case "version":
 		return versionCmd
+	case "hash-password":
+		return hashPassword
 	case "help":
 		return help
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/directory"
 	"github.com/ldapproxy/ldapproxy/internal/app"
+	"github.com/ldapproxy/ldapproxy/internal/passhash"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
@@ -53,7 +55,7 @@ func TestUsageAndVersion(t *testing.T) {
 // exit 0, for every command; 'help help' used to call itself until the stack overflowed,
 // 'mapping --help' exited 2 and 'version --help' printed the version.
 func TestHelp(t *testing.T) {
-	for _, cmd := range [][]string{{"serve"}, {"check"}, {"sync"}, {"status"}, {"mapping"}, {"mapping", "preview"}, {"version"}, {"help"}} {
+	for _, cmd := range [][]string{{"serve"}, {"check"}, {"sync"}, {"status"}, {"mapping"}, {"mapping", "preview"}, {"version"}, {"hash-password"}, {"help"}} {
 		code, out, errOut := runCLI(append([]string{"help"}, cmd...)...)
 		want := "Usage: ldapproxy " + strings.Join(cmd, " ")
 		if code != 0 || errOut != "" || !strings.HasPrefix(out, want) {
@@ -280,6 +282,34 @@ log: {level: error}
 		code, out, errOut := runCLI("mapping", "preview", "--config", cfgPath, "--dn", dn)
 		if code != 2 || out != "" || !strings.Contains(errOut, "is not a DN") {
 			t.Errorf("preview --dn %q: exit %d (want 2)\nstdout: %s\nstderr: %s", dn, code, out, errOut)
+		}
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	defer func(r io.Reader) { stdin = r }(stdin)
+	for _, input := range []string{"s3cret\n", "s3cret", "s3cret\r\nsecond line\n"} {
+		stdin = strings.NewReader(input)
+		var out, errOut bytes.Buffer
+		if code := run([]string{"hash-password"}, &out, &errOut); code != 0 {
+			t.Fatalf("%q: exit %d: %s", input, code, errOut.String())
+		}
+		h, err := passhash.Parse(strings.TrimSpace(out.String()))
+		if err != nil {
+			t.Fatalf("%q: output %q: %v", input, out.String(), err)
+		}
+		if !h.Verify([]byte("s3cret")) || h.Verify([]byte("s3cret\n")) {
+			t.Errorf("%q: the hash does not verify the password alone", input)
+		}
+		if strings.Contains(out.String()+errOut.String(), "s3cret") {
+			t.Errorf("%q: the password is printed", input)
+		}
+	}
+	for _, input := range []string{"", "\n", strings.Repeat("x", 5000)} {
+		stdin = strings.NewReader(input)
+		var out, errOut bytes.Buffer
+		if code := run([]string{"hash-password"}, &out, &errOut); code != 1 || out.Len() != 0 {
+			t.Errorf("input of %d bytes: exit %d, output %q", len(input), code, out.String())
 		}
 	}
 }

@@ -101,7 +101,13 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	if cfg.Bind.CachedAuthTTL > 0 {
 		authCache = cache.NewAuthCache(cfg.Bind.CachedAuthTTL, directory.NormalizeDN)
 	}
+	clients, err := proxy.LoadClients(cfg.Clients)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
 	h := proxy.NewHandler(proxy.Options{
+		Clients:         clients,
 		Listen:          cfg.Listen,
 		Search:          cfg.Search,
 		Upstream:        pool,

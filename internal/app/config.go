@@ -35,6 +35,8 @@ type Config struct {
 	Sync     dirsync.Config     `yaml:"sync"`
 	Bind     BindConfig         `yaml:"bind"`
 	Log      LogConfig          `yaml:"log"`
+	// Clients are the accounts the proxy authenticates by itself, never upstream.
+	Clients []proxy.ClientConfig `yaml:"clients"`
 	// Writeback holds the top-level password_writeback and password_reset_identities keys.
 	Writeback proxy.WritebackConfig `yaml:",inline"`
 }
@@ -130,6 +132,7 @@ func (c *Config) Validate() error {
 	}
 	add("log", c.Log.Validate())
 	errs = append(errs, errlist.Flatten(c.Writeback.Validate())...)
+	errs = append(errs, errlist.Flatten(proxy.ValidateClients(c.Clients))...)
 	return errors.Join(errs...)
 }
 

@@ -120,6 +120,9 @@ func (s *Server) writeConfig(opts Options) error {
 	}
 	fmt.Fprintf(&b, "index %s eq\n", indexed)
 	b.WriteString("access to attrs=userPassword by self write by anonymous auth by * none\n")
+	for _, a := range opts.Access {
+		b.WriteString(strings.NewReplacer("SUFFIX", s.Suffix, "SERVICE", s.ServiceDN).Replace(a) + "\n")
+	}
 	b.WriteString("access to * by * read\n")
 	if opts.MemberOf {
 		b.WriteString("overlay memberof\n")

@@ -100,6 +100,11 @@ type Options struct {
 	// pwdLastSet, memberOf). msuser defines memberOf as an ordinary
 	// attribute, so leave MemberOf off with it.
 	Schemas []string
+	// Access holds slapd `access to` directives, applied after the rule that guards
+	// userPassword and before the final "access to * by * read"; e.g. a rule that lets
+	// users read only their own entries. "SUFFIX" and "SERVICE" in them are replaced by
+	// the suffix and the service account's DN.
+	Access []string
 	// SizeLimit is the value of the global sizelimit directive; default
 	// "unlimited". "size.soft=10 size.hard=10 size.prtotal=unlimited" makes
 	// an unpaged search stop after 10 entries (sizeLimitExceeded) while a
