@@ -26,6 +26,8 @@ const (
 	DefaultTimeout       = 5 * time.Second
 	DefaultPoolSize      = 4
 	DefaultRetryInterval = time.Second
+	// DefaultHealthInterval is how often every server is probed in the background.
+	DefaultHealthInterval = 10 * time.Second
 	// maxRetryInterval caps the quarantine back-off so a dead server is
 	// looked at again at least once a minute.
 	maxRetryInterval = time.Minute
@@ -81,6 +83,20 @@ type Config struct {
 	// RetryInterval is the first quarantine back-off of a dead server; it
 	// doubles with each failed re-check up to one minute. Default 1s.
 	RetryInterval time.Duration `yaml:"retry_interval"`
+	// HealthInterval is how often every server is probed in the background: connect,
+	// bind as the service account (anonymous without bind_dn), read the root DSE, all
+	// within Timeout. A server counts as up only once such a probe is answered, so the
+	// up metric follows the servers within one interval even with no client traffic. A
+	// quarantined server is probed after its back-off, and at least this often.
+	// Default 10s.
+	HealthInterval time.Duration `yaml:"health_interval"`
+	// RebindOnFailover keeps a session's bind credential in memory, sealed with a
+	// per-process random key, for the session connection's lifetime, so that a session
+	// whose server dies is bound again on the next server without the client noticing,
+	// and an idle session moves back to the preferred server when it returns. false:
+	// such a session fails with ErrConnectionLost until the client binds again.
+	// Default (nil) true; Validate sets it.
+	RebindOnFailover *bool `yaml:"rebind_on_failover"`
 }
 
 // serverURL is one parsed entry of Config.URLs.
@@ -121,6 +137,11 @@ func (c *Config) check() ([]serverURL, error) {
 		errs = append(errs, errors.New("pool_size: must be positive"))
 	}
 	positive("retry_interval", &c.RetryInterval, DefaultRetryInterval)
+	positive("health_interval", &c.HealthInterval, DefaultHealthInterval)
+	if c.RebindOnFailover == nil {
+		on := true
+		c.RebindOnFailover = &on
+	}
 
 	servers, err := parseURLs(c.URLs)
 	if err != nil {
@@ -327,6 +348,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("timeout", c.Timeout),
 		slog.Int("pool_size", c.PoolSize),
 		slog.Duration("retry_interval", c.RetryInterval),
+		slog.Duration("health_interval", c.HealthInterval),
+		slog.Bool("rebind_on_failover", c.rebindOnFailover()),
 	)
 }
 
@@ -342,6 +365,11 @@ func (c Config) String() string {
 	}
 	b.WriteString("}")
 	return b.String()
+}
+
+// rebindOnFailover is RebindOnFailover with its default.
+func (c *Config) rebindOnFailover() bool {
+	return c.RebindOnFailover == nil || *c.RebindOnFailover
 }
 
 func redact(secret string) string {

@@ -11,6 +11,7 @@ import (
 // or a user name.
 type metrics struct {
 	up              *prometheus.GaugeVec
+	available       prometheus.Gauge
 	requestDuration *prometheus.HistogramVec
 	connectFailures *prometheus.CounterVec
 	serviceConns    *prometheus.GaugeVec
@@ -25,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "upstream_up",
 			Help: "Whether the upstream server is believed reachable (1) or is in quarantine (0).",
 		}, []string{"server"}),
+		available: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "upstream_available",
+			Help: "Whether at least one upstream server is up (1), or every one is down (0).",
+		}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "upstream_request_duration_seconds",
 			Help:    "Duration of requests to the upstream servers, connects included, by server and operation.",
@@ -40,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"state"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.up, m.requestDuration, m.connectFailures, m.serviceConns)
+		reg.MustRegister(m.up, m.available, m.requestDuration, m.connectFailures, m.serviceConns)
 	}
 	return m
 }
@@ -55,4 +60,12 @@ func (m *metrics) setUp(server string, up bool) {
 		v = 1
 	}
 	m.up.WithLabelValues(server).Set(v)
+}
+
+func (m *metrics) setAvailable(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.available.Set(v)
 }

@@ -8,6 +8,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,8 +35,10 @@ type Pool struct {
 
 	ctx     context.Context // ends with Close, and with it any probe in flight
 	cancel  context.CancelFunc
-	wake    chan struct{} // tells the checker a server went down
-	checker sync.WaitGroup
+	checker sync.WaitGroup // the servers' health probes (watch)
+
+	availMu   sync.Mutex
+	available bool // some server is up: what the available gauge and its log lines last said
 
 	password atomic.Pointer[string] // the service password: loaded by New, replaced by UpdateBindPassword
 }
@@ -50,8 +53,9 @@ type serviceConn struct {
 // loading the TLS files and the service password it names: a file that
 // cannot be read is an error naming its key (`ca_file: open ...`). It does
 // not wait for a server: the proxy must start (and serve from its store)
-// while the upstream is down. A background goroutine probes every server
-// once at start and then re-checks quarantined ones; Close stops it.
+// while the upstream is down. In the background every server is probed at
+// once and then every health_interval (a quarantined one after its back-off,
+// if sooner); Close stops the probes.
 //
 // The metrics are registered on reg unless it is nil, with names without the
 // namespace ("upstream_up"): pass metrics.Registerer(registry), which adds it.
@@ -68,16 +72,19 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, err
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pool{
-		cfg:  cfg,
-		log:  logger,
-		m:    newMetrics(reg),
-		wake: make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       logger,
+		m:         newMetrics(reg),
+		available: true,
 	}
 	p.password.Store(&password)
+	// Believed up until the first probe, which runs at once: the proxy starts ready, as
+	// it did before the probes existed, and a dead server is marked down within a timeout.
 	for i, u := range servers {
 		p.servers = append(p.servers, newServer(u, i, tlsConf, cfg.StartTLS))
 		p.m.setUp(u.raw, true)
 	}
+	p.m.setAvailable(true)
 	if cfg.InsecureSkipVerify {
 		p.log.Warn("upstream TLS certificates are not verified (insecure_skip_verify): anyone on the path can read passwords")
 	}
@@ -85,17 +92,20 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, err
 		p.log.Warn("upstream connections are not encrypted (no ldaps:// URL, start_tls off): passwords cross the network in clear")
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.checker.Add(1)
-	go p.checkLoop()
+	for _, s := range p.servers {
+		p.checker.Add(1)
+		go p.watch(s)
+	}
 	return p, nil
 }
 
 // BaseDN is the base of every query sent upstream.
 func (p *Pool) BaseDN() string { return p.cfg.BaseDN }
 
-// Healthy reports whether at least one server is believed up, for
-// readiness checks. A server is believed up until a connect or a health
-// check to it fails; the first check runs right after New.
+// Healthy reports whether at least one server is up, for readiness checks.
+// A server is up once a health probe (connect, service bind, root DSE read)
+// was answered, until a probe, a connect or a request to it fails; the first
+// probes run right after New.
 func (p *Pool) Healthy() bool {
 	for _, s := range p.servers {
 		if !s.isDown() {
@@ -247,7 +257,8 @@ func (p *Pool) connectTo(ctx context.Context, s *server) (net.Conn, error) {
 		}
 		return nil, &serverError{server: s.raw, err: err}
 	}
-	p.markUp(s)
+	// A connect alone does not bring a quarantined server back: a hung server's kernel
+	// still accepts. Only a probe that is answered does (recheck).
 	return lc, nil
 }
 
@@ -270,22 +281,22 @@ func (p *Pool) markDown(s *server, cause error) {
 		s.down = true
 		s.backoff = p.cfg.RetryInterval
 	}
-	s.retryAt = time.Now().Add(s.backoff)
+	// The probes look at every server at least once per health interval.
+	retryIn := min(s.backoff, p.cfg.HealthInterval)
+	s.retryAt = time.Now().Add(retryIn)
 	s.addrs = nil // resolve again: the records may have changed
-	backoff := s.backoff
 	s.mu.Unlock()
 	if wasDown {
 		return
 	}
 	p.m.setUp(s.raw, false)
-	p.log.Warn("upstream server down", "server", s.raw, "err", cause, "retry_in", backoff)
+	p.log.Warn("upstream server down", "server", s.raw, "err", cause, "retry_in", retryIn)
 	p.dropIdle(s)
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	s.poke()
+	p.updateAvailable(s)
 }
 
+// markUp ends s's quarantine; only an answered probe calls it.
 func (p *Pool) markUp(s *server) {
 	s.mu.Lock()
 	wasDown := s.down
@@ -294,53 +305,66 @@ func (p *Pool) markUp(s *server) {
 	if wasDown {
 		p.m.setUp(s.raw, true)
 		p.log.Info("upstream server up", "server", s.raw)
+		p.updateAvailable(s)
 	}
 }
 
-// checkLoop probes every server once, then each quarantined one when its
-// back-off ends, until Close.
-func (p *Pool) checkLoop() {
-	defer p.checker.Done()
-	for _, s := range p.servers {
-		p.recheck(s)
+// updateAvailable follows the transitions between "some server is up" and "every
+// server is down" after s changed: the available gauge, and one log line for each.
+func (p *Pool) updateAvailable(s *server) {
+	p.availMu.Lock()
+	defer p.availMu.Unlock()
+	now := p.Healthy()
+	if now == p.available {
+		return
 	}
+	p.available = now
+	p.m.setAvailable(now)
+	if now {
+		p.log.Info("upstream available again: a server answers", "server", s.raw)
+	} else {
+		p.log.Error("all upstream servers unreachable", "servers", len(p.servers))
+	}
+}
+
+// watch probes s at once, then whenever it is due (nextProbe), until Close. Each
+// server has its own, so a hung one, whose probe waits out the timeout, delays no
+// other's.
+func (p *Pool) watch(s *server) {
+	defer p.checker.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for p.ctx.Err() == nil {
-		timer.Reset(p.nextRetry())
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-p.wake:
-			continue
-		case <-timer.C:
-		}
-		now := time.Now()
-		for _, s := range p.servers {
-			s.mu.Lock()
-			due := s.down && !now.Before(s.retryAt)
-			s.mu.Unlock()
-			if due {
-				p.recheck(s)
+	for {
+		p.recheck(s)
+		for waiting := true; waiting; {
+			timer.Reset(p.nextProbe(s))
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-s.wake: // marked down: due again after its back-off
+			case <-timer.C:
+				waiting = false
 			}
 		}
 	}
 }
 
-// nextRetry is how long until the earliest quarantined server is due.
-func (p *Pool) nextRetry() time.Duration {
-	wait := time.Hour
-	for _, s := range p.servers {
-		s.mu.Lock()
-		if s.down {
-			wait = min(wait, time.Until(s.retryAt))
-		}
-		s.mu.Unlock()
+// nextProbe is how long until s is probed next: a health interval after its last
+// probe, or, while it is quarantined, when its back-off ends if that is sooner.
+func (p *Pool) nextProbe(s *server) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	due := s.probedAt.Add(p.cfg.HealthInterval)
+	if s.down && s.retryAt.Before(due) {
+		due = s.retryAt
 	}
-	return max(wait, 0)
+	return max(time.Until(due), 0)
 }
 
 func (p *Pool) recheck(s *server) {
+	s.mu.Lock()
+	s.probedAt = time.Now()
+	s.mu.Unlock()
 	err := p.probe(p.ctx, s)
 	switch {
 	case p.ctx.Err() != nil:
@@ -352,25 +376,41 @@ func (p *Pool) recheck(s *server) {
 	}
 }
 
-// probe connects to s and reads the root DSE. Any LDAP answer, even a
-// refusal, shows the server is serving; a TCP accept alone does not (a hung
-// server accepts and never answers).
+// probe does what a session needs of s, within one upstream timeout: connect (and
+// TLS), bind as the service account (when there is one), read the root DSE. Any LDAP
+// answer, even a refusal (a wrong service password is a configuration error, not a
+// dead server), shows the server is serving; a TCP accept alone does not (a hung
+// server accepts and never answers), nor does a bind that is not answered in time.
 func (p *Pool) probe(ctx context.Context, s *server) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
 	lc, err := s.dialLDAP(ctx, p.cfg.Timeout)
 	if err != nil {
 		return err
 	}
 	defer lc.Close()
+	answered := func(stage string, err error) error {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return &stageError{stage: stage, err: fmt.Errorf("no answer within %v", p.cfg.Timeout)}
+		case brokenConn(err, lc):
+			return &stageError{stage: stage, err: err}
+		}
+		return nil
+	}
+	if dn := p.cfg.BindDN; dn != "" {
+		err := withContext(ctx, lc, func() error { return lc.Bind(dn, p.bindPassword()) })
+		if err := answered("health check bind", err); err != nil {
+			return err
+		}
+	}
 	req := ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
 		"(objectClass=*)", []string{"1.1"}, nil)
 	err = withContext(ctx, lc, func() error {
 		_, err := lc.Search(req)
 		return err
 	})
-	if brokenConn(err, lc) {
-		return &stageError{stage: "health check", err: err}
-	}
-	return nil
+	return answered("health check", err)
 }
 
 // preferred reports whether no server ahead of s in the URL list is up, so

@@ -530,7 +530,7 @@ func TestAddressStaysUntilItFails(t *testing.T) {
 	if strings.Join(got, ",") != "192.0.2.2,192.0.2.1,192.0.2.3" {
 		t.Errorf("addresses = %v, want the one that worked first", got)
 	}
-	p := &Pool{cfg: Config{RetryInterval: time.Second}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil), wake: make(chan struct{}, 1)}
+	p := &Pool{cfg: Config{RetryInterval: time.Second, HealthInterval: time.Second}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil)}
 	p.markDown(s, errors.New("test"))
 	if s.addrs != nil {
 		t.Error("a server marked down keeps its resolved addresses; want a new lookup")

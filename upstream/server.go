@@ -21,17 +21,27 @@ type server struct {
 	tls      *tls.Config // ServerName is the URL's host, also when dialing an IP
 	startTLS bool
 
-	mu      sync.Mutex
-	addrs   []string // resolved addresses, the one in use first; nil: resolve on next connect
-	down    bool
-	backoff time.Duration
-	retryAt time.Time // when the checker probes a down server next
+	mu       sync.Mutex
+	addrs    []string // resolved addresses, the one in use first; nil: resolve on next connect
+	down     bool
+	backoff  time.Duration
+	retryAt  time.Time     // when the probe looks at a down server next
+	probedAt time.Time     // when the last probe started
+	wake     chan struct{} // tells the server's probe (Pool.watch) that it was marked down
 }
 
 func newServer(u serverURL, index int, base *tls.Config, startTLS bool) *server {
 	conf := base.Clone()
 	conf.ServerName = u.host
-	return &server{serverURL: u, index: index, tls: conf, startTLS: startTLS && !u.ldaps}
+	return &server{serverURL: u, index: index, tls: conf, startTLS: startTLS && !u.ldaps, wake: make(chan struct{}, 1)}
+}
+
+// poke wakes the server's probe to reconsider when it is due.
+func (s *server) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (s *server) isDown() bool {
