@@ -157,12 +157,27 @@ func filetimeToTime(v any) (any, error) {
 	if !ok {
 		return nil, err
 	}
+	t, err := ParseFileTime(s)
+	if err != nil {
+		return nil, fmt.Errorf("filetime_to_time: %w", err)
+	}
+	if t.IsZero() {
+		return nil, nil
+	}
+	return t, nil
+}
+
+// ParseFileTime reads an Active Directory integer time (100-ns intervals since
+// 1601-01-01 UTC, as in pwdLastSet or accountExpires), in UTC. 0 and the largest
+// int64, AD's ways of saying "never", give the zero time. It is the project's one
+// FILETIME parser: filetime_to_time and the sync's account state read with it.
+func ParseFileTime(s string) (time.Time, error) {
 	ft, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || ft < 0 {
-		return nil, fmt.Errorf("filetime_to_time: %q is not a file time", s)
+		return time.Time{}, fmt.Errorf("%q is not a file time", s)
 	}
 	if ft == 0 || ft == math.MaxInt64 {
-		return nil, nil
+		return time.Time{}, nil
 	}
 	unix := ft - fileTimeEpochOffset
 	return time.Unix(floorDiv(unix, 1e7), floorMod(unix, 1e7)*100).UTC(), nil

@@ -422,6 +422,7 @@ func (r *run) readUsers(ctx context.Context) error {
 	s := r.s
 	attrs := append([]string{"*", s.cfg.UniquenessField}, s.users.Attributes()...)
 	attrs = append(attrs, s.marker...)
+	attrs = append(attrs, accountAttributes...)
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf")
 	}
@@ -444,6 +445,10 @@ func (r *run) readUsers(ctx context.Context) error {
 				u.PasswordMarker = a + ":" + v
 				break
 			}
+		}
+		var err error
+		if u.Account, err = accountState(e); err != nil {
+			s.log.Warn("sync: a user's account state cannot be read; its offline logins are refused", "dn", e.DN, "err", err)
 		}
 		if err := r.w.PutUser(u); err != nil {
 			return err
