@@ -528,10 +528,13 @@ func readOwnPassword(c *ldap.Conn, up *slapdtest.Server, i int) error {
 	return nil
 }
 
-func TestFailoverLostUserSession(t *testing.T) {
+// TestFailoverLostUserSessionWithoutRebind: with upstream.rebind_on_failover off, the
+// proxy keeps no credential, and a session whose upstream connection broke is lost until
+// the client binds again (session_failover_test.go has the default).
+func TestFailoverLostUserSessionWithoutRebind(t *testing.T) {
 	a := slapdtest.New(t, slapdtest.Options{Users: 5})
 	b := slapdtest.New(t, slapdtest.Options{Users: 5})
-	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL}))
+	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL, "upstream": "  rebind_on_failover: false"}))
 	c := dial(t, p.URL)
 	if err := c.Bind(a.UserDN(1), slapdtest.UserPassword(1)); err != nil {
 		t.Fatal(err)

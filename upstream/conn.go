@@ -24,8 +24,9 @@ const (
 	// KindSearch times out only when the server stops sending results, and is retried
 	// like KindCompare when nothing had been delivered yet.
 	KindSearch
-	// KindCompare is retried on a fresh connection when its connection breaks, unless
-	// the session is bound as a user (the bind cannot be replayed: passwords are not kept).
+	// KindCompare is retried on a fresh connection when its connection breaks; a session
+	// bound as a user is bound again there first, with its kept credential, or is lost
+	// without one (Config.RebindOnFailover off).
 	KindCompare
 	// KindExtended is never retried: it may have changed something (a password).
 	KindExtended
@@ -40,19 +41,34 @@ func (k Kind) String() string {
 	return "other"
 }
 
+// pagingHold is how long after a paged search's last page that left a cookie a
+// session stays on its server rather than moving back to the preferred one: servers
+// tie the cookie to the connection. A client that reads on sends its next page within
+// moments; one that never asks for the rest lets the session move after this.
+const pagingHold = 5 * time.Minute
+
 // Conn is one client session's own upstream connection. User binds happen here, never
 // on the service connections, so a user's bind cannot change the identity the proxy
 // searches with. Requests are relayed as LDAP messages (see Forward) and may run
 // concurrently.
+//
+// With Config.RebindOnFailover, a successful simple bind is kept sealed (see
+// sealedCredential) for as long as the session keeps that identity: when the server
+// dies, the session is bound again on the next server and the request retried, and an
+// idle session moves back to the preferred server when that returns. Unbind, Close and
+// any new bind drop it.
 type Conn struct {
 	pool *Pool
 
-	mu     sync.Mutex
-	wc     *wireConn // nil: a new anonymous connection is dialed on next use
-	srv    *server   // the server of the latest connection
-	bound  bool      // wc carries a user's bind
-	lost   bool      // a user-bound wc broke: requests fail until a bind or Unbind
-	closed bool
+	mu       sync.Mutex
+	wc       *wireConn         // nil: a new connection is dialed (and bound again, with cred) on next use
+	srv      *server           // the server of the latest connection
+	bound    bool              // wc carries the session's bind
+	cred     *sealedCredential // the session's bind while it lasts, to bind again elsewhere; nil: none kept
+	lost     bool              // a user-bound wc broke and cannot be bound again: requests fail until a bind or Unbind
+	closed   bool
+	inFlight int       // requests sent on the session and not yet answered
+	pagedAt  time.Time // when a paged search last left a cookie; zero: none outstanding
 }
 
 // Server is the URL (as configured) of the server the session is on, for logs.
@@ -65,11 +81,12 @@ func (c *Conn) Server() string {
 	return c.srv.raw
 }
 
-// Close ends the session's upstream connection.
+// Close ends the session's upstream connection and drops its credential.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	wc := c.wc
 	c.wc, c.closed = nil, true
+	c.dropCredential()
 	c.mu.Unlock()
 	if wc != nil {
 		wc.close()
@@ -77,18 +94,27 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// Unbind forgets the session's identity: the next request runs anonymously. It closes
-// the connection (sending an LDAP unbind) and lets the next request dial a fresh one,
-// rather than sending an anonymous bind: the identity is gone for certain even if the
-// server is unreachable, and Unbind never waits on the network for an answer.
+// Unbind forgets the session's identity, and the credential kept for it: the next
+// request runs anonymously. It closes the connection (sending an LDAP unbind) and lets
+// the next request dial a fresh one, rather than sending an anonymous bind: the identity
+// is gone for certain even if the server is unreachable, and Unbind never waits on the
+// network for an answer.
 func (c *Conn) Unbind() {
 	c.mu.Lock()
 	wc := c.wc
 	c.wc, c.bound, c.lost = nil, false, false
+	c.dropCredential()
+	c.pagedAt = time.Time{}
 	c.mu.Unlock()
 	if wc != nil {
 		wc.close()
 	}
+}
+
+// dropCredential wipes the kept credential; c.mu is held.
+func (c *Conn) dropCredential() {
+	c.cred.wipe()
+	c.cred = nil
 }
 
 // Forward sends one client request and hands every response message to fn as it
@@ -100,36 +126,61 @@ func (c *Conn) Unbind() {
 //
 // When the connection breaks or the server stops answering, the request is retried
 // once on a fresh connection (possibly another server) if kind allows it and nothing
-// reached fn yet. A session bound as a user cannot be moved: the error then wraps
-// ErrConnectionLost until the next bind or Unbind. A successful KindBind makes the
-// session user-bound; any other bind result leaves it anonymous (RFC 4511 §4.2.1).
+// reached fn yet. A session bound as a user is first bound again there with its kept
+// credential; without one (RebindOnFailover off), or when the server refuses it (a
+// password changed meanwhile), the error wraps ErrConnectionLost until the next bind or
+// Unbind. A successful KindBind makes the session user-bound, and keeps its credential;
+// any other bind result leaves it anonymous (RFC 4511 §4.2.1).
 func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error) error {
+	var cred *sealedCredential
+	stay := false // the request continues a paged search: the session must not move
+	switch kind {
+	case KindBind:
+		// A bind starts a new identity: whatever it was, the old credential goes now.
+		c.mu.Lock()
+		c.dropCredential()
+		c.mu.Unlock()
+		if c.pool.cfg.rebindOnFailover() {
+			cred = sealCredential(msg)
+		}
+	case KindSearch:
+		cookie, _ := ldapwire.PagedCookie(msg)
+		stay = len(cookie) > 0
+	}
 	var prior []error
 	var skip, avoid []*server
 	for attempt := 0; ; attempt++ {
-		wc, bound, err := c.session(ctx, kind, skip, avoid, prior)
+		wc, bound, err := c.session(ctx, kind, stay, skip, avoid, prior)
 		if err != nil {
+			cred.wipe()
 			return fmt.Errorf("upstream %s: %w", kind, err)
 		}
 		respond := fn
-		bindOK := false
-		if kind == KindBind {
+		switch kind {
+		case KindBind:
 			respond = func(r ldapwire.Response) error {
 				if r.Final {
-					bindOK = r.Code == ldap.LDAPResultSuccess
+					// Before fn relays the answer: the client's next request must find
+					// the session bound.
+					c.setBound(wc, r.Code == ldap.LDAPResultSuccess, cred)
+				}
+				return fn(r)
+			}
+		case KindSearch:
+			respond = func(r ldapwire.Response) error {
+				if r.Final {
+					c.notePaging(wc, r.Msg)
 				}
 				return fn(r)
 			}
 		}
 		start := time.Now()
-		delivered, err := wc.roundTrip(ctx, msg, respond, c.pool.cfg.Timeout, kind == KindSearch)
+		delivered, err := wc.roundTrip(ctx, msg, respond, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind)
 		c.pool.m.observe(wc.srv.raw, kind.String(), start)
+		c.finished()
 		var ne *netError
 		switch {
 		case err == nil:
-			if kind == KindBind {
-				c.setBound(wc, bindOK)
-			}
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("upstream %s: %w", kind, ctx.Err())
@@ -138,7 +189,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 		}
 		failed := &serverError{server: wc.srv.raw, err: fmt.Errorf("%s: %w", kind, err)}
 		prior = append(prior, failed)
-		c.forget(wc)
+		rebindable := c.forget(wc)
 		// A server that got the request and said nothing is hanging: set it aside so
 		// the retry does not wait on it again. One that closed the connection may be
 		// dying, its port still accepting for a moment, or only restarting: the retry
@@ -152,7 +203,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 			avoid = append(avoid, wc.srv)
 		}
 		switch {
-		case bound && kind != KindBind:
+		case bound && kind != KindBind && !rebindable:
 			return fmt.Errorf("%w: %w", ErrConnectionLost, failed)
 		case kind == KindExtended || delivered:
 			return fmt.Errorf("upstream %s: %w: %w", kind, errBroken, failed)
@@ -168,9 +219,20 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 	}
 }
 
-// session returns the connection for the next request, dialing a new one if the last
-// one was dropped. A bind may always go ahead: it establishes a new identity.
-func (c *Conn) session(ctx context.Context, kind Kind, skip, avoid []*server, prior []error) (*wireConn, bool, error) {
+// session returns the connection for the next request, dialing a new one (and binding
+// it again with the kept credential) if the last one was dropped, and counts the request
+// in flight until finished. A bind may always go ahead: it establishes a new identity.
+// An idle session on a less preferred server moves back to the preferred one first,
+// unless stay says the request continues a paged search.
+func (c *Conn) session(ctx context.Context, kind Kind, stay bool, skip, avoid []*server, prior []error) (*wireConn, bool, error) {
+	// Connections set aside are closed after c.mu is released: closing waits for the
+	// connection's reader, which may be waiting for c.mu to record a response.
+	var stale *wireConn
+	defer func() {
+		if stale != nil {
+			stale.close()
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -184,44 +246,200 @@ func (c *Conn) session(ctx context.Context, kind Kind, skip, avoid []*server, pr
 	}
 	if c.wc != nil && c.wc.broken() {
 		// Closed by the server (idle timeout, restart) between requests.
-		c.wc.close()
-		c.wc = nil
+		stale, c.wc = c.wc, nil
 		if c.bound && kind != KindBind {
-			c.bound, c.lost = false, true
-			return nil, false, ErrConnectionLost
+			c.bound = false
+			if c.cred == nil {
+				c.lost = true
+				return nil, false, ErrConnectionLost
+			}
 		}
 	}
+	if c.wc != nil && c.inFlight == 0 && !c.pool.preferred(c.srv) {
+		stale = c.moveBack(ctx, kind, stay)
+	}
 	if c.wc == nil {
-		nc, srv, err := c.pool.connect(ctx, skip, avoid, prior)
+		wc, bound, err := c.dial(ctx, kind, skip, avoid, prior)
 		if err != nil {
 			c.bound = false
 			return nil, false, err
 		}
-		c.wc, c.srv, c.bound = newWireConn(nc, srv), srv, false
+		c.wc, c.srv, c.bound = wc, wc.srv, bound
 	}
+	c.inFlight++
 	return c.wc, c.bound, nil
 }
 
-func (c *Conn) setBound(wc *wireConn, bound bool) {
+// finished counts a request out of flight.
+func (c *Conn) finished() {
 	c.mu.Lock()
-	if c.wc == wc {
-		c.bound = bound
-	}
+	c.inFlight--
 	c.mu.Unlock()
 }
 
-// forget drops wc from the session if it is still the current one; a user-bound session
-// is then lost until the next bind or Unbind.
-func (c *Conn) forget(wc *wireConn) {
+// dial opens the session's next connection, on the first server that answers, and binds
+// it with the kept credential unless kind is a bind (which brings its own). A server
+// whose connection fails the bind on the network is set aside and the next one tried;
+// one that refuses the credential ends the session's identity: the error then wraps
+// ErrConnectionLost, as if no credential had been kept. c.mu is held.
+func (c *Conn) dial(ctx context.Context, kind Kind, skip, avoid []*server, prior []error) (*wireConn, bool, error) {
+	rebind := kind != KindBind && c.cred != nil
+	for {
+		nc, srv, err := c.pool.connect(ctx, skip, avoid, prior)
+		if err != nil {
+			return nil, false, err
+		}
+		wc := newWireConn(nc, srv)
+		if !rebind {
+			return wc, false, nil
+		}
+		err = c.rebind(ctx, wc)
+		if err == nil {
+			c.pool.log.Debug("upstream session bound again after its connection was lost", "server", srv.raw)
+			return wc, true, nil
+		}
+		wc.close()
+		var refused *refusedError
+		switch {
+		case errors.As(err, &refused):
+			c.dropCredential()
+			c.lost = true
+			return nil, false, fmt.Errorf("%w (binding again on %s was refused: %v)", ErrConnectionLost, srv.raw, refused.err)
+		case ctx.Err() != nil:
+			return nil, false, ctx.Err()
+		}
+		prior = append(prior, &serverError{server: srv.raw, err: fmt.Errorf("bind again: %w", err)})
+		if errors.Is(err, errTimeout) {
+			c.pool.markDown(srv, err)
+		}
+		skip = append(skip, srv)
+	}
+}
+
+// moveBack moves an idle session to a more preferred server that is up again, bound
+// again with its kept credential, and returns the connection it leaves (nil when it
+// stays). A session stays where it is while a paged search has left a cookie there
+// (servers tie cookies to their connection), when it is bound without a kept credential,
+// and when no better server answers now. A server that refuses the credential (a
+// password changed since the bind) is not a reason to drop a connection that still
+// works: the session stays, without the credential, so it will not survive a failover.
+// c.mu is held.
+func (c *Conn) moveBack(ctx context.Context, kind Kind, stay bool) *wireConn {
+	if kind == KindBind {
+		// The identity is about to change anyway: a fresh connection, where new ones go.
+		old := c.wc
+		c.wc, c.bound = nil, false
+		return old
+	}
+	paging := !c.pagedAt.IsZero() && time.Since(c.pagedAt) < pagingHold
+	if stay || paging || c.bound && c.cred == nil {
+		return nil
+	}
+	nc, srv, err := c.pool.connectBefore(ctx, c.srv)
+	if err != nil {
+		return nil
+	}
+	wc := newWireConn(nc, srv)
+	if c.bound {
+		if err := c.rebind(ctx, wc); err != nil {
+			wc.close()
+			if errors.As(err, new(*refusedError)) {
+				c.dropCredential()
+			}
+			return nil
+		}
+	}
+	c.pool.log.Debug("upstream session moved back to a preferred server", "server", srv.raw, "from", c.srv.raw)
+	old := c.wc
+	c.wc, c.srv = wc, srv
+	c.pagedAt = time.Time{}
+	return old
+}
+
+// refusedError is a server's answer other than success to a session's bind again.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+
+// rebind binds wc with the kept credential. The bind request exists in clear only while
+// it is sent. c.mu is held.
+func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
+	msg, err := c.cred.bindRequest()
+	if err != nil {
+		return &refusedError{err: err}
+	}
+	defer clear(msg)
+	var refusal error
+	start := time.Now()
+	_, err = wc.roundTrip(ctx, msg, func(r ldapwire.Response) error {
+		if r.Final {
+			refusal = r.Err()
+		}
+		return nil
+	}, c.pool.cfg.Timeout, false, true)
+	c.pool.m.observe(wc.srv.raw, KindBind.String(), start)
+	switch {
+	case err != nil:
+		return err
+	case refusal != nil:
+		return &refusedError{err: refusal}
+	}
+	return nil
+}
+
+// setBound records a bind's answer on wc: bound (keeping cred, which may be nil) on
+// success, anonymous otherwise.
+func (c *Conn) setBound(wc *wireConn, ok bool, cred *sealedCredential) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wc != wc || !ok {
+		cred.wipe()
+		if c.wc == wc {
+			c.bound = false
+		}
+		return
+	}
+	c.bound = true
+	c.dropCredential()
+	c.cred = cred
+	c.pagedAt = time.Time{}
+}
+
+// notePaging records whether a search's final response on wc left a paged-results
+// cookie, which ties the session to wc's server until the search is read to its end.
+func (c *Conn) notePaging(wc *wireConn, final []byte) {
+	cookie, paged := ldapwire.PagedCookie(final)
+	if !paged {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wc != wc {
+		return
+	}
+	if len(cookie) > 0 {
+		c.pagedAt = time.Now()
+	} else {
+		c.pagedAt = time.Time{}
+	}
+}
+
+// forget drops wc from the session if it is still the current one, and reports whether
+// the session can be bound again elsewhere: a user-bound session without a kept
+// credential is lost until the next bind or Unbind.
+func (c *Conn) forget(wc *wireConn) (rebindable bool) {
 	c.mu.Lock()
 	if c.wc == wc {
 		c.wc = nil
 		if c.bound {
-			c.bound, c.lost = false, true
+			c.bound = false
+			c.lost = c.cred == nil
 		}
 	}
+	rebindable = c.cred != nil
 	c.mu.Unlock()
 	wc.close()
+	return rebindable
 }
 
 // Bind makes a simple bind as dn on the session, with Forward's retry rule, and returns
@@ -234,7 +452,9 @@ func (c *Conn) Bind(ctx context.Context, dn string, password []byte) error {
 		return ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("unauthenticated bind (empty password) refused"))
 	}
 	var result error
-	err := c.Forward(ctx, KindBind, ldapwire.BindRequest(dn, password), func(r ldapwire.Response) error {
+	msg := ldapwire.BindRequest(dn, password)
+	defer clear(msg)
+	err := c.Forward(ctx, KindBind, msg, func(r ldapwire.Response) error {
 		result = r.Err()
 		return nil
 	})

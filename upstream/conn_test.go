@@ -224,9 +224,16 @@ func TestAnonymousSearchRetriesOnAnotherServer(t *testing.T) {
 	})
 }
 
-func TestUserBoundSearchIsNotMoved(t *testing.T) {
+// rebindOff is RebindOnFailover: false, the behaviour before sessions kept their
+// credential.
+func rebindOff() *bool {
+	off := false
+	return &off
+}
+
+func TestUserBoundSearchIsNotMovedWithoutRebind(t *testing.T) {
 	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
-	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: 500 * time.Millisecond})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: 500 * time.Millisecond, RebindOnFailover: rebindOff()})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -261,9 +268,9 @@ func TestUserBoundSearchIsNotMoved(t *testing.T) {
 	}
 }
 
-func TestUserBoundSearchOnHungServerIsLost(t *testing.T) {
+func TestUserBoundSearchOnHungServerIsLostWithoutRebind(t *testing.T) {
 	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
-	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: 500 * time.Millisecond})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: 500 * time.Millisecond, RebindOnFailover: rebindOff()})
 	c, err := p.Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)

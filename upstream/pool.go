@@ -239,6 +239,23 @@ func (p *Pool) connect(ctx context.Context, skip, avoid []*server, prior []error
 	return nil, nil, unavailable(errs)
 }
 
+// connectBefore connects to the first server ahead of s in the URL list that is up, for
+// a session moving back to a preferred server.
+func (p *Pool) connectBefore(ctx context.Context, s *server) (net.Conn, *server, error) {
+	var errs []error
+	for _, o := range p.servers[:s.index] {
+		if o.isDown() {
+			continue
+		}
+		nc, err := p.connectTo(ctx, o)
+		if err == nil {
+			return nc, o, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, nil, unavailable(errs)
+}
+
 // givenUp is the error of a connect whose caller stopped waiting: the
 // context's error, not ErrUnavailable, since no server was found wanting.
 func givenUp(ctx context.Context, errs []error) error {

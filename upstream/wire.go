@@ -161,8 +161,10 @@ func (w *wireConn) broken() bool {
 // roundTrip sends msg under a fresh message ID and waits for its final response, giving
 // each response to fn on the reader goroutine. A search (progressive) times out only
 // when no response has come for timeout; other requests when the final answer takes
-// longer than timeout. delivered reports whether fn saw anything.
-func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, timeout time.Duration, progressive bool) (delivered bool, err error) {
+// longer than timeout. delivered reports whether fn saw anything. A secret request (a
+// bind, with its password) bypasses the write buffer, which would keep a copy, and its
+// copy under the connection's message ID is cleared once sent.
+func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, timeout time.Duration, progressive, secret bool) (delivered bool, err error) {
 	c := &call{fn: fn, done: make(chan error, 1)}
 	c.last.Store(time.Now().UnixNano())
 	w.mu.Lock()
@@ -182,7 +184,15 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 		<-c.done
 		return false, fmt.Errorf("request: %w", err)
 	}
-	if err := w.write(out, timeout); err != nil {
+	write := w.write
+	if secret {
+		write = w.writeDirect
+	}
+	err = write(out, timeout)
+	if secret {
+		clear(out)
+	}
+	if err != nil {
 		w.fail(&netError{fmt.Errorf("send request: %w", err)})
 		return false, <-c.done
 	}
@@ -254,6 +264,18 @@ func (w *wireConn) write(b []byte, timeout time.Duration) error {
 		return err
 	}
 	return w.bw.Flush()
+}
+
+// writeDirect writes b to the connection itself, after whatever is buffered.
+func (w *wireConn) writeDirect(b []byte, timeout time.Duration) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.nc.SetWriteDeadline(time.Now().Add(timeout))
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.nc.Write(b)
+	return err
 }
 
 // close ends the connection politely (unbind, RFC 4511 §4.3), without waiting.
