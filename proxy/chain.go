@@ -21,6 +21,8 @@ type Options struct {
 	// Store is the synced directory: cached searches answer from it, bind names are
 	// resolved through it, and direct mode falls back to it. Nil: none of that.
 	Store *cache.Store
+	// Names says how bind names resolve (names.go: bind.netbios_domain).
+	Names NamesConfig
 	// Served says how the store's objects appear in the served tree.
 	Served ServedOptions
 	// Version is reported in the root DSE.
@@ -84,7 +86,7 @@ func newHandler(o Options, keep passwordKeeper) (*Handler, *writeback) {
 		o.Logger = slog.Default()
 	}
 	log := o.Logger
-	names := &resolver{store: o.Store}
+	names := newResolver(o)
 	acc := newAccess(o.Search.Readers, o.Search.Mode == ModeCached, names, o.Store, o.Clients)
 	var tree *cached
 	if o.Store != nil {

@@ -335,23 +335,28 @@ type WritebackConfig struct {
 	// Enabled writes password changes sent to the proxy to the upstream. Default false:
 	// they are refused with unwillingToPerform.
 	Enabled bool `yaml:"password_writeback"`
-	// ResetIdentities are the bound DNs that may set other users' passwords through the
-	// proxy; the service account then does it for them, so it needs the right to. Compared
-	// as normalised DNs with the DN the client bound as and, for a synced user, its
-	// upstream and served DNs. Default none: users change only their own password.
+	// ResetIdentities are the identities that may set other users' passwords through the
+	// proxy; the service account then does it for them, so it needs the right to. Each is
+	// named in any form a bind name takes — a DN (upstream or served, any spelling), a
+	// user name, UPN, mail address or DOMAIN\user of a synced user — and matches the
+	// client whose bind resolves to the same identity (names.go, identityDN). Default
+	// none: users change only their own password.
 	ResetIdentities []string `yaml:"password_reset_identities"`
 }
 
-// Validate checks that each reset identity is a DN. Errors name the key.
+// Validate checks that each reset identity names someone: not empty, and a DN when it
+// looks like one (holds "="). Errors name the key.
 func (c *WritebackConfig) Validate() error {
 	var errs []error
-	for i, dn := range c.ResetIdentities {
-		if strings.TrimSpace(dn) == "" {
-			errs = append(errs, fmt.Errorf("password_reset_identities[%d]: empty DN", i))
+	for i, name := range c.ResetIdentities {
+		if strings.TrimSpace(name) == "" {
+			errs = append(errs, fmt.Errorf("password_reset_identities[%d]: empty name", i))
 			continue
 		}
-		if _, err := ldap.ParseDN(dn); err != nil {
-			errs = append(errs, fmt.Errorf("password_reset_identities[%d]: %q is not a DN: %w", i, dn, err))
+		if dn := strings.TrimPrefix(name, "dn:"); strings.Contains(dn, "=") {
+			if _, err := ldap.ParseDN(dn); err != nil {
+				errs = append(errs, fmt.Errorf("password_reset_identities[%d]: %q is not a DN: %w", i, name, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

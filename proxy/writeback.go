@@ -78,7 +78,6 @@ type writeback struct {
 	opts WritebackOptions
 	// requireClientTLS refuses changes sent in clear, like binds (listen.require_tls_for_bind).
 	requireClientTLS bool
-	resetters        map[string]bool // normalised DNs
 	pool             *upstream.Pool
 	names            *resolver
 	passwords        passwordKeeper
@@ -100,14 +99,10 @@ func newWriteback(o Options, names *resolver, passwords passwordKeeper) *writeba
 	wb := &writeback{
 		opts:             o.Writeback,
 		requireClientTLS: o.Listen.RequireTLSForBind,
-		resetters:        make(map[string]bool, len(o.Writeback.Config.ResetIdentities)),
 		pool:             o.Upstream,
 		names:            names,
 		passwords:        passwords,
 		log:              o.Logger,
-	}
-	for _, dn := range o.Writeback.Config.ResetIdentities {
-		wb.resetters[directory.NormalizeDN(dn)] = true
 	}
 	return wb
 }
@@ -232,14 +227,14 @@ func (wb *writeback) decide(c changer, named string, upstreamTLS func() (bool, e
 }
 
 // mayReset says whether the client bound as bound may set other users' passwords: the
-// configuration may name it by the DN it bound with, its upstream DN or its served DN.
+// configuration may name it in any form a bind name takes (its upstream or served DN in
+// any spelling, user name, UPN, mail, DOMAIN\user). The entries are resolved at each
+// change, against the store as it is then: a user renamed upstream keeps the right under
+// the names it still has.
 func (wb *writeback) mayReset(bound string) bool {
-	names := []string{bound}
-	if u := wb.names.user(bound); u != nil {
-		names = append(names, u.DN, servedDN(u))
-	}
-	for _, n := range names {
-		if wb.resetters[directory.NormalizeDN(n)] {
+	self := wb.names.identityDN(bound)
+	for _, name := range wb.opts.Config.ResetIdentities {
+		if wb.names.identityDN(name) == self {
 			return true
 		}
 	}

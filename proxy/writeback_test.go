@@ -171,7 +171,8 @@ func TestParsePasswdModify(t *testing.T) {
 }
 
 // testWriteback builds a writeback over a store that knows alice (served under another
-// DN than upstream), bob and the helpdesk account.
+// DN than upstream), bob and the helpdesk account (with a UPN and a mail address), in the
+// NetBIOS domain EXAMPLE.
 func testWriteback(t *testing.T, o WritebackOptions, keep ...passwordKeeper) *writeback {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
@@ -187,7 +188,8 @@ func testWriteback(t *testing.T, o WritebackOptions, keep ...passwordKeeper) *wr
 	for _, u := range []*cache.User{
 		{ID: "1", DN: "uid=alice,ou=people,dc=up", Path: "uid=alice,ou=users,dc=served", Username: "alice", IsActive: true},
 		{ID: "2", DN: "uid=bob,ou=people,dc=up", Username: "bob", IsActive: true},
-		{ID: "3", DN: "uid=helpdesk,ou=people,dc=up", Path: "uid=helpdesk,ou=users,dc=served", Username: "helpdesk", IsActive: true},
+		{ID: "3", DN: "uid=helpdesk,ou=people,dc=up", Path: "uid=helpdesk,ou=users,dc=served", Username: "helpdesk", IsActive: true,
+			Email: "help@example.org", Attributes: map[string]any{cache.UPNAttribute: "Help.Desk@corp.example.com"}},
 	} {
 		if err := s.PutUser(u); err != nil {
 			t.Fatal(err)
@@ -197,7 +199,7 @@ func testWriteback(t *testing.T, o WritebackOptions, keep ...passwordKeeper) *wr
 		t.Fatal(err)
 	}
 	opts := Options{Logger: log, Writeback: o}
-	return newWriteback(opts, &resolver{store: store}, keeperOf(keep))
+	return newWriteback(opts, &resolver{store: store, netbios: "EXAMPLE"}, keeperOf(keep))
 }
 
 func TestDecide(t *testing.T) {
@@ -239,6 +241,17 @@ func TestDecide(t *testing.T) {
 		{name: "listed by served DN, bound by upstream DN", bound: helpdesk, named: bob, resetters: []string{"uid=helpdesk,ou=users,dc=served"}, want: pwTarget{dn: bob, reset: true}},
 		{name: "listed by upstream DN, bound by served DN", bound: "uid=helpdesk,ou=users,dc=served", named: bob, resetters: []string{helpdesk}, want: pwTarget{dn: bob, reset: true}},
 		{name: "someone else listed", bound: alice, named: bob, resetters: []string{helpdesk}, code: ldap.LDAPResultInsufficientAccessRights},
+		// password_reset_identities takes every form of bind name.
+		{name: "listed by user name", bound: helpdesk, named: bob, resetters: []string{"HelpDesk"}, want: pwTarget{dn: bob, reset: true}},
+		{name: "listed by UPN", bound: helpdesk, named: bob, resetters: []string{"help.desk@corp.example.com"}, want: pwTarget{dn: bob, reset: true}},
+		{name: "listed by mail", bound: helpdesk, named: bob, resetters: []string{"help@example.org"}, want: pwTarget{dn: bob, reset: true}},
+		{name: "listed by down-level name", bound: "uid=helpdesk,ou=users,dc=served", named: bob, resetters: []string{`example\helpdesk`}, want: pwTarget{dn: bob, reset: true}},
+		{name: "listed by dn: authzId", bound: helpdesk, named: bob, resetters: []string{"dn:" + helpdesk}, want: pwTarget{dn: bob, reset: true}},
+		{name: "listed in another NetBIOS domain", bound: helpdesk, named: bob, resetters: []string{`OTHER\helpdesk`}, code: ldap.LDAPResultInsufficientAccessRights},
+		{name: "listed by the DNS domain form", bound: helpdesk, named: bob, resetters: []string{`corp.example.com\helpdesk`}, code: ldap.LDAPResultInsufficientAccessRights},
+		{name: "a user name listed, another user bound", bound: alice, named: bob, resetters: []string{"helpdesk"}, code: ldap.LDAPResultInsufficientAccessRights},
+		{name: "reset named by down-level name", bound: helpdesk, named: `EXAMPLE\bob`, resetters: []string{helpdesk}, want: pwTarget{dn: bob, reset: true}},
+		{name: "own password named by UPN", bound: helpdesk, named: "HELP.DESK@corp.example.com", want: pwTarget{dn: helpdesk}},
 		{name: "a listed identity changes its own", bound: helpdesk, resetters: []string{helpdesk}, want: pwTarget{dn: helpdesk}},
 		{name: "reset of a user the store does not know", bound: helpdesk, named: "uid=dave,ou=people,dc=up", resetters: []string{helpdesk}, want: pwTarget{dn: "uid=dave,ou=people,dc=up", reset: true}},
 		{name: "AD: own password over TLS", ad: true, bound: alice, tls: encrypted, want: pwTarget{dn: alice}},
@@ -513,8 +526,9 @@ func TestWritebackConfigValidate(t *testing.T) {
 	}{
 		{WritebackConfig{}, ""},
 		{WritebackConfig{Enabled: true, ResetIdentities: []string{"cn=helpdesk,dc=example,dc=org", "UID=x, DC=y"}}, ""},
-		{WritebackConfig{Enabled: true, ResetIdentities: []string{"cn=ok,dc=x", " "}}, "password_reset_identities[1]: empty DN"},
-		{WritebackConfig{Enabled: true, ResetIdentities: []string{"helpdesk"}}, `password_reset_identities[0]: "helpdesk" is not a DN`},
+		{WritebackConfig{Enabled: true, ResetIdentities: []string{"cn=ok,dc=x", " "}}, "password_reset_identities[1]: empty name"},
+		{WritebackConfig{Enabled: true, ResetIdentities: []string{"helpdesk", `EXAMPLE\helpdesk`, "help.desk@corp.example.com", "dn:cn=helpdesk,dc=x"}}, ""},
+		{WritebackConfig{Enabled: true, ResetIdentities: []string{"cn=helpdesk,example"}}, `password_reset_identities[0]: "cn=helpdesk,example" is not a DN`},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()

@@ -112,6 +112,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Search:          cfg.Search,
 		Upstream:        pool,
 		Store:           store,
+		Names:           cfg.Bind.NamesConfig,
 		Served:          proxy.ServedOptions{BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups},
 		Version:         version,
 		Logger:          log.With("component", "frontend"),

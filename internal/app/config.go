@@ -41,10 +41,11 @@ type Config struct {
 	Writeback proxy.WritebackConfig `yaml:",inline"`
 }
 
-// BindConfig is the `bind:` section: the credential cache's settings (package cache)
-// and cached authentication.
+// BindConfig is the `bind:` section: the credential cache's settings (package cache),
+// how bind names resolve (package proxy) and cached authentication.
 type BindConfig struct {
 	cache.CredentialConfig `yaml:",inline"`
+	proxy.NamesConfig      `yaml:",inline"`
 	// CachedAuthTTL accepts a bind whose DN and password succeeded upstream within this
 	// time without asking the upstream again (cached search mode only), like SSSD's
 	// cached_auth_timeout. Kept in memory only, keyed by an HMAC. Default 0s: off.
@@ -53,7 +54,7 @@ type BindConfig struct {
 
 // Validate checks the bind section.
 func (c *BindConfig) Validate() error {
-	err := c.CredentialConfig.Validate()
+	err := errors.Join(c.CredentialConfig.Validate(), c.NamesConfig.Validate())
 	if c.CachedAuthTTL < 0 {
 		err = errors.Join(err, errors.New("cached_auth_ttl: must not be negative"))
 	}

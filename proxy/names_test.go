@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
+)
+
+// namesStore is a store of synced users whose last sync read the NetBIOS domain netbios.
+func namesStore(t *testing.T, netbios string, users ...*cache.User) *cache.Store {
+	t.Helper()
+	store, err := cache.Open(cache.Config{Path: cache.InMemory}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	w, err := store.BeginSync(cache.KindUsers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	for _, u := range users {
+		if err := w.PutUser(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.SetNetBIOSDomain(netbios)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+func TestResolverForms(t *testing.T) {
+	const (
+		jsmith = "CN=John Smith,OU=Staff,DC=corp,DC=example,DC=com"
+		alice  = "CN=Alice,OU=Staff,DC=corp,DC=example,DC=com"
+	)
+	upn := func(v any) map[string]any { return map[string]any{cache.UPNAttribute: v} }
+	store := namesStore(t, "CORP",
+		&cache.User{ID: "1", DN: jsmith, Username: "jsmith", Email: "john.smith@example.com",
+			Attributes: upn("john.smith@corp.example.com"), IsActive: true},
+		&cache.User{ID: "2", DN: alice, Path: "uid=alice,ou=users,o=served", Username: "alice", Email: "alice@example.com",
+			Attributes: upn("alice@corp.example.com"), IsActive: true},
+		// Two users share a mail address: it names neither.
+		&cache.User{ID: "3", DN: "CN=Bob,OU=Staff,DC=corp,DC=example,DC=com", Username: "bob", Email: "team@example.com", IsActive: true},
+		&cache.User{ID: "4", DN: "CN=Carol,OU=Staff,DC=corp,DC=example,DC=com", Username: "carol", Email: "team@example.com", IsActive: true},
+		// One user's UPN is another's mail: it names neither.
+		&cache.User{ID: "5", DN: "CN=Dave,OU=Staff,DC=corp,DC=example,DC=com", Username: "dave", Email: "dave@example.com",
+			Attributes: upn("erin@example.com"), IsActive: true},
+		&cache.User{ID: "6", DN: "CN=Erin,OU=Staff,DC=corp,DC=example,DC=com", Username: "erin", Email: "erin@example.com", IsActive: true},
+	)
+	tests := []struct {
+		name, bind string
+		want       string // upstream DN; "" nobody
+	}{
+		{"DN", jsmith, jsmith},
+		{"DN in another spelling", "cn=john smith, ou=staff, dc=CORP, dc=example, dc=com", jsmith},
+		{"served DN", "UID=Alice,OU=Users,O=Served", alice},
+		{"user name", "JSmith", jsmith},
+		{"UPN whose local part is not the user name", "John.Smith@Corp.Example.com", jsmith},
+		{"mail", "john.smith@example.com", jsmith},
+		{"down-level name", `CORP\jsmith`, jsmith},
+		{"down-level name in other case", `corp\JSMITH`, jsmith},
+		{"down-level name of another domain", `OTHER\jsmith`, ""},
+		{"DNS domain instead of the NetBIOS one", `corp.example.com\jsmith`, ""},
+		{"down-level name with the UPN", `CORP\john.smith@corp.example.com`, ""},
+		{"down-level name without a user", `CORP\`, ""},
+		{"implicit UPN (user name at the DNS domain)", "jsmith@corp.example.com", ""},
+		{"mail two users share", "team@example.com", ""},
+		{"one user's UPN, another's mail", "erin@example.com", ""},
+		{"the others' own names still resolve", "bob", "CN=Bob,OU=Staff,DC=corp,DC=example,DC=com"},
+		{"unknown", "nobody", ""},
+		{"empty", "", ""},
+	}
+	n := &resolver{store: store}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ""
+			if u := n.user(tt.bind); u != nil {
+				got = u.DN
+			}
+			if got != tt.want {
+				t.Fatalf("user(%q) = %q, want %q", tt.bind, got, tt.want)
+			}
+			// upstreamDN and identityDN say the same, and a name that resolves to
+			// nobody stays itself.
+			wantDN := tt.want
+			if wantDN == "" {
+				wantDN = tt.bind
+			}
+			if dn := n.upstreamDN(tt.bind); dn != wantDN {
+				t.Errorf("upstreamDN(%q) = %q, want %q", tt.bind, dn, wantDN)
+			}
+			if id := n.identityDN(tt.bind); id != directory.NormalizeDN(wantDN) {
+				t.Errorf("identityDN(%q) = %q, want %q", tt.bind, id, directory.NormalizeDN(wantDN))
+			}
+		})
+	}
+	for _, authz := range []string{"dn:" + jsmith, "u:jsmith", `U:CORP\jsmith`} {
+		if dn := n.upstreamDN(authz); dn != jsmith {
+			t.Errorf("upstreamDN(%q) = %q, want %q", authz, dn, jsmith)
+		}
+	}
+	if dn := n.upstreamDN("u:nobody"); dn != "u:nobody" {
+		t.Errorf("an unknown u: authzId became %q; it goes upstream as it came", dn)
+	}
+}
+
+// The configured NetBIOS domain wins over the one the sync read, and stands in for a
+// directory that has none.
+func TestResolverNetBIOSDomain(t *testing.T) {
+	const dn = "uid=jsmith,ou=people,dc=example,dc=org"
+	u := &cache.User{ID: "1", DN: dn, Username: "jsmith", IsActive: true}
+	tests := []struct {
+		name            string
+		synced, config  string
+		resolves, fails []string
+	}{
+		{"read from the upstream", "CORP", "", []string{`CORP\jsmith`, `Corp\jsmith`}, []string{`EXAMPLE\jsmith`}},
+		{"configured, the upstream has none", "", "EXAMPLE", []string{`EXAMPLE\jsmith`, `example\JSmith`}, []string{`CORP\jsmith`}},
+		{"configured wins", "CORP", "EXAMPLE", []string{`EXAMPLE\jsmith`}, []string{`CORP\jsmith`}},
+		{"neither", "", "", nil, []string{`\jsmith`, `EXAMPLE\jsmith`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newResolver(Options{Store: namesStore(t, tt.synced, u), Names: NamesConfig{NetBIOSDomain: tt.config}})
+			for _, name := range tt.resolves {
+				if got := n.user(name); got == nil || got.DN != dn {
+					t.Errorf("%q resolves to %+v, want %s", name, got, dn)
+				}
+			}
+			for _, name := range tt.fails {
+				if got := n.user(name); got != nil {
+					t.Errorf("%q resolves to %s, want nobody", name, got.DN)
+				}
+			}
+		})
+	}
+}
+
+func TestNamesConfigValidate(t *testing.T) {
+	for _, tt := range []struct {
+		domain string
+		ok     bool
+	}{
+		{"", true},
+		{"EXAMPLE", true},
+		{"corp-01", true},
+		{"ABCDEFGHIJKLMNO", true},
+		{"ABCDEFGHIJKLMNOP", false},
+		{"example.com", false},
+		{`EXAMPLE\`, false},
+		{" EXAMPLE", false},
+		{"EX:AMPLE", false},
+	} {
+		c := NamesConfig{NetBIOSDomain: tt.domain}
+		if err := c.Validate(); (err == nil) != tt.ok {
+			t.Errorf("netbios_domain %q: %v, want ok %v", tt.domain, err, tt.ok)
+		}
+	}
+}
