@@ -87,18 +87,20 @@ func TestMetricsAndHealth(t *testing.T) {
 }
 
 // TestNoPasswordInLogs binds with marked passwords, right and wrong, through every
-// path, with the log at debug level, and looks for the marks in the log.
+// path (a session bound again on the second server after the first one died included),
+// with the log at debug level, and looks for the marks in the log.
 func TestNoPasswordInLogs(t *testing.T) {
 	const mark = "Zq7-secret-mark"
-	up := withSlapd(t, slapdtest.Options{Users: 3, Groups: 1, ExtraLDIF: `
+	opts := slapdtest.Options{Users: 3, Groups: 1, ExtraLDIF: `
 dn: uid=marked,ou=people,dc=example,dc=org
 objectClass: inetOrgPerson
 uid: marked
 cn: marked
 sn: marked
 userPassword: ` + mark + `
-`})
-	p := startProxy(t, config(up, nil))
+`}
+	up, second := withSlapd(t, opts), withSlapd(t, opts)
+	p := startProxy(t, config(up, map[string]string{"urls": up.URL + "," + second.URL}))
 	dn := "uid=marked,ou=people," + up.Suffix
 	c := dial(t, p.URL)
 	if err := c.Bind(dn, mark); err != nil {
@@ -109,7 +111,21 @@ userPassword: ` + mark + `
 	}
 	tool(t, nil, "ldapwhoami", "-x", "-H", p.URL, "-D", dn, "-w", mark)
 	tool(t, nil, "ldapsearch", "-x", "-H", p.URL, "-D", dn, "-w", mark+"-x", "-b", up.Suffix, "(uid=marked)")
-	up.Stop()
+	// A session that keeps its credential for failover, bound again on the second server.
+	kept := dial(t, p.URL)
+	if err := kept.Bind(dn, mark); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kept.Search(ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=marked)", nil, nil)); err != nil {
+		t.Fatalf("search after the failover: %v", err)
+	}
+	if !strings.Contains(p.logs.String(), "upstream session bound again") {
+		t.Fatal("the session was not bound again on the second server; the test would prove nothing for that path")
+	}
+	second.Stop()
 	c2 := dial(t, p.URL)
 	if err := c2.Bind(dn, mark); resultCode(err) != ldap.LDAPResultUnavailable {
 		t.Fatalf("bind with the upstream down: %v, want unavailable", err)

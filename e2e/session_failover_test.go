@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+// The probes run every healthInterval in these tests (upstream.health_interval); a
+// change must show within one interval, plus the probe and a busy machine's delays.
+const (
+	healthInterval = 200 * time.Millisecond
+	healthSlack    = 1300 * time.Millisecond
+)
+
+// healthConfig is the upstream section's extra lines for fast probes.
+var healthConfig = fmt.Sprintf("  health_interval: %v", healthInterval)
+
+// available reads ldapproxy_upstream_available.
+func available(t testing.TB, p *proxy) (float64, bool) {
+	t.Helper()
+	for line := range strings.Lines(p.scrape(t)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ldapproxy_upstream_available "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// upstreamSearches is how many searches the proxy has sent to the server with the
+// configured URL.
+func upstreamSearches(t testing.TB, p *proxy, url string) float64 {
+	t.Helper()
+	v, _ := metricValue(p.scrape(t), "ldapproxy_upstream_request_duration_seconds_count", fmt.Sprintf("op=\"search\",server=%q", url))
+	return v
+}
+
+func TestHealthWithoutTraffic(t *testing.T) {
+	a := slapdtest.New(t, slapdtest.Options{Users: 5})
+	b := slapdtest.New(t, slapdtest.Options{Users: 5})
+	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL, "upstream": healthConfig}))
+	waitUp(t, p, a.URL, 1, 5*time.Second)
+	if v, ok := available(t, p); !ok || v != 1 {
+		t.Fatalf("ldapproxy_upstream_available = %v, %v at start; want 1", v, ok)
+	}
+
+	// No client sends anything from here on.
+	killed := time.Now()
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, p, a.URL, 0, healthInterval+healthSlack)
+	t.Logf("killed server down in the metrics after %v", time.Since(killed).Round(time.Millisecond))
+	if v, _ := available(t, p); v != 1 {
+		t.Errorf("ldapproxy_upstream_available = %v with one server up, want 1", v)
+	}
+
+	// Hung: the kernel accepts, slapd answers nothing. It goes down and stays down.
+	pauseUntilHung(t, b)
+	waitUp(t, p, b.URL, 0, healthInterval+3*time.Second+healthSlack) // a probe waits up to the upstream timeout (3s)
+	eventually(t, healthSlack, "ldapproxy_upstream_available 0", func() bool {
+		v, ok := available(t, p)
+		return ok && v == 0
+	})
+	if code, _ := p.get(t, "/readyz"); code != 503 {
+		t.Errorf("/readyz = %d with every upstream gone, want 503", code)
+	}
+	if !strings.Contains(p.logs.String(), "all upstream servers unreachable") {
+		t.Error("no log line says that every upstream is unreachable")
+	}
+	for deadline := time.Now().Add(10 * healthInterval); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if v, _ := upstreamUp(t, p, b.URL); v != 0 {
+			t.Fatal("the hung server flapped up")
+		}
+	}
+
+	if err := b.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, p, b.URL, 1, healthInterval+healthSlack)
+	if v, _ := available(t, p); v != 1 {
+		t.Errorf("ldapproxy_upstream_available = %v with a server back, want 1", v)
+	}
+	if code, _ := p.get(t, "/readyz"); code != 200 {
+		t.Errorf("/readyz = %d with a server back, want 200", code)
+	}
+	if !strings.Contains(p.logs.String(), "upstream available again") {
+		t.Error("no log line says that an upstream is available again")
+	}
+}
+
+func TestFailoverUserSessionIsBoundAgain(t *testing.T) {
+	a := slapdtest.New(t, slapdtest.Options{Users: 5})
+	b := slapdtest.New(t, slapdtest.Options{Users: 5})
+	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL, "upstream": healthConfig}))
+
+	// Bound once; afterwards the client only searches, as pooled application
+	// connections do. Reading its own userPassword proves the upstream identity: slapd
+	// shows it to the user alone.
+	c := dial(t, p.URL)
+	if err := c.Bind(a.UserDN(1), slapdtest.UserPassword(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := readOwnPassword(c, a, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("server killed", func(t *testing.T) {
+		if err := a.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := readOwnPassword(c, a, 1); err != nil {
+				t.Fatalf("search %d after the server was killed: %v; want the same identity on the other server", i, err)
+			}
+		}
+		// A request is counted once its answer has been relayed: wait for the last.
+		eventually(t, 2*time.Second, fmt.Sprintf("3 searches counted on %s", b.URL), func() bool {
+			return upstreamSearches(t, p, b.URL) == 3
+		})
+	})
+
+	t.Run("idle session moves back", func(t *testing.T) {
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, p, a.URL, 1, healthInterval+healthSlack)
+		onA := upstreamSearches(t, p, a.URL)
+		if err := readOwnPassword(c, a, 1); err != nil {
+			t.Fatalf("search after the preferred server came back: %v", err)
+		}
+		eventually(t, 2*time.Second, fmt.Sprintf("the search counted on %s, the preferred server", a.URL), func() bool {
+			return upstreamSearches(t, p, a.URL)-onA == 1
+		})
+	})
+
+	t.Run("password changed meanwhile", func(t *testing.T) {
+		// The password changes on the server the session will fail over to: binding
+		// again there is refused, and the session is lost as before, never anonymous.
+		admin := b.Conn(t)
+		if err := admin.Bind(b.AdminDN, b.AdminPassword); err != nil {
+			t.Fatal(err)
+		}
+		mod := ldap.NewModifyRequest(b.UserDN(1), nil)
+		mod.Replace("userPassword", []string{"changed-password"})
+		if err := admin.Modify(mod); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			err := readOwnPassword(c, a, 1)
+			if resultCode(err) != ldap.LDAPResultUnavailable || !strings.Contains(err.Error(), "bind again") {
+				t.Fatalf("search after the password changed: %v; want unavailable (52) saying to bind again", err)
+			}
+		}
+		if err := c.Bind(b.UserDN(1), "changed-password"); err != nil {
+			t.Fatal(err)
+		}
+		if err := readOwnPassword(c, b, 1); err != nil {
+			t.Fatalf("search after binding with the new password: %v", err)
+		}
+	})
+}
+
+// TestFailoverBoundSessionsUnderLoad measures what issue 9 asks of direct mode: 16
+// client connections that each bound once as a user search without pause, and the
+// server they are on is killed (kill -9). At most 0.1% of the searches may fail (before
+// sessions kept their credential, about 75% did: every search after the kill).
+func TestFailoverBoundSessionsUnderLoad(t *testing.T) {
+	const (
+		sessions = 16
+		after    = 3 * time.Second // the load runs this long after the kill
+		minOps   = 500             // after the kill, or the ratio says little
+	)
+	a := slapdtest.New(t, slapdtest.Options{Users: sessions})
+	b := slapdtest.New(t, slapdtest.Options{Users: sessions})
+	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL}))
+
+	var ok, okAfter, failed atomic.Int64
+	var killed atomic.Bool
+	var mu sync.Mutex
+	var errs []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 1; i <= sessions; i++ {
+		c, err := ldap.DialURL(p.URL, ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetTimeout(10 * time.Second)
+		if err := c.Bind(a.UserDN(i), slapdtest.UserPassword(i)); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Never binds again: a failure stays a failure, as for a pooled
+				// application connection that bound once.
+				if err := searchSelf(c, a, i); err != nil {
+					failed.Add(1)
+					mu.Lock()
+					if len(errs) < 10 {
+						errs = append(errs, err.Error())
+					}
+					mu.Unlock()
+					continue
+				}
+				ok.Add(1)
+				if killed.Load() {
+					okAfter.Add(1)
+				}
+			}
+		})
+	}
+	stopLoad := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer stopLoad()
+
+	eventually(t, 10*time.Second, "the load to get going", func() bool { return ok.Load() >= 200 })
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed.Store(true)
+	time.Sleep(after)
+	stopLoad()
+
+	total := ok.Load() + failed.Load()
+	t.Logf("%d sessions, %d searches: %d failed (%.3f%%), %d succeeded after the kill (in %v)",
+		sessions, total, failed.Load(), 100*float64(failed.Load())/float64(total), okAfter.Load(), after)
+	for _, e := range errs {
+		t.Logf("failure: %s", e)
+	}
+	if okAfter.Load() < minOps {
+		t.Errorf("only %d searches succeeded after the kill, want at least %d", okAfter.Load(), minOps)
+	}
+	if failed.Load()*1000 > total {
+		t.Errorf("%d of %d searches failed (%.3f%%); want at most 0.1%%", failed.Load(), total, 100*float64(failed.Load())/float64(total))
+	}
+}
