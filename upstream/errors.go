@@ -17,9 +17,10 @@ var (
 	// offline login) instead of reporting a failure.
 	ErrUnavailable = errors.New("no upstream server reachable")
 
-	// ErrConnectionLost is wrapped when a connection bound as a user broke:
-	// the bind cannot be replayed because the password is never kept, so
-	// the client has to bind again.
+	// ErrConnectionLost is wrapped when a connection bound as a user broke
+	// and the session cannot be bound again elsewhere: no credential is kept
+	// (Config.RebindOnFailover off), or the server refused it (the password
+	// changed). The client has to bind again.
 	ErrConnectionLost = errors.New("upstream connection lost; bind again")
 
 	// ErrClosed is returned after Pool.Close or Conn.Close.
