@@ -87,6 +87,54 @@ func TestUserByLoginName(t *testing.T) {
 			t.Errorf("%q resolved to %+v, %v; want user %d", tt.name, u, ok, tt.want)
 		}
 	}
+	// With the DNS domain known, AD's implicit UPN (user name@DNS domain) finds the user
+	// too, unless the name is someone else's: a UPN, mail or user name of another user.
+	w, err := s.BeginSync(KindUsers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range []*User{
+		loginUser(1, "jsmith", "john.smith@example.org", "John.Smith@corp.example.com"),
+		loginUser(2, "alice", "alice@example.org", "alice@example.org"),
+		loginUser(3, "bob", "bob@corp.example.com"),
+		loginUser(4, "carol", "bob.other@example.org", "carol@corp.example.com"),
+	} {
+		if err := w.PutUser(u); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	w.SetDomain(Domain{NetBIOS: "CORP", DNS: "Corp.Example.com"})
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	sn = s.Snapshot()
+	for _, tt := range []struct {
+		name string
+		want int
+	}{
+		{"jsmith@corp.example.com", 1},
+		{"JSmith@CORP.EXAMPLE.COM", 1},
+		{"john.smith@corp.example.com", 1},
+		{"bob@corp.example.com", 3},   // bob's mail and implicit UPN: one user
+		{"carol@corp.example.com", 4}, // carol's UPN and implicit UPN: one user
+		{"alice@corp.example.com", 2},
+		{"alice@other.example.com", 0},
+		{"@corp.example.com", 0},
+	} {
+		u, ok := sn.UserByLoginName(tt.name)
+		switch {
+		case tt.want == 0 && ok:
+			t.Errorf("%q resolved to %s, want nobody", tt.name, u.Username)
+		case tt.want != 0 && (!ok || u.ID != userID(tt.want)):
+			t.Errorf("%q resolved to %+v, %v; want user %d", tt.name, u, ok, tt.want)
+		}
+	}
+	putUsers(t, s, loginUser(1, "jsmith", "john.smith@example.org", "jsmith@corp.example.com"),
+		loginUser(5, "j", "jsmith@corp.example.com"))
+	if u, ok := s.Snapshot().UserByLoginName("jsmith@corp.example.com"); ok {
+		t.Errorf("one user's implicit UPN and UPN, another's mail: resolved to %s, want nobody", u.Username)
+	}
+
 	// The UPN index follows the attribute: a user whose UPN changes is found by the new one.
 	putUsers(t, s, loginUser(1, "jsmith", "john.smith@example.org", "js@corp.example.com"))
 	if _, ok := s.Snapshot().UserByLoginName("john.smith@corp.example.com"); ok {
@@ -97,11 +145,11 @@ func TestUserByLoginName(t *testing.T) {
 	}
 }
 
-func TestNetBIOSDomain(t *testing.T) {
+func TestDomain(t *testing.T) {
 	dir := t.TempDir()
 	s := openDir(t, dir)
-	if got := s.Snapshot().NetBIOSDomain(); got != "" {
-		t.Fatalf("empty store: %q", got)
+	if got := s.Snapshot().Domain(); got != (Domain{}) {
+		t.Fatalf("empty store: %+v", got)
 	}
 	commit := func(set func(*Sync)) {
 		t.Helper()
@@ -120,25 +168,26 @@ func TestNetBIOSDomain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	commit(func(w *Sync) { w.SetNetBIOSDomain("EXAMPLE") })
+	example := Domain{NetBIOS: "EXAMPLE", DNS: "example.com"}
+	commit(func(w *Sync) { w.SetDomain(example) })
 	before := s.Snapshot()
-	if got := before.NetBIOSDomain(); got != "EXAMPLE" {
-		t.Fatalf("after a sync that read it: %q", got)
+	if got := before.Domain(); got != example {
+		t.Fatalf("after a sync that read it: %+v", got)
 	}
 	// A run that could not read it keeps the stored name.
 	commit(nil)
-	if got := s.Snapshot().NetBIOSDomain(); got != "EXAMPLE" {
-		t.Fatalf("after a sync that did not read it: %q", got)
+	if got := s.Snapshot().Domain(); got != example {
+		t.Fatalf("after a sync that did not read it: %+v", got)
 	}
 	// An aborted run changes nothing.
 	w, err := s.BeginSync(KindUsers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.SetNetBIOSDomain("OTHER")
+	w.SetDomain(Domain{NetBIOS: "OTHER"})
 	w.Abort()
-	if got := s.Snapshot().NetBIOSDomain(); got != "EXAMPLE" {
-		t.Fatalf("after an aborted sync: %q", got)
+	if got := s.Snapshot().Domain(); got != example {
+		t.Fatalf("after an aborted sync: %+v", got)
 	}
 	// It survives a restart: down-level names resolve before any upstream answers.
 	if err := s.Close(); err != nil {
@@ -146,15 +195,15 @@ func TestNetBIOSDomain(t *testing.T) {
 	}
 	s = openDir(t, dir)
 	defer func() { s.Close() }()
-	if got := s.Snapshot().NetBIOSDomain(); got != "EXAMPLE" {
-		t.Fatalf("after reopening: %q", got)
+	if got := s.Snapshot().Domain(); got != example {
+		t.Fatalf("after reopening: %+v", got)
 	}
-	if got := before.NetBIOSDomain(); got != "EXAMPLE" {
-		t.Fatalf("an older snapshot changed: %q", got)
+	if got := before.Domain(); got != example {
+		t.Fatalf("an older snapshot changed: %+v", got)
 	}
 	// A directory without one (the upstream now says so) clears it.
-	commit(func(w *Sync) { w.SetNetBIOSDomain("") })
-	if got := s.Snapshot().NetBIOSDomain(); got != "" {
-		t.Fatalf("after a sync that found none: %q", got)
+	commit(func(w *Sync) { w.SetDomain(Domain{}) })
+	if got := s.Snapshot().Domain(); got != (Domain{}) {
+		t.Fatalf("after a sync that found none: %+v", got)
 	}
 }

@@ -33,9 +33,8 @@ type Snapshot struct {
 
 	members map[string]*memberList // by group ID
 
-	// netbios is the upstream's NetBIOS domain name as the last sync that read it found
-	// it ("" for a directory that has none).
-	netbios string
+	// domain is the upstream's domain as the last sync that read it found it.
+	domain Domain
 }
 
 // userRec is a user as the store holds it. The keys are slices of val when
@@ -266,15 +265,27 @@ func (sn *Snapshot) UserByUsername(name string) (*User, bool) {
 }
 
 // UserByLoginName returns the one user whose user name, UPN (the UPNAttribute's values)
-// or mail is name, compared without regard to case. A name that stands for more than
-// one user finds none, whether two users share it in one of these fields (two users
-// with one mail address) or in different ones (one's user name, another's mail): a bind
-// name must never be given to a user picked among several.
+// or mail is name, or whose implicit UPN it is (user name@the Domain's DNS name, as
+// Active Directory takes it whatever the user's userPrincipalName), compared without
+// regard to case. A name that stands for more than one user finds none, whether two
+// users share it in one of these fields (two users with one mail address) or in
+// different ones (one's user name, another's mail): a bind name must never be given to
+// a user picked among several.
 func (sn *Snapshot) UserByLoginName(name string) (*User, bool) {
 	key := strings.ToLower(name)
+	implicit := "" // the user name of an implicit UPN
+	if local, domain, ok := strings.Cut(key, "@"); ok && local != "" && sn.domain.DNS != "" && domain == strings.ToLower(sn.domain.DNS) {
+		implicit = local
+	}
 	var found *userRec
-	for _, index := range [...]map[string]*userRec{sn.usersByName, sn.usersByUPN, sn.usersByMail} {
-		r, ok := index[key]
+	for _, l := range [...]struct {
+		index map[string]*userRec
+		key   string
+	}{{sn.usersByName, key}, {sn.usersByUPN, key}, {sn.usersByMail, key}, {sn.usersByName, implicit}} {
+		if l.key == "" {
+			continue
+		}
+		r, ok := l.index[l.key]
 		switch {
 		case !ok:
 			continue
@@ -286,10 +297,9 @@ func (sn *Snapshot) UserByLoginName(name string) (*User, bool) {
 	return userOf(found)
 }
 
-// NetBIOSDomain returns the upstream's NetBIOS domain name (Active Directory's
-// down-level domain, as in EXAMPLE\alice) as the last sync that read it stored it;
-// "" when the directory has none or no sync read it.
-func (sn *Snapshot) NetBIOSDomain() string { return sn.netbios }
+// Domain returns the upstream's domain names as the last sync that read them stored
+// them; the zero Domain when the directory has none or no sync read them.
+func (sn *Snapshot) Domain() Domain { return sn.domain }
 
 func userOf(r *userRec) (*User, bool) {
 	if r == nil {

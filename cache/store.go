@@ -28,7 +28,7 @@ const (
 	prefixStatus  = "s/" // + kind: Status as JSON
 	keyGeneration = "m/generation"
 	keyFormat     = "m/format"  // storeFormat, so that a future layout is not misread
-	keyNetBIOS    = "m/netbios" // the upstream's NetBIOS domain name, see Sync.SetNetBIOSDomain
+	keyDomain     = "m/domain" // the upstream's Domain as JSON, see Sync.SetDomain
 	storeFormat   = 1
 )
 
@@ -232,7 +232,7 @@ func statusList(m map[string]Status) []Status {
 func (s *Store) load() error {
 	var (
 		gen     uint64
-		netbios string
+		domain  Domain
 		stale   [][]byte
 	)
 	users := map[string]*userRec{}
@@ -245,7 +245,7 @@ func (s *Store) load() error {
 		if gen, err = readGeneration(txn); err != nil {
 			return err
 		}
-		if netbios, err = readString(txn, keyNetBIOS); err != nil {
+		if domain, err = readDomain(txn); err != nil {
 			return err
 		}
 		stale = s.loadObjects(txn, prefixUsers, gen, stale, func(id string, val []byte, kgen uint64) error {
@@ -289,7 +289,7 @@ func (s *Store) load() error {
 		return err
 	}
 	sn := newSnapshot(gen, users, groups, s.normDN)
-	sn.netbios = netbios
+	sn.domain = domain
 	s.snap.Store(sn)
 	return nil
 }
@@ -334,17 +334,21 @@ func checkFormat(txn *badger.Txn) error {
 	})
 }
 
-// readString reads a single-key string record; a missing key is "".
-func readString(txn *badger.Txn, key string) (string, error) {
-	item, err := txn.Get([]byte(key))
+// readDomain reads the stored Domain; none stored is the zero one.
+func readDomain(txn *badger.Txn) (Domain, error) {
+	var d Domain
+	item, err := txn.Get([]byte(keyDomain))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", nil
+		return d, nil
 	}
 	if err != nil {
-		return "", err
+		return d, err
 	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &d) })
+	if err != nil {
+		return d, fmt.Errorf("domain record: %w", err)
+	}
+	return d, nil
 }
 
 func readGeneration(txn *badger.Txn) (uint64, error) {

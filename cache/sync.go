@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -39,8 +40,8 @@ type Sync struct {
 	markers  [][]byte
 	status   map[string]*Status
 	counts   map[string]*counts
-	// netbios is what SetNetBIOSDomain gave; nil: the run keeps the stored one.
-	netbios *string
+	// domain is what SetDomain gave; nil: the run keeps the stored one.
+	domain *Domain
 }
 
 // counts is what a run changed of one kind.
@@ -259,15 +260,15 @@ func (w *Sync) SetStatus(st Status) {
 	w.s.mu.Unlock()
 }
 
-// SetNetBIOSDomain records the upstream's NetBIOS domain name (Active Directory's
-// nETBIOSName of the domain; "" for a directory that has none), which Commit stores
-// with the generation: it survives restarts, so that down-level bind names
-// (DOMAIN\user) resolve while no upstream answers. A run that does not call it keeps
-// the name stored before (a run that could not read it).
-func (w *Sync) SetNetBIOSDomain(name string) {
+// SetDomain records the upstream's domain names (the zero Domain for a directory that
+// has none), which Commit stores with the generation: they survive restarts, so that
+// down-level (EXAMPLE\alice) and implicit-UPN (alice@example.com) bind names resolve
+// while no upstream answers. A run that does not call it keeps what was stored before
+// (a run that could not read them).
+func (w *Sync) SetDomain(d Domain) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.netbios = &name
+	w.domain = &d
 }
 
 // Commit applies the run: objects Put and changed are written, objects of
@@ -331,9 +332,9 @@ func (w *Sync) commit() error {
 	}
 
 	next := w.base.derive(w.gen, changed(w.users, w.counts[KindUsers]), changed(w.groups, w.counts[KindGroups]))
-	setNetBIOS := w.netbios != nil && *w.netbios != w.base.netbios
-	if setNetBIOS {
-		next.netbios = *w.netbios
+	setDomain := w.domain != nil && *w.domain != w.base.domain
+	if setDomain {
+		next.domain = *w.domain
 	}
 	w.finishStatus(ResultSuccess)
 	statuses := w.statusList()
@@ -342,11 +343,15 @@ func (w *Sync) commit() error {
 			return err
 		}
 		s.written.Add(int64(len(keyGeneration) + 8))
-		if setNetBIOS {
-			if err := txn.Set([]byte(keyNetBIOS), []byte(next.netbios)); err != nil {
+		if setDomain {
+			v, err := json.Marshal(next.domain)
+			if err != nil {
 				return err
 			}
-			s.written.Add(int64(len(keyNetBIOS) + len(next.netbios)))
+			if err := txn.Set([]byte(keyDomain), v); err != nil {
+				return err
+			}
+			s.written.Add(int64(len(keyDomain) + len(v)))
 		}
 		return s.saveStatus(txn, statuses)
 	})

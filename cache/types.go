@@ -25,6 +25,17 @@ const MaxStatusErrors = 20
 // it (Snapshot.UserByLoginName); a list of values counts each of them.
 const UPNAttribute = "upn"
 
+// Domain names the upstream's Active Directory domain, as a sync read it from the
+// domain's crossRef object. The zero Domain: a directory that has none (OpenLDAP,
+// FreeIPA), or none read yet.
+type Domain struct {
+	// NetBIOS is the domain's down-level name (nETBIOSName): EXAMPLE in EXAMPLE\alice.
+	NetBIOS string `json:"netbios,omitempty"`
+	// DNS is the domain's DNS name (dnsRoot): example.com in alice@example.com, the
+	// implicit UPN AD accepts whatever the user's userPrincipalName.
+	DNS string `json:"dns,omitempty"`
+}
+
 // User is a synced user, as mapped from its upstream entry. Objects returned
 // by a Snapshot are shared by every reader and must not be modified.
 type User struct {

@@ -52,9 +52,10 @@ func (c *NamesConfig) Validate() error {
 //     (bind.netbios_domain, else what the sync read from the upstream) and user the
 //     user name; any other domain, a DNS one included, resolves to nobody;
 //   - a user name, the user's UPN (each value of attributes.upn: AD's userPrincipalName,
-//     whatever its local part; FreeIPA's krbPrincipalName) or its mail address, without
-//     regard to case. A name that stands for two users, in one of these or across them,
-//     resolves to nobody.
+//     whatever its local part; FreeIPA's krbPrincipalName), its mail address, or AD's
+//     implicit UPN (user name@the DNS domain the sync read), without regard to case. A
+//     name that stands for two users, in one of these or across them, resolves to
+//     nobody.
 //
 // A name that resolves to nobody goes upstream as it came, and the upstream decides.
 type resolver struct {
@@ -103,7 +104,7 @@ func (n *resolver) netbiosDomain(sn *cache.Snapshot) string {
 	if n.netbios != "" {
 		return n.netbios
 	}
-	return sn.NetBIOSDomain()
+	return sn.Domain().NetBIOS
 }
 
 // upstreamDN is the DN the upstream knows a user by: name may be an authzId ("dn:..."

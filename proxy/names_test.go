@@ -8,8 +8,8 @@ import (
 	"github.com/ldapproxy/ldapproxy/directory"
 )
 
-// namesStore is a store of synced users whose last sync read the NetBIOS domain netbios.
-func namesStore(t *testing.T, netbios string, users ...*cache.User) *cache.Store {
+// namesStore is a store of synced users whose last sync read the domain names d.
+func namesStore(t *testing.T, d cache.Domain, users ...*cache.User) *cache.Store {
 	t.Helper()
 	store, err := cache.Open(cache.Config{Path: cache.InMemory}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
 	if err != nil {
@@ -26,7 +26,7 @@ func namesStore(t *testing.T, netbios string, users ...*cache.User) *cache.Store
 			t.Fatal(err)
 		}
 	}
-	w.SetNetBIOSDomain(netbios)
+	w.SetDomain(d)
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestResolverForms(t *testing.T) {
 		alice  = "CN=Alice,OU=Staff,DC=corp,DC=example,DC=com"
 	)
 	upn := func(v any) map[string]any { return map[string]any{cache.UPNAttribute: v} }
-	store := namesStore(t, "CORP",
+	store := namesStore(t, cache.Domain{NetBIOS: "CORP", DNS: "corp.example.com"},
 		&cache.User{ID: "1", DN: jsmith, Username: "jsmith", Email: "john.smith@example.com",
 			Attributes: upn("john.smith@corp.example.com"), IsActive: true},
 		&cache.User{ID: "2", DN: alice, Path: "uid=alice,ou=users,o=served", Username: "alice", Email: "alice@example.com",
@@ -68,7 +68,8 @@ func TestResolverForms(t *testing.T) {
 		{"DNS domain instead of the NetBIOS one", `corp.example.com\jsmith`, ""},
 		{"down-level name with the UPN", `CORP\john.smith@corp.example.com`, ""},
 		{"down-level name without a user", `CORP\`, ""},
-		{"implicit UPN (user name at the DNS domain)", "jsmith@corp.example.com", ""},
+		{"implicit UPN (user name at the DNS domain)", "JSmith@corp.example.com", jsmith},
+		{"user name at another domain", "jsmith@example.com", ""},
 		{"mail two users share", "team@example.com", ""},
 		{"one user's UPN, another's mail", "erin@example.com", ""},
 		{"the others' own names still resolve", "bob", "CN=Bob,OU=Staff,DC=corp,DC=example,DC=com"},
@@ -126,7 +127,7 @@ func TestResolverNetBIOSDomain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := newResolver(Options{Store: namesStore(t, tt.synced, u), Names: NamesConfig{NetBIOSDomain: tt.config}})
+			n := newResolver(Options{Store: namesStore(t, cache.Domain{NetBIOS: tt.synced}, u), Names: NamesConfig{NetBIOSDomain: tt.config}})
 			for _, name := range tt.resolves {
 				if got := n.user(name); got == nil || got.DN != dn {
 					t.Errorf("%q resolves to %+v, want %s", name, got, dn)

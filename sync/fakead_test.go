@@ -27,8 +27,8 @@ import (
 // user0001, userPrincipalName User.0001@corp.example.com, a 16-byte objectGUID), the
 // group Big of every user, and the group Small of users 1 to 3 and of Big. When netbios
 // is set, the root DSE names the configuration naming context, whose CN=Partitions holds
-// the crossRef objects of the forest's domains: fakeBase's with nETBIOSName netbios, and
-// others around it.
+// the crossRef objects of the forest's domains: fakeBase's with nETBIOSName netbios and
+// dnsRoot corp.example, and others around it.
 
 type fakeAD struct {
 	users     int
@@ -175,20 +175,20 @@ func (f *fakeAD) partitions(w ldapserver.ResponseWriter) {
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultOther, Diagnostic: "fake AD: simulated failure"})
 		return
 	}
-	crossRef := func(cn, nc, name string) *ldapserver.Entry {
+	crossRef := func(cn, nc, name, dns string) *ldapserver.Entry {
 		e := &ldapserver.Entry{DN: "CN=" + cn + "," + fakePartitions, Attributes: []ldapserver.Attribute{
-			attr("objectClass", "top", "crossRef"), attr("cn", cn), attr("nCName", nc)}}
+			attr("objectClass", "top", "crossRef"), attr("cn", cn), attr("nCName", nc), attr("dnsRoot", dns)}}
 		if name != "" {
 			e.Attributes = append(e.Attributes, attr("nETBIOSName", name))
 		}
 		return e
 	}
 	for _, e := range []*ldapserver.Entry{
-		crossRef("Enterprise Configuration", fakeConfig, ""),
-		crossRef("Enterprise Schema", "CN=Schema,"+fakeConfig, ""),
-		crossRef("EU", "DC=eu,"+fakeBase, "EU"),
-		crossRef(netbios, fakeBase, netbios),
-		crossRef("OTHER", "DC=other,DC=example", "OTHER"),
+		crossRef("Enterprise Configuration", fakeConfig, "", "corp.example"),
+		crossRef("Enterprise Schema", "CN=Schema,"+fakeConfig, "", "corp.example"),
+		crossRef("EU", "DC=eu,"+fakeBase, "EU", "eu.corp.example"),
+		crossRef(netbios, fakeBase, netbios, "corp.example"),
+		crossRef("OTHER", "DC=other,DC=example", "OTHER", "other.example"),
 	} {
 		if w.WriteEntry(e) != nil {
 			return

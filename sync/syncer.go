@@ -173,7 +173,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	start := time.Now()
 	s.log.Info("sync started", "users", s.cfg.Users, "groups", s.cfg.Groups)
 
-	if err := r.readNetBIOSDomain(ctx); err != nil {
+	if err := r.readDomain(ctx); err != nil {
 		return r.fail(kinds[0], err)
 	}
 
@@ -260,36 +260,37 @@ func (r *run) mapEntry(kind string, set *mapping.Set, e *ldap.Entry) (string, *m
 	return "", nil, false
 }
 
-// readNetBIOSDomain records the upstream's NetBIOS domain name, which down-level bind
-// names carry (EXAMPLE\alice). A failure to read it does not fail the run: the store
-// keeps the name it has, and only a cancelled run stops here.
-func (r *run) readNetBIOSDomain(ctx context.Context) error {
-	name, err := r.s.netbiosDomain(ctx)
+// readDomain records the upstream's domain names, which down-level (EXAMPLE\alice) and
+// implicit-UPN (alice@example.com) bind names carry. A failure to read them does not
+// fail the run: the store keeps the names it has, and only a cancelled run stops here.
+func (r *run) readDomain(ctx context.Context) error {
+	d, err := r.s.domain(ctx)
+	stored := r.s.store.Snapshot().Domain()
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.s.log.Warn("sync: cannot read the upstream's NetBIOS domain name; keeping the last one read",
-			"err", err, "netbios_domain", r.s.store.Snapshot().NetBIOSDomain())
+		r.s.log.Warn("sync: cannot read the upstream's domain names; keeping the last ones read",
+			"err", err, "netbios_domain", stored.NetBIOS, "dns_domain", stored.DNS)
 		return nil
 	}
-	if name != r.s.store.Snapshot().NetBIOSDomain() {
-		r.s.log.Info("sync: the upstream's NetBIOS domain name", "netbios_domain", name)
+	if d != stored {
+		r.s.log.Info("sync: the upstream's domain names", "netbios_domain", d.NetBIOS, "dns_domain", d.DNS)
 	}
-	r.w.SetNetBIOSDomain(name)
+	r.w.SetDomain(d)
 	return nil
 }
 
-// netbiosDomain reads the upstream's NetBIOS domain name. Active Directory keeps it as
-// the nETBIOSName of the domain's crossRef object, in CN=Partitions of the configuration
-// naming context that the root DSE names (configurationNamingContext); the domain is the
-// one whose naming context (nCName) holds the base DN — the deepest one, for a child
-// domain. A directory whose root DSE names no configuration naming context (OpenLDAP,
-// FreeIPA) has none: "".
-func (s *Syncer) netbiosDomain(ctx context.Context) (string, error) {
-	var name string
+// domain reads the upstream's domain names. Active Directory keeps them on the domain's
+// crossRef object (nETBIOSName, dnsRoot), in CN=Partitions of the configuration naming
+// context that the root DSE names (configurationNamingContext); the domain is the one
+// whose naming context (nCName) holds the base DN — the deepest one, for a child domain.
+// A directory whose root DSE names no configuration naming context (OpenLDAP, FreeIPA)
+// has none: the zero Domain.
+func (s *Syncer) domain(ctx context.Context) (cache.Domain, error) {
+	var d cache.Domain
 	err := s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
-		name = ""
+		d = cache.Domain{}
 		res, err := lc.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
 			"(objectClass=*)", []string{"configurationNamingContext"}, nil))
 		if err != nil {
@@ -304,7 +305,7 @@ func (s *Syncer) netbiosDomain(ctx context.Context) (string, error) {
 		}
 		partitions := "CN=Partitions," + config
 		res, err = lc.Search(ldap.NewSearchRequest(partitions, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
-			"(&(objectClass=crossRef)(nETBIOSName=*))", []string{"nCName", "nETBIOSName"}, nil))
+			"(&(objectClass=crossRef)(nETBIOSName=*))", []string{"nCName", "nETBIOSName", "dnsRoot"}, nil))
 		if err != nil {
 			return fmt.Errorf("read the domains in %s: %w", partitions, err)
 		}
@@ -314,13 +315,13 @@ func (s *Syncer) netbiosDomain(ctx context.Context) (string, error) {
 			if nc == "" || base != nc && !strings.HasSuffix(base, ","+nc) {
 				continue
 			}
-			if d := strings.Count(nc, ","); d > depth {
-				name, depth = e.GetAttributeValue("nETBIOSName"), d
+			if n := strings.Count(nc, ","); n > depth {
+				d, depth = cache.Domain{NetBIOS: e.GetAttributeValue("nETBIOSName"), DNS: e.GetAttributeValue("dnsRoot")}, n
 			}
 		}
 		return nil
 	})
-	return name, err
+	return d, err
 }
 
 // readGroups reads every group into memory and indexes the membership values.
