@@ -174,6 +174,37 @@ func TestFailoverUserSessionIsBoundAgain(t *testing.T) {
 	})
 }
 
+// TestFailoverAfterOwnPasswordChange: a session that changed its own password through
+// the proxy is bound again with the new one.
+func TestFailoverAfterOwnPasswordChange(t *testing.T) {
+	a := slapdtest.New(t, slapdtest.Options{Users: 5})
+	b := slapdtest.New(t, slapdtest.Options{Users: 5})
+	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL})+"password_writeback: true\n")
+	c := dial(t, p.URL)
+	if err := c.Bind(a.UserDN(1), slapdtest.UserPassword(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PasswordModify(ldap.NewPasswordModifyRequest("", slapdtest.UserPassword(1), "changed-password")); err != nil {
+		t.Fatalf("password change through the proxy: %v", err)
+	}
+	// The directory's replication, as far as this test goes.
+	admin := b.Conn(t)
+	if err := admin.Bind(b.AdminDN, b.AdminPassword); err != nil {
+		t.Fatal(err)
+	}
+	mod := ldap.NewModifyRequest(b.UserDN(1), nil)
+	mod.Replace("userPassword", []string{"changed-password"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readOwnPassword(c, b, 1); err != nil {
+		t.Fatalf("search after the failover: %v; want the session bound again with its new password", err)
+	}
+}
+
 // TestFailoverBoundSessionsUnderLoad measures what issue 9 asks of direct mode: 16
 // client connections that each bound once as a user search without pause, and the
 // server they are on is killed (kill -9). At most 0.1% of the searches may fail (before

@@ -126,6 +126,22 @@ func (c *client) forgetIdentity() {
 	}
 }
 
+// sessionPasswordChanged tells the upstream session of r's connection that its user
+// changed their own password through it (nil: to one the proxy does not know), so that
+// binding again after a failover uses the new one. A request that came on no client
+// connection (a unit test's) has no session to tell.
+func sessionPasswordChanged(r *ldapserver.Request, password []byte) {
+	c, ok := r.Context().Value(clientKey{}).(*client)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		c.conn.PasswordChanged(password)
+	}
+}
+
 func (c *client) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -307,8 +307,14 @@ func (wb *writeback) finish(r *ldapserver.Request, t pwTarget, named string, out
 	switch {
 	case out.answered && out.code == ldap.LDAPResultSuccess:
 		wb.passwords.changed(t.dn, out.newPassword)
+		if !t.reset {
+			sessionPasswordChanged(r, out.newPassword)
+		}
 	case out.sent && !out.answered:
 		wb.passwords.changed(t.dn, nil)
+		if !t.reset {
+			sessionPasswordChanged(r, nil)
+		}
 	}
 }
 

@@ -405,6 +405,28 @@ func (c *Conn) setBound(wc *wireConn, ok bool, cred *sealedCredential) {
 	c.pagedAt = time.Time{}
 }
 
+// PasswordChanged tells the session that it changed its own password to password, so
+// that binding again after a failover uses the new one rather than failing with the old
+// (and counting against the account's lockout). nil, when the new password is not known,
+// drops the kept credential: the session will not survive a failover.
+func (c *Conn) PasswordChanged(password []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cred == nil {
+		return
+	}
+	msg, err := c.cred.bindRequest()
+	c.dropCredential()
+	if err != nil || len(password) == 0 {
+		return
+	}
+	defer clear(msg)
+	dn, _, _ := ldapwire.SimpleBind(msg)
+	next := ldapwire.BindRequest(dn, password)
+	defer clear(next)
+	c.cred = sealCredential(next)
+}
+
 // notePaging records whether a search's final response on wc left a paged-results
 // cookie, which ties the session to wc's server until the search is read to its end.
 func (c *Conn) notePaging(wc *wireConn, final []byte) {

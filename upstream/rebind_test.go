@@ -121,6 +121,45 @@ func TestUserSessionWithChangedPasswordIsLost(t *testing.T) {
 	}
 }
 
+func TestSessionBoundAgainWithItsChangedPassword(t *testing.T) {
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL})
+	changed := boundSession(t, p, a, 1)
+	unknown := boundSession(t, p, a, 2)
+
+	// The users change their passwords (the directory replicates them to b).
+	admin := b.Conn(t)
+	if err := admin.Bind(b.AdminDN, b.AdminPassword); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2} {
+		mod := ldap.NewModifyRequest(b.UserDN(i), nil)
+		mod.Replace("userPassword", []string{"new-password"})
+		if err := admin.Modify(mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changed.PasswordChanged([]byte("new-password"))
+	unknown.PasswordChanged(nil)
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// A search first: unlike an extended operation (WhoAmI), it is retried when it meets
+	// the dead connection.
+	if _, err := searchUIDs(t, changed, "(uid=*)"); err != nil {
+		t.Fatalf("search after the failover: %v", err)
+	}
+	if got := whoAmI(t, changed); got != "dn:"+b.UserDN(1) {
+		t.Errorf("WhoAmI after the failover = %q, want dn:%s: bound again with the new password", got, b.UserDN(1))
+	}
+	if _, err := searchUIDs(t, unknown, "(uid=*)"); !errors.Is(err, ErrConnectionLost) {
+		t.Errorf("search on a session whose new password is unknown = %v, want ErrConnectionLost", err)
+	}
+	if got := p.requests(t, b.URL, "bind"); got != 1 {
+		t.Errorf("%d binds reached the second server, want 1: a password known to be old is not tried", got)
+	}
+}
+
 func TestIdleSessionMovesBackToThePreferredServer(t *testing.T) {
 	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
 	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, HealthInterval: healthInterval})
@@ -338,6 +377,9 @@ func TestSessionCredentialIsSealed(t *testing.T) {
 
 	if err := a.Kill(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := searchUIDs(t, c, "(uid=*)"); err != nil {
+		t.Fatalf("search after the failover: %v", err)
 	}
 	if got := whoAmI(t, c); got != "dn:"+b.UserDN(1) {
 		t.Fatalf("WhoAmI after the failover = %q", got)
