@@ -9,6 +9,13 @@ package cache
 // longer be the user's password: the upstream rejected it (Forget), a sync
 // saw the marker move or the user disabled or deleted (the OnCommit sweep),
 // or it is older than offline_max_age.
+//
+// An identity the store does not hold as a user (an application's own
+// account in the directory, say) is remembered by its normalised DN instead
+// (RememberDN, VerifyDN, ForgetDN), under c/ 0x00 <DN>: user IDs hold no
+// 0x00, so the two never meet. Such an identity has no password-change marker
+// and no disabled flag; only offline_max_age, a refusal upstream, a change
+// through the proxy, and the cap of maxDNCredentials limit its hash.
 
 import (
 	"bytes"
@@ -201,6 +208,12 @@ const rememberQueue = 64
 // sync commits; Verify refuses an expired one whenever it is asked.
 const credentialSweepInterval = 10 * time.Minute
 
+// maxDNCredentials caps the hashes of identities that are not synced users:
+// any DN the upstream accepts gets one, and a directory may hold many more
+// accounts than the sync reads. A new one beyond the cap replaces the one
+// stored longest ago; the hashes of synced users are not counted.
+const maxDNCredentials = 10_000
+
 // Credentials is the credential cache: argon2id hashes of the passwords of
 // users who logged in through the upstream, for logins while no upstream
 // can be reached. Its methods may be called from several goroutines.
@@ -223,8 +236,10 @@ type Credentials struct {
 
 	mu       sync.Mutex
 	closed   bool
-	entries  map[string]*credEntry // mirrors the c/ records, by user ID
-	inflight map[string]*inflight  // Remembers under way, by user ID
+	entries  map[string]*credEntry // mirrors the c/ records, by key: user ID, or dnKey
+	inflight map[string]*inflight  // Remembers under way, by key
+	dns      int                   // entries keyed by DN
+	maxDNs   int                   // maxDNCredentials; tests lower it
 	seq      uint64                // numbers Remember calls
 	pending  int                   // Remembers accepted and not finished
 	idle     chan struct{}         // closed when pending drops to 0
@@ -257,7 +272,7 @@ type inflight struct {
 	voidUpTo uint64
 }
 
-// credentialRecord is the value under c/<user ID>.
+// credentialRecord is the value under c/<user ID> and c/ 0x00 <DN>.
 //
 //	version(1) time(4) memory_kib(4) threads(1) salt_len(1) salt hash_len(1) hash stored_at(8, Unix ns) marker
 type credentialRecord struct {
@@ -300,6 +315,7 @@ func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (
 		done:      make(chan struct{}),
 		entries:   map[string]*credEntry{},
 		inflight:  map[string]*inflight{},
+		maxDNs:    maxDNCredentials,
 		stopSweep: make(chan struct{}),
 		sweepDone: make(chan struct{}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -357,10 +373,13 @@ func (c *Credentials) load() error {
 					return err
 				}
 				c.entries[id] = &credEntry{storedAt: rec.storedAt, marker: rec.marker}
+				if isDNKey(id) {
+					c.dns++
+				}
 				return nil
 			})
 			if err != nil {
-				c.log.Warn("credential cache: dropping a record that does not decode", "user", id, "err", err)
+				c.log.Warn("credential cache: dropping a record that does not decode", "identity", logKey(id), "err", err)
 				bad = append(bad, item.KeyCopy(nil))
 			}
 		}
@@ -395,7 +414,28 @@ func (c *Credentials) Remember(u *User, password []byte) error {
 	case !u.IsActive:
 		return ErrOfflineDisabled
 	}
-	fp := c.fingerprint(u.ID, password)
+	return c.remember(u.ID, u.PasswordMarker, password)
+}
+
+// RememberDN is Remember for an identity the store does not hold as a user,
+// such as an application's own account: its hash is kept under dn,
+// normalised as the store compares DNs, with no password-change marker. The
+// proxy calls it only for a bind name that is a DN.
+func (c *Credentials) RememberDN(dn string, password []byte) error {
+	switch {
+	case !c.cfg.CachePasswords:
+		return nil
+	case dn == "":
+		return errors.New("remember password: no DN")
+	case len(password) == 0:
+		return ErrEmptyPassword
+	}
+	return c.remember(c.dnKey(dn), "", password)
+}
+
+// remember queues the hash of password under key, with marker.
+func (c *Credentials) remember(key, marker string, password []byte) error {
+	fp := c.fingerprint(key, password)
 	now := c.now()
 
 	c.mu.Lock()
@@ -403,11 +443,11 @@ func (c *Credentials) Remember(u *User, password []byte) error {
 	if c.closed {
 		return ErrClosed
 	}
-	if e := c.entries[u.ID]; e != nil && e.hasFP && e.marker == u.PasswordMarker &&
+	if e := c.entries[key]; e != nil && e.hasFP && e.marker == marker &&
 		now.Sub(e.storedAt) < c.refresh() && hmac.Equal(e.fp[:], fp[:]) {
 		return nil
 	}
-	in := c.inflight[u.ID]
+	in := c.inflight[key]
 	if in != nil && in.n > 0 && hmac.Equal(in.fp[:], fp[:]) {
 		return nil
 	}
@@ -418,7 +458,7 @@ func (c *Credentials) Remember(u *User, password []byte) error {
 	}
 	if in == nil {
 		in = &inflight{}
-		c.inflight[u.ID] = in
+		c.inflight[key] = in
 	}
 	in.n++
 	in.fp = fp
@@ -427,7 +467,7 @@ func (c *Credentials) Remember(u *User, password []byte) error {
 		c.idle = make(chan struct{})
 	}
 	c.pending++
-	go c.store(u.ID, u.PasswordMarker, c.seq, bytes.Clone(password), fp)
+	go c.store(key, marker, c.seq, bytes.Clone(password), fp)
 	return nil
 }
 
@@ -447,7 +487,7 @@ func (c *Credentials) store(id, marker string, seq uint64, password []byte, fp [
 	}
 	<-c.slots
 	if err != nil {
-		c.log.Error("credential cache: no random salt", "user", id, "err", err)
+		c.log.Error("credential cache: no random salt", "identity", logKey(id), "err", err)
 		return
 	}
 	rec.storedAt = c.now()
@@ -457,17 +497,40 @@ func (c *Credentials) store(id, marker string, seq uint64, password []byte, fp [
 	if in := c.inflight[id]; in != nil && seq <= in.voidUpTo {
 		return // Forgotten meanwhile: the password is no longer valid
 	}
-	if e := c.entries[id]; e != nil && e.seq > seq {
+	old := c.entries[id]
+	if old != nil && old.seq > seq {
 		return // a later login's hash is already stored
+	}
+	if old == nil && isDNKey(id) && c.dns >= c.maxDNs {
+		if err := c.dropLocked([]string{c.oldestDN()}); err != nil {
+			c.log.Warn("credential cache: cannot make room for a hash", "err", err)
+			return
+		}
 	}
 	err = c.s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(credentialKey(id), rec.encode())
 	})
 	if err != nil {
-		c.log.Warn("credential cache: cannot store a hash", "user", id, "err", err)
+		c.log.Warn("credential cache: cannot store a hash", "identity", logKey(id), "err", err)
 		return
 	}
+	if old == nil && isDNKey(id) {
+		c.dns++
+	}
 	c.entries[id] = &credEntry{storedAt: rec.storedAt, marker: marker, seq: seq, fp: fp, hasFP: true}
+}
+
+// oldestDN returns the DN key stored longest ago; c.mu must be held and
+// c.dns be positive.
+func (c *Credentials) oldestDN() string {
+	var key string
+	var at time.Time
+	for k, e := range c.entries {
+		if isDNKey(k) && (key == "" || e.storedAt.Before(at)) {
+			key, at = k, e.storedAt
+		}
+	}
+	return key
 }
 
 // finish ends one Remember call of user id.
@@ -519,6 +582,19 @@ func (c *Credentials) Verify(ctx context.Context, u *User, password []byte) (ok 
 	return reason == nil, reason
 }
 
+// VerifyDN is Verify for an identity the store does not hold as a user, whose
+// hash RememberDN stored under dn. Only the hash's age limits it: there is no
+// account state, disabled flag or password-change marker to check.
+func (c *Credentials) VerifyDN(ctx context.Context, dn string, password []byte) (ok bool, reason error) {
+	if dn == "" {
+		reason = ErrOfflineNoHash
+	} else {
+		reason = c.check(ctx, c.dnKey(dn), nil, password)
+	}
+	c.logins.WithLabelValues(offlineResult(reason)).Inc()
+	return reason == nil, reason
+}
+
 // Throttled counts an offline login the caller's failure throttle refused
 // without asking Verify (result "throttled" of offline_logins_total).
 func (c *Credentials) Throttled() {
@@ -528,11 +604,6 @@ func (c *Credentials) Throttled() {
 func (c *Credentials) verify(ctx context.Context, u *User, password []byte) error {
 	if u == nil {
 		return ErrOfflineNoHash
-	}
-	if len(password) == 0 {
-		// Offline as online: an empty password is an unauthenticated
-		// bind, and must never be taken for a login.
-		return ErrEmptyPassword
 	}
 	now := c.now()
 	// What the directory itself would refuse comes first, hash or no hash: the
@@ -544,12 +615,24 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 	if err := u.Account.Refusal(now); err != nil {
 		return err
 	}
+	return c.check(ctx, u.ID, u, password)
+}
+
+// check verifies password against the hash under key, of user u (nil for an
+// identity kept by DN).
+func (c *Credentials) check(ctx context.Context, key string, u *User, password []byte) error {
+	if len(password) == 0 {
+		// Offline as online: an empty password is an unauthenticated
+		// bind, and must never be taken for a login.
+		return ErrEmptyPassword
+	}
+	now := c.now()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	e := c.entries[u.ID]
+	e := c.entries[key]
 	var err error
 	if e == nil {
 		err = ErrOfflineNoHash
@@ -557,8 +640,8 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 		err = c.refusal(u, e.storedAt, e.marker, now)
 	}
 	if errors.Is(err, ErrOfflineExpired) {
-		if derr := c.dropLocked([]string{u.ID}); derr != nil {
-			c.log.Warn("credential cache: cannot drop an expired hash", "user", u.ID, "err", derr)
+		if derr := c.dropLocked([]string{key}); derr != nil {
+			c.log.Warn("credential cache: cannot drop an expired hash", "identity", logKey(key), "err", derr)
 		}
 	}
 	c.mu.Unlock()
@@ -566,7 +649,7 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 		return err
 	}
 
-	rec, err := c.read(u.ID)
+	rec, err := c.read(key)
 	if err != nil {
 		return err
 	}
@@ -588,14 +671,15 @@ func (c *Credentials) verify(ctx context.Context, u *User, password []byte) erro
 }
 
 // refusal says why a hash stored at storedAt with marker may not be used
-// for u now, or nil when it may.
+// for u now, or nil when it may. u is nil for an identity kept by DN, which
+// only its age limits.
 func (c *Credentials) refusal(u *User, storedAt time.Time, marker string, now time.Time) error {
 	switch {
-	case !u.IsActive:
+	case u != nil && !u.IsActive:
 		return ErrOfflineDisabled
 	case c.expired(storedAt, now):
 		return ErrOfflineExpired
-	case u.PasswordMarker != marker:
+	case u != nil && u.PasswordMarker != marker:
 		return ErrOfflinePasswordChanged
 	}
 	return nil
@@ -638,6 +722,16 @@ func (c *Credentials) read(id string) (*credentialRecord, error) {
 // for the user is cancelled too, so that the old password is not stored
 // after all.
 func (c *Credentials) Forget(id string) error {
+	return c.forget(id)
+}
+
+// ForgetDN is Forget for an identity kept by DN (RememberDN).
+func (c *Credentials) ForgetDN(dn string) error {
+	return c.forget(c.dnKey(dn))
+}
+
+// forget drops the hash under key and cancels the Remembers under way.
+func (c *Credentials) forget(id string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if in := c.inflight[id]; in != nil {
@@ -662,6 +756,9 @@ func (c *Credentials) dropLocked(ids []string) error {
 	keys := make([][]byte, len(ids))
 	for i, id := range ids {
 		keys[i] = credentialKey(id)
+		if _, ok := c.entries[id]; ok && isDNKey(id) {
+			c.dns--
+		}
 		delete(c.entries, id)
 	}
 	return c.s.deleteKeys(keys)
@@ -717,7 +814,13 @@ func (c *Credentials) sweep(sn *Snapshot) {
 	for i := range checks {
 		ch := &checks[i]
 		ch.drop = c.expired(ch.stored, now)
-		if !ch.drop && sn.gen > 0 { // a store never synced knows no users yet
+		switch {
+		case ch.drop || sn.gen == 0: // a store never synced knows no users yet
+		case isDNKey(ch.id):
+			// Kept until it expires, unless the DN is now a synced user's,
+			// whose own hash and rules apply.
+			ch.drop = sn.usersByDN[ch.id[1:]] != nil
+		default:
 			active, marker, ok := sn.passwordState(ch.id)
 			ch.drop = !ok || !active || marker != ch.marker
 		}
@@ -743,7 +846,7 @@ func (c *Credentials) sweep(sn *Snapshot) {
 		return
 	}
 	if len(drop) > 0 {
-		c.log.Info("credential cache: dropped hashes of users expired, deleted, disabled or with a changed password",
+		c.log.Info("credential cache: dropped hashes expired, of users deleted, disabled or with a changed password, or of DNs now synced users",
 			"hashes", len(drop), "generation", sn.gen)
 	}
 }
@@ -796,8 +899,8 @@ func (c *Credentials) Close() error {
 // fingerprint is an HMAC of user id's password under the per-process key.
 func (c *Credentials) fingerprint(id string, password []byte) [sha256.Size]byte {
 	m := hmac.New(sha256.New, c.fpKey[:])
+	m.Write(binary.AppendUvarint(nil, uint64(len(id))))
 	m.Write([]byte(id))
-	m.Write([]byte{0}) // IDs hold no 0x00
 	m.Write(password)
 	var fp [sha256.Size]byte
 	m.Sum(fp[:0])
@@ -835,6 +938,25 @@ func offlineResult(reason error) string {
 
 func credentialKey(id string) []byte {
 	return append([]byte(prefixCredentials), id...)
+}
+
+// dnKey is the key of the identity dn in c.entries and, after c/, in the
+// store: 0x00 and dn as the store normalises DNs.
+func (c *Credentials) dnKey(dn string) string {
+	return "\x00" + c.s.NormalizeDN(dn)
+}
+
+// isDNKey says whether key is a dnKey rather than a user ID.
+func isDNKey(key string) bool {
+	return len(key) > 0 && key[0] == 0
+}
+
+// logKey is key as a log shows it.
+func logKey(key string) string {
+	if isDNKey(key) {
+		return "dn:" + key[1:]
+	}
+	return key
 }
 
 // encode returns the stored form of r.

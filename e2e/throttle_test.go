@@ -160,8 +160,9 @@ func TestBindThrottleOffline(t *testing.T) {
 	if err := bindErr(t, p, "", up.UserDN(1), slapdtest.UserPassword(1)); err != nil {
 		t.Fatalf("online bind: %v", err)
 	}
+	// The user's hash, and the service account's: waitSynced bound as it.
 	eventually(t, 10*time.Second, "the hash stored", func() bool {
-		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 	if err := up.Stop(); err != nil {
 		t.Fatal(err)

@@ -88,7 +88,7 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		logSession(b.log, slog.LevelWarn, s, "bind failed: upstream unavailable", "name", l.name, "err", err)
 		w.WriteResult(errorResult(err))
 	case code == ldap.LDAPResultSuccess:
-		b.passwords.rememberHash(l.user, r.Bind.Password)
+		b.passwords.rememberHash(l.user, l.upstreamDN, r.Bind.Password)
 	case code == ldap.LDAPResultInvalidCredentials:
 		logSession(b.log, slog.LevelInfo, s, "bind failed: invalid credentials", "name", l.name)
 	default:
@@ -218,28 +218,35 @@ func (b *binder) record(r *ldapserver.Request, l *login, code uint16) {
 }
 
 // offlineBind checks a bind against the credential cache; it runs only when no upstream
-// server could be reached at all (an upstream that answers is always believed). A match
-// logs in; anything else is invalidCredentials.
+// server could be reached at all (an upstream that answers is always believed). A synced
+// user is checked against the hash kept by its ID, after what the directory itself would
+// refuse (disabled, locked, expired, ...: the user's Account); any other name against the
+// hash kept by the DN it names, if it names one (an application's own account that
+// logged in before). A match logs in as the same identity an upstream success gives;
+// anything else is invalidCredentials, with the reason in the log.
 func (b *binder) offlineBind(w ldapserver.ResponseWriter, r *ldapserver.Request, l *login, cause error) {
 	s := r.Session
-	if l.user == nil {
-		logSession(b.log, slog.LevelWarn, s, "offline login refused: user not in the store", "name", l.name, "upstream", cause)
-		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable, and no cached credentials for this user"})
-		return
-	}
-	if !l.attempt.offlineStart(l.user) {
+	if !l.attempt.offlineStart() {
 		b.passwords.creds.Throttled()
 		logSession(b.log, slog.LevelWarn, s, "offline login refused", "name", l.name, "reason", cache.ErrOfflineThrottled)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable; the cached credentials do not match"})
 		return
 	}
-	ok, reason := b.passwords.creds.Verify(r.Context(), l.user, r.Bind.Password)
-	l.attempt.offlineEnd(l.user, ok, errors.Is(reason, context.Canceled) || errors.Is(reason, context.DeadlineExceeded))
+	var (
+		ok     bool
+		reason error
+	)
+	if l.user != nil {
+		ok, reason = b.passwords.creds.Verify(r.Context(), l.user, r.Bind.Password)
+	} else {
+		ok, reason = b.passwords.creds.VerifyDN(r.Context(), l.upstreamDN, r.Bind.Password)
+	}
+	l.attempt.offlineEnd(ok, errors.Is(reason, context.Canceled) || errors.Is(reason, context.DeadlineExceeded))
 	if errors.Is(reason, cache.ErrOfflineWrongPassword) {
 		l.attempt.failed() // only a checked, wrong password: not a missing or expired hash
 	}
 	if !ok {
-		logSession(b.log, slog.LevelWarn, s, "offline login refused", "name", l.name, "reason", reason)
+		logSession(b.log, slog.LevelWarn, s, "offline login refused", "name", l.name, "reason", reason, "upstream", cause)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultInvalidCredentials, Diagnostic: "no upstream server reachable; the cached credentials do not match"})
 		return
 	}

@@ -209,32 +209,41 @@ func (a *bindAttempt) succeeded() {
 	a.t.users.clear(a.userKey())
 }
 
-// offlineStart counts an offline login of the synced user u before its password is
-// checked; it reports false, counting nothing, when u's offline logins are throttled.
-func (a *bindAttempt) offlineStart(u *cache.User) bool {
+// offlineStart counts an offline login before its password is checked; it reports false,
+// counting nothing, when the identity's offline logins are throttled.
+func (a *bindAttempt) offlineStart() bool {
 	if a.t == nil || a.t.offline == nil {
 		return true
 	}
-	if !a.t.offline.take(u.ID, a.t.now()) {
+	if !a.t.offline.take(a.offlineKey(), a.t.now()) {
 		logSession(a.t.log, slog.LevelDebug, a.s, "offline login refused: too many failed offline logins of this user", "name", a.name)
 		return false
 	}
 	return true
 }
 
-// offlineEnd settles what offlineStart counted: a success clears the user's offline
+// offlineEnd settles what offlineStart counted: a success clears the identity's offline
 // failures; an attempt that learnt nothing of the password (it gave up waiting for a
 // hash slot) is taken back.
-func (a *bindAttempt) offlineEnd(u *cache.User, ok, learntNothing bool) {
+func (a *bindAttempt) offlineEnd(ok, learntNothing bool) {
 	if a.t == nil || a.t.offline == nil {
 		return
 	}
 	switch {
 	case ok:
-		a.t.offline.clear(u.ID)
+		a.t.offline.clear(a.offlineKey())
 	case learntNothing:
-		a.t.offline.undo(u.ID)
+		a.t.offline.undo(a.offlineKey())
 	}
+}
+
+// offlineKey is the offline counter key: a synced user's ID (the identity its hash is
+// kept by), else the user key of the name, which counts the spellings of one DN together.
+func (a *bindAttempt) offlineKey() string {
+	if a.u != nil {
+		return "id:" + a.u.ID
+	}
+	return "name:" + a.userKey()
 }
 
 // userKey is the user's counter key: the normalised upstream DN when the name resolved

@@ -516,10 +516,10 @@ func TestOfflineFailureLimit(t *testing.T) {
 	alice, bob := &cache.User{ID: "alice"}, &cache.User{ID: "bob"}
 	try := func(u *cache.User, ok bool) bool {
 		a := th.attempt(u.ID, u, sessionFrom(nil))
-		if !a.offlineStart(u) {
+		if !a.offlineStart() {
 			return false
 		}
-		a.offlineEnd(u, ok, false)
+		a.offlineEnd(ok, false)
 		return true
 	}
 	// A success clears the failures before it.
@@ -550,10 +550,10 @@ func TestOfflineFailureLimit(t *testing.T) {
 	carol := &cache.User{ID: "carol"}
 	for range 5 {
 		a := th.attempt(carol.ID, carol, sessionFrom(nil))
-		if !a.offlineStart(carol) {
+		if !a.offlineStart() {
 			t.Fatal("attempts that learnt nothing were counted")
 		}
-		a.offlineEnd(carol, false, true)
+		a.offlineEnd(false, true)
 	}
 
 	// Guesses sent at once: no more than the limit get past the check.
@@ -563,7 +563,7 @@ func TestOfflineFailureLimit(t *testing.T) {
 	for range 20 {
 		wg.Go(func() {
 			a := th.attempt(dave.ID, dave, sessionFrom(nil))
-			if a.offlineStart(dave) {
+			if a.offlineStart() {
 				passed.Add(1)
 			}
 		})
@@ -571,6 +571,28 @@ func TestOfflineFailureLimit(t *testing.T) {
 	wg.Wait()
 	if n := passed.Load(); n != 3 {
 		t.Errorf("%d parallel guesses got past the limit, want 3", n)
+	}
+
+	// An identity that is no synced user counts by its DN, in every spelling, apart
+	// from other DNs.
+	svc := func(name string, ok bool) bool {
+		a := th.attempt(name, nil, sessionFrom(nil))
+		if !a.offlineStart() {
+			return false
+		}
+		a.offlineEnd(ok, false)
+		return true
+	}
+	for _, name := range []string{"cn=svc-a,ou=services,dc=example,dc=org", "CN=svc-a, ou=Services,dc=example,dc=org", "cn=SVC-A,ou=services,dc=example,dc=org"} {
+		if !svc(name, false) {
+			t.Fatalf("%s refused before the limit", name)
+		}
+	}
+	if svc("cn=svc-a,ou=services,dc=example,dc=org", true) {
+		t.Fatal("a DN identity passed after 3 failures in several spellings")
+	}
+	if !svc("cn=svc-b,ou=services,dc=example,dc=org", true) {
+		t.Fatal("another DN identity was throttled")
 	}
 }
 
