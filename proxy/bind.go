@@ -153,8 +153,11 @@ func (b *binder) refuseEarly(r *ldapserver.Request) *ldapserver.Result {
 	return nil
 }
 
-// resolve finds whom a bind names. A user name, a UPN or the DN the user has in the
-// served tree binds upstream with the DN the upstream knows.
+// resolve finds whom a bind names, in any form the resolver takes (names.go: a DN in any
+// spelling, DOMAIN\user, a user name, a UPN, a mail address). A name that resolves binds
+// upstream with the DN the upstream knows, and on success the session is bound as the
+// user's served DN — what WhoAmI answers, whether the upstream or the credential cache
+// let the user in. A name that does not resolve goes upstream as it came.
 func (b *binder) resolve(r *ldapserver.Request) login {
 	q := r.Bind
 	l := login{name: q.Name, identity: q.Name, upstreamDN: q.Name, msg: r.Raw()}
