@@ -671,12 +671,10 @@ func (c *Credentials) check(ctx context.Context, key string, u *User, password [
 }
 
 // refusal says why a hash stored at storedAt with marker may not be used
-// for u now, or nil when it may. u is nil for an identity kept by DN, which
-// only its age limits.
+// for u now, or nil when it may; whether u may log in at all, verify has
+// checked. u is nil for an identity kept by DN, which only its age limits.
 func (c *Credentials) refusal(u *User, storedAt time.Time, marker string, now time.Time) error {
 	switch {
-	case u != nil && !u.IsActive:
-		return ErrOfflineDisabled
 	case c.expired(storedAt, now):
 		return ErrOfflineExpired
 	case u != nil && u.PasswordMarker != marker:
