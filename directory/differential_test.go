@@ -483,7 +483,7 @@ func TestDifferentialAgainstSlapd(t *testing.T) {
 
 		// Bad cookies: garbage is a protocol error in both; slapd calls a cookie it no
 		// longer accepts "invalid or old" (unwillingToPerform), as the tree does for a
-		// cookie of an earlier tree generation.
+		// cookie of a tree built anew.
 		badCookie := func(c *ldap.Conn, cookie []byte) uint16 {
 			p := ldap.NewControlPaging(10)
 			p.SetCookie(cookie)
@@ -496,9 +496,9 @@ func TestDifferentialAgainstSlapd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hash := searchHash(other.entries[0].ndn, &SearchRequest{Scope: ldap.ScopeWholeSubtree, Filter: mustFilter(t, "(objectClass=*)"), Attributes: []string{"1.1"}})
+		hash := searchHash(other.entry(0).ndn, &SearchRequest{Scope: ldap.ScopeWholeSubtree, Filter: mustFilter(t, "(objectClass=*)"), Attributes: []string{"1.1"}})
 		if code := badCookie(d.proxy, other.makeCookie(hash, 10, 10)); code != ldap.LDAPResultUnwillingToPerform {
-			t.Errorf("cookie of another tree generation: %d, want unwillingToPerform", code)
+			t.Errorf("cookie of a tree built anew: %d, want unwillingToPerform", code)
 		}
 	})
 

@@ -39,7 +39,7 @@ type plan struct {
 	match matcher
 	// When indexed is set, cands lists in ascending order every entry the filter may be
 	// True for; the search need look at no other.
-	cands   []int32
+	cands   []entryID
 	indexed bool
 	// eq is set for a plain equality item (anyEqual): an OR of many of them on one
 	// attribute is compiled into one set lookup.
@@ -154,7 +154,7 @@ const eqSetMin = 8
 func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
 	subs := make([]matcher, 0, len(f.Children))
 	indexed := true
-	var lists [][]int32
+	var lists [][]entryID
 	// Equality items on one attribute (uid=a)(uid=b)... gathered for a set lookup.
 	type eqKey struct {
 		at   *attrType
@@ -221,7 +221,7 @@ func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
 }
 
 // union merges ascending lists into one without duplicates.
-func union(lists [][]int32) []int32 {
+func union(lists [][]entryID) []entryID {
 	switch len(lists) {
 	case 0:
 		return nil
@@ -232,7 +232,7 @@ func union(lists [][]int32) []int32 {
 	for _, l := range lists {
 		n += len(l)
 	}
-	out := make([]int32, 0, n)
+	out := make([]entryID, 0, n)
 	for _, l := range lists {
 		out = append(out, l...)
 	}
@@ -366,11 +366,11 @@ func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
 		want := norm == "TRUE"
 		return plan{match: func(e *treeEntry) tri { return triOf(e.hasChildren() == want) }}, nil
 	case atEntryDN:
-		i, ok := t.byDN[norm]
+		id, ok := t.byDN.get(norm)
 		if !ok {
 			return planFalse, nil
 		}
-		return plan{match: func(e *treeEntry) tri { return triOf(e.ndn == norm) }, cands: []int32{i}, indexed: true}, nil
+		return plan{match: func(e *treeEntry) tri { return triOf(e.ndn == norm) }, cands: []entryID{id}, indexed: true}, nil
 	}
 	var p plan
 	if at.eq == mrObjectSubClass {
@@ -380,8 +380,8 @@ func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
 		p.match = func(e *treeEntry) tri { return triOf(t.anyEqual(e, at, opts, norm)) }
 		p.eq = &eqItem{at: at, opts: opts, norm: norm}
 	}
-	if idx, ok := t.index[at]; ok && !at.hasSubtypes {
-		p.cands, p.indexed = idx[norm], true
+	if _, ok := t.index[at]; ok && !at.hasSubtypes {
+		p.cands, p.indexed = t.postings(at, norm), true
 	}
 	return p, nil
 }
@@ -626,10 +626,10 @@ func (t *Tree) dnValues(e *treeEntry, at *attrType, rule *matchingRule, test fun
 				return true
 			}
 		}
-		if e.parent < 0 {
+		if e.parent == noEntry {
 			return false
 		}
-		e = &t.entries[e.parent]
+		e = t.entry(e.parent)
 	}
 }
 
@@ -645,7 +645,7 @@ func (t *Tree) compileInChain(at *attrType, opts string, value []byte) plan {
 	if !ok {
 		return planUndefined
 	}
-	in := make(map[int32]bool)
+	in := make(map[entryID]bool)
 	queue := []string{target}
 	for len(queue) > 0 {
 		cur := queue[0]
@@ -653,29 +653,29 @@ func (t *Tree) compileInChain(at *attrType, opts string, value []byte) plan {
 		for _, i := range t.referrers(at, cur) {
 			if !in[i] {
 				in[i] = true
-				queue = append(queue, t.entries[i].ndn)
+				queue = append(queue, t.entry(i).ndn)
 			}
 		}
 	}
-	cands := make([]int32, 0, len(in))
+	cands := make([]entryID, 0, len(in))
 	for i := range in {
 		cands = append(cands, i)
 	}
 	slices.Sort(cands)
-	return plan{match: func(e *treeEntry) tri { return triOf(in[int32(e.pos)]) }, cands: cands, indexed: true}
+	return plan{match: func(e *treeEntry) tri { return triOf(in[e.id]) }, cands: cands, indexed: true}
 }
 
 // referrers lists the entries whose value of at is the DN ndn. member and memberOf are
 // two views of one relation, so each also follows the other: a user is in a group's
 // chain if the group lists it as a member even when the user lacks memberOf.
-func (t *Tree) referrers(at *attrType, ndn string) []int32 {
-	var out []int32
-	if idx, ok := t.index[at]; ok && !at.hasSubtypes {
-		out = append(out, idx[ndn]...)
+func (t *Tree) referrers(at *attrType, ndn string) []entryID {
+	var out []entryID
+	if _, ok := t.index[at]; ok && !at.hasSubtypes {
+		out = append(out, t.postings(at, ndn)...)
 	} else {
-		for i := range t.entries {
-			if t.anyValue(&t.entries[i], at, "", normDN, func(v string) bool { return v == ndn }) {
-				out = append(out, int32(i))
+		for id := range t.entries.next {
+			if e := t.entry(id); e != nil && t.anyValue(e, at, "", normDN, func(v string) bool { return v == ndn }) {
+				out = append(out, id)
 			}
 		}
 	}
@@ -686,9 +686,9 @@ func (t *Tree) referrers(at *attrType, ndn string) []int32 {
 	case atMember:
 		dual = atMemberOf
 	}
-	if i, ok := t.byDN[ndn]; ok && dual != nil {
-		t.anyValue(&t.entries[i], dual, "", normDN, func(v string) bool {
-			if j, ok := t.byDN[v]; ok {
+	if id, ok := t.byDN.get(ndn); ok && dual != nil {
+		t.anyValue(t.entry(id), dual, "", normDN, func(v string) bool {
+			if j, ok := t.byDN.get(v); ok {
 				out = append(out, j)
 			}
 			return false

@@ -14,12 +14,15 @@ import (
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
-// The paged-results control (RFC 2696) for cached searches. A tree never changes, so a
-// page needs no state on the server: the cookie carries where the next page starts and
-// how many entries went out before it (the size limit counts every page, as in slapd),
-// bound to the tree generation and to the search it belongs to, and authenticated with
-// a key of this process. A cookie from another generation (the directory was re-synced
-// between two pages) or from another search is refused; so is a forged or garbled one.
+// The paged-results control (RFC 2696) for cached searches. A page needs no state on
+// the server: the cookie carries the entry ID the next page starts at (one past the last
+// entry sent) and how many entries went out before it (the size limit counts every
+// page, as in slapd), bound to the search it belongs to and to the tree's line of
+// versions (NewTree and every version Apply made from it), and authenticated with a key
+// of this process. Entry IDs keep their order across versions, so a paged search goes on
+// across syncs as slapd's back-mdb does: an entry added or changed to match ahead of the
+// cursor is returned, one deleted ahead of it is not, none is returned twice. A cookie of
+// another search or of a tree built anew is refused; so is a forged or garbled one.
 
 // pagingRequest is a client's paged-results control.
 type pagingRequest struct {
@@ -60,7 +63,7 @@ func pagingResponse(cookie []byte) Control {
 // pageState is where a paged search stands.
 type pageState struct {
 	hash [8]byte // the search the cookie belongs to
-	from int32   // position to resume at
+	from entryID // the ID to resume at
 	sent int     // entries sent on earlier pages
 }
 
@@ -86,16 +89,16 @@ var cookieKey = func() []byte {
 }()
 
 const (
-	cookieVersion = 1
-	cookieBody    = 1 + 8 + 8 + 4 + 8 // version, tree, search, position, sent
+	cookieVersion = 2
+	cookieBody    = 1 + 8 + 8 + 4 + 8 // version, line of trees, search, next ID, sent
 	cookieMACLen  = 16
 	cookieLen     = cookieBody + cookieMACLen
 )
 
-func (t *Tree) makeCookie(hash [8]byte, from int32, sent int) []byte {
+func (t *Tree) makeCookie(hash [8]byte, from entryID, sent int) []byte {
 	b := make([]byte, 0, cookieLen)
 	b = append(b, cookieVersion)
-	b = binary.BigEndian.AppendUint64(b, t.id)
+	b = binary.BigEndian.AppendUint64(b, t.line)
 	b = append(b, hash[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(from))
 	b = binary.BigEndian.AppendUint64(b, uint64(sent))
@@ -109,27 +112,27 @@ func cookieMAC(body []byte) []byte {
 }
 
 // errCookieInvalid is a cookie this process did not make; errCookieOld one it made for
-// another generation of the tree or another search.
+// a tree built anew since, or for another search.
 var (
 	errCookieInvalid = errors.New("paged results cookie is invalid")
 	errCookieOld     = errors.New("paged results cookie is invalid or old")
 )
 
-// readCookie checks a cookie and returns the position to resume at and the number of
-// entries sent before.
-func (t *Tree) readCookie(c []byte, hash [8]byte) (from int32, sent int, err error) {
+// readCookie checks a cookie and returns the ID to resume at and the number of entries
+// sent before.
+func (t *Tree) readCookie(c []byte, hash [8]byte) (from entryID, sent int, err error) {
 	if len(c) != cookieLen || c[0] != cookieVersion || !hmac.Equal(c[cookieBody:], cookieMAC(c[:cookieBody])) {
 		return 0, 0, errCookieInvalid
 	}
-	if binary.BigEndian.Uint64(c[1:9]) != t.id {
-		return 0, 0, fmt.Errorf("%w: the directory was synchronised again since the previous page; start the search again", errCookieOld)
+	if binary.BigEndian.Uint64(c[1:9]) != t.line {
+		return 0, 0, fmt.Errorf("%w: the served directory was rebuilt since the previous page; start the search again", errCookieOld)
 	}
 	if [8]byte(c[9:17]) != hash {
 		return 0, 0, fmt.Errorf("%w: it belongs to another search", errCookieOld)
 	}
-	from = int32(binary.BigEndian.Uint32(c[17:21]))
+	from = binary.BigEndian.Uint32(c[17:21])
 	n := binary.BigEndian.Uint64(c[21:29])
-	if from < 0 || int(from) > len(t.entries) || n > uint64(len(t.entries)) {
+	if n > 1<<31 {
 		return 0, 0, errCookieInvalid
 	}
 	return from, int(n), nil

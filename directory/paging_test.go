@@ -97,7 +97,7 @@ func TestPagingCookies(t *testing.T) {
 		{"tampered", tree, req, flipped, ldap.LDAPResultProtocolError, "paged results cookie is invalid"},
 		{"truncated", tree, req, cookie[:len(cookie)-1], ldap.LDAPResultProtocolError, "paged results cookie is invalid"},
 		{"garbage", tree, req, []byte("garbage"), ldap.LDAPResultProtocolError, "paged results cookie is invalid"},
-		{"another tree generation", tree, req, foreign, ldap.LDAPResultUnwillingToPerform, "invalid or old: the directory was synchronised again"},
+		{"a tree built anew", tree, req, foreign, ldap.LDAPResultUnwillingToPerform, "invalid or old: the served directory was rebuilt"},
 		{"another search", tree, searchRequest(t, testBase, ScopeSubtree, "(uid=*)", "1.1"), cookie, ldap.LDAPResultUnwillingToPerform, "invalid or old: it belongs to another search"},
 		{"other attributes", tree, searchRequest(t, testBase, ScopeSubtree, "(objectClass=*)", "cn"), cookie, ldap.LDAPResultUnwillingToPerform, "another search"},
 		{"other base", tree, searchRequest(t, "ou=people,"+testBase, ScopeSubtree, "(objectClass=*)", "1.1"), cookie, ldap.LDAPResultUnwillingToPerform, "another search"},

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"unicode"
@@ -433,6 +434,12 @@ type schema struct {
 
 func newSchema() *schema {
 	return &schema{attrs: map[string]*attrType{}, classes: map[string]*objectClass{}}
+}
+
+// clone returns a copy of s that may learn types without changing s: the types and
+// classes themselves are shared.
+func (s *schema) clone() *schema {
+	return &schema{attrs: maps.Clone(s.attrs), classes: maps.Clone(s.classes)}
 }
 
 // attr resolves an attribute type by name or OID, case-insensitively; nil if unknown.

@@ -15,23 +15,30 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// Tree is an immutable, indexed set of entries served by cached searches. Built once per
-// synced generation; safe for concurrent searches.
+// Tree is one version of an indexed set of entries served by cached searches. A version
+// never changes: it is safe for concurrent searches, and Apply makes the next version
+// from a batch of changes, sharing what the batch leaves alone (versioned.go).
 //
-// Entries are kept in depth-first order, so that a subtree is a range of positions and a
-// scope check is two comparisons. Equality indexes on the attributes clients look users
-// and groups up by (uid, cn, mail, member, memberOf, objectClass, entryUUID, …) give
-// each filter a list of candidates, which is usually a handful of entries.
+// Every entry has an ID that it keeps across versions (renamed or moved too); results
+// come in ID order, and a paged search resumes after the last ID it sent, so its cookie
+// stays valid in every later version of the tree. NewTree numbers the entries in
+// depth-first order; Apply gives new entries the next IDs. Equality indexes on the
+// attributes clients look users and groups up by (uid, cn, mail, member, memberOf,
+// objectClass, entryUUID, …) give each filter a list of candidates, which is usually a
+// handful of entries.
 type Tree struct {
-	id      uint64 // tells this generation's paged-results cookies from others'
+	line    uint64 // the NewTree this version descends from: cookies are valid within it
+	version uint64 // 0 for NewTree's, +1 per applied batch
 	schema  *schema
-	entries []treeEntry
-	byDN    map[string]int32 // canonical DN → position
-	index   map[*attrType]map[string][]int32
+	roots   map[string]bool // the naming contexts, normalised
+	entries idTable
+	count   int                                // entries in this version
+	byDN    *shardMap[entryID]                 // canonical DN → ID
+	index   map[*attrType]*shardMap[[]entryID] // normalised value → ascending IDs
 
 	// bases remembers the search bases clients used, as they wrote them, so that most
 	// searches skip parsing their base DN. Copied on write: read without a lock.
-	bases   atomic.Pointer[map[string]int32]
+	bases   atomic.Pointer[map[string]entryID]
 	basesMu sync.Mutex
 }
 
@@ -39,12 +46,16 @@ type Tree struct {
 // sends many distinct ones must not grow it without end.
 const maxCachedBases = 256
 
-// treeEntry is one entry of a tree.
+// treeEntry is one entry of a tree. Shared by every version that holds it unchanged.
 type treeEntry struct {
 	ndn    string // canonical DN (distinguishedNameMatch)
-	pos    int32
-	parent int32 // -1 for the entry of a naming context
-	end    int32 // one past the last position of the entry's subtree
+	id     entryID
+	parent entryID // noEntry for the entry of a naming context
+	depth  int32   // RDNs below its naming context
+	nchild int32   // children in this version
+	// structural is set when the tree computed structuralObjectClass (the entry did not
+	// have it).
+	structural bool
 	// view is the entry as served with every attribute: user attributes first, then
 	// operational ones, entryDN and hasSubordinates last. userView is the same without
 	// the operational attributes: the answer to "*", shared by every search.
@@ -67,7 +78,7 @@ type rdnValue struct {
 	value string
 }
 
-func (e *treeEntry) hasChildren() bool { return e.end > e.pos+1 }
+func (e *treeEntry) hasChildren() bool { return e.nchild > 0 }
 
 // secretAttributes are never served, whatever the entries handed to NewTree hold: the
 // store should not have them in the first place, and this keeps a mistake there from
@@ -96,10 +107,10 @@ var (
 // entries are not modified and must not be modified afterwards. entryDN and
 // hasSubordinates are computed by the tree; structuralObjectClass too when absent.
 func NewTree(roots []string, entries []*Entry) (*Tree, error) {
-	t := &Tree{schema: newSchema(), byDN: make(map[string]int32, len(entries)), index: map[*attrType]map[string][]int32{}}
+	t := &Tree{schema: newSchema(), roots: make(map[string]bool, len(roots))}
 	var id [8]byte
 	rand.Read(id[:])
-	t.id = binary.BigEndian.Uint64(id[:])
+	t.line = binary.BigEndian.Uint64(id[:])
 
 	// Attribute types and object classes the schema does not know become plain strings
 	// and structural classes, so that the entries' own DNs and values can be parsed.
@@ -113,45 +124,19 @@ func NewTree(roots []string, entries []*Entry) (*Tree, error) {
 	}
 	nodes := make([]node, len(entries))
 	for i, e := range entries {
-		for _, a := range e.Attributes {
-			if isSecret(a.Name) {
-				continue
-			}
-			typ, _ := splitDescription(a.Name)
-			if !validAttrName(typ) {
-				return nil, fmt.Errorf("entry %q: bad attribute name %q", e.DN, a.Name)
-			}
-			at := t.schema.addAttr(typ)
-			if at == atObjectClass {
-				for _, v := range a.Values {
-					if !validAttrName(string(v)) {
-						return nil, fmt.Errorf("entry %q: bad object class %q", e.DN, v)
-					}
-					t.schema.addClass(string(v))
-				}
-			}
-		}
-		dn, ok := parseDN(e.DN)
-		if !ok || len(dn.RDNs) == 0 {
-			return nil, fmt.Errorf("entry %q: invalid DN", e.DN)
-		}
-		for _, rdn := range dn.RDNs {
-			for _, ava := range rdn.Attributes {
-				if validAttrName(ava.Type) {
-					t.schema.addAttr(ava.Type)
-				}
-			}
+		dn, err := t.schema.learn(e)
+		if err != nil {
+			return nil, err
 		}
 		nodes[i] = node{e: e, dn: dn, parent: -1}
 	}
 
-	rootSet := make(map[string]bool, len(roots))
 	for _, r := range roots {
 		n, ok := t.schema.normDN(r)
 		if !ok {
 			return nil, fmt.Errorf("naming context %q: invalid DN", r)
 		}
-		rootSet[n] = true
+		t.roots[n] = true
 	}
 
 	// Canonical DNs and parents, then the depth-first order. DN-valued attributes mostly
@@ -181,7 +166,7 @@ func NewTree(roots []string, entries []*Entry) (*Tree, error) {
 			nodes[p].children = append(nodes[p].children, i)
 			continue
 		}
-		if !rootSet[n.ndn] {
+		if !t.roots[n.ndn] {
 			return nil, fmt.Errorf("entry %q: its parent is missing and it is not a naming context", n.e.DN)
 		}
 		top = append(top, i)
@@ -198,45 +183,82 @@ func NewTree(roots []string, entries []*Entry) (*Tree, error) {
 		walk(i)
 	}
 
-	t.entries = make([]treeEntry, len(order))
-	posOf := make([]int32, len(nodes))
+	ids := newIDWriter(idTable{})
+	byDN := newShardWriter[entryID](nil)
+	posOf := make([]entryID, len(nodes))
 	for pos, i := range order {
-		posOf[i] = int32(pos)
+		posOf[i] = entryID(pos)
 	}
 	for pos, i := range order {
 		n := &nodes[i]
-		te := &t.entries[pos]
-		te.ndn, te.pos, te.parent = n.ndn, int32(pos), -1
+		te := &treeEntry{ndn: n.ndn, id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
 		if n.parent >= 0 {
-			te.parent = posOf[n.parent]
+			p := ids.t.get(posOf[n.parent])
+			te.parent, te.depth = p.id, p.depth+1
 		}
-		t.byDN[n.ndn] = int32(pos)
-		rdns := n.dn.RDNs
-		if n.parent >= 0 {
-			rdns = rdns[:1] // a naming context's entry holds the values of its whole DN
-		}
-		for _, rdn := range rdns {
-			for _, ava := range rdn.Attributes {
-				te.rdn = append(te.rdn, rdnValue{typ: t.schema.attr(ava.Type), value: ava.Value})
-			}
-		}
+		te.rdn = t.rdnValues(n.dn, n.parent < 0)
+		t.fillAttributes(te, n.e, dnCache)
+		ids.set(te.id, te)
+		byDN.set(n.ndn, te.id)
 	}
-	for pos := len(t.entries) - 1; pos >= 0; pos-- {
-		te := &t.entries[pos]
-		if te.end == 0 {
-			te.end = te.pos + 1
-		}
-		if te.parent >= 0 {
-			p := &t.entries[te.parent]
-			p.end = max(p.end, te.end)
-		}
-	}
-	for pos, i := range order {
-		t.fillAttributes(&t.entries[pos], nodes[i].e, dnCache)
-	}
+	t.entries, t.byDN, t.count = ids.t, byDN.done(), len(order)
 	t.buildIndexes()
 	return t, nil
 }
+
+// learn makes the attribute types and object classes of e known to s and returns e's
+// parsed DN.
+func (s *schema) learn(e *Entry) (*ldap.DN, error) {
+	for _, a := range e.Attributes {
+		if isSecret(a.Name) {
+			continue
+		}
+		typ, _ := splitDescription(a.Name)
+		if !validAttrName(typ) {
+			return nil, fmt.Errorf("entry %q: bad attribute name %q", e.DN, a.Name)
+		}
+		at := s.addAttr(typ)
+		if at == atObjectClass {
+			for _, v := range a.Values {
+				if !validAttrName(string(v)) {
+					return nil, fmt.Errorf("entry %q: bad object class %q", e.DN, v)
+				}
+				s.addClass(string(v))
+			}
+		}
+	}
+	dn, ok := parseDN(e.DN)
+	if !ok || len(dn.RDNs) == 0 {
+		return nil, fmt.Errorf("entry %q: invalid DN", e.DN)
+	}
+	for _, rdn := range dn.RDNs {
+		for _, ava := range rdn.Attributes {
+			if validAttrName(ava.Type) {
+				s.addAttr(ava.Type)
+			}
+		}
+	}
+	return dn, nil
+}
+
+// rdnValues returns the values extensible matches with dnAttributes see of an entry: its
+// RDN's, or its whole DN's for the entry of a naming context.
+func (t *Tree) rdnValues(dn *ldap.DN, root bool) []rdnValue {
+	rdns := dn.RDNs
+	if !root {
+		rdns = rdns[:1]
+	}
+	var out []rdnValue
+	for _, rdn := range rdns {
+		for _, ava := range rdn.Attributes {
+			out = append(out, rdnValue{typ: t.schema.attr(ava.Type), value: ava.Value})
+		}
+	}
+	return out
+}
+
+// entry returns the entry with ID id in this version, or nil.
+func (t *Tree) entry(id entryID) *treeEntry { return t.entries.get(id) }
 
 // fillAttributes builds an entry's served views and normalised values. The user
 // attributes come first, so that the view for "*" is a prefix of the full one.
@@ -271,6 +293,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 			nOp, nVals = nOp+1, nVals+1
 		}
 	}
+	te.structural = structural != ""
 	n := nUser + nOp + 2
 	te.view = Entry{DN: e.DN, Attributes: make([]Attribute, 0, n)}
 	te.attrs = make([]treeAttr, 0, n)
@@ -342,81 +365,109 @@ func (t *Tree) structuralClass(e *Entry) string {
 	return best
 }
 
-// buildIndexes builds the equality indexes: normalised value → ascending positions. An
-// entry is indexed under each of its object classes and their superclasses, so that
-// (objectClass=person) finds inetOrgPersons.
+// buildIndexes builds the equality indexes: normalised value → ascending IDs.
 func (t *Tree) buildIndexes() {
-	for pos := range t.entries {
-		e := &t.entries[pos]
-		p := int32(pos)
-		for _, a := range e.attrs {
-			if !a.typ.indexed {
-				continue // values with options are indexed too: (cn=x) matches cn;lang-de: x
+	ws := map[*attrType]*shardWriter[[]entryID]{}
+	for id := range t.entries.next {
+		e := t.entry(id)
+		if e == nil {
+			continue
+		}
+		t.indexKeys(e, func(at *attrType, k string) {
+			w := ws[at]
+			if w == nil {
+				w = newShardWriter[[]entryID](nil)
+				ws[at] = w
 			}
-			idx := t.index[a.typ]
-			if idx == nil {
-				idx = map[string][]int32{}
-				t.index[a.typ] = idx
+			sh := w.shard(k)
+			if l := sh[k]; len(l) == 0 || l[len(l)-1] != id {
+				sh[k] = append(l, id)
 			}
-			for _, v := range e.norm[a.lo:a.hi] {
-				keys := []string{v}
-				if a.typ.eq == mrObjectSubClass {
-					if c := t.schema.class(v); c != nil {
-						keys = c.ancestors
+		})
+	}
+	t.index = make(map[*attrType]*shardMap[[]entryID], len(ws))
+	for at, w := range ws {
+		t.index[at] = w.done()
+	}
+}
+
+// indexKeys calls fn with each index key of e, possibly more than once. An entry is
+// indexed under each of its object classes and their superclasses, so that
+// (objectClass=person) finds inetOrgPersons.
+func (t *Tree) indexKeys(e *treeEntry, fn func(at *attrType, k string)) {
+	for _, a := range e.attrs {
+		if !a.typ.indexed {
+			continue // values with options are indexed too: (cn=x) matches cn;lang-de: x
+		}
+		for _, v := range e.norm[a.lo:a.hi] {
+			if a.typ.eq == mrObjectSubClass {
+				if c := t.schema.class(v); c != nil {
+					for _, k := range c.ancestors {
+						fn(a.typ, k)
 					}
-				}
-				for _, k := range keys {
-					if l := idx[k]; len(l) == 0 || l[len(l)-1] != p {
-						idx[k] = append(l, p)
-					}
+					continue
 				}
 			}
+			fn(a.typ, v)
 		}
 	}
 }
 
-// locate finds the entry a request names. When there is none, the result says why:
-// invalidDNSyntax, or noSuchObject with the closest entry above as matchedDN.
+// postings returns the IDs of the entries indexed under at and k, ascending.
+func (t *Tree) postings(at *attrType, k string) []entryID {
+	l, _ := t.index[at].get(k)
+	return l
+}
+
 // Lookup returns the DN of the entry that dn names, spelled as the entry has it. dn is
 // matched the way searches match base DNs: attribute types by name or OID, values by
 // their matching rules (so case and insignificant spaces do not matter).
 func (t *Tree) Lookup(dn string) (string, bool) {
-	p, res := t.locate(dn)
+	e, res := t.locate(dn)
 	if res != nil {
 		return "", false
 	}
-	return t.entries[p].view.DN, true
+	return e.view.DN, true
 }
 
-func (t *Tree) locate(dn string) (int32, *Result) {
+// Len returns the number of entries of this version.
+func (t *Tree) Len() int { return t.count }
+
+// Version numbers the versions of a tree: 0 for NewTree's, one more for each batch
+// applied since.
+func (t *Tree) Version() uint64 { return t.version }
+
+// locate finds the entry a request names. When there is none, the result says why:
+// invalidDNSyntax, or noSuchObject with the closest entry above as matchedDN.
+func (t *Tree) locate(dn string) (*treeEntry, *Result) {
 	if m := t.bases.Load(); m != nil {
-		if p, ok := (*m)[dn]; ok {
-			return p, nil
+		if id, ok := (*m)[dn]; ok {
+			return t.entry(id), nil
 		}
 	}
 	rdns, ok := t.schema.normRDNs(dn)
 	if !ok {
-		return 0, &Result{Code: ldap.LDAPResultInvalidDNSyntax, Diagnostic: "invalid DN"}
+		return nil, &Result{Code: ldap.LDAPResultInvalidDNSyntax, Diagnostic: "invalid DN"}
 	}
-	if p, ok := t.byDN[strings.Join(rdns, ",")]; ok {
-		t.rememberBase(dn, p)
-		return p, nil
+	if id, ok := t.byDN.get(strings.Join(rdns, ",")); ok {
+		t.rememberBase(dn, id)
+		return t.entry(id), nil
 	}
 	res := &Result{Code: ldap.LDAPResultNoSuchObject}
 	for i := 1; i < len(rdns); i++ {
-		if p, ok := t.byDN[strings.Join(rdns[i:], ",")]; ok {
-			res.MatchedDN = t.entries[p].view.DN
+		if id, ok := t.byDN.get(strings.Join(rdns[i:], ",")); ok {
+			res.MatchedDN = t.entry(id).view.DN
 			break
 		}
 	}
-	return 0, res
+	return nil, res
 }
 
 // rememberBase adds a base DN to the cache, until the cache is full.
-func (t *Tree) rememberBase(dn string, p int32) {
+func (t *Tree) rememberBase(dn string, id entryID) {
 	t.basesMu.Lock()
 	defer t.basesMu.Unlock()
-	m := map[string]int32{dn: p}
+	m := map[string]entryID{dn: id}
 	if old := t.bases.Load(); old != nil {
 		if len(*old) >= maxCachedBases {
 			return
@@ -430,11 +481,11 @@ func (t *Tree) rememberBase(dn string, p int32) {
 const ldapControlManageDsaIT = "2.16.840.1.113730.3.4.2"
 
 // Search evaluates a search request against the tree: it hands each entry to send, in
-// tree order, and returns the result to end the search with; nil when ctx ended or send
+// ID order, and returns the result to end the search with; nil when ctx ended or send
 // failed (the client is gone: nothing more is to be sent). It implements the scopes
 // base, one, subtree and children, every filter type, attribute selection, typesOnly
 // (which the caller applies when it encodes the entries), the size and time limits, and the paged-results control
-// (1.2.840.113556.1.4.319) with opaque cookies.
+// (1.2.840.113556.1.4.319) with opaque cookies, valid in every later version of the tree.
 func (t *Tree) Search(ctx context.Context, q *SearchRequest, controls []Control, send func(*Entry) error) *Result {
 	return t.SearchWithin(ctx, q, controls, nil, send)
 }
@@ -444,16 +495,16 @@ func (t *Tree) Search(ctx context.Context, q *SearchRequest, controls []Control,
 // does and returns only those entries; a compare of any other entry finds no such
 // object.
 type Within struct {
-	pos map[int32]bool
+	ids map[entryID]bool
 }
 
 // Within returns the part of t made of the entries named by dns; DNs the tree does not
 // hold are left out.
 func (t *Tree) Within(dns []string) *Within {
-	w := &Within{pos: make(map[int32]bool, len(dns))}
+	w := &Within{ids: make(map[entryID]bool, len(dns))}
 	for _, dn := range dns {
-		if p, res := t.locate(dn); res == nil {
-			w.pos[p] = true
+		if e, res := t.locate(dn); res == nil {
+			w.ids[e.id] = true
 		}
 	}
 	return w
@@ -496,7 +547,7 @@ func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Co
 			// Size 0 ends a paged search (RFC 2696 §3), or asks for none of it.
 			return &Result{Controls: []Control{pagingResponse(nil)}}
 		}
-		page.hash = searchHash(t.entries[base].ndn, q)
+		page.hash = searchHash(base.ndn, q)
 		if len(paging.cookie) > 0 {
 			if page.from, page.sent, err = t.readCookie(paging.cookie, page.hash); err != nil {
 				return cookieError(err)
@@ -506,7 +557,7 @@ func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Co
 
 	s := searchRun{t: t, ctx: ctx, send: send, f: f, sizeLimit: q.SizeLimit, sent: page.sent}
 	if within != nil {
-		s.within = within.pos
+		s.within = within.ids
 	}
 	t.selection(&s.sel, q.Attributes)
 	if q.TimeLimit > 0 {
@@ -515,7 +566,7 @@ func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Co
 	if paging != nil {
 		s.pageSize = paging.size
 	}
-	code, next := s.run(base, q.Scope, page.from)
+	code := s.run(base, q.Scope, page.from)
 	switch code {
 	case runGone:
 		return nil
@@ -528,7 +579,9 @@ func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Co
 	if paging != nil {
 		var cookie []byte
 		if code == runPageFull {
-			cookie = t.makeCookie(page.hash, next, s.sent)
+			// The next page starts after the last entry sent, whatever the tree holds
+			// by then.
+			cookie = t.makeCookie(page.hash, s.last+1, s.sent)
 		}
 		res.Controls = []Control{pagingResponse(cookie)}
 	}
@@ -546,9 +599,10 @@ type searchRun struct {
 	pageSize  int // 0 without paging
 	sent      int // entries returned so far, earlier pages included
 	inPage    int
+	last      entryID // the last entry sent
 	deadline  time.Time
 	steps     int
-	within    map[int32]bool // nil: every entry may be returned
+	within    map[entryID]bool // nil: every entry may be returned
 }
 
 type runCode uint8
@@ -561,59 +615,68 @@ const (
 	runGone
 )
 
-// run visits the entries in scope from position from on, in ascending order, and
-// returns how the walk ended; for a full page, the position to resume at.
-func (s *searchRun) run(base int32, scope int, from int32) (runCode, int32) {
+// run visits the entries in scope with an ID from from on, in ascending order, and
+// returns how the walk ended.
+func (s *searchRun) run(base *treeEntry, scope int, from entryID) runCode {
 	t := s.t
-	b := &t.entries[base]
-	lo, hi := base, b.end // the positions the scope may include
-	switch scope {
-	case ScopeBase:
-		hi = base + 1
-	case ScopeOne, ScopeChildren:
-		lo = base + 1
-	}
-	lo = max(lo, from)
-	if lo >= hi {
-		return runDone, 0
+	if scope == ScopeBase {
+		if base.id < from {
+			return runDone
+		}
+		return s.visit(base)
 	}
 	if s.f.indexed {
 		c := s.f.cands
-		i, _ := slices.BinarySearch(c, lo)
-		for ; i < len(c) && c[i] < hi; i++ {
-			if scope == ScopeOne && t.entries[c[i]].parent != base {
-				continue
-			}
-			if code := s.visit(c[i]); code != runDone {
-				return code, c[i]
-			}
-		}
-		return runDone, 0
-	}
-	if scope == ScopeOne {
-		// Children only: skip each child's subtree.
-		p := base + 1
-		for p < lo {
-			p = t.entries[p].end
-		}
-		for ; p < hi; p = t.entries[p].end {
-			if code := s.visit(p); code != runDone {
-				return code, p
+		i, _ := slices.BinarySearch(c, from)
+		for ; i < len(c); i++ {
+			if e := t.entry(c[i]); e != nil && t.inScope(e, base, scope) {
+				if code := s.visit(e); code != runDone {
+					return code
+				}
 			}
 		}
-		return runDone, 0
+		return runDone
 	}
-	for p := lo; p < hi; p++ {
-		if code := s.visit(p); code != runDone {
-			return code, p
+	for id := from; id < t.entries.next; id++ {
+		ch := t.entries.chunks[id>>chunkBits]
+		if ch == nil {
+			id |= chunkSize - 1 // the next chunk
+			continue
+		}
+		if e := ch.e[id&(chunkSize-1)]; e != nil && t.inScope(e, base, scope) {
+			if code := s.visit(e); code != runDone {
+				return code
+			}
 		}
 	}
-	return runDone, 0
+	return runDone
+}
+
+// inScope reports whether e is within a one-level, subtree or children search of base.
+func (t *Tree) inScope(e, base *treeEntry, scope int) bool {
+	switch scope {
+	case ScopeOne:
+		return e.parent == base.id
+	case ScopeSubtree:
+		if e == base {
+			return true
+		}
+	}
+	if e.depth <= base.depth {
+		return false
+	}
+	if base.parent == noEntry && len(t.roots) == 1 {
+		return true // the whole tree is under its one naming context
+	}
+	for e.depth > base.depth+1 {
+		e = t.entry(e.parent)
+	}
+	return e.parent == base.id
 }
 
 // visit tests one entry and sends it if it matches. A code other than runDone stops the
 // walk, with this entry not sent.
-func (s *searchRun) visit(p int32) runCode {
+func (s *searchRun) visit(e *treeEntry) runCode {
 	s.steps++
 	if s.steps&255 == 0 {
 		if s.ctx.Err() != nil {
@@ -623,10 +686,9 @@ func (s *searchRun) visit(p int32) runCode {
 			return runTimeLimit
 		}
 	}
-	if s.within != nil && !s.within[p] {
+	if s.within != nil && !s.within[e.id] {
 		return runDone
 	}
-	e := &s.t.entries[p]
 	if s.f.match(e) != triTrue {
 		return runDone
 	}
@@ -644,6 +706,7 @@ func (s *searchRun) visit(p int32) runCode {
 	}
 	s.sent++
 	s.inPage++
+	s.last = e.id
 	return runDone
 }
 
@@ -736,11 +799,11 @@ func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
 	if q == nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "not a compare request"}
 	}
-	pos, res := t.locate(q.DN)
+	e, res := t.locate(q.DN)
 	if res != nil {
 		return res
 	}
-	if within != nil && !within.pos[pos] {
+	if within != nil && !within.ids[e.id] {
 		return &Result{Code: ldap.LDAPResultNoSuchObject}
 	}
 	typ, opts := splitDescription(q.Attribute)
@@ -755,7 +818,6 @@ func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
 	if !ok {
 		return &Result{Code: ldap.LDAPResultInvalidAttributeSyntax, Diagnostic: "value does not conform to assertion syntax"}
 	}
-	e := &t.entries[pos]
 	present := false
 	for i := range e.attrs {
 		a := &e.attrs[i]

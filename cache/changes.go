@@ -1,0 +1,69 @@
+package cache
+
+import "strings"
+
+// Changes are the objects that differ between two snapshots, by ID: added, changed or
+// deleted. Readers that keep something made from a snapshot (the served directory)
+// redo only these objects and what depends on them.
+type Changes struct {
+	// Users and Groups are the IDs, in ID order.
+	Users, Groups []string
+}
+
+// Empty reports whether nothing differs.
+func (c Changes) Empty() bool { return len(c.Users) == 0 && len(c.Groups) == 0 }
+
+// ChangesSince returns the objects that differ between prev and sn; prev nil is an
+// empty store. A commit keeps the record of every object it did not change, and the
+// whole list of a kind it changed nothing of, so this costs nothing for a kind no
+// commit between the two changed, and one pointer comparison per object otherwise:
+// a sync that changed nothing is found unchanged without decoding anything.
+func (sn *Snapshot) ChangesSince(prev *Snapshot) Changes {
+	if prev == nil {
+		prev = &Snapshot{}
+	}
+	return Changes{
+		Users:  diffRecords(prev.userList, sn.userList, func(r *userRec) (string, string) { return r.id, r.val }),
+		Groups: diffRecords(prev.groupList, sn.groupList, func(r *groupRec) (string, string) { return r.id, r.val }),
+	}
+}
+
+// diffRecords merges two lists in ID order and returns the IDs whose record is missing
+// from one or differs.
+func diffRecords[R any](old, cur []*R, key func(*R) (id, val string)) []string {
+	if len(old) == len(cur) && (len(old) == 0 || &old[0] == &cur[0]) {
+		return nil // the same list: no commit in between changed this kind
+	}
+	var out []string
+	i, j := 0, 0
+	for i < len(old) || j < len(cur) {
+		switch {
+		case j == len(cur):
+			id, _ := key(old[i])
+			out = append(out, id)
+			i++
+		case i == len(old):
+			id, _ := key(cur[j])
+			out = append(out, id)
+			j++
+		default:
+			oid, oval := key(old[i])
+			cid, cval := key(cur[j])
+			switch c := strings.Compare(oid, cid); {
+			case c < 0:
+				out = append(out, oid)
+				i++
+			case c > 0:
+				out = append(out, cid)
+				j++
+			default:
+				if old[i] != cur[j] && oval != cval {
+					out = append(out, cid)
+				}
+				i++
+				j++
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,405 @@
+package directory
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Change is one change of a batch (Tree.Apply).
+type Change struct {
+	// DN names the entry that the change replaces or deletes, as the tree holds it (any
+	// spelling); "" for an entry added.
+	DN string
+	// Entry is the entry after the change: added, or replacing DN's entry, at DN or at
+	// another DN (a rename or move: the entry keeps its ID, and with it its place in
+	// the paged searches under way). nil deletes DN's entry.
+	Entry *Entry
+}
+
+// Apply returns the next version of t: t with a batch of changes applied, as one step.
+// t itself does not change, so searches running on it finish on it; the caller
+// publishes the new version to the searches that start next. The rules of NewTree
+// hold for the result (every entry's parent is an entry, DNs are unique), checked once
+// the whole batch is applied: a batch may move two entries onto each other's DNs, or
+// add an OU with the users in it. An entry that still has children cannot be deleted
+// or renamed. On an error, t is unchanged and nothing else is either.
+//
+// A change whose entry equals the one the tree holds is no change: a batch of only
+// such changes returns t itself. Each entry may be named by one change of a batch.
+// The entries are not modified and must not be modified afterwards.
+func (t *Tree) Apply(changes []Change) (*Tree, error) {
+	b := t.begin()
+	type put struct {
+		id  entryID // noEntry for an entry added
+		e   *Entry
+		dn  *ldap.DN
+		ndn string
+		// parent is the canonical DN of the parent, "" for a DN of one RDN.
+		parent string
+		// depth is the number of RDNs: parents are linked before their children.
+		depth int
+	}
+	var puts []put
+	var deleted []entryID
+
+	// The entries the batch replaces or deletes leave the DN map first, so that the
+	// batch can move entries onto DNs that other changes free.
+	for _, c := range changes {
+		id := noEntry
+		if c.DN != "" {
+			old, err := b.unlink(c.DN, c.Entry)
+			if err != nil {
+				return nil, err
+			}
+			if old == nil {
+				continue // unchanged
+			}
+			id = old.id
+		} else if c.Entry == nil {
+			return nil, errors.New("a change with neither a DN nor an entry")
+		}
+		if c.Entry == nil {
+			deleted = append(deleted, id)
+			continue
+		}
+		puts = append(puts, put{id: id, e: c.Entry})
+	}
+	if len(puts) == 0 && len(deleted) == 0 {
+		return t, nil
+	}
+
+	if len(puts) > 0 {
+		b.t.schema = t.schema.clone()
+	}
+	for i := range puts {
+		p := &puts[i]
+		dn, err := b.t.schema.learn(p.e)
+		if err != nil {
+			return nil, err
+		}
+		rdns, ok := b.t.schema.canonicalRDNs(dn, false)
+		if !ok {
+			return nil, fmt.Errorf("entry %q: invalid DN", p.e.DN)
+		}
+		p.dn, p.ndn, p.depth = dn, strings.Join(rdns, ","), len(rdns)
+		if len(rdns) > 1 {
+			p.parent = strings.Join(rdns[1:], ",")
+		}
+	}
+	slices.SortStableFunc(puts, func(x, y put) int { return cmp.Compare(x.depth, y.depth) })
+	for _, p := range puts {
+		if err := b.link(p.id, p.e, p.dn, p.ndn, p.parent); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range deleted {
+		if err := b.remove(id); err != nil {
+			return nil, err
+		}
+	}
+	return b.done(), nil
+}
+
+// batch is a version of a tree being made by Apply.
+type batch struct {
+	t     *Tree // the new version
+	ids   *idWriter
+	byDN  *shardWriter[entryID]
+	index map[*attrType]*shardWriter[[]entryID]
+	// own holds the entries this batch made or copied, which it may change in place;
+	// ownPostings the posting lists.
+	own         map[entryID]bool
+	ownPostings map[postingKey]bool
+	// parents are the entries whose number of children changed.
+	parents []entryID
+	// old are the entries the batch unlinked, as the previous version has them.
+	old     map[entryID]*treeEntry
+	dnCache map[string]string
+}
+
+type postingKey struct {
+	at *attrType
+	k  string
+}
+
+func (t *Tree) begin() *batch {
+	nt := &Tree{line: t.line, version: t.version + 1, schema: t.schema, roots: t.roots, count: t.count, index: t.index}
+	return &batch{
+		t:           nt,
+		ids:         newIDWriter(t.entries),
+		byDN:        newShardWriter(t.byDN),
+		index:       map[*attrType]*shardWriter[[]entryID]{},
+		own:         map[entryID]bool{},
+		ownPostings: map[postingKey]bool{},
+		old:         map[entryID]*treeEntry{},
+		dnCache:     map[string]string{},
+	}
+}
+
+// unlink takes the entry dn names out of the DN map and out of its parent's children,
+// unless it equals next (then it returns nil: nothing to change).
+func (b *batch) unlink(dn string, next *Entry) (*treeEntry, error) {
+	ndn, ok := b.t.schema.normDN(dn)
+	if !ok {
+		return nil, fmt.Errorf("change of %q: invalid DN", dn)
+	}
+	id, ok := b.byDN.get(ndn)
+	if !ok {
+		return nil, fmt.Errorf("change of %q: no such entry, or changed twice in one batch", dn)
+	}
+	old := b.ids.t.get(id)
+	if next != nil && b.t.sameEntry(old, next) {
+		return nil, nil
+	}
+	b.old[id] = old
+	b.byDN.delete(ndn)
+	if old.parent != noEntry {
+		b.mutable(old.parent).nchild--
+		b.parents = append(b.parents, old.parent)
+	}
+	return old, nil
+}
+
+// link puts entry e, with ID id (noEntry: a new one), at the DN ndn, under the entry
+// whose DN is parent.
+func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) error {
+	if _, dup := b.byDN.get(ndn); dup {
+		return fmt.Errorf("entry %q: duplicate DN", e.DN)
+	}
+	te := &treeEntry{ndn: ndn, parent: noEntry}
+	if parent != "" {
+		if pid, ok := b.byDN.get(parent); ok {
+			p := b.mutable(pid)
+			p.nchild++
+			b.parents = append(b.parents, pid)
+			te.parent, te.depth = pid, p.depth+1
+		}
+	}
+	if te.parent == noEntry && !b.t.roots[ndn] {
+		return fmt.Errorf("entry %q: its parent is missing and it is not a naming context", e.DN)
+	}
+	var old *treeEntry
+	if id == noEntry {
+		id = b.ids.t.next
+		if id == noEntry {
+			return errors.New("the tree has used every entry ID: build it anew")
+		}
+		b.t.count++
+	} else {
+		old = b.old[id]
+		cur := b.ids.t.get(id)
+		if cur.nchild > 0 && old.ndn != ndn {
+			return fmt.Errorf("entry %q: cannot rename or move an entry that has children", old.view.DN)
+		}
+		te.nchild = cur.nchild
+	}
+	te.id = id
+	te.rdn = b.t.rdnValues(dn, te.parent == noEntry)
+	b.t.fillAttributes(te, e, b.dnCache)
+	b.ids.set(id, te)
+	b.own[id] = true
+	b.byDN.set(ndn, id)
+
+	// Index keys: only those that differ from the old entry's change a posting list.
+	keys := b.t.keySet(te)
+	if old != nil {
+		for k := range b.t.keySet(old) {
+			if !keys[k] {
+				b.removePosting(k, id)
+			}
+		}
+		for k := range keys {
+			if !b.hasPosting(k, id) {
+				b.addPosting(k, id)
+			}
+		}
+		return nil
+	}
+	for k := range keys {
+		b.addPosting(k, id)
+	}
+	return nil
+}
+
+// remove deletes the entry id, which unlink took out of the DN map.
+func (b *batch) remove(id entryID) error {
+	e := b.ids.t.get(id)
+	if e.nchild > 0 {
+		return fmt.Errorf("entry %q: cannot delete an entry that has children", e.view.DN)
+	}
+	for k := range b.t.keySet(b.old[id]) {
+		b.removePosting(k, id)
+	}
+	b.ids.set(id, nil)
+	delete(b.own, id)
+	b.t.count--
+	return nil
+}
+
+// mutable returns entry id as this batch may change it: a copy, made once.
+func (b *batch) mutable(id entryID) *treeEntry {
+	e := b.ids.t.get(id)
+	if b.own[id] {
+		return e
+	}
+	c := *e
+	b.ids.set(id, &c)
+	b.own[id] = true
+	return &c
+}
+
+// done completes the new version: hasSubordinates of the entries whose children came
+// or went, and the maps the batch wrote.
+func (b *batch) done() *Tree {
+	for _, id := range b.parents {
+		if e := b.ids.t.get(id); e != nil {
+			b.t.setHasSubordinates(e)
+		}
+	}
+	nt := b.t
+	nt.entries, nt.byDN = b.ids.t, b.byDN.done()
+	if len(b.index) > 0 {
+		nt.index = maps.Clone(nt.index)
+		if nt.index == nil {
+			nt.index = map[*attrType]*shardMap[[]entryID]{}
+		}
+		for at, w := range b.index {
+			nt.index[at] = w.done()
+		}
+	}
+	return nt
+}
+
+// setHasSubordinates brings the computed hasSubordinates of e, an entry the batch owns,
+// in line with its children.
+func (t *Tree) setHasSubordinates(e *treeEntry) {
+	last := len(e.view.Attributes) - 1
+	want := valueFALSE
+	if e.hasChildren() {
+		want = valueTRUE
+	}
+	if bytes.Equal(e.view.Attributes[last].Values[0], want) {
+		return
+	}
+	attrs := slices.Clone(e.view.Attributes)
+	attrs[last] = Attribute{Name: "hasSubordinates", Values: [][]byte{want}}
+	norm := slices.Clone(e.norm)
+	norm[len(norm)-1] = string(want)
+	nUser := len(e.userView.Attributes)
+	e.view = Entry{DN: e.view.DN, Attributes: attrs}
+	e.userView = Entry{DN: e.view.DN, Attributes: attrs[:nUser:nUser]}
+	e.norm = norm
+}
+
+// keySet returns the index keys of e.
+func (t *Tree) keySet(e *treeEntry) map[postingKey]bool {
+	keys := map[postingKey]bool{}
+	t.indexKeys(e, func(at *attrType, k string) { keys[postingKey{at, k}] = true })
+	return keys
+}
+
+// indexWriter returns the batch's writer of the index of at.
+func (b *batch) indexWriter(at *attrType) *shardWriter[[]entryID] {
+	w := b.index[at]
+	if w == nil {
+		w = newShardWriter(b.t.index[at])
+		b.index[at] = w
+	}
+	return w
+}
+
+func (b *batch) hasPosting(k postingKey, id entryID) bool {
+	l, _ := b.indexWriter(k.at).get(k.k)
+	_, found := slices.BinarySearch(l, id)
+	return found
+}
+
+// addPosting adds id to the posting list of k: in place when the batch made the list,
+// else in a copy with room for more.
+func (b *batch) addPosting(k postingKey, id entryID) {
+	w := b.indexWriter(k.at)
+	l, _ := w.get(k.k)
+	i, found := slices.BinarySearch(l, id)
+	if found {
+		return
+	}
+	if b.ownPostings[k] {
+		w.set(k.k, slices.Insert(l, i, id))
+		return
+	}
+	n := make([]entryID, len(l)+1, len(l)+1+len(l)/8)
+	copy(n, l[:i])
+	n[i] = id
+	copy(n[i+1:], l[i:])
+	w.set(k.k, n)
+	b.ownPostings[k] = true
+}
+
+// removePosting removes id from the posting list of k; an empty list goes.
+func (b *batch) removePosting(k postingKey, id entryID) {
+	w := b.indexWriter(k.at)
+	l, _ := w.get(k.k)
+	i, found := slices.BinarySearch(l, id)
+	switch {
+	case !found:
+		return
+	case len(l) == 1:
+		w.delete(k.k)
+		delete(b.ownPostings, k)
+	case b.ownPostings[k]:
+		w.set(k.k, slices.Delete(l, i, i+1))
+	default:
+		n := make([]entryID, 0, len(l)-1)
+		n = append(append(n, l[:i]...), l[i+1:]...)
+		w.set(k.k, n)
+		b.ownPostings[k] = true
+	}
+}
+
+// sameEntry reports whether e, as given to NewTree or Apply, is what te was made from:
+// the same DN, spelled alike, and the same attributes with the same values in the same
+// order.
+func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
+	if e.DN != te.view.DN {
+		return false
+	}
+	view := te.view.Attributes
+	user, op := 0, len(te.userView.Attributes)
+	for _, a := range e.Attributes {
+		if isSecret(a.Name) {
+			continue
+		}
+		typ, _ := splitDescription(a.Name)
+		at := t.schema.attr(typ)
+		switch {
+		case at == nil:
+			return false
+		case at == atEntryDN || at == atHasSubordinates:
+			continue
+		}
+		k := &user
+		if at.operational {
+			k = &op
+		}
+		if *k >= len(view) || !sameAttribute(view[*k], a) {
+			return false
+		}
+		*k++
+	}
+	computed := 2 // entryDN, hasSubordinates
+	if te.structural {
+		computed++
+	}
+	return user == len(te.userView.Attributes) && op == len(view)-computed
+}
+
+func sameAttribute(a, b Attribute) bool {
+	return a.Name == b.Name && slices.EqualFunc(a.Values, b.Values, bytes.Equal)
+}

@@ -1,0 +1,160 @@
+package directory
+
+import (
+	"hash/maphash"
+	"maps"
+)
+
+// The structures a tree's versions share. A version is never modified once published;
+// the next one (Tree.Apply) copies what a batch changes and shares the rest, so a batch
+// costs what it touches, not the size of the tree:
+//
+//   - the entries sit in an ID table of fixed-size chunks: a batch copies the chunks it
+//     writes (and the list of chunk pointers), never the entries of other chunks;
+//   - the DN map and each equality index are hash maps split into shards: a batch
+//     copies the shards it writes;
+//   - a posting list (the IDs one index value finds) is copied the first time a batch
+//     changes it, then changed in place for the rest of that batch.
+//
+// Plain Go maps and slices underneath keep lookups and memory as they were with one
+// tree per sync.
+
+// entryID identifies an entry across the versions of a tree: a replaced, renamed or moved
+// entry keeps its ID, a new entry gets the next unused one. IDs order search results and
+// paged-results cookies resume by them, as slapd's back-mdb resumes by entry ID.
+type entryID = uint32
+
+// noEntry is the parent of an entry of a naming context.
+const noEntry entryID = 1<<32 - 1
+
+const (
+	chunkBits = 8
+	chunkSize = 1 << chunkBits
+)
+
+// idTable maps entry IDs to entries.
+type idTable struct {
+	chunks []*idChunk // nil: no entry in that chunk
+	next   entryID    // the first ID never used
+}
+
+type idChunk struct {
+	e    [chunkSize]*treeEntry
+	live int
+}
+
+// get returns the entry with ID id in this version, or nil.
+func (t *idTable) get(id entryID) *treeEntry {
+	c := int(id >> chunkBits)
+	if c >= len(t.chunks) || t.chunks[c] == nil {
+		return nil
+	}
+	return t.chunks[c].e[id&(chunkSize-1)]
+}
+
+// idWriter changes a copy of an idTable for one batch.
+type idWriter struct {
+	t     idTable
+	owned map[int]bool // chunks copied by this batch
+}
+
+func newIDWriter(t idTable) *idWriter {
+	w := &idWriter{t: t, owned: map[int]bool{}}
+	w.t.chunks = append([]*idChunk(nil), t.chunks...)
+	return w
+}
+
+// set stores e (nil to remove) under id.
+func (w *idWriter) set(id entryID, e *treeEntry) {
+	c := int(id >> chunkBits)
+	for c >= len(w.t.chunks) {
+		w.t.chunks = append(w.t.chunks, nil)
+	}
+	ch := w.t.chunks[c]
+	if !w.owned[c] {
+		n := &idChunk{}
+		if ch != nil {
+			*n = *ch
+		}
+		ch, w.t.chunks[c], w.owned[c] = n, n, true
+	}
+	i := id & (chunkSize - 1)
+	switch {
+	case ch.e[i] == nil && e != nil:
+		ch.live++
+	case ch.e[i] != nil && e == nil:
+		ch.live--
+	}
+	ch.e[i] = e
+	if ch.live == 0 {
+		w.t.chunks[c] = nil
+		delete(w.owned, c)
+	}
+	if id >= w.t.next {
+		w.t.next = id + 1
+	}
+}
+
+// mapShards is the number of shards of a shardMap: a batch that changes one key copies
+// 1/mapShards of the map.
+const mapShards = 256
+
+// shardSeed is the hash seed of every shardMap of this process.
+var shardSeed = maphash.MakeSeed()
+
+// shardMap is a map from strings split into shards, shared between versions.
+type shardMap[V any] struct {
+	shards []map[string]V // nil: the map is empty
+}
+
+func shardOf(k string) int { return int(maphash.String(shardSeed, k) % mapShards) }
+
+func (m *shardMap[V]) get(k string) (V, bool) {
+	if m == nil || m.shards == nil {
+		var zero V
+		return zero, false
+	}
+	v, ok := m.shards[shardOf(k)][k]
+	return v, ok
+}
+
+// shardWriter changes a copy of a shardMap for one batch.
+type shardWriter[V any] struct {
+	m     shardMap[V]
+	owned [mapShards]bool
+}
+
+func newShardWriter[V any](m *shardMap[V]) *shardWriter[V] {
+	w := &shardWriter[V]{}
+	w.m.shards = make([]map[string]V, mapShards)
+	if m != nil && m.shards != nil {
+		copy(w.m.shards, m.shards)
+	}
+	return w
+}
+
+func (w *shardWriter[V]) get(k string) (V, bool) { return w.m.get(k) }
+
+// shard returns the writable shard of k.
+func (w *shardWriter[V]) shard(k string) map[string]V {
+	i := shardOf(k)
+	if !w.owned[i] {
+		n := maps.Clone(w.m.shards[i])
+		if n == nil {
+			n = map[string]V{}
+		}
+		w.m.shards[i], w.owned[i] = n, true
+	}
+	return w.m.shards[i]
+}
+
+func (w *shardWriter[V]) set(k string, v V) { w.shard(k)[k] = v }
+
+func (w *shardWriter[V]) delete(k string) {
+	if _, ok := w.get(k); ok {
+		delete(w.shard(k), k)
+	}
+}
+
+// done returns the map the batch made.
+func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
