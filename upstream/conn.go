@@ -343,8 +343,14 @@ func (c *Conn) moveBack(ctx context.Context, kind Kind, stay bool) *wireConn {
 	if c.bound {
 		if err := c.rebind(ctx, wc); err != nil {
 			wc.close()
-			if errors.As(err, new(*refusedError)) {
+			switch {
+			case errors.As(err, new(*refusedError)):
 				c.dropCredential()
+			case ctx.Err() == nil:
+				// Up for its probe, yet not answering a bind: set it aside until the
+				// probe says otherwise, or every request of every idle session would
+				// wait on it.
+				c.pool.markDown(srv, err)
 			}
 			return nil
 		}

@@ -438,3 +438,36 @@ func TestSealedCredentialOpensOnlyToItsBind(t *testing.T) {
 		t.Errorf("fmt shows %q", fmt.Sprint(s))
 	}
 }
+
+func TestSessionStaysWhenThePreferredServerHangs(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	// Probes of up servers far apart: only the session's own attempt can notice.
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, Timeout: timeout, HealthInterval: time.Hour})
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	c := boundSession(t, p, a, 1)
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the preferred server up again", func() bool { return p.up(t, a.URL) == 1 })
+	pause(t, a)
+
+	for i := range 3 {
+		start := time.Now()
+		if uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")"); err != nil || len(uids) != 1 {
+			t.Fatalf("search %d = %v, %v", i, uids, err)
+		}
+		took := time.Since(start)
+		if i > 0 && took > timeout/2 {
+			t.Errorf("search %d took %v: the hung preferred server was tried again", i, took)
+		}
+	}
+	if c.Server() != b.URL {
+		t.Errorf("session on %q, want %q", c.Server(), b.URL)
+	}
+	if p.up(t, a.URL) != 0 {
+		t.Error("the preferred server that did not answer the bind is still up")
+	}
+}
