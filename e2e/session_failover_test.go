@@ -205,6 +205,30 @@ func TestFailoverAfterOwnPasswordChange(t *testing.T) {
 	}
 }
 
+// TestClientAccountBindEndsTheUpstreamIdentity: a session bound upstream as a user
+// that binds again as a `clients:` account reads as the service account, never with the
+// user's connection (or the credential kept for it).
+func TestClientAccountBindEndsTheUpstreamIdentity(t *testing.T) {
+	up := slapdtest.New(t, slapdtest.Options{Users: 5})
+	p := startProxy(t, config(up, map[string]string{"top": clientsSection(t, "")}))
+	c := dial(t, p.URL)
+	if err := c.Bind(up.UserDN(1), slapdtest.UserPassword(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := readOwnPassword(c, up, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Bind(appDN, appPassword); err != nil {
+		t.Fatal(err)
+	}
+	if err := readOwnPassword(c, up, 1); err == nil {
+		t.Fatal("after binding as a client account, the session still reads with the user's upstream identity")
+	}
+	if err := searchSelf(c, up, 2); err != nil {
+		t.Errorf("search as the client account: %v", err)
+	}
+}
+
 // TestFailoverBoundSessionsUnderLoad measures what issue 9 asks of direct mode: 16
 // client connections that each bound once as a user search without pause, and the
 // server they are on is killed (kill -9). At most 0.1% of the searches may fail (before

@@ -92,9 +92,14 @@ func (c *client) clientAccount() *clientAccount {
 }
 
 // loggedIn records how the client's login was accepted: by the upstream, or from a cache.
+// A login from a cache ends whatever identity the upstream connection had: the
+// connection, and the credential kept to bind it again after a failover, go with it.
 func (c *client) loggedIn(fromCache bool) {
 	c.mu.Lock()
 	c.cachedLogin = fromCache
+	if fromCache && c.conn != nil {
+		c.conn.Unbind()
+	}
 	c.mu.Unlock()
 }
 
