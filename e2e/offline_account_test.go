@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
@@ -186,5 +187,80 @@ func TestOfflineServiceIdentity(t *testing.T) {
 	}
 	if strings.Contains(p.logs.String(), "gitlab-secret") {
 		t.Fatal("a password reached the log")
+	}
+}
+
+// adAccount is an AD-shaped user entry on slapd (msuser schema; extensibleObject carries
+// what AD's auxiliary classes would), which logs in with password.
+func adAccount(suffix, cn string, guid byte, password string) string {
+	b := make([]byte, 16)
+	for i := range b {
+		b[i] = guid + byte(i)
+	}
+	return fmt.Sprintf("dn: cn=%s,ou=people,%s\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n"+
+		"objectClass: user\nobjectClass: extensibleObject\ncn: %s\nsn: %s\nsAMAccountName: %s\nuserAccountControl: 512\n"+
+		"pwdLastSet: 133497216000000000\naccountExpires: 9223372036854775807\ninstanceType: 4\nnTSecurityDescriptor:: AQAEgA==\n"+
+		"objectCategory: CN=Person,CN=Schema,CN=Configuration,%s\nobjectGUID:: %s\nuserPassword: %s\n\n",
+		cn, suffix, cn, cn, cn, suffix, base64.StdEncoding.EncodeToString(b), slapdtest.SSHA(password))
+}
+
+// TestOfflineAccountExpiresAD is the issue's case: an Active Directory account whose
+// accountExpires has passed logs in offline no more, though it logged in before the
+// outage with its right password; one whose accountExpires passes during the outage
+// logs in until then; a neighbour logs in throughout.
+func TestOfflineAccountExpiresAD(t *testing.T) {
+	suffix := slapdtest.DefaultSuffix
+	up := withSlapd(t, slapdtest.Options{Users: -1, Groups: -1, Schemas: []string{"msuser"},
+		ExtraLDIF: adAccount(suffix, "alice", 0x10, "pass-alice") + adAccount(suffix, "bob", 0x20, "pass-bob") +
+			adAccount(suffix, "carol", 0x30, "pass-carol")})
+	dn := func(cn string) string { return "cn=" + cn + ",ou=people," + suffix }
+	// The preset's filter relies on AD expanding objectCategory=person; see
+	// TestActiveDirectoryPreset in sync.
+	cfg := config(up, map[string]string{"mode": "cached",
+		"sync": "  enabled: true\n  interval: 1s\n  preset: active-directory\n  user_filter: (objectClass=user)"})
+	cfg += "bind:\n  cache_passwords: true\n  offline_max_age: 1h\n"
+	p := startProxy(t, cfg)
+	eventually(t, 20*time.Second, "the first sync", func() bool { return syncRuns(t, p) >= 1 })
+	for _, cn := range []string{"alice", "bob", "carol"} {
+		if code := bindCode(t, p, dn(cn), "pass-"+cn); code != 0 {
+			t.Fatalf("online bind of %s: %d", cn, code)
+		}
+	}
+	eventually(t, 10*time.Second, "three hashes stored", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "3"
+	})
+
+	fileTime := func(at time.Time) string { return strconv.FormatInt(at.Unix()*1e7+116444736000000000, 10) }
+	carolExpires := time.Now().Add(10 * time.Second).Truncate(time.Second)
+	admin := up.Conn(t)
+	for cn, at := range map[string]time.Time{"alice": time.Now().Add(-time.Hour), "carol": carolExpires} {
+		mod := ldap.NewModifyRequest(dn(cn), nil)
+		mod.Replace("accountExpires", []string{fileTime(at)})
+		if err := admin.Modify(mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitNextSync(t, p)
+	up.Stop()
+
+	for _, tc := range []struct {
+		cn   string
+		want uint16
+	}{{"alice", ldap.LDAPResultInvalidCredentials}, {"bob", 0}, {"carol", 0}} {
+		if code := bindCode(t, p, dn(tc.cn), "pass-"+tc.cn); code != tc.want {
+			t.Errorf("offline bind of %s: %d, want %d", tc.cn, code, tc.want)
+		}
+	}
+	time.Sleep(time.Until(carolExpires))
+	if code := bindCode(t, p, dn("carol"), "pass-carol"); code != ldap.LDAPResultInvalidCredentials {
+		t.Errorf("offline bind of carol after her account expired: %d, want 49", code)
+	}
+	for result, want := range map[string]string{"account_expired": "2", "success": "2"} {
+		if v := scrapeValue(t, p, fmt.Sprintf(`ldapproxy_offline_logins_total{result=%q}`, result)); v != want {
+			t.Errorf("offline logins with result %s: %q, want %s", result, v, want)
+		}
+	}
+	if !strings.Contains(p.logs.String(), `"reason":"account expired on `) {
+		t.Error("no log line with the reason")
 	}
 }
