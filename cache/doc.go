@@ -60,9 +60,11 @@
 // run's objects, without reading Badger, and swaps it in with an atomic
 // pointer; a kind the run did not change keeps the previous indexes.
 //
-// # Room for the credential cache
+// # The credential cache
 //
-// Keys under "c/" are reserved for the credential cache (bind.cache_passwords),
-// which will live in this package: it needs User.PasswordMarker and the
-// deletions and deactivations a commit applies.
+// Keys under "c/" belong to the credential cache (bind.cache_passwords,
+// credentials.go): c/<user ID> for a synced user's hash, which it checks
+// against User.PasswordMarker, User.Account and the deletions and
+// deactivations a commit applies; c/ 0x00 <normalised DN> for an identity
+// that is no synced user.
 package cache

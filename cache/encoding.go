@@ -11,13 +11,17 @@ package cache
 // out of it is several times faster than encoding/json or per-object gob
 // (which repeats its type description in every value).
 //
-// Layout, format 1 (uvarint lengths, strings as length + bytes):
+// Layouts (uvarint lengths, strings as length + bytes):
 //
-//	user:  0x01 DN Username Name Email Path PasswordMarker active(byte) groups attrs
-//	user:  0x02 DN Username Name Email Path PasswordMarker active(byte) account groups attrs
-//	group: 0x01 DN Name parents attrs
-//	list:  count string...
-//	attrs: count (name tag value)...   tags below
+//	user:    0x01 DN Username Name Email Path PasswordMarker active(byte) groups attrs
+//	user:    0x02 DN Username Name Email Path PasswordMarker active(byte) account groups attrs
+//	group:   0x01 DN Name parents attrs
+//	list:    count string...
+//	attrs:   count (name tag value)...   tags below
+//	account: flags(byte) [expires] [password expires]   varint Unix seconds, see appendAccount
+//
+// A user whose Account is the zero one is written in format 1, as before
+// accounts were kept.
 //
 // The object's ID is the key's, so it is not repeated in the value. An empty
 // value is a deletion marker (see the package comment). A new layout gets a
