@@ -6,6 +6,8 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -469,5 +471,55 @@ func TestSessionStaysWhenThePreferredServerHangs(t *testing.T) {
 	}
 	if p.up(t, a.URL) != 0 {
 		t.Error("the preferred server that did not answer the bind is still up")
+	}
+}
+
+func TestConcurrentRequestsOfOneSessionFailOverTogether(t *testing.T) {
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL})
+	c := boundSession(t, p, a, 1)
+	const workers = 8
+	var wg sync.WaitGroup
+	var searches, failures, cut atomic.Int64
+	stop := make(chan struct{})
+	for range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				searches.Add(1)
+				uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")")
+				switch {
+				case err != nil && len(uids) > 0 && errors.Is(err, errBroken):
+					// Its entry was relayed before the kill cut the result off: it
+					// cannot be repeated. At most once per request in flight.
+					cut.Add(1)
+				case err != nil || len(uids) != 1:
+					failures.Add(1)
+					t.Logf("search: %v, %v", uids, err)
+				}
+			}
+		})
+	}
+	waitFor(t, "searches going", func() bool { return searches.Load() > 100 })
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failures.Load() > 0 || cut.Load() > workers {
+		t.Errorf("%d of %d concurrent searches failed across the failover, %d cut after their entry", failures.Load(), searches.Load(), cut.Load())
+	}
+	if got := whoAmI(t, c); got != "dn:"+b.UserDN(1) || c.Server() != b.URL {
+		t.Errorf("after the failover: %q on %q", got, c.Server())
+	}
+	// One bind again for the whole session, not one per request that met the dead
+	// connection.
+	if got := p.requests(t, b.URL, "bind"); got != 1 {
+		t.Errorf("%d binds on the second server, want 1", got)
 	}
 }
