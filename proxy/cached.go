@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,8 +12,10 @@ import (
 )
 
 // cached answers searches and compares from the synced store. It feeds the directory
-// engine the served entries of the store's latest generation (served.go) and builds a
-// new tree whenever a sync commits, so a search always sees one complete generation.
+// engine the served entries of the store's latest generation (served.go): at start a
+// whole tree, then at each commit only what the sync changed (Tree.Apply), so a search
+// always sees one complete generation, a sync that changed nothing changes nothing, and
+// paged searches under way go on across syncs.
 type cached struct {
 	store *cache.Store
 	opts  ServedOptions
@@ -20,16 +23,55 @@ type cached struct {
 	tree  atomic.Pointer[directory.Tree]
 	// access limits what each session sees (access.go); nil: everything.
 	access *access
+
+	mu         sync.Mutex        // one update at a time
+	sn         *cache.Snapshot   // the snapshot the tree serves
+	containers *servedContainers // the containers of that tree
 }
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {
 	c := &cached{store: store, opts: opts, log: log}
-	c.rebuild(store.Snapshot())
-	store.OnCommit(c.rebuild)
+	store.OnCommit(c.update)
+	c.update(store.Snapshot())
 	return c
 }
 
-// rebuild makes the served tree of a snapshot. On an error the previous tree stays.
+// update brings the served tree to the snapshot sn: the changes since the snapshot it
+// serves, applied as one batch; or, for the first snapshot and when the batch does not
+// apply, a tree built anew (paged searches under way then fail once). On an error the
+// previous tree stays, and the next commit tries again from it.
+func (c *cached) update(sn *cache.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sn != nil && sn.Generation() <= c.sn.Generation() {
+		return // a commit that the callback has already seen
+	}
+	t := c.tree.Load()
+	if t == nil {
+		c.rebuild(sn)
+		return
+	}
+	start := time.Now()
+	sc := c.containers.clone()
+	changes := servedChanges(c.sn, sn, c.opts, sc)
+	next, err := t.Apply(changes)
+	if err != nil {
+		c.log.Warn("cannot apply the sync's changes to the served tree; building it anew, paged searches under way must start again",
+			"generation", sn.Generation(), "err", err)
+		c.rebuild(sn)
+		return
+	}
+	c.sn, c.containers = sn, sc
+	if next == t {
+		c.log.Info("served tree unchanged", "generation", sn.Generation(), "version", t.Version())
+		return
+	}
+	c.tree.Store(next)
+	c.log.Info("served tree updated", "generation", sn.Generation(), "version", next.Version(), "changes", len(changes),
+		"entries", next.Len(), "took", time.Since(start).Round(time.Microsecond))
+}
+
+// rebuild makes the served tree of a snapshot anew. On an error the previous tree stays.
 func (c *cached) rebuild(sn *cache.Snapshot) {
 	start := time.Now()
 	entries := ServedEntries(sn, c.opts)
@@ -39,6 +81,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 		return
 	}
 	c.tree.Store(t)
+	c.sn, c.containers = sn, newServedContainers(sn, c.opts)
 	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "took", time.Since(start).Round(time.Millisecond))
 }
 

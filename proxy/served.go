@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -30,113 +31,177 @@ type ServedOptions struct {
 // password or hash is ever among them: the store holds none.
 func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 	groupDN := map[string]string{}
-	sn.Groups(func(g *cache.Group) bool {
-		groupDN[g.ID] = g.DN
-		return true
-	})
 	parents := map[string][]string{}
 	sn.Groups(func(g *cache.Group) bool {
+		groupDN[g.ID] = g.DN
 		parents[g.ID] = g.Parents
 		return true
 	})
-	ancestors := func(direct []string) []string {
-		if !o.NestedGroups {
-			return direct
-		}
-		seen := map[string]bool{}
-		var out []string
-		var walk func(ids []string)
-		walk = func(ids []string) {
-			for _, id := range ids {
-				if seen[id] {
-					continue // cycles happen in real directories
-				}
-				seen[id] = true
-				out = append(out, id)
-				walk(parents[id])
-			}
-		}
-		walk(direct)
-		return out
-	}
-	dnsOf := func(ids []string) [][]byte {
-		var out [][]byte
-		for _, id := range ids {
-			if dn, ok := groupDN[id]; ok {
-				out = append(out, []byte(dn))
-			}
-		}
-		return out
-	}
-
 	userDN := map[string]string{}
+	sn.Users(func(u *cache.User) bool {
+		userDN[u.ID] = servedDN(u)
+		return true
+	})
+	refs := servedRefs{
+		groupDN: func(id string) (string, bool) { dn, ok := groupDN[id]; return dn, ok },
+		parents: func(id string) []string { return parents[id] },
+		userDN:  func(id string) (string, bool) { dn, ok := userDN[id]; return dn, ok },
+		members: sn.Members,
+	}
 	var entries []*directory.Entry
 	sn.Users(func(u *cache.User) bool {
-		dn := u.DN
-		if u.Path != "" {
-			dn = u.Path
-		}
-		userDN[u.ID] = dn
-		e := &directory.Entry{DN: dn}
-		add := func(name string, vals ...string) {
-			var vs [][]byte
-			for _, v := range vals {
-				if v != "" {
-					vs = append(vs, []byte(v))
-				}
-			}
-			if len(vs) > 0 {
-				e.Attributes = append(e.Attributes, directory.Attribute{Name: name, Values: vs})
-			}
-		}
-		add("objectClass", "top", "person", "organizationalPerson", "inetOrgPerson")
-		add("uid", u.Username)
-		cn := u.Name
-		if cn == "" {
-			cn = u.Username
-		}
-		add("cn", cn)
-		add("displayName", u.Name)
-		sn := attrString(u.Attributes["surname"])
-		if sn == "" {
-			sn = cn
-		}
-		add("sn", sn)
-		add("givenName", attrString(u.Attributes["given_name"]))
-		add("mail", u.Email)
-		add("entryUUID", u.ID)
-		if m := dnsOf(ancestors(u.Groups)); len(m) > 0 {
-			e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: m})
-		}
-		addMapped(e, u.Attributes)
-		entries = append(entries, e)
+		entries = append(entries, servedUser(u, o, &refs))
 		return true
 	})
 	sn.Groups(func(g *cache.Group) bool {
-		e := &directory.Entry{DN: g.DN}
-		e.Attributes = append(e.Attributes,
-			directory.Attribute{Name: "objectClass", Values: [][]byte{[]byte("top"), []byte("groupOfNames")}},
-			directory.Attribute{Name: "cn", Values: [][]byte{[]byte(g.Name)}},
-			directory.Attribute{Name: "entryUUID", Values: [][]byte{[]byte(g.ID)}})
-		users, groups := sn.Members(g.ID)
-		var members [][]byte
-		for _, id := range users {
-			if dn, ok := userDN[id]; ok {
-				members = append(members, []byte(dn))
-			}
-		}
-		members = append(members, dnsOf(groups)...)
-		if len(members) > 0 {
-			e.Attributes = append(e.Attributes, directory.Attribute{Name: "member", Values: members})
-		}
-		if m := dnsOf(ancestors(g.Parents)); len(m) > 0 {
-			e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: m})
-		}
-		addMapped(e, g.Attributes)
-		entries = append(entries, e)
+		entries = append(entries, servedGroup(g, o, &refs))
 		return true
 	})
 	return append(containers(o.BaseDN, entries), entries...)
+}
+
+// servedRefs is what the served entry of an object takes from other objects: the DNs of
+// its groups and members, and for nested groups the groups above them.
+type servedRefs struct {
+	groupDN func(id string) (string, bool)
+	parents func(id string) []string
+	userDN  func(id string) (string, bool) // the DN in the served tree
+	members func(groupID string) (users, groups []string)
+}
+
+// snapshotRefs looks objects up in sn, each once.
+func snapshotRefs(sn *cache.Snapshot) *servedRefs {
+	groups := map[string]*cache.Group{}
+	group := func(id string) *cache.Group {
+		g, seen := groups[id]
+		if !seen {
+			g, _ = sn.GroupByID(id)
+			groups[id] = g
+		}
+		return g
+	}
+	userDN := map[string]string{}
+	return &servedRefs{
+		groupDN: func(id string) (string, bool) {
+			if g := group(id); g != nil {
+				return g.DN, true
+			}
+			return "", false
+		},
+		parents: func(id string) []string {
+			if g := group(id); g != nil {
+				return g.Parents
+			}
+			return nil
+		},
+		userDN: func(id string) (string, bool) {
+			dn, seen := userDN[id]
+			if !seen {
+				if u, ok := sn.UserByID(id); ok {
+					dn = servedDN(u)
+				}
+				userDN[id] = dn
+			}
+			return dn, dn != ""
+		},
+		members: sn.Members,
+	}
+}
+
+// ancestors returns the groups whose DNs memberOf lists for an object directly in the
+// groups direct: those, and with nested groups every group above them.
+func (r *servedRefs) ancestors(direct []string, o ServedOptions) []string {
+	if !o.NestedGroups {
+		return direct
+	}
+	seen := map[string]bool{}
+	var out []string
+	var walk func(ids []string)
+	walk = func(ids []string) {
+		for _, id := range ids {
+			if seen[id] {
+				continue // cycles happen in real directories
+			}
+			seen[id] = true
+			out = append(out, id)
+			walk(r.parents(id))
+		}
+	}
+	walk(direct)
+	return out
+}
+
+// groupDNs returns the DNs of the groups ids that exist.
+func (r *servedRefs) groupDNs(ids []string) [][]byte {
+	var out [][]byte
+	for _, id := range ids {
+		if dn, ok := r.groupDN(id); ok {
+			out = append(out, []byte(dn))
+		}
+	}
+	return out
+}
+
+// servedUser is the served entry of u.
+func servedUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry {
+	e := &directory.Entry{DN: servedDN(u)}
+	add := func(name string, vals ...string) {
+		var vs [][]byte
+		for _, v := range vals {
+			if v != "" {
+				vs = append(vs, []byte(v))
+			}
+		}
+		if len(vs) > 0 {
+			e.Attributes = append(e.Attributes, directory.Attribute{Name: name, Values: vs})
+		}
+	}
+	add("objectClass", "top", "person", "organizationalPerson", "inetOrgPerson")
+	add("uid", u.Username)
+	cn := u.Name
+	if cn == "" {
+		cn = u.Username
+	}
+	add("cn", cn)
+	add("displayName", u.Name)
+	sn := attrString(u.Attributes["surname"])
+	if sn == "" {
+		sn = cn
+	}
+	add("sn", sn)
+	add("givenName", attrString(u.Attributes["given_name"]))
+	add("mail", u.Email)
+	add("entryUUID", u.ID)
+	if m := r.groupDNs(r.ancestors(u.Groups, o)); len(m) > 0 {
+		e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: m})
+	}
+	addMapped(e, u.Attributes)
+	return e
+}
+
+// servedGroup is the served entry of g.
+func servedGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entry {
+	e := &directory.Entry{DN: g.DN}
+	e.Attributes = append(e.Attributes,
+		directory.Attribute{Name: "objectClass", Values: [][]byte{[]byte("top"), []byte("groupOfNames")}},
+		directory.Attribute{Name: "cn", Values: [][]byte{[]byte(g.Name)}},
+		directory.Attribute{Name: "entryUUID", Values: [][]byte{[]byte(g.ID)}})
+	users, groups := r.members(g.ID)
+	var members [][]byte
+	for _, id := range users {
+		if dn, ok := r.userDN(id); ok {
+			members = append(members, []byte(dn))
+		}
+	}
+	members = append(members, r.groupDNs(groups)...)
+	if len(members) > 0 {
+		e.Attributes = append(e.Attributes, directory.Attribute{Name: "member", Values: members})
+	}
+	if m := r.groupDNs(r.ancestors(g.Parents, o)); len(m) > 0 {
+		e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: m})
+	}
+	addMapped(e, g.Attributes)
+	return e
 }
 
 // addMapped adds the mapped attributes.* fields, sorted by name so entries are stable.
@@ -234,31 +299,232 @@ func containers(base string, entries []*directory.Entry) []*directory.Entry {
 		have[directory.NormalizeDN(e.DN)] = true
 	}
 	var out []*directory.Entry
-	want := func(dn string) {
-		n := directory.NormalizeDN(dn)
+	want := func(dn, n string) {
 		if have[n] {
 			return
 		}
 		have[n] = true
 		out = append(out, containerEntry(dn))
 	}
-	want(base)
+	want(base, baseNorm)
 	for _, e := range entries {
-		parsed, err := ldap.ParseDN(e.DN)
-		if err != nil {
-			continue
-		}
-		for i := 1; i < len(parsed.RDNs); i++ {
-			anc := &ldap.DN{RDNs: parsed.RDNs[i:]}
-			n := directory.NormalizeDN(anc.String())
-			if n == baseNorm || !strings.HasSuffix(n, ","+baseNorm) {
-				break
-			}
-			want(anc.String())
-		}
+		containersOf(baseNorm, e.DN, func(dn, n string) { want(dn, n) })
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i].DN) < len(out[j].DN) })
 	return out
+}
+
+// containersOf calls fn with each DN between dn and the base DN (normalised baseNorm),
+// parent first, and its normalised form; none for a DN not under the base.
+func containersOf(baseNorm, dn string, fn func(dn, n string)) {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil {
+		return
+	}
+	for i := 1; i < len(parsed.RDNs); i++ {
+		anc := &ldap.DN{RDNs: parsed.RDNs[i:]}
+		s := anc.String()
+		n := directory.NormalizeDN(s)
+		if n == baseNorm || !strings.HasSuffix(n, ","+baseNorm) {
+			break
+		}
+		fn(s, n)
+	}
+}
+
+// servedContainers are the containers of a served tree below the base DN, as the
+// synced objects under them make them: a container is there while an object is below
+// it (and no object has its DN).
+type servedContainers struct {
+	baseNorm string
+	below    map[string]int    // normalised DN → synced objects below it
+	present  map[string]string // normalised DN → DN, of the containers in the tree
+}
+
+// newServedContainers counts the containers of sn's served tree as ServedEntries makes
+// them.
+func newServedContainers(sn *cache.Snapshot, o ServedOptions) *servedContainers {
+	sc := &servedContainers{baseNorm: directory.NormalizeDN(o.BaseDN), below: map[string]int{}, present: map[string]string{}}
+	spelled := map[string]string{}
+	count := func(dn string) {
+		containersOf(sc.baseNorm, dn, func(s, n string) {
+			sc.below[n]++
+			if _, ok := spelled[n]; !ok {
+				spelled[n] = s
+			}
+		})
+	}
+	sn.Users(func(u *cache.User) bool { count(servedDN(u)); return true })
+	sn.Groups(func(g *cache.Group) bool { count(g.DN); return true })
+	for n, s := range spelled {
+		if !objectAt(sn, n) {
+			sc.present[n] = s
+		}
+	}
+	return sc
+}
+
+func (sc *servedContainers) clone() *servedContainers {
+	return &servedContainers{baseNorm: sc.baseNorm, below: maps.Clone(sc.below), present: maps.Clone(sc.present)}
+}
+
+// objectAt reports whether a synced object of sn is served at the normalised DN n.
+func objectAt(sn *cache.Snapshot, n string) bool {
+	if _, ok := sn.UserByPath(n); ok {
+		return true
+	}
+	_, ok := sn.GroupByDN(n)
+	return ok
+}
+
+// move counts an object that left oldDN for newDN (either may be ""), noting the
+// containers it touched in touched (normalised DN → DN).
+func (sc *servedContainers) move(oldDN, newDN string, touched map[string]string) {
+	if oldDN != "" {
+		containersOf(sc.baseNorm, oldDN, func(s, n string) {
+			sc.below[n]--
+			if _, ok := touched[n]; !ok {
+				touched[n] = s
+			}
+		})
+	}
+	if newDN != "" {
+		containersOf(sc.baseNorm, newDN, func(s, n string) {
+			sc.below[n]++
+			touched[n] = s
+		})
+	}
+}
+
+// changes returns the containers to add and delete among touched, in next.
+func (sc *servedContainers) changes(next *cache.Snapshot, touched map[string]string) []directory.Change {
+	var out []directory.Change
+	for _, n := range slices.Sorted(maps.Keys(touched)) {
+		want := sc.below[n] > 0 && !objectAt(next, n)
+		if sc.below[n] <= 0 {
+			delete(sc.below, n)
+		}
+		dn, have := sc.present[n]
+		switch {
+		case want && !have:
+			sc.present[n] = touched[n]
+			out = append(out, directory.Change{Entry: containerEntry(touched[n])})
+		case !want && have:
+			delete(sc.present, n)
+			out = append(out, directory.Change{DN: dn})
+		}
+	}
+	return out
+}
+
+// servedChanges returns the changes that turn the served entries of prev into those of
+// next, and counts the containers in sc (a copy the caller keeps if the changes apply).
+// An object's served entry depends on more than its own record: a group lists its
+// members' DNs, an object's memberOf its groups' DNs (with nested groups, those of every
+// group above), so a user renamed or moving between groups re-serves the groups that
+// list it, and a group renamed or moved between parents re-serves its members and its
+// parents. Entries redone unchanged cost a comparison in Tree.Apply, nothing more.
+func servedChanges(prev, next *cache.Snapshot, o ServedOptions, sc *servedContainers) []directory.Change {
+	ch := next.ChangesSince(prev)
+	if ch.Empty() {
+		return nil
+	}
+	users, groups := map[string]bool{}, map[string]bool{}
+	mark := func(set map[string]bool, ids []string) {
+		for _, id := range ids {
+			set[id] = true
+		}
+	}
+	for _, id := range ch.Users {
+		users[id] = true
+		old, hadOld := prev.UserByID(id)
+		cur, hasCur := next.UserByID(id)
+		if hadOld && hasCur && servedDN(old) == servedDN(cur) && slices.Equal(old.Groups, cur.Groups) {
+			continue
+		}
+		if hadOld {
+			mark(groups, old.Groups)
+		}
+		if hasCur {
+			mark(groups, cur.Groups)
+		}
+	}
+	for _, id := range ch.Groups {
+		groups[id] = true
+		old, hadOld := prev.GroupByID(id)
+		cur, hasCur := next.GroupByID(id)
+		moved := !hadOld || !hasCur || old.DN != cur.DN
+		reparented := !hadOld || !hasCur || !slices.Equal(old.Parents, cur.Parents)
+		if moved || reparented {
+			if hadOld {
+				mark(groups, old.Parents)
+			}
+			if hasCur {
+				mark(groups, cur.Parents)
+			}
+		}
+		if moved || o.NestedGroups && reparented {
+			for _, sn := range []*cache.Snapshot{prev, next} {
+				membersBelow(sn, id, o.NestedGroups, users, groups)
+			}
+		}
+	}
+
+	refs := snapshotRefs(next)
+	touched := map[string]string{}
+	var out []directory.Change
+	for _, id := range slices.Sorted(maps.Keys(users)) {
+		var c directory.Change
+		newDN := ""
+		if old, ok := prev.UserByID(id); ok {
+			c.DN = servedDN(old)
+		}
+		if cur, ok := next.UserByID(id); ok {
+			c.Entry = servedUser(cur, o, refs)
+			newDN = c.Entry.DN
+		}
+		if c.DN != "" || c.Entry != nil {
+			sc.move(c.DN, newDN, touched)
+			out = append(out, c)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(groups)) {
+		var c directory.Change
+		newDN := ""
+		if old, ok := prev.GroupByID(id); ok {
+			c.DN = old.DN
+		}
+		if cur, ok := next.GroupByID(id); ok {
+			c.Entry = servedGroup(cur, o, refs)
+			newDN = c.Entry.DN
+		}
+		if c.DN != "" || c.Entry != nil {
+			sc.move(c.DN, newDN, touched)
+			out = append(out, c)
+		}
+	}
+	return append(out, sc.changes(next, touched)...)
+}
+
+// membersBelow marks the direct members of the group id in sn, and with nested every
+// member of its members.
+func membersBelow(sn *cache.Snapshot, id string, nested bool, users, groups map[string]bool) {
+	seen := map[string]bool{id: true}
+	queue := []string{id}
+	for len(queue) > 0 {
+		u, g := sn.Members(queue[0])
+		queue = queue[1:]
+		for _, m := range u {
+			users[m] = true
+		}
+		for _, m := range g {
+			groups[m] = true
+			if nested && !seen[m] {
+				seen[m] = true
+				queue = append(queue, m)
+			}
+		}
+	}
 }
 
 // containerEntry is a minimal entry for a container DN, classed by its RDN's type.

@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+)
+
+const servedBase = "dc=example,dc=org"
+
+// syncModel is what the upstream holds, synced into a store by commit.
+type syncModel struct {
+	t      *testing.T
+	rng    *rand.Rand
+	store  *cache.Store
+	users  map[string]*cache.User
+	groups map[string]*cache.Group
+	next   int
+}
+
+func newSyncModel(t *testing.T, seed uint64) *syncModel {
+	store, err := cache.Open(cache.Config{Path: cache.InMemory}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return &syncModel{t: t, rng: rand.New(rand.NewPCG(seed, 3)), store: store, users: map[string]*cache.User{}, groups: map[string]*cache.Group{}}
+}
+
+func (m *syncModel) commit() {
+	w, err := m.store.BeginSync(cache.KindUsers, cache.KindGroups)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	defer w.Abort()
+	for _, g := range m.groups {
+		c := *g
+		c.Parents = slices.Clone(g.Parents)
+		if err := w.PutGroup(&c); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	for _, u := range m.users {
+		c := *u
+		c.Groups = slices.Clone(u.Groups)
+		c.Attributes = maps.Clone(u.Attributes)
+		if err := w.PutUser(&c); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *syncModel) ids(objects int) []string {
+	if objects == 0 {
+		return slices.Sorted(maps.Keys(m.users))
+	}
+	return slices.Sorted(maps.Keys(m.groups))
+}
+
+func (m *syncModel) someGroups() []string {
+	var out []string
+	for _, id := range m.ids(1) {
+		if m.rng.IntN(4) == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// userDN places a user under one of a few OUs, one of them only some users are in.
+func (m *syncModel) userDN() string {
+	m.next++
+	ou := []string{"people", "people", "staff", fmt.Sprintf("temp%d", m.rng.IntN(2))}[m.rng.IntN(4)]
+	return fmt.Sprintf("uid=u%d,ou=%s,%s", m.next, ou, servedBase)
+}
+
+func (m *syncModel) addUser() {
+	m.next++
+	id := fmt.Sprintf("u-%04d", m.next)
+	m.users[id] = &cache.User{ID: id, DN: m.userDN(), Username: id, Name: "User " + id, Email: id + "@example.org",
+		IsActive: true, Groups: m.someGroups(), Attributes: map[string]any{"title": "t"}}
+}
+
+func (m *syncModel) addGroup() {
+	m.next++
+	id := fmt.Sprintf("g-%04d", m.next)
+	m.groups[id] = &cache.Group{ID: id, DN: fmt.Sprintf("cn=g%d,ou=groups,%s", m.next, servedBase), Name: id, Parents: m.someGroups()}
+}
+
+// change makes one random change upstream.
+func (m *syncModel) change() {
+	users, groups := m.ids(0), m.ids(1)
+	if len(users) == 0 || len(groups) == 0 {
+		m.addUser()
+		m.addGroup()
+		return
+	}
+	u := m.users[users[m.rng.IntN(len(users))]]
+	g := m.groups[groups[m.rng.IntN(len(groups))]]
+	switch m.rng.IntN(11) {
+	case 0:
+		m.addUser()
+	case 1:
+		delete(m.users, u.ID)
+	case 2: // renamed or moved, maybe to an OU of its own
+		u.DN = m.userDN()
+	case 3: // served under a path of its own, or no longer
+		if u.Path == "" {
+			u.Path = fmt.Sprintf("uid=%s,ou=mapped,%s", u.ID, servedBase)
+		} else {
+			u.Path = ""
+		}
+	case 4:
+		u.Groups = m.someGroups()
+	case 5:
+		u.Email = fmt.Sprintf("%s.%d@example.org", u.ID, m.next)
+		m.next++
+	case 6:
+		m.addGroup()
+	case 7:
+		delete(m.groups, g.ID)
+	case 8:
+		m.next++
+		g.DN = fmt.Sprintf("cn=g%d,ou=%s,%s", m.next, []string{"groups", "roles"}[m.rng.IntN(2)], servedBase)
+	case 9:
+		g.Parents = m.someGroups()
+	default:
+		g.Name = fmt.Sprintf("renamed %d", m.next)
+		m.next++
+	}
+}
+
+// failOnWarning is a log handler that fails the test on a warning or an error: here,
+// a batch that did not apply and made the tree be built anew.
+type failOnWarning struct{ t *testing.T }
+
+func (h failOnWarning) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h failOnWarning) Handle(_ context.Context, r slog.Record) error {
+	h.t.Errorf("logged: %s", r.Message)
+	r.Attrs(func(a slog.Attr) bool { h.t.Log(a.String()); return true })
+	return nil
+}
+func (h failOnWarning) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h failOnWarning) WithGroup(string) slog.Handler      { return h }
+
+// servedContent renders every entry a tree serves with all its attributes, sorted.
+func servedContent(t *testing.T, tree *directory.Tree) string {
+	t.Helper()
+	f, err := ldap.CompileFilter("(objectClass=*)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ldapwire.Decode(f.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	q := &directory.SearchRequest{BaseDN: servedBase, Scope: directory.ScopeSubtree, Filter: p, Attributes: []string{"*", "+"}}
+	res := tree.Search(context.Background(), q, nil, func(e *directory.Entry) error {
+		for _, a := range e.Attributes {
+			for _, v := range a.Values {
+				lines = append(lines, strings.ToLower(e.DN)+" "+a.Name+": "+string(v))
+			}
+		}
+		return nil
+	})
+	if res == nil || res.Code != 0 {
+		t.Fatalf("search: %+v", res)
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// TestCachedFollowsSyncs syncs random upstream changes (users and groups added,
+// deleted, renamed, moved between OUs that come and go, memberships and nesting
+// changed) and requires, after each commit, that the served tree Apply made serves
+// exactly what a tree built anew from the snapshot serves; and that a sync that
+// changed nothing leaves the served tree as it was.
+func TestCachedFollowsSyncs(t *testing.T) {
+	for _, nested := range []bool{false, true} {
+		t.Run(fmt.Sprint("nested=", nested), func(t *testing.T) {
+			m := newSyncModel(t, 1)
+			for range 30 {
+				m.addUser()
+			}
+			for range 6 {
+				m.addGroup()
+			}
+			for _, u := range m.users {
+				u.Groups = m.someGroups()
+			}
+			m.commit()
+			o := ServedOptions{BaseDN: servedBase, NestedGroups: nested}
+			c := newCached(m.store, o, slog.New(failOnWarning{t}))
+			first := c.tree.Load()
+			for round := range 80 {
+				for range 1 + m.rng.IntN(4) {
+					m.change()
+				}
+				m.commit()
+				fresh, err := directory.NewTree([]string{servedBase}, ServedEntries(m.store.Snapshot(), o))
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				if a, b := servedContent(t, c.tree.Load()), servedContent(t, fresh); a != b {
+					t.Fatalf("round %d: the served tree differs from one built anew\napplied:\n%s\nanew:\n%s", round, a, b)
+				}
+			}
+			tree := c.tree.Load()
+			if tree == first || tree.Version() == 0 {
+				t.Fatal("every sync built the tree anew")
+			}
+			m.commit()
+			if c.tree.Load() != tree {
+				t.Error("a sync that changed nothing made a new served tree")
+			}
+		})
+	}
+}
