@@ -94,7 +94,8 @@ type Config struct {
 	// per-process random key, for the session connection's lifetime, so that a session
 	// whose server dies is bound again on the next server without the client noticing,
 	// and an idle session moves back to the preferred server when it returns. false:
-	// such a session fails with ErrConnectionLost until the client binds again.
+	// such a session fails with ErrConnectionLost until the client binds again, and
+	// sessions stay on the server they were opened on, as before the option existed.
 	// Default (nil) true; Validate sets it.
 	RebindOnFailover *bool `yaml:"rebind_on_failover"`
 }

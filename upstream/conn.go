@@ -255,7 +255,7 @@ func (c *Conn) session(ctx context.Context, kind Kind, stay bool, skip, avoid []
 			}
 		}
 	}
-	if c.wc != nil && c.inFlight == 0 && !c.pool.preferred(c.srv) {
+	if c.wc != nil && c.inFlight == 0 && c.pool.cfg.rebindOnFailover() && !c.pool.preferred(c.srv) {
 		stale = c.moveBack(ctx, kind, stay)
 	}
 	if c.wc == nil {

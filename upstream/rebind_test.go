@@ -523,3 +523,25 @@ func TestConcurrentRequestsOfOneSessionFailOverTogether(t *testing.T) {
 		t.Errorf("%d binds on the second server, want 1", got)
 	}
 }
+
+func TestSessionsStayWithoutRebind(t *testing.T) {
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, HealthInterval: healthInterval, RebindOnFailover: rebindOff()})
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	user := boundSession(t, p, a, 1)
+	user.mu.Lock()
+	kept := user.cred != nil
+	user.mu.Unlock()
+	if kept {
+		t.Error("a credential was kept with rebind_on_failover off")
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the preferred server up again", func() bool { return p.up(t, a.URL) == 1 })
+	if got := whoAmI(t, user); got != "dn:"+b.UserDN(1) || user.Server() != b.URL {
+		t.Errorf("session = %q on %q, want it where it was, on %q", got, user.Server(), b.URL)
+	}
+}
