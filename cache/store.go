@@ -27,7 +27,7 @@ const (
 	prefixGroups  = "g/" // same
 	prefixStatus  = "s/" // + kind: Status as JSON
 	keyGeneration = "m/generation"
-	keyFormat     = "m/format"  // storeFormat, so that a future layout is not misread
+	keyFormat     = "m/format" // storeFormat, so that a future layout is not misread
 	keyDomain     = "m/domain" // the upstream's Domain as JSON, see Sync.SetDomain
 	storeFormat   = 1
 )
@@ -231,9 +231,9 @@ func statusList(m map[string]Status) []Status {
 // removes what an interrupted sync left behind.
 func (s *Store) load() error {
 	var (
-		gen     uint64
-		domain  Domain
-		stale   [][]byte
+		gen    uint64
+		domain Domain
+		stale  [][]byte
 	)
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}

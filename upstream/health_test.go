@@ -123,3 +123,41 @@ func TestProbeCountsRefusedServiceBindAsAnswer(t *testing.T) {
 		t.Error("the service password reached the log")
 	}
 }
+
+// A server that stopped answering (hung: its port still accepts) is not dialled as a last
+// resort while it is down: every request would wait out the timeout on it. A dead one
+// (refusing connections) still is, since that costs nothing and finds it back at once.
+func TestSilentServerIsNotDialledAsALastResort(t *testing.T) {
+	up := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{
+		URLs: up.URL, BindDN: up.ServiceDN, BindPassword: up.ServicePassword,
+		Timeout: time.Second, HealthInterval: healthInterval, RetryInterval: time.Minute,
+	})
+	if err := up.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Resume()
+	waitWithin(t, healthInterval+time.Second+healthSlack, "the hung server marked down", func() bool { return p.up(t, up.URL) == 0 })
+	start := time.Now()
+	c, err := p.DialService(t.Context())
+	if err == nil {
+		c.Close()
+		t.Fatal("a session was opened on a hung server")
+	}
+	if took := time.Since(start); !IsUnavailable(err) || took > 300*time.Millisecond {
+		t.Fatalf("dial with the only server hung: %v after %v; want unavailable at once", err, took)
+	}
+	if !strings.Contains(err.Error(), "not answering") {
+		t.Errorf("error %q does not say the server is not answering", err)
+	}
+	// Once it answers again, its probe brings it back.
+	if err := up.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitWithin(t, healthInterval+time.Second+healthSlack, "the server back up", func() bool { return p.up(t, up.URL) == 1 })
+	c, err = p.DialService(t.Context())
+	if err != nil {
+		t.Fatalf("dial after the server answers again: %v", err)
+	}
+	c.Close()
+}

@@ -227,6 +227,12 @@ func (p *Pool) connect(ctx context.Context, skip, avoid []*server, prior []error
 		}
 	}
 	for _, s := range append(quarantined, later...) {
+		if s.isSilent() {
+			// It stopped answering: a connect would likely succeed and the request then
+			// wait out the timeout. Its probe says when it answers again.
+			errs = append(errs, fmt.Errorf("%s: not answering (down until a health probe answers)", s.raw))
+			continue
+		}
 		lc, err := p.connectTo(ctx, s)
 		if err == nil {
 			return lc, s, nil
@@ -292,6 +298,7 @@ func (p *Pool) markDown(s *server, cause error) {
 		return
 	}
 	wasDown := s.down
+	s.silent = isTimeout(cause)
 	if wasDown {
 		s.backoff = min(2*s.backoff, max(maxRetryInterval, p.cfg.RetryInterval))
 	} else {
@@ -409,7 +416,7 @@ func (p *Pool) probe(ctx context.Context, s *server) error {
 	answered := func(stage string, err error) error {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			return &stageError{stage: stage, err: fmt.Errorf("no answer within %v", p.cfg.Timeout)}
+			return &stageError{stage: stage, err: fmt.Errorf("%w (%v)", errTimeout, p.cfg.Timeout)}
 		case brokenConn(err, lc):
 			return &stageError{stage: stage, err: err}
 		}
@@ -610,4 +617,10 @@ func withContext(ctx context.Context, lc *ldap.Conn, op func() error) error {
 		}
 	}
 	return err
+}
+
+// isTimeout reports whether err says that a server did not answer in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, errTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

@@ -24,6 +24,7 @@ type server struct {
 	mu       sync.Mutex
 	addrs    []string // resolved addresses, the one in use first; nil: resolve on next connect
 	down     bool
+	silent   bool // down because it stopped answering (a timeout), not because it refused
 	backoff  time.Duration
 	retryAt  time.Time     // when the probe looks at a down server next
 	probedAt time.Time     // when the last probe started
@@ -42,6 +43,14 @@ func (s *server) poke() {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// isSilent reports whether the server is down because it stopped answering: connecting
+// to it may well succeed (a hung process's port still accepts) and then cost a timeout.
+func (s *server) isSilent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down && s.silent
 }
 
 func (s *server) isDown() bool {
