@@ -177,11 +177,15 @@ type changer struct {
 	tls           bool   // its connection to the proxy is encrypted
 	// cachedLogin: its login was accepted without the directory.
 	cachedLogin bool
+	// account: it is bound as one of the `clients:` accounts, which the directory does
+	// not know.
+	account bool
 }
 
 func changerOf(r *ldapserver.Request) changer {
-	s := r.Session
-	return changer{authenticated: s.Authenticated(), dn: s.BoundDN(), tls: s.TLS() != nil, cachedLogin: clientOf(r).isCachedLogin()}
+	s, c := r.Session, clientOf(r)
+	return changer{authenticated: s.Authenticated(), dn: s.BoundDN(), tls: s.TLS() != nil,
+		cachedLogin: c.isCachedLogin(), account: c.clientAccount() != nil}
 }
 
 // decide says whose password a change sets and whether the client may set it; the result
@@ -212,6 +216,10 @@ func (wb *writeback) decide(c changer, named string, upstreamTLS func() (bool, e
 			}
 			return pwTarget{dn: dn, reset: true}, nil
 		}
+	}
+	if c.account {
+		return pwTarget{}, &ldapserver.Result{Code: ldap.LDAPResultUnwillingToPerform,
+			Diagnostic: "this account's password is set in the proxy's configuration (clients:), not in the directory"}
 	}
 	if wb.opts.ActiveDirectory {
 		encrypted, err := upstreamTLS()

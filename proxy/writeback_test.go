@@ -217,6 +217,7 @@ func TestDecide(t *testing.T) {
 		resetters  []string
 		clientTLS  bool
 		requireTLS bool
+		account    bool   // bound as a clients: account
 		bound      string // "" anonymous
 		named      string
 		tls        func() (bool, error)
@@ -262,6 +263,9 @@ func TestDecide(t *testing.T) {
 		{name: "AD: anonymous", ad: true, tls: clear, code: ldap.LDAPResultStrongAuthRequired},
 		{name: "client TLS required, client in clear", requireTLS: true, bound: alice, code: ldap.LDAPResultConfidentialityRequired},
 		{name: "client TLS required, client on TLS", requireTLS: true, clientTLS: true, bound: alice, want: pwTarget{dn: alice}},
+		{name: "a clients: account's own password", account: true, bound: "cn=gitlab,ou=apps,dc=up", code: ldap.LDAPResultUnwillingToPerform},
+		{name: "a clients: account resets when listed", account: true, bound: "cn=gitlab,ou=apps,dc=up", named: bob, resetters: []string{"cn=gitlab,ou=apps,dc=up"}, want: pwTarget{dn: bob, reset: true}},
+		{name: "a clients: account not listed", account: true, bound: "cn=gitlab,ou=apps,dc=up", named: bob, code: ldap.LDAPResultInsufficientAccessRights},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,7 +274,7 @@ func TestDecide(t *testing.T) {
 				ActiveDirectory: tt.ad,
 			})
 			wb.requireClientTLS = tt.requireTLS
-			c := changer{authenticated: tt.bound != "", dn: tt.bound, tls: tt.clientTLS}
+			c := changer{authenticated: tt.bound != "", dn: tt.bound, tls: tt.clientTLS, account: tt.account}
 			asked := false
 			upstreamTLS := func() (bool, error) {
 				asked = true
