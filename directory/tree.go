@@ -191,6 +191,8 @@ func NewTree(roots []string, entries []*Entry) (*Tree, error) {
 	}
 	for pos, i := range order {
 		n := &nodes[i]
+		// Each entry is an allocation of its own: one array of them all would keep the
+		// attributes of every entry a batch replaces alive with it.
 		te := &treeEntry{ndn: n.ndn, id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
 		if n.parent >= 0 {
 			p := ids.t.get(posOf[n.parent])
@@ -637,15 +639,20 @@ func (s *searchRun) run(base *treeEntry, scope int, from entryID) runCode {
 		}
 		return runDone
 	}
-	for id := from; id < t.entries.next; id++ {
-		ch := t.entries.chunks[id>>chunkBits]
+	for c := int(from >> chunkBits); c < len(t.entries.chunks); c++ {
+		ch := t.entries.chunks[c]
 		if ch == nil {
-			id |= chunkSize - 1 // the next chunk
 			continue
 		}
-		if e := ch.e[id&(chunkSize-1)]; e != nil && t.inScope(e, base, scope) {
-			if code := s.visit(e); code != runDone {
-				return code
+		lo := 0
+		if c == int(from>>chunkBits) {
+			lo = int(from & (chunkSize - 1))
+		}
+		for _, e := range ch.e[lo:] {
+			if e != nil && t.inScope(e, base, scope) {
+				if code := s.visit(e); code != runDone {
+					return code
+				}
 			}
 		}
 	}
