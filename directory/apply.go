@@ -281,17 +281,17 @@ func (b *batch) done() *Tree {
 // in line with its children.
 func (t *Tree) setHasSubordinates(e *treeEntry) {
 	last := len(e.view.Attributes) - 1
-	want := valueFALSE
+	want := valuesFALSE
 	if e.hasChildren() {
-		want = valueTRUE
+		want = valuesTRUE
 	}
-	if bytes.Equal(e.view.Attributes[last].Values[0], want) {
+	if bytes.Equal(e.view.Attributes[last].Values[0], want[0]) {
 		return
 	}
 	attrs := slices.Clone(e.view.Attributes)
-	attrs[last] = Attribute{Name: "hasSubordinates", Values: [][]byte{want}}
+	attrs[last] = Attribute{Name: "hasSubordinates", Values: want}
 	norm := slices.Clone(e.norm)
-	norm[len(norm)-1] = string(want)
+	norm[len(norm)-1] = string(want[0])
 	nUser := len(e.userView.Attributes)
 	e.view = Entry{DN: e.view.DN, Attributes: attrs}
 	e.userView = Entry{DN: e.view.DN, Attributes: attrs[:nUser:nUser]}

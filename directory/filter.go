@@ -262,7 +262,7 @@ func (t *Tree) resolve(desc []byte) (*attrType, string) {
 func (t *Tree) anyValue(e *treeEntry, at *attrType, opts string, k normKind, f func(string) bool) bool {
 	for i := range e.attrs {
 		a := &e.attrs[i]
-		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(a.opts, opts) {
+		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(e.optsOf(i), opts) {
 			continue
 		}
 		if t.attrValues(e, i, k, f) {
@@ -277,7 +277,7 @@ func (t *Tree) anyValue(e *treeEntry, at *attrType, opts string, k normKind, f f
 func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bool {
 	for i := range e.attrs {
 		a := &e.attrs[i]
-		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(a.opts, opts) {
+		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(e.optsOf(i), opts) {
 			continue
 		}
 		if a.typ.eq != at.eq {
@@ -299,7 +299,7 @@ func (t *Tree) anyEqualSet(e *treeEntry, at *attrType, opts string, set map[stri
 	in := func(v string) bool { _, ok := set[v]; return ok }
 	for i := range e.attrs {
 		a := &e.attrs[i]
-		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(a.opts, opts) {
+		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(e.optsOf(i), opts) {
 			continue
 		}
 		if a.typ.eq != at.eq {
@@ -495,7 +495,7 @@ func (t *Tree) compilePresent(desc []byte) plan {
 	return plan{match: func(e *treeEntry) tri {
 		for i := range e.attrs {
 			a := &e.attrs[i]
-			if (a.typ == at || at.hasSubtypes && a.typ.isA(at)) && (opts == "" || hasOptions(a.opts, opts)) {
+			if (a.typ == at || at.hasSubtypes && a.typ.isA(at)) && (opts == "" || hasOptions(e.optsOf(i), opts)) {
 				return triTrue
 			}
 		}

@@ -196,6 +196,9 @@ type objectClass struct {
 	key string
 	// ancestors is the class itself and every superclass, as keys.
 	ancestors []string
+	// values is the name as the value of structuralObjectClass, shared by every entry
+	// the tree gives it to.
+	values [][]byte
 }
 
 // attrDef and classDef are the rows of the static schema tables.
@@ -404,6 +407,7 @@ func buildStaticSchema() (map[string]*attrType, map[string]*objectClass) {
 			c.sup = []*objectClass{classes[strings.ToLower(d.sup)]}
 		}
 		c.ancestors = classAncestors(c)
+		c.values = [][]byte{[]byte(c.name)}
 		classes[c.key] = c
 		classes[d.oid] = c
 	}
@@ -493,6 +497,7 @@ func (s *schema) addClass(name string) *objectClass {
 	}
 	c := &objectClass{name: name, key: strings.ToLower(name), sup: []*objectClass{staticObjectClasses["top"]}}
 	c.ancestors = classAncestors(c)
+	c.values = [][]byte{[]byte(c.name)}
 	s.classes[c.key] = c
 	return c
 }
@@ -589,10 +594,13 @@ func (s *schema) normalize(k normKind, v []byte, pos normPos) (string, bool) {
 	case normTime:
 		return normGeneralizedTime(string(v))
 	case normBoolean:
-		if string(v) != "TRUE" && string(v) != "FALSE" {
-			return "", false
+		switch string(v) {
+		case "TRUE":
+			return "TRUE", true // constants: no string per entry
+		case "FALSE":
+			return "FALSE", true
 		}
-		return string(v), true
+		return "", false
 	case normOID:
 		return normOIDValue(string(v))
 	case normObjectClass:

@@ -62,6 +62,9 @@ type treeEntry struct {
 	view, userView Entry
 	attrs          []treeAttr // parallel to view.Attributes
 	norm           []string   // every attribute's values, normalised by its equality rule
+	// opts holds each attribute's options, lowercased and sorted, parallel to attrs;
+	// nil when no attribute has any, which is almost always.
+	opts []string
 	// rdn holds the attribute values of the entry's RDN, or of its whole DN for the
 	// entry of a naming context: extensible matches with dnAttributes look at them.
 	rdn []rdnValue
@@ -69,8 +72,7 @@ type treeEntry struct {
 
 type treeAttr struct {
 	typ    *attrType
-	opts   string // attribute options, lowercased and sorted
-	lo, hi int32  // the attribute's values in treeEntry.norm
+	lo, hi int32 // the attribute's values in treeEntry.norm
 }
 
 type rdnValue struct {
@@ -79,6 +81,14 @@ type rdnValue struct {
 }
 
 func (e *treeEntry) hasChildren() bool { return e.nchild > 0 }
+
+// optsOf returns the options of e's i-th attribute.
+func (e *treeEntry) optsOf(i int) string {
+	if e.opts == nil {
+		return ""
+	}
+	return e.opts[i]
+}
 
 // secretAttributes are never served, whatever the entries handed to NewTree hold: the
 // store should not have them in the first place, and this keeps a mistake there from
@@ -99,6 +109,9 @@ func isSecret(attrName string) bool {
 var (
 	valueTRUE  = []byte("TRUE")
 	valueFALSE = []byte("FALSE")
+	// The values of hasSubordinates, shared by every entry.
+	valuesTRUE  = [][]byte{valueTRUE}
+	valuesFALSE = [][]byte{valueFALSE}
 )
 
 // NewTree builds a tree from entries (each a full served entry: DN + attributes) under
@@ -289,19 +302,25 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 		nVals += len(a.Values)
 		hasStructural = hasStructural || at == atStructuralObjectClass
 	}
-	var structural string
+	var structural *objectClass
 	if !hasStructural {
-		if structural = t.structuralClass(e); structural != "" {
+		if structural = t.structuralClass(e); structural != nil {
 			nOp, nVals = nOp+1, nVals+1
 		}
 	}
-	te.structural = structural != ""
+	te.structural = structural != nil
 	n := nUser + nOp + 2
 	te.view = Entry{DN: e.DN, Attributes: make([]Attribute, 0, n)}
 	te.attrs = make([]treeAttr, 0, n)
 	te.norm = make([]string, 0, nVals)
 	add := func(a Attribute, at *attrType, opts string) {
-		ta := treeAttr{typ: at, opts: opts, lo: int32(len(te.norm))}
+		if opts != "" && te.opts == nil {
+			te.opts = make([]string, len(te.attrs), n)
+		}
+		if te.opts != nil {
+			te.opts = append(te.opts, opts)
+		}
+		ta := treeAttr{typ: at, lo: int32(len(te.norm))}
 		for _, v := range a.Values {
 			te.norm = append(te.norm, t.normStored(at, v, dnCache))
 		}
@@ -316,15 +335,15 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 			}
 		}
 	}
-	if structural != "" {
-		add(Attribute{Name: "structuralObjectClass", Values: [][]byte{[]byte(structural)}}, atStructuralObjectClass, "")
+	if structural != nil {
+		add(Attribute{Name: "structuralObjectClass", Values: structural.values}, atStructuralObjectClass, "")
 	}
-	sub := valueFALSE
+	sub := valuesFALSE
 	if te.hasChildren() {
-		sub = valueTRUE
+		sub = valuesTRUE
 	}
 	add(Attribute{Name: "entryDN", Values: [][]byte{[]byte(e.DN)}}, atEntryDN, "")
-	add(Attribute{Name: "hasSubordinates", Values: [][]byte{sub}}, atHasSubordinates, "")
+	add(Attribute{Name: "hasSubordinates", Values: sub}, atHasSubordinates, "")
 	te.userView = Entry{DN: e.DN, Attributes: te.view.Attributes[:nUser:nUser]}
 }
 
@@ -350,8 +369,9 @@ func (t *Tree) normStored(at *attrType, v []byte, dnCache map[string]string) str
 
 // structuralClass picks an entry's structural object class: the most derived of its
 // structural classes, as slapd's structuralObjectClass has it.
-func (t *Tree) structuralClass(e *Entry) string {
-	best, depth := "", 0
+func (t *Tree) structuralClass(e *Entry) *objectClass {
+	var best *objectClass
+	depth := 0
 	for _, a := range e.Attributes {
 		typ, _ := splitDescription(a.Name)
 		if t.schema.attr(typ) != atObjectClass {
@@ -360,7 +380,7 @@ func (t *Tree) structuralClass(e *Entry) string {
 		for _, v := range a.Values {
 			c := t.schema.class(string(v))
 			if c != nil && c.kind == classStructural && len(c.ancestors) > depth {
-				best, depth = c.name, len(c.ancestors)
+				best, depth = c, len(c.ancestors)
 			}
 		}
 	}
@@ -770,8 +790,8 @@ func (s *selection) entry(e *treeEntry) *Entry {
 		return &Entry{DN: e.view.DN}
 	}
 	out := &Entry{DN: e.view.DN}
-	for i, a := range e.attrs {
-		if s.wants(a) {
+	for i := range e.attrs {
+		if s.wants(e, i) {
 			if out.Attributes == nil {
 				out.Attributes = make([]Attribute, 0, len(e.attrs)-i)
 			}
@@ -781,12 +801,13 @@ func (s *selection) entry(e *treeEntry) *Entry {
 	return out
 }
 
-func (s *selection) wants(a treeAttr) bool {
+func (s *selection) wants(e *treeEntry, i int) bool {
+	a := &e.attrs[i]
 	if a.typ.operational && s.allOperational || !a.typ.operational && s.allUser {
 		return true
 	}
 	for _, n := range s.named {
-		if a.typ.isA(n.typ) && hasOptions(a.opts, n.opts) {
+		if a.typ.isA(n.typ) && hasOptions(e.optsOf(i), n.opts) {
 			return true
 		}
 	}
@@ -828,7 +849,7 @@ func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
 	present := false
 	for i := range e.attrs {
 		a := &e.attrs[i]
-		if !a.typ.isA(at) || !hasOptions(a.opts, opts) {
+		if !a.typ.isA(at) || !hasOptions(e.optsOf(i), opts) {
 			continue
 		}
 		present = true

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -232,59 +233,75 @@ func TestCachedFollowsSyncs(t *testing.T) {
 	}
 }
 
-// BenchmarkServedUpdate is what a commit costs the served directory at 100,000 users in
-// 2,000 groups: taking in a sync that changed 1 or 100 users (mail, groups, renames),
-// against building the tree anew as every sync did before. Run with -benchtime 5x.
-func BenchmarkServedUpdate(b *testing.B) {
+// benchStore is a store of users users in groups groups, as a sync at round commits
+// them: the users in changed (by index) as of the round given there, the others as of
+// round 0 (from round 1, a third of them are renamed, and all move between groups).
+type benchStore struct {
+	b             testing.TB
+	store         *cache.Store
+	users, groups int
+}
+
+func newBenchStore(b testing.TB, users, groups int) *benchStore {
 	store, err := cache.Open(cache.Config{Path: cache.InMemory}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer store.Close()
-	const users, groups = 100000, 2000
-	user := func(i, round int) *cache.User {
-		id := fmt.Sprintf("u-%06d", i)
-		dn := fmt.Sprintf("uid=%s,ou=people,%s", id, servedBase)
-		if round > 0 && i%3 == 0 {
-			dn = fmt.Sprintf("uid=%s-r%d,ou=people,%s", id, round, servedBase)
-		}
-		return &cache.User{ID: id, DN: dn, Username: id, Name: "User " + id, Email: fmt.Sprintf("%s.%d@example.org", id, round),
-			IsActive: true, Groups: []string{fmt.Sprintf("g-%04d", (i+round)%groups), fmt.Sprintf("g-%04d", (i*7)%groups)},
-			Attributes: map[string]any{"title": "Engineer", "employee_number": int64(i)}}
+	b.Cleanup(func() { store.Close() })
+	s := &benchStore{b: b, store: store, users: users, groups: groups}
+	s.sync(nil)
+	return s
+}
+
+func (s *benchStore) user(i, round int) *cache.User {
+	id := fmt.Sprintf("u-%06d", i)
+	dn := fmt.Sprintf("uid=%s,ou=people,%s", id, servedBase)
+	if round > 0 && i%3 == 0 {
+		dn = fmt.Sprintf("uid=%s-r%d,ou=people,%s", id, round, servedBase)
 	}
-	// sync commits every user, those of changed (by index) as of round.
-	sync := func(changed map[int]int) {
-		w, err := store.BeginSync(cache.KindUsers, cache.KindGroups)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for g := range groups {
-			if err := w.PutGroup(&cache.Group{ID: fmt.Sprintf("g-%04d", g), DN: fmt.Sprintf("cn=g%04d,ou=groups,%s", g, servedBase), Name: fmt.Sprint(g)}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for i := range users {
-			if err := w.PutUser(user(i, changed[i])); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := w.Commit(); err != nil {
-			b.Fatal(err)
+	return &cache.User{ID: id, DN: dn, Username: id, Name: "User " + id, Email: fmt.Sprintf("%s.%d@example.org", id, round),
+		IsActive: true, Groups: []string{fmt.Sprintf("g-%04d", (i+round)%s.groups), fmt.Sprintf("g-%04d", (i*7)%s.groups)},
+		Attributes: map[string]any{"title": "Engineer", "employee_number": int64(i)}}
+}
+
+func (s *benchStore) sync(changed map[int]int) {
+	w, err := s.store.BeginSync(cache.KindUsers, cache.KindGroups)
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	for g := range s.groups {
+		if err := w.PutGroup(&cache.Group{ID: fmt.Sprintf("g-%04d", g), DN: fmt.Sprintf("cn=g%04d,ou=groups,%s", g, servedBase), Name: fmt.Sprint(g)}); err != nil {
+			s.b.Fatal(err)
 		}
 	}
-	sync(nil)
+	for i := range s.users {
+		if err := w.PutUser(s.user(i, changed[i])); err != nil {
+			s.b.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		s.b.Fatal(err)
+	}
+}
+
+// BenchmarkServedUpdate is what a commit costs the served directory at 100,000 users in
+// 2,000 groups: taking in a sync that changed 1 or 100 users (mail, groups, renames),
+// against building the tree anew as every sync did before. Run with -benchtime 5x.
+func BenchmarkServedUpdate(b *testing.B) {
+	s := newBenchStore(b, 100000, 2000)
 	o := ServedOptions{BaseDN: servedBase}
-	c := newCached(store, o, slog.New(slog.DiscardHandler))
-	base, baseTree, baseContainers := store.Snapshot(), c.tree.Load(), c.containers
+	c := newCached(s.store, o, slog.New(slog.DiscardHandler))
+	base, baseTree, baseContainers := s.store.Snapshot(), c.tree.Load(), c.containers
 	for _, n := range []int{1, 100} {
 		changed := map[int]int{}
 		for k := range n {
-			changed[(k*7919)%users] = 1
+			changed[(k*7919)%s.users] = 1
 		}
-		sync(changed)
-		next := store.Snapshot()
-		sync(nil) // back, for the next size
+		s.sync(changed)
+		next := s.store.Snapshot()
+		s.sync(nil) // back, for the next size
 		b.Run(fmt.Sprint("apply-", n), func(b *testing.B) {
+			b.ReportAllocs()
 			for b.Loop() {
 				c.mu.Lock()
 				c.sn, c.containers = base, baseContainers
@@ -298,10 +315,31 @@ func BenchmarkServedUpdate(b *testing.B) {
 		})
 	}
 	b.Run("rebuild", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := directory.NewTree([]string{servedBase}, ServedEntries(base, o)); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+// BenchmarkServedMemory reports the live heap the served tree of 100,000 users in 2,000
+// groups adds to the loaded store. Run with -benchtime 1x.
+func BenchmarkServedMemory(b *testing.B) {
+	for b.Loop() {
+		s := newBenchStore(b, 100000, 2000)
+		before := liveHeap()
+		c := newCached(s.store, ServedOptions{BaseDN: servedBase}, slog.New(slog.DiscardHandler))
+		b.ReportMetric(float64(liveHeap()-before)/(1<<20), "tree-MiB")
+		runtime.KeepAlive(c)
+	}
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

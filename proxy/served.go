@@ -142,6 +142,13 @@ func (r *servedRefs) groupDNs(ids []string) [][]byte {
 	return out
 }
 
+// The object classes of users and groups: one copy shared by every entry (the tree
+// never modifies values), not four small allocations per user.
+var (
+	userClasses  = [][]byte{[]byte("top"), []byte("person"), []byte("organizationalPerson"), []byte("inetOrgPerson")}
+	groupClasses = [][]byte{[]byte("top"), []byte("groupOfNames")}
+)
+
 // servedUser is the served entry of u.
 func servedUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry {
 	e := &directory.Entry{DN: servedDN(u)}
@@ -156,7 +163,7 @@ func servedUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry 
 			e.Attributes = append(e.Attributes, directory.Attribute{Name: name, Values: vs})
 		}
 	}
-	add("objectClass", "top", "person", "organizationalPerson", "inetOrgPerson")
+	e.Attributes = append(e.Attributes, directory.Attribute{Name: "objectClass", Values: userClasses})
 	add("uid", u.Username)
 	cn := u.Name
 	if cn == "" {
@@ -183,7 +190,7 @@ func servedUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry 
 func servedGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entry {
 	e := &directory.Entry{DN: g.DN}
 	e.Attributes = append(e.Attributes,
-		directory.Attribute{Name: "objectClass", Values: [][]byte{[]byte("top"), []byte("groupOfNames")}},
+		directory.Attribute{Name: "objectClass", Values: groupClasses},
 		directory.Attribute{Name: "cn", Values: [][]byte{[]byte(g.Name)}},
 		directory.Attribute{Name: "entryUUID", Values: [][]byte{[]byte(g.ID)}})
 	users, groups := r.members(g.ID)
