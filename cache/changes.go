@@ -46,6 +46,9 @@ func diffRecords[R any](old, cur []*R, key func(*R) (id, val string)) []string {
 			id, _ := key(cur[j])
 			out = append(out, id)
 			j++
+		case old[i] == cur[j]: // the same record: the same object, unchanged
+			i++
+			j++
 		default:
 			oid, oval := key(old[i])
 			cid, cval := key(cur[j])
@@ -66,4 +69,17 @@ func diffRecords[R any](old, cur []*R, key func(*R) (id, val string)) []string {
 		}
 	}
 	return out
+}
+
+// UserDNs returns the upstream DN and the Path of the user id, without decoding the rest
+// of it: what an entry that names the user (a group's member) needs.
+func (sn *Snapshot) UserDNs(id string) (dn, path string, ok bool) {
+	r := sn.users[id]
+	if r == nil {
+		return "", "", false
+	}
+	d := decoder{s: r.val}
+	var u User
+	d.userHead(&u)
+	return u.DN, u.Path, true
 }

@@ -72,3 +72,26 @@ func TestChangesSince(t *testing.T) {
 		t.Errorf("since the first: %+v", c3)
 	}
 }
+
+func TestUserDNs(t *testing.T) {
+	s := openMem(t)
+	w, err := s.BeginSync(KindUsers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := testUser(1, 1, "a")
+	u.Path = "uid=one,ou=mapped,dc=example,dc=org"
+	if err := w.PutUser(u); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	dn, path, ok := s.Snapshot().UserDNs(userID(1))
+	if !ok || dn != "uid=user000001,ou=people,dc=example,dc=org" || path != "uid=one,ou=mapped,dc=example,dc=org" {
+		t.Errorf("UserDNs: %q %q %v", dn, path, ok)
+	}
+	if _, _, ok := s.Snapshot().UserDNs("nobody"); ok {
+		t.Error("UserDNs found nobody")
+	}
+}

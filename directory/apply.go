@@ -202,6 +202,9 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	}
 	te.id = id
 	te.rdn = b.t.rdnValues(dn, te.parent == noEntry)
+	if old != nil {
+		b.t.seedDNs(old, b.dnCache)
+	}
 	b.t.fillAttributes(te, e, b.dnCache)
 	b.ids.set(id, te)
 	b.own[id] = true
@@ -226,6 +229,20 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 		b.addPosting(k, id)
 	}
 	return nil
+}
+
+// seedDNs adds the DN values of e, as given and normalised, to dnCache: an entry that
+// replaces e (a group whose member list changed by one) mostly repeats them, and parsing
+// a DN is the dearest part of making an entry.
+func (t *Tree) seedDNs(e *treeEntry, dnCache map[string]string) {
+	for i, a := range e.attrs {
+		if a.typ.eq == nil || a.typ.eq.norm != normDN {
+			continue
+		}
+		for j, v := range e.view.Attributes[i].Values {
+			dnCache[string(v)] = e.norm[int(a.lo)+j]
+		}
+	}
 }
 
 // remove deletes the entry id, which unlink took out of the DN map.

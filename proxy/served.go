@@ -97,8 +97,8 @@ func snapshotRefs(sn *cache.Snapshot) *servedRefs {
 		userDN: func(id string) (string, bool) {
 			dn, seen := userDN[id]
 			if !seen {
-				if u, ok := sn.UserByID(id); ok {
-					dn = servedDN(u)
+				if up, path, ok := sn.UserDNs(id); ok {
+					dn = servedDN(&cache.User{DN: up, Path: path})
 				}
 				userDN[id] = dn
 			}
@@ -387,6 +387,9 @@ func objectAt(sn *cache.Snapshot, n string) bool {
 // move counts an object that left oldDN for newDN (either may be ""), noting the
 // containers it touched in touched (normalised DN → DN).
 func (sc *servedContainers) move(oldDN, newDN string, touched map[string]string) {
+	if oldDN == newDN {
+		return // re-served in place: no container gains or loses it
+	}
 	if oldDN != "" {
 		containersOf(sc.baseNorm, oldDN, func(s, n string) {
 			sc.below[n]--
