@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -396,5 +398,56 @@ func TestPagingAcrossVersions(t *testing.T) {
 				t.Errorf("seed %d: %s, present throughout, returned %d times", seed, dn, seen[dn])
 			}
 		}
+	}
+}
+
+// TestApplyWhileSearching applies batches while searches run on the versions being
+// replaced (for the race detector: a batch writes nothing a published version holds),
+// and checks that a search never sees half a batch: each batch sets one value on two
+// entries, and every search finds the two equal.
+func TestApplyWhileSearching(t *testing.T) {
+	people := "ou=people," + testBase
+	batch := func(n int) []Change {
+		return []Change{
+			{DN: "uid=alice," + people, Entry: entry("uid=alice,"+people, "objectClass: inetOrgPerson", "uid: alice", "cn: Alice", "sn: L", fmt.Sprintf("uidNumber: %d", n))},
+			{DN: "uid=dave," + people, Entry: entry("uid=dave,"+people, "objectClass: inetOrgPerson", "uid: dave", "cn: Dave", "sn: D", fmt.Sprintf("uidNumber: %d", n))},
+		}
+	}
+	var current atomic.Pointer[Tree]
+	current.Store(apply(t, testTree(t), batch(0)...))
+	stop := make(chan bool)
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	req := searchRequest(t, people, ScopeOne, "(|(uid=alice)(uid=dave))", "uidNumber").Search
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tree := current.Load()
+				var nums []string
+				tree.Search(context.Background(), req, nil, func(e *Entry) error {
+					nums = append(nums, firstValue(e, "uidNumber"))
+					return nil
+				})
+				if len(nums) != 2 || nums[0] != nums[1] {
+					errs <- fmt.Sprintf("version %d: uidNumbers %v", tree.Version(), nums)
+					return
+				}
+			}
+		})
+	}
+	for n := 1; n <= 300; n++ {
+		current.Store(apply(t, current.Load(), batch(n)...))
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case e := <-errs:
+		t.Fatal(e)
+	default:
 	}
 }
