@@ -75,12 +75,9 @@ func (t *Tree) Apply(changes []Change) (*Tree, error) {
 		return t, nil
 	}
 
-	if len(puts) > 0 {
-		b.t.schema = t.schema.clone()
-	}
 	for i := range puts {
 		p := &puts[i]
-		dn, err := b.t.schema.learn(p.e)
+		dn, err := b.schema().learn(p.e)
 		if err != nil {
 			return nil, err
 		}
@@ -120,8 +117,9 @@ type batch struct {
 	// parents are the entries whose number of children changed.
 	parents []entryID
 	// old are the entries the batch unlinked, as the previous version has them.
-	old     map[entryID]*treeEntry
-	dnCache map[string]string
+	old       map[entryID]*treeEntry
+	dnCache   map[string]string
+	ownSchema bool // the schema is the batch's copy
 }
 
 type postingKey struct {
@@ -143,6 +141,15 @@ func (t *Tree) begin() *batch {
 	}
 }
 
+// schema returns the schema of the new version, copied from the previous one the first
+// time the batch changes it.
+func (b *batch) schema() *schema {
+	if !b.ownSchema {
+		b.t.schema, b.ownSchema = b.t.schema.clone(), true
+	}
+	return b.t.schema
+}
+
 // unlink takes the entry dn names out of the DN map and out of its parent's children,
 // unless it equals next (then it returns nil: nothing to change).
 func (b *batch) unlink(dn string, next *Entry) (*treeEntry, error) {
@@ -160,6 +167,9 @@ func (b *batch) unlink(dn string, next *Entry) (*treeEntry, error) {
 	}
 	b.old[id] = old
 	b.byDN.delete(ndn)
+	if parsed, ok := parseDN(old.view.DN); ok {
+		b.schema().count(&old.view, parsed, -1)
+	}
 	if old.parent != noEntry {
 		b.mutable(old.parent).nchild--
 		b.parents = append(b.parents, old.parent)

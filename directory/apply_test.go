@@ -91,6 +91,15 @@ func TestApply(t *testing.T) {
 		t.Errorf("ou=staff without children: hasSubordinates compare %d", w.result.Code)
 	}
 
+	// costCenter is known while an entry has it: then a filter on it is False for the
+	// others; once the last one is gone it is Undefined, as in a tree built anew.
+	if got := found(t, v0, people, ScopeOne, "(!(costCenter=x))"); got != "uid=alice uid=bob uid=carol uid=dave" {
+		t.Errorf("costCenter known: %q", got)
+	}
+	if got := found(t, v2, people, ScopeOne, "(!(costCenter=x))"); got != "" {
+		t.Errorf("costCenter forgotten: %q", got)
+	}
+
 	// A batch of unchanged entries is no change at all.
 	if v4 := apply(t, v3, Change{DN: alice.DN, Entry: alice}); v4 != v3 {
 		t.Error("an unchanged entry made a new version")
@@ -186,6 +195,10 @@ func (m *mutator) user(dn string) *Entry {
 	}
 	if m.rng.IntN(3) == 0 {
 		attrs = append(attrs, fmt.Sprintf("description: changed %d", m.next), fmt.Sprintf("uidNumber: %d", m.rng.IntN(100)))
+	}
+	if m.rng.IntN(8) == 0 {
+		// A type and a class only entries make known: forgotten with the last of them.
+		attrs = append(attrs, fmt.Sprintf("costCenter: cc%d", m.rng.IntN(3)), "objectClass: customPerson")
 	}
 	return entry(dn, attrs...)
 }
@@ -304,7 +317,8 @@ func TestApplyMatchesNewTree(t *testing.T) {
 		}
 		gen := newFilterGen(m.all(), uint64(i))
 		for _, f := range append(gen.filters(20), "(objectClass=person)", "(memberOf=cn=group03,ou=groups,dc=example,dc=org)",
-			"(hasSubordinates=TRUE)", "(memberOf:"+OIDInChain+":=cn=all,ou=groups,dc=example,dc=org)") {
+			"(hasSubordinates=TRUE)", "(memberOf:"+OIDInChain+":=cn=all,ou=groups,dc=example,dc=org)",
+			"(!(costCenter=cc1))", "(costCenter=*)", "(!(objectClass=customPerson))", "(:caseIgnoreMatch:=cc2)") {
 			for _, s := range []struct {
 				base  string
 				scope int

@@ -434,16 +434,20 @@ func classAncestors(c *objectClass) []string {
 type schema struct {
 	attrs   map[string]*attrType
 	classes map[string]*objectClass
+	// uses counts the entries that use each of attrs ("a:" + key) and classes ("c:" +
+	// key), so that a version forgets a type the last entry using it took away, as a
+	// tree built anew from its entries would not know it.
+	uses map[string]int
 }
 
 func newSchema() *schema {
-	return &schema{attrs: map[string]*attrType{}, classes: map[string]*objectClass{}}
+	return &schema{attrs: map[string]*attrType{}, classes: map[string]*objectClass{}, uses: map[string]int{}}
 }
 
 // clone returns a copy of s that may learn types without changing s: the types and
 // classes themselves are shared.
 func (s *schema) clone() *schema {
-	return &schema{attrs: maps.Clone(s.attrs), classes: maps.Clone(s.classes)}
+	return &schema{attrs: maps.Clone(s.attrs), classes: maps.Clone(s.classes), uses: maps.Clone(s.uses)}
 }
 
 // attr resolves an attribute type by name or OID, case-insensitively; nil if unknown.

@@ -253,7 +253,48 @@ func (s *schema) learn(e *Entry) (*ldap.DN, error) {
 			}
 		}
 	}
+	s.count(e, dn, 1)
 	return dn, nil
+}
+
+// count adds delta to the uses of the types and classes of the entry e (whose DN is dn)
+// that only entries make known; one that no entry uses any more is forgotten.
+func (s *schema) count(e *Entry, dn *ldap.DN, delta int) {
+	seen := map[string]bool{}
+	use := func(kind, name string) {
+		key := strings.ToLower(name)
+		switch {
+		case kind == "a:" && s.attrs[key] == nil, kind == "c:" && s.classes[key] == nil, seen[kind+key]:
+			return // static, or counted
+		}
+		seen[kind+key] = true
+		if s.uses[kind+key] += delta; s.uses[kind+key] > 0 {
+			return
+		}
+		delete(s.uses, kind+key)
+		if kind == "a:" {
+			delete(s.attrs, key)
+		} else {
+			delete(s.classes, key)
+		}
+	}
+	for _, a := range e.Attributes {
+		if isSecret(a.Name) {
+			continue
+		}
+		typ, _ := splitDescription(a.Name)
+		use("a:", typ)
+		if s.attr(typ) == atObjectClass {
+			for _, v := range a.Values {
+				use("c:", string(v))
+			}
+		}
+	}
+	for _, rdn := range dn.RDNs {
+		for _, ava := range rdn.Attributes {
+			use("a:", ava.Type)
+		}
+	}
 }
 
 // rdnValues returns the values extensible matches with dnAttributes see of an entry: its
