@@ -20,6 +20,10 @@ import (
 // which store to write to.
 const crashDirEnv = "LDAPPROXY_CACHE_CRASH_DIR"
 
+// crashBatchEnv makes TestHelperProcess write batches (after a first sync) instead of
+// syncs.
+const crashBatchEnv = "LDAPPROXY_CACHE_CRASH_BATCH"
+
 // Sizes of the crash test's syncs: enough users for a Commit to span many
 // Badger batches.
 const (
@@ -49,6 +53,82 @@ func crashGroup(i int, gen uint64) *Group {
 	return testGroup(i, strconv.FormatUint(gen, 10))
 }
 
+// batchTouches reports whether the batch that writes generation gen (from 2 on)
+// changes object i: a seventh of the objects each time.
+func batchTouches(i int, gen uint64) bool { return gen >= 2 && uint64(i)%7 == gen%7 }
+
+// batchUser is user i as of generation gen of the batch writer: as the last batch that
+// touched it wrote it (crashUser of that generation: deleted, renamed, retagged), or as
+// the first sync did.
+func batchUser(i int, gen uint64) *User {
+	for g := gen; g >= 2; g-- {
+		if batchTouches(i, g) {
+			return crashUser(i, g)
+		}
+	}
+	return crashUser(i, 1)
+}
+
+// batchGroup is group i as of generation gen of the batch writer.
+func batchGroup(i int, gen uint64) *Group {
+	for g := gen; g >= 2; g-- {
+		if batchTouches(i, g) {
+			return crashGroup(i, g)
+		}
+	}
+	return crashGroup(i, 1)
+}
+
+// crashCookie is the cookie committed with generation gen.
+func crashCookie(gen uint64) string { return "csn=" + strconv.FormatUint(gen, 10) }
+
+// writeBatches writes one batch after another until killed, as TestHelperProcess
+// writes syncs.
+func writeBatches(s *Store) {
+	fail := func(err error) {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	for {
+		gen := s.Snapshot().Generation() + 1
+		fmt.Println("begin", gen)
+		b, err := s.BeginBatch()
+		if err != nil {
+			fail(err)
+		}
+		for i := range crashGroups {
+			if !batchTouches(i, gen) {
+				continue
+			}
+			if g := crashGroup(i, gen); g != nil {
+				if err := b.PutGroup(g); err != nil {
+					fail(err)
+				}
+			} else {
+				b.DeleteGroup(groupID(i))
+			}
+		}
+		for i := range crashUsers {
+			if !batchTouches(i, gen) {
+				continue
+			}
+			if u := crashUser(i, gen); u != nil {
+				if err := b.PutUser(u); err != nil {
+					fail(err)
+				}
+			} else {
+				b.DeleteUser(userID(i))
+			}
+		}
+		b.SetCookie("test", []byte(crashCookie(gen)))
+		fmt.Println("commit", gen)
+		if _, err := b.Commit(); err != nil {
+			fail(err)
+		}
+		fmt.Println("committed", gen)
+	}
+}
+
 // TestHelperProcess is not a test of its own: TestCrash runs it in a child
 // process, where it writes one sync after another until it is killed,
 // printing "begin N", "commit N" and "committed N" as it goes.
@@ -62,8 +142,12 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
+	batches := os.Getenv(crashBatchEnv) != ""
 	for {
 		gen := s.Snapshot().Generation() + 1
+		if batches && gen > 1 {
+			writeBatches(s)
+		}
 		fmt.Println("begin", gen)
 		w, err := s.BeginSync(KindUsers, KindGroups)
 		if err != nil {
@@ -86,6 +170,7 @@ func TestHelperProcess(t *testing.T) {
 				}
 			}
 		}
+		w.SetCookie("test", []byte(crashCookie(gen)))
 		fmt.Println("commit", gen)
 		if err := w.Commit(); err != nil {
 			fmt.Println("error", err)
@@ -98,7 +183,13 @@ func TestHelperProcess(t *testing.T) {
 // TestCrash kills a process writing syncs with SIGKILL at random moments,
 // while it puts objects and while it commits, then opens the store and checks
 // that it holds exactly the last committed generation or the one after it.
-func TestCrash(t *testing.T) {
+func TestCrash(t *testing.T) { testCrash(t, false) }
+
+// TestCrashBatches does the same to a process writing batches: the store holds the
+// state and the cookie of the last committed batch, or of the one after it.
+func TestCrashBatches(t *testing.T) { testCrash(t, true) }
+
+func testCrash(t *testing.T, batches bool) {
 	if testing.Short() {
 		t.Skip("kills child processes for a while")
 	}
@@ -110,7 +201,7 @@ func TestCrash(t *testing.T) {
 	var putTime, commitTime time.Duration = 500 * time.Millisecond, 100 * time.Millisecond
 	for round := range 6 {
 		duringCommit := round%2 == 1
-		last, p, c := crashRound(t, dir, rnd, duringCommit, putTime, commitTime)
+		last, p, c := crashRound(t, dir, rnd, batches, duringCommit, putTime, commitTime)
 		if p > 0 {
 			putTime, commitTime = p, c
 		}
@@ -127,7 +218,14 @@ func TestCrash(t *testing.T) {
 		if gen != committed && gen != committed+1 {
 			t.Fatalf("round %d: store at generation %d, last commit reported %d", round, gen, committed)
 		}
-		checkCrashState(t, s, gen)
+		if batches {
+			checkCrashState(t, s, gen, batchUser, batchGroup)
+		} else {
+			checkCrashState(t, s, gen, crashUser, crashGroup)
+		}
+		if got := string(s.Cookie("test")); gen > 0 && got != crashCookie(gen) {
+			t.Fatalf("round %d: generation %d with cookie %q", round, gen, got)
+		}
 		committed = gen
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -139,10 +237,13 @@ func TestCrash(t *testing.T) {
 // moment of the next sync's put phase (or its commit), and returns the last
 // generation it reported committed, and how long its last complete sync
 // spent putting and committing.
-func crashRound(t *testing.T, dir string, rnd *rand.Rand, duringCommit bool, putTime, commitTime time.Duration) (last uint64, put, commit time.Duration) {
+func crashRound(t *testing.T, dir string, rnd *rand.Rand, batches, duringCommit bool, putTime, commitTime time.Duration) (last uint64, put, commit time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	if batches {
+		cmd.Env = append(cmd.Env, crashBatchEnv+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -188,14 +289,14 @@ func crashRound(t *testing.T, dir string, rnd *rand.Rand, duringCommit bool, put
 }
 
 // checkCrashState checks that the store holds generation gen exactly as the
-// writer wrote it, with nothing of another generation and no leftovers.
-func checkCrashState(t *testing.T, s *Store, gen uint64) {
+// writer wrote it (user and group say what that is), with nothing of another
+// generation and no leftovers.
+func checkCrashState(t *testing.T, s *Store, gen uint64, user func(int, uint64) *User, group func(int, uint64) *Group) {
 	t.Helper()
 	sn := s.Snapshot()
-	tag := strconv.FormatUint(gen, 10)
 	var wantUsers, wantGroups int
 	for i := range crashUsers {
-		want := crashUser(i, gen)
+		want := user(i, gen)
 		got, ok := sn.UserByID(userID(i))
 		if want == nil {
 			if ok {
@@ -204,7 +305,7 @@ func checkCrashState(t *testing.T, s *Store, gen uint64) {
 			continue
 		}
 		wantUsers++
-		if !ok || got.DN != want.DN || got.Attributes["tag"] != tag {
+		if !ok || got.DN != want.DN || got.Attributes["tag"] != want.Attributes["tag"] {
 			t.Fatalf("generation %d: user %d is %+v", gen, i, got)
 		}
 		if byDN, ok := sn.UserByDN(want.DN); !ok || byDN.ID != want.ID {
@@ -212,7 +313,7 @@ func checkCrashState(t *testing.T, s *Store, gen uint64) {
 		}
 	}
 	for i := range crashGroups {
-		want := crashGroup(i, gen)
+		want := group(i, gen)
 		got, ok := sn.GroupByID(groupID(i))
 		if want == nil {
 			if ok {
@@ -221,7 +322,7 @@ func checkCrashState(t *testing.T, s *Store, gen uint64) {
 			continue
 		}
 		wantGroups++
-		if !ok || got.Attributes["tag"] != tag {
+		if !ok || got.Attributes["tag"] != want.Attributes["tag"] {
 			t.Fatalf("generation %d: group %d is %+v", gen, i, got)
 		}
 	}

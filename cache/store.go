@@ -27,8 +27,9 @@ const (
 	prefixGroups  = "g/" // same
 	prefixStatus  = "s/" // + kind: Status as JSON
 	keyGeneration = "m/generation"
-	keyFormat     = "m/format" // storeFormat, so that a future layout is not misread
-	keyDomain     = "m/domain" // the upstream's Domain as JSON, see Sync.SetDomain
+	keyFormat     = "m/format"  // storeFormat, so that a future layout is not misread
+	keyDomain     = "m/domain"  // the upstream's Domain as JSON, see Sync.SetDomain
+	prefixCookie  = "m/cookie/" // + name: a change stream's position, see Store.Cookie
 	storeFormat   = 1
 )
 
@@ -70,8 +71,10 @@ type Store struct {
 	snap   atomic.Pointer[Snapshot]
 	normDN func(string) string
 
-	mu       sync.Mutex
-	active   *Sync
+	mu sync.Mutex
+	// active is the open Sync or Batch: one writer at a time.
+	active   interface{ Abort() }
+	cookies  map[string]string // by name, as committed
 	closed   bool
 	status   map[string]Status
 	onCommit []func(*Snapshot)
@@ -102,7 +105,7 @@ func Open(cfg Config, log *slog.Logger, normalizeDN func(string) string) (*Store
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, status: map[string]Status{}, normDN: normalizeDN}
+	s := &Store{log: log, status: map[string]Status{}, cookies: map[string]string{}, normDN: normalizeDN}
 	var opts badger.Options
 	if cfg.Path == InMemory {
 		opts = badger.DefaultOptions("").WithInMemory(true)
@@ -272,6 +275,9 @@ func (s *Store) load() error {
 			groups[id] = r
 			return nil
 		})
+		if err := s.loadCookies(txn); err != nil {
+			return err
+		}
 		return s.loadStatus(txn)
 	})
 	if err != nil {
@@ -425,6 +431,65 @@ func parseObjectKey(k []byte, prefix string) (id []byte, gen uint64, ok bool) {
 		return nil, 0, false
 	}
 	return k[len(prefix) : len(k)-9], binary.BigEndian.Uint64(k[len(k)-8:]), true
+}
+
+func (s *Store) loadCookies(txn *badger.Txn) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixCookie)})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		name := strings.TrimPrefix(string(it.Item().Key()), prefixCookie)
+		err := it.Item().Value(func(v []byte) error {
+			s.cookies[name] = string(v)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cookie %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Cookie returns the change-stream position stored under name (a syncrepl cookie) by
+// the last commit that set it, or nil: a stream resumes from it after a restart.
+func (s *Store) Cookie(name string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.cookies[name]; ok {
+		return []byte(c)
+	}
+	return nil
+}
+
+// saveCookies writes cookies (nil: delete) in txn, the transaction that commits a
+// generation, so that a stream's position never gets ahead of or behind the data.
+func (s *Store) saveCookies(txn *badger.Txn, cookies map[string][]byte) error {
+	for name, c := range cookies {
+		key := []byte(prefixCookie + name)
+		var err error
+		if c == nil {
+			err = txn.Delete(key)
+		} else {
+			err = txn.Set(key, bytes.Clone(c))
+		}
+		if err != nil {
+			return err
+		}
+		s.written.Add(int64(len(key) + len(c)))
+	}
+	return nil
+}
+
+// setCookies records committed cookies in memory.
+func (s *Store) setCookies(cookies map[string][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, c := range cookies {
+		if c == nil {
+			delete(s.cookies, name)
+		} else {
+			s.cookies[name] = string(c)
+		}
+	}
 }
 
 func (s *Store) loadStatus(txn *badger.Txn) error {

@@ -42,6 +42,8 @@ type Sync struct {
 	counts   map[string]*counts
 	// domain is what SetDomain gave; nil: the run keeps the stored one.
 	domain *Domain
+	// cookies are what SetCookie gave, committed with the generation.
+	cookies map[string][]byte
 }
 
 // counts is what a run changed of one kind.
@@ -271,6 +273,19 @@ func (w *Sync) SetDomain(d Domain) {
 	w.domain = &d
 }
 
+// SetCookie records a change stream's position (nil: none), which Commit stores in the
+// transaction that commits the generation: a stream that resumes from Store.Cookie
+// resumes exactly where the data it left stands. A run that does not call it keeps the
+// stored cookie.
+func (w *Sync) SetCookie(name string, cookie []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cookies == nil {
+		w.cookies = map[string][]byte{}
+	}
+	w.cookies[name] = bytes.Clone(cookie)
+}
+
 // Commit applies the run: objects Put and changed are written, objects of
 // the run's kinds that were not Put are deleted (their memberships with
 // them), unchanged ones are left as they are. Readers switch to the new
@@ -353,6 +368,9 @@ func (w *Sync) commit() error {
 			}
 			s.written.Add(int64(len(keyDomain) + len(v)))
 		}
+		if err := s.saveCookies(txn, w.cookies); err != nil {
+			return err
+		}
 		return s.saveStatus(txn, statuses)
 	})
 	if err != nil {
@@ -361,6 +379,7 @@ func (w *Sync) commit() error {
 
 	// Committed: from here on, failures only leave garbage that Open removes.
 	s.snap.Store(next)
+	s.setCookies(w.cookies)
 	s.mu.Lock()
 	for _, st := range statuses {
 		s.status[st.Kind] = st
@@ -493,7 +512,7 @@ func (w *Sync) statusList() []Status {
 }
 
 // release ends w's hold on the store.
-func (s *Store) release(w *Sync) {
+func (s *Store) release(w interface{ Abort() }) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.active == w {
