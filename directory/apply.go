@@ -118,6 +118,7 @@ type batch struct {
 	parents []entryID
 	// old are the entries the batch unlinked, as the previous version has them.
 	old       map[entryID]*treeEntry
+	oldKeys   map[entryID]map[postingKey]bool // their index keys
 	dnCache   map[string]string
 	ownSchema bool // the schema is the batch's copy
 }
@@ -137,6 +138,7 @@ func (t *Tree) begin() *batch {
 		own:         map[entryID]bool{},
 		ownPostings: map[postingKey]bool{},
 		old:         map[entryID]*treeEntry{},
+		oldKeys:     map[entryID]map[postingKey]bool{},
 		dnCache:     map[string]string{},
 	}
 }
@@ -166,6 +168,9 @@ func (b *batch) unlink(dn string, next *Entry) (*treeEntry, error) {
 		return nil, nil
 	}
 	b.old[id] = old
+	// Its index keys are taken now: a class it alone used is forgotten just below, and
+	// with it the superclasses the entry was indexed under.
+	b.oldKeys[id] = b.t.keySet(old)
 	b.byDN.delete(ndn)
 	if parsed, ok := parseDN(old.view.DN); ok {
 		b.schema().count(&old.view, parsed, -1)
@@ -223,7 +228,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	// Index keys: only those that differ from the old entry's change a posting list.
 	keys := b.t.keySet(te)
 	if old != nil {
-		for k := range b.t.keySet(old) {
+		for k := range b.oldKeys[id] {
 			if !keys[k] {
 				b.removePosting(k, id)
 			}
@@ -261,7 +266,7 @@ func (b *batch) remove(id entryID) error {
 	if e.nchild > 0 {
 		return fmt.Errorf("entry %q: cannot delete an entry that has children", e.view.DN)
 	}
-	for k := range b.t.keySet(b.old[id]) {
+	for k := range b.oldKeys[id] {
 		b.removePosting(k, id)
 	}
 	b.ids.set(id, nil)

@@ -100,6 +100,14 @@ func TestApply(t *testing.T) {
 		t.Errorf("costCenter forgotten: %q", got)
 	}
 
+	// An entry whose only class is one entries make known is indexed under it and top;
+	// gone, it leaves nothing in the indexes, though the class is forgotten with it.
+	thing := entry("cn=thing,"+people, "objectClass: customThing", "cn: thing")
+	v5 := apply(t, apply(t, v0, Change{Entry: thing}), Change{DN: thing.DN})
+	if a, b := indexContent(v5), indexContent(testTree(t)); a != b {
+		t.Errorf("indexes after adding and deleting cn=thing:\n%s\nanew:\n%s", a, b)
+	}
+
 	// A batch of unchanged entries is no change at all.
 	if v4 := apply(t, v3, Change{DN: alice.DN, Entry: alice}); v4 != v3 {
 		t.Error("an unchanged entry made a new version")
