@@ -105,6 +105,9 @@ type Status struct {
 	Created int `json:"created"`
 	Updated int `json:"updated"`
 	Deleted int `json:"deleted"`
+	// Mode is how the syncer keeps the store: "full" or "syncrepl" (see sync.mode);
+	// empty in statuses written before it was recorded.
+	Mode string `json:"mode,omitempty"`
 	// Errors are the first MaxStatusErrors error messages of the run.
 	Errors []string `json:"errors,omitempty"`
 }

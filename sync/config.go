@@ -1,6 +1,8 @@
 // Package sync keeps the local copy of the directory: it reads users and groups from the
 // upstream with paged searches, maps them with the property mappings, resolves group
-// memberships, and writes the result to the store in one atomic commit per run.
+// memberships, and writes the result to the store in one atomic commit per run; in
+// syncrepl mode it then applies the changes the upstream pushes (RFC 4533), in small
+// atomic batches.
 //
 // Data flows one way: sync reads from upstream, maps with mapping, writes to cache.
 package sync
@@ -25,8 +27,17 @@ type Config struct {
 	// Users and Groups toggle the two object kinds. Default true.
 	Users  bool `yaml:"users"`
 	Groups bool `yaml:"groups"`
-	// Interval between runs. Default 5m.
+	// Interval between runs in full mode. Default 5m.
 	Interval time.Duration `yaml:"interval"`
+	// Mode is how changes reach the store: full (a complete read every Interval),
+	// syncrepl (RFC 4533 refreshAndPersist: changes pushed as they happen, OpenLDAP with
+	// syncprov), or auto (syncrepl when the root DSE advertises the Content
+	// Synchronization control, else full). Default full. dirsync, usn and timestamp are
+	// not implemented yet and are refused.
+	Mode string `yaml:"mode"`
+	// FullInterval is how often syncrepl mode reads everything again (a reconciliation
+	// that writes only differences), to catch what a stream missed. Default 24h.
+	FullInterval time.Duration `yaml:"full_interval"`
 	// PageSize of the paged searches (RFC 2696). Default 500.
 	PageSize int `yaml:"page_size"`
 	// Preset chooses the defaults below and the default property mappings:
@@ -61,7 +72,8 @@ type Config struct {
 
 // Default returns the sync section's defaults.
 func Default() Config {
-	return Config{Enabled: true, Users: true, Groups: true, Interval: 5 * time.Minute, PageSize: 500, Preset: "openldap"}
+	return Config{Enabled: true, Users: true, Groups: true, Interval: 5 * time.Minute, PageSize: 500, Preset: "openldap",
+		Mode: ModeFull, FullInterval: 24 * time.Hour}
 }
 
 // preset holds the directory-specific defaults.
@@ -96,6 +108,13 @@ var presets = map[string]preset{
 	},
 }
 
+// Modes of Config.Mode.
+const (
+	ModeFull     = "full"
+	ModeSyncrepl = "syncrepl"
+	ModeAuto     = "auto"
+)
+
 var (
 	membershipFields = []string{"member", "uniqueMember", "memberUid", "memberOf"}
 	uniquenessFields = []string{"objectGUID", "objectSid", "entryUUID", "ipaUniqueID", "nsUniqueId"}
@@ -124,6 +143,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Interval <= 0 {
 		errs = append(errs, errors.New("interval: must be positive"))
+	}
+	switch c.Mode {
+	case ModeFull, ModeSyncrepl, ModeAuto:
+	case "dirsync", "usn", "timestamp":
+		errs = append(errs, fmt.Errorf("mode: %q is not implemented yet; use full, syncrepl or auto", c.Mode))
+	default:
+		errs = append(errs, fmt.Errorf("mode: %q is not one of full, syncrepl, auto", c.Mode))
+	}
+	if c.Mode == ModeSyncrepl && c.UniquenessField != "" && !strings.EqualFold(c.UniquenessField, "entryUUID") && ok {
+		errs = append(errs, fmt.Errorf("mode: syncrepl identifies deleted entries by their entryUUID: it needs uniqueness_field entryUUID, not %s", c.UniquenessField))
+	}
+	if c.FullInterval <= 0 {
+		errs = append(errs, errors.New("full_interval: must be positive"))
 	}
 	if c.PageSize <= 0 || c.PageSize > 100000 {
 		errs = append(errs, fmt.Errorf("page_size: %d is not between 1 and 100000", c.PageSize))

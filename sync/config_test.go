@@ -27,6 +27,12 @@ func TestValidateReportsEveryError(t *testing.T) {
 			[]string{"page_size: 0 is not between", `user_dn: "not a dn" is not a DN`}},
 		{"membership and uniqueness fields", func(c *ldapsync.Config) { c.MembershipField, c.UniquenessField = "owner", "cn" },
 			[]string{"membership_field: not one of", "uniqueness_field: not one of"}},
+		{"modes not implemented yet, and full_interval", func(c *ldapsync.Config) { c.Mode, c.FullInterval = "dirsync", 0 },
+			[]string{`mode: "dirsync" is not implemented yet`, "full_interval: must be positive"}},
+		{"unknown mode", func(c *ldapsync.Config) { c.Mode = "push" },
+			[]string{`mode: "push" is not one of full, syncrepl, auto`}},
+		{"syncrepl without entryUUID", func(c *ldapsync.Config) { c.Mode, c.UniquenessField = ldapsync.ModeSyncrepl, "nsUniqueId" },
+			[]string{"mode: syncrepl identifies deleted entries by their entryUUID"}},
 		{"parent_group and a mapping", func(c *ldapsync.Config) {
 			c.ParentGroup = "cn=x,dc=y"
 			c.Mappings = mapping.Config{Users: []mapping.Mapping{{Name: "m", Field: "emial", Expression: "1"}}}

@@ -12,6 +12,12 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	objects     *prometheus.GaugeVec
 	lastSuccess *prometheus.GaugeVec
+
+	// Syncrepl mode's.
+	changes   *prometheus.CounterVec
+	connected prometheus.Gauge
+	lag       prometheus.Histogram
+	reloads   *prometheus.CounterVec
 }
 
 // newMetrics builds the syncer's metrics and registers them on reg unless it is nil.
@@ -32,9 +38,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sync_last_success_timestamp_seconds", Help: "When the last successful sync of each kind ended (Unix time).",
 		}, []string{"kind"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sync_changes_total", Help: "Changes a change stream (syncrepl) applied to the store, by object kind and operation (add, modify, delete, rename).",
+		}, []string{"kind", "op"}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sync_stream_connected", Help: "1 while the change stream (syncrepl) is connected to the upstream, else 0.",
+		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sync_lag_seconds", Help: "From an upstream change (its entryCSN time) to the commit that makes it visible through the proxy, for adds, modifies and renames pushed by the change stream.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sync_stream_full_reads_total", Help: "Full reads in syncrepl mode, by reason: full (no cookie stored, or the reconciliation every full_interval), refresh_required (the upstream could not resume from the cookie).",
+		}, []string{"reason"}),
+	}
+	// The label values are few and known: each series exists from the start, at 0.
+	for _, kind := range []string{"users", "groups"} {
+		for _, op := range []string{"add", "modify", "delete", "rename"} {
+			m.changes.WithLabelValues(kind, op)
+		}
+	}
+	for _, reason := range []string{"full", "refresh_required"} {
+		m.reloads.WithLabelValues(reason)
 	}
 	if reg != nil {
-		reg.MustRegister(m.runs, m.duration, m.objects, m.lastSuccess)
+		reg.MustRegister(m.runs, m.duration, m.objects, m.lastSuccess, m.changes, m.connected, m.lag, m.reloads)
 	}
 	return m
 }

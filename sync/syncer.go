@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -31,6 +32,8 @@ type Syncer struct {
 	log    *slog.Logger
 	m      *metrics
 	marker []string
+	// modeInUse is the mode Loop chose (sync.mode auto resolved); nil before.
+	modeInUse atomic.Pointer[string]
 }
 
 // New compiles the mappings and prepares a syncer. A mapping that does not compile is
@@ -49,23 +52,6 @@ func New(cfg Config, pool *upstream.Pool, store *cache.Store, log *slog.Logger, 
 		cfg: cfg, base: pool.BaseDN(), pool: pool, store: store, users: users, groups: groups,
 		log: log, m: newMetrics(reg), marker: presets[cfg.Preset].passwordMarker,
 	}, nil
-}
-
-// Loop syncs at once and then every Interval until ctx ends. A failed run is logged and
-// retried at the next interval; the store keeps the last complete state meanwhile.
-func (s *Syncer) Loop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		if err := s.Run(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("sync failed; the store keeps the previous state", "err", err, "next_in", s.cfg.Interval)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // group is one upstream group while a run resolves memberships.
@@ -141,7 +127,11 @@ func thousands(n int) string {
 }
 
 // Run performs one complete sync and commits it; on any error nothing is committed.
-func (s *Syncer) Run(ctx context.Context) error {
+func (s *Syncer) Run(ctx context.Context) error { return s.runFull(ctx, nil) }
+
+// runFull is Run, committing cookies (change-stream positions taken before the read
+// began) with the data.
+func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte) error {
 	var kinds []string
 	if s.cfg.Groups {
 		kinds = append(kinds, cache.KindGroups)
@@ -195,8 +185,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 	}
 	for _, st := range r.status {
-		st.Ended, st.Result = time.Now(), cache.ResultSuccess
+		st.Ended, st.Result, st.Mode = time.Now(), cache.ResultSuccess, s.mode()
 		w.SetStatus(*st)
+	}
+	for name, c := range cookies {
+		w.SetCookie(name, c)
 	}
 	if err := w.Commit(); err != nil {
 		r.record(cache.ResultFailed, start)
@@ -324,15 +317,43 @@ func (s *Syncer) domain(ctx context.Context) (cache.Domain, error) {
 	return d, err
 }
 
-// readGroups reads every group into memory and indexes the membership values.
-func (r *run) readGroups(ctx context.Context) error {
-	s := r.s
+// groupAttributes are the attributes a group is read with.
+func (s *Syncer) groupAttributes() []string {
 	attrs := append([]string{"*", s.cfg.UniquenessField}, s.groups.Attributes()...)
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
 	}
+	return attrs
+}
+
+// userAttributes are the attributes a user is read with.
+func (s *Syncer) userAttributes() []string {
+	attrs := append([]string{"*", s.cfg.UniquenessField}, s.users.Attributes()...)
+	attrs = append(attrs, s.marker...)
+	attrs = append(attrs, accountAttributes...)
+	if s.cfg.MembershipField == "memberOf" {
+		attrs = append(attrs, "memberOf")
+	}
+	return attrs
+}
+
+// parentGroup is the group every synced group is a member of (parent_group), or nil.
+func (s *Syncer) parentGroup() *cache.Group {
+	if s.cfg.ParentGroup == "" {
+		return nil
+	}
+	return &cache.Group{
+		ID:   "parent-group:" + strings.ToLower(s.cfg.ParentGroup),
+		DN:   "cn=" + ldap.EscapeDN(s.cfg.ParentGroup) + "," + join(s.cfg.GroupDN, s.base),
+		Name: s.cfg.ParentGroup,
+	}
+}
+
+// readGroups reads every group into memory and indexes the membership values.
+func (r *run) readGroups(ctx context.Context) error {
+	s := r.s
 	prog := r.progress(cache.KindGroups)
-	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, attrs, func(lc *ldap.Conn, e *ldap.Entry) error {
+	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), func(lc *ldap.Conn, e *ldap.Entry) error {
 		prog.add()
 		id, obj, ok := r.mapEntry(cache.KindGroups, s.groups, e)
 		if !ok {
@@ -350,7 +371,7 @@ func (r *run) readGroups(ctx context.Context) error {
 		r.groups = append(r.groups, g)
 		r.groupsByDN[r.s.store.NormalizeDN(e.DN)] = id
 		for _, m := range g.members {
-			key := r.memberKey(m)
+			key := r.s.memberKey(m)
 			r.memberOf[key] = append(r.memberOf[key], id)
 		}
 		return nil
@@ -360,8 +381,8 @@ func (r *run) readGroups(ctx context.Context) error {
 // memberKey turns a membership value into the key of memberOf: a normalised DN, or a
 // lowercase user name for memberUid. uniqueMember values may carry an optional
 // "#'0101'B" unique identifier, which is not part of the DN.
-func (r *run) memberKey(v string) string {
-	switch r.s.cfg.MembershipField {
+func (s *Syncer) memberKey(v string) string {
+	switch s.cfg.MembershipField {
 	case "memberUid":
 		return strings.ToLower(v)
 	case "uniqueMember":
@@ -369,20 +390,13 @@ func (r *run) memberKey(v string) string {
 			v = v[:i]
 		}
 	}
-	return r.s.store.NormalizeDN(v)
+	return s.store.NormalizeDN(v)
 }
 
 // putGroups resolves each group's parents and writes the groups.
 func (r *run) putGroups() error {
 	s := r.s
-	var parent *cache.Group
-	if s.cfg.ParentGroup != "" {
-		parent = &cache.Group{
-			ID:   "parent-group:" + strings.ToLower(s.cfg.ParentGroup),
-			DN:   "cn=" + ldap.EscapeDN(s.cfg.ParentGroup) + "," + join(s.cfg.GroupDN, s.base),
-			Name: s.cfg.ParentGroup,
-		}
-	}
+	parent := s.parentGroup()
 	if parent != nil {
 		if _, clash := r.groupsByDN[r.s.store.NormalizeDN(parent.DN)]; clash {
 			return fmt.Errorf("parent_group %q: an upstream group already has the DN %s; choose another name", s.cfg.ParentGroup, parent.DN)
@@ -421,42 +435,43 @@ func (r *run) putGroups() error {
 // readUsers streams the users into the store.
 func (r *run) readUsers(ctx context.Context) error {
 	s := r.s
-	attrs := append([]string{"*", s.cfg.UniquenessField}, s.users.Attributes()...)
-	attrs = append(attrs, s.marker...)
-	attrs = append(attrs, accountAttributes...)
-	if s.cfg.MembershipField == "memberOf" {
-		attrs = append(attrs, "memberOf")
-	}
 	prog := r.progress(cache.KindUsers)
-	return s.search(ctx, "users", join(s.cfg.UserDN, s.base), s.cfg.UserFilter, attrs, func(_ *ldap.Conn, e *ldap.Entry) error {
+	return s.search(ctx, "users", join(s.cfg.UserDN, s.base), s.cfg.UserFilter, s.userAttributes(), func(_ *ldap.Conn, e *ldap.Entry) error {
 		prog.add()
 		id, obj, ok := r.mapEntry(cache.KindUsers, s.users, e)
 		if !ok {
 			return nil
 		}
-		u := &cache.User{
-			ID: id, DN: e.DN, Username: obj.Username, Name: obj.Name, Email: obj.Email,
-			IsActive: obj.IsActive, Attributes: obj.Attributes, Groups: r.userGroups(e, obj.Username),
-		}
-		if s.cfg.UserPath != "" {
-			u.Path = strings.NewReplacer("{username}", ldap.EscapeDN(obj.Username), "{base_dn}", s.base).Replace(s.cfg.UserPath)
-		}
-		for _, a := range s.marker {
-			if v := e.GetAttributeValue(a); v != "" {
-				u.PasswordMarker = a + ":" + v
-				break
-			}
-		}
-		var err error
-		if u.Account, err = accountState(e); err != nil {
-			s.log.Warn("sync: a user's account state cannot be read; its offline logins are refused", "dn", e.DN, "err", err)
-		}
+		u := s.newUser(e, id, obj, r.userGroups(e, obj.Username))
 		if err := r.w.PutUser(u); err != nil {
 			return err
 		}
 		r.status[cache.KindUsers].Objects++
 		return nil
 	})
+}
+
+// newUser makes the stored user of the upstream entry e, whose identity is id, as the
+// mappings made obj, directly in the groups groups.
+func (s *Syncer) newUser(e *ldap.Entry, id string, obj *mapping.Object, groups []string) *cache.User {
+	u := &cache.User{
+		ID: id, DN: e.DN, Username: obj.Username, Name: obj.Name, Email: obj.Email,
+		IsActive: obj.IsActive, Attributes: obj.Attributes, Groups: groups,
+	}
+	if s.cfg.UserPath != "" {
+		u.Path = strings.NewReplacer("{username}", ldap.EscapeDN(obj.Username), "{base_dn}", s.base).Replace(s.cfg.UserPath)
+	}
+	for _, a := range s.marker {
+		if v := e.GetAttributeValue(a); v != "" {
+			u.PasswordMarker = a + ":" + v
+			break
+		}
+	}
+	var err error
+	if u.Account, err = accountState(e); err != nil {
+		s.log.Warn("sync: a user's account state cannot be read; its offline logins are refused", "dn", e.DN, "err", err)
+	}
+	return u
 }
 
 // userGroups returns the IDs of the groups a user is directly in.

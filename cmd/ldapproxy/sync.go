@@ -82,6 +82,9 @@ func printStatus(w io.Writer, list []cache.Status) {
 		}
 		fmt.Fprintf(w, "%-6s %-7s started %s ended %s: %d objects, %d skipped, %d created, %d updated, %d deleted\n",
 			st.Kind, st.Result, st.Started.Local().Format(time.RFC3339), ended, st.Objects, st.Skipped, st.Created, st.Updated, st.Deleted)
+		if st.Mode != "" {
+			fmt.Fprintf(w, "       mode: %s\n", st.Mode)
+		}
 		for _, e := range st.Errors {
 			fmt.Fprintf(w, "       error: %s\n", e)
 		}

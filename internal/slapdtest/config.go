@@ -81,6 +81,9 @@ func (s *Server) writeConfig(opts Options) error {
 	if opts.PasswordPolicy {
 		modules = append(modules, "ppolicy")
 	}
+	if opts.Syncprov {
+		modules = append(modules, "syncprov")
+	}
 	if inst.moduleDir != "" {
 		fmt.Fprintf(&b, "modulepath %s\n", quote(inst.moduleDir))
 		for _, m := range modules {
@@ -118,6 +121,9 @@ func (s *Server) writeConfig(opts Options) error {
 	if opts.MemberOf {
 		indexed += ",memberOf"
 	}
+	if opts.Syncprov {
+		indexed += ",entryCSN"
+	}
 	fmt.Fprintf(&b, "index %s eq\n", indexed)
 	b.WriteString("access to attrs=userPassword by self write by anonymous auth by * none\n")
 	for _, a := range opts.Access {
@@ -126,6 +132,9 @@ func (s *Server) writeConfig(opts Options) error {
 	b.WriteString("access to * by * read\n")
 	if opts.MemberOf {
 		b.WriteString("overlay memberof\n")
+	}
+	if opts.Syncprov {
+		b.WriteString("overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 10000\n")
 	}
 	if opts.PasswordPolicy {
 		fmt.Fprintf(&b, "overlay ppolicy\nppolicy_default %s\n", quote(s.policyDN()))

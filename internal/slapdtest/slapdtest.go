@@ -90,6 +90,11 @@ type Options struct {
 	// (cn=default,ou=policies,<suffix>) that rejects passwords shorter than
 	// PolicyMinLength and sets pwdChangedTime on each change.
 	PasswordPolicy bool
+	// Syncprov loads the syncprov overlay on the database (RFC 4533 Content
+	// Synchronization: syncrepl consumers, refreshOnly and refreshAndPersist), with a
+	// checkpoint, a session log of 10,000 changes (so a consumer that resumes gets
+	// deletes in a delete phase rather than a present phase) and entryCSN indexed.
+	Syncprov bool
 	// ExtraLDIF is appended to the generated data and loaded with it; it
 	// may use the generated entries as parents.
 	ExtraLDIF string
