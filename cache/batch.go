@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"sync"
 
@@ -195,9 +194,11 @@ func (b *Batch) Commit() (BatchCounts, error) {
 	defer wb.Cancel()
 	var (
 		obsolete, markers, written [][]byte
-		users                      map[string]*userRec
-		groups                     map[string]*groupRec
 		buf                        []byte
+		// users and groups are the new records of the objects that changed, nil
+		// for the deleted ones.
+		users  = map[string]*userRec{}
+		groups = map[string]*groupRec{}
 	)
 	set := func(key, val []byte) error {
 		if err := wb.Set(key, bytes.Clone(val)); err != nil {
@@ -223,16 +224,13 @@ func (b *Batch) Commit() (BatchCounts, error) {
 			if cur == nil {
 				continue
 			}
-			if users == nil {
-				users = maps.Clone(b.base.users)
-			}
 			marker := objectKey(prefixUsers, id, b.gen)
 			if err := set(marker, nil); err != nil {
 				return fail(err)
 			}
 			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen))
 			markers = append(markers, marker)
-			delete(users, id)
+			users[id] = nil
 			c.UsersDeleted++
 			continue
 		}
@@ -246,9 +244,6 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		}
 		if err := set(objectKey(prefixUsers, id, b.gen), buf); err != nil {
 			return fail(err)
-		}
-		if users == nil {
-			users = maps.Clone(b.base.users)
 		}
 		users[id] = r
 		if cur == nil {
@@ -264,16 +259,13 @@ func (b *Batch) Commit() (BatchCounts, error) {
 			if cur == nil {
 				continue
 			}
-			if groups == nil {
-				groups = maps.Clone(b.base.groups)
-			}
 			marker := objectKey(prefixGroups, id, b.gen)
 			if err := set(marker, nil); err != nil {
 				return fail(err)
 			}
 			obsolete = append(obsolete, objectKey(prefixGroups, id, cur.gen))
 			markers = append(markers, marker)
-			delete(groups, id)
+			groups[id] = nil
 			c.GroupsDeleted++
 			continue
 		}
@@ -287,9 +279,6 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		}
 		if err := set(objectKey(prefixGroups, id, b.gen), buf); err != nil {
 			return fail(err)
-		}
-		if groups == nil {
-			groups = maps.Clone(b.base.groups)
 		}
 		groups[id] = r
 		if cur == nil {
@@ -319,7 +308,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 			return fail(fmt.Errorf("store sync: %w", err))
 		}
 	}
-	next := b.base.derive(b.gen, users, groups)
+	next := b.base.patch(b.gen, users, groups)
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set([]byte(keyGeneration), binary.BigEndian.AppendUint64(nil, b.gen)); err != nil {
 			return err
