@@ -306,3 +306,64 @@ func TestSyncreplCookieRefused(t *testing.T) {
 
 // bogusCookie names a position from the future, which syncprov cannot resume from.
 const bogusCookie = "rid=000,csn=29991231235959.000000Z#000000#000#000000"
+
+// TestSyncreplMemberBeforeUser: a group that lists a DN no user has yet gets that user
+// as a member when it is added later, though the group does not change again.
+func TestSyncreplMemberBeforeUser(t *testing.T) {
+	e := newSyncreplEnv(t)
+	st := startStreamer(t, e, t.TempDir())
+	admin := e.srv.Conn(t)
+	laterDN := "uid=later,ou=people," + e.srv.Suffix
+	group, ok := st.store.Snapshot().GroupByDN(e.srv.GroupDN(2))
+	if !ok {
+		t.Fatal("group002 not synced")
+	}
+	before := st.metric("ldapproxy_sync_changes_total", "kind", "groups", "op", "modify")
+	mod := ldap.NewModifyRequest(e.srv.GroupDN(2), nil)
+	mod.Add("member", []string{laterDN})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	st.waitFor(visibleWithin, "the group's change", func(*cache.Snapshot) bool {
+		return st.metric("ldapproxy_sync_changes_total", "kind", "groups", "op", "modify") > before
+	})
+	add := ldap.NewAddRequest(laterDN, nil)
+	add.Attribute("objectClass", []string{"inetOrgPerson"})
+	add.Attribute("uid", []string{"later"})
+	add.Attribute("cn", []string{"Later"})
+	add.Attribute("sn", []string{"Later"})
+	if err := admin.Add(add); err != nil {
+		t.Fatal(err)
+	}
+	st.waitFor(visibleWithin, "the user added in the group that listed it", func(sn *cache.Snapshot) bool {
+		u, ok := sn.UserByDN(laterDN)
+		return ok && slices.Equal(u.Groups, []string{group.ID})
+	})
+}
+
+// TestSyncreplReconciliation: every full_interval the stream stops for a full read,
+// which writes nothing when the stream missed nothing, and then resumes.
+func TestSyncreplReconciliation(t *testing.T) {
+	e := newSyncreplEnv(t)
+	st := startStreamerWith(t, e, t.TempDir(), func(c *ldapsync.Config) { c.FullInterval = 300 * time.Millisecond })
+	var status []cache.Status
+	st.waitFor(10*time.Second, "two reconciliations", func(*cache.Snapshot) bool {
+		status = st.store.Status()
+		return st.metric("ldapproxy_sync_stream_full_reads_total", "reason", "full") >= 3 &&
+			!slices.ContainsFunc(status, func(s cache.Status) bool { return s.Result != cache.ResultSuccess })
+	})
+	for _, s := range status {
+		if s.Created+s.Updated+s.Deleted != 0 {
+			t.Fatalf("a reconciliation with nothing to catch up wrote something: %+v", s)
+		}
+	}
+	mod := ldap.NewModifyRequest(e.srv.UserDN(7), nil)
+	mod.Replace("mail", []string{"between@example.org"})
+	if err := e.srv.Conn(t).Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	st.waitFor(2*time.Second, "a change between reconciliations", func(sn *cache.Snapshot) bool {
+		u, ok := sn.UserByDN(e.srv.UserDN(7))
+		return ok && u.Email == "between@example.org"
+	})
+}
