@@ -302,6 +302,7 @@ func cookieOf(controls []ldap.Control) []byte {
 type event struct {
 	kind    string
 	entry   *ldap.Entry // the entry now (add, modify, rename)
+	id      string      // the entry's syncUUID
 	deleted []string    // IDs gone
 	present []string    // IDs unchanged (present phase)
 	// presentEnd ends a present phase: objects of kind not named present are gone.
@@ -324,7 +325,7 @@ func eventsOf(kind string, entry *ldap.Entry, controls []ldap.Control) event {
 			case ldap.SyncStatePresent:
 				ev.present = append(ev.present, id)
 			default:
-				ev.entry = entry
+				ev.entry, ev.id = entry, id
 			}
 		case *ldap.ControlSyncInfo:
 			switch {
@@ -354,8 +355,11 @@ type stream struct {
 	// groups: the object that takes the key later joins them. Only in memory: the next
 	// full read resolves whatever a restart forgot.
 	unresolved map[string]map[string]bool
-	// present are the IDs named during a present phase, by kind; nil outside one.
-	present map[string]map[string]bool
+	// present are the IDs named during a kind's refresh: present, or sent whole
+	// because they changed. presentPhase marks the kinds whose refresh named any
+	// present: a present phase, at whose end the objects not named are gone.
+	present      map[string]map[string]bool
+	presentPhase map[string]bool
 	// live marks the kinds whose refresh is done: their changes are new, and their lag
 	// is measured.
 	live map[string]bool
@@ -371,6 +375,7 @@ func newStream(s *Syncer) *stream {
 func (st *stream) reset() {
 	st.unresolved = map[string]map[string]bool{}
 	st.present = map[string]map[string]bool{}
+	st.presentPhase = map[string]bool{}
 	st.live = map[string]bool{}
 }
 
@@ -381,6 +386,7 @@ func (st *stream) session(ctx context.Context, due time.Time) (caughtUp bool, er
 	s := st.s
 	clear(st.live)
 	clear(st.present)
+	clear(st.presentPhase)
 	err = s.pool.WithService(ctx, "syncrepl", func(lc *ldap.Conn) error {
 		// A persistent search outlives any request timeout; the connection is closed
 		// after it rather than given back to the pool without one.
@@ -507,11 +513,15 @@ type applier struct {
 func (a *applier) event(ev event) {
 	for _, id := range ev.present {
 		a.markPresent(ev.kind, id)
+		a.presentPhase[ev.kind] = true
 	}
 	for _, id := range ev.deleted {
 		a.remove(ev.kind, id)
 	}
 	if ev.entry != nil {
+		if !a.live[ev.kind] {
+			a.markPresent(ev.kind, ev.id)
+		}
 		if ev.kind == cache.KindUsers {
 			a.putUser(ev.entry)
 		} else {
@@ -534,13 +544,16 @@ func (a *applier) markPresent(kind, id string) {
 	a.present[kind][id] = true
 }
 
-// endPresent deletes the objects of kind that the present phase did not name. A phase
-// that named nothing is taken for no phase: deleting everything on a misreading would
-// be worse than keeping a deleted object until the next full read.
+// endPresent deletes the objects of kind that the present phase did not name. A
+// refresh that named nothing present is taken for no present phase: deleting
+// everything on a misreading would be worse than keeping a deleted object until the
+// next full read.
 func (a *applier) endPresent(kind string) {
 	present := a.present[kind]
+	phase := a.presentPhase[kind]
 	delete(a.present, kind)
-	if len(present) == 0 {
+	delete(a.presentPhase, kind)
+	if !phase {
 		return
 	}
 	var gone []string
@@ -795,38 +808,41 @@ func toggle(list []string, id string, in bool) []string {
 func (a *applier) userByKey(key string) (string, bool) {
 	s := a.s
 	if s.cfg.MembershipField == "memberUid" {
-		if id, ok := a.nameUsers[key]; ok {
-			return id, true
-		}
-		u, ok := a.b.Base().UserByUsername(key)
+		id, ok := a.nameUsers[key]
 		if !ok {
+			u, found := a.b.Base().UserByUsername(key)
+			if !found {
+				return "", false
+			}
+			id = u.ID
+		}
+		cur, ok := a.b.User(id)
+		return id, ok && strings.ToLower(cur.Username) == key
+	}
+	id, ok := a.dnUsers[key]
+	if !ok {
+		u, found := a.b.Base().UserByDN(key)
+		if !found {
 			return "", false
 		}
-		cur, ok := a.b.User(u.ID) // renamed or deleted in this batch?
-		return u.ID, ok && strings.ToLower(cur.Username) == key
+		id = u.ID
 	}
-	if id, ok := a.dnUsers[key]; ok {
-		return id, true
-	}
-	u, ok := a.b.Base().UserByDN(key)
-	if !ok {
-		return "", false
-	}
-	cur, ok := a.b.User(u.ID)
-	return u.ID, ok && s.store.NormalizeDN(cur.DN) == key
+	cur, ok := a.b.User(id) // renamed or deleted in this batch?
+	return id, ok && s.store.NormalizeDN(cur.DN) == key
 }
 
 // groupByKey finds the group a normalised DN names as the batch stands.
 func (a *applier) groupByKey(key string) (string, bool) {
-	if id, ok := a.dnGroups[key]; ok {
-		return id, true
-	}
-	g, ok := a.b.Base().GroupByDN(key)
+	id, ok := a.dnGroups[key]
 	if !ok {
-		return "", false
+		g, found := a.b.Base().GroupByDN(key)
+		if !found {
+			return "", false
+		}
+		id = g.ID
 	}
-	cur, ok := a.b.Group(g.ID)
-	return g.ID, ok && a.s.store.NormalizeDN(cur.DN) == key
+	cur, ok := a.b.Group(id)
+	return id, ok && a.s.store.NormalizeDN(cur.DN) == key
 }
 
 func (a *applier) addUnresolved(key, gid string) {

@@ -367,3 +367,48 @@ func TestSyncreplReconciliation(t *testing.T) {
 		return ok && u.Email == "between@example.org"
 	})
 }
+
+// TestSyncreplResumePresentPhase: without a session log, slapd answers a resuming
+// consumer with a present phase: unchanged entries named present, changed ones whole,
+// deleted ones not named. The store ends with exactly the upstream's users.
+func TestSyncreplResumePresentPhase(t *testing.T) {
+	e := newEnv(t, slapdtest.Options{Users: 30, Groups: 3, Syncprov: true, SyncprovNoSessionLog: true})
+	dir := t.TempDir()
+	st := startStreamer(t, e, dir)
+	st.stop()
+
+	admin := e.srv.Conn(t)
+	mod := ldap.NewModifyRequest(e.srv.UserDN(4), nil)
+	mod.Replace("mail", []string{"while-down@example.org"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Del(ldap.NewDelRequest(e.srv.UserDN(5), nil)); err != nil {
+		t.Fatal(err)
+	}
+	add := ldap.NewAddRequest("uid=fresh,ou=people,"+e.srv.Suffix, nil)
+	add.Attribute("objectClass", []string{"inetOrgPerson"})
+	add.Attribute("uid", []string{"fresh"})
+	add.Attribute("cn", []string{"Fresh"})
+	add.Attribute("sn", []string{"Fresh"})
+	if err := admin.Add(add); err != nil {
+		t.Fatal(err)
+	}
+
+	st = startStreamer(t, e, dir)
+	st.waitFor(visibleWithin, "changes made while stopped", func(sn *cache.Snapshot) bool {
+		u, ok := sn.UserByDN(e.srv.UserDN(4))
+		_, gone := sn.UserByDN(e.srv.UserDN(5))
+		_, fresh := sn.UserByDN("uid=fresh,ou=people," + e.srv.Suffix)
+		return ok && u.Email == "while-down@example.org" && !gone && fresh
+	})
+	if n := st.metric("ldapproxy_sync_stream_full_reads_total", "reason", "full"); n != 0 {
+		t.Fatalf("restart read everything again (%v full reads)", n)
+	}
+	if users, groups := st.store.Snapshot().Counts(); users != 30 || groups != 3 {
+		t.Fatalf("after the present phase: %d users, %d groups; want 30 and 3", users, groups)
+	}
+	if st.metric("ldapproxy_sync_changes_total", "kind", "users", "op", "delete") != 1 {
+		t.Fatalf("deletes counted: %v", st.metric("ldapproxy_sync_changes_total", "kind", "users", "op", "delete"))
+	}
+}

@@ -134,7 +134,10 @@ func (s *Server) writeConfig(opts Options) error {
 		b.WriteString("overlay memberof\n")
 	}
 	if opts.Syncprov {
-		b.WriteString("overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 10000\n")
+		b.WriteString("overlay syncprov\nsyncprov-checkpoint 100 1\n")
+		if !opts.SyncprovNoSessionLog {
+			b.WriteString("syncprov-sessionlog 10000\n")
+		}
 	}
 	if opts.PasswordPolicy {
 		fmt.Fprintf(&b, "overlay ppolicy\nppolicy_default %s\n", quote(s.policyDN()))

@@ -95,6 +95,10 @@ type Options struct {
 	// checkpoint, a session log of 10,000 changes (so a consumer that resumes gets
 	// deletes in a delete phase rather than a present phase) and entryCSN indexed.
 	Syncprov bool
+	// SyncprovNoSessionLog leaves the session log out: a consumer that resumes from a
+	// cookie then gets a present phase (every unchanged entry named present, the
+	// changed ones whole; the deleted ones are those not named).
+	SyncprovNoSessionLog bool
 	// ExtraLDIF is appended to the generated data and loaded with it; it
 	// may use the generated entries as parents.
 	ExtraLDIF string
