@@ -387,11 +387,8 @@ func (st *stream) session(ctx context.Context, due time.Time) (caughtUp bool, er
 	clear(st.live)
 	clear(st.present)
 	clear(st.presentPhase)
-	err = s.pool.WithService(ctx, "syncrepl", func(lc *ldap.Conn) error {
-		// A persistent search outlives any request timeout; the connection is closed
-		// after it rather than given back to the pool without one.
-		lc.SetTimeout(0)
-		defer lc.Close()
+	err = s.pool.WithServiceStream(ctx, "syncrepl", func(lc *ldap.Conn) error {
+		lc.SetTimeout(0) // a persistent search outlives any request timeout
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		events := make(chan event, 4*maxBatch)

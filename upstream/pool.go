@@ -455,6 +455,21 @@ func (p *Pool) preferred(s *server) bool {
 // operation in the request duration metric; use a fixed word ("search",
 // "sync", ...), never anything from a request.
 func (p *Pool) WithService(ctx context.Context, op string, fn func(*ldap.Conn) error) error {
+	return p.withService(ctx, op, true, fn)
+}
+
+// WithServiceStream is WithService for a call that holds the connection for as long as
+// it lasts (a persistent search): it is not timed in the request duration metric, where
+// one sample of hours would stand among requests of milliseconds, and the connection
+// is closed afterwards rather than kept idle (fn may have changed its timeout).
+func (p *Pool) WithServiceStream(ctx context.Context, op string, fn func(*ldap.Conn) error) error {
+	return p.withService(ctx, op, false, func(lc *ldap.Conn) error {
+		defer lc.Close()
+		return fn(lc)
+	})
+}
+
+func (p *Pool) withService(ctx context.Context, op string, timed bool, fn func(*ldap.Conn) error) error {
 	var prior []error
 	var skip, avoid []*server
 	for attempt := 0; ; attempt++ {
@@ -464,7 +479,9 @@ func (p *Pool) WithService(ctx context.Context, op string, fn func(*ldap.Conn) e
 		}
 		start := time.Now()
 		err = withContext(ctx, sc.lc, func() error { return fn(sc.lc) })
-		p.m.observe(sc.srv.raw, op, start)
+		if timed {
+			p.m.observe(sc.srv.raw, op, start)
+		}
 		broken := ctx.Err() == nil && brokenConn(err, sc.lc)
 		unresponsive := broken && !sc.lc.IsClosing()
 		p.putService(sc, broken)
