@@ -215,3 +215,63 @@ func TestReadersCachedMode(t *testing.T) {
 		}
 	}
 }
+
+// TestClientAccountsReload: a reload picks up a new clients: list and a rewritten
+// password file (a rotated secret); a session bound before keeps its account; a bad
+// list is refused as a whole and the running one stays.
+func TestClientAccountsReload(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 3, Groups: 1})
+	dir := t.TempDir()
+	wikiFile, path := filepath.Join(dir, "wiki-password"), filepath.Join(dir, "ldapproxy.yaml")
+	section := clientsSection(t, wikiFile) // gitlab by hash, wiki from the file: wiki-secret
+	write := func(clients string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(config(up, map[string]string{"mode": "direct", "top": clients})), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(section)
+	p := startProxyFromFile(t, path)
+	const wikiDN = "cn=wiki,ou=apps,dc=example,dc=org"
+	before := dial(t, p.URL)
+	if err := before.Bind(appDN, appPassword); err != nil {
+		t.Fatal(err)
+	}
+
+	// The wiki's secret is rotated in its file; gitlab leaves the list.
+	if err := os.WriteFile(wikiFile, []byte("wiki-secret-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write(fmt.Sprintf("clients:\n  - dn: %q\n    password_file: %q\n", wikiDN, wikiFile))
+	if err := p.app.Reload(path); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.logs.String(), `clients (1 accounts)`) {
+		t.Error("the reload does not say that the clients changed")
+	}
+	for _, c := range []struct {
+		dn, pw string
+		want   uint16
+	}{
+		{wikiDN, "wiki-secret-2", 0},
+		{wikiDN, "wiki-secret", ldap.LDAPResultInvalidCredentials},
+		// gitlab is no account any more: its bind goes upstream, which does not know it.
+		{appDN, appPassword, ldap.LDAPResultInvalidCredentials},
+	} {
+		if code := bindCode(t, p, c.dn, c.pw); code != c.want {
+			t.Errorf("after the reload, bind as %s / %s: %d, want %d", c.dn, c.pw, code, c.want)
+		}
+	}
+	if got := whoAmI(t, before); got != "dn:"+appDN {
+		t.Errorf("a session bound before the reload: whoami %q", got)
+	}
+
+	// A list that does not load is refused whole.
+	write(fmt.Sprintf("clients:\n  - dn: %q\n    password_file: %q\n", wikiDN, filepath.Join(dir, "missing")))
+	if err := p.app.Reload(path); err == nil {
+		t.Fatal("a reload with a missing password file succeeded")
+	}
+	if code := bindCode(t, p, wikiDN, "wiki-secret-2"); code != 0 {
+		t.Errorf("after a failed reload, the running accounts changed: %d", code)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -76,14 +77,23 @@ func ValidateClients(list []ClientConfig) error {
 	return errors.Join(errs...)
 }
 
-// Clients are the `clients:` accounts, ready to authenticate binds.
+// Clients are the `clients:` accounts, ready to authenticate binds. A reload replaces
+// the accounts (Reload); sessions already bound keep their account.
 type Clients struct {
-	byDN   map[string]*clientAccount // by directory.NormalizeDN
-	byName map[string]*clientAccount // by lower-cased name
+	set atomic.Pointer[accountSet]
 	// slots bounds the hash checks running at once: each holds the hash's memory
 	// (19 MiB for the default argon2id) for tens of milliseconds.
 	slots chan struct{}
 	key   [32]byte // keys the fingerprints of passwords that verified; memory only
+}
+
+// accountSet is one loaded `clients:` list.
+type accountSet struct {
+	byDN   map[string]*clientAccount // by directory.NormalizeDN
+	byName map[string]*clientAccount // by lower-cased name
+	// digest identifies what the list was loaded from (DNs, names, hashes, the password
+	// files' contents), so that a reload tells whether anything changed.
+	digest [sha256.Size]byte
 }
 
 // clientAccount is one loaded account.
@@ -107,11 +117,36 @@ func LoadClients(list []ClientConfig) (*Clients, error) {
 	if err := ValidateClients(list); err != nil {
 		return nil, err
 	}
-	cs := &Clients{byDN: map[string]*clientAccount{}, byName: map[string]*clientAccount{},
-		slots: make(chan struct{}, maxConcurrentChecks)}
+	cs := &Clients{slots: make(chan struct{}, maxConcurrentChecks)}
 	if _, err := rand.Read(cs.key[:]); err != nil {
 		return nil, err
 	}
+	set, err := loadAccounts(list)
+	if err != nil {
+		return nil, err
+	}
+	cs.set.Store(set)
+	return cs, nil
+}
+
+// Reload reads list again (its password files included) and reports whether it differs
+// from the accounts in use, without changing them: apply makes it the list new binds are
+// checked against. Sessions already bound keep their account.
+func (cs *Clients) Reload(list []ClientConfig) (apply func(), changed bool, err error) {
+	if err := ValidateClients(list); err != nil {
+		return nil, false, err
+	}
+	next, err := loadAccounts(list)
+	if err != nil {
+		return nil, false, err
+	}
+	return func() { cs.set.Store(next) }, next.digest != cs.set.Load().digest, nil
+}
+
+// loadAccounts reads the password files and parses the hashes of list.
+func loadAccounts(list []ClientConfig) (*accountSet, error) {
+	set := &accountSet{byDN: map[string]*clientAccount{}, byName: map[string]*clientAccount{}}
+	digest := sha256.New()
 	for i, c := range list {
 		text := c.PasswordHash
 		if c.PasswordFile != "" {
@@ -120,6 +155,8 @@ func LoadClients(list []ClientConfig) (*Clients, error) {
 				return nil, fmt.Errorf("clients[%d]: password_file: %w", i, err)
 			}
 			text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+			sum := sha256.Sum256([]byte(text))
+			fmt.Fprintf(digest, "%q %q file %x\n", c.DN, c.Name, sum)
 			if text == "" {
 				return nil, fmt.Errorf("clients[%d]: password_file %s is empty", i, c.PasswordFile)
 			}
@@ -129,17 +166,21 @@ func LoadClients(list []ClientConfig) (*Clients, error) {
 				}
 			}
 		}
+		if c.PasswordFile == "" {
+			fmt.Fprintf(digest, "%q %q hash %q\n", c.DN, c.Name, text)
+		}
 		h, err := passhash.Parse(text)
 		if err != nil {
 			return nil, fmt.Errorf("clients[%d]: password_file %s: %w", i, c.PasswordFile, err)
 		}
 		a := &clientAccount{dn: c.DN, hash: h}
-		cs.byDN[directory.NormalizeDN(c.DN)] = a
+		set.byDN[directory.NormalizeDN(c.DN)] = a
 		if c.Name != "" {
-			cs.byName[strings.ToLower(c.Name)] = a
+			set.byName[strings.ToLower(c.Name)] = a
 		}
 	}
-	return cs, nil
+	digest.Sum(set.digest[:0])
+	return set, nil
 }
 
 // Len is the number of accounts.
@@ -147,23 +188,22 @@ func (cs *Clients) Len() int {
 	if cs == nil {
 		return 0
 	}
-	return len(cs.byDN)
+	return len(cs.set.Load().byDN)
 }
 
 // match returns the account a bind name names: its DN in any spelling, or its name.
 func (cs *Clients) match(name string) *clientAccount {
-	if cs == nil || len(cs.byDN) == 0 {
+	if cs == nil {
+		return nil
+	}
+	set := cs.set.Load()
+	if len(set.byDN) == 0 {
 		return nil
 	}
 	if strings.Contains(name, "=") {
-		return cs.byDN[directory.NormalizeDN(name)]
+		return set.byDN[directory.NormalizeDN(name)]
 	}
-	return cs.byName[strings.ToLower(name)]
-}
-
-// isAccount reports whether dn is an account's DN.
-func (cs *Clients) isAccount(dn string) bool {
-	return cs != nil && cs.byDN[directory.NormalizeDN(dn)] != nil
+	return set.byName[strings.ToLower(name)]
 }
 
 // verify checks a password against the account's hash; an error only when ctx ends

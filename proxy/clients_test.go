@@ -82,3 +82,37 @@ func TestLoadClients(t *testing.T) {
 		t.Error("a missing password file loads")
 	}
 }
+
+func TestClientsReload(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pw")
+	os.WriteFile(file, []byte("one\n"), 0o600)
+	list := []ClientConfig{{DN: "cn=a,dc=x", PasswordFile: file}}
+	cs, err := LoadClients(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same list, the file re-hashed with a new salt: nothing changed.
+	if _, changed, err := cs.Reload(list); changed || err != nil {
+		t.Fatalf("same list: changed %v, %v", changed, err)
+	}
+	os.WriteFile(file, []byte("two\n"), 0o600)
+	apply, changed, err := cs.Reload(list)
+	if !changed || err != nil {
+		t.Fatalf("rewritten file: changed %v, %v", changed, err)
+	}
+	ctx := context.Background()
+	if ok, _ := cs.verify(ctx, cs.match("cn=a,dc=x"), []byte("two")); ok {
+		t.Fatal("the new password works before apply")
+	}
+	apply()
+	if ok, _ := cs.verify(ctx, cs.match("cn=a,dc=x"), []byte("two")); !ok {
+		t.Fatal("the new password does not work after apply")
+	}
+	if ok, _ := cs.verify(ctx, cs.match("cn=a,dc=x"), []byte("one")); ok {
+		t.Fatal("the old password still works")
+	}
+	if _, _, err := cs.Reload([]ClientConfig{{DN: "cn=a,dc=x"}}); err == nil {
+		t.Fatal("an invalid list reloads")
+	}
+}

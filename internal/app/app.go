@@ -29,6 +29,8 @@ type App struct {
 	log    *slog.Logger
 	reg    *prometheus.Registry
 	pool   *upstream.Pool
+	// clients are the `clients:` accounts; a reload replaces them.
+	clients *proxy.Clients
 	store  *cache.Store
 	creds  *cache.Credentials
 	syncer *dirsync.Syncer
@@ -101,13 +103,12 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	if cfg.Bind.CachedAuthTTL > 0 {
 		authCache = cache.NewAuthCache(cfg.Bind.CachedAuthTTL, directory.NormalizeDN)
 	}
-	clients, err := proxy.LoadClients(cfg.Clients)
-	if err != nil {
+	if a.clients, err = proxy.LoadClients(cfg.Clients); err != nil {
 		a.close()
 		return nil, err
 	}
 	h := proxy.NewHandler(proxy.Options{
-		Clients:         clients,
+		Clients:         a.clients,
 		Listen:          cfg.Listen,
 		Search:          cfg.Search,
 		Upstream:        pool,

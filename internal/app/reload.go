@@ -27,6 +27,9 @@ import (
 //   - the service account's password (upstream.bind_password, bind_password_file or its
 //     contents, the environment variable): new service connections bind with it.
 //
+//   - the `clients:` accounts, their password files' contents included: new binds are
+//     checked against the new list; sessions already bound keep their account.
+//
 // Any other key that differs from the running configuration is not applied: a warning
 // names it, and it takes effect at the next restart. A file that does not load or validate is rejected as a
 // whole and the running configuration stays.
@@ -87,6 +90,14 @@ func (a *App) Reload(path string) error {
 	if err == nil {
 		plan, err = a.reload.plan(a.cfg, next)
 	}
+	if err == nil && a.clients != nil {
+		var apply func()
+		var changed bool
+		if apply, changed, err = a.clients.Reload(next.Clients); changed {
+			plan.clients = apply
+			plan.changed = append(plan.changed, fmt.Sprintf("clients (%d accounts)", len(next.Clients)))
+		}
+	}
 	if err != nil {
 		a.log.Error("configuration reload failed; the running configuration stays", "err", err)
 		return err
@@ -109,6 +120,10 @@ func (a *App) Reload(path string) error {
 			return err
 		}
 	}
+	if plan.clients != nil {
+		plan.clients()
+		a.cfg.Clients = next.Clients
+	}
 	if plan.setLevel && plan.level > a.reload.level.Level() {
 		a.log.Info("configuration reloaded", "changed", changed)
 		a.reload.apply(a.cfg, plan)
@@ -130,6 +145,8 @@ type reloadPlan struct {
 	// password is set when the service account's password changed (bind_password, or
 	// the contents of bind_password_file or the environment variable).
 	password bool
+	// clients, when set, replaces the `clients:` accounts.
+	clients func()
 	// changed describes what is applied, restart names the keys that are not.
 	changed, restart []string
 }
@@ -149,6 +166,8 @@ func (s *reloadState) plan(running, next *Config) (*reloadPlan, error) {
 			// Read below, changed or not.
 		case key == "upstream.bind_password" || key == "upstream.bind_password_file":
 			// A rotated secret: applied below.
+		case key == "clients" || strings.HasPrefix(key, "clients["):
+			// Loaded again below, changed or not (a password file may have changed).
 		default:
 			p.restart = append(p.restart, key)
 		}
