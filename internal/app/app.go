@@ -25,17 +25,17 @@ const ShutdownTimeout = 30 * time.Second
 
 // App is a running ldapproxy: its listeners, its upstream pool and its HTTP endpoints.
 type App struct {
-	cfg    *Config
-	log    *slog.Logger
-	reg    *prometheus.Registry
-	pool   *upstream.Pool
+	cfg  *Config
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	pool *upstream.Pool
 	// clients are the `clients:` accounts; a reload replaces them.
 	clients *proxy.Clients
-	store  *cache.Store
-	creds  *cache.Credentials
-	syncer *dirsync.Syncer
-	ldap   *ldapserver.Server
-	http   *metrics.Server
+	store   *cache.Store
+	creds   *cache.Credentials
+	syncer  *dirsync.Syncer
+	ldap    *ldapserver.Server
+	http    *metrics.Server
 	// reload is what Reload (reload.go) may change while the proxy runs.
 	reload reloadState
 
