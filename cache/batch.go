@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -71,16 +70,9 @@ func (b *Batch) Base() *Snapshot { return b.base }
 // PutUser records u as it is now upstream, replacing the stored user of the same ID or
 // adding it; the conversions are PutUser's of a Sync. The batch takes u over.
 func (b *Batch) PutUser(u *User) error {
-	if u == nil {
-		return errors.New("put user: nil")
-	}
-	if err := checkObject("user", u.ID, u.DN); err != nil {
+	if err := prepareUser(u); err != nil {
 		return err
 	}
-	if err := normalizeAttributes(u.Attributes); err != nil {
-		return fmt.Errorf("user %s: %w", u.DN, err)
-	}
-	u.Groups = sortedSet(u.Groups)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.done {
@@ -92,16 +84,9 @@ func (b *Batch) PutUser(u *User) error {
 
 // PutGroup records g as it is now upstream, as PutUser does for a user.
 func (b *Batch) PutGroup(g *Group) error {
-	if g == nil {
-		return errors.New("put group: nil")
-	}
-	if err := checkObject("group", g.ID, g.DN); err != nil {
+	if err := prepareGroup(g); err != nil {
 		return err
 	}
-	if err := normalizeAttributes(g.Attributes); err != nil {
-		return fmt.Errorf("group %s: %w", g.DN, err)
-	}
-	g.Parents = sortedSet(g.Parents)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.done {

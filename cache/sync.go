@@ -103,16 +103,9 @@ func (s *Store) BeginSync(kinds ...string) (*Sync, error) {
 // are dropped; other types are an error. A user equal to the stored one costs
 // no write.
 func (w *Sync) PutUser(u *User) error {
-	if u == nil {
-		return errors.New("put user: nil")
-	}
-	if err := checkObject("user", u.ID, u.DN); err != nil {
+	if err := prepareUser(u); err != nil {
 		return err
 	}
-	if err := normalizeAttributes(u.Attributes); err != nil {
-		return fmt.Errorf("user %s: %w", u.DN, err)
-	}
-	u.Groups = sortedSet(u.Groups)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -152,16 +145,9 @@ func (w *Sync) PutUser(u *User) error {
 // PutGroup records g as present upstream, as PutUser does for a user
 // (g.Parents is sorted and deduplicated).
 func (w *Sync) PutGroup(g *Group) error {
-	if g == nil {
-		return errors.New("put group: nil")
-	}
-	if err := checkObject("group", g.ID, g.DN); err != nil {
+	if err := prepareGroup(g); err != nil {
 		return err
 	}
-	if err := normalizeAttributes(g.Attributes); err != nil {
-		return fmt.Errorf("group %s: %w", g.DN, err)
-	}
-	g.Parents = sortedSet(g.Parents)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -534,4 +520,35 @@ func (s *Store) saveStatusLogged(list []Status) {
 	all := statusList(s.status)
 	s.mu.Unlock()
 	s.writeStatusFile(all)
+}
+
+// prepareUser checks a user on its way into the store and applies PutUser's conversions.
+func prepareUser(u *User) error {
+	if u == nil {
+		return errors.New("put user: nil")
+	}
+	if err := checkObject("user", u.ID, u.DN); err != nil {
+		return err
+	}
+	if err := normalizeAttributes(u.Attributes); err != nil {
+		return fmt.Errorf("user %s: %w", u.DN, err)
+	}
+	u.Groups = sortedSet(u.Groups)
+	return nil
+}
+
+// prepareGroup checks a group on its way into the store and applies PutGroup's
+// conversions.
+func prepareGroup(g *Group) error {
+	if g == nil {
+		return errors.New("put group: nil")
+	}
+	if err := checkObject("group", g.ID, g.DN); err != nil {
+		return err
+	}
+	if err := normalizeAttributes(g.Attributes); err != nil {
+		return fmt.Errorf("group %s: %w", g.DN, err)
+	}
+	g.Parents = sortedSet(g.Parents)
+	return nil
 }
