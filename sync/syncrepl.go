@@ -750,36 +750,31 @@ func (a *applier) setMembers(gid string, users, groups map[string]bool) {
 	a.b.PendingGroups(func(id string, g *cache.Group) {
 		curGroups[id] = g != nil && slices.Contains(g.Parents, gid)
 	})
-	for id, in := range curUsers {
-		if in != users[id] {
-			if u, ok := a.b.User(id); ok {
-				u.Groups = toggle(u.Groups, gid, users[id])
-				_ = a.b.PutUser(u)
-			}
+	eachChange(curUsers, users, func(id string, in bool) {
+		if u, ok := a.b.User(id); ok {
+			u.Groups = toggle(u.Groups, gid, in)
+			_ = a.b.PutUser(u) // a user read from the store or the batch is valid
+		}
+	})
+	eachChange(curGroups, groups, func(id string, in bool) {
+		if g, ok := a.b.Group(id); ok {
+			g.Parents = toggle(g.Parents, gid, in)
+			_ = a.b.PutGroup(g)
+		}
+	})
+}
+
+// eachChange calls fn with each ID whose membership differs between cur and want, and
+// the membership it is to have.
+func eachChange(cur, want map[string]bool, fn func(id string, in bool)) {
+	for id, in := range cur {
+		if in != want[id] {
+			fn(id, want[id])
 		}
 	}
-	for id := range users {
-		if !curUsers[id] {
-			if u, ok := a.b.User(id); ok {
-				u.Groups = toggle(u.Groups, gid, true)
-				_ = a.b.PutUser(u)
-			}
-		}
-	}
-	for id, in := range curGroups {
-		if in != groups[id] {
-			if g, ok := a.b.Group(id); ok {
-				g.Parents = toggle(g.Parents, gid, groups[id])
-				_ = a.b.PutGroup(g)
-			}
-		}
-	}
-	for id := range groups {
-		if !curGroups[id] {
-			if g, ok := a.b.Group(id); ok {
-				g.Parents = toggle(g.Parents, gid, true)
-				_ = a.b.PutGroup(g)
-			}
+	for id, in := range want {
+		if _, seen := cur[id]; !seen && in {
+			fn(id, true)
 		}
 	}
 }
