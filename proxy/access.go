@@ -24,7 +24,6 @@ type access struct {
 	cached  bool     // search.mode is cached
 	names   *resolver
 	store   *cache.Store
-	clients *Clients
 
 	mu  sync.Mutex
 	gen uint64 // of the snapshot set was made from
@@ -37,8 +36,8 @@ type readerSet struct {
 	groups map[string]bool // IDs of listed groups
 }
 
-func newAccess(readers []string, cached bool, names *resolver, store *cache.Store, clients *Clients) *access {
-	return &access{readers: readers, cached: cached, names: names, store: store, clients: clients}
+func newAccess(readers []string, cached bool, names *resolver, store *cache.Store) *access {
+	return &access{readers: readers, cached: cached, names: names, store: store}
 }
 
 // view is what one session may read: everything, or the entries named by dns.

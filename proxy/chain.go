@@ -87,7 +87,7 @@ func newHandler(o Options, keep passwordKeeper) (*Handler, *writeback) {
 	}
 	log := o.Logger
 	names := newResolver(o)
-	acc := newAccess(o.Search.Readers, o.Search.Mode == ModeCached, names, o.Store, o.Clients)
+	acc := newAccess(o.Search.Readers, o.Search.Mode == ModeCached, names, o.Store)
 	var tree *cached
 	if o.Store != nil {
 		tree = newCached(o.Store, o.Served, log)
