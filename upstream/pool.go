@@ -313,11 +313,13 @@ func (p *Pool) markDown(s *server, cause error) {
 	if wasDown {
 		return
 	}
-	p.m.setUp(s.raw, false)
+	// The pool-wide state (gauge and log line) changes before the server's own gauge:
+	// whoever sees this server down sees what follows from it.
 	p.log.Warn("upstream server down", "server", s.raw, "err", cause, "retry_in", retryIn)
+	p.updateAvailable(s)
+	p.m.setUp(s.raw, false)
 	p.dropIdle(s)
 	s.poke()
-	p.updateAvailable(s)
 }
 
 // markUp ends s's quarantine; only an answered probe calls it.
@@ -327,9 +329,9 @@ func (p *Pool) markUp(s *server) {
 	s.down = false
 	s.mu.Unlock()
 	if wasDown {
-		p.m.setUp(s.raw, true)
 		p.log.Info("upstream server up", "server", s.raw)
 		p.updateAvailable(s)
+		p.m.setUp(s.raw, true)
 	}
 }
 
