@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The test suite, against real slapd instances that the tests start themselves, then the
-# checks of the Kubernetes example (a module of its own, so that the proxy's module does
-# not depend on Kubernetes).
+# The test suite, against real slapd and Samba AD instances that the tests start
+# themselves, then the checks of the Kubernetes example (a module of its own, so that the
+# proxy's module does not depend on Kubernetes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
 go vet ./...
-go test -race -timeout 15m ./...
+# Samba is installed above: a test that cannot find it fails instead of skipping.
+LDAPPROXY_REQUIRE_SAMBA=1 go test -race -timeout 15m ./...
 cd examples/kubernetes/check
 go vet ./...
 go test -race -timeout 5m ./...

@@ -1,0 +1,556 @@
+// Package sambatest runs a real Active Directory domain controller, Samba, for tests:
+// a domain EXAMPLE.ORG (NetBIOS EXAMPLE) filled with users, groups and organizational
+// units that look like a company's AD.
+//
+//	dc := sambatest.New(t, sambatest.Options{}) // stopped when the test ends
+//	conn, err := dc.Dial(dc.LDAPSURL)
+//	err = conn.Bind(dc.User("jsmith").DN, dc.User("jsmith").Password)
+//
+// Samba's LDAP ports are fixed at 389 and 636, so each server gets an address of its own
+// in 127.0.0.0/8, all of which is loopback on Linux. Provisioning a domain takes seconds,
+// so it is done once per Samba version into a template directory under os.TempDir(),
+// which every server copies into its own directory before it starts.
+//
+// It needs samba and samba-tool (Debian: apt-get install samba samba-ad-provision
+// samba-dsdb-modules samba-vfs-modules; scripts/setup-debian.sh installs them), and root,
+// for the ports below 1024.
+package sambatest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+const (
+	// Realm is the DNS name of the domain, in capitals.
+	Realm = "EXAMPLE.ORG"
+	// Domain is the NetBIOS name of the domain, the one in DOMAIN\user.
+	Domain = "EXAMPLE"
+	// BaseDN is the domain's naming context.
+	BaseDN = "DC=example,DC=org"
+	// AdminPassword is the password of the domain's Administrator.
+	AdminPassword = "Admin-Secret-1!"
+	// hostName is the domain controller's name.
+	hostName = "dc1"
+
+	// readyTimeout bounds how long Start waits for samba to answer a bind; it starts in
+	// about a second on an idle machine.
+	readyTimeout = 60 * time.Second
+	// stopTimeout is how long Close waits after SIGTERM before SIGKILL.
+	stopTimeout = 10 * time.Second
+	// templateFormat changes whenever the provisioning arguments change, so that a
+	// template made by older code is not reused.
+	templateFormat = "1"
+)
+
+// ErrNotInstalled is returned by Start when samba or samba-tool is missing.
+var ErrNotInstalled = errors.New("sambatest: samba is not installed (samba, samba-tool)")
+
+var (
+	// errAddrInUse reports that another process holds the chosen address's LDAP ports.
+	errAddrInUse = errors.New("sambatest: address already in use")
+	// errNeedRoot reports that this process may not listen on ports below 1024.
+	errNeedRoot = errors.New("sambatest: samba's LDAP ports 389 and 636 need root")
+)
+
+// Options describe the server Start makes. The zero value is fine.
+type Options struct {
+	// Dir holds the server's files; a new temporary directory when empty (New uses
+	// t.TempDir()). Close removes it only when Start made it.
+	Dir string
+	// LogLevel is samba's debug level (-d); 0 prints only errors.
+	LogLevel int
+}
+
+// Server is a running Samba domain controller.
+type Server struct {
+	// Dir holds the domain's databases, smb.conf (etc/smb.conf) and the PKI (pki/).
+	Dir string
+	// Addr is the loopback address samba listens on (port 389 and 636).
+	Addr string
+	// LDAPURL is ldap://Addr, LDAPSURL ldaps://Addr.
+	LDAPURL, LDAPSURL string
+	// BaseDN is the domain's naming context, BaseDN.
+	BaseDN string
+	// AdminDN is the Administrator's DN; its password is AdminPassword.
+	AdminDN, AdminPassword string
+	// ServiceDN and ServicePassword are those of the service account ServiceAccount, an
+	// ordinary user, which reads what any authenticated user may.
+	ServiceDN, ServicePassword string
+	// PKI holds the CA that issued samba's certificate (for Addr, localhost and the
+	// domain controller's DNS name).
+	PKI *slapdtest.PKI
+	// Users and Groups are the sample data, with their DNs.
+	Users  []User
+	Groups []Group
+
+	removeDir bool
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when samba has exited
+	out       *lockedBuffer
+}
+
+// lockedBuffer collects samba's output, written by os/exec's copying goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Installed reports whether samba and samba-tool can be found.
+func Installed() bool {
+	_, err1 := findBinary("samba")
+	_, err2 := findBinary("samba-tool")
+	return err1 == nil && err2 == nil
+}
+
+// findBinary finds a program in PATH or in /usr/sbin, where Debian puts samba and where a
+// non-root PATH does not look.
+func findBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", ErrNotInstalled
+}
+
+// Start copies the provisioned domain into opts.Dir, starts samba on a loopback address
+// of its own, waits until it answers, and adds the sample data.
+func Start(opts Options) (*Server, error) {
+	if !Installed() {
+		return nil, ErrNotInstalled
+	}
+	tmpl, err := template()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		Dir:             opts.Dir,
+		BaseDN:          BaseDN,
+		AdminDN:         "CN=Administrator,CN=Users," + BaseDN,
+		AdminPassword:   AdminPassword,
+		Users:           sampleUsers(),
+		Groups:          sampleGroups(),
+	}
+	if s.Dir == "" {
+		if s.Dir, err = os.MkdirTemp("", "sambatest-"); err != nil {
+			return nil, fmt.Errorf("sambatest: %w", err)
+		}
+		s.removeDir = true
+	}
+	fail := func(err error) (*Server, error) {
+		s.Close()
+		return nil, err
+	}
+	if err := copyTree(tmpl, s.Dir); err != nil {
+		return fail(fmt.Errorf("sambatest: copy the template: %w", err))
+	}
+	for attempt := 0; ; attempt++ {
+		err = s.start(opts)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 4 {
+			return fail(err)
+		}
+	}
+	conn, err := s.Dial(s.LDAPSURL)
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	if err := conn.Bind(s.AdminDN, s.AdminPassword); err != nil {
+		return fail(fmt.Errorf("sambatest: bind as Administrator over LDAPS: %w", err))
+	}
+	if err := s.fill(conn); err != nil {
+		return fail(fmt.Errorf("sambatest: sample data: %w", err))
+	}
+	svc := s.User(ServiceAccount)
+	s.ServiceDN, s.ServicePassword = svc.DN, svc.Password
+	return s, nil
+}
+
+// start picks an address, writes smb.conf and the certificates for it, starts samba and
+// waits until it accepts a bind.
+func (s *Server) start(opts Options) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	s.Addr = addr
+	s.LDAPURL = "ldap://" + addr
+	s.LDAPSURL = "ldaps://" + addr
+	pkiDir := filepath.Join(s.Dir, "pki")
+	if err := os.RemoveAll(pkiDir); err != nil {
+		return fmt.Errorf("sambatest: %w", err)
+	}
+	if s.PKI, err = slapdtest.NewPKI(pkiDir, addr, "localhost", hostName+"."+strings.ToLower(Realm)); err != nil {
+		return fmt.Errorf("sambatest: %w", err)
+	}
+	conf := filepath.Join(s.Dir, "etc", "smb.conf")
+	if err := os.WriteFile(conf, []byte(s.smbConf()), 0o644); err != nil {
+		return fmt.Errorf("sambatest: %w", err)
+	}
+	for _, d := range []string{"run", "cache"} {
+		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
+			return fmt.Errorf("sambatest: %w", err)
+		}
+	}
+	bin, err := findBinary("samba")
+	if err != nil {
+		return err
+	}
+	// -i: foreground, logging to stdout, so that the pid is samba's own; -M single: one
+	// process for every service instead of one per connection.
+	s.out = &lockedBuffer{}
+	cmd := exec.Command(bin, "-i", "-M", "single", "-d", fmt.Sprint(opts.LogLevel), "-s", conf)
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("sambatest: start samba: %w", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(s.done)
+	}()
+	if err := s.waitReady(); err != nil {
+		s.stop()
+		if strings.Contains(s.out.String(), "in use") {
+			return fmt.Errorf("%w: %s: %v", errAddrInUse, addr, err)
+		}
+		return fmt.Errorf("%w\nsamba output:\n%s", err, s.out.String())
+	}
+	return nil
+}
+
+// smbConf is the configuration of the server: only the LDAP service (and LDAPS), on
+// Addr alone, with simple binds allowed over plain LDAP, every path inside Dir.
+func (s *Server) smbConf() string {
+	d := s.Dir
+	return fmt.Sprintf(`[global]
+	netbios name = %s
+	realm = %s
+	workgroup = %s
+	server role = active directory domain controller
+	server services = ldap
+	interfaces = %s/8
+	bind interfaces only = yes
+	ldap server require strong auth = no
+	tls enabled = yes
+	tls keyfile = %s
+	tls certfile = %s
+	tls cafile = %s
+	idmap_ldb:use rfc2307 = yes
+	private dir = %s/private
+	binddns dir = %s/bind-dns
+	lock directory = %s
+	state directory = %s/state
+	cache directory = %s/cache
+	pid directory = %s/run
+	ncalrpc dir = %s/run/ncalrpc
+	winbindd socket directory = %s/run/winbindd
+	ntp signd socket directory = %s/run/ntp_signd
+	log file = %s/log
+	panic action =
+`, strings.ToUpper(hostName), Realm, Domain, s.Addr, s.PKI.KeyFile, s.PKI.CertFile, s.PKI.CAFile,
+		d, d, d, d, d, d, d, d, d, d)
+}
+
+// waitReady polls until samba accepts the Administrator's bind over LDAP.
+func (s *Server) waitReady() error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case <-s.done:
+			return fmt.Errorf("sambatest: samba exited: %v", s.cmd.ProcessState)
+		default:
+		}
+		conn, err := ldap.DialURL(s.LDAPURL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
+		if err == nil {
+			conn.SetTimeout(5 * time.Second)
+			err = conn.Bind(s.AdminDN, s.AdminPassword)
+			conn.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sambatest: samba not ready after %v: %w", readyTimeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freeAddr picks a random address in 127.0.0.0/8, away from 127.0.0.1 and the usual
+// 127.0.x.y, whose LDAP ports are free.
+func freeAddr() (string, error) {
+	var lastErr error
+	for range 20 {
+		var b [2]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		addr := fmt.Sprintf("127.%d.%d.%d", 100+b[0]%100, b[1], 2+b[0]%250)
+		lastErr = nil
+		for _, port := range []string{"389", "636"} {
+			l, err := net.Listen("tcp", net.JoinHostPort(addr, port))
+			if err != nil {
+				lastErr = err
+				break
+			}
+			l.Close()
+		}
+		if lastErr == nil {
+			return addr, nil
+		}
+		if errors.Is(lastErr, syscall.EACCES) {
+			return "", fmt.Errorf("%w: %v", errNeedRoot, lastErr)
+		}
+	}
+	return "", fmt.Errorf("sambatest: no free loopback address: %w", lastErr)
+}
+
+// TLSConfig trusts the PKI's CA.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{RootCAs: s.PKI.CertPool(), MinVersion: tls.VersionTLS12}
+}
+
+// Dial connects to url (LDAPURL or LDAPSURL), trusting the PKI for ldaps; the
+// connection is not bound.
+func (s *Server) Dial(url string) (*ldap.Conn, error) {
+	conn, err := ldap.DialURL(url, ldap.DialWithTLSConfig(s.TLSConfig()),
+		ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
+	if err != nil {
+		return nil, fmt.Errorf("sambatest: dial %s: %w", url, err)
+	}
+	conn.SetTimeout(30 * time.Second)
+	return conn, nil
+}
+
+// User returns the sample user whose sAMAccountName is name; it panics on an unknown
+// name, which is a mistake in the test.
+func (s *Server) User(name string) User {
+	for _, u := range s.Users {
+		if strings.EqualFold(u.SAMAccountName, name) {
+			return u
+		}
+	}
+	panic("sambatest: no sample user " + name)
+}
+
+// Group returns the sample group called name; it panics on an unknown name.
+func (s *Server) Group(name string) Group {
+	for _, g := range s.Groups {
+		if strings.EqualFold(g.Name, name) {
+			return g
+		}
+	}
+	panic("sambatest: no sample group " + name)
+}
+
+// Output returns what samba has printed.
+func (s *Server) Output() string {
+	if s.out == nil {
+		return ""
+	}
+	return s.out.String()
+}
+
+// stop ends samba: SIGTERM to its process group, SIGKILL after stopTimeout.
+func (s *Server) stop() error {
+	if s.cmd == nil {
+		return nil
+	}
+	defer func() { s.cmd = nil }()
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	signalGroup(s.cmd.Process, syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(stopTimeout):
+	}
+	signalGroup(s.cmd.Process, syscall.SIGKILL)
+	<-s.done
+	return fmt.Errorf("sambatest: samba (pid %d) ignored SIGTERM for %v", s.cmd.Process.Pid, stopTimeout)
+}
+
+// Close stops samba and removes Dir if Start made it.
+func (s *Server) Close() error {
+	err := s.stop()
+	if s.removeDir {
+		if rerr := os.RemoveAll(s.Dir); rerr != nil && err == nil {
+			err = fmt.Errorf("sambatest: %w", rerr)
+		}
+	}
+	return err
+}
+
+// templateOnce guards the template of this process.
+var templateOnce struct {
+	sync.Once
+	dir string
+	err error
+}
+
+// template returns the directory of a freshly provisioned domain. It is kept under
+// os.TempDir(), named after the Samba version and the provisioning arguments, and
+// reused by later test runs; a template for another version is removed.
+func template() (string, error) {
+	templateOnce.Do(func() { templateOnce.dir, templateOnce.err = makeTemplate() })
+	return templateOnce.dir, templateOnce.err
+}
+
+func makeTemplate() (string, error) {
+	samba, err := findBinary("samba")
+	if err != nil {
+		return "", err
+	}
+	tool, err := findBinary("samba-tool")
+	if err != nil {
+		return "", err
+	}
+	version, err := exec.Command(samba, "-V").Output()
+	if err != nil {
+		return "", fmt.Errorf("sambatest: samba -V: %w", err)
+	}
+	args := []string{"domain", "provision", "--server-role=dc", "--use-rfc2307",
+		"--realm=" + Realm, "--domain=" + Domain, "--host-name=" + hostName,
+		"--adminpass=" + AdminPassword, "--dns-backend=NONE",
+		// Provisioning reads the interfaces to find the host's address.
+		"--option=interfaces = 127.0.0.1/8", "--option=bind interfaces only = yes"}
+	sum := sha256.Sum256([]byte(templateFormat + "\x00" + string(version) + "\x00" + strings.Join(args, "\x00")))
+	key := hex.EncodeToString(sum[:8])
+	parent := filepath.Join(os.TempDir(), fmt.Sprintf("ldapproxy-sambatest-%d", os.Getuid()))
+	dir := filepath.Join(parent, key)
+	if _, err := os.Stat(filepath.Join(dir, "private", "sam.ldb")); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", fmt.Errorf("sambatest: %w", err)
+	}
+	if old, err := os.ReadDir(parent); err == nil {
+		for _, e := range old {
+			// Another version's template, or one a killed run left half made.
+			if e.Name() != key && time.Since(modTime(e)) > time.Hour {
+				os.RemoveAll(filepath.Join(parent, e.Name()))
+			}
+		}
+	}
+	work, err := os.MkdirTemp(parent, "provision-")
+	if err != nil {
+		return "", fmt.Errorf("sambatest: %w", err)
+	}
+	defer os.RemoveAll(work)
+	cmd := exec.Command(tool, append(args, "--targetdir="+work)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("sambatest: samba-tool domain provision: %w\n%s", err, tail(out.String(), 40))
+	}
+	// Another test binary may have made the same template meanwhile; the rename then
+	// fails and its template is as good as ours.
+	if err := os.Rename(work, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, "private", "sam.ldb")); serr != nil {
+			return "", fmt.Errorf("sambatest: keep the template: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+func modTime(e os.DirEntry) time.Time {
+	fi, err := e.Info()
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+// copyTree copies the regular files and directories of src into dst, keeping their modes.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm())
+		case info.Mode().IsRegular():
+			return copyFile(path, target, info.Mode().Perm())
+		default:
+			return nil // sockets and the like belong to a running samba
+		}
+	})
+}
+
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
