@@ -159,12 +159,12 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		Dir:             opts.Dir,
-		BaseDN:          BaseDN,
-		AdminDN:         "CN=Administrator,CN=Users," + BaseDN,
-		AdminPassword:   AdminPassword,
-		Users:           sampleUsers(),
-		Groups:          sampleGroups(),
+		Dir:           opts.Dir,
+		BaseDN:        BaseDN,
+		AdminDN:       "CN=Administrator,CN=Users," + BaseDN,
+		AdminPassword: AdminPassword,
+		Users:         sampleUsers(),
+		Groups:        sampleGroups(),
 	}
 	if s.Dir == "" {
 		if s.Dir, err = os.MkdirTemp("", "sambatest-"); err != nil {
