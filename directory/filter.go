@@ -341,8 +341,6 @@ var (
 	atStructuralObjectClass = staticAttributeTypes["structuralobjectclass"]
 	atEntryDN               = staticAttributeTypes["entrydn"]
 	atHasSubordinates       = staticAttributeTypes["hassubordinates"]
-	atMember                = staticAttributeTypes["member"]
-	atMemberOf              = staticAttributeTypes["memberof"]
 )
 
 func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
@@ -681,10 +679,10 @@ func (t *Tree) referrers(at *attrType, ndn string) []entryID {
 	}
 	var dual *attrType
 	switch at {
-	case atMemberOf:
-		dual = atMember
-	case atMember:
-		dual = atMemberOf
+	case t.schema.attr("memberOf"):
+		dual = t.schema.attr("member")
+	case t.schema.attr("member"):
+		dual = t.schema.attr("memberOf")
 	}
 	if id, ok := t.byDN.get(ndn); ok && dual != nil {
 		t.anyValue(t.entry(id), dual, "", normDN, func(v string) bool {

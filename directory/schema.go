@@ -37,6 +37,8 @@ const (
 	synUUID
 	synCSN
 	synOctet
+	synNumeric // NumericString
+	synPostal  // PostalAddress: lines separated by "$"
 )
 
 // normKind names a value normalisation, so that a filter whose rule normalises as the
@@ -59,6 +61,9 @@ const (
 	normUUID
 	normCSN
 	normOctet
+	normNumeric
+	normCaseIgnoreList
+	normIntegerFirst
 )
 
 // normPos says where a value sits: a stored value or equality assertion, or one part of
@@ -138,9 +143,17 @@ var (
 	mrCSN              = &matchingRule{name: "CSNMatch", oid: "1.3.6.1.4.1.4203.666.11.2.2", norm: normCSN, ext: extNoAttribute}
 	mrCSNOrder         = &matchingRule{name: "CSNOrderingMatch", oid: "1.3.6.1.4.1.4203.666.11.2.3", kind: ruleOrdering, norm: normCSN, cmp: strings.Compare, ext: extNoAttribute}
 	mrOctet            = &matchingRule{name: "octetStringMatch", oid: "2.5.13.17", norm: normOctet, usable: synOctet}
+	mrOctetOrder       = &matchingRule{name: "octetStringOrderingMatch", oid: "2.5.13.18", kind: ruleOrdering, norm: normOctet, usable: synOctet, cmp: strings.Compare}
+	mrOctetSubstr      = &matchingRule{name: "octetStringSubstringsMatch", oid: "2.5.13.19", kind: ruleSubstrings, norm: normOctet}
+	mrNumeric          = &matchingRule{name: "numericStringMatch", oid: "2.5.13.8", norm: normNumeric, usable: synNumeric}
+	mrNumericOrder     = &matchingRule{name: "numericStringOrderingMatch", oid: "2.5.13.9", kind: ruleOrdering, norm: normNumeric, usable: synNumeric, cmp: strings.Compare}
+	mrNumericSubstr    = &matchingRule{name: "numericStringSubstringsMatch", oid: "2.5.13.10", kind: ruleSubstrings, norm: normNumeric}
+	mrCaseIgnoreList   = &matchingRule{name: "caseIgnoreListMatch", oid: "2.5.13.11", norm: normCaseIgnoreList, usable: synPostal}
+	mrCaseIgnoreListSb = &matchingRule{name: "caseIgnoreListSubstringsMatch", oid: "2.5.13.12", kind: ruleSubstrings, norm: normCaseIgnoreList}
+	mrIntegerFirst     = &matchingRule{name: "integerFirstComponentMatch", oid: "2.5.13.29", norm: normIntegerFirst}
 	mrInChain          = &matchingRule{name: "inChainMatch", oid: OIDInChain, kind: ruleInChain, norm: normDN, usable: synDN}
 	mrObjectSubClass   = &matchingRule{name: "objectSubClassMatch", norm: normObjectClass} // objectClass equality: a class matches its subclasses
-	allMatchingRules   = []*matchingRule{mrCaseIgnore, mrCaseIgnoreOrder, mrCaseIgnoreSubstr, mrCaseExact, mrCaseExactOrder, mrCaseExactSubstr, mrCaseIgnoreIA5, mrCaseExactIA5, mrCaseIgnoreIA5Sub, mrCaseExactIA5Sub, mrTelephone, mrTelephoneSubstr, mrDN, mrUniqueMember, mrInteger, mrIntegerOrder, mrBitAnd, mrBitOr, mrTime, mrTimeOrder, mrBoolean, mrOID, mrUUID, mrUUIDOrder, mrCSN, mrCSNOrder, mrOctet, mrInChain}
+	allMatchingRules   = []*matchingRule{mrCaseIgnore, mrCaseIgnoreOrder, mrCaseIgnoreSubstr, mrCaseExact, mrCaseExactOrder, mrCaseExactSubstr, mrCaseIgnoreIA5, mrCaseExactIA5, mrCaseIgnoreIA5Sub, mrCaseExactIA5Sub, mrTelephone, mrTelephoneSubstr, mrDN, mrUniqueMember, mrInteger, mrIntegerOrder, mrBitAnd, mrBitOr, mrTime, mrTimeOrder, mrBoolean, mrOID, mrUUID, mrUUIDOrder, mrCSN, mrCSNOrder, mrOctet, mrOctetOrder, mrOctetSubstr, mrNumeric, mrNumericOrder, mrNumericSubstr, mrCaseIgnoreList, mrCaseIgnoreListSb, mrIntegerFirst, mrInChain}
 )
 
 // The static schema, by lowercased name and by OID. Built in variable initialisation
@@ -426,12 +439,13 @@ func classAncestors(c *objectClass) []string {
 	return out
 }
 
-// schema is the schema of one tree: the static tables, plus the attribute types and
-// object classes that its entries use and the tables do not know. Those are plain
-// directory strings (caseIgnoreMatch) and structural classes under top, so that
-// attributes added by property mappings can be searched; a type that neither the tables
-// nor any entry know is undefined, as in slapd.
+// schema is the schema of one tree: its Schema (the upstream's, or the built-in one),
+// plus the attribute types and object classes that its entries use and the Schema does
+// not know. Those are plain directory strings (caseIgnoreMatch) and structural classes
+// under top, so that attributes added by property mappings can be searched; a type
+// that neither the Schema nor any entry knows is undefined, as in slapd.
 type schema struct {
+	base    *Schema
 	attrs   map[string]*attrType
 	classes map[string]*objectClass
 	// uses counts the entries that use each of attrs ("a:" + key) and classes ("c:" +
@@ -440,19 +454,23 @@ type schema struct {
 	uses map[string]int
 }
 
-func newSchema() *schema {
-	return &schema{attrs: map[string]*attrType{}, classes: map[string]*objectClass{}, uses: map[string]int{}}
+// newSchema returns a tree's schema on the built-in Schema.
+func newSchema() *schema { return newSchemaOn(BuiltinSchema()) }
+
+// newSchemaOn returns a tree's schema on base.
+func newSchemaOn(base *Schema) *schema {
+	return &schema{base: base, attrs: map[string]*attrType{}, classes: map[string]*objectClass{}, uses: map[string]int{}}
 }
 
 // clone returns a copy of s that may learn types without changing s: the types and
 // classes themselves are shared.
 func (s *schema) clone() *schema {
-	return &schema{attrs: maps.Clone(s.attrs), classes: maps.Clone(s.classes), uses: maps.Clone(s.uses)}
+	return &schema{base: s.base, attrs: maps.Clone(s.attrs), classes: maps.Clone(s.classes), uses: maps.Clone(s.uses)}
 }
 
 // attr resolves an attribute type by name or OID, case-insensitively; nil if unknown.
 func (s *schema) attr(name string) *attrType {
-	if t := staticAttributeTypes[name]; t != nil {
+	if t := s.base.attrs[name]; t != nil {
 		return t
 	}
 	if t := s.attrs[name]; t != nil {
@@ -462,7 +480,7 @@ func (s *schema) attr(name string) *attrType {
 	if lower == name {
 		return nil
 	}
-	if t := staticAttributeTypes[lower]; t != nil {
+	if t := s.base.attrs[lower]; t != nil {
 		return t
 	}
 	return s.attrs[lower]
@@ -470,17 +488,19 @@ func (s *schema) attr(name string) *attrType {
 
 // attrBytes is attr for a name straight from a request, without copying it.
 func (s *schema) attrBytes(name []byte) *attrType {
-	if t := staticAttributeTypes[string(name)]; t != nil {
+	if t := s.base.attrs[string(name)]; t != nil {
 		return t
 	}
 	return s.attr(string(name))
 }
 
-// addAttr makes name known as a directory string attribute and returns its type.
+// addAttr makes name known as a directory string attribute and returns its type. The
+// Schema not describing it is logged once per name.
 func (s *schema) addAttr(name string) *attrType {
 	if t := s.attr(name); t != nil {
 		return t
 	}
+	s.base.undescribed(name)
 	t := &attrType{name: name, synt: synDirectoryString, eq: mrCaseIgnore, sub: mrCaseIgnoreSubstr}
 	s.attrs[strings.ToLower(name)] = t
 	return t
@@ -489,7 +509,7 @@ func (s *schema) addAttr(name string) *attrType {
 // class resolves an object class by name or OID, case-insensitively; nil if unknown.
 func (s *schema) class(name string) *objectClass {
 	lower := strings.ToLower(name)
-	if c := staticObjectClasses[lower]; c != nil {
+	if c := s.base.classes[lower]; c != nil {
 		return c
 	}
 	return s.classes[lower]
@@ -499,7 +519,11 @@ func (s *schema) addClass(name string) *objectClass {
 	if c := s.class(name); c != nil {
 		return c
 	}
-	c := &objectClass{name: name, key: strings.ToLower(name), sup: []*objectClass{staticObjectClasses["top"]}}
+	top := s.base.classes["top"]
+	if top == nil {
+		top = staticObjectClasses["top"]
+	}
+	c := &objectClass{name: name, key: strings.ToLower(name), sup: []*objectClass{top}}
 	c.ancestors = classAncestors(c)
 	c.values = [][]byte{[]byte(c.name)}
 	s.classes[c.key] = c
@@ -617,8 +641,66 @@ func (s *schema) normalize(k normKind, v []byte, pos normPos) (string, bool) {
 		return normUUIDValue(string(v))
 	case normCSN:
 		return normCSNValue(string(v))
+	case normNumeric:
+		return normNumericString(v)
+	case normCaseIgnoreList:
+		return normCaseIgnoreListValue(v, pos)
+	case normIntegerFirst:
+		return normIntegerFirstComponent(v)
 	}
 	return string(v), true
+}
+
+// normNumericString checks a NumericString (digits and spaces) and removes the spaces,
+// which numericStringMatch ignores.
+func normNumericString(v []byte) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(v))
+	for _, c := range v {
+		switch {
+		case c == ' ':
+		case c >= '0' && c <= '9':
+			b.WriteByte(c)
+		default:
+			return "", false
+		}
+	}
+	if b.Len() == 0 && len(v) == 0 {
+		return "", false
+	}
+	return b.String(), true
+}
+
+// normCaseIgnoreListValue normalises a list of strings (a PostalAddress: lines
+// separated by "$") for caseIgnoreListMatch: each line as caseIgnoreMatch does, the
+// lines joined by "$". A substrings part is one string, normalised as a whole.
+func normCaseIgnoreListValue(v []byte, pos normPos) (string, bool) {
+	if pos != posValue {
+		return normDirectoryString(v, pos, true)
+	}
+	lines := strings.Split(string(v), "$")
+	for i, l := range lines {
+		n, ok := normDirectoryString([]byte(l), posValue, true)
+		if !ok {
+			return "", false
+		}
+		lines[i] = n
+	}
+	return strings.Join(lines, "$"), true
+}
+
+// normIntegerFirstComponent normalises for integerFirstComponentMatch: an assertion is
+// an integer, a value a description whose first component is one ("( 1 NAME ... )").
+func normIntegerFirstComponent(v []byte) (string, bool) {
+	s := strings.TrimSpace(string(v))
+	if rest, ok := strings.CutPrefix(s, "("); ok {
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			return "", false
+		}
+		s = fields[0]
+	}
+	return normIntegerValue([]byte(s))
 }
 
 // normDirectoryString applies caseIgnoreMatch or caseExactMatch normalisation the way

@@ -2,7 +2,6 @@ package directory
 
 import (
 	"strings"
-	"sync"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
@@ -50,11 +49,18 @@ func containsFold(s, sub string) bool {
 	return false
 }
 
-// SearchSubschema answers a base search of the subschema subentry, handing the entry to
-// send when the filter matches; nil when send failed. Like the root DSE it is readable
-// without a bind: clients read it to learn the schema before they log in.
+// SearchSubschema answers a base search of the subschema subentry of the built-in
+// schema; Schema.SearchSubschema answers it for another.
 func SearchSubschema(q *SearchRequest, send func(*Entry) error) *Result {
-	e := subschemaEntry()
+	return BuiltinSchema().SearchSubschema(q, send)
+}
+
+// SearchSubschema answers a base search of the subschema subentry that describes s,
+// handing the entry to send when the filter matches; nil when send failed. Like the
+// root DSE it is readable without a bind: clients read it to learn the schema before
+// they log in.
+func (s *Schema) SearchSubschema(q *SearchRequest, send func(*Entry) error) *Result {
+	e := s.entry()
 	if MatchesPresence(q.Filter, e) {
 		out := &Entry{DN: e.DN, Attributes: selectSubschemaAttributes(e.Attributes, q.Attributes)}
 		if err := send(out); err != nil {
@@ -138,8 +144,13 @@ var subschemaAttributeOIDs = map[string]string{
 	"structuralObjectClass": "2.5.21.9", "subschemaSubentry": "2.5.18.10", "entryDN": "1.3.6.1.1.20",
 }
 
-// subschemaEntry is built once: the schema tables do not change while the process runs.
-var subschemaEntry = sync.OnceValue(func() *Entry {
+// subschemaEntry is the built-in schema's subentry, built once: the schema tables do
+// not change while the process runs.
+func subschemaEntry() *Entry { return BuiltinSchema().entry() }
+
+// newSubschemaEntry makes a subschema subentry of the descriptions given, with the
+// matching rules the proxy implements.
+func newSubschemaEntry(syntaxes, types, classes []string) *Entry {
 	e := &Entry{DN: SubschemaDN}
 	add := func(name string, vals ...string) {
 		a := Attribute{Name: name}
@@ -155,12 +166,12 @@ var subschemaEntry = sync.OnceValue(func() *Entry {
 	add("structuralObjectClass", "subentry")
 	add("subschemaSubentry", SubschemaDN)
 	add("entryDN", SubschemaDN)
-	add("ldapSyntaxes", ldapSyntaxDescriptions()...)
+	add("ldapSyntaxes", syntaxes...)
 	add("matchingRules", matchingRuleDescriptions()...)
-	add("attributeTypes", attributeTypeDescriptions()...)
-	add("objectClasses", objectClassDescriptions()...)
+	add("attributeTypes", types...)
+	add("objectClasses", classes...)
 	return e
-})
+}
 
 // Syntax OIDs (RFC 4517 §3.3 unless noted).
 const (
@@ -207,6 +218,8 @@ var ldapSyntaxes = []struct{ oid, desc string }{
 	{oidSubstringAssertion, "Substring Assertion"},
 	{oidUUID, "UUID"},
 	{oidCSN, "CSN"},
+	{oidNumericString, "Numeric String"},
+	{oidPostalAddress, "Postal Address"},
 }
 
 func ldapSyntaxDescriptions() []string {
@@ -254,6 +267,12 @@ func ruleSyntax(r *matchingRule) string {
 		return oidCSN
 	case normOctet:
 		return oidOctetString
+	case normNumeric:
+		return oidNumericString
+	case normCaseIgnoreList:
+		return oidPostalAddress
+	case normIntegerFirst:
+		return oidInteger
 	}
 	return oidDirectoryString
 }

@@ -120,7 +120,16 @@ var (
 // entries are not modified and must not be modified afterwards. entryDN and
 // hasSubordinates are computed by the tree; structuralObjectClass too when absent.
 func NewTree(roots []string, entries []*Entry) (*Tree, error) {
-	t := &Tree{schema: newSchema(), roots: make(map[string]bool, len(roots))}
+	return NewTreeSchema(nil, roots, entries)
+}
+
+// NewTreeSchema is NewTree matching with the schema sch; nil is the built-in one. Every
+// version Apply makes from the tree keeps it.
+func NewTreeSchema(sch *Schema, roots []string, entries []*Entry) (*Tree, error) {
+	if sch == nil {
+		sch = BuiltinSchema()
+	}
+	t := &Tree{schema: newSchemaOn(sch), roots: make(map[string]bool, len(roots))}
 	var id [8]byte
 	rand.Read(id[:])
 	t.line = binary.BigEndian.Uint64(id[:])
@@ -492,6 +501,9 @@ func (t *Tree) Lookup(dn string) (string, bool) {
 	}
 	return e.view.DN, true
 }
+
+// Schema returns the schema the tree matches with.
+func (t *Tree) Schema() *Schema { return t.schema.base }
 
 // Len returns the number of entries of this version.
 func (t *Tree) Len() int { return t.count }
