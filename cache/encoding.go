@@ -15,13 +15,17 @@ package cache
 //
 //	user:    0x01 DN Username Name Email Path PasswordMarker active(byte) groups attrs
 //	user:    0x02 DN Username Name Email Path PasswordMarker active(byte) account groups attrs
+//	user:    0x03 DN Username Name Email Path PasswordMarker active(byte) account groups attrs upstream
 //	group:   0x01 DN Name parents attrs
+//	group:   0x03 DN Name parents attrs upstream
 //	list:    count string...
 //	attrs:   count (name tag value)...   tags below
 //	account: flags(byte) [expires] [password expires]   varint Unix seconds, see appendAccount
+//	upstream: count (name list)...      the upstream entry's attributes, in its order
 //
-// A user whose Account is the zero one is written in format 1, as before
-// accounts were kept.
+// An object without upstream attributes is written in the format it had before they
+// were kept (a user whose Account is the zero one in format 1, as before accounts
+// were kept), so an unchanged store reads and compares the same.
 //
 // The object's ID is the key's, so it is not repeated in the value. An empty
 // value is a deletion marker (see the package comment). A new layout gets a
@@ -45,6 +49,10 @@ const formatV1 = 1
 
 // formatV2 is the first byte of a user with a non-zero Account (see appendAccount).
 const formatV2 = 2
+
+// formatV3 is the first byte of a user or group with upstream attributes; a user in it
+// always has its account.
+const formatV3 = 3
 
 // Attribute value tags.
 const (
@@ -126,7 +134,10 @@ func sortedSet(ids []string) []string {
 // normalised.
 func appendUser(b []byte, u *User) []byte {
 	format := byte(formatV1)
-	if u.Account != (Account{}) {
+	switch {
+	case len(u.Upstream) > 0:
+		format = formatV3
+	case u.Account != (Account{}):
 		format = formatV2
 	}
 	b = append(b, format)
@@ -141,20 +152,43 @@ func appendUser(b []byte, u *User) []byte {
 	} else {
 		b = append(b, 0)
 	}
-	if format == formatV2 {
+	if format >= formatV2 {
 		b = appendAccount(b, u.Account)
 	}
 	b = appendStrings(b, u.Groups)
-	return appendAttributes(b, u.Attributes)
+	b = appendAttributes(b, u.Attributes)
+	if format == formatV3 {
+		b = appendUpstream(b, u.Upstream)
+	}
+	return b
 }
 
 // appendGroup appends the encoding of g to b.
 func appendGroup(b []byte, g *Group) []byte {
-	b = append(b, formatV1)
+	format := byte(formatV1)
+	if len(g.Upstream) > 0 {
+		format = formatV3
+	}
+	b = append(b, format)
 	b = appendString(b, g.DN)
 	b = appendString(b, g.Name)
 	b = appendStrings(b, g.Parents)
-	return appendAttributes(b, g.Attributes)
+	b = appendAttributes(b, g.Attributes)
+	if format == formatV3 {
+		b = appendUpstream(b, g.Upstream)
+	}
+	return b
+}
+
+// appendUpstream appends an object's upstream attributes, in their order (the
+// upstream's: an entry read twice unchanged encodes the same).
+func appendUpstream(b []byte, attrs []Attribute) []byte {
+	b = binary.AppendUvarint(b, uint64(len(attrs)))
+	for _, a := range attrs {
+		b = appendString(b, a.Name)
+		b = appendStrings(b, a.Values)
+	}
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -396,6 +430,28 @@ func (d *decoder) attributes(keep bool) map[string]any {
 	return m
 }
 
+// upstream reads an object's upstream attributes, or only checks them when keep is
+// false.
+func (d *decoder) upstream(keep bool) []Attribute {
+	n := d.count()
+	var out []Attribute
+	if keep && n > 0 {
+		out = make([]Attribute, 0, n)
+	}
+	for range n {
+		name := d.str()
+		if !keep {
+			d.skipStrs()
+			continue
+		}
+		out = append(out, Attribute{Name: name, Values: d.strs()})
+	}
+	if d.err != nil {
+		return nil
+	}
+	return out
+}
+
 // finish reports the first error, or trailing bytes.
 func (d *decoder) finish() error {
 	if d.err == nil && d.i != len(d.s) {
@@ -420,9 +476,9 @@ type objectHeader struct {
 	upns               []string // the UPNAttribute's values
 }
 
-// userHead reads a user's fields up to its groups.
-func (d *decoder) userHead(u *User) {
-	format := d.version(formatV2)
+// userHead reads a user's fields up to its groups and returns its format.
+func (d *decoder) userHead(u *User) byte {
+	format := d.version(formatV3)
 	u.DN = d.str()
 	u.Username = d.str()
 	u.Name = d.str()
@@ -430,9 +486,10 @@ func (d *decoder) userHead(u *User) {
 	u.Path = d.str()
 	u.PasswordMarker = d.str()
 	u.IsActive = d.readByte() == 1
-	if format == formatV2 {
+	if format >= formatV2 {
 		u.Account = d.account()
 	}
+	return format
 }
 
 // decodeUser decodes a value written by appendUser for the user id. The
@@ -440,9 +497,12 @@ func (d *decoder) userHead(u *User) {
 func decodeUser(id, val string) (*User, error) {
 	d := decoder{s: val}
 	u := &User{ID: id}
-	d.userHead(u)
+	format := d.userHead(u)
 	u.Groups = d.strs()
 	u.Attributes = d.attributes(true)
+	if format == formatV3 {
+		u.Upstream = d.upstream(true)
+	}
 	if err := d.finish(); err != nil {
 		return nil, err
 	}
@@ -454,9 +514,12 @@ func decodeUser(id, val string) (*User, error) {
 func checkUser(val string) (objectHeader, error) {
 	d := decoder{s: val, pick: UPNAttribute}
 	var u User
-	d.userHead(&u)
+	format := d.userHead(&u)
 	d.skipStrs()
 	d.attributes(false)
+	if format == formatV3 {
+		d.upstream(false)
+	}
 	return objectHeader{dn: u.DN, username: u.Username, path: u.Path, email: u.Email, upns: d.picked}, d.finish()
 }
 
@@ -474,20 +537,27 @@ func userGroups(val string) iter.Seq[string] {
 	}
 }
 
-// groupHead reads a group's fields up to its parents.
-func (d *decoder) groupHead(g *Group) {
-	d.version(formatV1)
+// groupHead reads a group's fields up to its parents and returns its format.
+func (d *decoder) groupHead(g *Group) byte {
+	format := d.version(formatV3)
+	if d.err == nil && format == formatV2 {
+		d.err = fmt.Errorf("unknown group format %d", format)
+	}
 	g.DN = d.str()
 	g.Name = d.str()
+	return format
 }
 
 // decodeGroup decodes a value written by appendGroup for the group id.
 func decodeGroup(id, val string) (*Group, error) {
 	d := decoder{s: val}
 	g := &Group{ID: id}
-	d.groupHead(g)
+	format := d.groupHead(g)
 	g.Parents = d.strs()
 	g.Attributes = d.attributes(true)
+	if format == formatV3 {
+		g.Upstream = d.upstream(true)
+	}
 	if err := d.finish(); err != nil {
 		return nil, err
 	}
@@ -498,9 +568,12 @@ func decodeGroup(id, val string) (*Group, error) {
 func checkGroup(val string) (objectHeader, error) {
 	d := decoder{s: val}
 	var g Group
-	d.groupHead(&g)
+	format := d.groupHead(&g)
 	d.skipStrs()
 	d.attributes(false)
+	if format == formatV3 {
+		d.upstream(false)
+	}
 	return objectHeader{dn: g.DN}, d.finish()
 }
 

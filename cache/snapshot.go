@@ -329,6 +329,17 @@ func (sn *Snapshot) GroupByDN(dn string) (*Group, bool) {
 	return groupOf(sn.groupsByDN[sn.norm(dn)])
 }
 
+// HasObjectDN tells whether a user or group of the snapshot has the upstream DN dn (as
+// the store's DN normaliser compares DNs), without decoding either.
+func (sn *Snapshot) HasObjectDN(dn string) bool {
+	n := sn.norm(dn)
+	if _, ok := sn.usersByDN[n]; ok {
+		return true
+	}
+	_, ok := sn.groupsByDN[n]
+	return ok
+}
+
 func groupOf(r *groupRec) (*Group, bool) {
 	if r == nil {
 		return nil, false

@@ -69,6 +69,18 @@ type User struct {
 	// Groups are the IDs of the groups the user is a direct member of,
 	// sorted. An ID with no group in the snapshot is to be skipped.
 	Groups []string
+	// Upstream is the entry's attributes as the upstream returned them: names as it
+	// spells them, values byte for byte, in its order. The syncer leaves out secrets
+	// and what sync.attributes / exclude_attributes exclude. Empty for users stored by
+	// versions that did not keep them, until the next sync.
+	Upstream []Attribute
+}
+
+// Attribute is one attribute of an upstream entry. Values are bytes in a string: binary
+// values (objectGUID, jpegPhoto) are kept exactly.
+type Attribute struct {
+	Name   string
+	Values []string
 }
 
 // Group is a synced group.
@@ -84,6 +96,9 @@ type Group struct {
 	// Parents are the IDs of the groups this group is a direct member of
 	// (nesting, and the sync parent group), sorted.
 	Parents []string
+	// Upstream is the group entry's attributes as the upstream returned them; see
+	// User.Upstream.
+	Upstream []Attribute
 }
 
 // Status describes one sync run of one object kind.

@@ -405,7 +405,7 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 	view := te.view.Attributes
 	user, op := 0, len(te.userView.Attributes)
 	for _, a := range e.Attributes {
-		if isSecret(a.Name) {
+		if IsSecret(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)

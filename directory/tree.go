@@ -90,17 +90,30 @@ func (e *treeEntry) optsOf(i int) string {
 	return e.opts[i]
 }
 
-// secretAttributes are never served, whatever the entries handed to NewTree hold: the
-// store should not have them in the first place, and this keeps a mistake there from
-// reaching clients. Lowercased.
+// secretAttributes are never stored or served, whatever the upstream returns: the syncer
+// drops them on arrival (IsSecret), and the tree leaves them out of whatever entries it
+// is handed, so a mistake there cannot reach clients. Password hashes and histories,
+// Kerberos and NT keys, private keys and credential blobs of Active Directory, FreeIPA,
+// Samba and OpenLDAP. Lowercased.
 var secretAttributes = map[string]bool{
-	"userpassword": true, "authpassword": true, "unicodepwd": true, "dbcspwd": true,
-	"ntpwdhistory": true, "lmpwdhistory": true, "supplementalcredentials": true,
-	"sambantpassword": true, "sambalmpassword": true, "krbprincipalkey": true, "ipanthash": true,
-	"pwdhistory": true,
+	"userpassword": true, "authpassword": true, "pwdhistory": true, "userpkcs12": true,
+	// Active Directory
+	"unicodepwd": true, "dbcspwd": true, "ntpwdhistory": true, "lmpwdhistory": true,
+	"supplementalcredentials": true, "msds-managedpassword": true,
+	"mspkiaccountcredentials": true, "mspkidpapimasterkeys": true,
+	"ms-mcs-admpwd": true, "mslaps-password": true, "mslaps-encryptedpassword": true,
+	"mslaps-encryptedpasswordhistory": true, "mslaps-encrypteddsrmpassword": true,
+	"mslaps-encrypteddsrmpasswordhistory": true, "msfve-recoverypassword": true, "msfve-keypackage": true,
+	"priorvalue": true, "currentvalue": true, "trustauthincoming": true, "trustauthoutgoing": true,
+	"initialauthincoming": true, "initialauthoutgoing": true,
+	// Samba, FreeIPA, Kerberos
+	"sambantpassword": true, "sambalmpassword": true, "sambapasswordhistory": true,
+	"krbprincipalkey": true, "krbmkey": true, "krbpwdhistory": true, "ipanthash": true,
 }
 
-func isSecret(attrName string) bool {
+// IsSecret tells whether an attribute (by name, options allowed) holds a secret that is
+// never stored or served.
+func IsSecret(attrName string) bool {
 	typ, _ := splitDescription(attrName)
 	return secretAttributes[strings.ToLower(typ)]
 }
@@ -234,7 +247,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry) (*Tree, error)
 // parsed DN.
 func (s *schema) learn(e *Entry) (*ldap.DN, error) {
 	for _, a := range e.Attributes {
-		if isSecret(a.Name) {
+		if IsSecret(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)
@@ -288,7 +301,7 @@ func (s *schema) count(e *Entry, dn *ldap.DN, delta int) {
 		}
 	}
 	for _, a := range e.Attributes {
-		if isSecret(a.Name) {
+		if IsSecret(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)
@@ -335,7 +348,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 	items := make([]item, len(e.Attributes))
 	nUser, nOp, nVals, hasStructural := 0, 0, 2, false
 	for i, a := range e.Attributes {
-		if isSecret(a.Name) {
+		if IsSecret(a.Name) {
 			continue
 		}
 		typ, opts := splitDescription(a.Name)

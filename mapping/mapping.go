@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,18 @@ type Config struct {
 	Users []Mapping `yaml:"users"`
 	// Groups are the group mappings.
 	Groups []Mapping `yaml:"groups"`
+}
+
+// Fields returns the attributes.* fields (without the prefix) that the mappings in list
+// set, in order, each once: what a configured list adds on top of a preset's.
+func Fields(list []Mapping) []string {
+	var out []string
+	for _, m := range list {
+		if name, ok := strings.CutPrefix(m.Field, "attributes."); ok && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Kind says whether mappings make users or groups.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -22,13 +24,19 @@ type ServedOptions struct {
 	// NestedGroups makes a user's memberOf list every ancestor group, and a group's
 	// memberOf every ancestor of it.
 	NestedGroups bool
+	// MembershipField is sync.membership_field: a group's member or uniqueMember values
+	// naming synced objects are served from the synced memberships, under that name.
+	MembershipField string
+	// UserFields and GroupFields are the mapped attributes.* fields served on top of the
+	// upstream's attributes (sync.mappings' own; the presets' fields only restate
+	// attributes served as they are).
+	UserFields, GroupFields []string
 }
 
-// ServedEntries turns a snapshot of the store into the entries of the served tree, in the
-// clean schema: per user uid, cn, displayName, sn, givenName, mail, memberOf,
-// objectClass, entryUUID and every mapped attributes.* field; per group cn, member,
-// memberOf and objectClass; and the containers (the base DN, OUs) between them. No
-// password or hash is ever among them: the store holds none.
+// ServedEntries turns a snapshot of the store into the entries of the served tree: each
+// synced object with its upstream attributes as they are (see servedUser), and the
+// containers (the base DN, OUs) between them. No password or hash is ever among them:
+// the store holds none.
 func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 	groupDN := map[string]string{}
 	parents := map[string][]string{}
@@ -47,6 +55,7 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 		parents: func(id string) []string { return parents[id] },
 		userDN:  func(id string) (string, bool) { dn, ok := userDN[id]; return dn, ok },
 		members: sn.Members,
+		synced:  sn.HasObjectDN,
 	}
 	var entries []*directory.Entry
 	sn.Users(func(u *cache.User) bool {
@@ -67,6 +76,8 @@ type servedRefs struct {
 	parents func(id string) []string
 	userDN  func(id string) (string, bool) // the DN in the served tree
 	members func(groupID string) (users, groups []string)
+	// synced tells whether an upstream DN is a synced object's.
+	synced func(dn string) bool
 }
 
 // snapshotRefs looks objects up in sn, each once.
@@ -105,6 +116,7 @@ func snapshotRefs(sn *cache.Snapshot) *servedRefs {
 			return dn, dn != ""
 		},
 		members: sn.Members,
+		synced:  sn.HasObjectDN,
 	}
 }
 
@@ -149,8 +161,117 @@ var (
 	groupClasses = [][]byte{[]byte("top"), []byte("groupOfNames")}
 )
 
-// servedUser is the served entry of u.
+// servedUser is the served entry of u: its upstream attributes as they are (see
+// fromUpstream), or for a user stored without them (by an earlier version, until the
+// next sync) the entry cleanUser makes.
 func servedUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry {
+	if len(u.Upstream) == 0 {
+		return cleanUser(u, o, r)
+	}
+	memberOf := r.groupDNs(r.ancestors(u.Groups, o))
+	return fromUpstream(servedDN(u), u.Upstream, memberOf, "", nil, u.Attributes, o.UserFields, r)
+}
+
+// servedGroup is the served entry of g, as servedUser's.
+func servedGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entry {
+	if len(g.Upstream) == 0 {
+		return cleanGroup(g, o, r)
+	}
+	memberOf := r.groupDNs(r.ancestors(g.Parents, o))
+	memberAttr := ""
+	var members [][]byte
+	if f := o.MembershipField; f == "member" || f == "uniqueMember" || f == "" {
+		memberAttr = cmp.Or(f, "member")
+		members = r.memberDNs(g.ID)
+	}
+	return fromUpstream(g.DN, g.Upstream, memberOf, memberAttr, members, g.Attributes, o.GroupFields, r)
+}
+
+// fromUpstream is the served entry at dn of an object with the upstream attributes up,
+// values shared, not copied (the tree never modifies them). Two attributes say what
+// other objects are and where they are served, so they are served from the synced
+// memberships: memberOf lists memberOf (the object's groups, every ancestor with nested
+// groups; also when the upstream has no memberOf of its own), and a group's memberAttr
+// (member, uniqueMember) lists members, both at the DNs the tree serves them at. Values
+// of the upstream's that name no synced object (groups outside the synced ones, members
+// of other kinds) are kept as they are. Then the mapped fields named in fields are
+// served on top, each replacing an upstream attribute of the same name.
+func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, memberAttr string, members [][]byte, mapped map[string]any, fields []string, r *servedRefs) *directory.Entry {
+	e := &directory.Entry{DN: dn, Attributes: make([]directory.Attribute, 0, len(up)+2)}
+	for _, a := range up {
+		vals := make([][]byte, len(a.Values))
+		for i, v := range a.Values {
+			vals[i] = bytesOf(v)
+		}
+		switch {
+		case strings.EqualFold(a.Name, "memberOf"):
+			memberOf = append(memberOf, foreign(vals, r)...)
+			continue
+		case memberAttr != "" && strings.EqualFold(a.Name, memberAttr):
+			members = append(members, foreign(vals, r)...)
+			continue
+		}
+		e.Attributes = append(e.Attributes, directory.Attribute{Name: a.Name, Values: vals})
+	}
+	if len(members) > 0 {
+		e.Attributes = append(e.Attributes, directory.Attribute{Name: memberAttr, Values: members})
+	}
+	if len(memberOf) > 0 {
+		e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: memberOf})
+	}
+	for _, f := range fields {
+		v, ok := mapped[f]
+		if !ok {
+			continue
+		}
+		name := ldapAttrName(f)
+		e.Attributes = slices.DeleteFunc(e.Attributes, func(a directory.Attribute) bool { return strings.EqualFold(a.Name, name) })
+		if vals := mappedValues(v); len(vals) > 0 {
+			e.Attributes = append(e.Attributes, directory.Attribute{Name: name, Values: vals})
+		}
+	}
+	return e
+}
+
+// foreign returns the DN values that name no synced object. (A uniqueMember value's
+// optional "#'…'B" identifier makes it no synced object's DN: such values stay as the
+// upstream has them.)
+func foreign(vals [][]byte, r *servedRefs) [][]byte {
+	var out [][]byte
+	for _, v := range vals {
+		if !r.synced(string(v)) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// bytesOf returns s's bytes without copying them. The served tree never modifies a
+// value, and the store's snapshot keeps the string these are slices of, so an entry's
+// values cost no memory of their own.
+func bytesOf(s string) []byte {
+	if s == "" {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// memberDNs returns the served DNs of the group id's direct members.
+func (r *servedRefs) memberDNs(id string) [][]byte {
+	users, groups := r.members(id)
+	var members [][]byte
+	for _, id := range users {
+		if dn, ok := r.userDN(id); ok {
+			members = append(members, []byte(dn))
+		}
+	}
+	return append(members, r.groupDNs(groups)...)
+}
+
+// cleanUser is the entry of a user stored without its upstream attributes, as versions
+// before them served it: uid, cn, displayName, sn, givenName, mail, memberOf,
+// objectClass, entryUUID and every mapped attributes.* field.
+func cleanUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry {
 	e := &directory.Entry{DN: servedDN(u)}
 	add := func(name string, vals ...string) {
 		var vs [][]byte
@@ -186,22 +307,14 @@ func servedUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry 
 	return e
 }
 
-// servedGroup is the served entry of g.
-func servedGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entry {
+// cleanGroup is cleanUser for a group: cn, member, memberOf and objectClass.
+func cleanGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entry {
 	e := &directory.Entry{DN: g.DN}
 	e.Attributes = append(e.Attributes,
 		directory.Attribute{Name: "objectClass", Values: groupClasses},
 		directory.Attribute{Name: "cn", Values: [][]byte{[]byte(g.Name)}},
 		directory.Attribute{Name: "entryUUID", Values: [][]byte{[]byte(g.ID)}})
-	users, groups := r.members(g.ID)
-	var members [][]byte
-	for _, id := range users {
-		if dn, ok := r.userDN(id); ok {
-			members = append(members, []byte(dn))
-		}
-	}
-	members = append(members, r.groupDNs(groups)...)
-	if len(members) > 0 {
+	if members := r.memberDNs(g.ID); len(members) > 0 {
 		e.Attributes = append(e.Attributes, directory.Attribute{Name: "member", Values: members})
 	}
 	if m := r.groupDNs(r.ancestors(g.Parents, o)); len(m) > 0 {
@@ -229,21 +342,26 @@ func addMapped(e *directory.Entry, attrs map[string]any) {
 		if slices.ContainsFunc(e.Attributes, func(a directory.Attribute) bool { return strings.EqualFold(a.Name, name) }) {
 			continue
 		}
-		var vals [][]byte
-		switch v := attrs[k].(type) {
-		case []string:
-			for _, s := range v {
-				vals = append(vals, []byte(s))
-			}
-		default:
-			if s := attrString(v); s != "" {
-				vals = [][]byte{[]byte(s)}
-			}
-		}
-		if len(vals) > 0 {
+		if vals := mappedValues(attrs[k]); len(vals) > 0 {
 			e.Attributes = append(e.Attributes, directory.Attribute{Name: name, Values: vals})
 		}
 	}
+}
+
+// mappedValues are the LDAP values of a mapped field's value.
+func mappedValues(v any) [][]byte {
+	var vals [][]byte
+	switch v := v.(type) {
+	case []string:
+		for _, s := range v {
+			vals = append(vals, []byte(s))
+		}
+	default:
+		if s := attrString(v); s != "" {
+			vals = [][]byte{[]byte(s)}
+		}
+	}
+	return vals
 }
 
 // ldapAttrName turns a mapped field name (letters, digits, '-', '_') into an LDAP

@@ -66,6 +66,14 @@ type Config struct {
 	// {username} and {base_dn}, e.g. "uid={username},ou=users,{base_dn}". Empty: the
 	// upstream DN, so client configurations written for the upstream work unchanged.
 	UserPath string `yaml:"user_path"`
+	// Attributes are the upstream attributes each synced user and group keeps and is
+	// served with, as the upstream has them. ["*"] (the default) keeps every attribute
+	// the service account reads, operational ones included (entryUUID, createTimestamp,
+	// modifyTimestamp, memberOf, ...); a list of names keeps those and objectClass.
+	// Secrets (userPassword, unicodePwd, NT hashes, Kerberos keys, ...) are never kept.
+	Attributes []string `yaml:"attributes"`
+	// ExcludeAttributes are upstream attributes not kept, e.g. thumbnailPhoto.
+	ExcludeAttributes []string `yaml:"exclude_attributes"`
 	// Mappings add to or replace (by name) the preset's property mappings.
 	Mappings mapping.Config `yaml:"mappings"`
 }
@@ -73,7 +81,7 @@ type Config struct {
 // Default returns the sync section's defaults.
 func Default() Config {
 	return Config{Enabled: true, Users: true, Groups: true, Interval: 5 * time.Minute, PageSize: 500, Preset: "openldap",
-		Mode: ModeFull, FullInterval: 24 * time.Hour}
+		Mode: ModeFull, FullInterval: 24 * time.Hour, Attributes: []string{"*"}}
 }
 
 // preset holds the directory-specific defaults.
@@ -157,6 +165,7 @@ func (c *Config) Validate() error {
 	if c.FullInterval <= 0 {
 		errs = append(errs, errors.New("full_interval: must be positive"))
 	}
+	errs = append(errs, validateAttributeLists(c)...)
 	if c.PageSize <= 0 || c.PageSize > 100000 {
 		errs = append(errs, fmt.Errorf("page_size: %d is not between 1 and 100000", c.PageSize))
 	}

@@ -32,6 +32,8 @@ type Syncer struct {
 	log    *slog.Logger
 	m      *metrics
 	marker []string
+	// keep decides which upstream attributes an object keeps.
+	keep keeper
 	// modeInUse is the mode Loop chose (sync.mode auto resolved); nil before.
 	modeInUse atomic.Pointer[string]
 }
@@ -50,7 +52,7 @@ func New(cfg Config, pool *upstream.Pool, store *cache.Store, log *slog.Logger, 
 	}
 	return &Syncer{
 		cfg: cfg, base: pool.BaseDN(), pool: pool, store: store, users: users, groups: groups,
-		log: log, m: newMetrics(reg), marker: presets[cfg.Preset].passwordMarker,
+		log: log, m: newMetrics(reg), marker: presets[cfg.Preset].passwordMarker, keep: newKeeper(&cfg),
 	}, nil
 }
 
@@ -317,9 +319,24 @@ func (s *Syncer) domain(ctx context.Context) (cache.Domain, error) {
 	return d, err
 }
 
+// readAll are the attributes every object is read with: all user attributes, and the
+// operational ones when every attribute is kept. Active Directory returns its own
+// (objectGUID, whenChanged, memberOf, ...) for "*" and does not know "+" (RFC 3673):
+// its constructed timestamps are asked for by name.
+func (s *Syncer) readAll() []string {
+	switch {
+	case !s.keep.all:
+		return []string{"*"}
+	case s.cfg.Preset == "active-directory":
+		return []string{"*", "createTimestamp", "modifyTimestamp"}
+	}
+	return []string{"*", "+"}
+}
+
 // groupAttributes are the attributes a group is read with.
 func (s *Syncer) groupAttributes() []string {
-	attrs := append([]string{"*", s.cfg.UniquenessField}, s.groups.Attributes()...)
+	attrs := append(s.readAll(), s.cfg.UniquenessField)
+	attrs = append(attrs, s.groups.Attributes()...)
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
 	}
@@ -328,7 +345,8 @@ func (s *Syncer) groupAttributes() []string {
 
 // userAttributes are the attributes a user is read with.
 func (s *Syncer) userAttributes() []string {
-	attrs := append([]string{"*", s.cfg.UniquenessField}, s.users.Attributes()...)
+	attrs := append(s.readAll(), s.cfg.UniquenessField)
+	attrs = append(attrs, s.users.Attributes()...)
 	attrs = append(attrs, s.marker...)
 	attrs = append(attrs, accountAttributes...)
 	if s.cfg.MembershipField == "memberOf" {
@@ -360,7 +378,7 @@ func (r *run) readGroups(ctx context.Context) error {
 			return nil
 		}
 		var err error
-		g := &group{obj: &cache.Group{ID: id, DN: e.DN, Name: obj.Name, Attributes: obj.Attributes}}
+		g := &group{obj: s.newGroup(e, id, obj)}
 		if s.cfg.MembershipField != "memberOf" {
 			if g.members, err = s.membershipValues(ctx, lc, e); err != nil {
 				return err
@@ -456,7 +474,7 @@ func (r *run) readUsers(ctx context.Context) error {
 func (s *Syncer) newUser(e *ldap.Entry, id string, obj *mapping.Object, groups []string) *cache.User {
 	u := &cache.User{
 		ID: id, DN: e.DN, Username: obj.Username, Name: obj.Name, Email: obj.Email,
-		IsActive: obj.IsActive, Attributes: obj.Attributes, Groups: groups,
+		IsActive: obj.IsActive, Attributes: obj.Attributes, Groups: groups, Upstream: s.keep.upstream(e),
 	}
 	if s.cfg.UserPath != "" {
 		u.Path = strings.NewReplacer("{username}", ldap.EscapeDN(obj.Username), "{base_dn}", s.base).Replace(s.cfg.UserPath)
@@ -472,6 +490,12 @@ func (s *Syncer) newUser(e *ldap.Entry, id string, obj *mapping.Object, groups [
 		s.log.Warn("sync: a user's account state cannot be read; its offline logins are refused", "dn", e.DN, "err", err)
 	}
 	return u
+}
+
+// newGroup makes the stored group of the upstream entry e, whose identity is id, as the
+// mappings made obj; its parents are the caller's to resolve.
+func (s *Syncer) newGroup(e *ldap.Entry, id string, obj *mapping.Object) *cache.Group {
+	return &cache.Group{ID: id, DN: e.DN, Name: obj.Name, Attributes: obj.Attributes, Upstream: s.keep.upstream(e)}
 }
 
 // userGroups returns the IDs of the groups a user is directly in.

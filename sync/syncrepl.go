@@ -675,7 +675,7 @@ func (a *applier) putGroup(e *ldap.Entry) {
 	}
 	cur, existed := a.b.Group(id)
 	key := s.store.NormalizeDN(e.DN)
-	g := &cache.Group{ID: id, DN: e.DN, Name: obj.Name, Attributes: obj.Attributes}
+	g := s.newGroup(e, id, obj)
 	parent := s.parentGroup()
 	switch s.cfg.MembershipField {
 	case "memberUid":

@@ -14,6 +14,7 @@ import (
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/directory"
 	"github.com/ldapproxy/ldapproxy/ldapserver"
+	"github.com/ldapproxy/ldapproxy/mapping"
 	"github.com/ldapproxy/ldapproxy/metrics"
 	"github.com/ldapproxy/ldapproxy/proxy"
 	dirsync "github.com/ldapproxy/ldapproxy/sync"
@@ -108,13 +109,16 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		return nil, err
 	}
 	h := proxy.NewHandler(proxy.Options{
-		Clients:         a.clients,
-		Listen:          cfg.Listen,
-		Search:          cfg.Search,
-		Upstream:        pool,
-		Store:           store,
-		Names:           cfg.Bind.NamesConfig,
-		Served:          proxy.ServedOptions{BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups},
+		Clients:  a.clients,
+		Listen:   cfg.Listen,
+		Search:   cfg.Search,
+		Upstream: pool,
+		Store:    store,
+		Names:    cfg.Bind.NamesConfig,
+		Served: proxy.ServedOptions{
+			BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups, MembershipField: cfg.Sync.MembershipField,
+			UserFields: mapping.Fields(cfg.Sync.Mappings.Users), GroupFields: mapping.Fields(cfg.Sync.Mappings.Groups),
+		},
 		Version:         version,
 		Logger:          log.With("component", "frontend"),
 		Metrics:         m,
