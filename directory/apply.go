@@ -91,6 +91,13 @@ func (t *Tree) Apply(changes []Change) (*Tree, error) {
 		}
 	}
 	slices.SortStableFunc(puts, func(x, y put) int { return cmp.Compare(x.depth, y.depth) })
+	b.t.ad = b.t.ad.learn(func(yield func(*Entry) bool) {
+		for _, p := range puts {
+			if !yield(p.e) {
+				return
+			}
+		}
+	})
 	for _, p := range puts {
 		if err := b.link(p.id, p.e, p.dn, p.ndn, p.parent); err != nil {
 			return nil, err
@@ -129,7 +136,7 @@ type postingKey struct {
 }
 
 func (t *Tree) begin() *batch {
-	nt := &Tree{line: t.line, version: t.version + 1, schema: t.schema, roots: t.roots, count: t.count, index: t.index}
+	nt := &Tree{line: t.line, version: t.version + 1, schema: t.schema, roots: t.roots, count: t.count, index: t.index, ad: t.ad}
 	return &batch{
 		t:           nt,
 		ids:         newIDWriter(t.entries),

@@ -71,6 +71,11 @@ func (t *Tree) compileFilter(f *ber.Packet) (plan, error) {
 	if f == nil || f.ClassType != ber.ClassContext {
 		return plan{}, errBadFilter
 	}
+	if t.ad != nil {
+		if p, ok, err := t.compileAD(f); ok {
+			return p, err
+		}
+	}
 	switch f.Tag {
 	case ldap.FilterAnd:
 		return t.compileAnd(f)

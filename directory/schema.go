@@ -332,6 +332,7 @@ var attributeDefs = []attrDef{
 	// Active Directory (as in OpenLDAP's msuser.schema). objectGUID and objectSid are
 	// served in their string forms (see SPEC.md, Sync).
 	{names: "sAMAccountName", oid: "1.2.840.113556.1.4.221", synt: synDirectoryString, eq: mrCaseIgnore, sb: mrCaseIgnoreSubstr, flags: fIndexed},
+	{names: "objectCategory", oid: "1.2.840.113556.1.4.782", synt: synDN, eq: mrDN, flags: fIndexed},
 	{names: "userPrincipalName", oid: "1.2.840.113556.1.4.656", synt: synDirectoryString, eq: mrCaseIgnore, sb: mrCaseIgnoreSubstr, flags: fIndexed},
 	{names: "objectGUID", oid: "1.2.840.113556.1.4.2", synt: synDirectoryString, eq: mrCaseIgnore, flags: fIndexed},
 	{names: "objectSid", oid: "1.2.840.113556.1.4.146", synt: synDirectoryString, eq: mrCaseIgnore, flags: fIndexed},

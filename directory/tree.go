@@ -40,6 +40,9 @@ type Tree struct {
 	// searches skip parsing their base DN. Copied on write: read without a lock.
 	bases   atomic.Pointer[map[string]entryID]
 	basesMu sync.Mutex
+
+	// ad is set when the tree follows Active Directory's filter conventions (ad.go).
+	ad *adConventions
 }
 
 // maxCachedBases bounds the base DN cache: clients use a few bases, and a client that
@@ -132,17 +135,22 @@ var (
 // entry's parent must be one of the entries, unless the entry is a naming context. The
 // entries are not modified and must not be modified afterwards. entryDN and
 // hasSubordinates are computed by the tree; structuralObjectClass too when absent.
-func NewTree(roots []string, entries []*Entry) (*Tree, error) {
-	return NewTreeSchema(nil, roots, entries)
+// opts apply to the tree and to every version applied to it.
+func NewTree(roots []string, entries []*Entry, opts ...TreeOption) (*Tree, error) {
+	return NewTreeSchema(nil, roots, entries, opts...)
 }
 
 // NewTreeSchema is NewTree matching with the schema sch; nil is the built-in one. Every
 // version Apply makes from the tree keeps it.
-func NewTreeSchema(sch *Schema, roots []string, entries []*Entry) (*Tree, error) {
+func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOption) (*Tree, error) {
 	if sch == nil {
 		sch = BuiltinSchema()
 	}
 	t := &Tree{schema: newSchemaOn(sch), roots: make(map[string]bool, len(roots))}
+	for _, o := range opts {
+		o(t)
+	}
+	t.ad = t.ad.learn(slices.Values(entries))
 	var id [8]byte
 	rand.Read(id[:])
 	t.line = binary.BigEndian.Uint64(id[:])
