@@ -2,6 +2,7 @@ package directory
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -77,16 +78,69 @@ func adEntries() []*Entry {
 	}
 }
 
-func domainTree(t testing.TB, opts ...TreeOption) *Tree {
+// domainTree is a tree of adEntries matched with sch (nil: the built-in schema), with
+// the active-directory conventions unless opts say otherwise.
+func domainTree(t testing.TB, sch *Schema, opts ...TreeOption) *Tree {
 	t.Helper()
 	if opts == nil {
 		opts = []TreeOption{WithActiveDirectory(ADOptions{})}
 	}
-	tree, err := NewTree([]string{adBase}, adEntries(), opts...)
+	tree, err := NewTreeSchema(sch, []string{adBase}, adEntries(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tree
+}
+
+// adSchema is the schema of adEntries as Active Directory publishes it in its
+// subschema subentry (CN=Aggregate): syntaxes and no matching rules, name an attribute
+// of its own rather than the supertype of cn and sn.
+func adSchema(t testing.TB) *Schema {
+	t.Helper()
+	const (
+		str  = "'1.3.6.1.4.1.1466.115.121.1.15'"
+		dn   = "'1.3.6.1.4.1.1466.115.121.1.12'"
+		num  = "'1.3.6.1.4.1.1466.115.121.1.27'"
+		oct  = "'1.3.6.1.4.1.1466.115.121.1.40'"
+		oid  = "'1.3.6.1.4.1.1466.115.121.1.38'"
+		telx = "'1.2.840.113556.1.4.905'"
+	)
+	var d Descriptions
+	for _, a := range [][3]string{
+		{"2.5.4.0", "objectClass", oid}, {"1.2.840.113556.1.4.782", "objectCategory", dn},
+		{"2.5.4.3", "cn", str}, {"1.2.840.113556.1.4.1", "name", str}, {"2.5.4.42", "givenName", str},
+		{"2.5.4.4", "sn", str}, {"1.2.840.113556.1.2.13", "displayName", str}, {"2.5.4.12", "title", str},
+		{"1.2.840.113556.1.4.221", "sAMAccountName", str}, {"1.2.840.113556.1.4.656", "userPrincipalName", str},
+		{"2.5.4.19", "physicalDeliveryOfficeName", str}, {"1.2.840.113556.1.2.210", "proxyAddresses", str},
+		{"1.2.840.113556.1.4.655", "legacyExchangeDN", telx}, {"0.9.2342.19200300.100.1.3", "mail", str},
+		{"1.2.840.113556.1.4.619", "dNSHostName", str}, {"2.5.4.11", "ou", str}, {"0.9.2342.19200300.100.1.25", "dc", str},
+		{"1.2.840.113556.1.4.8", "userAccountControl", num}, {"1.2.840.113556.1.4.750", "groupType", num},
+		{"1.2.840.113556.1.4.2", "objectGUID", oct}, {"2.5.4.31", "member", dn}, {"1.2.840.113556.1.2.102", "memberOf", dn},
+	} {
+		d.AttributeTypes = append(d.AttributeTypes, "( "+a[0]+" NAME '"+a[1]+"' SYNTAX "+a[2]+" )")
+	}
+	d.ObjectClasses = []string{
+		"( 2.5.6.0 NAME 'top' ABSTRACT MUST (objectClass ) )",
+		"( 2.5.6.6 NAME 'person' SUP top STRUCTURAL )",
+		"( 2.5.6.7 NAME 'organizationalPerson' SUP person STRUCTURAL )",
+		"( 1.2.840.113556.1.5.9 NAME 'user' SUP organizationalPerson STRUCTURAL )",
+		"( 1.2.840.113556.1.3.30 NAME 'computer' SUP user STRUCTURAL )",
+		"( 1.2.840.113556.1.5.15 NAME 'contact' SUP organizationalPerson STRUCTURAL )",
+		"( 1.2.840.113556.1.5.8 NAME 'group' SUP top STRUCTURAL )",
+		"( 2.5.6.5 NAME 'organizationalUnit' SUP top STRUCTURAL )",
+		"( 1.2.840.113556.1.5.66 NAME 'domain' SUP top ABSTRACT )",
+		"( 1.2.840.113556.1.5.67 NAME 'domainDNS' SUP domain STRUCTURAL )",
+	}
+	sch, err := ParseSchema(d, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
+// adTrees are domainTree matched with the built-in schema and with AD's.
+func adTrees(t *testing.T) map[string]*Tree {
+	return map[string]*Tree{"built-in schema": domainTree(t, nil), "AD's schema": domainTree(t, adSchema(t))}
 }
 
 // adFound runs filter over the whole tree and returns the RDN values of the entries
@@ -115,7 +169,7 @@ const (
 // TestADFilters checks the filters that AD-integrated applications send, on AD-shaped
 // entries, with the active-directory conventions on: the entries found and the ones not.
 func TestADFilters(t *testing.T) {
-	tree := domainTree(t)
+	trees := adTrees(t)
 	for _, c := range []struct{ filter, want string }{
 		// objectCategory: a short name stands for its class's default category.
 		{"(objectCategory=person)", adPersons},
@@ -178,15 +232,17 @@ func TestADFilters(t *testing.T) {
 		{`(objectGUID=\41\61\00\01\02\03\04\05\06\07\08\09\0a\0b\0c\61)`, "alice"},
 		{`(objectGUID=\41\61\00\01\02\03\04\05\06\07\08\09\0a\0b\0c\62)`, "bob"},
 	} {
-		if got := adFound(t, tree, c.filter); got != sortedWords(c.want) {
-			t.Errorf("%s: %q, want %q", c.filter, got, sortedWords(c.want))
+		for name, tree := range trees {
+			if got := adFound(t, tree, c.filter); got != sortedWords(c.want) {
+				t.Errorf("%s: %s: %q, want %q", name, c.filter, got, sortedWords(c.want))
+			}
 		}
 	}
 }
 
 // TestANR checks ambiguous name resolution as [MS-ADTS] 3.1.1.3.1.3.4 rewrites it.
 func TestANR(t *testing.T) {
-	tree := domainTree(t)
+	trees := adTrees(t)
 	for _, c := range []struct{ filter, want string }{
 		{"(anr=alice)", "alice"},             // sAMAccountName, givenName, displayName, name
 		{"(anr=ALI)", "alice"},               // initial substring, caseIgnore
@@ -229,8 +285,10 @@ func TestANR(t *testing.T) {
 		{"(anr=/o=Example)", ""}, // legacyExchangeDN is compared whole
 		{"(&(objectCategory=person)(objectClass=user)(anr=smith))", "carol john smithj"},
 	} {
-		if got := adFound(t, tree, c.filter); got != sortedWords(c.want) {
-			t.Errorf("%s: %q, want %q", c.filter, got, sortedWords(c.want))
+		for name, tree := range trees {
+			if got := adFound(t, tree, c.filter); got != sortedWords(c.want) {
+				t.Errorf("%s: %s: %q, want %q", name, c.filter, got, sortedWords(c.want))
+			}
 		}
 	}
 }
@@ -239,10 +297,7 @@ func TestANR(t *testing.T) {
 // preset only: without them, objectCategory is a DN like any other and aNR an unknown
 // attribute.
 func TestADConventionsOff(t *testing.T) {
-	tree, err := NewTree([]string{adBase}, adEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tree := domainTree(t, nil, func(*Tree) {})
 	for _, c := range []struct{ filter, want string }{
 		{"(objectCategory=person)", ""},
 		{"(!(objectCategory=person))", ""}, // not a DN: Undefined
@@ -263,11 +318,11 @@ func TestADConventionsOff(t *testing.T) {
 // the entries' objectCategory values, learned by a later version when the first has
 // none.
 func TestADSchemaNamingContext(t *testing.T) {
-	other := domainTree(t, WithActiveDirectory(ADOptions{SchemaNamingContext: "CN=Schema,CN=Configuration,DC=other,DC=com"}))
+	other := domainTree(t, nil, WithActiveDirectory(ADOptions{SchemaNamingContext: "CN=Schema,CN=Configuration,DC=other,DC=com"}))
 	if got := adFound(t, other, "(objectCategory=person)"); got != "" {
 		t.Errorf("another forest's schema: %q, want nothing", got)
 	}
-	same := domainTree(t, WithActiveDirectory(ADOptions{SchemaNamingContext: "cn=schema,cn=configuration,dc=example,dc=com"}))
+	same := domainTree(t, nil, WithActiveDirectory(ADOptions{SchemaNamingContext: "cn=schema,cn=configuration,dc=example,dc=com"}))
 	if got, want := adFound(t, same, "(objectCategory=group)"), sortedWords(adGroups); got != want {
 		t.Errorf("the option's schema: %q, want %q", got, want)
 	}
@@ -299,15 +354,31 @@ func TestADSchemaNamingContext(t *testing.T) {
 	}
 }
 
-// TestADCategoryIndex checks that (objectCategory=person) is answered from the index:
+// TestADCategoryIndex checks that (objectCategory=user) is answered from the index:
 // its candidates are the persons, not every entry.
 func TestADCategoryIndex(t *testing.T) {
-	tree := domainTree(t)
-	p, err := tree.compileFilter(mustFilter(t, "(objectCategory=user)"))
-	if err != nil {
-		t.Fatal(err)
+	for name, tree := range adTrees(t) {
+		p, err := tree.compileFilter(mustFilter(t, "(objectCategory=user)"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(strings.Fields(adPersons)); !p.indexed || len(p.cands) != n {
+			t.Errorf("%s: indexed %v, %d candidates, want the %d persons", name, p.indexed, len(p.cands), n)
+		}
 	}
-	if !p.indexed || len(p.cands) != len(strings.Fields(adPersons)) {
-		t.Errorf("indexed %v, %d candidates, want the %d persons", p.indexed, len(p.cands), len(strings.Fields(adPersons)))
+}
+
+// TestADObjectGUID checks objectGUID with AD's schema: 16 bytes compared byte for byte.
+func TestADObjectGUID(t *testing.T) {
+	tree := domainTree(t, adSchema(t))
+	for _, c := range []struct{ filter, want string }{
+		{`(objectGUID=\41\61\00\01\02\03\04\05\06\07\08\09\0a\0b\0c\61)`, "alice"},
+		{`(objectGUID=\61\41\00\01\02\03\04\05\06\07\08\09\0a\0b\0c\61)`, ""},
+		{`(objectGUID=\41\61\00\01\02\03\04\05\06\07\08\09\0a\0b\0c\41)`, ""},
+		{`(objectGUID=\41\61\00\01\02\03\04\05\06\07\08\09\0A\0B\0C\6A)`, "john"},
+	} {
+		if got := adFound(t, tree, c.filter); got != c.want {
+			t.Errorf("%s: %q, want %q", c.filter, got, c.want)
+		}
 	}
 }
