@@ -10,3 +10,21 @@ func SetProgressEntries(n int) (restore func()) {
 
 // Thousands is thousands, for the tests.
 var Thousands = thousands
+
+// SetAfterGroupsRead makes full reads call fn between reading the groups and reading
+// the users, for a test that changes the upstream there, and returns a function that
+// restores the default.
+func SetAfterGroupsRead(fn func()) (restore func()) {
+	old := afterGroupsRead
+	afterGroupsRead = fn
+	return func() { afterGroupsRead = old }
+}
+
+// SetRepairByTime turns the re-read of the groups changed during a full read on or off
+// (off: as on Active Directory, where a member's rename does not change the group's
+// modifyTimestamp), and returns a function that restores the default.
+func SetRepairByTime(on bool) (restore func()) {
+	old := repairByTime
+	repairByTime = on
+	return func() { repairByTime = old }
+}

@@ -128,6 +128,15 @@ func thousands(n int) string {
 	return s
 }
 
+// Variables for the tests.
+var (
+	// afterGroupsRead, when set, is called by a full read between reading the groups
+	// and reading the users.
+	afterGroupsRead func()
+	// repairByTime turns on the re-read of the groups changed during a full read.
+	repairByTime = true
+)
+
 // Run performs one complete sync and commits it; on any error nothing is committed.
 func (s *Syncer) Run(ctx context.Context) error { return s.runFull(ctx, nil) }
 
@@ -175,6 +184,9 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte) error {
 		if err := r.readGroups(ctx); err != nil {
 			return r.fail(cache.KindGroups, err)
 		}
+	}
+	if afterGroupsRead != nil {
+		afterGroupsRead()
 	}
 	if s.cfg.Users {
 		if err := r.readUsers(ctx); err != nil {

@@ -84,6 +84,9 @@ func (s *Server) writeConfig(opts Options) error {
 	if opts.Syncprov {
 		modules = append(modules, "syncprov")
 	}
+	if opts.RefInt {
+		modules = append(modules, "refint")
+	}
 	if inst.moduleDir != "" {
 		fmt.Fprintf(&b, "modulepath %s\n", quote(inst.moduleDir))
 		for _, m := range modules {
@@ -132,6 +135,12 @@ func (s *Server) writeConfig(opts Options) error {
 	b.WriteString("access to * by * read\n")
 	if opts.MemberOf {
 		b.WriteString("overlay memberof\n")
+		if opts.RefInt {
+			b.WriteString("memberof-refint TRUE\n")
+		}
+	}
+	if opts.RefInt {
+		b.WriteString("overlay refint\nrefint_attributes member\n")
 	}
 	if opts.Syncprov {
 		b.WriteString("overlay syncprov\nsyncprov-checkpoint 100 1\n")

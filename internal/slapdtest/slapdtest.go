@@ -86,6 +86,10 @@ type Options struct {
 	// MemberOf loads the memberof overlay; the sample data then carries
 	// memberOf on users and on group002.
 	MemberOf bool
+	// RefInt loads the refint overlay for member (and memberOf with MemberOf): a
+	// modrdn of an entry rewrites the member values that name it, and a delete
+	// removes them, as Active Directory does with its links.
+	RefInt bool
 	// PasswordPolicy loads the ppolicy overlay with a default policy
 	// (cn=default,ou=policies,<suffix>) that rejects passwords shorter than
 	// PolicyMinLength and sets pwdChangedTime on each change.

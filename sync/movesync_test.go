@@ -1,0 +1,125 @@
+package sync_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+	ldapsync "github.com/ldapproxy/ldapproxy/sync"
+)
+
+// TestFullSyncChangesDuringPass is the regression test of the move-during-sync race: a
+// full read reads the groups (with their member DNs) first and the users afterwards.
+// Between the two, upstream moves a user to another OU (modrdn with newSuperior), renames
+// another (modrdn), adds an existing user to a group and creates a user that joins a
+// group. slapd's refint overlay rewrites the member values as Active Directory's links
+// do. After the run, every one of them is in the groups upstream lists it in. With and
+// without a store from an earlier run, and with the re-read of the groups changed during
+// the pass turned off, as on Active Directory (where renaming a member does not change
+// the group's modifyTimestamp): then the groups naming a member that moved are re-read.
+func TestFullSyncChangesDuringPass(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		earlier   bool // a run before the one that races
+		byTime    bool
+		wantAdded bool // the added memberships are caught by this run
+	}{
+		{"first run", false, true, true},
+		{"later run", true, true, true},
+		{"later run, groups' times unchanged", true, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const suffix = slapdtest.DefaultSuffix
+			e := newEnv(t, slapdtest.Options{Users: 12, Groups: 3, RefInt: true,
+				ExtraLDIF: "dn: ou=moved," + suffix + "\nobjectClass: organizationalUnit\nou: moved\n"})
+			defer ldapsync.SetRepairByTime(tt.byTime)()
+			srv := e.srv
+			cfg := config(t, nil)
+			if tt.earlier {
+				e.sync(cfg)
+			}
+			admin := srv.Conn(t)
+			movedDN := "uid=" + slapdtest.UserName(1) + ",ou=moved," + suffix
+			renamed := "renamed" + slapdtest.UserName(2)
+			newUser := "newcomer"
+			group := func(i int) string { return "cn=" + slapdtest.GroupName(i) + ",ou=groups," + suffix }
+			calls := 0
+			defer ldapsync.SetAfterGroupsRead(func() {
+				calls++
+				must := func(what string, err error) {
+					if err != nil {
+						t.Errorf("%s: %v", what, err)
+					}
+				}
+				mv := ldap.NewModifyDNRequest(srv.UserDN(1), "uid="+slapdtest.UserName(1), true, "ou=moved,"+suffix)
+				must("move", admin.ModifyDN(mv))
+				must("rename", admin.ModifyDN(ldap.NewModifyDNRequest(srv.UserDN(2), "uid="+renamed, true, "")))
+				add := ldap.NewAddRequest("uid="+newUser+","+srv.PeopleDN, nil)
+				add.Attribute("objectClass", []string{"inetOrgPerson"})
+				add.Attribute("uid", []string{newUser})
+				add.Attribute("cn", []string{"New Comer"})
+				add.Attribute("sn", []string{"Comer"})
+				must("add user", admin.Add(add))
+				modify(t, admin, group(3), func(r *ldap.ModifyRequest) {
+					r.Add("member", []string{"uid=" + newUser + "," + srv.PeopleDN, srv.UserDN(4)})
+				})
+			})()
+			sn := e.sync(cfg)
+			if calls != 1 {
+				t.Fatalf("the hook ran %d times, want 1", calls)
+			}
+
+			// What upstream holds now, read as the admin: the groups' members by DN.
+			want := map[string][]string{}
+			res, err := admin.Search(ldap.NewSearchRequest(srv.GroupsDN, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+				"(objectClass=groupOfNames)", []string{"cn", "member"}, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range res.Entries {
+				for _, m := range g.GetAttributeValues("member") {
+					dn, _ := ldap.ParseDN(m)
+					if dn.RDNs[0].Attributes[0].Type == "uid" {
+						name := dn.RDNs[0].Attributes[0].Value
+						want[name] = append(want[name], g.GetAttributeValue("cn"))
+					}
+				}
+			}
+			for k := range want {
+				slices.Sort(want[k])
+			}
+			if !slices.Contains(want[slapdtest.UserName(1)], slapdtest.GroupName(1)) || len(want[renamed]) == 0 {
+				t.Fatalf("refint did not carry the memberships over the modrdns: %v", want)
+			}
+			got := graphOf(t, sn).users
+			check := func(name string) {
+				t.Helper()
+				if !slices.Equal(got[name], want[name]) {
+					t.Errorf("%s is in %v, upstream in %v", name, got[name], want[name])
+				}
+			}
+			u, ok := sn.UserByUsername(slapdtest.UserName(1))
+			if !ok || u.DN != movedDN {
+				t.Fatalf("moved user: %+v, want DN %s", u, movedDN)
+			}
+			check(slapdtest.UserName(1))
+			check(renamed)
+			if tt.wantAdded {
+				check(newUser)
+				check(slapdtest.UserName(4))
+			}
+			// Everyone else as the sample data has them.
+			for i := 3; i <= srv.Users; i++ {
+				if i != 4 {
+					check(slapdtest.UserName(i))
+				}
+			}
+			if t.Failed() {
+				t.Logf("store: %v", fmt.Sprint(got))
+			}
+		})
+	}
+}
