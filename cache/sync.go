@@ -182,6 +182,79 @@ func (w *Sync) PutGroup(g *Group) error {
 	return nil
 }
 
+// Base is the snapshot the run started from: the store's state when it began.
+func (w *Sync) Base() *Snapshot { return w.base }
+
+// User returns the user put in this run with the ID id, as it was put.
+func (w *Sync) User(id string) (*User, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.users[id]
+	if r == nil {
+		return nil, false
+	}
+	return r.user(), true
+}
+
+// UserIDs returns the IDs of the users put in this run that have one of keys as their
+// normalised DN or, byName, their lower-case Username: key → ID. One pass over the run's
+// users.
+func (w *Sync) UserIDs(keys map[string]bool, byName bool) map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]string{}
+	if len(keys) == 0 {
+		return out
+	}
+	for id, r := range w.users {
+		k := r.dnKey
+		if byName {
+			k = r.nameKey
+		}
+		if keys[k] {
+			out[k] = id
+		}
+	}
+	return out
+}
+
+// ReplaceUser replaces the user of u's ID put earlier in this run by u: a run that
+// learns before it commits that what it put is out of date (a membership that moved)
+// corrects it. The conversions and the takeover of u are PutUser's.
+func (w *Sync) ReplaceUser(u *User) error {
+	if err := prepareUser(u); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(w.users != nil, KindUsers); err != nil {
+		return err
+	}
+	prev := w.users[u.ID]
+	if prev == nil {
+		return fmt.Errorf("user %s: ID %q not put in this sync", u.DN, u.ID)
+	}
+	w.buf = appendUser(w.buf[:0], u)
+	if prev.val == string(w.buf) {
+		return nil
+	}
+	r, err := newUserRec(strings.Clone(u.ID), string(w.buf), w.gen, w.s.normDN)
+	if err != nil {
+		return fmt.Errorf("user %s: %w", u.DN, err)
+	}
+	// A version this run wrote is written over (same key); one the run kept from the
+	// base becomes an update.
+	if err := w.set(objectKey(prefixUsers, u.ID, w.gen), w.buf); err != nil {
+		return err
+	}
+	if prev.gen != w.gen {
+		w.counts[KindUsers].updated++
+		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, prev.gen))
+	}
+	w.users[u.ID] = r
+	return nil
+}
+
 func checkObject(kind, id, dn string) error {
 	switch {
 	case id == "":

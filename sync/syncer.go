@@ -75,7 +75,12 @@ type run struct {
 	// memberOf maps a normalised member DN (memberUid: a lowercase user name) to the
 	// IDs of the groups that list it.
 	memberOf map[string][]string
-	status   map[string]*cache.Status
+	// seen are the keys of memberOf that a user read in this run has.
+	seen map[string]bool
+	// newest is the latest modifyTimestamp among the groups read: the re-read of the
+	// groups that changed during the run starts there.
+	newest time.Time
+	status map[string]*cache.Status
 	// expect is how many entries of each kind the last successful sync read, for
 	// progress lines ("users 40,000 of ~100,000").
 	expect map[string]int
@@ -167,7 +172,8 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	defer w.Abort() // after a successful Commit, Abort does nothing
-	r := &run{s: s, w: w, groupsByDN: map[string]string{}, memberOf: map[string][]string{}, status: map[string]*cache.Status{}, expect: expect}
+	r := &run{s: s, w: w, groupsByDN: map[string]string{}, memberOf: map[string][]string{}, seen: map[string]bool{},
+		status: map[string]*cache.Status{}, expect: expect}
 	for _, k := range kinds {
 		r.status[k] = &cache.Status{Kind: k, Started: time.Now(), Result: cache.ResultRunning}
 	}
@@ -191,6 +197,9 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte) error {
 	if s.cfg.Users {
 		if err := r.readUsers(ctx); err != nil {
 			return r.fail(cache.KindUsers, err)
+		}
+		if err := r.repair(ctx); err != nil {
+			return r.fail(cache.KindGroups, err)
 		}
 	}
 	if s.cfg.Groups {
@@ -383,29 +392,44 @@ func (s *Syncer) parentGroup() *cache.Group {
 func (r *run) readGroups(ctx context.Context) error {
 	s := r.s
 	prog := r.progress(cache.KindGroups)
-	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), func(lc *ldap.Conn, e *ldap.Entry) error {
+	attrs := append(s.groupAttributes(), "modifyTimestamp")
+	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, attrs, func(lc *ldap.Conn, e *ldap.Entry) error {
 		prog.add()
-		id, obj, ok := r.mapEntry(cache.KindGroups, s.groups, e)
-		if !ok {
-			return nil
-		}
-		var err error
-		g := &group{obj: s.newGroup(e, id, obj)}
-		if s.cfg.MembershipField != "memberOf" {
-			if g.members, err = s.membershipValues(ctx, lc, e); err != nil {
-				return err
-			}
-		} else {
-			g.memberOf = e.GetAttributeValues("memberOf")
+		g, err := r.readGroup(ctx, lc, e)
+		if g == nil || err != nil {
+			return err
 		}
 		r.groups = append(r.groups, g)
-		r.groupsByDN[r.s.store.NormalizeDN(e.DN)] = id
+		r.groupsByDN[r.s.store.NormalizeDN(e.DN)] = g.obj.ID
 		for _, m := range g.members {
 			key := r.s.memberKey(m)
-			r.memberOf[key] = append(r.memberOf[key], id)
+			r.memberOf[key] = append(r.memberOf[key], g.obj.ID)
 		}
 		return nil
 	})
+}
+
+// readGroup maps a group entry and reads its membership values; nil for an entry
+// skipped. It notes the entry's modifyTimestamp.
+func (r *run) readGroup(ctx context.Context, lc *ldap.Conn, e *ldap.Entry) (*group, error) {
+	s := r.s
+	if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(r.newest) {
+		r.newest = t
+	}
+	id, obj, ok := r.mapEntry(cache.KindGroups, s.groups, e)
+	if !ok {
+		return nil, nil
+	}
+	var err error
+	g := &group{obj: s.newGroup(e, id, obj)}
+	if s.cfg.MembershipField != "memberOf" {
+		if g.members, err = s.membershipValues(ctx, lc, e); err != nil {
+			return nil, err
+		}
+	} else {
+		g.memberOf = e.GetAttributeValues("memberOf")
+	}
+	return g, nil
 }
 
 // memberKey turns a membership value into the key of memberOf: a normalised DN, or a
@@ -471,6 +495,13 @@ func (r *run) readUsers(ctx context.Context) error {
 		id, obj, ok := r.mapEntry(cache.KindUsers, s.users, e)
 		if !ok {
 			return nil
+		}
+		key := s.store.NormalizeDN(e.DN)
+		if s.cfg.MembershipField == "memberUid" {
+			key = strings.ToLower(obj.Username)
+		}
+		if _, listed := r.memberOf[key]; listed {
+			r.seen[key] = true
 		}
 		u := s.newUser(e, id, obj, r.userGroups(e, obj.Username))
 		if err := r.w.PutUser(u); err != nil {
