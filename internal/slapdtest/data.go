@@ -87,8 +87,16 @@ func (s *Server) writeData(w io.Writer, opts Options) error {
 		num := strings.TrimPrefix(name, "user")
 		fmt.Fprintf(b, "dn: %s\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"+
 			"uid: %s\ncn: User %s\nsn: %s\ngivenName: User\ndisplayName: User %s\nmail: %s@%s\n"+
-			"uidNumber: %d\ngidNumber: %d\nhomeDirectory: /home/%s\nloginShell: /bin/bash\nuserPassword: %s\n",
-			s.UserDN(i), name, num, num, num, name, domain, 10000+i, 10000, name, SSHA(UserPassword(i)))
+			"uidNumber: %d\ngidNumber: %d\nhomeDirectory: /home/%s\nloginShell: /bin/bash\ngecos: User %s\n"+
+			"telephoneNumber: +1 555 %07d\nuserPassword: %s\n",
+			s.UserDN(i), name, num, num, num, name, domain, 10000+i, primaryGID(i, s.Groups), name, num, i, SSHA(UserPassword(i)))
+		if i > 1 {
+			fmt.Fprintf(b, "manager: %s\n", s.UserDN(1))
+		}
+		if i%10 == 0 {
+			// A binary value, as photos and certificates are: bytes no string rule fits.
+			fmt.Fprintf(b, "jpegPhoto:: %s\n", base64.StdEncoding.EncodeToString([]byte{0xff, 0xd8, 0xff, 0xe0, 0, byte(i), byte(i >> 8), 0x80, 0xd9}))
+		}
 		if changed != "" {
 			fmt.Fprintf(b, "pwdChangedTime: %s\n", changed)
 		}
@@ -104,7 +112,10 @@ func (s *Server) writeData(w io.Writer, opts Options) error {
 		members[1] = append(members[1], s.GroupDN(2))
 	}
 	for g := 1; g <= s.Groups; g++ {
-		fmt.Fprintf(b, "dn: %s\nobjectClass: groupOfNames\ncn: %s\ndescription: sample group %d\n", s.GroupDN(g), GroupName(g), g)
+		// gidNumber makes each group a POSIX group as well (rfc2307bis style; the
+		// nis schema's posixGroup is structural, so extensibleObject carries it).
+		fmt.Fprintf(b, "dn: %s\nobjectClass: groupOfNames\nobjectClass: extensibleObject\ncn: %s\ndescription: sample group %d\ngidNumber: %d\n",
+			s.GroupDN(g), GroupName(g), g, GroupGID(g))
 		for _, m := range members[g] {
 			fmt.Fprintf(b, "member: %s\n", m)
 		}
@@ -118,6 +129,17 @@ func (s *Server) writeData(w io.Writer, opts Options) error {
 		b.WriteString("\n")
 	}
 	return b.Flush()
+}
+
+// GroupGID is the gidNumber of group g.
+func GroupGID(g int) int { return 20000 + g }
+
+// primaryGID is user i's gidNumber: its first group's (10000 without groups).
+func primaryGID(i, groups int) int {
+	if gs := userGroups(i, groups); len(gs) > 0 {
+		return GroupGID(gs[0])
+	}
+	return 10000
 }
 
 // suffixEntry returns the LDIF entry for the suffix; its first RDN decides

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+// The attributes SSSD's LDAP provider asks for (src/providers/ldap/sdap.c's default
+// maps, rfc2307bis schema) when it looks a user or a group up.
+var (
+	sssdUserAttrs = []string{"objectClass", "uid", "userPassword", "uidNumber", "gidNumber", "gecos",
+		"homeDirectory", "loginShell", "krbPrincipalName", "cn", "memberOf", "modifyTimestamp",
+		"modifyTimestamp", "shadowLastChange", "shadowMin", "shadowMax", "shadowWarning",
+		"shadowInactive", "shadowExpire", "shadowFlag", "krbLastPwdChange", "krbPasswordExpiration",
+		"pwdAttribute", "authorizedService", "accountExpires", "userAccountControl", "nsAccountLock",
+		"host", "rhost", "loginDisabled", "loginExpirationTime", "loginAllowedTimeMap",
+		"sshPublicKey", "userCertificate;binary", "mail"}
+	sssdGroupAttrs = []string{"objectClass", "cn", "userPassword", "gidNumber", "member",
+		"modifyTimestamp", "modifyTimestamp", "nsUniqueId", "ipaUniqueID", "memberUid"}
+)
+
+// SSSD, configured for the directory (id_provider = ldap, ldap_schema = rfc2307bis,
+// ldap_group_object_class = groupOfNames), pointed at the proxy in cached mode instead:
+// the search sequence it sends to resolve a user, its groups and their members, and to
+// enumerate, gets the same entries with the same values as from slapd itself, and the
+// user logs in.
+func TestSSSDSequence(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 60, Groups: 6, MemberOf: true})
+	p := startProxy(t, config(up, map[string]string{"mode": "cached", "sync": "  enabled: true\n  interval: 1h"}))
+	waitSynced(t, p, up)
+
+	bound := func(url string) *ldap.Conn {
+		c := dial(t, url)
+		if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	direct, proxied := bound(up.URL), bound(p.URL)
+	search := func(base string, scope int, filter string, attrs []string) *ldap.SearchRequest {
+		return ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil)
+	}
+
+	// The root DSE: SSSD reads the naming contexts to find the search base.
+	rootDSE := search("", ldap.ScopeBaseObject, "(objectclass=*)", []string{"*", "altServer", "namingContexts",
+		"supportedControl", "supportedExtension", "supportedFeatures", "supportedLDAPVersion",
+		"supportedSASLMechanisms", "domainControllerFunctionality", "defaultNamingContext", "lastUSN",
+		"highestCommittedUSN"})
+	w, g := ask(direct, rootDSE, 0), ask(proxied, rootDSE, 0)
+	if w.code != 0 || g.code != 0 || strings.Join(g.entries[""]["namingcontexts"], ";") != strings.Join(w.entries[""]["namingcontexts"], ";") {
+		t.Errorf("root DSE naming contexts %q (code %d), want %q", g.entries[""]["namingcontexts"], g.code, w.entries[""]["namingcontexts"])
+	}
+
+	const user = 16 // in group006 and, as every tenth user, in no other (group006 is the last)
+	name := slapdtest.UserName(user)
+
+	// getent passwd user0016
+	byName := sameAnswer(t, "user by name", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		fmt.Sprintf("(&(uid=%s)(objectclass=posixAccount)(uid=*)(&(uidNumber=*)(!(uidNumber=0))))", name), sssdUserAttrs), 0)
+	entry := byName.entries[strings.ToLower(up.UserDN(user))]
+	if len(byName.entries) != 1 || entry == nil {
+		t.Fatalf("slapd found %d entries for %s", len(byName.entries), name)
+	}
+	for _, a := range []string{"uidnumber", "gidnumber", "homedirectory", "loginshell", "gecos", "memberof", "modifytimestamp"} {
+		if len(entry[a]) == 0 {
+			t.Errorf("the test directory's user has no %s: the comparison would prove little", a)
+		}
+	}
+
+	// The primary group, by the user's gidNumber.
+	gid := entry["gidnumber"][0]
+	primary := sameAnswer(t, "primary group", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		fmt.Sprintf("(&(gidNumber=%s)(objectClass=groupOfNames)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", gid), sssdGroupAttrs), 0)
+	if len(primary.entries) != 1 {
+		t.Errorf("slapd found %d groups with gidNumber %s, want 1", len(primary.entries), gid)
+	}
+
+	// id user0016: the groups the user is a member of (initgroups, rfc2307bis).
+	initgroups := sameAnswer(t, "initgroups", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		fmt.Sprintf("(&(member=%s)(objectClass=groupOfNames)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", ldap.EscapeFilter(up.UserDN(user))),
+		[]string{"objectClass", "cn", "userPassword", "gidNumber", "modifyTimestamp", "modifyTimestamp", "nsUniqueId", "ipaUniqueID"}), 0)
+	if len(initgroups.entries) != len(up.UserGroups(user)) {
+		t.Errorf("slapd found %d groups of %s, want %d", len(initgroups.entries), name, len(up.UserGroups(user)))
+	}
+
+	// getent group group001, then each member by a base search.
+	group := sameAnswer(t, "group by name", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		fmt.Sprintf("(&(cn=%s)(objectClass=groupOfNames)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", slapdtest.GroupName(1)), sssdGroupAttrs), 0)
+	members := group.entries[strings.ToLower(up.GroupDN(1))]["member"]
+	if len(members) < 10 {
+		t.Fatalf("group001 has %d members in slapd", len(members))
+	}
+	for _, m := range members {
+		sameAnswer(t, "member "+m, direct, proxied, search(m, ldap.ScopeBaseObject, "(objectClass=posixAccount)", sssdUserAttrs), 0)
+	}
+
+	// getent passwd with enumerate = true: every user, paged at 1,000.
+	all := sameAnswer(t, "enumeration", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		"(&(objectclass=posixAccount)(uid=*)(uidNumber=*)(gidNumber=*))", sssdUserAttrs), 1000)
+	if len(all.entries) != 60 {
+		t.Errorf("enumeration: slapd found %d users, want 60", len(all.entries))
+	}
+	sameAnswer(t, "group enumeration", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		"(&(objectclass=groupOfNames)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", sssdGroupAttrs), 1000)
+
+	// The login: SSSD binds as the user's DN with the password on a connection of its own.
+	login := dial(t, p.URL)
+	if err := login.Bind(up.UserDN(user), slapdtest.UserPassword(user)); err != nil {
+		t.Errorf("login through the proxy: %v", err)
+	}
+	if err := login.Bind(up.UserDN(user), "wrong"); resultCode(err) != ldap.LDAPResultInvalidCredentials {
+		t.Errorf("wrong password: %v, want invalidCredentials", err)
+	}
+}
