@@ -1,5 +1,6 @@
 // Package e2e tests the whole proxy: the real program (internal/app) in front of a real
-// OpenLDAP slapd, driven by go-ldap and by the OpenLDAP command-line tools.
+// OpenLDAP slapd, or of a Samba Active Directory domain controller, driven by go-ldap and
+// by the OpenLDAP command-line tools.
 package e2e
 
 import (

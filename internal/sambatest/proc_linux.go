@@ -20,3 +20,17 @@ func sysProcAttr() *syscall.SysProcAttr {
 func signalGroup(p *os.Process, sig syscall.Signal) error {
 	return syscall.Kill(-p.Pid, sig)
 }
+
+// lockFile holds an exclusive lock on path (created if missing) until unlock is called,
+// so that test binaries running at once provision the template one after the other.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}

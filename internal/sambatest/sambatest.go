@@ -467,10 +467,20 @@ func makeTemplate() (string, error) {
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return "", fmt.Errorf("sambatest: %w", err)
 	}
+	// Test binaries that start at once (go test ./...) wait for the first one's template
+	// rather than each provisioning on the same cores.
+	unlock, err := lockFile(filepath.Join(parent, "lock"))
+	if err != nil {
+		return "", fmt.Errorf("sambatest: lock the template: %w", err)
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, "private", "sam.ldb")); err == nil {
+		return dir, nil
+	}
 	if old, err := os.ReadDir(parent); err == nil {
 		for _, e := range old {
 			// Another version's template, or one a killed run left half made.
-			if e.Name() != key && time.Since(modTime(e)) > time.Hour {
+			if e.Name() != key && e.Name() != "lock" && time.Since(modTime(e)) > time.Hour {
 				os.RemoveAll(filepath.Join(parent, e.Name()))
 			}
 		}
@@ -486,8 +496,8 @@ func makeTemplate() (string, error) {
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("sambatest: samba-tool domain provision: %w\n%s", err, tail(out.String(), 40))
 	}
-	// Another test binary may have made the same template meanwhile; the rename then
-	// fails and its template is as good as ours.
+	// Where there is no lock, another test binary may have made the same template
+	// meanwhile; the rename then fails and its template is as good as ours.
 	if err := os.Rename(work, dir); err != nil {
 		if _, serr := os.Stat(filepath.Join(dir, "private", "sam.ldb")); serr != nil {
 			return "", fmt.Errorf("sambatest: keep the template: %w", err)
