@@ -35,6 +35,8 @@ type Snapshot struct {
 
 	// domain is the upstream's domain as the last sync that read it found it.
 	domain Domain
+	// schema is the upstream's schema as the last sync that read it found it; nil: none.
+	schema *Schema
 }
 
 // userRec is a user as the store holds it. The keys are slices of val when

@@ -236,6 +236,7 @@ func (s *Store) load() error {
 	var (
 		gen    uint64
 		domain Domain
+		schema *Schema
 		stale  [][]byte
 	)
 	users := map[string]*userRec{}
@@ -249,6 +250,9 @@ func (s *Store) load() error {
 			return err
 		}
 		if domain, err = readDomain(txn); err != nil {
+			return err
+		}
+		if schema, err = readSchema(txn); err != nil {
 			return err
 		}
 		stale = s.loadObjects(txn, prefixUsers, gen, stale, func(id string, val []byte, kgen uint64) error {
@@ -295,7 +299,7 @@ func (s *Store) load() error {
 		return err
 	}
 	sn := newSnapshot(gen, users, groups, s.normDN)
-	sn.domain = domain
+	sn.domain, sn.schema = domain, schema
 	s.snap.Store(sn)
 	return nil
 }

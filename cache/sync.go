@@ -42,6 +42,8 @@ type Sync struct {
 	counts   map[string]*counts
 	// domain is what SetDomain gave; nil: the run keeps the stored one.
 	domain *Domain
+	// schema is what SetSchema gave; nil: the run keeps the stored one.
+	schema *Schema
 	// cookies are what SetCookie gave, committed with the generation.
 	cookies map[string][]byte
 }
@@ -410,6 +412,10 @@ func (w *Sync) commit() error {
 	if setDomain {
 		next.domain = *w.domain
 	}
+	newSchema := w.schemaChange()
+	if newSchema != nil {
+		next.schema = newSchema
+	}
 	w.finishStatus(ResultSuccess)
 	statuses := w.statusList()
 	err := s.db.Update(func(txn *badger.Txn) error {
@@ -426,6 +432,13 @@ func (w *Sync) commit() error {
 				return err
 			}
 			s.written.Add(int64(len(keyDomain) + len(v)))
+		}
+		if newSchema != nil {
+			n, err := writeSchema(txn, newSchema)
+			if err != nil {
+				return err
+			}
+			s.written.Add(int64(n))
 		}
 		if err := s.saveCookies(txn, w.cookies); err != nil {
 			return err

@@ -48,12 +48,18 @@ type fakeAD struct {
 	netbios string
 	// failPartitions makes the search of CN=Partitions fail with `other`.
 	failPartitions bool
+	// schema are the attributeTypes of the aggregate schema (fakeAggregate), which the
+	// root DSE then names as its subschemaSubentry; as AD, it returns them only when
+	// asked for by name. failSchema makes the search of it fail with `other`.
+	schema     []string
+	failSchema bool
 }
 
 const (
 	fakeBase       = "DC=corp,DC=example"
 	fakeConfig     = "CN=Configuration," + fakeBase
 	fakePartitions = "CN=Partitions," + fakeConfig
+	fakeAggregate  = "CN=Aggregate,CN=Schema," + fakeConfig
 )
 
 // fakeUPN is user i's userPrincipalName, whose local part is not its sAMAccountName.
@@ -134,11 +140,16 @@ func (f *fakeAD) ServeLDAP(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		if f.netbios != "" {
 			dse.Attributes = append(dse.Attributes, attr("configurationNamingContext", fakeConfig), attr("defaultNamingContext", fakeBase))
 		}
+		if f.schema != nil {
+			dse.Attributes = append(dse.Attributes, attr("subschemaSubentry", fakeAggregate))
+		}
 		f.mu.Unlock()
 		w.WriteEntry(dse)
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 	case r.Search.Scope == ldapserver.ScopeOne && directory.NormalizeDN(r.Search.BaseDN) == directory.NormalizeDN(fakePartitions):
 		f.partitions(w)
+	case r.Search.Scope == ldapserver.ScopeBase && directory.NormalizeDN(r.Search.BaseDN) == directory.NormalizeDN(fakeAggregate):
+		f.aggregate(w, r)
 	case r.Search.Scope == ldapserver.ScopeBase:
 		f.rangeRetrieval(w, r)
 	default:
@@ -158,6 +169,26 @@ func (f *fakeAD) ServeLDAP(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 			w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 		}
 	}
+}
+
+// aggregate answers the base search of the aggregate schema: attributeTypes when named,
+// and no matchingRules or ldapSyntaxes, as AD.
+func (f *fakeAD) aggregate(w ldapserver.ResponseWriter, r *ldapserver.Request) {
+	f.mu.Lock()
+	types, fail := f.schema, f.failSchema
+	f.mu.Unlock()
+	if fail {
+		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultOther, Diagnostic: "fake AD: simulated failure"})
+		return
+	}
+	e := &ldapserver.Entry{DN: fakeAggregate, Attributes: []ldapserver.Attribute{attr("objectClass", "top", "subSchema"), attr("cn", "Aggregate")}}
+	for _, a := range r.Search.Attributes {
+		if strings.EqualFold(a, "attributeTypes") {
+			e.Attributes = append(e.Attributes, attr("attributeTypes", types...))
+		}
+	}
+	w.WriteEntry(e)
+	w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 }
 
 // partitions answers the one-level search of CN=Partitions: the crossRef objects of the

@@ -183,6 +183,9 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte) error {
 	if err := r.readDomain(ctx); err != nil {
 		return r.fail(kinds[0], err)
 	}
+	if err := r.readSchema(ctx); err != nil {
+		return r.fail(kinds[0], err)
+	}
 
 	// Groups are read even when only users are synced with member-style membership:
 	// the membership lists live on the groups.

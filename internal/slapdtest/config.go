@@ -74,6 +74,13 @@ func (s *Server) writeConfig(opts Options) error {
 		}
 		fmt.Fprintf(&b, "include %s\n", quote(file))
 	}
+	if opts.ExtraSchema != "" {
+		file := filepath.Join(s.Dir, "extra.schema")
+		if err := os.WriteFile(file, []byte(opts.ExtraSchema), 0o600); err != nil {
+			return fmt.Errorf("extra schema: %w", err)
+		}
+		fmt.Fprintf(&b, "include %s\n", quote(file))
+	}
 	modules := []string{"back_mdb"}
 	if opts.MemberOf {
 		modules = append(modules, "memberof")

@@ -113,6 +113,11 @@ type Options struct {
 	// pwdLastSet, memberOf). msuser defines memberOf as an ordinary
 	// attribute, so leave MemberOf off with it.
 	Schemas []string
+	// ExtraSchema is the text of a schema file in slapd.conf syntax
+	// (attributetype and objectclass directives), written to Dir and included
+	// after Schemas: a test's own attribute types and classes, e.g. a
+	// case-exact string, an integer with an ordering rule, an octet string.
+	ExtraSchema string
 	// Access holds slapd `access to` directives, applied after the rule that guards
 	// userPassword and before the final "access to * by * read"; e.g. a rule that lets
 	// users read only their own entries. "SUFFIX" and "SERVICE" in them are replaced by
