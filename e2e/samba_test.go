@@ -320,3 +320,59 @@ func TestSambaCachedMatchesUpstream(t *testing.T) {
 		}
 	}
 }
+
+// A Samba user changes their own password through the proxy (Password Modify, and a
+// modify of userPassword as LDAP clients send it), which writes it to AD as unicodePwd
+// over TLS: the DC then takes the new password and refuses the old one, and the DC's
+// password policy reaches the client as constraintViolation.
+func TestSambaPasswordWriteback(t *testing.T) {
+	dc := sambatest.New(t, sambatest.Options{})
+	p := startProxy(t, sambaConfig(dc, "cached", "password_writeback: true\n"))
+	waitADSynced(t, p)
+
+	// upstreamBind binds straight to the DC.
+	upstreamBind := func(dn, password string) uint16 {
+		c := dial(t, dc.LDAPSURL, ldap.DialWithTLSConfig(dc.TLSConfig()))
+		return resultCode(c.Bind(dn, password))
+	}
+
+	bob := dc.User("bob")
+	next := "Changed-Through-1!"
+	c := boundConn(t, p.URL, bob.DN, bob.Password)
+	if _, err := c.PasswordModify(ldap.NewPasswordModifyRequest("", bob.Password, next)); err != nil {
+		t.Fatalf("Password Modify of bob's own password: %v", err)
+	}
+	if code := upstreamBind(bob.DN, next); code != 0 {
+		t.Errorf("bob's new password at the DC: %d", code)
+	}
+	if code := upstreamBind(bob.DN, bob.Password); code != ldap.LDAPResultInvalidCredentials {
+		t.Errorf("bob's old password at the DC: %d, want 49", code)
+	}
+	if code := resultCode(dial(t, p.URL).Bind(sambatest.Domain+`\bob`, next)); code != 0 {
+		t.Errorf("bob's new password through the proxy: %d", code)
+	}
+
+	// A modify of userPassword, deleting the old value and adding the new one, becomes
+	// AD's change of unicodePwd.
+	alice := dc.User("alice")
+	again := "Changed-Modify-2!"
+	c = boundConn(t, p.URL, alice.DN, alice.Password)
+	mod := ldap.NewModifyRequest(alice.DN, nil)
+	mod.Delete("userPassword", []string{alice.Password})
+	mod.Add("userPassword", []string{again})
+	if err := c.Modify(mod); err != nil {
+		t.Fatalf("modify of alice's userPassword: %v", err)
+	}
+	if code := upstreamBind(alice.DN, again); code != 0 {
+		t.Errorf("alice's new password at the DC: %d", code)
+	}
+
+	// Too short for the domain's policy: the DC's refusal reaches the client.
+	_, err := c.PasswordModify(ldap.NewPasswordModifyRequest("", again, "x1!"))
+	if code := resultCode(err); code != ldap.LDAPResultConstraintViolation {
+		t.Errorf("a password the policy refuses: %d (%v), want constraintViolation (19)", code, err)
+	}
+	if code := upstreamBind(alice.DN, again); code != 0 {
+		t.Errorf("alice's password after the refused change: %d", code)
+	}
+}

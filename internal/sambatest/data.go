@@ -122,6 +122,13 @@ func fileTime(t time.Time) string {
 // fill adds the organizational units, users and groups over conn, bound as the
 // Administrator over TLS (AD takes unicodePwd only on an encrypted connection).
 func (s *Server) fill(conn *ldap.Conn) error {
+	// AD's default minimum password age (one day) would refuse every user's change of
+	// their own password in a test: the sample passwords are minutes old.
+	policy := ldap.NewModifyRequest(s.BaseDN, nil)
+	policy.Replace("minPwdAge", []string{"0"})
+	if err := conn.Modify(policy); err != nil {
+		return fmt.Errorf("minPwdAge: %w", err)
+	}
 	for _, ou := range organizationalUnits {
 		dn := ou + "," + s.BaseDN
 		req := ldap.NewAddRequest(dn, nil)

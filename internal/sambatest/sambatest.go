@@ -259,7 +259,9 @@ func (s *Server) start(opts Options) error {
 }
 
 // smbConf is the configuration of the server: only the LDAP service (and LDAPS), on
-// Addr alone, with simple binds allowed over plain LDAP, every path inside Dir.
+// Addr alone, with simple binds allowed over plain LDAP, every path inside Dir. A
+// password stops working the moment it is changed: by default Samba takes the previous
+// one for another hour (as Windows does in NTLM logons), in simple binds too.
 func (s *Server) smbConf() string {
 	d := s.Dir
 	return fmt.Sprintf(`[global]
@@ -271,6 +273,7 @@ func (s *Server) smbConf() string {
 	interfaces = %s/8
 	bind interfaces only = yes
 	ldap server require strong auth = no
+	old password allowed period = 0
 	tls enabled = yes
 	tls keyfile = %s
 	tls certfile = %s
