@@ -146,6 +146,34 @@ func (b *Batch) PendingGroups(fn func(id string, g *Group)) {
 	}
 }
 
+// UserDiffers reports whether the user id, as the batch would leave it, differs from the
+// base snapshot's (added, changed or deleted): a change stream that reads objects again
+// (timestamp mode's overlap) counts only those that change.
+func (b *Batch) UserDiffers(id string) bool {
+	u, ok := b.users[id]
+	if !ok {
+		return false
+	}
+	cur := b.base.users[id]
+	if u == nil || cur == nil {
+		return (u == nil) != (cur == nil)
+	}
+	return cur.val != string(appendUser(nil, u))
+}
+
+// GroupDiffers is UserDiffers for the group id.
+func (b *Batch) GroupDiffers(id string) bool {
+	g, ok := b.groups[id]
+	if !ok {
+		return false
+	}
+	cur := b.base.groups[id]
+	if g == nil || cur == nil {
+		return (g == nil) != (cur == nil)
+	}
+	return cur.val != string(appendGroup(nil, g))
+}
+
 // Len is the number of objects put or deleted in the batch.
 func (b *Batch) Len() int { return len(b.users) + len(b.groups) }
 

@@ -31,13 +31,17 @@ type Config struct {
 	Interval time.Duration `yaml:"interval"`
 	// Mode is how changes reach the store: full (a complete read every Interval),
 	// syncrepl (RFC 4533 refreshAndPersist: changes pushed as they happen, OpenLDAP with
-	// syncprov), or auto (syncrepl when the root DSE advertises the Content
-	// Synchronization control, else full). Default full. dirsync, usn and timestamp are
-	// not implemented yet and are refused.
+	// syncprov), timestamp (any directory: the objects whose modifyTimestamp moved are
+	// read every PollInterval), or auto (syncrepl when the root DSE advertises the
+	// Content Synchronization control, else full). Default full. dirsync and usn are not
+	// implemented yet and are refused.
 	Mode string `yaml:"mode"`
-	// FullInterval is how often syncrepl mode reads everything again (a reconciliation
-	// that writes only differences), to catch what a stream missed. Default 24h.
+	// FullInterval is how often syncrepl and timestamp modes read everything again (a
+	// reconciliation that writes only differences), to catch what a stream missed and,
+	// in timestamp mode, the deletions. Default 24h.
 	FullInterval time.Duration `yaml:"full_interval"`
+	// PollInterval is the time between two polls in timestamp mode. Default 30s.
+	PollInterval time.Duration `yaml:"poll_interval"`
 	// PageSize of the paged searches (RFC 2696). Default 500.
 	PageSize int `yaml:"page_size"`
 	// Preset chooses the defaults below and the default property mappings:
@@ -81,7 +85,8 @@ type Config struct {
 // Default returns the sync section's defaults.
 func Default() Config {
 	return Config{Enabled: true, Users: true, Groups: true, Interval: 5 * time.Minute, PageSize: 500, Preset: "openldap",
-		Mode: ModeFull, FullInterval: 24 * time.Hour, Attributes: []string{"*"}}
+		Mode: ModeFull, FullInterval: 24 * time.Hour, Attributes: []string{"*"},
+		PollInterval: 30 * time.Second}
 }
 
 // preset holds the directory-specific defaults.
@@ -118,9 +123,10 @@ var presets = map[string]preset{
 
 // Modes of Config.Mode.
 const (
-	ModeFull     = "full"
-	ModeSyncrepl = "syncrepl"
-	ModeAuto     = "auto"
+	ModeFull      = "full"
+	ModeSyncrepl  = "syncrepl"
+	ModeTimestamp = "timestamp"
+	ModeAuto      = "auto"
 )
 
 var (
@@ -153,17 +159,20 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("interval: must be positive"))
 	}
 	switch c.Mode {
-	case ModeFull, ModeSyncrepl, ModeAuto:
-	case "dirsync", "usn", "timestamp":
-		errs = append(errs, fmt.Errorf("mode: %q is not implemented yet; use full, syncrepl or auto", c.Mode))
+	case ModeFull, ModeSyncrepl, ModeTimestamp, ModeAuto:
+	case "dirsync", "usn":
+		errs = append(errs, fmt.Errorf("mode: %q is not implemented yet; use full, syncrepl, timestamp or auto", c.Mode))
 	default:
-		errs = append(errs, fmt.Errorf("mode: %q is not one of full, syncrepl, auto", c.Mode))
+		errs = append(errs, fmt.Errorf("mode: %q is not one of full, syncrepl, timestamp, auto", c.Mode))
 	}
 	if c.Mode == ModeSyncrepl && c.UniquenessField != "" && !strings.EqualFold(c.UniquenessField, "entryUUID") && ok {
 		errs = append(errs, fmt.Errorf("mode: syncrepl identifies deleted entries by their entryUUID: it needs uniqueness_field entryUUID, not %s", c.UniquenessField))
 	}
 	if c.FullInterval <= 0 {
 		errs = append(errs, errors.New("full_interval: must be positive"))
+	}
+	if c.PollInterval <= 0 {
+		errs = append(errs, errors.New("poll_interval: must be positive"))
 	}
 	errs = append(errs, validateAttributeLists(c)...)
 	if c.PageSize <= 0 || c.PageSize > 100000 {

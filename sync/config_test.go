@@ -29,8 +29,10 @@ func TestValidateReportsEveryError(t *testing.T) {
 			[]string{"membership_field: not one of", "uniqueness_field: not one of"}},
 		{"modes not implemented yet, and full_interval", func(c *ldapsync.Config) { c.Mode, c.FullInterval = "dirsync", 0 },
 			[]string{`mode: "dirsync" is not implemented yet`, "full_interval: must be positive"}},
+		{"timestamp and poll_interval", func(c *ldapsync.Config) { c.Mode, c.PollInterval = ldapsync.ModeTimestamp, 0 },
+			[]string{"poll_interval: must be positive"}},
 		{"unknown mode", func(c *ldapsync.Config) { c.Mode = "push" },
-			[]string{`mode: "push" is not one of full, syncrepl, auto`}},
+			[]string{`mode: "push" is not one of full, syncrepl, timestamp, auto`}},
 		{"syncrepl without entryUUID", func(c *ldapsync.Config) { c.Mode, c.UniquenessField = ldapsync.ModeSyncrepl, "nsUniqueId" },
 			[]string{"mode: syncrepl identifies deleted entries by their entryUUID"}},
 		{"parent_group and a mapping", func(c *ldapsync.Config) {

@@ -39,17 +39,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sync_last_success_timestamp_seconds", Help: "When the last successful sync of each kind ended (Unix time).",
 		}, []string{"kind"}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sync_changes_total", Help: "Changes a change stream (syncrepl) applied to the store, by object kind and operation (add, modify, delete, rename).",
+			Name: "sync_changes_total", Help: "Changes a change stream (syncrepl, timestamp polls) applied to the store, by object kind and operation (add, modify, delete, rename).",
 		}, []string{"kind", "op"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sync_stream_connected", Help: "1 while the change stream (syncrepl) is connected to the upstream, else 0.",
+			Name: "sync_stream_connected", Help: "1 while the change stream (syncrepl) is connected to the upstream, or timestamp polls succeed, else 0.",
 		}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sync_lag_seconds", Help: "From an upstream change (its entryCSN time) to the commit that makes it visible through the proxy, for adds, modifies and renames pushed by the change stream.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sync_stream_full_reads_total", Help: "Full reads in syncrepl mode, by reason: full (no cookie stored, or the reconciliation every full_interval), refresh_required (the upstream could not resume from the cookie).",
+			Name: "sync_stream_full_reads_total", Help: "Full reads in syncrepl and timestamp modes, by reason: full (no cookie or mark stored, or the reconciliation every full_interval), refresh_required (the upstream could not resume from the cookie).",
 		}, []string{"reason"}),
 	}
 	// The label values are few and known: each series exists from the start, at 0.

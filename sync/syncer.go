@@ -36,6 +36,8 @@ type Syncer struct {
 	keep keeper
 	// modeInUse is the mode Loop chose (sync.mode auto resolved); nil before.
 	modeInUse atomic.Pointer[string]
+	// clock follows the upstream's clock for timestamp mode (Loop's goroutine only).
+	clock upstreamClock
 }
 
 // New compiles the mappings and prepares a syncer. A mapping that does not compile is
@@ -143,11 +145,12 @@ var (
 )
 
 // Run performs one complete sync and commits it; on any error nothing is committed.
-func (s *Syncer) Run(ctx context.Context) error { return s.runFull(ctx, nil) }
+func (s *Syncer) Run(ctx context.Context) error { return s.runFull(ctx, nil, false) }
 
 // runFull is Run, committing cookies (change-stream positions taken before the read
-// began) with the data.
-func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte) error {
+// began) with the data, and with mark timestamp mode's high-water mark as the read
+// leaves it.
+func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte, mark bool) error {
 	var kinds []string
 	if s.cfg.Groups {
 		kinds = append(kinds, cache.KindGroups)
@@ -216,6 +219,9 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte) error {
 	}
 	for name, c := range cookies {
 		w.SetCookie(name, c)
+	}
+	if mark {
+		r.setMark(start)
 	}
 	if err := w.Commit(); err != nil {
 		r.record(cache.ResultFailed, start)
@@ -357,9 +363,10 @@ func (s *Syncer) readAll() []string {
 	return []string{"*", "+"}
 }
 
-// groupAttributes are the attributes a group is read with.
+// groupAttributes are the attributes a group is read with (modifyTimestamp, for the
+// re-reads by time).
 func (s *Syncer) groupAttributes() []string {
-	attrs := append(s.readAll(), s.cfg.UniquenessField)
+	attrs := append(s.readAll(), s.cfg.UniquenessField, "modifyTimestamp")
 	attrs = append(attrs, s.groups.Attributes()...)
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
@@ -369,7 +376,7 @@ func (s *Syncer) groupAttributes() []string {
 
 // userAttributes are the attributes a user is read with.
 func (s *Syncer) userAttributes() []string {
-	attrs := append(s.readAll(), s.cfg.UniquenessField)
+	attrs := append(s.readAll(), s.cfg.UniquenessField, "modifyTimestamp")
 	attrs = append(attrs, s.users.Attributes()...)
 	attrs = append(attrs, s.marker...)
 	attrs = append(attrs, accountAttributes...)
@@ -395,8 +402,7 @@ func (s *Syncer) parentGroup() *cache.Group {
 func (r *run) readGroups(ctx context.Context) error {
 	s := r.s
 	prog := r.progress(cache.KindGroups)
-	attrs := append(s.groupAttributes(), "modifyTimestamp")
-	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, attrs, func(lc *ldap.Conn, e *ldap.Entry) error {
+	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), func(lc *ldap.Conn, e *ldap.Entry) error {
 		prog.add()
 		g, err := r.readGroup(ctx, lc, e)
 		if g == nil || err != nil {
@@ -416,9 +422,7 @@ func (r *run) readGroups(ctx context.Context) error {
 // skipped. It notes the entry's modifyTimestamp.
 func (r *run) readGroup(ctx context.Context, lc *ldap.Conn, e *ldap.Entry) (*group, error) {
 	s := r.s
-	if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(r.newest) {
-		r.newest = t
-	}
+	r.stamp(e)
 	id, obj, ok := r.mapEntry(cache.KindGroups, s.groups, e)
 	if !ok {
 		return nil, nil
@@ -495,6 +499,7 @@ func (r *run) readUsers(ctx context.Context) error {
 	prog := r.progress(cache.KindUsers)
 	return s.search(ctx, "users", join(s.cfg.UserDN, s.base), s.cfg.UserFilter, s.userAttributes(), func(_ *ldap.Conn, e *ldap.Entry) error {
 		prog.add()
+		r.stamp(e)
 		id, obj, ok := r.mapEntry(cache.KindUsers, s.users, e)
 		if !ok {
 			return nil

@@ -48,6 +48,8 @@ func (s *Syncer) Loop(ctx context.Context) {
 	switch mode {
 	case ModeSyncrepl:
 		s.streamLoop(ctx)
+	case ModeTimestamp:
+		s.pollLoop(ctx)
 	case ModeFull:
 		s.fullLoop(ctx)
 	}
@@ -234,7 +236,7 @@ func (s *Syncer) reload(ctx context.Context) error {
 		cookies[cookieName(kind)] = c
 	}
 	s.m.reloads.WithLabelValues("full").Inc()
-	return s.runFull(ctx, cookies)
+	return s.runFull(ctx, cookies, false)
 }
 
 // position asks the upstream for its current position for kind's search: a refreshOnly
@@ -505,6 +507,9 @@ type applier struct {
 	// membership keys; the base snapshot indexes the others.
 	dnUsers, nameUsers, dnGroups map[string]string
 	changes                      []change
+	// onlyChanged counts only the objects that differ from the stored ones: timestamp
+	// mode reads some objects again.
+	onlyChanged bool
 }
 
 func (a *applier) event(ev event) {
@@ -587,7 +592,10 @@ func (a *applier) op(existed bool, old, dn string) string {
 func (a *applier) record(kind, op string, e *ldap.Entry) {
 	c := change{kind: kind, op: op}
 	if e != nil && a.live[kind] {
-		c.at, _ = csnTime(e.GetAttributeValue("entryCSN"))
+		var ok bool
+		if c.at, ok = csnTime(e.GetAttributeValue("entryCSN")); !ok {
+			c.at, _ = parseStamp(e.GetAttributeValue("modifyTimestamp"))
+		}
 	}
 	a.changes = append(a.changes, c)
 }
@@ -664,6 +672,9 @@ func (a *applier) putUser(e *ldap.Entry) {
 	}
 	a.dnUsers[s.store.NormalizeDN(u.DN)] = id
 	a.nameUsers[strings.ToLower(u.Username)] = id
+	if a.onlyChanged && !a.b.UserDiffers(id) {
+		return
+	}
 	a.record(cache.KindUsers, a.op(existed, old, e.DN), e)
 }
 
@@ -703,6 +714,7 @@ func (a *applier) putGroup(e *ldap.Entry) {
 		return
 	}
 	a.dnGroups[key] = id
+	moved := 0 // members that joined or left
 	if s.cfg.MembershipField != "memberOf" {
 		a.forgetUnresolved(id)
 		users, groups := map[string]bool{}, map[string]bool{}
@@ -716,7 +728,10 @@ func (a *applier) putGroup(e *ldap.Entry) {
 				a.addUnresolved(k, id)
 			}
 		}
-		a.setMembers(id, users, groups)
+		moved = a.setMembers(id, users, groups)
+	}
+	if a.onlyChanged && moved == 0 && !a.b.GroupDiffers(id) {
+		return
 	}
 	a.record(cache.KindGroups, a.op(existed, old, e.DN), e)
 }
@@ -740,8 +755,10 @@ func (a *applier) remove(kind, id string) {
 }
 
 // setMembers makes users and groups the direct members of group gid, by changing the
-// Groups of the users and the Parents of the groups that join or leave it.
-func (a *applier) setMembers(gid string, users, groups map[string]bool) {
+// Groups of the users and the Parents of the groups that join or leave it, and returns
+// how many joined or left.
+func (a *applier) setMembers(gid string, users, groups map[string]bool) int {
+	n := 0
 	baseUsers, baseGroups := a.b.Base().Members(gid)
 	curUsers, curGroups := setOf(baseUsers), setOf(baseGroups)
 	a.b.PendingUsers(func(id string, u *cache.User) {
@@ -754,14 +771,17 @@ func (a *applier) setMembers(gid string, users, groups map[string]bool) {
 		if u, ok := a.b.User(id); ok {
 			u.Groups = toggle(u.Groups, gid, in)
 			_ = a.b.PutUser(u) // a user read from the store or the batch is valid
+			n++
 		}
 	})
 	eachChange(curGroups, groups, func(id string, in bool) {
 		if g, ok := a.b.Group(id); ok {
 			g.Parents = toggle(g.Parents, gid, in)
 			_ = a.b.PutGroup(g)
+			n++
 		}
 	})
+	return n
 }
 
 // eachChange calls fn with each ID whose membership differs between cur and want, and

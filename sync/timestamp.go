@@ -1,0 +1,231 @@
+package sync
+
+import (
+	"context"
+
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/cache"
+)
+
+// cookieTimestamp names timestamp mode's high-water mark in the store: a time in the
+// upstream's clock at or before which every change has been applied (RFC 3339).
+const cookieTimestamp = "timestamp"
+
+// stamp notes an entry's modifyTimestamp as the newest of the run if it is.
+func (r *run) stamp(e *ldap.Entry) {
+	if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(r.newest) {
+		r.newest = t
+	}
+}
+
+// upstreamClock follows the upstream's clock through the timestamps it writes, without
+// trusting the proxy's clock to agree with it: the newest modifyTimestamp a read saw is
+// at most the upstream's time when the read ended. floor is that timestamp less the
+// proxy's time then, from the last read that saw one; the upstream's time at a proxy
+// time t is at least t + floor (clocks run at the same rate; a step back of the
+// upstream's clock is within stampOverlap, or corrected by the next read).
+type upstreamClock struct {
+	floor time.Duration
+	ok    bool
+}
+
+// saw notes that a read that ended at end saw newest (zero: no timestamp).
+func (c *upstreamClock) saw(newest, end time.Time) {
+	if !newest.IsZero() {
+		c.floor, c.ok = newest.Sub(end), true
+	}
+}
+
+// at returns the upstream's time at the proxy's time t, at least.
+func (c *upstreamClock) at(t time.Time) (time.Time, bool) {
+	return t.Add(c.floor), c.ok
+}
+
+// setMark records timestamp mode's mark on a full read that began at start: the
+// upstream's time when the read began, at least, so that every change the read may
+// have missed is stamped after it. A read that saw no timestamp keeps the stored mark.
+func (r *run) setMark(start time.Time) {
+	r.s.clock.saw(r.newest, time.Now())
+	m, ok := r.s.clock.at(start)
+	if !ok {
+		r.s.log.Warn("sync: the upstream returned no modifyTimestamp; timestamp mode cannot see changes between full reads")
+		return
+	}
+	r.w.SetCookie(cookieTimestamp, formatMark(m))
+}
+
+func formatMark(t time.Time) []byte { return []byte(t.UTC().Format(time.RFC3339Nano)) }
+
+// storedMark is the mark the store holds.
+func (s *Syncer) storedMark() (time.Time, bool) {
+	c := s.store.Cookie(cookieTimestamp)
+	if c == nil {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(c))
+	return t, err == nil
+}
+
+// pollLoop is timestamp mode: a full read when no mark is stored and every FullInterval
+// (deletions show there); in between, every PollInterval, a poll of the users and groups
+// whose modifyTimestamp is at or after the mark (less stampOverlap), applied as one
+// batch with the mark it reached.
+func (s *Syncer) pollLoop(ctx context.Context) {
+	st := newStream(s)
+	_, ok := s.storedMark()
+	needFull := !ok
+	lastFull := time.Now()
+	if ok {
+		s.log.Info("sync: resuming the timestamp polls from the stored mark", "mark", string(s.store.Cookie(cookieTimestamp)))
+	}
+	for ctx.Err() == nil {
+		wait := s.cfg.PollInterval
+		if needFull || time.Since(lastFull) >= s.cfg.FullInterval {
+			s.m.reloads.WithLabelValues("full").Inc()
+			if err := s.runFull(ctx, nil, true); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Error("sync: full read failed; the store keeps the previous state", "err", err, "retry_in", wait)
+			} else {
+				lastFull, st = time.Now(), newStream(s)
+				s.m.connected.Set(1)
+				if _, ok := s.storedMark(); ok {
+					needFull = false
+				} else {
+					wait = s.cfg.Interval // no timestamps: full reads, at full mode's pace
+				}
+			}
+		} else if err := st.poll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.m.connected.Set(0)
+			s.log.Warn("sync: poll failed; retrying at the next one", "err", err, "in", wait)
+		} else {
+			s.m.connected.Set(1)
+		}
+		if !sleep(ctx, wait) {
+			break
+		}
+	}
+	s.m.connected.Set(0)
+}
+
+// poll reads the users and groups changed since the stored mark (less stampOverlap) and
+// applies them as one batch, committed with the new mark: the upstream's time when the
+// poll began (at least; see upstreamClock), or the old mark when that is later. So the
+// mark moves on with time even when nothing changes, and an object is read again only
+// while its change is within stampOverlap of the mark.
+func (st *stream) poll(ctx context.Context) error {
+	s := st.s
+	mark, _ := s.storedMark()
+	from := mark.Add(-stampOverlap).UTC().Format(stampLayout)
+	for _, kind := range s.streamKinds() {
+		st.live[kind] = true // changes are new: their lag is measured
+	}
+	start := time.Now()
+	var entries map[string][]*ldap.Entry
+	var newest time.Time
+	err := s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
+		entries, newest = map[string][]*ldap.Entry{}, time.Time{}
+		// Users before groups: a group that names a user moved since is then resolved
+		// against the user's new DN.
+		for _, kind := range []string{cache.KindUsers, cache.KindGroups} {
+			if !st.polls(kind) {
+				continue
+			}
+			base, filter, attrs := s.searchOf(kind)
+			filter = "(&" + filter + "(modifyTimestamp>=" + from + "))"
+			err := pagedSearch(ctx, lc, s.cfg.PageSize, base, filter, attrs, func(e *ldap.Entry) error {
+				if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(newest) {
+					newest = t
+				}
+				if kind == cache.KindGroups && s.cfg.MembershipField != "memberOf" {
+					if err := s.wholeMembers(ctx, lc, e); err != nil {
+						return err
+					}
+				}
+				entries[kind] = append(entries[kind], e)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("poll %s: %w", kind, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.clock.saw(newest, time.Now())
+	next := mark
+	if m, ok := s.clock.at(start); ok && m.After(next) {
+		next = m
+	}
+
+	b, err := s.store.BeginBatch()
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	defer b.Abort()
+	a := &applier{stream: st, b: b, dnUsers: map[string]string{}, nameUsers: map[string]string{}, dnGroups: map[string]string{}, onlyChanged: true}
+	for _, e := range entries[cache.KindUsers] {
+		a.putUser(e)
+	}
+	for _, e := range entries[cache.KindGroups] {
+		a.putGroup(e)
+	}
+	b.SetCookie(cookieTimestamp, formatMark(next))
+	if _, err := b.Commit(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	now := time.Now()
+	for _, c := range a.changes {
+		s.m.changes.WithLabelValues(c.kind, c.op).Inc()
+		if !c.at.IsZero() {
+			s.m.lag.Observe(max(0, now.Sub(c.at).Seconds()))
+		}
+	}
+	if len(a.changes) > 0 {
+		s.log.Debug("sync: poll applied", "changes", len(a.changes), "read", len(entries[cache.KindUsers])+len(entries[cache.KindGroups]), "mark", next)
+	}
+	return nil
+}
+
+// polls reports whether kind is polled.
+func (st *stream) polls(kind string) bool {
+	for _, k := range st.s.streamKinds() {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// wholeMembers replaces a group entry's membership values by all of them, following
+// Active Directory's range retrieval (member;range=0-1499, …).
+func (s *Syncer) wholeMembers(ctx context.Context, lc *ldap.Conn, e *ldap.Entry) error {
+	vals, err := s.membershipValues(ctx, lc, e)
+	if err != nil {
+		return err
+	}
+	field := s.cfg.MembershipField
+	kept := e.Attributes[:0]
+	for _, a := range e.Attributes {
+		name, _, _ := strings.Cut(a.Name, ";")
+		if !strings.EqualFold(name, field) {
+			kept = append(kept, a)
+		}
+	}
+	e.Attributes = kept
+	if len(vals) > 0 {
+		e.Attributes = append(e.Attributes, ldap.NewEntryAttribute(field, vals))
+	}
+	return nil
+}
