@@ -300,11 +300,11 @@ func TestSambaCachedMatchesUpstream(t *testing.T) {
 	}{
 		{filter: "(sAMAccountName=alice)", agrees: true},
 		{filter: "(userPrincipalName=" + dc.User("jsmith").UPN + ")", agrees: true},
-		{filter: "(&(objectCategory=person)(objectClass=user)(sAMAccountName=jsmith))"},
+		{filter: "(&(objectCategory=person)(objectClass=user)(sAMAccountName=jsmith))", agrees: true},
 		{filter: "(objectClass=group)", agrees: true},
 		{filter: "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"},
-		{filter: "(&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"},
-		{filter: "(anr=smith)"},
+		{filter: "(&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", agrees: true},
+		{filter: "(anr=smith)", agrees: true},
 		{filter: "(member:1.2.840.113556.1.4.1941:=" + dc.Group("Engineering").DN + ")", agrees: true},
 		{filter: "(memberOf:1.2.840.113556.1.4.1941:=" + dc.Group("VPN Users").DN + ")", agrees: true},
 	}

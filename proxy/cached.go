@@ -75,7 +75,7 @@ func (c *cached) update(sn *cache.Snapshot) {
 func (c *cached) rebuild(sn *cache.Snapshot) {
 	start := time.Now()
 	entries := ServedEntries(sn, c.opts)
-	t, err := directory.NewTree([]string{c.opts.BaseDN}, entries)
+	t, err := directory.NewTree([]string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
 	if err != nil {
 		c.log.Error("cannot build the served tree; keeping the previous one", "generation", sn.Generation(), "err", err)
 		return
@@ -83,6 +83,14 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	c.tree.Store(t)
 	c.sn, c.containers = sn, newServedContainers(sn, c.opts)
 	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// treeOptions are the conventions the served tree follows beyond LDAP's.
+func (o ServedOptions) treeOptions() []directory.TreeOption {
+	if !o.ActiveDirectory {
+		return nil
+	}
+	return []directory.TreeOption{directory.WithActiveDirectory(directory.ADOptions{})}
 }
 
 func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {

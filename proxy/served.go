@@ -31,6 +31,10 @@ type ServedOptions struct {
 	// upstream's attributes (sync.mappings' own; the presets' fields only restate
 	// attributes served as they are).
 	UserFields, GroupFields []string
+	// ActiveDirectory makes the served tree follow Active Directory's own filter
+	// conventions: objectCategory short names and ambiguous name resolution (anr). The
+	// active-directory preset sets it.
+	ActiveDirectory bool
 }
 
 // ServedEntries turns a snapshot of the store into the entries of the served tree: each

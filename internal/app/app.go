@@ -118,6 +118,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 		Served: proxy.ServedOptions{
 			BaseDN: cfg.Upstream.BaseDN, NestedGroups: cfg.Sync.NestedGroups, MembershipField: cfg.Sync.MembershipField,
 			UserFields: mapping.Fields(cfg.Sync.Mappings.Users), GroupFields: mapping.Fields(cfg.Sync.Mappings.Groups),
+			ActiveDirectory: cfg.Sync.Preset == "active-directory",
 		},
 		Version:         version,
 		Logger:          log.With("component", "frontend"),
