@@ -194,25 +194,34 @@ func (t *Tree) compileANR(value string) plan {
 	if value == "" {
 		return planUndefined
 	}
-	var terms []func(*treeEntry) bool
+	// The terms on one attribute each are tested in one pass over the entry's
+	// attributes.
+	single := map[*attrType]anrTest{}
 	for _, name := range t.ad.anr {
 		legacy := strings.EqualFold(name, "legacyExchangeDN")
-		if term := t.anrTerm(name, value, exact || legacy); term != nil {
-			terms = append(terms, term)
+		if at, test := t.anrTerm(name, value, exact || legacy); at != nil {
+			single[at] = test
 		}
 	}
+	var pairs [][2]func(*treeEntry) bool
 	if first, rest, split := strings.Cut(value, " "); split {
 		rest = strings.TrimLeft(rest, " ")
 		for _, pair := range [2][2]string{{first, rest}, {rest, first}} {
-			given, sn := t.anrTerm("givenName", pair[0], exact), t.anrTerm("sn", pair[1], exact)
-			if given != nil && sn != nil {
-				terms = append(terms, func(e *treeEntry) bool { return given(e) && sn(e) })
+			gat, given := t.anrTerm("givenName", pair[0], exact)
+			sat, sn := t.anrTerm("sn", pair[1], exact)
+			if gat != nil && sat != nil {
+				pairs = append(pairs, [2]func(*treeEntry) bool{given.on(t, gat), sn.on(t, sat)})
 			}
 		}
 	}
 	return plan{match: func(e *treeEntry) tri {
-		for _, term := range terms {
-			if term(e) {
+		for i := range e.attrs {
+			if test, ok := single[e.attrs[i].typ]; ok && t.attrValues(e, i, test.norm, test.f) {
+				return triTrue
+			}
+		}
+		for _, p := range pairs {
+			if p[0](e) && p[1](e) {
 				return triTrue
 			}
 		}
@@ -220,36 +229,48 @@ func (t *Tree) compileANR(value string) plan {
 	}}
 }
 
+// anrTest is the test of one ANR term on the values of one attribute, normalised as
+// norm.
+type anrTest struct {
+	norm normKind
+	f    func(string) bool
+}
+
+// on returns the test applied to the values of at in an entry.
+func (a anrTest) on(t *Tree, at *attrType) func(*treeEntry) bool {
+	return func(e *treeEntry) bool {
+		for i := range e.attrs {
+			if e.attrs[i].typ == at && t.attrValues(e, i, a.norm, a.f) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // anrTerm is one term of an ANR search: attribute name equal to value, or starting with
-// it. nil when no entry has the attribute and the schema does not know it, or when its
-// rules cannot compare the value: the term is then False for every entry, where LDAP
-// would make it Undefined (AD's schema knows every attribute of the set).
-func (t *Tree) anrTerm(name, value string, exact bool) func(*treeEntry) bool {
+// it, on the values of that type only. A nil type when no entry has the attribute and
+// the schema does not know it, or when its rules cannot compare the value: the term is
+// then False for every entry, where LDAP would make it Undefined (AD's schema knows
+// every attribute of the set).
+func (t *Tree) anrTerm(name, value string, exact bool) (*attrType, anrTest) {
 	at := t.schema.attr(name)
 	if at == nil {
-		return nil
+		return nil, anrTest{}
 	}
 	rule, pos := at.sub, posInitial
 	if exact {
 		rule, pos = at.eq, posValue
 	}
 	if rule == nil {
-		return nil
+		return nil, anrTest{}
 	}
 	norm, ok := t.schema.normalize(rule.norm, []byte(value), pos)
 	if !ok {
-		return nil
+		return nil, anrTest{}
 	}
-	test := func(v string) bool { return strings.HasPrefix(v, norm) }
 	if exact {
-		test = func(v string) bool { return v == norm }
+		return at, anrTest{rule.norm, func(v string) bool { return v == norm }}
 	}
-	return func(e *treeEntry) bool {
-		for i := range e.attrs {
-			if e.attrs[i].typ == at && t.attrValues(e, i, rule.norm, test) {
-				return true
-			}
-		}
-		return false
-	}
+	return at, anrTest{rule.norm, func(v string) bool { return strings.HasPrefix(v, norm) }}
 }

@@ -382,3 +382,33 @@ func TestADObjectGUID(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkADFilters runs the filters AD clients send over 10,000 AD-shaped users:
+// the enabled users of a category (indexed), one account by name, and an ANR search
+// (a scan of every entry).
+func BenchmarkADFilters(b *testing.B) {
+	entries := adEntries()
+	for i := range 10000 {
+		name := fmt.Sprintf("user%04d", i)
+		entries = append(entries, adUser(name, "Given"+name, fmt.Sprintf("Surname%04d", i), 512))
+	}
+	tree, err := NewTree([]string{adBase}, entries, WithActiveDirectory(ADOptions{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range []string{
+		"(&(objectCategory=person)(objectClass=user)(sAMAccountName=user0042))",
+		"(&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
+		"(anr=surname004)",
+		"(anr=given sur)",
+	} {
+		b.Run(f, func(b *testing.B) {
+			req := searchRequest(b, adBase, ScopeSubtree, f, "1.1")
+			w := &discardWriter{}
+			b.ReportAllocs()
+			for b.Loop() {
+				searchInto(tree, w, req)
+			}
+		})
+	}
+}
