@@ -305,6 +305,15 @@ func TestSambaCachedMatchesUpstream(t *testing.T) {
 		{filter: "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"},
 		{filter: "(&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", agrees: true},
 		{filter: "(anr=smith)", agrees: true},
+		{filter: "(objectCategory=person)", agrees: true},
+		{filter: "(objectCategory=group)", agrees: true},
+		// The OUs between synced objects are served as minimal containers, without
+		// objectCategory.
+		{filter: "(objectCategory=organizationalUnit)"},
+		{filter: "(anr=john sm)", agrees: true},
+		{filter: "(anr==Anna Smithers)", agrees: true},
+		{filter: "(&(objectCategory=group)(member:1.2.840.113556.1.4.1941:=" + dc.User("alice").DN + "))", agrees: true},
+		{filter: "(userAccountControl:1.2.840.113556.1.4.803:=2)", agrees: true},
 		{filter: "(member:1.2.840.113556.1.4.1941:=" + dc.Group("Engineering").DN + ")", agrees: true},
 		{filter: "(memberOf:1.2.840.113556.1.4.1941:=" + dc.Group("VPN Users").DN + ")", agrees: true},
 	}
