@@ -207,7 +207,7 @@ func Start(opts Options) (*Server, error) {
 // start picks an address, writes smb.conf and the certificates for it, starts samba and
 // waits until it accepts a bind.
 func (s *Server) start(opts Options) error {
-	addr, err := freeAddr()
+	addr, err := pickAddr()
 	if err != nil {
 		return err
 	}
@@ -250,7 +250,8 @@ func (s *Server) start(opts Options) error {
 	}()
 	if err := s.waitReady(); err != nil {
 		s.stop()
-		if strings.Contains(s.out.String(), "in use") {
+		// Another process took a port between freeAddr's check and samba's bind.
+		if strings.Contains(s.out.String(), "NT_STATUS_ADDRESS_ALREADY_ASSOCIATED") {
 			return fmt.Errorf("%w: %s: %v", errAddrInUse, addr, err)
 		}
 		return fmt.Errorf("%w\nsamba output:\n%s", err, s.out.String())
@@ -319,16 +320,20 @@ func (s *Server) waitReady() error {
 	}
 }
 
+// pickAddr chooses the address of each start; a variable so that a test can hand out
+// one that is taken.
+var pickAddr = freeAddr
+
 // freeAddr picks a random address in 127.0.0.0/8, away from 127.0.0.1 and the usual
 // 127.0.x.y, whose LDAP ports are free.
 func freeAddr() (string, error) {
 	var lastErr error
 	for range 20 {
-		var b [2]byte
+		var b [3]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return "", err
 		}
-		addr := fmt.Sprintf("127.%d.%d.%d", 100+b[0]%100, b[1], 2+b[0]%250)
+		addr := fmt.Sprintf("127.%d.%d.%d", 100+b[0]%100, b[1], 2+b[2]%250)
 		lastErr = nil
 		for _, port := range []string{"389", "636"} {
 			l, err := net.Listen("tcp", net.JoinHostPort(addr, port))

@@ -1,6 +1,8 @@
 package sambatest
 
 import (
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,4 +170,36 @@ func hasOnly(entries []*ldap.Entry, want ...string) bool {
 		}
 	}
 	return true
+}
+
+// A port taken between the check and samba's bind makes Start try another address.
+func TestStartRetriesTakenAddress(t *testing.T) {
+	if !Installed() {
+		unavailable(t, ErrNotInstalled)
+	}
+	taken, err := freeAddr()
+	if errors.Is(err, errNeedRoot) {
+		unavailable(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(taken, "389"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	calls := 0
+	pickAddr = func() (string, error) {
+		calls++
+		if calls == 1 {
+			return taken, nil
+		}
+		return freeAddr()
+	}
+	defer func() { pickAddr = freeAddr }()
+	dc := New(t, Options{})
+	if dc.Addr == taken || calls != 2 {
+		t.Fatalf("started on %s after %d picks; %s was taken", dc.Addr, calls, taken)
+	}
 }

@@ -19,19 +19,16 @@ const RequireEnv = "LDAPPROXY_REQUIRE_SAMBA"
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if !Installed() {
-		if os.Getenv(RequireEnv) == "" {
-			t.Skipf("%v; set %s=1 to make this a failure", ErrNotInstalled, RequireEnv)
-		}
-		t.Fatalf("%v, and %s is set", ErrNotInstalled, RequireEnv)
+		unavailable(t, ErrNotInstalled)
 	}
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
 	s, err := Start(opts)
+	if errors.Is(err, errNeedRoot) {
+		unavailable(t, err)
+	}
 	if err != nil {
-		if errors.Is(err, errNeedRoot) && os.Getenv(RequireEnv) == "" {
-			t.Skipf("%v; set %s=1 to make this a failure", err, RequireEnv)
-		}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -43,6 +40,16 @@ func New(t testing.TB, opts Options) *Server {
 		}
 	})
 	return s
+}
+
+// unavailable skips the test for want of Samba or of root, or fails it when RequireEnv
+// is set.
+func unavailable(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv(RequireEnv) == "" {
+		t.Skipf("%v; set %s=1 to make this a failure", err, RequireEnv)
+	}
+	t.Fatalf("%v, and %s is set", err, RequireEnv)
 }
 
 // Conn returns a connection over LDAPS bound as the Administrator that is closed when
