@@ -8,10 +8,14 @@ import "strings"
 type Changes struct {
 	// Users and Groups are the IDs, in ID order.
 	Users, Groups []string
+	// EntrySets are the names of the entry sets (sync.extra) that differ, sorted.
+	EntrySets []string
 }
 
 // Empty reports whether nothing differs.
-func (c Changes) Empty() bool { return len(c.Users) == 0 && len(c.Groups) == 0 }
+func (c Changes) Empty() bool {
+	return len(c.Users) == 0 && len(c.Groups) == 0 && len(c.EntrySets) == 0
+}
 
 // ChangesSince returns the objects that differ between prev and sn; prev nil is an
 // empty store. A commit keeps the record of every object it did not change, and the
@@ -23,8 +27,9 @@ func (sn *Snapshot) ChangesSince(prev *Snapshot) Changes {
 		prev = &Snapshot{}
 	}
 	return Changes{
-		Users:  diffRecords(prev.userList, sn.userList, func(r *userRec) (string, string) { return r.id, r.val }),
-		Groups: diffRecords(prev.groupList, sn.groupList, func(r *groupRec) (string, string) { return r.id, r.val }),
+		Users:     diffRecords(prev.userList, sn.userList, func(r *userRec) (string, string) { return r.id, r.val }),
+		Groups:    diffRecords(prev.groupList, sn.groupList, func(r *groupRec) (string, string) { return r.id, r.val }),
+		EntrySets: sn.changedEntrySets(prev),
 	}
 }
 

@@ -33,6 +33,9 @@ type Snapshot struct {
 
 	members map[string]*memberList // by group ID
 
+	// entrySets are the sync.extra sets, by name (see entries.go).
+	entrySets map[string]*entrySetRec
+
 	// domain is the upstream's domain as the last sync that read it found it.
 	domain Domain
 	// schema is the upstream's schema as the last sync that read it found it; nil: none.

@@ -241,6 +241,7 @@ func (s *Store) load() error {
 	)
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}
+	sets := map[string]*entrySetRec{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		if err := checkFormat(txn); err != nil {
 			return err
@@ -279,6 +280,17 @@ func (s *Store) load() error {
 			groups[id] = r
 			return nil
 		})
+		stale = s.loadObjects(txn, prefixEntrySets, gen, stale, func(name string, val []byte, kgen uint64) error {
+			delete(sets, name)
+			if len(val) == 0 {
+				return nil
+			}
+			if _, err := decodeEntrySet(string(val)); err != nil {
+				return err
+			}
+			sets[name] = &entrySetRec{name: name, val: string(val), gen: kgen}
+			return nil
+		})
 		if err := s.loadCookies(txn); err != nil {
 			return err
 		}
@@ -300,6 +312,9 @@ func (s *Store) load() error {
 	}
 	sn := newSnapshot(gen, users, groups, s.normDN)
 	sn.domain, sn.schema = domain, schema
+	if len(sets) > 0 {
+		sn.entrySets = sets
+	}
 	s.snap.Store(sn)
 	return nil
 }
@@ -533,7 +548,7 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 func (s *Store) discardAbove(gen uint64) error {
 	var stale [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		for _, prefix := range []string{prefixUsers, prefixGroups} {
+		for _, prefix := range []string{prefixUsers, prefixGroups, prefixEntrySets} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
 			for it.Rewind(); it.Valid(); it.Next() {
 				if _, kgen, ok := parseObjectKey(it.Item().Key(), prefix); ok && kgen > gen {

@@ -46,6 +46,10 @@ type Sync struct {
 	schema *Schema
 	// cookies are what SetCookie gave, committed with the generation.
 	cookies map[string][]byte
+	// entrySets are the entry sets SetEntrySets gave, stored or written; nil: the run
+	// keeps the stored ones. entrySetWrites counts the sets it wrote or deleted.
+	entrySets      map[string]*entrySetRec
+	entrySetWrites int
 }
 
 // counts is what a run changed of one kind.
@@ -408,6 +412,9 @@ func (w *Sync) commit() error {
 	}
 
 	next := w.base.derive(w.gen, changed(w.users, w.counts[KindUsers]), changed(w.groups, w.counts[KindGroups]))
+	if w.entrySets != nil && w.entrySetWrites > 0 {
+		next.entrySets = w.entrySets
+	}
 	setDomain := w.domain != nil && *w.domain != w.base.domain
 	if setDomain {
 		next.domain = *w.domain
@@ -503,7 +510,7 @@ func changed[V any](objects map[string]*V, c *counts) map[string]*V {
 
 // objectWrites is the number of objects the run wrote or deleted.
 func (w *Sync) objectWrites() int {
-	n := 0
+	n := w.entrySetWrites
 	for _, c := range w.counts {
 		n += c.created + c.updated + c.deleted
 	}

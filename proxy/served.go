@@ -70,7 +70,29 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 		entries = append(entries, servedGroup(g, o, &refs))
 		return true
 	})
+	for _, name := range sn.EntrySetNames() {
+		set, _ := sn.EntrySet(name)
+		for i := range set {
+			entries = append(entries, servedExtra(&set[i]))
+		}
+	}
 	return append(containers(o.BaseDN, entries), entries...)
+}
+
+// servedExtra is the served entry of an entry of a sync.extra set: as the upstream has
+// it.
+func servedExtra(x *cache.Entry) *directory.Entry {
+	return fromUpstream(x.DN, x.Upstream, nil, "", nil, nil, nil, nil)
+}
+
+// entrySetByDN returns the entries of sn's set name by normalised DN.
+func entrySetByDN(sn *cache.Snapshot, name string) map[string]*cache.Entry {
+	set, _ := sn.EntrySet(name)
+	out := make(map[string]*cache.Entry, len(set))
+	for i := range set {
+		out[directory.NormalizeDN(set[i].DN)] = &set[i]
+	}
+	return out
 }
 
 // servedRefs is what the served entry of an object takes from other objects: the DNs of
@@ -208,6 +230,7 @@ func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, memberAttr
 			vals[i] = bytesOf(v)
 		}
 		switch {
+		case r == nil: // an entry of an extra set: as it is
 		case strings.EqualFold(a.Name, "memberOf"):
 			memberOf = append(memberOf, foreign(vals, r)...)
 			continue
@@ -468,12 +491,13 @@ type servedContainers struct {
 	baseNorm string
 	below    map[string]int    // normalised DN → synced objects below it
 	present  map[string]string // normalised DN → DN, of the containers in the tree
+	extra    map[string]int    // normalised DNs of entries of the extra sets (how many sets)
 }
 
 // newServedContainers counts the containers of sn's served tree as ServedEntries makes
 // them.
 func newServedContainers(sn *cache.Snapshot, o ServedOptions) *servedContainers {
-	sc := &servedContainers{baseNorm: directory.NormalizeDN(o.BaseDN), below: map[string]int{}, present: map[string]string{}}
+	sc := &servedContainers{baseNorm: directory.NormalizeDN(o.BaseDN), below: map[string]int{}, present: map[string]string{}, extra: map[string]int{}}
 	spelled := map[string]string{}
 	count := func(dn string) {
 		containersOf(sc.baseNorm, dn, func(s, n string) {
@@ -485,8 +509,15 @@ func newServedContainers(sn *cache.Snapshot, o ServedOptions) *servedContainers 
 	}
 	sn.Users(func(u *cache.User) bool { count(servedDN(u)); return true })
 	sn.Groups(func(g *cache.Group) bool { count(g.DN); return true })
+	for _, name := range sn.EntrySetNames() {
+		set, _ := sn.EntrySet(name)
+		for _, x := range set {
+			count(x.DN)
+			sc.extra[directory.NormalizeDN(x.DN)]++
+		}
+	}
 	for n, s := range spelled {
-		if !objectAt(sn, n) {
+		if !sc.objectAt(sn, n) {
 			sc.present[n] = s
 		}
 	}
@@ -494,11 +525,15 @@ func newServedContainers(sn *cache.Snapshot, o ServedOptions) *servedContainers 
 }
 
 func (sc *servedContainers) clone() *servedContainers {
-	return &servedContainers{baseNorm: sc.baseNorm, below: maps.Clone(sc.below), present: maps.Clone(sc.present)}
+	return &servedContainers{baseNorm: sc.baseNorm, below: maps.Clone(sc.below), present: maps.Clone(sc.present), extra: maps.Clone(sc.extra)}
 }
 
-// objectAt reports whether a synced object of sn is served at the normalised DN n.
-func objectAt(sn *cache.Snapshot, n string) bool {
+// objectAt reports whether a synced object of sn, or an entry of an extra set, is
+// served at the normalised DN n.
+func (sc *servedContainers) objectAt(sn *cache.Snapshot, n string) bool {
+	if sc.extra[n] > 0 {
+		return true
+	}
 	if _, ok := sn.UserByPath(n); ok {
 		return true
 	}
@@ -532,7 +567,7 @@ func (sc *servedContainers) move(oldDN, newDN string, touched map[string]string)
 func (sc *servedContainers) changes(next *cache.Snapshot, touched map[string]string) []directory.Change {
 	var out []directory.Change
 	for _, n := range slices.Sorted(maps.Keys(touched)) {
-		want := sc.below[n] > 0 && !objectAt(next, n)
+		want := sc.below[n] > 0 && !sc.objectAt(next, n)
 		if sc.below[n] <= 0 {
 			delete(sc.below, n)
 		}
@@ -635,7 +670,75 @@ func servedChanges(prev, next *cache.Snapshot, o ServedOptions, sc *servedContai
 			out = append(out, c)
 		}
 	}
-	return append(out, sc.changes(next, touched)...)
+	for _, name := range ch.EntrySets {
+		old, cur := entrySetByDN(prev, name), entrySetByDN(next, name)
+		for _, n := range slices.Sorted(maps.Keys(old)) {
+			if cur[n] == nil {
+				sc.moveExtra(old[n].DN, "", touched)
+				out = append(out, directory.Change{DN: old[n].DN})
+			}
+		}
+		for _, n := range slices.Sorted(maps.Keys(cur)) {
+			c := directory.Change{Entry: servedExtra(cur[n])}
+			if o := old[n]; o != nil {
+				c.DN = o.DN
+			} else {
+				sc.moveExtra("", cur[n].DN, touched)
+			}
+			out = append(out, c)
+		}
+	}
+	return replaces(append(out, sc.changes(next, touched)...))
+}
+
+// moveExtra is move for an entry of an extra set, which also decides whether a
+// container is served at its DN.
+func (sc *servedContainers) moveExtra(oldDN, newDN string, touched map[string]string) {
+	sc.move(oldDN, newDN, touched)
+	if oldDN != "" {
+		n := directory.NormalizeDN(oldDN)
+		if sc.extra[n]--; sc.extra[n] <= 0 {
+			delete(sc.extra, n)
+		}
+		touched[n] = oldDN
+	}
+	if newDN != "" {
+		n := directory.NormalizeDN(newDN)
+		sc.extra[n]++
+		touched[n] = newDN
+	}
+}
+
+// replaces turns a deletion and an addition at the same DN (an extra set's entry taking
+// a container's place, or the reverse) into one replacement, so that the entries below
+// keep their parent.
+func replaces(changes []directory.Change) []directory.Change {
+	added := map[string]int{}
+	for i, c := range changes {
+		if c.DN == "" && c.Entry != nil {
+			added[directory.NormalizeDN(c.Entry.DN)] = i
+		}
+	}
+	if len(added) == 0 {
+		return changes
+	}
+	out := changes[:0]
+	drop := map[int]bool{}
+	for i, c := range changes {
+		if c.Entry == nil {
+			if j, ok := added[directory.NormalizeDN(c.DN)]; ok {
+				c.Entry = changes[j].Entry
+				drop[j] = true
+				changes[i] = c
+			}
+		}
+	}
+	for i, c := range changes {
+		if !drop[i] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // membersBelow marks the direct members of the group id in sn, and with nested every

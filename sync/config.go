@@ -78,6 +78,10 @@ type Config struct {
 	Attributes []string `yaml:"attributes"`
 	// ExcludeAttributes are upstream attributes not kept, e.g. thumbnailPhoto.
 	ExcludeAttributes []string `yaml:"exclude_attributes"`
+	// Extra are further sets of upstream entries mirrored as they are and served beside
+	// the users and groups (sudoRole entries, automount maps, netgroups, ...), read with
+	// every full read and committed with it.
+	Extra []ExtraSet `yaml:"extra"`
 	// Mappings add to or replace (by name) the preset's property mappings.
 	Mappings mapping.Config `yaml:"mappings"`
 }
@@ -175,6 +179,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("poll_interval: must be positive"))
 	}
 	errs = append(errs, validateAttributeLists(c)...)
+	errs = append(errs, validateExtra(c.Extra)...)
 	if c.PageSize <= 0 || c.PageSize > 100000 {
 		errs = append(errs, fmt.Errorf("page_size: %d is not between 1 and 100000", c.PageSize))
 	}

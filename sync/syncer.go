@@ -32,8 +32,9 @@ type Syncer struct {
 	log    *slog.Logger
 	m      *metrics
 	marker []string
-	// keep decides which upstream attributes an object keeps.
-	keep keeper
+	// keep decides which upstream attributes an object keeps; keepExtra, an entry of
+	// an extra set (sync.attributes does not limit those).
+	keep, keepExtra keeper
 	// modeInUse is the mode Loop chose (sync.mode auto resolved); nil before.
 	modeInUse atomic.Pointer[string]
 	// clock follows the upstream's clock for timestamp mode (Loop's goroutine only).
@@ -55,6 +56,7 @@ func New(cfg Config, pool *upstream.Pool, store *cache.Store, log *slog.Logger, 
 	return &Syncer{
 		cfg: cfg, base: pool.BaseDN(), pool: pool, store: store, users: users, groups: groups,
 		log: log, m: newMetrics(reg), marker: presets[cfg.Preset].passwordMarker, keep: newKeeper(&cfg),
+		keepExtra: newKeeper(&Config{ExcludeAttributes: cfg.ExcludeAttributes}),
 	}, nil
 }
 
@@ -213,6 +215,9 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte, mark bo
 			return r.fail(cache.KindGroups, err)
 		}
 	}
+	if err := r.readExtra(ctx); err != nil {
+		return r.fail(kinds[0], err)
+	}
 	for _, st := range r.status {
 		st.Ended, st.Result, st.Mode = time.Now(), cache.ResultSuccess, s.mode()
 		w.SetStatus(*st)
@@ -353,9 +358,9 @@ func (s *Syncer) domain(ctx context.Context) (cache.Domain, error) {
 // operational ones when every attribute is kept. Active Directory returns its own
 // (objectGUID, whenChanged, memberOf, ...) for "*" and does not know "+" (RFC 3673):
 // its constructed timestamps are asked for by name.
-func (s *Syncer) readAll() []string {
+func (s *Syncer) readAll(k keeper) []string {
 	switch {
-	case !s.keep.all:
+	case !k.all:
 		return []string{"*"}
 	case s.cfg.Preset == "active-directory":
 		return []string{"*", "createTimestamp", "modifyTimestamp"}
@@ -366,7 +371,7 @@ func (s *Syncer) readAll() []string {
 // groupAttributes are the attributes a group is read with (modifyTimestamp, for the
 // re-reads by time).
 func (s *Syncer) groupAttributes() []string {
-	attrs := append(s.readAll(), s.cfg.UniquenessField, "modifyTimestamp")
+	attrs := append(s.readAll(s.keep), s.cfg.UniquenessField, "modifyTimestamp")
 	attrs = append(attrs, s.groups.Attributes()...)
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
@@ -376,7 +381,7 @@ func (s *Syncer) groupAttributes() []string {
 
 // userAttributes are the attributes a user is read with.
 func (s *Syncer) userAttributes() []string {
-	attrs := append(s.readAll(), s.cfg.UniquenessField, "modifyTimestamp")
+	attrs := append(s.readAll(s.keep), s.cfg.UniquenessField, "modifyTimestamp")
 	attrs = append(attrs, s.users.Attributes()...)
 	attrs = append(attrs, s.marker...)
 	attrs = append(attrs, accountAttributes...)
