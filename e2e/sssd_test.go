@@ -24,14 +24,65 @@ var (
 		"modifyTimestamp", "modifyTimestamp", "nsUniqueId", "ipaUniqueID", "memberUid"}
 )
 
+// sudoSchema declares the sudoRole class of sudo's LDAP schema (its registered OIDs),
+// with the attributes SSSD's sudo provider reads.
+const sudoSchema = `
+attributetype ( 1.3.6.1.4.1.15953.9.1.1 NAME 'sudoUser' EQUALITY caseExactIA5Match
+  SUBSTR caseExactIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )
+attributetype ( 1.3.6.1.4.1.15953.9.1.2 NAME 'sudoHost' EQUALITY caseExactIA5Match
+  SUBSTR caseExactIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )
+attributetype ( 1.3.6.1.4.1.15953.9.1.3 NAME 'sudoCommand' EQUALITY caseExactIA5Match
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )
+attributetype ( 1.3.6.1.4.1.15953.9.1.5 NAME 'sudoOption' EQUALITY caseExactIA5Match
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )
+attributetype ( 1.3.6.1.4.1.15953.9.1.6 NAME 'sudoRunAsUser' EQUALITY caseExactIA5Match
+  SUBSTR caseExactIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )
+attributetype ( 1.3.6.1.4.1.15953.9.1.10 NAME 'sudoOrder' EQUALITY integerMatch
+  ORDERING integerOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+objectclass ( 1.3.6.1.4.1.15953.9.2.1 NAME 'sudoRole' SUP top STRUCTURAL
+  MUST cn MAY ( sudoUser $ sudoHost $ sudoCommand $ sudoOption $ sudoRunAsUser $ sudoOrder $ description ) )
+`
+
+// sudoRules are sudo rules under ou=sudoers, as an administrator writes them.
+const sudoRules = `
+dn: ou=sudoers,dc=example,dc=org
+objectClass: organizationalUnit
+ou: sudoers
+
+dn: cn=defaults,ou=sudoers,dc=example,dc=org
+objectClass: sudoRole
+cn: defaults
+sudoOption: !requiretty
+
+dn: cn=admins,ou=sudoers,dc=example,dc=org
+objectClass: sudoRole
+cn: admins
+sudoUser: %group001
+sudoHost: ALL
+sudoCommand: ALL
+sudoOrder: 10
+
+dn: cn=backup,ou=sudoers,dc=example,dc=org
+objectClass: sudoRole
+cn: backup
+sudoUser: user0016
+sudoHost: db1.example.org
+sudoCommand: /usr/bin/rsync
+sudoRunAsUser: root
+sudoOrder: 20
+`
+
 // SSSD, configured for the directory (id_provider = ldap, ldap_schema = rfc2307bis,
 // ldap_group_object_class = groupOfNames), pointed at the proxy in cached mode instead:
 // the search sequence it sends to resolve a user, its groups and their members, and to
 // enumerate, gets the same entries with the same values as from slapd itself, and the
 // user logs in.
 func TestSSSDSequence(t *testing.T) {
-	up := withSlapd(t, slapdtest.Options{Users: 60, Groups: 6, MemberOf: true})
-	p := startProxy(t, config(up, map[string]string{"mode": "cached", "sync": "  enabled: true\n  interval: 1h"}))
+	up := withSlapd(t, slapdtest.Options{Users: 60, Groups: 6, MemberOf: true, ExtraSchema: sudoSchema, ExtraLDIF: sudoRules})
+	p := startProxy(t, config(up, map[string]string{"mode": "cached", "sync": `  enabled: true
+  interval: 1h
+  extra:
+    - {name: sudo, base_dn: ou=sudoers, filter: (objectClass=sudoRole)}`}))
 	waitSynced(t, p, up)
 
 	bound := func(url string) *ldap.Conn {
@@ -107,6 +158,15 @@ func TestSSSDSequence(t *testing.T) {
 	}
 	sameAnswer(t, "group enumeration", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
 		"(&(objectclass=groupOfNames)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", sssdGroupAttrs), 1000)
+
+	// sudo -l on host db1: the rules for this host (SSSD's sudo provider, full refresh).
+	sudo := sameAnswer(t, "sudo rules", direct, proxied, search("ou=sudoers,"+up.Suffix, ldap.ScopeWholeSubtree,
+		`(&(objectClass=sudoRole)(|(!(sudoHost=*))(sudoHost=ALL)(sudoHost=db1)(sudoHost=db1.example.org)(sudoHost=127.0.0.1)(sudoHost=+*)(|(sudoHost=*\5C*)(sudoHost=*?*)(sudoHost=*\2A*)(sudoHost=*[*]*))))`,
+		[]string{"objectClass", "cn", "sudoCommand", "sudoHost", "sudoUser", "sudoOption", "sudoRunAs", "sudoRunAsUser",
+			"sudoRunAsGroup", "sudoNotBefore", "sudoNotAfter", "sudoOrder", "modifyTimestamp", "entryUSN"}), 0)
+	if len(sudo.entries) != 3 {
+		t.Errorf("slapd found %d sudo rules for db1, want 3", len(sudo.entries))
+	}
 
 	// The login: SSSD binds as the user's DN with the password on a connection of its own.
 	login := dial(t, p.URL)
