@@ -97,11 +97,9 @@ func (ad *adConventions) category(name string) string {
 	return "CN=" + ldap.EscapeDN(cn) + "," + ad.schemaNC
 }
 
-// OIDs of the attributes the conventions give a meaning of their own.
-const (
-	oidANR            = "1.2.840.113556.1.4.1208"
-	oidObjectCategory = "1.2.840.113556.1.4.782"
-)
+// oidANR is the OID of the aNR attribute, which no entry has: filters name it to ask
+// for ambiguous name resolution.
+const oidANR = "1.2.840.113556.1.4.1208"
 
 // compileAD compiles the filter items that Active Directory's conventions give a
 // meaning of their own: any item on aNR, and equality on objectCategory. ok is false
@@ -127,7 +125,7 @@ func (t *Tree) compileAD(f *ber.Packet) (p plan, ok bool, err error) {
 		return plan{}, false, nil
 	}
 	at := t.schema.attr(typ)
-	if at == nil || !strings.EqualFold(at.name, "objectCategory") && typ != oidObjectCategory {
+	if at == nil || !strings.EqualFold(at.name, "objectCategory") {
 		return plan{}, false, nil
 	}
 	return t.compileObjectCategory(at, opts, f.Children[1].Data.Bytes()), true, nil

@@ -174,7 +174,8 @@ func TestADFilters(t *testing.T) {
 		// objectCategory: a short name stands for its class's default category.
 		{"(objectCategory=person)", adPersons},
 		{"(objectCategory=Person)", adPersons},
-		{"(objectCategory=user)", adPersons}, // user's category is Person: contacts too
+		{"(1.2.840.113556.1.4.782=person)", adPersons}, // objectCategory by its OID
+		{"(objectCategory=user)", adPersons},           // user's category is Person: contacts too
 		{"(objectCategory=contact)", adPersons},
 		{"(objectCategory=inetOrgPerson)", adPersons},
 		{"(objectCategory=group)", adGroups},
