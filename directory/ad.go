@@ -3,6 +3,7 @@ package directory
 import (
 	"iter"
 	"strings"
+	"sync"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
@@ -35,6 +36,9 @@ type ADOptions struct {
 func WithActiveDirectory(o ADOptions) TreeOption {
 	return func(t *Tree) {
 		ad := &adConventions{schemaNC: o.SchemaNamingContext, anr: o.ANRAttributes}
+		if ad.schemaNC != "" {
+			ad.categories = newCategoryCache()
+		}
 		if len(ad.anr) == 0 {
 			ad.anr = adANRAttributes
 		}
@@ -56,6 +60,47 @@ var adANRAttributes = []string{
 type adConventions struct {
 	schemaNC string // "" until known
 	anr      []string
+	// categories caches the canonical DN that a short name stands for (lowercased name →
+	// DN), for the schemaNC it was made for: clients send the same few names with
+	// every search, and parsing the DN costs more than the rest of their filter. At most
+	// maxCachedCategories names.
+	categories *categoryCache
+}
+
+// maxCachedCategories bounds the short names cached: a client that sends many distinct
+// ones must not grow the cache without end.
+const maxCachedCategories = 256
+
+type categoryCache struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+func newCategoryCache() *categoryCache { return &categoryCache{m: map[string]string{}} }
+
+// cached returns the canonical category DN of a short name seen before.
+func (ad *adConventions) cached(name []byte) (string, bool) {
+	c := ad.categories
+	if c == nil {
+		return "", false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	dn, ok := c.m[strings.ToLower(string(name))]
+	return dn, ok
+}
+
+// remember caches the canonical category DN of a short name.
+func (ad *adConventions) remember(name []byte, dn string) {
+	c := ad.categories
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) < maxCachedCategories {
+		c.m[strings.ToLower(string(name))] = dn
+	}
 }
 
 // learn returns the conventions with the schema naming context taken from the first
@@ -75,9 +120,7 @@ func (ad *adConventions) learn(entries iter.Seq[*Entry]) *adConventions {
 				continue
 			}
 			dn.RDNs = dn.RDNs[1:]
-			next := *ad
-			next.schemaNC = dn.String()
-			return &next
+			return &adConventions{schemaNC: dn.String(), anr: ad.anr, categories: newCategoryCache()}
 		}
 	}
 	return ad
@@ -135,15 +178,22 @@ func (t *Tree) compileAD(f *ber.Packet) (p plan, ok bool, err error) {
 // that is not a DN stands for the category DN of the class it names (section
 // 3.1.1.3.1.3.5: (objectCategory=user) is (objectCategory=CN=Person,CN=Schema,...)).
 func (t *Tree) compileObjectCategory(at *attrType, opts string, value []byte) plan {
-	v := string(value)
-	if _, isDN := parseDN(v); !isDN {
-		if v = t.ad.category(v); v == "" {
-			return planFalse // no entry has an objectCategory to learn the schema from
-		}
-	}
-	norm, ok := t.schema.normDN(v)
+	norm, ok := t.ad.cached(value)
 	if !ok {
-		return planFalse
+		v := string(value)
+		isName := false
+		if _, isDN := parseDN(v); !isDN {
+			if v = t.ad.category(v); v == "" {
+				return planFalse // no entry has an objectCategory to learn the schema from
+			}
+			isName = true
+		}
+		if norm, ok = t.schema.normDN(v); !ok {
+			return planFalse
+		}
+		if isName {
+			t.ad.remember(value, norm)
+		}
 	}
 	p := plan{match: func(e *treeEntry) tri {
 		return triOf(t.anyValue(e, at, opts, normDN, func(v string) bool { return v == norm }))
