@@ -385,3 +385,60 @@ func TestSambaPasswordWriteback(t *testing.T) {
 		t.Errorf("alice's password after the refused change: %d", code)
 	}
 }
+
+// With the domain controller down, users who logged in through the proxy before log in
+// offline by DN, DOMAIN\user and UPN; a user disabled in AD after their login, a
+// disabled user, a user never seen and a wrong password are refused.
+func TestSambaOfflineLogin(t *testing.T) {
+	dc := sambatest.New(t, sambatest.Options{})
+	cfg := strings.Replace(sambaConfig(dc, "cached", "bind:\n  cache_passwords: true\n  offline_max_age: 1h\n"),
+		"interval: 1h", "interval: 1s", 1)
+	p := startProxy(t, cfg)
+	waitADSynced(t, p)
+	hashes := func() string { return scrapeValue(t, p, "ldapproxy_credential_cache_entries") }
+
+	alice, jsmith, carol := dc.User("alice"), dc.User("jsmith"), dc.User("carol")
+	for _, u := range []sambatest.User{alice, jsmith} {
+		if code := resultCode(dial(t, p.URL).Bind(u.DN, u.Password)); code != 0 {
+			t.Fatalf("online bind of %s: %d", u.SAMAccountName, code)
+		}
+	}
+	if code := resultCode(dial(t, p.URL).Bind(carol.DN, carol.Password)); code != ldap.LDAPResultInvalidCredentials {
+		t.Fatalf("online bind of the disabled carol: %d, want 49", code)
+	}
+	eventually(t, 10*time.Second, "two hashes stored", func() bool { return hashes() == "2" })
+
+	disable := ldap.NewModifyRequest(jsmith.DN, nil)
+	disable.Replace("userAccountControl", []string{"514"})
+	if err := dc.Conn(t).Modify(disable); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the hash of jsmith, disabled in AD, dropped", func() bool { return hashes() == "1" })
+
+	if err := dc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, bind, password string
+		want                 uint16
+	}{
+		{"DN", alice.DN, alice.Password, 0},
+		{"DOMAIN\\user", sambatest.Domain + `\alice`, alice.Password, 0},
+		{"UPN", alice.UPN, alice.Password, 0},
+		{"wrong password", alice.DN, "Wrong-Password-1", ldap.LDAPResultInvalidCredentials},
+		{"disabled in AD after logging in", sambatest.Domain + `\jsmith`, jsmith.Password, ldap.LDAPResultInvalidCredentials},
+		{"disabled", carol.DN, carol.Password, ldap.LDAPResultInvalidCredentials},
+		{"never logged in", dc.User("bob").DN, dc.User("bob").Password, ldap.LDAPResultInvalidCredentials},
+	}
+	for _, c := range cases {
+		if code := resultCode(dial(t, p.URL).Bind(c.bind, c.password)); code != c.want {
+			t.Errorf("offline, %s: bind %q gave %d, want %d", c.name, c.bind, code, c.want)
+		}
+	}
+	c := boundConn(t, p.URL, alice.UPN, alice.Password)
+	res, err := c.Search(ldap.NewSearchRequest(dc.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(sAMAccountName=bob)", []string{"mail"}, nil))
+	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("mail") != dc.User("bob").Mail {
+		t.Fatalf("offline search for bob: %v, %v", res, err)
+	}
+}

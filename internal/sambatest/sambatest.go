@@ -103,6 +103,7 @@ type Server struct {
 	Groups []Group
 
 	removeDir bool
+	logLevel  int
 	cmd       *exec.Cmd
 	done      chan struct{} // closed when samba has exited
 	out       *lockedBuffer
@@ -160,6 +161,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		Dir:           opts.Dir,
+		logLevel:      opts.LogLevel,
 		BaseDN:        BaseDN,
 		AdminDN:       "CN=Administrator,CN=Users," + BaseDN,
 		AdminPassword: AdminPassword,
@@ -180,7 +182,7 @@ func Start(opts Options) (*Server, error) {
 		return fail(fmt.Errorf("sambatest: copy the template: %w", err))
 	}
 	for attempt := 0; ; attempt++ {
-		err = s.start(opts)
+		err = s.start()
 		if err == nil {
 			break
 		}
@@ -206,7 +208,7 @@ func Start(opts Options) (*Server, error) {
 
 // start picks an address, writes smb.conf and the certificates for it, starts samba and
 // waits until it accepts a bind.
-func (s *Server) start(opts Options) error {
+func (s *Server) start() error {
 	addr, err := pickAddr()
 	if err != nil {
 		return err
@@ -230,16 +232,24 @@ func (s *Server) start(opts Options) error {
 			return fmt.Errorf("sambatest: %w", err)
 		}
 	}
+	return s.launch()
+}
+
+// launch starts samba with Dir's smb.conf and waits until it accepts a bind.
+func (s *Server) launch() error {
 	bin, err := findBinary("samba")
 	if err != nil {
 		return err
 	}
 	// -i: foreground, logging to stdout, so that the pid is samba's own; -M single: one
 	// process for every service instead of one per connection.
-	s.out = &lockedBuffer{}
-	cmd := exec.Command(bin, "-i", "-M", "single", "-d", fmt.Sprint(opts.LogLevel), "-s", conf)
+	if s.out == nil {
+		s.out = &lockedBuffer{} // one for every run, so that a failed test shows them all
+	}
+	cmd := exec.Command(bin, "-i", "-M", "single", "-d", fmt.Sprint(s.logLevel), "-s", filepath.Join(s.Dir, "etc", "smb.conf"))
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	cmd.SysProcAttr = sysProcAttr()
+	mark := len(s.out.String())
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("sambatest: start samba: %w", err)
 	}
@@ -250,11 +260,12 @@ func (s *Server) start(opts Options) error {
 	}()
 	if err := s.waitReady(); err != nil {
 		s.stop()
+		printed := s.out.String()[mark:]
 		// Another process took a port between freeAddr's check and samba's bind.
-		if strings.Contains(s.out.String(), "NT_STATUS_ADDRESS_ALREADY_ASSOCIATED") {
-			return fmt.Errorf("%w: %s: %v", errAddrInUse, addr, err)
+		if strings.Contains(printed, "NT_STATUS_ADDRESS_ALREADY_ASSOCIATED") {
+			return fmt.Errorf("%w: %s: %v", errAddrInUse, s.Addr, err)
 		}
-		return fmt.Errorf("%w\nsamba output:\n%s", err, s.out.String())
+		return fmt.Errorf("%w\nsamba output:\n%s", err, printed)
 	}
 	return nil
 }
@@ -419,6 +430,30 @@ func (s *Server) stop() error {
 	signalGroup(s.cmd.Process, syscall.SIGKILL)
 	<-s.done
 	return fmt.Errorf("sambatest: samba (pid %d) ignored SIGTERM for %v", s.cmd.Process.Pid, stopTimeout)
+}
+
+// Stop ends samba (SIGTERM, SIGKILL after 10 s), as a domain controller shut down for
+// maintenance; Restart brings it back.
+func (s *Server) Stop() error { return s.stop() }
+
+// Kill ends samba with SIGKILL, as a crash; Restart brings it back.
+func (s *Server) Kill() error {
+	if s.cmd == nil {
+		return nil
+	}
+	signalGroup(s.cmd.Process, syscall.SIGKILL)
+	<-s.done
+	s.cmd = nil
+	return nil
+}
+
+// Restart starts samba again after Stop or Kill, on the same address with the same data,
+// and waits until it answers.
+func (s *Server) Restart() error {
+	if s.cmd != nil {
+		return errors.New("sambatest: samba is running")
+	}
+	return s.launch()
 }
 
 // Close stops samba and removes Dir if Start made it.

@@ -203,3 +203,35 @@ func TestStartRetriesTakenAddress(t *testing.T) {
 		t.Fatalf("started on %s after %d picks; %s was taken", dc.Addr, calls, taken)
 	}
 }
+
+// Stop and Kill take the server away; Restart brings it back on the same address with
+// the same data.
+func TestStopKillRestart(t *testing.T) {
+	dc := New(t, Options{})
+	alice := dc.User("alice")
+	bind := func() error {
+		conn, err := dc.Dial(dc.LDAPURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return conn.Bind(alice.DN, alice.Password)
+	}
+	for _, down := range []struct {
+		name string
+		do   func() error
+	}{{"Stop", dc.Stop}, {"Kill", dc.Kill}} {
+		if err := down.do(); err != nil {
+			t.Fatalf("%s: %v", down.name, err)
+		}
+		if err := bind(); err == nil {
+			t.Fatalf("after %s: a bind succeeded", down.name)
+		}
+		if err := dc.Restart(); err != nil {
+			t.Fatalf("Restart after %s: %v", down.name, err)
+		}
+		if err := bind(); err != nil {
+			t.Fatalf("alice's bind after %s and Restart: %v", down.name, err)
+		}
+	}
+}
