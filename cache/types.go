@@ -120,7 +120,7 @@ type Status struct {
 	Created int `json:"created"`
 	Updated int `json:"updated"`
 	Deleted int `json:"deleted"`
-	// Mode is how the syncer keeps the store: "full", "syncrepl" or "timestamp" (see sync.mode);
+	// Mode is how the syncer keeps the store: "full", "syncrepl", "timestamp" or "usn" (see sync.mode);
 	// empty in statuses written before it was recorded.
 	Mode string `json:"mode,omitempty"`
 	// Errors are the first MaxStatusErrors error messages of the run.

@@ -32,15 +32,16 @@ type Config struct {
 	// Mode is how changes reach the store: full (a complete read every Interval),
 	// syncrepl (RFC 4533 refreshAndPersist: changes pushed as they happen, OpenLDAP with
 	// syncprov), timestamp (any directory: the objects whose modifyTimestamp moved are
-	// read every PollInterval), or auto (syncrepl when the root DSE advertises the
-	// Content Synchronization control, else full). Default full. dirsync and usn are not
-	// implemented yet and are refused.
+	// read every PollInterval), usn (Active Directory: the objects whose uSNChanged is
+	// above the DC's last highestCommittedUSN, every PollInterval), or auto (syncrepl
+	// when the root DSE advertises the Content Synchronization control, else full).
+	// Default full. dirsync is not implemented yet and is refused.
 	Mode string `yaml:"mode"`
-	// FullInterval is how often syncrepl and timestamp modes read everything again (a
-	// reconciliation that writes only differences), to catch what a stream missed and,
-	// in timestamp mode, the deletions. Default 24h.
+	// FullInterval is how often syncrepl, timestamp and usn modes read everything again
+	// (a reconciliation that writes only differences), to catch what a stream missed
+	// and, in timestamp mode, the deletions. Default 24h.
 	FullInterval time.Duration `yaml:"full_interval"`
-	// PollInterval is the time between two polls in timestamp mode. Default 30s.
+	// PollInterval is the time between two polls in timestamp and usn modes. Default 30s.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// PageSize of the paged searches (RFC 2696). Default 500.
 	PageSize int `yaml:"page_size"`
@@ -130,6 +131,7 @@ const (
 	ModeFull      = "full"
 	ModeSyncrepl  = "syncrepl"
 	ModeTimestamp = "timestamp"
+	ModeUSN       = "usn"
 	ModeAuto      = "auto"
 )
 
@@ -163,11 +165,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("interval: must be positive"))
 	}
 	switch c.Mode {
-	case ModeFull, ModeSyncrepl, ModeTimestamp, ModeAuto:
-	case "dirsync", "usn":
-		errs = append(errs, fmt.Errorf("mode: %q is not implemented yet; use full, syncrepl, timestamp or auto", c.Mode))
+	case ModeFull, ModeSyncrepl, ModeTimestamp, ModeUSN, ModeAuto:
+	case "dirsync":
+		errs = append(errs, fmt.Errorf("mode: %q is not implemented yet; use full, syncrepl, timestamp, usn or auto", c.Mode))
 	default:
-		errs = append(errs, fmt.Errorf("mode: %q is not one of full, syncrepl, timestamp, auto", c.Mode))
+		errs = append(errs, fmt.Errorf("mode: %q is not one of full, syncrepl, timestamp, usn, auto", c.Mode))
 	}
 	if c.Mode == ModeSyncrepl && c.UniquenessField != "" && !strings.EqualFold(c.UniquenessField, "entryUUID") && ok {
 		errs = append(errs, fmt.Errorf("mode: syncrepl identifies deleted entries by their entryUUID: it needs uniqueness_field entryUUID, not %s", c.UniquenessField))

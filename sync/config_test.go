@@ -32,7 +32,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 		{"timestamp and poll_interval", func(c *ldapsync.Config) { c.Mode, c.PollInterval = ldapsync.ModeTimestamp, 0 },
 			[]string{"poll_interval: must be positive"}},
 		{"unknown mode", func(c *ldapsync.Config) { c.Mode = "push" },
-			[]string{`mode: "push" is not one of full, syncrepl, timestamp, auto`}},
+			[]string{`mode: "push" is not one of full, syncrepl, timestamp, usn, auto`}},
 		{"syncrepl without entryUUID", func(c *ldapsync.Config) { c.Mode, c.UniquenessField = ldapsync.ModeSyncrepl, "nsUniqueId" },
 			[]string{"mode: syncrepl identifies deleted entries by their entryUUID"}},
 		{"parent_group and a mapping", func(c *ldapsync.Config) {

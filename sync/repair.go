@@ -185,10 +185,11 @@ func parseStamp(v string) (time.Time, bool) {
 }
 
 // pagedSearch runs a paged subtree search on lc and calls fn for each entry.
-func pagedSearch(ctx context.Context, lc *ldap.Conn, pageSize int, base, filter string, attrs []string, fn func(*ldap.Entry) error) error {
+// More controls may go with it.
+func pagedSearch(ctx context.Context, lc *ldap.Conn, pageSize int, base, filter string, attrs []string, fn func(*ldap.Entry) error, controls ...ldap.Control) error {
 	paging := ldap.NewControlPaging(uint32(pageSize))
 	req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-		filter, dedupe(attrs), []ldap.Control{paging})
+		filter, dedupe(attrs), append([]ldap.Control{paging}, controls...))
 	for {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -48,8 +48,8 @@ func (s *Syncer) Loop(ctx context.Context) {
 	switch mode {
 	case ModeSyncrepl:
 		s.streamLoop(ctx)
-	case ModeTimestamp:
-		s.pollLoop(ctx)
+	case ModeTimestamp, ModeUSN:
+		s.pollLoop(ctx, mode)
 	case ModeFull:
 		s.fullLoop(ctx)
 	}

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 
 	"fmt"
 	"strings"
@@ -71,23 +72,34 @@ func (s *Syncer) storedMark() (time.Time, bool) {
 	return t, err == nil
 }
 
-// pollLoop is timestamp mode: a full read when no mark is stored and every FullInterval
-// (deletions show there); in between, every PollInterval, a poll of the users and groups
-// whose modifyTimestamp is at or after the mark (less stampOverlap), applied as one
-// batch with the mark it reached.
-func (s *Syncer) pollLoop(ctx context.Context) {
+// pollLoop is timestamp and usn modes: a full read when no position is stored, when
+// the position cannot be used (usn: another DC) and every FullInterval (deletions show
+// there in timestamp mode); in between, every PollInterval, a poll of the users and
+// groups changed since the position, applied as one batch with the position it reached.
+func (s *Syncer) pollLoop(ctx context.Context, mode string) {
 	st := newStream(s)
-	_, ok := s.storedMark()
-	needFull := !ok
+	stored := func() bool {
+		if mode == ModeUSN {
+			_, ok := s.storedPosition()
+			return ok
+		}
+		_, ok := s.storedMark()
+		return ok
+	}
+	cookie := cookieTimestamp
+	if mode == ModeUSN {
+		cookie = cookieUSN
+	}
+	needFull := !stored()
 	lastFull := time.Now()
-	if ok {
-		s.log.Info("sync: resuming the timestamp polls from the stored mark", "mark", string(s.store.Cookie(cookieTimestamp)))
+	if !needFull {
+		s.log.Info("sync: resuming the polls from the stored position", "mode", mode, "position", string(s.store.Cookie(cookie)))
 	}
 	for ctx.Err() == nil {
 		wait := s.cfg.PollInterval
 		if needFull || time.Since(lastFull) >= s.cfg.FullInterval {
 			s.m.reloads.WithLabelValues("full").Inc()
-			if err := s.runFull(ctx, nil, true); err != nil {
+			if err := s.pollFull(ctx, mode); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -95,26 +107,52 @@ func (s *Syncer) pollLoop(ctx context.Context) {
 			} else {
 				lastFull, st = time.Now(), newStream(s)
 				s.m.connected.Set(1)
-				if _, ok := s.storedMark(); ok {
+				if stored() {
 					needFull = false
 				} else {
 					wait = s.cfg.Interval // no timestamps: full reads, at full mode's pace
 				}
 			}
-		} else if err := st.poll(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			s.m.connected.Set(0)
-			s.log.Warn("sync: poll failed; retrying at the next one", "err", err, "in", wait)
 		} else {
-			s.m.connected.Set(1)
+			var err error
+			if mode == ModeUSN {
+				err = st.pollUSN(ctx)
+			} else {
+				err = st.poll(ctx)
+			}
+			switch {
+			case err == nil:
+				s.m.connected.Set(1)
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, errOtherDC):
+				s.log.Warn("sync: another domain controller, or the same restored from a backup: its USNs are not the stored position's; reading everything again", "err", err)
+				s.m.reloads.WithLabelValues("refresh_required").Inc()
+				needFull = true
+				continue
+			default:
+				s.m.connected.Set(0)
+				s.log.Warn("sync: poll failed; retrying at the next one", "err", err, "in", wait)
+			}
 		}
 		if !sleep(ctx, wait) {
 			break
 		}
 	}
 	s.m.connected.Set(0)
+}
+
+// pollFull is a full read committed with the position the polls start from: in usn mode
+// the DC's, read before the read begins; in timestamp mode the mark the read leaves.
+func (s *Syncer) pollFull(ctx context.Context, mode string) error {
+	if mode != ModeUSN {
+		return s.runFull(ctx, nil, true)
+	}
+	c, err := s.usnPosition(ctx)
+	if err != nil {
+		return err
+	}
+	return s.runFull(ctx, map[string][]byte{cookieUSN: c}, false)
 }
 
 // poll reads the users and groups changed since the stored mark (less stampOverlap) and
@@ -126,62 +164,89 @@ func (st *stream) poll(ctx context.Context) error {
 	s := st.s
 	mark, _ := s.storedMark()
 	from := mark.Add(-stampOverlap).UTC().Format(stampLayout)
-	for _, kind := range s.streamKinds() {
-		st.live[kind] = true // changes are new: their lag is measured
-	}
 	start := time.Now()
-	var entries map[string][]*ldap.Entry
-	var newest time.Time
+	var ch *changed
 	err := s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
-		entries, newest = map[string][]*ldap.Entry{}, time.Time{}
-		// Users before groups: a group that names a user moved since is then resolved
-		// against the user's new DN.
-		for _, kind := range []string{cache.KindUsers, cache.KindGroups} {
-			if !st.polls(kind) {
-				continue
-			}
-			base, filter, attrs := s.searchOf(kind)
-			filter = "(&" + filter + "(modifyTimestamp>=" + from + "))"
-			err := pagedSearch(ctx, lc, s.cfg.PageSize, base, filter, attrs, func(e *ldap.Entry) error {
-				if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(newest) {
-					newest = t
-				}
-				if kind == cache.KindGroups && s.cfg.MembershipField != "memberOf" {
-					if err := s.wholeMembers(ctx, lc, e); err != nil {
-						return err
-					}
-				}
-				entries[kind] = append(entries[kind], e)
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("poll %s: %w", kind, err)
-			}
-		}
-		return nil
+		var err error
+		ch, err = st.readChanged(ctx, lc, "(modifyTimestamp>="+from+")")
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	s.clock.saw(newest, time.Now())
+	s.clock.saw(ch.newest, time.Now())
 	next := mark
 	if m, ok := s.clock.at(start); ok && m.After(next) {
 		next = m
 	}
+	return st.applyChanged(ch, cookieTimestamp, formatMark(next))
+}
 
+// changed is what a poll read: the entries of each kind, the tombstones of deleted
+// objects, and the newest modifyTimestamp among them.
+type changed struct {
+	entries map[string][]*ldap.Entry
+	deleted []string // IDs
+	newest  time.Time
+}
+
+// readChanged reads, on lc, the users and then the groups that the filter clause
+// selects among them (whole member lists).
+func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause string) (*changed, error) {
+	s := st.s
+	ch := &changed{entries: map[string][]*ldap.Entry{}}
+	// Users before groups: a group that names a user moved since is then resolved
+	// against the user's new DN.
+	for _, kind := range []string{cache.KindUsers, cache.KindGroups} {
+		if !st.polls(kind) {
+			continue
+		}
+		base, filter, attrs := s.searchOf(kind)
+		filter = "(&" + filter + clause + ")"
+		err := pagedSearch(ctx, lc, s.cfg.PageSize, base, filter, attrs, func(e *ldap.Entry) error {
+			if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(ch.newest) {
+				ch.newest = t
+			}
+			if kind == cache.KindGroups && s.cfg.MembershipField != "memberOf" {
+				if err := s.wholeMembers(ctx, lc, e); err != nil {
+					return err
+				}
+			}
+			ch.entries[kind] = append(ch.entries[kind], e)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("poll %s: %w", kind, err)
+		}
+	}
+	return ch, nil
+}
+
+// applyChanged applies what a poll read as one batch, committed with the poll's
+// position (cookie name: position), through the applier syncrepl uses: memberships
+// resolved through identities; objects read again unchanged are not counted.
+func (st *stream) applyChanged(ch *changed, name string, position []byte) error {
+	s := st.s
+	for _, kind := range s.streamKinds() {
+		st.live[kind] = true // changes are new: their lag is measured
+	}
 	b, err := s.store.BeginBatch()
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	defer b.Abort()
 	a := &applier{stream: st, b: b, dnUsers: map[string]string{}, nameUsers: map[string]string{}, dnGroups: map[string]string{}, onlyChanged: true}
-	for _, e := range entries[cache.KindUsers] {
+	for _, id := range ch.deleted {
+		a.remove(cache.KindUsers, id)
+		a.remove(cache.KindGroups, id)
+	}
+	for _, e := range ch.entries[cache.KindUsers] {
 		a.putUser(e)
 	}
-	for _, e := range entries[cache.KindGroups] {
+	for _, e := range ch.entries[cache.KindGroups] {
 		a.putGroup(e)
 	}
-	b.SetCookie(cookieTimestamp, formatMark(next))
+	b.SetCookie(name, position)
 	if _, err := b.Commit(); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -193,7 +258,8 @@ func (st *stream) poll(ctx context.Context) error {
 		}
 	}
 	if len(a.changes) > 0 {
-		s.log.Debug("sync: poll applied", "changes", len(a.changes), "read", len(entries[cache.KindUsers])+len(entries[cache.KindGroups]), "mark", next)
+		s.log.Debug("sync: poll applied", "changes", len(a.changes),
+			"read", len(ch.entries[cache.KindUsers])+len(ch.entries[cache.KindGroups])+len(ch.deleted), name, string(position))
 	}
 	return nil
 }
