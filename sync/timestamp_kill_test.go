@@ -1,6 +1,7 @@
 package sync_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,7 @@ func TestTimestampHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	store.OnCommit(func(sn *cache.Snapshot) { fmt.Printf("committed %d\n", sn.Generation()) })
 	cfg := ldapsync.Default()
 	cfg.Mode, cfg.PollInterval = ldapsync.ModeTimestamp, 20*time.Millisecond
 	if err := cfg.Validate(); err != nil {
@@ -56,8 +58,8 @@ func TestTimestampHelperProcess(t *testing.T) {
 	s.Loop(context.Background())
 }
 
-// TestTimestampKill: a timestamp-mode syncer killed (SIGKILL) at random moments, during
-// its first full read or its polls, while users move between OUs, change and join and
+// TestTimestampKill: a timestamp-mode syncer killed (SIGKILL) at random moments (during
+// its first full read, then just after a commit: during a poll or between two), while users move between OUs, change and join and
 // leave groups upstream, leaves a store that opens, whose memberships agree from both
 // sides; resumed, it converges to the upstream's memberships.
 func TestTimestampKill(t *testing.T) {
@@ -124,16 +126,37 @@ func TestTimestampKill(t *testing.T) {
 	}()
 
 	var first, last uint64
-	for round := range 7 {
+	for round := range 8 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestTimestampHelperProcess$")
 		cmd.Env = append(os.Environ(), tsChildEnv+"="+strings.Join([]string{srv.URL, srv.ServiceDN, srv.ServicePassword, srv.Suffix, dir}, "|"))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		wait := time.Duration(300+rand.IntN(2500)) * time.Millisecond
-		if round == 0 {
-			wait = 4 * time.Second // the first full read commits, then polls run
+		commits := make(chan struct{}, 1000)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "committed ") {
+					commits <- struct{}{}
+				}
+			}
+		}()
+		// Round 0 kills the first full read in the middle; the others wait for a commit
+		// (the full read or a poll), then kill the child a moment later: during the next
+		// poll, or between two.
+		wait := time.Duration(200+rand.IntN(800)) * time.Millisecond
+		if round > 0 {
+			select {
+			case <-commits:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("round %d: nothing committed within a minute", round)
+			}
+			wait = time.Duration(rand.IntN(400)) * time.Millisecond
 		}
 		time.Sleep(wait)
 		_ = cmd.Process.Kill()
@@ -147,10 +170,10 @@ func TestTimestampKill(t *testing.T) {
 		graphOf(t, sn) // both sides agree
 		u, _ := sn.Counts()
 		t.Logf("round %d: killed after %v: generation %d, %d users, mark %q", round, wait, sn.Generation(), u, store.Cookie("timestamp"))
-		if round == 0 && store.Cookie("timestamp") == nil {
-			t.Fatalf("no mark stored after %v", wait)
+		if round > 0 && store.Cookie("timestamp") == nil {
+			t.Fatalf("round %d: a commit, but no mark stored", round)
 		}
-		if last = sn.Generation(); round == 0 {
+		if last = sn.Generation(); round == 1 {
 			first = last
 		}
 		if err := store.Close(); err != nil {
@@ -160,7 +183,7 @@ func TestTimestampKill(t *testing.T) {
 	stop()
 	wg.Wait()
 	if last <= first {
-		t.Errorf("generation %d after the rounds, %d after the first: no poll of a resumed syncer committed", last, first)
+		t.Errorf("generation %d after the rounds, %d after the second: no poll of a resumed syncer committed", last, first)
 	}
 
 	// Resumed, the store reaches the upstream's memberships.
