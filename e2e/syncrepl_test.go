@@ -39,7 +39,7 @@ func visibleThroughProxy(t *testing.T, c *ldap.Conn, within time.Duration, what 
 // modifies, renames and deletes upstream are served by the proxy within a second, and a
 // renamed user keeps its memberOf.
 func TestSyncreplThroughProxy(t *testing.T) {
-	up := withSlapd(t, slapdtest.Options{Users: 50, Groups: 5, Syncprov: true})
+	up := withSlapd(t, slapdtest.Options{Users: 50, Groups: 5, Syncprov: true, MemberOf: true})
 	p := startProxy(t, config(up, map[string]string{"mode": "cached", "sync": syncreplOn}))
 	waitSynced(t, p, up)
 	c := dial(t, p.URL)

@@ -82,7 +82,7 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 // servedExtra is the served entry of an entry of a sync.extra set: as the upstream has
 // it.
 func servedExtra(x *cache.Entry) *directory.Entry {
-	return fromUpstream(x.DN, x.Upstream, nil, "", nil, nil, nil, nil)
+	return fromUpstream(x.DN, x.Upstream, nil, false, "", nil, nil, nil, nil)
 }
 
 // entrySetByDN returns the entries of sn's set name by normalised DN.
@@ -195,7 +195,7 @@ func servedUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry 
 		return cleanUser(u, o, r)
 	}
 	memberOf := r.groupDNs(r.ancestors(u.Groups, o))
-	return fromUpstream(servedDN(u), u.Upstream, memberOf, "", nil, u.Attributes, o.UserFields, r)
+	return fromUpstream(servedDN(u), u.Upstream, memberOf, o.NestedGroups, "", nil, u.Attributes, o.UserFields, r)
 }
 
 // servedGroup is the served entry of g, as servedUser's.
@@ -210,20 +210,22 @@ func servedGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entr
 		memberAttr = cmp.Or(f, "member")
 		members = r.memberDNs(g.ID)
 	}
-	return fromUpstream(g.DN, g.Upstream, memberOf, memberAttr, members, g.Attributes, o.GroupFields, r)
+	return fromUpstream(g.DN, g.Upstream, memberOf, o.NestedGroups, memberAttr, members, g.Attributes, o.GroupFields, r)
 }
 
 // fromUpstream is the served entry at dn of an object with the upstream attributes up,
 // values shared, not copied (the tree never modifies them). Two attributes say what
 // other objects are and where they are served, so they are served from the synced
 // memberships: memberOf lists memberOf (the object's groups, every ancestor with nested
-// groups; also when the upstream has no memberOf of its own), and a group's memberAttr
+// groups) where the upstream entry has a memberOf or alwaysMemberOf says so (an upstream
+// without a memberOf overlay serves none, nor does the proxy), and a group's memberAttr
 // (member, uniqueMember) lists members, both at the DNs the tree serves them at. Values
 // of the upstream's that name no synced object (groups outside the synced ones, members
 // of other kinds) are kept as they are. Then the mapped fields named in fields are
 // served on top, each replacing an upstream attribute of the same name.
-func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, memberAttr string, members [][]byte, mapped map[string]any, fields []string, r *servedRefs) *directory.Entry {
+func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, alwaysMemberOf bool, memberAttr string, members [][]byte, mapped map[string]any, fields []string, r *servedRefs) *directory.Entry {
 	e := &directory.Entry{DN: dn, Attributes: make([]directory.Attribute, 0, len(up)+2)}
+	hasMemberOf := alwaysMemberOf
 	for _, a := range up {
 		vals := make([][]byte, len(a.Values))
 		for i, v := range a.Values {
@@ -233,6 +235,7 @@ func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, memberAttr
 		case r == nil: // an entry of an extra set: as it is
 		case strings.EqualFold(a.Name, "memberOf"):
 			memberOf = append(memberOf, foreign(vals, r)...)
+			hasMemberOf = true
 			continue
 		case memberAttr != "" && strings.EqualFold(a.Name, memberAttr):
 			members = append(members, foreign(vals, r)...)
@@ -243,7 +246,7 @@ func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, memberAttr
 	if len(members) > 0 {
 		e.Attributes = append(e.Attributes, directory.Attribute{Name: memberAttr, Values: members})
 	}
-	if len(memberOf) > 0 {
+	if len(memberOf) > 0 && hasMemberOf {
 		e.Attributes = append(e.Attributes, directory.Attribute{Name: "memberOf", Values: memberOf})
 	}
 	for _, f := range fields {
