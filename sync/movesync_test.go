@@ -7,6 +7,9 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/cache"
+	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/internal/sambatest"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 	ldapsync "github.com/ldapproxy/ldapproxy/sync"
 )
@@ -121,5 +124,46 @@ func TestFullSyncChangesDuringPass(t *testing.T) {
 				t.Logf("store: %v", fmt.Sprint(got))
 			}
 		})
+	}
+}
+
+// TestFullSyncMoveDuringPassAD is the race as reported against Active Directory, on a
+// Samba AD domain controller: between the group and the user read of a full read, a
+// user moves to another OU and another is renamed. AD rewrites the member values but not
+// the groups' modifyTimestamp, so the re-read by time finds nothing: the groups naming a
+// stored user that no longer has that DN are read again.
+func TestFullSyncMoveDuringPassAD(t *testing.T) {
+	dc := sambatest.New(t, sambatest.Options{})
+	e := newEnvAt(t, dc.LDAPURL, dc.ServiceDN, dc.ServicePassword, sambatest.BaseDN)
+	cfg := config(t, func(c *ldapsync.Config) { c.Preset = "active-directory" })
+	before := e.sync(cfg)
+	groupsOf := func(sn *cache.Snapshot, name string) []string {
+		u, ok := sn.UserByUsername(name)
+		if !ok {
+			t.Fatalf("no user %s", name)
+		}
+		return groupNamesOf(sn, u)
+	}
+	want := map[string][]string{"alice": groupsOf(before, "alice"), "jsmith": groupsOf(before, "jsmith")}
+	if !slices.Contains(want["alice"], "Engineering") || !slices.Contains(want["jsmith"], "Engineering") {
+		t.Fatalf("before: %v", want)
+	}
+	admin := dc.Conn(t)
+	defer ldapsync.SetAfterGroupsRead(func() {
+		if err := admin.ModifyDN(ldap.NewModifyDNRequest(dc.User("alice").DN, "CN=Alice Adams", true, "OU=Staff,"+sambatest.BaseDN)); err != nil {
+			t.Errorf("move: %v", err)
+		}
+		if err := admin.ModifyDN(ldap.NewModifyDNRequest(dc.User("jsmith").DN, "CN=Johnny Smith", true, "")); err != nil {
+			t.Errorf("rename: %v", err)
+		}
+	})()
+	after := e.sync(cfg)
+	for name, groups := range want {
+		if got := groupsOf(after, name); !slices.Equal(got, groups) {
+			t.Errorf("%s is in %v after the run, was in %v", name, got, groups)
+		}
+	}
+	if u, _ := after.UserByUsername("alice"); directory.NormalizeDN(u.DN) != directory.NormalizeDN("CN=Alice Adams,OU=Staff,"+sambatest.BaseDN) {
+		t.Errorf("alice at %s", u.DN)
 	}
 }
