@@ -15,7 +15,9 @@ import (
 // engine the served entries of the store's latest generation (served.go): at start a
 // whole tree, then at each commit only what the sync changed (Tree.Apply), so a search
 // always sees one complete generation, a sync that changed nothing changes nothing, and
-// paged searches under way go on across syncs.
+// paged searches under way go on across syncs. The tree matches with the upstream's
+// schema as the store holds it (schema.go); a sync that brings another schema has the
+// tree built anew.
 type cached struct {
 	store *cache.Store
 	opts  ServedOptions
@@ -51,6 +53,12 @@ func (c *cached) update(sn *cache.Snapshot) {
 		c.rebuild(sn)
 		return
 	}
+	if !sn.Schema().Equal(c.sn.Schema()) {
+		c.log.Info("the upstream's schema changed; building the served tree anew, paged searches under way must start again",
+			"generation", sn.Generation())
+		c.rebuild(sn)
+		return
+	}
 	start := time.Now()
 	sc := c.containers.clone()
 	changes := servedChanges(c.sn, sn, c.opts, sc)
@@ -75,7 +83,7 @@ func (c *cached) update(sn *cache.Snapshot) {
 func (c *cached) rebuild(sn *cache.Snapshot) {
 	start := time.Now()
 	entries := ServedEntries(sn, c.opts)
-	t, err := directory.NewTree([]string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
+	t, err := directory.NewTreeSchema(c.schemaOf(sn), []string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
 	if err != nil {
 		c.log.Error("cannot build the served tree; keeping the previous one", "generation", sn.Generation(), "err", err)
 		return

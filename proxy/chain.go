@@ -114,6 +114,9 @@ func newHandler(o Options, keep passwordKeeper) (*Handler, *writeback) {
 	}
 	wb := newWriteback(o, names, keep)
 	loc := &local{opts: o}
+	if tree != nil {
+		loc.schema = tree.schema
+	}
 
 	rt := &router{extended: map[string]ldapserver.Handler{
 		ldapserver.OIDWhoAmI:         ldapserver.HandlerFunc(whoAmI),

@@ -13,6 +13,9 @@ import (
 // WhoAmI) and enforces who may read before a request reaches the tree or the upstream.
 type local struct {
 	opts Options
+	// schema is the schema the served tree matches with, which the subschema subentry
+	// describes; nil: the built-in one.
+	schema func() *directory.Schema
 }
 
 // readersOnly refuses reads from clients that have not authenticated, unless anonymous
@@ -62,7 +65,7 @@ func isRootDSE(q *ldapserver.SearchRequest) bool {
 func (h *local) rootDSE(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	send := func(e *directory.Entry) error { return w.WriteEntry(e) }
 	if r.Search.BaseDN != "" {
-		if res := directory.SearchSubschema(r.Search, send); res != nil {
+		if res := h.subschema().SearchSubschema(r.Search, send); res != nil {
 			w.WriteResult(res)
 		}
 		return
@@ -100,6 +103,14 @@ func (h *local) rootDSE(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		}
 	}
 	w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
+}
+
+// subschema is the schema the subschema subentry describes: the served tree's.
+func (h *local) subschema() *directory.Schema {
+	if h.schema == nil {
+		return directory.BuiltinSchema()
+	}
+	return h.schema()
 }
 
 // selectAttributes applies a search's attribute list to a root DSE entry, whose

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+// upstreamTestSchema gives slapd attribute types whose matching the proxy's built-in
+// schema does not know.
+const upstreamTestSchema = `
+attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'testCaseExact' EQUALITY caseExactMatch ORDERING caseExactOrderingMatch SUBSTR caseExactSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+attributetype ( 1.3.6.1.4.1.99999.1.2 NAME 'testInteger' EQUALITY integerMatch ORDERING integerOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 )
+attributetype ( 1.3.6.1.4.1.99999.1.3 NAME 'testOctets' EQUALITY octetStringMatch ORDERING octetStringOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 )
+attributetype ( 1.3.6.1.4.1.99999.1.4 NAME 'testOrdered' EQUALITY caseIgnoreMatch ORDERING caseIgnoreOrderingMatch SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+attributetype ( 1.3.6.1.4.1.99999.1.9 NAME 'testNoEquality' SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'testThing' SUP top AUXILIARY
+  MAY ( testCaseExact $ testInteger $ testOctets $ testOrdered $ testNoEquality ) )
+`
+
+// upstreamTestUsers are users with values of the test types.
+const upstreamTestUsers = `
+dn: uid=thing1,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+objectClass: testThing
+uid: thing1
+cn: Thing One
+sn: One
+testCaseExact: Alpha Beta
+testInteger: 9
+testInteger: -3
+testOctets:: EqsA/0E=
+testOrdered: Mango
+testNoEquality: same
+
+dn: uid=thing2,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+objectClass: testThing
+uid: thing2
+cn: Thing Two
+sn: Two
+testCaseExact: alpha beta
+testInteger: 10
+testOctets:: EqsA/2E=
+testOrdered: apple
+testNoEquality: same
+
+dn: uid=thing3,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+objectClass: testThing
+uid: thing3
+cn: Thing Three
+sn: Three
+testCaseExact: ALPHA BETA GAMMA
+testInteger: 100
+testOctets:: QUI=
+testOrdered: Zebra
+`
+
+// TestUpstreamSchemaThroughProxy: the proxy in cached mode reads slapd's schema with its
+// sync and matches by it, so that the same filters on attributes the built-in schema
+// does not know (case-exact, integer, octet-string, ordered, without equality) return
+// the same entries and values from the proxy as from slapd; and its cn=Subschema
+// describes them.
+func TestUpstreamSchemaThroughProxy(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 5, Groups: 2, ExtraSchema: upstreamTestSchema, ExtraLDIF: upstreamTestUsers})
+	p := startProxy(t, config(up, map[string]string{"mode": "cached", "sync": syncOn}))
+	waitSynced(t, p, up)
+	bound := func(url string) *ldap.Conn {
+		c := dial(t, url)
+		if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	direct, proxied := bound(up.URL), bound(p.URL)
+	attrs := []string{"testCaseExact", "testInteger", "testOctets", "testOrdered", "testNoEquality"}
+	matched := 0
+	for _, filter := range []string{
+		"(testCaseExact=alpha beta)",
+		"(testCaseExact=Alpha*)",
+		"(testCaseExact>=B)",
+		"(testCaseExact<=alpha)",
+		"(testInteger>=10)",
+		"(testInteger<=9)",
+		"(!(testInteger=09))",
+		`(testOctets=\12\ab\00\ff\41)`,
+		`(testOctets=\12\AB\00\FF\61)`,
+		"(testOctets=ab)",
+		`(testOctets>=\12)`,
+		"(testOrdered>=b)",
+		"(testOrdered<=MANGO)",
+		"(testOrdered=man*)",
+		"(testNoEquality=same)",
+		"(!(testNoEquality=same))",
+		"(testNoEquality=*)",
+		"(&(objectClass=testThing)(testInteger>=0))",
+	} {
+		req := ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil)
+		if len(sameAnswer(t, "upstream schema", direct, proxied, req, 0).entries) > 0 {
+			matched++
+		}
+	}
+	if matched < 10 {
+		t.Errorf("only %d filters matched anything", matched)
+	}
+
+	res, err := proxied.Search(ldap.NewSearchRequest("cn=Subschema", ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=subschema)",
+		[]string{"attributeTypes", "objectClasses"}, nil))
+	if err != nil || len(res.Entries) != 1 {
+		t.Fatalf("subschema: %v, %v", res, err)
+	}
+	described := strings.Join(res.Entries[0].GetAttributeValues("attributeTypes"), "\n")
+	for _, want := range []string{"NAME 'testOctets' EQUALITY octetStringMatch", "NAME 'testInteger' EQUALITY integerMatch"} {
+		if !strings.Contains(described, want) {
+			t.Errorf("the served subschema lacks %s", want)
+		}
+	}
+	if upstreamClass(res.Entries[0].GetAttributeValues("objectClasses")) == "" {
+		t.Error("the served subschema lacks the testThing class")
+	}
+}
+
+// upstreamClass finds the test class among object class descriptions; "" if absent.
+func upstreamClass(classes []string) string {
+	for _, c := range classes {
+		if strings.Contains(c, "'testThing'") {
+			return c
+		}
+	}
+	return ""
+}
