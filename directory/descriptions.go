@@ -111,7 +111,8 @@ type classDesc struct {
 // and logged. Descriptions that do not parse are skipped and logged; none that parses
 // is an error. The attribute types the proxy computes for every entry
 // (structuralObjectClass, entryDN, hasSubordinates, subschemaSubentry) and objectClass
-// keep the built-in definitions.
+// keep the built-in definitions, and so does memberOf when the upstream lacks it: the
+// proxy serves it from the synced memberships.
 func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 	if log == nil {
 		log = slog.Default()
@@ -158,6 +159,11 @@ func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 				s.attrs[strings.ToLower(n)] = st
 			}
 		}
+	}
+	// memberOf is served from the synced memberships whether the upstream has it or not
+	// (OpenLDAP without the memberof overlay): a DN, as the built-in schema has it.
+	if s.attrs["memberof"] == nil {
+		s.attrs["memberof"], s.attrs[oidMemberOf] = atMemberOf, atMemberOf
 	}
 	for _, a := range s.types {
 		if a.typ.sup != nil {
@@ -270,6 +276,11 @@ func (a *attrDesc) effectiveSyntax(byName map[string]*attrDesc) string {
 	}
 	return ""
 }
+
+// oidMemberOf is memberOf's OID, which OpenLDAP's memberof overlay shares with AD.
+const oidMemberOf = "1.2.840.113556.1.2.102"
+
+var atMemberOf = staticAttributeTypes[oidMemberOf]
 
 // Syntax OIDs that only Active Directory uses.
 const (
@@ -619,7 +630,7 @@ func (s *Schema) subschemaEntry() *Entry {
 	}
 	builtin := attributeTypeDescriptions()
 	for i, d := range attributeDefs {
-		if d.flags&fComputed != 0 || d.oid == "2.5.21.9" {
+		if d.flags&fComputed != 0 || d.oid == "2.5.21.9" || d.oid == oidMemberOf {
 			if !seen[d.oid] {
 				types = append(types, builtin[i])
 			}

@@ -444,3 +444,19 @@ func TestNewRuleNormalisation(t *testing.T) {
 		}
 	}
 }
+
+// An upstream without memberOf (OpenLDAP without the memberof overlay) still gets the
+// memberOf the proxy serves from the synced memberships: a DN, described.
+func TestParseSchemaWithoutMemberOf(t *testing.T) {
+	s, err := ParseSchema(Descriptions{AttributeTypes: []string{
+		"( 0.9.2342.19200300.100.1.1 NAME 'uid' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )"}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at := s.attrs["memberof"]; at == nil || at.eq != mrDN || s.attrs[oidMemberOf] != at {
+		t.Errorf("memberOf: %+v", at)
+	}
+	if !slices.ContainsFunc(attrValues(s.entry(), "attributeTypes"), func(v string) bool { return strings.Contains(v, "NAME 'memberOf'") }) {
+		t.Error("memberOf is not described")
+	}
+}
