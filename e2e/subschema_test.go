@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -23,6 +24,13 @@ func TestSubschema(t *testing.T) {
 				waitSynced(t, p, up)
 			}
 			c := dial(t, p.URL) // not bound: clients read the schema before they log in
+			// Once the first sync has read slapd's schema, the subentry describes it (in
+			// direct mode too): x121Address is in slapd's core schema, not the built-in one.
+			eventually(t, 20*time.Second, "the upstream's schema to be served", func() bool {
+				res, err := c.Search(ldap.NewSearchRequest("cn=Subschema", ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)",
+					[]string{"attributeTypes"}, nil))
+				return err == nil && len(res.Entries) == 1 && strings.Contains(strings.Join(res.Entries[0].GetAttributeValues("attributeTypes"), " "), "'x121Address'")
+			})
 
 			root, err := c.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", []string{"subschemaSubentry"}, nil))
 			if err != nil || len(root.Entries) != 1 || root.Entries[0].GetAttributeValue("subschemaSubentry") != "cn=Subschema" {
