@@ -119,15 +119,29 @@ func fileTime(t time.Time) string {
 	return strconv.FormatInt(t.UnixNano()/100+epochDiff, 10)
 }
 
+// assignDNs sets the DNs of the sample users and groups.
+func (s *Server) assignDNs() {
+	for i := range s.Users {
+		u := &s.Users[i]
+		u.DN = "CN=" + ldap.EscapeDN(u.DisplayName) + "," + u.parent + "," + s.BaseDN
+	}
+	for i := range s.Groups {
+		g := &s.Groups[i]
+		g.DN = "CN=" + ldap.EscapeDN(g.Name) + "," + ouGroups + "," + s.BaseDN
+	}
+}
+
 // fill adds the organizational units, users and groups over conn, bound as the
 // Administrator over TLS (AD takes unicodePwd only on an encrypted connection).
 func (s *Server) fill(conn *ldap.Conn) error {
 	// AD's default minimum password age (one day) would refuse every user's change of
-	// their own password in a test: the sample passwords are minutes old.
+	// their own password in a test, and its maximum (42 days) would expire the sample
+	// passwords of a template kept that long: 0 turns both off.
 	policy := ldap.NewModifyRequest(s.BaseDN, nil)
 	policy.Replace("minPwdAge", []string{"0"})
+	policy.Replace("maxPwdAge", []string{"0"})
 	if err := conn.Modify(policy); err != nil {
-		return fmt.Errorf("minPwdAge: %w", err)
+		return fmt.Errorf("password ages: %w", err)
 	}
 	for _, ou := range organizationalUnits {
 		dn := ou + "," + s.BaseDN
@@ -138,10 +152,13 @@ func (s *Server) fill(conn *ldap.Conn) error {
 		}
 	}
 	byName := map[string]string{}
-	for i := range s.Users {
-		u := &s.Users[i]
-		u.DN = "CN=" + ldap.EscapeDN(u.DisplayName) + "," + u.parent + "," + s.BaseDN
+	for _, u := range s.Users {
 		byName[u.SAMAccountName] = u.DN
+	}
+	for _, g := range s.Groups {
+		byName[g.Name] = g.DN
+	}
+	for _, u := range s.Users {
 		uac := uacNormalAccount
 		if u.Disabled {
 			uac |= uacAccountDisable
@@ -172,11 +189,6 @@ func (s *Server) fill(conn *ldap.Conn) error {
 		if err := conn.Add(req); err != nil {
 			return fmt.Errorf("add %s: %w", u.DN, err)
 		}
-	}
-	for i := range s.Groups {
-		g := &s.Groups[i]
-		g.DN = "CN=" + ldap.EscapeDN(g.Name) + "," + ouGroups + "," + s.BaseDN
-		byName[g.Name] = g.DN
 	}
 	for _, g := range s.Groups {
 		var members []string

@@ -8,8 +8,8 @@
 //
 // Samba's LDAP ports are fixed at 389 and 636, so each server gets an address of its own
 // in 127.0.0.0/8, all of which is loopback on Linux. Provisioning a domain takes seconds,
-// so it is done once per Samba version into a template directory under os.TempDir(),
-// which every server copies into its own directory before it starts.
+// so it is done, with the sample data, once per Samba version into a template directory
+// under os.TempDir(), which every server copies into its own directory before it starts.
 //
 // It needs samba and samba-tool (Debian: apt-get install samba samba-ad-provision
 // samba-dsdb-modules samba-vfs-modules; scripts/setup-debian.sh installs them), and root,
@@ -56,9 +56,10 @@ const (
 	readyTimeout = 60 * time.Second
 	// stopTimeout is how long Close waits after SIGTERM before SIGKILL.
 	stopTimeout = 10 * time.Second
-	// templateFormat changes whenever the provisioning arguments change, so that a
-	// template made by older code is not reused.
-	templateFormat = "1"
+	// templateFormat changes whenever the way a template is made changes, so that one
+	// made by older code is not reused (the provisioning arguments and the sample data
+	// are part of a template's name already).
+	templateFormat = "3"
 )
 
 // ErrNotInstalled is returned by Start when samba or samba-tool is missing.
@@ -149,8 +150,8 @@ func findBinary(name string) (string, error) {
 	return "", ErrNotInstalled
 }
 
-// Start copies the provisioned domain into opts.Dir, starts samba on a loopback address
-// of its own, waits until it answers, and adds the sample data.
+// Start copies the provisioned domain, sample data included, into opts.Dir, starts samba
+// on a loopback address of its own and waits until it answers.
 func Start(opts Options) (*Server, error) {
 	if !Installed() {
 		return nil, ErrNotInstalled
@@ -159,51 +160,50 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		Dir:           opts.Dir,
-		logLevel:      opts.LogLevel,
-		BaseDN:        BaseDN,
-		AdminDN:       "CN=Administrator,CN=Users," + BaseDN,
-		AdminPassword: AdminPassword,
-		Users:         sampleUsers(),
-		Groups:        sampleGroups(),
-	}
+	s := newServer(opts.Dir, opts.LogLevel)
 	if s.Dir == "" {
 		if s.Dir, err = os.MkdirTemp("", "sambatest-"); err != nil {
 			return nil, fmt.Errorf("sambatest: %w", err)
 		}
 		s.removeDir = true
 	}
-	fail := func(err error) (*Server, error) {
+	if err := copyTree(tmpl, s.Dir); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sambatest: copy the template: %w", err)
+	}
+	if err := s.startOnFreeAddr(); err != nil {
 		s.Close()
 		return nil, err
-	}
-	if err := copyTree(tmpl, s.Dir); err != nil {
-		return fail(fmt.Errorf("sambatest: copy the template: %w", err))
-	}
-	for attempt := 0; ; attempt++ {
-		err = s.start()
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errAddrInUse) || attempt == 4 {
-			return fail(err)
-		}
-	}
-	conn, err := s.Dial(s.LDAPSURL)
-	if err != nil {
-		return fail(err)
-	}
-	defer conn.Close()
-	if err := conn.Bind(s.AdminDN, s.AdminPassword); err != nil {
-		return fail(fmt.Errorf("sambatest: bind as Administrator over LDAPS: %w", err))
-	}
-	if err := s.fill(conn); err != nil {
-		return fail(fmt.Errorf("sambatest: sample data: %w", err))
 	}
 	svc := s.User(ServiceAccount)
 	s.ServiceDN, s.ServicePassword = svc.DN, svc.Password
 	return s, nil
+}
+
+// newServer describes the server of the sample domain in dir.
+func newServer(dir string, logLevel int) *Server {
+	s := &Server{
+		Dir:           dir,
+		logLevel:      logLevel,
+		BaseDN:        BaseDN,
+		AdminDN:       "CN=Administrator,CN=Users," + BaseDN,
+		AdminPassword: AdminPassword,
+		Users:         sampleUsers(),
+		Groups:        sampleGroups(),
+	}
+	s.assignDNs()
+	return s
+}
+
+// startOnFreeAddr starts samba, on another address whenever another process took the
+// one chosen.
+func (s *Server) startOnFreeAddr() error {
+	for attempt := 0; ; attempt++ {
+		err := s.start()
+		if err == nil || !errors.Is(err, errAddrInUse) || attempt == 4 {
+			return err
+		}
+	}
 }
 
 // start picks an address, writes smb.conf and the certificates for it, starts samba and
@@ -310,19 +310,26 @@ func (s *Server) smbConf() string {
 func (s *Server) waitReady() error {
 	deadline := time.Now().Add(readyTimeout)
 	for {
+		// A bind in flight is abandoned when samba exits: whoever else holds the port
+		// may accept the connection and never answer.
+		bound := make(chan error, 1)
+		go func() {
+			conn, err := ldap.DialURL(s.LDAPURL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
+			if err == nil {
+				conn.SetTimeout(5 * time.Second)
+				err = conn.Bind(s.AdminDN, s.AdminPassword)
+				conn.Close()
+			}
+			bound <- err
+		}()
+		var err error
 		select {
 		case <-s.done:
 			return fmt.Errorf("sambatest: samba exited: %v", s.cmd.ProcessState)
-		default:
+		case err = <-bound:
 		}
-		conn, err := ldap.DialURL(s.LDAPURL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
 		if err == nil {
-			conn.SetTimeout(5 * time.Second)
-			err = conn.Bind(s.AdminDN, s.AdminPassword)
-			conn.Close()
-			if err == nil {
-				return nil
-			}
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("sambatest: samba not ready after %v: %w", readyTimeout, err)
@@ -500,7 +507,8 @@ func makeTemplate() (string, error) {
 		"--adminpass=" + AdminPassword, "--dns-backend=NONE",
 		// Provisioning reads the interfaces to find the host's address.
 		"--option=interfaces = 127.0.0.1/8", "--option=bind interfaces only = yes"}
-	sum := sha256.Sum256([]byte(templateFormat + "\x00" + string(version) + "\x00" + strings.Join(args, "\x00")))
+	data := fmt.Sprintf("%+v %+v", sampleUsers(), sampleGroups())
+	sum := sha256.Sum256([]byte(templateFormat + "\x00" + string(version) + "\x00" + strings.Join(args, "\x00") + "\x00" + data))
 	key := hex.EncodeToString(sum[:8])
 	parent := filepath.Join(os.TempDir(), fmt.Sprintf("ldapproxy-sambatest-%d", os.Getuid()))
 	dir := filepath.Join(parent, key)
@@ -539,6 +547,9 @@ func makeTemplate() (string, error) {
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("sambatest: samba-tool domain provision: %w\n%s", err, tail(out.String(), 40))
 	}
+	if err := fillTemplate(work); err != nil {
+		return "", err
+	}
 	// Where there is no lock, another test binary may have made the same template
 	// meanwhile; the rename then fails and its template is as good as ours.
 	if err := os.Rename(work, dir); err != nil {
@@ -547,6 +558,42 @@ func makeTemplate() (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// fillTemplate runs samba once on a freshly provisioned domain in dir to add the sample
+// data, which every server copied from it then has.
+func fillTemplate(dir string) error {
+	s := newServer(dir, 0)
+	if err := s.startOnFreeAddr(); err != nil {
+		return err
+	}
+	err := func() error {
+		conn, err := s.Dial(s.LDAPSURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if err := conn.Bind(s.AdminDN, s.AdminPassword); err != nil {
+			return fmt.Errorf("sambatest: bind as Administrator over LDAPS: %w", err)
+		}
+		if err := s.fill(conn); err != nil {
+			return fmt.Errorf("sambatest: sample data: %w\nsamba output:\n%s", err, tail(s.Output(), 40))
+		}
+		return nil
+	}()
+	if serr := s.stop(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	// What belonged to this one run: each server makes its own.
+	for _, d := range []string{"pki", "run", "cache", "log", "msg.lock", "msg.sock", "names.tdb", filepath.Join("etc", "smb.conf")} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return fmt.Errorf("sambatest: %w", err)
+		}
+	}
+	return nil
 }
 
 func modTime(e os.DirEntry) time.Time {
