@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/internal/sambatest"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
@@ -132,4 +134,65 @@ func upstreamClass(classes []string) string {
 		}
 	}
 	return ""
+}
+
+// TestSambaSchemaMatching: in front of a Samba AD domain controller, whose aggregate
+// schema names no matching rules, the proxy matches by the syntaxes it gives: objectGUID
+// and objectSid byte for byte from escaped filter bytes, userAccountControl, pwdLastSet
+// and whenCreated in order, Unicode strings without regard to case; as Samba does.
+func TestSambaSchemaMatching(t *testing.T) {
+	dc := sambatest.New(t, sambatest.Options{})
+	p := startProxy(t, sambaConfig(dc, "cached", ""))
+	waitADSynced(t, p)
+	up := boundConn(t, dc.LDAPSURL, dc.ServiceDN, dc.ServicePassword, ldap.DialWithTLSConfig(dc.TLSConfig()))
+	px := boundConn(t, p.URL, dc.ServiceDN, dc.ServicePassword)
+
+	res, err := up.Search(ldap.NewSearchRequest(dc.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(sAMAccountName=alice)", []string{"objectGUID", "objectSid"}, nil))
+	if err != nil || len(res.Entries) != 1 {
+		t.Fatalf("alice: %v", err)
+	}
+	escaped := func(b []byte, upper bool) string {
+		var s strings.Builder
+		for _, c := range b {
+			f := `\%02x`
+			if upper {
+				f = `\%02X`
+			}
+			fmt.Fprintf(&s, f, c)
+		}
+		return s.String()
+	}
+	guid := res.Entries[0].GetRawAttributeValue("objectGUID")
+	sid := res.Entries[0].GetRawAttributeValue("objectSid")
+	if len(guid) != 16 || len(sid) < 12 {
+		t.Fatalf("alice's objectGUID %x, objectSid %x", guid, sid)
+	}
+	flipped := append([]byte{}, guid...)
+	flipped[15] ^= 0x20 // a letter's case, were the byte a letter: never the same GUID
+	matched := 0
+	for _, filter := range []string{
+		"(objectGUID=" + escaped(guid, false) + ")",
+		"(objectGUID=" + escaped(guid, true) + ")",
+		"(objectGUID=" + escaped(flipped, false) + ")",
+		"(objectSid=" + escaped(sid, false) + ")",
+		"(&(objectCategory=person)(objectClass=user)(userAccountControl>=66000))",
+		"(&(objectCategory=person)(objectClass=user)(userAccountControl<=512))",
+		"(&(objectCategory=person)(objectClass=user)(pwdLastSet>=1))",
+		"(&(objectCategory=person)(objectClass=user)(whenCreated>=20000101000000.0Z))",
+		"(sAMAccountName=ALICE)",
+		"(&(objectCategory=person)(objectClass=user)(displayName=*SMITH*))",
+		"(&(objectCategory=person)(objectClass=user)(sAMAccountName=a*))",
+	} {
+		d := diffSearch(up, px, dc.BaseDN, filter, adCompared)
+		if !d.Equal() {
+			t.Errorf("differs: %s", d.Summary())
+		}
+		if d.Upstream > 0 {
+			matched++
+		}
+	}
+	if matched < 8 {
+		t.Errorf("only %d filters matched anything", matched)
+	}
 }
