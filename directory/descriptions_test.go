@@ -303,11 +303,11 @@ func TestMatchingWithADSchema(t *testing.T) {
 	builtin := adTree(t, nil)
 	const base = "DC=ad,DC=example"
 	for _, c := range []struct{ filter, want, builtin string }{
-		// Byte for byte: ...\41 is not ...\61. The built-in schema's objectGUID is a
-		// string (the form the sync used to serve): bytes that are not UTF-8 match nothing.
-		{`(objectGUID=\12\ab\00\ff\41)`, "CN=Alice", ""},
-		{`(objectGUID=\12\AB\00\FF\61)`, "CN=Bob", ""},
-		{`(objectGUID>=\12\ab\00\ff\50)`, "CN=Bob", ""},
+		// Byte for byte: ...\41 is not ...\61. The built-in schema knows objectGUID as
+		// AD has it.
+		{`(objectGUID=\12\ab\00\ff\41)`, "CN=Alice", "CN=Alice"},
+		{`(objectGUID=\12\AB\00\FF\61)`, "CN=Bob", "CN=Bob"},
+		{`(objectGUID>=\12\ab\00\ff\50)`, "CN=Bob", "CN=Bob"},
 		{"(userAccountControl>=1000)", "CN=Bob", "CN=Bob"},
 		{"(pwdLastSet>=1000)", "CN=Alice", "CN=Alice"}, // AD's Large Integer syntax
 		{"(pwdLastSet<=99)", "CN=Bob", "CN=Bob"},

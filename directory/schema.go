@@ -330,12 +330,12 @@ var attributeDefs = []attrDef{
 	{names: "shadowFlag", oid: "1.3.6.1.1.1.1.11", synt: synInteger, eq: mrInteger},
 	{names: "memberUid", oid: "1.3.6.1.1.1.1.12", synt: synIA5, eq: mrCaseExactIA5, sb: mrCaseExactIA5Sub, flags: fIndexed},
 	// Active Directory (as in OpenLDAP's msuser.schema). objectGUID and objectSid are
-	// served in their string forms (see SPEC.md, Sync).
+	// served as the upstream has them, binary: octet strings, compared byte for byte.
 	{names: "sAMAccountName", oid: "1.2.840.113556.1.4.221", synt: synDirectoryString, eq: mrCaseIgnore, sb: mrCaseIgnoreSubstr, flags: fIndexed},
 	{names: "objectCategory", oid: "1.2.840.113556.1.4.782", synt: synDN, eq: mrDN, flags: fIndexed},
 	{names: "userPrincipalName", oid: "1.2.840.113556.1.4.656", synt: synDirectoryString, eq: mrCaseIgnore, sb: mrCaseIgnoreSubstr, flags: fIndexed},
-	{names: "objectGUID", oid: "1.2.840.113556.1.4.2", synt: synDirectoryString, eq: mrCaseIgnore, flags: fIndexed},
-	{names: "objectSid", oid: "1.2.840.113556.1.4.146", synt: synDirectoryString, eq: mrCaseIgnore, flags: fIndexed},
+	{names: "objectGUID", oid: "1.2.840.113556.1.4.2", synt: synOctet, eq: mrOctet, ord: mrOctetOrder, flags: fIndexed},
+	{names: "objectSid", oid: "1.2.840.113556.1.4.146", synt: synOctet, eq: mrOctet, ord: mrOctetOrder, flags: fIndexed},
 	{names: "userAccountControl", oid: "1.2.840.113556.1.4.8", synt: synInteger, eq: mrInteger, ord: mrIntegerOrder},
 	{names: "groupType", oid: "1.2.840.113556.1.4.750", synt: synInteger, eq: mrInteger, ord: mrIntegerOrder},
 	{names: "sAMAccountType", oid: "1.2.840.113556.1.4.302", synt: synInteger, eq: mrInteger, ord: mrIntegerOrder},

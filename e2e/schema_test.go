@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -194,5 +195,18 @@ func TestSambaSchemaMatching(t *testing.T) {
 	}
 	if matched < 8 {
 		t.Errorf("only %d filters matched anything", matched)
+	}
+
+	// The served subschema is Samba's, with the rules the proxy derived from the syntaxes.
+	sub, err := px.Search(ldap.NewSearchRequest("cn=Subschema", ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=subschema)",
+		[]string{"attributeTypes"}, nil))
+	if err != nil || len(sub.Entries) != 1 {
+		t.Fatalf("subschema: %v", err)
+	}
+	types := sub.Entries[0].GetAttributeValues("attributeTypes")
+	if len(types) < 1000 || !slices.ContainsFunc(types, func(v string) bool {
+		return strings.Contains(v, "NAME 'objectGUID' EQUALITY octetStringMatch")
+	}) {
+		t.Errorf("the served subschema is not Samba's: %d attribute types", len(types))
 	}
 }
