@@ -214,7 +214,34 @@ func newDifferential(t *testing.T) *differential {
 		})
 		d.entries = append(d.entries, e)
 	}
-	if d.tree, err = NewTree([]string{srv.Suffix}, d.entries); err != nil {
+	d.serve(t, nil)
+	return d
+}
+
+// slapdSchema is slapd's own schema, read from its subschema subentry as the sync reads
+// it.
+func (d *differential) slapdSchema(t *testing.T) *Schema {
+	t.Helper()
+	res, err := d.slapd.Search(ldap.NewSearchRequest("cn=Subschema", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", []string{"attributeTypes", "objectClasses", "matchingRules", "ldapSyntaxes"}, nil))
+	if err != nil || len(res.Entries) != 1 {
+		t.Fatalf("read slapd's subschema: %v", err)
+	}
+	e := res.Entries[0]
+	sch, err := ParseSchema(Descriptions{AttributeTypes: e.GetAttributeValues("attributeTypes"), ObjectClasses: e.GetAttributeValues("objectClasses"),
+		MatchingRules: e.GetAttributeValues("matchingRules"), LDAPSyntaxes: e.GetAttributeValues("ldapSyntaxes")}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
+// serve builds the tree of d's entries matched with sch (nil: the built-in schema) and
+// serves it to d.proxy.
+func (d *differential) serve(t *testing.T, sch *Schema) {
+	t.Helper()
+	var err error
+	if d.tree, err = NewTreeSchema(sch, []string{d.srv.Suffix}, d.entries); err != nil {
 		t.Fatal(err)
 	}
 	tree := d.tree
@@ -231,7 +258,6 @@ func newDifferential(t *testing.T) *differential {
 		}
 	})})
 	d.proxy = dialLDAP(t, addr)
-	return d
 }
 
 // outcome is what a search returned: its entries (DN → attribute lines) and result code.
@@ -311,7 +337,16 @@ func firstFew(dns []string) string {
 func TestDifferentialAgainstSlapd(t *testing.T) {
 	d := newDifferential(t)
 	t.Logf("%d entries", len(d.entries))
+	t.Run("built-in schema", func(t *testing.T) { differentialAgainstSlapd(t, d) })
+	// The same with slapd's own schema, as the sync reads it: what cached mode matches with.
+	d.serve(t, d.slapdSchema(t))
+	if d.tree.Schema().Builtin() {
+		t.Fatal("the tree does not match with slapd's schema")
+	}
+	t.Run("slapd's schema", func(t *testing.T) { differentialAgainstSlapd(t, d) })
+}
 
+func differentialAgainstSlapd(t *testing.T, d *differential) {
 	t.Run("filters", func(t *testing.T) {
 		g := newFilterGen(d.entries, 20240229)
 		filters := append(slices.Clone(cornerFilters), g.filters(2000)...)
