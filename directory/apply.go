@@ -1,7 +1,6 @@
 package directory
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -179,8 +178,8 @@ func (b *batch) unlink(dn string, next *Entry) (*treeEntry, error) {
 	// with it the superclasses the entry was indexed under.
 	b.oldKeys[id] = b.t.keySet(old)
 	b.byDN.delete(ndn)
-	if parsed, ok := parseDN(old.view.DN); ok {
-		b.schema().count(&old.view, parsed, -1)
+	if parsed, ok := parseDN(old.dn); ok {
+		b.schema().count(old.entry(), parsed, -1)
 	}
 	if old.parent != noEntry {
 		b.mutable(old.parent).nchild--
@@ -218,7 +217,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 		old = b.old[id]
 		cur := b.ids.t.get(id)
 		if cur.nchild > 0 && old.ndn != ndn {
-			return fmt.Errorf("entry %q: cannot rename or move an entry that has children", old.view.DN)
+			return fmt.Errorf("entry %q: cannot rename or move an entry that has children", old.dn)
 		}
 		te.nchild = cur.nchild
 	}
@@ -257,12 +256,12 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 // replaces e (a group whose member list changed by one) mostly repeats them, and parsing
 // a DN is the dearest part of making an entry.
 func (t *Tree) seedDNs(e *treeEntry, dnCache map[string]string) {
-	for i, a := range e.attrs {
+	for _, a := range e.attrs {
 		if a.typ.eq == nil || a.typ.eq.norm != normDN {
 			continue
 		}
-		for j, v := range e.view.Attributes[i].Values {
-			dnCache[string(v)] = e.norm[int(a.lo)+j]
+		for j, v := range e.vals[a.lo:a.hi] {
+			dnCache[v] = e.norm[int(a.lo)+j]
 		}
 	}
 }
@@ -271,7 +270,7 @@ func (t *Tree) seedDNs(e *treeEntry, dnCache map[string]string) {
 func (b *batch) remove(id entryID) error {
 	e := b.ids.t.get(id)
 	if e.nchild > 0 {
-		return fmt.Errorf("entry %q: cannot delete an entry that has children", e.view.DN)
+		return fmt.Errorf("entry %q: cannot delete an entry that has children", e.dn)
 	}
 	for k := range b.oldKeys[id] {
 		b.removePosting(k, id)
@@ -319,22 +318,16 @@ func (b *batch) done() *Tree {
 // setHasSubordinates brings the computed hasSubordinates of e, an entry the batch owns,
 // in line with its children.
 func (t *Tree) setHasSubordinates(e *treeEntry) {
-	last := len(e.view.Attributes) - 1
-	want := valuesFALSE
+	last := len(e.vals) - 1
+	want := string(valueFALSE)
 	if e.hasChildren() {
-		want = valuesTRUE
+		want = string(valueTRUE)
 	}
-	if bytes.Equal(e.view.Attributes[last].Values[0], want[0]) {
+	if e.vals[last] == want {
 		return
 	}
-	attrs := slices.Clone(e.view.Attributes)
-	attrs[last] = Attribute{Name: "hasSubordinates", Values: want}
-	norm := slices.Clone(e.norm)
-	norm[len(norm)-1] = string(want[0])
-	nUser := len(e.userView.Attributes)
-	e.view = Entry{DN: e.view.DN, Attributes: attrs}
-	e.userView = Entry{DN: e.view.DN, Attributes: attrs[:nUser:nUser]}
-	e.norm = norm
+	e.vals, e.norm = slices.Clone(e.vals), slices.Clone(e.norm)
+	e.vals[last], e.norm[last] = want, want
 }
 
 // keySet returns the index keys of e.
@@ -406,11 +399,10 @@ func (b *batch) removePosting(k postingKey, id entryID) {
 // the same DN, spelled alike, and the same attributes with the same values in the same
 // order.
 func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
-	if e.DN != te.view.DN {
+	if e.DN != te.dn {
 		return false
 	}
-	view := te.view.Attributes
-	user, op := 0, len(te.userView.Attributes)
+	user, op := 0, int(te.nUser)
 	for _, a := range e.Attributes {
 		if IsSecret(a.Name) {
 			continue
@@ -427,7 +419,7 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 		if at.operational {
 			k = &op
 		}
-		if *k >= len(view) || !sameAttribute(view[*k], a) {
+		if *k >= len(te.attrs) || !te.sameAttribute(*k, a) {
 			return false
 		}
 		*k++
@@ -436,9 +428,11 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 	if te.structural {
 		computed++
 	}
-	return user == len(te.userView.Attributes) && op == len(view)-computed
+	return user == int(te.nUser) && op == len(te.attrs)-computed
 }
 
-func sameAttribute(a, b Attribute) bool {
-	return a.Name == b.Name && slices.EqualFunc(a.Values, b.Values, bytes.Equal)
+// sameAttribute reports whether te's i-th attribute is a, name and values.
+func (te *treeEntry) sameAttribute(i int, a Attribute) bool {
+	ta := &te.attrs[i]
+	return ta.name == a.Name && slices.EqualFunc(te.vals[ta.lo:ta.hi], a.Values, func(v string, w []byte) bool { return v == string(w) })
 }

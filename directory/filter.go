@@ -332,8 +332,8 @@ func (t *Tree) attrValues(e *treeEntry, i int, k normKind, f func(string) bool) 
 		}
 		return false
 	}
-	for _, raw := range e.view.Attributes[i].Values {
-		if v, ok := t.schema.normalize(k, raw, posValue); ok && f(v) {
+	for _, raw := range e.vals[a.lo:a.hi] {
+		if v, ok := t.schema.normalize(k, bytesOf(raw), posValue); ok && f(v) {
 			return true
 		}
 	}

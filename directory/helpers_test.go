@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
@@ -59,3 +60,12 @@ func compareInto(t *Tree, w *collectWriter, r *Request) {
 }
 
 var controlFromLDAP = ldapwire.ControlFromLDAP
+
+// cloneEntry copies an entry a search sent, which is valid only while it is being sent.
+func cloneEntry(e *Entry) *Entry {
+	c := &Entry{DN: e.DN, Attributes: make([]Attribute, len(e.Attributes))}
+	for i, a := range e.Attributes {
+		c.Attributes[i] = Attribute{Name: a.Name, Values: slices.Clone(a.Values)}
+	}
+	return c
+}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -50,21 +51,29 @@ type Tree struct {
 const maxCachedBases = 256
 
 // treeEntry is one entry of a tree. Shared by every version that holds it unchanged.
+//
+// Its attributes are held in three flat slices, not as the Entry it is served as: per
+// attribute a treeAttr, per value the value (a string over the bytes the entry was given,
+// not a copy) and its normalised form (the value's own string when normalising changes
+// nothing). A search makes the Entry it sends from them (selection.entry), in buffers of
+// its own. So an entry costs no slice header per attribute beyond its treeAttr, no
+// normalised copy of most values, and far fewer pointers for the collector to follow.
 type treeEntry struct {
+	dn     string // as served
 	ndn    string // canonical DN (distinguishedNameMatch)
 	id     entryID
 	parent entryID // noEntry for the entry of a naming context
 	depth  int32   // RDNs below its naming context
 	nchild int32   // children in this version
+	// nUser is the number of user attributes: attrs holds them first, then the
+	// operational ones, entryDN and hasSubordinates last, so "*" serves a prefix.
+	nUser int32
 	// structural is set when the tree computed structuralObjectClass (the entry did not
 	// have it).
 	structural bool
-	// view is the entry as served with every attribute: user attributes first, then
-	// operational ones, entryDN and hasSubordinates last. userView is the same without
-	// the operational attributes: the answer to "*", shared by every search.
-	view, userView Entry
-	attrs          []treeAttr // parallel to view.Attributes
-	norm           []string   // every attribute's values, normalised by its equality rule
+	attrs      []treeAttr
+	vals       []string // every attribute's values as served
+	norm       []string // parallel to vals: normalised by the attribute's equality rule
 	// opts holds each attribute's options, lowercased and sorted, parallel to attrs;
 	// nil when no attribute has any, which is almost always.
 	opts []string
@@ -75,7 +84,8 @@ type treeEntry struct {
 
 type treeAttr struct {
 	typ    *attrType
-	lo, hi int32 // the attribute's values in treeEntry.norm
+	name   string // as the entry has it
+	lo, hi int32  // the attribute's values in treeEntry.vals and .norm
 }
 
 type rdnValue struct {
@@ -346,8 +356,8 @@ func (t *Tree) rdnValues(dn *ldap.DN, root bool) []rdnValue {
 // entry returns the entry with ID id in this version, or nil.
 func (t *Tree) entry(id entryID) *treeEntry { return t.entries.get(id) }
 
-// fillAttributes builds an entry's served views and normalised values. The user
-// attributes come first, so that the view for "*" is a prefix of the full one.
+// fillAttributes fills in an entry's attributes, values and normalised values. The
+// user attributes come first, so that the attributes for "*" are a prefix of them all.
 func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string) {
 	type item struct {
 		typ  *attrType
@@ -379,61 +389,91 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 			nOp, nVals = nOp+1, nVals+1
 		}
 	}
-	te.structural = structural != nil
+	te.dn, te.structural, te.nUser = e.DN, structural != nil, int32(nUser)
 	n := nUser + nOp + 2
-	te.view = Entry{DN: e.DN, Attributes: make([]Attribute, 0, n)}
 	te.attrs = make([]treeAttr, 0, n)
+	te.vals = make([]string, 0, nVals)
 	te.norm = make([]string, 0, nVals)
-	add := func(a Attribute, at *attrType, opts string) {
+	add := func(name string, vals [][]byte, at *attrType, opts string) {
 		if opts != "" && te.opts == nil {
 			te.opts = make([]string, len(te.attrs), n)
 		}
 		if te.opts != nil {
 			te.opts = append(te.opts, opts)
 		}
-		ta := treeAttr{typ: at, lo: int32(len(te.norm))}
-		for _, v := range a.Values {
-			te.norm = append(te.norm, t.normStored(at, v, dnCache))
+		ta := treeAttr{typ: at, name: name, lo: int32(len(te.vals))}
+		for _, v := range vals {
+			s := stringOf(v)
+			te.vals = append(te.vals, s)
+			te.norm = append(te.norm, t.normStored(at, s, dnCache))
 		}
-		ta.hi = int32(len(te.norm))
-		te.view.Attributes = append(te.view.Attributes, a)
+		ta.hi = int32(len(te.vals))
 		te.attrs = append(te.attrs, ta)
 	}
 	for _, operational := range []bool{false, true} {
 		for i, a := range e.Attributes {
 			if it := items[i]; it.typ != nil && it.typ.operational == operational && it.typ != atEntryDN && it.typ != atHasSubordinates {
-				add(a, it.typ, it.opts)
+				add(a.Name, a.Values, it.typ, it.opts)
 			}
 		}
 	}
 	if structural != nil {
-		add(Attribute{Name: "structuralObjectClass", Values: structural.values}, atStructuralObjectClass, "")
+		add("structuralObjectClass", structural.values, atStructuralObjectClass, "")
+	}
+	// entryDN: the DN as the entry has it.
+	te.attrs = append(te.attrs, treeAttr{typ: atEntryDN, name: "entryDN", lo: int32(len(te.vals)), hi: int32(len(te.vals) + 1)})
+	te.vals = append(te.vals, e.DN)
+	te.norm = append(te.norm, t.normStored(atEntryDN, e.DN, dnCache))
+	if te.opts != nil {
+		te.opts = append(te.opts, "")
 	}
 	sub := valuesFALSE
 	if te.hasChildren() {
 		sub = valuesTRUE
 	}
-	add(Attribute{Name: "entryDN", Values: [][]byte{[]byte(e.DN)}}, atEntryDN, "")
-	add(Attribute{Name: "hasSubordinates", Values: sub}, atHasSubordinates, "")
-	te.userView = Entry{DN: e.DN, Attributes: te.view.Attributes[:nUser:nUser]}
+	add("hasSubordinates", sub, atHasSubordinates, "")
 }
 
-// normStored normalises a stored value by its attribute's equality rule.
-func (t *Tree) normStored(at *attrType, v []byte, dnCache map[string]string) string {
+// stringOf returns v's bytes as a string without copying them: entries given to the tree
+// are never modified (NewTree).
+func stringOf(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return unsafe.String(&v[0], len(v))
+}
+
+// bytesOf returns s's bytes without copying them, for an Entry being sent: nothing
+// modifies an entry's values.
+func bytesOf(s string) []byte {
+	if s == "" {
+		return emptyValue
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+var emptyValue = []byte{}
+
+// normStored normalises a stored value by its attribute's equality rule. A value that
+// normalising leaves unchanged is its own normalised form: no copy.
+func (t *Tree) normStored(at *attrType, v string, dnCache map[string]string) string {
 	if at.eq == nil {
-		return string(v)
+		return v
 	}
 	if at.eq.norm == normDN {
-		if n, ok := dnCache[string(v)]; ok {
+		if n, ok := dnCache[v]; ok {
 			return n
 		}
 	}
-	n, ok := t.schema.normalize(at.eq.norm, v, posValue)
-	if !ok {
+	n, ok := t.schema.normalize(at.eq.norm, unsafe.Slice(unsafe.StringData(v), len(v)), posValue)
+	switch {
+	case !ok:
 		n = invalidNorm
+	case n == v:
+		n = v
 	}
 	if at.eq.norm == normDN {
-		dnCache[string(v)] = n
+		dnCache[v] = n
 	}
 	return n
 }
@@ -520,7 +560,7 @@ func (t *Tree) Lookup(dn string) (string, bool) {
 	if res != nil {
 		return "", false
 	}
-	return e.view.DN, true
+	return e.dn, true
 }
 
 // Schema returns the schema the tree matches with.
@@ -552,7 +592,7 @@ func (t *Tree) locate(dn string) (*treeEntry, *Result) {
 	res := &Result{Code: ldap.LDAPResultNoSuchObject}
 	for i := 1; i < len(rdns); i++ {
 		if id, ok := t.byDN.get(strings.Join(rdns[i:], ",")); ok {
-			res.MatchedDN = t.entry(id).view.DN
+			res.MatchedDN = t.entry(id).dn
 			break
 		}
 	}
@@ -582,6 +622,10 @@ const ldapControlManageDsaIT = "2.16.840.1.113730.3.4.2"
 // base, one, subtree and children, every filter type, attribute selection, typesOnly
 // (which the caller applies when it encodes the entries), the size and time limits, and the paged-results control
 // (1.2.840.113556.1.4.319) with opaque cookies, valid in every later version of the tree.
+//
+// The entry send is handed, and its attribute and value slices, are valid until send
+// returns: the search makes each entry in the same buffers. Its values are the tree's
+// own and must never be modified; send encodes the entry, or copies what it keeps.
 func (t *Tree) Search(ctx context.Context, q *SearchRequest, controls []Control, send func(*Entry) error) *Result {
 	return t.SearchWithin(ctx, q, controls, nil, send)
 }
@@ -811,11 +855,16 @@ func (s *searchRun) visit(e *treeEntry) runCode {
 	return runDone
 }
 
-// selection is a search's attribute list, resolved.
+// selection is a search's attribute list, resolved, with the buffers the entries it
+// sends are made in.
 type selection struct {
 	allUser, allOperational bool
 	named                   []selected
 	buf                     [4]selected // backs named for short lists
+
+	out   Entry
+	attrs []Attribute
+	vals  [][]byte
 }
 
 type selected struct {
@@ -852,25 +901,42 @@ func (t *Tree) selection(s *selection, attrs []string) {
 	}
 }
 
-// entry returns e as the selection shows it. The shared views serve "*" and "*"+"+";
-// other selections get a new attribute list.
+// entry returns e as the selection shows it, in the selection's buffers: valid until
+// the next call.
 func (s *selection) entry(e *treeEntry) *Entry {
-	switch {
-	case s.allUser && s.allOperational:
-		return &e.view
-	case s.allUser && len(s.named) == 0:
-		return &e.userView
-	case !s.allUser && !s.allOperational && len(s.named) == 0:
-		return &Entry{DN: e.view.DN}
+	s.out = Entry{DN: e.dn}
+	if !s.allUser && !s.allOperational && len(s.named) == 0 {
+		return &s.out
 	}
-	out := &Entry{DN: e.view.DN}
+	if cap(s.vals) < len(e.vals) {
+		s.vals = make([][]byte, 0, len(e.vals)) // room for all: the attributes point into it
+	}
+	s.attrs, s.vals = s.attrs[:0], s.vals[:0]
 	for i := range e.attrs {
 		if s.wants(e, i) {
-			if out.Attributes == nil {
-				out.Attributes = make([]Attribute, 0, len(e.attrs)-i)
+			a := &e.attrs[i]
+			lo := len(s.vals)
+			for _, v := range e.vals[a.lo:a.hi] {
+				s.vals = append(s.vals, bytesOf(v))
 			}
-			out.Attributes = append(out.Attributes, e.view.Attributes[i])
+			s.attrs = append(s.attrs, Attribute{Name: a.name, Values: s.vals[lo:len(s.vals):len(s.vals)]})
 		}
+	}
+	if len(s.attrs) > 0 {
+		s.out.Attributes = s.attrs
+	}
+	return &s.out
+}
+
+// entry returns e with every attribute, as served to "*" and "+", in an Entry of its own.
+func (e *treeEntry) entry() *Entry {
+	out := &Entry{DN: e.dn, Attributes: make([]Attribute, len(e.attrs))}
+	vals := make([][]byte, len(e.vals))
+	for i, v := range e.vals {
+		vals[i] = bytesOf(v)
+	}
+	for i, a := range e.attrs {
+		out.Attributes[i] = Attribute{Name: a.name, Values: vals[a.lo:a.hi:a.hi]}
 	}
 	return out
 }

@@ -29,7 +29,7 @@ func (w *collectWriter) WriteEntry(e *Entry) error {
 	if w.fail {
 		return errAbandoned
 	}
-	w.entries = append(w.entries, e)
+	w.entries = append(w.entries, cloneEntry(e))
 	time.Sleep(w.delay)
 	return nil
 }
