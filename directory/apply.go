@@ -434,5 +434,5 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 // sameAttribute reports whether te's i-th attribute is a, name and values.
 func (te *treeEntry) sameAttribute(i int, a Attribute) bool {
 	ta := &te.attrs[i]
-	return ta.name == a.Name && slices.EqualFunc(te.vals[ta.lo:ta.hi], a.Values, func(v string, w []byte) bool { return v == string(w) })
+	return te.nameOf(i) == a.Name && slices.EqualFunc(te.vals[ta.lo:ta.hi], a.Values, func(v string, w []byte) bool { return v == string(w) })
 }

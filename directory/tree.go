@@ -77,6 +77,9 @@ type treeEntry struct {
 	// opts holds each attribute's options, lowercased and sorted, parallel to attrs;
 	// nil when no attribute has any, which is almost always.
 	opts []string
+	// names holds each attribute's name as the entry has it, parallel to attrs; nil when
+	// every attribute is named as its type's primary name, which is almost always.
+	names []string
 	// rdn holds the attribute values of the entry's RDN, or of its whole DN for the
 	// entry of a naming context: extensible matches with dnAttributes look at them.
 	rdn []rdnValue
@@ -84,8 +87,7 @@ type treeEntry struct {
 
 type treeAttr struct {
 	typ    *attrType
-	name   string // as the entry has it
-	lo, hi int32  // the attribute's values in treeEntry.vals and .norm
+	lo, hi int32 // the attribute's values in treeEntry.vals and .norm
 }
 
 type rdnValue struct {
@@ -94,6 +96,14 @@ type rdnValue struct {
 }
 
 func (e *treeEntry) hasChildren() bool { return e.nchild > 0 }
+
+// nameOf returns the name of e's i-th attribute, as the entry has it.
+func (e *treeEntry) nameOf(i int) string {
+	if e.names == nil {
+		return e.attrs[i].typ.name
+	}
+	return e.names[i]
+}
 
 // optsOf returns the options of e's i-th attribute.
 func (e *treeEntry) optsOf(i int) string {
@@ -401,7 +411,16 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 		if te.opts != nil {
 			te.opts = append(te.opts, opts)
 		}
-		ta := treeAttr{typ: at, name: name, lo: int32(len(te.vals))}
+		if name != at.name && te.names == nil {
+			te.names = make([]string, len(te.attrs), n)
+			for i := range te.attrs {
+				te.names[i] = te.attrs[i].typ.name
+			}
+		}
+		if te.names != nil {
+			te.names = append(te.names, name)
+		}
+		ta := treeAttr{typ: at, lo: int32(len(te.vals))}
 		for _, v := range vals {
 			s := stringOf(v)
 			te.vals = append(te.vals, s)
@@ -420,13 +439,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 	if structural != nil {
 		add("structuralObjectClass", structural.values, atStructuralObjectClass, "")
 	}
-	// entryDN: the DN as the entry has it.
-	te.attrs = append(te.attrs, treeAttr{typ: atEntryDN, name: "entryDN", lo: int32(len(te.vals)), hi: int32(len(te.vals) + 1)})
-	te.vals = append(te.vals, e.DN)
-	te.norm = append(te.norm, t.normStored(atEntryDN, e.DN, dnCache))
-	if te.opts != nil {
-		te.opts = append(te.opts, "")
-	}
+	add("entryDN", [][]byte{bytesOf(e.DN)}, atEntryDN, "") // the DN's own string, not a copy
 	sub := valuesFALSE
 	if te.hasChildren() {
 		sub = valuesTRUE
@@ -919,7 +932,7 @@ func (s *selection) entry(e *treeEntry) *Entry {
 			for _, v := range e.vals[a.lo:a.hi] {
 				s.vals = append(s.vals, bytesOf(v))
 			}
-			s.attrs = append(s.attrs, Attribute{Name: a.name, Values: s.vals[lo:len(s.vals):len(s.vals)]})
+			s.attrs = append(s.attrs, Attribute{Name: e.nameOf(i), Values: s.vals[lo:len(s.vals):len(s.vals)]})
 		}
 	}
 	if len(s.attrs) > 0 {
@@ -936,7 +949,7 @@ func (e *treeEntry) entry() *Entry {
 		vals[i] = bytesOf(v)
 	}
 	for i, a := range e.attrs {
-		out.Attributes[i] = Attribute{Name: a.name, Values: vals[a.lo:a.hi:a.hi]}
+		out.Attributes[i] = Attribute{Name: e.nameOf(i), Values: vals[a.lo:a.hi:a.hi]}
 	}
 	return out
 }

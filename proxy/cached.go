@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,9 @@ func (c *cached) update(sn *cache.Snapshot) {
 		return
 	}
 	c.tree.Store(next)
+	if len(changes) >= bigBatch && len(changes) >= next.Len()/4 {
+		releaseGarbage()
+	}
 	c.log.Info("served tree updated", "generation", sn.Generation(), "version", next.Version(), "changes", len(changes),
 		"entries", next.Len(), "took", time.Since(start).Round(time.Microsecond))
 }
@@ -89,6 +93,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 		return
 	}
 	c.tree.Store(t)
+	releaseGarbage()
 	c.sn, c.containers = sn, newServedContainers(sn, c.opts)
 	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "took", time.Since(start).Round(time.Millisecond))
 }
@@ -100,6 +105,22 @@ func (o ServedOptions) treeOptions() []directory.TreeOption {
 	}
 	return []directory.TreeOption{directory.WithActiveDirectory(directory.ADOptions{})}
 }
+
+// bigBatch is the number of changes from which a batch that changes a quarter of the
+// tree or more (the first sync into an empty store) releases its garbage.
+const bigBatch = 1000
+
+// releaseGarbage returns the memory that building a tree, or applying a batch that
+// changed much of it, left as garbage (the entries made for it, the sync's reads, the
+// previous version) to the OS, once, shortly after the sync that made it has finished.
+// Without it the process would keep the high-water mark of the build, about twice the
+// tree, until the collector's scavenger slowly gave it back.
+func releaseGarbage() {
+	time.AfterFunc(releaseDelay, debug.FreeOSMemory)
+}
+
+// releaseDelay leaves the sync that committed the generation time to return.
+const releaseDelay = 2 * time.Second
 
 func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	t := c.tree.Load()
