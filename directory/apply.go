@@ -256,12 +256,13 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 // replaces e (a group whose member list changed by one) mostly repeats them, and parsing
 // a DN is the dearest part of making an entry.
 func (t *Tree) seedDNs(e *treeEntry, dnCache map[string]string) {
-	for _, a := range e.attrs {
+	for i, a := range e.attrs {
 		if a.typ.eq == nil || a.typ.eq.norm != normDN {
 			continue
 		}
-		for j, v := range e.vals[a.lo:a.hi] {
-			dnCache[v] = e.norm[int(a.lo)+j]
+		norm := e.normed(i)
+		for j, v := range e.values(i) {
+			dnCache[v] = norm[j]
 		}
 	}
 }
@@ -319,15 +320,16 @@ func (b *batch) done() *Tree {
 // in line with its children.
 func (t *Tree) setHasSubordinates(e *treeEntry) {
 	last := len(e.vals) - 1
-	want := string(valueFALSE)
+	want := "FALSE"
 	if e.hasChildren() {
-		want = string(valueTRUE)
+		want = "TRUE"
 	}
 	if e.vals[last] == want {
 		return
 	}
-	e.vals, e.norm = slices.Clone(e.vals), slices.Clone(e.norm)
-	e.vals[last], e.norm[last] = want, want
+	// Its last value, which is its own normalised form (booleanMatch): no norm to change.
+	e.vals = slices.Clone(e.vals)
+	e.vals[last] = want
 }
 
 // keySet returns the index keys of e.
@@ -433,6 +435,5 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 
 // sameAttribute reports whether te's i-th attribute is a, name and values.
 func (te *treeEntry) sameAttribute(i int, a Attribute) bool {
-	ta := &te.attrs[i]
-	return te.nameOf(i) == a.Name && slices.EqualFunc(te.vals[ta.lo:ta.hi], a.Values, func(v string, w []byte) bool { return v == string(w) })
+	return te.nameOf(i) == a.Name && slices.EqualFunc(te.values(i), a.Values, func(v string, w []byte) bool { return v == string(w) })
 }

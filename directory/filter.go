@@ -291,7 +291,7 @@ func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bo
 			}
 			continue
 		}
-		if slices.Contains(e.norm[a.lo:a.hi], norm) {
+		if slices.Contains(e.normed(i), norm) {
 			return true
 		}
 	}
@@ -313,7 +313,7 @@ func (t *Tree) anyEqualSet(e *treeEntry, at *attrType, opts string, set map[stri
 			}
 			continue
 		}
-		if slices.ContainsFunc(e.norm[a.lo:a.hi], in) {
+		if slices.ContainsFunc(e.normed(i), in) {
 			return true
 		}
 	}
@@ -325,14 +325,14 @@ func (t *Tree) anyEqualSet(e *treeEntry, at *attrType, opts string, set map[stri
 func (t *Tree) attrValues(e *treeEntry, i int, k normKind, f func(string) bool) bool {
 	a := &e.attrs[i]
 	if a.typ.eq != nil && a.typ.eq.norm == k {
-		for _, v := range e.norm[a.lo:a.hi] {
+		for _, v := range e.normed(i) {
 			if v != invalidNorm && f(v) {
 				return true
 			}
 		}
 		return false
 	}
-	for _, raw := range e.vals[a.lo:a.hi] {
+	for _, raw := range e.values(i) {
 		if v, ok := t.schema.normalize(k, bytesOf(raw), posValue); ok && f(v) {
 			return true
 		}

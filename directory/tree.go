@@ -54,10 +54,11 @@ const maxCachedBases = 256
 //
 // Its attributes are held in three flat slices, not as the Entry it is served as: per
 // attribute a treeAttr, per value the value (a string over the bytes the entry was given,
-// not a copy) and its normalised form (the value's own string when normalising changes
-// nothing). A search makes the Entry it sends from them (selection.entry), in buffers of
-// its own. So an entry costs no slice header per attribute beyond its treeAttr, no
-// normalised copy of most values, and far fewer pointers for the collector to follow.
+// not a copy), and the normalised values of the attributes that normalising changes
+// (the others are their own normalised form). A search makes the Entry it sends from
+// them (selection.entry), in buffers of its own. So an entry costs 16 bytes per
+// attribute and 16 or 32 per value, where an Entry with its normalised values cost 80
+// and 40, and has far fewer pointers for the collector to follow.
 type treeEntry struct {
 	dn     string // as served
 	ndn    string // canonical DN (distinguishedNameMatch)
@@ -72,8 +73,10 @@ type treeEntry struct {
 	// have it).
 	structural bool
 	attrs      []treeAttr
-	vals       []string // every attribute's values as served
-	norm       []string // parallel to vals: normalised by the attribute's equality rule
+	vals       []string // every attribute's values as served, attribute after attribute
+	// norm holds the values normalised by their attribute's equality rule, of the
+	// attributes where that changes a value (see treeEntry.normed).
+	norm []string
 	// opts holds each attribute's options, lowercased and sorted, parallel to attrs;
 	// nil when no attribute has any, which is almost always.
 	opts []string
@@ -85,9 +88,35 @@ type treeEntry struct {
 	rdn []rdnValue
 }
 
+// treeAttr is an attribute of a tree entry. Its values are vals[lo:hi], lo being the
+// previous attribute's hi (0 for the first); its normalised values norm[nlo:nhi], nlo
+// being the previous attribute's nhi, and when that range is empty the values
+// themselves.
 type treeAttr struct {
-	typ    *attrType
-	lo, hi int32 // the attribute's values in treeEntry.vals and .norm
+	typ     *attrType
+	hi, nhi int32
+}
+
+// values returns the values of e's i-th attribute.
+func (e *treeEntry) values(i int) []string {
+	lo := int32(0)
+	if i > 0 {
+		lo = e.attrs[i-1].hi
+	}
+	return e.vals[lo:e.attrs[i].hi]
+}
+
+// normed returns the values of e's i-th attribute normalised by its equality rule
+// (invalidNorm for one the rule rejects).
+func (e *treeEntry) normed(i int) []string {
+	lo, nlo := int32(0), int32(0)
+	if i > 0 {
+		lo, nlo = e.attrs[i-1].hi, e.attrs[i-1].nhi
+	}
+	if a := &e.attrs[i]; a.nhi > nlo {
+		return e.norm[nlo:a.nhi]
+	}
+	return e.vals[lo:e.attrs[i].hi]
 }
 
 type rdnValue struct {
@@ -403,7 +432,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 	n := nUser + nOp + 2
 	te.attrs = make([]treeAttr, 0, n)
 	te.vals = make([]string, 0, nVals)
-	te.norm = make([]string, 0, nVals)
+	norm := make([]string, 0, nVals) // the normalised values that differ, then kept in te.norm
 	add := func(name string, vals [][]byte, at *attrType, opts string) {
 		if opts != "" && te.opts == nil {
 			te.opts = make([]string, len(te.attrs), n)
@@ -420,14 +449,18 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 		if te.names != nil {
 			te.names = append(te.names, name)
 		}
-		ta := treeAttr{typ: at, lo: int32(len(te.vals))}
+		nlo, same := len(norm), true
 		for _, v := range vals {
 			s := stringOf(v)
+			n := t.normStored(at, s, dnCache)
 			te.vals = append(te.vals, s)
-			te.norm = append(te.norm, t.normStored(at, s, dnCache))
+			norm = append(norm, n)
+			same = same && n == s
 		}
-		ta.hi = int32(len(te.vals))
-		te.attrs = append(te.attrs, ta)
+		if same {
+			norm = norm[:nlo]
+		}
+		te.attrs = append(te.attrs, treeAttr{typ: at, hi: int32(len(te.vals)), nhi: int32(len(norm))})
 	}
 	for _, operational := range []bool{false, true} {
 		for i, a := range e.Attributes {
@@ -445,6 +478,10 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string
 		sub = valuesTRUE
 	}
 	add("hasSubordinates", sub, atHasSubordinates, "")
+	te.norm = nil
+	if len(norm) > 0 { // norm was made for every value: keep only what it holds
+		te.norm = slices.Clone(norm)
+	}
 }
 
 // stringOf returns v's bytes as a string without copying them: entries given to the tree
@@ -541,11 +578,11 @@ func (t *Tree) buildIndexes() {
 // indexed under each of its object classes and their superclasses, so that
 // (objectClass=person) finds inetOrgPersons.
 func (t *Tree) indexKeys(e *treeEntry, fn func(at *attrType, k string)) {
-	for _, a := range e.attrs {
+	for i, a := range e.attrs {
 		if !a.typ.indexed {
 			continue // values with options are indexed too: (cn=x) matches cn;lang-de: x
 		}
-		for _, v := range e.norm[a.lo:a.hi] {
+		for _, v := range e.normed(i) {
 			if a.typ.eq == mrObjectSubClass {
 				if c := t.schema.class(v); c != nil {
 					for _, k := range c.ancestors {
@@ -927,9 +964,8 @@ func (s *selection) entry(e *treeEntry) *Entry {
 	s.attrs, s.vals = s.attrs[:0], s.vals[:0]
 	for i := range e.attrs {
 		if s.wants(e, i) {
-			a := &e.attrs[i]
 			lo := len(s.vals)
-			for _, v := range e.vals[a.lo:a.hi] {
+			for _, v := range e.values(i) {
 				s.vals = append(s.vals, bytesOf(v))
 			}
 			s.attrs = append(s.attrs, Attribute{Name: e.nameOf(i), Values: s.vals[lo:len(s.vals):len(s.vals)]})
@@ -948,8 +984,10 @@ func (e *treeEntry) entry() *Entry {
 	for i, v := range e.vals {
 		vals[i] = bytesOf(v)
 	}
+	lo := int32(0)
 	for i, a := range e.attrs {
-		out.Attributes[i] = Attribute{Name: e.nameOf(i), Values: vals[a.lo:a.hi:a.hi]}
+		out.Attributes[i] = Attribute{Name: e.nameOf(i), Values: vals[lo:a.hi:a.hi]}
+		lo = a.hi
 	}
 	return out
 }

@@ -6,7 +6,9 @@
 # flood's connections have closed.
 # The live heap (HeapAlloc after a collection, from /debug/pprof/heap) is printed beside
 # the proxy's RSS; HEAP_PROFILES=DIR keeps the heap profiles there for `go tool pprof`.
-# Usage: [FLOOD_CONNS=1500] [FLOOD_SIZE=250000] [FLOOD_SEND=240000] [HEAP_PROFILES=DIR] scripts/bench-memory.sh [users]
+# PROXY_GOMEMLIMIT sets GOMEMLIMIT for the proxy alone (as the sidecar example does).
+# Usage: [FLOOD_CONNS=1500] [FLOOD_SIZE=250000] [FLOOD_SEND=240000] [HEAP_PROFILES=DIR] \
+#   [PROXY_GOMEMLIMIT=200MiB] scripts/bench-memory.sh [users]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
@@ -26,7 +28,7 @@ slapd_pid=$(pgrep -n -f "slapd .*${slapd_addr}") || { echo "no slapd process for
   echo 'http: {listen: "127.0.0.1:19689", pprof: true}'
   upstream_config "$bin/store"
 } >"$bin/serve.yaml"
-"$bin/ldapproxy" serve --config "$bin/serve.yaml" >"$bin/serve.out" 2>&1 &
+env ${PROXY_GOMEMLIMIT:+GOMEMLIMIT=$PROXY_GOMEMLIMIT} "$bin/ldapproxy" serve --config "$bin/serve.yaml" >"$bin/serve.out" 2>&1 &
 proxy_pid=$!
 pids+=($proxy_pid)
 for _ in $(seq 1500); do
@@ -34,6 +36,7 @@ for _ in $(seq 1500); do
   kill -0 "$proxy_pid" 2>/dev/null || { cat "$bin/serve.out"; exit 1; }
   sleep 0.2
 done
+sleep 3 # the proxy returns the garbage of its first build to the OS 2 s after it
 rss() { awk '/^VmRSS:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 # live NAME: the proxy's heap after a collection; the profile kept as NAME.pb.gz.
