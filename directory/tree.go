@@ -750,6 +750,8 @@ func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Co
 		s.within = within.ids
 	}
 	t.selection(&s.sel, q.Attributes)
+	s.sel.eb = entryBufs.Get().(*entryBuf)
+	defer s.sel.eb.release()
 	if q.TimeLimit > 0 {
 		s.deadline = time.Now().Add(time.Duration(q.TimeLimit) * time.Second)
 	}
@@ -911,10 +913,27 @@ type selection struct {
 	allUser, allOperational bool
 	named                   []selected
 	buf                     [4]selected // backs named for short lists
+	eb                      *entryBuf   // where entries are made to be sent
+}
 
+// entryBuf holds an entry being sent. Searches take one from entryBufs and put it back
+// when they end, so that sending an entry costs no allocation, also for a group of
+// thousands of members.
+type entryBuf struct {
 	out   Entry
 	attrs []Attribute
 	vals  [][]byte
+}
+
+var entryBufs = sync.Pool{New: func() any { return new(entryBuf) }}
+
+// release puts b back into entryBufs, holding no value of a tree: a buffer in the pool
+// must not keep an old version alive.
+func (b *entryBuf) release() {
+	clear(b.vals[:cap(b.vals)])
+	clear(b.attrs[:cap(b.attrs)])
+	b.out = Entry{}
+	entryBufs.Put(b)
 }
 
 type selected struct {
@@ -951,30 +970,31 @@ func (t *Tree) selection(s *selection, attrs []string) {
 	}
 }
 
-// entry returns e as the selection shows it, in the selection's buffers: valid until
+// entry returns e as the selection shows it, in the selection's entryBuf: valid until
 // the next call.
 func (s *selection) entry(e *treeEntry) *Entry {
-	s.out = Entry{DN: e.dn}
+	b := s.eb
+	b.out = Entry{DN: e.dn}
 	if !s.allUser && !s.allOperational && len(s.named) == 0 {
-		return &s.out
+		return &b.out
 	}
-	if cap(s.vals) < len(e.vals) {
-		s.vals = make([][]byte, 0, len(e.vals)) // room for all: the attributes point into it
+	if cap(b.vals) < len(e.vals) {
+		b.vals = make([][]byte, 0, len(e.vals)) // room for all: the attributes point into it
 	}
-	s.attrs, s.vals = s.attrs[:0], s.vals[:0]
+	b.attrs, b.vals = b.attrs[:0], b.vals[:0]
 	for i := range e.attrs {
 		if s.wants(e, i) {
-			lo := len(s.vals)
+			lo := len(b.vals)
 			for _, v := range e.values(i) {
-				s.vals = append(s.vals, bytesOf(v))
+				b.vals = append(b.vals, bytesOf(v))
 			}
-			s.attrs = append(s.attrs, Attribute{Name: e.nameOf(i), Values: s.vals[lo:len(s.vals):len(s.vals)]})
+			b.attrs = append(b.attrs, Attribute{Name: e.nameOf(i), Values: b.vals[lo:len(b.vals):len(b.vals)]})
 		}
 	}
-	if len(s.attrs) > 0 {
-		s.out.Attributes = s.attrs
+	if len(b.attrs) > 0 {
+		b.out.Attributes = b.attrs
 	}
-	return &s.out
+	return &b.out
 }
 
 // entry returns e with every attribute, as served to "*" and "+", in an Entry of its own.
