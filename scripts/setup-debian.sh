@@ -7,7 +7,8 @@
 # tests provision their own domains in temporary directories; samba-ad-provision holds the
 # schema and templates that provisioning reads, samba-dsdb-modules the directory's database
 # modules, samba-vfs-modules the ACL module that provisioning sets the sysvol share's ACLs
-# with). Does nothing when they are already there.
+# with), and GNU time for the benchmark scripts' peak RSS. Does nothing when they are
+# already there.
 set -euo pipefail
 need=()
 { command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ]; } || need+=(slapd)
@@ -19,6 +20,7 @@ command -v samba-tool >/dev/null 2>&1 || need+=(samba-common-bin)
 [ -d /usr/share/samba/setup ] || need+=(samba-ad-provision)
 ls /usr/lib/*/samba/ldb/samba_dsdb.so >/dev/null 2>&1 || need+=(samba-dsdb-modules)
 ls /usr/lib/*/samba/vfs/acl_xattr.so >/dev/null 2>&1 || need+=(samba-vfs-modules)
+[ -x /usr/bin/time ] || need+=(time) # the benchmark scripts' peak RSS
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
