@@ -12,9 +12,9 @@ import (
 
 // Variables for the tests.
 var (
-	// stampOverlap is how far before the newest modifyTimestamp seen a re-read by time
-	// starts: timestamps have a granularity of a second, and an entry can be committed
-	// after one stamped later.
+	// stampOverlap is how far before the upstream's time it starts from a re-read by
+	// time starts: timestamps have a granularity of a second, and an entry can be
+	// committed after one stamped later.
 	stampOverlap = 2 * time.Second
 	// maxRepairReads is how many groups a full read re-reads one by one at most; past it,
 	// it reads every group again.
@@ -26,9 +26,10 @@ var (
 // renamed in between is read at a DN that no group listed when the groups were read, and
 // a user added to a group in between is in no list read. Before the commit, the groups
 // that may have changed are read again, with the member values they have now:
-//   - those changed since the group read began (modifyTimestamp at or after the newest
-//     one the read saw, less stampOverlap): adds, removals and, where the upstream rewrites
-//     member values on a rename (OpenLDAP's refint), moves;
+//   - those changed since the group read began (modifyTimestamp at or after the
+//     upstream's time then, as upstreamClock follows it, less stampOverlap): adds,
+//     removals and, where the upstream rewrites member values on a rename (OpenLDAP's
+//     refint), moves;
 //   - those listing a member value that no user read now has but that a stored user had:
 //     the user moved (Active Directory rewrites no group when a member moves: the value
 //     changes but the group's time does not).
@@ -73,10 +74,11 @@ func (r *run) repair(ctx context.Context) error {
 			return err
 		}
 		all := len(suspect) > maxRepairReads
-		if all || repairByTime && !r.newest.IsZero() {
+		since, known := r.clock.at(r.groupsStart)
+		if all || repairByTime && known {
 			filter := s.cfg.GroupFilter
 			if !all {
-				from := r.newest.Add(-stampOverlap).UTC().Format(stampLayout)
+				from := since.Add(-stampOverlap).UTC().Format(stampLayout)
 				filter = "(&" + filter + "(modifyTimestamp>=" + from + "))"
 			}
 			if err := pagedSearch(ctx, lc, s.cfg.PageSize, join(s.cfg.GroupDN, s.base), filter, s.groupAttributes(), add); err != nil {

@@ -81,10 +81,12 @@ type run struct {
 	memberOf map[string][]string
 	// seen are the keys of memberOf that a user read in this run has.
 	seen map[string]bool
-	// newest is the latest modifyTimestamp among the groups read: the re-read of the
-	// groups that changed during the run starts there.
-	newest time.Time
-	status map[string]*cache.Status
+	// clock follows the upstream's clock through the modifyTimestamps read;
+	// groupsStart is when the group read began: the re-read of the groups that changed
+	// during the run starts at the upstream's time then.
+	clock       upstreamClock
+	groupsStart time.Time
+	status      map[string]*cache.Status
 	// expect is how many entries of each kind the last successful sync read, for
 	// progress lines ("users 40,000 of ~100,000").
 	expect map[string]int
@@ -407,6 +409,7 @@ func (s *Syncer) parentGroup() *cache.Group {
 func (r *run) readGroups(ctx context.Context) error {
 	s := r.s
 	prog := r.progress(cache.KindGroups)
+	r.groupsStart = time.Now()
 	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), func(lc *ldap.Conn, e *ldap.Entry) error {
 		prog.add()
 		g, err := r.readGroup(ctx, lc, e)

@@ -17,28 +17,31 @@ import (
 // upstream's clock at or before which every change has been applied (RFC 3339).
 const cookieTimestamp = "timestamp"
 
-// stamp notes an entry's modifyTimestamp as the newest of the run if it is.
+// stamp notes an entry's modifyTimestamp as an observation of the upstream's clock.
 func (r *run) stamp(e *ldap.Entry) {
-	if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(r.newest) {
-		r.newest = t
+	if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok {
+		r.clock.saw(t, time.Now())
 	}
 }
 
 // upstreamClock follows the upstream's clock through the timestamps it writes, without
-// trusting the proxy's clock to agree with it: the newest modifyTimestamp a read saw is
-// at most the upstream's time when the read ended. floor is that timestamp less the
-// proxy's time then, from the last read that saw one; the upstream's time at a proxy
-// time t is at least t + floor (clocks run at the same rate; a step back of the
-// upstream's clock is within stampOverlap, or corrected by the next read).
+// trusting the proxy's clock to agree with it: an entry's modifyTimestamp is at most
+// the upstream's time when the entry reached the proxy. floor is the highest such
+// timestamp less the proxy's time then; the upstream's time at a proxy time t is at
+// least t + floor, as long as the clocks run at the same rate. Each full read starts it
+// afresh, so that a step back of the upstream's clock larger than stampOverlap costs
+// changes until the next reconciliation at most.
 type upstreamClock struct {
 	floor time.Duration
 	ok    bool
 }
 
-// saw notes that a read that ended at end saw newest (zero: no timestamp).
-func (c *upstreamClock) saw(newest, end time.Time) {
-	if !newest.IsZero() {
-		c.floor, c.ok = newest.Sub(end), true
+// saw notes an entry stamped stamp that reached the proxy at (or before) at. Each such
+// observation is a lower bound of the offset between the two clocks; the highest is
+// kept.
+func (c *upstreamClock) saw(stamp, at time.Time) {
+	if d := stamp.Sub(at); !c.ok || d > c.floor {
+		c.floor, c.ok = d, true
 	}
 }
 
@@ -51,8 +54,8 @@ func (c *upstreamClock) at(t time.Time) (time.Time, bool) {
 // upstream's time when the read began, at least, so that every change the read may
 // have missed is stamped after it. A read that saw no timestamp keeps the stored mark.
 func (r *run) setMark(start time.Time) {
-	r.s.clock.saw(r.newest, time.Now())
-	m, ok := r.s.clock.at(start)
+	r.s.clock = r.clock
+	m, ok := r.clock.at(start)
 	if !ok {
 		r.s.log.Warn("sync: the upstream returned no modifyTimestamp; timestamp mode cannot see changes between full reads")
 		return
@@ -75,7 +78,8 @@ func (s *Syncer) storedMark() (time.Time, bool) {
 // pollLoop is timestamp and usn modes: a full read when no position is stored, when
 // the position cannot be used (usn: another DC) and every FullInterval (deletions show
 // there in timestamp mode); in between, every PollInterval, a poll of the users and
-// groups changed since the position, applied as one batch with the position it reached.
+// groups changed since the position, applied in batches, the last with the position it
+// reached.
 func (s *Syncer) pollLoop(ctx context.Context, mode string) {
 	st := newStream(s)
 	stored := func() bool {
@@ -156,10 +160,10 @@ func (s *Syncer) pollFull(ctx context.Context, mode string) error {
 }
 
 // poll reads the users and groups changed since the stored mark (less stampOverlap) and
-// applies them as one batch, committed with the new mark: the upstream's time when the
-// poll began (at least; see upstreamClock), or the old mark when that is later. So the
-// mark moves on with time even when nothing changes, and an object is read again only
-// while its change is within stampOverlap of the mark.
+// applies them (applyChanged), the last batch committed with the new mark: the
+// upstream's time when the poll began (at least; see upstreamClock), or the old mark
+// when that is later. So the mark moves on with time even when nothing changes, and an
+// object is read again only while its change is within stampOverlap of the mark.
 func (st *stream) poll(ctx context.Context) error {
 	s := st.s
 	mark, _ := s.storedMark()
@@ -174,7 +178,6 @@ func (st *stream) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.clock.saw(ch.newest, time.Now())
 	next := mark
 	if m, ok := s.clock.at(start); ok && m.After(next) {
 		next = m
@@ -182,12 +185,11 @@ func (st *stream) poll(ctx context.Context) error {
 	return st.applyChanged(ch, cookieTimestamp, formatMark(next))
 }
 
-// changed is what a poll read: the entries of each kind, the tombstones of deleted
-// objects, and the newest modifyTimestamp among them.
+// changed is what a poll read: the entries of each kind and the tombstones of deleted
+// objects.
 type changed struct {
 	entries map[string][]*ldap.Entry
 	deleted []string // IDs
-	newest  time.Time
 }
 
 // readChanged reads, on lc, the users and then the groups that the filter clause
@@ -204,8 +206,8 @@ func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause string)
 		base, filter, attrs := s.searchOf(kind)
 		filter = "(&" + filter + clause + ")"
 		err := pagedSearch(ctx, lc, s.cfg.PageSize, base, filter, attrs, func(e *ldap.Entry) error {
-			if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok && t.After(ch.newest) {
-				ch.newest = t
+			if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok {
+				s.clock.saw(t, time.Now())
 			}
 			if kind == cache.KindGroups && s.cfg.MembershipField != "memberOf" {
 				if err := s.wholeMembers(ctx, lc, e); err != nil {
@@ -222,31 +224,67 @@ func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause string)
 	return ch, nil
 }
 
-// applyChanged applies what a poll read as one batch, committed with the poll's
-// position (cookie name: position), through the applier syncrepl uses: memberships
-// resolved through identities; objects read again unchanged are not counted.
+// applyChanged applies what a poll read through the applier syncrepl uses
+// (memberships resolved through identities; objects read again unchanged are not
+// counted), in batches of at most maxBatch objects, each atomic; the last is committed
+// with the poll's position (cookie name: position). A kill between two resumes from the
+// previous position and applies them again, which changes nothing more.
 func (st *stream) applyChanged(ch *changed, name string, position []byte) error {
 	s := st.s
 	for _, kind := range s.streamKinds() {
 		st.live[kind] = true // changes are new: their lag is measured
 	}
+	type item struct {
+		kind string
+		e    *ldap.Entry // nil: the deletion of id
+		id   string
+	}
+	var items []item
+	for _, id := range ch.deleted {
+		items = append(items, item{id: id})
+	}
+	// Users before groups: a group that names a user moved since is then resolved
+	// against the user's new DN.
+	for _, kind := range []string{cache.KindUsers, cache.KindGroups} {
+		for _, e := range ch.entries[kind] {
+			items = append(items, item{kind: kind, e: e})
+		}
+	}
+	for first := true; first || len(items) > 0; first = false {
+		n := min(len(items), maxBatch)
+		if err := st.applyBatch(func(a *applier) {
+			for _, it := range items[:n] {
+				switch {
+				case it.e == nil:
+					a.remove(cache.KindUsers, it.id)
+					a.remove(cache.KindGroups, it.id)
+				case it.kind == cache.KindUsers:
+					a.putUser(it.e)
+				default:
+					a.putGroup(it.e)
+				}
+			}
+			if n == len(items) {
+				a.b.SetCookie(name, position)
+			}
+		}); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+// applyBatch runs fill on the applier of a new batch, commits it and counts its changes.
+func (st *stream) applyBatch(fill func(*applier)) error {
+	s := st.s
 	b, err := s.store.BeginBatch()
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	defer b.Abort()
 	a := &applier{stream: st, b: b, dnUsers: map[string]string{}, nameUsers: map[string]string{}, dnGroups: map[string]string{}, onlyChanged: true}
-	for _, id := range ch.deleted {
-		a.remove(cache.KindUsers, id)
-		a.remove(cache.KindGroups, id)
-	}
-	for _, e := range ch.entries[cache.KindUsers] {
-		a.putUser(e)
-	}
-	for _, e := range ch.entries[cache.KindGroups] {
-		a.putGroup(e)
-	}
-	b.SetCookie(name, position)
+	fill(a)
 	if _, err := b.Commit(); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -258,8 +296,7 @@ func (st *stream) applyChanged(ch *changed, name string, position []byte) error 
 		}
 	}
 	if len(a.changes) > 0 {
-		s.log.Debug("sync: poll applied", "changes", len(a.changes),
-			"read", len(ch.entries[cache.KindUsers])+len(ch.entries[cache.KindGroups])+len(ch.deleted), name, string(position))
+		s.log.Debug("sync: poll applied", "changes", len(a.changes))
 	}
 	return nil
 }
@@ -281,17 +318,21 @@ func (s *Syncer) wholeMembers(ctx context.Context, lc *ldap.Conn, e *ldap.Entry)
 	if err != nil {
 		return err
 	}
+	// The values take the place of the first membership attribute, so that the entry
+	// keeps the order of its attributes as a full read sees them.
 	field := s.cfg.MembershipField
 	kept := e.Attributes[:0]
+	placed := false
 	for _, a := range e.Attributes {
 		name, _, _ := strings.Cut(a.Name, ";")
-		if !strings.EqualFold(name, field) {
+		switch {
+		case !strings.EqualFold(name, field):
 			kept = append(kept, a)
+		case !placed:
+			kept = append(kept, ldap.NewEntryAttribute(name, vals))
+			placed = true
 		}
 	}
 	e.Attributes = kept
-	if len(vals) > 0 {
-		e.Attributes = append(e.Attributes, ldap.NewEntryAttribute(field, vals))
-	}
 	return nil
 }

@@ -99,7 +99,8 @@ func (s *Syncer) usnPosition(ctx context.Context) ([]byte, error) {
 // pollUSN reads the objects whose uSNChanged is above the stored position's USN, on the
 // DC of that position, and the tombstones of the objects deleted since (when the service
 // account may see them; else deletions wait for the reconciliation), and applies them
-// as one batch committed with the DC's highestCommittedUSN read before the searches.
+// (applyChanged), the last batch committed with the DC's highestCommittedUSN read before
+// the searches.
 // A DC with nothing new costs one read of the root DSE and one of its NTDS Settings.
 func (st *stream) pollUSN(ctx context.Context) error {
 	s := st.s
