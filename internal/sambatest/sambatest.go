@@ -512,6 +512,7 @@ func makeTemplate() (string, error) {
 	key := hex.EncodeToString(sum[:8])
 	parent := filepath.Join(os.TempDir(), fmt.Sprintf("ldapproxy-sambatest-%d", os.Getuid()))
 	dir := filepath.Join(parent, key)
+	removeStale(parent, key)
 	if _, err := os.Stat(filepath.Join(dir, "private", "sam.ldb")); err == nil {
 		return dir, nil
 	}
@@ -527,14 +528,6 @@ func makeTemplate() (string, error) {
 	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, "private", "sam.ldb")); err == nil {
 		return dir, nil
-	}
-	if old, err := os.ReadDir(parent); err == nil {
-		for _, e := range old {
-			// Another version's template, or one a killed run left half made.
-			if e.Name() != key && e.Name() != "lock" && time.Since(modTime(e)) > time.Hour {
-				os.RemoveAll(filepath.Join(parent, e.Name()))
-			}
-		}
 	}
 	work, err := os.MkdirTemp(parent, "provision-")
 	if err != nil {
@@ -594,6 +587,21 @@ func fillTemplate(dir string) error {
 		}
 	}
 	return nil
+}
+
+// removeStale removes, from parent, the templates of other Samba versions or other code
+// and the work directories of killed runs, once they are an hour old: a test binary of
+// older code may still be copying from its template.
+func removeStale(parent, key string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Name() != key && e.Name() != "lock" && time.Since(modTime(e)) > time.Hour {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
+		}
+	}
 }
 
 func modTime(e os.DirEntry) time.Time {
