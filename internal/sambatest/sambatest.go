@@ -156,6 +156,10 @@ func Start(opts Options) (*Server, error) {
 	if !Installed() {
 		return nil, ErrNotInstalled
 	}
+	// Without root, provisioning fails too (it sets the owner of files): say why first.
+	if _, err := freeAddr(); err != nil {
+		return nil, err
+	}
 	tmpl, err := template()
 	if err != nil {
 		return nil, err
