@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -417,7 +418,7 @@ func (p *Pool) probe(ctx context.Context, s *server) error {
 	defer lc.Close()
 	answered := func(stage string, err error) error {
 		switch {
-		case errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, context.DeadlineExceeded), isLDAPTimeout(err):
 			return &stageError{stage: stage, err: fmt.Errorf("%w (%v)", errTimeout, p.cfg.Timeout)}
 		case brokenConn(err, lc):
 			return &stageError{stage: stage, err: err}
@@ -638,8 +639,19 @@ func withContext(ctx context.Context, lc *ldap.Conn, op func() error) error {
 	return err
 }
 
-// isTimeout reports whether err says that a server did not answer in time.
+// isTimeout reports whether err says that a server did not answer in time: the pool's
+// own deadline, a network timeout, or go-ldap's request timeout (SetTimeout), which
+// fires at the same moment as the pool's and may come first.
 func isTimeout(err error) bool {
 	var ne net.Error
-	return errors.Is(err, errTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+	return errors.Is(err, errTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
+		isLDAPTimeout(err)
+}
+
+// isLDAPTimeout reports whether err is go-ldap's "no response within the timeout" (a
+// network error whose message says so: go-ldap has no sentinel for it).
+func isLDAPTimeout(err error) bool {
+	var le *ldap.Error
+	return errors.As(err, &le) && le.ResultCode == ldap.ErrorNetwork && le.Err != nil &&
+		strings.Contains(le.Err.Error(), "timed out")
 }
