@@ -1,10 +1,13 @@
 package upstream
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
@@ -160,4 +163,16 @@ func TestSilentServerIsNotDialledAsALastResort(t *testing.T) {
 		t.Fatalf("dial after the server answers again: %v", err)
 	}
 	c.Close()
+}
+
+// go-ldap's own request timeout (it fires at the same moment as the pool's deadline and
+// may come first on a loaded machine) counts as "not answering", like the deadline.
+func TestLDAPTimeoutIsATimeout(t *testing.T) {
+	err := fmt.Errorf("health check bind: %w", ldap.NewError(ldap.ErrorNetwork, errors.New("ldap: connection timed out")))
+	if !isTimeout(err) {
+		t.Error("go-ldap's timeout is not a timeout")
+	}
+	if isTimeout(ldap.NewError(ldap.ErrorNetwork, errors.New("ldap: connection closed"))) {
+		t.Error("a closed connection is a timeout")
+	}
 }
