@@ -95,7 +95,12 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	c.tree.Store(t)
 	releaseGarbage()
 	c.sn, c.containers = sn, newServedContainers(sn, c.opts)
-	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "took", time.Since(start).Round(time.Millisecond))
+	schema := "built-in"
+	if !t.Schema().Builtin() {
+		schema = sn.Schema().DN
+	}
+	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "schema", schema,
+		"took", time.Since(start).Round(time.Millisecond))
 }
 
 // treeOptions are the conventions the served tree follows beyond LDAP's.
