@@ -204,7 +204,7 @@ func diffSearch(upstream, proxy *ldap.Conn, base, filter string, attrs []string)
 			d.OnlyUpstream = append(d.OnlyUpstream, ue.DN)
 			continue
 		}
-		for _, a := range attrs {
+		for _, a := range comparedAttrs(attrs, ue, pe) {
 			uv, pv := attrValues(ue, a), attrValues(pe, a)
 			if !slices.Equal(uv, pv) {
 				d.Attributes = append(d.Attributes, attrDiff{DN: ue.DN, Attr: a, Upstream: uv, Proxy: pv})
@@ -223,6 +223,26 @@ func diffSearch(upstream, proxy *ldap.Conn, base, filter string, attrs []string)
 		return a.Attr < b.Attr || a.Attr == b.Attr && a.DN < b.DN
 	})
 	return d
+}
+
+// comparedAttrs are the attributes compared on one entry: attrs, or with "*" among them
+// every attribute either entry has.
+func comparedAttrs(attrs []string, entries ...*ldap.Entry) []string {
+	if !slices.Contains(attrs, "*") {
+		return attrs
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range entries {
+		for _, a := range e.Attributes {
+			if k := strings.ToLower(a.Name); !seen[k] {
+				seen[k] = true
+				out = append(out, a.Name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // normDN is dn in one spelling: each RDN parsed, lower-cased, joined without spaces.
@@ -440,5 +460,29 @@ func TestSambaOfflineLogin(t *testing.T) {
 		"(sAMAccountName=bob)", []string{"mail"}, nil))
 	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("mail") != dc.User("bob").Mail {
 		t.Fatalf("offline search for bob: %v, %v", res, err)
+	}
+}
+
+// In direct mode the proxy passes searches through: every entry of the domain, with
+// every attribute, binary ones byte for byte, in pages, is what the DC answers.
+func TestSambaDirectMatchesUpstream(t *testing.T) {
+	dc := sambatest.New(t, sambatest.Options{})
+	p := startProxy(t, sambaConfig(dc, "direct", ""))
+	up := boundConn(t, dc.LDAPSURL, dc.ServiceDN, dc.ServicePassword, ldap.DialWithTLSConfig(dc.TLSConfig()))
+	px := boundConn(t, p.URL, dc.ServiceDN, dc.ServicePassword)
+	for _, filter := range []string{
+		"(objectClass=*)",
+		"(sAMAccountName=alice)",
+		"(&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
+		"(anr=smith)",
+		"(memberOf:1.2.840.113556.1.4.1941:=" + dc.Group("VPN Users").DN + ")",
+	} {
+		d := diffSearch(up, px, dc.BaseDN, filter, []string{"*"})
+		if !d.Equal() {
+			t.Errorf("differs: %s", d.Summary())
+		}
+		if d.Upstream == 0 {
+			t.Errorf("%s: no entries", filter)
+		}
 	}
 }
