@@ -128,3 +128,45 @@ func TestCachedUsesStoredSchema(t *testing.T) {
 		t.Errorf("the subschema does not describe the stored schema: %q", types)
 	}
 }
+
+// A stored schema that does not parse leaves the tree on the built-in schema, with a
+// warning.
+func TestCachedSchemaThatDoesNotParse(t *testing.T) {
+	store, err := cache.Open(cache.Config{Path: cache.InMemory}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	w, err := store.BeginSync(cache.KindUsers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if err := w.PutUser(&cache.User{ID: "id-alice", DN: "uid=alice,ou=people," + servedBase, Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	w.SetSchema(cache.Schema{DN: "cn=Subschema", AttributeTypes: []string{"not a description"}})
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	log := slog.New(recordWarnings{&warned})
+	c := newCached(store, ServedOptions{BaseDN: servedBase}, log)
+	if !c.schema().Builtin() || c.tree.Load().Len() == 0 {
+		t.Error("the tree is not on the built-in schema")
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "built-in") {
+		t.Errorf("warnings: %q", warned)
+	}
+}
+
+// recordWarnings keeps the messages of warnings and errors.
+type recordWarnings struct{ msgs *[]string }
+
+func (h recordWarnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h recordWarnings) Handle(_ context.Context, r slog.Record) error {
+	*h.msgs = append(*h.msgs, r.Message)
+	return nil
+}
+func (h recordWarnings) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordWarnings) WithGroup(string) slog.Handler      { return h }
