@@ -338,8 +338,10 @@ func rulesForSyntax(oid string) (eq, ord, sub *matchingRule) {
 		return mrUniqueMember, nil, nil
 	case oidOctetString, oidADSecurityDesc, syntaxPrefix + "5", syntaxPrefix + "8", syntaxPrefix + "9", syntaxPrefix + "10", syntaxPrefix + "28":
 		return mrOctet, mrOctetOrder, nil
-	case oidGeneralizedTime, oidUTCTime:
+	case oidGeneralizedTime:
 		return mrTime, mrTimeOrder, nil
+	case oidUTCTime:
+		return mrUTCTime, mrUTCTimeOrder, nil
 	case oidBoolean:
 		return mrBoolean, nil, nil
 	case oidADCaseString, oidPrintableString:

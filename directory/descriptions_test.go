@@ -65,6 +65,7 @@ var adDescriptions = Descriptions{
 		"( 1.2.840.113556.1.2.102 NAME 'memberOf' SYNTAX '1.3.6.1.4.1.1466.115.121.1.12' NO-USER-MODIFICATION )",
 		"( 1.2.840.113556.1.4.782 NAME 'objectCategory' SYNTAX '1.3.6.1.4.1.1466.115.121.1.12' SINGLE-VALUE )",
 		"( 1.2.840.113556.1.4.99999 NAME 'testCaseSensitive' SYNTAX '1.2.840.113556.1.4.1362' )",
+		"( 1.2.840.113556.1.4.99998 NAME 'testUTCTime' SYNTAX '1.3.6.1.4.1.1466.115.121.1.53' SINGLE-VALUE )",
 	},
 	ObjectClasses: []string{
 		"( 2.5.6.0 NAME 'top' ABSTRACT MUST (objectClass ) MAY (cn $ objectGUID $ objectCategory ) )",
@@ -197,6 +198,7 @@ func TestParseSchemaActiveDirectory(t *testing.T) {
 		{"member", mrDN, nil, nil},
 		{"objectCategory", mrDN, nil, nil},
 		{"testCaseSensitive", mrCaseExact, mrCaseExactOrder, mrCaseExactSubstr},
+		{"testUTCTime", mrUTCTime, mrUTCTimeOrder, nil},
 	} {
 		at := s.attrs[strings.ToLower(c.name)]
 		if at == nil || at.eq != c.eq || at.ord != c.ord || at.sub != c.sub {
@@ -269,11 +271,11 @@ func adTree(t *testing.T, sch *Schema) *Tree {
 		entry("CN=Alice,DC=ad,DC=example", "objectClass: top", "objectClass: person", "objectClass: organizationalPerson", "objectClass: user",
 			"cn: Alice", "sAMAccountName: alice", "userAccountControl: 512", "pwdLastSet: 133000000000000000",
 			"objectGUID: "+guid(0x12, 0xab, 0x00, 0xff, 'A'), "whenCreated: 20240101000000.0Z", "testCaseSensitive: Alpha",
-			"isCriticalSystemObject: FALSE"),
+			"isCriticalSystemObject: FALSE", "testUTCTime: 991231235959Z"),
 		entry("CN=Bob,DC=ad,DC=example", "objectClass: top", "objectClass: person", "objectClass: organizationalPerson", "objectClass: user",
 			"cn: Bob", "sAMAccountName: bob", "userAccountControl: 66050", "pwdLastSet: 0",
 			"objectGUID: "+guid(0x12, 0xab, 0x00, 0xff, 'a'), "whenCreated: 20250101000000.0Z", "testCaseSensitive: alpha",
-			"favouriteColour: Blue"),
+			"favouriteColour: Blue", "testUTCTime: 250101000000Z"),
 		entry("CN=Staff,DC=ad,DC=example", "objectClass: top", "objectClass: group", "cn: Staff",
 			"member: cn=alice,dc=AD,dc=example"),
 	})
@@ -315,6 +317,10 @@ func TestMatchingWithADSchema(t *testing.T) {
 		{"(testCaseSensitive=Alp*)", "CN=Alice", "CN=Alice CN=Bob"},
 		{"(whenCreated>=20241231000000Z)", "CN=Bob", "CN=Bob"},
 		{"(isCriticalSystemObject=FALSE)", "CN=Alice", "CN=Alice"},
+		{"(testUTCTime>=000101000000Z)", "CN=Bob", ""}, // 2000 on; 1999 before
+		{"(testUTCTime<=20000101000000Z)", "CN=Alice", ""},
+		{"(testUTCTime=991231235959Z)", "CN=Alice", "CN=Alice"},
+		{"(testUTCTime=991231225959-0100)", "CN=Alice", ""},
 		{"(isCriticalSystemObject=false)", "", "CN=Alice"}, // Undefined: not a Boolean
 		{"(member=CN=ALICE,DC=ad,DC=example)", "CN=Staff", "CN=Staff"},
 		{"(sAMAccountName=ALICE)", "CN=Alice", "CN=Alice"},
@@ -437,6 +443,11 @@ func TestNewRuleNormalisation(t *testing.T) {
 		{normIntegerFirst, "42", "42", true},
 		{normIntegerFirst, "( x )", "", false},
 		{normOctet, "\x00\xff", "\x00\xff", true},
+		{normUTCTime, "991231235959Z", "19991231235959.000000000Z", true},
+		{normUTCTime, "4901010000+0100", "20481231230000.000000000Z", true},
+		{normUTCTime, "20240101000000.0Z", "20240101000000.000000000Z", true}, // GeneralizedTime form
+		{normUTCTime, "991231235959", "", false},
+		{normUTCTime, "99123123Z", "", false},
 	} {
 		got, ok := s.normalize(c.k, []byte(c.in), posValue)
 		if got != c.want || ok != c.ok {

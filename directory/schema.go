@@ -64,6 +64,7 @@ const (
 	normNumeric
 	normCaseIgnoreList
 	normIntegerFirst
+	normUTCTime
 )
 
 // normPos says where a value sits: a stored value or equality assertion, or one part of
@@ -150,10 +151,12 @@ var (
 	mrNumericSubstr    = &matchingRule{name: "numericStringSubstringsMatch", oid: "2.5.13.10", kind: ruleSubstrings, norm: normNumeric}
 	mrCaseIgnoreList   = &matchingRule{name: "caseIgnoreListMatch", oid: "2.5.13.11", norm: normCaseIgnoreList, usable: synPostal}
 	mrCaseIgnoreListSb = &matchingRule{name: "caseIgnoreListSubstringsMatch", oid: "2.5.13.12", kind: ruleSubstrings, norm: normCaseIgnoreList}
+	mrUTCTime          = &matchingRule{name: "uTCTimeMatch", oid: "2.5.13.25", norm: normUTCTime, usable: synTime}
+	mrUTCTimeOrder     = &matchingRule{name: "uTCTimeOrderingMatch", oid: "2.5.13.26", kind: ruleOrdering, norm: normUTCTime, usable: synTime, cmp: strings.Compare}
 	mrIntegerFirst     = &matchingRule{name: "integerFirstComponentMatch", oid: "2.5.13.29", norm: normIntegerFirst}
 	mrInChain          = &matchingRule{name: "inChainMatch", oid: OIDInChain, kind: ruleInChain, norm: normDN, usable: synDN}
 	mrObjectSubClass   = &matchingRule{name: "objectSubClassMatch", norm: normObjectClass} // objectClass equality: a class matches its subclasses
-	allMatchingRules   = []*matchingRule{mrCaseIgnore, mrCaseIgnoreOrder, mrCaseIgnoreSubstr, mrCaseExact, mrCaseExactOrder, mrCaseExactSubstr, mrCaseIgnoreIA5, mrCaseExactIA5, mrCaseIgnoreIA5Sub, mrCaseExactIA5Sub, mrTelephone, mrTelephoneSubstr, mrDN, mrUniqueMember, mrInteger, mrIntegerOrder, mrBitAnd, mrBitOr, mrTime, mrTimeOrder, mrBoolean, mrOID, mrUUID, mrUUIDOrder, mrCSN, mrCSNOrder, mrOctet, mrOctetOrder, mrOctetSubstr, mrNumeric, mrNumericOrder, mrNumericSubstr, mrCaseIgnoreList, mrCaseIgnoreListSb, mrIntegerFirst, mrInChain}
+	allMatchingRules   = []*matchingRule{mrCaseIgnore, mrCaseIgnoreOrder, mrCaseIgnoreSubstr, mrCaseExact, mrCaseExactOrder, mrCaseExactSubstr, mrCaseIgnoreIA5, mrCaseExactIA5, mrCaseIgnoreIA5Sub, mrCaseExactIA5Sub, mrTelephone, mrTelephoneSubstr, mrDN, mrUniqueMember, mrInteger, mrIntegerOrder, mrBitAnd, mrBitOr, mrTime, mrTimeOrder, mrBoolean, mrOID, mrUUID, mrUUIDOrder, mrCSN, mrCSNOrder, mrOctet, mrOctetOrder, mrOctetSubstr, mrNumeric, mrNumericOrder, mrNumericSubstr, mrCaseIgnoreList, mrCaseIgnoreListSb, mrIntegerFirst, mrUTCTime, mrUTCTimeOrder, mrInChain}
 )
 
 // The static schema, by lowercased name and by OID. Built in variable initialisation
@@ -648,6 +651,8 @@ func (s *schema) normalize(k normKind, v []byte, pos normPos) (string, bool) {
 		return normCaseIgnoreListValue(v, pos)
 	case normIntegerFirst:
 		return normIntegerFirstComponent(v)
+	case normUTCTime:
+		return normUTCTimeValue(string(v))
 	}
 	return string(v), true
 }
@@ -856,6 +861,29 @@ func normGeneralizedTime(s string) (string, bool) {
 		return "", false
 	}
 	return t.Format("20060102150405.000000000Z"), true
+}
+
+// normUTCTimeValue parses a UTCTime (RFC 4517 §3.3.34: YYMMDDHHMM[SS] and Z or an
+// offset; years 50–99 in the 1900s, 00–49 in the 2000s, as RFC 5280 has it) into
+// normGeneralizedTime's form, so that equal instants compare equal and string order is
+// time order. A value in GeneralizedTime form is taken too: Active Directory writes
+// some of its UTC-time attributes so.
+func normUTCTimeValue(s string) (string, bool) {
+	digits := 0
+	for digits < len(s) && s[digits] >= '0' && s[digits] <= '9' {
+		digits++
+	}
+	if digits != 10 && digits != 12 {
+		return normGeneralizedTime(s)
+	}
+	if digits == len(s) {
+		return "", false // a UTCTime has a zone
+	}
+	century := "20"
+	if s[0] >= '5' {
+		century = "19"
+	}
+	return normGeneralizedTime(century + s)
 }
 
 // normOIDValue checks an objectIdentifierMatch assertion. slapd takes numeric OIDs only

@@ -220,6 +220,7 @@ var ldapSyntaxes = []struct{ oid, desc string }{
 	{oidCSN, "CSN"},
 	{oidNumericString, "Numeric String"},
 	{oidPostalAddress, "Postal Address"},
+	{oidUTCTime, "UTC Time"},
 }
 
 func ldapSyntaxDescriptions() []string {
@@ -273,6 +274,8 @@ func ruleSyntax(r *matchingRule) string {
 		return oidPostalAddress
 	case normIntegerFirst:
 		return oidInteger
+	case normUTCTime:
+		return oidUTCTime
 	}
 	return oidDirectoryString
 }
