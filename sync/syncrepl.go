@@ -594,7 +594,7 @@ func (a *applier) record(kind, op string, e *ldap.Entry) {
 	if e != nil && a.live[kind] {
 		var ok bool
 		if c.at, ok = csnTime(e.GetAttributeValue("entryCSN")); !ok {
-			c.at, _ = parseStamp(e.GetAttributeValue("modifyTimestamp"))
+			c.at, _ = parseStamp(e.GetEqualFoldAttributeValue("modifyTimestamp"))
 		}
 	}
 	a.changes = append(a.changes, c)
@@ -647,7 +647,7 @@ func (a *applier) putUser(e *ldap.Entry) {
 	}
 	switch s.cfg.MembershipField {
 	case "memberOf":
-		for _, dn := range e.GetAttributeValues("memberOf") {
+		for _, dn := range e.GetEqualFoldAttributeValues("memberOf") {
 			if gid, ok := a.groupByKey(s.store.NormalizeDN(dn)); ok {
 				groups = append(groups, gid)
 			}
@@ -691,7 +691,7 @@ func (a *applier) putGroup(e *ldap.Entry) {
 	switch s.cfg.MembershipField {
 	case "memberUid":
 	case "memberOf":
-		for _, dn := range e.GetAttributeValues("memberOf") {
+		for _, dn := range e.GetEqualFoldAttributeValues("memberOf") {
 			if gid, ok := a.groupByKey(s.store.NormalizeDN(dn)); ok {
 				g.Parents = append(g.Parents, gid)
 			}
@@ -718,7 +718,7 @@ func (a *applier) putGroup(e *ldap.Entry) {
 	if s.cfg.MembershipField != "memberOf" {
 		a.forgetUnresolved(id)
 		users, groups := map[string]bool{}, map[string]bool{}
-		for _, v := range e.GetAttributeValues(s.cfg.MembershipField) {
+		for _, v := range e.GetEqualFoldAttributeValues(s.cfg.MembershipField) {
 			k := s.memberKey(v)
 			if uid, ok := a.userByKey(k); ok {
 				users[uid] = true

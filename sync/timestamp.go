@@ -19,7 +19,7 @@ const cookieTimestamp = "timestamp"
 
 // stamp notes an entry's modifyTimestamp as an observation of the upstream's clock.
 func (r *run) stamp(e *ldap.Entry) {
-	if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok {
+	if t, ok := parseStamp(e.GetEqualFoldAttributeValue("modifyTimestamp")); ok {
 		r.clock.saw(t, time.Now())
 	}
 }
@@ -206,7 +206,7 @@ func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause string)
 		base, filter, attrs := s.searchOf(kind)
 		filter = "(&" + filter + clause + ")"
 		err := pagedSearch(ctx, lc, s.cfg.PageSize, base, filter, attrs, func(e *ldap.Entry) error {
-			if t, ok := parseStamp(e.GetAttributeValue("modifyTimestamp")); ok {
+			if t, ok := parseStamp(e.GetEqualFoldAttributeValue("modifyTimestamp")); ok {
 				s.clock.saw(t, time.Now())
 			}
 			if kind == cache.KindGroups && s.cfg.MembershipField != "memberOf" {

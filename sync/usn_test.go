@@ -217,3 +217,31 @@ func TestUSNDeletes(t *testing.T) {
 		})
 	}
 }
+
+// TestTimestampAD: timestamp mode works against Active Directory too (Samba AD: its
+// modifyTimestamp is constructed from whenChanged, with a ".0Z" fraction): a modify and
+// a move show within one poll interval, the moved user keeping its groups.
+func TestTimestampAD(t *testing.T) {
+	e, dc := newSambaEnv(t)
+	st := startStreamerWith(t, e, t.TempDir(), func(c *ldapsync.Config) {
+		c.Preset, c.Mode, c.PollInterval = "active-directory", ldapsync.ModeTimestamp, tsPoll
+	})
+	admin := dc.Conn(t)
+	within := tsPoll + tsSlack
+	modify(t, admin, dc.User("bob").DN, func(r *ldap.ModifyRequest) { r.Replace("mail", []string{"bob.ts@example.org"}) })
+	t.Logf("modify visible after %v", st.waitFor(within, "modified mail", func(sn *cache.Snapshot) bool {
+		u, ok := sn.UserByUsername("bob")
+		return ok && u.Email == "bob.ts@example.org"
+	}))
+	before, _ := st.store.Snapshot().UserByUsername("alice")
+	if err := admin.ModifyDN(ldap.NewModifyDNRequest(before.DN, "CN=Alice Adams", true, "OU=Staff,"+sambatest.BaseDN)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("move visible after %v", st.waitFor(within, "moved user", func(sn *cache.Snapshot) bool {
+		u, ok := sn.UserByUsername("alice")
+		return ok && directory.NormalizeDN(u.DN) == directory.NormalizeDN("CN=Alice Adams,OU=Staff,"+sambatest.BaseDN)
+	}))
+	if after, _ := st.store.Snapshot().UserByUsername("alice"); len(before.Groups) == 0 || !slices.Equal(after.Groups, before.Groups) {
+		t.Fatalf("moved user's groups %v, were %v", after.Groups, before.Groups)
+	}
+}
