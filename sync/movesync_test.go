@@ -129,9 +129,10 @@ func TestFullSyncChangesDuringPass(t *testing.T) {
 
 // TestFullSyncMoveDuringPassAD is the race as reported against Active Directory, on a
 // Samba AD domain controller: between the group and the user read of a full read, a
-// user moves to another OU and another is renamed. AD rewrites the member values but not
-// the groups' modifyTimestamp, so the re-read by time finds nothing: the groups naming a
-// stored user that no longer has that DN are read again.
+// user moves to another OU, another is renamed and a third joins a group. AD rewrites
+// the member values on a move but not the groups' modifyTimestamp: the groups naming a
+// stored user that no longer has that DN are read again; the group the third joined
+// (which names no moved user) is read again by time.
 func TestFullSyncMoveDuringPassAD(t *testing.T) {
 	dc := sambatest.New(t, sambatest.Options{})
 	e := newEnvAt(t, dc.LDAPURL, dc.ServiceDN, dc.ServicePassword, sambatest.BaseDN)
@@ -144,10 +145,12 @@ func TestFullSyncMoveDuringPassAD(t *testing.T) {
 		}
 		return groupNamesOf(sn, u)
 	}
-	want := map[string][]string{"alice": groupsOf(before, "alice"), "jsmith": groupsOf(before, "jsmith")}
-	if !slices.Contains(want["alice"], "Engineering") || !slices.Contains(want["jsmith"], "Engineering") {
+	want := map[string][]string{"alice": groupsOf(before, "alice"), "jsmith": groupsOf(before, "jsmith"), "bob": groupsOf(before, "bob")}
+	if !slices.Contains(want["alice"], "Engineering") || !slices.Contains(want["jsmith"], "Engineering") || slices.Contains(want["bob"], "VPN Users") {
 		t.Fatalf("before: %v", want)
 	}
+	want["bob"] = append(slices.Clone(want["bob"]), "VPN Users")
+	slices.Sort(want["bob"])
 	admin := dc.Conn(t)
 	defer ldapsync.SetAfterGroupsRead(func() {
 		if err := admin.ModifyDN(ldap.NewModifyDNRequest(dc.User("alice").DN, "CN=Alice Adams", true, "OU=Staff,"+sambatest.BaseDN)); err != nil {
@@ -156,11 +159,16 @@ func TestFullSyncMoveDuringPassAD(t *testing.T) {
 		if err := admin.ModifyDN(ldap.NewModifyDNRequest(dc.User("jsmith").DN, "CN=Johnny Smith", true, "")); err != nil {
 			t.Errorf("rename: %v", err)
 		}
+		req := ldap.NewModifyRequest(dc.Group("VPN Users").DN, nil)
+		req.Add("member", []string{dc.User("bob").DN})
+		if err := admin.Modify(req); err != nil {
+			t.Errorf("join: %v", err)
+		}
 	})()
 	after := e.sync(cfg)
 	for name, groups := range want {
 		if got := groupsOf(after, name); !slices.Equal(got, groups) {
-			t.Errorf("%s is in %v after the run, was in %v", name, got, groups)
+			t.Errorf("%s is in %v after the run, upstream in %v", name, got, groups)
 		}
 	}
 	if u, _ := after.UserByUsername("alice"); directory.NormalizeDN(u.DN) != directory.NormalizeDN("CN=Alice Adams,OU=Staff,"+sambatest.BaseDN) {
