@@ -737,16 +737,39 @@ func (a *applier) putGroup(e *ldap.Entry) {
 }
 
 // remove deletes object id of kind, taking a group out of its members' lists.
+//
+// The groups it was in may still list its DN (or name): they are remembered as naming
+// it, so that an object that takes that DN again (the same one back in scope, or a
+// new one) joins them, as it would at a full read; a group's own change replaces what
+// is remembered of it.
 func (a *applier) remove(kind, id string) {
+	s := a.s
 	if kind == cache.KindUsers {
-		if _, ok := a.b.User(id); ok {
+		if u, ok := a.b.User(id); ok {
+			if s.cfg.MembershipField != "memberOf" {
+				key := s.store.NormalizeDN(u.DN)
+				if s.cfg.MembershipField == "memberUid" {
+					key = strings.ToLower(u.Username)
+				}
+				for _, gid := range u.Groups {
+					a.addUnresolved(key, gid)
+				}
+			}
 			a.b.DeleteUser(id)
 			a.record(kind, "delete", nil)
 		}
 		return
 	}
-	if _, ok := a.b.Group(id); !ok {
+	g, ok := a.b.Group(id)
+	if !ok {
 		return
+	}
+	if s.cfg.MembershipField != "memberOf" && s.cfg.MembershipField != "memberUid" {
+		for _, pid := range g.Parents {
+			if parent := s.parentGroup(); parent == nil || pid != parent.ID {
+				a.addUnresolved(s.store.NormalizeDN(g.DN), pid)
+			}
+		}
 	}
 	a.setMembers(id, nil, nil)
 	a.forgetUnresolved(id)

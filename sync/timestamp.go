@@ -172,7 +172,7 @@ func (st *stream) poll(ctx context.Context) error {
 	var ch *changed
 	err := s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
 		var err error
-		ch, err = st.readChanged(ctx, lc, "(modifyTimestamp>="+from+")")
+		ch, err = st.readChanged(ctx, lc, "(modifyTimestamp>="+from+")", s.base)
 		return err
 	})
 	if err != nil {
@@ -185,18 +185,23 @@ func (st *stream) poll(ctx context.Context) error {
 	return st.applyChanged(ch, cookieTimestamp, formatMark(next))
 }
 
-// changed is what a poll read: the entries of each kind and the tombstones of deleted
-// objects.
+// changed is what a poll read: the entries of each kind, the IDs of the objects gone
+// from a kind (moved out of its base, or no longer matching its filter) and of those
+// deleted (tombstones).
 type changed struct {
 	entries map[string][]*ldap.Entry
-	deleted []string // IDs
+	gone    map[string][]string
+	deleted []string
 }
 
 // readChanged reads, on lc, the users and then the groups that the filter clause
-// selects among them (whole member lists).
-func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause string) (*changed, error) {
+// selects (whole member lists). It searches from root, wider than the kinds' bases
+// (user_dn, group_dn), with the kinds' filters and negated: an object changed that is
+// now outside its kind's base (moved out) or no longer matches its filter (e.g. one
+// that leaves only enabled accounts) is gone from that kind.
+func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause, root string) (*changed, error) {
 	s := st.s
-	ch := &changed{entries: map[string][]*ldap.Entry{}}
+	ch := &changed{entries: map[string][]*ldap.Entry{}, gone: map[string][]string{}}
 	// Users before groups: a group that names a user moved since is then resolved
 	// against the user's new DN.
 	for _, kind := range []string{cache.KindUsers, cache.KindGroups} {
@@ -204,10 +209,22 @@ func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause string)
 			continue
 		}
 		base, filter, attrs := s.searchOf(kind)
-		filter = "(&" + filter + clause + ")"
-		err := pagedSearch(ctx, lc, s.cfg.PageSize, base, filter, attrs, func(e *ldap.Entry) error {
+		from := root
+		if from == "" || !s.within(base, from) {
+			from = base
+		}
+		gone := func(e *ldap.Entry) {
+			if id, err := s.uniqueness(entryOf(e)); err == nil {
+				ch.gone[kind] = append(ch.gone[kind], id)
+			}
+		}
+		err := pagedSearch(ctx, lc, s.cfg.PageSize, from, "(&"+filter+clause+")", attrs, func(e *ldap.Entry) error {
 			if t, ok := parseStamp(e.GetEqualFoldAttributeValue("modifyTimestamp")); ok {
 				s.clock.saw(t, time.Now())
+			}
+			if !s.within(e.DN, base) {
+				gone(e)
+				return nil
 			}
 			if kind == cache.KindGroups && s.cfg.MembershipField != "memberOf" {
 				if err := s.wholeMembers(ctx, lc, e); err != nil {
@@ -217,11 +234,23 @@ func (st *stream) readChanged(ctx context.Context, lc *ldap.Conn, clause string)
 			ch.entries[kind] = append(ch.entries[kind], e)
 			return nil
 		})
+		if err == nil {
+			err = pagedSearch(ctx, lc, s.cfg.PageSize, from, "(&(!"+filter+")"+clause+")", []string{s.cfg.UniquenessField}, func(e *ldap.Entry) error {
+				gone(e)
+				return nil
+			})
+		}
 		if err != nil {
 			return nil, fmt.Errorf("poll %s: %w", kind, err)
 		}
 	}
 	return ch, nil
+}
+
+// within reports whether dn is base or below it.
+func (s *Syncer) within(dn, base string) bool {
+	d, b := s.store.NormalizeDN(dn), s.store.NormalizeDN(base)
+	return b == "" || d == b || strings.HasSuffix(d, ","+b)
 }
 
 // applyChanged applies what a poll read through the applier syncrepl uses
@@ -243,6 +272,11 @@ func (st *stream) applyChanged(ch *changed, name string, position []byte) error 
 	for _, id := range ch.deleted {
 		items = append(items, item{id: id})
 	}
+	for kind, ids := range ch.gone {
+		for _, id := range ids {
+			items = append(items, item{kind: kind, id: id})
+		}
+	}
 	// Users before groups: a group that names a user moved since is then resolved
 	// against the user's new DN.
 	for _, kind := range []string{cache.KindUsers, cache.KindGroups} {
@@ -255,6 +289,8 @@ func (st *stream) applyChanged(ch *changed, name string, position []byte) error 
 		if err := st.applyBatch(func(a *applier) {
 			for _, it := range items[:n] {
 				switch {
+				case it.e == nil && it.kind != "":
+					a.remove(it.kind, it.id)
 				case it.e == nil:
 					a.remove(cache.KindUsers, it.id)
 					a.remove(cache.KindGroups, it.id)

@@ -179,3 +179,42 @@ func TestTimestampResume(t *testing.T) {
 		t.Errorf("the status changed: a full read ran (%v, was %v)", after[0].Started, before[0].Started)
 	}
 }
+
+// TestTimestampLeavers: a user moved out of user_dn, and one changed so that it no
+// longer matches user_filter, are gone within one poll interval (no reconciliation
+// needed); changed back, the second one returns with its groups, though the groups,
+// unchanged, are not read again.
+func TestTimestampLeavers(t *testing.T) {
+	e := newTimestampEnv(t)
+	// The polls must not read the groups again: the sample data is older than the
+	// overlap, and the newest change is another entry's.
+	time.Sleep(3 * time.Second)
+	modify(t, e.srv.Conn(t), e.srv.UserDN(1), func(r *ldap.ModifyRequest) { r.Replace("mail", []string{"recent@example.org"}) })
+	st := startPoller(t, e, t.TempDir(), func(c *ldapsync.Config) {
+		c.UserDN = "ou=people"
+		c.UserFilter = "(&(objectClass=inetOrgPerson)(!(description=left)))"
+	})
+	admin := e.srv.Conn(t)
+	within := tsPoll + tsSlack
+	if err := admin.ModifyDN(ldap.NewModifyDNRequest(e.srv.UserDN(4), "uid="+slapdtest.UserName(4), true, "ou=moved,"+e.srv.Suffix)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("moved out: gone after %v", st.waitFor(within, "user moved out gone", func(sn *cache.Snapshot) bool {
+		_, ok := sn.UserByUsername(slapdtest.UserName(4))
+		return !ok
+	}))
+	before, _ := st.store.Snapshot().UserByUsername(slapdtest.UserName(7))
+	modify(t, admin, e.srv.UserDN(7), func(r *ldap.ModifyRequest) { r.Replace("description", []string{"left"}) })
+	t.Logf("filtered out: gone after %v", st.waitFor(within, "user filtered out gone", func(sn *cache.Snapshot) bool {
+		_, ok := sn.UserByUsername(slapdtest.UserName(7))
+		return !ok
+	}))
+	modify(t, admin, e.srv.UserDN(7), func(r *ldap.ModifyRequest) { r.Delete("description", nil) })
+	t.Logf("back: after %v", st.waitFor(within, "user back", func(sn *cache.Snapshot) bool {
+		u, ok := sn.UserByUsername(slapdtest.UserName(7))
+		return ok && slices.Equal(u.Groups, before.Groups)
+	}))
+	if got := st.metric("ldapproxy_sync_changes_total", "kind", "users", "op", "delete"); got != 2 {
+		t.Errorf("deletes counted: %v, want 2", got)
+	}
+}

@@ -120,7 +120,7 @@ func (st *stream) pollUSN(ctx context.Context) error {
 			return nil
 		}
 		clause := fmt.Sprintf("(uSNChanged>=%d)", stored.USN+1)
-		if ch, err = st.readChanged(ctx, lc, clause); err != nil {
+		if ch, err = st.readChanged(ctx, lc, clause, pos.nc); err != nil {
 			return err
 		}
 		ch.deleted, err = s.tombstones(ctx, lc, pos.nc, clause)
