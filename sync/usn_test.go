@@ -245,3 +245,20 @@ func TestTimestampAD(t *testing.T) {
 		t.Fatalf("moved user's groups %v, were %v", after.Groups, before.Groups)
 	}
 }
+
+// TestUSNLeaver: with user_dn set, a user moved out of it (to the domain's CN=Users) is
+// gone within one poll interval: the polls search the whole naming context.
+func TestUSNLeaver(t *testing.T) {
+	e, dc := newSambaEnv(t)
+	st := startUSN(t, e, t.TempDir(), func(c *ldapsync.Config) { c.UserDN = "OU=Staff" })
+	if _, ok := st.store.Snapshot().UserByUsername("alice"); !ok {
+		t.Fatal("alice not synced")
+	}
+	if err := dc.Conn(t).ModifyDN(ldap.NewModifyDNRequest(dc.User("alice").DN, "CN=Alice Adams", true, "CN=Users,"+sambatest.BaseDN)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("moved out: gone after %v", st.waitFor(tsPoll+tsSlack, "user moved out gone", func(sn *cache.Snapshot) bool {
+		_, ok := sn.UserByUsername("alice")
+		return !ok
+	}))
+}
