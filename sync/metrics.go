@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sync_stream_connected", Help: "1 while the change stream (syncrepl) is connected to the upstream, or timestamp polls succeed, else 0.",
 		}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sync_lag_seconds", Help: "From an upstream change (its entryCSN time) to the commit that makes it visible through the proxy, for adds, modifies and renames pushed by the change stream.",
+			Name: "sync_lag_seconds", Help: "From an upstream change (its entryCSN time, else its modifyTimestamp) to the commit that makes it visible through the proxy, for adds, modifies and renames pushed by the change stream or read by a poll.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
