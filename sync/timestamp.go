@@ -3,7 +3,6 @@ package sync
 import (
 	"context"
 	"errors"
-
 	"fmt"
 	"strings"
 	"time"
