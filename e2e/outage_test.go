@@ -115,6 +115,11 @@ func TestDirectModeStoreAnswersOnlyReaders(t *testing.T) {
 		"search": fmt.Sprintf("  readers: [%q]", up.ServiceDN), "top": clientsSection(t, "")})
 	p := startProxy(t, cfg)
 	waitSynced(t, p, up)
+	// In direct mode the search above is the upstream's: the store must have committed
+	// the first sync before the upstream dies.
+	eventually(t, 20*time.Second, "the first sync committed", func() bool {
+		return scrapeValue(t, p, `ldapproxy_sync_runs_total{kind="users",result="success"}`) == "1"
+	})
 
 	people := "ou=people," + up.Suffix
 	bound := func(dn, pw string) *ldap.Conn {
