@@ -237,7 +237,7 @@ func TestFailoverBoundSessionsUnderLoad(t *testing.T) {
 	const (
 		sessions = 16
 		after    = 3 * time.Second // the load runs this long after the kill
-		minOps   = 500             // after the kill, or the ratio says little
+		minOps   = 200             // after the kill, or the ratio says little (a quiet machine does ~6,000; a loaded one ~500)
 	)
 	a := slapdtest.New(t, slapdtest.Options{Users: sessions})
 	b := slapdtest.New(t, slapdtest.Options{Users: sessions})
