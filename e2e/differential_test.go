@@ -167,4 +167,3 @@ func TestDifferentialThroughProxy(t *testing.T) {
 		t.Errorf("only %d of %d searches found anything: the comparison proves little", matched, searches)
 	}
 }
-
