@@ -478,6 +478,17 @@ func (s *Server) halt(p *process, graceful bool) error {
 // It returns once every slapd thread has stopped.
 func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
 
+// PID is the running slapd's process ID (0 when it is not running): for measurements of
+// its CPU time and memory under /proc.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 // Resume lets a paused slapd run again with SIGCONT.
 func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
 
