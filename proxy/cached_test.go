@@ -27,7 +27,10 @@ type syncModel struct {
 	store  *cache.Store
 	users  map[string]*cache.User
 	groups map[string]*cache.Group
-	next   int
+	// sets are sync.extra entry sets: "ous" holds OU entries that may take the place of
+	// containers the tree would make, "misc" leaves of an OU of their own.
+	sets map[string][]cache.Entry
+	next int
 }
 
 func newSyncModel(t *testing.T, seed uint64) *syncModel {
@@ -36,7 +39,8 @@ func newSyncModel(t *testing.T, seed uint64) *syncModel {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return &syncModel{t: t, rng: rand.New(rand.NewPCG(seed, 3)), store: store, users: map[string]*cache.User{}, groups: map[string]*cache.Group{}}
+	return &syncModel{t: t, rng: rand.New(rand.NewPCG(seed, 3)), store: store, users: map[string]*cache.User{}, groups: map[string]*cache.Group{},
+		sets: map[string][]cache.Entry{}}
 }
 
 func (m *syncModel) commit() {
@@ -59,6 +63,13 @@ func (m *syncModel) commit() {
 		if err := w.PutUser(&c); err != nil {
 			m.t.Fatal(err)
 		}
+	}
+	sets := map[string][]cache.Entry{}
+	for name, set := range m.sets {
+		sets[name] = slices.Clone(set)
+	}
+	if err := w.SetEntrySets(sets); err != nil {
+		m.t.Fatal(err)
 	}
 	if err := w.Commit(); err != nil {
 		m.t.Fatal(err)
@@ -112,7 +123,36 @@ func (m *syncModel) change() {
 	}
 	u := m.users[users[m.rng.IntN(len(users))]]
 	g := m.groups[groups[m.rng.IntN(len(groups))]]
-	switch m.rng.IntN(11) {
+	switch m.rng.IntN(14) {
+	case 11: // an OU mirrored as it is upstream, or no longer
+		ou := []string{"people", "staff", "temp0", "temp1", "groups", "roles", "mapped", "empty"}[m.rng.IntN(8)]
+		dn := fmt.Sprintf("ou=%s,%s", ou, servedBase)
+		set := m.sets["ous"]
+		if i := slices.IndexFunc(set, func(e cache.Entry) bool { return e.DN == dn }); i >= 0 {
+			m.sets["ous"] = slices.Delete(set, i, i+1)
+		} else {
+			m.sets["ous"] = append(set, cache.Entry{DN: dn, Upstream: []cache.Attribute{
+				{Name: "objectClass", Values: []string{"top", "organizationalUnit"}}, {Name: "ou", Values: []string{ou}},
+				{Name: "description", Values: []string{fmt.Sprint("mirrored ", m.next)}}}})
+		}
+		m.next++
+	case 12: // a leaf of an extra set added, changed or removed
+		set := m.sets["misc"]
+		switch {
+		case len(set) > 0 && m.rng.IntN(3) == 0:
+			i := m.rng.IntN(len(set))
+			m.sets["misc"] = slices.Delete(set, i, i+1)
+		case len(set) > 0 && m.rng.IntN(2) == 0:
+			set[m.rng.IntN(len(set))].Upstream = []cache.Attribute{{Name: "objectClass", Values: []string{"device"}},
+				{Name: "cn", Values: []string{"x"}}, {Name: "serialNumber", Values: []string{fmt.Sprint(m.next)}}}
+		default:
+			m.sets["misc"] = append(set, cache.Entry{DN: fmt.Sprintf("cn=d%d,ou=devices,%s", m.next, servedBase),
+				Upstream: []cache.Attribute{{Name: "objectClass", Values: []string{"device"}}, {Name: "cn", Values: []string{fmt.Sprint("d", m.next)}}}})
+		}
+		m.next++
+	case 13: // a user with its upstream attributes, memberOf among them
+		u.Upstream = []cache.Attribute{{Name: "objectClass", Values: []string{"inetOrgPerson"}}, {Name: "cn", Values: []string{"Up " + u.ID}},
+			{Name: "sn", Values: []string{u.ID}}, {Name: "memberOf", Values: []string{"cn=elsewhere," + servedBase}}}
 	case 0:
 		m.addUser()
 	case 1:
