@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
 // answer is a search's outcome as a client sees it: the result code and the entries,
@@ -81,6 +82,17 @@ func differ(want, got answer, except ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// asService dials url and binds as up's service account: the two sides of a comparison
+// read with the same identity.
+func asService(t *testing.T, up *slapdtest.Server, url string) *ldap.Conn {
+	t.Helper()
+	c := dial(t, url)
+	if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // sameAnswer sends req to the directory and to the proxy and fails the test where the

@@ -68,14 +68,7 @@ func TestDifferentialThroughProxy(t *testing.T) {
   interval: 1h
   user_filter: (|(objectClass=inetOrgPerson)(objectClass=user))`}))
 	waitSynced(t, p, up)
-	bound := func(url string) *ldap.Conn {
-		c := dial(t, url)
-		if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	direct, proxied := bound(up.URL), bound(p.URL)
+	direct, proxied := asService(t, up, up.URL), asService(t, up, p.URL)
 
 	// Values to build filters from: what the data holds, so that many filters match.
 	all := ask(direct, ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(|(objectClass=inetOrgPerson)(objectClass=user)(objectClass=groupOfNames))", []string{"*", "+"}, nil), 0)

@@ -60,14 +60,7 @@ nisMapName: auto.master
       base_dn: ou=automount`}))
 	waitSynced(t, p, up)
 
-	bound := func(url string) *ldap.Conn {
-		c := dial(t, url)
-		if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	direct, proxied := bound(up.URL), bound(p.URL)
+	direct, proxied := asService(t, up, up.URL), asService(t, up, p.URL)
 	search := func(base string, scope int, filter string, attrs ...string) *ldap.SearchRequest {
 		return ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil)
 	}

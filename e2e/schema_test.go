@@ -72,14 +72,7 @@ func TestUpstreamSchemaThroughProxy(t *testing.T) {
 	up := withSlapd(t, slapdtest.Options{Users: 5, Groups: 2, ExtraSchema: upstreamTestSchema, ExtraLDIF: upstreamTestUsers})
 	p := startProxy(t, config(up, map[string]string{"mode": "cached", "sync": syncOn}))
 	waitSynced(t, p, up)
-	bound := func(url string) *ldap.Conn {
-		c := dial(t, url)
-		if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	direct, proxied := bound(up.URL), bound(p.URL)
+	direct, proxied := asService(t, up, up.URL), asService(t, up, p.URL)
 	attrs := []string{"testCaseExact", "testInteger", "testOctets", "testOrdered", "testNoEquality"}
 	matched := 0
 	for _, filter := range []string{
