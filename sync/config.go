@@ -33,15 +33,18 @@ type Config struct {
 	// syncrepl (RFC 4533 refreshAndPersist: changes pushed as they happen, OpenLDAP with
 	// syncprov), timestamp (any directory: the objects whose modifyTimestamp moved are
 	// read every PollInterval), usn (Active Directory: the objects whose uSNChanged is
-	// above the DC's last highestCommittedUSN, every PollInterval), or auto (syncrepl
-	// when the root DSE advertises the Content Synchronization control, else full).
-	// Default full. dirsync is not implemented yet and is refused.
+	// above the DC's last highestCommittedUSN, every PollInterval), dirsync (Active
+	// Directory with the Replicating Directory Changes right: the objects a DirSync
+	// search from the stored cookie names, every PollInterval; needs UniquenessField
+	// objectGUID), or auto (syncrepl when the root DSE advertises the Content
+	// Synchronization control, else full). Default full.
 	Mode string `yaml:"mode"`
-	// FullInterval is how often syncrepl, timestamp and usn modes read everything again
+	// FullInterval is how often syncrepl, timestamp, usn and dirsync modes read everything again
 	// (a reconciliation that writes only differences), to catch what a stream missed
 	// and, in timestamp mode, the deletions. Default 24h.
 	FullInterval time.Duration `yaml:"full_interval"`
-	// PollInterval is the time between two polls in timestamp and usn modes. Default 30s.
+	// PollInterval is the time between two polls in timestamp, usn and dirsync modes.
+	// Default 30s.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// PageSize of the paged searches (RFC 2696). Default 500.
 	PageSize int `yaml:"page_size"`
@@ -132,6 +135,7 @@ const (
 	ModeSyncrepl  = "syncrepl"
 	ModeTimestamp = "timestamp"
 	ModeUSN       = "usn"
+	ModeDirSync   = "dirsync"
 	ModeAuto      = "auto"
 )
 
@@ -165,11 +169,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("interval: must be positive"))
 	}
 	switch c.Mode {
-	case ModeFull, ModeSyncrepl, ModeTimestamp, ModeUSN, ModeAuto:
-	case "dirsync":
-		errs = append(errs, fmt.Errorf("mode: %q is not implemented yet; use full, syncrepl, timestamp, usn or auto", c.Mode))
+	case ModeFull, ModeSyncrepl, ModeTimestamp, ModeUSN, ModeDirSync, ModeAuto:
 	default:
-		errs = append(errs, fmt.Errorf("mode: %q is not one of full, syncrepl, timestamp, usn, auto", c.Mode))
+		errs = append(errs, fmt.Errorf("mode: %q is not one of full, syncrepl, timestamp, usn, dirsync, auto", c.Mode))
+	}
+	if c.Mode == ModeDirSync && c.UniquenessField != "" && !strings.EqualFold(c.UniquenessField, "objectGUID") && ok {
+		errs = append(errs, fmt.Errorf("mode: dirsync identifies deleted objects by their objectGUID: it needs uniqueness_field objectGUID, not %s", c.UniquenessField))
 	}
 	if c.Mode == ModeSyncrepl && c.UniquenessField != "" && !strings.EqualFold(c.UniquenessField, "entryUUID") && ok {
 		errs = append(errs, fmt.Errorf("mode: syncrepl identifies deleted entries by their entryUUID: it needs uniqueness_field entryUUID, not %s", c.UniquenessField))

@@ -48,7 +48,7 @@ func (s *Syncer) Loop(ctx context.Context) {
 	switch mode {
 	case ModeSyncrepl:
 		s.streamLoop(ctx)
-	case ModeTimestamp, ModeUSN:
+	case ModeTimestamp, ModeUSN, ModeDirSync:
 		s.pollLoop(ctx, mode)
 	case ModeFull:
 		s.fullLoop(ctx)

@@ -74,24 +74,29 @@ func (s *Syncer) storedMark() (time.Time, bool) {
 	return t, err == nil
 }
 
-// pollLoop is timestamp and usn modes: a full read when no position is stored, when
-// the position cannot be used (usn: another DC) and every FullInterval (deletions show
+// pollLoop is timestamp, usn and dirsync modes: a full read when no position is stored,
+// when the position cannot be used (usn, dirsync: another DC; dirsync: a cookie
+// refused) and every FullInterval (deletions show
 // there in timestamp mode); in between, every PollInterval, a poll of the users and
 // groups changed since the position, applied in batches, the last with the position it
 // reached.
 func (s *Syncer) pollLoop(ctx context.Context, mode string) {
 	st := newStream(s)
 	stored := func() bool {
-		if mode == ModeUSN {
-			_, ok := s.storedPosition()
-			return ok
+		var ok bool
+		switch mode {
+		case ModeUSN:
+			_, ok = s.storedPosition()
+		case ModeDirSync:
+			_, ok = s.storedDirSync()
+		default:
+			_, ok = s.storedMark()
 		}
-		_, ok := s.storedMark()
 		return ok
 	}
-	cookie := cookieTimestamp
-	if mode == ModeUSN {
-		cookie = cookieUSN
+	cookie := map[string]string{ModeUSN: cookieUSN, ModeDirSync: cookieDirSync}[mode]
+	if cookie == "" {
+		cookie = cookieTimestamp
 	}
 	needFull := !stored()
 	lastFull := time.Now()
@@ -118,9 +123,12 @@ func (s *Syncer) pollLoop(ctx context.Context, mode string) {
 			}
 		} else {
 			var err error
-			if mode == ModeUSN {
+			switch mode {
+			case ModeUSN:
 				err = st.pollUSN(ctx)
-			} else {
+			case ModeDirSync:
+				err = st.pollDirSync(ctx)
+			default:
 				err = st.poll(ctx)
 			}
 			switch {
@@ -130,6 +138,11 @@ func (s *Syncer) pollLoop(ctx context.Context, mode string) {
 				return
 			case errors.Is(err, errOtherDC):
 				s.log.Warn("sync: another domain controller, or the same restored from a backup: its USNs are not the stored position's; reading everything again", "err", err)
+				s.m.reloads.WithLabelValues("refresh_required").Inc()
+				needFull = true
+				continue
+			case errors.Is(err, errCookieRefused):
+				s.log.Warn("sync: the domain controller refuses the stored DirSync cookie; reading everything again", "err", err)
 				s.m.reloads.WithLabelValues("refresh_required").Inc()
 				needFull = true
 				continue
@@ -145,17 +158,27 @@ func (s *Syncer) pollLoop(ctx context.Context, mode string) {
 	s.m.connected.Set(0)
 }
 
-// pollFull is a full read committed with the position the polls start from: in usn mode
-// the DC's, read before the read begins; in timestamp mode the mark the read leaves.
+// pollFull is a full read committed with the position the polls start from: in usn and
+// dirsync modes the DC's, read before the read begins; in timestamp mode the mark the
+// read leaves.
 func (s *Syncer) pollFull(ctx context.Context, mode string) error {
-	if mode != ModeUSN {
+	var name string
+	var c []byte
+	var err error
+	switch mode {
+	case ModeUSN:
+		name = cookieUSN
+		c, err = s.usnPosition(ctx)
+	case ModeDirSync:
+		name = cookieDirSync
+		c, err = s.dirsyncPositionNow(ctx)
+	default:
 		return s.runFull(ctx, nil, true)
 	}
-	c, err := s.usnPosition(ctx)
 	if err != nil {
 		return err
 	}
-	return s.runFull(ctx, map[string][]byte{cookieUSN: c}, false)
+	return s.runFull(ctx, map[string][]byte{name: c}, false)
 }
 
 // poll reads the users and groups changed since the stored mark (less stampOverlap) and
