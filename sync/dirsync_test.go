@@ -2,8 +2,12 @@ package sync_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,4 +235,62 @@ func TestDirSyncLeaver(t *testing.T) {
 		u, ok := sn.UserByUsername("alice")
 		return ok && slices.Equal(u.Groups, before.Groups)
 	}))
+}
+
+// TestDirSyncPollCost measures what dirsync mode reads from a Samba AD domain
+// controller: the bytes of the first full read, of a poll interval with no change, and
+// of one in which 100 users changed. A measurement, run when LDAPPROXY_DIRSYNC_COST_USERS
+// gives the number of users added to the sample domain (e.g. 5000).
+func TestDirSyncPollCost(t *testing.T) {
+	users, err := strconv.Atoi(os.Getenv("LDAPPROXY_DIRSYNC_COST_USERS"))
+	if err != nil || users < 100 {
+		t.Skip("a measurement: set LDAPPROXY_DIRSYNC_COST_USERS (e.g. 5000)")
+	}
+	dc := sambatest.New(t, sambatest.Options{})
+	admin := dc.Conn(t)
+	dn := func(i int) string { return fmt.Sprintf("CN=Cost User %d,OU=Staff,%s", i, sambatest.BaseDN) }
+	start := time.Now()
+	for i := range users {
+		add := ldap.NewAddRequest(dn(i), nil)
+		add.Attribute("objectClass", []string{"user"})
+		add.Attribute("sAMAccountName", []string{fmt.Sprintf("cost%d", i)})
+		add.Attribute("givenName", []string{"Cost"})
+		add.Attribute("sn", []string{fmt.Sprintf("User %d", i)})
+		add.Attribute("mail", []string{fmt.Sprintf("cost%d@example.org", i)})
+		if err := admin.Add(add); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d users added in %v", users, time.Since(start).Round(time.Millisecond))
+	cnt := newByteCounter(t, strings.TrimPrefix(dc.LDAPURL, "ldap://")+":389")
+	e := newEnvAt(t, "ldap://"+cnt.addr, "CN=Administrator,CN=Users,"+sambatest.BaseDN, sambatest.AdminPassword, sambatest.BaseDN)
+	const poll = time.Second
+	start = time.Now()
+	st := startStreamerWith(t, e, t.TempDir(), func(c *ldapsync.Config) {
+		c.Preset, c.Mode, c.PollInterval = "active-directory", ldapsync.ModeDirSync, poll
+	})
+	took := time.Since(start)
+	full := cnt.read.Load()
+	from := cnt.read.Load()
+	time.Sleep(poll + poll/2)
+	idle := cnt.read.Load() - from
+
+	before := cnt.read.Load()
+	for i := range 100 {
+		modify(t, admin, dn(i*(users/100)), func(r *ldap.ModifyRequest) {
+			r.Replace("mail", []string{fmt.Sprintf("changed%d@example.org", i)})
+		})
+	}
+	visible := st.waitFor(time.Minute, "the 100 changes", func(sn *cache.Snapshot) bool {
+		for i := range 100 {
+			u, ok := sn.UserByUsername(fmt.Sprintf("cost%d", i*(users/100)))
+			if !ok || u.Email != fmt.Sprintf("changed%d@example.org", i) {
+				return false
+			}
+		}
+		return true
+	})
+	changed := cnt.read.Load() - before
+	t.Logf("%d users: full read %d bytes in %v; an idle poll interval %d bytes; 100 changes visible after %v, their interval read %d bytes = %.3f%% of the full read",
+		users, full, took.Round(time.Millisecond), idle, visible.Round(time.Millisecond), changed, 100*float64(changed)/float64(full))
 }
