@@ -1,13 +1,17 @@
 package sync_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -293,4 +297,57 @@ func TestDirSyncPollCost(t *testing.T) {
 	changed := cnt.read.Load() - before
 	t.Logf("%d users: full read %d bytes in %v; an idle poll interval %d bytes; 100 changes visible after %v, their interval read %d bytes = %.3f%% of the full read",
 		users, full, took.Round(time.Millisecond), idle, visible.Round(time.Millisecond), changed, 100*float64(changed)/float64(full))
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test reading it at once.
+type lockedBuffer struct {
+	mu  gosync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestDirSyncWithoutRight: a service account without the Replicating Directory Changes
+// right (an ordinary user) gets no store: the full read fails, saying which right it
+// needs, and is retried at each poll interval.
+func TestDirSyncWithoutRight(t *testing.T) {
+	dc := sambatest.New(t, sambatest.Options{})
+	e := newEnvAt(t, dc.LDAPURL, dc.ServiceDN, dc.ServicePassword, sambatest.BaseDN)
+	store, err := cache.Open(cache.Config{Path: t.TempDir()}, nil, directory.NormalizeDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := config(t, func(c *ldapsync.Config) {
+		c.Preset, c.Mode, c.PollInterval = "active-directory", ldapsync.ModeDirSync, tsPoll
+	})
+	var logs lockedBuffer
+	s, err := ldapsync.New(cfg, e.pool, store, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Loop(ctx) }()
+	defer func() { cancel(); <-done }()
+	const want = "needs the Replicating Directory Changes right"
+	for start := time.Now(); strings.Count(logs.String(), want) < 2; {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("no two full reads failing with %q within 5s; log:\n%s", want, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n, _ := store.Snapshot().Counts(); n != 0 {
+		t.Errorf("%d users in the store", n)
+	}
 }
