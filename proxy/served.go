@@ -263,13 +263,16 @@ func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, alwaysMemb
 	return e
 }
 
-// foreign returns the DN values that name no synced object. (A uniqueMember value's
-// optional "#'…'B" identifier makes it no synced object's DN: such values stay as the
-// upstream has them.)
+// foreign returns the DN values that name no synced object. A uniqueMember value's
+// optional unique identifier ("#'0101'B") is not part of the DN it names.
 func foreign(vals [][]byte, r *servedRefs) [][]byte {
 	var out [][]byte
 	for _, v := range vals {
-		if !r.synced(string(v)) {
+		dn := string(v)
+		if i := strings.LastIndex(dn, "#'"); i > 0 && strings.HasSuffix(dn, "'B") {
+			dn = dn[:i]
+		}
+		if !r.synced(dn) {
 			out = append(out, v)
 		}
 	}
