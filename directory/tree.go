@@ -161,6 +161,7 @@ var secretAttributes = map[string]bool{
 	// Samba, FreeIPA, Kerberos
 	"sambantpassword": true, "sambalmpassword": true, "sambapasswordhistory": true,
 	"krbprincipalkey": true, "krbmkey": true, "krbpwdhistory": true, "ipanthash": true,
+	"unixuserpassword": true,
 }
 
 // IsSecret tells whether an attribute (by name, options allowed) holds a secret that is

@@ -21,9 +21,12 @@ var computedAttributes = map[string]bool{
 // (sync.attributes, sync.exclude_attributes). Secrets are never kept, whatever the lists
 // say.
 type keeper struct {
-	all  bool            // sync.attributes is ["*"]: everything read
-	keep map[string]bool // the names listed, lowercased, without options; objectClass always
-	drop map[string]bool // sync.exclude_attributes, lowercased
+	// confidential are the upstream's confidential attributes (Active Directory), read
+	// at each full read; never kept either.
+	confidential *confidentialSet
+	all          bool            // sync.attributes is ["*"]: everything read
+	keep         map[string]bool // the names listed, lowercased, without options; objectClass always
+	drop         map[string]bool // sync.exclude_attributes, lowercased
 }
 
 func newKeeper(c *Config) keeper {
@@ -48,7 +51,7 @@ func (k keeper) kept(name string) bool {
 	typ, opts, _ := strings.Cut(name, ";")
 	typ = strings.ToLower(typ)
 	switch {
-	case directory.IsSecret(typ), computedAttributes[typ], k.drop[typ]:
+	case directory.IsSecret(typ), computedAttributes[typ], k.drop[typ], k.confidential.has(typ):
 		return false
 	case strings.Contains(strings.ToLower(opts), "range="):
 		// Active Directory's ranged retrieval of a long member list: a part of the

@@ -28,3 +28,11 @@ func SetRepairByTime(on bool) (restore func()) {
 	repairByTime = on
 	return func() { repairByTime = old }
 }
+
+// Confidential returns the upstream confidential attributes s has read, lowercased.
+func (s *Syncer) Confidential() map[string]bool {
+	if m := s.confidential.names.Load(); m != nil {
+		return *m
+	}
+	return nil
+}

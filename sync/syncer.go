@@ -35,6 +35,8 @@ type Syncer struct {
 	// keep decides which upstream attributes an object keeps; keepExtra, an entry of
 	// an extra set (sync.attributes does not limit those).
 	keep, keepExtra keeper
+	// confidential are the upstream's confidential attributes, which both keepers drop.
+	confidential *confidentialSet
 	// modeInUse is the mode Loop chose (sync.mode auto resolved); nil before.
 	modeInUse atomic.Pointer[string]
 	// clock follows the upstream's clock for timestamp mode (Loop's goroutine only).
@@ -53,10 +55,13 @@ func New(cfg Config, pool *upstream.Pool, store *cache.Store, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	conf := &confidentialSet{}
+	keep, keepExtra := newKeeper(&cfg), newKeeper(&Config{ExcludeAttributes: cfg.ExcludeAttributes})
+	keep.confidential, keepExtra.confidential = conf, conf
 	return &Syncer{
 		cfg: cfg, base: pool.BaseDN(), pool: pool, store: store, users: users, groups: groups,
-		log: log, m: newMetrics(reg), marker: presets[cfg.Preset].passwordMarker, keep: newKeeper(&cfg),
-		keepExtra: newKeeper(&Config{ExcludeAttributes: cfg.ExcludeAttributes}),
+		log: log, m: newMetrics(reg), marker: presets[cfg.Preset].passwordMarker,
+		keep: keep, keepExtra: keepExtra, confidential: conf,
 	}, nil
 }
 
@@ -190,6 +195,7 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte, mark bo
 	if err := r.readDomain(ctx); err != nil {
 		return r.fail(kinds[0], err)
 	}
+	s.readConfidential(ctx)
 	if err := r.readSchema(ctx); err != nil {
 		return r.fail(kinds[0], err)
 	}

@@ -43,6 +43,9 @@ var (
 // mode a full read when no position is stored, then the changes as the upstream pushes
 // them, with a full reconciliation every FullInterval.
 func (s *Syncer) Loop(ctx context.Context) {
+	// A stream resumed from a stored position applies changes before any full read:
+	// the confidential attributes it must drop are read first.
+	s.readConfidential(ctx)
 	mode := s.chooseMode(ctx)
 	s.modeInUse.Store(&mode)
 	switch mode {
