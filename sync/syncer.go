@@ -416,9 +416,9 @@ func (r *run) readGroups(ctx context.Context) error {
 	s := r.s
 	prog := r.progress(cache.KindGroups)
 	r.groupsStart = time.Now()
-	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), func(lc *ldap.Conn, e *ldap.Entry) error {
+	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), func(e *ldap.Entry) error {
 		prog.add()
-		g, err := r.readGroup(ctx, lc, e)
+		g, err := r.readGroup(ctx, nil, e)
 		if g == nil || err != nil {
 			return err
 		}
@@ -444,7 +444,7 @@ func (r *run) readGroup(ctx context.Context, lc *ldap.Conn, e *ldap.Entry) (*gro
 	var err error
 	g := &group{obj: s.newGroup(e, id, obj)}
 	if s.cfg.MembershipField != "memberOf" {
-		if g.members, err = s.membershipValues(ctx, lc, e); err != nil {
+		if g.members, err = s.membershipValues(ctx, nil, e); err != nil {
 			return nil, err
 		}
 	} else {
@@ -511,7 +511,7 @@ func (r *run) putGroups() error {
 func (r *run) readUsers(ctx context.Context) error {
 	s := r.s
 	prog := r.progress(cache.KindUsers)
-	return s.search(ctx, "users", join(s.cfg.UserDN, s.base), s.cfg.UserFilter, s.userAttributes(), func(_ *ldap.Conn, e *ldap.Entry) error {
+	return s.search(ctx, "users", join(s.cfg.UserDN, s.base), s.cfg.UserFilter, s.userAttributes(), func(e *ldap.Entry) error {
 		prog.add()
 		r.stamp(e)
 		id, obj, ok := r.mapEntry(cache.KindUsers, s.users, e)
@@ -621,53 +621,18 @@ func entryOf(e *ldap.Entry) mapping.Entry {
 	return out
 }
 
-// search runs a paged subtree search on a service connection and calls fn for each entry,
-// page by page. Search result references (AD's referrals to other domains) are skipped.
-func (s *Syncer) search(ctx context.Context, what, base, filter string, attrs []string, fn func(*ldap.Conn, *ldap.Entry) error) error {
-	// The pool runs this once more on a fresh connection when the connection breaks, but
-	// entries already passed to fn cannot be taken back: a search that broke after the
-	// first entry fails with its own error instead of passing them again.
-	var lost error
-	return s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
-		if lost != nil {
-			return lost
-		}
-		delivered := false
-		failed := func(err error) error {
-			if delivered {
-				lost = err
-			}
-			return err
-		}
-		paging := ldap.NewControlPaging(uint32(s.cfg.PageSize))
-		req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-			filter, dedupe(attrs), []ldap.Control{paging})
-		for page := 1; ; page++ {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			res, err := lc.Search(req)
-			if err != nil {
-				return failed(fmt.Errorf("%s page %d: %w", what, page, err))
-			}
-			for _, e := range res.Entries {
-				delivered = true
-				if err := fn(lc, e); err != nil {
-					return failed(fmt.Errorf("%s page %d: %w", what, page, err))
-				}
-			}
-			ctl, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-			if ctl == nil || len(ctl.Cookie) == 0 {
-				return nil
-			}
-			paging.SetCookie(ctl.Cookie)
-		}
-	})
+// search runs a paged subtree search as the service account and calls fn for each entry,
+// page by page (pagedSearch). Search result references (AD's referrals to other domains)
+// are skipped. A search that breaks after the first entry fails: entries passed to fn
+// cannot be taken back.
+func (s *Syncer) search(ctx context.Context, what, base, filter string, attrs []string, fn func(*ldap.Entry) error) error {
+	return s.pagedSearch(ctx, what, base, filter, dedupe(attrs), fn)
 }
 
 // membershipValues returns a group's membership values, following Active Directory's
 // range retrieval: a group of more than 1500 members (by default) comes back with
-// member;range=0-1499 and the rest must be asked for, range by range.
+// member;range=0-1499 and the rest must be asked for, range by range, on lc or, when it
+// is nil, on a service connection of the pool.
 func (s *Syncer) membershipValues(ctx context.Context, lc *ldap.Conn, e *ldap.Entry) ([]string, error) {
 	field := s.cfg.MembershipField
 	var vals []string
@@ -687,8 +652,18 @@ func (s *Syncer) membershipValues(ctx context.Context, lc *ldap.Conn, e *ldap.En
 			return nil, err
 		}
 		attr := fmt.Sprintf("%s;range=%d-*", field, next)
-		res, err := lc.Search(ldap.NewSearchRequest(e.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
-			"(objectClass=*)", []string{attr}, nil))
+		req := ldap.NewSearchRequest(e.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+			"(objectClass=*)", []string{attr}, nil)
+		var res *ldap.SearchResult
+		var err error
+		if lc != nil {
+			res, err = lc.Search(req)
+		} else { // a full read's entries come over a raw connection: another one asks
+			err = s.pool.WithService(ctx, "sync member range", func(c *ldap.Conn) error {
+				res, err = c.Search(req)
+				return err
+			})
+		}
 		if err != nil {
 			return nil, fmt.Errorf("range retrieval of %s on %s: %w", attr, e.DN, err)
 		}
