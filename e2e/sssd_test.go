@@ -170,3 +170,69 @@ func TestSSSDSequence(t *testing.T) {
 		t.Errorf("wrong password: %v, want invalidCredentials", err)
 	}
 }
+
+// posixGroups are RFC 2307 groups (posixGroup, members by memberUid) for the test
+// directory's users, as ldap_schema = rfc2307 expects them.
+func posixGroups(suffix string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dn: ou=posix,%s\nobjectClass: organizationalUnit\nou: posix\n\n", suffix)
+	for g := 1; g <= 4; g++ {
+		fmt.Fprintf(&b, "dn: cn=team%d,ou=posix,%s\nobjectClass: posixGroup\ncn: team%d\ngidNumber: %d\n", g, suffix, g, 30000+g)
+		for u := g; u <= 40; u += 4 {
+			fmt.Fprintf(&b, "memberUid: %s\n", slapdtest.UserName(u))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// TestSSSDSequenceRFC2307 is TestSSSDSequence for SSSD configured with ldap_schema =
+// rfc2307: POSIX groups list their members by user name (memberUid), and the proxy syncs
+// them with membership_field memberUid.
+func TestSSSDSequenceRFC2307(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 40, Groups: -1, ExtraLDIF: posixGroups(slapdtest.DefaultSuffix)})
+	p := startProxy(t, config(up, map[string]string{"mode": "cached", "sync": `  enabled: true
+  interval: 1h
+  group_filter: (objectClass=posixGroup)
+  membership_field: memberUid`}))
+	waitSynced(t, p, up)
+	direct, proxied := asService(t, up, up.URL), asService(t, up, p.URL)
+	search := func(base string, scope int, filter string, attrs []string) *ldap.SearchRequest {
+		return ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil)
+	}
+	groupAttrs := []string{"objectClass", "cn", "userPassword", "gidNumber", "memberUid", "modifyTimestamp", "modifyTimestamp"}
+	name := slapdtest.UserName(6) // in team2
+
+	byName := sameAnswer(t, "user by name", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		fmt.Sprintf("(&(uid=%s)(objectclass=posixAccount)(uid=*)(&(uidNumber=*)(!(uidNumber=0))))", name), sssdUserAttrs), 0)
+	if len(byName.entries) != 1 {
+		t.Fatalf("slapd found %d entries for %s", len(byName.entries), name)
+	}
+	initgroups := sameAnswer(t, "initgroups", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		fmt.Sprintf("(&(memberUid=%s)(objectClass=posixGroup)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", name), groupAttrs), 0)
+	if len(initgroups.entries) != 1 {
+		t.Errorf("slapd found %d groups of %s, want 1", len(initgroups.entries), name)
+	}
+	group := sameAnswer(t, "group by name", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		"(&(cn=team2)(objectClass=posixGroup)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", groupAttrs), 0)
+	members := group.entries["cn=team2,ou=posix,dc=example,dc=org"]["memberuid"]
+	if len(members) != 10 {
+		t.Fatalf("team2 has %d members in slapd", len(members))
+	}
+	for _, m := range members { // each member by name, as SSSD resolves memberUid
+		sameAnswer(t, "member "+m, direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+			fmt.Sprintf("(&(uid=%s)(objectclass=posixAccount))", m), sssdUserAttrs), 0)
+	}
+	sameAnswer(t, "primary group", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		"(&(gidNumber=30002)(objectClass=posixGroup)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", groupAttrs), 0)
+	sameAnswer(t, "group enumeration", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		"(&(objectclass=posixGroup)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))", groupAttrs), 1000)
+	if all := sameAnswer(t, "enumeration", direct, proxied, search(up.Suffix, ldap.ScopeWholeSubtree,
+		"(&(objectclass=posixAccount)(uid=*)(uidNumber=*)(gidNumber=*))", sssdUserAttrs), 1000); len(all.entries) != 40 {
+		t.Errorf("enumeration: slapd found %d users, want 40", len(all.entries))
+	}
+	login := dial(t, p.URL)
+	if err := login.Bind(up.UserDN(6), slapdtest.UserPassword(6)); err != nil {
+		t.Errorf("login through the proxy: %v", err)
+	}
+}
