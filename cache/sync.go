@@ -123,29 +123,41 @@ func (w *Sync) PutUser(u *User) error {
 	}
 	c := w.counts[KindUsers]
 	c.put++
-	w.buf = appendUser(w.buf[:0], u)
 	cur := w.base.users[u.ID]
+	r, err := w.writeUser(u, cur)
+	if err != nil {
+		return err
+	}
+	w.users[u.ID] = r
+	switch {
+	case r == cur:
+	case cur == nil:
+		c.created++
+	default:
+		c.updated++
+		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, cur.gen))
+	}
+	return nil
+}
+
+// writeUser returns the record of u: cur itself when u encodes as cur does (nothing is
+// written), else a new one of this run's generation, queued for writing (over the
+// record this run may have written for the ID before).
+func (w *Sync) writeUser(u *User, cur *userRec) (*userRec, error) {
+	w.buf = appendUser(w.buf[:0], u)
 	if cur != nil && cur.val == string(w.buf) {
-		w.users[u.ID] = cur
-		return nil
+		return cur, nil
 	}
 	// The ID is cloned so that the store does not keep alive whatever
 	// larger string the caller may have cut it from.
 	r, err := newUserRec(strings.Clone(u.ID), string(w.buf), w.gen, w.s.normDN)
 	if err != nil {
-		return fmt.Errorf("user %s: %w", u.DN, err)
+		return nil, fmt.Errorf("user %s: %w", u.DN, err)
 	}
 	if err := w.set(objectKey(prefixUsers, u.ID, w.gen), w.buf); err != nil {
-		return err
+		return nil, err
 	}
-	w.users[u.ID] = r
-	if cur == nil {
-		c.created++
-	} else {
-		c.updated++
-		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, cur.gen))
-	}
-	return nil
+	return r, nil
 }
 
 // PutGroup records g as present upstream, as PutUser does for a user
@@ -240,19 +252,12 @@ func (w *Sync) ReplaceUser(u *User) error {
 	if prev == nil {
 		return fmt.Errorf("user %s: ID %q not put in this sync", u.DN, u.ID)
 	}
-	w.buf = appendUser(w.buf[:0], u)
-	if prev.val == string(w.buf) {
-		return nil
-	}
-	r, err := newUserRec(strings.Clone(u.ID), string(w.buf), w.gen, w.s.normDN)
-	if err != nil {
-		return fmt.Errorf("user %s: %w", u.DN, err)
+	r, err := w.writeUser(u, prev)
+	if err != nil || r == prev {
+		return err
 	}
 	// A version this run wrote is written over (same key); one the run kept from the
 	// base becomes an update.
-	if err := w.set(objectKey(prefixUsers, u.ID, w.gen), w.buf); err != nil {
-		return err
-	}
 	if prev.gen != w.gen {
 		w.counts[KindUsers].updated++
 		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, prev.gen))
