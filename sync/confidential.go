@@ -34,36 +34,29 @@ func (c *confidentialSet) has(lowerName string) bool {
 // readConfidential reads the upstream's confidential attributes into s.confidential. A
 // failure keeps the list read before (and is logged): it does not fail a sync.
 func (s *Syncer) readConfidential(ctx context.Context) {
-	names := map[string]bool{}
+	var schemaNC string
 	err := s.pool.WithService(ctx, "sync confidential attributes", func(lc *ldap.Conn) error {
 		res, err := lc.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 			"(objectClass=*)", []string{"schemaNamingContext"}, nil))
-		if err != nil {
-			return err
+		if err == nil && len(res.Entries) > 0 {
+			schemaNC = res.Entries[0].GetAttributeValue("schemaNamingContext")
 		}
-		if len(res.Entries) == 0 {
-			return nil
-		}
-		schemaNC := res.Entries[0].GetAttributeValue("schemaNamingContext")
-		if schemaNC == "" {
-			return nil
-		}
-		res, err = lc.SearchWithPaging(ldap.NewSearchRequest(schemaNC, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
-			confidentialFilter, []string{"lDAPDisplayName"}, nil), uint32(s.cfg.PageSize))
-		if err != nil {
-			return err
-		}
-		for _, e := range res.Entries {
-			for _, a := range e.Attributes {
-				if strings.EqualFold(a.Name, "lDAPDisplayName") {
-					for _, v := range a.Values {
-						names[strings.ToLower(v)] = true
+		return err
+	})
+	names := map[string]bool{}
+	if err == nil && schemaNC != "" {
+		err = s.pagedSearch(ctx, "confidential attributes", schemaNC, ldap.ScopeSingleLevel, confidentialFilter,
+			[]string{"lDAPDisplayName"}, func(e *ldap.Entry) error {
+				for _, a := range e.Attributes {
+					if strings.EqualFold(a.Name, "lDAPDisplayName") {
+						for _, v := range a.Values {
+							names[strings.ToLower(v)] = true
+						}
 					}
 				}
-			}
-		}
-		return nil
-	})
+				return nil
+			})
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("sync: cannot read the upstream's confidential attributes; keeping the list read before", "err", err)

@@ -102,16 +102,8 @@ func (r *run) readExtra(ctx context.Context) error {
 func (s *Syncer) readSet(ctx context.Context, x ExtraSet) ([]cache.Entry, error) {
 	var entries []cache.Entry
 	base := join(x.BaseDN, s.base)
-	err := s.pool.WithService(ctx, "sync extra "+x.Name, func(lc *ldap.Conn) error {
-		entries = entries[:0]
-		req := ldap.NewSearchRequest(base, extraScopes[x.Scope], ldap.NeverDerefAliases, 0, 0, false, x.Filter, s.readAll(s.keepExtra), nil)
-		res, err := lc.SearchWithPaging(req, uint32(s.cfg.PageSize))
-		if err != nil {
-			return err
-		}
-		for _, e := range res.Entries {
-			entries = append(entries, cache.Entry{DN: e.DN, Upstream: s.keepExtra.upstream(e)})
-		}
+	err := s.pagedSearch(ctx, "extra set "+x.Name, base, extraScopes[x.Scope], x.Filter, s.readAll(s.keepExtra), func(e *ldap.Entry) error {
+		entries = append(entries, cache.Entry{DN: e.DN, Upstream: s.keepExtra.upstream(e)})
 		return nil
 	})
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {

@@ -19,9 +19,10 @@ import (
 // least 512 bytes per value it reads and copies every element into its parent; over a
 // full read of 100,000 users that was most of the sync's allocations and time.
 
-// pagedSearch runs a paged subtree search as the service account and calls fn for each
-// entry; references are skipped. An entry passed to fn stays valid after fn returns.
-func (s *Syncer) pagedSearch(ctx context.Context, what, base, filter string, attrs []string, fn func(*ldap.Entry) error) error {
+// pagedSearch runs a paged search of base with scope as the service account and calls fn
+// for each entry; references are skipped. An entry passed to fn stays valid after fn
+// returns.
+func (s *Syncer) pagedSearch(ctx context.Context, what, base string, scope int, filter string, attrs []string, fn func(*ldap.Entry) error) error {
 	compiled, err := ldap.CompileFilter(filter)
 	if err != nil {
 		return fmt.Errorf("%s: filter %q: %w", what, filter, err)
@@ -37,7 +38,7 @@ func (s *Syncer) pagedSearch(ctx context.Context, what, base, filter string, att
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		msg := searchRequest(base, filterBER, attrs, s.cfg.PageSize, cookie)
+		msg := searchRequest(base, scope, filterBER, attrs, s.cfg.PageSize, cookie)
 		var done error
 		var next []byte
 		err := c.Forward(ctx, upstream.KindSearch, msg, func(r ldapwire.Response) error {
@@ -70,15 +71,15 @@ func (s *Syncer) pagedSearch(ctx context.Context, what, base, filter string, att
 	}
 }
 
-// searchRequest encodes a subtree search of base with the filter (BER), the attributes
+// searchRequest encodes a search of base with scope, the filter (BER), the attributes
 // and the paged results control (size, cookie). The message ID is the connection's.
-func searchRequest(base string, filter []byte, attrs []string, size int, cookie []byte) []byte {
+func searchRequest(base string, scope int, filter []byte, attrs []string, size int, cookie []byte) []byte {
 	var e ldapwire.Encoder
 	e.Begin(ldapwire.TagSequence)
 	e.Int(ldapwire.TagInteger, 1)
 	e.Begin(ldapwire.AppConstructed | 3)
 	e.Str(ldapwire.TagOctetString, base)
-	e.Int(ldapwire.TagEnumerated, ldap.ScopeWholeSubtree)
+	e.Int(ldapwire.TagEnumerated, int64(scope))
 	e.Int(ldapwire.TagEnumerated, ldap.NeverDerefAliases)
 	e.Int(ldapwire.TagInteger, 0)
 	e.Int(ldapwire.TagInteger, 0)

@@ -58,20 +58,20 @@ func TestDecodeEntry(t *testing.T) {
 	}
 }
 
-// searchRequest encodes what go-ldap would: a subtree search with the paged results
+// searchRequest encodes what go-ldap would: a search with the paged results
 // control, which go-ldap's own decoder reads back.
 func TestSearchRequestEncoding(t *testing.T) {
 	f, err := ldap.CompileFilter("(&(objectClass=user)(!(uid=x*)))")
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := searchRequest("dc=example,dc=org", f.Bytes(), []string{"*", "+", "entryUUID"}, 500, []byte("cookie\x00"))
+	msg := searchRequest("dc=example,dc=org", ldap.ScopeSingleLevel, f.Bytes(), []string{"*", "+", "entryUUID"}, 500, []byte("cookie\x00"))
 	p, err := ber.DecodePacketErr(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	op := p.Children[1]
-	if op.Tag != ldap.ApplicationSearchRequest || op.Children[0].Value != "dc=example,dc=org" {
+	if op.Tag != ldap.ApplicationSearchRequest || op.Children[0].Value != "dc=example,dc=org" || op.Children[1].Value != int64(ldap.ScopeSingleLevel) {
 		t.Fatalf("operation %v", op.Tag)
 	}
 	filter, err := ldap.DecompileFilter(op.Children[6])

@@ -626,7 +626,7 @@ func entryOf(e *ldap.Entry) mapping.Entry {
 // are skipped. A search that breaks after the first entry fails: entries passed to fn
 // cannot be taken back.
 func (s *Syncer) search(ctx context.Context, what, base, filter string, attrs []string, fn func(*ldap.Entry) error) error {
-	return s.pagedSearch(ctx, what, base, filter, dedupe(attrs), fn)
+	return s.pagedSearch(ctx, what, base, ldap.ScopeWholeSubtree, filter, dedupe(attrs), fn)
 }
 
 // membershipValues returns a group's membership values, following Active Directory's

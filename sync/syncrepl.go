@@ -43,11 +43,14 @@ var (
 // mode a full read when no position is stored, then the changes as the upstream pushes
 // them, with a full reconciliation every FullInterval.
 func (s *Syncer) Loop(ctx context.Context) {
-	// A stream resumed from a stored position applies changes before any full read:
-	// the confidential attributes it must drop are read first.
-	s.readConfidential(ctx)
 	mode := s.chooseMode(ctx)
 	s.modeInUse.Store(&mode)
+	if mode != ModeFull {
+		// A stream or poll resumed from a stored position applies changes before any
+		// full read (which reads them too): the confidential attributes it must drop
+		// are read first.
+		s.readConfidential(ctx)
+	}
 	switch mode {
 	case ModeSyncrepl:
 		s.streamLoop(ctx)
