@@ -29,13 +29,14 @@ func namesLDIF(peopleDN string) string {
 
 // Every form of bind name resolves to the user's DN: it binds upstream as that DN,
 // WhoAmI answers it, an offline login (cache_passwords, slapd stopped) takes the same
-// forms, and so does password_reset_identities. A name two users share resolves to
-// nobody.
+// forms, and so do password_reset_identities and search.readers. A name two users share
+// resolves to nobody.
 func TestBindNameForms(t *testing.T) {
 	up := withSlapd(t, slapdtest.Options{Users: 3, Groups: 1, Schemas: []string{"msuser"},
 		ExtraLDIF: namesLDIF("ou=people," + slapdtest.DefaultSuffix)})
 	jsmith := "uid=jsmith," + up.PeopleDN
-	cfg := config(up, map[string]string{"mode": "cached", "sync": syncOn + `
+	// The readers are listed by a down-level name and by a UPN, and bind by other forms.
+	cfg := config(up, map[string]string{"mode": "cached", "search": `  readers: ['EXAMPLE\HelpDesk', 'John.Smith@corp.example.com']`, "sync": syncOn + `
   mappings:
     users:
       - name: upn
@@ -119,6 +120,42 @@ func TestBindNameForms(t *testing.T) {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 
+	// reads is what a fresh connection bound as name reads of the whole suffix.
+	reads := func(t *testing.T, name, password string) []string {
+		t.Helper()
+		c := dial(t, p.URL)
+		if err := c.Bind(name, password); err != nil {
+			t.Fatalf("bind %q: %v", name, err)
+		}
+		res, err := c.Search(ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
+		if err != nil {
+			t.Fatalf("search bound as %q: %v", name, err)
+		}
+		var dns []string
+		for _, e := range res.Entries {
+			dns = append(dns, strings.ToLower(e.DN))
+		}
+		return dns
+	}
+	// readers checks that the listed identities, bound by any form, read all the synced
+	// users, and that an identity not listed reads its own entry only.
+	readers := func(t *testing.T) {
+		for _, r := range []struct{ who, bind, password string }{
+			{"listed as a down-level name, bound by mail", "helpdesk@example.org", "pass-helpdesk"},
+			{"listed by its UPN, bound as a down-level name", `example\JSMITH`, "pass-jsmith"},
+			{"listed by its UPN, bound by DN", jsmith, "pass-jsmith"},
+		} {
+			if n := len(reads(t, r.bind, r.password)); n < 3+4 {
+				t.Errorf("%s: %d entries, want the whole directory", r.who, n)
+			}
+		}
+		twin1 := strings.ToLower("uid=twin1," + up.PeopleDN)
+		if got := reads(t, `EXAMPLE\twin1`, "pass-twin1"); strings.Join(got, " ") != twin1 {
+			t.Errorf("not listed: %q, want only its own entry %s", got, twin1)
+		}
+	}
+	t.Run("search.readers", readers)
+
 	t.Run("password_reset_identities", func(t *testing.T) {
 		// The helpdesk, listed as example\HelpDesk, binds by its mail address and resets
 		// user0002's password, naming the user by its down-level name.
@@ -146,6 +183,9 @@ func TestBindNameForms(t *testing.T) {
 		}
 	})
 
+	eventually(t, 10*time.Second, "the helpdesk's hash too", func() bool {
+		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "3"
+	})
 	if err := up.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -156,13 +196,15 @@ func TestBindNameForms(t *testing.T) {
 		t.Run("wrong password", func(t *testing.T) {
 			bindAs(t, "john.smith@example.org", "wrong", ldap.LDAPResultInvalidCredentials)
 		})
+		t.Run("search.readers", readers)
 		for _, n := range notResolved {
 			t.Run(n.name, func(t *testing.T) {
 				bindAs(t, n.bind, n.password, ldap.LDAPResultInvalidCredentials)
 			})
 		}
 	})
-	if v := scrapeValue(t, p, `ldapproxy_offline_logins_total{result="success"}`); v != fmt.Sprint(len(forms)) {
-		t.Errorf("offline successes counted %q, want %d", v, len(forms))
+	// The forms, and the four binds of search.readers.
+	if v := scrapeValue(t, p, `ldapproxy_offline_logins_total{result="success"}`); v != fmt.Sprint(len(forms)+4) {
+		t.Errorf("offline successes counted %q, want %d", v, len(forms)+4)
 	}
 }
