@@ -175,10 +175,17 @@ func TestProxyProtocolNamesTheClient(t *testing.T) {
 func TestProxyProtocolOnlyFromTrustedPeers(t *testing.T) {
 	srv := &Server{Handler: addrHandler(), ProxyProtocolFrom: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
 	addr := serve(t, srv)
-	// From an untrusted peer a header is no LDAP message: it cannot choose its address.
-	w := dialWire(t, addr)
-	w.send([]byte("PROXY TCP4 10.9.9.9 198.51.100.1 40000 389\r\n"))
-	w.expectNotice(ldap.LDAPResultProtocolError)
+	// From an untrusted peer a header, version 1 or 2, is no LDAP message: it cannot
+	// choose its address.
+	for _, header := range [][]byte{
+		[]byte("PROXY TCP4 10.9.9.9 198.51.100.1 40000 389\r\n"),
+		proxyV2(1, 1, v2Addrs("10.9.9.9", "198.51.100.1", 40000, 389)),
+	} {
+		w := dialWire(t, addr)
+		w.send(append(header, ldapMessage(1, searchOp("cn=me", 0, "(objectClass=*)"))...))
+		w.expectNotice(ldap.LDAPResultProtocolError)
+		w.expectClosed(5*time.Second, false)
+	}
 	// And plain LDAP from it works, under its own address.
 	if got := remoteSeen(t, dialRaw(t, addr, nil)); !strings.HasPrefix(got, "127.0.0.1:") {
 		t.Fatalf("an untrusted peer is seen as %q", got)
