@@ -176,3 +176,89 @@ func TestBindThrottleOffline(t *testing.T) {
 		t.Fatalf("offline right password after 2 failures: %v, want invalidCredentials %q", err, throttledDiagnostic)
 	}
 }
+
+// dialVia opens a connection that a load balancer forwards for client (an IPv4 address):
+// it starts with a PROXY protocol header, version 1 or 2, naming client.
+func dialVia(t *testing.T, p *proxy, version int, client string) *ldap.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.URL, "ldap://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := []byte(fmt.Sprintf("PROXY TCP4 %s 127.0.0.1 40000 389\r\n", client))
+	if version == 2 {
+		header = []byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c")
+		header = append(header, net.ParseIP(client).To4()...)
+		header = append(header, 127, 0, 0, 1, 0x9c, 0x40, 0x01, 0x85)
+	}
+	if _, err := c.Write(header); err != nil {
+		t.Fatal(err)
+	}
+	lc := ldap.NewConn(c, false)
+	lc.Start()
+	lc.SetTimeout(5 * time.Second)
+	t.Cleanup(func() { lc.Close() })
+	return lc
+}
+
+// TestSharedAddressLimits runs the per-address connection cap and the limit on a request
+// before bind as the program configures them: one client address (named by a PROXY
+// protocol header, version 1 or 2) gets at most max_connections_per_address connections,
+// other addresses, exempt networks and loopback are not held back by it, and a request
+// over max_message_size_anonymous is refused before bind but not after.
+func TestSharedAddressLimits(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 2, Groups: 1})
+	p := startProxy(t, config(up, map[string]string{"listen": `  max_connections_per_address: 3
+  max_message_size_anonymous: 65536
+  proxy_protocol: true
+  proxy_protocol_from: ["127.0.0.0/8"]
+  throttle_exempt: ["198.51.100.0/24"]`}))
+	bind := func(c *ldap.Conn) error { return c.Bind(up.ServiceDN, up.ServicePassword) }
+	for i := range 3 {
+		if err := bind(dialVia(t, p, 1+i%2, "192.0.2.1")); err != nil {
+			t.Fatalf("connection %d from 192.0.2.1: %v", i+1, err)
+		}
+	}
+	for _, version := range []int{1, 2} {
+		if err := bind(dialVia(t, p, version, "192.0.2.1")); err == nil {
+			t.Fatalf("a fourth connection from 192.0.2.1 (PROXY v%d) was served", version)
+		}
+	}
+	if !strings.Contains(p.logs.String(), `"msg":"connection refused: too many connections from this address","component":"frontend","conn":`) ||
+		!strings.Contains(p.logs.String(), `"remote":"192.0.2.1:40000","proxy":"127.0.0.1:`) {
+		t.Error("no log line for the refused connection, naming the client and the balancer")
+	}
+	if err := bind(dialVia(t, p, 2, "192.0.2.2")); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	for i := range 5 {
+		if err := bind(dialVia(t, p, 1, "198.51.100.7")); err != nil {
+			t.Fatalf("connection %d from an exempt network: %v", i+1, err)
+		}
+	}
+
+	// Without a balancer, loopback (every client of a sidecar) is not capped.
+	side := startProxy(t, config(up, map[string]string{"listen": "  max_connections_per_address: 3\n  max_message_size_anonymous: 65536"}))
+	for i := range 6 {
+		if err := bind(dial(t, side.URL)); err != nil {
+			t.Fatalf("loopback connection %d: %v", i+1, err)
+		}
+	}
+	// A 100 KB request: over the limit before bind, within it after.
+	big := ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false,
+		"(description="+strings.Repeat("x", 100_000)+")", []string{"1.1"}, nil)
+	anon := dial(t, side.URL)
+	if _, err := anon.Search(big); err == nil || resultCode(err) == ldap.LDAPResultInsufficientAccessRights {
+		t.Fatalf("a 100 KB search before bind: %v, want the connection closed", err)
+	}
+	if !strings.Contains(side.logs.String(), `"msg":"connection closed: message too large"`) {
+		t.Error("no log line for the request over max_message_size_anonymous")
+	}
+	bound := dial(t, side.URL)
+	if err := bind(bound); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bound.Search(big); err != nil {
+		t.Fatalf("a 100 KB search after bind: %v", err)
+	}
+}
