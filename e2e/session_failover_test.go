@@ -131,10 +131,15 @@ func TestFailoverUserSessionIsBoundAgain(t *testing.T) {
 	})
 
 	t.Run("idle session moves back", func(t *testing.T) {
+		bindsOnA := upstreamBinds(t, p, a.URL)
 		if err := a.Start(); err != nil {
 			t.Fatal(err)
 		}
 		waitUp(t, p, a.URL, 1, healthInterval+healthSlack)
+		// With no request from the client: the session is bound again there at once.
+		eventually(t, 2*time.Second, fmt.Sprintf("the idle session bound again on %s", a.URL), func() bool {
+			return upstreamBinds(t, p, a.URL)-bindsOnA == 1
+		})
 		onA := upstreamSearches(t, p, a.URL)
 		if err := readOwnPassword(c, a, 1); err != nil {
 			t.Fatalf("search after the preferred server came back: %v", err)

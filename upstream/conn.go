@@ -88,10 +88,26 @@ func (c *Conn) Close() error {
 	c.wc, c.closed = nil, true
 	c.dropCredential()
 	c.mu.Unlock()
+	c.pool.forgetSession(c)
 	if wc != nil {
 		wc.close()
 	}
 	return nil
+}
+
+// moveIdle moves the session to the preferred server, as its next request would, if it
+// has nothing in flight and is on a less preferred server: the pool calls it when a
+// server comes back (Pool.moveSessions). moveBack says when a session stays.
+func (c *Conn) moveIdle(ctx context.Context) {
+	var stale *wireConn
+	c.mu.Lock()
+	if !c.closed && !c.lost && c.wc != nil && c.inFlight == 0 && !c.wc.broken() && !c.pool.preferred(c.srv) {
+		stale = c.moveBack(ctx, 0, false)
+	}
+	c.mu.Unlock()
+	if stale != nil {
+		stale.close()
+	}
 }
 
 // Unbind forgets the session's identity, and the credential kept for it: the next

@@ -30,9 +30,14 @@ type Pool struct {
 	m       *metrics
 	servers []*server
 
-	mu     sync.Mutex
-	idle   []*serviceConn // most recently returned last
-	closed bool
+	mu       sync.Mutex
+	idle     []*serviceConn // most recently returned last
+	sessions map[*Conn]struct{}
+	closed   bool
+
+	// moveBack tells the session mover (moveSessions) that a server is up again, so
+	// sessions and idle service connections on less preferred servers move to it.
+	moveBack chan struct{}
 
 	ctx     context.Context // ends with Close, and with it any probe in flight
 	cancel  context.CancelFunc
@@ -77,6 +82,8 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, err
 		log:       logger,
 		m:         newMetrics(reg),
 		available: true,
+		sessions:  map[*Conn]struct{}{},
+		moveBack:  make(chan struct{}, 1),
 	}
 	p.password.Store(&password)
 	// Believed up until the first probe, which runs at once: the proxy starts ready, as
@@ -97,6 +104,8 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Pool, err
 		p.checker.Add(1)
 		go p.watch(s)
 	}
+	p.checker.Add(1)
+	go p.moveSessions()
 	return p, nil
 }
 
@@ -152,7 +161,51 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream dial: %w", err)
 	}
-	return &Conn{pool: p, wc: newWireConn(nc, srv), srv: srv}, nil
+	c := &Conn{pool: p, wc: newWireConn(nc, srv), srv: srv}
+	p.mu.Lock()
+	p.sessions[c] = struct{}{}
+	p.mu.Unlock()
+	return c, nil
+}
+
+// forgetSession drops a closed session from the ones the mover looks at.
+func (p *Pool) forgetSession(c *Conn) {
+	p.mu.Lock()
+	delete(p.sessions, c)
+	p.mu.Unlock()
+}
+
+// moveSessions runs until Close: each time a server comes back up (markUp), the idle
+// service connections on less preferred servers are closed, and every idle session on
+// one moves to the preferred server that is up (Conn.moveIdle), one after the other so
+// that the returning server gets their binds one at a time. Sessions that send requests
+// move at their next request anyway; this brings back those that send nothing for
+// long, which would otherwise hold their connections on the other server.
+func (p *Pool) moveSessions() {
+	defer p.checker.Done()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.moveBack:
+		}
+		p.dropIdleWhere(func(sc *serviceConn) bool { return !p.preferred(sc.srv) })
+		if !p.cfg.rebindOnFailover() {
+			continue // sessions stay on the server they were opened on
+		}
+		p.mu.Lock()
+		sessions := make([]*Conn, 0, len(p.sessions))
+		for c := range p.sessions {
+			sessions = append(sessions, c)
+		}
+		p.mu.Unlock()
+		for _, c := range sessions {
+			if p.ctx.Err() != nil {
+				return
+			}
+			c.moveIdle(p.ctx)
+		}
+	}
 }
 
 // bindPassword is the service account's current password.
@@ -333,6 +386,10 @@ func (p *Pool) markUp(s *server) {
 		p.log.Info("upstream server up", "server", s.raw)
 		p.updateAvailable(s)
 		p.m.setUp(s.raw, true)
+		select {
+		case p.moveBack <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -599,12 +656,17 @@ func (p *Pool) putService(sc *serviceConn, broken bool) {
 // dropIdle closes the idle service connections on s: when s stopped
 // answering, they would each cost a timeout to find out.
 func (p *Pool) dropIdle(s *server) {
+	p.dropIdleWhere(func(sc *serviceConn) bool { return sc.srv == s })
+}
+
+// dropIdleWhere closes the idle service connections that drop says to.
+func (p *Pool) dropIdleWhere(drop func(*serviceConn) bool) {
 	p.mu.Lock()
-	var drop []*serviceConn
+	var dropped []*serviceConn
 	kept := p.idle[:0]
 	for _, sc := range p.idle {
-		if sc.srv == s {
-			drop = append(drop, sc)
+		if drop(sc) {
+			dropped = append(dropped, sc)
 			p.m.serviceConns.WithLabelValues("idle").Dec()
 		} else {
 			kept = append(kept, sc)
@@ -612,7 +674,7 @@ func (p *Pool) dropIdle(s *server) {
 	}
 	p.idle = kept
 	p.mu.Unlock()
-	for _, sc := range drop {
+	for _, sc := range dropped {
 		_ = sc.lc.Close()
 	}
 }

@@ -220,6 +220,53 @@ func TestIdleSessionMovesBackToThePreferredServer(t *testing.T) {
 	}
 }
 
+// TestIdleSessionMovesBackWithoutARequest: sessions that send nothing move back to the
+// preferred server as soon as it answers its probe again, bound again with their
+// identity there; the session with a paged search outstanding stays.
+func TestIdleSessionMovesBackWithoutARequest(t *testing.T) {
+	a, b := slapdtest.New(t, slapdtest.Options{}), slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: a.URL + "," + b.URL, HealthInterval: healthInterval})
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	user := boundSession(t, p, a, 1)
+	anon, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	paged := boundSession(t, p, a, 2)
+	if cookie, _, err := pagedSearch(t, paged, nil); err != nil || len(cookie) == 0 {
+		t.Fatalf("first page: cookie %q, %v", cookie, err)
+	}
+	for _, c := range []*Conn{user, anon, paged} {
+		if c.Server() != b.URL {
+			t.Fatalf("session on %q with the first server dead, want %q", c.Server(), b.URL)
+		}
+	}
+	binds := p.requests(t, a.URL, "bind")
+
+	// No session sends anything from here on.
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the idle sessions on the preferred server", func() bool {
+		return user.Server() == a.URL && anon.Server() == a.URL
+	})
+	if got := p.requests(t, a.URL, "bind") - binds; got != 1 {
+		t.Errorf("%d binds on the preferred server, want 1: the user session's bind again there", got)
+	}
+	if paged.Server() != b.URL {
+		t.Errorf("the session with a paged search outstanding moved to %q", paged.Server())
+	}
+	if got := whoAmI(t, user); got != "dn:"+a.UserDN(1) || user.Server() != a.URL {
+		t.Errorf("user session after moving back: %q on %q, want dn:%s on %q", got, user.Server(), a.UserDN(1), a.URL)
+	}
+	if got := whoAmI(t, anon); got != "" {
+		t.Errorf("anonymous session after moving back: %q", got)
+	}
+}
+
 // pagedSearch asks for one page of 3 users on c, the first with a nil cookie, and
 // returns the cookie the server sent back with the number of entries.
 func pagedSearch(t *testing.T, c *Conn, cookie []byte) ([]byte, int, error) {
