@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -97,6 +98,63 @@ func TestHealthWithoutTraffic(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "upstream available again") {
 		t.Error("no log line says that an upstream is available again")
 	}
+}
+
+// TestHealthFigure measures how long a killed upstream shows as up in the metrics, with
+// no traffic, at the default health_interval (10s): LDAPPROXY_HEALTH_SAMPLES kills, each
+// at a random moment of the probes' cycle, then one SIGSTOP. It runs only when that
+// variable is set (each sample takes up to an interval);
+// LDAPPROXY_HEALTH_INTERVAL_MS sets another interval.
+func TestHealthFigure(t *testing.T) {
+	samples := envInt("LDAPPROXY_HEALTH_SAMPLES", 0)
+	if samples == 0 {
+		t.Skip("set LDAPPROXY_HEALTH_SAMPLES to measure")
+	}
+	interval := time.Duration(envInt("LDAPPROXY_HEALTH_INTERVAL_MS", 10000)) * time.Millisecond
+	const timeout, slack = 3 * time.Second, time.Second // the harness's upstream timeout; probe and scrape
+	a := slapdtest.New(t, slapdtest.Options{Users: 5})
+	p := startProxy(t, config(a, map[string]string{"upstream": fmt.Sprintf("  health_interval: %v", interval)}))
+	waitUp(t, p, a.URL, 1, 5*time.Second)
+
+	// downAfter polls the metric every 10ms from the moment of the failure.
+	downAfter := func(within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			if v, ok := upstreamUp(t, p, a.URL); ok && v == 0 {
+				return time.Since(start)
+			}
+			if time.Since(start) > within {
+				t.Fatalf("ldapproxy_upstream_up still 1 %v after the failure (health_interval %v)", within, interval)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var worst time.Duration
+	for i := range samples {
+		time.Sleep(rand.N(interval))
+		if err := a.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		took := downAfter(interval + slack)
+		worst = max(worst, took)
+		t.Logf("kill %d: down in the metrics after %v", i+1, took.Round(time.Millisecond))
+		if took > interval+slack/2 {
+			t.Errorf("kill %d: down after %v, more than one health interval (%v)", i+1, took, interval)
+		}
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, p, a.URL, 1, interval+slack)
+	}
+	time.Sleep(rand.N(interval))
+	if err := a.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Resume()
+	hung := downAfter(interval + timeout + slack)
+	t.Logf("health_interval %v: a killed server down after %v at most (%d kills, no traffic); a SIGSTOPped one after %v (the probe waits out timeout %v)",
+		interval, worst.Round(time.Millisecond), samples, hung.Round(time.Millisecond), timeout)
 }
 
 func TestFailoverUserSessionIsBoundAgain(t *testing.T) {
