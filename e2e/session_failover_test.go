@@ -294,8 +294,9 @@ func TestClientAccountBindEndsTheUpstreamIdentity(t *testing.T) {
 
 // TestFailoverBoundSessionsUnderLoad measures what issue 9 asks of direct mode: 16
 // client connections that each bound once as a user search without pause, and the
-// server they are on is killed (kill -9). At most 0.1% of the searches may fail (before
-// sessions kept their credential, about 75% did: every search after the kill).
+// server they are on is killed (kill -9); then it comes back, and the sessions move back
+// to it. At most 0.1% of the searches may fail (before sessions kept their credential,
+// about 75% did: every search after the kill).
 func TestFailoverBoundSessionsUnderLoad(t *testing.T) {
 	const (
 		sessions = 16
@@ -304,7 +305,7 @@ func TestFailoverBoundSessionsUnderLoad(t *testing.T) {
 	)
 	a := slapdtest.New(t, slapdtest.Options{Users: sessions})
 	b := slapdtest.New(t, slapdtest.Options{Users: sessions})
-	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL}))
+	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL, "upstream": healthConfig}))
 
 	var ok, okAfter, failed atomic.Int64
 	var killed atomic.Bool
@@ -359,10 +360,25 @@ func TestFailoverBoundSessionsUnderLoad(t *testing.T) {
 	}
 	killed.Store(true)
 	time.Sleep(after)
+
+	// The preferred server returns under the load: every session moves back to it.
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, p, a.URL, 1, healthInterval+healthSlack)
+	time.Sleep(500 * time.Millisecond)
+	onA, onB := upstreamSearches(t, p, a.URL), upstreamSearches(t, p, b.URL)
+	time.Sleep(time.Second)
 	stopLoad()
+	if n := upstreamSearches(t, p, b.URL) - onB; n != 0 {
+		t.Errorf("%v searches reached the second server 0.5 s after the preferred one was back, want none", n)
+	}
+	if n := upstreamSearches(t, p, a.URL) - onA; n < minOps {
+		t.Errorf("%v searches on the preferred server in the second after the sessions moved back, want at least %d", n, minOps)
+	}
 
 	total := ok.Load() + failed.Load()
-	t.Logf("%d sessions, %d searches: %d failed (%.3f%%), %d succeeded after the kill (in %v)",
+	t.Logf("%d sessions, %d searches: %d failed (%.3f%%), %d succeeded from the kill on (%v down, then 1.5 s after the server returned)",
 		sessions, total, failed.Load(), 100*float64(failed.Load())/float64(total), okAfter.Load(), after)
 	for _, e := range errs {
 		t.Logf("failure: %s", e)
