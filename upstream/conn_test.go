@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -412,12 +413,82 @@ func TestServerThatClosesIsNotUnavailable(t *testing.T) {
 	}
 }
 
-// TestRetryGoesToTheNextServer: a server that accepts connections and closes them under
-// the request (a process being killed: its port accepts a moment longer) must not get
-// the retry; the next server does, and every bind succeeds there.
+// dyingFront forwards TCP connections to target until die is called; from then on, like
+// a server killed with kill -9 whose port still accepts for a moment, its open
+// connections are cut and new ones are accepted, read from and closed unanswered.
+func dyingFront(t *testing.T, target string) (url string, die func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var open []net.Conn
+	dead := false
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if dead {
+				mu.Unlock()
+				go func() {
+					c.Read(make([]byte, 64))
+					c.Close()
+				}()
+				continue
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				mu.Unlock()
+				c.Close()
+				continue
+			}
+			open = append(open, c, u)
+			mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range open {
+			c.Close()
+		}
+	})
+	return "ldap://" + l.Addr().String(), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		dead = true
+		for _, c := range open {
+			c.Close()
+		}
+	}
+}
+
+// TestRetryGoesToTheNextServer: a server killed while its port still accepts (and before
+// a health probe notices) closes the connections under the requests sent to it; the
+// retry of each must go to the next server, where every bind succeeds, and not back to
+// the dying one.
 func TestRetryGoesToTheNextServer(t *testing.T) {
+	a := slapdtest.New(t, slapdtest.Options{})
 	b := slapdtest.New(t, slapdtest.Options{})
-	p := newTestPool(t, Config{URLs: closingServer(t) + "," + b.URL, Timeout: 2 * time.Second})
+	front, die := dyingFront(t, strings.TrimPrefix(a.URL, "ldap://"))
+	p := newTestPool(t, Config{URLs: front + "," + b.URL, Timeout: 2 * time.Second, HealthInterval: time.Hour,
+		BindDN: a.ServiceDN, BindPassword: a.ServicePassword})
+	waitFor(t, "the first server to be up", func() bool { return p.up(t, front) == 1 })
+	err := p.WithService(t.Context(), "search", func(lc *ldap.Conn) error {
+		_, err := lc.WhoAmI(nil)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("service request before the kill: %v", err)
+	}
+	die()
 	for i := range 15 {
 		c, err := p.Dial(t.Context())
 		if err != nil {
@@ -431,12 +502,12 @@ func TestRetryGoesToTheNextServer(t *testing.T) {
 		}
 		c.Close()
 	}
-	// The service connections follow the same rule.
-	err := p.WithService(t.Context(), "search", func(lc *ldap.Conn) error {
+	// The service connections: the idle one was cut by the kill.
+	err = p.WithService(t.Context(), "search", func(lc *ldap.Conn) error {
 		_, err := lc.WhoAmI(nil)
 		return err
 	})
 	if err != nil {
-		t.Fatalf("service request: %v", err)
+		t.Fatalf("service request after the kill: %v", err)
 	}
 }
