@@ -639,6 +639,8 @@ func TestThrottleSparesSharedAddresses(t *testing.T) {
 			if bindOnce(th, "cn=svc-"+tc.addr+",ou=services,dc=example,dc=org", nil, client, true) {
 				innocent++
 			}
+			t.Logf("after 100 failed binds from %s (10 for one user, 1 each for 90 others): %d of 91 binds with the right password from it refused",
+				tc.addr, innocent)
 			switch {
 			case tc.limited && innocent != 91:
 				t.Fatalf("an unexempt address over its limit: %d of 91 binds refused, want all", innocent)
