@@ -366,9 +366,6 @@ func (c *conn) rejectMessage(msg []byte, req *Request, err error) bool {
 	case errors.As(err, &deep):
 		code = ldap.LDAPResultAdminLimitExceeded
 		diag = fmt.Sprintf("filter nested deeper than %d levels (listen.max_filter_depth)", c.srv.maxFilterDepth())
-	case errors.Is(err, ldapwire.ErrTooManyElements):
-		code = ldap.LDAPResultAdminLimitExceeded
-		diag = "request too complex: " + err.Error()
 	}
 	if id <= 0 || op == 0 || op == OpUnbind || op == OpAbandon {
 		c.log.Warn("connection closed: malformed message", "err", err)

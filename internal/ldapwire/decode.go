@@ -28,7 +28,7 @@ func Decode(msg []byte) (*ber.Packet, error) {
 		id         ber.Identifier
 	}
 	// Counted first, so that every slice below is made once, at its size.
-	count, err := scan(msg, len(msg), len(msg))
+	count, err := scan(msg, len(msg))
 	if err != nil {
 		return nil, err
 	}

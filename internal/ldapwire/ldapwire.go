@@ -163,36 +163,26 @@ func Header(b []byte, pos int) (id byte, start, end int, err error) {
 	return id, pos, pos + l, nil
 }
 
-// MaxElements is the element limit of a message of size bytes: three BER elements per
-// eight bytes. That admits every request whose filter items name an attribute, however
-// many: the tightest, (c=a), takes 8 bytes for 3 elements, and a 10,000-item OR of
-// (uid=...) values takes 180 KB for 30,000. Only degenerate runs of 2-byte elements
-// (empty ANDs, ORs or strings) are refused. Decode costs about 200 bytes per element
-// while it runs, so the limit bounds a request's decoding to some 75 times its size:
-// 19 MiB for 256 KiB, the default limit before bind.
-func MaxElements(size int) int { return max(size/8*3, 64) }
-
-// ErrTooManyElements reports a message with more BER elements than MaxElements admits.
-var ErrTooManyElements = errors.New("more than 3 BER elements per 8 bytes")
-
 // Scan checks that msg is one well-formed definite-length BER element whose elements
-// nest at most maxDepth deep and number at most MaxElements(len(msg)). It walks the
-// encoding without building anything and without recursion, so hostile input (a filter
-// nested a million deep) costs one pass over the bytes before the real decoder, which
-// allocates per element, ever sees it.
+// nest at most maxDepth deep. It walks the encoding without building anything and
+// without recursion, so hostile input (a filter nested a million deep) costs one pass
+// over the bytes before the real decoder, which allocates per element, ever sees it.
+//
+// The number of elements is not limited beyond what the message's size allows (two
+// bytes each at least), as slapd limits only the size: every filter a directory answers
+// within the size limit is decoded, whatever its items. Decode costs about 200 bytes per
+// element while it runs, so decoding a request takes at most some 100 times its size:
+// 25 MiB for 256 KiB, the default limit before bind.
 func Scan(msg []byte, maxDepth int) error {
-	_, err := scan(msg, maxDepth, MaxElements(len(msg)))
+	_, err := scan(msg, maxDepth)
 	return err
 }
 
-// scan is Scan with an element limit of its own, returning the number of elements.
-func scan(msg []byte, maxDepth, limit int) (int, error) {
+// scan is Scan, returning the number of elements.
+func scan(msg []byte, maxDepth int) (int, error) {
 	ends := make([]int, 0, 16)
 	pos := 0
 	for n := 0; ; n++ {
-		if n > limit {
-			return 0, ErrTooManyElements
-		}
 		for len(ends) > 0 && pos == ends[len(ends)-1] {
 			ends = ends[:len(ends)-1]
 		}
