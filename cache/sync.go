@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -128,7 +129,7 @@ func (w *Sync) PutUser(u *User) error {
 	if err != nil {
 		return err
 	}
-	w.users[u.ID] = r
+	w.users[r.id] = r // r.id is a copy; u.ID may share a larger string's memory
 	switch {
 	case r == cur:
 	case cur == nil:
@@ -150,11 +151,12 @@ func (w *Sync) writeUser(u *User, cur *userRec) (*userRec, error) {
 	}
 	// The ID is cloned so that the store does not keep alive whatever
 	// larger string the caller may have cut it from.
-	r, err := newUserRec(strings.Clone(u.ID), string(w.buf), w.gen, w.s.normDN)
+	val := string(w.buf)
+	r, err := newUserRec(strings.Clone(u.ID), val, w.gen, w.s.normDN)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", u.DN, err)
 	}
-	if err := w.set(objectKey(prefixUsers, u.ID, w.gen), w.buf); err != nil {
+	if err := w.setShared(objectKey(prefixUsers, u.ID, w.gen), val); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -180,17 +182,18 @@ func (w *Sync) PutGroup(g *Group) error {
 	w.buf = appendGroup(w.buf[:0], g)
 	cur := w.base.groups[g.ID]
 	if cur != nil && cur.val == string(w.buf) {
-		w.groups[g.ID] = cur
+		w.groups[cur.id] = cur
 		return nil
 	}
-	r, err := newGroupRec(strings.Clone(g.ID), string(w.buf), w.gen, w.s.normDN)
+	val := string(w.buf)
+	r, err := newGroupRec(strings.Clone(g.ID), val, w.gen, w.s.normDN)
 	if err != nil {
 		return fmt.Errorf("group %s: %w", g.DN, err)
 	}
-	if err := w.set(objectKey(prefixGroups, g.ID, w.gen), w.buf); err != nil {
+	if err := w.setShared(objectKey(prefixGroups, g.ID, w.gen), val); err != nil {
 		return err
 	}
-	w.groups[g.ID] = r
+	w.groups[r.id] = r
 	if cur == nil {
 		c.created++
 	} else {
@@ -262,7 +265,7 @@ func (w *Sync) ReplaceUser(u *User) error {
 		w.counts[KindUsers].updated++
 		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, prev.gen))
 	}
-	w.users[u.ID] = r
+	w.users[r.id] = r
 	return nil
 }
 
@@ -295,8 +298,13 @@ func (w *Sync) usable(synced bool, kind string) error {
 // set queues a record for writing. Badger keeps the slices until the batch
 // is written, so the value is copied out of the scratch buffer.
 func (w *Sync) set(key, val []byte) error {
-	val = bytes.Clone(val)
-	if err := w.wb.Set(key, val); err != nil {
+	return w.setShared(key, string(val))
+}
+
+// setShared queues a record for writing whose value is the record the snapshot keeps:
+// Badger reads the bytes of val, never writes them, so one copy serves both.
+func (w *Sync) setShared(key []byte, val string) error {
+	if err := w.wb.Set(key, unsafe.Slice(unsafe.StringData(val), len(val))); err != nil {
 		w.err = fmt.Errorf("store write: %w", err)
 		return w.err
 	}

@@ -2,7 +2,9 @@ package sync
 
 import (
 	"fmt"
+	"maps"
 	"strings"
+	"sync/atomic"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -27,10 +29,29 @@ type keeper struct {
 	all          bool            // sync.attributes is ["*"]: everything read
 	keep         map[string]bool // the names listed, lowercased, without options; objectClass always
 	drop         map[string]bool // sync.exclude_attributes, lowercased
+	// decided remembers kept's answers by attribute description as spelled (the same
+	// few dozen names come with every entry), with the confidential list they were
+	// made with.
+	decided *keptMemo
 }
 
+// keptMemo is an immutable map of kept's answers, replaced whole on a miss: reading it
+// takes an atomic load and a map lookup, from any goroutine.
+type keptMemo struct {
+	m atomic.Pointer[keptAnswers]
+}
+
+type keptAnswers struct {
+	confidential *map[string]bool // the list the answers were made with
+	kept         map[string]bool
+}
+
+// maxKeptMemo bounds the names remembered: a directory whose entries carry ever new
+// descriptions (options, ranges) gets its answers computed each time beyond it.
+const maxKeptMemo = 1024
+
 func newKeeper(c *Config) keeper {
-	k := keeper{all: keepsAll(c.Attributes), drop: map[string]bool{}}
+	k := keeper{all: keepsAll(c.Attributes), drop: map[string]bool{}, decided: &keptMemo{}}
 	if !k.all {
 		k.keep = map[string]bool{"objectclass": true}
 		for _, a := range c.Attributes {
@@ -48,6 +69,35 @@ func keepsAll(list []string) bool { return len(list) == 0 || (len(list) == 1 && 
 
 // kept tells whether the attribute description name (options allowed) is kept.
 func (k keeper) kept(name string) bool {
+	if k.decided == nil {
+		return k.decide(name)
+	}
+	var conf *map[string]bool
+	if k.confidential != nil {
+		conf = k.confidential.names.Load()
+	}
+	memo := k.decided.m.Load()
+	if memo != nil && memo.confidential == conf {
+		if v, ok := memo.kept[name]; ok {
+			return v
+		}
+	}
+	v := k.decide(name)
+	next := &keptAnswers{confidential: conf, kept: map[string]bool{}}
+	if memo != nil && memo.confidential == conf {
+		if len(memo.kept) >= maxKeptMemo {
+			return v
+		}
+		maps.Copy(next.kept, memo.kept)
+	}
+	// name may share the memory of a whole entry: the memo keeps a copy.
+	next.kept[strings.Clone(name)] = v
+	k.decided.m.Store(next) // a racing miss may drop this answer: it is computed again
+	return v
+}
+
+// decide is kept's answer, computed.
+func (k keeper) decide(name string) bool {
 	typ, opts, _ := strings.Cut(name, ";")
 	typ = strings.ToLower(typ)
 	switch {
@@ -63,18 +113,13 @@ func (k keeper) kept(name string) bool {
 }
 
 // upstream returns the attributes e keeps, in the upstream's order, with values byte
-// for byte.
+// for byte. The values are the entry's own strings (see values), not copies.
 func (k keeper) upstream(e *ldap.Entry) []cache.Attribute {
 	out := make([]cache.Attribute, 0, len(e.Attributes))
 	for _, a := range e.Attributes {
-		if len(a.ByteValues) == 0 || !k.kept(a.Name) {
-			continue
+		if vals := values(a); len(vals) > 0 && k.kept(a.Name) {
+			out = append(out, cache.Attribute{Name: a.Name, Values: vals})
 		}
-		vals := make([]string, len(a.ByteValues))
-		for i, v := range a.ByteValues {
-			vals[i] = string(v)
-		}
-		out = append(out, cache.Attribute{Name: a.Name, Values: vals})
 	}
 	return out
 }

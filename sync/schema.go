@@ -42,11 +42,11 @@ func (r *run) readSchema(ctx context.Context) error {
 
 // schema reads the upstream's subschema (RFC 4512 §4.2): the root DSE names its
 // subschema subentry (subschemaSubentry), and a base search of that entry returns the
-// descriptions.
+// descriptions. That entry is large (OpenLDAP's, some 250 KB; Active Directory's, more):
+// it is read over a raw connection, as the objects are.
 func (s *Syncer) schema(ctx context.Context) (cache.Schema, error) {
 	var sc cache.Schema
 	err := s.pool.WithService(ctx, "sync", func(lc *ldap.Conn) error {
-		sc = cache.Schema{}
 		res, err := lc.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
 			"(objectClass=*)", []string{"subschemaSubentry"}, nil))
 		if err != nil {
@@ -55,26 +55,31 @@ func (s *Syncer) schema(ctx context.Context) (cache.Schema, error) {
 		for _, e := range res.Entries {
 			sc.DN = e.GetAttributeValue("subschemaSubentry")
 		}
-		if sc.DN == "" {
-			return errors.New("the root DSE names no subschema subentry")
-		}
-		res, err = lc.Search(ldap.NewSearchRequest(sc.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
-			"(objectClass=*)", schemaAttributes, nil))
-		if err != nil {
-			return fmt.Errorf("read the subschema subentry %s: %w", sc.DN, err)
-		}
-		if len(res.Entries) != 1 {
-			return fmt.Errorf("read the subschema subentry %s: %d entries", sc.DN, len(res.Entries))
-		}
-		e := res.Entries[0]
-		sc.AttributeTypes = e.GetEqualFoldAttributeValues("attributeTypes")
-		sc.ObjectClasses = e.GetEqualFoldAttributeValues("objectClasses")
-		sc.MatchingRules = e.GetEqualFoldAttributeValues("matchingRules")
-		sc.LDAPSyntaxes = e.GetEqualFoldAttributeValues("ldapSyntaxes")
-		if len(sc.AttributeTypes) == 0 {
-			return fmt.Errorf("the subschema subentry %s has no attributeTypes", sc.DN)
-		}
 		return nil
 	})
-	return sc, err
+	if err != nil {
+		return cache.Schema{}, err
+	}
+	if sc.DN == "" {
+		return cache.Schema{}, errors.New("the root DSE names no subschema subentry")
+	}
+	n := 0
+	err = s.rawSearch(ctx, "read the subschema subentry "+sc.DN, sc.DN, ldap.ScopeBaseObject, "(objectClass=*)", schemaAttributes, 0,
+		func(e *ldap.Entry) error {
+			n++
+			sc.AttributeTypes = e.GetEqualFoldAttributeValues("attributeTypes")
+			sc.ObjectClasses = e.GetEqualFoldAttributeValues("objectClasses")
+			sc.MatchingRules = e.GetEqualFoldAttributeValues("matchingRules")
+			sc.LDAPSyntaxes = e.GetEqualFoldAttributeValues("ldapSyntaxes")
+			return nil
+		})
+	switch {
+	case err != nil:
+		return cache.Schema{}, err
+	case n != 1:
+		return cache.Schema{}, fmt.Errorf("read the subschema subentry %s: %d entries", sc.DN, n)
+	case len(sc.AttributeTypes) == 0:
+		return cache.Schema{}, fmt.Errorf("the subschema subentry %s has no attributeTypes", sc.DN)
+	}
+	return sc, nil
 }

@@ -95,6 +95,8 @@ type run struct {
 	// expect is how many entries of each kind the last successful sync read, for
 	// progress lines ("users 40,000 of ~100,000").
 	expect map[string]int
+	// attrs is the map entry converts entries into, reused.
+	attrs map[string][]string
 }
 
 // A long read logs how far it got every progressEntries entries or progressEvery,
@@ -286,16 +288,29 @@ func (r *run) skip(kind, dn string, err error) {
 // mapEntry takes an entry's identity and maps it; an entry without an identity or that
 // the mappings fail on is skipped and counted.
 func (r *run) mapEntry(kind string, set *mapping.Set, e *ldap.Entry) (string, *mapping.Object, bool) {
-	raw := entryOf(e)
-	id, err := r.s.uniqueness(raw)
+	id, err := r.s.identity(e)
 	if err == nil {
 		var obj *mapping.Object
-		if obj, err = set.Map(raw); err == nil {
+		if obj, err = set.Map(r.entry(e)); err == nil {
 			return id, obj, true
 		}
 	}
 	r.skip(kind, e.DN, err)
 	return "", nil, false
+}
+
+// entry is entryOf(e) in a map the run reuses from entry to entry (the mappings keep
+// no reference to it): mapEntry is called by one goroutine at a time.
+func (r *run) entry(e *ldap.Entry) mapping.Entry {
+	if r.attrs == nil {
+		r.attrs = make(map[string][]string, len(e.Attributes))
+	} else {
+		clear(r.attrs)
+	}
+	for _, a := range e.Attributes {
+		r.attrs[a.Name] = values(a)
+	}
+	return mapping.Entry{DN: e.DN, Attributes: r.attrs}
 }
 
 // readDomain records the upstream's domain names, which down-level (EXAMPLE\alice) and
@@ -523,7 +538,7 @@ func (r *run) readUsers(ctx context.Context) error {
 			key = strings.ToLower(obj.Username)
 		}
 		if _, listed := r.memberOf[key]; listed {
-			r.seen[key] = true
+			r.seen[strings.Clone(key)] = true // not a slice of the entry's memory
 		}
 		u := s.newUser(e, id, obj, r.userGroups(e, obj.Username))
 		if err := r.w.PutUser(u); err != nil {
@@ -596,6 +611,29 @@ func (s *Syncer) uniqueness(e mapping.Entry) (string, error) {
 			break
 		}
 	}
+	return s.canonicalID(raw)
+}
+
+// identity is uniqueness of the entry itself, without converting it for the mappings.
+func (s *Syncer) identity(e *ldap.Entry) (string, error) {
+	field := s.cfg.UniquenessField
+	var raw string
+	for _, a := range e.Attributes {
+		if !strings.EqualFold(a.Name, field) {
+			continue
+		}
+		if vals := values(a); len(vals) > 0 {
+			raw = vals[0]
+			break
+		}
+	}
+	return s.canonicalID(raw)
+}
+
+// canonicalID turns the first value of the uniqueness field (empty: none) into the
+// object's identity.
+func (s *Syncer) canonicalID(raw string) (string, error) {
+	field := s.cfg.UniquenessField
 	if raw == "" {
 		return "", fmt.Errorf("no %s: the object has no identity and is left out", field)
 	}
@@ -605,20 +643,34 @@ func (s *Syncer) uniqueness(e mapping.Entry) (string, error) {
 	case "objectSid":
 		return mapping.SIDString(raw)
 	}
-	return strings.ToLower(raw), nil
+	// A copy: the value may share the memory of the whole entry it came in, which the
+	// ID, kept in maps, would keep alive.
+	return strings.Clone(strings.ToLower(raw)), nil
 }
 
-// entryOf converts a go-ldap entry for the mappings, keeping binary values intact.
+// entryOf converts a go-ldap entry for the mappings, keeping binary values intact. The
+// values are the entry's own strings (go-ldap's and decodeEntry's Values hold the bytes
+// of ByteValues), not copies.
 func entryOf(e *ldap.Entry) mapping.Entry {
 	out := mapping.Entry{DN: e.DN, Attributes: make(map[string][]string, len(e.Attributes))}
 	for _, a := range e.Attributes {
-		vals := make([]string, len(a.ByteValues))
-		for i, v := range a.ByteValues {
-			vals[i] = string(v)
-		}
-		out.Attributes[a.Name] = vals
+		out.Attributes[a.Name] = values(a)
 	}
 	return out
+}
+
+// values are the values of a as strings, byte for byte: a.Values, which go-ldap fills
+// from the same bytes as a.ByteValues and decodeEntry alone, unless a holds only
+// ByteValues.
+func values(a *ldap.EntryAttribute) []string {
+	if len(a.Values) == len(a.ByteValues) || len(a.ByteValues) == 0 {
+		return a.Values
+	}
+	vals := make([]string, len(a.ByteValues))
+	for i, v := range a.ByteValues {
+		vals[i] = string(v)
+	}
+	return vals
 }
 
 // search runs a paged subtree search as the service account and calls fn for each entry,
