@@ -495,13 +495,18 @@ func (d *decoder) userHead(u *User) byte {
 // decodeUser decodes a value written by appendUser for the user id. The
 // strings of the result are slices of val.
 func decodeUser(id, val string) (*User, error) {
+	return decodeUserAs(id, val, true)
+}
+
+// decodeUserAs is decodeUser, leaving User.Upstream out unless upstream is set.
+func decodeUserAs(id, val string, upstream bool) (*User, error) {
 	d := decoder{s: val}
 	u := &User{ID: id}
 	format := d.userHead(u)
 	u.Groups = d.strs()
 	u.Attributes = d.attributes(true)
 	if format == formatV3 {
-		u.Upstream = d.upstream(true)
+		u.Upstream = d.upstream(upstream)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err

@@ -1,6 +1,9 @@
 package cache
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 // putUsers commits one sync of users only.
 func putUsers(t *testing.T, s *Store, users ...*User) {
@@ -205,5 +208,58 @@ func TestDomain(t *testing.T) {
 	commit(func(w *Sync) { w.SetDomain(Domain{}) })
 	if got := s.Snapshot().Domain(); got != (Domain{}) {
 		t.Fatalf("after a sync that found none: %+v", got)
+	}
+}
+
+// Snapshot.Names finds the users the snapshot's own lookups find, with everything but
+// their upstream attributes.
+func TestNamesLeaveUpstreamOut(t *testing.T) {
+	s := openMem(t)
+	withUpstream := func(u *User) *User {
+		u.Upstream = []Attribute{{Name: "cn", Values: []string{u.Username}}, {Name: "jpegPhoto", Values: []string{"\x00\xff"}}}
+		return u
+	}
+	alice := withUpstream(loginUser(1, "alice", "alice@example.org", "alice@corp.example.com"))
+	alice.Path = "uid=alice,ou=served,dc=example,dc=org"
+	putUsers(t, s, alice, withUpstream(loginUser(2, "bob", "bob@example.org")))
+	sn := s.Snapshot()
+	names := sn.Names()
+	found := 0
+	same := func(what string, full, brief *User, okFull, okBrief bool) {
+		t.Helper()
+		if okFull {
+			found++
+		}
+		if okFull != okBrief || (full == nil) != (brief == nil) {
+			t.Fatalf("%s: full %v, without upstream %v", what, okFull, okBrief)
+		}
+		if full == nil {
+			return
+		}
+		if len(full.Upstream) == 0 || brief.Upstream != nil {
+			t.Errorf("%s: upstream attributes %v and %v, want some and none", what, full.Upstream, brief.Upstream)
+		}
+		full.Upstream = nil
+		if !reflect.DeepEqual(full, brief) {
+			t.Errorf("%s: without upstream %+v, want %+v", what, brief, full)
+		}
+	}
+	for _, dn := range []string{alice.DN, "UID=Alice , OU=served,dc=example,dc=org", "uid=user000002,ou=people,dc=example,dc=org", "uid=nobody,dc=example,dc=org"} {
+		u, ok := sn.UserByBindDN(dn)
+		b, okb := names.UserByBindDN(dn)
+		same("bind DN "+dn, u, b, ok, okb)
+	}
+	for _, name := range []string{"alice", "BOB", "nobody"} {
+		u, ok := sn.UserByUsername(name)
+		b, okb := names.UserByUsername(name)
+		same("user name "+name, u, b, ok, okb)
+	}
+	for _, name := range []string{"alice@corp.example.com", "bob@example.org", "nobody@example.org"} {
+		u, ok := sn.UserByLoginName(name)
+		b, okb := names.UserByLoginName(name)
+		same("login name "+name, u, b, ok, okb)
+	}
+	if found != 7 {
+		t.Errorf("%d lookups found a user, want 7", found)
 	}
 }

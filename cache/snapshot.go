@@ -93,7 +93,12 @@ func newGroupRec(id, val string, gen uint64, norm func(string) string) (*groupRe
 // user decodes r. The encoding was checked when r was made, so an error here
 // is a bug.
 func (r *userRec) user() *User {
-	u, err := decodeUser(r.id, r.val)
+	return r.decode(true)
+}
+
+// decode decodes r, with User.Upstream or without it.
+func (r *userRec) decode(upstream bool) *User {
+	u, err := decodeUserAs(r.id, r.val, upstream)
 	if err != nil {
 		panic(fmt.Sprintf("cache: stored user %s does not decode: %v", r.id, err))
 	}
@@ -256,11 +261,15 @@ func (sn *Snapshot) UserByPath(dn string) (*User, bool) {
 // UserByBindDN returns the user a bind DN names: the user served under dn, or else the
 // one whose upstream DN dn is. dn is normalised once for both lookups.
 func (sn *Snapshot) UserByBindDN(dn string) (*User, bool) {
+	return userOf(sn.byBindDN(dn))
+}
+
+func (sn *Snapshot) byBindDN(dn string) *userRec {
 	key := sn.norm(dn)
 	if r := sn.usersByPath[key]; r != nil {
-		return r.user(), true
+		return r
 	}
-	return userOf(sn.usersByDN[key])
+	return sn.usersByDN[key]
 }
 
 // UserByUsername returns the user with the user name name, compared without
@@ -277,6 +286,10 @@ func (sn *Snapshot) UserByUsername(name string) (*User, bool) {
 // different ones (one's user name, another's mail): a bind name must never be given to
 // a user picked among several.
 func (sn *Snapshot) UserByLoginName(name string) (*User, bool) {
+	return userOf(sn.byLoginName(name))
+}
+
+func (sn *Snapshot) byLoginName(name string) *userRec {
 	key := strings.ToLower(name)
 	implicit := "" // the user name of an implicit UPN
 	if local, domain, ok := strings.Cut(key, "@"); ok && local != "" && sn.domain.DNS != "" && domain == strings.ToLower(sn.domain.DNS) {
@@ -295,16 +308,45 @@ func (sn *Snapshot) UserByLoginName(name string) (*User, bool) {
 		case !ok:
 			continue
 		case r == nil || found != nil && found != r:
-			return nil, false
+			return nil
 		}
 		found = r
 	}
-	return userOf(found)
+	return found
 }
 
 // Domain returns the upstream's domain names as the last sync that read them stored
 // them; the zero Domain when the directory has none or no sync read them.
 func (sn *Snapshot) Domain() Domain { return sn.domain }
+
+// Names returns the snapshot's lookups by name (UserByBindDN, UserByUsername,
+// UserByLoginName) for deciding whom a name stands for, as at a bind: the users they
+// return come without Upstream, the entry's attributes as the upstream returned them,
+// which is most of a stored user and which resolving a name never reads.
+func (sn *Snapshot) Names() Names { return Names{sn: sn} }
+
+// Names finds users by name, without their Upstream attributes (Snapshot.Names).
+type Names struct{ sn *Snapshot }
+
+// UserByBindDN is Snapshot.UserByBindDN, without User.Upstream.
+func (n Names) UserByBindDN(dn string) (*User, bool) { return briefOf(n.sn.byBindDN(dn)) }
+
+// UserByUsername is Snapshot.UserByUsername, without User.Upstream.
+func (n Names) UserByUsername(name string) (*User, bool) {
+	return briefOf(n.sn.usersByName[strings.ToLower(name)])
+}
+
+// UserByLoginName is Snapshot.UserByLoginName, without User.Upstream.
+func (n Names) UserByLoginName(name string) (*User, bool) {
+	return briefOf(n.sn.byLoginName(name))
+}
+
+func briefOf(r *userRec) (*User, bool) {
+	if r == nil {
+		return nil, false
+	}
+	return r.decode(false), true
+}
 
 func userOf(r *userRec) (*User, bool) {
 	if r == nil {

@@ -3,6 +3,8 @@ package proxy
 import (
 	"log/slog"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +18,45 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// The series each operation and result are counted in, looked up once each rather
+	// than by their label values on every request.
+	results   sync.Map // resultKey → prometheus.Counter
+	durations [ldapserver.OpExtended + 1]atomic.Pointer[prometheus.Observer]
+}
+
+// resultKey identifies a requests_total series: the operation, and the result code, or
+// abandoned (no result) above every code.
+type resultKey struct {
+	op   ldapserver.Op
+	code uint32
+}
+
+const abandonedCode = 1 << 16
+
+// record counts and times one request; code is abandonedCode when it got no result.
+func (m *Metrics) record(op ldapserver.Op, code uint32, elapsed time.Duration) {
+	key := resultKey{op, code}
+	c, ok := m.results.Load(key)
+	if !ok {
+		result := "abandoned"
+		if code != abandonedCode {
+			result = ResultName(uint16(code))
+		}
+		c, _ = m.results.LoadOrStore(key, m.requests.WithLabelValues(op.String(), result))
+	}
+	c.(prometheus.Counter).Inc()
+	if int(op) >= len(m.durations) {
+		m.duration.WithLabelValues(op.String()).Observe(elapsed.Seconds())
+		return
+	}
+	o := m.durations[op].Load()
+	if o == nil {
+		obs := m.duration.WithLabelValues(op.String())
+		o = &obs
+		m.durations[op].Store(o)
+	}
+	(*o).Observe(elapsed.Seconds())
 }
 
 // NewMetrics registers the frontend metrics on reg. open reports the number of open
@@ -47,16 +88,20 @@ func instrument(next ldapserver.Handler, m *Metrics, log *slog.Logger) ldapserve
 		rec := &recorder{ResponseWriter: w}
 		next.ServeLDAP(rec, r)
 		elapsed := time.Since(start)
-		op := r.Op.String()
-		result := "abandoned"
+		code := uint32(abandonedCode)
 		if rec.wrote {
-			result = ResultName(rec.code)
+			code = uint32(rec.code)
 		}
 		if m != nil {
-			m.requests.WithLabelValues(op, result).Inc()
-			m.duration.WithLabelValues(op).Observe(elapsed.Seconds())
+			m.record(r.Op, code, elapsed)
 		}
-		logSession(log, slog.LevelDebug, r.Session, "request", "request", r, "result", result, "entries", rec.entries, "duration", elapsed)
+		if log.Enabled(r.Context(), slog.LevelDebug) {
+			result := "abandoned"
+			if rec.wrote {
+				result = ResultName(rec.code)
+			}
+			logSession(log, slog.LevelDebug, r.Session, "request", "request", r, "result", result, "entries", rec.entries, "duration", elapsed)
+		}
 	})
 }
 

@@ -68,12 +68,15 @@ func newResolver(o Options) *resolver {
 	return &resolver{store: o.Store, netbios: o.Names.NetBIOSDomain}
 }
 
-// user returns the synced user name stands for (see resolver), or nil.
+// user returns the synced user name stands for (see resolver), or nil, without its
+// upstream attributes (User.Upstream).
 func (n *resolver) user(name string) *cache.User {
 	if n.store == nil || name == "" {
 		return nil
 	}
 	sn := n.store.Snapshot()
+	// Without the user's upstream attributes: deciding who a name is never reads them.
+	names := sn.Names()
 	var (
 		u  *cache.User
 		ok bool
@@ -82,14 +85,14 @@ func (n *resolver) user(name string) *cache.User {
 	case strings.Contains(name, "="):
 		// A DN. No other form holds "=": AD refuses it in user names, and mail
 		// addresses and UPNs that hold one are not worth a DN that goes astray.
-		u, ok = sn.UserByBindDN(name)
+		u, ok = names.UserByBindDN(name)
 	case strings.Contains(name, `\`):
 		domain, user, _ := strings.Cut(name, `\`)
 		if nb := n.netbiosDomain(sn); nb != "" && strings.EqualFold(domain, nb) {
-			u, ok = sn.UserByUsername(user)
+			u, ok = names.UserByUsername(user)
 		}
 	default:
-		u, ok = sn.UserByLoginName(name)
+		u, ok = names.UserByLoginName(name)
 	}
 	if !ok {
 		return nil

@@ -192,7 +192,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 		}
 		start := time.Now()
 		delivered, err := wc.roundTrip(ctx, msg, respond, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind)
-		c.pool.m.observe(wc.srv.raw, kind.String(), start)
+		c.pool.m.observeKind(wc.srv, kind, start)
 		c.finished()
 		var ne *netError
 		switch {
@@ -399,7 +399,7 @@ func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
 		}
 		return nil
 	}, c.pool.cfg.Timeout, false, true)
-	c.pool.m.observe(wc.srv.raw, KindBind.String(), start)
+	c.pool.m.observeKind(wc.srv, KindBind, start)
 	switch {
 	case err != nil:
 		return err

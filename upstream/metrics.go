@@ -50,6 +50,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// observeKind records a forwarded request of kind k to s: the series of each server and
+// kind is looked up once, not on every request.
+func (m *metrics) observeKind(s *server, k Kind, start time.Time) {
+	if int(k) >= len(s.durations) {
+		m.observe(s.raw, k.String(), start)
+		return
+	}
+	o := s.durations[k].Load()
+	if o == nil {
+		obs := m.requestDuration.WithLabelValues(s.raw, k.String())
+		o = &obs
+		s.durations[k].Store(o)
+	}
+	(*o).Observe(time.Since(start).Seconds())
+}
+
 func (m *metrics) observe(server, op string, start time.Time) {
 	m.requestDuration.WithLabelValues(server, op).Observe(time.Since(start).Seconds())
 }

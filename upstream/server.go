@@ -8,9 +8,11 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // server is one configured URL with what the pool has learned about it:
@@ -29,6 +31,10 @@ type server struct {
 	retryAt  time.Time     // when the probe looks at a down server next
 	probedAt time.Time     // when the last probe started
 	wake     chan struct{} // tells the server's probe (Pool.watch) that it was marked down
+
+	// durations are the server's request duration series by Kind, looked up once each
+	// (metrics.observeKind).
+	durations [len(kindNames)]atomic.Pointer[prometheus.Observer]
 }
 
 func newServer(u serverURL, index int, base *tls.Config, startTLS bool) *server {
