@@ -60,7 +60,17 @@ type conn struct {
 	mu    sync.Mutex
 	ops   map[int64]context.CancelFunc
 	opsWG sync.WaitGroup
+
+	// spare hands an operation to a goroutine that finished the connection's previous
+	// one and waits for the next (work): most clients have one operation in flight at a
+	// time, and a goroutine that has run one has the stack the next needs, where a new
+	// one would grow its stack again by copying. spares counts the waiting goroutines.
+	spare  chan *Request
+	spares atomic.Int32
 }
+
+// maxSpares is how many goroutines, at most, wait for a connection's next operation.
+const maxSpares = 2
 
 func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 	id := s.nextID.Add(1)
@@ -77,6 +87,7 @@ func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 		cancel:      cancel,
 		wdst:        rw,
 		ops:         make(map[int64]context.CancelFunc),
+		spare:       make(chan *Request),
 	}
 	return c
 }
@@ -328,8 +339,33 @@ func (c *conn) dispatch(msg []byte) bool {
 	if !ok {
 		return false
 	}
-	go c.run(req.withCtx(ctx))
+	req.withCtx(ctx)
+	select {
+	case c.spare <- req:
+	default:
+		go c.work(req)
+	}
 	return true
+}
+
+// work runs req, then the connection's next operations handed to it while it waits
+// (spare), until the connection closes or enough others wait already.
+func (c *conn) work(req *Request) {
+	done := c.ctx.Done()
+	for {
+		c.run(req)
+		if c.spares.Add(1) > maxSpares {
+			c.spares.Add(-1)
+			return
+		}
+		select {
+		case req = <-c.spare:
+			c.spares.Add(-1)
+		case <-done:
+			c.spares.Add(-1)
+			return
+		}
+	}
 }
 
 // decode checks the structure and nesting of msg, then decodes it. A panic in a decoder

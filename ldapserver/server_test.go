@@ -1350,3 +1350,40 @@ func TestReusedMessageIDClosesTheConnection(t *testing.T) {
 	w.expectNotice(ldap.LDAPResultProtocolError)
 	w.expectClosed(5*time.Second, false)
 }
+
+// Goroutines kept for a connection's next operation run operations concurrently as new
+// ones would, and end with the connection.
+func TestSpareGoroutines(t *testing.T) {
+	h := newProtoHandler()
+	srv := &Server{Handler: HandlerFunc(h.serve)}
+	addr := serve(t, srv)
+	baseline := runtime.NumGoroutine()
+
+	w := dialWire(t, addr)
+	for id := int64(1); id <= 5; id++ { // one at a time: each finds the last one's goroutine
+		w.send(ldapMessage(id, extendedOp(OIDWhoAmI, nil)))
+		w.expectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+	}
+	// More at once than wait as spares: all run together.
+	for id := int64(6); id <= 9; id++ {
+		w.send(ldapMessage(id, searchOp(dnWait, 0, "(objectClass=*)")))
+	}
+	for range 4 {
+		recv(t, h.started, 5*time.Second, "every waiting search to start")
+	}
+	close(h.release)
+	tags := map[ber.Tag]int{}
+	for range 8 {
+		tags[w.next().Children[1].Tag]++
+	}
+	if tags[ldap.ApplicationSearchResultEntry] != 4 || tags[ldap.ApplicationSearchResultDone] != 4 {
+		t.Fatalf("responses by tag %v, want 4 entries and 4 results", tags)
+	}
+	for id := int64(10); id <= 12; id++ {
+		w.send(ldapMessage(id, extendedOp(OIDWhoAmI, nil)))
+		w.expectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+	}
+	w.c.Close()
+	waitFor(t, 5*time.Second, "the server to drop the connection", func() bool { return srv.OpenConnections() == 0 })
+	waitFor(t, 5*time.Second, fmt.Sprintf("goroutines to return to %d", baseline), func() bool { return runtime.NumGoroutine() <= baseline })
+}
