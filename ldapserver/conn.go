@@ -294,6 +294,9 @@ func isTimeout(err error) bool {
 // loop should go on.
 func (c *conn) dispatch(msg []byte) bool {
 	req, err := c.decode(msg)
+	if errors.Is(err, ErrServerClosed) { // torn down while waiting to decode
+		return false
+	}
 	if err != nil {
 		return c.rejectMessage(msg, req, err)
 	}
@@ -373,6 +376,12 @@ func (c *conn) work(req *Request) {
 func (c *conn) decode(msg []byte) (req *Request, err error) {
 	if err := scanBER(msg, c.srv.maxFilterDepth()+4); err != nil {
 		return nil, err
+	}
+	if len(msg) > smallFrame {
+		if !c.srv.acquireDecode(c.ctx) {
+			return nil, ErrServerClosed
+		}
+		defer c.srv.releaseDecode()
 	}
 	defer func() {
 		if p := recover(); p != nil {

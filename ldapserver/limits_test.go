@@ -10,11 +10,14 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"runtime/metrics"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -346,6 +349,72 @@ func TestSlowLargeRequestsHoldBoundedMemory(t *testing.T) {
 	time.Sleep(2 * releaseDelay)
 	if n := released.Load(); n != 1 {
 		t.Fatalf("memory released %d times after one burst", n)
+	}
+}
+
+// TestDenseRequestsDecodedOneAtATime is the flood of complete large requests before
+// authentication: 24 connections each send all but the last byte of a 128 KiB search
+// whose filter is as dense as BER gets (64,000 elements: 13 MiB of packets to decode),
+// then all send the last byte at once, three times over. Decoded together they take some
+// 300 MiB; one at a time, a few of them.
+func TestDenseRequestsDecodedOneAtATime(t *testing.T) {
+	const conns = 24
+	srv := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		w.WriteResult(&Result{Code: ldap.LDAPResultInsufficientAccessRights})
+	}), Logger: discard()}
+	addr := serve(t, srv)
+	and := ber.Encode(ber.ClassContext, ber.TypeConstructed, ldap.FilterAnd, nil, "")
+	for range 128 << 10 / 2 {
+		and.AppendChild(ber.Encode(ber.ClassContext, ber.TypeConstructed, ldap.FilterAnd, nil, ""))
+	}
+	msg := ldapMessage(1, searchOpWithFilter("dc=example", 2, and))
+
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	heap := func() int64 { metrics.Read(sample); return int64(sample[0].Value.Uint64()) }
+	runtime.GC()
+	before := heap()
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				if h := heap(); h > peak.Load() {
+					peak.Store(h)
+				}
+			}
+		}
+	}()
+	for range 3 {
+		var ws []*wireClient
+		for range conns {
+			w := dialWire(t, addr)
+			w.send(msg[:len(msg)-1])
+			ws = append(ws, w)
+		}
+		waitFor(t, 10*time.Second, "every request to be nearly there", func() bool {
+			return srv.partial.Load() >= conns*int64(len(msg)-1)
+		})
+		var wg sync.WaitGroup
+		for _, w := range ws {
+			wg.Go(func() { w.c.Write(msg[len(msg)-1:]) })
+		}
+		wg.Wait()
+		for _, w := range ws {
+			w.expectResult(1, ldap.ApplicationSearchResultDone, ldap.LDAPResultInsufficientAccessRights)
+			w.c.Close()
+		}
+	}
+	close(stop)
+	<-sampled
+	grew := peak.Load() - before
+	t.Logf("%d connections completing %d-byte dense requests at once, 3 times: heap peak +%d MiB", conns, len(msg), grew>>20)
+	if grew > 150<<20 {
+		t.Fatalf("the heap grew by %d MiB: the requests were decoded together", grew>>20)
 	}
 }
 

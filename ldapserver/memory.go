@@ -1,6 +1,7 @@
 package ldapserver
 
 import (
+	"context"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -74,3 +75,22 @@ func (s *Server) stopRelease() {
 		r.timer = nil
 	}
 }
+
+// Decoding a request costs up to 100 times its size (go-asn1-ber's packets take about
+// 200 bytes per BER element, and an element may take two bytes). Requests over
+// smallFrame, rare in LDAP (a filter with thousands of items), are therefore decoded one
+// at a time, which costs little (a dense 256 KiB request decodes in some 40 ms):
+// clients that complete many large requests at the same moment (a flood before
+// authentication, each connection sending all but the last byte of a dense 256 KiB
+// request, then all of them the last one) wait their turn here instead of each building
+// 25 MiB of packets at once.
+func (s *Server) acquireDecode(ctx context.Context) bool {
+	select {
+	case s.decoding <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Server) releaseDecode() { <-s.decoding }

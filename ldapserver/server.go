@@ -125,6 +125,7 @@ type Server struct {
 	conns     map[*conn]struct{}
 	perAddr   map[netip.Addr]int // open connections by client address; under mu
 	partial   atomic.Int64       // bytes held by large requests still arriving
+	decoding  chan struct{}      // holds a token while a large request is decoded; made by serve
 	pressure  atomic.Bool        // the partial budget was pressed on since the last release
 	release   memoryRelease
 	shutdown  atomic.Bool
@@ -207,6 +208,9 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	}
 	if s.listeners == nil {
 		s.listeners = make(map[net.Listener]struct{})
+	}
+	if s.decoding == nil {
+		s.decoding = make(chan struct{}, 1)
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
