@@ -21,7 +21,8 @@ tests=(
   TestSlowLargeRequestsHoldBoundedMemory TestPartialRequestBudget TestAnonymousMessageSize
   # bad, deep, dense and huge requests
   TestMalformedRequests TestHugeLengthHeader TestDeepFilters TestDenseFiltersAreAnswered
-  TestHandlerPanicAnswersOther TestTenThousandBranchOr FuzzDecodeRequest FuzzReadFrame
+  TestHandlerPanicAnswersOther TestTenThousandBranchOr TestDenseRequestsDecodedOneAtATime
+  FuzzDecodeRequest FuzzReadFrame
   # shared addresses, load balancers, throttles
   'TestProxyProtocol.*' 'TestMaxConnectionsPerAddress.*' TestSharedAddressLimits
   'TestThrottle.*' 'TestBindThrottle.*'
