@@ -1,8 +1,11 @@
 package sync_test
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -174,4 +177,48 @@ func TestFullSyncMoveDuringPassAD(t *testing.T) {
 	if u, _ := after.UserByUsername("alice"); directory.NormalizeDN(u.DN) != directory.NormalizeDN("CN=Alice Adams,OU=Staff,"+sambatest.BaseDN) {
 		t.Errorf("alice at %s", u.DN)
 	}
+}
+
+// After a bulk load every group may be stamped within a second or two of the newest
+// entry: the re-read by time then asks only for the groups' versions (entryCSN), and
+// reads again in full only the group that changed during the read, not all of them.
+func TestFullSyncReadsChangedGroupsAgainOnly(t *testing.T) {
+	const groups = 300 // more than the 256 the run reads again one by one
+	e := newEnv(t, slapdtest.Options{Users: groups + 20, Groups: groups})
+	srv := e.srv
+	admin := srv.Conn(t)
+	defer ldapsync.SetAfterGroupsRead(func() {
+		modify(t, admin, "cn="+slapdtest.GroupName(7)+","+srv.GroupsDN, func(r *ldap.ModifyRequest) {
+			r.Add("member", []string{srv.UserDN(groups + 1)})
+		})
+	})()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := ldapsync.New(config(t, nil), e.pool, e.store, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := e.run(s)
+	if !strings.Contains(buf.String(), `msg="sync: groups read again before the commit" groups=1`) {
+		t.Errorf("want one group read again; the log:\n%s", grepLines(buf.String(), "read again"))
+	}
+	u, ok := sn.UserByDN(srv.UserDN(groups + 1))
+	if !ok {
+		t.Fatal("user not synced")
+	}
+	g, _ := sn.GroupByDN("cn=" + slapdtest.GroupName(7) + "," + srv.GroupsDN)
+	if g == nil || !slices.Contains(u.Groups, g.ID) {
+		t.Errorf("the user added to %s during the read has groups %v", slapdtest.GroupName(7), u.Groups)
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
 }

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -27,12 +28,14 @@ var (
 // a user added to a group in between is in no list read. Before the commit, the groups
 // that may have changed are read again, with the member values they have now:
 //   - those changed since the group read began (modifyTimestamp at or after the
-//     upstream's time then, as upstreamClock follows it, less stampOverlap): adds,
-//     removals and, where the upstream rewrites member values on a rename (OpenLDAP's
-//     refint), moves;
-//   - those listing a member value that no user read now has but that a stored user had:
-//     the user moved (Active Directory rewrites no group when a member moves: the value
-//     changes but the group's time does not).
+//     upstream's time then, as upstreamClock follows it, less stampOverlap) whose
+//     version (entryCSN, uSNChanged) differs from the one the group read saw, or that
+//     have none: adds and removals (changedGroups);
+//   - those listing a member value that no user read now has but that a stored user had
+//     or, on a first run (no stored users), that lies below the users' base DN: the user
+//     moved or was renamed (Active Directory rewrites no group when a member moves, and
+//     OpenLDAP's refint rewrites the value without changing the group's time or
+//     entryCSN).
 //
 // Their members are then resolved again against the users of this run, by DN (or name),
 // and each user whose groups differ is written again, in the same commit.
@@ -42,6 +45,8 @@ func (r *run) repair(ctx context.Context) error {
 		return nil // memberOf comes with the user, as it is when the user is read
 	}
 	base := r.w.Base()
+	stored, _ := base.Counts()
+	userBase := s.store.NormalizeDN(join(s.cfg.UserDN, s.base))
 	suspect := map[string]bool{} // group IDs
 	for key, gids := range r.memberOf {
 		if r.seen[key] {
@@ -51,9 +56,12 @@ func (r *run) repair(ctx context.Context) error {
 			continue
 		}
 		var known bool
-		if s.cfg.MembershipField == "memberUid" {
+		switch {
+		case s.cfg.MembershipField == "memberUid":
 			_, known = base.UserByUsername(key)
-		} else {
+		case stored == 0:
+			known = strings.HasSuffix(key, ","+userBase)
+		default:
 			_, known = base.UserByDN(key)
 		}
 		if known {
@@ -73,32 +81,36 @@ func (r *run) repair(ctx context.Context) error {
 			}
 			return err
 		}
-		all := len(suspect) > maxRepairReads
-		since, known := r.clock.at(r.groupsStart)
-		if all || repairByTime && known {
-			filter := s.cfg.GroupFilter
-			if !all {
-				from := since.Add(-stampOverlap).UTC().Format(stampLayout)
-				filter = "(&" + filter + "(modifyTimestamp>=" + from + "))"
+		// again are the groups to read again one by one: DN → ID.
+		again := map[string]string{}
+		for _, g := range r.groups {
+			if suspect[g.obj.ID] {
+				again[g.obj.DN] = g.obj.ID
 			}
-			if err := pagedSearch(ctx, lc, s.cfg.PageSize, join(s.cfg.GroupDN, s.base), filter, s.groupAttributes(), add); err != nil {
-				return fmt.Errorf("groups changed during the read: %w", err)
+		}
+		all := len(again) > maxRepairReads
+		if since, known := r.clock.at(r.groupsStart); !all && repairByTime && known {
+			changed, err := r.changedGroups(ctx, lc, since.Add(-stampOverlap))
+			if err != nil {
+				return err
 			}
+			maps.Copy(again, changed)
+			all = len(again) > maxRepairReads
 		}
 		if all {
+			if err := pagedSearch(ctx, lc, s.cfg.PageSize, join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), add); err != nil {
+				return fmt.Errorf("groups changed during the read: %w", err)
+			}
 			return nil
 		}
-		for _, g := range r.groups {
-			if !suspect[g.obj.ID] || slices.ContainsFunc(entries, func(n *group) bool { return n.obj.ID == g.obj.ID }) {
-				continue
-			}
-			res, err := lc.Search(ldap.NewSearchRequest(g.obj.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+		for _, dn := range slices.Sorted(maps.Keys(again)) {
+			res, err := lc.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
 				s.cfg.GroupFilter, dedupe(s.groupAttributes()), nil))
 			switch {
 			case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 				continue // moved or gone since: the next read sees it
 			case err != nil:
-				return fmt.Errorf("read group %s again: %w", g.obj.DN, err)
+				return fmt.Errorf("read group %s again: %w", dn, err)
 			}
 			for _, e := range res.Entries {
 				if err := add(e); err != nil {
@@ -108,8 +120,12 @@ func (r *run) repair(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err != nil || len(entries) == 0 {
+	if err != nil {
 		return err
+	}
+	s.log.Debug("sync: groups read again before the commit", "groups", len(entries))
+	if len(entries) == 0 {
+		return nil
 	}
 
 	// Replace the groups read again, noting every member key they had or have.
@@ -172,6 +188,52 @@ func (r *run) repair(ctx context.Context) error {
 		s.log.Info("sync: memberships that changed during the read settled", "groups_read_again", len(entries), "users_corrected", repaired)
 	}
 	return nil
+}
+
+// versionAttributes hold an entry's version: a value that every change of the entry
+// replaces (OpenLDAP's entryCSN, Active Directory's uSNChanged), which modifyTimestamp is
+// not (two changes within a second share it).
+var versionAttributes = []string{"entryCSN", "uSNChanged"}
+
+// entryVersion is e's version, or "" when it has none (then any change time is a change).
+func entryVersion(e *ldap.Entry) string {
+	for _, name := range versionAttributes {
+		if v := e.GetEqualFoldAttributeValue(name); v != "" {
+			return name + ":" + v
+		}
+	}
+	return ""
+}
+
+// changedGroups returns the groups stamped at or after since that may differ from what
+// the group read saw (DN → ID): the groups it did not read, and those whose version it
+// did not see or that have another version now. Only identities, stamps and versions
+// are read: after a bulk load, every group may be stamped within stampOverlap of the
+// newest stamp the run saw, and reading them all again would cost a second group read.
+func (r *run) changedGroups(ctx context.Context, lc *ldap.Conn, since time.Time) (map[string]string, error) {
+	s := r.s
+	seen := make(map[string]string, len(r.groups)) // ID → version
+	for _, g := range r.groups {
+		seen[g.obj.ID] = g.version
+	}
+	filter := "(&" + s.cfg.GroupFilter + "(modifyTimestamp>=" + since.UTC().Format(stampLayout) + "))"
+	attrs := append([]string{s.cfg.UniquenessField, "modifyTimestamp"}, versionAttributes...)
+	changed := map[string]string{}
+	err := pagedSearch(ctx, lc, s.cfg.PageSize, join(s.cfg.GroupDN, s.base), filter, attrs, func(e *ldap.Entry) error {
+		r.stamp(e)
+		id, err := s.identity(e)
+		if err != nil {
+			return nil // skipped at the group read too
+		}
+		if v, ok := seen[id]; !ok || v == "" || v != entryVersion(e) {
+			changed[e.DN] = id
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("groups changed during the read: %w", err)
+	}
+	return changed, nil
 }
 
 // stampLayout writes a GeneralizedTime for a filter; parseStamp reads one, with or

@@ -72,6 +72,8 @@ type group struct {
 	// memberOf are the group's own memberOf DNs, which say how groups nest when
 	// membership_field is memberOf.
 	memberOf []string
+	// version is the entry's version as read (entryVersion); "" when it has none.
+	version string
 }
 
 // run is the state of one sync run.
@@ -391,10 +393,11 @@ func (s *Syncer) readAll(k keeper) []string {
 	return []string{"*", "+"}
 }
 
-// groupAttributes are the attributes a group is read with (modifyTimestamp, for the
-// re-reads by time).
+// groupAttributes are the attributes a group is read with (modifyTimestamp and the
+// version, for the re-reads by time).
 func (s *Syncer) groupAttributes() []string {
 	attrs := append(s.readAll(s.keep), s.cfg.UniquenessField, "modifyTimestamp")
+	attrs = append(attrs, versionAttributes...)
 	attrs = append(attrs, s.groups.Attributes()...)
 	if s.cfg.MembershipField == "memberOf" {
 		attrs = append(attrs, "memberOf") // operational in OpenLDAP: not part of "*"
@@ -457,7 +460,7 @@ func (r *run) readGroup(ctx context.Context, lc *ldap.Conn, e *ldap.Entry) (*gro
 		return nil, nil
 	}
 	var err error
-	g := &group{obj: s.newGroup(e, id, obj)}
+	g := &group{obj: s.newGroup(e, id, obj), version: entryVersion(e)}
 	if s.cfg.MembershipField != "memberOf" {
 		if g.members, err = s.membershipValues(ctx, nil, e); err != nil {
 			return nil, err
