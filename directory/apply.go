@@ -125,7 +125,7 @@ type batch struct {
 	// old are the entries the batch unlinked, as the previous version has them.
 	old       map[entryID]*treeEntry
 	oldKeys   map[entryID]map[postingKey]bool // their index keys
-	dnCache   map[string]string
+	dnCache   dnCache
 	ownSchema bool // the schema is the batch's copy
 }
 
@@ -145,7 +145,7 @@ func (t *Tree) begin() *batch {
 		ownPostings: map[postingKey]bool{},
 		old:         map[entryID]*treeEntry{},
 		oldKeys:     map[entryID]map[postingKey]bool{},
-		dnCache:     map[string]string{},
+		dnCache:     dnCache{own: map[string]string{}},
 	}
 }
 
@@ -224,7 +224,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	te.id = id
 	te.rdn = b.t.rdnValues(dn, te.parent == noEntry)
 	if old != nil {
-		b.t.seedDNs(old, b.dnCache)
+		b.t.seedDNs(old, b.dnCache.own)
 	}
 	b.t.fillAttributes(te, e, b.dnCache)
 	b.ids.set(id, te)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -471,5 +472,45 @@ func TestApplyWhileSearching(t *testing.T) {
 	case e := <-errs:
 		t.Fatal(e)
 	default:
+	}
+}
+
+// TestNewTreeOnEveryCore: a tree large enough to be built on several cores holds the
+// same entries and indexes as the same tree built on one, and takes batches as well.
+func TestNewTreeOnEveryCore(t *testing.T) {
+	entries := benchEntries(3 * parallelChunk)
+	build := func(procs int) *Tree {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		tree, err := NewTree([]string{testBase}, entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree
+	}
+	one, many := build(1), build(4)
+	if a, b := everything(t, many), everything(t, one); a != b {
+		t.Fatal("the entries differ from those of a tree built on one core")
+	}
+	if a, b := indexContent(many), indexContent(one); a != b {
+		t.Fatal("the indexes differ from those of a tree built on one core")
+	}
+	m := newMutator(3, entries)
+	for i := range 20 {
+		changes := m.batch(6)
+		var err error
+		if one, err = one.Apply(changes); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		if many, err = many.Apply(changes); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	if a, b := indexContent(many), indexContent(one); a != b {
+		t.Fatal("after batches, the indexes differ from those of a tree built on one core")
+	}
+	for _, f := range []string{"(uid=user00042)", "(objectClass=person)", "(cn=*)", "(uid=moved*)"} {
+		if a, b := found(t, many, testBase, ScopeSubtree, f), found(t, one, testBase, ScopeSubtree, f); a != b {
+			t.Errorf("%s: %q, on one core %q", f, a, b)
+		}
 	}
 }

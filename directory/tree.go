@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/ldapproxy/ldapproxy/internal/parallel"
 )
 
 // Tree is one version of an indexed set of entries served by cached searches. A version
@@ -168,7 +170,7 @@ var secretAttributes = map[string]bool{
 // never stored or served.
 func IsSecret(attrName string) bool {
 	typ, _ := splitDescription(attrName)
-	return secretAttributes[strings.ToLower(typ)]
+	return lookupFold(secretAttributes, typ)
 }
 
 // Synthesised attributes: the tree knows them better than whoever built the entries.
@@ -236,7 +238,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	// name the entries as their DNs are written, so those DNs seed the cache of
 	// normalised DNs.
 	input := make(map[string]int, len(entries))
-	dnCache := make(map[string]string, len(entries))
+	dnSeed := make(map[string]string, len(entries))
 	for i := range nodes {
 		n := &nodes[i]
 		rdns, ok := t.schema.canonicalRDNs(n.dn, false)
@@ -248,7 +250,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 			return nil, fmt.Errorf("entry %q: duplicate DN", n.e.DN)
 		}
 		input[n.ndn] = i
-		dnCache[n.e.DN] = n.ndn
+		dnSeed[n.e.DN] = n.ndn
 	}
 	var top []int
 	for i := range nodes {
@@ -282,19 +284,30 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	for pos, i := range order {
 		posOf[i] = entryID(pos)
 	}
+	tes := make([]*treeEntry, len(order))
 	for pos, i := range order {
 		n := &nodes[i]
 		// Each entry is an allocation of its own: one array of them all would keep the
 		// attributes of every entry a batch replaces alive with it.
 		te := &treeEntry{ndn: n.ndn, id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
 		if n.parent >= 0 {
-			p := ids.t.get(posOf[n.parent])
+			p := tes[posOf[n.parent]] // before it: the order is depth-first
 			te.parent, te.depth = p.id, p.depth+1
 		}
-		te.rdn = t.rdnValues(n.dn, n.parent < 0)
-		t.fillAttributes(te, n.e, dnCache)
+		tes[pos] = te
+	}
+	// The attributes of the entries, on every core: the schema is only read from here on.
+	parallel.Ranges(len(tes), parallelChunk, func(lo, hi int) {
+		cache := dnCache{seed: dnSeed, own: map[string]string{}}
+		for pos := lo; pos < hi; pos++ {
+			n := &nodes[order[pos]]
+			tes[pos].rdn = t.rdnValues(n.dn, n.parent < 0)
+			t.fillAttributes(tes[pos], n.e, cache)
+		}
+	})
+	for _, te := range tes {
 		ids.set(te.id, te)
-		byDN.set(n.ndn, te.id)
+		byDN.set(te.ndn, te.id)
 	}
 	t.entries, t.byDN, t.count = ids.t, byDN.done(), len(order)
 	t.buildIndexes()
@@ -340,12 +353,17 @@ func (s *schema) learn(e *Entry) (*ldap.DN, error) {
 // count adds delta to the uses of the types and classes of the entry e (whose DN is dn)
 // that only entries make known; one that no entry uses any more is forgotten.
 func (s *schema) count(e *Entry, dn *ldap.DN, delta int) {
-	seen := map[string]bool{}
+	var seen map[string]bool
 	use := func(kind, name string) {
+		if kind == "a:" && lookupFold(s.attrs, name) == nil || kind == "c:" && lookupFold(s.classes, name) == nil {
+			return // static
+		}
 		key := strings.ToLower(name)
-		switch {
-		case kind == "a:" && s.attrs[key] == nil, kind == "c:" && s.classes[key] == nil, seen[kind+key]:
-			return // static, or counted
+		if seen[kind+key] {
+			return // counted
+		}
+		if seen == nil {
+			seen = map[string]bool{}
 		}
 		seen[kind+key] = true
 		if s.uses[kind+key] += delta; s.uses[kind+key] > 0 {
@@ -398,7 +416,7 @@ func (t *Tree) entry(id entryID) *treeEntry { return t.entries.get(id) }
 
 // fillAttributes fills in an entry's attributes, values and normalised values. The
 // user attributes come first, so that the attributes for "*" are a prefix of them all.
-func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache map[string]string) {
+func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache dnCache) {
 	type item struct {
 		typ  *attrType
 		opts string
@@ -507,12 +525,12 @@ var emptyValue = []byte{}
 
 // normStored normalises a stored value by its attribute's equality rule. A value that
 // normalising leaves unchanged is its own normalised form: no copy.
-func (t *Tree) normStored(at *attrType, v string, dnCache map[string]string) string {
+func (t *Tree) normStored(at *attrType, v string, dnCache dnCache) string {
 	if at.eq == nil {
 		return v
 	}
 	if at.eq.norm == normDN {
-		if n, ok := dnCache[v]; ok {
+		if n, ok := dnCache.get(v); ok {
 			return n
 		}
 	}
@@ -524,9 +542,21 @@ func (t *Tree) normStored(at *attrType, v string, dnCache map[string]string) str
 		n = v
 	}
 	if at.eq.norm == normDN {
-		dnCache[v] = n
+		dnCache.own[v] = n
 	}
 	return n
+}
+
+// dnCache remembers DNs normalised: DN-valued attributes mostly name the same entries
+// again and again. seed is shared and only read (nil: none); own takes what is learnt.
+type dnCache struct{ seed, own map[string]string }
+
+func (c dnCache) get(v string) (string, bool) {
+	if n, ok := c.own[v]; ok {
+		return n, true
+	}
+	n, ok := c.seed[v]
+	return n, ok
 }
 
 // structuralClass picks an entry's structural object class: the most derived of its
@@ -550,7 +580,35 @@ func (t *Tree) structuralClass(e *Entry) *objectClass {
 }
 
 // buildIndexes builds the equality indexes: normalised value → ascending IDs.
+// Each core builds the shards whose number falls to it, of every index.
 func (t *Tree) buildIndexes() {
+	workers := 1
+	if int(t.entries.next) >= 2*parallelChunk {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	built := make([]map[*attrType]*shardWriter[[]entryID], workers)
+	parallel.Ranges(workers, 1, func(lo, hi int) {
+		for w := lo; w < hi; w++ {
+			built[w] = t.buildIndexShards(w, workers)
+		}
+	})
+	t.index = map[*attrType]*shardMap[[]entryID]{}
+	for w, ws := range built {
+		for at, sw := range ws {
+			m := t.index[at]
+			if m == nil {
+				m = &shardMap[[]entryID]{shards: make([]map[string][]entryID, mapShards)}
+				t.index[at] = m
+			}
+			for i := w; i < mapShards; i += workers {
+				m.shards[i] = sw.m.shards[i]
+			}
+		}
+	}
+}
+
+// buildIndexShards builds the shards i with i%of == part of every index.
+func (t *Tree) buildIndexShards(part, of int) map[*attrType]*shardWriter[[]entryID] {
 	ws := map[*attrType]*shardWriter[[]entryID]{}
 	for id := range t.entries.next {
 		e := t.entry(id)
@@ -558,6 +616,9 @@ func (t *Tree) buildIndexes() {
 			continue
 		}
 		t.indexKeys(e, func(at *attrType, k string) {
+			if of > 1 && shardOf(k)%of != part {
+				return
+			}
 			w := ws[at]
 			if w == nil {
 				w = newShardWriter[[]entryID](nil)
@@ -569,11 +630,11 @@ func (t *Tree) buildIndexes() {
 			}
 		})
 	}
-	t.index = make(map[*attrType]*shardMap[[]entryID], len(ws))
-	for at, w := range ws {
-		t.index[at] = w.done()
-	}
+	return ws
 }
+
+// parallelChunk is the least number of entries worth a goroutine of its own.
+const parallelChunk = 2048
 
 // indexKeys calls fn with each index key of e, possibly more than once. An entry is
 // indexed under each of its object classes and their superclasses, so that

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/internal/parallel"
 )
 
 // ServedOptions say how synced objects become the entries cached searches serve.
@@ -50,8 +51,10 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 		return true
 	})
 	userDN := map[string]string{}
+	var users []*cache.User // decoded once for both passes
 	sn.Users(func(u *cache.User) bool {
 		userDN[u.ID] = servedDN(u)
+		users = append(users, u)
 		return true
 	})
 	refs := servedRefs{
@@ -61,11 +64,13 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 		members: sn.Members,
 		synced:  sn.HasObjectDN,
 	}
-	var entries []*directory.Entry
-	sn.Users(func(u *cache.User) bool {
-		entries = append(entries, servedUser(u, o, &refs))
-		return true
+	entries := make([]*directory.Entry, len(users))
+	parallel.Ranges(len(users), parallelChunk, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			entries[i] = servedUser(users[i], o, &refs)
+		}
 	})
+	users = nil
 	sn.Groups(func(g *cache.Group) bool {
 		entries = append(entries, servedGroup(g, o, &refs))
 		return true
@@ -78,6 +83,9 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 	}
 	return append(containers(o.BaseDN, entries), entries...)
 }
+
+// parallelChunk is the least number of entries worth a goroutine of its own.
+const parallelChunk = 2048
 
 // servedExtra is the served entry of an entry of a sync.extra set: as the upstream has
 // it.
@@ -174,7 +182,7 @@ func (r *servedRefs) groupDNs(ids []string) [][]byte {
 	var out [][]byte
 	for _, id := range ids {
 		if dn, ok := r.groupDN(id); ok {
-			out = append(out, []byte(dn))
+			out = append(out, bytesOf(dn))
 		}
 	}
 	return out
@@ -295,7 +303,7 @@ func (r *servedRefs) memberDNs(id string) [][]byte {
 	var members [][]byte
 	for _, id := range users {
 		if dn, ok := r.userDN(id); ok {
-			members = append(members, []byte(dn))
+			members = append(members, bytesOf(dn))
 		}
 	}
 	return append(members, r.groupDNs(groups)...)
@@ -465,11 +473,35 @@ func containers(base string, entries []*directory.Entry) []*directory.Entry {
 		out = append(out, containerEntry(dn))
 	}
 	want(base, baseNorm)
+	// Most entries share their parent (ou=people,...): its containers are found once.
+	parents := map[string]bool{}
 	for _, e := range entries {
+		if p, ok := rawParent(e.DN); ok {
+			if parents[p] {
+				continue
+			}
+			parents[p] = true
+		}
 		containersOf(baseNorm, e.DN, func(dn, n string) { want(dn, n) })
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i].DN) < len(out[j].DN) })
 	return out
+}
+
+// rawParent returns dn without its first RDN, as written; ok is false for a DN that
+// needs a parser to split (quoted values).
+func rawParent(dn string) (string, bool) {
+	for i := 0; i < len(dn); i++ {
+		switch dn[i] {
+		case '\\':
+			i++
+		case '"':
+			return "", false
+		case ',':
+			return dn[i+1:], true
+		}
+	}
+	return "", true
 }
 
 // containersOf calls fn with each DN between dn and the base DN (normalised baseNorm),
