@@ -209,6 +209,8 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 
 	// Attribute types and object classes the schema does not know become plain strings
 	// and structural classes, so that the entries' own DNs and values can be parsed.
+	// The entries are checked and their DNs parsed on every core; those with types or
+	// classes the schema lacks are learnt from one after another.
 	type node struct {
 		e        *Entry
 		dn       *ldap.DN
@@ -216,14 +218,24 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 		rdns     []string
 		parent   int
 		children []int
+		err      error
+		learn    bool
 	}
 	nodes := make([]node, len(entries))
-	for i, e := range entries {
-		dn, err := t.schema.learn(e)
-		if err != nil {
-			return nil, err
+	parallel.Ranges(len(entries), parallelChunk, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			dn, known, err := t.schema.check(entries[i])
+			nodes[i] = node{e: entries[i], dn: dn, parent: -1, err: err, learn: !known}
 		}
-		nodes[i] = node{e: e, dn: dn, parent: -1}
+	})
+	for i := range nodes {
+		n := &nodes[i]
+		if n.err != nil {
+			return nil, n.err
+		}
+		if n.learn {
+			t.schema.learnChecked(n.e, n.dn)
+		}
 	}
 
 	for _, r := range roots {
@@ -239,13 +251,22 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	// normalised DNs.
 	input := make(map[string]int, len(entries))
 	dnSeed := make(map[string]string, len(entries))
+	parallel.Ranges(len(nodes), parallelChunk, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			n := &nodes[i]
+			rdns, ok := t.schema.canonicalRDNs(n.dn, false)
+			if !ok {
+				n.err = fmt.Errorf("entry %q: invalid DN", n.e.DN)
+				continue
+			}
+			n.rdns, n.ndn = rdns, strings.Join(rdns, ",")
+		}
+	})
 	for i := range nodes {
 		n := &nodes[i]
-		rdns, ok := t.schema.canonicalRDNs(n.dn, false)
-		if !ok {
-			return nil, fmt.Errorf("entry %q: invalid DN", n.e.DN)
+		if n.err != nil {
+			return nil, n.err
 		}
-		n.rdns, n.ndn = rdns, strings.Join(rdns, ",")
 		if _, dup := input[n.ndn]; dup {
 			return nil, fmt.Errorf("entry %q: duplicate DN", n.e.DN)
 		}
@@ -314,30 +335,55 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	return t, nil
 }
 
-// learn makes the attribute types and object classes of e known to s and returns e's
-// parsed DN.
-func (s *schema) learn(e *Entry) (*ldap.DN, error) {
+// check checks the names in e and parses its DN, without changing s; known is false when
+// e has a type or class that s does not know (learnChecked makes them known).
+func (s *schema) check(e *Entry) (dn *ldap.DN, known bool, err error) {
+	known = true
 	for _, a := range e.Attributes {
 		if IsSecret(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)
 		if !validAttrName(typ) {
-			return nil, fmt.Errorf("entry %q: bad attribute name %q", e.DN, a.Name)
+			return nil, false, fmt.Errorf("entry %q: bad attribute name %q", e.DN, a.Name)
 		}
-		at := s.addAttr(typ)
+		at := s.attr(typ)
+		known = known && at != nil
 		if at == atObjectClass {
 			for _, v := range a.Values {
 				if !validAttrName(string(v)) {
-					return nil, fmt.Errorf("entry %q: bad object class %q", e.DN, v)
+					return nil, false, fmt.Errorf("entry %q: bad object class %q", e.DN, v)
 				}
-				s.addClass(string(v))
+				known = known && s.class(string(v)) != nil
 			}
 		}
 	}
 	dn, ok := parseDN(e.DN)
 	if !ok || len(dn.RDNs) == 0 {
-		return nil, fmt.Errorf("entry %q: invalid DN", e.DN)
+		return nil, false, fmt.Errorf("entry %q: invalid DN", e.DN)
+	}
+	for _, rdn := range dn.RDNs {
+		for _, ava := range rdn.Attributes {
+			known = known && (!validAttrName(ava.Type) || s.attr(ava.Type) != nil)
+		}
+	}
+	// Types and classes that only entries make known are counted per entry: one that s
+	// knows from another entry needs counting too.
+	return dn, known && len(s.attrs) == 0 && len(s.classes) == 0, nil
+}
+
+// learnChecked makes the types and classes of e, which check accepted, known to s.
+func (s *schema) learnChecked(e *Entry, dn *ldap.DN) {
+	for _, a := range e.Attributes {
+		if IsSecret(a.Name) {
+			continue
+		}
+		typ, _ := splitDescription(a.Name)
+		if s.addAttr(typ) == atObjectClass {
+			for _, v := range a.Values {
+				s.addClass(string(v))
+			}
+		}
 	}
 	for _, rdn := range dn.RDNs {
 		for _, ava := range rdn.Attributes {
@@ -347,6 +393,16 @@ func (s *schema) learn(e *Entry) (*ldap.DN, error) {
 		}
 	}
 	s.count(e, dn, 1)
+}
+
+// learn makes the attribute types and object classes of e known to s and returns e's
+// parsed DN. A refused entry changes nothing.
+func (s *schema) learn(e *Entry) (*ldap.DN, error) {
+	dn, _, err := s.check(e)
+	if err != nil {
+		return nil, err
+	}
+	s.learnChecked(e, dn)
 	return dn, nil
 }
 
