@@ -498,15 +498,20 @@ func decodeUser(id, val string) (*User, error) {
 	return decodeUserAs(id, val, true)
 }
 
-// decodeUserAs is decodeUser, leaving User.Upstream out unless upstream is set.
-func decodeUserAs(id, val string, upstream bool) (*User, error) {
+// decodeUserAs is decodeUser, leaving User.Attributes and User.Upstream out unless
+// whole is set: then it stops reading after the groups, so val must be a value
+// checkUser accepted.
+func decodeUserAs(id, val string, whole bool) (*User, error) {
 	d := decoder{s: val}
 	u := &User{ID: id}
 	format := d.userHead(u)
 	u.Groups = d.strs()
+	if !whole {
+		return u, d.err
+	}
 	u.Attributes = d.attributes(true)
 	if format == formatV3 {
-		u.Upstream = d.upstream(upstream)
+		u.Upstream = d.upstream(true)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err

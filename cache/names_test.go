@@ -212,8 +212,8 @@ func TestDomain(t *testing.T) {
 }
 
 // Snapshot.Names finds the users the snapshot's own lookups find, with everything but
-// their upstream attributes.
-func TestNamesLeaveUpstreamOut(t *testing.T) {
+// their attributes.
+func TestNamesLeaveAttributesOut(t *testing.T) {
 	s := openMem(t)
 	withUpstream := func(u *User) *User {
 		u.Upstream = []Attribute{{Name: "cn", Values: []string{u.Username}}, {Name: "jpegPhoto", Values: []string{"\x00\xff"}}}
@@ -236,10 +236,10 @@ func TestNamesLeaveUpstreamOut(t *testing.T) {
 		if full == nil {
 			return
 		}
-		if len(full.Upstream) == 0 || brief.Upstream != nil {
-			t.Errorf("%s: upstream attributes %v and %v, want some and none", what, full.Upstream, brief.Upstream)
+		if len(full.Upstream) == 0 || brief.Upstream != nil || len(full.Attributes) == 0 || brief.Attributes != nil {
+			t.Errorf("%s: attributes %v, %v and %v, %v; want some and none", what, full.Attributes, full.Upstream, brief.Attributes, brief.Upstream)
 		}
-		full.Upstream = nil
+		full.Upstream, full.Attributes = nil, nil
 		if !reflect.DeepEqual(full, brief) {
 			t.Errorf("%s: without upstream %+v, want %+v", what, brief, full)
 		}

@@ -96,9 +96,9 @@ func (r *userRec) user() *User {
 	return r.decode(true)
 }
 
-// decode decodes r, with User.Upstream or without it.
-func (r *userRec) decode(upstream bool) *User {
-	u, err := decodeUserAs(r.id, r.val, upstream)
+// decode decodes r, whole or without User.Attributes and User.Upstream.
+func (r *userRec) decode(whole bool) *User {
+	u, err := decodeUserAs(r.id, r.val, whole)
 	if err != nil {
 		panic(fmt.Sprintf("cache: stored user %s does not decode: %v", r.id, err))
 	}
@@ -321,22 +321,24 @@ func (sn *Snapshot) Domain() Domain { return sn.domain }
 
 // Names returns the snapshot's lookups by name (UserByBindDN, UserByUsername,
 // UserByLoginName) for deciding whom a name stands for, as at a bind: the users they
-// return come without Upstream, the entry's attributes as the upstream returned them,
-// which is most of a stored user and which resolving a name never reads.
+// return carry their identity, account state and groups, but neither Attributes nor
+// Upstream (the entry's attributes as the upstream returned them), which are most of a
+// stored user and which resolving a name never reads.
 func (sn *Snapshot) Names() Names { return Names{sn: sn} }
 
-// Names finds users by name, without their Upstream attributes (Snapshot.Names).
+// Names finds users by name, without their attributes (Snapshot.Names).
 type Names struct{ sn *Snapshot }
 
-// UserByBindDN is Snapshot.UserByBindDN, without User.Upstream.
+// UserByBindDN is Snapshot.UserByBindDN, without User.Attributes and User.Upstream.
 func (n Names) UserByBindDN(dn string) (*User, bool) { return briefOf(n.sn.byBindDN(dn)) }
 
-// UserByUsername is Snapshot.UserByUsername, without User.Upstream.
+// UserByUsername is Snapshot.UserByUsername, without User.Attributes and User.Upstream.
 func (n Names) UserByUsername(name string) (*User, bool) {
 	return briefOf(n.sn.usersByName[strings.ToLower(name)])
 }
 
-// UserByLoginName is Snapshot.UserByLoginName, without User.Upstream.
+// UserByLoginName is Snapshot.UserByLoginName, without User.Attributes and
+// User.Upstream.
 func (n Names) UserByLoginName(name string) (*User, bool) {
 	return briefOf(n.sn.byLoginName(name))
 }

@@ -69,13 +69,13 @@ func newResolver(o Options) *resolver {
 }
 
 // user returns the synced user name stands for (see resolver), or nil, without its
-// upstream attributes (User.Upstream).
+// attributes (cache.Snapshot.Names).
 func (n *resolver) user(name string) *cache.User {
 	if n.store == nil || name == "" {
 		return nil
 	}
 	sn := n.store.Snapshot()
-	// Without the user's upstream attributes: deciding who a name is never reads them.
+	// Without the user's attributes: deciding who a name is never reads them.
 	names := sn.Names()
 	var (
 		u  *cache.User
