@@ -561,6 +561,9 @@ func stringOf(p *ber.Packet) (string, error) {
 	if p.ClassType != ber.ClassUniversal || p.Tag != ber.TagOctetString || p.TagType != ber.TypePrimitive {
 		return "", errors.New("not an OCTET STRING")
 	}
+	if s, ok := p.Value.(string); ok { // what ldapwire.Decode gives, without a copy
+		return s, nil
+	}
 	return p.Data.String(), nil
 }
 

@@ -32,7 +32,11 @@ func Decode(msg []byte) (*ber.Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	elems := make([]elem, 0, count)
+	var small [32]elem // a request's elements, on the stack
+	elems := small[:0]
+	if count > len(small) {
+		elems = make([]elem, 0, count)
+	}
 	// Preorder walk with an explicit stack of open constructed elements.
 	stack := make([]int, 0, 16)
 	pos := 0
@@ -74,34 +78,45 @@ func Decode(msg []byte) (*ber.Packet, error) {
 		return nil, ErrBadLength
 	}
 
-	packets := make([]ber.Packet, len(elems))
-	buffers := make([]bytes.Buffer, len(elems))
+	// A packet and its Data buffer are made together, and every OCTET STRING's Value is
+	// a slice of one copy of the message: a few allocations per message, not per element.
+	type node struct {
+		p ber.Packet
+		b bytes.Buffer
+	}
+	nodes := make([]node, len(elems))
 	kids := make([]*ber.Packet, len(elems))
+	var text string // msg as a string, made at the first OCTET STRING
 	next := 0
 	for i := range elems {
-		e, p := &elems[i], &packets[i]
+		e, n := &elems[i], &nodes[i]
+		p := &n.p
 		p.Identifier = e.id
 		content := msg[e.start:e.end:e.end]
-		buffers[i] = *bytes.NewBuffer(content)
-		p.Data = &buffers[i]
+		n.b = *bytes.NewBuffer(content)
+		p.Data = &n.b
 		if p.TagType == ber.TypeConstructed {
 			p.Children = kids[next : next : next+int(e.children)]
 			next += int(e.children)
 		} else if p.ClassType == ber.ClassUniversal {
-			if err := setValue(p, msg, e.header, e.start, e.end); err != nil {
+			if p.Tag == ber.TagOctetString && text == "" {
+				text = string(msg)
+			}
+			if err := setValue(p, msg, text, e.header, e.start, e.end); err != nil {
 				return nil, err
 			}
 		}
 		if e.parent >= 0 {
-			pp := &packets[e.parent]
+			pp := &nodes[e.parent].p
 			pp.Children = append(pp.Children, p)
 		}
 	}
-	return &packets[0], nil
+	return &nodes[0].p, nil
 }
 
-// setValue fills Value and ByteValue of a universal primitive as go-asn1-ber does.
-func setValue(p *ber.Packet, msg []byte, header, start, end int) error {
+// setValue fills Value and ByteValue of a universal primitive as go-asn1-ber does; text
+// is msg as a string (or "" when p is no OCTET STRING).
+func setValue(p *ber.Packet, msg []byte, text string, header, start, end int) error {
 	content := msg[start:end:end]
 	p.ByteValue = content
 	switch p.Tag {
@@ -111,7 +126,7 @@ func setValue(p *ber.Packet, msg []byte, header, start, end int) error {
 	case ber.TagInteger, ber.TagEnumerated:
 		p.Value, _ = ber.ParseInt64(content)
 	case ber.TagOctetString:
-		p.Value = ber.DecodeString(content)
+		p.Value = text[start:end]
 	case ber.TagNULL, ber.TagEOC:
 	default:
 		// A type LDAP does not use: let go-asn1-ber decide, to stay identical to it.
