@@ -367,6 +367,10 @@ func (sn *Snapshot) Users(fn func(*User) bool) {
 	}
 }
 
+// UserAt returns the i-th user in ID order, 0 <= i < the number of users (Counts): with
+// it, users can be decoded on several goroutines at once.
+func (sn *Snapshot) UserAt(i int) *User { return sn.userList[i].user() }
+
 // GroupByID returns the group with the uniqueness value id.
 func (sn *Snapshot) GroupByID(id string) (*Group, bool) {
 	return groupOf(sn.groups[id])

@@ -82,6 +82,11 @@ func TestLookups(t *testing.T) {
 	if len(ids) != 10 || !slices.IsSorted(ids) {
 		t.Fatalf("Users: %v", ids)
 	}
+	for i, id := range ids {
+		if u := sn.UserAt(i); u.ID != id {
+			t.Fatalf("UserAt(%d) = %s, Users has %s", i, u.ID, id)
+		}
+	}
 	n := 0
 	sn.Groups(func(*Group) bool { n++; return n < 2 })
 	if n != 2 {

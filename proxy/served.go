@@ -50,13 +50,17 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 		parents[g.ID] = g.Parents
 		return true
 	})
-	userDN := map[string]string{}
-	var users []*cache.User // decoded once for both passes
-	sn.Users(func(u *cache.User) bool {
-		userDN[u.ID] = servedDN(u)
-		users = append(users, u)
-		return true
+	nUsers, _ := sn.Counts()
+	users := make([]*cache.User, nUsers) // decoded once for both passes, on every core
+	parallel.Ranges(nUsers, parallelChunk, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			users[i] = sn.UserAt(i)
+		}
 	})
+	userDN := make(map[string]string, nUsers)
+	for _, u := range users {
+		userDN[u.ID] = servedDN(u)
+	}
 	refs := servedRefs{
 		groupDN: func(id string) (string, bool) { dn, ok := groupDN[id]; return dn, ok },
 		parents: func(id string) []string { return parents[id] },
