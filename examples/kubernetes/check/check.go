@@ -19,7 +19,8 @@
 //     probes; GOMEMLIMIT is below the memory limit; runAsUser is the image's numeric USER.
 //
 // Whether the proxy itself accepts the configuration is tested by running the proxy
-// (check_test.go). This is a module of its own so that the proxy's module does not
+// (check_test.go), and whether the image's build context that .dockerignore leaves holds
+// what the build needs by building from it (DockerIgnore reads the file as Docker does). This is a module of its own so that the proxy's module does not
 // depend on Kubernetes.
 package check
 
@@ -864,4 +865,59 @@ func ImageUser(dockerfile []byte) string {
 		}
 	}
 	return user
+}
+
+// DockerIgnore reads a .dockerignore file and returns whether it leaves the file or
+// directory at a path (slash-separated, relative to the build context) out of the
+// context, as Docker reads it: comments and blank lines are skipped, a leading "/" means
+// the context's root as no slash does, a pattern matches the path or a directory above
+// it, "*" and "?" stand within one path element and "**" for any number of them, a line
+// starting with "!" makes an exception, and the last line that matches decides.
+func DockerIgnore(dockerignore []byte) (func(path string) bool, error) {
+	type rule struct {
+		re     *regexp.Regexp
+		except bool
+	}
+	var rules []rule
+	for _, line := range strings.Split(string(dockerignore), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		except := strings.HasPrefix(line, "!")
+		pattern := path.Clean(strings.TrimPrefix(strings.TrimPrefix(line, "!"), "/"))
+		var re strings.Builder
+		re.WriteString("^")
+		for i := 0; i < len(pattern); i++ {
+			switch {
+			case strings.HasPrefix(pattern[i:], "**/"):
+				re.WriteString("(.*/)?")
+				i += 2
+			case strings.HasPrefix(pattern[i:], "**"):
+				re.WriteString(".*")
+				i++
+			case pattern[i] == '*':
+				re.WriteString("[^/]*")
+			case pattern[i] == '?':
+				re.WriteString("[^/]")
+			default:
+				re.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+			}
+		}
+		re.WriteString("(/.*)?$") // the path itself, or anything inside it
+		compiled, err := regexp.Compile(re.String())
+		if err != nil {
+			return nil, fmt.Errorf(".dockerignore: %q: %w", line, err)
+		}
+		rules = append(rules, rule{compiled, except})
+	}
+	return func(p string) bool {
+		ignored := false
+		for _, r := range rules {
+			if r.re.MatchString(p) {
+				ignored = !r.except
+			}
+		}
+		return ignored
+	}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -201,5 +202,86 @@ func TestProxyAcceptsConfig(t *testing.T) {
 	}
 	if ok, out := loadConfig(t, broken); ok || !strings.Contains(out, "upstream.ca_fil") {
 		t.Errorf("ldapproxy accepts a configuration with an unknown key:\n%s", out)
+	}
+}
+
+func TestDockerIgnore(t *testing.T) {
+	ignored, err := DockerIgnore([]byte("# comment\n.git\n/ldapproxy\n*.test\n**/testdata\nexamples/\n!examples/keep.md\n*~\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{
+		".git": true, ".git/config": true, ".gitignore": false,
+		"ldapproxy": true, "cmd/ldapproxy": false, "cmd/ldapproxy/main.go": false,
+		"x.test": true, "cmd/x.test": false,
+		"testdata": true, "ldapserver/testdata/fuzz/a": true, "ldapserver/testdata.go": false,
+		"examples": true, "examples/ldapproxy.yaml": true, "examples/keep.md": false,
+		"README.md~": true, "README.md": false,
+	} {
+		if got := ignored(p); got != want {
+			t.Errorf("%s: ignored %v, want %v", p, got, want)
+		}
+	}
+}
+
+// TestDockerBuildContext builds the binary the way the Dockerfile does, from the files
+// .dockerignore leaves in the build context only (and the module cache, as after `go mod
+// download`): the context must hold every file the build needs, and not the rest.
+func TestDockerBuildContext(t *testing.T) {
+	rules, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignored, err := DockerIgnore(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	context := t.TempDir()
+	var files, size int64
+	var left []string
+	err = filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(repoRoot, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if ignored(rel) {
+			left = append(left, rel)
+			if d.IsDir() {
+				return filepath.SkipDir // .dockerignore has no exception inside these
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(context, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files++
+		size += int64(len(b))
+		return os.WriteFile(filepath.Join(context, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("build context: %d files, %d KiB", files, size>>10)
+	for _, want := range []string{".git", "examples", "scripts", "ldapserver/testdata"} {
+		if _, err := os.Stat(filepath.Join(repoRoot, want)); err == nil && !slices.Contains(left, want) {
+			t.Errorf("%s is in the build context", want)
+		}
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(t.TempDir(), "ldapproxy"), "./cmd/ldapproxy")
+	cmd.Dir = context
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/ldapproxy in the build context .dockerignore leaves: %v\n%s", err, out)
 	}
 }
