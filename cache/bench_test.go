@@ -1,9 +1,13 @@
 package cache
 
 import (
+	"fmt"
+	"math"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 // Sizes of the figures in issue 3: a directory of 100,000 users and 2,000
@@ -55,4 +59,42 @@ func BenchmarkUnchangedSync(b *testing.B) {
 	}
 	b.ReportMetric(float64(s.written.Load()-before)/float64(n), "written-B/op")
 	b.ReportMetric(peakRSS(b), "peak-RSS-MiB")
+}
+
+// BenchmarkSnapshotIndexes builds the in-memory indexes of 100,000 users and 2,000
+// groups, as a first sync's commit and a start do.
+func BenchmarkSnapshotIndexes(b *testing.B) {
+	users := make(map[string]*userRec, benchUsers)
+	for i := range benchUsers {
+		u := testUser(i, benchGroups, "")
+		if err := prepareUser(u); err != nil {
+			b.Fatal(err)
+		}
+		r, err := newUserRec(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		users[u.ID] = r
+	}
+	groups := make(map[string]*groupRec, benchGroups)
+	for i := range benchGroups {
+		g := &Group{ID: groupID(i), DN: fmt.Sprintf("cn=group%04d,ou=groups,dc=example,dc=org", i), Name: fmt.Sprintf("group%04d", i)}
+		r, err := newGroupRec(g.ID, string(appendGroup(nil, g)), 1, directory.NormalizeDN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		groups[g.ID] = r
+	}
+	for _, c := range []struct {
+		name     string
+		parallel int
+	}{{"one-goroutine", math.MaxInt}, {"two-goroutines", parallelIndexing}} {
+		b.Run(c.name, func(b *testing.B) {
+			defer func(p int) { parallelIndexing = p }(parallelIndexing)
+			parallelIndexing = c.parallel
+			for b.Loop() {
+				newSnapshot(1, users, groups, directory.NormalizeDN)
+			}
+		})
+	}
 }

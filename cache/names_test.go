@@ -1,7 +1,9 @@
 package cache
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -261,5 +263,49 @@ func TestNamesLeaveAttributesOut(t *testing.T) {
 	}
 	if found != 7 {
 		t.Errorf("%d lookups found a user, want 7", found)
+	}
+}
+
+// A snapshot of more users than parallelIndexing builds its indexes on two goroutines:
+// every user is found by DN, name, mail and UPN, a name, a mail or a UPN two users share
+// finds neither, and Users lists them in ID order.
+func TestIndexesOfManyUsers(t *testing.T) {
+	n := parallelIndexing + 100
+	users := make([]*User, 0, n)
+	for i := 1; i <= n; i++ {
+		users = append(users, loginUser(i, fmt.Sprintf("u%d", i), fmt.Sprintf("u%d@example.org", i), fmt.Sprintf("p%d@corp.example.com", i)))
+	}
+	users[9].Username = "u11" // also user 11's name
+	users[19].Email = "shared@example.org"
+	users[29].Email = "shared@example.org"
+	users[39].Attributes[UPNAttribute] = "p41@corp.example.com" // also user 41's UPN
+	s := openMem(t)
+	putUsers(t, s, users...)
+	sn := s.Snapshot()
+	for i, u := range users {
+		id := userID(i + 1)
+		if got, ok := sn.UserByDN(u.DN); !ok || got.ID != id {
+			t.Fatalf("user %d by DN: %v", i+1, got)
+		}
+		_, byName := sn.UserByUsername(u.Username)
+		_, byMail := sn.UserByLoginName(u.Email)
+		_, byUPN := sn.UserByLoginName(u.Attributes[UPNAttribute].(string))
+		shared := i+1 == 10 || i+1 == 11
+		if byName == shared {
+			t.Errorf("user %d by name %q: found %v", i+1, u.Username, byName)
+		}
+		shared = i+1 == 20 || i+1 == 30
+		if byMail == shared {
+			t.Errorf("user %d by mail %q: found %v", i+1, u.Email, byMail)
+		}
+		shared = i+1 == 40 || i+1 == 41
+		if byUPN == shared {
+			t.Errorf("user %d by UPN: found %v", i+1, byUPN)
+		}
+	}
+	var ids []string
+	sn.Users(func(u *User) bool { ids = append(ids, u.ID); return true })
+	if len(ids) != n || !slices.IsSorted(ids) {
+		t.Errorf("Users lists %d users, sorted: %v", len(ids), slices.IsSorted(ids))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Snapshot is an immutable view of the store as of one committed sync. Taking
@@ -145,32 +146,58 @@ func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[str
 	return &next
 }
 
+// setUsers indexes users, which it keeps. With many users (a first sync, a start) the
+// indexes by DN, name and mail are built on a second goroutine while this one sorts the
+// list and builds the others.
 func (sn *Snapshot) setUsers(users map[string]*userRec) {
 	sn.users = users
-	sn.userList = slices.SortedFunc(maps.Values(users), func(a, b *userRec) int {
-		return strings.Compare(a.id, b.id)
-	})
-	sn.usersByDN = make(map[string]*userRec, len(users))
-	sn.usersByName = make(map[string]*userRec, len(users))
+	list := slices.Collect(maps.Values(users))
+	byDNNameMail := func() {
+		sn.usersByDN = make(map[string]*userRec, len(list))
+		sn.usersByName = make(map[string]*userRec, len(list))
+		mails := 0
+		for _, r := range list {
+			if r.mailKey != "" {
+				mails++
+			}
+		}
+		sn.usersByMail = make(map[string]*userRec, mails)
+		for _, r := range list {
+			addUnique(sn.usersByDN, r.dnKey, r)
+			if r.nameKey != "" {
+				addUnique(sn.usersByName, r.nameKey, r)
+			}
+			if r.mailKey != "" {
+				addUnique(sn.usersByMail, r.mailKey, r)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	if len(list) >= parallelIndexing {
+		wg.Go(byDNNameMail)
+	} else {
+		byDNNameMail()
+	}
 	sn.usersByPath = map[string]*userRec{}
 	sn.usersByUPN = map[string]*userRec{}
-	sn.usersByMail = map[string]*userRec{}
-	for _, r := range sn.userList {
-		addUnique(sn.usersByDN, r.dnKey, r)
+	for _, r := range list {
 		if r.pathKey != "" {
 			addUnique(sn.usersByPath, r.pathKey, r)
-		}
-		if r.nameKey != "" {
-			addUnique(sn.usersByName, r.nameKey, r)
 		}
 		for _, k := range r.upnKeys {
 			addUnique(sn.usersByUPN, k, r)
 		}
-		if r.mailKey != "" {
-			addUnique(sn.usersByMail, r.mailKey, r)
-		}
 	}
+	// list is read by the other goroutine: the sorted list is a copy.
+	sn.userList = slices.SortedFunc(slices.Values(list), func(a, b *userRec) int {
+		return strings.Compare(a.id, b.id)
+	})
+	wg.Wait()
 }
+
+// parallelIndexing is the number of users from which setUsers uses two goroutines (a
+// variable for the benchmarks).
+var parallelIndexing = 4096
 
 func (sn *Snapshot) setGroups(groups map[string]*groupRec) {
 	sn.groups = groups

@@ -434,6 +434,9 @@ func (r *run) readGroups(ctx context.Context) error {
 	s := r.s
 	prog := r.progress(cache.KindGroups)
 	r.groupsStart = time.Now()
+	// Most users are some group's members: the last run's count sizes the index.
+	r.memberOf = make(map[string][]string, r.expect[cache.KindUsers])
+	defer func() { r.seen = make(map[string]bool, len(r.memberOf)) }()
 	return s.search(ctx, "groups", join(s.cfg.GroupDN, s.base), s.cfg.GroupFilter, s.groupAttributes(), func(e *ldap.Entry) error {
 		prog.add()
 		g, err := r.readGroup(ctx, nil, e)
@@ -536,12 +539,15 @@ func (r *run) readUsers(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		key := s.store.NormalizeDN(e.DN)
+		key := s.store.NormalizeDN(e.DN) // e.DN is a string of its own
 		if s.cfg.MembershipField == "memberUid" {
 			key = strings.ToLower(obj.Username)
 		}
 		if _, listed := r.memberOf[key]; listed {
-			r.seen[strings.Clone(key)] = true // not a slice of the entry's memory
+			if s.cfg.MembershipField == "memberUid" {
+				key = strings.Clone(key) // not a slice of the entry's memory
+			}
+			r.seen[key] = true
 		}
 		u := s.newUser(e, id, obj, r.userGroups(e, obj.Username))
 		if err := r.w.PutUser(u); err != nil {
