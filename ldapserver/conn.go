@@ -102,12 +102,14 @@ func (c *conn) serve() {
 	for {
 		// Each message gets its own buffer: a forwarded request is relayed from it
 		// while the next one is read.
-		msg, err := c.readMessage()
+		msg, held, err := c.readMessage()
 		if err != nil {
 			c.readFailed(err)
 			return
 		}
-		if !c.dispatch(msg) {
+		ok := c.dispatch(msg)
+		c.srv.partialDone(held) // decoded: the packets, not the bytes, are what it holds now
+		if !ok {
 			return
 		}
 	}
@@ -166,11 +168,11 @@ func (c *conn) start() bool {
 // readMessage waits for the next message. Waiting is bounded by the idle timeout, which
 // only ends the connection when nothing is in flight: a client reading a long search
 // result is not idle.
-func (c *conn) readMessage() ([]byte, error) {
+func (c *conn) readMessage() (msg []byte, held int64, err error) {
 	idle := c.srv.IdleTimeout
 	for {
 		if c.stopped.Load() {
-			return nil, ErrServerClosed
+			return nil, 0, ErrServerClosed
 		}
 		if idle > 0 {
 			c.raw.SetReadDeadline(time.Now().Add(idle))
@@ -178,7 +180,7 @@ func (c *conn) readMessage() ([]byte, error) {
 			c.raw.SetReadDeadline(time.Time{})
 		}
 		if c.stopped.Load() { // Shutdown may have set its deadline just before ours
-			return nil, ErrServerClosed
+			return nil, 0, ErrServerClosed
 		}
 		_, err := c.rd.Peek(1)
 		if err == nil {
@@ -186,13 +188,13 @@ func (c *conn) readMessage() ([]byte, error) {
 		}
 		switch {
 		case c.stopped.Load():
-			return nil, ErrServerClosed
+			return nil, 0, ErrServerClosed
 		case !isTimeout(err):
-			return nil, err
+			return nil, 0, err
 		case c.inFlight() > 0:
 			continue
 		default:
-			return nil, errIdle
+			return nil, 0, errIdle
 		}
 	}
 	// A message has started: all of it must arrive within the idle timeout (or the write
@@ -215,32 +217,37 @@ var errBusy = errors.New("too many large requests arriving at once")
 // readFrame reads one request. The limit on its size is the server's before the client
 // has bound, a smaller one; a large request's buffer grows with the data received, not
 // with the length it declares, and counts against the server's partial-request budget
-// until it is complete.
-func (c *conn) readFrame() ([]byte, error) {
+// until it is complete and decoded: held is what it holds there, for the caller to give
+// back once the request is decoded.
+func (c *conn) readFrame() (msg []byte, held int64, err error) {
 	limit := c.srv.maxMessageSize()
 	if !c.sess.Authenticated() {
 		limit = c.srv.maxMessageSizeAnonymous()
 	}
 	header, hlen, total, err := ldapwire.ReadHeader(c.rd, limit)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if total <= smallFrame {
 		buf := make([]byte, total)
 		copy(buf, header[:hlen])
 		if _, err := io.ReadFull(c.rd, buf[hlen:]); err != nil {
-			return nil, ldapwire.NoEOF(err)
+			return nil, 0, ldapwire.NoEOF(err)
 		}
-		return buf, nil
+		return buf, 0, nil
 	}
-	var held int64
-	defer func() { c.srv.partialDone(held) }()
+	defer func() {
+		if err != nil {
+			c.srv.partialDone(held)
+			held = 0
+		}
+	}()
 	buf := header[:hlen:hlen]
 	for int64(len(buf)) < total {
 		if len(buf) == cap(buf) {
 			size := min(total, max(2*int64(cap(buf)), smallFrame))
 			if !c.srv.takePartial(size - held) {
-				return nil, errBusy
+				return nil, held, errBusy
 			}
 			held = size
 			grown := make([]byte, len(buf), size)
@@ -250,10 +257,10 @@ func (c *conn) readFrame() ([]byte, error) {
 		n, err := c.rd.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil && int64(len(buf)) < total {
-			return nil, ldapwire.NoEOF(err)
+			return nil, held, ldapwire.NoEOF(err)
 		}
 	}
-	return buf, nil
+	return buf, held, nil
 }
 
 // readFailed logs why the read loop ends and, when the client is owed an explanation,

@@ -12,7 +12,7 @@ import (
 // close, but the Go runtime keeps the pages for reuse and gives them back to the system
 // slowly, if ever, while the heap stays below its goal. A burst that pressed on the
 // partial-request budget therefore hands its memory back explicitly once the last large
-// request still arriving is gone, at most once per releaseEvery.
+// request still arriving or waiting to be decoded is gone, at most once per releaseEvery.
 const (
 	releaseDelay = time.Second      // a new burst within it cancels nothing, only waits
 	releaseEvery = 30 * time.Second // a flood that comes and goes costs one full GC per period
@@ -83,7 +83,8 @@ func (s *Server) stopRelease() {
 // clients that complete many large requests at the same moment (a flood before
 // authentication, each connection sending all but the last byte of a dense 256 KiB
 // request, then all of them the last one) wait their turn here instead of each building
-// 25 MiB of packets at once.
+// 25 MiB of packets at once. Their bytes count against the partial-request budget until
+// they are decoded, so that no more of them wait here than the budget holds.
 func (s *Server) acquireDecode(ctx context.Context) bool {
 	select {
 	case s.decoding <- struct{}{}:

@@ -59,8 +59,8 @@ const (
 	// OpenLDAP's sockbuf_max_incoming does: a client nobody knows yet cannot make the
 	// server hold more than this for it.
 	DefaultMaxMessageSizeAnonymous = 256 << 10
-	// DefaultMaxPartialBytes caps the memory held, over all connections, by requests
-	// still arriving.
+	// DefaultMaxPartialBytes caps the memory held, over all connections, by large
+	// requests still arriving or waiting to be decoded.
 	DefaultMaxPartialBytes = 16 << 20
 	DefaultMaxFilterDepth  = 100
 	DefaultMaxOpsPerConn   = 128
@@ -92,10 +92,10 @@ type Server struct {
 	// bound anonymously). Default DefaultMaxMessageSizeAnonymous, and never more than
 	// MaxMessageSize.
 	MaxMessageSizeAnonymous int
-	// MaxPartialBytes caps the bytes held by large requests still arriving, over all
-	// connections: a buffer grows with the data actually received, and a connection whose
-	// request would take the total over the cap is closed with a notice (busy). Requests
-	// of up to smallFrame bytes, the usual case, are not counted.
+	// MaxPartialBytes caps the bytes held by large requests still arriving or waiting to
+	// be decoded, over all connections: a buffer grows with the data actually received,
+	// and a connection whose request would take the total over the cap is closed with a
+	// notice (busy). Requests of up to smallFrame bytes, the usual case, are not counted.
 	MaxPartialBytes int
 	// MaxConnectionsPerAddress caps the open connections of one client address; 0 means
 	// no limit. Addresses in LimitExempt are not capped.
@@ -124,7 +124,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	perAddr   map[netip.Addr]int // open connections by client address; under mu
-	partial   atomic.Int64       // bytes held by large requests still arriving
+	partial   atomic.Int64       // bytes held by large requests not yet decoded
 	decoding  chan struct{}      // holds a token while a large request is decoded; made by serve
 	pressure  atomic.Bool        // the partial budget was pressed on since the last release
 	release   memoryRelease

@@ -47,8 +47,8 @@ type ListenConfig struct {
 	// while it is bound anonymously), as OpenLDAP's sockbuf_max_incoming. Default 262144.
 	MaxMessageSizeAnonymous int `yaml:"max_message_size_anonymous"`
 	// MaxPartialRequestBytes caps the memory held by large requests (over 16 KiB) still
-	// arriving, over all connections; a connection whose request would pass it is closed
-	// with busy. Default 16777216.
+	// arriving or waiting to be decoded, over all connections; a connection whose request
+	// would pass it is closed with busy. Default 16777216.
 	MaxPartialRequestBytes int `yaml:"max_partial_request_bytes"`
 	// MaxConnectionsPerAddress caps the open connections of one client address, loopback
 	// and ThrottleExempt networks excepted. Default 1000; 0: no limit.
