@@ -88,6 +88,19 @@ func (st *streamer) metric(name string, labels ...string) float64 {
 	return v
 }
 
+// counted returns a counter once it reaches least, or after 5 s as it is then: a batch
+// is counted just after its commit, which a test may see first.
+func (st *streamer) counted(least float64, name string, labels ...string) float64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v := st.metric(name, labels...)
+		if v >= least || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitConnected waits until the stream is up and has caught up.
 func (st *streamer) waitConnected() {
 	st.t.Helper()
@@ -200,11 +213,11 @@ func TestSyncreplChanges(t *testing.T) {
 	t.Logf("delete visible after %v", took)
 
 	for _, c := range []struct{ kind, op string }{{"users", "add"}, {"users", "modify"}, {"users", "rename"}, {"users", "delete"}, {"groups", "modify"}} {
-		if st.metric("ldapproxy_sync_changes_total", "kind", c.kind, "op", c.op) < 1 {
+		if st.counted(1, "ldapproxy_sync_changes_total", "kind", c.kind, "op", c.op) < 1 {
 			t.Errorf("no %s %s counted", c.kind, c.op)
 		}
 	}
-	if st.metric("ldapproxy_sync_lag_seconds") < 3 {
+	if st.counted(3, "ldapproxy_sync_lag_seconds") < 3 {
 		t.Errorf("lag observed %v times", st.metric("ldapproxy_sync_lag_seconds"))
 	}
 }
@@ -408,7 +421,7 @@ func TestSyncreplResumePresentPhase(t *testing.T) {
 	if users, groups := st.store.Snapshot().Counts(); users != 30 || groups != 3 {
 		t.Fatalf("after the present phase: %d users, %d groups; want 30 and 3", users, groups)
 	}
-	if st.metric("ldapproxy_sync_changes_total", "kind", "users", "op", "delete") != 1 {
+	if st.counted(1, "ldapproxy_sync_changes_total", "kind", "users", "op", "delete") != 1 {
 		t.Fatalf("deletes counted: %v", st.metric("ldapproxy_sync_changes_total", "kind", "users", "op", "delete"))
 	}
 }

@@ -112,7 +112,7 @@ func TestUSNChanges(t *testing.T) {
 		kind, op string
 		min      float64
 	}{{"users", "add", 1}, {"users", "modify", 1}, {"users", "rename", 2}, {"groups", "modify", 1}} {
-		if got := st.metric("ldapproxy_sync_changes_total", "kind", c.kind, "op", c.op); got < c.min {
+		if got := st.counted(c.min, "ldapproxy_sync_changes_total", "kind", c.kind, "op", c.op); got < c.min {
 			t.Errorf("changes_total{%s,%s} = %v, want at least %v", c.kind, c.op, got, c.min)
 		}
 	}
