@@ -258,7 +258,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		if err := set(objectKey(prefixUsers, id, b.gen), buf); err != nil {
 			return fail(err)
 		}
-		users[id] = r
+		users[r.id] = r // a copy: id may share a larger string's memory
 		if cur == nil {
 			c.UsersCreated++
 		} else {
@@ -293,7 +293,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		if err := set(objectKey(prefixGroups, id, b.gen), buf); err != nil {
 			return fail(err)
 		}
-		groups[id] = r
+		groups[r.id] = r
 		if cur == nil {
 			c.GroupsCreated++
 		} else {

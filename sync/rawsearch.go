@@ -27,7 +27,7 @@ import (
 // Variables for the tests and benchmarks.
 var (
 	pipelineChunk = 64 // entries handed to fn's goroutine at once
-	pipelineDepth = 32 // chunks waiting: two pages of 1000 entries
+	pipelineDepth = 16 // chunks waiting: 1024 entries, two pages of the default 500
 )
 
 // pagedSearch runs a paged search of base with scope as the service account and calls fn

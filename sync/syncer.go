@@ -652,9 +652,9 @@ func (s *Syncer) canonicalID(raw string) (string, error) {
 	case "objectSid":
 		return mapping.SIDString(raw)
 	}
-	// A copy: the value may share the memory of the whole entry it came in, which the
-	// ID, kept in maps, would keep alive.
-	return strings.Clone(strings.ToLower(raw)), nil
+	// The value may share the memory of the whole entry it came in: the store keeps a
+	// copy of the ID, and a run keeps the IDs of groups only, whose entries it keeps.
+	return strings.ToLower(raw), nil
 }
 
 // entryOf converts a go-ldap entry for the mappings, keeping binary values intact. The
