@@ -82,10 +82,15 @@ func login(proxyURL string, up *slapdtest.Server, i int) error {
 	defer c.Close()
 	c.SetTimeout(5 * time.Second)
 	if err := c.Bind(up.UserDN(i), slapdtest.UserPassword(i)); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBindFailed, err)
 	}
 	return searchSelf(c, up, i)
 }
+
+// errBindFailed marks a login whose bind failed. A bind is answered in one message, so
+// one whose connection broke had nothing of its answer delivered and is retried, on the
+// next server: a killed server must fail none.
+var errBindFailed = errors.New("bind failed")
 
 // errWrongAnswer marks a search that succeeded with the wrong entries: never acceptable.
 var errWrongAnswer = errors.New("wrong search result")
@@ -301,6 +306,8 @@ func TestFailoverKillUnderLoad(t *testing.T) {
 		switch {
 		case e.beforeKill:
 			t.Errorf("operation failed before the kill: %v", e.err)
+		case errors.Is(e.err, errBindFailed):
+			t.Errorf("a login's bind, started %v after the kill, failed: %v; its retry must go to the next server", e.at, e.err)
 		case !tolerable(e.err):
 			t.Errorf("operation started %v after the kill: %v; want unavailable (52) or a connection error", e.at, e.err)
 		case e.at < -time.Second:
