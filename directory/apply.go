@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/ldapproxy/ldapproxy/internal/secret"
 )
 
 // Change is one change of a batch (Tree.Apply).
@@ -406,7 +407,7 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 	}
 	user, op := 0, int(te.nUser)
 	for _, a := range e.Attributes {
-		if IsSecret(a.Name) {
+		if secret.Attribute(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/ldapproxy/ldapproxy/internal/parallel"
+	"github.com/ldapproxy/ldapproxy/internal/secret"
 )
 
 // Tree is one version of an indexed set of entries served by cached searches. A version
@@ -142,35 +143,6 @@ func (e *treeEntry) optsOf(i int) string {
 		return ""
 	}
 	return e.opts[i]
-}
-
-// secretAttributes are never stored or served, whatever the upstream returns: the syncer
-// drops them on arrival (IsSecret), and the tree leaves them out of whatever entries it
-// is handed, so a mistake there cannot reach clients. Password hashes and histories,
-// Kerberos and NT keys, private keys and credential blobs of Active Directory, FreeIPA,
-// Samba and OpenLDAP. Lowercased.
-var secretAttributes = map[string]bool{
-	"userpassword": true, "authpassword": true, "pwdhistory": true, "userpkcs12": true,
-	// Active Directory
-	"unicodepwd": true, "dbcspwd": true, "ntpwdhistory": true, "lmpwdhistory": true,
-	"supplementalcredentials": true, "msds-managedpassword": true,
-	"mspkiaccountcredentials": true, "mspkidpapimasterkeys": true,
-	"ms-mcs-admpwd": true, "mslaps-password": true, "mslaps-encryptedpassword": true,
-	"mslaps-encryptedpasswordhistory": true, "mslaps-encrypteddsrmpassword": true,
-	"mslaps-encrypteddsrmpasswordhistory": true, "msfve-recoverypassword": true, "msfve-keypackage": true,
-	"priorvalue": true, "currentvalue": true, "trustauthincoming": true, "trustauthoutgoing": true,
-	"initialauthincoming": true, "initialauthoutgoing": true,
-	// Samba, FreeIPA, Kerberos
-	"sambantpassword": true, "sambalmpassword": true, "sambapasswordhistory": true,
-	"krbprincipalkey": true, "krbmkey": true, "krbpwdhistory": true, "ipanthash": true,
-	"unixuserpassword": true,
-}
-
-// IsSecret tells whether an attribute (by name, options allowed) holds a secret that is
-// never stored or served.
-func IsSecret(attrName string) bool {
-	typ, _ := splitDescription(attrName)
-	return lookupFold(secretAttributes, typ)
 }
 
 // Synthesised attributes: the tree knows them better than whoever built the entries.
@@ -340,7 +312,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 func (s *schema) check(e *Entry) (dn *ldap.DN, known bool, err error) {
 	known = true
 	for _, a := range e.Attributes {
-		if IsSecret(a.Name) {
+		if secret.Attribute(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)
@@ -375,7 +347,7 @@ func (s *schema) check(e *Entry) (dn *ldap.DN, known bool, err error) {
 // learnChecked makes the types and classes of e, which check accepted, known to s.
 func (s *schema) learnChecked(e *Entry, dn *ldap.DN) {
 	for _, a := range e.Attributes {
-		if IsSecret(a.Name) {
+		if secret.Attribute(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)
@@ -433,7 +405,7 @@ func (s *schema) count(e *Entry, dn *ldap.DN, delta int) {
 		}
 	}
 	for _, a := range e.Attributes {
-		if IsSecret(a.Name) {
+		if secret.Attribute(a.Name) {
 			continue
 		}
 		typ, _ := splitDescription(a.Name)
@@ -480,7 +452,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache dnCache) {
 	items := make([]item, len(e.Attributes))
 	nUser, nOp, nVals, hasStructural := 0, 0, 2, false
 	for i, a := range e.Attributes {
-		if IsSecret(a.Name) {
+		if secret.Attribute(a.Name) {
 			continue
 		}
 		typ, opts := splitDescription(a.Name)

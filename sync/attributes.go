@@ -9,7 +9,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/ldapproxy/ldapproxy/cache"
-	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/internal/secret"
 )
 
 // computedAttributes are operational attributes a directory computes for each entry
@@ -101,7 +101,7 @@ func (k keeper) decide(name string) bool {
 	typ, opts, _ := strings.Cut(name, ";")
 	typ = strings.ToLower(typ)
 	switch {
-	case directory.IsSecret(typ), computedAttributes[typ], k.drop[typ], k.confidential.has(typ):
+	case secret.Attribute(typ), computedAttributes[typ], k.drop[typ], k.confidential.has(typ):
 		return false
 	case strings.Contains(strings.ToLower(opts), "range="):
 		// Active Directory's ranged retrieval of a long member list: a part of the
@@ -139,7 +139,7 @@ func validateAttributeLists(c *Config) []error {
 				}
 			case !attributeName(a):
 				errs = append(errs, fmt.Errorf("%s: %q is not an attribute name", l.key, a))
-			case directory.IsSecret(a) && l.key == "attributes":
+			case secret.Attribute(a) && l.key == "attributes":
 				errs = append(errs, fmt.Errorf("attributes: %q holds a secret, which is never stored or served", a))
 			}
 		}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/ldapproxy/ldapproxy/directory"
 	"github.com/ldapproxy/ldapproxy/internal/sambatest"
+	"github.com/ldapproxy/ldapproxy/internal/secret"
 	ldapsync "github.com/ldapproxy/ldapproxy/sync"
 )
 
@@ -42,7 +42,7 @@ func TestConfidentialAttributesNotKept(t *testing.T) {
 	written := ""
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
 		for k := range confidential {
-			if !directory.IsSecret(k) && !yield(k) {
+			if !secret.Attribute(k) && !yield(k) {
 				return
 			}
 		}
