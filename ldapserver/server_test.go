@@ -995,13 +995,15 @@ func (s slowReader) Read(p []byte) (int, error) {
 // than the handler produces, for longer than the write timeout: the timeout is about a
 // client that stops reading, not about how long a whole response takes.
 func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
+	// The reader takes 4 KiB every 5 ms; the timeout leaves room for a test machine
+	// under load not to run it for a while.
 	h := newProtoHandler()
-	h.slow = time.Second
+	h.slow = 3 * time.Second
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveOn(t, &Server{Handler: HandlerFunc(h.serve), WriteTimeout: 300 * time.Millisecond}, smallBuffers{ln})
+	addr := serveOn(t, &Server{Handler: HandlerFunc(h.serve), WriteTimeout: time.Second}, smallBuffers{ln})
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
