@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/internal/fold"
 	"github.com/ldapproxy/ldapproxy/mapping"
 )
 
@@ -480,32 +481,10 @@ func (s *schema) attr(name string) *attrType {
 	if t := s.attrs[name]; t != nil {
 		return t
 	}
-	if t := lookupFold(s.base.attrs, name); t != nil {
+	if t := fold.Get(s.base.attrs, name); t != nil {
 		return t
 	}
-	return lookupFold(s.attrs, name)
-}
-
-// lookupFold looks name up in m, whose keys are lower-case, as strings.ToLower(name)
-// would, without allocating for the short ASCII names attribute types and object
-// classes have.
-func lookupFold[V any](m map[string]V, name string) V {
-	var buf [64]byte
-	if len(name) > len(buf) {
-		return m[strings.ToLower(name)]
-	}
-	b := buf[:len(name)]
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= utf8.RuneSelf:
-			return m[strings.ToLower(name)]
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b[i] = c
-	}
-	return m[string(b)]
+	return fold.Get(s.attrs, name)
 }
 
 // attrBytes is attr for a name straight from a request, without copying it.
@@ -530,10 +509,10 @@ func (s *schema) addAttr(name string) *attrType {
 
 // class resolves an object class by name or OID, case-insensitively; nil if unknown.
 func (s *schema) class(name string) *objectClass {
-	if c := lookupFold(s.base.classes, name); c != nil {
+	if c := fold.Get(s.base.classes, name); c != nil {
 		return c
 	}
-	return lookupFold(s.classes, name)
+	return fold.Get(s.classes, name)
 }
 
 func (s *schema) addClass(name string) *objectClass {

@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/ldapproxy/ldapproxy/internal/fold"
 	"github.com/ldapproxy/ldapproxy/internal/parallel"
 	"github.com/ldapproxy/ldapproxy/internal/secret"
 )
@@ -383,7 +384,7 @@ func (s *schema) learn(e *Entry) (*ldap.DN, error) {
 func (s *schema) count(e *Entry, dn *ldap.DN, delta int) {
 	var seen map[string]bool
 	use := func(kind, name string) {
-		if kind == "a:" && lookupFold(s.attrs, name) == nil || kind == "c:" && lookupFold(s.classes, name) == nil {
+		if kind == "a:" && fold.Get(s.attrs, name) == nil || kind == "c:" && fold.Get(s.classes, name) == nil {
 			return // static
 		}
 		key := strings.ToLower(name)

@@ -7,7 +7,8 @@ package secret
 
 import (
 	"strings"
-	"unicode/utf8"
+
+	"github.com/ldapproxy/ldapproxy/internal/fold"
 )
 
 // attributes are the secret attribute types, lower-cased.
@@ -32,20 +33,5 @@ var attributes = map[string]bool{
 // allowed: "userPassword;binary") holds a secret.
 func Attribute(desc string) bool {
 	typ, _, _ := strings.Cut(desc, ";")
-	var buf [64]byte
-	if len(typ) > len(buf) {
-		return attributes[strings.ToLower(typ)]
-	}
-	b := buf[:len(typ)]
-	for i := 0; i < len(typ); i++ {
-		c := typ[i]
-		switch {
-		case c >= utf8.RuneSelf:
-			return attributes[strings.ToLower(typ)]
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b[i] = c
-	}
-	return attributes[string(b)] // no copy: the compiler looks the bytes up as they are
+	return fold.Get(attributes, typ)
 }
