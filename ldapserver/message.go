@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
@@ -332,7 +333,7 @@ func decodeBind(op *ber.Packet) (*BindRequest, error) {
 	if err != nil {
 		return nil, malformed("bind version: %v", err)
 	}
-	name, err := stringOf(op.Children[1])
+	name, err := ownStringOf(op.Children[1])
 	if err != nil {
 		return nil, malformed("bind name: %v", err)
 	}
@@ -351,7 +352,7 @@ func decodeBind(op *ber.Packet) (*BindRequest, error) {
 		if len(auth.Children) < 1 {
 			return nil, malformed("SASL credentials without a mechanism")
 		}
-		if b.Mechanism, err = stringOf(auth.Children[0]); err != nil {
+		if b.Mechanism, err = ownStringOf(auth.Children[0]); err != nil {
 			return nil, malformed("SASL mechanism: %v", err)
 		}
 	default:
@@ -492,11 +493,11 @@ func decodeCompare(op *ber.Packet) (*CompareRequest, error) {
 	if len(op.Children) != 2 || len(op.Children[1].Children) != 2 {
 		return nil, malformed("compare request shape")
 	}
-	dn, err := stringOf(op.Children[0])
+	dn, err := ownStringOf(op.Children[0])
 	if err != nil {
 		return nil, malformed("compare entry: %v", err)
 	}
-	attr, err := stringOf(op.Children[1].Children[0])
+	attr, err := ownStringOf(op.Children[1].Children[0])
 	if err != nil {
 		return nil, malformed("compare attribute: %v", err)
 	}
@@ -530,7 +531,7 @@ func decodeModify(op *ber.Packet) (*ModifyRequest, error) {
 	if len(op.Children) != 2 {
 		return nil, malformed("modify request shape")
 	}
-	dn, err := stringOf(op.Children[0])
+	dn, err := ownStringOf(op.Children[0])
 	if err != nil {
 		return nil, malformed("modify object: %v", err)
 	}
@@ -543,7 +544,7 @@ func decodeModify(op *ber.Packet) (*ModifyRequest, error) {
 		if err != nil || kind < 0 || kind > 3 {
 			return nil, malformed("modify operation")
 		}
-		typ, err := stringOf(ch.Children[1].Children[0])
+		typ, err := ownStringOf(ch.Children[1].Children[0])
 		if err != nil {
 			return nil, malformed("modify attribute type: %v", err)
 		}
@@ -556,7 +557,17 @@ func decodeModify(op *ber.Packet) (*ModifyRequest, error) {
 	return m, nil
 }
 
-// stringOf returns the content of a primitive OCTET STRING.
+// ownStringOf is stringOf, copied: a string that does not keep the rest of the message
+// alive. Binds, compares and modifies carry passwords (a bind's, a userPassword
+// assertion, a new password), and what is kept of them (the bound DN, a DN the password
+// caches remember) must not hold the message's text, password included.
+func ownStringOf(p *ber.Packet) (string, error) {
+	s, err := stringOf(p)
+	return strings.Clone(s), err
+}
+
+// stringOf returns the content of a primitive OCTET STRING. It shares the text of the
+// whole message (ldapwire.Decode): keeping it keeps all of the message.
 func stringOf(p *ber.Packet) (string, error) {
 	if p.ClassType != ber.ClassUniversal || p.Tag != ber.TagOctetString || p.TagType != ber.TypePrimitive {
 		return "", errors.New("not an OCTET STRING")

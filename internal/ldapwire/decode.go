@@ -13,7 +13,9 @@ import (
 // reads byte by byte and re-encodes every child into its parent's buffer, which made it
 // most of the cost of reading a request. The packets' Data buffers share msg's memory, so
 // msg must not change while they are in use; Data of a constructed packet holds its
-// content as received.
+// content as received. The string Values of OCTET STRINGs are slices of one copy of the
+// whole message: a string kept from them keeps the whole message's text, whatever else
+// (a password) it holds; copy what is kept for long.
 //
 // Only the universal types LDAP uses are decoded here (BOOLEAN, INTEGER, ENUMERATED,
 // OCTET STRING, SEQUENCE, SET, NULL); an element of any other universal primitive type is
