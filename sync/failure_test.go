@@ -1,9 +1,13 @@
 package sync_test
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	gosync "sync"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -137,5 +141,52 @@ func TestConnectionLostMidSync(t *testing.T) {
 	}
 	if st := e.status(cache.KindUsers); st.Result != cache.ResultFailed || len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "users page 2") {
 		t.Errorf("users status %+v, want failed with the error of page 2", st)
+	}
+}
+
+// cancelOnProgress cancels a sync at its first progress line of users, a second after it
+// (by then the reader has read every page, and entries wait for the mapping).
+type cancelOnProgress struct {
+	slog.Handler
+	once   *gosync.Once
+	cancel context.CancelFunc
+}
+
+func (h cancelOnProgress) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h cancelOnProgress) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "sync: users 1 ") {
+		h.once.Do(func() {
+			time.Sleep(time.Second)
+			h.cancel() // as at a shutdown: the program stops the sync and waits for it
+		})
+	}
+	return nil
+}
+
+// TestCancelledFullSyncDoesNotCommit: a full sync stopped while the users it read still
+// wait to be mapped fails and commits nothing: the store keeps every user.
+func TestCancelledFullSyncDoesNotCommit(t *testing.T) {
+	defer ldapsync.SetProgressEntries(1)()
+	e := newEnv(t, slapdtest.Options{Users: 120, Groups: 3})
+	cfg := config(t, func(c *ldapsync.Config) {
+		c.Groups = false
+		c.MembershipField = "memberOf"
+	})
+	if n, _ := e.sync(cfg).Counts(); n != 120 {
+		t.Fatalf("first sync: %d users", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := ldapsync.New(cfg, e.pool, e.store, slog.New(cancelOnProgress{Handler: slog.DiscardHandler, once: &gosync.Once{}, cancel: cancel}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(ctx)
+	if n, _ := e.store.Snapshot().Counts(); n != 120 {
+		t.Fatalf("a cancelled full sync (%v) left %d of 120 users", err, n)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled full sync returned %v", err)
 	}
 }

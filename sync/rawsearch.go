@@ -62,7 +62,12 @@ func (s *Syncer) rawSearch(ctx context.Context, what, base string, scope int, fi
 		defer close(fnDone)
 		for chunk := range chunks {
 			for _, e := range chunk {
-				if fnErr != nil || ctx.Err() != nil {
+				if fnErr == nil && ctx.Err() != nil {
+					// Entries the reader had already sent are left unread: whatever
+					// ended the search, this read did not succeed.
+					fnErr = fmt.Errorf("%s: %w", what, ctx.Err())
+				}
+				if fnErr != nil {
 					break // the search stops: the rest is drained
 				}
 				if fnErr = fn(e); fnErr != nil {

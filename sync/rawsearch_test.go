@@ -239,3 +239,41 @@ func TestPagedSearchPipeline(t *testing.T) {
 		t.Fatalf("cancelled at entry 10: %d calls, %v", n, err)
 	}
 }
+
+// TestCancelledPagedSearchIsNotSuccess: a read cancelled after the reader has sent its
+// last page, while entries still wait for fn, reports the cancellation: it must never
+// look like a read of everything (a full sync would then commit the rest as deleted).
+func TestCancelledPagedSearchIsNotSuccess(t *testing.T) {
+	srv := slapdtest.New(t, slapdtest.Options{Users: 120, Groups: 3})
+	pool, err := upstream.New(upstream.Config{
+		URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword, BaseDN: srv.Suffix,
+		Timeout: 10 * time.Second,
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	cfg := Default()
+	cfg.PageSize = 50
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, pool, nil, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	err = s.pagedSearch(ctx, "users", "ou=people,"+srv.Suffix, ldap.ScopeWholeSubtree, "(objectClass=inetOrgPerson)",
+		[]string{"uid"}, func(e *ldap.Entry) error {
+			if n++; n == 1 {
+				time.Sleep(time.Second) // the reader reads every page meanwhile
+				cancel()                // a shutdown or a reload
+			}
+			return nil
+		})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("pagedSearch gave fn %d of 120 entries and returned %v; want the cancellation", n, err)
+	}
+}

@@ -240,6 +240,9 @@ func (s *Syncer) runFull(ctx context.Context, cookies map[string][]byte, mark bo
 	if mark {
 		r.setMark(start)
 	}
+	if err := ctx.Err(); err != nil { // stopped: what was read may be partial
+		return r.fail(kinds[0], err)
+	}
 	if err := w.Commit(); err != nil {
 		r.record(cache.ResultFailed, start)
 		return fmt.Errorf("sync: %w", err)
