@@ -107,9 +107,7 @@ func (c *conn) serve() {
 			c.readFailed(err)
 			return
 		}
-		ok := c.dispatch(msg)
-		c.srv.partialDone(held) // decoded: the packets, not the bytes, are what it holds now
-		if !ok {
+		if !c.dispatch(msg, held) {
 			return
 		}
 	}
@@ -299,8 +297,11 @@ func isTimeout(err error) bool {
 
 // dispatch decodes one message and starts its operation. It reports whether the read
 // loop should go on.
-func (c *conn) dispatch(msg []byte) bool {
+func (c *conn) dispatch(msg []byte, held int64) bool {
 	req, err := c.decode(msg)
+	// Decoded: the packets, not the bytes, are what it holds now, also while a bind
+	// waits for the operations before it and for the upstream.
+	c.srv.partialDone(held)
 	if errors.Is(err, ErrServerClosed) { // torn down while waiting to decode
 		return false
 	}

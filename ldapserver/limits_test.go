@@ -440,3 +440,29 @@ func TestNoReleaseWithoutPressure(t *testing.T) {
 func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestLargeBindGivesBackItsBytesOnceDecoded: a large request's bytes count against
+// max_partial_request_bytes until it is decoded, not while its operation runs: a bind
+// waits for the operations before it and for the upstream, and connections holding
+// such binds must not starve everyone else's large requests.
+func TestLargeBindGivesBackItsBytesOnceDecoded(t *testing.T) {
+	inBind := make(chan struct{})
+	release := make(chan struct{})
+	srv := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		if r.Op == OpBind {
+			close(inBind)
+			<-release
+		}
+		w.WriteResult(&Result{})
+	})}
+	addr := serve(t, srv)
+	w := dialWire(t, addr)
+	w.send(ldapMessage(1, bindOp("cn="+strings.Repeat("x", 40<<10), "pw")))
+	<-inBind
+	held := srv.partial.Load()
+	close(release)
+	w.result()
+	if held != 0 {
+		t.Fatalf("a decoded bind holds %d bytes of max_partial_request_bytes while it runs", held)
+	}
+}
