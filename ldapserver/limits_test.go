@@ -396,7 +396,7 @@ func TestDenseRequestsDecodedOneAtATime(t *testing.T) {
 			w.send(msg[:len(msg)-1])
 			ws = append(ws, w)
 		}
-		waitFor(t, 10*time.Second, "every request to be nearly there", func() bool {
+		waitFor(t, 30*time.Second, "every request to be nearly there", func() bool {
 			return srv.partial.Load() >= conns*int64(len(msg)-1)
 		})
 		var wg sync.WaitGroup
@@ -404,8 +404,9 @@ func TestDenseRequestsDecodedOneAtATime(t *testing.T) {
 			wg.Go(func() { w.c.Write(msg[len(msg)-1:]) })
 		}
 		wg.Wait()
-		// A request holds its bytes of the budget until it is decoded.
-		waitFor(t, time.Minute, "every request to be decoded", func() bool { return srv.partial.Load() == 0 })
+		// A request holds its bytes of the budget until it is decoded. One at a time under
+		// -race on a loaded machine, that can take a while.
+		waitFor(t, 3*time.Minute, "every request to be decoded", func() bool { return srv.partial.Load() == 0 })
 		for _, w := range ws {
 			w.expectResult(1, ldap.ApplicationSearchResultDone, ldap.LDAPResultInsufficientAccessRights)
 			w.c.Close()
