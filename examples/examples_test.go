@@ -618,8 +618,20 @@ log:
 	if _, err := c.PasswordModify(ldap.NewPasswordModifyRequest("", slapdtest.UserPassword(1), "another-password")); err == nil {
 		return nil, errors.New("a password change went through with password_writeback off")
 	}
-	if p.metrics, err = p.scrape(); err != nil {
-		return nil, err
+	// A request is counted just after its answer is handed to the writer: wait for the
+	// last one's counters.
+	counted := func(text string) bool {
+		return strings.Contains(text, "ldapproxy_password_writeback_total{") &&
+			strings.Contains(text, `ldapproxy_requests_total{op="extended"`)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if p.metrics, err = p.scrape(); err != nil {
+			return nil, err
+		}
+		if counted(p.metrics) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if p.exported, err = parseExposition(p.metrics); err != nil {
 		return nil, err
