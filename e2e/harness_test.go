@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,24 +22,6 @@ import (
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
-// syncBuffer collects log output written from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proxy is a running ldapproxy for one test.
 type proxy struct {
 	t     testing.TB
@@ -49,7 +29,7 @@ type proxy struct {
 	URL   string // ldap://127.0.0.1:PORT
 	LDAPS string // ldaps://..., when configured
 	HTTP  string // http://127.0.0.1:PORT
-	logs  *syncBuffer
+	logs  *slapdtest.LockedBuffer
 	stop  context.CancelFunc
 	done  chan error
 }
@@ -89,7 +69,7 @@ func startProxy(t testing.TB, yaml string) *proxy {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}
-	logs := &syncBuffer{}
+	logs := &slapdtest.LockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.New(cfg, log, "test")
 	if err != nil {

@@ -23,7 +23,7 @@ func startProxyFromFile(t *testing.T, path string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &slapdtest.LockedBuffer{}
 	log, level := cfg.Log.NewReloadableLogger(logs)
 	a, err := app.New(cfg, log, "test")
 	if err != nil {

@@ -845,25 +845,10 @@ func errorFiltered(expr string) bool {
 // promServer is a Prometheus server started by a test.
 type promServer struct {
 	url string
-	out *syncBuffer
+	out *slapdtest.LockedBuffer
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (p *promServer) output() string {
-	p.out.mu.Lock()
-	defer p.out.mu.Unlock()
-	return p.out.buf.String()
-}
+func (p *promServer) output() string { return p.out.String() }
 
 // startPrometheus runs Prometheus (Debian's prometheus package, which brings promtool)
 // on loopback, scraping target every second and loading the alert rules, until the test
@@ -895,7 +880,7 @@ scrape_configs:
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := &promServer{url: "http://" + addr, out: &syncBuffer{}}
+		srv := &promServer{url: "http://" + addr, out: &slapdtest.LockedBuffer{}}
 		cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 			"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--log.level=warn")
 		cmd.Stdout, cmd.Stderr = srv.out, srv.out

@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/directory"
 	"github.com/ldapproxy/ldapproxy/internal/sambatest"
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 	ldapsync "github.com/ldapproxy/ldapproxy/sync"
 )
 
@@ -299,24 +298,6 @@ func TestDirSyncPollCost(t *testing.T) {
 		users, full, took.Round(time.Millisecond), idle, visible.Round(time.Millisecond), changed, 100*float64(changed)/float64(full))
 }
 
-// lockedBuffer is a bytes.Buffer safe for a logger and a test reading it at once.
-type lockedBuffer struct {
-	mu  gosync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestDirSyncWithoutRight: a service account without the Replicating Directory Changes
 // right (an ordinary user) gets no store: the full read fails, saying which right it
 // needs, and is retried at each poll interval.
@@ -331,7 +312,7 @@ func TestDirSyncWithoutRight(t *testing.T) {
 	cfg := config(t, func(c *ldapsync.Config) {
 		c.Preset, c.Mode, c.PollInterval = "active-directory", ldapsync.ModeDirSync, tsPoll
 	})
-	var logs lockedBuffer
+	var logs slapdtest.LockedBuffer
 	s, err := ldapsync.New(cfg, e.pool, store, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -166,11 +166,9 @@ func BenchmarkUserEntry(b *testing.B) {
 	}
 }
 
-// pagedSearch hands the entries to fn in the upstream's order, on one goroutine, across
-// pages read ahead; an fn that fails stops the search, which returns fn's error once fn
-// is no longer running; a cancelled context stops it too.
-func TestPagedSearchPipeline(t *testing.T) {
-	srv := slapdtest.New(t, slapdtest.Options{Users: 120, Groups: 3})
+// pagingSyncer is a syncer of srv (no store) that reads pageSize entries a page.
+func pagingSyncer(t *testing.T, srv *slapdtest.Server, pageSize int) *Syncer {
+	t.Helper()
 	pool, err := upstream.New(upstream.Config{
 		URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword, BaseDN: srv.Suffix,
 		Timeout: 10 * time.Second,
@@ -178,9 +176,9 @@ func TestPagedSearchPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(func() { pool.Close() })
 	cfg := Default()
-	cfg.PageSize = 7
+	cfg.PageSize = pageSize
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +186,15 @@ func TestPagedSearchPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// pagedSearch hands the entries to fn in the upstream's order, on one goroutine, across
+// pages read ahead; an fn that fails stops the search, which returns fn's error once fn
+// is no longer running; a cancelled context stops it too.
+func TestPagedSearchPipeline(t *testing.T) {
+	srv := slapdtest.New(t, slapdtest.Options{Users: 120, Groups: 3})
+	s := pagingSyncer(t, srv, 7)
 	defer func(c, d int) { pipelineChunk, pipelineDepth = c, d }(pipelineChunk, pipelineDepth)
 	pipelineChunk, pipelineDepth = 3, 2 // chunks smaller than pages, and the reader ahead of fn
 	ctx := context.Background()
@@ -211,7 +218,7 @@ func TestPagedSearchPipeline(t *testing.T) {
 	stop := errors.New("stop here")
 	n := 0
 	running := false
-	err = read(func(e *ldap.Entry) error {
+	err := read(func(e *ldap.Entry) error {
 		if running {
 			t.Error("fn called twice at once")
 		}
@@ -245,27 +252,11 @@ func TestPagedSearchPipeline(t *testing.T) {
 // look like a read of everything (a full sync would then commit the rest as deleted).
 func TestCancelledPagedSearchIsNotSuccess(t *testing.T) {
 	srv := slapdtest.New(t, slapdtest.Options{Users: 120, Groups: 3})
-	pool, err := upstream.New(upstream.Config{
-		URLs: srv.URL, BindDN: srv.ServiceDN, BindPassword: srv.ServicePassword, BaseDN: srv.Suffix,
-		Timeout: 10 * time.Second,
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	cfg := Default()
-	cfg.PageSize = 50
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, pool, nil, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := pagingSyncer(t, srv, 50)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
-	err = s.pagedSearch(ctx, "users", "ou=people,"+srv.Suffix, ldap.ScopeWholeSubtree, "(objectClass=inetOrgPerson)",
+	err := s.pagedSearch(ctx, "users", "ou=people,"+srv.Suffix, ldap.ScopeWholeSubtree, "(objectClass=inetOrgPerson)",
 		[]string{"uid"}, func(e *ldap.Entry) error {
 			if n++; n == 1 {
 				time.Sleep(time.Second) // the reader reads every page meanwhile

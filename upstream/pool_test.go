@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,28 +20,10 @@ import (
 	promns "github.com/ldapproxy/ldapproxy/metrics"
 )
 
-// logBuffer collects a pool's logs for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testPool struct {
 	*Pool
 	reg  *prometheus.Registry
-	logs *logBuffer
+	logs *slapdtest.LockedBuffer
 }
 
 // newTestPool validates cfg with short test defaults and builds a pool
@@ -63,7 +44,7 @@ func newTestPool(t *testing.T, cfg Config) *testPool {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	tp := &testPool{reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	tp := &testPool{reg: prometheus.NewRegistry(), logs: &slapdtest.LockedBuffer{}}
 	// Registered as the app does, so the names are the ones Prometheus sees.
 	p, err := New(cfg, slog.New(slog.NewTextHandler(tp.logs, nil)), promns.Registerer(tp.reg))
 	if err != nil {

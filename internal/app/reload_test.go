@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
@@ -199,7 +198,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{} // the upstream pool logs from its own goroutine
+	logs := &slapdtest.LockedBuffer{} // the upstream pool logs from its own goroutine
 	log, level := cfg.Log.NewReloadableLogger(logs)
 	a, err := New(cfg, log, "test")
 	if err != nil {
@@ -275,22 +274,4 @@ func TestReload(t *testing.T) {
 	if level.Level() != slog.LevelWarn {
 		t.Errorf("after a failed reload: level %v, want warn", level.Level())
 	}
-}
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -107,25 +107,7 @@ type Server struct {
 	logLevel  int
 	cmd       *exec.Cmd
 	done      chan struct{} // closed when samba has exited
-	out       *lockedBuffer
-}
-
-// lockedBuffer collects samba's output, written by os/exec's copying goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	out       *slapdtest.LockedBuffer
 }
 
 // Installed reports whether samba and samba-tool can be found.
@@ -248,7 +230,7 @@ func (s *Server) launch() error {
 	// -i: foreground, logging to stdout, so that the pid is samba's own; -M single: one
 	// process for every service instead of one per connection.
 	if s.out == nil {
-		s.out = &lockedBuffer{} // one for every run, so that a failed test shows them all
+		s.out = &slapdtest.LockedBuffer{} // one for every run, so that a failed test shows them all
 	}
 	cmd := exec.Command(bin, "-i", "-M", "single", "-d", fmt.Sprint(s.logLevel), "-s", filepath.Join(s.Dir, "etc", "smb.conf"))
 	cmd.Stdout, cmd.Stderr = s.out, s.out
