@@ -165,6 +165,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 	}
 	var prior []error
 	var skip, avoid []*server
+	idleChecked := false
 	for attempt := 0; ; attempt++ {
 		wc, bound, err := c.session(ctx, kind, stay, skip, avoid, prior)
 		if err != nil {
@@ -202,6 +203,12 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 			return fmt.Errorf("upstream %s: %w", kind, ctx.Err())
 		case !errors.As(err, &ne):
 			return err // fn's own error
+		case errors.Is(err, errClosedIdle) && !idleChecked:
+			// Closed by the server between requests, found just now: nothing was
+			// sent, and the session goes on as session() does with such a connection.
+			idleChecked = true
+			attempt--
+			continue
 		}
 		failed := &serverError{server: wc.srv.raw, err: fmt.Errorf("%s: %w", kind, err)}
 		prior = append(prior, failed)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
@@ -21,25 +23,41 @@ const maxResponseSize = 64 << 20
 // wireConn is an upstream connection spoken to at the message level: a request goes out
 // as the bytes the client sent (with the connection's own message ID), and responses come
 // back as raw messages that the frontend relays without decoding them. Requests are
-// multiplexed by message ID; one goroutine reads and dispatches the responses.
+// multiplexed by message ID.
 //
 // go-ldap's Conn would decode every entry into a tree of packets and maps (with
 // descriptions), then the frontend would encode it again, with several goroutine
 // hand-offs per request; relaying bytes keeps a forwarded search close to the
 // upstream's own cost.
+//
+// Who reads: a request that finds nobody reading reads its own answers (and hands on
+// whatever else arrives), so the usual request costs no hand-off between goroutines;
+// when it has its answer while other requests still wait for theirs, a reader goroutine
+// takes over until none is left. An idle connection has no reader: that the server
+// closed it is found when the session next uses it (broken), by looking at the socket
+// without waiting, as a reader would have found it.
 type wireConn struct {
 	nc  net.Conn
 	srv *server
+	// sock is the socket under nc (also under TLS), looked at when the connection is
+	// idle; nil: none that can be looked at, and a reader goroutine always reads instead.
+	sock syscall.RawConn
 
 	wmu sync.Mutex
 	bw  *bufio.Writer
 
-	mu      sync.Mutex
-	pending map[int64]*call
-	nextID  int64
-	err     error // why the connection broke; set once
+	mu       sync.Mutex
+	pending  map[int64]*call
+	nextID   int64
+	err      error     // why the connection broke; set once
+	reading  bool      // a request waiting for its answer, or the reader goroutine, reads
+	released sync.Cond // on mu: reading ended
 
-	done chan struct{} // closed when the reader exits
+	// Used only by whoever reads:
+	br       *bufio.Reader
+	large    []byte // a response longer than br's buffer, as far as it arrived
+	tx       sendState
+	sendStep func(fd uintptr) bool // w.step, made once
 }
 
 // call is one request in flight.
@@ -62,67 +80,142 @@ func (e *netError) Unwrap() error { return e.err }
 // errTimeout is a request that got no answer within the upstream timeout.
 var errTimeout = errors.New("no answer within the upstream timeout")
 
+// aLongTimeAgo is a read deadline that interrupts a read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
 func newWireConn(nc net.Conn, srv *server) *wireConn {
 	w := &wireConn{
 		nc:      nc,
 		srv:     srv,
 		bw:      bufio.NewWriterSize(nc, 4096),
+		br:      bufio.NewReaderSize(nc, 32<<10),
 		pending: make(map[int64]*call),
-		done:    make(chan struct{}),
 	}
-	go w.reader()
+	w.released.L = &w.mu
+	w.sock = socketOf(nc)
+	w.sendStep = w.step
+	if w.sock == nil {
+		w.reading = true
+		go w.reader()
+	}
 	return w
 }
 
-// reader dispatches responses to their calls until the connection breaks.
+// readFrame reads the next response. A read interrupted by its deadline loses nothing:
+// the next call goes on where it stopped. The message is valid until the next call.
+func (w *wireConn) readFrame() ([]byte, error) {
+	if w.large == nil {
+		hlen, total, err := ldapwire.PeekLength(w.br, maxResponseSize)
+		if err != nil {
+			return nil, err
+		}
+		if total <= int64(w.br.Size()) {
+			msg, err := w.br.Peek(int(total))
+			if err != nil {
+				return nil, ldapwire.NoEOF(err)
+			}
+			w.br.Discard(len(msg))
+			return msg, nil
+		}
+		w.large = make([]byte, hlen, total)
+		w.br.Read(w.large) // buffered: Peek has just seen it
+	}
+	for len(w.large) < cap(w.large) {
+		n, err := w.br.Read(w.large[len(w.large):cap(w.large)])
+		w.large = w.large[:len(w.large)+n]
+		if err != nil && len(w.large) < cap(w.large) {
+			return nil, ldapwire.NoEOF(err)
+		}
+	}
+	msg := w.large
+	w.large = nil
+	return msg, nil
+}
+
+// buffered reports whether part of a response has been read and not handed on yet.
+func (w *wireConn) buffered() bool { return w.br.Buffered() > 0 || w.large != nil }
+
+// dispatch hands one response to the call it answers. An error breaks the connection.
+func (w *wireConn) dispatch(msg []byte) error {
+	id, err := ldapwire.MessageID(msg)
+	if err != nil {
+		return &netError{fmt.Errorf("malformed response: %w", err)}
+	}
+	if id == 0 { // an unsolicited notice: the server is about to close
+		return &netError{errors.New("server sent a notice of disconnection")}
+	}
+	w.mu.Lock()
+	c := w.pending[id]
+	w.mu.Unlock()
+	if c == nil {
+		return nil // abandoned, or timed out
+	}
+	resp, err := ldapwire.ParseResponse(msg)
+	if err != nil {
+		return &netError{fmt.Errorf("malformed response: %w", err)}
+	}
+	resp.More = w.buffered()
+	c.last.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	var fnErr error
+	if !c.cancelled {
+		fnErr = c.fn(resp)
+		c.delivered = true
+	}
+	c.mu.Unlock()
+	switch {
+	case fnErr != nil:
+		w.finish(id, fnErr)
+		w.abandon(id)
+	case resp.Final:
+		w.finish(id, nil)
+	}
+	return nil
+}
+
+// reader reads for the requests in flight until none is left and nothing is half read
+// (or, on a connection whose socket cannot be looked at, until it breaks).
 func (w *wireConn) reader() {
-	defer close(w.done)
-	br := bufio.NewReaderSize(w.nc, 32<<10)
-	var buf []byte
+	w.nc.SetReadDeadline(time.Time{})
 	for {
-		msg, err := ldapwire.ReadFrame(br, maxResponseSize, buf)
-		if err != nil {
-			w.fail(&netError{fmt.Errorf("read response: %w", err)})
-			return
+		msg, err := w.readFrame()
+		if err != nil && deadlineHit(err) {
+			// A deadline a request that read before set to interrupt itself.
+			w.nc.SetReadDeadline(time.Time{})
+			continue
 		}
-		buf = msg[:0]
-		id, err := ldapwire.MessageID(msg)
 		if err != nil {
-			w.fail(&netError{fmt.Errorf("malformed response: %w", err)})
-			return
+			err = &netError{fmt.Errorf("read response: %w", err)}
+		} else {
+			err = w.dispatch(msg)
 		}
-		if id == 0 { // an unsolicited notice: the server is about to close
-			w.fail(&netError{errors.New("server sent a notice of disconnection")})
+		if err != nil {
+			w.fail(err)
+			w.stopReading()
 			return
 		}
 		w.mu.Lock()
-		c := w.pending[id]
-		w.mu.Unlock()
-		if c == nil {
-			continue // abandoned, or timed out
-		}
-		resp, err := ldapwire.ParseResponse(msg)
-		if err != nil {
-			w.fail(&netError{fmt.Errorf("malformed response: %w", err)})
+		if w.sock != nil && len(w.pending) == 0 && !w.buffered() {
+			w.reading = false
+			w.released.Broadcast()
+			w.mu.Unlock()
 			return
 		}
-		resp.More = br.Buffered() > 0
-		c.last.Store(time.Now().UnixNano())
-		c.mu.Lock()
-		var fnErr error
-		if !c.cancelled {
-			fnErr = c.fn(resp)
-			c.delivered = true
-		}
-		c.mu.Unlock()
-		switch {
-		case fnErr != nil:
-			w.finish(id, fnErr)
-			w.abandon(id)
-		case resp.Final:
-			w.finish(id, nil)
-		}
+		w.mu.Unlock()
 	}
+}
+
+// stopReading gives the read side up: to a reader goroutine when requests still wait for
+// answers, else to nobody.
+func (w *wireConn) stopReading() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil && len(w.pending) > 0 {
+		go w.reader()
+		return
+	}
+	w.reading = false
+	w.released.Broadcast()
 }
 
 // finish ends call id with err.
@@ -159,14 +252,16 @@ func (w *wireConn) broken() bool {
 }
 
 // roundTrip sends msg under a fresh message ID and waits for its final response, giving
-// each response to fn on the reader goroutine. A search (progressive) times out only
-// when no response has come for timeout; other requests when the final answer takes
-// longer than timeout. delivered reports whether fn saw anything. A secret request (a
-// bind, with its password) bypasses the write buffer, which would keep a copy, and its
-// copy under the connection's message ID is cleared once sent.
+// each response to fn. A search (progressive) times out only when no response has come
+// for timeout; other requests when the final answer takes longer than timeout.
+// delivered reports whether fn saw anything. A secret request (a bind, with its
+// password) bypasses the write buffer, which would keep a copy, and its copy under the
+// connection's message ID is cleared once sent. A connection that the server closed
+// while it was idle fails with errClosedIdle, the request unsent.
 func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, timeout time.Duration, progressive, secret bool) (delivered bool, err error) {
 	c := &call{fn: fn, done: make(chan error, 1)}
-	c.last.Store(time.Now().UnixNano())
+	start := time.Now()
+	c.last.Store(start.UnixNano())
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -176,27 +271,35 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 	w.nextID = w.nextID%(1<<31-1) + 1
 	id := w.nextID
 	w.pending[id] = c
+	lead := !w.reading && w.sock != nil
+	w.reading = w.reading || lead
 	w.mu.Unlock()
 
 	out, err := ldapwire.WithMessageID(make([]byte, 0, len(msg)+8), msg, id)
 	if err != nil {
 		w.finish(id, nil)
 		<-c.done
+		if lead {
+			w.stopReading()
+		}
 		return false, fmt.Errorf("request: %w", err)
 	}
 	write := w.write
 	if secret {
 		write = w.writeDirect
+		defer clear(out)
 	}
-	err = write(out, timeout)
-	if secret {
-		clear(out)
+	if lead {
+		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, write, start.Add(timeout), timeout, progressive); ok {
+			return delivered, err
+		}
+		// Something arrived while the connection was idle: a reader goroutine has it,
+		// and the request goes as any other.
 	}
-	if err != nil {
+	if err := write(out, timeout); err != nil {
 		w.fail(&netError{fmt.Errorf("send request: %w", err)})
 		return false, <-c.done
 	}
-
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
@@ -218,6 +321,115 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 		}
 	}
 }
+
+// errClosedIdle is a connection found closed by the server as a request was about to be
+// sent on it: it was idle, nothing was sent.
+var errClosedIdle = errors.New("closed by the server while idle")
+
+// sendAndRead sends out for call c (id) on the idle connection, which nobody reads, and
+// reads the connection itself until c has its final answer, handing whatever answers
+// other calls to them, with roundTrip's timeouts; the end of ctx interrupts the wait. It
+// gives the read side up when it returns. ok false: something had arrived while the
+// connection was idle (the rest of an abandoned search, a notice of disconnection),
+// which a reader goroutine now reads; out was not sent.
+//
+// The socket is looked at (without waiting) before out is written and waited on after,
+// in one step of the network poller: a server that closed the connection while it was
+// idle is found before anything is sent, as a reader goroutine would have found it, and
+// the wait for the answer costs no read that finds nothing.
+func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, write func([]byte, time.Duration) error, deadline time.Time, timeout time.Duration, progressive bool) (delivered bool, err error, ok bool) {
+	stop := context.AfterFunc(ctx, w.interrupt)
+	defer stop()
+	w.nc.SetReadDeadline(deadline)
+	w.tx = sendState{out: out, write: write, timeout: timeout}
+	err = w.sock.Read(w.sendStep)
+	tx := w.tx
+	w.tx = sendState{}
+	switch {
+	case tx.waiting:
+		go w.reader()
+		return false, nil, false
+	case tx.idleErr != nil:
+		w.fail(&netError{fmt.Errorf("%w: %w", errClosedIdle, tx.idleErr)})
+		w.stopReading()
+		return false, <-c.done, true
+	case tx.writeErr != nil:
+		w.fail(&netError{fmt.Errorf("send request: %w", tx.writeErr)})
+		w.stopReading()
+		return false, <-c.done, true
+	case err != nil && !deadlineHit(err):
+		w.fail(&netError{fmt.Errorf("read response: %w", err)})
+	}
+	defer w.stopReading()
+	for {
+		select {
+		case err := <-c.done:
+			return c.wasDelivered(), err, true
+		default:
+		}
+		msg, err := w.readFrame()
+		switch {
+		case err == nil:
+			if err := w.dispatch(msg); err != nil {
+				w.fail(err)
+			}
+			continue
+		case !deadlineHit(err):
+			w.fail(&netError{fmt.Errorf("read response: %w", err)})
+			continue
+		case ctx.Err() != nil:
+			w.cancel(id, c)
+			return c.wasDelivered(), ctx.Err(), true
+		}
+		if progressive {
+			deadline = time.Unix(0, c.last.Load()).Add(timeout)
+		}
+		if !time.Now().Before(deadline) {
+			w.cancel(id, c)
+			return c.wasDelivered(), &netError{errTimeout}, true
+		}
+		w.nc.SetReadDeadline(deadline) // a search still answering, or an interruption meant for an earlier call
+	}
+}
+
+// sendState is what sendStep works on, set by sendAndRead.
+type sendState struct {
+	out      []byte
+	write    func([]byte, time.Duration) error
+	timeout  time.Duration
+	sent     bool
+	waiting  bool  // something arrived while the connection was idle
+	idleErr  error // the server closed the connection while it was idle
+	writeErr error
+}
+
+// sendStep is the network poller's step of sendAndRead: called first, it looks at the
+// socket fd and, finding it empty and open, writes the request and asks to wait until
+// the socket can be read; called again, the answer is there.
+func (w *wireConn) step(fd uintptr) bool {
+	tx := &w.tx
+	if tx.sent {
+		return true
+	}
+	waiting, err := peekSocket(fd)
+	switch {
+	case err != nil:
+		tx.idleErr = err
+		return true
+	case waiting:
+		tx.waiting = true
+		return true
+	}
+	tx.sent = true
+	tx.writeErr = tx.write(tx.out, tx.timeout)
+	return tx.writeErr != nil
+}
+
+// interrupt makes the read under way return.
+func (w *wireConn) interrupt() { w.nc.SetReadDeadline(aLongTimeAgo) }
+
+// deadlineHit reports whether a read ended at its deadline.
+func deadlineHit(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 func (c *call) wasDelivered() bool {
 	c.mu.Lock()
@@ -289,7 +501,11 @@ func (w *wireConn) close() {
 		w.write(ldapwire.UnbindRequest(id), time.Second)
 	}
 	w.fail(&netError{net.ErrClosed})
-	<-w.done
+	w.mu.Lock()
+	for w.reading {
+		w.released.Wait()
+	}
+	w.mu.Unlock()
 }
 
 // startTLS performs the StartTLS extended operation on a fresh connection and returns

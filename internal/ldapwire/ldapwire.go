@@ -61,45 +61,55 @@ func ReadFrame(r *bufio.Reader, limit int64, buf []byte) ([]byte, error) {
 // bytes, and total is the length of the whole message, header included, checked against
 // limit. The body is left to read.
 func ReadHeader(r *bufio.Reader, limit int64) (header [6]byte, hlen int, total int64, err error) {
-	tag, err := r.ReadByte()
+	hlen, total, err = PeekLength(r, limit)
 	if err != nil {
 		return header, 0, 0, err
 	}
-	if tag != 0x30 {
-		return header, 0, 0, ErrNotSequence
-	}
-	first, err := r.ReadByte()
+	b, _ := r.Peek(hlen)
+	copy(header[:], b)
+	r.Discard(hlen)
+	return header, hlen, total, nil
+}
+
+// PeekLength reads the tag and length of the next LDAPMessage as ReadHeader does, but
+// leaves them in r: nothing is consumed, so a read that fails (a deadline) may be tried
+// again without losing the stream's place.
+func PeekLength(r *bufio.Reader, limit int64) (hlen int, total int64, err error) {
+	b, err := r.Peek(1)
 	if err != nil {
-		return header, 0, 0, NoEOF(err)
+		return 0, 0, err
 	}
-	header[0], header[1] = tag, first
+	if b[0] != 0x30 {
+		return 0, 0, ErrNotSequence
+	}
+	if b, err = r.Peek(2); err != nil {
+		return 0, 0, NoEOF(err)
+	}
 	hlen = 2
 	var length int64
-	switch {
+	switch first := b[1]; {
 	case first < 0x80:
 		length = int64(first)
 	case first == 0x80:
-		return header, 0, 0, ErrIndefinite
+		return 0, 0, ErrIndefinite
 	default:
 		n := int(first & 0x7f)
 		if n > 4 {
-			return header, 0, 0, ErrLengthTooLong
+			return 0, 0, ErrLengthTooLong
 		}
-		for i := 0; i < n; i++ {
-			b, err := r.ReadByte()
-			if err != nil {
-				return header, 0, 0, NoEOF(err)
-			}
-			header[hlen] = b
-			hlen++
-			length = length<<8 | int64(b)
+		if b, err = r.Peek(2 + n); err != nil {
+			return 0, 0, NoEOF(err)
 		}
+		for _, c := range b[2:] {
+			length = length<<8 | int64(c)
+		}
+		hlen += n
 	}
 	total = int64(hlen) + length
 	if total > limit {
-		return header, 0, 0, TooLargeError{Size: total, Limit: limit}
+		return 0, 0, TooLargeError{Size: total, Limit: limit}
 	}
-	return header, hlen, total, nil
+	return hlen, total, nil
 }
 
 // NoEOF turns a clean EOF in the middle of a message into io.ErrUnexpectedEOF, so the

@@ -1,0 +1,129 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
+)
+
+// cuttingFront forwards TCP connections to target; cut closes the ones open, as a
+// server's idle timeout would, and new ones are forwarded as before.
+func cuttingFront(t *testing.T, target string) (url string, cut func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var open []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, c, u)
+			mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+	cut = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range open {
+			c.Close()
+		}
+		open = nil
+	}
+	t.Cleanup(func() {
+		l.Close()
+		cut()
+	})
+	return "ldap://" + l.Addr().String(), cut
+}
+
+// TestIdleConnectionClosedByTheServer: a session's connection that the server closed
+// while it was idle (nobody reads an idle connection) is found closed before the next
+// request goes out on it, and replaced, bound again: even an extended operation, which
+// is never sent twice, gets its answer.
+func TestIdleConnectionClosedByTheServer(t *testing.T) {
+	srv := slapdtest.New(t, slapdtest.Options{})
+	url, cut := cuttingFront(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	p := newTestPool(t, Config{URLs: url})
+	c := boundSession(t, p, srv, 1)
+	want := "dn:" + srv.UserDN(1)
+	if got := whoAmI(t, c); got != want {
+		t.Fatalf("WhoAmI: %q, want %q", got, want)
+	}
+	for range 3 {
+		cut()
+		time.Sleep(100 * time.Millisecond) // the close reaches the session's socket
+		if got := whoAmI(t, c); got != want {
+			t.Fatalf("WhoAmI after the server closed the idle connection: %q, want %q", got, want)
+		}
+		if uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")"); err != nil || len(uids) != 1 {
+			t.Fatalf("search after WhoAmI: %v, %v", uids, err)
+		}
+	}
+}
+
+// TestOneSessionManyRequests: requests sent concurrently on one session, some abandoned
+// as they run (their context ends), each get their own answer: whichever request reads
+// the connection hands the others theirs, and hands the reading on when it leaves.
+func TestOneSessionManyRequests(t *testing.T) {
+	const users = 40
+	srv := slapdtest.New(t, slapdtest.Options{Users: users})
+	p := newTestPool(t, Config{URLs: srv.URL})
+	c := boundSession(t, p, srv, 1)
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for i := range 40 {
+				n := (w*40+i)%users + 1
+				ctx, cancel := context.WithCancel(t.Context())
+				abandon := i%4 == 3
+				if abandon {
+					time.AfterFunc(time.Duration(rand.IntN(2000))*time.Microsecond, cancel)
+				}
+				var uids []string
+				req := ldap.NewSearchRequest(testBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+					"(uid="+slapdtest.UserName(n)+")", []string{"uid"}, nil)
+				err := c.Search(ctx, req, func(r ldap.Response) error {
+					if e := r.Entry(); e != nil {
+						uids = append(uids, e.GetAttributeValue("uid"))
+					}
+					return nil
+				})
+				cancel()
+				switch {
+				case abandon && errors.Is(err, context.Canceled):
+				case err != nil:
+					t.Errorf("search %d: %v", n, err)
+				case len(uids) != 1 || uids[0] != slapdtest.UserName(n):
+					t.Errorf("search %d: got %v", n, uids)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got, want := whoAmI(t, c), "dn:"+srv.UserDN(1); got != want {
+		t.Errorf("WhoAmI after the searches: %q, want %q", got, want)
+	}
+}
