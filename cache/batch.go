@@ -322,11 +322,15 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		}
 	}
 	next := b.base.patch(b.gen, users, groups)
+	next.commit = newCommitID()
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set([]byte(keyGeneration), binary.BigEndian.AppendUint64(nil, b.gen)); err != nil {
 			return err
 		}
 		s.written.Add(int64(len(keyGeneration) + 8))
+		if err := s.setCommitID(txn, next.commit); err != nil {
+			return err
+		}
 		return s.saveCookies(txn, b.cookies)
 	})
 	if err != nil {
@@ -345,6 +349,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		}
 	}
 	s.log.Debug("store: batch committed", "generation", b.gen, "objects_written", c.Writes())
+	s.checkpointDue()
 	for _, fn := range callbacks {
 		fn(next)
 	}

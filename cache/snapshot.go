@@ -17,6 +17,8 @@ import (
 // a fresh copy that the caller may keep or change.
 type Snapshot struct {
 	gen uint64
+	// commit is the random ID of the commit that made generation gen (checkpoint.go).
+	commit [16]byte
 	// norm is the store's DN normaliser, which the DN maps are keyed by.
 	norm func(string) string
 

@@ -83,6 +83,11 @@ type Store struct {
 	// the next BeginSync must find them by a scan.
 	dirty bool
 
+	// ckpt writes the checkpoints (checkpoint.go); nil in memory.
+	ckpt *checkpointer
+	// fromCheckpoint is set when Open read the records from the checkpoint.
+	fromCheckpoint bool
+
 	// written counts the bytes of keys and values handed to Badger, so that
 	// tests can check that an unchanged sync writes (almost) nothing.
 	written atomic.Int64
@@ -151,7 +156,7 @@ func Open(cfg Config, log *slog.Logger, normalizeDN func(string) string) (*Store
 	sn := s.snap.Load()
 	users, groups := sn.Counts()
 	log.Info("store loaded", "path", cfg.Path, "generation", sn.gen,
-		"users", users, "groups", groups, "duration", time.Since(start).Round(time.Millisecond))
+		"users", users, "groups", groups, "from_checkpoint", s.fromCheckpoint, "duration", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
 
@@ -169,6 +174,7 @@ func (s *Store) Close() error {
 	if active != nil {
 		active.Abort()
 	}
+	s.stopCheckpointer()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -237,10 +243,12 @@ func statusList(m map[string]Status) []Status {
 // removes what an interrupted sync left behind.
 func (s *Store) load() error {
 	var (
-		gen    uint64
-		domain Domain
-		schema *Schema
-		stale  [][]byte
+		gen      uint64
+		commit   [16]byte
+		domain   Domain
+		schema   *Schema
+		stale    [][]byte
+		fromCkpt bool
 	)
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}
@@ -258,6 +266,26 @@ func (s *Store) load() error {
 		}
 		if schema, err = readSchema(txn); err != nil {
 			return err
+		}
+		if commit, err = readCommitID(txn); err != nil {
+			return err
+		}
+		if s.dir != "" && gen > 0 {
+			recs, err := s.readCheckpoint(gen, commit)
+			if err == nil {
+				users, groups, sets, fromCkpt = recs.users, recs.groups, recs.sets, true
+				// The leftovers are still looked for, by their keys alone.
+				for _, prefix := range []string{prefixUsers, prefixGroups, prefixEntrySets} {
+					stale = s.loadObjects(txn, prefix, gen, stale, nil)
+				}
+				if err := s.loadCookies(txn); err != nil {
+					return err
+				}
+				return s.loadStatus(txn)
+			}
+			if !errors.Is(err, os.ErrNotExist) {
+				s.log.Info("store: not using the checkpoint; reading the records from the store", "err", err)
+			}
 		}
 		stale = s.loadObjects(txn, prefixUsers, gen, stale, func(id string, val []byte, kgen uint64) error {
 			delete(users, id)
@@ -308,17 +336,37 @@ func (s *Store) load() error {
 		}
 		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", len(stale))
 	}
+	s.fromCheckpoint = fromCkpt
+	newID := gen > 0 && commit == ([16]byte{})
+	if newID {
+		commit = newCommitID() // a store written before commits had IDs
+	}
 	if err := s.db.Update(func(txn *badger.Txn) error {
+		if newID {
+			if err := s.setCommitID(txn, commit); err != nil {
+				return err
+			}
+		}
 		return txn.Set([]byte(keyFormat), []byte{storeFormat})
 	}); err != nil {
 		return err
 	}
 	sn := newSnapshot(gen, users, groups, s.normDN)
-	sn.domain, sn.schema = domain, schema
+	sn.domain, sn.schema, sn.commit = domain, schema, commit
 	if len(sets) > 0 {
 		sn.entrySets = sets
 	}
 	s.snap.Store(sn)
+	if s.dir != "" {
+		written := uint64(0)
+		if fromCkpt {
+			written = gen
+		}
+		s.startCheckpointer(written)
+		if !fromCkpt {
+			s.checkpointDue()
+		}
+	}
 	return nil
 }
 
@@ -405,10 +453,11 @@ func readGeneration(txn *badger.Txn) (uint64, error) {
 // and older ones (superseded) are appended to stale, as are deletion markers,
 // which put receives as an empty value. A record put cannot decode is logged
 // and dropped, so that one bad value does not keep the proxy from starting;
-// put must then forget the object, which the next sync writes again.
+// put must then forget the object, which the next sync writes again. A nil
+// put only finds the stale keys, without reading a value.
 func (s *Store) loadObjects(txn *badger.Txn, prefix string, gen uint64, stale [][]byte,
 	put func(id string, val []byte, kgen uint64) error) [][]byte {
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte(prefix)})
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: put != nil, PrefetchSize: 256, Prefix: []byte(prefix)})
 	defer it.Close()
 	var prevID, prevKey []byte
 	for it.Rewind(); it.Valid(); it.Next() {
@@ -424,10 +473,15 @@ func (s *Store) loadObjects(txn *badger.Txn, prefix string, gen uint64, stale []
 		prevID = append(prevID[:0], id...)
 		prevKey = item.KeyCopy(nil)
 		deletion := false
-		err := item.Value(func(val []byte) error {
-			deletion = len(val) == 0
-			return put(string(id), val, kgen)
-		})
+		var err error
+		if put == nil {
+			deletion = item.ValueSize() == 0
+		} else {
+			err = item.Value(func(val []byte) error {
+				deletion = len(val) == 0
+				return put(string(id), val, kgen)
+			})
+		}
 		if err != nil {
 			s.log.Error("store: dropping a record that does not decode", "key", string(prevKey), "err", err)
 		}

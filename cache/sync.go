@@ -438,11 +438,15 @@ func (w *Sync) commit() error {
 	}
 	w.finishStatus(ResultSuccess)
 	statuses := w.statusList()
+	next.commit = newCommitID()
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set([]byte(keyGeneration), binary.BigEndian.AppendUint64(nil, w.gen)); err != nil {
 			return err
 		}
 		s.written.Add(int64(len(keyGeneration) + 8))
+		if err := s.setCommitID(txn, next.commit); err != nil {
+			return err
+		}
 		if setDomain {
 			v, err := json.Marshal(next.domain)
 			if err != nil {
@@ -493,6 +497,7 @@ func (w *Sync) commit() error {
 	users, groups := next.Counts()
 	s.log.Info("store: sync committed", "generation", w.gen, "users", users, "groups", groups,
 		"objects_written", w.objectWrites())
+	s.checkpointDue()
 	for _, fn := range callbacks {
 		fn(next)
 	}

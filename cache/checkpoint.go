@@ -1,0 +1,372 @@
+package cache
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+	"unsafe"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// A checkpoint is the committed snapshot's records in one file beside Badger's
+// (checkpointName): every user, group and entry set record as stored, one after the
+// other. Open maps it into memory instead of reading the records out of Badger one by
+// one, which makes a start several times faster, and the snapshot's records (and the
+// served values that are slices of them) then live in the file's pages, outside the
+// Go heap: clean pages, which the kernel may drop under memory pressure and read again.
+//
+// The checkpoint is derived data. Badger stays the store of record: a checkpoint is
+// used only when it names the generation Badger committed last and that commit's
+// random ID (keyCommitID, written in the commit's transaction), and its checksum
+// holds; otherwise, or when it is missing, Open reads Badger as before and writes a
+// new one. It is written after a commit (at most once per checkpointInterval while
+// syncs keep committing) and when the store closes, to a temporary file that is
+// synced and then renamed over the old one, so a crash at any moment leaves either
+// the old checkpoint or the new one. A process keeps the file it mapped mapped until
+// it exits; renaming a new one over it does not disturb it.
+//
+// Layout (integers little-endian):
+//
+//	"ldapproxy-ckpt\x00\x01"  magic and format
+//	generation u64, commit ID [16]byte
+//	users u64, groups u64, entry sets u64
+//	per record: id (uvarint length, bytes), record generation u64, value (uvarint length, bytes)
+//	CRC-32C (Castagnoli) of everything before it, u32
+const (
+	checkpointName  = "snapshot.ckpt"
+	checkpointMagic = "ldapproxy-ckpt\x00\x01"
+	keyCommitID     = "m/commit"
+)
+
+// checkpointInterval is the least time between two checkpoints written while syncs
+// keep committing (a variable for the tests). The first commit after Open, and Close,
+// write one at once.
+var checkpointInterval = 10 * time.Minute
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// newCommitID returns a random ID for a commit.
+func newCommitID() [16]byte {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		panic(fmt.Sprintf("cache: no randomness for a commit ID: %v", err))
+	}
+	return id
+}
+
+// setCommitID records id as the ID of the commit txn makes.
+func (s *Store) setCommitID(txn *badger.Txn, id [16]byte) error {
+	if err := txn.Set([]byte(keyCommitID), id[:]); err != nil {
+		return err
+	}
+	s.written.Add(int64(len(keyCommitID) + len(id)))
+	return nil
+}
+
+// readCommitID returns the ID of the last commit; zero when the store has none (it was
+// written by a version that did not record it).
+func readCommitID(txn *badger.Txn) ([16]byte, error) {
+	var id [16]byte
+	item, err := txn.Get([]byte(keyCommitID))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return id, nil
+	}
+	if err != nil {
+		return id, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) != len(id) {
+			return fmt.Errorf("bad commit ID record of %d bytes", len(v))
+		}
+		copy(id[:], v)
+		return nil
+	})
+	return id, err
+}
+
+// checkpointRecords is what a checkpoint holds, as load wants it.
+type checkpointRecords struct {
+	users  map[string]*userRec
+	groups map[string]*groupRec
+	sets   map[string]*entrySetRec
+}
+
+// readCheckpoint maps the checkpoint of the store's directory and returns its records
+// when it is the one of generation gen and commit id. It returns an error saying why
+// not otherwise (os.ErrNotExist when there is none); the records are then to be read
+// from Badger.
+func (s *Store) readCheckpoint(gen uint64, id [16]byte) (*checkpointRecords, error) {
+	if id == ([16]byte{}) {
+		return nil, errors.New("the store records no commit ID")
+	}
+	data, err := mapFile(filepath.Join(s.dir, checkpointName))
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.parseCheckpoint(data, gen, id)
+	if err != nil {
+		unmapFile(data)
+		return nil, err
+	}
+	return recs, nil
+}
+
+// parseCheckpoint checks and indexes a checkpoint's bytes, which the records it returns
+// are slices of.
+func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpointRecords, error) {
+	const head = len(checkpointMagic) + 8 + 16 + 3*8
+	if len(data) < head+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
+		return nil, errors.New("not a checkpoint of this format")
+	}
+	body := data[:len(data)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(body):]) {
+		return nil, errors.New("checksum mismatch")
+	}
+	p := body[len(checkpointMagic):]
+	if g := binary.LittleEndian.Uint64(p); g != gen {
+		return nil, fmt.Errorf("it holds generation %d, the store %d", g, gen)
+	}
+	if !bytes.Equal(p[8:24], id[:]) {
+		return nil, errors.New("it was written for another commit of this generation")
+	}
+	nUsers, nGroups, nSets := binary.LittleEndian.Uint64(p[24:]), binary.LittleEndian.Uint64(p[32:]), binary.LittleEndian.Uint64(p[40:])
+	// The counts come from a file that passed its checksum; still, no map is sized
+	// beyond what the bytes could hold.
+	if nUsers+nGroups+nSets > uint64(len(body)) {
+		return nil, errors.New("record counts beyond its size")
+	}
+	// The strings below are views of the mapped file, which is never unmapped once
+	// its records are in use and never written to.
+	all := unsafe.String(unsafe.SliceData(data), len(body))
+	r := ckptReader{s: all, i: head}
+	recs := &checkpointRecords{
+		users:  make(map[string]*userRec, nUsers),
+		groups: make(map[string]*groupRec, nGroups),
+		sets:   make(map[string]*entrySetRec, nSets),
+	}
+	for range nUsers {
+		id, kgen, val := r.record()
+		if r.err != nil {
+			break
+		}
+		u, err := newUserRec(id, val, kgen, s.normDN)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: %w", id, err)
+		}
+		recs.users[id] = u
+	}
+	for range nGroups {
+		id, kgen, val := r.record()
+		if r.err != nil {
+			break
+		}
+		g, err := newGroupRec(id, val, kgen, s.normDN)
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", id, err)
+		}
+		recs.groups[id] = g
+	}
+	for range nSets {
+		name, kgen, val := r.record()
+		if r.err != nil {
+			break
+		}
+		if _, err := decodeEntrySet(val); err != nil {
+			return nil, fmt.Errorf("entry set %s: %w", name, err)
+		}
+		recs.sets[name] = &entrySetRec{name: name, val: val, gen: kgen}
+	}
+	switch {
+	case r.err != nil:
+		return nil, r.err
+	case r.i != len(all):
+		return nil, fmt.Errorf("%d bytes after its records", len(all)-r.i)
+	case len(recs.users) != int(nUsers) || len(recs.groups) != int(nGroups) || len(recs.sets) != int(nSets):
+		return nil, errors.New("an ID appears twice")
+	}
+	return recs, nil
+}
+
+// ckptReader reads a checkpoint's records.
+type ckptReader struct {
+	s   string
+	i   int
+	err error
+}
+
+func (r *ckptReader) str() string {
+	n, w := uvarintString(r.s[r.i:])
+	if w <= 0 || n > uint64(len(r.s)-r.i-w) {
+		r.err = errors.New("truncated record")
+		return ""
+	}
+	r.i += w
+	v := r.s[r.i : r.i+int(n)]
+	r.i += int(n)
+	return v
+}
+
+func (r *ckptReader) record() (id string, gen uint64, val string) {
+	id = r.str()
+	if r.err != nil || len(r.s)-r.i < 8 {
+		r.err = errors.New("truncated record")
+		return
+	}
+	gen = binary.LittleEndian.Uint64([]byte(r.s[r.i : r.i+8]))
+	r.i += 8
+	val = r.str()
+	return
+}
+
+// writeCheckpoint writes sn's checkpoint, replacing the previous one.
+func (s *Store) writeCheckpoint(sn *Snapshot) error {
+	path := filepath.Join(s.dir, checkpointName)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	crc := crc32.New(castagnoli)
+	w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
+	var b []byte
+	b = append(b, checkpointMagic...)
+	b = binary.LittleEndian.AppendUint64(b, sn.gen)
+	b = append(b, sn.commit[:]...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.userList)))
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.groupList)))
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.entrySets)))
+	w.Write(b)
+	record := func(id string, gen uint64, val string) {
+		b = appendString(b[:0], id)
+		b = binary.LittleEndian.AppendUint64(b, gen)
+		b = binary.AppendUvarint(b, uint64(len(val)))
+		w.Write(b)
+		w.WriteString(val)
+	}
+	for _, r := range sn.userList {
+		record(r.id, r.gen, r.val)
+	}
+	for _, r := range sn.groupList {
+		record(r.id, r.gen, r.val)
+	}
+	for _, name := range slices.Sorted(maps.Keys(sn.entrySets)) {
+		r := sn.entrySets[name]
+		record(r.name, r.gen, r.val)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if _, err := f.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32())); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	f = nil
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// checkpointer writes checkpoints in the background: kick asks for one of the latest
+// snapshot, stop writes a last one if it is due and ends.
+type checkpointer struct {
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+// startCheckpointer starts the goroutine that writes s's checkpoints; written is the
+// generation of the one on disk that Open used (0: none).
+func (s *Store) startCheckpointer(written uint64) {
+	c := &checkpointer{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.ckpt = c
+	go func() {
+		defer close(c.done)
+		var last time.Time // when the last one was written; zero: write the next at once
+		write := func() {
+			sn := s.snap.Load()
+			if sn.gen == written || sn.commit == ([16]byte{}) {
+				return
+			}
+			start := time.Now()
+			if err := s.writeCheckpoint(sn); err != nil {
+				s.log.Warn("store: cannot write the checkpoint; the next start reads the store instead", "err", err)
+				return
+			}
+			written, last = sn.gen, time.Now()
+			s.log.Info("store: checkpoint written", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
+		}
+		for {
+			select {
+			case <-c.stop:
+				write()
+				return
+			case <-c.kick:
+			}
+			if wait := time.Until(last.Add(checkpointInterval)); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-c.stop:
+					t.Stop()
+					write()
+					return
+				case <-t.C:
+				}
+			}
+			write()
+		}
+	}()
+}
+
+// checkpointDue tells the checkpointer that a generation was committed.
+func (s *Store) checkpointDue() {
+	if s.ckpt == nil {
+		return
+	}
+	select {
+	case s.ckpt.kick <- struct{}{}:
+	default:
+	}
+}
+
+// stopCheckpointer writes the last checkpoint if one is due and stops the writer.
+func (s *Store) stopCheckpointer() {
+	if s.ckpt == nil {
+		return
+	}
+	close(s.ckpt.stop)
+	<-s.ckpt.done
+}

@@ -1,0 +1,258 @@
+package cache
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// syncWithSet runs writeSync's sync and stores one entry set beside it.
+func syncWithSet(t *testing.T, s *Store, numUsers, numGroups int, tag string) {
+	t.Helper()
+	w, err := s.BeginSync(KindUsers, KindGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	for i := range numGroups {
+		if err := w.PutGroup(testGroup(i, tag)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range numUsers {
+		if err := w.PutUser(testUser(i, numGroups, tag)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sudo := []Entry{{DN: "cn=defaults,ou=sudoers,dc=example,dc=org", Upstream: []Attribute{
+		{Name: "objectClass", Values: []string{"top", "sudoRole"}},
+		{Name: "sudoOption", Values: []string{"!authenticate", tag}},
+	}}}
+	if err := w.SetEntrySets(map[string][]Entry{"sudo": sudo}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sameEntrySets(t *testing.T, got, want *Snapshot) {
+	t.Helper()
+	g, _ := got.EntrySet("sudo")
+	w, _ := want.EntrySet("sudo")
+	if string(appendEntrySet(nil, g)) != string(appendEntrySet(nil, w)) {
+		t.Fatalf("entry set sudo: %+v, want %+v", g, w)
+	}
+}
+
+// A store closed after a sync opens from its checkpoint, with the same objects,
+// memberships, entry sets and statuses as Badger holds; the next sync carries on.
+func TestCheckpointStart(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	syncWithSet(t, s, 60, 6, "a")
+	want := s.Snapshot()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, checkpointName)); err != nil {
+		t.Fatalf("no checkpoint after Close: %v", err)
+	}
+
+	s = openDir(t, dir)
+	if !s.fromCheckpoint {
+		t.Fatal("the store was read from Badger, not from its checkpoint")
+	}
+	got := s.Snapshot()
+	if got.Generation() != 1 {
+		t.Fatalf("generation %d", got.Generation())
+	}
+	sameSnapshot(t, got, want)
+	sameEntrySets(t, got, want)
+	if st := s.Status(); len(st) != 2 || st[0].Result != ResultSuccess || st[0].Created != 60 {
+		t.Fatalf("status: %+v", st)
+	}
+	// Unchanged: the records compare equal to those of the checkpoint.
+	syncWithSet(t, s, 60, 6, "a")
+	if st := s.Status()[0]; st.Created+st.Updated+st.Deleted != 0 {
+		t.Fatalf("an unchanged sync after a start from the checkpoint wrote: %+v", st)
+	}
+	syncWithSet(t, s, 50, 6, "b")
+	want = s.Snapshot()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openDir(t, dir)
+	defer s.Close()
+	if !s.fromCheckpoint {
+		t.Fatal("the second start was not from the checkpoint")
+	}
+	got = s.Snapshot()
+	sameSnapshot(t, got, want)
+	sameEntrySets(t, got, want)
+	// Badger holds the same: reading it gives what the checkpoint gave.
+	n := 0
+	got.Users(func(u *User) bool {
+		if u.Attributes["tag"] != "b" {
+			t.Fatalf("user %s: tag %v", u.ID, u.Attributes["tag"])
+		}
+		n++
+		return true
+	})
+	if n != 50 {
+		t.Fatalf("%d users", n)
+	}
+}
+
+// A checkpoint that is not the one of the store's last commit (older, another store's
+// of the same generation, damaged, cut short) is not used: the store reads Badger, and
+// writes a checkpoint of its own for the next start.
+func TestCheckpointNotUsedUnlessCurrent(t *testing.T) {
+	ckpt := func(dir string) string { return filepath.Join(dir, checkpointName) }
+	read := func(t *testing.T, path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// other is a store of the same generation with other objects.
+	other := t.TempDir()
+	s := openDir(t, other)
+	syncWithSet(t, s, 20, 2, "other")
+	s.Close()
+
+	cases := map[string]func(t *testing.T, dir string, old []byte){
+		"older":   func(t *testing.T, dir string, old []byte) { os.WriteFile(ckpt(dir), old, 0o600) },
+		"another": func(t *testing.T, dir string, _ []byte) { os.WriteFile(ckpt(dir), read(t, ckpt(other)), 0o600) },
+		"damaged": func(t *testing.T, dir string, _ []byte) {
+			b := read(t, ckpt(dir))
+			b[len(b)/2] ^= 0x20
+			os.WriteFile(ckpt(dir), b, 0o600)
+		},
+		"cut short": func(t *testing.T, dir string, _ []byte) {
+			b := read(t, ckpt(dir))
+			os.WriteFile(ckpt(dir), b[:len(b)-100], 0o600)
+		},
+		"empty": func(t *testing.T, dir string, _ []byte) { os.WriteFile(ckpt(dir), nil, 0o600) },
+	}
+	for name, spoil := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openDir(t, dir)
+			syncWithSet(t, s, 20, 2, "a")
+			s.Close()
+			old := read(t, ckpt(dir))
+			s = openDir(t, dir)
+			if name == "another" {
+				// The same generation as the other store's, different objects.
+				syncWithSet(t, s, 20, 2, "b")
+				s.Close()
+				os.RemoveAll(dir)
+				s = openDir(t, dir)
+				syncWithSet(t, s, 20, 2, "b")
+			} else {
+				syncWithSet(t, s, 20, 2, "b")
+			}
+			want := s.Snapshot()
+			s.Close()
+			spoil(t, dir, old)
+
+			s = openDir(t, dir)
+			if s.fromCheckpoint {
+				t.Fatal("the spoilt checkpoint was used")
+			}
+			sameSnapshot(t, s.Snapshot(), want)
+			sameEntrySets(t, s.Snapshot(), want)
+			s.Close()
+			s = openDir(t, dir)
+			defer s.Close()
+			if !s.fromCheckpoint {
+				t.Fatal("no checkpoint was written after reading Badger")
+			}
+			sameSnapshot(t, s.Snapshot(), want)
+		})
+	}
+}
+
+// A running store writes its first checkpoint right after a commit, later ones at most
+// once per checkpointInterval, and the one due when it closes.
+func TestCheckpointWrittenAfterCommit(t *testing.T) {
+	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
+	checkpointInterval = time.Hour
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	writeSync(t, s, 10, 2, "a", nil)
+	gen := func() uint64 {
+		b, err := os.ReadFile(filepath.Join(dir, checkpointName))
+		if err != nil || len(b) < len(checkpointMagic)+8 {
+			return 0
+		}
+		return uint64(b[len(checkpointMagic)]) // generations stay below 256 here
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for gen() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if gen() != 1 {
+		t.Fatalf("checkpoint of generation %d after the first commit, want 1", gen())
+	}
+	writeSync(t, s, 10, 2, "b", nil)
+	time.Sleep(200 * time.Millisecond)
+	if gen() != 1 {
+		t.Fatalf("a second checkpoint (generation %d) within the interval", gen())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if gen() != 2 {
+		t.Fatalf("checkpoint of generation %d after Close, want 2", gen())
+	}
+	if _, err := os.Stat(filepath.Join(dir, checkpointName+".tmp")); !os.IsNotExist(err) {
+		t.Fatalf("temporary file left: %v", err)
+	}
+}
+
+// Leftovers of an interrupted sync are removed by a start from the checkpoint too.
+func TestCheckpointStartDiscardsLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	writeSync(t, s, 10, 2, "a", nil)
+	s.Close()
+	s = openDir(t, dir)
+	w, err := s.BeginSync(KindUsers, KindGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := w.PutUser(testUser(i, 2, "b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.wb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Die without Abort: the records stay in Badger.
+	s.mu.Lock()
+	s.active = nil
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openDir(t, dir)
+	defer s.Close()
+	if !s.fromCheckpoint {
+		t.Fatal("not started from the checkpoint")
+	}
+	if n := countRecords(t, s); n != 12 {
+		t.Fatalf("%d object records after reopening, want 12", n)
+	}
+	for u := range s.Snapshot().Users {
+		if u.Attributes["tag"] != "a" {
+			t.Fatalf("user %s from the interrupted sync", u.ID)
+		}
+	}
+}

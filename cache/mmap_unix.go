@@ -1,0 +1,29 @@
+//go:build unix
+
+package cache
+
+import (
+	"os"
+	"syscall"
+)
+
+// mapFile maps the file at path read-only into memory. A write to its pages is a
+// fault: nothing may modify a stored record.
+func mapFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() == 0 || int64(int(fi.Size())) != fi.Size() {
+		return nil, syscall.EINVAL
+	}
+	return syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+}
+
+// unmapFile releases a mapping made by mapFile whose bytes nothing refers to.
+func unmapFile(data []byte) { _ = syscall.Munmap(data) }
