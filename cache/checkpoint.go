@@ -12,7 +12,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -97,9 +99,10 @@ func readCommitID(txn *badger.Txn) ([16]byte, error) {
 
 // checkpointRecords is what a checkpoint holds, as load wants it.
 type checkpointRecords struct {
-	users  map[string]*userRec
-	groups map[string]*groupRec
-	sets   map[string]*entrySetRec
+	users    map[string]*userRec
+	userList []*userRec // in the file's order: by ID
+	groups   map[string]*groupRec
+	sets     map[string]*entrySetRec
 }
 
 // readCheckpoint maps the checkpoint of the store's directory and returns its records
@@ -151,20 +154,46 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	all := unsafe.String(unsafe.SliceData(data), len(body))
 	r := ckptReader{s: all, i: head}
 	recs := &checkpointRecords{
-		users:  make(map[string]*userRec, nUsers),
-		groups: make(map[string]*groupRec, nGroups),
-		sets:   make(map[string]*entrySetRec, nSets),
+		users:    make(map[string]*userRec, nUsers),
+		userList: make([]*userRec, 0, nUsers),
+		groups:   make(map[string]*groupRec, nGroups),
+		sets:     make(map[string]*entrySetRec, nSets),
 	}
+	// The users' records are checked and indexed on every core: most of a start.
+	type raw struct {
+		id, val string
+		gen     uint64
+	}
+	raws := make([]raw, 0, nUsers)
 	for range nUsers {
 		id, kgen, val := r.record()
 		if r.err != nil {
 			break
 		}
-		u, err := newUserRec(id, val, kgen, s.normDN)
-		if err != nil {
-			return nil, fmt.Errorf("user %s: %w", id, err)
-		}
-		recs.users[id] = u
+		raws = append(raws, raw{id, val, kgen})
+	}
+	recs.userList = recs.userList[:len(raws)]
+	parts := min(runtime.GOMAXPROCS(0), 1+len(raws)/4096)
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Go(func() {
+			for i := p * len(raws) / parts; i < (p+1)*len(raws)/parts; i++ {
+				u, err := newUserRec(raws[i].id, raws[i].val, raws[i].gen, s.normDN)
+				if err != nil {
+					errs[p] = fmt.Errorf("user %s: %w", raws[i].id, err)
+					return
+				}
+				recs.userList[i] = u
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, u := range recs.userList {
+		recs.users[u.id] = u
 	}
 	for range nGroups {
 		id, kgen, val := r.record()
@@ -313,6 +342,7 @@ type checkpointer struct {
 func (s *Store) startCheckpointer(written uint64) {
 	c := &checkpointer{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	s.ckpt = c
+	os.Remove(filepath.Join(s.dir, checkpointName+".tmp")) // a write a crash cut short
 	go func() {
 		defer close(c.done)
 		var last time.Time // when the last one was written; zero: write the next at once

@@ -123,8 +123,14 @@ type memberList struct {
 
 // newSnapshot indexes users and groups (by ID), which it keeps.
 func newSnapshot(gen uint64, users map[string]*userRec, groups map[string]*groupRec, norm func(string) string) *Snapshot {
+	return newSnapshotSorted(gen, users, nil, groups, norm)
+}
+
+// newSnapshotSorted is newSnapshot given also the users in ID order (nil: not known),
+// as a checkpoint holds them.
+func newSnapshotSorted(gen uint64, users map[string]*userRec, userList []*userRec, groups map[string]*groupRec, norm func(string) string) *Snapshot {
 	sn := &Snapshot{gen: gen, norm: norm}
-	sn.setUsers(users)
+	sn.setUsers(users, userList)
 	sn.setGroups(groups)
 	sn.setMembers()
 	return sn
@@ -137,7 +143,7 @@ func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[str
 	next := *sn
 	next.gen = gen
 	if users != nil {
-		next.setUsers(users)
+		next.setUsers(users, nil)
 	}
 	if groups != nil {
 		next.setGroups(groups)
@@ -150,10 +156,13 @@ func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[str
 
 // setUsers indexes users, which it keeps. With many users (a first sync, a start) the
 // indexes by DN, name and mail are built on a second goroutine while this one sorts the
-// list and builds the others.
-func (sn *Snapshot) setUsers(users map[string]*userRec) {
+// list and builds the others. sorted, when not nil, is users' records in ID order.
+func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []*userRec) {
 	sn.users = users
-	list := slices.Collect(maps.Values(users))
+	list := sorted
+	if len(list) != len(users) {
+		list = slices.Collect(maps.Values(users))
+	}
 	byDNNameMail := func() {
 		sn.usersByDN = make(map[string]*userRec, len(list))
 		sn.usersByName = make(map[string]*userRec, len(list))
@@ -190,10 +199,13 @@ func (sn *Snapshot) setUsers(users map[string]*userRec) {
 			addUnique(sn.usersByUPN, k, r)
 		}
 	}
-	// list is read by the other goroutine: the sorted list is a copy.
-	sn.userList = slices.SortedFunc(slices.Values(list), func(a, b *userRec) int {
-		return strings.Compare(a.id, b.id)
-	})
+	byID := func(a, b *userRec) int { return strings.Compare(a.id, b.id) }
+	if len(sorted) == len(users) && slices.IsSortedFunc(sorted, byID) {
+		sn.userList = sorted // read by both goroutines, changed by neither
+	} else {
+		// list is read by the other goroutine: the sorted list is a copy.
+		sn.userList = slices.SortedFunc(slices.Values(list), byID)
+	}
 	wg.Wait()
 }
 

@@ -87,6 +87,9 @@ type Store struct {
 	ckpt *checkpointer
 	// fromCheckpoint is set when Open read the records from the checkpoint.
 	fromCheckpoint bool
+	// cleaned is closed when the leftovers a start from the checkpoint left in
+	// Badger have been looked for (nil: Open removed them).
+	cleaned chan struct{}
 
 	// written counts the bytes of keys and values handed to Badger, so that
 	// tests can check that an unchanged sync writes (almost) nothing.
@@ -249,6 +252,7 @@ func (s *Store) load() error {
 		schema   *Schema
 		stale    [][]byte
 		fromCkpt bool
+		userList []*userRec // by ID, when the checkpoint gave them
 	)
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}
@@ -273,11 +277,7 @@ func (s *Store) load() error {
 		if s.dir != "" && gen > 0 {
 			recs, err := s.readCheckpoint(gen, commit)
 			if err == nil {
-				users, groups, sets, fromCkpt = recs.users, recs.groups, recs.sets, true
-				// The leftovers are still looked for, by their keys alone.
-				for _, prefix := range []string{prefixUsers, prefixGroups, prefixEntrySets} {
-					stale = s.loadObjects(txn, prefix, gen, stale, nil)
-				}
+				users, userList, groups, sets, fromCkpt = recs.users, recs.userList, recs.groups, recs.sets, true
 				if err := s.loadCookies(txn); err != nil {
 					return err
 				}
@@ -337,6 +337,14 @@ func (s *Store) load() error {
 		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", len(stale))
 	}
 	s.fromCheckpoint = fromCkpt
+	if fromCkpt {
+		// The leftovers that reading Badger finds (records of an interrupted sync,
+		// superseded versions, deletion markers) are looked for after the start, by
+		// their keys alone; until that is done no sync or batch begins.
+		s.dirty = true
+		s.cleaned = make(chan struct{})
+		go s.discardLeftovers(gen)
+	}
 	newID := gen > 0 && commit == ([16]byte{})
 	if newID {
 		commit = newCommitID() // a store written before commits had IDs
@@ -351,7 +359,7 @@ func (s *Store) load() error {
 	}); err != nil {
 		return err
 	}
-	sn := newSnapshot(gen, users, groups, s.normDN)
+	sn := newSnapshotSorted(gen, users, userList, groups, s.normDN)
 	sn.domain, sn.schema, sn.commit = domain, schema, commit
 	if len(sets) > 0 {
 		sn.entrySets = sets
@@ -368,6 +376,35 @@ func (s *Store) load() error {
 		}
 	}
 	return nil
+}
+
+// discardLeftovers removes the records that do not count at the committed generation
+// gen, finding them by their keys, holding the writers' lock.
+func (s *Store) discardLeftovers(gen uint64) {
+	defer close(s.cleaned)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.dirty {
+		return
+	}
+	var stale [][]byte
+	if err := s.db.View(func(txn *badger.Txn) error {
+		for _, prefix := range []string{prefixUsers, prefixGroups, prefixEntrySets} {
+			stale = s.loadObjects(txn, prefix, gen, stale, nil)
+		}
+		return nil
+	}); err != nil {
+		s.log.Warn("store: cannot look for leftovers; the next sync will", "err", err)
+		return
+	}
+	if err := s.deleteKeys(stale); err != nil {
+		s.log.Warn("store: cannot remove leftovers; the next sync will", "err", err)
+		return
+	}
+	if len(stale) > 0 {
+		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", len(stale))
+	}
+	s.dirty = false
 }
 
 // removeEmptyMemtables deletes memtable files of zero bytes. Badger creates
