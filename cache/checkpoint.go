@@ -34,7 +34,7 @@ import (
 // holds; otherwise, or when it is missing, Open reads Badger as before and writes a
 // new one. It is written after a commit (at most once per checkpointInterval while
 // syncs keep committing) and when the store closes, to a temporary file that is
-// synced and then renamed over the old one, so a crash at any moment leaves either
+// then renamed over the old one, so a crash at any moment leaves either
 // the old checkpoint or the new one (it is not synced to disk: one that a power cut
 // garbled fails its checksum). A process keeps the file it mapped mapped until
 // it exits; renaming a new one over it does not disturb it.
