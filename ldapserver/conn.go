@@ -583,6 +583,12 @@ func (c *conn) sendResult(id int64, op Op, res *Result) {
 // up, writing nothing, when ctx has ended or the connection is broken.
 func (c *conn) send(ctx context.Context, b []byte, hold bool) error {
 	defer putBuf(b)
+	return c.sendAs(ctx, b, 0, hold)
+}
+
+// sendAs is send without recycling b; id, unless 0, replaces b's message ID as b is
+// copied into the connection's buffer (a relayed response).
+func (c *conn) sendAs(ctx context.Context, b []byte, id int64, hold bool) error {
 	if ctx.Err() != nil {
 		return ErrAbandoned
 	}
@@ -595,6 +601,15 @@ func (c *conn) send(ctx context.Context, b []byte, hold bool) error {
 	}
 	if c.bw == nil {
 		c.bw = bufio.NewWriterSize(c.wdst, 16<<10)
+	}
+	var relayErr error
+	if id != 0 {
+		out, err := ldapwire.WithMessageID(c.bw.AvailableBuffer(), b, id)
+		if err != nil {
+			// Nothing to write, but what others left for this sender to flush.
+			relayErr, out = fmt.Errorf("relay: %w", err), nil
+		}
+		b = out
 	}
 	// The deadline bounds each write to the socket, not a batch: a batch goes on for as
 	// long as senders keep coming, and a client that reads steadily must not be cut.
@@ -609,7 +624,7 @@ func (c *conn) send(ctx context.Context, b []byte, hold bool) error {
 		c.writeFailed(err)
 		return ErrAbandoned
 	}
-	return nil
+	return relayErr
 }
 
 // flush sends whatever responses are still buffered (held ones of an abandoned
@@ -701,12 +716,7 @@ func (w *responseWriter) Relay(resp ldapwire.Response) error {
 	if ctx.Err() != nil {
 		return ErrAbandoned
 	}
-	b, err := ldapwire.WithMessageID(getBuf(), resp.Msg, w.req.MessageID)
-	if err != nil {
-		putBuf(b)
-		return fmt.Errorf("relay: %w", err)
-	}
-	return w.c.send(ctx, b, resp.More && !resp.Final)
+	return w.c.sendAs(ctx, resp.Msg, w.req.MessageID, resp.More && !resp.Final)
 }
 
 func (r *Request) withCtx(ctx context.Context) *Request {

@@ -284,19 +284,17 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 		}
 		return false, fmt.Errorf("request: %w", err)
 	}
-	write := w.write
 	if secret {
-		write = w.writeDirect
 		defer clear(out)
 	}
 	if lead {
-		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, write, start.Add(timeout), timeout, progressive); ok {
+		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, secret, start.Add(timeout), timeout, progressive); ok {
 			return delivered, err
 		}
 		// Something arrived while the connection was idle: a reader goroutine has it,
 		// and the request goes as any other.
 	}
-	if err := write(out, timeout); err != nil {
+	if err := w.send(out, timeout, secret); err != nil {
 		w.fail(&netError{fmt.Errorf("send request: %w", err)})
 		return false, <-c.done
 	}
@@ -337,11 +335,18 @@ var errClosedIdle = errors.New("closed by the server while idle")
 // in one step of the network poller: a server that closed the connection while it was
 // idle is found before anything is sent, as a reader goroutine would have found it, and
 // the wait for the answer costs no read that finds nothing.
-func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, write func([]byte, time.Duration) error, deadline time.Time, timeout time.Duration, progressive bool) (delivered bool, err error, ok bool) {
-	stop := context.AfterFunc(ctx, w.interrupt)
-	defer stop()
-	w.nc.SetReadDeadline(deadline)
-	w.tx = sendState{out: out, write: write, timeout: timeout}
+func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, secret bool, deadline time.Time, timeout time.Duration, progressive bool) (delivered bool, err error, ok bool) {
+	// The end of ctx interrupts the wait once it has lasted watchAfter: most answers
+	// come sooner, and watching a context costs several allocations. Until then, the
+	// wait ends at watchAfter to look.
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	w.nc.SetReadDeadline(earliest(deadline, time.Now().Add(watchAfter)))
+	w.tx = sendState{out: out, secret: secret, timeout: timeout}
 	err = w.sock.Read(w.sendStep)
 	tx := w.tx
 	w.tx = sendState{}
@@ -380,6 +385,8 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 		case ctx.Err() != nil:
 			w.cancel(id, c)
 			return c.wasDelivered(), ctx.Err(), true
+		case stop == nil:
+			stop = context.AfterFunc(ctx, w.interrupt)
 		}
 		if progressive {
 			deadline = time.Unix(0, c.last.Load()).Add(timeout)
@@ -392,10 +399,20 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 	}
 }
 
+// watchAfter is how long sendAndRead waits before it watches its context.
+const watchAfter = 20 * time.Millisecond
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // sendState is what sendStep works on, set by sendAndRead.
 type sendState struct {
 	out      []byte
-	write    func([]byte, time.Duration) error
+	secret   bool
 	timeout  time.Duration
 	sent     bool
 	waiting  bool  // something arrived while the connection was idle
@@ -421,7 +438,7 @@ func (w *wireConn) step(fd uintptr) bool {
 		return true
 	}
 	tx.sent = true
-	tx.writeErr = tx.write(tx.out, tx.timeout)
+	tx.writeErr = w.send(tx.out, tx.timeout, tx.secret)
 	return tx.writeErr != nil
 }
 
@@ -466,6 +483,14 @@ func (w *wireConn) abandon(id int64) {
 	if err := w.write(ldapwire.AbandonRequest(own, id), time.Second); err != nil {
 		w.fail(&netError{fmt.Errorf("send abandon: %w", err)})
 	}
+}
+
+// send writes a request: a secret one past the write buffer (writeDirect).
+func (w *wireConn) send(b []byte, timeout time.Duration, secret bool) error {
+	if secret {
+		return w.writeDirect(b, timeout)
+	}
+	return w.write(b, timeout)
 }
 
 func (w *wireConn) write(b []byte, timeout time.Duration) error {

@@ -127,3 +127,24 @@ func TestOneSessionManyRequests(t *testing.T) {
 		t.Errorf("WhoAmI after the searches: %q, want %q", got, want)
 	}
 }
+
+// TestAbandonedRequestOnAHungServer: a request whose context ends while the server says
+// nothing returns at once, early or late in its wait, rather than at the timeout.
+func TestAbandonedRequestOnAHungServer(t *testing.T) {
+	const timeout = 5 * time.Second
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL, Timeout: timeout})
+	c := boundSession(t, p, srv, 1)
+	pause(t, srv)
+	for _, after := range []time.Duration{2 * time.Millisecond, 100 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(t.Context(), after)
+		start := time.Now()
+		req := ldap.NewSearchRequest(testBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+			"(uid="+slapdtest.UserName(2)+")", []string{"uid"}, nil)
+		err := c.Search(ctx, req, func(ldap.Response) error { return nil })
+		cancel()
+		if elapsed := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || elapsed > after+time.Second {
+			t.Errorf("search abandoned after %v: %v after %v, want the context's error at once", after, err, elapsed)
+		}
+	}
+}
