@@ -263,8 +263,10 @@ func (t *Tree) compileANR(value string) plan {
 		}
 	}
 	return plan{match: func(e *treeEntry) tri {
-		for i := range e.attrs {
-			if test, ok := single[e.attrs[i].typ]; ok && t.attrValues(e, i, test.norm, test.f) {
+		var c attrCursor
+		c.start(e, t.types)
+		for c.next() {
+			if test, ok := single[c.typ]; ok && t.attrValues(&c, test.norm, test.f) {
 				return triTrue
 			}
 		}
@@ -287,8 +289,10 @@ type anrTest struct {
 // on returns the test applied to the values of at in an entry.
 func (a anrTest) on(t *Tree, at *attrType) func(*treeEntry) bool {
 	return func(e *treeEntry) bool {
-		for i := range e.attrs {
-			if e.attrs[i].typ == at && t.attrValues(e, i, a.norm, a.f) {
+		var c attrCursor
+		c.start(e, t.types)
+		for c.nextIs(at, false) {
+			if t.attrValues(&c, a.norm, a.f) {
 				return true
 			}
 		}

@@ -121,12 +121,11 @@ type batch struct {
 	// ownPostings the posting lists.
 	own         map[entryID]bool
 	ownPostings map[postingKey]bool
-	// parents are the entries whose number of children changed.
-	parents []entryID
 	// old are the entries the batch unlinked, as the previous version has them.
 	old       map[entryID]*treeEntry
 	oldKeys   map[entryID]map[postingKey]bool // their index keys
 	dnCache   dnCache
+	enc       *encoder
 	ownSchema bool // the schema is the batch's copy
 }
 
@@ -136,7 +135,8 @@ type postingKey struct {
 }
 
 func (t *Tree) begin() *batch {
-	nt := &Tree{line: t.line, version: t.version + 1, schema: t.schema, roots: t.roots, count: t.count, index: t.index, ad: t.ad}
+	nt := &Tree{line: t.line, version: t.version + 1, schema: t.schema, roots: t.roots, count: t.count, index: t.index, ad: t.ad,
+		typeTable: t.typeTable, types: t.types}
 	return &batch{
 		t:           nt,
 		ids:         newIDWriter(t.entries),
@@ -147,6 +147,7 @@ func (t *Tree) begin() *batch {
 		old:         map[entryID]*treeEntry{},
 		oldKeys:     map[entryID]map[postingKey]bool{},
 		dnCache:     dnCache{own: map[string]string{}},
+		enc:         newEncoder(t.typeTable),
 	}
 }
 
@@ -180,11 +181,10 @@ func (b *batch) unlink(dn string, next *Entry) (*treeEntry, error) {
 	b.oldKeys[id] = b.t.keySet(old)
 	b.byDN.delete(ndn)
 	if parsed, ok := parseDN(old.dn); ok {
-		b.schema().count(old.entry(), parsed, -1)
+		b.schema().count(b.t.fullEntry(old), parsed, -1)
 	}
 	if old.parent != noEntry {
 		b.mutable(old.parent).nchild--
-		b.parents = append(b.parents, old.parent)
 	}
 	return old, nil
 }
@@ -200,7 +200,6 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 		if pid, ok := b.byDN.get(parent); ok {
 			p := b.mutable(pid)
 			p.nchild++
-			b.parents = append(b.parents, pid)
 			te.parent, te.depth = pid, p.depth+1
 		}
 	}
@@ -227,7 +226,8 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	if old != nil {
 		b.t.seedDNs(old, b.dnCache.own)
 	}
-	b.t.fillAttributes(te, e, b.dnCache)
+	b.t.fillAttributes(te, e, b.enc, b.dnCache)
+	b.t.types = b.t.typeTable.snapshot() // with the types te may have numbered
 	b.ids.set(id, te)
 	b.own[id] = true
 	b.byDN.set(ndn, id)
@@ -257,13 +257,16 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 // replaces e (a group whose member list changed by one) mostly repeats them, and parsing
 // a DN is the dearest part of making an entry.
 func (t *Tree) seedDNs(e *treeEntry, dnCache map[string]string) {
-	for i, a := range e.attrs {
-		if a.typ.eq == nil || a.typ.eq.norm != normDN {
+	var c attrCursor
+	c.start(e, t.types)
+	for c.next() {
+		if c.typ.eq == nil || c.typ.eq.norm != normDN {
 			continue
 		}
-		norm := e.normed(i)
-		for j, v := range e.values(i) {
-			dnCache[v] = norm[j]
+		var v valueCursor
+		v.start(&c)
+		for v.next() {
+			dnCache[v.val] = v.nval
 		}
 	}
 }
@@ -295,14 +298,10 @@ func (b *batch) mutable(id entryID) *treeEntry {
 	return &c
 }
 
-// done completes the new version: hasSubordinates of the entries whose children came
-// or went, and the maps the batch wrote.
+// done completes the new version with the maps the batch wrote. The entries whose
+// children came or went need nothing more: their hasSubordinates is read from their
+// number of children.
 func (b *batch) done() *Tree {
-	for _, id := range b.parents {
-		if e := b.ids.t.get(id); e != nil {
-			b.t.setHasSubordinates(e)
-		}
-	}
 	nt := b.t
 	nt.entries, nt.byDN = b.ids.t, b.byDN.done()
 	if len(b.index) > 0 {
@@ -315,22 +314,6 @@ func (b *batch) done() *Tree {
 		}
 	}
 	return nt
-}
-
-// setHasSubordinates brings the computed hasSubordinates of e, an entry the batch owns,
-// in line with its children.
-func (t *Tree) setHasSubordinates(e *treeEntry) {
-	last := len(e.vals) - 1
-	want := "FALSE"
-	if e.hasChildren() {
-		want = "TRUE"
-	}
-	if e.vals[last] == want {
-		return
-	}
-	// Its last value, which is its own normalised form (booleanMatch): no norm to change.
-	e.vals = slices.Clone(e.vals)
-	e.vals[last] = want
 }
 
 // keySet returns the index keys of e.
@@ -405,7 +388,14 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 	if e.DN != te.dn {
 		return false
 	}
-	user, op := 0, int(te.nUser)
+	// The entry's user attributes are te's first nUser, its operational ones the next.
+	var user, op attrCursor
+	user.start(te, t.types)
+	op.start(te, t.types)
+	for range te.nUser {
+		op.next()
+	}
+	nUser, nOp := 0, 0
 	for _, a := range e.Attributes {
 		if secret.Attribute(a.Name) {
 			continue
@@ -418,23 +408,41 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 		case at == atEntryDN || at == atHasSubordinates:
 			continue
 		}
-		k := &user
+		c, k := &user, &nUser
 		if at.operational {
-			k = &op
+			c, k = &op, &nOp
 		}
-		if *k >= len(te.attrs) || !te.sameAttribute(*k, a) {
+		if *k++; c == &user && nUser > int(te.nUser) || !c.next() || !sameAttribute(c, a) {
 			return false
 		}
-		*k++
+	}
+	if nUser != int(te.nUser) {
+		return false
 	}
 	computed := 2 // entryDN, hasSubordinates
 	if te.structural {
 		computed++
 	}
-	return user == int(te.nUser) && op == len(te.attrs)-computed
+	for op.next() {
+		computed--
+	}
+	return computed == 0
 }
 
-// sameAttribute reports whether te's i-th attribute is a, name and values.
-func (te *treeEntry) sameAttribute(i int, a Attribute) bool {
-	return te.nameOf(i) == a.Name && slices.EqualFunc(te.values(i), a.Values, func(v string, w []byte) bool { return v == string(w) })
+// sameAttribute reports whether the attribute at c is a, name and values.
+func sameAttribute(c *attrCursor, a Attribute) bool {
+	if c.name() != a.Name {
+		return false
+	}
+	var v valueCursor
+	v.start(c)
+	if v.count() != len(a.Values) {
+		return false
+	}
+	for _, w := range a.Values {
+		if v.nextVal(); v.val != string(w) {
+			return false
+		}
+	}
+	return true
 }

@@ -265,12 +265,13 @@ func (t *Tree) resolve(desc []byte) (*attrType, string) {
 // anyValue reports whether f is true of a value of attribute type at (or a subtype of
 // it) with the options opts in e, the values normalised as k.
 func (t *Tree) anyValue(e *treeEntry, at *attrType, opts string, k normKind, f func(string) bool) bool {
-	for i := range e.attrs {
-		a := &e.attrs[i]
-		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(e.optsOf(i), opts) {
+	var c attrCursor
+	c.start(e, t.types)
+	for c.nextOf(at) {
+		if opts != "" && !hasOptions(c.opts(), opts) {
 			continue
 		}
-		if t.attrValues(e, i, k, f) {
+		if t.attrValues(&c, k, f) {
 			return true
 		}
 	}
@@ -280,18 +281,19 @@ func (t *Tree) anyValue(e *treeEntry, at *attrType, opts string, k normKind, f f
 // anyEqual is anyValue for an equality test, the commonest filter, without the call
 // per value.
 func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bool {
-	for i := range e.attrs {
-		a := &e.attrs[i]
-		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(e.optsOf(i), opts) {
+	var c attrCursor
+	c.start(e, t.types)
+	for c.nextOf(at) {
+		if opts != "" && !hasOptions(c.opts(), opts) {
 			continue
 		}
-		if a.typ.eq != at.eq {
-			if t.attrValues(e, i, at.eq.norm, func(v string) bool { return v == norm }) {
+		if c.typ.eq != at.eq {
+			if t.attrValues(&c, at.eq.norm, func(v string) bool { return v == norm }) {
 				return true
 			}
 			continue
 		}
-		if slices.Contains(e.normed(i), norm) {
+		if c.hasNorm(norm) {
 			return true
 		}
 	}
@@ -302,38 +304,35 @@ func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bo
 // attribute is in set.
 func (t *Tree) anyEqualSet(e *treeEntry, at *attrType, opts string, set map[string]struct{}) bool {
 	in := func(v string) bool { _, ok := set[v]; return ok }
-	for i := range e.attrs {
-		a := &e.attrs[i]
-		if a.typ != at && (!at.hasSubtypes || !a.typ.isA(at)) || opts != "" && !hasOptions(e.optsOf(i), opts) {
+	var c attrCursor
+	c.start(e, t.types)
+	for c.nextOf(at) {
+		if opts != "" && !hasOptions(c.opts(), opts) {
 			continue
 		}
-		if a.typ.eq != at.eq {
-			if t.attrValues(e, i, at.eq.norm, in) {
+		if c.typ.eq != at.eq {
+			if t.attrValues(&c, at.eq.norm, in) {
 				return true
 			}
 			continue
 		}
-		if slices.ContainsFunc(e.normed(i), in) {
+		if c.anyNorm(in) {
 			return true
 		}
 	}
 	return false
 }
 
-// attrValues calls f on the values of e's i-th attribute normalised as k, until f
+// attrValues calls f on the values of the attribute at c normalised as k, until f
 // returns true. Values that k rejects are skipped.
-func (t *Tree) attrValues(e *treeEntry, i int, k normKind, f func(string) bool) bool {
-	a := &e.attrs[i]
-	if a.typ.eq != nil && a.typ.eq.norm == k {
-		for _, v := range e.normed(i) {
-			if v != invalidNorm && f(v) {
-				return true
-			}
-		}
-		return false
+func (t *Tree) attrValues(c *attrCursor, k normKind, f func(string) bool) bool {
+	if c.typ.eq != nil && c.typ.eq.norm == k {
+		return c.anyNorm(f)
 	}
-	for _, raw := range e.values(i) {
-		if v, ok := t.schema.normalize(k, bytesOf(raw), posValue); ok && f(v) {
+	var v valueCursor
+	v.start(c)
+	for v.next() {
+		if n, ok := t.schema.normalize(k, bytesOf(v.val), posValue); ok && f(n) {
 			return true
 		}
 	}
@@ -496,9 +495,10 @@ func (t *Tree) compilePresent(desc []byte) plan {
 		return plan{match: func(*treeEntry) tri { return triTrue }}
 	}
 	return plan{match: func(e *treeEntry) tri {
-		for i := range e.attrs {
-			a := &e.attrs[i]
-			if (a.typ == at || at.hasSubtypes && a.typ.isA(at)) && (opts == "" || hasOptions(e.optsOf(i), opts)) {
+		var c attrCursor
+		c.start(e, t.types)
+		for c.nextOf(at) {
+			if opts == "" || hasOptions(c.opts(), opts) {
 				return triTrue
 			}
 		}
@@ -572,8 +572,10 @@ func (t *Tree) compileExtensible(f *ber.Packet) (plan, error) {
 	return plan{match: func(e *treeEntry) tri {
 		switch {
 		case at == nil:
-			for i := range e.attrs {
-				if a := e.attrs[i].typ; !a.computed && rule.usableWith(a) && t.attrValues(e, i, rule.norm, test) {
+			var c attrCursor
+			c.start(e, t.types)
+			for c.next() {
+				if a := c.typ; !a.computed && rule.usableWith(a) && t.attrValues(&c, rule.norm, test) {
 					return triTrue
 				}
 			}

@@ -40,6 +40,10 @@ type Tree struct {
 	count   int                                // entries in this version
 	byDN    *shardMap[entryID]                 // canonical DN → ID
 	index   map[*attrType]*shardMap[[]entryID] // normalised value → ascending IDs
+	// types numbers the attribute types of the entries' meta: typeTable is the line's,
+	// types this version's snapshot of it.
+	typeTable *typeTable
+	types     []*attrType
 
 	// bases remembers the search bases clients used, as they wrote them, so that most
 	// searches skip parsing their base DN. Copied on write: read without a lock.
@@ -56,13 +60,13 @@ const maxCachedBases = 256
 
 // treeEntry is one entry of a tree. Shared by every version that holds it unchanged.
 //
-// Its attributes are held in three flat slices, not as the Entry it is served as: per
-// attribute a treeAttr, per value the value (a string over the bytes the entry was given,
-// not a copy), and the normalised values of the attributes that normalising changes
-// (the others are their own normalised form). A search makes the Entry it sends from
-// them (selection.entry), in buffers of its own. So an entry costs 16 bytes per
-// attribute and 16 or 32 per value, where an Entry with its normalised values cost 80
-// and 40, and has far fewer pointers for the collector to follow.
+// Its attributes are not held as the Entry it is served as but encoded in one string,
+// meta (layout.go): per attribute its type's number, per value where its bytes are (an
+// offset into src, the string the entry's values were slices of; a copy of a short
+// value; or a string of ext) and, for the attributes whose values normalising changes,
+// the normalised values. A search makes the Entry it sends from them
+// (selection.entry), in buffers of its own, and filters read them through cursors
+// (attrCursor), neither allocating per entry.
 type treeEntry struct {
 	dn     string // as served
 	ndn    string // canonical DN (distinguishedNameMatch)
@@ -70,57 +74,18 @@ type treeEntry struct {
 	parent entryID // noEntry for the entry of a naming context
 	depth  int32   // RDNs below its naming context
 	nchild int32   // children in this version
-	// nUser is the number of user attributes: attrs holds them first, then the
+	// nUser is the number of user attributes: meta holds them first, then the
 	// operational ones, entryDN and hasSubordinates last, so "*" serves a prefix.
 	nUser int32
 	// structural is set when the tree computed structuralObjectClass (the entry did not
 	// have it).
 	structural bool
-	attrs      []treeAttr
-	vals       []string // every attribute's values as served, attribute after attribute
-	// norm holds the values normalised by their attribute's equality rule, of the
-	// attributes where that changes a value (see treeEntry.normed).
-	norm []string
-	// opts holds each attribute's options, lowercased and sorted, parallel to attrs;
-	// nil when no attribute has any, which is almost always.
-	opts []string
-	// names holds each attribute's name as the entry has it, parallel to attrs; nil when
-	// every attribute is named as its type's primary name, which is almost always.
-	names []string
+	meta       string   // the attributes, see layout.go
+	src        string   // the Source most values are slices of; "" when none is
+	ext        []string // values kept whole: outside src, longer than inlineMax
 	// rdn holds the attribute values of the entry's RDN, or of its whole DN for the
 	// entry of a naming context: extensible matches with dnAttributes look at them.
 	rdn []rdnValue
-}
-
-// treeAttr is an attribute of a tree entry. Its values are vals[lo:hi], lo being the
-// previous attribute's hi (0 for the first); its normalised values norm[nlo:nhi], nlo
-// being the previous attribute's nhi, and when that range is empty the values
-// themselves.
-type treeAttr struct {
-	typ     *attrType
-	hi, nhi int32
-}
-
-// values returns the values of e's i-th attribute.
-func (e *treeEntry) values(i int) []string {
-	lo := int32(0)
-	if i > 0 {
-		lo = e.attrs[i-1].hi
-	}
-	return e.vals[lo:e.attrs[i].hi]
-}
-
-// normed returns the values of e's i-th attribute normalised by its equality rule
-// (invalidNorm for one the rule rejects).
-func (e *treeEntry) normed(i int) []string {
-	lo, nlo := int32(0), int32(0)
-	if i > 0 {
-		lo, nlo = e.attrs[i-1].hi, e.attrs[i-1].nhi
-	}
-	if a := &e.attrs[i]; a.nhi > nlo {
-		return e.norm[nlo:a.nhi]
-	}
-	return e.vals[lo:e.attrs[i].hi]
 }
 
 type rdnValue struct {
@@ -129,31 +94,6 @@ type rdnValue struct {
 }
 
 func (e *treeEntry) hasChildren() bool { return e.nchild > 0 }
-
-// nameOf returns the name of e's i-th attribute, as the entry has it.
-func (e *treeEntry) nameOf(i int) string {
-	if e.names == nil {
-		return e.attrs[i].typ.name
-	}
-	return e.names[i]
-}
-
-// optsOf returns the options of e's i-th attribute.
-func (e *treeEntry) optsOf(i int) string {
-	if e.opts == nil {
-		return ""
-	}
-	return e.opts[i]
-}
-
-// Synthesised attributes: the tree knows them better than whoever built the entries.
-var (
-	valueTRUE  = []byte("TRUE")
-	valueFALSE = []byte("FALSE")
-	// The values of hasSubordinates, shared by every entry.
-	valuesTRUE  = [][]byte{valueTRUE}
-	valuesFALSE = [][]byte{valueFALSE}
-)
 
 // NewTree builds a tree from entries (each a full served entry: DN + attributes) under
 // the naming contexts roots. Container entries (the base DN, OUs) are entries too: every
@@ -171,7 +111,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	if sch == nil {
 		sch = BuiltinSchema()
 	}
-	t := &Tree{schema: newSchemaOn(sch), roots: make(map[string]bool, len(roots))}
+	t := &Tree{schema: newSchemaOn(sch), roots: make(map[string]bool, len(roots)), typeTable: newTypeTable()}
 	for _, o := range opts {
 		o(t)
 	}
@@ -293,12 +233,14 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	// The attributes of the entries, on every core: the schema is only read from here on.
 	parallel.Ranges(len(tes), parallelChunk, func(lo, hi int) {
 		cache := dnCache{seed: dnSeed, own: map[string]string{}}
+		enc := newEncoder(t.typeTable)
 		for pos := lo; pos < hi; pos++ {
 			n := &nodes[order[pos]]
 			tes[pos].rdn = t.rdnValues(n.dn, n.parent < 0)
-			t.fillAttributes(tes[pos], n.e, cache)
+			t.fillAttributes(tes[pos], n.e, enc, cache)
 		}
 	})
+	t.types = t.typeTable.snapshot()
 	for _, te := range tes {
 		ids.set(te.id, te)
 		byDN.set(te.ndn, te.id)
@@ -443,15 +385,16 @@ func (t *Tree) rdnValues(dn *ldap.DN, root bool) []rdnValue {
 // entry returns the entry with ID id in this version, or nil.
 func (t *Tree) entry(id entryID) *treeEntry { return t.entries.get(id) }
 
-// fillAttributes fills in an entry's attributes, values and normalised values. The
-// user attributes come first, so that the attributes for "*" are a prefix of them all.
-func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache dnCache) {
+// fillAttributes encodes an entry's attributes, values and normalised values into te
+// (layout.go). The user attributes come first, so that the attributes for "*" are a
+// prefix of them all.
+func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnCache) {
 	type item struct {
 		typ  *attrType
 		opts string
 	}
 	items := make([]item, len(e.Attributes))
-	nUser, nOp, nVals, hasStructural := 0, 0, 2, false
+	nUser, hasStructural := 0, false
 	for i, a := range e.Attributes {
 		if secret.Attribute(a.Name) {
 			continue
@@ -462,53 +405,45 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache dnCache) {
 		switch {
 		case at == atEntryDN || at == atHasSubordinates:
 			continue // computed below
-		case at.operational:
-			nOp++
-		default:
+		case !at.operational:
 			nUser++
 		}
-		nVals += len(a.Values)
 		hasStructural = hasStructural || at == atStructuralObjectClass
 	}
 	var structural *objectClass
 	if !hasStructural {
-		if structural = t.structuralClass(e); structural != nil {
-			nOp, nVals = nOp+1, nVals+1
-		}
+		structural = t.structuralClass(e)
 	}
 	te.dn, te.structural, te.nUser = e.DN, structural != nil, int32(nUser)
-	n := nUser + nOp + 2
-	te.attrs = make([]treeAttr, 0, n)
-	te.vals = make([]string, 0, nVals)
-	norm := make([]string, 0, nVals) // the normalised values that differ, then kept in te.norm
+	enc.begin(e.Source)
 	add := func(name string, vals [][]byte, at *attrType, opts string) {
-		if opts != "" && te.opts == nil {
-			te.opts = make([]string, len(te.attrs), n)
-		}
-		if te.opts != nil {
-			te.opts = append(te.opts, opts)
-		}
-		if name != at.name && te.names == nil {
-			te.names = make([]string, len(te.attrs), n)
-			for i := range te.attrs {
-				te.names[i] = te.attrs[i].typ.name
-			}
-		}
-		if te.names != nil {
-			te.names = append(te.names, name)
-		}
-		nlo, same := len(norm), true
+		norms := enc.norms[:0]
+		same := true
 		for _, v := range vals {
 			s := stringOf(v)
 			n := t.normStored(at, s, dnCache)
-			te.vals = append(te.vals, s)
-			norm = append(norm, n)
+			norms = append(norms, n)
 			same = same && n == s
 		}
-		if same {
-			norm = norm[:nlo]
+		enc.norms = norms
+		if name == at.name {
+			name = ""
 		}
-		te.attrs = append(te.attrs, treeAttr{typ: at, hi: int32(len(te.vals)), nhi: int32(len(norm))})
+		enc.attribute(at, name, opts, len(vals), !same)
+		for i, v := range vals {
+			s := stringOf(v)
+			enc.value(s, false)
+			switch n := norms[i]; {
+			case same: // the values are their own normalised forms
+			case n == s:
+				enc.special(specSame)
+			default:
+				// A normalised DN comes from dnCache, shared with the entries that
+				// name the same one; other normalised values are this entry's own.
+				enc.value(n, at.eq.norm != normDN)
+			}
+		}
+		enc.end()
 	}
 	for _, operational := range []bool{false, true} {
 		for i, a := range e.Attributes {
@@ -520,16 +455,22 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, dnCache dnCache) {
 	if structural != nil {
 		add("structuralObjectClass", structural.values, atStructuralObjectClass, "")
 	}
-	add("entryDN", [][]byte{bytesOf(e.DN)}, atEntryDN, "") // the DN's own string, not a copy
-	sub := valuesFALSE
-	if te.hasChildren() {
-		sub = valuesTRUE
+	// entryDN is the entry's DN, hasSubordinates follows its children in each version.
+	norm := t.normStored(atEntryDN, e.DN, dnCache)
+	enc.attribute(atEntryDN, "", "", 1, norm != e.DN)
+	enc.special(specDN)
+	switch {
+	case norm == e.DN:
+	case norm == te.ndn:
+		enc.special(specNDN)
+	default:
+		enc.value(norm, false)
 	}
-	add("hasSubordinates", sub, atHasSubordinates, "")
-	te.norm = nil
-	if len(norm) > 0 { // norm was made for every value: keep only what it holds
-		te.norm = slices.Clone(norm)
-	}
+	enc.end()
+	enc.attribute(atHasSubordinates, "", "", 1, false) // TRUE and FALSE are normalised
+	enc.special(specHasSubordinates)
+	enc.end()
+	enc.done(te)
 }
 
 // stringOf returns v's bytes as a string without copying them: entries given to the tree
@@ -669,20 +610,24 @@ const parallelChunk = 2048
 // indexed under each of its object classes and their superclasses, so that
 // (objectClass=person) finds inetOrgPersons.
 func (t *Tree) indexKeys(e *treeEntry, fn func(at *attrType, k string)) {
-	for i, a := range e.attrs {
-		if !a.typ.indexed {
+	var c attrCursor
+	c.start(e, t.types)
+	for c.next() {
+		if !c.typ.indexed {
 			continue // values with options are indexed too: (cn=x) matches cn;lang-de: x
 		}
-		for _, v := range e.normed(i) {
-			if a.typ.eq == mrObjectSubClass {
-				if c := t.schema.class(v); c != nil {
-					for _, k := range c.ancestors {
-						fn(a.typ, k)
+		var v valueCursor
+		v.start(&c)
+		for v.next() {
+			if c.typ.eq == mrObjectSubClass {
+				if cl := t.schema.class(v.nval); cl != nil {
+					for _, k := range cl.ancestors {
+						fn(c.typ, k)
 					}
 					continue
 				}
 			}
-			fn(a.typ, v)
+			fn(c.typ, v.nval)
 		}
 	}
 }
@@ -1004,6 +949,7 @@ type selection struct {
 	allUser, allOperational bool
 	named                   []selected
 	buf                     [4]selected // backs named for short lists
+	types                   []*attrType // the tree's (Tree.types)
 	eb                      *entryBuf   // where entries are made to be sent
 }
 
@@ -1014,6 +960,7 @@ type entryBuf struct {
 	out   Entry
 	attrs []Attribute
 	vals  [][]byte
+	ends  []int // where each attribute's values end in vals
 }
 
 var entryBufs = sync.Pool{New: func() any { return new(entryBuf) }}
@@ -1037,7 +984,7 @@ type selected struct {
 // names are case-insensitive, may be OIDs, and include their subtypes (name → cn, sn, …).
 // Unknown names are ignored.
 func (t *Tree) selection(s *selection, attrs []string) {
-	s.named = s.buf[:0]
+	s.named, s.types = s.buf[:0], t.types
 	if len(attrs) == 0 {
 		s.allUser = true
 	}
@@ -1069,18 +1016,28 @@ func (s *selection) entry(e *treeEntry) *Entry {
 	if !s.allUser && !s.allOperational && len(s.named) == 0 {
 		return &b.out
 	}
-	if cap(b.vals) < len(e.vals) {
-		b.vals = make([][]byte, 0, len(e.vals)) // room for all: the attributes point into it
-	}
-	b.attrs, b.vals = b.attrs[:0], b.vals[:0]
-	for i := range e.attrs {
-		if s.wants(e, i) {
-			lo := len(b.vals)
-			for _, v := range e.values(i) {
-				b.vals = append(b.vals, bytesOf(v))
+	b.attrs, b.vals, b.ends = b.attrs[:0], b.vals[:0], b.ends[:0]
+	var c attrCursor
+	c.start(e, s.types)
+	if one := s.named; len(one) == 1 && !s.allUser && !s.allOperational {
+		// One attribute asked for, the commonest list: only its type is looked at.
+		for c.nextOf(one[0].typ) {
+			if hasOptions(c.opts(), one[0].opts) {
+				b.add(&c)
 			}
-			b.attrs = append(b.attrs, Attribute{Name: e.nameOf(i), Values: b.vals[lo:len(b.vals):len(b.vals)]})
 		}
+	} else {
+		for c.next() {
+			if s.wants(&c) {
+				b.add(&c)
+			}
+		}
+	}
+	// The values are in place once every attribute's are: vals may have grown.
+	lo := 0
+	for i, hi := range b.ends {
+		b.attrs[i].Values = b.vals[lo:hi:hi]
+		lo = hi
 	}
 	if len(b.attrs) > 0 {
 		b.out.Attributes = b.attrs
@@ -1088,28 +1045,41 @@ func (s *selection) entry(e *treeEntry) *Entry {
 	return &b.out
 }
 
-// entry returns e with every attribute, as served to "*" and "+", in an Entry of its own.
-func (e *treeEntry) entry() *Entry {
-	out := &Entry{DN: e.dn, Attributes: make([]Attribute, len(e.attrs))}
-	vals := make([][]byte, len(e.vals))
-	for i, v := range e.vals {
-		vals[i] = bytesOf(v)
+// add adds the attribute at c, its values in b.vals.
+func (b *entryBuf) add(c *attrCursor) {
+	var v valueCursor
+	v.start(c)
+	for v.nextVal() {
+		b.vals = append(b.vals, bytesOf(v.val))
 	}
-	lo := int32(0)
-	for i, a := range e.attrs {
-		out.Attributes[i] = Attribute{Name: e.nameOf(i), Values: vals[lo:a.hi:a.hi]}
-		lo = a.hi
+	b.attrs = append(b.attrs, Attribute{Name: c.name()})
+	b.ends = append(b.ends, len(b.vals))
+}
+
+// fullEntry returns e with every attribute, as served to "*" and "+", in an Entry of its
+// own.
+func (t *Tree) fullEntry(e *treeEntry) *Entry {
+	out := &Entry{DN: e.dn}
+	var c attrCursor
+	c.start(e, t.types)
+	for c.next() {
+		var v valueCursor
+		v.start(&c)
+		vals := make([][]byte, 0, v.count())
+		for v.nextVal() {
+			vals = append(vals, bytesOf(v.val))
+		}
+		out.Attributes = append(out.Attributes, Attribute{Name: c.name(), Values: vals})
 	}
 	return out
 }
 
-func (s *selection) wants(e *treeEntry, i int) bool {
-	a := &e.attrs[i]
-	if a.typ.operational && s.allOperational || !a.typ.operational && s.allUser {
+func (s *selection) wants(c *attrCursor) bool {
+	if c.typ.operational && s.allOperational || !c.typ.operational && s.allUser {
 		return true
 	}
 	for _, n := range s.named {
-		if a.typ.isA(n.typ) && hasOptions(e.optsOf(i), n.opts) {
+		if c.typ.isA(n.typ) && hasOptions(c.opts(), n.opts) {
 			return true
 		}
 	}
@@ -1149,9 +1119,10 @@ func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
 		return &Result{Code: ldap.LDAPResultInvalidAttributeSyntax, Diagnostic: "value does not conform to assertion syntax"}
 	}
 	present := false
-	for i := range e.attrs {
-		a := &e.attrs[i]
-		if !a.typ.isA(at) || !hasOptions(e.optsOf(i), opts) {
+	var c attrCursor
+	c.start(e, t.types)
+	for c.nextOf(at) {
+		if !hasOptions(c.opts(), opts) {
 			continue
 		}
 		present = true
@@ -1159,7 +1130,7 @@ func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
 		if at.eq == mrObjectSubClass {
 			eq = func(v string) bool { return t.subclassOf(v, norm) }
 		}
-		if t.attrValues(e, i, at.eq.norm, eq) {
+		if t.attrValues(&c, at.eq.norm, eq) {
 			return &Result{Code: ldap.LDAPResultCompareTrue}
 		}
 	}

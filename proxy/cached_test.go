@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -365,13 +366,15 @@ func BenchmarkServedUpdate(b *testing.B) {
 }
 
 // BenchmarkServedMemory reports the live heap the served tree of 100,000 users in 2,000
-// groups adds to the loaded store. Run with -benchtime 1x.
+// groups adds to the loaded store, and how much of it the collector scans for pointers
+// at each cycle (scan-MiB). Run with -benchtime 1x.
 func BenchmarkServedMemory(b *testing.B) {
 	for b.Loop() {
 		s := newBenchStore(b, 100000, 2000)
-		before := liveHeap()
+		before, scanBefore := liveHeap(), scannableHeap()
 		c := newCached(s.store, ServedOptions{BaseDN: servedBase}, slog.New(slog.DiscardHandler))
 		b.ReportMetric(float64(liveHeap()-before)/(1<<20), "tree-MiB")
+		b.ReportMetric(float64(scannableHeap()-scanBefore)/(1<<20), "scan-MiB")
 		runtime.KeepAlive(c)
 	}
 }
@@ -382,4 +385,12 @@ func liveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// scannableHeap is the part of the heap, as of the last collection, that holds pointers
+// the collector follows.
+func scannableHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

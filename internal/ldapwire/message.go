@@ -67,6 +67,10 @@ type Result struct {
 type Entry struct {
 	DN         string
 	Attributes []Attribute
+	// Source, when not empty, is a string that some of the values (and the DN) are
+	// slices of, such as the stored record the entry was decoded from: whoever keeps
+	// the entry may keep those as offsets into it. It is not part of the message.
+	Source string
 }
 
 // Attribute is one attribute of an entry with its values.

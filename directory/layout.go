@@ -1,0 +1,486 @@
+package directory
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// The attributes of a tree entry are one string, treeEntry.meta, with no pointer in it:
+// the collector follows the entry's few strings, not one pointer per value, and the
+// tree's own cost per value is a few bytes. It holds, in the entry's order of
+// attributes:
+//
+//	uvarint  length of the heads
+//	heads    per attribute: uvarint type ID << 3 | flags (the tree's typeTable),
+//	         uvarint length of its record
+//	records  per attribute:
+//	           uvarint  number of values
+//	           [flagName] uvarint length, the name as the entry spells it
+//	           [flagOpts] uvarint length, the options, lowercased and sorted
+//	           per value: a value reference, then with flagNorm one to its normalised form
+//
+// The heads come first, apart from the records, so that looking for an attribute type
+// (what every filter does, on every entry it tests) reads two bytes per attribute and
+// finds the record of the one it looks for without reading the others.
+//
+// A value reference is a uvarint whose two low bits say where the bytes are:
+//
+//	refSource  len << 2, then uvarint offset: src[offset:offset+len], the bytes of the
+//	           entry's Source (a store record): a value's bytes exist once in the process
+//	refInline  len << 2, then the bytes: short values from elsewhere and normalised values
+//	refExt     index << 2: ext[index], a string from elsewhere kept whole (a group's DN
+//	           in many memberOf values is one string, not a copy per entry)
+//	refSpecial code << 2: specSame (a normalised value equal to its value), specDN (the
+//	           entry's DN), specNDN (its canonical DN), specHasSubordinates (TRUE or
+//	           FALSE by the entry's children in its version)
+//
+// Without flagNorm, the attribute's values are their own normalised forms (uid, mail,
+// numbers, timestamps, DNs already canonical, binary values).
+const (
+	flagName = 1 << iota // spelled otherwise than its type's primary name
+	flagOpts             // has options
+	flagNorm             // normalising changes a value
+	flagBits = 3
+)
+
+const (
+	refSource = iota
+	refInline
+	refExt
+	refSpecial
+)
+
+const (
+	specSame = iota
+	specDN
+	specNDN
+	specHasSubordinates
+)
+
+// inlineMax is the longest value from outside the entry's Source that is copied into
+// meta rather than kept as a string of its own: up to that, the copy costs no more than
+// the string header that would point at it.
+const inlineMax = 16
+
+// uvar reads a uvarint from s at i and returns it with the position after it.
+func uvar(s string, i int) (int, int) {
+	if b := s[i]; b < 0x80 {
+		return int(b), i + 1
+	}
+	return uvarLong(s, i)
+}
+
+func uvarLong(s string, i int) (int, int) {
+	x, shift := 0, 0
+	for {
+		b := s[i]
+		i++
+		x |= int(b&0x7f) << shift
+		if b < 0x80 {
+			return x, i
+		}
+		shift += 7
+	}
+}
+
+func appendUvar(b []byte, x int) []byte {
+	for x >= 0x80 {
+		b = append(b, byte(x)|0x80)
+		x >>= 7
+	}
+	return append(b, byte(x))
+}
+
+// typeTable numbers the attribute types the entries of a tree use, for treeEntry.meta.
+// It is shared by every version of the tree and only grows: an ID, once given, names
+// the same type for good, so a version reads its snapshot of the list (Tree.types)
+// without a lock, also while a later version is being made.
+type typeTable struct {
+	mu   sync.Mutex
+	ids  map[*attrType]int
+	list []*attrType
+}
+
+func newTypeTable() *typeTable { return &typeTable{ids: map[*attrType]int{}} }
+
+// id returns at's ID, giving it the next one the first time.
+func (tt *typeTable) id(at *attrType) int {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	id, ok := tt.ids[at]
+	if !ok {
+		id = len(tt.list)
+		tt.ids[at] = id
+		tt.list = append(tt.list, at) // beyond the length of every snapshot taken
+	}
+	return id
+}
+
+// snapshot returns the types numbered so far, indexed by ID.
+func (tt *typeTable) snapshot() []*attrType {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return tt.list
+}
+
+// attrCursor walks the attributes of an entry in order:
+//
+//	var c attrCursor
+//	c.start(e, t.types)
+//	for c.next() { ... c.typ ... }
+type attrCursor struct {
+	e     *treeEntry
+	types []*attrType
+	head  int // the next attribute's head
+	heads int // where the heads end and the records begin
+	next0 int // where the next attribute's record is
+	// The current attribute.
+	typ   *attrType
+	flags int
+	rec   int // where its record is
+}
+
+// start puts c before the first attribute of e, whose types are numbered in types (its
+// tree's Tree.types). Cursors are made in place, not returned: a returned cursor is
+// copied, and read back wider than it was written, at every entry a filter tests.
+func (c *attrCursor) start(e *treeEntry, types []*attrType) {
+	c.e, c.types = e, types
+	m := e.meta // never empty: every entry has entryDN and hasSubordinates
+	n, p := int(m[0]), 1
+	if n >= 0x80 {
+		n, p = uvar(m, 0)
+	}
+	c.head, c.heads, c.next0 = p, p+n, p+n
+}
+
+// next moves to the next attribute; false after the last.
+func (c *attrCursor) next() bool {
+	m, p := c.e.meta, c.head
+	if p >= c.heads {
+		return false
+	}
+	head, l := int(m[p]), int(m[p+1])
+	if p += 2; head|l >= 0x80 {
+		head, p = uvar(m, p-2)
+		l, p = uvar(m, p)
+	}
+	c.head, c.typ, c.flags = p, c.types[head>>flagBits], head&(1<<flagBits-1)
+	c.rec, c.next0 = c.next0, c.next0+l
+	return true
+}
+
+// nextOf moves to the next attribute of type at or of a subtype of it; false when there
+// is none.
+func (c *attrCursor) nextOf(at *attrType) bool { return c.nextIs(at, at.hasSubtypes) }
+
+// nextIs moves to the next attribute of type at, or with subtypes of a subtype of it;
+// false when there is none. The filters' loop: it reads the heads, two bytes per
+// attribute mostly, and keeps what it reads in registers until it finds one.
+func (c *attrCursor) nextIs(at *attrType, subtypes bool) bool {
+	m, types, p, rec := c.e.meta, c.types, c.head, c.next0
+	for p < c.heads {
+		head, l := int(m[p]), int(m[p+1])
+		if p += 2; head|l >= 0x80 {
+			head, p = uvar(m, p-2)
+			l, p = uvar(m, p)
+		}
+		if typ := types[head>>flagBits]; typ == at || subtypes && typ.isA(at) {
+			c.head, c.typ, c.flags, c.rec, c.next0 = p, typ, head&(1<<flagBits-1), rec, rec+l
+			return true
+		}
+		rec += l
+	}
+	c.head, c.next0 = p, rec
+	return false
+}
+
+// header returns the name (empty: the type's primary name), the options, the number of
+// values and the position of the first value of the current attribute.
+func (c *attrCursor) header() (name, opts string, n, vals int) {
+	m := c.e.meta
+	n, p := uvar(m, c.rec)
+	if c.flags&flagName != 0 {
+		l, q := uvar(m, p)
+		name, p = m[q:q+l], q+l
+	}
+	if c.flags&flagOpts != 0 {
+		l, q := uvar(m, p)
+		opts, p = m[q:q+l], q+l
+	}
+	return name, opts, n, p
+}
+
+// name returns the current attribute's name as the entry spells it.
+func (c *attrCursor) name() string {
+	if c.flags&flagName == 0 {
+		return c.typ.name
+	}
+	name, _, _, _ := c.header()
+	return name
+}
+
+// opts returns the current attribute's options, lowercased and sorted.
+func (c *attrCursor) opts() string {
+	if c.flags&flagOpts == 0 {
+		return ""
+	}
+	_, opts, _, _ := c.header()
+	return opts
+}
+
+// valuesAt returns the number of values of the current attribute and the position of
+// the first.
+func (c *attrCursor) valuesAt() (n, p int) {
+	if c.flags&(flagName|flagOpts) == 0 {
+		if p = c.rec; c.e.meta[p] < 0x80 {
+			return int(c.e.meta[p]), p + 1
+		}
+	}
+	_, _, n, p = c.header()
+	return n, p
+}
+
+// anyNorm reports whether f is true of one of the current attribute's normalised
+// values; values its equality rule rejects (invalidNorm) are skipped.
+func (c *attrCursor) anyNorm(f func(string) bool) bool {
+	n, p := c.valuesAt()
+	e, norm := c.e, c.flags&flagNorm != 0
+	for ; n > 0; n-- {
+		var v string
+		v, p = e.normAt(p, norm)
+		if v != invalidNorm && f(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasNorm reports whether the current attribute has the normalised value want.
+func (c *attrCursor) hasNorm(want string) bool {
+	n, p := c.valuesAt()
+	e, norm := c.e, c.flags&flagNorm != 0
+	for ; n > 0; n-- {
+		var v string
+		if v, p = e.normAt(p, norm); v == want {
+			return true
+		}
+	}
+	return false
+}
+
+// normAt returns the normalised form of the value whose reference is at pos, and the
+// position of the next value's; norm says that the normalised forms follow the values.
+func (e *treeEntry) normAt(pos int, norm bool) (string, int) {
+	if !norm {
+		return e.ref(pos, "")
+	}
+	p := e.skipRef(pos)
+	if e.meta[p] == specSame<<2|refSpecial {
+		v, _ := e.ref(pos, "")
+		return v, p + 1
+	}
+	return e.ref(p, "")
+}
+
+// start puts v before the first value of the attribute at c.
+func (v *valueCursor) start(c *attrCursor) {
+	v.e, v.norm = c.e, c.flags&flagNorm != 0
+	v.n, v.pos = c.valuesAt()
+}
+
+// valueCursor walks the values of one attribute with their normalised forms:
+//
+//	var v valueCursor
+//	v.start(&c)
+//	for v.next() { ... v.val, v.nval ... }
+type valueCursor struct {
+	e         *treeEntry
+	pos, n    int
+	norm      bool // normalised forms follow the values
+	val, nval string
+}
+
+// next moves to the next value; false after the last. v.val is the value as served,
+// v.nval its normalised form (invalidNorm for one the equality rule rejects).
+func (v *valueCursor) next() bool {
+	if v.n == 0 {
+		return false
+	}
+	v.n--
+	v.val, v.pos = v.e.ref(v.pos, "")
+	v.nval = v.val
+	if v.norm {
+		v.nval, v.pos = v.e.ref(v.pos, v.val)
+	}
+	return true
+}
+
+// nextVal is next for a reader of the values as served: v.nval is not set.
+func (v *valueCursor) nextVal() bool {
+	if v.n == 0 {
+		return false
+	}
+	v.n--
+	if v.val, v.pos = v.e.ref(v.pos, ""); v.norm {
+		v.pos = v.e.skipRef(v.pos)
+	}
+	return true
+}
+
+// count returns the number of values left.
+func (v *valueCursor) count() int { return v.n }
+
+// ref reads the value reference at pos in e.meta and returns the value with the
+// position after the reference; same is the value specSame stands for.
+func (e *treeEntry) ref(pos int, same string) (string, int) {
+	m := e.meta
+	x, p := int(m[pos]), pos+1
+	if x >= 0x80 {
+		x, p = uvarLong(m, pos)
+	}
+	l := x >> 2
+	switch x & 3 {
+	case refInline:
+		return m[p : p+l], p + l
+	case refSource:
+		off, q := uvar(m, p)
+		return e.src[off : off+l], q
+	case refExt:
+		return e.ext[l], p
+	}
+	switch l {
+	case specDN:
+		return e.dn, p
+	case specNDN:
+		return e.ndn, p
+	case specHasSubordinates:
+		if e.hasChildren() {
+			return "TRUE", p
+		}
+		return "FALSE", p
+	}
+	return same, p
+}
+
+// skipRef returns the position after the value reference at pos.
+func (e *treeEntry) skipRef(pos int) int {
+	x, p := uvar(e.meta, pos)
+	switch x & 3 {
+	case refInline:
+		return p + x>>2
+	case refSource:
+		_, p = uvar(e.meta, p)
+	}
+	return p
+}
+
+// encoder makes the meta of entries, reusing its buffers from one to the next.
+type encoder struct {
+	types *typeTable
+	ids   map[*attrType]int // the IDs asked for so far, to take the table's lock once each
+	heads []byte
+	meta  []byte // the records
+	out   []byte // the meta made of them
+	attr  []byte // the current attribute's record
+	head  int    // and its head
+	ext   []string
+	norms []string // the current attribute's normalised values
+	src   string
+	// usedSrc is set once a value refers to src: an entry keeps its source only then.
+	usedSrc bool
+}
+
+func newEncoder(types *typeTable) *encoder {
+	return &encoder{types: types, ids: map[*attrType]int{}}
+}
+
+// begin starts the meta of an entry whose values may be slices of src.
+func (enc *encoder) begin(src string) {
+	enc.heads, enc.meta, enc.ext, enc.src, enc.usedSrc = enc.heads[:0], enc.meta[:0], enc.ext[:0], src, false
+}
+
+// attribute starts an attribute of type at with n values; name is "" when the entry
+// spells it as the type's primary name.
+func (enc *encoder) attribute(at *attrType, name, opts string, n int, norm bool) {
+	id, ok := enc.ids[at]
+	if !ok {
+		id = enc.types.id(at)
+		enc.ids[at] = id
+	}
+	flags := 0
+	if name != "" {
+		flags |= flagName
+	}
+	if opts != "" {
+		flags |= flagOpts
+	}
+	if norm {
+		flags |= flagNorm
+	}
+	enc.head = id<<flagBits | flags
+	b := appendUvar(enc.attr[:0], n)
+	if name != "" {
+		b = append(appendUvar(b, len(name)), name...)
+	}
+	if opts != "" {
+		b = append(appendUvar(b, len(opts)), opts...)
+	}
+	enc.attr = b
+}
+
+// value adds a reference to v: by offset when v lies within the source, else a copy of
+// a short value or v itself kept whole. own says that v is the tree's alone (a
+// normalised value made for this entry), so a copy of any length is no duplicate.
+func (enc *encoder) value(v string, own bool) {
+	if off, ok := within(v, enc.src); ok {
+		enc.attr = appendUvar(appendUvar(enc.attr, len(v)<<2|refSource), off)
+		enc.usedSrc = true
+		return
+	}
+	if own || len(v) <= inlineMax {
+		enc.attr = append(appendUvar(enc.attr, len(v)<<2|refInline), v...)
+		return
+	}
+	enc.attr = appendUvar(enc.attr, len(enc.ext)<<2|refExt)
+	enc.ext = append(enc.ext, v)
+}
+
+// special adds a reference to a value the entry computes.
+func (enc *encoder) special(code int) {
+	enc.attr = appendUvar(enc.attr, code<<2|refSpecial)
+}
+
+// end completes the current attribute.
+func (enc *encoder) end() {
+	enc.heads = appendUvar(appendUvar(enc.heads, enc.head), len(enc.attr))
+	enc.meta = append(enc.meta, enc.attr...)
+}
+
+// done stores the entry's meta, source and outside values in e.
+func (enc *encoder) done(e *treeEntry) {
+	enc.out = append(append(appendUvar(enc.out[:0], len(enc.heads)), enc.heads...), enc.meta...)
+	e.meta = string(enc.out)
+	e.src = ""
+	if enc.usedSrc {
+		e.src = enc.src
+	}
+	e.ext = nil
+	if len(enc.ext) > 0 {
+		e.ext = append([]string(nil), enc.ext...)
+	}
+}
+
+// within returns the offset of v in src when v's bytes are part of src's, which the
+// caller vouches for by handing src as the entry's Source: both are live strings, so
+// comparing their addresses is sound, and the value is then read back as a slice of src,
+// never made from an address.
+func within(v, src string) (int, bool) {
+	if len(v) == 0 || len(src) == 0 {
+		return 0, false
+	}
+	p, s := uintptr(unsafe.Pointer(unsafe.StringData(v))), uintptr(unsafe.Pointer(unsafe.StringData(src)))
+	if p < s || p+uintptr(len(v)) > s+uintptr(len(src)) {
+		return 0, false
+	}
+	return int(p - s), true
+}

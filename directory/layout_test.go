@@ -1,0 +1,168 @@
+package directory
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// withSource returns a copy of e whose DN and values are slices of one string, its
+// Source, as the proxy's entries are slices of the store's records; the object classes
+// stay the strings e has (shared, as the proxy's are).
+func withSource(e *Entry) *Entry {
+	var b strings.Builder
+	b.WriteString(e.DN)
+	for _, a := range e.Attributes {
+		if !strings.EqualFold(a.Name, "objectClass") {
+			for _, v := range a.Values {
+				b.Write(v)
+			}
+		}
+	}
+	src := b.String()
+	out := &Entry{DN: src[:len(e.DN)], Source: src}
+	pos := len(e.DN)
+	for _, a := range e.Attributes {
+		c := Attribute{Name: a.Name}
+		for _, v := range a.Values {
+			if strings.EqualFold(a.Name, "objectClass") {
+				c.Values = append(c.Values, v)
+				continue
+			}
+			c.Values = append(c.Values, bytesOf(src[pos:pos+len(v)]))
+			pos += len(v)
+		}
+		out.Attributes = append(out.Attributes, c)
+	}
+	return out
+}
+
+// searchAll returns what each search of a fixed list finds in tree, entries in full.
+func searchAll(t *testing.T, tree *Tree) []string {
+	t.Helper()
+	var out []string
+	for _, c := range []struct {
+		filter string
+		attrs  []string
+	}{
+		{"(objectClass=*)", []string{"*", "+"}},
+		{"(objectClass=*)", nil},
+		{"(cn=alice liddell)", []string{"cn", "entryDN", "hasSubordinates"}},
+		{"(description=builds things)", []string{"description"}},
+		{"(mail=bob@example.org)", []string{"mail", "uid"}},
+		{"(member=cn=admins,ou=groups,dc=example,dc=org)", []string{"member"}},
+		{"(cn;lang-de=karola)", []string{"cn;lang-de"}},
+		{"(&(uidNumber>=1002)(sn=*i*))", []string{"1.1"}},
+		{"(costCenter=r&d)", []string{"costCenter"}},
+	} {
+		w := &collectWriter{}
+		searchInto(tree, w, searchRequest(t, testBase, ScopeSubtree, c.filter, c.attrs...))
+		if w.result == nil || w.result.Code != 0 {
+			t.Fatalf("%s: %+v", c.filter, w.result)
+		}
+		for _, e := range w.entries {
+			out = append(out, fmt.Sprintf("%s %q: %s %q", c.filter, c.attrs, e.DN, e.Attributes))
+		}
+	}
+	return out
+}
+
+// TestEntrySource checks that a tree keeps the values of an entry given with a Source as
+// offsets into it, not as strings of their own or copies, and serves and matches them as
+// the same entries without one.
+func TestEntrySource(t *testing.T) {
+	plain := testTree(t)
+	var sourced []*Entry
+	for _, e := range testEntries() {
+		sourced = append(sourced, withSource(e))
+	}
+	tree, err := NewTree([]string{testBase}, sourced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := searchAll(t, tree), searchAll(t, plain); !slices.Equal(got, want) {
+		t.Fatalf("with sources:\n%s\nwithout:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for i, e := range sourced {
+		te := tree.entry(tree.findID(t, e.DN))
+		if te.src != e.Source {
+			t.Errorf("%s: keeps no source", e.DN)
+		}
+		for _, x := range te.ext {
+			if _, in := within(x, e.Source); in {
+				t.Errorf("%s: %q kept as a string of its own", e.DN, x)
+			}
+		}
+		for _, a := range testEntries()[i].Attributes {
+			for _, v := range a.Values {
+				if len(v) > inlineMax && !strings.EqualFold(a.Name, "objectClass") && strings.Contains(te.meta, string(v)) {
+					t.Errorf("%s: %q copied", e.DN, v)
+				}
+			}
+		}
+	}
+
+	// Replaced, an entry's values are the new source's; an entry given without one keeps
+	// none.
+	bob := withSource(entry("uid=bob,ou=people,"+testBase, "objectClass: inetOrgPerson", "uid: bob", "cn: Bob Builder",
+		"sn: Builder", "description: Builds bridges and roads, mostly"))
+	next, err := tree.Apply([]Change{{DN: bob.DN, Entry: bob}, {DN: "uid=dave,ou=people," + testBase, Entry: entry("uid=dave,ou=people,"+testBase, "objectClass: inetOrgPerson", "uid: dave", "cn: Dave", "sn: D", "title: Dr")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if te := next.entry(next.findID(t, bob.DN)); te.src != bob.Source {
+		t.Error("bob replaced: keeps no source")
+	}
+	if te := next.entry(next.findID(t, "uid=dave,ou=people,"+testBase)); te.src != "" {
+		t.Errorf("dave: keeps a source %q", te.src)
+	}
+	w := &collectWriter{}
+	searchInto(next, w, searchRequest(t, testBase, ScopeSubtree, "(description=*bridges*)", "description"))
+	if len(w.entries) != 1 || string(w.entries[0].Attributes[0].Values[0]) != "Builds bridges and roads, mostly" {
+		t.Errorf("bob replaced: %v", w.entries)
+	}
+}
+
+// findID returns the ID of the entry at dn.
+func (t *Tree) findID(tb testing.TB, dn string) entryID {
+	tb.Helper()
+	e, res := t.locate(dn)
+	if res != nil {
+		tb.Fatalf("%s: %+v", dn, res)
+	}
+	return e.id
+}
+
+// TestApplyBranchesShareTypes applies two batches to one version, each with an attribute
+// type only its entry makes known: the versions number their types in one table, and
+// each still serves and matches its own.
+func TestApplyBranchesShareTypes(t *testing.T) {
+	tree := testTree(t)
+	branch := func(attr string) *Tree {
+		next, err := tree.Apply([]Change{{Entry: entry("uid=erin,ou=people,"+testBase, "objectClass: inetOrgPerson",
+			"uid: erin", "cn: Erin", "sn: E", attr+": value of "+attr)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return next
+	}
+	a, b := branch("fooAttr"), branch("barAttr")
+	for _, c := range []struct {
+		tree       *Tree
+		have, lack string
+	}{{a, "fooAttr", "barAttr"}, {b, "barAttr", "fooAttr"}} {
+		w := &collectWriter{}
+		searchInto(c.tree, w, searchRequest(t, testBase, ScopeSubtree, "("+c.have+"=Value of "+c.have+")"))
+		if len(w.entries) != 1 || !slices.ContainsFunc(w.entries[0].Attributes, func(a Attribute) bool {
+			return a.Name == c.have && string(a.Values[0]) == "value of "+c.have
+		}) {
+			t.Errorf("%s: %v", c.have, w.entries)
+		}
+		w = &collectWriter{}
+		searchInto(c.tree, w, searchRequest(t, testBase, ScopeSubtree, "("+c.lack+"=*)"))
+		if len(w.entries) != 0 {
+			t.Errorf("%s: %v", c.lack, w.entries)
+		}
+	}
+}
