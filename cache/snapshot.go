@@ -412,6 +412,25 @@ func (sn *Snapshot) Users(fn func(*User) bool) {
 // it, users can be decoded on several goroutines at once.
 func (sn *Snapshot) UserAt(i int) *User { return sn.userList[i].user() }
 
+// UserSource returns the stored encoding of the user id, which the strings of every
+// User the snapshot returns for id are slices of (its DN, names, upstream values, …):
+// whoever keeps those strings may keep offsets into it instead (directory's
+// Entry.Source). "" when the snapshot has no such user.
+func (sn *Snapshot) UserSource(id string) string {
+	if r := sn.users[id]; r != nil {
+		return r.val
+	}
+	return ""
+}
+
+// GroupSource is UserSource for the group id.
+func (sn *Snapshot) GroupSource(id string) string {
+	if r := sn.groups[id]; r != nil {
+		return r.val
+	}
+	return ""
+}
+
 // GroupByID returns the group with the uniqueness value id.
 func (sn *Snapshot) GroupByID(id string) (*Group, bool) {
 	return groupOf(sn.groups[id])

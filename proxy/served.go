@@ -72,11 +72,14 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 	parallel.Ranges(len(users), parallelChunk, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			entries[i] = servedUser(users[i], o, &refs)
+			entries[i].Source = sn.UserSource(users[i].ID)
 		}
 	})
 	users = nil
 	sn.Groups(func(g *cache.Group) bool {
-		entries = append(entries, servedGroup(g, o, &refs))
+		e := servedGroup(g, o, &refs)
+		e.Source = sn.GroupSource(g.ID)
+		entries = append(entries, e)
 		return true
 	})
 	for _, name := range sn.EntrySetNames() {
@@ -292,8 +295,9 @@ func foreign(vals [][]byte, r *servedRefs) [][]byte {
 }
 
 // bytesOf returns s's bytes without copying them. The served tree never modifies a
-// value, and the store's snapshot keeps the string these are slices of, so an entry's
-// values cost no memory of their own.
+// value; an object's strings are slices of its stored record, which its entry names as
+// its Source, so the tree keeps them as offsets into that record and an entry's values
+// cost no memory of their own.
 func bytesOf(s string) []byte {
 	if s == "" {
 		return []byte{}
@@ -322,7 +326,7 @@ func cleanUser(u *cache.User, o ServedOptions, r *servedRefs) *directory.Entry {
 		var vs [][]byte
 		for _, v := range vals {
 			if v != "" {
-				vs = append(vs, []byte(v))
+				vs = append(vs, bytesOf(v))
 			}
 		}
 		if len(vs) > 0 {
@@ -357,8 +361,8 @@ func cleanGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entry
 	e := &directory.Entry{DN: g.DN}
 	e.Attributes = append(e.Attributes,
 		directory.Attribute{Name: "objectClass", Values: groupClasses},
-		directory.Attribute{Name: "cn", Values: [][]byte{[]byte(g.Name)}},
-		directory.Attribute{Name: "entryUUID", Values: [][]byte{[]byte(g.ID)}})
+		directory.Attribute{Name: "cn", Values: [][]byte{bytesOf(g.Name)}},
+		directory.Attribute{Name: "entryUUID", Values: [][]byte{bytesOf(g.ID)}})
 	if members := r.memberDNs(g.ID); len(members) > 0 {
 		e.Attributes = append(e.Attributes, directory.Attribute{Name: "member", Values: members})
 	}
@@ -399,11 +403,11 @@ func mappedValues(v any) [][]byte {
 	switch v := v.(type) {
 	case []string:
 		for _, s := range v {
-			vals = append(vals, []byte(s))
+			vals = append(vals, bytesOf(s))
 		}
 	default:
 		if s := attrString(v); s != "" {
-			vals = [][]byte{[]byte(s)}
+			vals = [][]byte{bytesOf(s)}
 		}
 	}
 	return vals
@@ -690,6 +694,7 @@ func servedChanges(prev, next *cache.Snapshot, o ServedOptions, sc *servedContai
 		}
 		if cur, ok := next.UserByID(id); ok {
 			c.Entry = servedUser(cur, o, refs)
+			c.Entry.Source = next.UserSource(id)
 			newDN = c.Entry.DN
 		}
 		if c.DN != "" || c.Entry != nil {
@@ -705,6 +710,7 @@ func servedChanges(prev, next *cache.Snapshot, o ServedOptions, sc *servedContai
 		}
 		if cur, ok := next.GroupByID(id); ok {
 			c.Entry = servedGroup(cur, o, refs)
+			c.Entry.Source = next.GroupSource(id)
 			newDN = c.Entry.DN
 		}
 		if c.DN != "" || c.Entry != nil {
