@@ -6,11 +6,12 @@
 # flood's connections have closed.
 # The live heap (HeapAlloc after a collection, from /debug/pprof/heap) is printed beside
 # the proxy's RSS; HEAP_PROFILES=DIR keeps the heap profiles there for `go tool pprof`.
-# PROXY_GOMEMLIMIT sets GOMEMLIMIT for the proxy alone (as the sidecar example does).
+# PROXY_GOMEMLIMIT sets GOMEMLIMIT for the proxy alone (as the sidecar example does),
+# PROXY_GOGC its GOGC.
 # SYNC_ATTRIBUTES sets sync.attributes (a YAML list), e.g. the attributes SSSD reads:
 #   SYNC_ATTRIBUTES='[uid, uidNumber, gidNumber, gecos, homeDirectory, loginShell, cn, member, memberOf, modifyTimestamp]'
 # Usage: [FLOOD_CONNS=1500] [FLOOD_SIZE=250000] [FLOOD_SEND=240000] [HEAP_PROFILES=DIR] \
-#   [PROXY_GOMEMLIMIT=200MiB] [SYNC_ATTRIBUTES=...] scripts/bench-memory.sh [users]
+#   [PROXY_GOMEMLIMIT=200MiB] [PROXY_GOGC=50] [SYNC_ATTRIBUTES=...] scripts/bench-memory.sh [users]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
@@ -33,7 +34,7 @@ slapd_pid=$(pgrep -n -f "slapd .*${slapd_addr}") || { echo "no slapd process for
 if [ -n "${SYNC_ATTRIBUTES:-}" ]; then
   sed -i "s/^sync:\$/sync:\n  attributes: $SYNC_ATTRIBUTES/" "$bin/serve.yaml"
 fi
-env ${PROXY_GOMEMLIMIT:+GOMEMLIMIT=$PROXY_GOMEMLIMIT} "$bin/ldapproxy" serve --config "$bin/serve.yaml" >"$bin/serve.out" 2>&1 &
+env ${PROXY_GOMEMLIMIT:+GOMEMLIMIT=$PROXY_GOMEMLIMIT} ${PROXY_GOGC:+GOGC=$PROXY_GOGC} "$bin/ldapproxy" serve --config "$bin/serve.yaml" >"$bin/serve.out" 2>&1 &
 proxy_pid=$!
 pids+=($proxy_pid)
 for _ in $(seq 1500); do

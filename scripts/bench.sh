@@ -2,7 +2,8 @@
 # Side-by-side load test: ldapproxy against the slapd it fronts, in one run, alternating
 # rounds, medians. Usage: [MODE=cached|direct] [MODES="bind search login"] [DEMO_FLAGS=...] \
 #   scripts/bench.sh [users] [rounds] [duration]
-# DEMO_FLAGS go to cmd/demo, e.g. DEMO_FLAGS=-cached-auth-ttl=5m.
+# DEMO_FLAGS go to cmd/demo, e.g. DEMO_FLAGS=-cached-auth-ttl=5m; PROXY_GOGC sets GOGC for
+# cmd/demo alone (the proxy runs in it; ldapbench keeps its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
@@ -11,7 +12,7 @@ bin=$(mktemp -d)
 trap 'kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true; rm -rf "$bin"' EXIT
 go build -o "$bin/demo" ./cmd/demo
 go build -o "$bin/ldapbench" ./cmd/ldapbench
-"$bin/demo" -users "$users" -listen 127.0.0.1:13389 -listen-tls 127.0.0.1:13636 -http 127.0.0.1:19389 -mode "$mode" ${DEMO_FLAGS:-} -log-level warn >"$bin/demo.out" 2>&1 &
+env ${PROXY_GOGC:+GOGC=$PROXY_GOGC} "$bin/demo" -users "$users" -listen 127.0.0.1:13389 -listen-tls 127.0.0.1:13636 -http 127.0.0.1:19389 -mode "$mode" ${DEMO_FLAGS:-} -log-level warn >"$bin/demo.out" 2>&1 &
 demo_pid=$!
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$bin/demo.out" 2>/dev/null && break; sleep 0.2; done
 slapd_url=$(grep -o 'in front of ldap://[0-9.:]*' "$bin/demo.out" | sed 's/in front of //')
