@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ldapproxy/ldapproxy/internal/app"
+	"github.com/ldapproxy/ldapproxy/internal/gcpolicy"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
@@ -104,6 +105,7 @@ log:
 		return err
 	}
 	log := cfg.Log.NewLogger(os.Stderr)
+	gcpolicy.Start(context.Background(), log) // the proxy's own policy: ldapproxy serve's
 	a, err := app.New(cfg, log, "demo")
 	if err != nil {
 		return err

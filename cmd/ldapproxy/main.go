@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ldapproxy/ldapproxy/internal/app"
+	"github.com/ldapproxy/ldapproxy/internal/gcpolicy"
 	"github.com/ldapproxy/ldapproxy/upstream"
 )
 
@@ -243,6 +244,9 @@ applied; other changed keys are logged as needing a restart.`, stderr)
 		return 1
 	}
 	log, level := cfg.Log.NewReloadableLogger(os.Stderr)
+	gcCtx, gcStop := context.WithCancel(context.Background())
+	defer gcStop()
+	gcpolicy.Start(gcCtx, log)
 	// SIGHUP reloads what can change safely (handled once serving). Caught from here on,
 	// so that one sent during a slow start-up does not end the process.
 	hup := make(chan os.Signal, 1)

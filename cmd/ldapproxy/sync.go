@@ -18,6 +18,7 @@ import (
 
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/internal/app"
+	"github.com/ldapproxy/ldapproxy/internal/gcpolicy"
 	dirsync "github.com/ldapproxy/ldapproxy/sync"
 )
 
@@ -35,7 +36,9 @@ uses the same store.path.`, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	status, err := app.SyncOnce(ctx, cfg, cfg.Log.NewLogger(os.Stderr))
+	log := cfg.Log.NewLogger(os.Stderr)
+	gcpolicy.Start(ctx, log)
+	status, err := app.SyncOnce(ctx, cfg, log)
 	printStatus(stdout, status)
 	if err != nil {
 		fmt.Fprintf(stderr, "ldapproxy: %v\n", err)
