@@ -336,15 +336,6 @@ func (s *Store) load() error {
 		}
 		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", len(stale))
 	}
-	s.fromCheckpoint = fromCkpt
-	if fromCkpt {
-		// The leftovers that reading Badger finds (records of an interrupted sync,
-		// superseded versions, deletion markers) are looked for after the start, by
-		// their keys alone; until that is done no sync or batch begins.
-		s.dirty = true
-		s.cleaned = make(chan struct{})
-		go s.discardLeftovers(gen)
-	}
 	newID := gen > 0 && commit == ([16]byte{})
 	if newID {
 		commit = newCommitID() // a store written before commits had IDs
@@ -365,6 +356,16 @@ func (s *Store) load() error {
 		sn.entrySets = sets
 	}
 	s.snap.Store(sn)
+	s.fromCheckpoint = fromCkpt
+	if fromCkpt {
+		// The leftovers that reading Badger finds (records of an interrupted sync,
+		// superseded versions, deletion markers) are looked for after the start, by
+		// their keys alone. A sync or batch that begins before that looks for those
+		// of an interrupted sync itself (dirty).
+		s.dirty = true
+		s.cleaned = make(chan struct{})
+		go s.discardLeftovers()
+	}
 	if s.dir != "" {
 		written := uint64(0)
 		if fromCkpt {
@@ -378,15 +379,24 @@ func (s *Store) load() error {
 	return nil
 }
 
-// discardLeftovers removes the records that do not count at the committed generation
-// gen, finding them by their keys, holding the writers' lock.
-func (s *Store) discardLeftovers(gen uint64) {
+// beforeDiscardLeftovers, when set (by tests), runs as discardLeftovers starts.
+var beforeDiscardLeftovers func()
+
+// discardLeftovers removes the records that do not count at the committed generation,
+// finding them by their keys, holding the writers' lock. A sync or batch that began
+// first has looked for leftovers itself (BeginSync with dirty set) and may be writing
+// records of the next generation, which must stay: then there is nothing to do.
+func (s *Store) discardLeftovers() {
 	defer close(s.cleaned)
+	if beforeDiscardLeftovers != nil {
+		beforeDiscardLeftovers()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || !s.dirty {
+	if s.closed || !s.dirty || s.active != nil {
 		return
 	}
+	gen := s.snap.Load().gen
 	var stale [][]byte
 	if err := s.db.View(func(txn *badger.Txn) error {
 		for _, prefix := range []string{prefixUsers, prefixGroups, prefixEntrySets} {
