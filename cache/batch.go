@@ -55,7 +55,7 @@ func (s *Store) BeginBatch() (*Batch, error) {
 	b := &Batch{s: s, base: s.snap.Load(), users: map[string]*User{}, groups: map[string]*Group{}}
 	b.gen = b.base.gen + 1
 	if s.dirty {
-		if err := s.discardAbove(b.base.gen); err != nil {
+		if _, err := s.discardStale(b.base.gen); err != nil {
 			return nil, fmt.Errorf("begin batch: remove leftovers of an aborted sync: %w", err)
 		}
 		s.dirty = false
@@ -345,7 +345,8 @@ func (b *Batch) Commit() (BatchCounts, error) {
 	s.mu.Unlock()
 	if garbage := append(obsolete, markers...); len(garbage) > 0 {
 		if err := s.deleteKeys(garbage); err != nil {
-			s.log.Warn("store: cannot remove superseded records; the next start will", "err", err)
+			s.log.Warn("store: cannot remove superseded records; the next sync or start will", "err", err)
+			s.markDirty()
 		}
 	}
 	s.log.Debug("store: batch committed", "generation", b.gen, "objects_written", c.Writes())

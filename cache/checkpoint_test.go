@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // syncWithSet runs writeSync's sync and stores one entry set beside it.
@@ -300,5 +302,57 @@ func TestCheckpointLeftoversLookAtTheCurrentGeneration(t *testing.T) {
 	}
 	if n != 10 {
 		t.Fatalf("%d users in Badger, want 10", n)
+	}
+}
+
+// A start from the checkpoint while Badger still holds a superseded version (a kill or a
+// failed clean-up after a commit whose checkpoint was written), and a sync that begins
+// before the start's own look for leftovers: the sync must remove the superseded
+// version first. Otherwise, once the sync deleted the user (its live version and
+// marker), the superseded version would be current again, and the next start that
+// reads Badger would serve the deleted user.
+func TestCheckpointSupersededLeftoverSyncFirst(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	writeSync(t, s, 3, 1, "a", nil) // generation 1
+	old := objectKey(prefixUsers, userID(0), 1)
+	var oldVal []byte
+	if err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(old)
+		if err != nil {
+			return err
+		}
+		oldVal, err = item.ValueCopy(nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	writeSync(t, s, 3, 1, "b", nil) // generation 2
+	// As after a clean-up that failed ("the next start will") or a kill during it:
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(old, oldVal) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	release := make(chan struct{})
+	beforeDiscardLeftovers = func() { <-release }
+	defer func() { beforeDiscardLeftovers = nil }()
+	s = openDir(t, dir)
+	if !s.fromCheckpoint {
+		t.Fatal("not started from the checkpoint")
+	}
+	writeSync(t, s, 3, 1, "b", func(i int) bool { return i == 0 }) // generation 3: user 0 deleted
+	close(release)
+	<-s.cleaned
+	s.Close()
+
+	if err := os.Remove(filepath.Join(dir, checkpointName)); err != nil { // e.g. kill -9 before Close wrote it
+		t.Fatal(err)
+	}
+	s = openDir(t, dir)
+	defer s.Close()
+	if u, ok := s.Snapshot().UserByID(userID(0)); ok {
+		t.Fatalf("user %s, deleted by generation %d, is back after a start that read Badger: %s, tag %v",
+			userID(0), s.Snapshot().Generation(), u.Username, u.Attributes["tag"])
 	}
 }

@@ -336,9 +336,12 @@ func (s *Store) load() error {
 		}
 		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", len(stale))
 	}
-	newID := gen > 0 && commit == ([16]byte{})
+	// A start that read Badger gives the state it read an ID of its own: a checkpoint
+	// is then used only for what this version wrote or read itself (a store written
+	// by a version without commit IDs keeps one ID across its commits).
+	newID := gen > 0 && !fromCkpt
 	if newID {
-		commit = newCommitID() // a store written before commits had IDs
+		commit = newCommitID()
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		if newID {
@@ -396,23 +399,13 @@ func (s *Store) discardLeftovers() {
 	if s.closed || !s.dirty || s.active != nil {
 		return
 	}
-	gen := s.snap.Load().gen
-	var stale [][]byte
-	if err := s.db.View(func(txn *badger.Txn) error {
-		for _, prefix := range []string{prefixUsers, prefixGroups, prefixEntrySets} {
-			stale = s.loadObjects(txn, prefix, gen, stale, nil)
-		}
-		return nil
-	}); err != nil {
-		s.log.Warn("store: cannot look for leftovers; the next sync will", "err", err)
-		return
-	}
-	if err := s.deleteKeys(stale); err != nil {
+	n, err := s.discardStale(s.snap.Load().gen)
+	if err != nil {
 		s.log.Warn("store: cannot remove leftovers; the next sync will", "err", err)
 		return
 	}
-	if len(stale) > 0 {
-		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", len(stale))
+	if n > 0 {
+		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", n)
 	}
 	s.dirty = false
 }
@@ -647,26 +640,30 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 	return wb.Flush()
 }
 
-// discardAbove removes every object record newer than the committed
-// generation gen: what a sync that could not clean up after itself left.
-func (s *Store) discardAbove(gen uint64) error {
+// discardStale removes every object record that does not count at the committed
+// generation gen, finding them by their keys alone: records newer than gen (a sync that
+// could not clean up after itself), versions superseded by a newer one not above gen,
+// and deletion markers with what they deleted (a commit whose clean-up failed). A
+// superseded version left behind would come back as the object once the newer ones are
+// deleted, so a writer begins only once they are gone. It returns how many it removed.
+func (s *Store) discardStale(gen uint64) (int, error) {
 	var stale [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	if err := s.db.View(func(txn *badger.Txn) error {
 		for _, prefix := range []string{prefixUsers, prefixGroups, prefixEntrySets} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
-			for it.Rewind(); it.Valid(); it.Next() {
-				if _, kgen, ok := parseObjectKey(it.Item().Key(), prefix); ok && kgen > gen {
-					stale = append(stale, it.Item().KeyCopy(nil))
-				}
-			}
-			it.Close()
+			stale = s.loadObjects(txn, prefix, gen, stale, nil)
 		}
 		return nil
-	})
-	if err != nil {
-		return err
+	}); err != nil {
+		return 0, err
 	}
-	return s.deleteKeys(stale)
+	return len(stale), s.deleteKeys(stale)
+}
+
+// markDirty has the next writer look for stale records first (discardStale).
+func (s *Store) markDirty() {
+	s.mu.Lock()
+	s.dirty = true
+	s.mu.Unlock()
 }
 
 // saveStatus records statuses in Badger and in status.json (for ReadStatus).

@@ -89,7 +89,7 @@ func (s *Store) BeginSync(kinds ...string) (*Sync, error) {
 	w.base = s.snap.Load()
 	w.gen = w.base.gen + 1
 	if s.dirty {
-		if err := s.discardAbove(w.base.gen); err != nil {
+		if _, err := s.discardStale(w.base.gen); err != nil {
 			return nil, fmt.Errorf("begin sync: remove leftovers of an aborted sync: %w", err)
 		}
 		s.dirty = false
@@ -486,7 +486,8 @@ func (w *Sync) commit() error {
 	s.writeStatusFile(all)
 	if garbage := append(w.obsolete, w.markers...); len(garbage) > 0 {
 		if err := s.deleteKeys(garbage); err != nil {
-			s.log.Warn("store: cannot remove superseded records; the next start will", "err", err)
+			s.log.Warn("store: cannot remove superseded records; the next sync or start will", "err", err)
+			s.markDirty()
 		}
 		if s.dir != "" {
 			// Objects larger than valueThreshold live in the value log,
