@@ -262,11 +262,17 @@ func (t *Tree) compileANR(value string) plan {
 			}
 		}
 	}
+	// The types of single by the numbers the entries' heads give them: each attribute is
+	// looked up in the map only when it is one of them.
+	want := make([]bool, len(t.types))
+	for id, typ := range t.types {
+		_, want[id] = single[typ]
+	}
 	return plan{match: func(e *treeEntry) tri {
 		var c attrCursor
 		c.start(e, t.types)
-		for c.next() {
-			if test, ok := single[c.typ]; ok && t.attrValues(&c, test.norm, test.f) {
+		for c.nextIn(want) {
+			if test := single[c.typ]; t.attrValues(&c, test.norm, test.f) {
 				return triTrue
 			}
 		}

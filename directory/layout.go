@@ -194,6 +194,26 @@ func (c *attrCursor) nextIs(at *attrType, subtypes bool) bool {
 	return false
 }
 
+// nextIn moves to the next attribute whose type ID is set in want; false when there is
+// none.
+func (c *attrCursor) nextIn(want []bool) bool {
+	m, p, rec := c.e.meta, c.head, c.next0
+	for p < c.heads {
+		head, l := int(m[p]), int(m[p+1])
+		if p += 2; head|l >= 0x80 {
+			head, p = uvar(m, p-2)
+			l, p = uvar(m, p)
+		}
+		if id := head >> flagBits; id < len(want) && want[id] {
+			c.head, c.typ, c.flags, c.rec, c.next0 = p, c.types[id], head&(1<<flagBits-1), rec, rec+l
+			return true
+		}
+		rec += l
+	}
+	c.head, c.next0 = p, rec
+	return false
+}
+
 // header returns the name (empty: the type's primary name), the options, the number of
 // values and the position of the first value of the current attribute.
 func (c *attrCursor) header() (name, opts string, n, vals int) {
@@ -247,8 +267,7 @@ func (c *attrCursor) anyNorm(f func(string) bool) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		v, p = e.normAt(p, norm)
-		if v != invalidNorm && f(v) {
+		if v, p = e.normNext(p, norm); v != invalidNorm && f(v) {
 			return true
 		}
 	}
@@ -261,11 +280,44 @@ func (c *attrCursor) hasNorm(want string) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		if v, p = e.normAt(p, norm); v == want {
+		if v, p = e.normNext(p, norm); v == want {
 			return true
 		}
 	}
 	return false
+}
+
+// normNext is normAt reading in line the commonest references: a normalised value
+// copied into meta, after a short reference to its value.
+func (e *treeEntry) normNext(pos int, norm bool) (string, int) {
+	m := e.meta
+	x, p := int(m[pos]), pos
+	if norm {
+		if x >= 0x80 {
+			return e.normAt(pos, true)
+		}
+		p++ // past the value's reference
+		switch x & 3 {
+		case refInline:
+			p += x >> 2
+		case refSource:
+			for m[p] >= 0x80 {
+				p++
+			}
+			p++
+		case refSpecial:
+			return e.normAt(pos, true)
+		}
+		if x = int(m[p]); x == specSame<<2|refSpecial {
+			v, _ := e.ref(pos, "")
+			return v, p + 1
+		}
+	}
+	if x < 0x80 && x&3 == refInline {
+		l := x >> 2
+		return m[p+1 : p+1+l], p + 1 + l
+	}
+	return e.ref(p, "")
 }
 
 // normAt returns the normalised form of the value whose reference is at pos, and the
