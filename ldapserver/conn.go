@@ -60,6 +60,9 @@ type conn struct {
 	mu    sync.Mutex
 	ops   map[int64]context.CancelFunc
 	opsWG sync.WaitGroup
+	// answered counts the operations in ops whose final response has been written: for
+	// the client they are over, though their handlers may not have returned yet.
+	answered atomic.Int32
 
 	// spare hands an operation to a goroutine that finished the connection's previous
 	// one and waits for the next (work): most clients have one operation in flight at a
@@ -477,7 +480,12 @@ func (c *conn) abortOps() {
 // answered with `other`, the panic is logged with its stack, and the server goes on.
 func (c *conn) run(req *Request) {
 	w := &responseWriter{c: c, req: req}
-	defer c.unregister(req.MessageID)
+	defer func() {
+		c.unregister(req.MessageID)
+		if w.answered {
+			c.answered.Add(-1)
+		}
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("panic while handling a request", "panic", p, "request", req, "stack", string(debug.Stack()))
@@ -507,7 +515,7 @@ func (c *conn) startTLS(req *Request) bool {
 		return fail(ldap.LDAPResultProtocolError, "StartTLS is not configured on this server")
 	case c.sess.TLS() != nil:
 		return fail(ldap.LDAPResultOperationsError, "TLS is already established")
-	case c.inFlight() > 0:
+	case c.inFlight() > int(c.answered.Load()):
 		return fail(ldap.LDAPResultOperationsError, "operations are still in flight")
 	case c.rd.Buffered() > 0:
 		c.log.Warn("connection closed: data sent after StartTLS before the handshake")
@@ -666,9 +674,16 @@ func putBuf(b []byte) {
 
 // responseWriter implements ResponseWriter for one request.
 type responseWriter struct {
-	c    *conn
-	req  *Request
-	done bool
+	c        *conn
+	req      *Request
+	done     bool
+	answered bool // counted in c.answered
+}
+
+// answer counts the operation as answered, just before its final response is written.
+func (w *responseWriter) answer() {
+	w.answered = true
+	w.c.answered.Add(1)
 }
 
 func (w *responseWriter) WriteEntry(e *Entry, controls ...Control) error {
@@ -702,6 +717,7 @@ func (w *responseWriter) WriteResult(res *Result) error {
 	if ctx.Err() != nil {
 		return ErrAbandoned // an abandoned operation gets no response (RFC 4511 §4.11)
 	}
+	w.answer()
 	return w.c.send(ctx, appendResult(getBuf(), w.req.MessageID, w.req.Op, res), false)
 }
 
@@ -715,6 +731,9 @@ func (w *responseWriter) Relay(resp ldapwire.Response) error {
 	ctx := w.req.Context()
 	if ctx.Err() != nil {
 		return ErrAbandoned
+	}
+	if resp.Final {
+		w.answer()
 	}
 	return w.c.sendAs(ctx, resp.Msg, w.req.MessageID, resp.More && !resp.Final)
 }

@@ -1081,6 +1081,26 @@ func TestStartTLSWithOperationInFlight(t *testing.T) {
 	w.expectResult(1, ldap.ApplicationSearchResultDone, ldap.LDAPResultSuccess)
 }
 
+// TestStartTLSAfterTheAnswer: an operation whose result the client has received is over
+// for the client, though its handler has not returned yet: StartTLS goes ahead.
+func TestStartTLSAfterTheAnswer(t *testing.T) {
+	serverTLS, clientTLS := testTLS(t)
+	returned := make(chan struct{})
+	defer close(returned)
+	h := HandlerFunc(func(w ResponseWriter, r *Request) {
+		w.WriteResult(&Result{Code: ldap.LDAPResultCompareTrue})
+		<-returned
+	})
+	addr := serve(t, &Server{Handler: h, TLSConfig: serverTLS})
+	lc := dialLDAP(t, addr)
+	if _, err := lc.Compare("cn=x,dc=example", "cn", "x"); err != nil {
+		t.Fatalf("compare: %v", err)
+	}
+	if err := lc.StartTLS(clientTLS); err != nil {
+		t.Fatalf("StartTLS once the compare was answered: %v", err)
+	}
+}
+
 func TestStartTLSWithoutConfig(t *testing.T) {
 	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve)})
 	lc := dialLDAP(t, addr)
