@@ -136,9 +136,11 @@ func (c *Conn) dropCredential() {
 // Forward sends one client request and hands every response message to fn as it
 // arrives, the final one (the operation's result) last. msg is the whole LDAPMessage as
 // the client encoded it: its message ID is replaced on the way up, and the responses
-// carry the connection's IDs, which the caller replaces with its own. fn runs on the
-// connection's reader and must not keep msg after it returns; an error from fn stops
-// the request (the server is asked to abandon it) and is returned as is.
+// carry the connection's IDs, which the caller replaces with its own. fn runs on
+// whichever goroutine reads the connection (usually the caller's own; another request's
+// of the session, or a reader goroutine, when several are in flight) and must not keep
+// msg after it returns; an error from fn stops the request (the server is asked to
+// abandon it) and is returned as is.
 //
 // When the connection breaks or the server stops answering, the request is retried
 // once on a fresh connection (possibly another server) if kind allows it and nothing

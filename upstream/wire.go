@@ -34,8 +34,9 @@ const maxResponseSize = 64 << 20
 // whatever else arrives), so the usual request costs no hand-off between goroutines;
 // when it has its answer while other requests still wait for theirs, a reader goroutine
 // takes over until none is left. An idle connection has no reader: that the server
-// closed it is found when the session next uses it (broken), by looking at the socket
-// without waiting, as a reader would have found it.
+// closed it is found as the next request is about to go out (sendAndRead), by looking
+// at the socket without waiting, before anything is sent, as a reader would have found
+// it between the requests.
 type wireConn struct {
 	nc  net.Conn
 	srv *server
