@@ -328,14 +328,16 @@ var errClosedIdle = errors.New("closed by the server while idle")
 // sendAndRead sends out for call c (id) on the idle connection, which nobody reads, and
 // reads the connection itself until c has its final answer, handing whatever answers
 // other calls to them, with roundTrip's timeouts; the end of ctx interrupts the wait. It
-// gives the read side up when it returns. ok false: something had arrived while the
-// connection was idle (the rest of an abandoned search, a notice of disconnection),
-// which a reader goroutine now reads; out was not sent.
+// gives the read side up when it returns. ok false: a response that had begun to arrive
+// while the connection was idle was still arriving, which a reader goroutine now reads;
+// out was not sent.
 //
 // The socket is looked at (without waiting) before out is written and waited on after,
 // in one step of the network poller: a server that closed the connection while it was
 // idle is found before anything is sent, as a reader goroutine would have found it, and
-// the wait for the answer costs no read that finds nothing.
+// the wait for the answer costs no read that finds nothing. Whatever arrived while the
+// connection was idle (the rest of an abandoned search; over TLS, the close_notify of a
+// server that closed it; a notice of disconnection) is read first (readIdle).
 func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, secret bool, deadline time.Time, timeout time.Duration, progressive bool) (delivered bool, err error, ok bool) {
 	// The end of ctx interrupts the wait once it has lasted watchAfter: most answers
 	// come sooner, and watching a context costs several allocations. Until then, the
@@ -346,25 +348,40 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 			stop()
 		}
 	}()
-	w.nc.SetReadDeadline(earliest(deadline, time.Now().Add(watchAfter)))
-	w.tx = sendState{out: out, secret: secret, timeout: timeout}
-	err = w.sock.Read(w.sendStep)
-	tx := w.tx
-	w.tx = sendState{}
-	switch {
-	case tx.waiting:
-		go w.reader()
-		return false, nil, false
-	case tx.idleErr != nil:
-		w.fail(&netError{fmt.Errorf("%w: %w", errClosedIdle, tx.idleErr)})
-		w.stopReading()
-		return false, <-c.done, true
-	case tx.writeErr != nil:
-		w.fail(&netError{fmt.Errorf("send request: %w", tx.writeErr)})
-		w.stopReading()
-		return false, <-c.done, true
-	case err != nil && !deadlineHit(err):
-		w.fail(&netError{fmt.Errorf("read response: %w", err)})
+	for {
+		w.nc.SetReadDeadline(earliest(deadline, time.Now().Add(watchAfter)))
+		w.tx = sendState{out: out, secret: secret, timeout: timeout}
+		err = w.sock.Read(w.sendStep)
+		tx := w.tx
+		w.tx = sendState{}
+		if tx.waiting {
+			var more bool
+			if more, tx.idleErr = w.readIdle(earliest(deadline, time.Now().Add(idleReadWait))); more {
+				go w.reader()
+				return false, nil, false
+			}
+		}
+		switch {
+		case tx.idleErr != nil:
+			w.fail(&netError{fmt.Errorf("%w: %w", errClosedIdle, tx.idleErr)})
+			w.stopReading()
+			return false, <-c.done, true
+		case tx.writeErr != nil:
+			w.fail(&netError{fmt.Errorf("send request: %w", tx.writeErr)})
+			w.stopReading()
+			return false, <-c.done, true
+		case !tx.sent && err == nil:
+			// What had arrived is read: look again.
+			if !time.Now().Before(deadline) {
+				w.finish(id, &netError{errTimeout})
+				w.stopReading()
+				return false, <-c.done, true
+			}
+			continue
+		case err != nil && !deadlineHit(err):
+			w.fail(&netError{fmt.Errorf("read response: %w", err)})
+		}
+		break
 	}
 	defer w.stopReading()
 	for {
@@ -402,6 +419,34 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 
 // watchAfter is how long sendAndRead waits before it watches its context.
 const watchAfter = 20 * time.Millisecond
+
+// idleReadWait bounds sendAndRead's read of what arrived while the connection was idle.
+// What it reads has arrived already, unless it is only TLS's own (a session ticket).
+const idleReadWait = 2 * time.Millisecond
+
+// readIdle reads what arrived while the connection was idle, before a request goes out
+// on it, handing on the responses (the rest of an abandoned search), until nothing is
+// left half read or until: then more says whether a response is still arriving. An
+// error is a connection the server closed (over TLS, close_notify comes before the
+// end of the stream; a notice of disconnection) or broke.
+func (w *wireConn) readIdle(until time.Time) (more bool, err error) {
+	w.nc.SetReadDeadline(until)
+	for {
+		msg, err := w.readFrame()
+		switch {
+		case deadlineHit(err):
+			return w.buffered(), nil
+		case err != nil:
+			return false, err
+		}
+		if err := w.dispatch(msg); err != nil {
+			return false, err
+		}
+		if !w.buffered() {
+			return false, nil
+		}
+	}
+}
 
 func earliest(a, b time.Time) time.Time {
 	if b.Before(a) {

@@ -148,3 +148,41 @@ func TestAbandonedRequestOnAHungServer(t *testing.T) {
 		}
 	}
 }
+
+// sessionConn returns the connection the session c uses now.
+func sessionConn(c *Conn) *wireConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wc
+}
+
+// TestIdleCloseOverTLS: as TestIdleConnectionClosedByTheServer, with slapd itself closing
+// the session's idle connection (its idletimeout), over ldap://, ldaps:// and StartTLS.
+// Over TLS, slapd sends a close_notify before it closes, so the socket holds data rather
+// than the end of the stream: the close must still be found before the request goes
+// out, and an extended operation (never sent twice) gets its answer.
+func TestIdleCloseOverTLS(t *testing.T) {
+	for _, mode := range []string{"ldap", "ldaps", "starttls"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			srv := slapdtest.New(t, slapdtest.Options{TLS: true, IdleTimeout: time.Second})
+			url := srv.URL
+			if mode == "ldaps" {
+				url = srv.LDAPSURL
+			}
+			p := newTestPool(t, Config{URLs: url, CAFile: srv.PKI.CAFile, StartTLS: mode == "starttls"})
+			c := boundSession(t, p, srv, 1)
+			want := "dn:" + srv.UserDN(1)
+			for i := range 2 {
+				closed := sessionConn(c)
+				time.Sleep(2500 * time.Millisecond) // slapd closes the connection after 1 to 1.5 s
+				if got := whoAmI(t, c); got != want {
+					t.Fatalf("WhoAmI %d after slapd closed the idle connection: %q, want %q", i, got, want)
+				}
+				if sessionConn(c) == closed {
+					t.Fatalf("WhoAmI %d went out on the connection slapd closed", i)
+				}
+			}
+		})
+	}
+}

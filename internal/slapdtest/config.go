@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // installation is where the local OpenLDAP keeps its programs, schemas and
@@ -108,6 +109,9 @@ func (s *Server) writeConfig(opts Options) error {
 		sizeLimit = "unlimited"
 	}
 	fmt.Fprintf(&b, "sizelimit %s\ntimelimit unlimited\n", sizeLimit)
+	if opts.IdleTimeout > 0 {
+		fmt.Fprintf(&b, "idletimeout %d\n", int64((opts.IdleTimeout+time.Second-1)/time.Second))
+	}
 	// Without sorted values, each modify of a group with thousands of
 	// members compares every value with every other.
 	b.WriteString("sortvals member\n")

@@ -129,6 +129,11 @@ type Options struct {
 	// paged one with pages of up to 10 still returns everything; the admin
 	// (the rootdn) is never limited.
 	SizeLimit string
+	// IdleTimeout makes slapd close a client connection that has been idle for
+	// that long (the idletimeout directive: whole seconds, rounded up; slapd looks
+	// at its connections about every half of it). Over TLS, slapd sends a
+	// close_notify before it closes. Default: never.
+	IdleTimeout time.Duration
 	// Dir holds the configuration, database, PKI and LDIF; its db
 	// subdirectory is recreated. Default: a new temporary directory that
 	// Close removes.
