@@ -334,12 +334,6 @@ func (e *treeEntry) normAt(pos int, norm bool) (string, int) {
 	return e.ref(p, "")
 }
 
-// start puts v before the first value of the attribute at c.
-func (v *valueCursor) start(c *attrCursor) {
-	v.e, v.norm = c.e, c.flags&flagNorm != 0
-	v.n, v.pos = c.valuesAt()
-}
-
 // valueCursor walks the values of one attribute with their normalised forms:
 //
 //	var v valueCursor
@@ -350,6 +344,12 @@ type valueCursor struct {
 	pos, n    int
 	norm      bool // normalised forms follow the values
 	val, nval string
+}
+
+// start puts v before the first value of the attribute at c.
+func (v *valueCursor) start(c *attrCursor) {
+	v.e, v.norm = c.e, c.flags&flagNorm != 0
+	v.n, v.pos = c.valuesAt()
 }
 
 // next moves to the next value; false after the last. v.val is the value as served,
