@@ -370,8 +370,10 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 			w.fail(&netError{fmt.Errorf("send request: %w", tx.writeErr)})
 			w.stopReading()
 			return false, <-c.done, true
-		case !tx.sent && err == nil:
-			// What had arrived is read: look again.
+		case !tx.sent && (err == nil || deadlineHit(err)):
+			// What had arrived is read, or an interruption meant for an earlier call
+			// (its context's AfterFunc, still running as that call returned) came
+			// before the socket was looked at: look again.
 			if !time.Now().Before(deadline) {
 				w.finish(id, &netError{errTimeout})
 				w.stopReading()

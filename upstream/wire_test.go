@@ -186,3 +186,36 @@ func TestIdleCloseOverTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestLateInterruptDoesNotStopTheNextRequest: the interruption of a request whose context
+// ended (context.AfterFunc's) may run late, as the session's next request goes out. It
+// must not keep that request from being sent: the request would wait out the timeout,
+// and a healthy server be marked down. Here one interruption comes with each request, at
+// a random moment around the time it goes out.
+func TestLateInterruptDoesNotStopTheNextRequest(t *testing.T) {
+	const timeout = time.Second
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL, Timeout: timeout})
+	c := boundSession(t, p, srv, 1)
+	wc := sessionConn(c)
+	start := time.Now()
+	for i := 0; i < 5000 && time.Since(start) < 5*time.Second; i++ {
+		delay := time.Duration(rand.IntN(40)) * time.Microsecond
+		fired := make(chan struct{})
+		go func() {
+			defer close(fired)
+			for start := time.Now(); time.Since(start) < delay; {
+			}
+			wc.interrupt()
+		}()
+		sent := time.Now()
+		uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")")
+		if elapsed := time.Since(sent); err != nil || len(uids) != 1 || elapsed > timeout/2 {
+			t.Fatalf("request %d (interrupted after %v) took %v: %v, %v", i, delay, elapsed, uids, err)
+		}
+		<-fired
+	}
+	if sessionConn(c) != wc {
+		t.Error("the session changed connections")
+	}
+}
