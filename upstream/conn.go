@@ -140,7 +140,9 @@ func (c *Conn) dropCredential() {
 // whichever goroutine reads the connection (usually the caller's own; another request's
 // of the session, or a reader goroutine, when several are in flight) and must not keep
 // msg after it returns; an error from fn stops the request (the server is asked to
-// abandon it) and is returned as is.
+// abandon it) and is returned as is. So does a panic in fn, recovered where it ran,
+// returned as an error whose log value holds the stack: the goroutine fn ran on may be
+// another request's, which goes on.
 //
 // When the connection breaks or the server stops answering, the request is retried
 // once on a fresh connection (possibly another server) if kind allows it and nothing

@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -157,13 +159,7 @@ func (w *wireConn) dispatch(msg []byte) error {
 	}
 	resp.More = w.buffered()
 	c.last.Store(time.Now().UnixNano())
-	c.mu.Lock()
-	var fnErr error
-	if !c.cancelled {
-		fnErr = c.fn(resp)
-		c.delivered = true
-	}
-	c.mu.Unlock()
+	fnErr := c.deliver(resp)
 	switch {
 	case fnErr != nil:
 		w.finish(id, fnErr)
@@ -172,6 +168,38 @@ func (w *wireConn) dispatch(msg []byte) error {
 		w.finish(id, nil)
 	}
 	return nil
+}
+
+// deliver gives resp to c's fn, unless c was cancelled. A panic in fn is recovered here
+// and ends c with a panicError: fn may run on another request's goroutine (whichever
+// reads the connection), which must go on, and c must not be left locked.
+func (c *call) deliver(resp ldapwire.Response) (err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancelled {
+		return nil
+	}
+	c.delivered = true
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return c.fn(resp)
+}
+
+// panicError is a panic of a request's response handler.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic relaying a response: %v", e.value) }
+
+// LogValue puts the panic's stack in the log; the error's text, which a client may be
+// shown, leaves it out.
+func (e *panicError) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("panic", e.Error()), slog.String("stack", string(e.stack)))
 }
 
 // reader reads for the requests in flight until none is left and nothing is half read

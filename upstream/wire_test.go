@@ -1,9 +1,11 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -217,5 +219,59 @@ func TestLateInterruptDoesNotStopTheNextRequest(t *testing.T) {
 	}
 	if sessionConn(c) != wc {
 		t.Error("the session changed connections")
+	}
+}
+
+// TestPanicInOneHandlerDoesNotHangAnother: a request's response handler may run on
+// another request's goroutine (whichever reads the connection). When it panics there,
+// the reading request goes on and gets all its answers, the panicking one ends at once
+// with the panic as its error, and the session goes on.
+func TestPanicInOneHandlerDoesNotHangAnother(t *testing.T) {
+	const users = 3000
+	srv := slapdtest.New(t, slapdtest.Options{Users: users})
+	p := newTestPool(t, Config{URLs: srv.URL, Timeout: time.Second})
+	c := boundSession(t, p, srv, 1)
+	for try := range 10 {
+		type result struct {
+			uids []string
+			err  error
+		}
+		all := make(chan result, 1)
+		go func() {
+			uids, err := searchUIDs(t, c, "(uid=*)")
+			all <- result{uids, err}
+		}()
+		time.Sleep(2 * time.Millisecond) // the first search is reading its entries
+		panicked := make(chan error, 1)
+		go func() {
+			req := ldap.NewSearchRequest(testBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+				"(uid="+slapdtest.UserName(2)+")", []string{"uid"}, nil)
+			panicked <- c.Search(t.Context(), req, func(ldap.Response) error { panic("relay bug") })
+		}()
+		select {
+		case err := <-panicked:
+			var pe *panicError
+			if !errors.As(err, &pe) || pe.value != "relay bug" {
+				t.Fatalf("try %d: the panicking search returned %v, want its panic", try, err)
+			}
+			var log bytes.Buffer
+			slog.New(slog.NewTextHandler(&log, nil)).Warn("request failed", "err", err)
+			if !strings.Contains(log.String(), t.Name()) {
+				t.Fatalf("try %d: the error's log holds no stack of the panic: %s", try, &log)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("try %d: the panicking search did not return", try)
+		}
+		select {
+		case r := <-all:
+			if r.err != nil || len(r.uids) != users {
+				t.Fatalf("try %d: the other search: %d entries, %v; want %d", try, len(r.uids), r.err, users)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("try %d: the other search did not return", try)
+		}
+	}
+	if got, want := whoAmI(t, c), "dn:"+srv.UserDN(1); got != want {
+		t.Errorf("WhoAmI after the searches: %q, want %q", got, want)
 	}
 }
