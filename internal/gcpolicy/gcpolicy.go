@@ -8,7 +8,8 @@
 // 300 MiB more, for garbage that the requests make at a few MiB per second. Here the
 // growth is max(Headroom, live/4): GOGC becomes 100·growth/live, between MinPercent and
 // 100, re-read every Interval from the live heap the runtime measured at its last
-// collection. A small heap keeps Go's default. GOGC or GOMEMLIMIT set in the
+// collection, unless the heap is growing fast (a tree being built, a first sync). A
+// small heap keeps Go's default. GOGC or GOMEMLIMIT set in the
 // environment are the operator's choice and left alone.
 package gcpolicy
 
@@ -47,6 +48,14 @@ func Percent(live uint64) int {
 	return min(100, max(MinPercent, p))
 }
 
+// Growing tells whether the live heap grew from prev to live as a build does: by more
+// than a quarter and 16 MiB since the last look. Then Go's default stays, so that the
+// served tree is built (or a first sync read) at full speed; the headroom is made small
+// once the heap holds still.
+func Growing(prev, live uint64) bool {
+	return live > prev+prev/4+16<<20
+}
+
 // Start applies the policy for the life of ctx: a soft memory limit from the
 // container's limit, and GOGC from the live heap. It logs what it set.
 func Start(ctx context.Context, log *slog.Logger) {
@@ -64,16 +73,22 @@ func Start(ctx context.Context, log *slog.Logger) {
 	go func() {
 		t := time.NewTicker(Interval)
 		defer t.Stop()
-		current := 100
+		current, prev := 100, uint64(0)
 		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		for {
 			metrics.Read(sample)
 			if sample[0].Value.Kind() == metrics.KindUint64 {
-				if p := Percent(sample[0].Value.Uint64()); p != current {
+				live := sample[0].Value.Uint64()
+				p := Percent(live)
+				if Growing(prev, live) {
+					p = 100 // a build or a first sync: collections would slow it down
+				}
+				if p != current {
 					debug.SetGCPercent(p)
-					log.Debug("memory: collector target changed", "gogc", p, "live_heap_bytes", sample[0].Value.Uint64())
+					log.Debug("memory: collector target changed", "gogc", p, "live_heap_bytes", live)
 					current = p
 				}
+				prev = live
 			}
 			select {
 			case <-ctx.Done():

@@ -31,6 +31,25 @@ func TestPercent(t *testing.T) {
 	}
 }
 
+func TestGrowing(t *testing.T) {
+	const MiB = 1 << 20
+	for _, c := range []struct {
+		prev, live uint64
+		want       bool
+	}{
+		{0, 10 * MiB, false},          // a small start
+		{0, 100 * MiB, true},          // the first tree
+		{200 * MiB, 240 * MiB, false}, // +20%
+		{200 * MiB, 280 * MiB, true},  // +40%
+		{300 * MiB, 250 * MiB, false}, // shrinking
+		{300 * MiB, 300 * MiB, false},
+	} {
+		if got := Growing(c.prev, c.live); got != c.want {
+			t.Errorf("Growing(%d, %d MiB) = %v, want %v", c.prev/MiB, c.live/MiB, got, c.want)
+		}
+	}
+}
+
 func TestParseLimit(t *testing.T) {
 	for in, want := range map[string]int64{
 		"268435456\n":           268435456,
