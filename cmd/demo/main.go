@@ -105,7 +105,7 @@ log:
 		return err
 	}
 	log := cfg.Log.NewLogger(os.Stderr)
-	gcpolicy.Start(context.Background(), log) // the proxy's own policy: ldapproxy serve's
+	gcpolicy.Start(log) // as ldapproxy serve does
 	a, err := app.New(cfg, log, "demo")
 	if err != nil {
 		return err

@@ -244,9 +244,7 @@ applied; other changed keys are logged as needing a restart.`, stderr)
 		return 1
 	}
 	log, level := cfg.Log.NewReloadableLogger(os.Stderr)
-	gcCtx, gcStop := context.WithCancel(context.Background())
-	defer gcStop()
-	gcpolicy.Start(gcCtx, log)
+	gcpolicy.Start(log)
 	// SIGHUP reloads what can change safely (handled once serving). Caught from here on,
 	// so that one sent during a slow start-up does not end the process.
 	hup := make(chan os.Signal, 1)

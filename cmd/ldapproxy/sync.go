@@ -37,7 +37,7 @@ uses the same store.path.`, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	log := cfg.Log.NewLogger(os.Stderr)
-	gcpolicy.Start(ctx, log)
+	gcpolicy.Start(log)
 	status, err := app.SyncOnce(ctx, cfg, log)
 	printStatus(stdout, status)
 	if err != nil {

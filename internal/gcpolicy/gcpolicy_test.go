@@ -1,54 +1,11 @@
 package gcpolicy
 
 import (
-	"context"
 	"log/slog"
-	"runtime"
+	"math"
 	"runtime/debug"
-	"runtime/metrics"
 	"testing"
-	"time"
 )
-
-func TestPercent(t *testing.T) {
-	const MiB = 1 << 20
-	for _, c := range []struct {
-		live uint64
-		want int
-	}{
-		{0, 100},
-		{10 * MiB, 100},  // a small heap keeps Go's default
-		{64 * MiB, 100},  // growth 64 MiB: as much as is live
-		{128 * MiB, 50},  // growth 64 MiB
-		{256 * MiB, 25},  // growth 64 MiB = a quarter
-		{300 * MiB, 25},  // a quarter of itself
-		{4096 * MiB, 25}, // never below a quarter
-		{100 * MiB, 64},  // ceil(6400/100)
-	} {
-		if got := Percent(c.live); got != c.want {
-			t.Errorf("Percent(%d MiB) = %d, want %d", c.live/MiB, got, c.want)
-		}
-	}
-}
-
-func TestGrowing(t *testing.T) {
-	const MiB = 1 << 20
-	for _, c := range []struct {
-		prev, live uint64
-		want       bool
-	}{
-		{0, 10 * MiB, false},          // a small start
-		{0, 100 * MiB, true},          // the first tree
-		{200 * MiB, 240 * MiB, false}, // +20%
-		{200 * MiB, 280 * MiB, true},  // +40%
-		{300 * MiB, 250 * MiB, false}, // shrinking
-		{300 * MiB, 300 * MiB, false},
-	} {
-		if got := Growing(c.prev, c.live); got != c.want {
-			t.Errorf("Growing(%d, %d MiB) = %v, want %v", c.prev/MiB, c.live/MiB, got, c.want)
-		}
-	}
-}
 
 func TestParseLimit(t *testing.T) {
 	for in, want := range map[string]int64{
@@ -65,49 +22,29 @@ func TestParseLimit(t *testing.T) {
 	}
 }
 
-// With a large live heap, Start lowers GOGC within one interval; GOGC set in the
-// environment is left alone.
-func TestStartFollowsTheLiveHeap(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	t.Setenv("GOGC", "")
-	big := make([]byte, 300<<20) // live across the collections below
-	for i := 0; i < len(big); i += 4096 {
-		big[i] = 1
+// GOMEMLIMIT in the environment is left alone, whatever the container's limit.
+func TestStartKeepsGOMEMLIMIT(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	debug.SetMemoryLimit(math.MaxInt64)
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	Start(slog.New(slog.DiscardHandler))
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("soft limit %d after Start with GOMEMLIMIT set", got)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	debug.SetGCPercent(100)
-	runtime.GC()
-	Start(ctx, slog.New(slog.DiscardHandler))
-	deadline := time.Now().Add(3 * Interval)
-	got := 100
-	for time.Now().Before(deadline) {
-		if got = gogc(); got == 25 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if got != 25 {
-		t.Fatalf("GOGC %d with 300 MiB live, want 25", got)
-	}
-	_ = big[len(big)-1]
-	cancel()
-
-	t.Setenv("GOGC", "80")
-	debug.SetGCPercent(80)
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	Start(ctx2, slog.New(slog.DiscardHandler))
-	time.Sleep(100 * time.Millisecond)
-	if got := gogc(); got != 80 {
-		t.Fatalf("GOGC %d after Start with GOGC=80 set, want 80 kept", got)
-	}
-	big[0] = 2
 }
 
-// gogc reads the collector's current GOGC.
-func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(s[0].Value.Uint64())
+// Without GOMEMLIMIT, the soft limit is 85% of the container's, when it has one.
+func TestStartFollowsTheContainer(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	debug.SetMemoryLimit(math.MaxInt64)
+	t.Setenv("GOMEMLIMIT", "")
+	Start(slog.New(slog.DiscardHandler))
+	got := debug.SetMemoryLimit(-1)
+	limit, ok := cgroupLimit()
+	switch {
+	case !ok && got != math.MaxInt64:
+		t.Fatalf("soft limit %d without a container limit", got)
+	case ok && got != int64(float64(limit)*limitShare):
+		t.Fatalf("soft limit %d under a container limit of %d", got, limit)
+	}
 }
