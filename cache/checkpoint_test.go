@@ -12,21 +12,8 @@ import (
 // syncWithSet runs writeSync's sync and stores one entry set beside it.
 func syncWithSet(t *testing.T, s *Store, numUsers, numGroups int, tag string) {
 	t.Helper()
-	w, err := s.BeginSync(KindUsers, KindGroups)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := beginFullSync(t, s, numUsers, numGroups, tag, nil)
 	defer w.Abort()
-	for i := range numGroups {
-		if err := w.PutGroup(testGroup(i, tag)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range numUsers {
-		if err := w.PutUser(testUser(i, numGroups, tag)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	sudo := []Entry{{DN: "cn=defaults,ou=sudoers,dc=example,dc=org", Upstream: []Attribute{
 		{Name: "objectClass", Values: []string{"top", "sudoRole"}},
 		{Name: "sudoOption", Values: []string{"!authenticate", tag}},
@@ -224,25 +211,7 @@ func TestCheckpointStartDiscardsLeftovers(t *testing.T) {
 	writeSync(t, s, 10, 2, "a", nil)
 	s.Close()
 	s = openDir(t, dir)
-	w, err := s.BeginSync(KindUsers, KindGroups)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 20 {
-		if err := w.PutUser(testUser(i, 2, "b")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.wb.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	// Die without Abort: the records stay in Badger.
-	s.mu.Lock()
-	s.active = nil
-	s.mu.Unlock()
-	if err := s.db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dieDuringSync(t, s, 20, 2)
 
 	s = openDir(t, dir)
 	defer s.Close()

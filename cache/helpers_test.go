@@ -105,13 +105,23 @@ func testGroup(i int, tag string) *Group {
 // which skip returns true) and groups 0..numGroups-1.
 func writeSync(t testing.TB, s *Store, numUsers, numGroups int, tag string, skip func(i int) bool) {
 	t.Helper()
+	w := beginFullSync(t, s, numUsers, numGroups, tag, skip)
+	defer w.Abort()
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// beginFullSync begins a sync and puts writeSync's groups and users, uncommitted.
+func beginFullSync(t testing.TB, s *Store, numUsers, numGroups int, tag string, skip func(i int) bool) *Sync {
+	t.Helper()
 	w, err := s.BeginSync(KindUsers, KindGroups)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Abort()
 	for i := range numGroups {
 		if err := w.PutGroup(testGroup(i, tag)); err != nil {
+			w.Abort()
 			t.Fatal(err)
 		}
 	}
@@ -120,12 +130,11 @@ func writeSync(t testing.TB, s *Store, numUsers, numGroups int, tag string, skip
 			continue
 		}
 		if err := w.PutUser(testUser(i, numGroups, tag)); err != nil {
+			w.Abort()
 			t.Fatal(err)
 		}
 	}
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	return w
 }
 
 // peakRSS is the process's peak resident set size in MiB (VmHWM).

@@ -764,25 +764,7 @@ func TestLeftoversDiscarded(t *testing.T) {
 	dir := t.TempDir()
 	s := openDir(t, dir)
 	writeSync(t, s, 10, 2, "a", nil)
-	w, err := s.BeginSync(KindUsers, KindGroups)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 20 {
-		if err := w.PutUser(testUser(i, 2, "b")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.wb.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	// Die without Abort: the records stay in Badger.
-	s.mu.Lock()
-	s.active = nil
-	s.mu.Unlock()
-	if err := s.db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dieDuringSync(t, s, 20, 2)
 
 	s = openDir(t, dir)
 	defer s.Close()
@@ -800,6 +782,31 @@ func TestLeftoversDiscarded(t *testing.T) {
 	}
 	if n := countRecords(t, s); n != 12 {
 		t.Fatalf("%d object records after reopening, want 12", n)
+	}
+}
+
+// dieDuringSync begins a sync of users 0..users-1 (tag "b", in numGroups groups),
+// writes their records to Badger and closes Badger without Abort or Commit, as a
+// process killed during a sync leaves the store.
+func dieDuringSync(t *testing.T, s *Store, users, numGroups int) {
+	t.Helper()
+	w, err := s.BeginSync(KindUsers, KindGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range users {
+		if err := w.PutUser(testUser(i, numGroups, "b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.wb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.active = nil
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
