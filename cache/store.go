@@ -87,9 +87,6 @@ type Store struct {
 	ckpt *checkpointer
 	// fromCheckpoint is set when Open read the records from the checkpoint.
 	fromCheckpoint bool
-	// cleaned is closed when the leftovers a start from the checkpoint left in
-	// Badger have been looked for (nil: Open removed them).
-	cleaned chan struct{}
 
 	// written counts the bytes of keys and values handed to Badger, so that
 	// tests can check that an unchanged sync writes (almost) nothing.
@@ -361,13 +358,11 @@ func (s *Store) load() error {
 	s.snap.Store(sn)
 	s.fromCheckpoint = fromCkpt
 	if fromCkpt {
-		// The leftovers that reading Badger finds (records of an interrupted sync,
-		// superseded versions, deletion markers) are looked for after the start, by
-		// their keys alone. A sync or batch that begins before that looks for those
-		// of an interrupted sync itself (dirty).
+		// The leftovers that reading Badger removes (records of an interrupted sync,
+		// superseded versions, deletion markers) are not looked for now: nothing reads
+		// them but a writer, and the first sync or batch removes them (discardStale)
+		// before it writes, sparing the start a scan of every key.
 		s.dirty = true
-		s.cleaned = make(chan struct{})
-		go s.discardLeftovers()
 	}
 	if s.dir != "" {
 		written := uint64(0)
@@ -380,34 +375,6 @@ func (s *Store) load() error {
 		}
 	}
 	return nil
-}
-
-// beforeDiscardLeftovers, when set (by tests), runs as discardLeftovers starts.
-var beforeDiscardLeftovers func()
-
-// discardLeftovers removes the records that do not count at the committed generation,
-// finding them by their keys, holding the writers' lock. A sync or batch that began
-// first has looked for leftovers itself (BeginSync with dirty set) and may be writing
-// records of the next generation, which must stay: then there is nothing to do.
-func (s *Store) discardLeftovers() {
-	defer close(s.cleaned)
-	if beforeDiscardLeftovers != nil {
-		beforeDiscardLeftovers()
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || !s.dirty || s.active != nil {
-		return
-	}
-	n, err := s.discardStale(s.snap.Load().gen)
-	if err != nil {
-		s.log.Warn("store: cannot remove leftovers; the next sync will", "err", err)
-		return
-	}
-	if n > 0 {
-		s.log.Info("store: discarded superseded records and leftovers of an interrupted sync", "records", n)
-	}
-	s.dirty = false
 }
 
 // removeEmptyMemtables deletes memtable files of zero bytes. Badger creates
