@@ -413,27 +413,33 @@ func TestServerThatClosesIsNotUnavailable(t *testing.T) {
 	}
 }
 
-// dyingFront forwards TCP connections to target until die is called; from then on, like
-// a server killed with kill -9 whose port still accepts for a moment, its open
-// connections are cut and new ones are accepted, read from and closed unanswered.
-func dyingFront(t *testing.T, target string) (url string, die func()) {
+// tcpFront forwards TCP connections to target. cut closes the ones open, as a server's
+// idle timeout would, and new ones are forwarded as before; die cuts them too and, like
+// a server killed with kill -9 whose port still accepts for a moment, has new ones
+// accepted, read from and closed unanswered.
+type tcpFront struct {
+	url  string
+	mu   sync.Mutex
+	open []net.Conn
+	dead bool
+}
+
+func newTCPFront(t *testing.T, target string) *tcpFront {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var open []net.Conn
-	dead := false
+	f := &tcpFront{url: "ldap://" + l.Addr().String()}
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			if dead {
-				mu.Unlock()
+			f.mu.Lock()
+			if f.dead {
+				f.mu.Unlock()
 				go func() {
 					c.Read(make([]byte, 64))
 					c.Close()
@@ -442,32 +448,39 @@ func dyingFront(t *testing.T, target string) (url string, die func()) {
 			}
 			u, err := net.Dial("tcp", target)
 			if err != nil {
-				mu.Unlock()
+				f.mu.Unlock()
 				c.Close()
 				continue
 			}
-			open = append(open, c, u)
-			mu.Unlock()
+			f.open = append(f.open, c, u)
+			f.mu.Unlock()
 			go func() { io.Copy(u, c); u.Close() }()
 			go func() { io.Copy(c, u); c.Close() }()
 		}
 	}()
 	t.Cleanup(func() {
 		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range open {
-			c.Close()
-		}
+		f.cut()
 	})
-	return "ldap://" + l.Addr().String(), func() {
-		mu.Lock()
-		defer mu.Unlock()
-		dead = true
-		for _, c := range open {
-			c.Close()
-		}
+	return f
+}
+
+// cut closes the connections open.
+func (f *tcpFront) cut() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.open {
+		c.Close()
 	}
+	f.open = nil
+}
+
+// die cuts the connections open and answers no new one.
+func (f *tcpFront) die() {
+	f.mu.Lock()
+	f.dead = true
+	f.mu.Unlock()
+	f.cut()
 }
 
 // TestRetryGoesToTheNextServer: a server killed while its port still accepts (and before
@@ -477,7 +490,8 @@ func dyingFront(t *testing.T, target string) (url string, die func()) {
 func TestRetryGoesToTheNextServer(t *testing.T) {
 	a := slapdtest.New(t, slapdtest.Options{})
 	b := slapdtest.New(t, slapdtest.Options{})
-	front, die := dyingFront(t, strings.TrimPrefix(a.URL, "ldap://"))
+	tf := newTCPFront(t, strings.TrimPrefix(a.URL, "ldap://"))
+	front, die := tf.url, tf.die
 	p := newTestPool(t, Config{URLs: front + "," + b.URL, Timeout: 2 * time.Second, HealthInterval: time.Hour,
 		BindDN: a.ServiceDN, BindPassword: a.ServicePassword})
 	waitFor(t, "the first server to be up", func() bool { return p.up(t, front) == 1 })

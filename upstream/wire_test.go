@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -18,56 +16,14 @@ import (
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
-// cuttingFront forwards TCP connections to target; cut closes the ones open, as a
-// server's idle timeout would, and new ones are forwarded as before.
-func cuttingFront(t *testing.T, target string) (url string, cut func()) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var open []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			open = append(open, c, u)
-			mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
-		}
-	}()
-	cut = func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range open {
-			c.Close()
-		}
-		open = nil
-	}
-	t.Cleanup(func() {
-		l.Close()
-		cut()
-	})
-	return "ldap://" + l.Addr().String(), cut
-}
-
 // TestIdleConnectionClosedByTheServer: a session's connection that the server closed
 // while it was idle (nobody reads an idle connection) is found closed before the next
 // request goes out on it, and replaced, bound again: even an extended operation, which
 // is never sent twice, gets its answer.
 func TestIdleConnectionClosedByTheServer(t *testing.T) {
 	srv := slapdtest.New(t, slapdtest.Options{})
-	url, cut := cuttingFront(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	tf := newTCPFront(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	url, cut := tf.url, tf.cut
 	p := newTestPool(t, Config{URLs: url})
 	c := boundSession(t, p, srv, 1)
 	want := "dn:" + srv.UserDN(1)
