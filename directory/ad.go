@@ -332,3 +332,16 @@ func (t *Tree) anrTerm(name, value string, exact bool) (*attrType, anrTest) {
 	}
 	return at, anrTest{rule.norm, func(v string) bool { return strings.HasPrefix(v, norm) }}
 }
+
+// withSchemaNC returns the conventions with the schema naming context nc, which a
+// tree's image recorded ("" when none was known); ok is false when the conventions
+// were given another one.
+func (ad *adConventions) withSchemaNC(nc string) (_ *adConventions, ok bool) {
+	switch {
+	case nc == "" || ad.schemaNC == nc:
+		return ad, true
+	case ad.schemaNC != "":
+		return ad, false
+	}
+	return &adConventions{schemaNC: nc, anr: ad.anr, categories: newCategoryCache()}, true
+}

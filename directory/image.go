@@ -1,0 +1,582 @@
+package directory
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/fnv"
+	"io"
+	"slices"
+	"strings"
+	"unsafe"
+
+	"github.com/ldapproxy/ldapproxy/internal/parallel"
+)
+
+// A tree's image is the tree in a file: what NewTree computes from the entries (canonical
+// DNs, the entries' meta, the learnt schema, the equality indexes), so that a process
+// that starts on the directory it served before loads it instead of building it again.
+// ReadTree makes a tree whose strings are slices of the image's bytes (mapped from the
+// file: outside the Go heap) and whose sources are the caller's again: it allocates the
+// entries' small structs, the DN map and the indexes' maps, and does not look at a
+// single value.
+//
+// The image is only as good as its key, which the caller chooses (the proxy's: the store
+// commit the entries came from and the options that made them) and ReadTree compares; a
+// CRC-32C over the whole image guards against a damaged file, and a fingerprint of the
+// schema (every attribute type's syntax, matching rules and flags, every class's
+// superclasses) against a program whose schema or matching differs from the one that
+// wrote it. imageFormat numbers the layout of images and of meta (layout.go): a change
+// to either must change it.
+//
+//	magic      "LPXTREE" imageFormat
+//	key        uvarint length, bytes
+//	schema     8 bytes: the fingerprint
+//	line       8 bytes, then uvarint version: the tree's, so that paged-results cookies
+//	           stay valid in the tree read
+//	roots      uvarint n, n strings (canonical)
+//	ad         uvarint 0 or 1, then the schema naming context learnt from the entries
+//	learnt     uvarint n, n attribute type names; uvarint n, n class names; uvarint n,
+//	           n (key, uses)
+//	types      uvarint n, n attribute type names: the typeTable, in ID order
+//	entries    uvarint next ID, uvarint n, n entries (see writeEntry)
+//	indexes    uvarint n, per index its type's name, uvarint keys, per key the key and
+//	           its posting list (uvarint n, first ID, then differences)
+//	crc        4 bytes: CRC-32C of everything before
+//
+// Strings are a uvarint length and the bytes.
+const imageFormat = 1
+
+var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrImageStale is ReadTree's error for an image made for another key or another schema:
+// the caller builds the tree anew.
+var ErrImageStale = errors.New("tree image is not for this directory")
+
+// WriteImage writes t as an image under key. sources lists the strings that entries'
+// values are slices of (the Entry.Source given to NewTree and Apply): an entry's source
+// is written as its index in the list, and ReadTree must be given the same strings in
+// the same order. An entry whose source is not in the list is an error.
+func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
+	srcIndex := make(map[*byte]int, len(sources))
+	for i, s := range sources {
+		if s != "" {
+			srcIndex[unsafe.StringData(s)] = i
+		}
+	}
+	crc := crc32.New(castagnoli)
+	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<16)
+	iw := imageWriter{w: bw}
+	iw.raw(imageMagic)
+	iw.bytes(key)
+	iw.raw(binary.LittleEndian.AppendUint64(nil, t.schema.fingerprint(t.types)))
+	iw.raw(binary.LittleEndian.AppendUint64(nil, t.line))
+	iw.uvar(int(t.version))
+
+	roots := make([]string, 0, len(t.roots))
+	for r := range t.roots {
+		roots = append(roots, r)
+	}
+	slices.Sort(roots)
+	iw.strings(roots)
+	if t.ad != nil {
+		iw.uvar(1)
+		iw.str(t.ad.schemaNC)
+	} else {
+		iw.uvar(0)
+	}
+	iw.strings(sortedNames(t.schema.attrs, func(a *attrType) string { return a.name }))
+	iw.strings(sortedNames(t.schema.classes, func(c *objectClass) string { return c.name }))
+	uses := sortedNames(t.schema.uses, func(int) string { return "" })
+	iw.uvar(len(uses))
+	for _, k := range uses {
+		iw.str(k)
+		iw.uvar(t.schema.uses[k])
+	}
+	iw.uvar(len(t.types))
+	for _, at := range t.types {
+		iw.str(at.name)
+	}
+
+	iw.uvar(int(t.entries.next))
+	iw.uvar(t.count)
+	for id := range t.entries.next {
+		if e := t.entry(id); e != nil {
+			if err := iw.entry(e, srcIndex); err != nil {
+				return err
+			}
+		}
+	}
+
+	types := make([]*attrType, 0, len(t.index))
+	for at := range t.index {
+		types = append(types, at)
+	}
+	slices.SortFunc(types, func(a, b *attrType) int { return strings.Compare(a.name, b.name) })
+	iw.uvar(len(types))
+	for _, at := range types {
+		iw.str(at.name)
+		m := t.index[at]
+		n := 0
+		for _, sh := range m.shards {
+			n += len(sh)
+		}
+		iw.uvar(n)
+		for _, sh := range m.shards {
+			for k, ids := range sh {
+				iw.str(k)
+				iw.uvar(len(ids))
+				prev := entryID(0)
+				for _, id := range ids {
+					iw.uvar(int(id - prev))
+					prev = id
+				}
+			}
+		}
+	}
+	if iw.err != nil {
+		return iw.err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
+	return err
+}
+
+// sortedNames returns the values of name over m (its keys when name returns ""), sorted.
+func sortedNames[V any](m map[string]V, name func(V) string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		if n := name(v); n != "" {
+			k = n
+		}
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+type imageWriter struct {
+	w   *bufio.Writer
+	buf [binary.MaxVarintLen64]byte
+	err error
+}
+
+func (iw *imageWriter) raw(b []byte) {
+	if iw.err == nil {
+		_, iw.err = iw.w.Write(b)
+	}
+}
+
+func (iw *imageWriter) uvar(x int) {
+	iw.raw(iw.buf[:binary.PutUvarint(iw.buf[:], uint64(x))])
+}
+
+func (iw *imageWriter) bytes(b []byte) {
+	iw.uvar(len(b))
+	iw.raw(b)
+}
+
+func (iw *imageWriter) str(s string) {
+	iw.uvar(len(s))
+	if iw.err == nil {
+		_, iw.err = iw.w.WriteString(s)
+	}
+}
+
+func (iw *imageWriter) strings(l []string) {
+	iw.uvar(len(l))
+	for _, s := range l {
+		iw.str(s)
+	}
+}
+
+// entry writes one entry:
+//
+//	uvarint id, parent+1 (0: an entry of a naming context), depth, children, user
+//	        attributes, 1 if structuralObjectClass is computed
+//	dn, canonical DN, meta
+//	uvarint source index+1 (0: none), source length
+//	uvarint n, n strings: ext
+//	uvarint n, n (type name, value): the RDN values
+func (iw *imageWriter) entry(e *treeEntry, srcIndex map[*byte]int) error {
+	iw.uvar(int(e.id))
+	if e.parent == noEntry {
+		iw.uvar(0)
+	} else {
+		iw.uvar(int(e.parent) + 1)
+	}
+	iw.uvar(int(e.depth))
+	iw.uvar(int(e.nchild))
+	iw.uvar(int(e.nUser))
+	if e.structural {
+		iw.uvar(1)
+	} else {
+		iw.uvar(0)
+	}
+	iw.str(e.dn)
+	iw.str(e.ndn)
+	iw.str(e.meta)
+	if e.src == "" {
+		iw.uvar(0)
+		iw.uvar(0)
+	} else {
+		i, ok := srcIndex[unsafe.StringData(e.src)]
+		if !ok {
+			return fmt.Errorf("entry %q: its source is not among the sources given", e.dn)
+		}
+		iw.uvar(i + 1)
+		iw.uvar(len(e.src))
+	}
+	iw.strings(e.ext)
+	iw.uvar(len(e.rdn))
+	for _, r := range e.rdn {
+		name := ""
+		if r.typ != nil {
+			name = r.typ.name
+		}
+		iw.str(name)
+		iw.str(r.value)
+	}
+	return nil
+}
+
+// ReadTree makes the tree that WriteImage wrote in data (the same entries with the same
+// IDs, in the same line of versions: a paged search goes on in it), matching with the schema sch
+// (nil: the built-in one) under the naming contexts roots, with the options opts. The
+// tree's strings are slices of data, which must stay unchanged for as long as the tree
+// or any version applied to it is in use (a read-only mapping of the file, never
+// unmapped, is what the proxy gives). sources are the strings WriteImage was given, as
+// the caller holds them now. An image written under another key, for other roots or
+// for another schema is ErrImageStale; a damaged one is an error of its own.
+func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, opts ...TreeOption) (*Tree, error) {
+	if len(data) < len(imageMagic)+4 || string(data[:len(imageMagic)]) != string(imageMagic) {
+		return nil, fmt.Errorf("%w: not an image of this format", ErrImageStale)
+	}
+	body := data[:len(data)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(body):]) {
+		return nil, errors.New("tree image: checksum mismatch")
+	}
+	r := imageReader{data: body, off: len(imageMagic)}
+	if string(r.bytes()) != string(key) {
+		return nil, ErrImageStale
+	}
+	fingerprint, line, version := r.fixed64(), r.fixed64(), r.uvar()
+
+	if sch == nil {
+		sch = BuiltinSchema()
+	}
+	t := &Tree{schema: newSchemaOn(sch), roots: make(map[string]bool, len(roots)), typeTable: newTypeTable()}
+	for _, o := range opts {
+		o(t)
+	}
+	t.line, t.version = line, uint64(version)
+	for _, root := range roots {
+		n, ok := t.schema.normDN(root)
+		if !ok {
+			return nil, fmt.Errorf("naming context %q: invalid DN", root)
+		}
+		t.roots[n] = true
+	}
+	saved := r.strings()
+	if len(saved) != len(t.roots) {
+		return nil, ErrImageStale
+	}
+	for _, root := range saved {
+		if !t.roots[root] {
+			return nil, ErrImageStale
+		}
+	}
+	if hasAD, nc := r.uvar(), ""; hasAD == 1 {
+		nc = r.str()
+		if t.ad == nil {
+			return nil, ErrImageStale
+		}
+		var ok bool
+		if t.ad, ok = t.ad.withSchemaNC(nc); !ok {
+			return nil, ErrImageStale
+		}
+	} else if t.ad != nil {
+		return nil, ErrImageStale
+	}
+
+	for _, name := range r.strings() {
+		t.schema.addAttr(name)
+	}
+	for _, name := range r.strings() {
+		t.schema.addClass(name)
+	}
+	for n := r.uvar(); n > 0 && r.err == nil; n-- {
+		k := r.str()
+		t.schema.uses[k] = r.uvar()
+	}
+	types := make([]*attrType, r.count())
+	for i := range types {
+		at := t.schema.attr(r.str())
+		if at == nil {
+			return nil, ErrImageStale
+		}
+		types[i] = at
+		t.typeTable.ids[at] = i
+	}
+	t.typeTable.list, t.types = types, types
+	if r.err == nil && t.schema.fingerprint(types) != fingerprint {
+		return nil, ErrImageStale
+	}
+
+	next, count := r.uvar(), r.count()
+	if r.err != nil || next < count || next > int(noEntry) {
+		return nil, errDamaged
+	}
+	// One allocation for the entries: a replaced entry keeps only its struct alive with
+	// the array, as its strings are the image's.
+	tes := make([]treeEntry, count)
+	var rdnTypes map[string]*attrType
+	for i := range tes {
+		te := &tes[i]
+		if err := r.entry(te, t.schema, sources, &rdnTypes); err != nil {
+			return nil, err
+		}
+		if int(te.id) >= next || te.parent != noEntry && int(te.parent) >= next {
+			return nil, errDamaged
+		}
+	}
+	ids := newIDWriter(idTable{})
+	for i := range tes {
+		ids.set(tes[i].id, &tes[i])
+	}
+	ids.t.next = entryID(next)
+	for i := range tes {
+		if p := tes[i].parent; p != noEntry && ids.t.get(p) == nil {
+			return nil, errDamaged
+		}
+	}
+	t.entries, t.count = ids.t, count
+
+	// The DN map on every core, and the indexes as the image has them.
+	byDN := make([]map[string]entryID, mapShards)
+	parallel.Ranges(mapShards, mapShards/4, func(lo, hi int) {
+		for s := lo; s < hi; s++ {
+			byDN[s] = make(map[string]entryID, count/mapShards+1)
+		}
+		for i := range tes {
+			if s := shardOf(tes[i].ndn); s >= lo && s < hi {
+				byDN[s][tes[i].ndn] = tes[i].id
+			}
+		}
+	})
+	t.byDN = &shardMap[entryID]{shards: byDN}
+	if err := r.indexes(t); err != nil {
+		return nil, err
+	}
+	if r.err != nil || r.off != len(r.data) {
+		return nil, errDamaged
+	}
+	return t, nil
+}
+
+var errDamaged = errors.New("tree image: damaged")
+
+type imageReader struct {
+	data []byte
+	off  int
+	err  error
+}
+
+func (r *imageReader) uvar() int {
+	if r.err != nil {
+		return 0
+	}
+	x, n := binary.Uvarint(r.data[r.off:])
+	if n <= 0 || x > 1<<40 {
+		r.err = errDamaged
+		return 0
+	}
+	r.off += n
+	return int(x)
+}
+
+// count reads a number of items that each take at least a byte.
+func (r *imageReader) count() int {
+	n := r.uvar()
+	if n > len(r.data)-r.off {
+		r.err = errDamaged
+		return 0
+	}
+	return n
+}
+
+func (r *imageReader) fixed64() uint64 {
+	if r.err != nil || len(r.data)-r.off < 8 {
+		r.err = errDamaged
+		return 0
+	}
+	x := binary.LittleEndian.Uint64(r.data[r.off:])
+	r.off += 8
+	return x
+}
+
+func (r *imageReader) bytes() []byte {
+	n := r.count()
+	if r.err != nil {
+		return nil
+	}
+	b := r.data[r.off : r.off+n : r.off+n]
+	r.off += n
+	return b
+}
+
+// str returns the next string, a slice of the image's bytes.
+func (r *imageReader) str() string {
+	b := r.bytes()
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func (r *imageReader) strings() []string {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = r.str()
+	}
+	return out
+}
+
+func (r *imageReader) entry(te *treeEntry, s *schema, sources []string, rdnTypes *map[string]*attrType) error {
+	te.id = entryID(r.uvar())
+	te.parent = noEntry
+	if p := r.uvar(); p > 0 {
+		te.parent = entryID(p - 1)
+	}
+	te.depth, te.nchild, te.nUser = int32(r.uvar()), int32(r.uvar()), int32(r.uvar())
+	te.structural = r.uvar() == 1
+	te.dn, te.ndn, te.meta = r.str(), r.str(), r.str()
+	src, srcLen := r.uvar(), r.uvar()
+	if src > 0 {
+		if src > len(sources) || len(sources[src-1]) != srcLen {
+			return fmt.Errorf("%w: the sources differ from the image's", ErrImageStale)
+		}
+		te.src = sources[src-1]
+	}
+	te.ext = r.strings()
+	if n := r.count(); n > 0 {
+		te.rdn = make([]rdnValue, n)
+		for i := range te.rdn {
+			name := r.str()
+			at, ok := (*rdnTypes)[name]
+			if !ok && name != "" {
+				if *rdnTypes == nil {
+					*rdnTypes = map[string]*attrType{}
+				}
+				at = s.attr(name)
+				(*rdnTypes)[name] = at
+			}
+			te.rdn[i] = rdnValue{typ: at, value: r.str()}
+		}
+	}
+	if r.err != nil || len(te.meta) == 0 {
+		return errDamaged
+	}
+	return nil
+}
+
+// indexes reads the equality indexes into t. The posting lists are slices of one array
+// of IDs, each with its capacity cut to its length, so that a batch that adds to one
+// copies it (Apply copies a list before its first change anyway).
+func (r *imageReader) indexes(t *Tree) error {
+	n := r.count()
+	t.index = make(map[*attrType]*shardMap[[]entryID], n)
+	for range n {
+		at := t.schema.attr(r.str())
+		keys := r.count()
+		if r.err != nil || at == nil {
+			return errDamaged
+		}
+		shards := make([]map[string][]entryID, mapShards)
+		for i := range shards {
+			shards[i] = make(map[string][]entryID, keys/mapShards+1)
+		}
+		var arena []entryID
+		for range keys {
+			k := r.str()
+			l := r.count()
+			if r.err != nil || l == 0 {
+				return errDamaged
+			}
+			if len(arena) < l {
+				arena = make([]entryID, max(l, 4096))
+			}
+			ids := arena[:l:l]
+			arena = arena[l:]
+			id := 0
+			for j := range ids {
+				id += r.uvar()
+				ids[j] = entryID(id)
+				if id >= int(t.entries.next) || j > 0 && ids[j] <= ids[j-1] {
+					return errDamaged
+				}
+			}
+			shards[shardOf(k)][k] = ids
+		}
+		t.index[at] = &shardMap[[]entryID]{shards: shards}
+	}
+	return r.err
+}
+
+// fingerprint hashes what matching and indexing depend on: every attribute type the
+// schema knows and those of types (the tree's typeTable), with their syntaxes, rules
+// and flags, and every object class with its superclasses. Two programs that agree on
+// it normalise and index the same values alike.
+func (s *schema) fingerprint(types []*attrType) uint64 {
+	h := fnv.New64a()
+	seen := map[*attrType]bool{}
+	var attrs []*attrType
+	for _, m := range []map[string]*attrType{s.base.attrs, s.attrs} {
+		for _, at := range m {
+			if !seen[at] {
+				seen[at] = true
+				attrs = append(attrs, at)
+			}
+		}
+	}
+	slices.SortFunc(attrs, func(a, b *attrType) int { return strings.Compare(a.name, b.name) })
+	rule := func(m *matchingRule) string {
+		if m == nil {
+			return "-"
+		}
+		return m.name
+	}
+	for _, at := range append(attrs, types...) {
+		sup := "-"
+		if at.sup != nil {
+			sup = at.sup.name
+		}
+		fmt.Fprintf(h, "a %s %s %d %s %s %s %t %t %t %t\n", at.name, sup, at.synt, rule(at.eq), rule(at.ord), rule(at.sub),
+			at.operational, at.indexed, at.computed, at.hasSubtypes)
+	}
+	seenC := map[*objectClass]bool{}
+	var classes []*objectClass
+	for _, m := range []map[string]*objectClass{s.base.classes, s.classes} {
+		for _, c := range m {
+			if !seenC[c] {
+				seenC[c] = true
+				classes = append(classes, c)
+			}
+		}
+	}
+	slices.SortFunc(classes, func(a, b *objectClass) int { return strings.Compare(a.key, b.key) })
+	for _, c := range classes {
+		fmt.Fprintf(h, "c %s %d %s\n", c.key, c.kind, strings.Join(c.ancestors, " "))
+	}
+	return h.Sum64()
+}

@@ -1,0 +1,327 @@
+package directory
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// sourcedTree builds a tree of the test entries, each with a Source, and changes it with
+// random batches (entries with Sources too), so that it has learnt types, sparse IDs and
+// applied posting lists. It returns the tree, the mutator and every Source given.
+func sourcedTree(t *testing.T, opts ...TreeOption) (*Tree, *mutator, []string) {
+	t.Helper()
+	var sources []string
+	sourced := func(e *Entry) *Entry {
+		e = withSource(e)
+		sources = append(sources, e.Source)
+		return e
+	}
+	var start []*Entry
+	for _, e := range append(testEntries(), benchEntries(40)[3:]...) {
+		start = append(start, sourced(e))
+	}
+	tree, err := NewTree([]string{testBase}, start, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMutator(3, start)
+	for range 20 {
+		changes := m.batch(6)
+		for i, c := range changes {
+			if c.Entry != nil {
+				changes[i].Entry = sourced(c.Entry)
+				m.cur[strings.ToLower(c.Entry.DN)] = changes[i].Entry
+			}
+		}
+		tree = apply(t, tree, changes...)
+	}
+	return tree, m, sources
+}
+
+func image(t testing.TB, tree *Tree, key string, sources []string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tree.WriteImage(&buf, []byte(key), sources); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// searchesMatch checks that two trees answer random filters in every scope alike, in
+// the same order, and serve the same entries and indexes.
+func searchesMatch(t *testing.T, a, b *Tree, entries []*Entry, seed uint64) {
+	t.Helper()
+	if a.Len() != b.Len() {
+		t.Fatalf("%d entries against %d", a.Len(), b.Len())
+	}
+	if x, y := everything(t, a), everything(t, b); x != y {
+		t.Fatalf("entries differ\n%s\nagainst\n%s", x, y)
+	}
+	if x, y := indexContent(a), indexContent(b); x != y {
+		t.Fatalf("indexes differ\n%s\nagainst\n%s", x, y)
+	}
+	gen := newFilterGen(entries, seed)
+	for _, f := range append(gen.filters(40), "(objectClass=person)", "(costCenter=*)", "(!(objectClass=customPerson))",
+		"(memberOf:"+OIDInChain+":=cn=all,ou=groups,dc=example,dc=org)", "(:caseIgnoreMatch:=cc2)", "(ou:dn:=people)") {
+		for _, s := range []struct {
+			base  string
+			scope int
+		}{{testBase, ScopeSubtree}, {"ou=people," + testBase, ScopeOne}, {testBase, ScopeOne}} {
+			wa, wb := &collectWriter{}, &collectWriter{}
+			searchInto(a, wa, searchRequest(t, s.base, s.scope, f, "*", "+"))
+			searchInto(b, wb, searchRequest(t, s.base, s.scope, f, "*", "+"))
+			if x, y := rendered(wa), rendered(wb); x != y {
+				t.Fatalf("%s under %s scope %d:\n%s\nagainst\n%s", f, s.base, s.scope, x, y)
+			}
+		}
+	}
+}
+
+// rendered renders what a search sent, in order.
+func rendered(w *collectWriter) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%+v\n", *w.result)
+	for _, e := range w.entries {
+		fmt.Fprintf(&b, "%s %q\n", e.DN, e.Attributes)
+	}
+	return b.String()
+}
+
+// TestImageRoundTrip checks that a tree read from its image answers every search as the
+// tree written does (the same entries in the same order, the same indexes), that its
+// values are the sources' and the image's bytes, not copies, and that batches apply to
+// it as to the tree written.
+func TestImageRoundTrip(t *testing.T) {
+	tree, m, sources := sourcedTree(t)
+	data := image(t, tree, "commit 1", sources)
+	read, err := ReadTree(nil, []string{testBase}, data, []byte("commit 1"), sources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	searchesMatch(t, tree, read, m.all(), 1)
+
+	inData := func(s string) bool {
+		_, ok := within(s, unsafe.String(&data[0], len(data)))
+		return ok
+	}
+	srcs := 0
+	for id := range read.entries.next {
+		e := read.entry(id)
+		if e == nil {
+			continue
+		}
+		if !inData(e.meta) || !inData(e.ndn) {
+			t.Fatalf("%s: meta or DN copied out of the image", e.dn)
+		}
+		if e.src != "" {
+			srcs++
+			if w := tree.entry(id); w == nil || e.src != w.src || !sameString(e.src, w.src) {
+				t.Fatalf("%s: source is not the one given", e.dn)
+			}
+		}
+	}
+	if srcs == 0 {
+		t.Fatal("no entry kept its source")
+	}
+
+	// A paged search begun on the tree written goes on in the tree read.
+	req := searchRequest(t, testBase, ScopeSubtree, "(objectClass=*)", "1.1")
+	first, res, cookie := page(t, tree, req, 7, nil)
+	if res.Code != 0 || len(cookie) == 0 {
+		t.Fatalf("first page: %+v", res)
+	}
+	var rest []string
+	for len(cookie) > 0 {
+		var dns []string
+		if dns, res, cookie = page(t, read, req, 7, cookie); res.Code != 0 {
+			t.Fatalf("a page from the tree read: %d %s", res.Code, res.Diagnostic)
+		}
+		rest = append(rest, dns...)
+	}
+	w := &collectWriter{}
+	searchInto(tree, w, req)
+	if got, want := strings.Join(slices.Sorted(slices.Values(append(first, rest...))), ";"), strings.Join(w.dns(), ";"); got != want {
+		t.Fatalf("paged across the image: %s\nwant %s", got, want)
+	}
+
+	// The same batches on both: still alike, and the image's bytes untouched.
+	saved := bytes.Clone(data)
+	for i := range 15 {
+		changes := m.batch(6)
+		tree, read = apply(t, tree, changes...), apply(t, read, changes...)
+		searchesMatch(t, tree, read, m.all(), uint64(100+i))
+	}
+	if !bytes.Equal(saved, data) {
+		t.Fatal("applying batches changed the image's bytes")
+	}
+}
+
+func sameString(a, b string) bool {
+	off, ok := within(a, b)
+	return ok && off == 0 && len(a) == len(b)
+}
+
+// TestImageActiveDirectory checks that the schema naming context a tree learnt from its
+// entries' objectCategory values comes back with its image, and that an image is only
+// read with the conventions it was written with.
+func TestImageActiveDirectory(t *testing.T) {
+	entries := []*Entry{
+		entry(testBase, "objectClass: domain", "dc: example"),
+		entry("cn=users,"+testBase, "objectClass: container", "cn: users"),
+		entry("cn=Ann,cn=users,"+testBase, "objectClass: user", "cn: Ann", "sAMAccountName: ann",
+			"objectCategory: CN=Person,CN=Schema,CN=Configuration,DC=example,DC=org"),
+	}
+	ad := WithActiveDirectory(ADOptions{})
+	tree, err := NewTree([]string{testBase}, entries, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := image(t, tree, "k", nil)
+	read, err := ReadTree(nil, []string{testBase}, data, []byte("k"), nil, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := found(t, read, testBase, ScopeSubtree, "(objectCategory=person)"); got != "cn=Ann" {
+		t.Fatalf("(objectCategory=person) found %q", got)
+	}
+	if _, err := ReadTree(nil, []string{testBase}, data, []byte("k"), nil); !errors.Is(err, ErrImageStale) {
+		t.Fatalf("read without the conventions: %v", err)
+	}
+	plain := image(t, testTree(t), "k", nil)
+	if _, err := ReadTree(nil, []string{testBase}, plain, []byte("k"), nil, ad); !errors.Is(err, ErrImageStale) {
+		t.Fatalf("read with conventions it was not written with: %v", err)
+	}
+}
+
+// TestImageStale checks that an image is refused, and nothing built from it, unless it
+// was written under the same key, for the same naming contexts, schema and sources, and
+// is whole.
+func TestImageStale(t *testing.T) {
+	tree, _, sources := sourcedTree(t)
+	data := image(t, tree, "commit 1", sources)
+	other, err := ParseSchema(Descriptions{AttributeTypes: []string{
+		"( 2.5.4.3 NAME 'cn' EQUALITY caseExactMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )",
+		"( 0.9.2342.19200300.100.1.25 NAME 'dc' EQUALITY caseIgnoreIA5Match SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )",
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shorter := append([]string(nil), sources...)
+	for i, s := range shorter {
+		if s != "" {
+			shorter[i] = s[:len(s)-1]
+			break
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		sch     *Schema
+		roots   []string
+		key     string
+		sources []string
+	}{
+		{"another key", nil, []string{testBase}, "commit 2", sources},
+		{"another naming context", nil, []string{"dc=example,dc=com"}, "commit 1", sources},
+		{"two naming contexts", nil, []string{testBase, "dc=example,dc=com"}, "commit 1", sources},
+		{"another schema", other, []string{testBase}, "commit 1", sources},
+		{"sources of another length", nil, []string{testBase}, "commit 1", shorter},
+		{"fewer sources", nil, []string{testBase}, "commit 1", sources[:3]},
+	} {
+		if got, err := ReadTree(c.sch, c.roots, data, []byte(c.key), c.sources); !errors.Is(err, ErrImageStale) || got != nil {
+			t.Errorf("%s: %v, %v", c.name, got, err)
+		}
+	}
+	// A key that is a prefix of the image's is another key too.
+	if _, err := ReadTree(nil, []string{testBase}, data, []byte("commit"), sources); !errors.Is(err, ErrImageStale) {
+		t.Errorf("a prefix of the key: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"cut short", data[:len(data)/2]},
+		{"a byte changed", func() []byte { d := bytes.Clone(data); d[len(d)/3] ^= 0x40; return d }()},
+	} {
+		if got, err := ReadTree(nil, []string{testBase}, c.data, []byte("commit 1"), sources); err == nil || got != nil {
+			t.Errorf("%s: read (%v)", c.name, err)
+		}
+	}
+}
+
+// TestImageTamperedNoPanic changes bytes of an image and fixes its checksum, as a file
+// written by someone else would be: ReadTree refuses it or reads it, and never panics.
+func TestImageTamperedNoPanic(t *testing.T) {
+	tree, _, sources := sourcedTree(t)
+	data := image(t, tree, "k", sources)
+	rng := rand.New(rand.NewPCG(5, 5))
+	rounds := 3000
+	if testing.Short() {
+		rounds = 300
+	}
+	for range rounds {
+		d := bytes.Clone(data)
+		body := d[:len(d)-4]
+		for range 1 + rng.IntN(3) {
+			i := len(imageMagic) + rng.IntN(len(body)-len(imageMagic))
+			switch rng.IntN(3) {
+			case 0:
+				body[i] ^= byte(1 << rng.IntN(8))
+			case 1:
+				body[i] = 0xff
+			default:
+				body[i] = 0
+			}
+		}
+		binary.LittleEndian.PutUint32(d[len(body):], crc32.Checksum(body, castagnoli))
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("ReadTree panicked: %v", r)
+				}
+			}()
+			ReadTree(nil, []string{testBase}, d, []byte("k"), sources)
+		}()
+	}
+}
+
+// BenchmarkReadTree100k measures loading 100,000 users from an image against building
+// them anew.
+func BenchmarkReadTree100k(b *testing.B) {
+	entries := benchEntries(100_000)
+	sources := make([]string, 0, len(entries))
+	for i, e := range entries {
+		entries[i] = withSource(e)
+		sources = append(sources, entries[i].Source)
+	}
+	tree, err := NewTree([]string{testBase}, entries)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := image(b, tree, "k", sources)
+	b.ReportMetric(float64(len(data))/(1<<20), "MiB/image")
+	b.Run("read", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ReadTree(nil, []string{testBase}, data, []byte("k"), sources); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("write", func(b *testing.B) {
+		for b.Loop() {
+			tree.WriteImage(discard{}, []byte("k"), sources)
+		}
+	})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
