@@ -104,6 +104,7 @@ type checkpointRecords struct {
 	userList []*userRec // in the file's order: by ID
 	groups   map[string]*groupRec
 	sets     map[string]*entrySetRec
+	data     []byte // the mapped file the records are slices of
 }
 
 // readCheckpoint maps the checkpoint of the store's directory and returns its records
@@ -155,6 +156,7 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	all := unsafe.String(unsafe.SliceData(data), len(body))
 	r := ckptReader{s: all, i: head}
 	recs := &checkpointRecords{
+		data:     data,
 		users:    make(map[string]*userRec, nUsers),
 		userList: make([]*userRec, 0, nUsers),
 		groups:   make(map[string]*groupRec, nGroups),
@@ -335,24 +337,33 @@ func (s *Store) startCheckpointer(written uint64) {
 	os.Remove(filepath.Join(s.dir, checkpointName+".tmp")) // a write a crash cut short
 	go func() {
 		defer close(c.done)
-		var last time.Time // when the last one was written; zero: write the next at once
-		write := func() {
+		var last time.Time     // when the last one was written; zero: write the next at once
+		mapped := written != 0 // the snapshot's records are the checkpoint's
+		// write writes the checkpoint and the derived files that are due; final is the
+		// last write, at Close, when there is no use in moving the records.
+		write := func(final bool) {
 			sn := s.snap.Load()
-			if sn.gen == written || sn.commit == ([16]byte{}) {
+			if sn.commit == ([16]byte{}) {
 				return
 			}
-			start := time.Now()
-			if err := s.writeCheckpoint(sn); err != nil {
-				s.log.Warn("store: cannot write the checkpoint; the next start reads the store instead", "err", err)
-				return
+			if sn.gen != written {
+				start := time.Now()
+				if err := s.writeCheckpoint(sn); err != nil {
+					s.log.Warn("store: cannot write the checkpoint; the next start reads the store instead", "err", err)
+					return
+				}
+				written, last = sn.gen, time.Now()
+				s.log.Info("store: checkpoint written", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
+				if !mapped && !final {
+					mapped = s.moveToCheckpoint(sn)
+				}
 			}
-			written, last = sn.gen, time.Now()
-			s.log.Info("store: checkpoint written", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
+			s.writeDerived(s.snap.Load())
 		}
 		for {
 			select {
 			case <-c.stop:
-				write()
+				write(true)
 				return
 			case <-c.kick:
 			}
@@ -361,14 +372,40 @@ func (s *Store) startCheckpointer(written uint64) {
 				select {
 				case <-c.stop:
 					t.Stop()
-					write()
+					write(true)
 					return
 				case <-t.C:
 				}
 			}
-			write()
+			write(false)
 		}
 	}()
+}
+
+// moveToCheckpoint replaces the snapshot sn, whose records are in the heap (a store
+// that started empty, or from Badger), by the same snapshot read from its checkpoint,
+// just written: the records then live in the mapped file's pages, outside the Go heap,
+// as after a start from the checkpoint, and the heap's copies go with the last reader
+// of sn. Done once per process: the mapping stays for its life, as records of later
+// snapshots may be its. It reports whether the records moved.
+func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
+	start := time.Now()
+	recs, err := s.readCheckpoint(sn.gen, sn.commit)
+	if err != nil {
+		s.log.Warn("store: cannot read the checkpoint just written", "err", err)
+		return false
+	}
+	next := newSnapshotSorted(sn.gen, recs.users, recs.userList, recs.groups, s.normDN)
+	next.domain, next.schema, next.commit = sn.domain, sn.schema, sn.commit
+	if len(recs.sets) > 0 {
+		next.entrySets = recs.sets
+	}
+	if !s.snap.CompareAndSwap(sn, next) {
+		unmapFile(recs.data) // a commit came first: nothing refers to next
+		return false
+	}
+	s.log.Info("store: records moved to the checkpoint", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
+	return true
 }
 
 // checkpointDue tells the checkpointer that a generation was committed.

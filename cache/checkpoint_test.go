@@ -3,8 +3,10 @@ package cache
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -278,5 +280,56 @@ func TestCheckpointSupersededLeftoverSyncFirst(t *testing.T) {
 	if u, ok := s.Snapshot().UserByID(userID(0)); ok {
 		t.Fatalf("user %s, deleted by generation %d, is back after a start that read Badger: %s, tag %v",
 			userID(0), s.Snapshot().Generation(), u.Username, u.Attributes["tag"])
+	}
+}
+
+// After the first checkpoint of a store that started empty, the snapshot's records are
+// the checkpoint's (the same objects, no longer the heap's strings), once: the records a
+// later sync writes stay its own.
+func TestRecordsMoveToCheckpoint(t *testing.T) {
+	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
+	checkpointInterval = 0
+	s := openDir(t, t.TempDir())
+	defer s.Close()
+	syncWithSet(t, s, 30, 3, "a")
+	before := s.Snapshot()
+	waitFor(t, "the records to move", func() bool { return s.Snapshot() != before })
+	after := s.Snapshot()
+	if after.Generation() != before.Generation() || after.commit != before.commit {
+		t.Fatalf("generation %d commit %x, want %d %x", after.Generation(), after.commit, before.Generation(), before.commit)
+	}
+	a, b := after.Sources(), before.Sources()
+	if len(a) != len(b) || len(a) != 33 {
+		t.Fatalf("%d sources, want %d and 33", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("source %d differs", i)
+		}
+		if unsafe.StringData(a[i]) == unsafe.StringData(b[i]) {
+			t.Fatalf("source %d is still the heap's", i)
+		}
+	}
+	if c := after.ChangesSince(before); !c.Empty() {
+		t.Fatalf("changes between the two: %+v", c)
+	}
+	sameEntrySets(t, after, before)
+	for i := range 30 {
+		u, _ := after.UserByID(userID(i))
+		w, _ := before.UserByID(userID(i))
+		if u == nil || w == nil || u.DN != w.DN || !slices.Equal(u.Groups, w.Groups) {
+			t.Fatalf("user %d: %+v, want %+v", i, u, w)
+		}
+	}
+
+	// The next commit's snapshot keeps the records it did not change; no second move.
+	syncWithSet(t, s, 31, 3, "a")
+	next := s.Snapshot()
+	time.Sleep(100 * time.Millisecond)
+	if s.Snapshot() != next {
+		t.Fatal("the records moved a second time")
+	}
+	if unsafe.StringData(next.UserSource(userID(0))) != unsafe.StringData(after.UserSource(userID(0))) {
+		t.Fatal("an unchanged record is not the checkpoint's any more")
 	}
 }

@@ -136,7 +136,7 @@ func (sn *Snapshot) EntrySet(name string) ([]Entry, bool) {
 func (sn *Snapshot) changedEntrySets(prev *Snapshot) []string {
 	var out []string
 	for name, r := range sn.entrySets {
-		if prev.entrySets[name] != r {
+		if p := prev.entrySets[name]; p != r && (p == nil || p.val != r.val) {
 			out = append(out, name)
 		}
 	}

@@ -423,6 +423,21 @@ func (sn *Snapshot) UserSource(id string) string {
 	return ""
 }
 
+// Sources returns the stored records of every user and then every group, the strings
+// that UserSource and GroupSource return, in an order that a given commit fixes: what
+// is made of a snapshot may name a source by its index in the list, for a later
+// snapshot of the same commit.
+func (sn *Snapshot) Sources() []string {
+	out := make([]string, 0, len(sn.userList)+len(sn.groupList))
+	for _, r := range sn.userList {
+		out = append(out, r.val)
+	}
+	for _, r := range sn.groupList {
+		out = append(out, r.val)
+	}
+	return out
+}
+
 // GroupSource is UserSource for the group id.
 func (sn *Snapshot) GroupSource(id string) string {
 	if r := sn.groups[id]; r != nil {

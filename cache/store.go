@@ -85,6 +85,13 @@ type Store struct {
 
 	// ckpt writes the checkpoints (checkpoint.go); nil in memory.
 	ckpt *checkpointer
+	// derived are the derived files (derived.go), derivedGen the generation of each
+	// one's file on disk.
+	derivedMu      sync.Mutex
+	derived        []*DerivedFile
+	derivedGen     map[string]uint64
+	derivedWriting sync.Mutex     // held while derived files are written
+	derivedWriters sync.WaitGroup // writes begun by AddDerived
 	// fromCheckpoint is set when Open read the records from the checkpoint.
 	fromCheckpoint bool
 
@@ -111,7 +118,7 @@ func Open(cfg Config, log *slog.Logger, normalizeDN func(string) string) (*Store
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, status: map[string]Status{}, cookies: map[string]string{}, normDN: normalizeDN}
+	s := &Store{log: log, status: map[string]Status{}, cookies: map[string]string{}, normDN: normalizeDN, derivedGen: map[string]uint64{}}
 	var opts badger.Options
 	if cfg.Path == InMemory {
 		opts = badger.DefaultOptions("").WithInMemory(true)
@@ -174,6 +181,7 @@ func (s *Store) Close() error {
 	if active != nil {
 		active.Abort()
 	}
+	s.derivedWriters.Wait()
 	s.stopCheckpointer()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)

@@ -1,0 +1,173 @@
+package cache
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// derivedOf registers a derived file whose contents name the generation it was written
+// for, and counts its writes; notReady makes a write refuse.
+func derivedOf(s *Store, used bool, writes *atomic.Int32, notReady *atomic.Bool) {
+	s.AddDerived(DerivedFile{Name: "test.derived", Write: func(w io.Writer, sn *Snapshot) error {
+		if notReady != nil && notReady.Load() {
+			return ErrDerivedNotReady
+		}
+		writes.Add(1)
+		_, err := fmt.Fprintf(w, "made of generation %d", sn.Generation())
+		return err
+	}}, used)
+}
+
+// readDerived reads the derived file for sn as a string, "" when there is none.
+func readDerived(s *Store, sn *Snapshot) string {
+	data, _ := s.ReadDerived("test.derived", sn)
+	return string(data)
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDerivedFile checks that a derived file is written after a commit, read back for
+// that very commit only, written again for the last generation at Close, not written
+// again by a start that found it current, and written at once by one that did not.
+func TestDerivedFile(t *testing.T) {
+	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
+	checkpointInterval = time.Hour
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	var writes atomic.Int32
+	derivedOf(s, false, &writes, nil)
+	if got := readDerived(s, s.Snapshot()); got != "" {
+		t.Fatalf("a derived file before any commit: %q", got)
+	}
+	writeSync(t, s, 10, 2, "a", nil)
+	waitFor(t, "the first write", func() bool { return writes.Load() == 1 })
+	first := s.Snapshot()
+	if got := readDerived(s, first); got != "made of generation 1" {
+		t.Fatalf("read %q", got)
+	}
+	writeSync(t, s, 10, 2, "b", nil)
+	time.Sleep(100 * time.Millisecond)
+	if writes.Load() != 1 {
+		t.Fatal("a second write within the interval")
+	}
+	if got := readDerived(s, s.Snapshot()); got != "" {
+		t.Fatalf("the file of generation 1 read for generation 2: %q", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if writes.Load() != 2 {
+		t.Fatalf("%d writes after Close, want 2", writes.Load())
+	}
+
+	// A start on generation 2 reads it and does not write it again.
+	s = openDir(t, dir)
+	if got := readDerived(s, s.Snapshot()); got != "made of generation 2" {
+		t.Fatalf("after a restart, read %q", got)
+	}
+	var again atomic.Int32
+	derivedOf(s, true, &again, nil)
+	time.Sleep(100 * time.Millisecond)
+	s.Close()
+	if again.Load() != 0 {
+		t.Fatalf("a current file written %d times again", again.Load())
+	}
+
+	// A start that read the file but could not use it writes it again at once.
+	s = openDir(t, dir)
+	if readDerived(s, s.Snapshot()) == "" {
+		t.Fatal("not read")
+	}
+	var unused atomic.Int32
+	derivedOf(s, false, &unused, nil)
+	waitFor(t, "a write of a file not used", func() bool { return unused.Load() == 1 })
+	s.Close()
+
+	// A file of another commit with the same generation is not read, and a start that
+	// found none writes one at once.
+	other := openDir(t, t.TempDir())
+	writeSync(t, other, 10, 2, "a", nil)
+	writeSync(t, other, 10, 2, "b", nil)
+	if got := readDerivedOf(t, dir, other.Snapshot()); got != "" {
+		t.Fatalf("another store's file read: %q", got)
+	}
+	other.Close()
+	s = openDir(t, dir)
+	defer s.Close()
+	var fresh atomic.Int32
+	if err := removeFile(dir, "test.derived"); err != nil {
+		t.Fatal(err)
+	}
+	derivedOf(s, false, &fresh, nil)
+	waitFor(t, "a write at start", func() bool { return fresh.Load() == 1 })
+}
+
+// readDerivedOf reads the derived file of the store in dir for sn, a snapshot of
+// another store.
+func readDerivedOf(t *testing.T, dir string, sn *Snapshot) string {
+	t.Helper()
+	return readDerived(&Store{dir: dir, derivedGen: map[string]uint64{}, log: testLogger(t)}, sn)
+}
+
+// TestDerivedNotReady checks that a write that is not ready writes nothing and is tried
+// again with the next commit.
+func TestDerivedNotReady(t *testing.T) {
+	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
+	checkpointInterval = 0
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	defer s.Close()
+	var writes atomic.Int32
+	var notReady atomic.Bool
+	notReady.Store(true)
+	derivedOf(s, false, &writes, &notReady)
+	writeSync(t, s, 10, 2, "a", nil)
+	time.Sleep(100 * time.Millisecond)
+	if readDerived(s, s.Snapshot()) != "" || writes.Load() != 0 {
+		t.Fatal("written while not ready")
+	}
+	notReady.Store(false)
+	writeSync(t, s, 10, 2, "b", nil)
+	waitFor(t, "the write of the next commit", func() bool { return writes.Load() == 1 })
+	if got := readDerived(s, s.Snapshot()); got != "made of generation 2" {
+		t.Fatalf("read %q", got)
+	}
+}
+
+// TestDerivedWritten checks that Written hears of each file written, once it is in
+// place.
+func TestDerivedWritten(t *testing.T) {
+	s := openDir(t, t.TempDir())
+	defer s.Close()
+	heard := make(chan string, 10)
+	s.AddDerived(DerivedFile{
+		Name:    "test.derived",
+		Write:   func(w io.Writer, sn *Snapshot) error { _, err := fmt.Fprint(w, "g", sn.Generation()); return err },
+		Written: func(sn *Snapshot) { heard <- readDerived(s, sn) },
+	}, false)
+	writeSync(t, s, 10, 2, "a", nil)
+	select {
+	case got := <-heard:
+		if got != "g1" {
+			t.Fatalf("read %q when told of the write", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not told of the write")
+	}
+}
+
+func removeFile(dir, name string) error { return os.Remove(filepath.Join(dir, name)) }
