@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -29,14 +33,92 @@ type cached struct {
 
 	mu         sync.Mutex        // one update at a time
 	sn         *cache.Snapshot   // the snapshot the tree serves
-	containers *servedContainers // the containers of that tree
+	containers *servedContainers // the containers of that tree; nil until needed when read from its image
+	// mapped is set once a tree read from its image serves (at start, or when the image of
+	// the first tree built is written); imaged is the tree whose image was last written.
+	mapped bool
+	imaged *directory.Tree
 }
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {
 	c := &cached{store: store, opts: opts, log: log}
 	store.OnCommit(c.update)
 	c.update(store.Snapshot())
+	store.AddDerived(cache.DerivedFile{Name: servedImage, Write: c.writeImage, Written: c.imageWritten}, c.mapped)
 	return c
+}
+
+// servedImage is the served tree's image beside the store (cache.Store.AddDerived): a
+// start on the generation it was written for reads the tree from it instead of
+// building it (directory.ReadTree).
+const servedImage = "served.img"
+
+// imageKey is what an image must have been written with to be read: the options that
+// made the served entries from the snapshot (the store checks the snapshot itself).
+func (c *cached) imageKey() []byte { return fmt.Appendf(nil, "served entries %+v", c.opts) }
+
+// writeImage writes the served tree of sn as its image, if the tree serves sn.
+func (c *cached) writeImage(w io.Writer, sn *cache.Snapshot) error {
+	c.mu.Lock()
+	t, cur := c.tree.Load(), c.sn
+	c.mu.Unlock()
+	if t == nil || cur == nil || cur.Generation() != sn.Generation() {
+		return cache.ErrDerivedNotReady
+	}
+	// The sources of the snapshot the tree was made of: sn may be the same generation
+	// with its records moved to the store's checkpoint.
+	if err := t.WriteImage(w, c.imageKey(), cur.Sources()); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if !c.mapped {
+		c.imaged = t
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// imageWritten replaces a served tree built in memory by the same tree read from the
+// image just written, once per process: the entries, DNs and normalised values then
+// live in the mapped file's pages, outside the Go heap, as after a start from the
+// image. Later images are for the next start only: a mapping stays for the life of the
+// process, as versions may refer to it.
+func (c *cached) imageWritten(sn *cache.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, imaged := c.tree.Load(), c.imaged
+	c.imaged = nil // not kept alive by this
+	if c.mapped || t == nil || t != imaged || c.sn.Generation() != sn.Generation() {
+		return
+	}
+	start := time.Now()
+	if mapped := c.readImage(sn); mapped != nil {
+		c.tree.Store(mapped)
+		c.sn, c.mapped = sn, true // sn's records may be the checkpoint's: the tree's are
+		releaseGarbage()
+		c.log.Info("served tree moved to its image", "generation", sn.Generation(), "entries", mapped.Len(),
+			"took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// readImage reads the served tree of sn from its image; nil when there is none for sn
+// or it cannot be read.
+func (c *cached) readImage(sn *cache.Snapshot) *directory.Tree {
+	data, release := c.store.ReadDerived(servedImage, sn)
+	if data == nil {
+		return nil
+	}
+	t, err := directory.ReadTree(c.schemaOf(sn), []string{c.opts.BaseDN}, data, c.imageKey(), sn.Sources(), c.opts.treeOptions()...)
+	if err != nil {
+		release()
+		level := slog.LevelWarn
+		if errors.Is(err, directory.ErrImageStale) {
+			level = slog.LevelInfo // written with other options or by another version
+		}
+		c.log.Log(context.Background(), level, "served tree image not used", "generation", sn.Generation(), "reason", err)
+		return nil
+	}
+	return t
 }
 
 // update brings the served tree to the snapshot sn: the changes since the snapshot it
@@ -61,6 +143,9 @@ func (c *cached) update(sn *cache.Snapshot) {
 		return
 	}
 	start := time.Now()
+	if c.containers == nil { // a tree read from its image
+		c.containers = newServedContainers(c.sn, c.opts)
+	}
 	sc := c.containers.clone()
 	changes := servedChanges(c.sn, sn, c.opts, sc)
 	next, err := t.Apply(changes)
@@ -86,6 +171,16 @@ func (c *cached) update(sn *cache.Snapshot) {
 // rebuild makes the served tree of a snapshot anew. On an error the previous tree stays.
 func (c *cached) rebuild(sn *cache.Snapshot) {
 	start := time.Now()
+	if c.tree.Load() == nil {
+		if t := c.readImage(sn); t != nil {
+			c.tree.Store(t)
+			// The containers are found when the first sync needs them.
+			c.sn, c.containers, c.mapped = sn, nil, true
+			c.log.Info("served tree ready", "generation", sn.Generation(), "entries", t.Len(), "from_image", true,
+				"took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+	}
 	entries := ServedEntries(sn, c.opts)
 	t, err := directory.NewTreeSchema(c.schemaOf(sn), []string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
 	if err != nil {
@@ -99,7 +194,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	if !t.Schema().Builtin() {
 		schema = sn.Schema().DN
 	}
-	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "schema", schema,
+	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "schema", schema, "from_image", false,
 		"took", time.Since(start).Round(time.Millisecond))
 }
 

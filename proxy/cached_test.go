@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -430,4 +431,105 @@ func scannableHeap() uint64 {
 	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// TestServedTreeFromImage checks that a start on the generation the served tree's image
+// was written for reads the tree from it, serves what a tree built anew serves and
+// follows syncs from there; and that a start with other served options builds the tree
+// anew.
+func TestServedTreeFromImage(t *testing.T) {
+	dir := t.TempDir()
+	openStore := func() *cache.Store {
+		s, err := cache.Open(cache.Config{Path: dir}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	m := newSyncModel(t, 4)
+	m.store.Close()
+	m.store = openStore()
+	for range 40 {
+		m.addUser()
+	}
+	for range 6 {
+		m.addGroup()
+	}
+	for _, u := range m.users {
+		u.Groups = m.someGroups()
+	}
+	m.commit()
+	o := ServedOptions{BaseDN: servedBase, NestedGroups: true}
+	c := newCached(m.store, o, slog.New(failOnWarning{t}))
+	if c.containers == nil {
+		t.Fatal("the first start read an image")
+	}
+	built := c.tree.Load()
+	want := servedContent(t, built)
+	// Once its image is written, the tree built is replaced by the tree read from it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.isMapped() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !c.isMapped() || c.tree.Load() == built {
+		t.Fatal("the tree built was not replaced by its image")
+	}
+	if got := servedContent(t, c.tree.Load()); got != want {
+		t.Fatalf("the tree read from its image differs\nread:\n%s\nbuilt:\n%s", got, want)
+	}
+	m.store.Close()
+
+	m.store = openStore()
+	c = newCached(m.store, o, slog.New(failOnWarning{t}))
+	if c.containers != nil {
+		t.Fatal("the tree was built anew, not read from its image")
+	}
+	if got := servedContent(t, c.tree.Load()); got != want {
+		t.Fatalf("the tree read from its image differs\nread:\n%s\nbuilt:\n%s", got, want)
+	}
+	for round := range 20 {
+		for range 1 + m.rng.IntN(4) {
+			m.change()
+		}
+		m.commit()
+		fresh, err := directory.NewTree([]string{servedBase}, ServedEntries(m.store.Snapshot(), o))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := servedContent(t, c.tree.Load()), servedContent(t, fresh); a != b {
+			t.Fatalf("round %d: the tree read from its image, then applied, differs from one built anew\napplied:\n%s\nanew:\n%s", round, a, b)
+		}
+	}
+	if c.tree.Load().Version() == 0 {
+		t.Fatal("the syncs built the tree anew")
+	}
+	m.store.Close()
+
+	m.store = openStore()
+	o.NestedGroups = false
+	c = newCached(m.store, o, slog.New(failOnWarning{t}))
+	if c.containers == nil {
+		t.Fatal("an image written with other options was read")
+	}
+	fresh, err := directory.NewTree([]string{servedBase}, ServedEntries(m.store.Snapshot(), o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := servedContent(t, c.tree.Load()), servedContent(t, fresh); a != b {
+		t.Fatal("the tree differs from one built anew")
+	}
+	m.store.Close() // writes the image for these options
+
+	m.store = openStore()
+	c = newCached(m.store, o, slog.New(failOnWarning{t}))
+	if c.containers != nil {
+		t.Fatal("the image was not written again for the options in use")
+	}
+	m.store.Close()
+}
+
+func (c *cached) isMapped() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mapped
 }
