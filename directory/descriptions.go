@@ -68,7 +68,13 @@ func (s *Schema) logger() *slog.Logger {
 // undescribed logs, once per name, that the entries use an attribute type the schema
 // does not describe: it is matched as a case-insensitive string.
 func (s *Schema) undescribed(name string) {
-	if _, seen := s.logged.LoadOrStore(strings.ToLower(name), true); seen {
+	key := strings.ToLower(name)
+	if _, seen := s.logged.Load(key); seen {
+		return
+	}
+	// A copy: name may be a slice of bytes that go before the Schema does (a tree's
+	// image that ReadTree refused, which its caller unmaps).
+	if _, seen := s.logged.LoadOrStore(strings.Clone(key), true); seen {
 		return
 	}
 	what := "the upstream's schema"

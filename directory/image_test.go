@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -325,3 +326,48 @@ func BenchmarkReadTree100k(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestImageStaleLeavesNoReference checks that an image refused after its learnt types
+// were read leaves no string of it in the Schema it was read with: the caller unmaps a
+// refused image, and the Schema outlives it (the built-in one lives as long as the
+// process).
+func TestImageStaleLeavesNoReference(t *testing.T) {
+	people := "ou=people," + testBase
+	// A type spelled in lower case: its lowercased name is the image's own bytes unless
+	// copied.
+	e := withSource(entry("uid=lower,"+people, "objectClass: inetOrgPerson", "uid: lower", "cn: lower", "sn: lower",
+		"imagelowercaseattr: 1"))
+	parse := func() *Schema {
+		sch, err := ParseSchema(Descriptions{AttributeTypes: []string{
+			"( 2.5.4.3 NAME 'cn' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )",
+			"( 0.9.2342.19200300.100.1.25 NAME 'dc' EQUALITY caseIgnoreIA5Match SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )",
+		}}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sch
+	}
+	tree, err := NewTreeSchema(parse(), []string{testBase}, append(testEntries(), e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := image(t, tree, "k", []string{e.Source})
+	// The same schema in a process that has not met the type yet; sources of another
+	// length: refused after the learnt types are read.
+	sch := parse()
+	if _, err := ReadTree(sch, []string{testBase}, data, []byte("k"), []string{e.Source + "x"}); !errors.Is(err, ErrImageStale) {
+		t.Fatalf("read with other sources: %v", err)
+	}
+	img := unsafe.String(&data[0], len(data))
+	n := 0
+	sch.logged.Range(func(k, _ any) bool {
+		n++
+		if _, in := within(k.(string), img); in {
+			t.Errorf("the Schema keeps %q, a slice of the refused image", k)
+		}
+		return true
+	})
+	if n == 0 {
+		t.Fatal("the read logged no type it learnt")
+	}
+}
