@@ -317,9 +317,13 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	}
 	types := make([]*attrType, r.count())
 	for i := range types {
-		at := t.schema.attr(r.str())
+		name := r.str()
+		at := t.schema.attr(name)
 		if at == nil {
-			return nil, ErrImageStale
+			// A learnt type that the last entry using it took away: the schema forgot
+			// it, the type table (which only grows) still numbers it. The fingerprint
+			// below tells it from a type of another schema.
+			at = learntAttr(name)
 		}
 		types[i] = at
 		t.typeTable.ids[at] = i

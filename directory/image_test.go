@@ -327,6 +327,29 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
+// TestImageForgottenType checks that the image of a tree whose batches made the last
+// entry with a learnt attribute type go (the type forgotten by the schema, still
+// numbered in the type table) is read, and read back as the tree written.
+func TestImageForgottenType(t *testing.T) {
+	people := "ou=people," + testBase
+	tree := testTree(t)
+	odd := entry("cn=odd,"+people, "objectClass: customThing", "cn: odd", "oddAttribute: x")
+	tree = apply(t, apply(t, tree, Change{Entry: odd}), Change{DN: odd.DN})
+	data := image(t, tree, "k", nil)
+	read, err := ReadTree(nil, []string{testBase}, data, []byte("k"), nil)
+	if err != nil {
+		t.Fatalf("the image of a tree that forgot a learnt type: %v", err)
+	}
+	searchesMatch(t, tree, read, testEntries(), 7)
+	// Learnt again, by the next batch on both.
+	again := entry("cn=again,"+people, "objectClass: customThing", "cn: again", "oddAttribute: y")
+	tree, read = apply(t, tree, Change{Entry: again}), apply(t, read, Change{Entry: again})
+	searchesMatch(t, tree, read, append(testEntries(), again), 8)
+	if got := found(t, read, testBase, ScopeSubtree, "(oddAttribute=y)"); got != "cn=again" {
+		t.Fatalf("(oddAttribute=y) found %q", got)
+	}
+}
+
 // TestImageStaleLeavesNoReference checks that an image refused after its learnt types
 // were read leaves no string of it in the Schema it was read with: the caller unmaps a
 // refused image, and the Schema outlives it (the built-in one lives as long as the

@@ -502,9 +502,14 @@ func (s *schema) addAttr(name string) *attrType {
 		return t
 	}
 	s.base.undescribed(name)
-	t := &attrType{name: name, synt: synDirectoryString, eq: mrCaseIgnore, sub: mrCaseIgnoreSubstr}
+	t := learntAttr(name)
 	s.attrs[strings.ToLower(name)] = t
 	return t
+}
+
+// learntAttr returns the type that entries make known as name: a directory string.
+func learntAttr(name string) *attrType {
+	return &attrType{name: name, synt: synDirectoryString, eq: mrCaseIgnore, sub: mrCaseIgnoreSubstr}
 }
 
 // class resolves an object class by name or OID, case-insensitively; nil if unknown.
