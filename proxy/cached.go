@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -42,6 +46,7 @@ type cached struct {
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {
 	c := &cached{store: store, opts: opts, log: log}
+	programIdentity() // once per process: the executable as it started, before an upgrade replaces it
 	store.OnCommit(c.update)
 	c.update(store.Snapshot())
 	store.AddDerived(cache.DerivedFile{Name: servedImage, Write: c.writeImage, Written: c.imageWritten}, c.mapped)
@@ -54,8 +59,44 @@ func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached
 const servedImage = "served.img"
 
 // imageKey is what an image must have been written with to be read: the options that
-// made the served entries from the snapshot (the store checks the snapshot itself).
-func (c *cached) imageKey() []byte { return fmt.Appendf(nil, "served entries %+v", c.opts) }
+// made the served entries from the snapshot (the store checks the snapshot itself), and
+// the program that made them: another build may make other entries of the same
+// records, or normalise their values otherwise, and the tree's schema fingerprint
+// sees neither.
+func (c *cached) imageKey() []byte {
+	return fmt.Appendf(nil, "served entries %#v by %s", c.opts, programIdentity())
+}
+
+// programIdentity identifies the running program: a SHA-256 of its executable, read
+// once. When it cannot be read, a random value: images are then never read again.
+var programIdentity = sync.OnceValue(func() string {
+	h := sha256.New()
+	if err := hashExecutable(h); err != nil {
+		var r [16]byte
+		rand.Read(r[:])
+		return "unknown program " + hex.EncodeToString(r[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+})
+
+// hashExecutable writes the running executable to w: on Linux the file the process
+// runs (/proc/self/exe, also after an upgrade replaced the path), elsewhere the file
+// at its path.
+func hashExecutable(w io.Writer) error {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		path, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		if f, err = os.Open(path); err != nil {
+			return err
+		}
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
 
 // writeImage writes the served tree of sn as its image, if the tree serves sn.
 func (c *cached) writeImage(w io.Writer, sn *cache.Snapshot) error {

@@ -533,3 +533,43 @@ func (c *cached) isMapped() bool {
 	defer c.mu.Unlock()
 	return c.mapped
 }
+
+// TestServedTreeImageOfAnotherProgram checks that an image written by another build of
+// the program (whose code may make other served entries from the same records, or
+// normalise values otherwise) is not read: the tree is built anew.
+func TestServedTreeImageOfAnotherProgram(t *testing.T) {
+	dir := t.TempDir()
+	openStore := func() *cache.Store {
+		s, err := cache.Open(cache.Config{Path: dir}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	m := newSyncModel(t, 9)
+	m.store.Close()
+	m.store = openStore()
+	for range 10 {
+		m.addUser()
+	}
+	m.addGroup()
+	m.commit()
+	o := ServedOptions{BaseDN: servedBase}
+	c := newCached(m.store, o, slog.New(failOnWarning{t}))
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.isMapped() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !c.isMapped() {
+		t.Fatal("no image written")
+	}
+	m.store.Close()
+
+	defer func(p func() string) { programIdentity = p }(programIdentity)
+	programIdentity = func() string { return "another build" }
+	m.store = openStore()
+	defer m.store.Close()
+	if c := newCached(m.store, o, slog.New(failOnWarning{t})); c.containers == nil {
+		t.Fatal("an image written by another build of the program was read")
+	}
+}
