@@ -18,6 +18,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+	"github.com/ldapproxy/ldapproxy/internal/rawsock"
 )
 
 // tlsHandshakeTimeout bounds a TLS handshake (LDAPS or StartTLS) so that a client that
@@ -39,6 +40,7 @@ var errIdle = errors.New("idle timeout")
 type conn struct {
 	srv         *Server
 	raw         net.Conn // the accepted connection; deadlines and Close go here, also under TLS
+	sock        net.Conn // raw's reads and writes (rawsock.Wrap), under TLS too
 	rd          *bufio.Reader
 	sess        *Session
 	log         *slog.Logger
@@ -79,16 +81,18 @@ func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 	id := s.nextID.Add(1)
 	sess := &Session{ID: id, RemoteAddr: rw.RemoteAddr()}
 	ctx, cancel := context.WithCancel(context.Background())
+	sock := rawsock.Wrap(rw)
 	c := &conn{
 		srv:         s,
 		raw:         rw,
-		rd:          bufio.NewReaderSize(rw, 4096),
+		sock:        sock,
+		rd:          bufio.NewReaderSize(sock, 4096),
 		sess:        sess,
 		log:         s.logger().With("conn", id, "remote", rw.RemoteAddr().String()),
 		implicitTLS: implicitTLS,
 		ctx:         ctx,
 		cancel:      cancel,
-		wdst:        rw,
+		wdst:        sock,
 		ops:         make(map[int64]context.CancelFunc),
 		spare:       make(chan *Request),
 	}
@@ -148,7 +152,7 @@ func (c *conn) start() bool {
 
 	tc, ok := c.raw.(*tls.Conn) // a listener that does TLS itself
 	if c.implicitTLS {
-		tc, ok = tls.Server(c.raw, c.srv.TLSConfig), true
+		tc, ok = tls.Server(c.sock, c.srv.TLSConfig), true
 	}
 	if ok {
 		c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
@@ -522,7 +526,7 @@ func (c *conn) startTLS(req *Request) bool {
 		return false
 	}
 	c.sendResult(req.MessageID, OpExtended, &Result{Code: ldap.LDAPResultSuccess, ResponseName: OIDStartTLS})
-	tc := tls.Server(c.raw, c.srv.TLSConfig)
+	tc := tls.Server(c.sock, c.srv.TLSConfig)
 	c.wmu.Lock()
 	dead := c.wdead
 	c.wdst = tc // the success result went out in clear; everything after goes through TLS

@@ -29,7 +29,8 @@ func socketOf(nc net.Conn) syscall.RawConn {
 // connection.
 func peekSocket(fd uintptr) (waiting bool, err error) {
 	var b [1]byte
-	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+	// A raw system call, as rawsock makes the reads and writes: the socket never blocks.
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	switch {
 	case errno == syscall.EAGAIN, errno == syscall.EINTR:

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ldapproxy/ldapproxy/internal/rawsock"
 )
 
 // server is one configured URL with what the pool has learned about it:
@@ -145,6 +147,7 @@ func (s *server) dialAddr(ctx context.Context, ip string, showAddr bool, timeout
 	if err != nil {
 		return nil, fail("connect", err)
 	}
+	nc = rawsock.Wrap(nc)
 	// The StartTLS exchange reads and writes the socket directly: a deadline bounds
 	// it, and cancelling ctx moves the deadline to now.
 	if deadline, ok := ctx.Deadline(); ok {

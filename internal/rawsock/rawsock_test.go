@@ -1,0 +1,235 @@
+package rawsock
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair returns a connected TCP pair on loopback: a wrapped by Wrap, b as it is.
+func pair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	a = Wrap(dialed)
+	if runtime.GOOS == "linux" && a == dialed {
+		t.Fatal("Wrap left a TCP connection as it was on Linux")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestReadWriteBothWays(t *testing.T) {
+	a, b := pair(t)
+	// Larger than the sockets' buffers: writes must wait for the reader and go on.
+	want := make([]byte, 8<<20)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	for _, dir := range []struct {
+		name string
+		w, r net.Conn
+	}{{"wrapped writes", a, b}, {"wrapped reads", b, a}} {
+		t.Run(dir.name, func(t *testing.T) {
+			errc := make(chan error, 1)
+			go func() {
+				n, err := dir.w.Write(want)
+				if err == nil && n != len(want) {
+					err = io.ErrShortWrite
+				}
+				errc <- err
+			}()
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(dir.r, got); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("the bytes read are not the bytes written")
+			}
+		})
+	}
+}
+
+// TestConcurrentWritesDoNotInterleave: each Write goes out whole, as net.Conn's does,
+// even when the socket's buffer fills in the middle of it.
+func TestConcurrentWritesDoNotInterleave(t *testing.T) {
+	a, b := pair(t)
+	const writers, size = 4, 1 << 20
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Write(bytes.Repeat([]byte{byte('A' + i)}, size)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	got := make([]byte, writers*size)
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := 0; i < len(got); i += size {
+		block := got[i : i+size]
+		if bytes.Count(block, block[:1]) != size {
+			t.Fatalf("block %d mixes the writes of several writers", i/size)
+		}
+	}
+}
+
+func TestReadReturnsWhatArrived(t *testing.T) {
+	a, b := pair(t)
+	if _, err := b.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := a.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read = %q, %v; want hello", buf[:n], err)
+	}
+	if n, err := a.Read(nil); n != 0 || err != nil {
+		t.Fatalf("Read(nil) = %d, %v", n, err)
+	}
+}
+
+func TestEOF(t *testing.T) {
+	a, b := pair(t)
+	b.Write([]byte("last"))
+	b.Close()
+	got, err := io.ReadAll(a)
+	if err != nil || string(got) != "last" {
+		t.Fatalf("ReadAll = %q, %v; want last and no error (io.EOF at the end)", got, err)
+	}
+	if _, err := a.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("Read after the end = %v, want io.EOF", err)
+	}
+}
+
+func TestReadDeadline(t *testing.T) {
+	a, _ := pair(t)
+	a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	_, err := a.Read(make([]byte, 1))
+	assertTimeout(t, "read", err)
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Fatalf("Read gave up after %v, before its deadline", d)
+	}
+	// A new deadline lets the next Read go on where the first stopped.
+	a.SetReadDeadline(time.Time{})
+}
+
+func TestWriteDeadline(t *testing.T) {
+	a, _ := pair(t) // the peer never reads: the buffers fill
+	a.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	n, err := a.Write(make([]byte, 64<<20))
+	assertTimeout(t, "write", err)
+	if n <= 0 || n >= 64<<20 {
+		t.Fatalf("Write reported %d bytes written; want what the buffers took", n)
+	}
+}
+
+func assertTimeout(t *testing.T, op string, err error) {
+	t.Helper()
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != op {
+		t.Fatalf("error %v (%T), want a *net.OpError of op %q", err, err, op)
+	}
+	if !oe.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("error %v does not say the deadline passed", err)
+	}
+}
+
+func TestCloseUnderRead(t *testing.T) {
+	a, _ := pair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := a.Read(make([]byte, 1))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	a.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read under Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the Read")
+	}
+	if _, err := a.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+// TestReset: an error of the socket itself comes back as the net package reports it.
+func TestReset(t *testing.T) {
+	a, b := pair(t)
+	b.(*net.TCPConn).SetLinger(0) // Close sends a reset
+	b.Close()
+	time.Sleep(20 * time.Millisecond)
+	_, err := a.Read(make([]byte, 1))
+	var se *os.SyscallError
+	if !errors.As(err, &se) || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Read after a reset = %v (%T), want ECONNRESET as an *os.SyscallError", err, err)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "read" {
+		t.Fatalf("Read after a reset = %v, want a *net.OpError of op read", err)
+	}
+}
+
+func TestWrapLeavesOtherConnections(t *testing.T) {
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if Wrap(p) != p {
+		t.Fatal("Wrap changed a connection that is not TCP")
+	}
+}
+
+func TestSyscallConn(t *testing.T) {
+	a, _ := pair(t)
+	sc, ok := a.(syscall.Conn)
+	if !ok {
+		t.Fatal("the wrapped connection does not give its socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd uintptr
+	if err := rc.Control(func(f uintptr) { fd = f }); err != nil || fd == 0 {
+		t.Fatalf("Control: fd %d, %v", fd, err)
+	}
+}
