@@ -60,12 +60,15 @@ var ErrImageStale = errors.New("tree image is not for this directory")
 // WriteImage writes t as an image under key. sources lists the strings that entries'
 // values are slices of (the Entry.Source given to NewTree and Apply): an entry's source
 // is written as its index in the list, and ReadTree must be given the same strings in
-// the same order. An entry whose source is not in the list is an error.
+// the same order. An entry's source is found in the list as the same string or, failing
+// that, as a string of the same bytes (a copy of it: the proxy's store may hold its
+// records elsewhere than when the entry was made). An entry whose source is not in the
+// list is an error.
 func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
-	srcIndex := make(map[*byte]int, len(sources))
+	srcIndex := sourceIndex{byAddr: make(map[*byte]int, len(sources)), sources: sources}
 	for i, s := range sources {
 		if s != "" {
-			srcIndex[unsafe.StringData(s)] = i
+			srcIndex.byAddr[unsafe.StringData(s)] = i
 		}
 	}
 	crc := crc32.New(castagnoli)
@@ -106,7 +109,7 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 	iw.uvar(t.count)
 	for id := range t.entries.next {
 		if e := t.entry(id); e != nil {
-			if err := iw.entry(e, srcIndex); err != nil {
+			if err := iw.entry(e, &srcIndex); err != nil {
 				return err
 			}
 		}
@@ -146,6 +149,29 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 	}
 	_, err := w.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
 	return err
+}
+
+// sourceIndex finds an entry's source among the sources given to WriteImage.
+type sourceIndex struct {
+	byAddr  map[*byte]int
+	sources []string
+	byValue map[string]int // made at the first source not found by its address
+}
+
+func (x *sourceIndex) find(src string) (int, bool) {
+	if i, ok := x.byAddr[unsafe.StringData(src)]; ok && len(x.sources[i]) == len(src) {
+		return i, true
+	}
+	if x.byValue == nil {
+		x.byValue = make(map[string]int, len(x.sources))
+		for i, s := range x.sources {
+			if _, dup := x.byValue[s]; !dup {
+				x.byValue[s] = i
+			}
+		}
+	}
+	i, ok := x.byValue[src]
+	return i, ok
 }
 
 // sortedNames returns the values of name over m (its keys when name returns ""), sorted.
@@ -204,7 +230,7 @@ func (iw *imageWriter) strings(l []string) {
 //	uvarint source index+1 (0: none), source length
 //	uvarint n, n strings: ext
 //	uvarint n, n (type name, value): the RDN values
-func (iw *imageWriter) entry(e *treeEntry, srcIndex map[*byte]int) error {
+func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 	iw.uvar(int(e.id))
 	if e.parent == noEntry {
 		iw.uvar(0)
@@ -226,7 +252,7 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex map[*byte]int) error {
 		iw.uvar(0)
 		iw.uvar(0)
 	} else {
-		i, ok := srcIndex[unsafe.StringData(e.src)]
+		i, ok := srcIndex.find(e.src)
 		if !ok {
 			return fmt.Errorf("entry %q: its source is not among the sources given", e.dn)
 		}

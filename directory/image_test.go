@@ -394,3 +394,23 @@ func TestImageStaleLeavesNoReference(t *testing.T) {
 		t.Fatal("the read logged no type it learnt")
 	}
 }
+
+// TestImageSourcesByValue checks that WriteImage finds an entry's source among sources
+// that are copies of the strings the entries were made of, and that the tree read with
+// the copies serves what the tree written serves.
+func TestImageSourcesByValue(t *testing.T) {
+	tree, m, sources := sourcedTree(t)
+	copies := make([]string, len(sources))
+	for i, s := range sources {
+		copies[i] = strings.Clone(s)
+	}
+	var buf bytes.Buffer
+	if err := tree.WriteImage(&buf, []byte("k"), copies); err != nil {
+		t.Fatalf("written with copies of the sources: %v", err)
+	}
+	read, err := ReadTree(nil, []string{testBase}, buf.Bytes(), []byte("k"), copies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	searchesMatch(t, tree, read, m.all(), 3)
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -571,5 +573,61 @@ func TestServedTreeImageOfAnotherProgram(t *testing.T) {
 	defer m.store.Close()
 	if c := newCached(m.store, o, slog.New(failOnWarning{t})); c.containers == nil {
 		t.Fatal("an image written by another build of the program was read")
+	}
+}
+
+// TestServedTreeImageAfterRecordsMoved checks that the image is written when the store
+// moved its records to its checkpoint while the tree's entries were made of the heap's
+// (their values slices of records equal to, not the same strings as, the snapshot's):
+// here the move comes between the first commit and the second, whose changes the tree
+// applies, and the image written at Close is read by the next start.
+func TestServedTreeImageAfterRecordsMoved(t *testing.T) {
+	dir := t.TempDir()
+	openStore := func() *cache.Store {
+		s, err := cache.Open(cache.Config{Path: dir}, slog.New(failOnWarning{t}), directory.NormalizeDN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	m := newSyncModel(t, 11)
+	m.store.Close()
+	m.store = openStore()
+	// A derived file before the tree's, whose first write after a commit waits: the
+	// checkpointer has written the checkpoint and moved the records by then, and does
+	// not write the tree's image until it returns.
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	m.store.AddDerived(cache.DerivedFile{Name: "hold", Write: func(w io.Writer, sn *cache.Snapshot) error {
+		once.Do(func() { close(entered); <-proceed })
+		return nil
+	}}, false)
+	o := ServedOptions{BaseDN: servedBase}
+	c := newCached(m.store, o, slog.New(failOnWarning{t}))
+	for range 10 {
+		m.addUser()
+	}
+	m.addGroup()
+	m.commit() // the tree applies it: its entries' values are the heap records'
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no checkpoint written")
+	}
+	// The records are the checkpoint's now; the next commit keeps those it does not change.
+	m.change()
+	m.commit()
+	close(proceed)
+	want := servedContent(t, c.tree.Load())
+	m.store.Close() // writes the image of the second commit's tree
+
+	m.store = openStore()
+	defer m.store.Close()
+	c = newCached(m.store, o, slog.New(failOnWarning{t}))
+	if c.containers != nil {
+		t.Fatal("the tree was built anew, not read from its image")
+	}
+	if got := servedContent(t, c.tree.Load()); got != want {
+		t.Fatalf("the tree read from its image differs\nread:\n%s\nwritten:\n%s", got, want)
 	}
 }
