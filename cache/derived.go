@@ -42,9 +42,16 @@ type DerivedFile struct {
 
 // AddDerived registers a derived file. used says that the caller read the file
 // (ReadDerived) and found it good: unless that was for the latest commit, the store
-// writes the file at once; then with each checkpoint. Ignored for a store in memory.
+// writes the file at once; then with each checkpoint. Ignored for a store in memory or
+// closed.
 func (s *Store) AddDerived(f DerivedFile, used bool) {
 	if s.ckpt == nil {
+		return
+	}
+	// Close waits for the writes begun here: none begins once it has begun.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return
 	}
 	os.Remove(filepath.Join(s.dir, f.Name+".tmp")) // a write a crash cut short

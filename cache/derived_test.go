@@ -171,3 +171,23 @@ func TestDerivedWritten(t *testing.T) {
 }
 
 func removeFile(dir, name string) error { return os.Remove(filepath.Join(dir, name)) }
+
+// TestDerivedAfterClose checks that a derived file registered with a closed store is
+// not written: nothing is written beside a store after Close.
+func TestDerivedAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	writeSync(t, s, 10, 2, "a", nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var writes atomic.Int32
+	derivedOf(s, false, &writes, nil)
+	time.Sleep(100 * time.Millisecond)
+	if writes.Load() != 0 {
+		t.Fatal("written after Close")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "test.derived")); !os.IsNotExist(err) {
+		t.Fatalf("a file after Close: %v", err)
+	}
+}
