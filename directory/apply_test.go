@@ -344,16 +344,14 @@ func TestApplyMatchesNewTree(t *testing.T) {
 func indexContent(tree *Tree) string {
 	var lines []string
 	for at, m := range tree.index {
-		for _, sh := range m.shards {
-			for k, ids := range sh {
-				dns := make([]string, len(ids))
-				for i, id := range ids {
-					dns[i] = tree.entry(id).ndn
-				}
-				slices.Sort(dns)
-				lines = append(lines, at.name+" "+k+" "+strings.Join(dns, ";"))
+		m.each(func(k string, ids []entryID) {
+			dns := make([]string, len(ids))
+			for i, id := range ids {
+				dns[i] = tree.entry(id).ndn
 			}
-		}
+			slices.Sort(dns)
+			lines = append(lines, at.name+" "+k+" "+strings.Join(dns, ";"))
+		})
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")

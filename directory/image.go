@@ -42,12 +42,13 @@ import (
 //	           n (key, uses)
 //	types      uvarint n, n attribute type names: the typeTable, in ID order
 //	entries    uvarint next ID, uvarint n, n entries (see writeEntry)
-//	indexes    uvarint n, per index its type's name, uvarint keys, per key the key and
-//	           its posting list (uvarint n, first ID, then differences)
+//	indexes    uvarint n, per index its type's name, uvarint keys, per key the key,
+//	           uvarint n, zeros to a multiple of 4 from the image's start, and its
+//	           posting list: n IDs as little-endian uint32s, read in place
 //	crc        4 bytes: CRC-32C of everything before
 //
 // Strings are a uvarint length and the bytes.
-const imageFormat = 1
+const imageFormat = 2
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -121,25 +122,23 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 	}
 	slices.SortFunc(types, func(a, b *attrType) int { return strings.Compare(a.name, b.name) })
 	iw.uvar(len(types))
+	var ids []byte
 	for _, at := range types {
 		iw.str(at.name)
 		m := t.index[at]
 		n := 0
-		for _, sh := range m.shards {
-			n += len(sh)
-		}
+		m.each(func(string, []entryID) { n++ })
 		iw.uvar(n)
-		for _, sh := range m.shards {
-			for k, ids := range sh {
-				iw.str(k)
-				iw.uvar(len(ids))
-				prev := entryID(0)
-				for _, id := range ids {
-					iw.uvar(int(id - prev))
-					prev = id
-				}
+		m.each(func(k string, l []entryID) {
+			iw.str(k)
+			iw.uvar(len(l))
+			iw.raw(make([]byte, (4-iw.n%4)%4))
+			ids = ids[:0]
+			for _, id := range l {
+				ids = binary.LittleEndian.AppendUint32(ids, id)
 			}
-		}
+			iw.raw(ids)
+		})
 	}
 	if iw.err != nil {
 		return iw.err
@@ -189,6 +188,7 @@ func sortedNames[V any](m map[string]V, name func(V) string) []string {
 
 type imageWriter struct {
 	w   *bufio.Writer
+	n   int // bytes written: posting lists start at multiples of 4
 	buf [binary.MaxVarintLen64]byte
 	err error
 }
@@ -196,6 +196,7 @@ type imageWriter struct {
 func (iw *imageWriter) raw(b []byte) {
 	if iw.err == nil {
 		_, iw.err = iw.w.Write(b)
+		iw.n += len(b)
 	}
 }
 
@@ -212,6 +213,7 @@ func (iw *imageWriter) str(s string) {
 	iw.uvar(len(s))
 	if iw.err == nil {
 		_, iw.err = iw.w.WriteString(s)
+		iw.n += len(s)
 	}
 }
 
@@ -283,6 +285,16 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, opts ...TreeOption) (*Tree, error) {
 	if len(data) < len(imageMagic)+4 || string(data[:len(imageMagic)]) != string(imageMagic) {
 		return nil, fmt.Errorf("%w: not an image of this format", ErrImageStale)
+	}
+	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		// The posting lists are read in place as little-endian IDs.
+		return nil, fmt.Errorf("%w: images are read on little-endian machines only", ErrImageStale)
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(data)))%4 != 0 {
+		aligned := make([]uint32, (len(data)+3)/4)
+		b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(aligned))), len(data))
+		copy(b, data)
+		data = b
 	}
 	body := data[:len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(body):]) {
@@ -520,45 +532,52 @@ func (r *imageReader) entry(te *treeEntry, s *schema, sources []string, rdnTypes
 	return nil
 }
 
-// indexes reads the equality indexes into t. The posting lists are slices of one array
-// of IDs, each with its capacity cut to its length, so that a batch that adds to one
-// copies it (Apply copies a list before its first change anyway).
+// indexes reads the equality indexes into t: each a baseTable over the image's records,
+// every record checked (its bounds, its IDs ascending and below the tree's next ID)
+// and placed in the table's slots, which are all the heap it takes: 8 bytes per key.
 func (r *imageReader) indexes(t *Tree) error {
 	n := r.count()
 	t.index = make(map[*attrType]*shardMap[[]entryID], n)
+	all := unsafe.String(unsafe.SliceData(r.data), len(r.data))
 	for range n {
 		at := t.schema.attr(r.str())
 		keys := r.count()
 		if r.err != nil || at == nil {
 			return errDamaged
 		}
-		shards := make([]map[string][]entryID, mapShards)
-		for i := range shards {
-			shards[i] = make(map[string][]entryID, keys/mapShards+1)
+		size := 2
+		for size < 2*keys {
+			size *= 2
 		}
-		var arena []entryID
+		b := &baseTable{data: all, slots: make([]uint32, size), n: keys}
+		mask := size - 1
 		for range keys {
+			off := r.off
 			k := r.str()
 			l := r.count()
-			if r.err != nil || l == 0 {
+			r.off = (r.off + 3) &^ 3
+			if r.err != nil || l == 0 || l > (len(r.data)-r.off)/4 || off >= 1<<32-1 {
 				return errDamaged
 			}
-			if len(arena) < l {
-				arena = make([]entryID, max(l, 4096))
-			}
-			ids := arena[:l:l]
-			arena = arena[l:]
-			id := 0
-			for j := range ids {
-				id += r.uvar()
-				ids[j] = entryID(id)
-				if id >= int(t.entries.next) || j > 0 && ids[j] <= ids[j-1] {
+			prev := -1
+			for j := range l {
+				id := int(binary.LittleEndian.Uint32(r.data[r.off+4*j:]))
+				if id <= prev || id >= int(t.entries.next) {
 					return errDamaged
 				}
+				prev = id
 			}
-			shards[shardOf(k)][k] = ids
+			r.off += 4 * l
+			i := int(imageHash(k)) & mask
+			for b.slots[i] != 0 {
+				if old, _ := b.record(int(b.slots[i] - 1)); old == k {
+					return errDamaged // a key twice
+				}
+				i = (i + 1) & mask
+			}
+			b.slots[i] = uint32(off + 1)
 		}
-		t.index[at] = &shardMap[[]entryID]{shards: shards}
+		t.index[at] = &shardMap[[]entryID]{base: b}
 	}
 	return r.err
 }

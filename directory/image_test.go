@@ -108,6 +108,11 @@ func TestImageRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	searchesMatch(t, tree, read, m.all(), 1)
+	for at, ix := range read.index {
+		if ix.base == nil || ix.shards != nil {
+			t.Fatalf("index %s is not read in place from the image", at.name)
+		}
+	}
 
 	inData := func(s string) bool {
 		_, ok := within(s, unsafe.String(&data[0], len(data)))

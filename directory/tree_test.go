@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -408,8 +409,22 @@ func (w *discardWriter) WriteResult(*Result) error { w.results++; return nil }
 
 // BenchmarkTreeSearchUID is the cached-search lookup of ldapbench's search round: one
 // user by uid among 10,000, the filter decoded from the wire as the server does.
+// The tree built and the same tree read from its image (its indexes read in place).
 func BenchmarkTreeSearchUID(b *testing.B) {
-	tree := benchTree(b, 10000)
+	built := benchTree(b, 10000)
+	var img bytes.Buffer
+	if err := built.WriteImage(&img, nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	read, err := ReadTree(nil, []string{testBase}, img.Bytes(), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("built", func(b *testing.B) { benchSearchUID(b, built) })
+	b.Run("image", func(b *testing.B) { benchSearchUID(b, read) })
+}
+
+func benchSearchUID(b *testing.B, tree *Tree) {
 	reqs := make([]*Request, 1000)
 	for i := range reqs {
 		f := mustFilter(b, fmt.Sprintf("(uid=user%04d)", i*10))

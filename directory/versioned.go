@@ -3,6 +3,7 @@ package directory
 import (
 	"hash/maphash"
 	"maps"
+	"unsafe"
 )
 
 // The structures a tree's versions share. A version is never modified once published;
@@ -104,18 +105,64 @@ var shardSeed = maphash.MakeSeed()
 
 // shardMap is a map from strings split into shards, shared between versions.
 type shardMap[V any] struct {
-	shards []map[string]V // nil: the map is empty
+	shards []map[string]V // nil: nothing but base
+	// base, when set, holds the keys and posting lists of an index of a tree read from
+	// its image (V is then []entryID): read in place, in the image's pages. The shards
+	// hold only what versions changed since; a nil list is a key removed from base.
+	base *baseTable
 }
 
 func shardOf(k string) int { return int(maphash.String(shardSeed, k) % mapShards) }
 
 func (m *shardMap[V]) get(k string) (V, bool) {
-	if m == nil || m.shards == nil {
-		var zero V
+	var zero V
+	if m == nil {
 		return zero, false
 	}
-	v, ok := m.shards[shardOf(k)][k]
-	return v, ok
+	if m.shards != nil {
+		if v, ok := m.shards[shardOf(k)][k]; ok {
+			if m.base != nil && removed(v) {
+				return zero, false
+			}
+			return v, true
+		}
+	}
+	if m.base != nil {
+		if l, ok := m.base.get(k); ok {
+			return any(l).(V), true
+		}
+	}
+	return zero, false
+}
+
+// removed reports whether v marks a key of base as removed: a nil posting list.
+func removed[V any](v V) bool {
+	l, ok := any(v).([]entryID)
+	return ok && l == nil
+}
+
+// each calls fn with every key and value of the map, in no order.
+func (m *shardMap[V]) each(fn func(k string, v V)) {
+	if m == nil {
+		return
+	}
+	for _, sh := range m.shards {
+		for k, v := range sh {
+			if m.base == nil || !removed(v) {
+				fn(k, v)
+			}
+		}
+	}
+	if m.base != nil {
+		m.base.each(func(k string, l []entryID) {
+			if m.shards != nil {
+				if _, changed := m.shards[shardOf(k)][k]; changed {
+					return
+				}
+			}
+			fn(k, any(l).(V))
+		})
+	}
 }
 
 // shardWriter changes a copy of a shardMap for one batch.
@@ -127,8 +174,11 @@ type shardWriter[V any] struct {
 func newShardWriter[V any](m *shardMap[V]) *shardWriter[V] {
 	w := &shardWriter[V]{}
 	w.m.shards = make([]map[string]V, mapShards)
-	if m != nil && m.shards != nil {
-		copy(w.m.shards, m.shards)
+	if m != nil {
+		if m.shards != nil {
+			copy(w.m.shards, m.shards)
+		}
+		w.m.base = m.base
 	}
 	return w
 }
@@ -151,10 +201,74 @@ func (w *shardWriter[V]) shard(k string) map[string]V {
 func (w *shardWriter[V]) set(k string, v V) { w.shard(k)[k] = v }
 
 func (w *shardWriter[V]) delete(k string) {
-	if _, ok := w.get(k); ok {
-		delete(w.shard(k), k)
+	if _, ok := w.get(k); !ok {
+		return
 	}
+	if w.m.base != nil {
+		if _, inBase := w.m.base.get(k); inBase {
+			var gone V // a nil posting list
+			w.shard(k)[k] = gone
+			return
+		}
+	}
+	delete(w.shard(k), k)
 }
 
 // done returns the map the batch made.
 func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
+
+// baseTable is an index of a tree read from its image, laid out in the image's bytes
+// (image.go): an open-addressing hash table of slots, each 0 (empty) or 1 + the offset
+// of a record (uvarint key length, the key, uvarint number of IDs, padding to a
+// multiple of 4, the IDs as little-endian uint32s), found without a Go map and read in
+// place. ReadTree checks every record before the table is used.
+type baseTable struct {
+	data  string   // the image
+	slots []uint32 // a power of two of them, at most half full
+	n     int      // keys
+}
+
+// imageHash is the hash that places keys in a baseTable: FNV-1a, the same in every
+// process (the table is written by one and read by another).
+func imageHash(k string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(k); i++ {
+		h ^= uint64(k[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+func (b *baseTable) get(k string) ([]entryID, bool) {
+	mask := len(b.slots) - 1
+	for i := int(imageHash(k)) & mask; ; i = (i + 1) & mask {
+		s := b.slots[i]
+		if s == 0 {
+			return nil, false
+		}
+		if key, l := b.record(int(s - 1)); key == k {
+			return l, true
+		}
+	}
+}
+
+func (b *baseTable) each(fn func(k string, l []entryID)) {
+	for _, s := range b.slots {
+		if s != 0 {
+			fn(b.record(int(s - 1)))
+		}
+	}
+}
+
+// record reads the record at off, checked by ReadTree: the list is a view of the image,
+// its capacity its length (a batch copies a list before it changes it).
+func (b *baseTable) record(off int) (string, []entryID) {
+	n, p := uvar(b.data, off)
+	key := b.data[p : p+n]
+	c, p := uvar(b.data, p+n)
+	p = (p + 3) &^ 3
+	if c == 0 {
+		return key, nil
+	}
+	return key, unsafe.Slice((*entryID)(unsafe.Pointer(unsafe.StringData(b.data[p:]))), c)
+}
