@@ -124,6 +124,7 @@ func (s *Store) readCheckpoint(gen uint64, id [16]byte) (*checkpointRecords, err
 		unmapFile(data)
 		return nil, err
 	}
+	dropPages(data) // checked: the records in use are read back as they are needed
 	return recs, nil
 }
 

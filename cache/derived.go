@@ -73,31 +73,39 @@ func (s *Store) AddDerived(f DerivedFile, used bool) {
 }
 
 // ReadDerived returns the contents of the derived file name if it was written for sn's
-// commit, else nil. The bytes are mapped read-only; release unmaps them, for a caller
-// that does not use them after all (nothing may refer to them then). Otherwise they
-// stay mapped for the life of the process, so what is made of them may refer to them
-// for good.
-func (s *Store) ReadDerived(name string, sn *Snapshot) (data []byte, release func()) {
+// commit, else nil. The bytes are mapped read-only. The caller calls done once it has
+// checked them: done(false) unmaps them, for a caller that does not use them after all
+// (nothing may refer to them then); done(true) keeps them mapped for the life of the
+// process, so what is made of them may refer to them for good, and lets the kernel take
+// back the pages the check read: they are read back from the file as they are needed.
+func (s *Store) ReadDerived(name string, sn *Snapshot) (data []byte, done func(used bool)) {
+	none := func(bool) {}
 	if s.dir == "" || sn.commit == ([16]byte{}) {
-		return nil, func() {}
+		return nil, none
 	}
 	m, err := mapFile(filepath.Join(s.dir, name))
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("store: cannot read a derived file", "file", name, "err", err)
 		}
-		return nil, func() {}
+		return nil, none
 	}
 	if len(m) < derivedHeader || string(m[:len(derivedMagic)]) != derivedMagic ||
 		binary.LittleEndian.Uint64(m[len(derivedMagic):]) != sn.gen ||
 		[16]byte(m[len(derivedMagic)+8:derivedHeader]) != sn.commit {
 		unmapFile(m)
-		return nil, func() {}
+		return nil, none
 	}
 	s.derivedMu.Lock()
 	s.derivedGen[name] = sn.gen // until AddDerived hears that it was not used
 	s.derivedMu.Unlock()
-	return m[derivedHeader:], func() { unmapFile(m) }
+	return m[derivedHeader:], func(used bool) {
+		if used {
+			dropPages(m)
+		} else {
+			unmapFile(m)
+		}
+	}
 }
 
 // writeDerived writes every derived file that is not of sn's generation yet, one

@@ -27,3 +27,9 @@ func mapFile(path string) ([]byte, error) {
 
 // unmapFile releases a mapping made by mapFile whose bytes nothing refers to.
 func unmapFile(data []byte) { _ = syscall.Munmap(data) }
+
+// dropPages lets the kernel take back the resident pages of a mapping made by mapFile,
+// once what had to read them all (a checksum) has: they count in the process's
+// resident memory no more until they are read again, and are read back from the file,
+// which nothing changes in place (a new file is renamed over it).
+func dropPages(data []byte) { _ = syscall.Madvise(data, syscall.MADV_DONTNEED) }

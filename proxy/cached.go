@@ -145,13 +145,13 @@ func (c *cached) imageWritten(sn *cache.Snapshot) {
 // readImage reads the served tree of sn from its image; nil when there is none for sn
 // or it cannot be read.
 func (c *cached) readImage(sn *cache.Snapshot) *directory.Tree {
-	data, release := c.store.ReadDerived(servedImage, sn)
+	data, done := c.store.ReadDerived(servedImage, sn)
 	if data == nil {
 		return nil
 	}
 	t, err := directory.ReadTree(c.schemaOf(sn), []string{c.opts.BaseDN}, data, c.imageKey(), sn.Sources(), c.opts.treeOptions()...)
+	done(err == nil)
 	if err != nil {
-		release()
 		level := slog.LevelWarn
 		if errors.Is(err, directory.ErrImageStale) {
 			level = slog.LevelInfo // written with other options or by another version
