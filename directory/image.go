@@ -372,7 +372,7 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	}
 
 	next, count := r.uvar(), r.count()
-	if r.err != nil || next < count || next > int(noEntry) {
+	if r.err != nil || next < count || next > int(noEntry) || count > (len(r.data)-r.off)/minEntryBytes {
 		return nil, errDamaged
 	}
 	// One allocation for the entries: a replaced entry keeps only its struct alive with
@@ -423,6 +423,11 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 }
 
 var errDamaged = errors.New("tree image: damaged")
+
+// minEntryBytes is the least an entry takes in an image: a byte for each of its
+// numbers, strings and lists, two for its meta (never empty). An image that claims
+// more entries than its bytes can hold is refused before they are allocated.
+const minEntryBytes = 14
 
 type imageReader struct {
 	data []byte
@@ -537,13 +542,13 @@ func (r *imageReader) entry(te *treeEntry, s *schema, sources []string, rdnTypes
 // and placed in the table's slots, which are all the heap it takes: 8 bytes per key.
 func (r *imageReader) indexes(t *Tree) error {
 	n := r.count()
-	t.index = make(map[*attrType]*shardMap[[]entryID], n)
+	t.index = map[*attrType]*shardMap[[]entryID]{} // n is the image's word: no room made for it
 	all := unsafe.String(unsafe.SliceData(r.data), len(r.data))
 	for range n {
 		at := t.schema.attr(r.str())
 		keys := r.count()
-		if r.err != nil || at == nil {
-			return errDamaged
+		if r.err != nil || at == nil || t.index[at] != nil {
+			return errDamaged // an image lists each index once
 		}
 		size := 2
 		for size < 2*keys {

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -418,4 +419,44 @@ func TestImageSourcesByValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	searchesMatch(t, tree, read, m.all(), 3)
+}
+
+// TestImageCraftedCounts checks that an image whose counts were made up (with its
+// checksum fixed) makes ReadTree allocate no more than an image of its size holds: an
+// index listed many times, or more entries than its bytes can hold, is refused, the
+// entries before any is allocated.
+func TestImageCraftedCounts(t *testing.T) {
+	padded := func() *Tree {
+		tree := testTree(t)
+		// The cn index, listed 20,000 times: about 4 bytes each.
+		at := tree.schema.attr("cn")
+		tree.index = map[*attrType]*shardMap[[]entryID]{}
+		for range 20000 {
+			c := *at
+			tree.index[&c] = &shardMap[[]entryID]{}
+		}
+		return tree
+	}
+	many := padded()
+	// Entries of at least 14 bytes each: 80,000 are beyond what the image holds (the
+	// indexes above pad it, after the entries).
+	more := padded()
+	more.count, more.entries.next = 80000, 80000
+	for _, c := range []struct {
+		name string
+		tree *Tree
+	}{{"an index listed 20,000 times", many}, {"80,000 entries claimed", more}} {
+		data := image(t, c.tree, "k", nil)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, err := ReadTree(nil, []string{testBase}, data, []byte("k"), nil)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Errorf("%s: read", c.name)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 16*uint64(len(data))+1<<20 {
+			t.Errorf("%s: %d MiB allocated for an image of %d KiB", c.name, got>>20, len(data)>>10)
+		}
+	}
 }
