@@ -264,62 +264,64 @@ func (r *ckptReader) record() (id string, gen uint64, val string) {
 
 // writeCheckpoint writes sn's checkpoint, replacing the previous one.
 func (s *Store) writeCheckpoint(sn *Snapshot) error {
-	path := filepath.Join(s.dir, checkpointName)
+	return replaceFile(filepath.Join(s.dir, checkpointName), func(f *os.File) error {
+		crc := crc32.New(castagnoli)
+		w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
+		var b []byte
+		b = append(b, checkpointMagic...)
+		b = binary.LittleEndian.AppendUint64(b, sn.gen)
+		b = append(b, sn.commit[:]...)
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.userList)))
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.groupList)))
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.entrySets)))
+		w.Write(b)
+		record := func(id string, gen uint64, val string) {
+			b = appendString(b[:0], id)
+			b = binary.LittleEndian.AppendUint64(b, gen)
+			b = binary.AppendUvarint(b, uint64(len(val)))
+			w.Write(b)
+			w.WriteString(val)
+		}
+		for _, r := range sn.userList {
+			record(r.id, r.gen, r.val)
+		}
+		for _, r := range sn.groupList {
+			record(r.id, r.gen, r.val)
+		}
+		for _, name := range slices.Sorted(maps.Keys(sn.entrySets)) {
+			r := sn.entrySets[name]
+			record(r.name, r.gen, r.val)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		_, err := f.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
+		return err
+	})
+}
+
+// replaceFile writes the file at path anew with write: into a temporary file beside
+// it, then renamed over it, so that a kill at any moment leaves the old file or the new
+// one, and a process that has the old one mapped keeps reading it intact. Not synced
+// to disk: what the files hold carries a checksum, and one that a power cut garbled is
+// not used; the rename needs no more than the kernel's ordering.
+func replaceFile(path string, write func(f *os.File) error) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if f != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	crc := crc32.New(castagnoli)
-	w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
-	var b []byte
-	b = append(b, checkpointMagic...)
-	b = binary.LittleEndian.AppendUint64(b, sn.gen)
-	b = append(b, sn.commit[:]...)
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.userList)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.groupList)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.entrySets)))
-	w.Write(b)
-	record := func(id string, gen uint64, val string) {
-		b = appendString(b[:0], id)
-		b = binary.LittleEndian.AppendUint64(b, gen)
-		b = binary.AppendUvarint(b, uint64(len(val)))
-		w.Write(b)
-		w.WriteString(val)
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	for _, r := range sn.userList {
-		record(r.id, r.gen, r.val)
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
-	for _, r := range sn.groupList {
-		record(r.id, r.gen, r.val)
-	}
-	for _, name := range slices.Sorted(maps.Keys(sn.entrySets)) {
-		r := sn.entrySets[name]
-		record(r.name, r.gen, r.val)
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if _, err := f.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32())); err != nil {
-		return err
-	}
-	// Not synced to disk: a checkpoint that a power cut garbled fails its checksum
-	// and is not used, and the rename needs no more than the kernel's ordering.
-	if err := f.Close(); err != nil {
-		return err
-	}
-	f = nil
-	if err := os.Rename(tmp, path); err != nil {
+	if err != nil {
 		os.Remove(tmp)
-		return err
 	}
-	return nil
+	return err
 }
 
 // checkpointer writes checkpoints in the background: kick asks for one of the latest

@@ -146,37 +146,14 @@ func (s *Store) writeDerived(sn *Snapshot) {
 // writeDerivedFile writes d for sn, replacing the file on disk (a new file renamed over
 // it: the old one stays intact for whoever has it mapped).
 func (s *Store) writeDerivedFile(d *DerivedFile, sn *Snapshot) error {
-	path := filepath.Join(s.dir, d.Name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if f != nil {
-			f.Close()
-			os.Remove(tmp)
+	return replaceFile(filepath.Join(s.dir, d.Name), func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 1<<20)
+		w.WriteString(derivedMagic)
+		w.Write(binary.LittleEndian.AppendUint64(nil, sn.gen))
+		w.Write(sn.commit[:])
+		if err := d.Write(w, sn); err != nil {
+			return err
 		}
-	}()
-	w := bufio.NewWriterSize(f, 1<<20)
-	w.WriteString(derivedMagic)
-	w.Write(binary.LittleEndian.AppendUint64(nil, sn.gen))
-	w.Write(sn.commit[:])
-	if err := d.Write(w, sn); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	// Not synced, as the checkpoint is not: the caller's own check (a checksum) refuses
-	// a file a power cut garbled.
-	if err := f.Close(); err != nil {
-		return err
-	}
-	f = nil
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+		return w.Flush()
+	})
 }

@@ -47,6 +47,23 @@ func newSyncModel(t *testing.T, seed uint64) *syncModel {
 		sets: map[string][]cache.Entry{}}
 }
 
+// newDirSyncModel is newSyncModel with a store in a directory of its own, which
+// openStore opens again (after m.store is closed) as a restart does.
+func newDirSyncModel(t *testing.T, seed uint64, log *slog.Logger) (m *syncModel, openStore func() *cache.Store) {
+	dir := t.TempDir()
+	openStore = func() *cache.Store {
+		s, err := cache.Open(cache.Config{Path: dir}, log, directory.NormalizeDN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	m = newSyncModel(t, seed)
+	m.store.Close()
+	m.store = openStore()
+	return m, openStore
+}
+
 func (m *syncModel) commit() {
 	w, err := m.store.BeginSync(cache.KindUsers, cache.KindGroups)
 	if err != nil {
@@ -440,17 +457,7 @@ func scannableHeap() uint64 {
 // follows syncs from there; and that a start with other served options builds the tree
 // anew.
 func TestServedTreeFromImage(t *testing.T) {
-	dir := t.TempDir()
-	openStore := func() *cache.Store {
-		s, err := cache.Open(cache.Config{Path: dir}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	m := newSyncModel(t, 4)
-	m.store.Close()
-	m.store = openStore()
+	m, openStore := newDirSyncModel(t, 4, slog.New(slog.DiscardHandler))
 	for range 40 {
 		m.addUser()
 	}
@@ -540,17 +547,7 @@ func (c *cached) isMapped() bool {
 // the program (whose code may make other served entries from the same records, or
 // normalise values otherwise) is not read: the tree is built anew.
 func TestServedTreeImageOfAnotherProgram(t *testing.T) {
-	dir := t.TempDir()
-	openStore := func() *cache.Store {
-		s, err := cache.Open(cache.Config{Path: dir}, slog.New(slog.DiscardHandler), directory.NormalizeDN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	m := newSyncModel(t, 9)
-	m.store.Close()
-	m.store = openStore()
+	m, openStore := newDirSyncModel(t, 9, slog.New(slog.DiscardHandler))
 	for range 10 {
 		m.addUser()
 	}
@@ -582,17 +579,7 @@ func TestServedTreeImageOfAnotherProgram(t *testing.T) {
 // here the move comes between the first commit and the second, whose changes the tree
 // applies, and the image written at Close is read by the next start.
 func TestServedTreeImageAfterRecordsMoved(t *testing.T) {
-	dir := t.TempDir()
-	openStore := func() *cache.Store {
-		s, err := cache.Open(cache.Config{Path: dir}, slog.New(failOnWarning{t}), directory.NormalizeDN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	m := newSyncModel(t, 11)
-	m.store.Close()
-	m.store = openStore()
+	m, openStore := newDirSyncModel(t, 11, slog.New(failOnWarning{t}))
 	// A derived file before the tree's, whose first write after a commit waits: the
 	// checkpointer has written the checkpoint and moved the records by then, and does
 	// not write the tree's image until it returns.
