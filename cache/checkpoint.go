@@ -361,7 +361,7 @@ func (s *Store) startCheckpointer(written uint64) {
 					mapped = s.moveToCheckpoint(sn)
 				}
 			}
-			s.writeDerived(s.snap.Load())
+			s.writeDerived(s.snap.Load(), final)
 		}
 		for {
 			select {

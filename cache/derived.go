@@ -36,7 +36,7 @@ type DerivedFile struct {
 	// synced to disk. ErrDerivedNotReady skips this snapshot.
 	Write func(w io.Writer, sn *Snapshot) error
 	// Written, when set, is called once the file written for sn is in place, so that
-	// ReadDerived reads it.
+	// ReadDerived reads it; not for the last write, at Close.
 	Written func(sn *Snapshot)
 }
 
@@ -67,7 +67,7 @@ func (s *Store) AddDerived(f DerivedFile, used bool) {
 		s.derivedWriters.Add(1)
 		go func() {
 			defer s.derivedWriters.Done()
-			s.writeDerived(s.snap.Load())
+			s.writeDerived(s.snap.Load(), false)
 		}()
 	}
 }
@@ -109,8 +109,8 @@ func (s *Store) ReadDerived(name string, sn *Snapshot) (data []byte, done func(u
 }
 
 // writeDerived writes every derived file that is not of sn's generation yet, one
-// caller at a time.
-func (s *Store) writeDerived(sn *Snapshot) {
+// caller at a time; final is the last write, at Close, which tells no Written.
+func (s *Store) writeDerived(sn *Snapshot, final bool) {
 	s.derivedWriting.Lock()
 	defer s.derivedWriting.Unlock()
 	if sn.commit == ([16]byte{}) {
@@ -136,7 +136,7 @@ func (s *Store) writeDerived(sn *Snapshot) {
 			s.derivedMu.Unlock()
 			s.log.Info("store: derived file written", "file", d.Name, "generation", sn.gen,
 				"duration", time.Since(start).Round(time.Millisecond))
-			if d.Written != nil {
+			if d.Written != nil && !final {
 				d.Written(sn)
 			}
 		}

@@ -218,26 +218,19 @@ func (w *shardWriter[V]) delete(k string) {
 func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
 
 // baseTable is an index of a tree read from its image, laid out in the image's bytes
-// (image.go): an open-addressing hash table of slots, each 0 (empty) or 1 + the offset
-// of a record (uvarint key length, the key, uvarint number of IDs, padding to a
-// multiple of 4, the IDs as little-endian uint32s), found without a Go map and read in
-// place. ReadTree checks every record before the table is used.
+// (image.go): records (uvarint key length, the key, uvarint number of IDs, padding to a
+// multiple of 4, the IDs as little-endian uint32s) read in place, found through an
+// open-addressing hash table of slots, each 0 (empty) or 1 + the offset of a record.
+// ReadTree checks every record and places it in the slots, by this process's seeded
+// hash (that of the shards): a directory's values cannot be chosen to collide.
 type baseTable struct {
 	data  string   // the image
 	slots []uint32 // a power of two of them, at most half full
 	n     int      // keys
 }
 
-// imageHash is the hash that places keys in a baseTable: FNV-1a, the same in every
-// process (the table is written by one and read by another).
-func imageHash(k string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(k); i++ {
-		h ^= uint64(k[i])
-		h *= 1099511628211
-	}
-	return h
-}
+// imageHash is the hash that places keys in a baseTable's slots.
+func imageHash(k string) uint64 { return maphash.String(shardSeed, k) }
 
 func (b *baseTable) get(k string) ([]entryID, bool) {
 	mask := len(b.slots) - 1
