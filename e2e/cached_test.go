@@ -3,6 +3,7 @@ package e2e
 import (
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -160,12 +161,20 @@ func TestWarmStart(t *testing.T) {
 	cfg = strings.Replace(cfg, `path: ":memory:"`, "path: "+dir, 1)
 	p := startProxy(t, cfg)
 	waitSynced(t, p, up)
+	before := servedEntries(t, p, up.Suffix)
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	up.Stop()
-	// Restarted with the upstream down: the last synced state is served at once.
+	// Restarted with the upstream down: the last synced state is served at once, from
+	// the served tree's image, the same entries with the same attributes.
 	p2 := startProxy(t, cfg)
+	if !strings.Contains(p2.logs.String(), `"from_image":true`) {
+		t.Error("the restart built the served tree instead of reading its image")
+	}
+	if after := servedEntries(t, p2, up.Suffix); after != before {
+		t.Errorf("served after the restart:\n%s\nbefore:\n%s", after, before)
+	}
 	c := dial(t, p2.URL)
 	res, err := c.Search(ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=user0009)", []string{"cn"}, nil))
 	if err != nil || len(res.Entries) != 1 {
@@ -174,6 +183,27 @@ func TestWarmStart(t *testing.T) {
 	if code, _ := p2.get(t, "/readyz"); code != 200 {
 		t.Errorf("/readyz = %d: a warm store is enough to serve", code)
 	}
+}
+
+// servedEntries renders every entry the proxy serves, with all its attributes, sorted.
+func servedEntries(t *testing.T, p *proxy, base string) string {
+	t.Helper()
+	c := dial(t, p.URL)
+	res, err := c.SearchWithPaging(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, 0, 0, 0, false,
+		"(objectClass=*)", []string{"*", "+"}, nil), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, e := range res.Entries {
+		for _, a := range e.Attributes {
+			for _, v := range a.Values {
+				lines = append(lines, e.DN+" "+a.Name+": "+v)
+			}
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }
 
 func contains(list []string, s string) bool {
