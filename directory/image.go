@@ -393,8 +393,17 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 		ids.set(tes[i].id, &tes[i])
 	}
 	ids.t.next = entryID(next)
+	// Every parent is there and one level up, and only the naming contexts have none:
+	// walks up the tree end, whatever the image says.
 	for i := range tes {
-		if p := tes[i].parent; p != noEntry && ids.t.get(p) == nil {
+		te := &tes[i]
+		if te.parent == noEntry {
+			if te.depth != 0 || !t.roots[te.ndn] {
+				return nil, errDamaged
+			}
+			continue
+		}
+		if p := ids.t.get(te.parent); p == nil || p.depth+1 != te.depth {
 			return nil, errDamaged
 		}
 	}

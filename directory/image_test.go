@@ -460,3 +460,25 @@ func TestImageCraftedCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestImageParentsChecked checks that an image whose parents would make a walk up the
+// tree go round in a circle, or end below the naming contexts, is refused.
+func TestImageParentsChecked(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(tree *Tree, people, alice *treeEntry)
+	}{
+		{"a circle", func(_ *Tree, people, alice *treeEntry) { people.parent = alice.id }},
+		{"a parentless entry below the naming context", func(_ *Tree, people, _ *treeEntry) { people.parent = noEntry }},
+		{"a parent at the wrong depth", func(_ *Tree, _, alice *treeEntry) { alice.depth = 5 }},
+	} {
+		tree := testTree(t)
+		people := tree.entry(tree.findID(t, "ou=people,"+testBase))
+		alice := tree.entry(tree.findID(t, "uid=alice,ou=people,"+testBase))
+		c.change(tree, people, alice)
+		data := image(t, tree, "k", nil)
+		if got, err := ReadTree(nil, []string{testBase}, data, []byte("k"), nil); !errors.Is(err, errDamaged) || got != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
