@@ -16,16 +16,22 @@ package cache
 //	user:    0x01 DN Username Name Email Path PasswordMarker active(byte) groups attrs
 //	user:    0x02 DN Username Name Email Path PasswordMarker active(byte) account groups attrs
 //	user:    0x03 DN Username Name Email Path PasswordMarker active(byte) account groups attrs upstream
+//	user:    0x04 DN Username Name Email Path PasswordMarker active(byte) account groups attrs upstream4
 //	group:   0x01 DN Name parents attrs
 //	group:   0x03 DN Name parents attrs upstream
+//	group:   0x04 DN Name parents attrs upstream4
 //	list:    count string...
 //	attrs:   count (name tag value)...   tags below
 //	account: flags(byte) [expires] [password expires]   varint Unix seconds, see appendAccount
 //	upstream: count (name list)...      the upstream entry's attributes, in its order
+//	upstream4: count (number [name] list)...   number: uvarint, 0 for a name written
+//	           out, else the name's number in attrNames (attrnames.go)
 //
 // An object without upstream attributes is written in the format it had before they
 // were kept (a user whose Account is the zero one in format 1, as before accounts
-// were kept), so an unchanged store reads and compares the same.
+// were kept), so an unchanged store reads and compares the same. Objects with them are
+// written in format 4 and read in formats 3 and 4: a store of the version that wrote
+// format 3 reads unchanged, and its next sync rewrites each such object once.
 //
 // The object's ID is the key's, so it is not repeated in the value. An empty
 // value is a deletion marker (see the package comment). A new layout gets a
@@ -50,9 +56,17 @@ const formatV1 = 1
 // formatV2 is the first byte of a user with a non-zero Account (see appendAccount).
 const formatV2 = 2
 
-// formatV3 is the first byte of a user or group with upstream attributes; a user in it
-// always has its account.
+// formatV3 is the first byte of a user or group with upstream attributes, their names
+// written out, as earlier versions wrote them; a user in it always has its account.
 const formatV3 = 3
+
+// formatV4 is formatV3 with the upstream attributes' names written as numbers where
+// attrNames has them: the format objects with upstream attributes are written in.
+const formatV4 = 4
+
+// upstreamFormat is the format objects with upstream attributes are written in: formatV4
+// (a variable so that the tests can write a store as the version before did).
+var upstreamFormat byte = formatV4
 
 // Attribute value tags.
 const (
@@ -136,7 +150,7 @@ func appendUser(b []byte, u *User) []byte {
 	format := byte(formatV1)
 	switch {
 	case len(u.Upstream) > 0:
-		format = formatV3
+		format = upstreamFormat
 	case u.Account != (Account{}):
 		format = formatV2
 	}
@@ -157,27 +171,21 @@ func appendUser(b []byte, u *User) []byte {
 	}
 	b = appendStrings(b, u.Groups)
 	b = appendAttributes(b, u.Attributes)
-	if format == formatV3 {
-		b = appendUpstream(b, u.Upstream)
-	}
-	return b
+	return appendObjectUpstream(b, format, u.Upstream)
 }
 
 // appendGroup appends the encoding of g to b.
 func appendGroup(b []byte, g *Group) []byte {
 	format := byte(formatV1)
 	if len(g.Upstream) > 0 {
-		format = formatV3
+		format = upstreamFormat
 	}
 	b = append(b, format)
 	b = appendString(b, g.DN)
 	b = appendString(b, g.Name)
 	b = appendStrings(b, g.Parents)
 	b = appendAttributes(b, g.Attributes)
-	if format == formatV3 {
-		b = appendUpstream(b, g.Upstream)
-	}
-	return b
+	return appendObjectUpstream(b, format, g.Upstream)
 }
 
 // appendUpstream appends an object's upstream attributes, in their order (the
@@ -186,6 +194,32 @@ func appendUpstream(b []byte, attrs []Attribute) []byte {
 	b = binary.AppendUvarint(b, uint64(len(attrs)))
 	for _, a := range attrs {
 		b = appendString(b, a.Name)
+		b = appendStrings(b, a.Values)
+	}
+	return b
+}
+
+// appendObjectUpstream appends an object's upstream attributes as its format has them.
+func appendObjectUpstream(b []byte, format byte, attrs []Attribute) []byte {
+	switch format {
+	case formatV3:
+		return appendUpstream(b, attrs)
+	case formatV4:
+		return appendUpstreamNumbered(b, attrs)
+	}
+	return b
+}
+
+// appendUpstreamNumbered is appendUpstream with each name written as its number in
+// attrNames, or as 0 and the name when the list does not have it as spelled.
+func appendUpstreamNumbered(b []byte, attrs []Attribute) []byte {
+	b = binary.AppendUvarint(b, uint64(len(attrs)))
+	for _, a := range attrs {
+		if n, ok := attrNumbers[a.Name]; ok {
+			b = binary.AppendUvarint(b, n)
+		} else {
+			b = appendString(append(b, 0), a.Name)
+		}
 		b = appendStrings(b, a.Values)
 	}
 	return b
@@ -431,15 +465,20 @@ func (d *decoder) attributes(keep bool) map[string]any {
 }
 
 // upstream reads an object's upstream attributes, or only checks them when keep is
-// false.
-func (d *decoder) upstream(keep bool) []Attribute {
+// false; numbered says that their names are written as in format 4.
+func (d *decoder) upstream(keep, numbered bool) []Attribute {
 	n := d.count()
 	var out []Attribute
 	if keep && n > 0 {
 		out = make([]Attribute, 0, n)
 	}
 	for range n {
-		name := d.str()
+		var name string
+		if numbered {
+			name = d.attrName()
+		} else {
+			name = d.str()
+		}
 		if !keep {
 			d.skipStrs()
 			continue
@@ -450,6 +489,22 @@ func (d *decoder) upstream(keep bool) []Attribute {
 		return nil
 	}
 	return out
+}
+
+// attrName reads an upstream attribute's name in format 4: its number in attrNames, or
+// 0 and the name.
+func (d *decoder) attrName() string {
+	n := d.uvarint()
+	switch {
+	case d.err != nil:
+		return ""
+	case n == 0:
+		return d.str()
+	case n > uint64(len(attrNames)):
+		d.err = fmt.Errorf("unknown attribute name number %d", n)
+		return ""
+	}
+	return attrNames[n-1]
 }
 
 // finish reports the first error, or trailing bytes.
@@ -478,7 +533,7 @@ type objectHeader struct {
 
 // userHead reads a user's fields up to its groups and returns its format.
 func (d *decoder) userHead(u *User) byte {
-	format := d.version(formatV3)
+	format := d.version(formatV4)
 	u.DN = d.str()
 	u.Username = d.str()
 	u.Name = d.str()
@@ -510,8 +565,8 @@ func decodeUserAs(id, val string, whole bool) (*User, error) {
 		return u, d.err
 	}
 	u.Attributes = d.attributes(true)
-	if format == formatV3 {
-		u.Upstream = d.upstream(true)
+	if format >= formatV3 {
+		u.Upstream = d.upstream(true, format == formatV4)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -527,8 +582,8 @@ func checkUser(val string) (objectHeader, error) {
 	format := d.userHead(&u)
 	d.skipStrs()
 	d.attributes(false)
-	if format == formatV3 {
-		d.upstream(false)
+	if format >= formatV3 {
+		d.upstream(false, format == formatV4)
 	}
 	return objectHeader{dn: u.DN, username: u.Username, path: u.Path, email: u.Email, upns: d.picked}, d.finish()
 }
@@ -549,7 +604,7 @@ func userGroups(val string) iter.Seq[string] {
 
 // groupHead reads a group's fields up to its parents and returns its format.
 func (d *decoder) groupHead(g *Group) byte {
-	format := d.version(formatV3)
+	format := d.version(formatV4)
 	if d.err == nil && format == formatV2 {
 		d.err = fmt.Errorf("unknown group format %d", format)
 	}
@@ -565,8 +620,8 @@ func decodeGroup(id, val string) (*Group, error) {
 	format := d.groupHead(g)
 	g.Parents = d.strs()
 	g.Attributes = d.attributes(true)
-	if format == formatV3 {
-		g.Upstream = d.upstream(true)
+	if format >= formatV3 {
+		g.Upstream = d.upstream(true, format == formatV4)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -581,8 +636,8 @@ func checkGroup(val string) (objectHeader, error) {
 	format := d.groupHead(&g)
 	d.skipStrs()
 	d.attributes(false)
-	if format == formatV3 {
-		d.upstream(false)
+	if format >= formatV3 {
+		d.upstream(false, format == formatV4)
 	}
 	return objectHeader{dn: g.DN}, d.finish()
 }

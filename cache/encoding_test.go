@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/binary"
 	"reflect"
 	"testing"
 )
@@ -93,8 +94,8 @@ func TestUpstreamAttributesRoundTrip(t *testing.T) {
 	u := testUser(1, 2, "r")
 	u.Upstream = up
 	val := appendUser(nil, u)
-	if val[0] != formatV3 {
-		t.Fatalf("format %d, want %d", val[0], formatV3)
+	if val[0] != formatV4 {
+		t.Fatalf("format %d, want %d", val[0], formatV4)
 	}
 	got, err := decodeUser("id", string(val))
 	if err != nil {
@@ -127,10 +128,77 @@ func TestUpstreamAttributesRoundTrip(t *testing.T) {
 	}
 
 	plain := testUser(1, 2, "r")
-	if b := appendUser(nil, plain); b[0] == formatV3 {
+	if b := appendUser(nil, plain); b[0] >= formatV3 {
 		t.Fatal("a user without upstream attributes changed format")
 	}
 	if b := appendGroup(nil, testGroup(3, "y")); b[0] != formatV1 {
 		t.Fatal("a group without upstream attributes changed format")
+	}
+}
+
+// Format 4 writes the upstream attributes' names that attrNames has, as spelled, as
+// numbers, and the others (another case, options, names it does not list) as they are;
+// each comes back as it went in. Format 3, which wrote every name out, still reads.
+func TestUpstreamNamesNumbered(t *testing.T) {
+	up := []Attribute{
+		{Name: "objectClass", Values: []string{"inetOrgPerson", "posixAccount"}},
+		{Name: "objectclass", Values: []string{"x"}},                // another spelling
+		{Name: "cn;lang-de", Values: []string{"Alice"}},             // options
+		{Name: "x-custom-attribute", Values: []string{"1", "2"}},    // not listed
+		{Name: attrNames[len(attrNames)-1], Values: []string{"/h"}}, // the last number
+		{Name: "entryUUID", Values: []string{"a85ad1ba-85b8-1041-9179-a7df886d1383"}},
+	}
+	u := testUser(1, 2, "r")
+	u.Upstream = up
+	if err := prepareUser(u); err != nil {
+		t.Fatal(err)
+	}
+	v4 := string(appendUser(nil, u))
+	defer func(f byte) { upstreamFormat = f }(upstreamFormat)
+	upstreamFormat = formatV3
+	v3 := string(appendUser(nil, u))
+	upstreamFormat = formatV4
+	if v4[0] != formatV4 || v3[0] != formatV3 {
+		t.Fatalf("formats %d and %d", v4[0], v3[0])
+	}
+	// A listed name costs its number instead of its length and bytes; one not listed,
+	// a byte more.
+	want := len(v3) + 3
+	for _, name := range []string{"objectClass", attrNames[len(attrNames)-1], "entryUUID"} {
+		want += len(binary.AppendUvarint(nil, attrNumbers[name])) - len(appendString(nil, name))
+	}
+	if len(v4) != want {
+		t.Fatalf("format 4 takes %d bytes, format 3 %d: want %d", len(v4), len(v3), want)
+	}
+	for _, val := range []string{v3, v4} {
+		got, err := decodeUser("id", val)
+		if err != nil {
+			t.Fatalf("format %d: %v", val[0], err)
+		}
+		if !reflect.DeepEqual(got.Upstream, up) {
+			t.Fatalf("format %d: upstream attributes\n got %q\nwant %q", val[0], got.Upstream, up)
+		}
+		if _, err := checkUser(val); err != nil {
+			t.Fatalf("format %d: %v", val[0], err)
+		}
+	}
+	g := testGroup(3, "y")
+	g.Upstream = up
+	gval := string(appendGroup(nil, g))
+	if gg, err := decodeGroup("id", gval); err != nil || gval[0] != formatV4 || !reflect.DeepEqual(gg.Upstream, up) {
+		t.Fatalf("group: format %d, %v, %q", gval[0], err, gg.Upstream)
+	}
+	// A number past the list (a record of a version with a longer one) is refused.
+	bad := []byte(string(appendUser(nil, &User{ID: "x", DN: "uid=a", Upstream: []Attribute{{Name: "uid", Values: []string{"a"}}}})))
+	i := len(bad) - len("a") - 3 // count of attributes, the name's number, the count of values, the value
+	if bad[i] != byte(attrNumbers["uid"]) {
+		t.Fatalf("layout: %x", bad)
+	}
+	bad[i] = byte(len(attrNames) + 1)
+	if _, err := decodeUser("id", string(bad)); err == nil {
+		t.Fatal("an unknown attribute number decodes")
+	}
+	if _, err := checkUser(string(bad)); err == nil {
+		t.Fatal("checkUser accepts an unknown attribute number")
 	}
 }
