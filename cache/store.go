@@ -92,6 +92,8 @@ type Store struct {
 	derivedGen     map[string]uint64
 	derivedWriting sync.Mutex     // held while derived files are written
 	derivedWriters sync.WaitGroup // writes begun by AddDerived
+	// closeSoon is set by CloseSoon: commits do not start a checkpoint's write.
+	closeSoon atomic.Bool
 	// fromCheckpoint is set when Open read the records from the checkpoint.
 	fromCheckpoint bool
 
@@ -188,6 +190,12 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// CloseSoon says that the store will be closed after the next commit (a process that
+// syncs once and ends, ldapproxy sync): commits then leave the checkpoint to Close,
+// which writes it, instead of starting to write it at once and reading the records back
+// from it, which would hold them twice at the end of the sync.
+func (s *Store) CloseSoon() { s.closeSoon.Store(true) }
 
 // Snapshot returns the state of the last committed sync.
 func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }

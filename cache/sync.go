@@ -498,7 +498,9 @@ func (w *Sync) commit() error {
 	users, groups := next.Counts()
 	s.log.Info("store: sync committed", "generation", w.gen, "users", users, "groups", groups,
 		"objects_written", w.objectWrites())
-	s.checkpointDue()
+	if !s.closeSoon.Load() {
+		s.checkpointDue()
+	}
 	for _, fn := range callbacks {
 		fn(next)
 	}

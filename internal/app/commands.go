@@ -36,10 +36,12 @@ func withSyncer(cfg *Config, log *slog.Logger, openStore bool, fn func(*dirsync.
 	return fn(s, store)
 }
 
-// SyncOnce runs one sync and returns the statuses it recorded.
+// SyncOnce runs one sync and returns the statuses it recorded. The store is closed when
+// it ends (CloseSoon).
 func SyncOnce(ctx context.Context, cfg *Config, log *slog.Logger) ([]cache.Status, error) {
 	var status []cache.Status
 	err := withSyncer(cfg, log, true, func(s *dirsync.Syncer, store *cache.Store) error {
+		store.CloseSoon()
 		err := s.Run(ctx)
 		status = store.Status()
 		return err
