@@ -3,8 +3,10 @@ package gcpolicy
 import (
 	"log/slog"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestParseLimit(t *testing.T) {
@@ -47,4 +49,71 @@ func TestStartFollowsTheContainer(t *testing.T) {
 	case ok && got != int64(float64(limit)*limitShare):
 		t.Fatalf("soft limit %d under a container limit of %d", got, limit)
 	}
+}
+
+// gcPercent is the collector's current setting.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// Bounded lets the heap grow by the headroom (64 MiB on 128 MiB live: 50%), by no less
+// than the minimum percent and no more than Go's default, and stop restores the setting.
+func TestBounded(t *testing.T) {
+	t.Setenv("GOGC", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	keep := make([][]byte, 128)
+	for i := range keep {
+		keep[i] = make([]byte, 1<<20)
+	}
+	// After a collection and the finalizer it runs, the percent follows the live heap.
+	settle := func() {
+		for range 3 {
+			runtime.GC()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, c := range []struct {
+		headroom   uint64
+		min        int
+		lo, hi     int
+		constraint string
+	}{
+		{64 << 20, 10, 40, 50, "the headroom"},
+		{1 << 20, 30, 30, 30, "the minimum"},
+		{1 << 40, 10, 100, 100, "Go's default"},
+	} {
+		stop := Bounded(c.headroom, c.min)
+		settle()
+		if p := gcPercent(); p < c.lo || p > c.hi {
+			t.Errorf("GOGC %d with %d bytes of headroom and a minimum of %d; want %d-%d (%s)", p, c.headroom, c.min, c.lo, c.hi, c.constraint)
+		}
+		// One at a time: a second does nothing, and its stop neither.
+		Bounded(1<<40, 100)()
+		settle()
+		if p := gcPercent(); p < c.lo || p > c.hi {
+			t.Errorf("GOGC %d after a Bounded inside another", p)
+		}
+		stop()
+		stop()
+		settle()
+		if p := gcPercent(); p != 100 {
+			t.Errorf("GOGC %d after stop, want 100", p)
+		}
+	}
+	runtime.KeepAlive(keep)
+}
+
+// GOGC in the environment is the operator's choice: Bounded leaves it alone.
+func TestBoundedKeepsGOGC(t *testing.T) {
+	t.Setenv("GOGC", "200")
+	defer debug.SetGCPercent(debug.SetGCPercent(200))
+	stop := Bounded(1<<20, 10)
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond)
+	if p := gcPercent(); p != 200 {
+		t.Fatalf("GOGC %d under Bounded with GOGC=200 set", p)
+	}
+	stop()
 }
