@@ -17,6 +17,7 @@ import (
 
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/directory"
+	"github.com/ldapproxy/ldapproxy/internal/gcpolicy"
 	"github.com/ldapproxy/ldapproxy/ldapserver"
 )
 
@@ -222,6 +223,10 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 			return
 		}
 	}
+	// A build makes a heap that stays (the tree) and about as much garbage (the entries
+	// it is made of): the collector is paced so that the peak stays nearer what is kept.
+	stopPacing := gcpolicy.Bounded(buildHeadroom, buildMinPercent)
+	defer stopPacing()
 	entries := ServedEntries(sn, c.opts)
 	t, err := directory.NewTreeSchema(c.schemaOf(sn), []string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
 	if err != nil {
@@ -246,6 +251,14 @@ func (o ServedOptions) treeOptions() []directory.TreeOption {
 	}
 	return []directory.TreeOption{directory.WithActiveDirectory(directory.ADOptions{})}
 }
+
+// buildHeadroom and buildMinPercent pace the collector while the served tree is built
+// (gcpolicy.Bounded): the heap may grow by 64 MiB, or a quarter of what is live, between
+// collections.
+const (
+	buildHeadroom   = 64 << 20
+	buildMinPercent = 25
+)
 
 // bigBatch is the number of changes from which a batch that changes a quarter of the
 // tree or more (the first sync into an empty store) releases its garbage.
