@@ -340,8 +340,8 @@ func (s *Store) startCheckpointer(written uint64) {
 	os.Remove(filepath.Join(s.dir, checkpointName+".tmp")) // a write a crash cut short
 	go func() {
 		defer close(c.done)
-		var last time.Time     // when the last one was written; zero: write the next at once
-		mapped := written != 0 // the snapshot's records are the checkpoint's
+		var last time.Time // when the last one was written; zero: write the next at once
+		s.recordsMapped.Store(written != 0)
 		// write writes the checkpoint and the derived files that are due; final is the
 		// last write, at Close, when there is no use in moving the records.
 		write := func(final bool) {
@@ -357,8 +357,8 @@ func (s *Store) startCheckpointer(written uint64) {
 				}
 				written, last = sn.gen, time.Now()
 				s.log.Info("store: checkpoint written", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
-				if !mapped && !final {
-					mapped = s.moveToCheckpoint(sn)
+				if !s.recordsMapped.Load() && !final {
+					s.recordsMapped.Store(s.moveToCheckpoint(sn))
 				}
 			}
 			s.writeDerived(s.snap.Load(), final)

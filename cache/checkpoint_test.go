@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -291,10 +292,15 @@ func TestRecordsMoveToCheckpoint(t *testing.T) {
 	checkpointInterval = 0
 	s := openDir(t, t.TempDir())
 	defer s.Close()
+	var committed atomic.Pointer[Snapshot] // the commit's own snapshot, whenever the move comes
+	s.OnCommit(func(sn *Snapshot) { committed.CompareAndSwap(nil, sn) })
 	syncWithSet(t, s, 30, 3, "a")
-	before := s.Snapshot()
-	waitFor(t, "the records to move", func() bool { return s.Snapshot() != before })
+	before := committed.Load()
+	waitFor(t, "the records to move", s.recordsMapped.Load)
 	after := s.Snapshot()
+	if after == before {
+		t.Fatal("the snapshot was not replaced")
+	}
 	if after.Generation() != before.Generation() || after.commit != before.commit {
 		t.Fatalf("generation %d commit %x, want %d %x", after.Generation(), after.commit, before.Generation(), before.commit)
 	}

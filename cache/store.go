@@ -87,6 +87,10 @@ type Store struct {
 	ckpt *checkpointer
 	// derived are the derived files (derived.go), derivedGen the generation of each
 	// one's file on disk.
+	// recordsMapped is set once the snapshot's records are the checkpoint's (a start
+	// from it, or moveToCheckpoint).
+	recordsMapped atomic.Bool
+
 	derivedMu      sync.Mutex
 	derived        []*DerivedFile
 	derivedGen     map[string]uint64
