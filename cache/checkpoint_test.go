@@ -116,19 +116,29 @@ func TestCheckpointNotUsedUnlessCurrent(t *testing.T) {
 	syncWithSet(t, s, 20, 2, "other")
 	s.Close()
 
+	// replace puts a new file in the checkpoint's place: the old one may be mapped by the
+	// snapshot the test compares with (its records moved there), and must stay intact.
+	replace := func(t *testing.T, dir string, b []byte) {
+		if err := os.WriteFile(ckpt(dir)+".new", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(ckpt(dir)+".new", ckpt(dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cases := map[string]func(t *testing.T, dir string, old []byte){
-		"older":   func(t *testing.T, dir string, old []byte) { os.WriteFile(ckpt(dir), old, 0o600) },
-		"another": func(t *testing.T, dir string, _ []byte) { os.WriteFile(ckpt(dir), read(t, ckpt(other)), 0o600) },
+		"older":   func(t *testing.T, dir string, old []byte) { replace(t, dir, old) },
+		"another": func(t *testing.T, dir string, _ []byte) { replace(t, dir, read(t, ckpt(other))) },
 		"damaged": func(t *testing.T, dir string, _ []byte) {
 			b := read(t, ckpt(dir))
 			b[len(b)/2] ^= 0x20
-			os.WriteFile(ckpt(dir), b, 0o600)
+			replace(t, dir, b)
 		},
 		"cut short": func(t *testing.T, dir string, _ []byte) {
 			b := read(t, ckpt(dir))
-			os.WriteFile(ckpt(dir), b[:len(b)-100], 0o600)
+			replace(t, dir, b[:len(b)-100])
 		},
-		"empty": func(t *testing.T, dir string, _ []byte) { os.WriteFile(ckpt(dir), nil, 0o600) },
+		"empty": func(t *testing.T, dir string, _ []byte) { replace(t, dir, nil) },
 	}
 	for name, spoil := range cases {
 		t.Run(name, func(t *testing.T) {
