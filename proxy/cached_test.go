@@ -64,6 +64,20 @@ func newDirSyncModel(t *testing.T, seed uint64, log *slog.Logger) (m *syncModel,
 	return m, openStore
 }
 
+// populate adds users and groups, puts the users in random groups and commits.
+func (m *syncModel) populate(users, groups int) {
+	for range users {
+		m.addUser()
+	}
+	for range groups {
+		m.addGroup()
+	}
+	for _, u := range m.users {
+		u.Groups = m.someGroups()
+	}
+	m.commit()
+}
+
 func (m *syncModel) commit() {
 	w, err := m.store.BeginSync(cache.KindUsers, cache.KindGroups)
 	if err != nil {
@@ -256,16 +270,7 @@ func TestCachedFollowsSyncs(t *testing.T) {
 	for _, nested := range []bool{false, true} {
 		t.Run(fmt.Sprint("nested=", nested), func(t *testing.T) {
 			m := newSyncModel(t, 1)
-			for range 30 {
-				m.addUser()
-			}
-			for range 6 {
-				m.addGroup()
-			}
-			for _, u := range m.users {
-				u.Groups = m.someGroups()
-			}
-			m.commit()
+			m.populate(30, 6)
 			o := ServedOptions{BaseDN: servedBase, NestedGroups: nested}
 			c := newCached(m.store, o, slog.New(failOnWarning{t}))
 			first := c.tree.Load()
@@ -458,16 +463,7 @@ func scannableHeap() uint64 {
 // anew.
 func TestServedTreeFromImage(t *testing.T) {
 	m, openStore := newDirSyncModel(t, 4, slog.New(slog.DiscardHandler))
-	for range 40 {
-		m.addUser()
-	}
-	for range 6 {
-		m.addGroup()
-	}
-	for _, u := range m.users {
-		u.Groups = m.someGroups()
-	}
-	m.commit()
+	m.populate(40, 6)
 	o := ServedOptions{BaseDN: servedBase, NestedGroups: true}
 	c := newCached(m.store, o, slog.New(failOnWarning{t}))
 	if c.containers == nil {
