@@ -134,7 +134,8 @@ func (c *cached) imageWritten(sn *cache.Snapshot) {
 		return
 	}
 	start := time.Now()
-	if mapped := c.readImage(sn); mapped != nil {
+	// The same schema as the tree built: not parsed again, nor its undescribed types logged again.
+	if mapped := c.readImage(sn, t.Schema()); mapped != nil {
 		c.tree.Store(mapped)
 		c.sn, c.mapped = sn, true // sn's records may be the checkpoint's: the tree's are
 		releaseGarbage()
@@ -143,14 +144,14 @@ func (c *cached) imageWritten(sn *cache.Snapshot) {
 	}
 }
 
-// readImage reads the served tree of sn from its image; nil when there is none for sn
-// or it cannot be read.
-func (c *cached) readImage(sn *cache.Snapshot) *directory.Tree {
+// readImage reads the served tree of sn from its image, matching with sch (schemaOf(sn));
+// nil when there is none for sn or it cannot be read.
+func (c *cached) readImage(sn *cache.Snapshot, sch *directory.Schema) *directory.Tree {
 	data, done := c.store.ReadDerived(servedImage, sn)
 	if data == nil {
 		return nil
 	}
-	t, err := directory.ReadTree(c.schemaOf(sn), []string{c.opts.BaseDN}, data, c.imageKey(), sn.Sources(), c.opts.treeOptions()...)
+	t, err := directory.ReadTree(sch, []string{c.opts.BaseDN}, data, c.imageKey(), sn.Sources(), c.opts.treeOptions()...)
 	done(err == nil)
 	if err != nil {
 		level := slog.LevelWarn
@@ -213,8 +214,9 @@ func (c *cached) update(sn *cache.Snapshot) {
 // rebuild makes the served tree of a snapshot anew. On an error the previous tree stays.
 func (c *cached) rebuild(sn *cache.Snapshot) {
 	start := time.Now()
+	sch := c.schemaOf(sn) // parsed once, for the image or the build
 	if c.tree.Load() == nil {
-		if t := c.readImage(sn); t != nil {
+		if t := c.readImage(sn, sch); t != nil {
 			c.tree.Store(t)
 			// The containers are found when the first sync needs them.
 			c.sn, c.containers, c.mapped = sn, nil, true
@@ -228,7 +230,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	stopPacing := gcpolicy.Bounded(buildHeadroom, buildMinPercent)
 	defer stopPacing()
 	entries := ServedEntries(sn, c.opts)
-	t, err := directory.NewTreeSchema(c.schemaOf(sn), []string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
+	t, err := directory.NewTreeSchema(sch, []string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
 	if err != nil {
 		c.log.Error("cannot build the served tree; keeping the previous one", "generation", sn.Generation(), "err", err)
 		return
