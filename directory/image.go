@@ -596,23 +596,30 @@ func (r *imageReader) indexes(t *Tree) error {
 	return r.err
 }
 
+// distinct returns the values of the maps (a schema's, by name and by OID: one value
+// under several keys), each once, sorted by key.
+func distinct[V comparable](key func(V) string, maps ...map[string]V) []V {
+	seen := map[V]bool{}
+	var out []V
+	for _, m := range maps {
+		for _, v := range m {
+			if !seen[v] {
+				seen[v] = true
+				out = append(out, v)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b V) int { return strings.Compare(key(a), key(b)) })
+	return out
+}
+
 // fingerprint hashes what matching and indexing depend on: every attribute type the
 // schema knows and those of types (the tree's typeTable), with their syntaxes, rules
 // and flags, and every object class with its superclasses. Two programs that agree on
 // it normalise and index the same values alike.
 func (s *schema) fingerprint(types []*attrType) uint64 {
 	h := fnv.New64a()
-	seen := map[*attrType]bool{}
-	var attrs []*attrType
-	for _, m := range []map[string]*attrType{s.base.attrs, s.attrs} {
-		for _, at := range m {
-			if !seen[at] {
-				seen[at] = true
-				attrs = append(attrs, at)
-			}
-		}
-	}
-	slices.SortFunc(attrs, func(a, b *attrType) int { return strings.Compare(a.name, b.name) })
+	attrs := distinct(func(a *attrType) string { return a.name }, s.base.attrs, s.attrs)
 	rule := func(m *matchingRule) string {
 		if m == nil {
 			return "-"
@@ -627,18 +634,7 @@ func (s *schema) fingerprint(types []*attrType) uint64 {
 		fmt.Fprintf(h, "a %s %s %d %s %s %s %t %t %t %t\n", at.name, sup, at.synt, rule(at.eq), rule(at.ord), rule(at.sub),
 			at.operational, at.indexed, at.computed, at.hasSubtypes)
 	}
-	seenC := map[*objectClass]bool{}
-	var classes []*objectClass
-	for _, m := range []map[string]*objectClass{s.base.classes, s.classes} {
-		for _, c := range m {
-			if !seenC[c] {
-				seenC[c] = true
-				classes = append(classes, c)
-			}
-		}
-	}
-	slices.SortFunc(classes, func(a, b *objectClass) int { return strings.Compare(a.key, b.key) })
-	for _, c := range classes {
+	for _, c := range distinct(func(c *objectClass) string { return c.key }, s.base.classes, s.classes) {
 		fmt.Fprintf(h, "c %s %d %s\n", c.key, c.kind, strings.Join(c.ancestors, " "))
 	}
 	return h.Sum64()

@@ -64,6 +64,23 @@ func newDirSyncModel(t *testing.T, seed uint64, log *slog.Logger) (m *syncModel,
 	return m, openStore
 }
 
+// changeAndCompare makes a few random changes upstream, commits them and requires the
+// served tree of c to serve exactly what a tree built anew from the snapshot serves.
+func (m *syncModel) changeAndCompare(c *cached, o ServedOptions, round int) {
+	m.t.Helper()
+	for range 1 + m.rng.IntN(4) {
+		m.change()
+	}
+	m.commit()
+	fresh, err := directory.NewTree([]string{servedBase}, ServedEntries(m.store.Snapshot(), o))
+	if err != nil {
+		m.t.Fatalf("round %d: %v", round, err)
+	}
+	if a, b := servedContent(m.t, c.tree.Load()), servedContent(m.t, fresh); a != b {
+		m.t.Fatalf("round %d: the served tree differs from one built anew\napplied:\n%s\nanew:\n%s", round, a, b)
+	}
+}
+
 // populate adds users and groups, puts the users in random groups and commits.
 func (m *syncModel) populate(users, groups int) {
 	for range users {
@@ -275,17 +292,7 @@ func TestCachedFollowsSyncs(t *testing.T) {
 			c := newCached(m.store, o, slog.New(failOnWarning{t}))
 			first := c.tree.Load()
 			for round := range 80 {
-				for range 1 + m.rng.IntN(4) {
-					m.change()
-				}
-				m.commit()
-				fresh, err := directory.NewTree([]string{servedBase}, ServedEntries(m.store.Snapshot(), o))
-				if err != nil {
-					t.Fatalf("round %d: %v", round, err)
-				}
-				if a, b := servedContent(t, c.tree.Load()), servedContent(t, fresh); a != b {
-					t.Fatalf("round %d: the served tree differs from one built anew\napplied:\n%s\nanew:\n%s", round, a, b)
-				}
+				m.changeAndCompare(c, o, round)
 			}
 			tree := c.tree.Load()
 			if tree == first || tree.Version() == 0 {
@@ -472,11 +479,7 @@ func TestServedTreeFromImage(t *testing.T) {
 	built := c.tree.Load()
 	want := servedContent(t, built)
 	// Once its image is written, the tree built is replaced by the tree read from it.
-	deadline := time.Now().Add(10 * time.Second)
-	for !c.isMapped() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !c.isMapped() || c.tree.Load() == built {
+	if !c.waitMapped() || c.tree.Load() == built {
 		t.Fatal("the tree built was not replaced by its image")
 	}
 	if got := servedContent(t, c.tree.Load()); got != want {
@@ -493,17 +496,7 @@ func TestServedTreeFromImage(t *testing.T) {
 		t.Fatalf("the tree read from its image differs\nread:\n%s\nbuilt:\n%s", got, want)
 	}
 	for round := range 20 {
-		for range 1 + m.rng.IntN(4) {
-			m.change()
-		}
-		m.commit()
-		fresh, err := directory.NewTree([]string{servedBase}, ServedEntries(m.store.Snapshot(), o))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a, b := servedContent(t, c.tree.Load()), servedContent(t, fresh); a != b {
-			t.Fatalf("round %d: the tree read from its image, then applied, differs from one built anew\napplied:\n%s\nanew:\n%s", round, a, b)
-		}
+		m.changeAndCompare(c, o, round)
 	}
 	if c.tree.Load().Version() == 0 {
 		t.Fatal("the syncs built the tree anew")
@@ -533,10 +526,18 @@ func TestServedTreeFromImage(t *testing.T) {
 	m.store.Close()
 }
 
-func (c *cached) isMapped() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.mapped
+// waitMapped waits up to 10 s for a tree read from its image to serve, and reports
+// whether one does.
+func (c *cached) waitMapped() bool {
+	mapped := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.mapped
+	}
+	for deadline := time.Now().Add(10 * time.Second); !mapped() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return mapped()
 }
 
 // TestServedTreeImageOfAnotherProgram checks that an image written by another build of
@@ -551,11 +552,7 @@ func TestServedTreeImageOfAnotherProgram(t *testing.T) {
 	m.commit()
 	o := ServedOptions{BaseDN: servedBase}
 	c := newCached(m.store, o, slog.New(failOnWarning{t}))
-	deadline := time.Now().Add(10 * time.Second)
-	for !c.isMapped() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !c.isMapped() {
+	if !c.waitMapped() {
 		t.Fatal("no image written")
 	}
 	m.store.Close()
