@@ -363,11 +363,19 @@ func (s *Store) startCheckpointer(written uint64) {
 			}
 			s.writeDerived(s.snap.Load(), final)
 		}
+		// again releases Badger's pages once more a while after a write: what its
+		// compactions wrote since, and what the kernel had not yet written back.
+		again := time.NewTimer(time.Hour)
+		again.Stop()
+		defer again.Stop()
 		for {
 			select {
 			case <-c.stop:
 				write(true)
 				return
+			case <-again.C:
+				s.releasePages()
+				continue
 			case <-c.kick:
 			}
 			if wait := time.Until(last.Add(checkpointInterval)); wait > 0 {
@@ -381,6 +389,8 @@ func (s *Store) startCheckpointer(written uint64) {
 				}
 			}
 			write(false)
+			s.releasePages()
+			again.Reset(releaseAgain)
 		}
 	}()
 }
@@ -409,6 +419,23 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 	}
 	s.log.Info("store: records moved to the checkpoint", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
 	return true
+}
+
+// releaseAgain is how long after a commit Badger's pages are released a second time.
+const releaseAgain = 45 * time.Second
+
+// releasePages writes Badger's files out and hands their mapped pages back to the kernel
+// (releaseBadgerPages): between commits nothing reads them.
+func (s *Store) releasePages() {
+	if s.mapDir == "" {
+		return
+	}
+	if err := s.db.Sync(); err != nil {
+		s.log.Warn("store: cannot sync Badger's files", "err", err)
+	}
+	if n := releaseBadgerPages(s.mapDir); n > 0 {
+		s.log.Debug("store: Badger's mapped pages released", "mapped_bytes", n)
+	}
 }
 
 // checkpointDue tells the checkpointer that a generation was committed.

@@ -67,7 +67,9 @@ var ErrClosed = errors.New("store closed")
 type Store struct {
 	db  *badger.DB
 	dir string // "" in memory
-	log *slog.Logger
+	// mapDir is dir as the process's list of mappings names it (releaseBadgerPages).
+	mapDir string
+	log    *slog.Logger
 
 	snap   atomic.Pointer[Snapshot]
 	normDN func(string) string
@@ -137,6 +139,7 @@ func Open(cfg Config, log *slog.Logger, normalizeDN func(string) string) (*Store
 			return nil, fmt.Errorf("open store %s: %w", s.dir, err)
 		}
 		opts = badger.DefaultOptions(s.dir)
+		s.mapDir = mappingDir(s.dir)
 	}
 	opts = opts.
 		WithLogger(badgerLogger{log.With("component", "badger")}).
