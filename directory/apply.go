@@ -222,7 +222,6 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 		te.nchild = cur.nchild
 	}
 	te.id = id
-	te.rdn = b.t.rdnValues(dn, te.parent == noEntry)
 	if old != nil {
 		b.t.seedDNs(old, b.dnCache.own)
 	}

@@ -620,10 +620,16 @@ func (t *Tree) ruleTest(rule *matchingRule, norm string) func(string) bool {
 }
 
 // dnValues applies an extensible match with dnAttributes to the attribute values of the
-// entry's DN: its own RDN and those of its ancestors.
+// entry's DN: its own RDN and those of its ancestors, each as the ancestor spells it.
+// The DNs are parsed here, per entry: such filters are rare, and an entry keeps no
+// parsed form of its DN.
 func (t *Tree) dnValues(e *treeEntry, at *attrType, rule *matchingRule, test func(string) bool) bool {
 	for {
-		for _, ava := range e.rdn {
+		dn, ok := parseDN(e.dn)
+		if !ok {
+			return false
+		}
+		for _, ava := range t.rdnValues(dn, e.parent == noEntry) {
 			if at != nil && !ava.typ.isA(at) || at == nil && !rule.usableWith(ava.typ) {
 				continue
 			}

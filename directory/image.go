@@ -48,7 +48,7 @@ import (
 //	crc        4 bytes: CRC-32C of everything before
 //
 // Strings are a uvarint length and the bytes.
-const imageFormat = 2
+const imageFormat = 3
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -231,7 +231,6 @@ func (iw *imageWriter) strings(l []string) {
 //	dn, canonical DN, meta
 //	uvarint source index+1 (0: none), source length
 //	uvarint n, n strings: ext
-//	uvarint n, n (type name, value): the RDN values
 func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 	iw.uvar(int(e.id))
 	if e.parent == noEntry {
@@ -262,15 +261,6 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 		iw.uvar(len(e.src))
 	}
 	iw.strings(e.ext)
-	iw.uvar(len(e.rdn))
-	for _, r := range e.rdn {
-		name := ""
-		if r.typ != nil {
-			name = r.typ.name
-		}
-		iw.str(name)
-		iw.str(r.value)
-	}
 	return nil
 }
 
@@ -378,10 +368,9 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	// One allocation for the entries: a replaced entry keeps only its struct alive with
 	// the array, as its strings are the image's.
 	tes := make([]treeEntry, count)
-	var rdnTypes map[string]*attrType
 	for i := range tes {
 		te := &tes[i]
-		if err := r.entry(te, t.schema, sources, &rdnTypes); err != nil {
+		if err := r.entry(te, sources); err != nil {
 			return nil, err
 		}
 		if int(te.id) >= next || te.parent != noEntry && int(te.parent) >= next {
@@ -508,7 +497,7 @@ func (r *imageReader) strings() []string {
 	return out
 }
 
-func (r *imageReader) entry(te *treeEntry, s *schema, sources []string, rdnTypes *map[string]*attrType) error {
+func (r *imageReader) entry(te *treeEntry, sources []string) error {
 	te.id = entryID(r.uvar())
 	te.parent = noEntry
 	if p := r.uvar(); p > 0 {
@@ -525,21 +514,6 @@ func (r *imageReader) entry(te *treeEntry, s *schema, sources []string, rdnTypes
 		te.src = sources[src-1]
 	}
 	te.ext = r.strings()
-	if n := r.count(); n > 0 {
-		te.rdn = make([]rdnValue, n)
-		for i := range te.rdn {
-			name := r.str()
-			at, ok := (*rdnTypes)[name]
-			if !ok && name != "" {
-				if *rdnTypes == nil {
-					*rdnTypes = map[string]*attrType{}
-				}
-				at = s.attr(name)
-				(*rdnTypes)[name] = at
-			}
-			te.rdn[i] = rdnValue{typ: at, value: r.str()}
-		}
-	}
 	if r.err != nil || len(te.meta) == 0 {
 		return errDamaged
 	}

@@ -83,9 +83,6 @@ type treeEntry struct {
 	meta       string   // the attributes, see layout.go
 	src        string   // the Source most values are slices of; "" when none is
 	ext        []string // values kept whole: outside src, longer than inlineMax
-	// rdn holds the attribute values of the entry's RDN, or of its whole DN for the
-	// entry of a naming context: extensible matches with dnAttributes look at them.
-	rdn []rdnValue
 }
 
 type rdnValue struct {
@@ -236,7 +233,6 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 		enc := newEncoder(t.typeTable)
 		for pos := lo; pos < hi; pos++ {
 			n := &nodes[order[pos]]
-			tes[pos].rdn = t.rdnValues(n.dn, n.parent < 0)
 			t.fillAttributes(tes[pos], n.e, enc, cache)
 		}
 	})
