@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
-
-	"github.com/ldapproxy/ldapproxy/internal/parallel"
 )
 
 // A tree's image is the tree in a file: what NewTree computes from the entries (canonical
@@ -398,19 +396,12 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	}
 	t.entries, t.count = ids.t, count
 
-	// The DN map on every core, and the indexes as the image has them.
-	byDN := make([]map[string]entryID, mapShards)
-	parallel.Ranges(mapShards, mapShards/4, func(lo, hi int) {
-		for s := lo; s < hi; s++ {
-			byDN[s] = make(map[string]entryID, count/mapShards+1)
-		}
-		for i := range tes {
-			if s := shardOf(tes[i].ndn); s >= lo && s < hi {
-				byDN[s][tes[i].ndn] = tes[i].id
-			}
-		}
-	})
-	t.byDN = &shardMap[entryID]{shards: byDN}
+	// The DN table, and the indexes as the image has them.
+	byDN, ok := newDNTable(tes)
+	if !ok {
+		return nil, errDamaged // two entries with one DN
+	}
+	t.byDN = &shardMap[entryID]{base: byDN}
 	if err := r.indexes(t); err != nil {
 		return nil, err
 	}

@@ -106,10 +106,17 @@ var shardSeed = maphash.MakeSeed()
 // shardMap is a map from strings split into shards, shared between versions.
 type shardMap[V any] struct {
 	shards []map[string]V // nil: nothing but base
-	// base, when set, holds the keys and posting lists of an index of a tree read from
-	// its image (V is then []entryID): read in place, in the image's pages. The shards
-	// hold only what versions changed since; a nil list is a key removed from base.
-	base *baseTable
+	// base, when set, holds the keys of a tree read from its image: an index's keys and
+	// posting lists (baseTable, V []entryID), read in place in the image's pages, or
+	// the canonical DNs of its entries (dnTable, V entryID). The shards hold only what
+	// versions changed since; tombstone(V) there is a key removed from base.
+	base baseMap[V]
+}
+
+// baseMap is the read-only base of a shardMap.
+type baseMap[V any] interface {
+	get(k string) (V, bool)
+	each(fn func(k string, v V))
 }
 
 func shardOf(k string) int { return int(maphash.String(shardSeed, k) % mapShards) }
@@ -128,17 +135,32 @@ func (m *shardMap[V]) get(k string) (V, bool) {
 		}
 	}
 	if m.base != nil {
-		if l, ok := m.base.get(k); ok {
-			return any(l).(V), true
+		if v, ok := m.base.get(k); ok {
+			return v, true
 		}
 	}
 	return zero, false
 }
 
-// removed reports whether v marks a key of base as removed: a nil posting list.
+// removed reports whether v marks a key of base as removed: tombstone(V).
 func removed[V any](v V) bool {
-	l, ok := any(v).([]entryID)
-	return ok && l == nil
+	switch x := any(v).(type) {
+	case []entryID:
+		return x == nil
+	case entryID:
+		return x == noEntry
+	}
+	return false
+}
+
+// tombstone is the value that marks a key of base as removed: a nil posting list, or
+// noEntry.
+func tombstone[V any]() V {
+	var v V
+	if p, ok := any(&v).(*entryID); ok {
+		*p = noEntry
+	}
+	return v
 }
 
 // each calls fn with every key and value of the map, in no order.
@@ -154,13 +176,13 @@ func (m *shardMap[V]) each(fn func(k string, v V)) {
 		}
 	}
 	if m.base != nil {
-		m.base.each(func(k string, l []entryID) {
+		m.base.each(func(k string, v V) {
 			if m.shards != nil {
 				if _, changed := m.shards[shardOf(k)][k]; changed {
 					return
 				}
 			}
-			fn(k, any(l).(V))
+			fn(k, v)
 		})
 	}
 }
@@ -206,8 +228,7 @@ func (w *shardWriter[V]) delete(k string) {
 	}
 	if w.m.base != nil {
 		if _, inBase := w.m.base.get(k); inBase {
-			var gone V // a nil posting list
-			w.shard(k)[k] = gone
+			w.shard(k)[k] = tombstone[V]()
 			return
 		}
 	}
@@ -264,4 +285,54 @@ func (b *baseTable) record(off int) (string, []entryID) {
 		return key, nil
 	}
 	return key, unsafe.Slice((*entryID)(unsafe.Pointer(unsafe.StringData(b.data[p:]))), c)
+}
+
+// dnTable maps the canonical DNs of a tree read from its image to their entries: an
+// open-addressing hash table of slots, each 0 (empty) or 1 + a position in entries,
+// whose ndn is the key (a slice of the image). 4 bytes a slot, at most half of them
+// full: a few bytes per entry, where a map held a string header and an ID per entry.
+type dnTable struct {
+	entries []treeEntry // the read tree's, never changed: versions copy what they change
+	slots   []uint32
+}
+
+// newDNTable places entries in a dnTable; false when two have the same canonical DN.
+func newDNTable(entries []treeEntry) (*dnTable, bool) {
+	n := 8
+	for n < 2*len(entries) {
+		n <<= 1
+	}
+	d := &dnTable{entries: entries, slots: make([]uint32, n)}
+	mask := n - 1
+	for pos := range entries {
+		k := entries[pos].ndn
+		i := int(imageHash(k)) & mask
+		for d.slots[i] != 0 {
+			if entries[d.slots[i]-1].ndn == k {
+				return nil, false
+			}
+			i = (i + 1) & mask
+		}
+		d.slots[i] = uint32(pos + 1)
+	}
+	return d, true
+}
+
+func (d *dnTable) get(k string) (entryID, bool) {
+	mask := len(d.slots) - 1
+	for i := int(imageHash(k)) & mask; ; i = (i + 1) & mask {
+		s := d.slots[i]
+		if s == 0 {
+			return noEntry, false
+		}
+		if e := &d.entries[s-1]; e.ndn == k {
+			return e.id, true
+		}
+	}
+}
+
+func (d *dnTable) each(fn func(k string, id entryID)) {
+	for i := range d.entries {
+		fn(d.entries[i].ndn, d.entries[i].id)
+	}
 }
