@@ -817,7 +817,7 @@ func (c *Credentials) sweep(sn *Snapshot) {
 		case isDNKey(ch.id):
 			// Kept until it expires, unless the DN is now a synced user's,
 			// whose own hash and rules apply.
-			ch.drop = sn.usersByDN[ch.id[1:]] != nil
+			ch.drop = sn.usersByDN.lookup(ch.id[1:]) != nil
 		default:
 			active, marker, ok := sn.passwordState(ch.id)
 			ch.drop = !ok || !active || marker != ch.marker

@@ -84,12 +84,11 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) {
 		}
 		return []string{k}
 	}
+	wg := next.indexUsers() // DN, name and mail: built anew over the list
+	defer wg.Wait()
 	indexes := []*index{
-		{prev.usersByDN, func(r *userRec) []string { return []string{r.dnKey} }},
-		{prev.usersByPath, func(r *userRec) []string { return one(r.pathKey) }},
-		{prev.usersByName, func(r *userRec) []string { return one(r.nameKey) }},
-		{prev.usersByUPN, func(r *userRec) []string { return r.upnKeys }},
-		{prev.usersByMail, func(r *userRec) []string { return one(r.mailKey) }},
+		{prev.usersByPath, func(r *userRec) []string { return one(r.pathKey()) }},
+		{prev.usersByUPN, func(r *userRec) []string { return r.upnKeys() }},
 	}
 	for _, ix := range indexes {
 		m := maps.Clone(ix.m)
@@ -133,8 +132,7 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) {
 		}
 		ix.m = m
 	}
-	next.usersByDN, next.usersByPath, next.usersByName, next.usersByUPN, next.usersByMail =
-		indexes[0].m, indexes[1].m, indexes[2].m, indexes[3].m, indexes[4].m
+	next.usersByPath, next.usersByUPN = indexes[0].m, indexes[1].m
 }
 
 // patchMembers updates the member lists of the groups that the changed users left or

@@ -89,9 +89,9 @@ func TestPatchMatchesRebuild(t *testing.T) {
 		want := newSnapshot(uint64(round+2), maps.Clone(users), maps.Clone(groups), norm)
 		for name, pair := range map[string][2]any{
 			"users": {sn.users, want.users}, "userList": {sn.userList, want.userList},
-			"usersByDN": {sn.usersByDN, want.usersByDN}, "usersByPath": {sn.usersByPath, want.usersByPath},
-			"usersByName": {sn.usersByName, want.usersByName}, "usersByUPN": {sn.usersByUPN, want.usersByUPN},
-			"usersByMail": {sn.usersByMail, want.usersByMail}, "groups": {sn.groups, want.groups},
+			"usersByDN": {indexMap(sn.usersByDN), indexMap(want.usersByDN)}, "usersByPath": {sn.usersByPath, want.usersByPath},
+			"usersByName": {indexMap(sn.usersByName), indexMap(want.usersByName)}, "usersByUPN": {sn.usersByUPN, want.usersByUPN},
+			"usersByMail": {indexMap(sn.usersByMail), indexMap(want.usersByMail)}, "groups": {sn.groups, want.groups},
 			"groupsByDN": {sn.groupsByDN, want.groupsByDN},
 		} {
 			if !reflect.DeepEqual(pair[0], pair[1]) {

@@ -24,11 +24,11 @@ type Snapshot struct {
 
 	users       map[string]*userRec // by ID
 	userList    []*userRec          // in ID order
-	usersByDN   map[string]*userRec // by norm(DN); nil: several users
+	usersByDN   *userIndex          // by norm(DN)
 	usersByPath map[string]*userRec // by norm(Path), users with a Path only
-	usersByName map[string]*userRec // by lower-case Username; nil: several users
+	usersByName *userIndex          // by lower-case Username
 	usersByUPN  map[string]*userRec // by each lower-case UPNAttribute value; nil: several users
-	usersByMail map[string]*userRec // by lower-case Email; nil: several users
+	usersByMail *userIndex          // by lower-case Email
 
 	groups     map[string]*groupRec
 	groupList  []*groupRec
@@ -53,9 +53,30 @@ type userRec struct {
 	gen     uint64 // generation in the key of the Badger record
 	dnKey   string // norm(DN)
 	nameKey string // lower-case Username
-	pathKey string // norm(Path); empty when Path is
 	mailKey string // lower-case Email
+	more    *userKeys // nil for most users
+}
+
+// userKeys are the keys few users have.
+type userKeys struct {
+	pathKey string // norm(Path); empty when Path is
 	upnKeys []string
+}
+
+// pathKey is r's norm(Path), "" when it has none.
+func (r *userRec) pathKey() string {
+	if r.more == nil {
+		return ""
+	}
+	return r.more.pathKey
+}
+
+// upnKeys are r's lower-case UPNAttribute values.
+func (r *userRec) upnKeys() []string {
+	if r.more == nil {
+		return nil
+	}
+	return r.more.upnKeys
 }
 
 // groupRec is a group as the store holds it.
@@ -73,13 +94,17 @@ func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec,
 		return nil, err
 	}
 	r := &userRec{id: id, val: val, gen: gen, dnKey: norm(h.dn), nameKey: strings.ToLower(h.username), mailKey: strings.ToLower(h.email)}
+	var more userKeys
 	if h.path != "" {
-		r.pathKey = norm(h.path)
+		more.pathKey = norm(h.path)
 	}
 	for _, upn := range h.upns {
 		if upn != "" {
-			r.upnKeys = append(r.upnKeys, strings.ToLower(upn))
+			more.upnKeys = append(more.upnKeys, strings.ToLower(upn))
 		}
+	}
+	if more.pathKey != "" || more.upnKeys != nil {
+		r.more = &more
 	}
 	return r, nil
 }
@@ -154,59 +179,50 @@ func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[str
 	return &next
 }
 
-// setUsers indexes users, which it keeps. With many users (a first sync, a start) the
-// indexes by DN, name and mail are built on a second goroutine while this one sorts the
-// list and builds the others. sorted, when not nil, is users' records in ID order.
+// setUsers indexes users, which it keeps. sorted, when not nil, is users' records in
+// ID order. With many users (a first sync, a start) the indexes by DN, name and mail
+// are built on goroutines of their own while this one builds the others.
 func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []*userRec) {
 	sn.users = users
 	list := sorted
 	if len(list) != len(users) {
 		list = slices.Collect(maps.Values(users))
 	}
-	byDNNameMail := func() {
-		sn.usersByDN = make(map[string]*userRec, len(list))
-		sn.usersByName = make(map[string]*userRec, len(list))
-		mails := 0
-		for _, r := range list {
-			if r.mailKey != "" {
-				mails++
-			}
-		}
-		sn.usersByMail = make(map[string]*userRec, mails)
-		for _, r := range list {
-			addUnique(sn.usersByDN, r.dnKey, r)
-			if r.nameKey != "" {
-				addUnique(sn.usersByName, r.nameKey, r)
-			}
-			if r.mailKey != "" {
-				addUnique(sn.usersByMail, r.mailKey, r)
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	if len(list) >= parallelIndexing {
-		wg.Go(byDNNameMail)
+	byID := func(a, b *userRec) int { return strings.Compare(a.id, b.id) }
+	if len(sorted) == len(users) && slices.IsSortedFunc(sorted, byID) {
+		sn.userList = sorted
 	} else {
-		byDNNameMail()
+		sn.userList = slices.SortedFunc(slices.Values(list), byID)
 	}
+	wg := sn.indexUsers()
 	sn.usersByPath = map[string]*userRec{}
 	sn.usersByUPN = map[string]*userRec{}
 	for _, r := range list {
-		if r.pathKey != "" {
-			addUnique(sn.usersByPath, r.pathKey, r)
+		if k := r.pathKey(); k != "" {
+			addUnique(sn.usersByPath, k, r)
 		}
-		for _, k := range r.upnKeys {
+		for _, k := range r.upnKeys() {
 			addUnique(sn.usersByUPN, k, r)
 		}
 	}
-	byID := func(a, b *userRec) int { return strings.Compare(a.id, b.id) }
-	if len(sorted) == len(users) && slices.IsSortedFunc(sorted, byID) {
-		sn.userList = sorted // read by both goroutines, changed by neither
-	} else {
-		// list is read by the other goroutine: the sorted list is a copy.
-		sn.userList = slices.SortedFunc(slices.Values(list), byID)
-	}
 	wg.Wait()
+}
+
+// indexUsers builds the indexes by DN, name and mail over sn.userList: on goroutines
+// of their own when there are many users, which the caller waits for.
+func (sn *Snapshot) indexUsers() *sync.WaitGroup {
+	var wg sync.WaitGroup
+	build := func(dst **userIndex, key func(*userRec) string) {
+		if len(sn.userList) >= parallelIndexing {
+			wg.Go(func() { *dst = newUserIndex(sn.userList, key) })
+		} else {
+			*dst = newUserIndex(sn.userList, key)
+		}
+	}
+	build(&sn.usersByDN, dnKeyOf)
+	build(&sn.usersByName, nameKeyOf)
+	build(&sn.usersByMail, mailKeyOf)
+	return &wg
 }
 
 // parallelIndexing is the number of users from which setUsers uses two goroutines (a
@@ -283,7 +299,7 @@ func (sn *Snapshot) UserByID(id string) (*User, bool) {
 // UserByDN returns the user whose upstream DN equals dn, compared as the
 // store's DN normaliser does. A DN two users share finds neither.
 func (sn *Snapshot) UserByDN(dn string) (*User, bool) {
-	return userOf(sn.usersByDN[sn.norm(dn)])
+	return userOf(sn.usersByDN.lookup(sn.norm(dn)))
 }
 
 // UserByPath returns the user served under dn: the one whose Path equals dn,
@@ -293,7 +309,7 @@ func (sn *Snapshot) UserByPath(dn string) (*User, bool) {
 	if r, ok := sn.usersByPath[key]; ok {
 		return userOf(r)
 	}
-	if r := sn.usersByDN[key]; r != nil && r.pathKey == "" {
+	if r := sn.usersByDN.lookup(key); r != nil && r.pathKey() == "" {
 		return r.user(), true
 	}
 	return nil, false
@@ -310,13 +326,13 @@ func (sn *Snapshot) byBindDN(dn string) *userRec {
 	if r := sn.usersByPath[key]; r != nil {
 		return r
 	}
-	return sn.usersByDN[key]
+	return sn.usersByDN.lookup(key)
 }
 
 // UserByUsername returns the user with the user name name, compared without
 // regard to case. A name two users share finds neither.
 func (sn *Snapshot) UserByUsername(name string) (*User, bool) {
-	return userOf(sn.usersByName[strings.ToLower(name)])
+	return userOf(sn.usersByName.lookup(strings.ToLower(name)))
 }
 
 // UserByLoginName returns the one user whose user name, UPN (the UPNAttribute's values)
@@ -337,14 +353,15 @@ func (sn *Snapshot) byLoginName(name string) *userRec {
 		implicit = local
 	}
 	var found *userRec
+	byUPN := func(k string) (*userRec, bool) { r, ok := sn.usersByUPN[k]; return r, ok }
 	for _, l := range [...]struct {
-		index map[string]*userRec
+		index func(string) (*userRec, bool)
 		key   string
-	}{{sn.usersByName, key}, {sn.usersByUPN, key}, {sn.usersByMail, key}, {sn.usersByName, implicit}} {
+	}{{sn.usersByName.get, key}, {byUPN, key}, {sn.usersByMail.get, key}, {sn.usersByName.get, implicit}} {
 		if l.key == "" {
 			continue
 		}
-		r, ok := l.index[l.key]
+		r, ok := l.index(l.key)
 		switch {
 		case !ok:
 			continue
@@ -375,7 +392,7 @@ func (n Names) UserByBindDN(dn string) (*User, bool) { return briefOf(n.sn.byBin
 
 // UserByUsername is Snapshot.UserByUsername, without User.Attributes and User.Upstream.
 func (n Names) UserByUsername(name string) (*User, bool) {
-	return briefOf(n.sn.usersByName[strings.ToLower(name)])
+	return briefOf(n.sn.usersByName.lookup(strings.ToLower(name)))
 }
 
 // UserByLoginName is Snapshot.UserByLoginName, without User.Attributes and
@@ -461,7 +478,7 @@ func (sn *Snapshot) GroupByDN(dn string) (*Group, bool) {
 // the store's DN normaliser compares DNs), without decoding either.
 func (sn *Snapshot) HasObjectDN(dn string) bool {
 	n := sn.norm(dn)
-	if _, ok := sn.usersByDN[n]; ok {
+	if _, ok := sn.usersByDN.get(n); ok {
 		return true
 	}
 	_, ok := sn.groupsByDN[n]

@@ -1,0 +1,87 @@
+package cache
+
+import "hash/maphash"
+
+// userIndex finds a snapshot's users by one key of theirs (DN, user name, mail): an
+// open-addressing hash table of 4-byte slots over the snapshot's user list, at most
+// half of them full, each 0 (empty) or 1 + a position in the list, whose record holds
+// the key. Where a map held a string header and a pointer per user, this holds a few
+// bytes. A key two users share is marked shared: it finds neither (addUnique's rule).
+// Built once per snapshot, from the list, and never changed.
+type userIndex struct {
+	list  []*userRec
+	key   func(*userRec) string
+	slots []uint32
+}
+
+// sharedKey marks a slot whose key more than one user has.
+const sharedKey = 1 << 31
+
+// indexSeed is the hash seed of every userIndex of this process: a directory's values
+// cannot be chosen to collide.
+var indexSeed = maphash.MakeSeed()
+
+// newUserIndex indexes list by key; users whose key is "" are left out. It returns nil
+// for a list too long for its positions, which no directory comes near.
+func newUserIndex(list []*userRec, key func(*userRec) string) *userIndex {
+	if len(list) >= sharedKey-1 {
+		return nil
+	}
+	n := 8
+	for n < 2*len(list) {
+		n <<= 1
+	}
+	x := &userIndex{list: list, key: key, slots: make([]uint32, n)}
+	mask := n - 1
+	for pos, r := range list {
+		k := key(r)
+		if k == "" {
+			continue
+		}
+		i := int(maphash.String(indexSeed, k)) & mask
+		for {
+			s := x.slots[i]
+			if s == 0 {
+				x.slots[i] = uint32(pos + 1)
+				break
+			}
+			if key(list[s&^sharedKey-1]) == k {
+				x.slots[i] = s | sharedKey
+				break
+			}
+			i = (i + 1) & mask
+		}
+	}
+	return x
+}
+
+// get returns the user whose key is k, as a map kept by addUnique would: nil and true
+// for a key several users share, nil and false for one none has.
+func (x *userIndex) get(k string) (*userRec, bool) {
+	if x == nil || k == "" {
+		return nil, false
+	}
+	mask := len(x.slots) - 1
+	for i := int(maphash.String(indexSeed, k)) & mask; ; i = (i + 1) & mask {
+		s := x.slots[i]
+		if s == 0 {
+			return nil, false
+		}
+		if r := x.list[s&^sharedKey-1]; x.key(r) == k {
+			if s&sharedKey != 0 {
+				return nil, true
+			}
+			return r, true
+		}
+	}
+}
+
+// lookup is get without telling a shared key from a missing one.
+func (x *userIndex) lookup(k string) *userRec {
+	r, _ := x.get(k)
+	return r
+}
+
+func dnKeyOf(r *userRec) string   { return r.dnKey }
+func nameKeyOf(r *userRec) string { return r.nameKey }
+func mailKeyOf(r *userRec) string { return r.mailKey }

@@ -1,0 +1,59 @@
+package cache
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestUserIndex: a key one user has finds that user, one two users share finds neither
+// (but is told apart from a key none has), and an empty key is never indexed.
+func TestUserIndex(t *testing.T) {
+	var list []*userRec
+	for i := range 5000 {
+		r := &userRec{id: fmt.Sprint(i), nameKey: fmt.Sprintf("user%d", i), mailKey: fmt.Sprintf("u%d@x", i%2500)}
+		if i%7 == 0 {
+			r.mailKey = ""
+		}
+		list = append(list, r)
+	}
+	byName, byMail := newUserIndex(list, nameKeyOf), newUserIndex(list, mailKeyOf)
+	for i, r := range list {
+		if got, ok := byName.get(r.nameKey); !ok || got != r {
+			t.Fatalf("user %d by name: %v %v", i, got, ok)
+		}
+		if r.mailKey == "" {
+			continue
+		}
+		other := list[(i+2500)%5000]
+		got, ok := byMail.get(r.mailKey)
+		switch {
+		case other.mailKey == r.mailKey && (got != nil || !ok):
+			t.Fatalf("mail %s, shared: %v %v", r.mailKey, got, ok)
+		case other.mailKey != r.mailKey && got != r:
+			t.Fatalf("mail %s: %v %v", r.mailKey, got, ok)
+		}
+	}
+	for _, k := range []string{"", "user5000", "nobody"} {
+		if got, ok := byName.get(k); ok || got != nil {
+			t.Fatalf("%q: %v %v", k, got, ok)
+		}
+	}
+	if got, ok := byMail.get(""); ok || got != nil {
+		t.Fatalf("the empty mail finds %v %v", got, ok)
+	}
+	var none *userIndex
+	if got, ok := none.get("x"); ok || got != nil {
+		t.Fatal("a nil index finds a user")
+	}
+}
+
+// indexMap is what x finds for every key of its users, as a map kept by addUnique.
+func indexMap(x *userIndex) map[string]*userRec {
+	m := map[string]*userRec{}
+	for _, r := range x.list {
+		if k := x.key(r); k != "" {
+			m[k], _ = x.get(k)
+		}
+	}
+	return m
+}
