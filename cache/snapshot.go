@@ -49,11 +49,11 @@ type Snapshot struct {
 // the stored form is already normalised, which it usually is.
 type userRec struct {
 	id      string
-	val     string // the encoding, see appendUser
-	gen     uint64 // generation in the key of the Badger record
-	dnKey   string // norm(DN)
-	nameKey string // lower-case Username
-	mailKey string // lower-case Email
+	val     string    // the encoding, see appendUser
+	gen     uint64    // generation in the key of the Badger record
+	dnKey   string    // norm(DN)
+	nameKey string    // lower-case Username
+	mailKey string    // lower-case Email
 	more    *userKeys // nil for most users
 }
 
