@@ -46,6 +46,12 @@ type conn struct {
 	log         *slog.Logger
 	implicitTLS bool       // LDAPS: a TLS handshake starts the connection
 	counted     netip.Addr // the address counted against the per-address cap; under srv.mu
+	// rdl is the read deadline the read loop last set on raw (zero: none). Only the read
+	// loop uses it; Shutdown's own deadline is known by stopped.
+	rdl time.Time
+	// timedWrites says that sock bounds each write that waits by the write timeout
+	// itself (rawsock.SetWriteTimeout), so a response sets no write deadline.
+	timedWrites bool
 
 	ctx    context.Context // cancelled when the connection is torn down
 	cancel context.CancelFunc
@@ -95,6 +101,7 @@ func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 		wdst:        sock,
 		ops:         make(map[int64]context.CancelFunc),
 		spare:       make(chan *Request),
+		timedWrites: rawsock.SetWriteTimeout(sock, s.writeTimeout()),
 	}
 	return c
 }
@@ -173,16 +180,26 @@ func (c *conn) start() bool {
 // readMessage waits for the next message. Waiting is bounded by the idle timeout, which
 // only ends the connection when nothing is in flight: a client reading a long search
 // result is not idle.
+//
+// The idle deadline is moved only once an eighth of the timeout has passed since it was
+// set, not for every message (setting one reads the clock twice and moves a runtime
+// timer): a deadline that comes before the connection has been idle for the whole
+// timeout finds it not idle yet, and is moved to the moment it will be.
 func (c *conn) readMessage() (msg []byte, held int64, err error) {
 	idle := c.srv.IdleTimeout
+	var waitFrom time.Time
+	if idle > 0 {
+		waitFrom = time.Now()
+	}
 	for {
 		if c.stopped.Load() {
 			return nil, 0, ErrServerClosed
 		}
-		if idle > 0 {
-			c.raw.SetReadDeadline(time.Now().Add(idle))
-		} else {
-			c.raw.SetReadDeadline(time.Time{})
+		switch until := waitFrom.Add(idle); {
+		case idle <= 0 && !c.rdl.IsZero():
+			c.setReadDeadline(time.Time{})
+		case idle > 0 && (c.rdl.After(until) || c.rdl.Before(until.Add(-idle/8))):
+			c.setReadDeadline(until)
 		}
 		if c.stopped.Load() { // Shutdown may have set its deadline just before ours
 			return nil, 0, ErrServerClosed
@@ -197,10 +214,17 @@ func (c *conn) readMessage() (msg []byte, held int64, err error) {
 		case !isTimeout(err):
 			return nil, 0, err
 		case c.inFlight() > 0:
+			waitFrom = time.Now()
+			continue
+		case time.Since(waitFrom) < idle: // set before this wait began
 			continue
 		default:
 			return nil, 0, errIdle
 		}
+	}
+	if c.buffered() {
+		// All of the message is here: reading it waits for nothing.
+		return c.readFrame()
 	}
 	// A message has started: all of it must arrive within the idle timeout (or the write
 	// timeout when there is none), so a client trickling bytes cannot hold a connection.
@@ -208,8 +232,21 @@ func (c *conn) readMessage() (msg []byte, held int64, err error) {
 	if limit <= 0 {
 		limit = c.srv.writeTimeout()
 	}
-	c.raw.SetReadDeadline(time.Now().Add(limit))
+	c.setReadDeadline(time.Now().Add(limit))
 	return c.readFrame()
+}
+
+// setReadDeadline sets raw's read deadline from the read loop.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.raw.SetReadDeadline(t)
+	c.rdl = t
+}
+
+// buffered reports whether the whole of the next message has been read into c.rd.
+func (c *conn) buffered() bool {
+	b, _ := c.rd.Peek(c.rd.Buffered())
+	_, _, end, err := ldapwire.Header(b, 0)
+	return err == nil && end <= len(b)
 }
 
 // smallFrame is the size up to which a request's buffer is made at once, from its
@@ -543,6 +580,7 @@ func (c *conn) startTLS(req *Request) bool {
 		return false
 	}
 	c.raw.SetDeadline(time.Time{})
+	c.rdl = time.Time{}
 	c.rd.Reset(tc)
 	c.sess.setTLS(tc.ConnectionState())
 	c.log.Debug("StartTLS established", "version", tls.VersionName(tc.ConnectionState().Version))
@@ -625,7 +663,8 @@ func (c *conn) sendAs(ctx context.Context, b []byte, id int64, hold bool) error 
 	}
 	// The deadline bounds each write to the socket, not a batch: a batch goes on for as
 	// long as senders keep coming, and a client that reads steadily must not be cut.
-	if len(b) > c.bw.Available() || last && !hold {
+	// With timedWrites, the socket bounds each write that waits by itself.
+	if !c.timedWrites && (len(b) > c.bw.Available() || last && !hold) {
 		c.raw.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
 	}
 	_, err := c.bw.Write(b)
@@ -647,7 +686,9 @@ func (c *conn) flush() {
 	if c.wdead || c.bw == nil || c.bw.Buffered() == 0 {
 		return
 	}
-	c.raw.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
+	if !c.timedWrites {
+		c.raw.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
+	}
 	if err := c.bw.Flush(); err != nil {
 		c.writeFailed(err)
 	}

@@ -951,6 +951,24 @@ func TestIdleTimeout(t *testing.T) {
 			w.expectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
 		}
 	})
+	t.Run("idle counted from the last request, not from when the timer was set", func(t *testing.T) {
+		// Requests closer together than an eighth of the timeout leave the deadline set
+		// for an earlier one: the connection must still get the whole timeout after the
+		// last.
+		w := dialWire(t, addr)
+		for id := int64(1); id <= 8; id++ {
+			time.Sleep(idle / 100)
+			w.send(ldapMessage(id, extendedOp(OIDWhoAmI, nil)))
+			w.expectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+		}
+		d := w.expectClosed(2*time.Second, false)
+		if d < idle-10*time.Millisecond {
+			t.Errorf("closed %v after the last request, before the idle timeout (%v)", d, idle)
+		}
+		if d > idle+idle/2 {
+			t.Errorf("closed %v after the last request, well after the idle timeout (%v)", d, idle)
+		}
+	})
 }
 
 func TestWriteTimeoutDropsClientThatDoesNotRead(t *testing.T) {

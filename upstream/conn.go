@@ -196,7 +196,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 			}
 		}
 		start := time.Now()
-		delivered, err := wc.roundTrip(ctx, msg, respond, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind)
+		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind)
 		c.pool.m.observeKind(wc.srv, kind, start)
 		c.finished()
 		var ne *netError
@@ -409,7 +409,7 @@ func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
 			refusal = r.Err()
 		}
 		return nil
-	}, c.pool.cfg.Timeout, false, true)
+	}, start, c.pool.cfg.Timeout, false, true)
 	c.pool.m.observeKind(wc.srv, KindBind, start)
 	switch {
 	case err != nil:

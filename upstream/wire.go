@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+	"github.com/ldapproxy/ldapproxy/internal/rawsock"
 )
 
 // maxResponseSize bounds one response message from a server. Entries with photos or
@@ -45,6 +46,9 @@ type wireConn struct {
 	// sock is the socket under nc (also under TLS), looked at when the connection is
 	// idle; nil: none that can be looked at, and a reader goroutine always reads instead.
 	sock syscall.RawConn
+	// under is the TCP connection under nc (also under TLS) when it bounds each write
+	// that waits by itself (rawsock.SetWriteTimeout); nil: writes set a deadline.
+	under net.Conn
 
 	wmu sync.Mutex
 	bw  *bufio.Writer
@@ -96,6 +100,7 @@ func newWireConn(nc net.Conn, srv *server) *wireConn {
 	}
 	w.released.L = &w.mu
 	w.sock = socketOf(nc)
+	w.under = timedConn(nc)
 	w.sendStep = w.step
 	if w.sock == nil {
 		w.reading = true
@@ -158,7 +163,9 @@ func (w *wireConn) dispatch(msg []byte) error {
 		return &netError{fmt.Errorf("malformed response: %w", err)}
 	}
 	resp.More = w.buffered()
-	c.last.Store(time.Now().UnixNano())
+	if !resp.Final { // after the final one, nothing waits for the next
+		c.last.Store(time.Now().UnixNano())
+	}
 	fnErr := c.deliver(resp)
 	switch {
 	case fnErr != nil:
@@ -281,15 +288,14 @@ func (w *wireConn) broken() bool {
 }
 
 // roundTrip sends msg under a fresh message ID and waits for its final response, giving
-// each response to fn. A search (progressive) times out only when no response has come
+// each response to fn; start is the time of the call, as the caller read it. A search (progressive) times out only when no response has come
 // for timeout; other requests when the final answer takes longer than timeout.
 // delivered reports whether fn saw anything. A secret request (a bind, with its
 // password) bypasses the write buffer, which would keep a copy, and its copy under the
 // connection's message ID is cleared once sent. A connection that the server closed
 // while it was idle fails with errClosedIdle, the request unsent.
-func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, timeout time.Duration, progressive, secret bool) (delivered bool, err error) {
+func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, start time.Time, timeout time.Duration, progressive, secret bool) (delivered bool, err error) {
 	c := &call{fn: fn, done: make(chan error, 1)}
-	start := time.Now()
 	c.last.Store(start.UnixNano())
 	w.mu.Lock()
 	if w.err != nil {
@@ -376,8 +382,9 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 			stop()
 		}
 	}()
+	now := deadline.Add(-timeout) // the request's start, read just before
 	for {
-		w.nc.SetReadDeadline(earliest(deadline, time.Now().Add(watchAfter)))
+		w.nc.SetReadDeadline(earliest(deadline, now.Add(watchAfter)))
 		w.tx = sendState{out: out, secret: secret, timeout: timeout}
 		err = w.sock.Read(w.sendStep)
 		tx := w.tx
@@ -402,7 +409,7 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 			// What had arrived is read, or an interruption meant for an earlier call
 			// (its context's AfterFunc, still running as that call returned) came
 			// before the socket was looked at: look again.
-			if !time.Now().Before(deadline) {
+			if now = time.Now(); !now.Before(deadline) {
 				w.finish(id, &netError{errTimeout})
 				w.stopReading()
 				return false, <-c.done, true
@@ -572,7 +579,7 @@ func (w *wireConn) send(b []byte, timeout time.Duration, secret bool) error {
 func (w *wireConn) write(b []byte, timeout time.Duration) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
-	w.nc.SetWriteDeadline(time.Now().Add(timeout))
+	w.writeTimeout(timeout)
 	if _, err := w.bw.Write(b); err != nil {
 		return err
 	}
@@ -583,12 +590,35 @@ func (w *wireConn) write(b []byte, timeout time.Duration) error {
 func (w *wireConn) writeDirect(b []byte, timeout time.Duration) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
-	w.nc.SetWriteDeadline(time.Now().Add(timeout))
+	w.writeTimeout(timeout)
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
 	_, err := w.nc.Write(b)
 	return err
+}
+
+// writeTimeout bounds the writes that follow, until the next call, by timeout: each
+// write that waits, where the socket does that itself (under), else all of them from
+// now; wmu is held.
+func (w *wireConn) writeTimeout(timeout time.Duration) {
+	if w.under != nil {
+		rawsock.SetWriteTimeout(w.under, timeout)
+		return
+	}
+	w.nc.SetWriteDeadline(time.Now().Add(timeout))
+}
+
+// timedConn returns the connection under nc (also under TLS) if it bounds each write
+// that waits by itself (rawsock.SetWriteTimeout), else nil.
+func timedConn(nc net.Conn) net.Conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if !rawsock.SetWriteTimeout(nc, 0) {
+		return nil
+	}
+	return nc
 }
 
 // close ends the connection politely (unbind, RFC 4511 §4.3), without waiting.

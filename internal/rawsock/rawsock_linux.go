@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // conn is a TCP connection whose reads and writes are made by sysRead and sysWrite, in
@@ -26,7 +28,10 @@ type conn struct {
 	wbuf      []byte
 	wn        int
 	werr      syscall.Errno
+	wnowait   bool                  // stepWrite gives up where it would wait
 	writeStep func(fd uintptr) bool // c.stepWrite, made once
+
+	wtimeout atomic.Int64 // SetWriteTimeout's, in nanoseconds; 0: none
 }
 
 // Wrap returns nc with its reads and writes made as raw system calls when nc is a TCP
@@ -44,6 +49,20 @@ func Wrap(nc net.Conn) net.Conn {
 	c := &conn{Conn: nc, rc: rc}
 	c.readStep, c.writeStep = c.stepRead, c.stepWrite
 	return c
+}
+
+// SetWriteTimeout bounds each later Write of nc, a connection Wrap returned, by d from
+// the moment it finds the socket's buffer full (0: no bound), and reports whether nc is
+// one. A Write the socket's buffer takes at once, the usual case, costs no deadline:
+// setting one, as the caller of a plain net.Conn does before every Write, reads the
+// clock twice and moves a runtime timer. The write deadline is the timeout's own while
+// a Write waits, and none after: with a timeout, SetWriteDeadline is not to be used.
+func SetWriteTimeout(nc net.Conn, d time.Duration) bool {
+	c, ok := nc.(*conn)
+	if ok {
+		c.wtimeout.Store(int64(d))
+	}
+	return ok
 }
 
 // SyscallConn returns the socket, as the wrapped connection's does.
@@ -95,8 +114,9 @@ func (c *conn) stepRead(fd uintptr) bool {
 	}
 }
 
-// Write writes all of p, as net.Conn's Write does, waiting (within the write deadline)
-// while the socket's buffer is full. Concurrent Writes do not interleave.
+// Write writes all of p, as net.Conn's Write does, waiting (within the write deadline,
+// or the write timeout) while the socket's buffer is full. Concurrent Writes do not
+// interleave.
 func (c *conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -104,7 +124,17 @@ func (c *conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf, c.wn, c.werr = p, 0, 0
+	timeout := time.Duration(c.wtimeout.Load())
+	c.wnowait = timeout > 0
 	err := c.rc.Write(c.writeStep)
+	if err == nil && c.werr == 0 && c.wn < len(p) {
+		// The socket's buffer is full: the rest waits, within the timeout from now.
+		c.wnowait = false
+		if err = c.Conn.SetWriteDeadline(time.Now().Add(timeout)); err == nil {
+			err = c.rc.Write(c.writeStep)
+			c.Conn.SetWriteDeadline(time.Time{})
+		}
+	}
 	n, errno := c.wn, c.werr
 	c.wbuf = nil
 	switch {
@@ -130,7 +160,7 @@ func (c *conn) stepWrite(fd uintptr) bool {
 			c.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false
+			return c.wnowait
 		default:
 			c.werr = errno
 			return true

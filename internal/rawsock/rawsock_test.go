@@ -159,6 +159,50 @@ func TestWriteDeadline(t *testing.T) {
 	}
 }
 
+func TestWriteTimeout(t *testing.T) {
+	a, _ := pair(t) // the peer never reads: the buffers fill
+	if !SetWriteTimeout(a, 100*time.Millisecond) {
+		t.Fatal("SetWriteTimeout does not take a wrapped connection")
+	}
+	start := time.Now()
+	n, err := a.Write(make([]byte, 64<<20))
+	assertTimeout(t, "write", err)
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Fatalf("Write gave up after %v, before its timeout", d)
+	}
+	if n <= 0 || n >= 64<<20 {
+		t.Fatalf("Write reported %d bytes written; want what the buffers took", n)
+	}
+}
+
+// TestWriteTimeoutEachWrite: the timeout bounds each Write that waits, from when it
+// waits, and leaves no deadline behind it: a later Write, long after, goes through.
+func TestWriteTimeoutEachWrite(t *testing.T) {
+	a, b := pair(t)
+	const timeout = 300 * time.Millisecond
+	SetWriteTimeout(a, timeout)
+	big := make([]byte, 16<<20)
+	got := make(chan error, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // the writer waits for this reader
+		_, err := io.ReadFull(b, make([]byte, len(big)+4))
+		got <- err
+	}()
+	if _, err := a.Write(big); err != nil {
+		t.Fatalf("a Write the reader takes within the timeout: %v", err)
+	}
+	time.Sleep(timeout + 100*time.Millisecond)
+	if _, err := a.Write([]byte("more")); err != nil {
+		t.Fatalf("a Write after the timeout's span: %v (a deadline left behind?)", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if SetWriteTimeout(b, timeout) {
+		t.Fatal("SetWriteTimeout took a connection Wrap did not make")
+	}
+}
+
 func assertTimeout(t *testing.T, op string, err error) {
 	t.Helper()
 	var oe *net.OpError
