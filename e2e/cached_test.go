@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -221,4 +222,33 @@ func lower(list []string) []string {
 		out[i] = strings.ToLower(s)
 	}
 	return out
+}
+
+// TestCachedBeforeFirstSync: until its first sync, a cached-mode proxy does not know the
+// directory, and says so: searches and compares are unavailable (52), never an empty
+// answer that a client would take for "no such user", and /readyz is 503.
+func TestCachedBeforeFirstSync(t *testing.T) {
+	up := slapdtest.New(t, slapdtest.Options{Users: 5})
+	// The service account's password is wrong: every sync fails, and the store stays empty.
+	cfg := config(up, map[string]string{"mode": "cached", "sync": syncOn})
+	cfg = strings.Replace(cfg, fmt.Sprintf("bind_password: %q", up.ServicePassword), `bind_password: "not-the-password"`, 1)
+	p := startProxy(t, cfg)
+	c := dial(t, p.URL)
+	if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Search(ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=user0001)", []string{"uid"}, nil))
+	if resultCode(err) != ldap.LDAPResultUnavailable {
+		t.Fatalf("search before the first sync: %v, want unavailable (52)", err)
+	}
+	if _, err := c.Compare(up.UserDN(1), "uid", slapdtest.UserName(1)); resultCode(err) != ldap.LDAPResultUnavailable {
+		t.Fatalf("compare before the first sync: %v, want unavailable (52)", err)
+	}
+	if code, body := p.get(t, "/readyz"); code != 503 || !strings.Contains(body, "first sync") {
+		t.Fatalf("/readyz before the first sync: %d %q", code, body)
+	}
+	// A user can still log in: binds go upstream.
+	if err := c.Bind(up.UserDN(2), slapdtest.UserPassword(2)); err != nil {
+		t.Fatalf("bind before the first sync: %v", err)
+	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/directory"
 	"github.com/ldapproxy/ldapproxy/internal/gcpolicy"
@@ -33,6 +35,9 @@ type cached struct {
 	opts  ServedOptions
 	log   *slog.Logger
 	tree  atomic.Pointer[directory.Tree]
+	// synced is set once the tree serves a synced generation: before the first sync,
+	// searches and compares are unavailable, never an empty directory.
+	synced atomic.Bool
 	// access limits what each session sees (access.go); nil: everything.
 	access *access
 
@@ -136,7 +141,7 @@ func (c *cached) imageWritten(sn *cache.Snapshot) {
 	start := time.Now()
 	// The same schema as the tree built: not parsed again, nor its undescribed types logged again.
 	if mapped := c.readImage(sn, t.Schema()); mapped != nil {
-		c.tree.Store(mapped)
+		c.serve(mapped, sn)
 		c.sn, c.mapped = sn, true // sn's records may be the checkpoint's: the tree's are
 		releaseGarbage()
 		c.log.Info("served tree moved to its image", "generation", sn.Generation(), "entries", mapped.Len(),
@@ -203,7 +208,7 @@ func (c *cached) update(sn *cache.Snapshot) {
 		c.log.Info("served tree unchanged", "generation", sn.Generation(), "version", t.Version())
 		return
 	}
-	c.tree.Store(next)
+	c.serve(next, sn)
 	if len(changes) >= bigBatch && len(changes) >= next.Len()/4 {
 		releaseGarbage()
 	}
@@ -217,7 +222,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	sch := c.schemaOf(sn) // parsed once, for the image or the build
 	if c.tree.Load() == nil {
 		if t := c.readImage(sn, sch); t != nil {
-			c.tree.Store(t)
+			c.serve(t, sn)
 			// The containers are found when the first sync needs them.
 			c.sn, c.containers, c.mapped = sn, nil, true
 			c.log.Info("served tree ready", "generation", sn.Generation(), "entries", t.Len(), "from_image", true,
@@ -235,7 +240,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 		c.log.Error("cannot build the served tree; keeping the previous one", "generation", sn.Generation(), "err", err)
 		return
 	}
-	c.tree.Store(t)
+	c.serve(t, sn)
 	releaseGarbage()
 	c.sn, c.containers = sn, newServedContainers(sn, c.opts)
 	schema := "built-in"
@@ -278,7 +283,25 @@ func releaseGarbage() {
 // releaseDelay leaves the sync that committed the generation time to return.
 const releaseDelay = 2 * time.Second
 
+// serve makes t, the tree of sn, the one searches see.
+func (c *cached) serve(t *directory.Tree, sn *cache.Snapshot) {
+	c.tree.Store(t)
+	if sn.Generation() > 0 {
+		c.synced.Store(true)
+	}
+}
+
+// notSynced is the answer to a search or compare before the first sync: the entries
+// are not known yet, and an empty answer would tell the client that they do not exist.
+func notSynced() *ldapserver.Result {
+	return &ldapserver.Result{Code: ldap.LDAPResultUnavailable, Diagnostic: "the directory is not synced yet: the first sync is running"}
+}
+
 func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {
+	if !c.synced.Load() {
+		w.WriteResult(notSynced())
+		return
+	}
 	t := c.tree.Load()
 	res := t.SearchWithin(r.Context(), r.Search, r.Controls, c.within(t, r), func(e *directory.Entry) error { return w.WriteEntry(e) })
 	if res != nil {
@@ -287,6 +310,10 @@ func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 }
 
 func (c *cached) compare(w ldapserver.ResponseWriter, r *ldapserver.Request) {
+	if !c.synced.Load() {
+		w.WriteResult(notSynced())
+		return
+	}
 	t := c.tree.Load()
 	w.WriteResult(t.CompareWithin(r.Compare, c.within(t, r)))
 }

@@ -144,16 +144,21 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	return a, nil
 }
 
-// ready is the /readyz check: the proxy can serve when an upstream server answers, or,
-// in cached mode, when the store holds a synced directory to answer from.
+// ready is the /readyz check. In cached mode the proxy can serve once the store holds
+// a synced directory to answer searches from (binds wait for an upstream, or use the
+// offline logins); before the first sync it answers searches with unavailable, and is
+// not ready. In direct mode it can serve when an upstream server answers.
 func (a *App) ready() error {
+	if a.cfg.Search.Mode == proxy.ModeCached {
+		if a.store.Snapshot().Generation() > 0 {
+			return nil
+		}
+		return errors.New("cached mode: the first sync has not finished")
+	}
 	if a.pool.Healthy() {
 		return nil
 	}
-	if a.cfg.Search.Mode == proxy.ModeCached && a.store.Snapshot().Generation() > 0 {
-		return nil
-	}
-	return errors.New("no upstream server reachable and no synced directory to answer from")
+	return errors.New("no upstream server reachable")
 }
 
 // close releases what New opened.
