@@ -46,7 +46,7 @@ import (
 //	crc        4 bytes: CRC-32C of everything before
 //
 // Strings are a uvarint length and the bytes.
-const imageFormat = 3
+const imageFormat = 4
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -209,6 +209,10 @@ func (iw *imageWriter) bytes(b []byte) {
 
 func (iw *imageWriter) str(s string) {
 	iw.uvar(len(s))
+	iw.rawStr(s)
+}
+
+func (iw *imageWriter) rawStr(s string) {
 	if iw.err == nil {
 		_, iw.err = iw.w.WriteString(s)
 		iw.n += len(s)
@@ -226,8 +230,11 @@ func (iw *imageWriter) strings(l []string) {
 //
 //	uvarint id, parent+1 (0: an entry of a naming context), depth, children, user
 //	        attributes, 1 if structuralObjectClass is computed
-//	dn, canonical DN, meta
 //	uvarint source index+1 (0: none), source length
+//	the DN: uvarint 2*offset+1 and its length when it is a slice of the source, else
+//	        uvarint 2*length and its bytes
+//	the canonical DN: uvarint 0 when it is the DN, else length+1 and its bytes
+//	meta
 //	uvarint n, n strings: ext
 func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 	iw.uvar(int(e.id))
@@ -244,9 +251,6 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 	} else {
 		iw.uvar(0)
 	}
-	iw.str(e.dn)
-	iw.str(e.ndn)
-	iw.str(e.meta)
 	if e.src == "" {
 		iw.uvar(0)
 		iw.uvar(0)
@@ -258,6 +262,20 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 		iw.uvar(i + 1)
 		iw.uvar(len(e.src))
 	}
+	if off, ok := within(e.dn, e.src); ok {
+		iw.uvar(2*off + 1)
+		iw.uvar(len(e.dn))
+	} else {
+		iw.uvar(2 * len(e.dn))
+		iw.rawStr(e.dn)
+	}
+	if e.ndn == e.dn {
+		iw.uvar(0)
+	} else {
+		iw.uvar(len(e.ndn) + 1)
+		iw.rawStr(e.ndn)
+	}
+	iw.str(e.meta)
 	iw.strings(e.ext)
 	return nil
 }
@@ -416,7 +434,7 @@ var errDamaged = errors.New("tree image: damaged")
 // minEntryBytes is the least an entry takes in an image: a byte for each of its
 // numbers, strings and lists, two for its meta (never empty). An image that claims
 // more entries than its bytes can hold is refused before they are allocated.
-const minEntryBytes = 14
+const minEntryBytes = 13
 
 type imageReader struct {
 	data []byte
@@ -468,12 +486,20 @@ func (r *imageReader) bytes() []byte {
 }
 
 // str returns the next string, a slice of the image's bytes.
-func (r *imageReader) str() string {
-	b := r.bytes()
-	if len(b) == 0 {
+func (r *imageReader) str() string { return r.strN(r.count()) }
+
+// strN returns the next n bytes as a string, a slice of the image's bytes.
+func (r *imageReader) strN(n int) string {
+	if r.err != nil || n > len(r.data)-r.off {
+		r.err = errDamaged
 		return ""
 	}
-	return unsafe.String(&b[0], len(b))
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(&r.data[r.off], n)
+	r.off += n
+	return s
 }
 
 func (r *imageReader) strings() []string {
@@ -496,7 +522,6 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 	}
 	te.depth, te.nchild, te.nUser = int32(r.uvar()), int32(r.uvar()), int32(r.uvar())
 	te.structural = r.uvar() == 1
-	te.dn, te.ndn, te.meta = r.str(), r.str(), r.str()
 	src, srcLen := r.uvar(), r.uvar()
 	if src > 0 {
 		if src > len(sources) || len(sources[src-1]) != srcLen {
@@ -504,6 +529,20 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 		}
 		te.src = sources[src-1]
 	}
+	if x := r.uvar(); x&1 == 1 {
+		off, n := x>>1, r.uvar()
+		if off > len(te.src) || n > len(te.src)-off {
+			return errDamaged
+		}
+		te.dn = te.src[off : off+n]
+	} else {
+		te.dn = r.strN(x >> 1)
+	}
+	te.ndn = te.dn
+	if n := r.uvar(); n > 0 {
+		te.ndn = r.strN(n - 1)
+	}
+	te.meta = r.str()
 	te.ext = r.strings()
 	if r.err != nil || len(te.meta) == 0 {
 		return errDamaged
