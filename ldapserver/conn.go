@@ -520,7 +520,8 @@ func (c *conn) abortOps() {
 // run calls the handler for one operation. A panic is contained here: the operation is
 // answered with `other`, the panic is logged with its stack, and the server goes on.
 func (c *conn) run(req *Request) {
-	w := &responseWriter{c: c, req: req}
+	w := &req.w
+	*w = responseWriter{c: c, req: req}
 	defer func() {
 		c.unregister(req.MessageID)
 		if w.answered {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -146,6 +147,69 @@ func FuzzDecodeRequest(f *testing.F) {
 // FuzzReadFrame splits arbitrary bytes into frames with a small size limit: every frame
 // must be a prefix of what is left, within the limit, and exactly one BER element long;
 // every error must be one the read loop knows how to answer.
+// FuzzDecodeSimpleBind: whatever decodeSimpleBind decodes, decodeTree decodes the same.
+func FuzzDecodeSimpleBind(f *testing.F) {
+	for _, s := range requestSeeds() {
+		f.Add(s)
+	}
+	f.Add(ldapMessage(1<<31-1, bindOp("uid=u,dc=x", "pw")))
+	f.Add(ldapMessage(5, bindOp("", "pw")))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if err := scanBER(msg, 104); err != nil {
+			return
+		}
+		fast := decodeSimpleBind(msg)
+		if fast == nil {
+			return
+		}
+		tree, err := decodeTree(msg, DefaultMaxFilterDepth)
+		if err != nil {
+			t.Fatalf("decodeSimpleBind took what decodeTree refuses: %v", err)
+		}
+		if !reflect.DeepEqual(fast, tree) {
+			t.Fatalf("decodeSimpleBind gave %+v (bind %+v), decodeTree %+v (bind %+v)", fast, fast.Bind, tree, tree.Bind)
+		}
+	})
+}
+
+// TestDecodeSimpleBindTaken: the usual simple binds take the direct way, and what is
+// not one does not.
+func TestDecodeSimpleBindTaken(t *testing.T) {
+	critical := &ldap.ControlString{ControlType: "1.2.840.113556.1.4.805", Criticality: true}
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		fast bool
+	}{
+		{"simple bind", ldapMessage(7, bindOp("uid=alice,ou=people,dc=example,dc=org", "secret")), true},
+		{"anonymous", ldapMessage(8, bindOp("", "")), true},
+		{"with a control", ldapMessage(9, bindOp("cn=a", "b"), critical), false},
+		{"SASL", ldapMessage(10, saslBindOp("", "EXTERNAL", "")), false},
+		{"search", ldapMessage(11, extendedOp(OIDWhoAmI, nil)), false},
+	} {
+		got := decodeSimpleBind(tc.msg)
+		if (got != nil) != tc.fast {
+			t.Errorf("%s: decoded directly %v, want %v", tc.name, got != nil, tc.fast)
+			continue
+		}
+		if got == nil {
+			continue
+		}
+		want, err := decodeTree(tc.msg, DefaultMaxFilterDepth)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %+v, decodeTree %+v, %v", tc.name, got, want, err)
+		}
+	}
+	// The name is the request's own: nothing it keeps holds the message, password
+	// included.
+	msg := ldapMessage(7, bindOp("cn=alice", "secret"))
+	r := decodeSimpleBind(msg)
+	copy(msg, bytes.Repeat([]byte{'x'}, len(msg)))
+	if r.Bind.Name != "cn=alice" {
+		t.Errorf("the bind name shares the message's bytes: %q", r.Bind.Name)
+	}
+}
+
 func FuzzReadFrame(f *testing.F) {
 	const limit = 64
 	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x01})

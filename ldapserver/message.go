@@ -128,6 +128,7 @@ type Request struct {
 	raw []byte // the message as the client sent it
 
 	ctx context.Context
+	w   responseWriter // the request's writer, made with it
 }
 
 // Context returns the request's context: it is cancelled when the client abandons the
@@ -233,6 +234,70 @@ func ReadRequest(msg []byte) (*Request, error) {
 // decodeRequest turns a framed, scanned message into a Request. It never panics on
 // hostile input; the caller still recovers, as a second line of defence.
 func decodeRequest(msg []byte, maxFilterDepth int) (*Request, error) {
+	if r := decodeSimpleBind(msg); r != nil {
+		return r, nil
+	}
+	return decodeTree(msg, maxFilterDepth)
+}
+
+// decodeSimpleBind decodes the most common request, a simple bind without controls,
+// straight from its bytes, without the packet tree decodeTree makes; nil: msg is not
+// one in the usual encoding (decodeTree decides what it is). What it returns is what
+// decodeTree returns for msg. msg has passed scanBER.
+func decodeSimpleBind(msg []byte) *Request {
+	// element reads the element of tag id at pos, primitive or constructed as id says.
+	element := func(pos int, id byte) (start, end int, ok bool) {
+		if pos >= len(msg) || msg[pos] != id {
+			return 0, 0, false
+		}
+		_, start, end, err := ldapwire.Header(msg, pos)
+		return start, end, err == nil
+	}
+	const (
+		sequence    = 0x30 // universal, constructed
+		integer     = 0x02
+		octetString = 0x04
+		bindRequest = 0x60 // [APPLICATION 0], constructed
+		simple      = 0x80 // [0], primitive
+	)
+	start, end, ok := element(0, sequence)
+	if !ok || end != len(msg) {
+		return nil
+	}
+	is, ie, ok := element(start, integer)
+	if !ok {
+		return nil
+	}
+	id, err := parseInt(msg[is:ie])
+	if err != nil || id < 1 || id > 1<<31-1 {
+		return nil
+	}
+	bs, be, ok := element(ie, bindRequest)
+	if !ok || be != end { // controls follow, or something else does
+		return nil
+	}
+	vs, ve, ok := element(bs, integer)
+	if !ok {
+		return nil
+	}
+	version, err := parseInt(msg[vs:ve])
+	if err != nil {
+		return nil
+	}
+	ns, ne, ok := element(ve, octetString)
+	if !ok {
+		return nil
+	}
+	ps, pe, ok := element(ne, simple)
+	if !ok || pe != be {
+		return nil
+	}
+	return &Request{MessageID: id, Op: OpBind,
+		Bind: &BindRequest{Version: int(version), Name: string(msg[ns:ne]), Password: msg[ps:pe:pe]}}
+}
+
+// decodeTree decodes any request, through its packet tree.
+func decodeTree(msg []byte, maxFilterDepth int) (*Request, error) {
 	p, err := ldapwire.Decode(msg)
 	if err != nil {
 		return nil, malformed("%v", err)
