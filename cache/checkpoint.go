@@ -424,14 +424,11 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 // releaseAgain is how long after a commit Badger's pages are released a second time.
 const releaseAgain = 45 * time.Second
 
-// releasePages writes Badger's files out and hands their mapped pages back to the kernel
+// releasePages hands the mapped pages of Badger's files back to the kernel
 // (releaseBadgerPages): between commits nothing reads them.
 func (s *Store) releasePages() {
 	if s.mapDir == "" {
 		return
-	}
-	if err := s.db.Sync(); err != nil {
-		s.log.Warn("store: cannot sync Badger's files", "err", err)
 	}
 	if n := releaseBadgerPages(s.mapDir); n > 0 {
 		s.log.Debug("store: Badger's mapped pages released", "mapped_bytes", n)

@@ -17,9 +17,10 @@ import (
 // anything reads it: the proxy serves from the checkpoint and the served tree's image,
 // and touches Badger again only at the next commit, which faults back what it needs.
 //
-// MADV_PAGEOUT reclaims clean pages (the caller syncs the files first) and never
+// MADV_PAGEOUT reclaims clean pages (msync writes the dirty ones first) and never
 // changes what a mapping holds: a range unmapped and mapped again by something else
-// since /proc/self/maps was read is at worst paged out, never lost. Our own mapped
+// since /proc/self/maps was read is at worst written out and paged out, never lost.
+// Badger itself is not called: this is safe whatever state it is in. Our own mapped
 // files (checkpoint, derived files) are left alone: they are what is served from.
 func releaseBadgerPages(dir string) (advised int64) {
 	if dir == "" {
@@ -56,6 +57,9 @@ func releaseBadgerPages(dir string) (advised int64) {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
+		// Dirty pages are written first (the kernel reclaims clean ones only), by
+		// msync on the range: like madvise, harmless on a range mapped anew meanwhile.
+		unix.Syscall(unix.SYS_MSYNC, uintptr(start), uintptr(end-start), unix.MS_SYNC)
 		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT); errno == 0 {
 			advised += int64(end - start)
 		}
