@@ -1,10 +1,14 @@
 package cache
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+
+	"github.com/ldapproxy/ldapproxy/internal/slots"
+)
 
 // userIndex finds a snapshot's users by one key of theirs (DN, user name, mail): an
-// open-addressing hash table of 4-byte slots over the snapshot's user list, at most
-// half of them full, each 0 (empty) or 1 + a position in the list, whose record holds
+// open-addressing hash table of 4-byte slots over the snapshot's user list (package
+// slots), twice as many as users, each 0 (empty) or 1 + a position in the list, whose record holds
 // the key. Where a map held a string header and a pointer per user, this holds a few
 // bytes. A key two users share is marked shared: it finds neither (addUnique's rule).
 // Built once per snapshot, from the list, and never changed.
@@ -27,18 +31,14 @@ func newUserIndex(list []*userRec, key func(*userRec) string) *userIndex {
 	if len(list) >= sharedKey-1 {
 		return nil
 	}
-	n := 8
-	for n < 2*len(list) {
-		n <<= 1
-	}
-	x := &userIndex{list: list, key: key, slots: make([]uint32, n)}
-	mask := n - 1
+	size := slots.For(len(list))
+	x := &userIndex{list: list, key: key, slots: make([]uint32, size)}
 	for pos, r := range list {
 		k := key(r)
 		if k == "" {
 			continue
 		}
-		i := int(maphash.String(indexSeed, k)) & mask
+		i := slots.Home(maphash.String(indexSeed, k), size)
 		for {
 			s := x.slots[i]
 			if s == 0 {
@@ -49,7 +49,7 @@ func newUserIndex(list []*userRec, key func(*userRec) string) *userIndex {
 				x.slots[i] = s | sharedKey
 				break
 			}
-			i = (i + 1) & mask
+			i = slots.Next(i, size)
 		}
 	}
 	return x
@@ -61,8 +61,8 @@ func (x *userIndex) get(k string) (*userRec, bool) {
 	if x == nil || k == "" {
 		return nil, false
 	}
-	mask := len(x.slots) - 1
-	for i := int(maphash.String(indexSeed, k)) & mask; ; i = (i + 1) & mask {
+	size := len(x.slots)
+	for i := slots.Home(maphash.String(indexSeed, k), size); ; i = slots.Next(i, size) {
 		s := x.slots[i]
 		if s == 0 {
 			return nil, false

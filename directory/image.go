@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
+
+	"github.com/ldapproxy/ldapproxy/internal/slots"
 )
 
 // A tree's image is the tree in a file: what NewTree computes from the entries (canonical
@@ -563,12 +565,8 @@ func (r *imageReader) indexes(t *Tree) error {
 		if r.err != nil || at == nil || t.index[at] != nil {
 			return errDamaged // an image lists each index once
 		}
-		size := 2
-		for size < 2*keys {
-			size *= 2
-		}
+		size := slots.For(keys)
 		b := &baseTable{data: all, slots: make([]uint32, size), n: keys}
-		mask := size - 1
 		for range keys {
 			off := r.off
 			k := r.str()
@@ -586,12 +584,12 @@ func (r *imageReader) indexes(t *Tree) error {
 				prev = id
 			}
 			r.off += 4 * l
-			i := int(imageHash(k)) & mask
+			i := slots.Home(imageHash(k), size)
 			for b.slots[i] != 0 {
 				if old, _ := b.record(int(b.slots[i] - 1)); old == k {
 					return errDamaged // a key twice
 				}
-				i = (i + 1) & mask
+				i = slots.Next(i, size)
 			}
 			b.slots[i] = uint32(off + 1)
 		}

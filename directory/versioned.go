@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"maps"
 	"unsafe"
+
+	"github.com/ldapproxy/ldapproxy/internal/slots"
 )
 
 // The structures a tree's versions share. A version is never modified once published;
@@ -246,7 +248,7 @@ func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
 // hash (that of the shards): a directory's values cannot be chosen to collide.
 type baseTable struct {
 	data  string   // the image
-	slots []uint32 // a power of two of them, at most half full
+	slots []uint32 // at most half of them full (package slots)
 	n     int      // keys
 }
 
@@ -254,8 +256,8 @@ type baseTable struct {
 func imageHash(k string) uint64 { return maphash.String(shardSeed, k) }
 
 func (b *baseTable) get(k string) ([]entryID, bool) {
-	mask := len(b.slots) - 1
-	for i := int(imageHash(k)) & mask; ; i = (i + 1) & mask {
+	size := len(b.slots)
+	for i := slots.Home(imageHash(k), size); ; i = slots.Next(i, size) {
 		s := b.slots[i]
 		if s == 0 {
 			return nil, false
@@ -288,9 +290,9 @@ func (b *baseTable) record(off int) (string, []entryID) {
 }
 
 // dnTable maps the canonical DNs of a tree read from its image to their entries: an
-// open-addressing hash table of slots, each 0 (empty) or 1 + a position in entries,
-// whose ndn is the key (a slice of the image). 4 bytes a slot, at most half of them
-// full: a few bytes per entry, where a map held a string header and an ID per entry.
+// open-addressing hash table of slots (package slots), each 0 (empty) or 1 + a
+// position in entries, whose ndn is the key (a slice of the image). 4 bytes a slot,
+// twice as many as entries: a few bytes per entry, where a map held a string header and an ID per entry.
 type dnTable struct {
 	entries []treeEntry // the read tree's, never changed: versions copy what they change
 	slots   []uint32
@@ -298,20 +300,16 @@ type dnTable struct {
 
 // newDNTable places entries in a dnTable; false when two have the same canonical DN.
 func newDNTable(entries []treeEntry) (*dnTable, bool) {
-	n := 8
-	for n < 2*len(entries) {
-		n <<= 1
-	}
-	d := &dnTable{entries: entries, slots: make([]uint32, n)}
-	mask := n - 1
+	size := slots.For(len(entries))
+	d := &dnTable{entries: entries, slots: make([]uint32, size)}
 	for pos := range entries {
 		k := entries[pos].ndn
-		i := int(imageHash(k)) & mask
+		i := slots.Home(imageHash(k), size)
 		for d.slots[i] != 0 {
 			if entries[d.slots[i]-1].ndn == k {
 				return nil, false
 			}
-			i = (i + 1) & mask
+			i = slots.Next(i, size)
 		}
 		d.slots[i] = uint32(pos + 1)
 	}
@@ -319,8 +317,8 @@ func newDNTable(entries []treeEntry) (*dnTable, bool) {
 }
 
 func (d *dnTable) get(k string) (entryID, bool) {
-	mask := len(d.slots) - 1
-	for i := int(imageHash(k)) & mask; ; i = (i + 1) & mask {
+	size := len(d.slots)
+	for i := slots.Home(imageHash(k), size); ; i = slots.Next(i, size) {
 		s := d.slots[i]
 		if s == 0 {
 			return noEntry, false
