@@ -429,6 +429,9 @@ func (sn *Snapshot) Users(fn func(*User) bool) {
 // it, users can be decoded on several goroutines at once.
 func (sn *Snapshot) UserAt(i int) *User { return sn.userList[i].user() }
 
+// BriefUserAt is UserAt without User.Attributes and User.Upstream (Snapshot.Names).
+func (sn *Snapshot) BriefUserAt(i int) *User { return sn.userList[i].decode(false) }
+
 // UserSource returns the stored encoding of the user id, which the strings of every
 // User the snapshot returns for id are slices of (its DN, names, upstream values, …):
 // whoever keeps those strings may keep offsets into it instead (directory's

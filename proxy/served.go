@@ -50,15 +50,14 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 		parents[g.ID] = g.Parents
 		return true
 	})
+	// Two passes over the users: their served DNs first (which groups' members and
+	// users' managers refer to), from their names alone; then each user decoded whole,
+	// made into its entry and let go, on every core. The decoded users, several times
+	// the size of their entries, are never all in memory at once.
 	nUsers, _ := sn.Counts()
-	users := make([]*cache.User, nUsers) // decoded once for both passes, on every core
-	parallel.Ranges(nUsers, parallelChunk, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			users[i] = sn.UserAt(i)
-		}
-	})
 	userDN := make(map[string]string, nUsers)
-	for _, u := range users {
+	for i := range nUsers {
+		u := sn.BriefUserAt(i)
 		userDN[u.ID] = servedDN(u)
 	}
 	refs := servedRefs{
@@ -68,14 +67,14 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 		members: sn.Members,
 		synced:  sn.HasObjectDN,
 	}
-	entries := make([]*directory.Entry, len(users))
-	parallel.Ranges(len(users), parallelChunk, func(lo, hi int) {
+	entries := make([]*directory.Entry, nUsers)
+	parallel.Ranges(nUsers, parallelChunk, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			entries[i] = servedUser(users[i], o, &refs)
-			entries[i].Source = sn.UserSource(users[i].ID)
+			u := sn.UserAt(i)
+			entries[i] = servedUser(u, o, &refs)
+			entries[i].Source = sn.UserSource(u.ID)
 		}
 	})
-	users = nil
 	sn.Groups(func(g *cache.Group) bool {
 		e := servedGroup(g, o, &refs)
 		e.Source = sn.GroupSource(g.ID)
@@ -241,8 +240,16 @@ func servedGroup(g *cache.Group, o ServedOptions, r *servedRefs) *directory.Entr
 func fromUpstream(dn string, up []cache.Attribute, memberOf [][]byte, alwaysMemberOf bool, memberAttr string, members [][]byte, mapped map[string]any, fields []string, r *servedRefs) *directory.Entry {
 	e := &directory.Entry{DN: dn, Attributes: make([]directory.Attribute, 0, len(up)+2)}
 	hasMemberOf := alwaysMemberOf
+	// The values of all attributes share one array: an allocation per entry, not one
+	// per attribute (a start builds every entry at once).
+	n := 0
 	for _, a := range up {
-		vals := make([][]byte, len(a.Values))
+		n += len(a.Values)
+	}
+	slab := make([][]byte, n)
+	for _, a := range up {
+		vals := slab[:len(a.Values):len(a.Values)]
+		slab = slab[len(a.Values):]
 		for i, v := range a.Values {
 			vals[i] = bytesOf(v)
 		}
