@@ -152,18 +152,11 @@ func (c *Conn) dropCredential() {
 // Unbind. A successful KindBind makes the session user-bound, and keeps its credential;
 // any other bind result leaves it anonymous (RFC 4511 §4.2.1).
 func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error) error {
-	var cred *sealedCredential
+	// Assigned once, so that the bind's closure below holds its value, not the variable
+	// (which would cost every request an allocation).
+	cred := c.newIdentity(kind, msg)
 	stay := false // the request continues a paged search: the session must not move
-	switch kind {
-	case KindBind:
-		// A bind starts a new identity: whatever it was, the old credential goes now.
-		c.mu.Lock()
-		c.dropCredential()
-		c.mu.Unlock()
-		if c.pool.cfg.rebindOnFailover() {
-			cred = sealCredential(msg)
-		}
-	case KindSearch:
+	if kind == KindSearch {
 		cookie, _ := ldapwire.PagedCookie(msg)
 		stay = len(cookie) > 0
 	}
@@ -199,13 +192,12 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind)
 		c.pool.m.observeKind(wc.srv, kind, start)
 		c.finished()
-		var ne *netError
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("upstream %s: %w", kind, ctx.Err())
-		case !errors.As(err, &ne):
+		case !isNetError(err):
 			return err // fn's own error
 		case errors.Is(err, errClosedIdle) && !idleChecked:
 			// Closed by the server between requests, found just now: nothing was
@@ -244,6 +236,28 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 			return fmt.Errorf("upstream %s: %w", kind, unavailable(prior))
 		}
 	}
+}
+
+// newIdentity drops the session's kept credential when a bind starts a new identity,
+// whatever it was, and returns the bind's own, sealed, when the session keeps one
+// (Config.RebindOnFailover); nil for any other request.
+func (c *Conn) newIdentity(kind Kind, msg []byte) *sealedCredential {
+	if kind != KindBind {
+		return nil
+	}
+	c.mu.Lock()
+	c.dropCredential()
+	c.mu.Unlock()
+	if !c.pool.cfg.rebindOnFailover() {
+		return nil
+	}
+	return sealCredential(msg)
+}
+
+// isNetError reports whether err is a failure of the connection itself (netError).
+func isNetError(err error) bool {
+	var ne *netError
+	return errors.As(err, &ne)
 }
 
 // session returns the connection for the next request, dialing a new one (and binding

@@ -1,8 +1,10 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
@@ -523,5 +526,107 @@ func TestRetryGoesToTheNextServer(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("service request after the kill: %v", err)
+	}
+}
+
+// TestForwardReusesItsCall: a request that ended cleanly leaves its call (channel and
+// buffer) to the connection's next request; one abandoned on the way does not, since a
+// reader may still hold it.
+func TestForwardReusesItsCall(t *testing.T) {
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL})
+	c, err := p.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	filter := "(uid=" + slapdtest.UserName(1) + ")"
+	spare := func() *call {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.wc.spare.Load()
+	}
+	if _, err := searchUIDs(t, c, filter); err != nil {
+		t.Fatal(err)
+	}
+	first := spare()
+	if first == nil {
+		t.Fatal("a search that ended cleanly left no spare call")
+	}
+	if _, err := searchUIDs(t, c, filter); err != nil {
+		t.Fatal(err)
+	}
+	if spare() != first {
+		t.Error("the next search did not use the spare call, or did not give it back")
+	}
+
+	pause(t, srv)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	req := ldap.NewSearchRequest(testBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		filter, []string{"uid"}, nil)
+	if err := c.Search(ctx, req, func(ldap.Response) error { return nil }); err == nil {
+		t.Fatal("a search of a paused server succeeded")
+	}
+	if s := spare(); s != nil {
+		t.Error("the call of a search abandoned on the way became the spare")
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkForward relays a search and a bind as the proxy does (the request's bytes
+// in, each response's bytes to fn), against slapd: allocations per request are the
+// upstream side's own (go test -bench Forward -benchmem ./upstream/).
+func BenchmarkForward(b *testing.B) {
+	srv := slapdtest.New(b, slapdtest.Options{})
+	cfg := Config{URLs: srv.URL, BaseDN: testBaseDN, Timeout: 5 * time.Second, RetryInterval: 50 * time.Millisecond}
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	p, err := New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	c, err := p.Dial(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	filter, err := ldap.CompileFilter("(uid=" + slapdtest.UserName(1) + ")")
+	if err != nil {
+		b.Fatal(err)
+	}
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchRequest, nil, "")
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, testBaseDN, ""))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(ldap.ScopeWholeSubtree), ""))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(ldap.NeverDerefAliases), ""))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 0, ""))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 0, ""))
+	op.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, false, ""))
+	op.AppendChild(filter)
+	op.AppendChild(ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, ""))
+	search := message(op)
+	bind := ldapwire.BindRequest(srv.UserDN(1), []byte(slapdtest.UserPassword(1)))
+	for _, tc := range []struct {
+		name string
+		kind Kind
+		msg  []byte
+	}{{"search", KindSearch, search}, {"bind", KindBind, bind}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var code uint16
+			relay := func(r ldapwire.Response) error {
+				code = r.Code
+				return nil
+			}
+			for b.Loop() {
+				if err := c.Forward(b.Context(), tc.kind, tc.msg, relay); err != nil || code != 0 {
+					b.Fatalf("forward: %v, result %d", err, code)
+				}
+			}
+		})
 	}
 }

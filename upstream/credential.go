@@ -46,15 +46,15 @@ func sealCredential(msg []byte) *sealedCredential {
 	if !ok || len(password) == 0 {
 		return nil
 	}
-	plain := make([]byte, 0, binary.MaxVarintLen64+len(dn)+len(password))
-	plain = binary.AppendUvarint(plain, uint64(len(dn)))
+	// Sealed in place: the plain text is written where the ciphertext goes, after the
+	// nonce, and nothing else ever holds it.
+	n := sessionSealer.NonceSize()
+	box := make([]byte, n, n+binary.MaxVarintLen64+len(dn)+len(password)+sessionSealer.Overhead())
+	_, _ = rand.Read(box)
+	plain := binary.AppendUvarint(box[n:n], uint64(len(dn)))
 	plain = append(plain, dn...)
 	plain = append(plain, password...)
-	nonce := make([]byte, sessionSealer.NonceSize(), sessionSealer.NonceSize()+len(plain)+sessionSealer.Overhead())
-	_, _ = rand.Read(nonce)
-	box := sessionSealer.Seal(nonce, nonce, plain, nil)
-	clear(plain)
-	return &sealedCredential{box: box}
+	return &sealedCredential{box: sessionSealer.Seal(box[:n], box[:n], plain, nil)}
 }
 
 // bindRequest opens the credential into a simple bind request. The caller clears the

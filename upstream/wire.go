@@ -60,6 +60,11 @@ type wireConn struct {
 	reading  bool      // a request waiting for its answer, or the reader goroutine, reads
 	released sync.Cond // on mu: reading ended
 
+	// spare is a call that ended cleanly, for the next request to use (newCall): most
+	// connections have one request at a time, which then costs no call, channel or
+	// buffer of its own.
+	spare atomic.Pointer[call]
+
 	// Used only by whoever reads:
 	br       *bufio.Reader
 	large    []byte // a response longer than br's buffer, as far as it arrived
@@ -71,11 +76,37 @@ type wireConn struct {
 type call struct {
 	fn   func(ldapwire.Response) error
 	done chan error // receives the outcome once
+	out  []byte     // the request as sent, under the connection's message ID; none if secret
 
 	mu        sync.Mutex // held while fn runs, so a cancelled call's fn is never mid-flight
 	cancelled bool
 	delivered bool         // fn has been given at least one message
 	last      atomic.Int64 // time of the last response, for a search's progress
+}
+
+// newCall returns a call for fn: the connection's spare one, or a new one.
+func (w *wireConn) newCall(fn func(ldapwire.Response) error) *call {
+	c := w.spare.Swap(nil)
+	if c == nil {
+		c = &call{done: make(chan error, 1)}
+	}
+	c.fn = fn
+	return c
+}
+
+// maxSpareOut bounds the request buffer a spare call keeps.
+const maxSpareOut = 4 << 10
+
+// recycle keeps c, which ended cleanly, as the connection's spare call. Only a call
+// whose final response finish took from pending and whose outcome has been received:
+// nobody else can hold it then (a cancelled call may still be in a reader's hands).
+func (w *wireConn) recycle(c *call) {
+	c.fn = nil
+	c.cancelled, c.delivered = false, false
+	if cap(c.out) > maxSpareOut {
+		c.out = nil
+	}
+	w.spare.Store(c)
 }
 
 // netError marks a failure of the connection itself, as opposed to an answer.
@@ -288,14 +319,15 @@ func (w *wireConn) broken() bool {
 }
 
 // roundTrip sends msg under a fresh message ID and waits for its final response, giving
-// each response to fn; start is the time of the call, as the caller read it. A search (progressive) times out only when no response has come
-// for timeout; other requests when the final answer takes longer than timeout.
+// each response to fn; start is the time of the call, as the caller read it. A search
+// (progressive) times out only when no response has come for timeout; other requests
+// when the final answer takes longer than timeout.
 // delivered reports whether fn saw anything. A secret request (a bind, with its
 // password) bypasses the write buffer, which would keep a copy, and its copy under the
 // connection's message ID is cleared once sent. A connection that the server closed
 // while it was idle fails with errClosedIdle, the request unsent.
 func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, start time.Time, timeout time.Duration, progressive, secret bool) (delivered bool, err error) {
-	c := &call{fn: fn, done: make(chan error, 1)}
+	c := w.newCall(fn)
 	c.last.Store(start.UnixNano())
 	w.mu.Lock()
 	if w.err != nil {
@@ -310,7 +342,16 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 	w.reading = w.reading || lead
 	w.mu.Unlock()
 
-	out, err := ldapwire.WithMessageID(make([]byte, 0, len(msg)+8), msg, id)
+	// A secret request's copy is its own, cleared once sent: a spare call's buffer may be
+	// another request's by then.
+	buf := c.out[:0]
+	if secret {
+		buf = make([]byte, 0, len(msg)+8)
+	}
+	out, err := ldapwire.WithMessageID(buf, msg, id)
+	if !secret {
+		c.out = out
+	}
 	if err != nil {
 		w.finish(id, nil)
 		<-c.done
@@ -324,6 +365,9 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 	}
 	if lead {
 		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, secret, start.Add(timeout), timeout, progressive); ok {
+			if err == nil {
+				w.recycle(c)
+			}
 			return delivered, err
 		}
 		// Something arrived while the connection was idle: a reader goroutine has it,
@@ -338,7 +382,11 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 	for {
 		select {
 		case err := <-c.done:
-			return c.wasDelivered(), err
+			delivered := c.wasDelivered()
+			if err == nil {
+				w.recycle(c)
+			}
+			return delivered, err
 		case <-ctx.Done():
 			w.cancel(id, c)
 			return c.wasDelivered(), ctx.Err()
