@@ -177,14 +177,15 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		raws = append(raws, raw{id, val, kgen})
 	}
 	recs.userList = recs.userList[:len(raws)]
+	slab := make([]userRec, len(raws))
 	parts := min(runtime.GOMAXPROCS(0), 1+len(raws)/4096)
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
 		wg.Go(func() {
 			for i := p * len(raws) / parts; i < (p+1)*len(raws)/parts; i++ {
-				u, err := newUserRec(raws[i].id, raws[i].val, raws[i].gen, s.normDN)
-				if err != nil {
+				u := &slab[i]
+				if err := u.init(raws[i].id, raws[i].val, raws[i].gen, s.normDN); err != nil {
 					errs[p] = fmt.Errorf("user %s: %w", raws[i].id, err)
 					return
 				}

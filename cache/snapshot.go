@@ -89,11 +89,21 @@ type groupRec struct {
 
 // newUserRec indexes the user id encoded in val, written by generation gen.
 func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec, error) {
-	h, err := checkUser(val)
-	if err != nil {
+	r := new(userRec)
+	if err := r.init(id, val, gen, norm); err != nil {
 		return nil, err
 	}
-	r := &userRec{id: id, val: val, gen: gen, dnKey: norm(h.dn), nameKey: strings.ToLower(h.username), mailKey: strings.ToLower(h.email)}
+	return r, nil
+}
+
+// init is newUserRec on a record the caller allocated (one array of them for a whole
+// checkpoint: one object for the collector to mark instead of one per user).
+func (r *userRec) init(id, val string, gen uint64, norm func(string) string) error {
+	h, err := checkUser(val)
+	if err != nil {
+		return err
+	}
+	*r = userRec{id: id, val: val, gen: gen, dnKey: norm(h.dn), nameKey: strings.ToLower(h.username), mailKey: strings.ToLower(h.email)}
 	var more userKeys
 	if h.path != "" {
 		more.pathKey = norm(h.path)
@@ -106,7 +116,7 @@ func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec,
 	if more.pathKey != "" || more.upnKeys != nil {
 		r.more = &more
 	}
-	return r, nil
+	return nil
 }
 
 // newGroupRec indexes the group id encoded in val, written by generation gen.

@@ -442,6 +442,21 @@ type imageReader struct {
 	data []byte
 	off  int
 	err  error
+	ext  extSlab
+}
+
+// extSlab hands out the ext lists of a read tree's entries from blocks shared by many
+// entries: an allocation per few thousand strings, not one per entry, for the
+// collector to mark.
+type extSlab struct{ free []string }
+
+func (x *extSlab) take(n int) []string {
+	if n > len(x.free) {
+		x.free = make([]string, max(n, 4096))
+	}
+	l := x.free[:n:n]
+	x.free = x.free[n:]
+	return l
 }
 
 func (r *imageReader) uvar() int {
@@ -545,7 +560,12 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 		te.ndn = r.strN(n - 1)
 	}
 	te.meta = r.str()
-	te.ext = r.strings()
+	if n := r.count(); n > 0 {
+		te.ext = r.ext.take(n)
+		for i := range te.ext {
+			te.ext[i] = r.str()
+		}
+	}
 	if r.err != nil || len(te.meta) == 0 {
 		return errDamaged
 	}
