@@ -256,20 +256,36 @@ func PeekHeader(msg []byte) (id int64, opTag byte, err error) {
 // length form (some clients reject anything else) and shifts the content when needed.
 type Encoder struct {
 	// B holds the encoding so far; set it to a buffer to append to.
-	B    []byte
-	open []int
+	B []byte
+	// Where the open elements' contents start: the first len(near) in near, the
+	// deeper ones in deep. An LDAP message nests less than len(near) deep, so that
+	// encoding one allocates nothing but B.
+	near  [8]int
+	deep  []int
+	depth int
 }
 
 // begin starts a constructed element with the given identifier byte.
 func (e *Encoder) Begin(tag byte) {
 	e.B = append(e.B, tag, 0)
-	e.open = append(e.open, len(e.B))
+	if e.depth < len(e.near) {
+		e.near[e.depth] = len(e.B)
+	} else {
+		e.deep = append(e.deep, len(e.B))
+	}
+	e.depth++
 }
 
 // end closes the innermost constructed element.
 func (e *Encoder) End() {
-	start := e.open[len(e.open)-1]
-	e.open = e.open[:len(e.open)-1]
+	e.depth--
+	var start int
+	if e.depth < len(e.near) {
+		start = e.near[e.depth]
+	} else {
+		start = e.deep[len(e.deep)-1]
+		e.deep = e.deep[:len(e.deep)-1]
+	}
 	n := len(e.B) - start
 	if n < 0x80 {
 		e.B[start-1] = byte(n)

@@ -109,6 +109,55 @@ func TestReadFrame(t *testing.T) {
 	}
 }
 
+// TestEncoderNesting checks the encoder against go-asn1-ber's at every depth, past the
+// levels it keeps without allocating, with contents long enough for every length form.
+func TestEncoderNesting(t *testing.T) {
+	for _, depth := range []int{1, 7, 8, 9, 20} {
+		for _, size := range []int{0, 0x7f, 0x80, 0x100, 0x10000} {
+			var e Encoder
+			e.Begin(0x30)
+			for range depth - 1 {
+				e.Str(0x04, "x")
+				e.Begin(0x30)
+			}
+			value := string(bytes.Repeat([]byte{'v'}, size))
+			e.Str(0x04, value)
+			for range depth {
+				e.End()
+			}
+			// go-asn1-ber encodes a child as it is when appended: built from the inside.
+			want := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+			want.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, value, ""))
+			for range depth - 1 {
+				outer := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+				outer.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "x", ""))
+				outer.AppendChild(want)
+				want = outer
+			}
+			if !bytes.Equal(e.B, want.Bytes()) {
+				t.Fatalf("depth %d, %d bytes: encoded %x, want %x", depth, size, e.B, want.Bytes())
+			}
+		}
+	}
+}
+
+// TestAppendEntryAllocates checks that encoding a search result entry into a buffer
+// large enough allocates nothing: the encoder keeps a message's open elements itself.
+func TestAppendEntryAllocates(t *testing.T) {
+	ent := &Entry{DN: "uid=someone,ou=people,dc=example,dc=com"}
+	for _, name := range []string{"objectClass", "uid", "cn", "mail", "memberOf"} {
+		ent.Attributes = append(ent.Attributes, Attribute{Name: name, Values: [][]byte{[]byte("value of " + name), []byte("second")}})
+	}
+	buf := make([]byte, 0, 4096)
+	ctl := []Control{{Type: "1.2.3", Critical: true, Value: []byte("v"), HasValue: true}}
+	if n := testing.AllocsPerRun(100, func() {
+		buf = AppendEntry(buf[:0], 12345, ent, false, ctl)
+		buf = AppendResult(buf, 12345, ldap.ApplicationSearchResultDone, &Result{Controls: ctl})
+	}); n != 0 {
+		t.Fatalf("%v allocations per entry and result", n)
+	}
+}
+
 func TestScanDepth(t *testing.T) {
 	// nest wraps an empty OCTET STRING in depth SEQUENCEs, each with a 4-byte length.
 	nest := func(depth int) []byte {
