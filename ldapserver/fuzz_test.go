@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -91,6 +92,9 @@ func FuzzDecodeRequest(f *testing.F) {
 			return
 		}
 		req, err := decodeRequest(msg, DefaultMaxFilterDepth)
+		if d := sameDecoding(msg, req, err); d != "" {
+			t.Fatal(d)
+		}
 		if err != nil {
 			var m errMalformed
 			if !errors.As(err, &m) {
@@ -142,6 +146,84 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("entry for the search does not decode: %v", err)
 		}
 	})
+}
+
+// sameDecoding reports how req and err, what decodeRequest made of msg, differ from
+// what decodeTree makes of it (the packet tree of the whole message), or "".
+func sameDecoding(msg []byte, req *Request, err error) string {
+	want, wantErr := decodeTree(msg, DefaultMaxFilterDepth)
+	switch {
+	case (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error():
+		return fmt.Sprintf("decoded with error %v, from the packet tree %v", err, wantErr)
+	case !reflect.DeepEqual(req, want):
+		return fmt.Sprintf("decoded %#v, from the packet tree %#v", req, want)
+	}
+	return ""
+}
+
+// TestDecodeSearchInPlace checks that searches are decoded without the packet tree of the
+// whole message, into what that tree gives: with and without controls and attributes,
+// every scope and filter choice, a base, attribute or filter value of every length
+// form; and that anything else (other operations, tags, forms or values than a search
+// has, which decodeTree answers) is left to decodeTree.
+func TestDecodeSearchInPlace(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	var searches [][]byte
+	for _, s := range requestSeeds() {
+		if req, err := decodeTree(s, DefaultMaxFilterDepth); err == nil && req.Op == OpSearch {
+			searches = append(searches, s)
+		}
+	}
+	searches = append(searches,
+		ldapMessage(1<<31-1, searchOp("", 0, "(objectClass=*)")),
+		ldapMessage(300, searchOp("cn="+long+",dc=example", 3, "(cn="+long+")", long, "", "*")),
+		ldapMessage(301, searchOp("dc=example", 1, "(cn:dn:="+long+")", "1.1")),
+	)
+	if len(searches) < 15 {
+		t.Fatalf("%d searches", len(searches))
+	}
+	for _, msg := range searches {
+		req, ok := decodeSearchRequest(msg, DefaultMaxFilterDepth)
+		if !ok {
+			t.Fatalf("search % x not decoded in place", msg)
+		}
+		if d := sameDecoding(msg, req, nil); d != "" {
+			t.Fatalf("% x: %s", msg, d)
+		}
+	}
+
+	// Changed one byte at a time: every variant is decoded as the packet tree decodes it,
+	// or refused as it refuses it (decodeRequest, as the read loop calls it).
+	decoded := 0
+	for _, msg := range searches[len(searches)-6:] {
+		for i := range msg {
+			for _, b := range []byte{0x00, 0x01, 0x02, 0x04, 0x0a, 0x1f, 0x30, 0x43, 0x63, 0x7f, 0x80, 0x81, 0xa0, 0xa3, 0xff, msg[i] + 1} {
+				v := bytes.Clone(msg)
+				v[i] = b
+				if scanBER(v, DefaultMaxFilterDepth+4) != nil {
+					continue
+				}
+				if _, ok := decodeSearchRequest(v, DefaultMaxFilterDepth); ok {
+					decoded++
+				}
+				req, err := decodeRequest(v, DefaultMaxFilterDepth)
+				if d := sameDecoding(v, req, err); d != "" {
+					t.Fatalf("% x: %s", v, d)
+				}
+			}
+		}
+	}
+	if decoded == 0 {
+		t.Fatal("no variant decoded in place")
+	}
+
+	for _, msg := range requestSeeds() {
+		if req, err := decodeTree(msg, DefaultMaxFilterDepth); err == nil && req.Op != OpSearch {
+			if _, ok := decodeSearchRequest(msg, DefaultMaxFilterDepth); ok {
+				t.Fatalf("%s request decoded as a search", req.Op)
+			}
+		}
+	}
 }
 
 // FuzzReadFrame splits arbitrary bytes into frames with a small size limit: every frame

@@ -237,6 +237,9 @@ func decodeRequest(msg []byte, maxFilterDepth int) (*Request, error) {
 	if r := decodeSimpleBind(msg); r != nil {
 		return r, nil
 	}
+	if r, ok := decodeSearchRequest(msg, maxFilterDepth); ok {
+		return r, nil
+	}
 	return decodeTree(msg, maxFilterDepth)
 }
 
@@ -359,6 +362,143 @@ func decodeTree(msg []byte, maxFilterDepth int) (*Request, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// decodeSearchRequest decodes a well-formed search request, the commonest request, as
+// decodeTree does, but for a packet tree of its filter and controls only: the
+// request's other elements are read in place, so that decoding it costs a few small
+// allocations instead of a packet (and a buffer) per element. It gives up (false) on
+// anything but a search whose elements all have the tags, forms and values the
+// protocol gives them, and leaves that, errors included, to decodeTree.
+func decodeSearchRequest(msg []byte, maxFilterDepth int) (*Request, bool) {
+	id, start, end, err := ldapwire.Header(msg, 0)
+	if err != nil || id != 0x30 || end != len(msg) {
+		return nil, false
+	}
+	// The message ID, then the search request.
+	id, s, e, err := ldapwire.Header(msg, start)
+	if err != nil || id != byte(ber.TagInteger) {
+		return nil, false
+	}
+	mid, err := parseInt(msg[s:e])
+	if err != nil || mid < 1 || mid > 1<<31-1 {
+		return nil, false
+	}
+	id, opStart, opEnd, err := ldapwire.Header(msg, e)
+	if err != nil || id != byte(ber.ClassApplication)|byte(ber.TypeConstructed)|ldap.ApplicationSearchRequest {
+		return nil, false
+	}
+	r := &Request{MessageID: mid, Op: OpSearch}
+	if opEnd < end {
+		id, _, cEnd, err := ldapwire.Header(msg, opEnd)
+		if err != nil || id != byte(ber.ClassContext)|byte(ber.TypeConstructed) || cEnd != end {
+			return nil, false
+		}
+		p, err := ldapwire.Decode(msg[opEnd:end])
+		if err != nil {
+			return nil, false
+		}
+		if r.Controls, err = decodeControls(p); err != nil {
+			return nil, false
+		}
+	}
+	q, ok := decodeSearchFields(msg[:opEnd], opStart, maxFilterDepth)
+	if !ok {
+		return nil, false
+	}
+	r.Search = q
+	return r, true
+}
+
+// decodeSearchFields reads the eight elements of a search request whose content starts
+// at pos and ends with msg, as decodeSearch does; false for anything decodeSearch would
+// refuse or read otherwise.
+func decodeSearchFields(msg []byte, pos, maxFilterDepth int) (*SearchRequest, bool) {
+	// The strings share one copy of the request, as those of a packet tree share one of
+	// the message.
+	text, origin := "", pos
+	str := func(s, e int) string {
+		if text == "" {
+			text = string(msg[origin:])
+		}
+		return text[s-origin : e-origin]
+	}
+	next := func(want byte) (s, e int, ok bool) {
+		id, s, e, err := ldapwire.Header(msg, pos)
+		if err != nil || id != want {
+			return 0, 0, false
+		}
+		pos = e
+		return s, e, true
+	}
+	number := func(tag byte, max int64) (int, bool) {
+		s, e, ok := next(tag)
+		if !ok {
+			return 0, false
+		}
+		v, err := parseInt(msg[s:e])
+		return int(v), err == nil && v >= 0 && v <= max
+	}
+	q := &SearchRequest{}
+	s, e, ok := next(byte(ber.TagOctetString))
+	if !ok {
+		return nil, false
+	}
+	if e > s {
+		q.BaseDN = str(s, e)
+	}
+	if q.Scope, ok = number(byte(ber.TagEnumerated), ScopeChildren); !ok {
+		return nil, false
+	}
+	if q.DerefAliases, ok = number(byte(ber.TagEnumerated), 3); !ok {
+		return nil, false
+	}
+	if q.SizeLimit, ok = number(byte(ber.TagInteger), 1<<31-1); !ok {
+		return nil, false
+	}
+	if q.TimeLimit, ok = number(byte(ber.TagInteger), 1<<31-1); !ok {
+		return nil, false
+	}
+	if s, e, ok = next(byte(ber.TagBoolean)); !ok || e-s != 1 {
+		return nil, false
+	}
+	q.TypesOnly = msg[s] != 0
+	// The filter: any context-class element, decoded and checked as decodeSearch does.
+	fStart := pos
+	id, _, fEnd, err := ldapwire.Header(msg, pos)
+	if err != nil || ber.Class(id&0xc0) != ber.ClassContext || id&0x1f == 0x1f {
+		return nil, false
+	}
+	if q.Filter, err = ldapwire.Decode(msg[fStart:fEnd]); err != nil {
+		return nil, false
+	}
+	if checkFilter(q.Filter, 1, maxFilterDepth) != nil {
+		return nil, false
+	}
+	pos = fEnd
+	if _, _, ok = next(0x30); !ok || pos != len(msg) {
+		return nil, false
+	}
+	// The attribute list: OCTET STRINGs from just inside the SEQUENCE to its end.
+	_, pos, _, _ = ldapwire.Header(msg, fEnd)
+	n := 0
+	for p := pos; p < len(msg); n++ {
+		id, _, e, err := ldapwire.Header(msg, p)
+		if err != nil || id != byte(ber.TagOctetString) {
+			return nil, false
+		}
+		p = e
+	}
+	q.Attributes = make([]string, 0, n)
+	for pos < len(msg) {
+		s, e, _ := next(byte(ber.TagOctetString))
+		a := ""
+		if e > s {
+			a = str(s, e)
+		}
+		q.Attributes = append(q.Attributes, a)
+	}
+	return q, true
 }
 
 func decodeControls(p *ber.Packet) ([]Control, error) {
