@@ -781,9 +781,9 @@ func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Co
 	if within != nil {
 		s.within = within.ids
 	}
-	t.selection(&s.sel, q.Attributes)
 	s.sel.eb = entryBufs.Get().(*entryBuf)
 	defer s.sel.eb.release()
+	t.selection(&s.sel, q.Attributes)
 	if q.TimeLimit > 0 {
 		s.deadline = time.Now().Add(time.Duration(q.TimeLimit) * time.Second)
 	}
@@ -943,8 +943,7 @@ func (s *searchRun) visit(e *treeEntry) runCode {
 // sends are made in.
 type selection struct {
 	allUser, allOperational bool
-	named                   []selected
-	buf                     [4]selected // backs named for short lists
+	named                   []selected  // in eb's buffer
 	types                   []*attrType // the tree's (Tree.types)
 	eb                      *entryBuf   // where entries are made to be sent
 }
@@ -956,7 +955,8 @@ type entryBuf struct {
 	out   Entry
 	attrs []Attribute
 	vals  [][]byte
-	ends  []int // where each attribute's values end in vals
+	ends  []int      // where each attribute's values end in vals
+	named []selected // the selection's named attributes
 }
 
 var entryBufs = sync.Pool{New: func() any { return new(entryBuf) }}
@@ -966,6 +966,7 @@ var entryBufs = sync.Pool{New: func() any { return new(entryBuf) }}
 func (b *entryBuf) release() {
 	clear(b.vals[:cap(b.vals)])
 	clear(b.attrs[:cap(b.attrs)])
+	clear(b.named[:cap(b.named)])
 	b.out = Entry{}
 	entryBufs.Put(b)
 }
@@ -978,9 +979,11 @@ type selected struct {
 // selection resolves the attributes a search asks for (RFC 4511 §4.5.1.8): none means
 // all user attributes, "*" all user attributes, "+" all operational ones, "1.1" none;
 // names are case-insensitive, may be OIDs, and include their subtypes (name → cn, sn, …).
-// Unknown names are ignored.
+// Unknown names are ignored. The list is made in s.eb (a selection held in the search's
+// own variables, not one that points into itself: that would move the search's state
+// to the heap).
 func (t *Tree) selection(s *selection, attrs []string) {
-	s.named, s.types = s.buf[:0], t.types
+	s.named, s.types = s.eb.named[:0], t.types
 	if len(attrs) == 0 {
 		s.allUser = true
 	}
@@ -1002,6 +1005,7 @@ func (t *Tree) selection(s *selection, attrs []string) {
 		// Named user attributes add nothing to "*".
 		s.named = slices.DeleteFunc(s.named, func(n selected) bool { return !n.typ.operational })
 	}
+	s.eb.named = s.named // as grown, for the next search
 }
 
 // entry returns e as the selection shows it, in the selection's entryBuf: valid until
