@@ -48,7 +48,7 @@ import (
 //	crc        4 bytes: CRC-32C of everything before
 //
 // Strings are a uvarint length and the bytes.
-const imageFormat = 4
+const imageFormat = 5
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -191,6 +191,8 @@ type imageWriter struct {
 	n   int // bytes written: posting lists start at multiples of 4
 	buf [binary.MaxVarintLen64]byte
 	err error
+	// seen holds the offsets of the outside values written so far (ext).
+	seen map[string]int
 }
 
 func (iw *imageWriter) raw(b []byte) {
@@ -221,6 +223,27 @@ func (iw *imageWriter) rawStr(s string) {
 	}
 }
 
+// ext writes an entry's outside values: uvarint n, then per value uvarint 2*length and
+// its bytes, or, for a value the image already holds (a group's DN in the memberOf of
+// each of its members), uvarint 2*offset+1 and its length: ReadTree reads the earlier
+// bytes in place.
+func (iw *imageWriter) ext(l []string) {
+	iw.uvar(len(l))
+	for _, s := range l {
+		if off, ok := iw.seen[s]; ok {
+			iw.uvar(2*off + 1)
+			iw.uvar(len(s))
+			continue
+		}
+		iw.uvar(2 * len(s))
+		if iw.seen == nil {
+			iw.seen = map[string]int{}
+		}
+		iw.seen[s] = iw.n
+		iw.rawStr(s)
+	}
+}
+
 func (iw *imageWriter) strings(l []string) {
 	iw.uvar(len(l))
 	for _, s := range l {
@@ -237,7 +260,7 @@ func (iw *imageWriter) strings(l []string) {
 //	        uvarint 2*length and its bytes
 //	the canonical DN: uvarint 0 when it is the DN, else length+1 and its bytes
 //	meta
-//	uvarint n, n strings: ext
+//	ext: see imageWriter.ext
 func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 	iw.uvar(int(e.id))
 	if e.parent == noEntry {
@@ -278,7 +301,7 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 		iw.rawStr(e.ndn)
 	}
 	iw.str(e.meta)
-	iw.strings(e.ext)
+	iw.ext(e.ext)
 	return nil
 }
 
@@ -563,7 +586,19 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 	if n := r.count(); n > 0 {
 		te.ext = r.ext.take(n)
 		for i := range te.ext {
-			te.ext[i] = r.str()
+			x := r.uvar()
+			if x&1 == 0 {
+				te.ext[i] = r.strN(x >> 1)
+				continue
+			}
+			// Bytes the image holds before this point.
+			off, l := x>>1, r.uvar()
+			if r.err != nil || off > r.off || l > r.off-off {
+				return errDamaged
+			}
+			if l > 0 {
+				te.ext[i] = unsafe.String(&r.data[off], l)
+			}
 		}
 	}
 	if r.err != nil || len(te.meta) == 0 {

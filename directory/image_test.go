@@ -140,6 +140,32 @@ func TestImageRoundTrip(t *testing.T) {
 	if srcs == 0 {
 		t.Fatal("no entry kept its source")
 	}
+	// An outside value that several entries have is in the image once: the entries
+	// read the same bytes.
+	extAt := map[string]*byte{}
+	repeated, shared := 0, 0
+	for id := range read.entries.next {
+		e := read.entry(id)
+		if e == nil {
+			continue
+		}
+		for _, v := range e.ext {
+			if !inData(v) {
+				t.Fatalf("%s: outside value %q copied out of the image", e.dn, v)
+			}
+			if p, ok := extAt[v]; ok {
+				repeated++
+				if p == unsafe.StringData(v) {
+					shared++
+				}
+				continue
+			}
+			extAt[v] = unsafe.StringData(v)
+		}
+	}
+	if repeated == 0 || shared != repeated {
+		t.Fatalf("%d outside values repeat those of other entries, %d of them share their bytes", repeated, shared)
+	}
 
 	// A paged search begun on the tree written goes on in the tree read.
 	req := searchRequest(t, testBase, ScopeSubtree, "(objectClass=*)", "1.1")
