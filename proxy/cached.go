@@ -205,6 +205,7 @@ func (c *cached) update(sn *cache.Snapshot) {
 	}
 	c.sn, c.containers = sn, sc
 	if next == t {
+		c.serve(t, sn) // the same tree, now known to be sn's: a first sync that changed nothing is a sync
 		c.log.Info("served tree unchanged", "generation", sn.Generation(), "version", t.Version())
 		return
 	}

@@ -611,3 +611,21 @@ func TestServedTreeImageAfterRecordsMoved(t *testing.T) {
 		t.Fatalf("the tree read from its image differs\nread:\n%s\nwritten:\n%s", got, want)
 	}
 }
+
+// TestCachedSyncedWhenFirstSyncChangesNothing: a first sync whose served entries are
+// those of the empty store (an upstream with no users or groups in scope) still makes
+// the directory known: searches are no longer unavailable.
+func TestCachedSyncedWhenFirstSyncChangesNothing(t *testing.T) {
+	m := newSyncModel(t, 1)
+	c := newCached(m.store, ServedOptions{BaseDN: servedBase}, slog.New(failOnWarning{t}))
+	if c.synced.Load() {
+		t.Fatal("synced before the first sync")
+	}
+	m.commit()
+	if g := m.store.Snapshot().Generation(); g == 0 {
+		t.Fatal("the sync committed no generation")
+	}
+	if !c.synced.Load() {
+		t.Fatal("still not synced after the first sync")
+	}
+}
