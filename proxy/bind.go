@@ -61,7 +61,7 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		b.clientBind(w, r, c, a)
 		return
 	}
-	l := b.resolve(r)
+	l := b.resolve(r, c)
 	if res := b.check(r, &l); res != nil {
 		c.forgetIdentity()
 		w.WriteResult(res)
@@ -158,10 +158,10 @@ func (b *binder) refuseEarly(r *ldapserver.Request) *ldapserver.Result {
 // upstream with the DN the upstream knows, and on success the session is bound as the
 // user's served DN — what WhoAmI answers, whether the upstream or the credential cache
 // let the user in. A name that does not resolve goes upstream as it came.
-func (b *binder) resolve(r *ldapserver.Request) login {
+func (b *binder) resolve(r *ldapserver.Request, c *client) login {
 	q := r.Bind
 	l := login{name: q.Name, identity: q.Name, upstreamDN: q.Name, msg: r.Raw()}
-	if u := b.names.user(q.Name); u != nil {
+	if u := b.names.bindUser(&c.nobody, q.Name); u != nil {
 		l.user, l.identity, l.upstreamDN = u, servedDN(u), u.DN
 		if u.DN != q.Name {
 			l.msg = ldapwire.BindRequest(u.DN, q.Password)

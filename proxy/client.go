@@ -25,6 +25,9 @@ type client struct {
 	// account is the `clients:` account the client bound as, or nil: its reads go
 	// upstream on a connection bound as the service account.
 	account *clientAccount
+	// nobody is the last bind name of the connection that resolved to no synced user
+	// (binds only, which run one at a time: not under mu).
+	nobody nobodyMemo
 }
 
 type clientKey struct{}

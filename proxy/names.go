@@ -74,7 +74,39 @@ func (n *resolver) user(name string) *cache.User {
 	if n.store == nil || name == "" {
 		return nil
 	}
+	return n.userIn(n.store.Snapshot(), name)
+}
+
+// nobodyMemo remembers, for one client connection, the last bind name that resolved to
+// nobody, and in which generation of the store: an application binds as its service
+// account before each user's login, on the same connection, and that name is no synced
+// user's. The same name in the same generation resolves to nobody again; any commit
+// makes it resolve anew. Only binds use it, and a connection runs those one at a time.
+type nobodyMemo struct {
+	name string
+	gen  uint64
+	set  bool
+}
+
+// bindUser is user for a bind on the connection whose memo m is.
+func (n *resolver) bindUser(m *nobodyMemo, name string) *cache.User {
+	if n.store == nil || name == "" {
+		return nil
+	}
 	sn := n.store.Snapshot()
+	gen := sn.Generation()
+	if m.set && m.gen == gen && m.name == name {
+		return nil
+	}
+	u := n.userIn(sn, name)
+	if u == nil {
+		*m = nobodyMemo{name: name, gen: gen, set: true}
+	}
+	return u
+}
+
+// userIn is user in the snapshot sn.
+func (n *resolver) userIn(sn *cache.Snapshot, name string) *cache.User {
 	// Without the user's attributes: deciding who a name is never reads them.
 	names := sn.Names()
 	var (

@@ -163,3 +163,46 @@ func TestNamesConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestBindNameMemo: a bind name that resolved to nobody is not looked up again on the
+// same connection while the store is unchanged, and is as soon as a sync commits.
+func TestBindNameMemo(t *testing.T) {
+	const svc = "cn=svc,ou=services,dc=example,dc=com"
+	alice := &cache.User{ID: "1", DN: "uid=alice,dc=example,dc=com", Username: "alice", IsActive: true}
+	store := namesStore(t, cache.Domain{}, alice)
+	n := &resolver{store: store}
+	var m nobodyMemo
+	if u := n.bindUser(&m, svc); u != nil {
+		t.Fatalf("%s resolved to %s", svc, u.DN)
+	}
+	if !m.set || m.name != svc || m.gen != store.Snapshot().Generation() {
+		t.Fatalf("memo after a name that resolves to nobody: %+v", m)
+	}
+	if u := n.bindUser(&m, svc); u != nil {
+		t.Fatalf("%s resolved to %s the second time", svc, u.DN)
+	}
+	if u := n.bindUser(&m, "UID=Alice,DC=example,DC=com"); u == nil || u.ID != "1" {
+		t.Fatalf("alice's DN resolved to %v after the memo", u)
+	}
+	if m.name != svc {
+		t.Errorf("a name that resolved to a user replaced the memo: %+v", m)
+	}
+
+	// A sync makes the name a user's: the next bind finds the user.
+	w, err := store.BeginSync(cache.KindUsers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	for _, u := range []*cache.User{alice, {ID: "2", DN: svc, Username: "svc", IsActive: true}} {
+		if err := w.PutUser(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if u := n.bindUser(&m, svc); u == nil || u.ID != "2" {
+		t.Fatalf("%s after the sync that made it a user's: %v", svc, u)
+	}
+}
