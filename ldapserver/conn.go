@@ -217,6 +217,9 @@ func (c *conn) readMessage() (msg []byte, held int64, err error) {
 			waitFrom = time.Now()
 			continue
 		case time.Since(waitFrom) < idle: // set before this wait began
+			// The deadline kept has passed: the rest of the timeout is waited out, not
+			// read again and again at a deadline already past.
+			c.setReadDeadline(waitFrom.Add(idle))
 			continue
 		default:
 			return nil, 0, errIdle

@@ -1427,3 +1427,52 @@ func TestSpareGoroutines(t *testing.T) {
 	waitFor(t, 5*time.Second, "the server to drop the connection", func() bool { return srv.OpenConnections() == 0 })
 	waitFor(t, 5*time.Second, fmt.Sprintf("goroutines to return to %d", baseline), func() bool { return runtime.NumGoroutine() <= baseline })
 }
+
+// countingListener counts the Reads made on the connections it accepts.
+type countingListener struct {
+	net.Listener
+	reads atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, reads: &l.reads}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	reads *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+// TestIdleDeadlineKeptNoSpin: a connection whose idle deadline was kept from an earlier
+// request (the next came within an eighth of the timeout) waits out the rest of its
+// timeout once that deadline passes; it does not read again and again at a deadline
+// already past until the timeout ends.
+func TestIdleDeadlineKeptNoSpin(t *testing.T) {
+	const idle = 800 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln}
+	addr := serveOn(t, &Server{Handler: HandlerFunc(newProtoHandler().serve), IdleTimeout: idle}, cl)
+	w := dialWire(t, addr)
+	w.send(ldapMessage(1, extendedOp(OIDWhoAmI, nil)))
+	w.expectResult(1, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+	time.Sleep(idle / 10) // within an eighth: the deadline of the first request stays
+	w.send(ldapMessage(2, extendedOp(OIDWhoAmI, nil)))
+	w.expectResult(2, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+	before := cl.reads.Load()
+	w.expectClosed(3*time.Second, false)
+	if n := cl.reads.Load() - before; n > 20 {
+		t.Fatalf("%d reads while the connection was idle, want a few", n)
+	}
+}
