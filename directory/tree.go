@@ -734,6 +734,19 @@ func (t *Tree) Within(dns []string) *Within {
 
 // SearchWithin is Search limited to within's entries; a nil within is the whole tree.
 func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Control, within *Within, send func(*Entry) error) *Result {
+	return t.SearchWithinLong(ctx, q, controls, within, send, nil)
+}
+
+// quickCandidates is the most entries a search looks at without calling its long
+// function (SearchWithinLong).
+const quickCandidates = 64
+
+// SearchWithinLong is SearchWithin calling long (unless nil), once, before the search
+// looks at more than quickCandidates entries: before it walks its scope entry by entry
+// (a filter no index answers), or goes through more candidates than that from an index.
+// A search that does not call it is answered at once, from memory; the server lets the
+// connection read on while one that calls it goes on (ldapserver.Detach).
+func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls []Control, within *Within, send func(*Entry) error, long func()) *Result {
 	if q == nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "not a search request"}
 	}
@@ -790,7 +803,7 @@ func (t *Tree) SearchWithin(ctx context.Context, q *SearchRequest, controls []Co
 	if paging != nil {
 		s.pageSize = paging.size
 	}
-	code := s.run(base, q.Scope, page.from)
+	code := s.run(base, q.Scope, page.from, long)
 	switch code {
 	case runGone:
 		return nil
@@ -841,7 +854,7 @@ const (
 
 // run visits the entries in scope with an ID from from on, in ascending order, and
 // returns how the walk ended.
-func (s *searchRun) run(base *treeEntry, scope int, from entryID) runCode {
+func (s *searchRun) run(base *treeEntry, scope int, from entryID, long func()) runCode {
 	t := s.t
 	if scope == ScopeBase {
 		if base.id < from {
@@ -852,6 +865,9 @@ func (s *searchRun) run(base *treeEntry, scope int, from entryID) runCode {
 	if s.f.indexed {
 		c := s.f.cands
 		i, _ := slices.BinarySearch(c, from)
+		if len(c)-i > quickCandidates && long != nil {
+			long()
+		}
 		for ; i < len(c); i++ {
 			if e := t.entry(c[i]); e != nil && t.inScope(e, base, scope) {
 				if code := s.visit(e); code != runDone {
@@ -860,6 +876,9 @@ func (s *searchRun) run(base *treeEntry, scope int, from entryID) runCode {
 			}
 		}
 		return runDone
+	}
+	if long != nil {
+		long()
 	}
 	for c := int(from >> chunkBits); c < len(t.entries.chunks); c++ {
 		ch := t.entries.chunks[c]

@@ -56,3 +56,37 @@ func TestSearchWithin(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchWithinLong checks that a search calls its long function, once, before it
+// looks at more than quickCandidates entries (a scope walked entry by entry, an index's
+// long list), and not when it looks at a few; and that it finds what SearchWithin finds.
+func TestSearchWithinLong(t *testing.T) {
+	tree := benchTree(t, 200) // 50 groups of 4 members
+	for _, c := range []struct {
+		base, filter string
+		scope        int
+		long         bool
+	}{
+		{testBase, "(uid=user0042)", ScopeSubtree, false},
+		{testBase, "(&(objectClass=person)(uid=user0042))", ScopeSubtree, false},
+		{testBase, "(memberOf=cn=group07,ou=groups," + testBase + ")", ScopeSubtree, false},
+		{"uid=user0042,ou=people," + testBase, "(description=*)", ScopeBase, false},
+		{testBase, "(objectClass=person)", ScopeSubtree, true},                     // 200 candidates
+		{testBase, "(description=*)", ScopeSubtree, true},                          // no index
+		{"ou=groups," + testBase, "(cn=group0*)", ScopeOne, true},                  // no index: the tree is walked
+		{testBase, "(|(uid=user0001)(displayName=User 0002))", ScopeSubtree, true}, // displayName: no index
+	} {
+		q := searchRequest(t, c.base, c.scope, c.filter).Search
+		var want, got []string
+		tree.SearchWithin(context.Background(), q, nil, nil, func(e *Entry) error { want = append(want, e.DN); return nil })
+		calls := 0
+		tree.SearchWithinLong(context.Background(), q, nil, nil, func(e *Entry) error { got = append(got, e.DN); return nil },
+			func() { calls++ })
+		if rdnsOf(got) != rdnsOf(want) {
+			t.Errorf("%s under %s: found %q, SearchWithin %q", c.filter, c.base, rdnsOf(got), rdnsOf(want))
+		}
+		if wantCalls := map[bool]int{false: 0, true: 1}[c.long]; calls != wantCalls {
+			t.Errorf("%s under %s: long called %d times, want %d", c.filter, c.base, calls, wantCalls)
+		}
+	}
+}

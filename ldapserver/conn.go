@@ -108,20 +108,34 @@ func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 
 // serve runs the read loop until the client leaves, misbehaves or the server shuts down.
 func (c *conn) serve() {
-	defer c.finish()
 	if !c.start() {
+		c.finish()
 		return
 	}
 	c.log.Debug("connection opened")
+	c.readLoop()
+}
+
+// readLoop reads and dispatches requests until the connection ends, and then finishes
+// it; or until the handler of a request answered inline detaches it
+// (responseWriter.Detach), which starts another readLoop to read on.
+func (c *conn) readLoop() {
 	for {
 		// Each message gets its own buffer: a forwarded request is relayed from it
 		// while the next one is read.
 		msg, held, err := c.readMessage()
 		if err != nil {
 			c.readFailed(err)
+			c.finish()
 			return
 		}
-		if !c.dispatch(msg, held) {
+		var detached bool
+		if !c.dispatch(msg, held, &detached) {
+			c.finish()
+			return
+		}
+		if detached {
+			// Another goroutine reads now; this one has answered its request.
 			return
 		}
 	}
@@ -343,8 +357,9 @@ func isTimeout(err error) bool {
 }
 
 // dispatch decodes one message and starts its operation. It reports whether the read
-// loop should go on.
-func (c *conn) dispatch(msg []byte, held int64) bool {
+// loop should go on, and sets detached when it goes on in another goroutine
+// (responseWriter.Detach).
+func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 	req, err := c.decode(msg)
 	// Decoded: the packets, not the bytes, are what it holds now, also while a bind
 	// waits for the operations before it and for the upstream.
@@ -398,6 +413,13 @@ func (c *conn) dispatch(msg []byte, held int64) bool {
 		return false
 	}
 	req.withCtx(ctx)
+	if c.srv.Inline != nil && c.srv.Inline(req) {
+		req.inline = true
+		c.run(req)
+		// Detached, the read loop goes on in the goroutine Detach started.
+		*detached = req.w.detached
+		return true
+	}
 	select {
 	case c.spare <- req:
 	default:
@@ -524,7 +546,7 @@ func (c *conn) abortOps() {
 // answered with `other`, the panic is logged with its stack, and the server goes on.
 func (c *conn) run(req *Request) {
 	w := &req.w
-	*w = responseWriter{c: c, req: req}
+	*w = responseWriter{c: c, req: req, inline: req.inline}
 	defer func() {
 		c.unregister(req.MessageID)
 		if w.answered {
@@ -727,6 +749,27 @@ type responseWriter struct {
 	req      *Request
 	done     bool
 	answered bool // counted in c.answered
+	inline   bool // answered by the read loop (Server.Inline)
+	detached bool // Detach started another read loop
+}
+
+// Detach lets the connection read on, on another goroutine, while the handler of a
+// request answered inline goes on (Server.Inline); for any other request it does
+// nothing. It is called from the handler's goroutine.
+func (w *responseWriter) Detach() {
+	if !w.inline || w.detached {
+		return
+	}
+	w.detached = true
+	go w.c.readLoop()
+}
+
+// Detach is ResponseWriter.Detach where w has it (the server's writers, and wrappers
+// that pass it on): see Server.Inline.
+func Detach(w ResponseWriter) {
+	if d, ok := w.(interface{ Detach() }); ok {
+		d.Detach()
+	}
 }
 
 // answer counts the operation as answered, just before its final response is written.

@@ -129,6 +129,8 @@ type Request struct {
 
 	ctx context.Context
 	w   responseWriter // the request's writer, made with it
+	// inline is set for a request the read loop answers itself (Server.Inline).
+	inline bool
 }
 
 // Context returns the request's context: it is cancelled when the client abandons the

@@ -119,6 +119,15 @@ type Server struct {
 	// ctx, as http.Server.ConnContext does: a handler keeps per-connection state of its
 	// own there (and releases it with Session.OnClose).
 	ConnContext func(ctx context.Context, s *Session) context.Context
+	// Inline, when set, picks the requests that the read loop answers itself, before it
+	// reads the next one, instead of handing each to another goroutine: requests the
+	// handler answers from memory at once (the proxy's cached searches), for which the
+	// hand-off costs more than the answer. A handler that finds such a request will take
+	// longer (a search through much of a directory) calls Detach: the connection then
+	// reads its next requests, an Abandon of this one included, on another goroutine
+	// while the handler goes on. Binds, StartTLS, Abandon and Unbind are handled as
+	// without it.
+	Inline func(*Request) bool
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

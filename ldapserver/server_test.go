@@ -710,6 +710,56 @@ func TestAbandonCancelsTheOperation(t *testing.T) {
 	w.expectSilence(200 * time.Millisecond)
 }
 
+// TestInlineRequests checks Server.Inline: a request it picks is answered by the read
+// loop before the next request is read (the next waits for it), every other request as
+// without it; and a handler that detaches lets the connection read on, an Abandon of
+// its request included, and finishes on its own.
+func TestInlineRequests(t *testing.T) {
+	h := newProtoHandler()
+	inline := func(r *Request) bool { return r.Op == OpSearch }
+	detaching := HandlerFunc(func(w ResponseWriter, r *Request) {
+		if r.Op == OpSearch && r.Search.Filter.Tag == ldap.FilterPresent {
+			Detach(w) // a long search: (cn=*) stands for one here
+		}
+		h.serve(w, r)
+	})
+	srv := &Server{Handler: detaching, Inline: inline}
+	addr := serve(t, srv)
+
+	t.Run("answered before the next request is read", func(t *testing.T) {
+		w := dialWire(t, addr)
+		w.send(ldapMessage(1, searchOp(dnWait, 0, "(objectClass=person)")), ldapMessage(2, extendedOp(OIDWhoAmI, nil)))
+		recv(t, h.started, 5*time.Second, "the waiting search to start")
+		w.expectSilence(300 * time.Millisecond) // the WhoAmI is not read yet
+		h.release <- struct{}{}
+		if p := w.next(); p.Children[1].Tag != ldap.ApplicationSearchResultEntry {
+			t.Fatalf("got response tag %d, want the search's entry", p.Children[1].Tag)
+		}
+		if res := w.result(); res.id != 1 || res.diag != "waited" {
+			t.Fatalf("got %+v, want the search's result", res)
+		}
+		w.expectResult(2, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+	})
+
+	t.Run("detached", func(t *testing.T) {
+		w := dialWire(t, addr)
+		w.send(ldapMessage(1, searchOp(dnBlock, 0, "(cn=*)")))
+		recv(t, h.started, 5*time.Second, "the blocking search to start")
+		w.send(ldapMessage(2, extendedOp(OIDWhoAmI, nil)))
+		w.expectResult(2, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+		w.send(ldapMessage(3, abandonOp(1)))
+		if err := recv(t, h.ended, 5*time.Second, "the abandoned handler to see its context end"); err == nil {
+			t.Fatal("the abandoned handler could still write its result")
+		}
+		// The read loop the detached search started goes on, inline requests too.
+		w.send(ldapMessage(4, searchOp("dc=example", 2, "(objectClass=person)")))
+		w.expectSearch(4)
+		w.send(ldapMessage(5, unbindOp()))
+		w.expectClosed(2*time.Second, false)
+	})
+	waitFor(t, 5*time.Second, "the connections to close", func() bool { return srv.OpenConnections() == 0 })
+}
+
 func TestUnbindClosesAndCancels(t *testing.T) {
 	h := newProtoHandler()
 	srv := &Server{Handler: HandlerFunc(h.serve)}

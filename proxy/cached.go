@@ -304,7 +304,10 @@ func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		return
 	}
 	t := c.tree.Load()
-	res := t.SearchWithin(r.Context(), r.Search, r.Controls, c.within(t, r), func(e *directory.Entry) error { return w.WriteEntry(e) })
+	// Answered on the connection's read loop (Handler.Inline) unless it goes through
+	// much of the tree: then the connection reads on while it does.
+	res := t.SearchWithinLong(r.Context(), r.Search, r.Controls, c.within(t, r), func(e *directory.Entry) error { return w.WriteEntry(e) },
+		func() { ldapserver.Detach(w) })
 	if res != nil {
 		w.WriteResult(res)
 	}

@@ -61,6 +61,16 @@ type Options struct {
 // proxy's own state (client.go).
 type Handler struct {
 	root ldapserver.Handler
+	// cached is set when searches and compares are answered from the served tree.
+	cached bool
+}
+
+// Inline is the ldapserver.Server's Inline for this handler: in cached mode, searches
+// and compares are answered from the served tree in memory, on the connection's read
+// loop, with no hand-off to another goroutine; a search that goes through much of the
+// tree lets the connection read on while it does (ldapserver.Detach).
+func (h *Handler) Inline(r *ldapserver.Request) bool {
+	return h.cached && (r.Op == ldapserver.OpSearch || r.Op == ldapserver.OpCompare)
 }
 
 // ServeLDAP answers one request.
@@ -126,7 +136,7 @@ func newHandler(o Options, keep passwordKeeper) (*Handler, *writeback) {
 	rt.ops[ldapserver.OpSearch] = loc.rootDSEOr(loc.readersOnly(ldapserver.HandlerFunc(reads.search)))
 	rt.ops[ldapserver.OpCompare] = loc.readersOnly(ldapserver.HandlerFunc(reads.compare))
 	rt.ops[ldapserver.OpModify] = passwordChangesTo(ldapserver.HandlerFunc(wb.modify))
-	return &Handler{root: instrument(rt, o.Metrics, log)}, wb
+	return &Handler{root: instrument(rt, o.Metrics, log), cached: reads == reader(tree)}, wb
 }
 
 // reader answers searches and compares: the served tree, or the upstream.

@@ -130,6 +130,9 @@ func (r *recorder) Relay(resp ldapwire.Response) error {
 	return relay(r.ResponseWriter, resp)
 }
 
+// Detach passes ldapserver.Detach on.
+func (r *recorder) Detach() { ldapserver.Detach(r.ResponseWriter) }
+
 func (r *recorder) WriteResult(res *ldapserver.Result) error {
 	r.code, r.wrote = res.Code, true
 	return r.ResponseWriter.WriteResult(res)

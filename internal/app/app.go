@@ -134,7 +134,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 			Metrics:          proxy.NewWritebackMetrics(reg),
 		},
 	})
-	a.ldap.Handler, a.ldap.ConnContext = h, h.ConnContext
+	a.ldap.Handler, a.ldap.ConnContext, a.ldap.Inline = h, h.ConnContext, h.Inline
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "build_info",
 		Help:        "Always 1; the version label names the running build.",

@@ -110,7 +110,7 @@ func BenchmarkCachedSearch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		srv := &ldapserver.Server{Handler: h, ConnContext: h.ConnContext, Logger: slog.New(slog.DiscardHandler)}
+		srv := &ldapserver.Server{Handler: h, ConnContext: h.ConnContext, Inline: h.Inline, Logger: slog.New(slog.DiscardHandler)}
 		go srv.Serve(ln)
 		defer srv.Close()
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -140,4 +140,64 @@ func BenchmarkCachedSearch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// detachingWriter is an encodingWriter that counts the calls of ldapserver.Detach.
+type detachingWriter struct {
+	encodingWriter
+	detached int
+}
+
+func (w *detachingWriter) Detach() { w.detached++ }
+
+// TestInlineCachedReads checks Handler.Inline: in cached mode searches and compares are
+// answered on the read loop, nothing else is, and nothing in direct mode; and a cached
+// search that goes through much of the tree detaches (through the handler chain), one
+// that looks up a few entries does not.
+func TestInlineCachedReads(t *testing.T) {
+	s := newBenchStore(t, 200, 10)
+	opts := Options{
+		Listen: ListenConfig{AllowAnonymous: true},
+		Search: SearchConfig{Mode: ModeCached},
+		Store:  s.store,
+		Served: ServedOptions{BaseDN: servedBase},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	h, _ := newHandler(opts, nil)
+	direct := opts
+	direct.Search.Mode = ModeDirect
+	hd, _ := newHandler(direct, nil)
+	for _, op := range []ldapserver.Op{ldapserver.OpBind, ldapserver.OpSearch, ldapserver.OpCompare, ldapserver.OpExtended, ldapserver.OpModify} {
+		want := op == ldapserver.OpSearch || op == ldapserver.OpCompare
+		if got := h.Inline(&Request{Op: op}); got != want {
+			t.Errorf("cached mode: %s inline: %v, want %v", op, got, want)
+		}
+		if hd.Inline(&Request{Op: op}) {
+			t.Errorf("direct mode: %s inline", op)
+		}
+	}
+
+	sess := &ldapserver.Session{}
+	ctx := h.ConnContext(context.Background(), sess)
+	for _, c := range []struct {
+		filter  string
+		entries int
+		detach  bool
+	}{
+		{"(uid=u-000042)", 1, false},
+		{"(objectClass=inetOrgPerson)", 200, true},
+		{"(title=Engineer)", 200, true},
+	} {
+		r, err := ldapserver.ReadRequest(searchMessage(t, 1, servedBase, ldap.ScopeWholeSubtree, c.filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Session = sess
+		r = r.WithContext(ctx)
+		w := &detachingWriter{encodingWriter: encodingWriter{req: r}}
+		h.ServeLDAP(w, r)
+		if w.entries != c.entries || w.detached != map[bool]int{false: 0, true: 1}[c.detach] {
+			t.Errorf("%s: %d entries, detached %d times; want %d, detached: %v", c.filter, w.entries, w.detached, c.entries, c.detach)
+		}
+	}
 }
