@@ -105,6 +105,16 @@ func NewTree(roots []string, entries []*Entry, opts ...TreeOption) (*Tree, error
 // NewTreeSchema is NewTree matching with the schema sch; nil is the built-in one. Every
 // version Apply makes from the tree keeps it.
 func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOption) (*Tree, error) {
+	return NewTreeFrom(sch, roots, len(entries), func(i int) *Entry { return entries[i] }, opts...)
+}
+
+// NewTreeFrom is NewTreeSchema over n entries that at makes on demand, so that they are
+// never all in memory at once: a start of a large directory holds the tree it builds
+// and a few entries, not every entry besides. at(i) is called at least twice for each
+// i, once for the DNs and the schema and once for the attributes, from several
+// goroutines at once, and must make the same entry every time; the tree keeps nothing
+// of an Entry but its Source and the strings its values are slices of.
+func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, opts ...TreeOption) (*Tree, error) {
 	if sch == nil {
 		sch = BuiltinSchema()
 	}
@@ -112,7 +122,13 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	for _, o := range opts {
 		o(t)
 	}
-	t.ad = t.ad.learn(slices.Values(entries))
+	t.ad = t.ad.learn(func(yield func(*Entry) bool) {
+		for i := range count {
+			if !yield(at(i)) {
+				return
+			}
+		}
+	})
 	var id [8]byte
 	rand.Read(id[:])
 	t.line = binary.BigEndian.Uint64(id[:])
@@ -122,8 +138,8 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	// The entries are checked and their DNs parsed on every core; those with types or
 	// classes the schema lacks are learnt from one after another.
 	type node struct {
-		e        *Entry
-		dn       *ldap.DN
+		name     string   // the DN as the entry has it
+		dn       *ldap.DN // until its canonical RDNs are known
 		ndn      string
 		rdns     []string
 		parent   int
@@ -131,11 +147,12 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 		err      error
 		learn    bool
 	}
-	nodes := make([]node, len(entries))
-	parallel.Ranges(len(entries), parallelChunk, func(lo, hi int) {
+	nodes := make([]node, count)
+	parallel.Ranges(count, parallelChunk, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			dn, known, err := t.schema.check(entries[i])
-			nodes[i] = node{e: entries[i], dn: dn, parent: -1, err: err, learn: !known}
+			e := at(i)
+			dn, known, err := t.schema.check(e)
+			nodes[i] = node{name: e.DN, dn: dn, parent: -1, err: err, learn: !known}
 		}
 	})
 	for i := range nodes {
@@ -144,7 +161,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 			return nil, n.err
 		}
 		if n.learn {
-			t.schema.learnChecked(n.e, n.dn)
+			t.schema.learnChecked(at(i), n.dn)
 		}
 	}
 
@@ -159,17 +176,17 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 	// Canonical DNs and parents, then the depth-first order. DN-valued attributes mostly
 	// name the entries as their DNs are written, so those DNs seed the cache of
 	// normalised DNs.
-	input := make(map[string]int, len(entries))
-	dnSeed := make(map[string]string, len(entries))
+	input := make(map[string]int, count)
+	dnSeed := make(map[string]string, count)
 	parallel.Ranges(len(nodes), parallelChunk, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			n := &nodes[i]
 			rdns, ok := t.schema.canonicalRDNs(n.dn, false)
 			if !ok {
-				n.err = fmt.Errorf("entry %q: invalid DN", n.e.DN)
+				n.err = fmt.Errorf("entry %q: invalid DN", n.name)
 				continue
 			}
-			n.rdns, n.ndn = rdns, strings.Join(rdns, ",")
+			n.rdns, n.ndn, n.dn = rdns, strings.Join(rdns, ","), nil
 		}
 	})
 	for i := range nodes {
@@ -178,10 +195,10 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 			return nil, n.err
 		}
 		if _, dup := input[n.ndn]; dup {
-			return nil, fmt.Errorf("entry %q: duplicate DN", n.e.DN)
+			return nil, fmt.Errorf("entry %q: duplicate DN", n.name)
 		}
 		input[n.ndn] = i
-		dnSeed[n.e.DN] = n.ndn
+		dnSeed[n.name] = n.ndn
 	}
 	var top []int
 	for i := range nodes {
@@ -193,7 +210,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 			continue
 		}
 		if !t.roots[n.ndn] {
-			return nil, fmt.Errorf("entry %q: its parent is missing and it is not a naming context", n.e.DN)
+			return nil, fmt.Errorf("entry %q: its parent is missing and it is not a naming context", n.name)
 		}
 		top = append(top, i)
 	}
@@ -232,8 +249,7 @@ func NewTreeSchema(sch *Schema, roots []string, entries []*Entry, opts ...TreeOp
 		cache := dnCache{seed: dnSeed, own: map[string]string{}}
 		enc := newEncoder(t.typeTable)
 		for pos := lo; pos < hi; pos++ {
-			n := &nodes[order[pos]]
-			t.fillAttributes(tes[pos], n.e, enc, cache)
+			t.fillAttributes(tes[pos], at(order[pos]), enc, cache)
 		}
 	})
 	t.types = t.typeTable.snapshot()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -540,5 +541,29 @@ func TestBigOrMatchesAsItemByItem(t *testing.T) {
 		if big != small || big != want {
 			t.Errorf("%s: the big OR finds %d entries, item by item %d, want %d", attr, big, small, want)
 		}
+	}
+}
+
+// TestNewTreeFrom: a tree built from entries made on demand, a fresh copy at every call
+// (as the proxy makes them from its store), is the tree built from the entries at once.
+func TestNewTreeFrom(t *testing.T) {
+	entries := testEntries()
+	want := testTree(t)
+	var calls atomic.Int64
+	got, err := NewTreeFrom(nil, []string{testBase}, len(entries), func(i int) *Entry {
+		calls.Add(1)
+		return cloneEntry(entries[i])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	searchesMatch(t, want, got, entries, 3)
+	if n := calls.Load(); n < 2*int64(len(entries)) {
+		t.Fatalf("%d calls for %d entries: each is made once for its DN and once for its attributes", n, len(entries))
+	}
+	// Broken entries are refused as NewTree refuses them.
+	bad := append(testEntries(), entry("uid=x,ou=nowhere,"+testBase, "objectClass: person", "cn: x", "sn: x"))
+	if _, err := NewTreeFrom(nil, []string{testBase}, len(bad), func(i int) *Entry { return cloneEntry(bad[i]) }); err == nil {
+		t.Fatal("an entry whose parent is missing was taken")
 	}
 }

@@ -235,8 +235,9 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	// it is made of): the collector is paced so that the peak stays nearer what is kept.
 	stopPacing := gcpolicy.Bounded(buildHeadroom, buildMinPercent)
 	defer stopPacing()
-	entries := ServedEntries(sn, c.opts)
-	t, err := directory.NewTreeSchema(sch, []string{c.opts.BaseDN}, entries, c.opts.treeOptions()...)
+	// The entries are made as the build asks for them (twice each), never all at once.
+	n, at := servedSource(sn, c.opts)
+	t, err := directory.NewTreeFrom(sch, []string{c.opts.BaseDN}, n, at, c.opts.treeOptions()...)
 	if err != nil {
 		c.log.Error("cannot build the served tree; keeping the previous one", "generation", sn.Generation(), "err", err)
 		return
@@ -248,7 +249,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	if !t.Schema().Builtin() {
 		schema = sn.Schema().DN
 	}
-	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", len(entries), "schema", schema, "from_image", false,
+	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", n, "schema", schema, "from_image", false,
 		"took", time.Since(start).Round(time.Millisecond))
 }
 

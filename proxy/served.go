@@ -43,51 +43,79 @@ type ServedOptions struct {
 // containers (the base DN, OUs) between them. No password or hash is ever among them:
 // the store holds none.
 func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
+	n, at := servedSource(sn, o)
+	entries := make([]*directory.Entry, n)
+	parallel.Ranges(n, parallelChunk, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			entries[i] = at(i)
+		}
+	})
+	return entries
+}
+
+// servedSource is ServedEntries as directory.NewTreeFrom takes them: how many, and a
+// function that makes the i-th anew each time (the containers first, then the users,
+// the groups and the entries of sync.extra sets), safe to call from several goroutines.
+// Only the containers, the groups' names and every user's served DN are kept; a user
+// is decoded whole only when its entry is made, and let go with it.
+func servedSource(sn *cache.Snapshot, o ServedOptions) (int, func(int) *directory.Entry) {
 	groupDN := map[string]string{}
 	parents := map[string][]string{}
+	var groups []*cache.Group
 	sn.Groups(func(g *cache.Group) bool {
 		groupDN[g.ID] = g.DN
 		parents[g.ID] = g.Parents
+		groups = append(groups, g)
 		return true
 	})
-	// Two passes over the users: their served DNs first (which groups' members and
-	// users' managers refer to), from their names alone; then each user decoded whole,
-	// made into its entry and let go, on every core. The decoded users, several times
-	// the size of their entries, are never all in memory at once.
+	// The users' served DNs, from their names alone: what groups' members and users'
+	// managers refer to, and where the containers are.
 	nUsers, _ := sn.Counts()
 	userDN := make(map[string]string, nUsers)
+	dns := make([]string, 0, nUsers+len(groups))
 	for i := range nUsers {
 		u := sn.BriefUserAt(i)
-		userDN[u.ID] = servedDN(u)
+		dn := servedDN(u)
+		userDN[u.ID] = dn
+		dns = append(dns, dn)
 	}
-	refs := servedRefs{
+	refs := &servedRefs{
 		groupDN: func(id string) (string, bool) { dn, ok := groupDN[id]; return dn, ok },
 		parents: func(id string) []string { return parents[id] },
 		userDN:  func(id string) (string, bool) { dn, ok := userDN[id]; return dn, ok },
 		members: sn.Members,
 		synced:  sn.HasObjectDN,
 	}
-	entries := make([]*directory.Entry, nUsers)
-	parallel.Ranges(nUsers, parallelChunk, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			u := sn.UserAt(i)
-			entries[i] = servedUser(u, o, &refs)
-			entries[i].Source = sn.UserSource(u.ID)
-		}
-	})
-	sn.Groups(func(g *cache.Group) bool {
-		e := servedGroup(g, o, &refs)
-		e.Source = sn.GroupSource(g.ID)
-		entries = append(entries, e)
-		return true
-	})
+	for _, g := range groups {
+		dns = append(dns, g.DN)
+	}
+	var extras []*cache.Entry
 	for _, name := range sn.EntrySetNames() {
 		set, _ := sn.EntrySet(name)
 		for i := range set {
-			entries = append(entries, servedExtra(&set[i]))
+			extras = append(extras, &set[i])
+			dns = append(dns, set[i].DN)
 		}
 	}
-	return append(containers(o.BaseDN, entries), entries...)
+	conts := containers(o.BaseDN, dns)
+	n := len(conts) + nUsers + len(groups) + len(extras)
+	return n, func(i int) *directory.Entry {
+		if i < len(conts) {
+			return conts[i]
+		}
+		if i -= len(conts); i < nUsers {
+			u := sn.UserAt(i)
+			e := servedUser(u, o, refs)
+			e.Source = sn.UserSource(u.ID)
+			return e
+		}
+		if i -= nUsers; i < len(groups) {
+			e := servedGroup(groups[i], o, refs)
+			e.Source = sn.GroupSource(groups[i].ID)
+			return e
+		}
+		return servedExtra(extras[i-len(groups)])
+	}
 }
 
 // parallelChunk is the least number of entries worth a goroutine of its own.
@@ -473,11 +501,11 @@ func attrString(v any) string {
 
 // containers makes the entries between the base DN and the synced objects (the base
 // itself, OUs), which the directory has but the sync does not copy.
-func containers(base string, entries []*directory.Entry) []*directory.Entry {
+func containers(base string, dns []string) []*directory.Entry {
 	baseNorm := directory.NormalizeDN(base)
 	have := map[string]bool{}
-	for _, e := range entries {
-		have[directory.NormalizeDN(e.DN)] = true
+	for _, dn := range dns {
+		have[directory.NormalizeDN(dn)] = true
 	}
 	var out []*directory.Entry
 	want := func(dn, n string) {
@@ -490,14 +518,14 @@ func containers(base string, entries []*directory.Entry) []*directory.Entry {
 	want(base, baseNorm)
 	// Most entries share their parent (ou=people,...): its containers are found once.
 	parents := map[string]bool{}
-	for _, e := range entries {
-		if p, ok := rawParent(e.DN); ok {
+	for _, dn := range dns {
+		if p, ok := rawParent(dn); ok {
 			if parents[p] {
 				continue
 			}
 			parents[p] = true
 		}
-		containersOf(baseNorm, e.DN, func(dn, n string) { want(dn, n) })
+		containersOf(baseNorm, dn, func(dn, n string) { want(dn, n) })
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i].DN) < len(out[j].DN) })
 	return out
