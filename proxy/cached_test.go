@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/cache"
 	"github.com/ldapproxy/ldapproxy/directory"
@@ -627,5 +628,31 @@ func TestCachedSyncedWhenFirstSyncChangesNothing(t *testing.T) {
 	}
 	if !c.synced.Load() {
 		t.Fatal("still not synced after the first sync")
+	}
+}
+
+// TestHandlerCachedReady: a cached-mode handler is ready (what /readyz reports) once its
+// served tree serves a synced generation, not as soon as the store has committed one:
+// between the two (the first tree being built) searches are still unavailable.
+func TestHandlerCachedReady(t *testing.T) {
+	m := newSyncModel(t, 1)
+	var h *Handler
+	during, seen := true, false
+	m.store.OnCommit(func(sn *cache.Snapshot) { // called before the handler's own
+		if !seen && sn.Generation() > 0 {
+			during, seen = h.CachedReady(), true
+		}
+	})
+	h = NewHandler(Options{Search: SearchConfig{Mode: ModeCached}, Store: m.store, Served: ServedOptions{BaseDN: servedBase},
+		Logger: slog.New(failOnWarning{t}), Metrics: NewMetrics(prometheus.NewRegistry(), func() float64 { return 0 })})
+	if h.CachedReady() {
+		t.Fatal("ready before the first sync")
+	}
+	m.populate(5, 1)
+	if !seen || during {
+		t.Fatalf("ready as the store committed, before the served tree serves it (seen %v)", seen)
+	}
+	if !h.CachedReady() {
+		t.Fatal("not ready after the first sync")
 	}
 }

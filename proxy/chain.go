@@ -63,6 +63,8 @@ type Handler struct {
 	root ldapserver.Handler
 	// cached is set when searches and compares are answered from the served tree.
 	cached bool
+	// tree answers searches and compares in cached mode; nil in direct mode.
+	tree *cached
 }
 
 // Inline is the ldapserver.Server's Inline for this handler: in cached mode, searches
@@ -72,6 +74,11 @@ type Handler struct {
 func (h *Handler) Inline(r *ldapserver.Request) bool {
 	return h.cached && (r.Op == ldapserver.OpSearch || r.Op == ldapserver.OpCompare)
 }
+
+// CachedReady reports whether a cached-mode handler answers searches and compares: once
+// its served tree serves a synced generation (before, they are unavailable), which is
+// after the store has committed it. False in direct mode.
+func (h *Handler) CachedReady() bool { return h.tree != nil && h.tree.synced.Load() }
 
 // ServeLDAP answers one request.
 func (h *Handler) ServeLDAP(w ldapserver.ResponseWriter, r *ldapserver.Request) {
@@ -136,7 +143,11 @@ func newHandler(o Options, keep passwordKeeper) (*Handler, *writeback) {
 	rt.ops[ldapserver.OpSearch] = loc.rootDSEOr(loc.readersOnly(ldapserver.HandlerFunc(reads.search)))
 	rt.ops[ldapserver.OpCompare] = loc.readersOnly(ldapserver.HandlerFunc(reads.compare))
 	rt.ops[ldapserver.OpModify] = passwordChangesTo(ldapserver.HandlerFunc(wb.modify))
-	return &Handler{root: instrument(rt, o.Metrics, log), cached: reads == reader(tree)}, wb
+	h := &Handler{root: instrument(rt, o.Metrics, log), cached: reads == reader(tree)}
+	if h.cached {
+		h.tree = tree
+	}
+	return h, wb
 }
 
 // reader answers searches and compares: the served tree, or the upstream.

@@ -35,6 +35,7 @@ type App struct {
 	store   *cache.Store
 	creds   *cache.Credentials
 	syncer  *dirsync.Syncer
+	handler *proxy.Handler
 	ldap    *ldapserver.Server
 	http    *metrics.Server
 	// reload is what Reload (reload.go) may change while the proxy runs.
@@ -134,7 +135,7 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 			Metrics:          proxy.NewWritebackMetrics(reg),
 		},
 	})
-	a.ldap.Handler, a.ldap.ConnContext, a.ldap.Inline = h, h.ConnContext, h.Inline
+	a.handler, a.ldap.Handler, a.ldap.ConnContext, a.ldap.Inline = h, h, h.ConnContext, h.Inline
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "build_info",
 		Help:        "Always 1; the version label names the running build.",
@@ -144,13 +145,14 @@ func New(cfg *Config, log *slog.Logger, version string) (*App, error) {
 	return a, nil
 }
 
-// ready is the /readyz check. In cached mode the proxy can serve once the store holds
-// a synced directory to answer searches from (binds wait for an upstream, or use the
-// offline logins); before the first sync it answers searches with unavailable, and is
+// ready is the /readyz check. In cached mode the proxy can serve once its served tree
+// holds a synced directory to answer searches from (binds wait for an upstream, or use
+// the offline logins); before the first sync, and while the tree of the first sync the
+// store committed is still being made, it answers searches with unavailable, and is
 // not ready. In direct mode it can serve when an upstream server answers.
 func (a *App) ready() error {
 	if a.cfg.Search.Mode == proxy.ModeCached {
-		if a.store.Snapshot().Generation() > 0 {
+		if a.handler.CachedReady() {
 			return nil
 		}
 		return errors.New("cached mode: the first sync has not finished")
