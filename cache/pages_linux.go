@@ -34,12 +34,10 @@ func releaseBadgerPages(dir string) (advised int64) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 4096), 1<<16)
 	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || len(fields[1]) < 4 || fields[1][3] != 's' {
+		head, path, ok := mapsLine(sc.Text())
+		if !ok || len(head[1]) < 4 || head[1][3] != 's' {
 			continue
 		}
-		path := strings.Join(fields[5:], " ")
 		if filepath.Dir(path) != dir {
 			continue
 		}
@@ -48,7 +46,7 @@ func releaseBadgerPages(dir string) (advised int64) {
 		default:
 			continue
 		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
+		lo, hi, ok := strings.Cut(head[0], "-")
 		if !ok {
 			continue
 		}
@@ -65,6 +63,25 @@ func releaseBadgerPages(dir string) (advised int64) {
 		}
 	}
 	return advised
+}
+
+// mapsLine splits a line of /proc/self/maps (start-end perms offset dev inode path):
+// its first five fields, and the path as the kernel wrote it, runs of spaces in it
+// kept ("" for a mapping of no file).
+func mapsLine(line string) (head [5]string, path string, ok bool) {
+	rest := line
+	for i := range head {
+		rest = strings.TrimLeft(rest, " ")
+		end := strings.IndexByte(rest, ' ')
+		if end < 0 {
+			end = len(rest)
+		}
+		if end == 0 {
+			return head, "", false
+		}
+		head[i], rest = rest[:end], rest[end:]
+	}
+	return head, strings.TrimLeft(rest, " "), true
 }
 
 // mappingDir is dir as /proc/self/maps names the files in it: absolute, links resolved.
