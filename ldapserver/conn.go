@@ -390,12 +390,12 @@ func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 	case OpBind:
 		// RFC 4511 §4.2.1: uncompleted operations must complete before a bind is processed,
 		// and the bind runs alone, so it is handled here rather than on its own goroutine.
+		// Nothing is read while it runs, so no abandon (which may not name a bind anyway)
+		// and no reused message ID can meet it, and none of the connection's bookkeeping
+		// looks at it: it is not registered, and its context is the connection's, which
+		// the connection's end cancels.
 		c.opsWG.Wait()
-		ctx, ok := c.register(req.MessageID)
-		if !ok {
-			return false
-		}
-		c.run(req.withCtx(ctx))
+		c.run(req.withCtx(c.ctx), false)
 		return true
 	case OpExtended:
 		if req.Extended.Name == OIDStartTLS {
@@ -415,7 +415,7 @@ func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 	req.withCtx(ctx)
 	if c.srv.Inline != nil && c.srv.Inline(req) {
 		req.inline = true
-		c.run(req)
+		c.run(req, true)
 		// Detached, the read loop goes on in the goroutine Detach started.
 		*detached = req.w.detached
 		return true
@@ -433,7 +433,7 @@ func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 func (c *conn) work(req *Request) {
 	done := c.ctx.Done()
 	for {
-		c.run(req)
+		c.run(req, true)
 		if c.spares.Add(1) > maxSpares {
 			c.spares.Add(-1)
 			return
@@ -542,13 +542,16 @@ func (c *conn) abortOps() {
 	c.mu.Unlock()
 }
 
-// run calls the handler for one operation. A panic is contained here: the operation is
-// answered with `other`, the panic is logged with its stack, and the server goes on.
-func (c *conn) run(req *Request) {
+// run calls the handler for one operation, registered (every operation but a bind) or
+// not. A panic is contained here: the operation is answered with `other`, the panic is
+// logged with its stack, and the server goes on.
+func (c *conn) run(req *Request, registered bool) {
 	w := &req.w
 	*w = responseWriter{c: c, req: req, inline: req.inline}
 	defer func() {
-		c.unregister(req.MessageID)
+		if registered {
+			c.unregister(req.MessageID)
+		}
 		if w.answered {
 			c.answered.Add(-1)
 		}

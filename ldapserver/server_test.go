@@ -1526,3 +1526,68 @@ func TestIdleDeadlineKeptNoSpin(t *testing.T) {
 		t.Fatalf("%d reads while the connection was idle, want a few", n)
 	}
 }
+
+// TestBindContextEndsWithTheConnection: a bind, which runs on the connection's read
+// loop with the connection's context, sees that context end when the server closes
+// the connection under it.
+func TestBindContextEndsWithTheConnection(t *testing.T) {
+	started, ended := make(chan struct{}), make(chan error, 1)
+	srv := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		if r.Op != OpBind {
+			w.WriteResult(&Result{})
+			return
+		}
+		close(started)
+		<-r.Context().Done()
+		ended <- w.WriteResult(&Result{})
+	})}
+	addr := serve(t, srv)
+	w := dialWire(t, addr)
+	w.send(ldapMessage(1, bindOp("cn=a", "b")))
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bind did not reach the handler")
+	}
+	srv.Close()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, ErrAbandoned) {
+			t.Errorf("WriteResult after the connection closed: %v, want ErrAbandoned", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bind's context did not end when the server closed the connection")
+	}
+}
+
+// BenchmarkBindRoundTrip is a client's simple bind through the server to a handler
+// that accepts it, and its response back, on one loopback connection: the server's
+// own allocations per bind (the client's are a few fixed ones).
+func BenchmarkBindRoundTrip(b *testing.B) {
+	srv := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		w.WriteResult(&Result{})
+	}), Logger: slog.New(slog.DiscardHandler)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	msg := ldapMessage(1, bindOp("uid=user01234,ou=people,dc=example,dc=org", "secret"))
+	br := bufio.NewReader(nc)
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := nc.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if buf, err = readFrame(br, 1<<10, buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
