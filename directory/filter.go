@@ -36,14 +36,34 @@ type matcher func(e *treeEntry) tri
 
 // plan is a compiled filter.
 type plan struct {
+	// match is nil for a plain equality item (eq): its matcher is made only when it
+	// is part of a larger filter (Tree.matcher), and a search of that item alone
+	// tests it directly (Tree.test), without a closure made per search.
 	match matcher
 	// When indexed is set, cands lists in ascending order every entry the filter may be
 	// True for; the search need look at no other.
 	cands   []entryID
 	indexed bool
-	// eq is set for a plain equality item (anyEqual): an OR of many of them on one
-	// attribute is compiled into one set lookup.
-	eq *eqItem
+	// eq is set (eq.at not nil) for a plain equality item (anyEqual): an OR of many of
+	// them on one attribute is compiled into one set lookup.
+	eq eqItem
+}
+
+// matcher returns p's matcher, made for a plain equality item.
+func (t *Tree) matcher(p plan) matcher {
+	if p.match != nil {
+		return p.match
+	}
+	at, opts, norm := p.eq.at, p.eq.opts, p.eq.norm
+	return func(e *treeEntry) tri { return triOf(t.anyEqual(e, at, opts, norm)) }
+}
+
+// test is p's matcher applied to e.
+func (t *Tree) test(p *plan, e *treeEntry) tri {
+	if p.match == nil {
+		return triOf(t.anyEqual(e, p.eq.at, p.eq.opts, p.eq.norm))
+	}
+	return p.match(e)
 }
 
 // eqItem is a plain equality filter item: attribute type, options, normalised value.
@@ -89,7 +109,7 @@ func (t *Tree) compileFilter(f *ber.Packet) (plan, error) {
 		if err != nil {
 			return plan{}, err
 		}
-		m := sub.match
+		m := t.matcher(sub)
 		return plan{match: func(e *treeEntry) tri {
 			switch m(e) {
 			case triTrue:
@@ -126,7 +146,7 @@ func (t *Tree) compileAnd(f *ber.Packet) (plan, error) {
 		if err != nil {
 			return plan{}, err
 		}
-		subs[i] = p.match
+		subs[i] = t.matcher(p)
 		if p.indexed && (best == nil || len(p.cands) < len(best.cands)) {
 			best = &p
 		}
@@ -172,7 +192,7 @@ func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
 		if err != nil {
 			return plan{}, err
 		}
-		if p.eq != nil {
+		if p.eq.at != nil {
 			if sets == nil {
 				sets = make(map[eqKey][]string)
 			}
@@ -182,7 +202,7 @@ func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
 			}
 			sets[k] = append(sets[k], p.eq.norm)
 		} else {
-			subs = append(subs, p.match)
+			subs = append(subs, t.matcher(p))
 		}
 		if !p.indexed {
 			indexed = false
@@ -379,8 +399,7 @@ func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
 		eq := func(v string) bool { return t.subclassOf(v, norm) }
 		p.match = func(e *treeEntry) tri { return triOf(t.anyValue(e, at, opts, at.eq.norm, eq)) }
 	} else {
-		p.match = func(e *treeEntry) tri { return triOf(t.anyEqual(e, at, opts, norm)) }
-		p.eq = &eqItem{at: at, opts: opts, norm: norm}
+		p.eq = eqItem{at: at, opts: opts, norm: norm}
 	}
 	if _, ok := t.index[at]; ok && !at.hasSubtypes {
 		p.cands, p.indexed = t.postings(at, norm), true

@@ -953,7 +953,7 @@ func (s *searchRun) visit(e *treeEntry) runCode {
 	if s.within != nil && !s.within[e.id] {
 		return runDone
 	}
-	if s.f.match(e) != triTrue {
+	if s.t.test(&s.f, e) != triTrue {
 		return runDone
 	}
 	if s.pageSize > 0 && s.inPage == s.pageSize {
