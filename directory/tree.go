@@ -806,12 +806,13 @@ func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls 
 		}
 	}
 
-	s := searchRun{t: t, ctx: ctx, send: send, f: f, sizeLimit: q.SizeLimit, sent: page.sent}
+	s := searchRun{t: t, f: f, sizeLimit: q.SizeLimit, sent: page.sent}
 	if within != nil {
 		s.within = within.ids
 	}
-	s.sel.eb = entryBufs.Get().(*entryBuf)
-	defer s.sel.eb.release()
+	eb := entryBufs.Get().(*entryBuf)
+	defer eb.release()
+	s.sel.eb = eb
 	t.selection(&s.sel, q.Attributes)
 	if q.TimeLimit > 0 {
 		s.deadline = time.Now().Add(time.Duration(q.TimeLimit) * time.Second)
@@ -819,7 +820,7 @@ func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls 
 	if paging != nil {
 		s.pageSize = paging.size
 	}
-	code := s.run(base, q.Scope, page.from, long)
+	code := s.run(ctx, send, base, q.Scope, page.from, long)
 	switch code {
 	case runGone:
 		return nil
@@ -844,8 +845,6 @@ func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls 
 // searchRun is the state of one search while it walks the tree.
 type searchRun struct {
 	t         *Tree
-	ctx       context.Context
-	send      func(*Entry) error
 	f         plan
 	sel       selection
 	sizeLimit int
@@ -870,13 +869,15 @@ const (
 
 // run visits the entries in scope with an ID from from on, in ascending order, and
 // returns how the walk ended.
-func (s *searchRun) run(base *treeEntry, scope int, from entryID, long func()) runCode {
+// ctx and send are the search's, parameters rather than fields: a field would be moved
+// to the heap with the others, since the filter's strings leave the search's state.
+func (s *searchRun) run(ctx context.Context, send func(*Entry) error, base *treeEntry, scope int, from entryID, long func()) runCode {
 	t := s.t
 	if scope == ScopeBase {
 		if base.id < from {
 			return runDone
 		}
-		return s.visit(base)
+		return s.visit(ctx, send, base)
 	}
 	if s.f.indexed {
 		c := s.f.cands
@@ -886,7 +887,7 @@ func (s *searchRun) run(base *treeEntry, scope int, from entryID, long func()) r
 		}
 		for ; i < len(c); i++ {
 			if e := t.entry(c[i]); e != nil && t.inScope(e, base, scope) {
-				if code := s.visit(e); code != runDone {
+				if code := s.visit(ctx, send, e); code != runDone {
 					return code
 				}
 			}
@@ -907,7 +908,7 @@ func (s *searchRun) run(base *treeEntry, scope int, from entryID, long func()) r
 		}
 		for _, e := range ch.e[lo:] {
 			if e != nil && t.inScope(e, base, scope) {
-				if code := s.visit(e); code != runDone {
+				if code := s.visit(ctx, send, e); code != runDone {
 					return code
 				}
 			}
@@ -940,10 +941,10 @@ func (t *Tree) inScope(e, base *treeEntry, scope int) bool {
 
 // visit tests one entry and sends it if it matches. A code other than runDone stops the
 // walk, with this entry not sent.
-func (s *searchRun) visit(e *treeEntry) runCode {
+func (s *searchRun) visit(ctx context.Context, send func(*Entry) error, e *treeEntry) runCode {
 	s.steps++
 	if s.steps&255 == 0 {
-		if s.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return runGone
 		}
 		if !s.deadline.IsZero() && time.Now().After(s.deadline) {
@@ -965,7 +966,7 @@ func (s *searchRun) visit(e *treeEntry) runCode {
 	if !s.deadline.IsZero() && time.Now().After(s.deadline) {
 		return runTimeLimit
 	}
-	if err := s.send(s.sel.entry(e)); err != nil {
+	if err := send(s.sel.entry(e)); err != nil {
 		return runGone
 	}
 	s.sent++
@@ -1018,7 +1019,8 @@ type selected struct {
 // own variables, not one that points into itself: that would move the search's state
 // to the heap).
 func (t *Tree) selection(s *selection, attrs []string) {
-	s.named, s.types = s.eb.named[:0], t.types
+	named := s.eb.named[:0]
+	s.types = t.types
 	if len(attrs) == 0 {
 		s.allUser = true
 	}
@@ -1032,15 +1034,15 @@ func (t *Tree) selection(s *selection, attrs []string) {
 		default:
 			typ, opts := splitDescription(a)
 			if at := t.schema.attr(typ); at != nil {
-				s.named = append(s.named, selected{at, opts})
+				named = append(named, selected{at, opts})
 			}
 		}
 	}
 	if s.allUser {
 		// Named user attributes add nothing to "*".
-		s.named = slices.DeleteFunc(s.named, func(n selected) bool { return !n.typ.operational })
+		named = slices.DeleteFunc(named, func(n selected) bool { return !n.typ.operational })
 	}
-	s.eb.named = s.named // as grown, for the next search
+	s.named, s.eb.named = named, named // eb keeps it as grown, for the next search
 }
 
 // entry returns e as the selection shows it, in the selection's entryBuf: valid until
