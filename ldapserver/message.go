@@ -390,7 +390,12 @@ func decodeSearchRequest(msg []byte, maxFilterDepth int) (*Request, bool) {
 	if err != nil || id != byte(ber.ClassApplication)|byte(ber.TypeConstructed)|ldap.ApplicationSearchRequest {
 		return nil, false
 	}
-	r := &Request{MessageID: mid, Op: OpSearch}
+	// The request and its search are one allocation: they live as long as each other.
+	both := &struct {
+		r Request
+		q SearchRequest
+	}{r: Request{MessageID: mid, Op: OpSearch}}
+	r := &both.r
 	if opEnd < end {
 		id, _, cEnd, err := ldapwire.Header(msg, opEnd)
 		if err != nil || id != byte(ber.ClassContext)|byte(ber.TypeConstructed) || cEnd != end {
@@ -404,27 +409,21 @@ func decodeSearchRequest(msg []byte, maxFilterDepth int) (*Request, bool) {
 			return nil, false
 		}
 	}
-	q, ok := decodeSearchFields(msg[:opEnd], opStart, maxFilterDepth)
-	if !ok {
+	if !decodeSearchFields(&both.q, msg[:opEnd], opStart, maxFilterDepth) {
 		return nil, false
 	}
-	r.Search = q
+	r.Search = &both.q
 	return r, true
 }
 
-// decodeSearchFields reads the eight elements of a search request whose content starts
-// at pos and ends with msg, as decodeSearch does; false for anything decodeSearch would
-// refuse or read otherwise.
-func decodeSearchFields(msg []byte, pos, maxFilterDepth int) (*SearchRequest, bool) {
-	// The strings share one copy of the request, as those of a packet tree share one of
-	// the message.
-	text, origin := "", pos
-	str := func(s, e int) string {
-		if text == "" {
-			text = string(msg[origin:])
-		}
-		return text[s-origin : e-origin]
-	}
+// decodeSearchFields reads into q the eight elements of a search request whose content
+// starts at pos and ends with msg, as decodeSearch does; false for anything decodeSearch
+// would refuse or read otherwise.
+func decodeSearchFields(q *SearchRequest, msg []byte, pos, maxFilterDepth int) bool {
+	// The strings, the filter's too, share one copy of the request, as those of a packet
+	// tree share one of the message.
+	text, origin := string(msg[pos:]), pos
+	str := func(s, e int) string { return text[s-origin : e-origin] }
 	next := func(want byte) (s, e int, ok bool) {
 		id, s, e, err := ldapwire.Header(msg, pos)
 		if err != nil || id != want {
@@ -441,45 +440,44 @@ func decodeSearchFields(msg []byte, pos, maxFilterDepth int) (*SearchRequest, bo
 		v, err := parseInt(msg[s:e])
 		return int(v), err == nil && v >= 0 && v <= max
 	}
-	q := &SearchRequest{}
 	s, e, ok := next(byte(ber.TagOctetString))
 	if !ok {
-		return nil, false
+		return false
 	}
 	if e > s {
 		q.BaseDN = str(s, e)
 	}
 	if q.Scope, ok = number(byte(ber.TagEnumerated), ScopeChildren); !ok {
-		return nil, false
+		return false
 	}
 	if q.DerefAliases, ok = number(byte(ber.TagEnumerated), 3); !ok {
-		return nil, false
+		return false
 	}
 	if q.SizeLimit, ok = number(byte(ber.TagInteger), 1<<31-1); !ok {
-		return nil, false
+		return false
 	}
 	if q.TimeLimit, ok = number(byte(ber.TagInteger), 1<<31-1); !ok {
-		return nil, false
+		return false
 	}
 	if s, e, ok = next(byte(ber.TagBoolean)); !ok || e-s != 1 {
-		return nil, false
+		return false
 	}
 	q.TypesOnly = msg[s] != 0
 	// The filter: any context-class element, decoded and checked as decodeSearch does.
 	fStart := pos
 	id, _, fEnd, err := ldapwire.Header(msg, pos)
 	if err != nil || ber.Class(id&0xc0) != ber.ClassContext || id&0x1f == 0x1f {
-		return nil, false
+		return false
 	}
-	if q.Filter, err = ldapwire.Decode(msg[fStart:fEnd]); err != nil {
-		return nil, false
+	if q.Filter, err = ldapwire.DecodeIn(msg[fStart:fEnd], text[fStart-origin:fEnd-origin]); err != nil {
+		return false
 	}
 	if checkFilter(q.Filter, 1, maxFilterDepth) != nil {
-		return nil, false
+		return false
 	}
 	pos = fEnd
 	if _, _, ok = next(0x30); !ok || pos != len(msg) {
-		return nil, false
+		return false
 	}
 	// The attribute list: OCTET STRINGs from just inside the SEQUENCE to its end.
 	_, pos, _, _ = ldapwire.Header(msg, fEnd)
@@ -487,7 +485,7 @@ func decodeSearchFields(msg []byte, pos, maxFilterDepth int) (*SearchRequest, bo
 	for p := pos; p < len(msg); n++ {
 		id, _, e, err := ldapwire.Header(msg, p)
 		if err != nil || id != byte(ber.TagOctetString) {
-			return nil, false
+			return false
 		}
 		p = e
 	}
@@ -500,7 +498,7 @@ func decodeSearchFields(msg []byte, pos, maxFilterDepth int) (*SearchRequest, bo
 		}
 		q.Attributes = append(q.Attributes, a)
 	}
-	return q, true
+	return true
 }
 
 func decodeControls(p *ber.Packet) ([]Control, error) {

@@ -22,6 +22,16 @@ import (
 // decoded by ber.DecodePacketErr itself, so the result is always what it would give.
 // Call Scan first: Decode assumes a well-formed message.
 func Decode(msg []byte) (*ber.Packet, error) {
+	return DecodeIn(msg, "")
+}
+
+// DecodeIn is Decode with text, when not empty, as msg's bytes in a string: the OCTET
+// STRING values are slices of it, and no copy of msg is made for them. It is for a
+// caller that has the message as a string already.
+func DecodeIn(msg []byte, text string) (*ber.Packet, error) {
+	if text != "" && len(text) != len(msg) {
+		return nil, errors.New("decode: text and message differ")
+	}
 	type elem struct {
 		header     int // where the element starts
 		start, end int // content
@@ -88,7 +98,7 @@ func Decode(msg []byte) (*ber.Packet, error) {
 	}
 	nodes := make([]node, len(elems))
 	kids := make([]*ber.Packet, len(elems))
-	var text string // msg as a string, made at the first OCTET STRING
+	// text is msg as a string, made at the first OCTET STRING when not given.
 	next := 0
 	for i := range elems {
 		e, n := &elems[i], &nodes[i]

@@ -247,7 +247,29 @@ func FuzzDecodeMatchesGoASN1BER(f *testing.F) {
 		if d := samePacket(got, want, ""); d != "" {
 			t.Fatalf("% x: %s", msg, d)
 		}
+		// Given the message as a string, the same packets.
+		in, err := DecodeIn(msg, string(msg))
+		if err != nil {
+			t.Fatalf("DecodeIn: %v", err)
+		}
+		if d := samePacket(in, want, ""); d != "" {
+			t.Fatalf("DecodeIn % x: %s", msg, d)
+		}
 	})
+}
+
+// TestDecodeInSharesText checks that DecodeIn makes the OCTET STRING values slices of
+// the text it is given, not a copy, and refuses a text that is not the message's size.
+func TestDecodeInSharesText(t *testing.T) {
+	msg := bindResponse(3, 49, "bad credentials")
+	text := string(msg)
+	copied := testing.AllocsPerRun(10, func() { Decode(msg) })
+	if n := testing.AllocsPerRun(10, func() { DecodeIn(msg, text) }); n != copied-1 {
+		t.Errorf("%v allocations, want %v: one fewer than Decode", n, copied-1)
+	}
+	if _, err := DecodeIn(msg, text[1:]); err == nil {
+		t.Error("a text shorter than the message was taken")
+	}
 }
 
 func BenchmarkDecode(b *testing.B) {
