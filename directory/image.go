@@ -403,7 +403,10 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	}
 
 	next, count := r.uvar(), r.count()
-	if r.err != nil || next < count || next > int(noEntry) || count > (len(r.data)-r.off)/minEntryBytes {
+	// IDs are not reused, so a tree that lost entries has IDs to spare, but not without
+	// bound: the ID table made for them is a pointer per 256 IDs (maxSpareIDs).
+	if r.err != nil || next < count || next > int(noEntry) || count > (len(r.data)-r.off)/minEntryBytes ||
+		next > maxSpareIDs*count+1<<16 {
 		return nil, errDamaged
 	}
 	// One allocation for the entries: a replaced entry keeps only its struct alive with
@@ -455,6 +458,11 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 }
 
 var errDamaged = errors.New("tree image: damaged")
+
+// maxSpareIDs bounds an image's next ID by its entries: a tree that has since lost most
+// of its entries is built anew (new IDs, the same entries) instead of read, and a
+// crafted image cannot have ReadTree allocate an ID table for billions of IDs.
+const maxSpareIDs = 64
 
 // minEntryBytes is the least an entry takes in an image: a byte for each of its
 // numbers, strings and lists, two for its meta (never empty). An image that claims

@@ -18,7 +18,7 @@ import (
 // sourcedTree builds a tree of the test entries, each with a Source, and changes it with
 // random batches (entries with Sources too), so that it has learnt types, sparse IDs and
 // applied posting lists. It returns the tree, the mutator and every Source given.
-func sourcedTree(t *testing.T, opts ...TreeOption) (*Tree, *mutator, []string) {
+func sourcedTree(t testing.TB, opts ...TreeOption) (*Tree, *mutator, []string) {
 	t.Helper()
 	var sources []string
 	sourced := func(e *Entry) *Entry {
