@@ -406,7 +406,7 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	// IDs are not reused, so a tree that lost entries has IDs to spare, but not without
 	// bound: the ID table made for them is a pointer per 256 IDs (maxSpareIDs).
 	if r.err != nil || next < count || next > int(noEntry) || count > (len(r.data)-r.off)/minEntryBytes ||
-		next > maxSpareIDs*count+1<<16 {
+		next > maxSpareIDs*count+spareIDs {
 		return nil, errDamaged
 	}
 	// One allocation for the entries: a replaced entry keeps only its struct alive with
@@ -463,6 +463,10 @@ var errDamaged = errors.New("tree image: damaged")
 // of its entries is built anew (new IDs, the same entries) instead of read, and a
 // crafted image cannot have ReadTree allocate an ID table for billions of IDs.
 const maxSpareIDs = 64
+
+// spareIDs are the IDs an image may have to spare whatever its entries (a variable for
+// the tests).
+var spareIDs = 1 << 16
 
 // minEntryBytes is the least an entry takes in an image: a byte for each of its
 // numbers, strings and lists, two for its meta (never empty). An image that claims

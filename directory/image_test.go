@@ -510,3 +510,32 @@ func TestImageParentsChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestImageSpareIDs: a tree that lost nearly all its entries keeps its IDs' range (IDs
+// are not reused), and its image is refused rather than read into an ID table out of
+// proportion to what it holds; the caller builds the tree anew.
+func TestImageSpareIDs(t *testing.T) {
+	defer func(n int) { spareIDs = n }(spareIDs)
+	spareIDs = 100
+	tree := testTree(t)
+	var add, del []Change
+	for i := range maxSpareIDs*tree.Len() + spareIDs {
+		dn := fmt.Sprintf("uid=spare%d,ou=people,%s", i, testBase)
+		add = append(add, Change{Entry: entry(dn, "objectClass: person", "cn: x", "sn: x")})
+		del = append(del, Change{DN: dn})
+	}
+	grown, err := tree.Apply(add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shrunk, err := grown.Apply(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadTree(nil, []string{testBase}, image(t, shrunk, "k", nil), []byte("k"), nil); err == nil {
+		t.Fatal("an image with more than 64 spare IDs per entry was read")
+	}
+	if _, err := ReadTree(nil, []string{testBase}, image(t, tree, "k", nil), []byte("k"), nil); err != nil {
+		t.Fatalf("the image of the tree before: %v", err)
+	}
+}
