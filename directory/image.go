@@ -423,6 +423,9 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	}
 	ids := newIDWriter(idTable{})
 	for i := range tes {
+		if ids.t.get(tes[i].id) != nil {
+			return nil, errDamaged // two entries with one ID
+		}
 		ids.set(tes[i].id, &tes[i])
 	}
 	ids.t.next = entryID(next)

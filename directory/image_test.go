@@ -499,6 +499,7 @@ func TestImageParentsChecked(t *testing.T) {
 		{"a circle", func(_ *Tree, people, alice *treeEntry) { people.parent = alice.id }},
 		{"a parentless entry below the naming context", func(_ *Tree, people, _ *treeEntry) { people.parent = noEntry }},
 		{"a parent at the wrong depth", func(_ *Tree, _, alice *treeEntry) { alice.depth = 5 }},
+		{"two entries with one ID", func(tree *Tree, _, alice *treeEntry) { alice.id = tree.findID(t, "uid=bob,ou=people,"+testBase) }},
 	} {
 		tree := testTree(t)
 		people := tree.entry(tree.findID(t, "ou=people,"+testBase))
