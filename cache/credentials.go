@@ -24,9 +24,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -227,8 +230,11 @@ type Credentials struct {
 	idKey func(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte
 
 	// fpKey keys the fingerprints of recently remembered passwords (see
-	// credEntry.fp); it exists only in this process's memory.
-	fpKey [32]byte
+	// credEntry.fp); it exists only in this process's memory. fpInner and fpOuter
+	// are HMAC-SHA256's two hashes under it with the key's block absorbed, as
+	// sha256 marshals them: a fingerprint starts from them rather than from the key.
+	fpKey            [32]byte
+	fpInner, fpOuter []byte
 
 	slots chan struct{} // argon2 computations running: MaxConcurrentHashes
 	queue chan struct{} // Remember calls accepted and not yet finished
@@ -324,6 +330,9 @@ func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (
 		}, []string{"result"}),
 	}
 	if _, err := rand.Read(c.fpKey[:]); err != nil {
+		return nil, fmt.Errorf("credential cache key: %w", err)
+	}
+	if err := c.keyFingerprints(); err != nil {
 		return nil, fmt.Errorf("credential cache key: %w", err)
 	}
 	for _, r := range offlineResults {
@@ -894,15 +903,56 @@ func (c *Credentials) Close() error {
 	return c.Flush(context.Background())
 }
 
-// fingerprint is an HMAC of user id's password under the per-process key.
+// fingerprint is an HMAC-SHA256 of user id's password under the per-process key.
+// Every successful upstream bind computes one (Remember): it starts from the
+// two hashes keyFingerprints prepared, not from the key (hmac.New absorbs the
+// key's two blocks again, and allocates eight times, each call).
 func (c *Credentials) fingerprint(id string, password []byte) [sha256.Size]byte {
-	m := hmac.New(sha256.New, c.fpKey[:])
-	m.Write(binary.AppendUvarint(nil, uint64(len(id))))
-	m.Write([]byte(id))
-	m.Write(password)
-	var fp [sha256.Size]byte
-	m.Sum(fp[:0])
+	var n [binary.MaxVarintLen64]byte
+	var sum, fp [sha256.Size]byte
+	in := resumeHash(c.fpInner)
+	in.Write(binary.AppendUvarint(n[:0], uint64(len(id))))
+	io.WriteString(in, id)
+	in.Write(password)
+	out := resumeHash(c.fpOuter)
+	out.Write(in.Sum(sum[:0]))
+	out.Sum(fp[:0])
 	return fp
+}
+
+// keyFingerprints prepares fpInner and fpOuter from fpKey (RFC 2104: the key,
+// padded to SHA-256's block, xor ipad for the inner hash and opad for the outer).
+func (c *Credentials) keyFingerprints() error {
+	var ipad, opad [sha256.BlockSize]byte
+	copy(ipad[:], c.fpKey[:])
+	copy(opad[:], c.fpKey[:])
+	for i := range ipad {
+		ipad[i] ^= 0x36
+		opad[i] ^= 0x5c
+	}
+	var err error
+	for _, k := range []struct {
+		pad   []byte
+		state *[]byte
+	}{{ipad[:], &c.fpInner}, {opad[:], &c.fpOuter}} {
+		h := sha256.New()
+		h.Write(k.pad)
+		if *k.state, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return err
+		}
+	}
+	clear(ipad[:])
+	clear(opad[:])
+	return nil
+}
+
+// resumeHash is a SHA-256 in the state that state marshals.
+func resumeHash(state []byte) hash.Hash {
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		panic(err) // state is what MarshalBinary gave
+	}
+	return h
 }
 
 // offlineResult is the result label for a Verify outcome.

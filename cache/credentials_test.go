@@ -3,6 +3,9 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -673,4 +676,39 @@ func BenchmarkCredentialsVerify(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestFingerprintIsHMAC: the fingerprint, made from the prepared inner and outer
+// hashes, is HMAC-SHA256 of the identity and the password under the process's key.
+func TestFingerprintIsHMAC(t *testing.T) {
+	s := openMem(t)
+	c, _ := newCreds(t, s, nil, nil)
+	for _, tc := range []struct{ id, password string }{
+		{"1", "secret"}, {"", ""}, {"\x00uid=a,dc=example", strings.Repeat("p", 200)}, {strings.Repeat("i", 300), "x"},
+	} {
+		m := hmac.New(sha256.New, c.fpKey[:])
+		m.Write(binary.AppendUvarint(nil, uint64(len(tc.id))))
+		m.Write([]byte(tc.id))
+		m.Write([]byte(tc.password))
+		if got := c.fingerprint(tc.id, []byte(tc.password)); !hmac.Equal(got[:], m.Sum(nil)) {
+			t.Errorf("fingerprint(%q, %d bytes) is not the HMAC", tc.id, len(tc.password))
+		}
+	}
+}
+
+// BenchmarkRememberSamePassword is what a successful bind costs the credential cache
+// when it already holds that password's hash: its fingerprint, and no argon2.
+func BenchmarkRememberSamePassword(b *testing.B) {
+	s := openMem(b)
+	u := credUser(1, "m", true)
+	syncUsers(b, s, u)
+	c, _ := newCreds(b, s, nil, func(cfg *CredentialConfig) { cfg.Argon2 = Argon2Params{} })
+	remember(b, c, u, testPassword)
+	password := []byte(testPassword)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Remember(u, password); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
