@@ -4,12 +4,16 @@
 // instead of the process being killed for crossing it. GOMEMLIMIT set in the
 // environment is the operator's choice and left alone.
 //
-// GOGC stays Go's default. A smaller growth between collections for a heap that is
-// mostly the served directory (GOGC about 28 for 227 MiB live) cut serve's RSS after a
-// login load at 100,000 users from 474 to 414 MiB, but cost cached searches 43% more
-// CPU each (80.2 against 55.9 µs): the README's Performance section has the figures.
-// Only a run that fills the heap with data it keeps, such as ldapproxy sync, bounds the
-// heap's growth for its duration (Bounded).
+// The collector lets the heap grow by half of what is live between collections (GOGC
+// 50, defaultPercent), not Go's default of as much: most of the heap is the directory,
+// kept from one sync to the next and pointing at little, so a collection costs little,
+// and Go's default keeps about twice that heap resident. At 100,000 users, two serve
+// processes side by side under a cached search load: 194 against 220 MiB of RSS, and
+// 21.4 against 20.8–21.1 µs of CPU per search (scripts/bench-gogc.sh; the README's
+// Performance section has the figures). GOGC set in the environment is the operator's
+// choice and left alone. A run that fills the heap with data it keeps, such as a first
+// sync or the first build of the served tree, bounds the heap's growth for its
+// duration (Bounded).
 package gcpolicy
 
 import (
@@ -29,9 +33,16 @@ import (
 // of the process.
 const limitShare = 0.85
 
-// Start sets the soft memory limit from the container's limit, if there is one and
-// GOMEMLIMIT is not set, and logs it.
+// defaultPercent is the collector's growth between collections unless GOGC is set.
+const defaultPercent = 50
+
+// Start sets the collector's growth to defaultPercent unless GOGC is set, and the soft
+// memory limit from the container's limit, if there is one and GOMEMLIMIT is not set,
+// and logs it.
 func Start(log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultPercent)
+	}
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
@@ -75,8 +86,8 @@ var pacing atomic.Bool
 // Bounded paces the collector for a run that builds a large heap that stays, such as a
 // sync into an empty store: after each collection it lets the heap grow by headroom
 // bytes before the next one, or by minPercent of the live heap when that is more, and
-// never by more than Go's default (GOGC 100: as much as is live). Go's default would let
-// the heap of such a run end at twice what it keeps. stop restores the collector's
+// never by more than the setting in force before (Start's, or Go's default of 100).
+// That setting would let the heap of such a run end at up to twice what it keeps. stop restores the collector's
 // previous setting. GOGC set in the environment is the operator's choice and left
 // alone, and a Bounded while another runs does nothing: stop then does nothing either.
 func Bounded(headroom uint64, minPercent int) (stop func()) {
@@ -84,7 +95,8 @@ func Bounded(headroom uint64, minPercent int) (stop func()) {
 		return func() {}
 	}
 	p := &pacer{headroom: headroom, min: minPercent}
-	p.old = debug.SetGCPercent(p.percent(liveHeap()))
+	p.old = debug.SetGCPercent(100)
+	debug.SetGCPercent(p.percent(liveHeap()))
 	p.arm()
 	var once sync.Once
 	return func() {
@@ -107,12 +119,17 @@ type pacer struct {
 	stopped  bool
 }
 
-// percent is the GOGC that lets a heap of live bytes grow by the headroom.
+// percent is the GOGC that lets a heap of live bytes grow by the headroom, never more
+// than the setting before.
 func (p *pacer) percent(live uint64) int {
-	if live == 0 {
-		return 100
+	limit := p.old
+	if limit <= 0 {
+		limit = 100
 	}
-	return min(100, max(p.min, int(p.headroom*100/live)))
+	if live == 0 {
+		return limit
+	}
+	return min(limit, max(p.min, int(p.headroom*100/live)))
 }
 
 // sentinel is garbage from the moment it is made: its finalizer runs after the next

@@ -117,3 +117,32 @@ func TestBoundedKeepsGOGC(t *testing.T) {
 	}
 	stop()
 }
+
+// Start sets the collector's growth to defaultPercent, unless GOGC is set; Bounded never
+// lets the heap grow by more than that setting.
+func TestStartPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOGC", "")
+	Start(slog.New(slog.DiscardHandler))
+	if p := gcPercent(); p != defaultPercent {
+		t.Fatalf("GOGC %d after Start, want %d", p, defaultPercent)
+	}
+	stop := Bounded(1<<40, 10) // a headroom that would allow any growth
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond)
+	if p := gcPercent(); p != defaultPercent {
+		t.Errorf("GOGC %d under Bounded, want at most the %d before", p, defaultPercent)
+	}
+	stop()
+	if p := gcPercent(); p != defaultPercent {
+		t.Errorf("GOGC %d after Bounded stopped, want %d again", p, defaultPercent)
+	}
+
+	debug.SetGCPercent(100)
+	t.Setenv("GOGC", "100")
+	Start(slog.New(slog.DiscardHandler))
+	if p := gcPercent(); p != 100 {
+		t.Fatalf("GOGC %d after Start with GOGC=100 set", p)
+	}
+}
