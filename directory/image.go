@@ -54,8 +54,8 @@ var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// ErrImageStale is ReadTree's error for an image made for another key or another schema:
-// the caller builds the tree anew.
+// ErrImageStale is ReadTree's error for an image made for another key or another schema,
+// or of a tree that has since lost most of its entries: the caller builds the tree anew.
 var ErrImageStale = errors.New("tree image is not for this directory")
 
 // WriteImage writes t as an image under key. sources lists the strings that entries'
@@ -312,7 +312,8 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 // or any version applied to it is in use (a read-only mapping of the file, never
 // unmapped, is what the proxy gives). sources are the strings WriteImage was given, as
 // the caller holds them now. An image written under another key, for other roots or
-// for another schema is ErrImageStale; a damaged one is an error of its own.
+// for another schema, or of a tree that has since lost most of its entries, is
+// ErrImageStale; a damaged one is an error of its own.
 func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, opts ...TreeOption) (*Tree, error) {
 	if len(data) < len(imageMagic)+4 || string(data[:len(imageMagic)]) != string(imageMagic) {
 		return nil, fmt.Errorf("%w: not an image of this format", ErrImageStale)
@@ -403,11 +404,15 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	}
 
 	next, count := r.uvar(), r.count()
-	// IDs are not reused, so a tree that lost entries has IDs to spare, but not without
-	// bound: the ID table made for them is a pointer per 256 IDs (maxSpareIDs).
-	if r.err != nil || next < count || next > int(noEntry) || count > (len(r.data)-r.off)/minEntryBytes ||
-		next > maxSpareIDs*count+spareIDs {
+	if r.err != nil || next < count || next > int(noEntry) || count > (len(r.data)-r.off)/minEntryBytes {
 		return nil, errDamaged
+	}
+	// IDs are not reused, so a tree that lost entries has IDs to spare, but not without
+	// bound: the ID table made for them is a pointer per 256 IDs (maxSpareIDs). Past it
+	// the image is not damaged but the tree is better built anew (a caller that reports
+	// ErrImageStale as routine does so for this too).
+	if next > maxSpareIDs*count+spareIDs {
+		return nil, fmt.Errorf("%w: its tree has lost most of its entries", ErrImageStale)
 	}
 	// One allocation for the entries: a replaced entry keeps only its struct alive with
 	// the array, as its strings are the image's.

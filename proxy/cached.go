@@ -161,7 +161,7 @@ func (c *cached) readImage(sn *cache.Snapshot, sch *directory.Schema) *directory
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, directory.ErrImageStale) {
-			level = slog.LevelInfo // written with other options or by another version
+			level = slog.LevelInfo // written with other options or by another version, or of a tree that lost most of its entries
 		}
 		c.log.Log(context.Background(), level, "served tree image not used", "generation", sn.Generation(), "reason", err)
 		return nil
