@@ -27,6 +27,7 @@ func TestParseLimit(t *testing.T) {
 // GOMEMLIMIT in the environment is left alone, whatever the container's limit.
 func TestStartKeepsGOMEMLIMIT(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(100)) // Start sets it too
 	debug.SetMemoryLimit(math.MaxInt64)
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	Start(slog.New(slog.DiscardHandler))
@@ -38,6 +39,7 @@ func TestStartKeepsGOMEMLIMIT(t *testing.T) {
 // Without GOMEMLIMIT, the soft limit is 85% of the container's, when it has one.
 func TestStartFollowsTheContainer(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(100)) // Start sets it too
 	debug.SetMemoryLimit(math.MaxInt64)
 	t.Setenv("GOMEMLIMIT", "")
 	Start(slog.New(slog.DiscardHandler))
