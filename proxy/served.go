@@ -56,8 +56,9 @@ func ServedEntries(sn *cache.Snapshot, o ServedOptions) []*directory.Entry {
 // servedSource is ServedEntries as directory.NewTreeFrom takes them: how many, and a
 // function that makes the i-th anew each time (the containers first, then the users,
 // the groups and the entries of sync.extra sets), safe to call from several goroutines.
-// Only the containers, the groups' names and every user's served DN are kept; a user
-// is decoded whole only when its entry is made, and let go with it.
+// Only the containers, the decoded groups (a few thousand, whose entries name their
+// members) and every user's served DN are kept; a user is decoded whole only when its
+// entry is made, and let go with it.
 func servedSource(sn *cache.Snapshot, o ServedOptions) (int, func(int) *directory.Entry) {
 	groupDN := map[string]string{}
 	parents := map[string][]string{}
