@@ -66,7 +66,7 @@ type conn struct {
 	waiting atomic.Int32  // senders waiting for wmu
 
 	mu    sync.Mutex
-	ops   map[int64]context.CancelFunc
+	ops   map[int64]*opContext
 	opsWG sync.WaitGroup
 	// answered counts the operations in ops whose final response has been written: for
 	// the client they are over, though their handlers may not have returned yet.
@@ -99,7 +99,7 @@ func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 		ctx:         ctx,
 		cancel:      cancel,
 		wdst:        sock,
-		ops:         make(map[int64]context.CancelFunc),
+		ops:         make(map[int64]*opContext),
 		spare:       make(chan *Request),
 		timedWrites: rawsock.SetWriteTimeout(sock, s.writeTimeout()),
 	}
@@ -380,10 +380,10 @@ func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 		return false
 	case OpAbandon:
 		c.mu.Lock()
-		cancel := c.ops[req.AbandonID]
+		op := c.ops[req.AbandonID]
 		c.mu.Unlock()
-		if cancel != nil {
-			cancel()
+		if op != nil {
+			op.abandon()
 			c.log.Debug("operation abandoned", "msgid", req.AbandonID)
 		}
 		return true
@@ -408,11 +408,9 @@ func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 			Diagnostic: fmt.Sprintf("too many operations in flight on this connection (limit %d)", c.srv.maxOps())})
 		return true
 	}
-	ctx, ok := c.register(req.MessageID)
-	if !ok {
+	if !c.register(req) {
 		return false
 	}
-	req.withCtx(ctx)
 	if c.srv.Inline != nil && c.srv.Inline(req) {
 		req.inline = true
 		c.run(req, true)
@@ -499,31 +497,35 @@ func (c *conn) rejectMessage(msg []byte, req *Request, err error) bool {
 	return true
 }
 
-// register records an operation in flight so that abandon and shutdown can find it. A
-// message ID already in flight is a client bug that no answer can untangle (both
-// responses would carry the same ID): the connection is closed with a notice.
-func (c *conn) register(id int64) (context.Context, bool) {
+// register records an operation in flight so that abandon and shutdown can find it, and
+// gives it its context. A message ID already in flight is a client bug that no answer
+// can untangle (both responses would carry the same ID): the connection is closed with
+// a notice.
+func (c *conn) register(req *Request) bool {
+	id := req.MessageID
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, dup := c.ops[id]; dup {
 		c.log.Warn("connection closed: message ID reused while in flight", "msgid", id)
 		c.notice(ldap.LDAPResultProtocolError, fmt.Sprintf("message ID %d is already in use", id))
-		return nil, false
+		return false
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	c.ops[id] = cancel
+	if req.op == nil {
+		req.op = newOpContext(c.ctx)
+	} else {
+		req.op.parent = c.ctx
+	}
+	req.ctx = req.op
+	c.ops[id] = req.op
 	c.opsWG.Add(1)
-	return ctx, true
+	return true
 }
 
-func (c *conn) unregister(id int64) {
+func (c *conn) unregister(req *Request) {
 	c.mu.Lock()
-	cancel := c.ops[id]
-	delete(c.ops, id)
+	delete(c.ops, req.MessageID)
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
+	req.op.end()
 	c.opsWG.Done()
 }
 
@@ -536,8 +538,8 @@ func (c *conn) inFlight() int {
 // abortOps cancels every operation in flight (unbind, client gone).
 func (c *conn) abortOps() {
 	c.mu.Lock()
-	for _, cancel := range c.ops {
-		cancel()
+	for _, op := range c.ops {
+		op.abandon()
 	}
 	c.mu.Unlock()
 }
@@ -550,7 +552,7 @@ func (c *conn) run(req *Request, registered bool) {
 	*w = responseWriter{c: c, req: req, inline: req.inline}
 	defer func() {
 		if registered {
-			c.unregister(req.MessageID)
+			c.unregister(req)
 		}
 		if w.answered {
 			c.answered.Add(-1)

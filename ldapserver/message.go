@@ -128,7 +128,10 @@ type Request struct {
 	raw []byte // the message as the client sent it
 
 	ctx context.Context
-	w   responseWriter // the request's writer, made with it
+	// op is the context of a registered operation, ctx then; made with the request
+	// where the decoder can, else when it is registered.
+	op *opContext
+	w  responseWriter // the request's writer, made with it
 	// inline is set for a request the read loop answers itself (Server.Inline).
 	inline bool
 }
@@ -390,12 +393,15 @@ func decodeSearchRequest(msg []byte, maxFilterDepth int) (*Request, bool) {
 	if err != nil || id != byte(ber.ClassApplication)|byte(ber.TypeConstructed)|ldap.ApplicationSearchRequest {
 		return nil, false
 	}
-	// The request and its search are one allocation: they live as long as each other.
+	// The request, its search and its context are one allocation: they live as long as
+	// each other.
 	both := &struct {
-		r Request
-		q SearchRequest
+		r  Request
+		q  SearchRequest
+		op opContext
 	}{r: Request{MessageID: mid, Op: OpSearch}}
 	r := &both.r
+	r.op = &both.op
 	if opEnd < end {
 		id, _, cEnd, err := ldapwire.Header(msg, opEnd)
 		if err != nil || id != byte(ber.ClassContext)|byte(ber.TypeConstructed) || cEnd != end {

@@ -35,6 +35,7 @@ import (
 // Search bases that make protoHandler misbehave in the ways the server must survive.
 const (
 	dnBlock    = "cn=block"    // waits until its context ends, then tries to answer anyway
+	dnPoll     = "cn=poll"     // dnBlock, learning of the end from Err alone, not from Done
 	dnWait     = "cn=wait"     // waits until the test closes release, then answers
 	dnSlow     = "cn=slow"     // sleeps for slow, then answers
 	dnPanic    = "cn=panic"    // panics
@@ -118,6 +119,13 @@ func (h *protoHandler) search(w ResponseWriter, r *Request) {
 	case dnBlock:
 		h.started <- base
 		<-ctx.Done()
+		h.ended <- w.WriteResult(&Result{Diagnostic: "too late"})
+	case dnPoll:
+		// As a search through a large tree does: Err now and then, never Done.
+		h.started <- base
+		for ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
 		h.ended <- w.WriteResult(&Result{Diagnostic: "too late"})
 	case dnWait:
 		h.started <- base
@@ -693,21 +701,132 @@ func TestRelayRewritesMessageID(t *testing.T) {
 	w.expectSilence(200 * time.Millisecond)
 }
 
-func TestAbandonCancelsTheOperation(t *testing.T) {
-	h := newProtoHandler()
-	addr := serve(t, &Server{Handler: HandlerFunc(h.serve)})
-	w := dialWire(t, addr)
+// blockingBases are the searches that wait for their context to end: one learns of it
+// from Done, the other from Err alone.
+var blockingBases = []string{dnBlock, dnPoll}
 
-	w.send(ldapMessage(1, searchOp(dnBlock, 0, "(objectClass=*)")))
-	recv(t, h.started, 5*time.Second, "the blocking search to start")
-	w.send(ldapMessage(2, abandonOp(1)))
-	if err := recv(t, h.ended, 5*time.Second, "the abandoned handler to see its context end"); err == nil {
-		t.Fatal("the abandoned handler could still write its result")
+func TestAbandonCancelsTheOperation(t *testing.T) {
+	for _, base := range blockingBases {
+		t.Run(base, func(t *testing.T) {
+			h := newProtoHandler()
+			addr := serve(t, &Server{Handler: HandlerFunc(h.serve)})
+			w := dialWire(t, addr)
+
+			w.send(ldapMessage(1, searchOp(base, 0, "(objectClass=*)")))
+			recv(t, h.started, 5*time.Second, "the blocking search to start")
+			w.send(ldapMessage(2, abandonOp(1)))
+			if err := recv(t, h.ended, 5*time.Second, "the abandoned handler to see its context end"); err == nil {
+				t.Fatal("the abandoned handler could still write its result")
+			}
+			// Abandoning an unknown operation is ignored, as RFC 4511 §4.11 asks.
+			w.send(ldapMessage(3, abandonOp(99)), ldapMessage(4, searchOp("dc=example", 2, "(cn=*)")))
+			w.expectSearch(4)
+			w.expectSilence(200 * time.Millisecond)
+		})
 	}
-	// Abandoning an unknown operation is ignored, as RFC 4511 §4.11 asks.
-	w.send(ldapMessage(3, abandonOp(99)), ldapMessage(4, searchOp("dc=example", 2, "(cn=*)")))
-	w.expectSearch(4)
-	w.expectSilence(200 * time.Millisecond)
+}
+
+// TestClientGoneCancelsOperations: a client that closes its connection ends the
+// contexts of its operations in flight, and the connection is released.
+func TestClientGoneCancelsOperations(t *testing.T) {
+	for _, base := range blockingBases {
+		t.Run(base, func(t *testing.T) {
+			h := newProtoHandler()
+			srv := &Server{Handler: HandlerFunc(h.serve)}
+			addr := serve(t, srv)
+			w := dialWire(t, addr)
+
+			w.send(ldapMessage(1, searchOp(base, 0, "(objectClass=*)")))
+			recv(t, h.started, 5*time.Second, "the blocking search to start")
+			w.c.Close()
+			if err := recv(t, h.ended, 5*time.Second, "the handler to see its context end"); err == nil {
+				t.Fatal("the handler could still write its result to a client that left")
+			}
+			waitFor(t, 5*time.Second, "the connection to be released", func() bool { return srv.OpenConnections() == 0 })
+		})
+	}
+}
+
+// TestOperationContext: an operation's context carries the connection's values, and
+// what is derived from it (a child context, AfterFunc) ends with it when the client
+// abandons the operation, with context.Canceled as its cause; when the handler returns,
+// it ends too.
+func TestOperationContext(t *testing.T) {
+	type key struct{}
+	type seen struct {
+		value      any
+		child, fn  bool
+		err, cause error
+	}
+	results := make(chan seen, 1)
+	started := make(chan struct{}, 1)
+	var last context.Context
+	var mu sync.Mutex
+	srv := &Server{
+		ConnContext: func(ctx context.Context, s *Session) context.Context {
+			return context.WithValue(ctx, key{}, "conn value")
+		},
+		Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+			ctx := r.Context()
+			mu.Lock()
+			last = ctx
+			mu.Unlock()
+			if r.Op != OpSearch || r.Search.BaseDN != dnBlock {
+				w.WriteResult(&Result{})
+				return
+			}
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			fn := make(chan struct{})
+			context.AfterFunc(ctx, func() { close(fn) })
+			started <- struct{}{}
+			var s seen
+			s.value = ctx.Value(key{})
+			select {
+			case <-child.Done():
+				s.child = true
+			case <-time.After(5 * time.Second):
+			}
+			select {
+			case <-fn:
+				s.fn = true
+			case <-time.After(5 * time.Second):
+			}
+			s.err, s.cause = ctx.Err(), context.Cause(ctx)
+			results <- s
+		}),
+	}
+	addr := serve(t, srv)
+	w := dialWire(t, addr)
+	w.send(ldapMessage(1, searchOp(dnBlock, 0, "(objectClass=*)")))
+	recv(t, started, 5*time.Second, "the search to start")
+	w.send(ldapMessage(2, abandonOp(1)))
+	s := recv(t, results, 10*time.Second, "the handler's findings")
+	if s.value != "conn value" {
+		t.Errorf("the connection's value in the operation's context: %v", s.value)
+	}
+	if !s.child || !s.fn {
+		t.Errorf("after an abandon: child context ended %v, AfterFunc ran %v; want both", s.child, s.fn)
+	}
+	if !errors.Is(s.err, context.Canceled) || !errors.Is(s.cause, context.Canceled) {
+		t.Errorf("after an abandon: Err %v, Cause %v; want context.Canceled", s.err, s.cause)
+	}
+
+	w.send(ldapMessage(3, searchOp("dc=example", 2, "(cn=*)")))
+	w.expectResult(3, ldap.ApplicationSearchResultDone, ldap.LDAPResultSuccess)
+	waitFor(t, 5*time.Second, "the finished operation's context to end", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return last.Err() != nil
+	})
+	mu.Lock()
+	done := last.Done()
+	mu.Unlock()
+	select {
+	case <-done:
+	default:
+		t.Error("the finished operation's context has Err but its Done is not closed")
+	}
 }
 
 // TestInlineRequests checks Server.Inline: a request it picks is answered by the read
@@ -761,21 +880,25 @@ func TestInlineRequests(t *testing.T) {
 }
 
 func TestUnbindClosesAndCancels(t *testing.T) {
-	h := newProtoHandler()
-	srv := &Server{Handler: HandlerFunc(h.serve)}
-	addr := serve(t, srv)
-	w := dialWire(t, addr)
+	for _, base := range blockingBases {
+		t.Run(base, func(t *testing.T) {
+			h := newProtoHandler()
+			srv := &Server{Handler: HandlerFunc(h.serve)}
+			addr := serve(t, srv)
+			w := dialWire(t, addr)
 
-	w.send(ldapMessage(1, bindOp("cn=alice", goodPassword)))
-	w.expectResult(1, ldap.ApplicationBindResponse, ldap.LDAPResultSuccess)
-	w.send(ldapMessage(2, searchOp(dnBlock, 0, "(objectClass=*)")))
-	recv(t, h.started, 5*time.Second, "the blocking search to start")
-	w.send(ldapMessage(3, unbindOp()))
-	if err := recv(t, h.ended, 5*time.Second, "the in-flight search to be cancelled"); err == nil {
-		t.Fatal("the search cancelled by unbind could still write its result")
+			w.send(ldapMessage(1, bindOp("cn=alice", goodPassword)))
+			w.expectResult(1, ldap.ApplicationBindResponse, ldap.LDAPResultSuccess)
+			w.send(ldapMessage(2, searchOp(base, 0, "(objectClass=*)")))
+			recv(t, h.started, 5*time.Second, "the blocking search to start")
+			w.send(ldapMessage(3, unbindOp()))
+			if err := recv(t, h.ended, 5*time.Second, "the in-flight search to be cancelled"); err == nil {
+				t.Fatal("the search cancelled by unbind could still write its result")
+			}
+			w.expectClosed(2*time.Second, false)
+			waitFor(t, 2*time.Second, "the connection to be released", func() bool { return srv.OpenConnections() == 0 })
+		})
 	}
-	w.expectClosed(2*time.Second, false)
-	waitFor(t, 2*time.Second, "the connection to be released", func() bool { return srv.OpenConnections() == 0 })
 }
 
 func TestMaxOpsPerConnAnswersBusy(t *testing.T) {
@@ -1264,27 +1387,31 @@ func TestShutdownLetsOperationsFinish(t *testing.T) {
 }
 
 func TestShutdownDeadlineCutsOperations(t *testing.T) {
-	h := newProtoHandler()
-	srv := &Server{Handler: HandlerFunc(h.serve)}
-	addr := serve(t, srv)
-	w := dialWire(t, addr)
+	for _, base := range blockingBases {
+		t.Run(base, func(t *testing.T) {
+			h := newProtoHandler()
+			srv := &Server{Handler: HandlerFunc(h.serve)}
+			addr := serve(t, srv)
+			w := dialWire(t, addr)
 
-	w.send(ldapMessage(1, searchOp(dnBlock, 0, "(objectClass=*)")))
-	recv(t, h.started, 5*time.Second, "the search to start")
+			w.send(ldapMessage(1, searchOp(base, 0, "(objectClass=*)")))
+			recv(t, h.started, 5*time.Second, "the search to start")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown = %v, want the context's error", err)
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown = %v, want the context's error", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("Shutdown took %v past its deadline", d)
+			}
+			if err := recv(t, h.ended, 2*time.Second, "the cut operation's context to end"); err == nil {
+				t.Fatal("the cut operation could still write its result")
+			}
+			w.expectClosed(2*time.Second, false)
+		})
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("Shutdown took %v past its deadline", d)
-	}
-	if err := recv(t, h.ended, 2*time.Second, "the cut operation's context to end"); err == nil {
-		t.Fatal("the cut operation could still write its result")
-	}
-	w.expectClosed(2*time.Second, false)
 }
 
 // lateListener hands out a connection only once it has been closed, as when a client
