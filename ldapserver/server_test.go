@@ -1718,3 +1718,54 @@ func BenchmarkBindRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSearchRoundTrip is a search answered on the read loop (Server.Inline) with
+// one entry, as the proxy answers one from memory, on one loopback connection: the
+// server's own cost per search around its handler. The handler asks its context for
+// Err and a value, as a search through the tree does.
+func BenchmarkSearchRoundTrip(b *testing.B) {
+	type key struct{}
+	entry := &Entry{DN: "uid=user01234,ou=people,dc=example,dc=org", Attributes: []Attribute{
+		{Name: "uid", Values: [][]byte{[]byte("user01234")}},
+		{Name: "mail", Values: [][]byte{[]byte("user01234@example.org")}},
+	}}
+	srv := &Server{
+		ConnContext: func(ctx context.Context, s *Session) context.Context { return context.WithValue(ctx, key{}, s) },
+		Inline:      func(r *Request) bool { return r.Op == OpSearch },
+		Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+			ctx := r.Context()
+			if ctx.Value(key{}) == nil || ctx.Err() != nil {
+				w.WriteResult(&Result{Code: ldap.LDAPResultOther})
+				return
+			}
+			w.WriteEntry(entry)
+			w.WriteResult(&Result{})
+		}),
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	msg := ldapMessage(1, searchOp("dc=example,dc=org", 2, "(uid=user01234)", "uid", "mail"))
+	br := bufio.NewReader(nc)
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := nc.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		for range 2 { // the entry and the result
+			if buf, err = readFrame(br, 1<<10, buf[:0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
