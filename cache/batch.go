@@ -154,7 +154,7 @@ func (b *Batch) UserDiffers(id string) bool {
 	if !ok {
 		return false
 	}
-	cur := b.base.users[id]
+	cur := b.base.userRec(id)
 	if u == nil || cur == nil {
 		return (u == nil) != (cur == nil)
 	}
@@ -232,7 +232,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		return BatchCounts{}, fmt.Errorf("commit batch: %w", err)
 	}
 	for id, u := range b.users {
-		cur := b.base.users[id]
+		cur := b.base.userRec(id)
 		if u == nil {
 			if cur == nil {
 				continue

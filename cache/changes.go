@@ -79,7 +79,7 @@ func diffRecords[R any](old, cur []*R, key func(*R) (id, val string)) []string {
 // UserDNs returns the upstream DN and the Path of the user id, without decoding the rest
 // of it: what an entry that names the user (a group's member) needs.
 func (sn *Snapshot) UserDNs(id string) (dn, path string, ok bool) {
-	r := sn.users[id]
+	r := sn.userRec(id)
 	if r == nil {
 		return "", "", false
 	}

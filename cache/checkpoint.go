@@ -100,8 +100,7 @@ func readCommitID(txn *badger.Txn) ([16]byte, error) {
 
 // checkpointRecords is what a checkpoint holds, as load wants it.
 type checkpointRecords struct {
-	users    map[string]*userRec
-	userList []*userRec // in the file's order: by ID
+	userList []*userRec // in the file's order: by ID, each once
 	groups   map[string]*groupRec
 	sets     map[string]*entrySetRec
 	data     []byte // the mapped file the records are slices of
@@ -158,7 +157,6 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	r := ckptReader{s: all, i: head}
 	recs := &checkpointRecords{
 		data:     data,
-		users:    make(map[string]*userRec, nUsers),
 		userList: make([]*userRec, 0, nUsers),
 		groups:   make(map[string]*groupRec, nGroups),
 		sets:     make(map[string]*entrySetRec, nSets),
@@ -197,8 +195,10 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	for _, u := range recs.userList {
-		recs.users[u.id] = u
+	for i := 1; i < len(recs.userList); i++ {
+		if recs.userList[i-1].id >= recs.userList[i].id {
+			return nil, errors.New("users not in ID order, or an ID twice")
+		}
 	}
 	for range nGroups {
 		id, kgen, val := r.record()
@@ -226,7 +226,7 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		return nil, r.err
 	case r.i != len(all):
 		return nil, fmt.Errorf("%d bytes after its records", len(all)-r.i)
-	case len(recs.users) != int(nUsers) || len(recs.groups) != int(nGroups) || len(recs.sets) != int(nSets):
+	case len(recs.userList) != int(nUsers) || len(recs.groups) != int(nGroups) || len(recs.sets) != int(nSets):
 		return nil, errors.New("an ID appears twice")
 	}
 	return recs, nil
@@ -409,7 +409,7 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 		s.log.Warn("store: cannot read the checkpoint just written", "err", err)
 		return false
 	}
-	next := newSnapshotSorted(sn.gen, recs.users, recs.userList, recs.groups, s.normDN)
+	next := newSnapshotSorted(sn.gen, nil, recs.userList, recs.groups, s.normDN)
 	next.domain, next.schema, next.commit = sn.domain, sn.schema, sn.commit
 	if len(recs.sets) > 0 {
 		next.entrySets = recs.sets

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -139,6 +141,11 @@ func TestCheckpointNotUsedUnlessCurrent(t *testing.T) {
 			replace(t, dir, b[:len(b)-100])
 		},
 		"empty": func(t *testing.T, dir string, _ []byte) { replace(t, dir, nil) },
+		// Sound bytes, a right checksum, but two users swapped: the store finds users
+		// by ID in the records' order, so the order is checked, and an ID twice with it.
+		"users out of order": func(t *testing.T, dir string, _ []byte) {
+			replace(t, dir, swapFirstUsers(t, read(t, ckpt(dir))))
+		},
 	}
 	for name, spoil := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -177,6 +184,26 @@ func TestCheckpointNotUsedUnlessCurrent(t *testing.T) {
 			sameSnapshot(t, s.Snapshot(), want)
 		})
 	}
+}
+
+// swapFirstUsers returns the checkpoint b with its first two user records swapped and
+// its checksum made right again.
+func swapFirstUsers(t *testing.T, b []byte) []byte {
+	t.Helper()
+	const head = len(checkpointMagic) + 8 + 16 + 3*8
+	record := func(i int) int { // the end of the record at i
+		n, k := binary.Uvarint(b[i:])
+		i += k + int(n) + 8
+		n, k = binary.Uvarint(b[i:])
+		return i + k + int(n)
+	}
+	if binary.LittleEndian.Uint64(b[len(checkpointMagic)+24:]) < 2 {
+		t.Fatal("the checkpoint has fewer than two users")
+	}
+	mid := record(head)
+	end := record(mid)
+	out := slices.Concat(b[:head], b[mid:end], b[head:mid], b[end:len(b)-4])
+	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
 }
 
 // A running store writes its first checkpoint right after a commit, later ones at most

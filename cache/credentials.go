@@ -861,7 +861,7 @@ func (c *Credentials) sweep(sn *Snapshot) {
 // passwordState returns what the credential cache needs of user id, without
 // decoding the whole user.
 func (sn *Snapshot) passwordState(id string) (active bool, marker string, ok bool) {
-	r := sn.users[id]
+	r := sn.userRec(id)
 	if r == nil {
 		return false, "", false
 	}

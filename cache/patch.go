@@ -40,16 +40,8 @@ func (sn *Snapshot) patch(gen uint64, users map[string]*userRec, groups map[stri
 
 // patchUsers sets next's users to prev's with changes applied.
 func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) {
-	next.users = maps.Clone(prev.users)
-	for id, r := range changes {
-		if r == nil {
-			delete(next.users, id)
-		} else {
-			next.users[id] = r
-		}
-	}
 	ids := slices.Sorted(maps.Keys(changes))
-	list := make([]*userRec, 0, len(next.users))
+	list := make([]*userRec, 0, len(prev.userList)+len(changes))
 	j := 0
 	for _, r := range prev.userList {
 		for j < len(ids) && ids[j] < r.id {
@@ -97,7 +89,7 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) {
 		// again from the list.
 		recount := map[string]bool{}
 		for _, id := range ids {
-			if old := prev.users[id]; old != nil {
+			if old := prev.userRec(id); old != nil {
 				for _, k := range ix.keys(old) {
 					switch cur, ok := m[k]; {
 					case !ok:
@@ -140,7 +132,7 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) {
 func (next *Snapshot) patchMembers(prev *Snapshot, changes map[string]*userRec) {
 	affected := map[string]bool{}
 	for id, r := range changes {
-		if old := prev.users[id]; old != nil {
+		if old := prev.userRec(id); old != nil {
 			for gid := range userGroups(old.val) {
 				affected[gid] = true
 			}

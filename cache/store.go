@@ -297,7 +297,7 @@ func (s *Store) load() error {
 		if s.dir != "" && gen > 0 {
 			recs, err := s.readCheckpoint(gen, commit)
 			if err == nil {
-				users, userList, groups, sets, fromCkpt = recs.users, recs.userList, recs.groups, recs.sets, true
+				users, userList, groups, sets, fromCkpt = nil, recs.userList, recs.groups, recs.sets, true
 				if err := s.loadCookies(txn); err != nil {
 					return err
 				}

@@ -124,7 +124,7 @@ func (w *Sync) PutUser(u *User) error {
 	}
 	c := w.counts[KindUsers]
 	c.put++
-	cur := w.base.users[u.ID]
+	cur := w.base.userRec(u.ID)
 	r, err := w.writeUser(u, cur)
 	if err != nil {
 		return err
@@ -396,9 +396,9 @@ func (w *Sync) commit() error {
 	// Deletions are written as markers in the new generation, so that
 	// until the generation is committed the old versions still count.
 	if w.users != nil {
-		for id, cur := range w.base.users {
-			if _, ok := w.users[id]; !ok {
-				if err := w.markDeleted(prefixUsers, id, cur.gen, KindUsers); err != nil {
+		for _, cur := range w.base.userList {
+			if _, ok := w.users[cur.id]; !ok {
+				if err := w.markDeleted(prefixUsers, cur.id, cur.gen, KindUsers); err != nil {
 					return err
 				}
 			}

@@ -57,3 +57,27 @@ func indexMap(x *userIndex) map[string]*userRec {
 	}
 	return m
 }
+
+// TestSnapshotUserByID: a snapshot finds each of its users by ID in its sorted list, and
+// no user for an ID it lacks, before, between or after its own.
+func TestSnapshotUserByID(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 1000} {
+		sn := &Snapshot{}
+		for i := range n {
+			sn.userList = append(sn.userList, &userRec{id: fmt.Sprintf("id%05d", 2*i+1)})
+		}
+		for i, r := range sn.userList {
+			if got := sn.userRec(r.id); got != r {
+				t.Fatalf("%d users: user %d (%s) found as %v", n, i, r.id, got)
+			}
+		}
+		for i := 0; i <= 2*n; i += 2 {
+			if got := sn.userRec(fmt.Sprintf("id%05d", i)); got != nil {
+				t.Fatalf("%d users: id%05d found as %s", n, i, got.id)
+			}
+		}
+		if got := sn.userRec(""); got != nil {
+			t.Fatalf("%d users: the empty ID found as %s", n, got.id)
+		}
+	}
+}
