@@ -88,7 +88,7 @@ func TestPatchMatchesRebuild(t *testing.T) {
 		sn = sn.patch(uint64(round+2), uc, gc)
 		want := newSnapshot(uint64(round+2), maps.Clone(users), maps.Clone(groups), norm)
 		for name, pair := range map[string][2]any{
-			"userList": {sn.userList, want.userList},
+			"userList":  {sn.userList, want.userList},
 			"usersByDN": {indexMap(sn.usersByDN), indexMap(want.usersByDN)}, "usersByPath": {sn.usersByPath, want.usersByPath},
 			"usersByName": {indexMap(sn.usersByName), indexMap(want.usersByName)}, "usersByUPN": {sn.usersByUPN, want.usersByUPN},
 			"usersByMail": {indexMap(sn.usersByMail), indexMap(want.usersByMail)}, "groups": {sn.groups, want.groups},

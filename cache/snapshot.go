@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // Snapshot is an immutable view of the store as of one committed sync. Taking
@@ -44,21 +45,75 @@ type Snapshot struct {
 	schema *Schema
 }
 
-// userRec is a user as the store holds it. The keys are slices of val when
-// the stored form is already normalised, which it usually is.
+// userRec is a user as the store holds it. Its keys (norm(DN), the lower-case
+// Username and Email) are slices of val when the stored form is already normalised,
+// which it usually is: they are then kept as offsets into val (8 bytes each, no
+// pointer for the collector to follow), and in more otherwise.
 type userRec struct {
-	id      string
-	val     string    // the encoding, see appendUser
-	gen     uint64    // generation in the key of the Badger record
-	dnKey   string    // norm(DN)
-	nameKey string    // lower-case Username
-	mailKey string    // lower-case Email
-	more    *userKeys // nil for most users
+	id   string
+	val  string // the encoding, see appendUser
+	gen  uint64 // generation in the key of the Badger record
+	keys [numKeys]keyRef
+	more *userKeys // nil for most users
+}
+
+// The keys of a userRec, by their index in keys.
+const (
+	keyDN = iota
+	keyName
+	keyMail
+	numKeys
+)
+
+// keyRef is a key of a userRec: val[off:off+n], or, with off keyElsewhere, more.keys.
+type keyRef struct{ off, n uint32 }
+
+const keyElsewhere = ^uint32(0)
+
+// key returns r's key k.
+func (r *userRec) key(k int) string {
+	ref := r.keys[k]
+	if ref.off == keyElsewhere {
+		return r.more.keys[k]
+	}
+	return r.val[ref.off : ref.off+ref.n]
+}
+
+// setKey sets r's key k to key, found in r.val when it is orig, the field of r.val it
+// was made from, unchanged.
+func (r *userRec) setKey(k int, key, orig string) {
+	if key == "" {
+		return
+	}
+	if key == orig {
+		if off, ok := offsetIn(orig, r.val); ok && off < int(keyElsewhere) {
+			r.keys[k] = keyRef{uint32(off), uint32(len(key))}
+			return
+		}
+	}
+	if r.more == nil {
+		r.more = &userKeys{}
+	}
+	r.more.keys[k] = key
+	r.keys[k].off = keyElsewhere
+}
+
+// offsetIn returns the offset of s in in when s is a slice of in's bytes.
+func offsetIn(s, in string) (int, bool) {
+	if len(s) == 0 || len(in) == 0 {
+		return 0, false
+	}
+	p, base := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
+	if p < base || p+uintptr(len(s)) > base+uintptr(len(in)) {
+		return 0, false
+	}
+	return int(p - base), true
 }
 
 // userKeys are the keys few users have.
 type userKeys struct {
-	pathKey string // norm(Path); empty when Path is
+	keys    [numKeys]string // those not slices of val
+	pathKey string          // norm(Path); empty when Path is
 	upnKeys []string
 }
 
@@ -102,18 +157,25 @@ func (r *userRec) init(id, val string, gen uint64, norm func(string) string) err
 	if err != nil {
 		return err
 	}
-	*r = userRec{id: id, val: val, gen: gen, dnKey: norm(h.dn), nameKey: strings.ToLower(h.username), mailKey: strings.ToLower(h.email)}
-	var more userKeys
+	*r = userRec{id: id, val: val, gen: gen}
+	r.setKey(keyDN, norm(h.dn), h.dn)
+	r.setKey(keyName, strings.ToLower(h.username), h.username)
+	r.setKey(keyMail, strings.ToLower(h.email), h.email)
+	var path string
 	if h.path != "" {
-		more.pathKey = norm(h.path)
+		path = norm(h.path)
 	}
+	var upns []string
 	for _, upn := range h.upns {
 		if upn != "" {
-			more.upnKeys = append(more.upnKeys, strings.ToLower(upn))
+			upns = append(upns, strings.ToLower(upn))
 		}
 	}
-	if more.pathKey != "" || more.upnKeys != nil {
-		r.more = &more
+	if path != "" || upns != nil {
+		if r.more == nil {
+			r.more = &userKeys{}
+		}
+		r.more.pathKey, r.more.upnKeys = path, upns
 	}
 	return nil
 }

@@ -228,9 +228,9 @@ func (w *Sync) UserIDs(keys map[string]bool, byName bool) map[string]string {
 		return out
 	}
 	for id, r := range w.users {
-		k := r.dnKey
+		k := r.key(keyDN)
 		if byName {
-			k = r.nameKey
+			k = r.key(keyName)
 		}
 		if keys[k] {
 			out[k] = id

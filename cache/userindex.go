@@ -82,6 +82,6 @@ func (x *userIndex) lookup(k string) *userRec {
 	return r
 }
 
-func dnKeyOf(r *userRec) string   { return r.dnKey }
-func nameKeyOf(r *userRec) string { return r.nameKey }
-func mailKeyOf(r *userRec) string { return r.mailKey }
+func dnKeyOf(r *userRec) string   { return r.key(keyDN) }
+func nameKeyOf(r *userRec) string { return r.key(keyName) }
+func mailKeyOf(r *userRec) string { return r.key(keyMail) }
