@@ -63,6 +63,7 @@ type conn struct {
 	bw      *bufio.Writer // the responses not yet flushed, made at the first; under wmu
 	wdst    io.Writer     // where bw writes: raw, or the TLS connection over it; under wmu
 	wdead   bool          // writing failed: the connection is being torn down; under wmu
+	wlast   int           // the size of the last message sent; under wmu
 	waiting atomic.Int32  // senders waiting for wmu
 
 	mu    sync.Mutex
@@ -649,27 +650,31 @@ func (c *conn) finish() {
 
 // notice sends a notice of disconnection; the caller closes the connection afterwards.
 func (c *conn) notice(code uint16, diag string) {
-	c.send(c.ctx, appendNotice(getBuf(), code, diag), false)
+	c.send(c.ctx, false, func(b []byte) ([]byte, error) { return appendNotice(b, code, diag), nil })
 }
 
 // sendResult sends a final result outside of a handler (protocol-level answers).
 func (c *conn) sendResult(id int64, op Op, res *Result) {
-	c.send(c.ctx, appendResult(getBuf(), id, op, res), false)
+	c.send(c.ctx, false, func(b []byte) ([]byte, error) { return appendResult(b, id, op, res), nil })
 }
 
-// send writes the message b to the client and recycles b. The buffer is flushed unless
-// another sender is waiting for the lock (it will flush both) or hold is set: another
-// message is known to follow at once from the same caller, which then flushes both. A
-// write that takes longer than the write timeout tears the connection down. send gives
-// up, writing nothing, when ctx has ended or the connection is broken.
-func (c *conn) send(ctx context.Context, b []byte, hold bool) error {
-	defer putBuf(b)
-	return c.sendAs(ctx, b, 0, hold)
-}
+// writeBufferSize is the size of a connection's write buffer.
+const writeBufferSize = 16 << 10
 
-// sendAs is send without recycling b; id, unless 0, replaces b's message ID as b is
-// copied into the connection's buffer (a relayed response).
-func (c *conn) sendAs(ctx context.Context, b []byte, id int64, hold bool) error {
+// minRoom is the room, at least, that a message is encoded into: with less free, what
+// the buffer holds is flushed first.
+const minRoom = 512
+
+// send writes one message to the client. enc appends the message to the slice it is
+// given, the free space of the connection's buffer: the message is encoded where it is
+// sent from (one larger than the buffer is encoded into a slice of its own). The
+// buffer is flushed unless another sender is waiting for the lock (it will flush both)
+// or hold is set: another message is known to follow at once from the same caller,
+// which then flushes both. A write that takes longer than the write timeout tears the
+// connection down. send gives up, writing nothing, when ctx has ended or the connection
+// is broken; enc's error is returned, with nothing written but what others left to
+// flush.
+func (c *conn) send(ctx context.Context, hold bool, enc func([]byte) ([]byte, error)) error {
 	if ctx.Err() != nil {
 		return ErrAbandoned
 	}
@@ -681,17 +686,18 @@ func (c *conn) sendAs(ctx context.Context, b []byte, id int64, hold bool) error 
 		return ErrAbandoned
 	}
 	if c.bw == nil {
-		c.bw = bufio.NewWriterSize(c.wdst, 16<<10)
+		c.bw = bufio.NewWriterSize(c.wdst, writeBufferSize)
 	}
-	var relayErr error
-	if id != 0 {
-		out, err := ldapwire.WithMessageID(c.bw.AvailableBuffer(), b, id)
-		if err != nil {
-			// Nothing to write, but what others left for this sender to flush.
-			relayErr, out = fmt.Errorf("relay: %w", err), nil
-		}
-		b = out
+	// Room for a message like the last one, so that it is encoded in place rather than
+	// into a slice of its own.
+	if c.bw.Buffered() > 0 && c.bw.Available() < max(c.wlast, minRoom) && c.flushLocked() != nil {
+		return ErrAbandoned
 	}
+	b, encErr := enc(c.bw.AvailableBuffer())
+	if encErr != nil {
+		b = nil
+	}
+	c.wlast = len(b)
 	// The deadline bounds each write to the socket, not a batch: a batch goes on for as
 	// long as senders keep coming, and a client that reads steadily must not be cut.
 	// With timedWrites, the socket bounds each write that waits by itself.
@@ -706,7 +712,7 @@ func (c *conn) sendAs(ctx context.Context, b []byte, id int64, hold bool) error 
 		c.writeFailed(err)
 		return ErrAbandoned
 	}
-	return relayErr
+	return encErr
 }
 
 // flush sends whatever responses are still buffered (held ones of an abandoned
@@ -717,12 +723,20 @@ func (c *conn) flush() {
 	if c.wdead || c.bw == nil || c.bw.Buffered() == 0 {
 		return
 	}
+	c.flushLocked()
+}
+
+// flushLocked writes out the buffer; wmu is held. A failed write tears the connection
+// down.
+func (c *conn) flushLocked() error {
 	if !c.timedWrites {
 		c.raw.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
 	}
-	if err := c.bw.Flush(); err != nil {
+	err := c.bw.Flush()
+	if err != nil {
 		c.writeFailed(err)
 	}
+	return err
 }
 
 // writeFailed tears the connection down after a failed write; wmu is held.
@@ -734,18 +748,6 @@ func (c *conn) writeFailed(err error) {
 		c.log.Debug("connection closed: write failed", "err", err)
 	}
 	c.abort()
-}
-
-// bufPool recycles response buffers between the encoders and the writer.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
-
-func putBuf(b []byte) {
-	if cap(b) > 64<<10 {
-		return // keep the pool from pinning large search entries
-	}
-	bufPool.Put(&b)
 }
 
 // responseWriter implements ResponseWriter for one request.
@@ -791,7 +793,10 @@ func (w *responseWriter) WriteEntry(e *Entry, controls ...Control) error {
 	if ctx.Err() != nil {
 		return ErrAbandoned
 	}
-	return w.c.send(ctx, ldapwire.AppendEntry(getBuf(), w.req.MessageID, e, w.req.Search.TypesOnly, controls), true)
+	id, typesOnly := w.req.MessageID, w.req.Search.TypesOnly
+	return w.c.send(ctx, true, func(b []byte) ([]byte, error) {
+		return ldapwire.AppendEntry(b, id, e, typesOnly, controls), nil
+	})
 }
 
 func (w *responseWriter) WriteReference(urls []string, controls ...Control) error {
@@ -802,7 +807,10 @@ func (w *responseWriter) WriteReference(urls []string, controls ...Control) erro
 	if ctx.Err() != nil {
 		return ErrAbandoned
 	}
-	return w.c.send(ctx, ldapwire.AppendReference(getBuf(), w.req.MessageID, urls, controls), true)
+	id := w.req.MessageID
+	return w.c.send(ctx, true, func(b []byte) ([]byte, error) {
+		return ldapwire.AppendReference(b, id, urls, controls), nil
+	})
 }
 
 func (w *responseWriter) WriteResult(res *Result) error {
@@ -815,7 +823,8 @@ func (w *responseWriter) WriteResult(res *Result) error {
 		return ErrAbandoned // an abandoned operation gets no response (RFC 4511 §4.11)
 	}
 	w.answer()
-	return w.c.send(ctx, appendResult(getBuf(), w.req.MessageID, w.req.Op, res), false)
+	id, op := w.req.MessageID, w.req.Op
+	return w.c.send(ctx, false, func(b []byte) ([]byte, error) { return appendResult(b, id, op, res), nil })
 }
 
 func (w *responseWriter) Relay(resp ldapwire.Response) error {
@@ -832,7 +841,16 @@ func (w *responseWriter) Relay(resp ldapwire.Response) error {
 	if resp.Final {
 		w.answer()
 	}
-	return w.c.sendAs(ctx, resp.Msg, w.req.MessageID, resp.More && !resp.Final)
+	id := w.req.MessageID
+	// The response is copied into the connection's buffer once, its message ID replaced
+	// on the way.
+	return w.c.send(ctx, resp.More && !resp.Final, func(b []byte) ([]byte, error) {
+		out, err := ldapwire.WithMessageID(b, resp.Msg, id)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		return out, nil
+	})
 }
 
 func (r *Request) withCtx(ctx context.Context) *Request {

@@ -618,6 +618,61 @@ func TestHandlerWithoutResultAnswersOther(t *testing.T) {
 
 // --- the protocol on the wire ---
 
+// TestEntriesOfEverySize: entries from a few bytes to larger than the connection's
+// write buffer, from searches running at once on one connection, each reach the client
+// whole and in its search's order, with its result after them.
+func TestEntriesOfEverySize(t *testing.T) {
+	sizes := []int{0, 1, 100, minRoom - 50, minRoom, 1000, 4000, writeBufferSize / 2, writeBufferSize - 100,
+		writeBufferSize, writeBufferSize + 1, 3 * writeBufferSize, 300, 7, writeBufferSize - 60, 2 * writeBufferSize, 10}
+	value := func(id int64, i int) []byte {
+		return bytes.Repeat([]byte{byte('a' + (int(id)+i)%26)}, sizes[i])
+	}
+	srv := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		for i := range sizes {
+			e := &Entry{DN: fmt.Sprintf("cn=%d,cn=%d", i, r.MessageID), Attributes: []Attribute{{Name: "v", Values: [][]byte{value(r.MessageID, i)}}}}
+			if err := w.WriteEntry(e); err != nil {
+				return
+			}
+		}
+		w.WriteResult(&Result{Diagnostic: "all sizes"})
+	})}
+	addr := serve(t, srv)
+	w := dialWire(t, addr)
+	const searches = 8
+	var reqs [][]byte
+	for id := int64(1); id <= searches; id++ {
+		reqs = append(reqs, ldapMessage(id, searchOp("dc=example", 2, "(cn=*)")))
+	}
+	w.send(reqs...)
+	next := make(map[int64]int)
+	for done := 0; done < searches; {
+		p := w.next()
+		id := p.Children[0].Value.(int64)
+		switch op := p.Children[1]; op.Tag {
+		case ldap.ApplicationSearchResultEntry:
+			i := next[id]
+			if i >= len(sizes) {
+				t.Fatalf("search %d: more entries than sent", id)
+			}
+			if dn, want := op.Children[0].Data.String(), fmt.Sprintf("cn=%d,cn=%d", i, id); dn != want {
+				t.Fatalf("search %d: entry %s, want %s", id, dn, want)
+			}
+			got := op.Children[1].Children[0].Children[1].Children[0].Data.Bytes()
+			if !bytes.Equal(got, value(id, i)) {
+				t.Fatalf("search %d: entry %d carries %d bytes, not the %d sent", id, i, len(got), sizes[i])
+			}
+			next[id]++
+		case ldap.ApplicationSearchResultDone:
+			if next[id] != len(sizes) {
+				t.Fatalf("search %d: result after %d of %d entries", id, next[id], len(sizes))
+			}
+			done++
+		default:
+			t.Fatalf("unexpected response tag %d", op.Tag)
+		}
+	}
+}
+
 func TestPipelinedRequests(t *testing.T) {
 	addr := serve(t, &Server{Handler: HandlerFunc(newProtoHandler().serve), MaxOpsPerConn: 10000})
 	w := dialWire(t, addr)
