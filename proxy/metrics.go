@@ -20,10 +20,15 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 
 	// The series each operation and result are counted in, looked up once each rather
-	// than by their label values on every request.
+	// than by their label values on every request: by index for the result codes of RFC
+	// 4511 (and abandoned, at tableCodes), in results for any other.
+	table     [ldapserver.OpExtended + 1][tableCodes + 1]atomic.Pointer[prometheus.Counter]
 	results   sync.Map // resultKey → prometheus.Counter
 	durations [ldapserver.OpExtended + 1]atomic.Pointer[prometheus.Observer]
 }
+
+// tableCodes is the number of result codes, from 0, counted through Metrics.table.
+const tableCodes = 128
 
 // resultKey identifies a requests_total series: the operation, and the result code, or
 // abandoned (no result) above every code.
@@ -36,16 +41,7 @@ const abandonedCode = 1 << 16
 
 // record counts and times one request; code is abandonedCode when it got no result.
 func (m *Metrics) record(op ldapserver.Op, code uint32, elapsed time.Duration) {
-	key := resultKey{op, code}
-	c, ok := m.results.Load(key)
-	if !ok {
-		result := "abandoned"
-		if code != abandonedCode {
-			result = ResultName(uint16(code))
-		}
-		c, _ = m.results.LoadOrStore(key, m.requests.WithLabelValues(op.String(), result))
-	}
-	c.(prometheus.Counter).Inc()
+	m.counter(op, code).Inc()
 	if int(op) >= len(m.durations) {
 		m.duration.WithLabelValues(op.String()).Observe(elapsed.Seconds())
 		return
@@ -57,6 +53,38 @@ func (m *Metrics) record(op ldapserver.Op, code uint32, elapsed time.Duration) {
 		m.durations[op].Store(o)
 	}
 	(*o).Observe(elapsed.Seconds())
+}
+
+// counter is the requests_total series of op and code.
+func (m *Metrics) counter(op ldapserver.Op, code uint32) prometheus.Counter {
+	i := int(code)
+	switch {
+	case code == abandonedCode:
+		i = tableCodes
+	case code >= tableCodes:
+		i = -1
+	}
+	var slot *atomic.Pointer[prometheus.Counter]
+	if int(op) < len(m.table) && i >= 0 {
+		slot = &m.table[op][i]
+		if c := slot.Load(); c != nil {
+			return *c
+		}
+	}
+	key := resultKey{op, code}
+	c, ok := m.results.Load(key)
+	if !ok {
+		result := "abandoned"
+		if code != abandonedCode {
+			result = ResultName(uint16(code))
+		}
+		c, _ = m.results.LoadOrStore(key, m.requests.WithLabelValues(op.String(), result))
+	}
+	counter := c.(prometheus.Counter)
+	if slot != nil {
+		slot.Store(&counter)
+	}
+	return counter
 }
 
 // NewMetrics registers the frontend metrics on reg. open reports the number of open

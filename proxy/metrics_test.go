@@ -21,11 +21,16 @@ func TestMetricsRecord(t *testing.T) {
 	m.record(ldapserver.OpSearch, 0, time.Millisecond)
 	m.record(ldapserver.OpSearch, abandonedCode, time.Millisecond)
 	m.record(ldapserver.OpSearch, 4711, time.Millisecond)
+	for range 2 { // the last code counted by index, and the first past them
+		m.record(ldapserver.OpSearch, tableCodes-1, time.Millisecond)
+		m.record(ldapserver.OpSearch, tableCodes, time.Millisecond)
+	}
 	want := map[[2]string]float64{
 		{"bind", "success"}: 3, {"bind", "invalidCredentials"}: 1,
 		{"search", "success"}: 1, {"search", "abandoned"}: 1, {"search", "code_4711"}: 1,
+		{"search", "code_127"}: 2, {"search", "code_128"}: 2,
 	}
-	durations := map[string]uint64{"bind": 4, "search": 3}
+	durations := map[string]uint64{"bind": 4, "search": 7}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
