@@ -403,13 +403,13 @@ func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 			return c.startTLS(req)
 		}
 	}
-	if c.inFlight() >= c.srv.maxOps() {
+	switch c.register(req) {
+	case registerBusy:
 		c.log.Warn("request refused: too many operations in flight", "max", c.srv.maxOps())
 		c.sendResult(req.MessageID, req.Op, &Result{Code: ldap.LDAPResultBusy,
 			Diagnostic: fmt.Sprintf("too many operations in flight on this connection (limit %d)", c.srv.maxOps())})
 		return true
-	}
-	if !c.register(req) {
+	case registerReused:
 		return false
 	}
 	if c.srv.Inline != nil && c.srv.Inline(req) {
@@ -498,18 +498,28 @@ func (c *conn) rejectMessage(msg []byte, req *Request, err error) bool {
 	return true
 }
 
+// What register did with an operation.
+const (
+	registered     = iota
+	registerBusy   // too many in flight: the caller answers busy
+	registerReused // its message ID is in flight: the connection closes
+)
+
 // register records an operation in flight so that abandon and shutdown can find it, and
-// gives it its context. A message ID already in flight is a client bug that no answer
-// can untangle (both responses would carry the same ID): the connection is closed with
-// a notice.
-func (c *conn) register(req *Request) bool {
+// gives it its context; unless the connection has the most operations in flight it may
+// have. A message ID already in flight is a client bug that no answer can untangle
+// (both responses would carry the same ID): the connection is closed with a notice.
+func (c *conn) register(req *Request) int {
 	id := req.MessageID
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.ops) >= c.srv.maxOps() {
+		return registerBusy
+	}
 	if _, dup := c.ops[id]; dup {
 		c.log.Warn("connection closed: message ID reused while in flight", "msgid", id)
 		c.notice(ldap.LDAPResultProtocolError, fmt.Sprintf("message ID %d is already in use", id))
-		return false
+		return registerReused
 	}
 	if req.op == nil {
 		req.op = newOpContext(c.ctx)
@@ -519,7 +529,7 @@ func (c *conn) register(req *Request) bool {
 	req.ctx = req.op
 	c.ops[id] = req.op
 	c.opsWG.Add(1)
-	return true
+	return registered
 }
 
 func (c *conn) unregister(req *Request) {
