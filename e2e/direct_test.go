@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
 )
 
@@ -311,4 +316,103 @@ func TestPagedSearch10000(t *testing.T) {
 	if err != nil || len(res.Entries) != 10000 {
 		t.Fatalf("SearchWithPaging: %d entries, %v", len(res.Entries), err)
 	}
+}
+
+// TestDirectSearchWaitingLetsTheConnectionReadOn: a forwarded search is answered on its
+// connection's read loop, which reads nothing else while it runs; one whose answer does
+// not come at once must let the connection read on. With the upstream hung, a WhoAmI
+// sent on the same connection behind the waiting search is answered, and an Abandon of
+// the search is read and ends it at once; once the upstream answers again, the
+// connection goes on.
+func TestDirectSearchWaitingLetsTheConnectionReadOn(t *testing.T) {
+	up := withSlapd(t, slapdtest.Options{Users: 5})
+	p := startProxy(t, config(up, nil))
+	c := dial(t, p.URL)
+	c.SetTimeout(10 * time.Second)
+	if err := c.Bind(up.UserDN(1), slapdtest.UserPassword(1)); err != nil {
+		t.Fatal(err)
+	}
+	search := ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=user0002)", []string{"uid"}, nil)
+	if _, err := c.Search(search); err != nil { // the session's connection is open and bound
+		t.Fatal(err)
+	}
+	// Abandon is sent on a connection of its own: go-ldap does not send one.
+	raw, err := net.Dial("tcp", strings.TrimPrefix(p.URL, "ldap://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rd := bufio.NewReader(raw)
+	exchange := func(msg []byte) {
+		t.Helper()
+		raw.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := raw.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ldapwire.ReadFrame(rd, 1<<20, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exchange(ldapwire.BindRequest(up.UserDN(1), []byte(slapdtest.UserPassword(1))))
+	exchange(rawSearch(2, up.Suffix, "(uid=user0003)"))
+
+	pauseUntilHung(t, up)
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := c.Search(search)
+		waiting <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the search has gone out and waits
+	start := time.Now()
+	who, err := c.WhoAmI(nil)
+	if err != nil || who.AuthzID != "dn:"+up.UserDN(1) {
+		t.Fatalf("whoami behind a waiting search: %+v, %v", who, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("whoami behind a waiting search took %v: the connection did not read on", d)
+	}
+
+	if _, err := raw.Write(rawSearch(3, up.Suffix, "(uid=user0004)")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := raw.Write(ldapwire.AbandonRequest(4, 3)); err != nil {
+		t.Fatal(err)
+	}
+	// Ended by the Abandon, not by the upstream timeout (3s) nor by the upstream.
+	eventually(t, 2*time.Second, "the search to end as abandoned", func() bool {
+		return strings.Contains(p.scrape(t), `ldapproxy_requests_total{op="search",result="abandoned"} 1`)
+	})
+
+	if err := up.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiting; err != nil {
+		t.Fatalf("the search that waited: %v", err)
+	}
+	res, err := c.Search(search)
+	if err != nil || len(res.Entries) != 1 {
+		t.Fatalf("search after the upstream answers again: %v entries, %v", res, err)
+	}
+}
+
+// rawSearch encodes a subtree search of base for filter under message ID id.
+func rawSearch(id int64, base, filter string) []byte {
+	f, err := ldap.CompileFilter(filter)
+	if err != nil {
+		panic(err)
+	}
+	msg := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+	msg.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, ""))
+	req := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchRequest, nil, "")
+	req.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, base, ""))
+	req.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(ldap.ScopeWholeSubtree), ""))
+	req.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(ldap.NeverDerefAliases), ""))
+	req.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 0, ""))
+	req.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 0, ""))
+	req.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, false, ""))
+	req.AppendChild(f)
+	req.AppendChild(ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, ""))
+	msg.AppendChild(req)
+	return msg.Bytes()
 }

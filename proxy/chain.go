@@ -67,12 +67,15 @@ type Handler struct {
 	tree *cached
 }
 
-// Inline is the ldapserver.Server's Inline for this handler: in cached mode, searches
-// and compares are answered from the served tree in memory, on the connection's read
-// loop, with no hand-off to another goroutine; a search that goes through much of the
-// tree lets the connection read on while it does (ldapserver.Detach).
+// Inline is the ldapserver.Server's Inline for this handler: searches and compares are
+// answered on the connection's read loop, with no hand-off to another goroutine. In
+// cached mode they are answered from the served tree in memory, and a search that goes
+// through much of the tree lets the connection read on while it does
+// (ldapserver.Detach); in direct mode they are relayed from the client's upstream
+// connection, and one that waits for long (a connection to open, an answer that does not
+// come within moments) lets the connection read on while it waits (direct.go).
 func (h *Handler) Inline(r *ldapserver.Request) bool {
-	return h.cached && (r.Op == ldapserver.OpSearch || r.Op == ldapserver.OpCompare)
+	return r.Op == ldapserver.OpSearch || r.Op == ldapserver.OpCompare
 }
 
 // CachedReady reports whether a cached-mode handler answers searches and compares: once

@@ -52,6 +52,13 @@ func clientOf(r *ldapserver.Request) *client {
 // directory; it reads as "upstream connection lost; bind again".
 var errCachedLogin = fmt.Errorf("%w (the login was accepted without the directory)", upstream.ErrConnectionLost)
 
+// connected reports whether the client's upstream connection has been opened.
+func (c *client) connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
 // upstream returns the client's own upstream connection, dialing it on first use. A
 // session logged in from a cache gets errCachedLogin for anything but a bind.
 func (c *client) upstream(ctx context.Context, pool *upstream.Pool, forBind bool) (*upstream.Conn, error) {

@@ -41,18 +41,29 @@ func (d *direct) fallbackCompare(w ldapserver.ResponseWriter, r *ldapserver.Requ
 	d.fallback.compare(w, r)
 }
 
+// forward runs on the client connection's read loop (Handler.Inline): most answers come
+// within moments, and handing each request to another goroutine cost more than waiting
+// for them. A request that waits for long (a connection to open, an answer slow to come)
+// detaches, so that the connection reads on (an Abandon of it included) while it waits.
 func (d *direct) forward(w ldapserver.ResponseWriter, r *ldapserver.Request, kind upstream.Kind, fallback ldapserver.HandlerFunc) {
 	relayed := false
-	conn, err := clientOf(r).upstream(r.Context(), d.pool, false)
+	detacher, _ := w.(upstream.Detacher)
+	cl := clientOf(r)
+	if !cl.connected() {
+		ldapserver.Detach(w)
+	}
+	conn, err := cl.upstream(r.Context(), d.pool, false)
 	if err == nil {
-		err = conn.Forward(r.Context(), kind, r.Raw(), func(resp ldapwire.Response) error {
+		err = conn.ForwardInline(r.Context(), kind, r.Raw(), func(resp ldapwire.Response) error {
 			relayed = true
 			return relay(w, resp)
-		})
+		}, detacher)
 	}
 	if err == nil || r.Context().Err() != nil || errors.Is(err, ldapserver.ErrAbandoned) {
 		return
 	}
+	// What follows may wait on the network (mayFallBack) or go through the served tree.
+	ldapserver.Detach(w)
 	if !relayed && d.mayFallBack(r, err) {
 		logSession(d.log, slog.LevelInfo, r.Session, "upstream unavailable: answering from the synced store", "op", kind.String(), "err", err)
 		fallback(w, r)

@@ -102,7 +102,7 @@ func (c *Conn) moveIdle(ctx context.Context) {
 	var stale *wireConn
 	c.mu.Lock()
 	if !c.closed && !c.lost && c.wc != nil && c.inFlight == 0 && !c.wc.broken() && !c.pool.preferred(c.srv) {
-		stale = c.moveBack(ctx, 0, false)
+		stale = c.moveBack(ctx, 0, false, nil)
 	}
 	c.mu.Unlock()
 	if stale != nil {
@@ -152,6 +152,25 @@ func (c *Conn) dropCredential() {
 // Unbind. A successful KindBind makes the session user-bound, and keeps its credential;
 // any other bind result leaves it anonymous (RFC 4511 §4.2.1).
 func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error) error {
+	return c.forward(ctx, kind, msg, fn, nil)
+}
+
+// Detacher is a caller that holds something up while its request waits (the read loop
+// of the client connection the request came on, which reads nothing else meanwhile) and
+// can let go of it: see ForwardInline. Detach may be called more than once.
+type Detacher interface{ Detach() }
+
+// ForwardInline is Forward for a request answered on its client connection's read loop:
+// d.Detach is called, from the caller's goroutine, as soon as the request turns out to
+// wait for long — a connection to open (and bind) first, no answer within watchAfter,
+// or another request of the session reading the answers — so that the client's next
+// requests, an Abandon of this one included, are read while it goes on. Most requests,
+// answered within moments on an open connection, never call it.
+func (c *Conn) ForwardInline(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error, d Detacher) error {
+	return c.forward(ctx, kind, msg, fn, d)
+}
+
+func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error, d Detacher) error {
 	// Assigned once, so that the bind's closure below holds its value, not the variable
 	// (which would cost every request an allocation).
 	cred := c.newIdentity(kind, msg)
@@ -164,7 +183,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 	var skip, avoid []*server
 	idleChecked := false
 	for attempt := 0; ; attempt++ {
-		wc, bound, err := c.session(ctx, kind, stay, skip, avoid, prior)
+		wc, bound, err := c.session(ctx, kind, stay, skip, avoid, prior, d)
 		if err != nil {
 			cred.wipe()
 			return fmt.Errorf("upstream %s: %w", kind, err)
@@ -189,7 +208,7 @@ func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 			}
 		}
 		start := time.Now()
-		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind)
+		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind, d)
 		c.pool.m.observeKind(wc.srv, kind, start)
 		c.finished()
 		switch {
@@ -264,8 +283,9 @@ func isNetError(err error) bool {
 // it again with the kept credential) if the last one was dropped, and counts the request
 // in flight until finished. A bind may always go ahead: it establishes a new identity.
 // An idle session on a less preferred server moves back to the preferred one first,
-// unless stay says the request continues a paged search.
-func (c *Conn) session(ctx context.Context, kind Kind, stay bool, skip, avoid []*server, prior []error) (*wireConn, bool, error) {
+// unless stay says the request continues a paged search. d, when not nil, is detached
+// before a connection is opened.
+func (c *Conn) session(ctx context.Context, kind Kind, stay bool, skip, avoid []*server, prior []error, d Detacher) (*wireConn, bool, error) {
 	// Connections set aside are closed after c.mu is released: closing waits for the
 	// connection's reader, which may be waiting for c.mu to record a response.
 	var stale *wireConn
@@ -297,9 +317,12 @@ func (c *Conn) session(ctx context.Context, kind Kind, stay bool, skip, avoid []
 		}
 	}
 	if c.wc != nil && c.inFlight == 0 && c.pool.cfg.rebindOnFailover() && !c.pool.preferred(c.srv) {
-		stale = c.moveBack(ctx, kind, stay)
+		stale = c.moveBack(ctx, kind, stay, d)
 	}
 	if c.wc == nil {
+		if d != nil {
+			d.Detach()
+		}
 		wc, bound, err := c.dial(ctx, kind, skip, avoid, prior)
 		if err != nil {
 			c.bound = false
@@ -364,8 +387,8 @@ func (c *Conn) dial(ctx context.Context, kind Kind, skip, avoid []*server, prior
 // and when no better server answers now. A server that refuses the credential (a
 // password changed since the bind) is not a reason to drop a connection that still
 // works: the session stays, without the credential, so it will not survive a failover.
-// c.mu is held.
-func (c *Conn) moveBack(ctx context.Context, kind Kind, stay bool) *wireConn {
+// d, when not nil, is detached before a connection is opened. c.mu is held.
+func (c *Conn) moveBack(ctx context.Context, kind Kind, stay bool, d Detacher) *wireConn {
 	if kind == KindBind {
 		// The identity is about to change anyway: a fresh connection, where new ones go.
 		old := c.wc
@@ -375,6 +398,9 @@ func (c *Conn) moveBack(ctx context.Context, kind Kind, stay bool) *wireConn {
 	paging := !c.pagedAt.IsZero() && time.Since(c.pagedAt) < pagingHold
 	if stay || paging || c.bound && c.cred == nil {
 		return nil
+	}
+	if d != nil {
+		d.Detach()
 	}
 	nc, srv, err := c.pool.connectBefore(ctx, c.srv)
 	if err != nil {
@@ -423,7 +449,7 @@ func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
 			refusal = r.Err()
 		}
 		return nil
-	}, start, c.pool.cfg.Timeout, false, true)
+	}, start, c.pool.cfg.Timeout, false, true, nil)
 	c.pool.m.observeKind(wc.srv, KindBind, start)
 	switch {
 	case err != nil:

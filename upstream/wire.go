@@ -325,8 +325,9 @@ func (w *wireConn) broken() bool {
 // delivered reports whether fn saw anything. A secret request (a bind, with its
 // password) bypasses the write buffer, which would keep a copy, and its copy under the
 // connection's message ID is cleared once sent. A connection that the server closed
-// while it was idle fails with errClosedIdle, the request unsent.
-func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, start time.Time, timeout time.Duration, progressive, secret bool) (delivered bool, err error) {
+// while it was idle fails with errClosedIdle, the request unsent. d, when not nil, is
+// detached when the wait turns out long (Conn.ForwardInline).
+func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, start time.Time, timeout time.Duration, progressive, secret bool, d Detacher) (delivered bool, err error) {
 	c := w.newCall(fn)
 	c.last.Store(start.UnixNano())
 	w.mu.Lock()
@@ -364,7 +365,7 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 		defer clear(out)
 	}
 	if lead {
-		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, secret, start.Add(timeout), timeout, progressive); ok {
+		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, secret, start.Add(timeout), timeout, progressive, d); ok {
 			if err == nil {
 				w.recycle(c)
 			}
@@ -372,6 +373,10 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 		}
 		// Something arrived while the connection was idle: a reader goroutine has it,
 		// and the request goes as any other.
+	}
+	if d != nil {
+		// Another goroutine reads the answers: this one only waits.
+		d.Detach()
 	}
 	if err := w.send(out, timeout, secret); err != nil {
 		w.fail(&netError{fmt.Errorf("send request: %w", err)})
@@ -419,8 +424,9 @@ var errClosedIdle = errors.New("closed by the server while idle")
 // idle is found before anything is sent, as a reader goroutine would have found it, and
 // the wait for the answer costs no read that finds nothing. Whatever arrived while the
 // connection was idle (the rest of an abandoned search; over TLS, the close_notify of a
-// server that closed it; a notice of disconnection) is read first (readIdle).
-func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, secret bool, deadline time.Time, timeout time.Duration, progressive bool) (delivered bool, err error, ok bool) {
+// server that closed it; a notice of disconnection) is read first (readIdle). d, when not
+// nil, is detached once the wait has lasted watchAfter.
+func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, secret bool, deadline time.Time, timeout time.Duration, progressive bool, d Detacher) (delivered bool, err error, ok bool) {
 	// The end of ctx interrupts the wait once it has lasted watchAfter: most answers
 	// come sooner, and watching a context costs several allocations. Until then, the
 	// wait ends at watchAfter to look.
@@ -490,6 +496,9 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 			return c.wasDelivered(), ctx.Err(), true
 		case stop == nil:
 			stop = context.AfterFunc(ctx, w.interrupt)
+			if d != nil {
+				d.Detach()
+			}
 		}
 		if progressive {
 			deadline = time.Unix(0, c.last.Load()).Add(timeout)
