@@ -208,11 +208,17 @@ func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 			}
 		}
 		start := time.Now()
-		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind, d)
-		c.pool.m.observeKind(wc.srv, kind, start)
+		// An extended operation is never sent twice, so it must not go out on a
+		// connection the server has closed: that is looked at first, unless the
+		// connection answered a moment ago (answeredRecently).
+		check := kind == KindExtended || !wc.answeredWithin(start, answeredRecently)
+		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind, check, d)
+		end := time.Now()
+		c.pool.m.observeKind(wc.srv, kind, end.Sub(start))
 		c.finished()
 		switch {
 		case err == nil:
+			wc.answered(end)
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("upstream %s: %w", kind, ctx.Err())
@@ -449,8 +455,8 @@ func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
 			refusal = r.Err()
 		}
 		return nil
-	}, start, c.pool.cfg.Timeout, false, true, nil)
-	c.pool.m.observeKind(wc.srv, KindBind, start)
+	}, start, c.pool.cfg.Timeout, false, true, true, nil)
+	c.pool.m.observeKind(wc.srv, KindBind, time.Since(start))
 	switch {
 	case err != nil:
 		return err

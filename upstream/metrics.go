@@ -52,9 +52,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 // observeKind records a forwarded request of kind k to s: the series of each server and
 // kind is looked up once, not on every request.
-func (m *metrics) observeKind(s *server, k Kind, start time.Time) {
+func (m *metrics) observeKind(s *server, k Kind, elapsed time.Duration) {
 	if int(k) >= len(s.durations) {
-		m.observe(s.raw, k.String(), start)
+		m.requestDuration.WithLabelValues(s.raw, k.String()).Observe(elapsed.Seconds())
 		return
 	}
 	o := s.durations[k].Load()
@@ -63,7 +63,7 @@ func (m *metrics) observeKind(s *server, k Kind, start time.Time) {
 		o = &obs
 		s.durations[k].Store(o)
 	}
-	(*o).Observe(time.Since(start).Seconds())
+	(*o).Observe(elapsed.Seconds())
 }
 
 func (m *metrics) observe(server, op string, start time.Time) {

@@ -60,6 +60,10 @@ type wireConn struct {
 	reading  bool      // a request waiting for its answer, or the reader goroutine, reads
 	released sync.Cond // on mu: reading ended
 
+	// lastAnswer is when a request on the connection last got its whole answer (as
+	// the caller read the clock then; monotonic, see monotonic).
+	lastAnswer atomic.Int64
+
 	// spare is a call that ended cleanly, for the next request to use (newCall): most
 	// connections have one request at a time, which then costs no call, channel or
 	// buffer of its own.
@@ -107,6 +111,33 @@ func (w *wireConn) recycle(c *call) {
 		c.out = nil
 	}
 	w.spare.Store(c)
+}
+
+// answeredRecently is how soon after its last answer a connection is trusted to be
+// open without looking (wireConn.answeredWithin): servers close connections idle for
+// seconds at least (an idle timeout), so only a server stopping in that very moment
+// closes one sooner, and then the request's own read finds it, as it finds a server
+// that stops while it answers, and the request is sent again on a fresh connection
+// (Conn.Forward's retry). Requests that are never sent twice look every time.
+// Clients that send requests one after another (an application's login: bind, search,
+// bind) send the next within this, and save the look's system call. A variable for the
+// tests.
+var answeredRecently = 10 * time.Millisecond
+
+// clockBase is the origin of monotonic.
+var clockBase = time.Now()
+
+// monotonic is t as nanoseconds on the monotonic clock, for an atomic field.
+func monotonic(t time.Time) int64 { return int64(t.Sub(clockBase)) }
+
+// answered records that a request on w got its whole answer by now.
+func (w *wireConn) answered(now time.Time) { w.lastAnswer.Store(monotonic(now)) }
+
+// answeredWithin reports whether a request on w got its whole answer within d before
+// now.
+func (w *wireConn) answeredWithin(now time.Time, d time.Duration) bool {
+	last := w.lastAnswer.Load()
+	return last != 0 && monotonic(now)-last < int64(d)
 }
 
 // netError marks a failure of the connection itself, as opposed to an answer.
@@ -324,10 +355,12 @@ func (w *wireConn) broken() bool {
 // when the final answer takes longer than timeout.
 // delivered reports whether fn saw anything. A secret request (a bind, with its
 // password) bypasses the write buffer, which would keep a copy, and its copy under the
-// connection's message ID is cleared once sent. A connection that the server closed
-// while it was idle fails with errClosedIdle, the request unsent. d, when not nil, is
-// detached when the wait turns out long (Conn.ForwardInline).
-func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, start time.Time, timeout time.Duration, progressive, secret bool, d Detacher) (delivered bool, err error) {
+// connection's message ID is cleared once sent. check says to look at an idle
+// connection before the request goes out on it: one that the server closed while it was
+// idle then fails with errClosedIdle, the request unsent (unchecked, the request goes
+// out, and its read finds the connection closed). d, when not nil, is detached when the
+// wait turns out long (Conn.ForwardInline).
+func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, start time.Time, timeout time.Duration, progressive, secret, check bool, d Detacher) (delivered bool, err error) {
 	c := w.newCall(fn)
 	c.last.Store(start.UnixNano())
 	w.mu.Lock()
@@ -365,7 +398,7 @@ func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.R
 		defer clear(out)
 	}
 	if lead {
-		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, secret, start.Add(timeout), timeout, progressive, d); ok {
+		if delivered, err, ok := w.sendAndRead(ctx, id, c, out, secret, check, start.Add(timeout), timeout, progressive, d); ok {
 			if err == nil {
 				w.recycle(c)
 			}
@@ -425,8 +458,9 @@ var errClosedIdle = errors.New("closed by the server while idle")
 // the wait for the answer costs no read that finds nothing. Whatever arrived while the
 // connection was idle (the rest of an abandoned search; over TLS, the close_notify of a
 // server that closed it; a notice of disconnection) is read first (readIdle). d, when not
-// nil, is detached once the wait has lasted watchAfter.
-func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, secret bool, deadline time.Time, timeout time.Duration, progressive bool, d Detacher) (delivered bool, err error, ok bool) {
+// nil, is detached once the wait has lasted watchAfter. Without check, the socket is
+// not looked at before out is written (roundTrip).
+func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byte, secret, check bool, deadline time.Time, timeout time.Duration, progressive bool, d Detacher) (delivered bool, err error, ok bool) {
 	// The end of ctx interrupts the wait once it has lasted watchAfter: most answers
 	// come sooner, and watching a context costs several allocations. Until then, the
 	// wait ends at watchAfter to look.
@@ -439,7 +473,7 @@ func (w *wireConn) sendAndRead(ctx context.Context, id int64, c *call, out []byt
 	now := deadline.Add(-timeout) // the request's start, read just before
 	for {
 		w.nc.SetReadDeadline(earliest(deadline, now.Add(watchAfter)))
-		w.tx = sendState{out: out, secret: secret, timeout: timeout}
+		w.tx = sendState{out: out, secret: secret, check: check, timeout: timeout}
 		err = w.sock.Read(w.sendStep)
 		tx := w.tx
 		w.tx = sendState{}
@@ -553,6 +587,7 @@ func earliest(a, b time.Time) time.Time {
 type sendState struct {
 	out      []byte
 	secret   bool
+	check    bool // look at the socket before writing
 	timeout  time.Duration
 	sent     bool
 	waiting  bool  // something arrived while the connection was idle
@@ -561,21 +596,24 @@ type sendState struct {
 }
 
 // sendStep is the network poller's step of sendAndRead: called first, it looks at the
-// socket fd and, finding it empty and open, writes the request and asks to wait until
-// the socket can be read; called again, the answer is there.
+// socket fd (unless told not to check) and, finding it empty and open, writes the
+// request and asks to wait until the socket can be read; called again, the answer is
+// there.
 func (w *wireConn) step(fd uintptr) bool {
 	tx := &w.tx
 	if tx.sent {
 		return true
 	}
-	waiting, err := peekSocket(fd)
-	switch {
-	case err != nil:
-		tx.idleErr = err
-		return true
-	case waiting:
-		tx.waiting = true
-		return true
+	if tx.check {
+		waiting, err := peekSocket(fd)
+		switch {
+		case err != nil:
+			tx.idleErr = err
+			return true
+		case waiting:
+			tx.waiting = true
+			return true
+		}
 	}
 	tx.sent = true
 	tx.writeErr = w.send(tx.out, tx.timeout, tx.secret)

@@ -42,6 +42,44 @@ func TestIdleConnectionClosedByTheServer(t *testing.T) {
 	}
 }
 
+// TestClosedRightAfterAnAnswer: a connection that answered a moment ago is not looked at
+// before the next request goes out on it (answeredRecently, made long here); when the
+// server closed it in that moment, the request's read finds it closed, and a search or a
+// bind is sent again on a fresh connection (bound again, for the search) and answered.
+// An extended operation, which is never sent twice, still looks first, and is answered.
+func TestClosedRightAfterAnAnswer(t *testing.T) {
+	defer func(d time.Duration) { answeredRecently = d }(answeredRecently)
+	answeredRecently = time.Hour
+	srv := slapdtest.New(t, slapdtest.Options{})
+	tf := newTCPFront(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	p := newTestPool(t, Config{URLs: tf.url})
+	c := boundSession(t, p, srv, 1)
+	want := "dn:" + srv.UserDN(1)
+	for i := range 3 {
+		if got := whoAmI(t, c); got != want {
+			t.Fatalf("WhoAmI: %q, want %q", got, want)
+		}
+		tf.cut()
+		time.Sleep(100 * time.Millisecond) // the close reaches the session's socket
+		if uids, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(2)+")"); err != nil || len(uids) != 1 {
+			t.Fatalf("round %d: search on a connection closed right after its answer: %v, %v", i, uids, err)
+		}
+		if got := whoAmI(t, c); got != want {
+			t.Fatalf("round %d: WhoAmI after the search: %q, want %q (not bound again)", i, got, want)
+		}
+		tf.cut()
+		time.Sleep(100 * time.Millisecond)
+		if got := whoAmI(t, c); got != want {
+			t.Fatalf("round %d: WhoAmI on a connection closed right after its answer: %q, want %q", i, got, want)
+		}
+		tf.cut()
+		time.Sleep(100 * time.Millisecond)
+		if err := c.Bind(t.Context(), srv.UserDN(1), []byte(slapdtest.UserPassword(1))); err != nil {
+			t.Fatalf("round %d: bind on a connection closed right after its answer: %v", i, err)
+		}
+	}
+}
+
 // TestOneSessionManyRequests: requests sent concurrently on one session, some abandoned
 // as they run (their context ends), each get their own answer: whichever request reads
 // the connection hands the others theirs, and hands the reading on when it leaves.
