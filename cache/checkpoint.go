@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -41,14 +42,19 @@ import (
 //
 // Layout (integers little-endian):
 //
-//	"ldapproxy-ckpt\x00\x01"  magic and format
+//	"ldapproxy-ckpt\x00\x02"  magic and format
 //	generation u64, commit ID [16]byte
 //	users u64, groups u64, entry sets u64
-//	per record: id (uvarint length, bytes), record generation u64, value (uvarint length, bytes)
+//	per record: record generation u64, value (uvarint length, bytes), id
 //	CRC-32C (Castagnoli) of everything before it, u32
+//
+// A record's id is a uvarint x and, when x is even, x/2 bytes: the id; when x is odd,
+// the id is the x/2 bytes of the value at the offset that a second uvarint gives. A
+// user's ID is its uniqueness attribute's value (entryUUID, objectGUID …), which its
+// value holds among its upstream attributes: the file holds it once.
 const (
 	checkpointName  = "snapshot.ckpt"
-	checkpointMagic = "ldapproxy-ckpt\x00\x01"
+	checkpointMagic = "ldapproxy-ckpt\x00\x02"
 	keyCommitID     = "m/commit"
 )
 
@@ -252,15 +258,58 @@ func (r *ckptReader) str() string {
 }
 
 func (r *ckptReader) record() (id string, gen uint64, val string) {
-	id = r.str()
-	if r.err != nil || len(r.s)-r.i < 8 {
+	if len(r.s)-r.i < 8 {
 		r.err = errors.New("truncated record")
 		return
 	}
 	gen = binary.LittleEndian.Uint64([]byte(r.s[r.i : r.i+8]))
 	r.i += 8
 	val = r.str()
-	return
+	x := r.uvar()
+	n := x >> 1
+	if x&1 == 0 {
+		if r.err == nil && n > uint64(len(r.s)-r.i) {
+			r.err = errors.New("truncated record")
+		}
+		if r.err != nil {
+			return "", 0, ""
+		}
+		id = r.s[r.i : r.i+int(n)]
+		r.i += int(n)
+		return id, gen, val
+	}
+	off := r.uvar()
+	if r.err == nil && (off > uint64(len(val)) || n > uint64(len(val))-off) {
+		r.err = errors.New("record ID beyond its value")
+	}
+	if r.err != nil {
+		return "", 0, ""
+	}
+	return val[off : off+n], gen, val
+}
+
+func (r *ckptReader) uvar() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	x, w := uvarintString(r.s[r.i:])
+	if w <= 0 {
+		r.err = errors.New("truncated record")
+		return 0
+	}
+	r.i += w
+	return x
+}
+
+// appendRecordID appends the id of a record whose value is val: where in val, when val
+// holds it.
+func appendRecordID(b []byte, id, val string) []byte {
+	if i := strings.Index(val, id); i >= 0 && id != "" {
+		b = binary.AppendUvarint(b, uint64(len(id))<<1|1)
+		return binary.AppendUvarint(b, uint64(i))
+	}
+	b = binary.AppendUvarint(b, uint64(len(id))<<1)
+	return append(b, id...)
 }
 
 // writeCheckpoint writes sn's checkpoint, replacing the previous one.
@@ -277,11 +326,11 @@ func (s *Store) writeCheckpoint(sn *Snapshot) error {
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.entrySets)))
 		w.Write(b)
 		record := func(id string, gen uint64, val string) {
-			b = appendString(b[:0], id)
-			b = binary.LittleEndian.AppendUint64(b, gen)
+			b = binary.LittleEndian.AppendUint64(b[:0], gen)
 			b = binary.AppendUvarint(b, uint64(len(val)))
 			w.Write(b)
 			w.WriteString(val)
+			w.Write(appendRecordID(b[:0], id, val))
 		}
 		for _, r := range sn.userList {
 			record(r.id, r.gen, r.val)

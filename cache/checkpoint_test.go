@@ -192,10 +192,14 @@ func swapFirstUsers(t *testing.T, b []byte) []byte {
 	t.Helper()
 	const head = len(checkpointMagic) + 8 + 16 + 3*8
 	record := func(i int) int { // the end of the record at i
-		n, k := binary.Uvarint(b[i:])
-		i += k + int(n) + 8
-		n, k = binary.Uvarint(b[i:])
-		return i + k + int(n)
+		n, k := binary.Uvarint(b[i+8:])
+		i += 8 + k + int(n)
+		x, k := binary.Uvarint(b[i:])
+		if i += k; x&1 == 1 {
+			_, k = binary.Uvarint(b[i:])
+			return i + k
+		}
+		return i + int(x>>1)
 	}
 	if binary.LittleEndian.Uint64(b[len(checkpointMagic)+24:]) < 2 {
 		t.Fatal("the checkpoint has fewer than two users")
@@ -374,5 +378,38 @@ func TestRecordsMoveToCheckpoint(t *testing.T) {
 	}
 	if unsafe.StringData(next.UserSource(userID(0))) != unsafe.StringData(after.UserSource(userID(0))) {
 		t.Fatal("an unchanged record is not the checkpoint's any more")
+	}
+}
+
+// TestCheckpointRecordID: a record's ID is written as where its value holds it when it
+// does, whole when not, and reads back the same either way; an ID placed beyond its
+// value is an error, not a slice out of bounds.
+func TestCheckpointRecordID(t *testing.T) {
+	for _, tc := range []struct {
+		id, val string
+		inVal   bool
+	}{
+		{"4eb2d9c8-85e0-1041-8fc8-b1d83da67965", "\x04uid=a…4eb2d9c8-85e0-1041-8fc8-b1d83da67965…", true},
+		{"id-7", "a value without it", false},
+		{"", "v", false},
+	} {
+		b := binary.LittleEndian.AppendUint64(nil, 7)
+		b = binary.AppendUvarint(b, uint64(len(tc.val)))
+		b = append(b, tc.val...)
+		b = appendRecordID(b, tc.id, tc.val)
+		r := ckptReader{s: string(b)}
+		id, gen, val := r.record()
+		if r.err != nil || id != tc.id || gen != 7 || val != tc.val || r.i != len(b) {
+			t.Fatalf("%q: read %q %d %q at %d of %d, err %v", tc.id, id, gen, val, r.i, len(b), r.err)
+		}
+		if got := len(b) < 8+1+len(tc.val)+len(tc.id); got != tc.inVal {
+			t.Fatalf("%q: written as a place in the value: %v", tc.id, got)
+		}
+	}
+	b := binary.LittleEndian.AppendUint64(nil, 7)
+	b = append(binary.AppendUvarint(b, 1), 'v')
+	b = binary.AppendUvarint(binary.AppendUvarint(b, 2<<1|1), 0) // 2 bytes of a 1-byte value
+	if r := (ckptReader{s: string(b)}); func() error { r.record(); return r.err }() == nil {
+		t.Fatal("an ID beyond its value was read")
 	}
 }
