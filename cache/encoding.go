@@ -38,6 +38,7 @@ package cache
 // new leading byte; decode refuses bytes it does not know rather than guess.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,9 +65,17 @@ const formatV3 = 3
 // attrNames has them: the format objects with upstream attributes are written in.
 const formatV4 = 4
 
-// upstreamFormat is the format objects with upstream attributes are written in: formatV4
-// (a variable so that the tests can write a store as the version before did).
-var upstreamFormat byte = formatV4
+// formatV5 is formatV4 with the fields before the groups or parents (DN, user name,
+// name, mail …) that the object's upstream attributes hold written as where those
+// hold them: the upstream attributes come last, and a field is a uvarint x, then
+// x/2 bytes when x is even (the field itself), or, when x is odd, a uvarint b: the
+// field is the x/2 bytes that begin b bytes before the value's end. A user's name and
+// mail are mostly its uid and mail, kept once instead of twice.
+const formatV5 = 5
+
+// upstreamFormat is the format objects with upstream attributes are written in: formatV5
+// (a variable so that the tests can write a store as the versions before did).
+var upstreamFormat byte = formatV5
 
 // Attribute value tags.
 const (
@@ -155,12 +164,16 @@ func appendUser(b []byte, u *User) []byte {
 		format = formatV2
 	}
 	b = append(b, format)
-	b = appendString(b, u.DN)
-	b = appendString(b, u.Username)
-	b = appendString(b, u.Name)
-	b = appendString(b, u.Email)
-	b = appendString(b, u.Path)
-	b = appendString(b, u.PasswordMarker)
+	var up []byte
+	if format == formatV5 {
+		up = appendUpstreamNumbered(nil, u.Upstream)
+	}
+	b = appendHead(b, format, up, u.DN)
+	b = appendHead(b, format, up, u.Username)
+	b = appendHead(b, format, up, u.Name)
+	b = appendHead(b, format, up, u.Email)
+	b = appendHead(b, format, up, u.Path)
+	b = appendHead(b, format, up, u.PasswordMarker)
 	if u.IsActive {
 		b = append(b, 1)
 	} else {
@@ -171,7 +184,25 @@ func appendUser(b []byte, u *User) []byte {
 	}
 	b = appendStrings(b, u.Groups)
 	b = appendAttributes(b, u.Attributes)
+	if format == formatV5 {
+		return append(b, up...)
+	}
 	return appendObjectUpstream(b, format, u.Upstream)
+}
+
+// appendHead appends a field before an object's groups or parents; in formatV5, as its
+// place in up, the encoding of the object's upstream attributes that ends the value,
+// when up holds its bytes.
+func appendHead(b []byte, format byte, up []byte, s string) []byte {
+	if format != formatV5 {
+		return appendString(b, s)
+	}
+	if i := bytes.Index(up, []byte(s)); i >= 0 && s != "" {
+		b = binary.AppendUvarint(b, uint64(len(s))<<1|1)
+		return binary.AppendUvarint(b, uint64(len(up)-i))
+	}
+	b = binary.AppendUvarint(b, uint64(len(s))<<1)
+	return append(b, s...)
 }
 
 // appendGroup appends the encoding of g to b.
@@ -181,10 +212,17 @@ func appendGroup(b []byte, g *Group) []byte {
 		format = upstreamFormat
 	}
 	b = append(b, format)
-	b = appendString(b, g.DN)
-	b = appendString(b, g.Name)
+	var up []byte
+	if format == formatV5 {
+		up = appendUpstreamNumbered(nil, g.Upstream)
+	}
+	b = appendHead(b, format, up, g.DN)
+	b = appendHead(b, format, up, g.Name)
 	b = appendStrings(b, g.Parents)
 	b = appendAttributes(b, g.Attributes)
+	if format == formatV5 {
+		return append(b, up...)
+	}
 	return appendObjectUpstream(b, format, g.Upstream)
 }
 
@@ -204,7 +242,7 @@ func appendObjectUpstream(b []byte, format byte, attrs []Attribute) []byte {
 	switch format {
 	case formatV3:
 		return appendUpstream(b, attrs)
-	case formatV4:
+	case formatV4, formatV5:
 		return appendUpstreamNumbered(b, attrs)
 	}
 	return b
@@ -370,6 +408,36 @@ func (d *decoder) str() string {
 	return s
 }
 
+// head reads a field before an object's groups or parents in format.
+func (d *decoder) head(format byte) string {
+	if format != formatV5 {
+		return d.str()
+	}
+	x := d.uvarint()
+	n := x >> 1
+	if x&1 == 0 {
+		if d.err == nil && n > uint64(len(d.s)-d.i) {
+			d.err = errTruncated
+		}
+		if d.err != nil {
+			return ""
+		}
+		s := d.s[d.i : d.i+int(n)]
+		d.i += int(n)
+		return s
+	}
+	back := d.uvarint()
+	switch {
+	case d.err != nil:
+		return ""
+	case back > uint64(len(d.s)-d.i) || n > back:
+		d.err = errTruncated
+		return ""
+	}
+	at := len(d.s) - int(back)
+	return d.s[at : at+int(n)]
+}
+
 func (d *decoder) strs() []string {
 	n := d.count()
 	if n == 0 {
@@ -533,13 +601,13 @@ type objectHeader struct {
 
 // userHead reads a user's fields up to its groups and returns its format.
 func (d *decoder) userHead(u *User) byte {
-	format := d.version(formatV4)
-	u.DN = d.str()
-	u.Username = d.str()
-	u.Name = d.str()
-	u.Email = d.str()
-	u.Path = d.str()
-	u.PasswordMarker = d.str()
+	format := d.version(formatV5)
+	u.DN = d.head(format)
+	u.Username = d.head(format)
+	u.Name = d.head(format)
+	u.Email = d.head(format)
+	u.Path = d.head(format)
+	u.PasswordMarker = d.head(format)
 	u.IsActive = d.readByte() == 1
 	if format >= formatV2 {
 		u.Account = d.account()
@@ -566,7 +634,7 @@ func decodeUserAs(id, val string, whole bool) (*User, error) {
 	}
 	u.Attributes = d.attributes(true)
 	if format >= formatV3 {
-		u.Upstream = d.upstream(true, format == formatV4)
+		u.Upstream = d.upstream(true, format >= formatV4)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -583,7 +651,7 @@ func checkUser(val string) (objectHeader, error) {
 	d.skipStrs()
 	d.attributes(false)
 	if format >= formatV3 {
-		d.upstream(false, format == formatV4)
+		d.upstream(false, format >= formatV4)
 	}
 	return objectHeader{dn: u.DN, username: u.Username, path: u.Path, email: u.Email, upns: d.picked}, d.finish()
 }
@@ -604,12 +672,12 @@ func userGroups(val string) iter.Seq[string] {
 
 // groupHead reads a group's fields up to its parents and returns its format.
 func (d *decoder) groupHead(g *Group) byte {
-	format := d.version(formatV4)
+	format := d.version(formatV5)
 	if d.err == nil && format == formatV2 {
 		d.err = fmt.Errorf("unknown group format %d", format)
 	}
-	g.DN = d.str()
-	g.Name = d.str()
+	g.DN = d.head(format)
+	g.Name = d.head(format)
 	return format
 }
 
@@ -621,7 +689,7 @@ func decodeGroup(id, val string) (*Group, error) {
 	g.Parents = d.strs()
 	g.Attributes = d.attributes(true)
 	if format >= formatV3 {
-		g.Upstream = d.upstream(true, format == formatV4)
+		g.Upstream = d.upstream(true, format >= formatV4)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -637,7 +705,7 @@ func checkGroup(val string) (objectHeader, error) {
 	d.skipStrs()
 	d.attributes(false)
 	if format >= formatV3 {
-		d.upstream(false, format == formatV4)
+		d.upstream(false, format >= formatV4)
 	}
 	return objectHeader{dn: g.DN}, d.finish()
 }

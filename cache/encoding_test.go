@@ -94,8 +94,8 @@ func TestUpstreamAttributesRoundTrip(t *testing.T) {
 	u := testUser(1, 2, "r")
 	u.Upstream = up
 	val := appendUser(nil, u)
-	if val[0] != formatV4 {
-		t.Fatalf("format %d, want %d", val[0], formatV4)
+	if val[0] != formatV5 {
+		t.Fatalf("format %d, want %d", val[0], formatV5)
 	}
 	got, err := decodeUser("id", string(val))
 	if err != nil {
@@ -153,8 +153,9 @@ func TestUpstreamNamesNumbered(t *testing.T) {
 	if err := prepareUser(u); err != nil {
 		t.Fatal(err)
 	}
-	v4 := string(appendUser(nil, u))
 	defer func(f byte) { upstreamFormat = f }(upstreamFormat)
+	upstreamFormat = formatV4
+	v4 := string(appendUser(nil, u))
 	upstreamFormat = formatV3
 	v3 := string(appendUser(nil, u))
 	upstreamFormat = formatV4
@@ -200,5 +201,68 @@ func TestUpstreamNamesNumbered(t *testing.T) {
 	}
 	if _, err := checkUser(string(bad)); err == nil {
 		t.Fatal("checkUser accepts an unknown attribute number")
+	}
+}
+
+// Format 5 writes the fields before an object's groups that its upstream attributes
+// hold (a user's name from uid, mail, the display name …) as their place among those,
+// once instead of twice; they decode the same as from format 4, which still reads. A
+// place beyond the value, or before the upstream attributes, is refused.
+func TestHeadFieldsInUpstream(t *testing.T) {
+	u := &User{ID: "a85ad1ba", DN: "uid=alice,ou=people,dc=example,dc=org", Username: "alice", Name: "Alice Smith",
+		Email: "alice@example.org", IsActive: true, PasswordMarker: "20261206101010Z", Groups: []string{"g1"},
+		Upstream: []Attribute{
+			{Name: "uid", Values: []string{"alice"}},
+			{Name: "displayName", Values: []string{"Alice Smith"}},
+			{Name: "mail", Values: []string{"alice@example.org"}},
+			{Name: "entryUUID", Values: []string{"a85ad1ba"}},
+		}}
+	defer func(f byte) { upstreamFormat = f }(upstreamFormat)
+	upstreamFormat = formatV4
+	v4 := string(appendUser(nil, u))
+	upstreamFormat = formatV5
+	v5 := string(appendUser(nil, u))
+	if v5[0] != formatV5 {
+		t.Fatalf("format %d", v5[0])
+	}
+	// Each of the three fields: its bytes and length (1 byte) become two small numbers.
+	if want := len(v4) - len("alice") - len("Alice Smith") - len("alice@example.org") + 3; len(v5) != want {
+		t.Fatalf("format 5 takes %d bytes, format 4 %d: want %d", len(v5), len(v4), want)
+	}
+	for _, val := range []string{v4, v5} {
+		got, err := decodeUser(u.ID, val)
+		if err != nil {
+			t.Fatalf("format %d: %v", val[0], err)
+		}
+		if !reflect.DeepEqual(got, u) {
+			t.Fatalf("format %d:\n got %+v\nwant %+v", val[0], got, u)
+		}
+		if h, err := checkUser(val); err != nil || h.username != "alice" || h.email != u.Email || h.dn != u.DN {
+			t.Fatalf("format %d: %v %+v", val[0], err, h)
+		}
+	}
+	g := &Group{ID: "g1", DN: "cn=staff,ou=groups,dc=example,dc=org", Name: "staff",
+		Upstream: []Attribute{{Name: "cn", Values: []string{"staff"}}}}
+	gval := string(appendGroup(nil, g))
+	if gg, err := decodeGroup(g.ID, gval); err != nil || gval[0] != formatV5 || !reflect.DeepEqual(gg, g) {
+		t.Fatalf("group: format %d, %v, %+v", gval[0], err, gg)
+	}
+	if _, err := checkGroup(gval); err != nil {
+		t.Fatal(err)
+	}
+	// The user name's place: the second field, after the DN written out.
+	i := 1 + 1 + len(u.DN)
+	if v5[i] != byte(len("alice")<<1|1) {
+		t.Fatalf("layout: %q", v5[:i+2])
+	}
+	for _, back := range []byte{0x7f, byte(len(v5) - i - 2 + 1), 2} {
+		bad := []byte(v5)
+		bad[i+1] = back // beyond the value; reaching back before the field; shorter than the field
+		if _, err := decodeUser(u.ID, string(bad)); err == nil {
+			t.Fatalf("a user name placed %d bytes before the end decodes", back)
+		}
+		if _, err := checkUser(string(bad)); err == nil {
+			t.Fatalf("a user name placed %d bytes before the end passes the check", back)
+		}
 	}
 }

@@ -52,20 +52,28 @@ func syncUpstreamUsers(t *testing.T, s *Store, n int) Status {
 	return Status{}
 }
 
-// A store written by the version before format 4 (upstream attributes' names written
-// out) opens unchanged, from its checkpoint and from Badger; its next sync rewrites each
-// object once, in format 4, and the one after writes nothing.
+// A store written by the versions before format 5 (format 3: upstream attributes' names
+// written out; format 4: fields the upstream attributes hold written twice) opens
+// unchanged, from its checkpoint and from Badger; its next sync rewrites each object
+// once, in format 5, and the one after writes nothing.
 func TestFormat3StoreUpgrades(t *testing.T) {
+	for _, old := range []byte{formatV3, formatV4} {
+		t.Run(fmt.Sprint("format", old), func(t *testing.T) { testStoreUpgrades(t, old) })
+	}
+}
+
+func testStoreUpgrades(t *testing.T, old byte) {
 	const n = 50
 	dir := t.TempDir()
 	defer func(f byte) { upstreamFormat = f }(upstreamFormat)
-	upstreamFormat = formatV3
+	current := upstreamFormat
+	upstreamFormat = old
 	s := openDir(t, dir)
 	syncUpstreamUsers(t, s, n)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	upstreamFormat = formatV4
+	upstreamFormat = current
 
 	check := func(s *Store, format byte) {
 		t.Helper()
@@ -104,7 +112,7 @@ func TestFormat3StoreUpgrades(t *testing.T) {
 		if s.fromCheckpoint != (from == "checkpoint") {
 			t.Fatalf("opened from the checkpoint: %v, want %v", s.fromCheckpoint, from == "checkpoint")
 		}
-		check(s, formatV3)
+		check(s, old)
 		s.Close()
 	}
 
@@ -113,12 +121,12 @@ func TestFormat3StoreUpgrades(t *testing.T) {
 	if st := syncUpstreamUsers(t, s, n); st.Updated != n || st.Created != 0 || st.Deleted != 0 {
 		t.Fatalf("the first sync after the upgrade: %+v, want %d updated", st, n)
 	}
-	check(s, formatV4)
+	check(s, current)
 	if st := syncUpstreamUsers(t, s, n); st.Updated != 0 || st.Created != 0 || st.Deleted != 0 {
 		t.Fatalf("the sync after: %+v, want nothing written", st)
 	}
 	s.Close()
 	s = openDir(t, dir)
-	check(s, formatV4)
+	check(s, current)
 	s.Close()
 }
