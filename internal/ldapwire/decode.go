@@ -92,12 +92,30 @@ func DecodeIn(msg []byte, text string) (*ber.Packet, error) {
 
 	// A packet and its Data buffer are made together, and every OCTET STRING's Value is
 	// a slice of one copy of the message: a few allocations per message, not per element.
+	// The packets of a small message (a search filter such as (uid=x) has three, one of
+	// two such filters under an AND seven) and their lists of children are one.
 	type node struct {
 		p ber.Packet
 		b bytes.Buffer
 	}
-	nodes := make([]node, len(elems))
-	kids := make([]*ber.Packet, len(elems))
+	var nodes []node
+	var kids []*ber.Packet
+	switch n := len(elems); {
+	case n <= 3:
+		both := new(struct {
+			nodes [3]node
+			kids  [3]*ber.Packet
+		})
+		nodes, kids = both.nodes[:n], both.kids[:n]
+	case n <= 8:
+		both := new(struct {
+			nodes [8]node
+			kids  [8]*ber.Packet
+		})
+		nodes, kids = both.nodes[:n], both.kids[:n]
+	default:
+		nodes, kids = make([]node, n), make([]*ber.Packet, n)
+	}
 	// text is msg as a string, made at the first OCTET STRING when not given.
 	next := 0
 	for i := range elems {
