@@ -47,6 +47,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // formatV1 is the first byte of every encoded group, and of every user whose Account is
@@ -73,9 +74,16 @@ const formatV4 = 4
 // mail are mostly its uid and mail, kept once instead of twice.
 const formatV5 = 5
 
-// upstreamFormat is the format objects with upstream attributes are written in: formatV5
+// formatV6 is formatV5 with an upstream value that the upstream attributes before it
+// hold already (a user's modifiersName, often its creatorsName; its gecos or
+// displayName, its cn …) written as their place: a value is a uvarint x, then x/2
+// bytes when x is even (the value itself), or, when x is odd, a uvarint o: the value
+// is the x/2 bytes at o from the start of the upstream attributes, which end before x.
+const formatV6 = 6
+
+// upstreamFormat is the format objects with upstream attributes are written in: formatV6
 // (a variable so that the tests can write a store as the versions before did).
-var upstreamFormat byte = formatV5
+var upstreamFormat byte = formatV6
 
 // Attribute value tags.
 const (
@@ -165,8 +173,8 @@ func appendUser(b []byte, u *User) []byte {
 	}
 	b = append(b, format)
 	var up []byte
-	if format == formatV5 {
-		up = appendUpstreamNumbered(nil, u.Upstream)
+	if format >= formatV5 {
+		up = appendUpstreamIn(nil, format, u.Upstream)
 	}
 	b = appendHead(b, format, up, u.DN)
 	b = appendHead(b, format, up, u.Username)
@@ -184,7 +192,7 @@ func appendUser(b []byte, u *User) []byte {
 	}
 	b = appendStrings(b, u.Groups)
 	b = appendAttributes(b, u.Attributes)
-	if format == formatV5 {
+	if format >= formatV5 {
 		return append(b, up...)
 	}
 	return appendObjectUpstream(b, format, u.Upstream)
@@ -194,7 +202,7 @@ func appendUser(b []byte, u *User) []byte {
 // place in up, the encoding of the object's upstream attributes that ends the value,
 // when up holds its bytes.
 func appendHead(b []byte, format byte, up []byte, s string) []byte {
-	if format != formatV5 {
+	if format < formatV5 {
 		return appendString(b, s)
 	}
 	if i := bytes.Index(up, []byte(s)); i >= 0 && s != "" {
@@ -213,14 +221,14 @@ func appendGroup(b []byte, g *Group) []byte {
 	}
 	b = append(b, format)
 	var up []byte
-	if format == formatV5 {
-		up = appendUpstreamNumbered(nil, g.Upstream)
+	if format >= formatV5 {
+		up = appendUpstreamIn(nil, format, g.Upstream)
 	}
 	b = appendHead(b, format, up, g.DN)
 	b = appendHead(b, format, up, g.Name)
 	b = appendStrings(b, g.Parents)
 	b = appendAttributes(b, g.Attributes)
-	if format == formatV5 {
+	if format >= formatV5 {
 		return append(b, up...)
 	}
 	return appendObjectUpstream(b, format, g.Upstream)
@@ -242,8 +250,8 @@ func appendObjectUpstream(b []byte, format byte, attrs []Attribute) []byte {
 	switch format {
 	case formatV3:
 		return appendUpstream(b, attrs)
-	case formatV4, formatV5:
-		return appendUpstreamNumbered(b, attrs)
+	case formatV4, formatV5, formatV6:
+		return appendUpstreamIn(b, format, attrs)
 	}
 	return b
 }
@@ -251,6 +259,14 @@ func appendObjectUpstream(b []byte, format byte, attrs []Attribute) []byte {
 // appendUpstreamNumbered is appendUpstream with each name written as its number in
 // attrNames, or as 0 and the name when the list does not have it as spelled.
 func appendUpstreamNumbered(b []byte, attrs []Attribute) []byte {
+	return appendUpstreamIn(b, formatV4, attrs)
+}
+
+// appendUpstreamIn appends upstream attributes as format writes them: with their names
+// numbered (formats 4 and later) and, in format 6, each value the bytes before it hold
+// written as their place there when that takes fewer bytes.
+func appendUpstreamIn(b []byte, format byte, attrs []Attribute) []byte {
+	base := len(b)
 	b = binary.AppendUvarint(b, uint64(len(attrs)))
 	for _, a := range attrs {
 		if n, ok := attrNumbers[a.Name]; ok {
@@ -258,9 +274,42 @@ func appendUpstreamNumbered(b []byte, attrs []Attribute) []byte {
 		} else {
 			b = appendString(append(b, 0), a.Name)
 		}
-		b = appendStrings(b, a.Values)
+		if format < formatV6 {
+			b = appendStrings(b, a.Values)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(a.Values)))
+		for _, v := range a.Values {
+			b = appendShared(b, base, v)
+		}
 	}
 	return b
+}
+
+// appendShared appends the value v of format 6's upstream attributes, which begin at
+// base in b.
+func appendShared(b []byte, base int, v string) []byte {
+	lit := uvarintLen(uint64(len(v))<<1) + len(v)
+	if len(v) > 2 {
+		written := unsafe.String(unsafe.SliceData(b[base:]), len(b)-base)
+		if i := strings.Index(written, v); i >= 0 {
+			if uvarintLen(uint64(len(v))<<1|1)+uvarintLen(uint64(i)) < lit {
+				b = binary.AppendUvarint(b, uint64(len(v))<<1|1)
+				return binary.AppendUvarint(b, uint64(i))
+			}
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(v))<<1)
+	return append(b, v...)
+}
+
+// uvarintLen is the length of x as a uvarint.
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 func appendString(b []byte, s string) []byte {
@@ -410,7 +459,7 @@ func (d *decoder) str() string {
 
 // head reads a field before an object's groups or parents in format.
 func (d *decoder) head(format byte) string {
-	if format != formatV5 {
+	if format < formatV5 {
 		return d.str()
 	}
 	x := d.uvarint()
@@ -448,6 +497,33 @@ func (d *decoder) strs() []string {
 		ss[i] = d.str()
 	}
 	return ss
+}
+
+// shared reads a value of format 6's upstream attributes, which begin at base.
+func (d *decoder) shared(base int) string {
+	start := d.i
+	x := d.uvarint()
+	n := x >> 1
+	if x&1 == 0 {
+		if d.err == nil && n > uint64(len(d.s)-d.i) {
+			d.err = errTruncated
+		}
+		if d.err != nil {
+			return ""
+		}
+		s := d.s[d.i : d.i+int(n)]
+		d.i += int(n)
+		return s
+	}
+	off := d.uvarint()
+	switch {
+	case d.err != nil:
+		return ""
+	case off > uint64(start-base) || n > uint64(start-base)-off:
+		d.err = errors.New("a value placed beyond the bytes before it")
+		return ""
+	}
+	return d.s[base+int(off) : base+int(off+n)]
 }
 
 // skipStrs checks a list without keeping it.
@@ -533,8 +609,10 @@ func (d *decoder) attributes(keep bool) map[string]any {
 }
 
 // upstream reads an object's upstream attributes, or only checks them when keep is
-// false; numbered says that their names are written as in format 4.
-func (d *decoder) upstream(keep, numbered bool) []Attribute {
+// false; numbered says that their names are written as in format 4, shared that their
+// values are as in format 6.
+func (d *decoder) upstream(keep, numbered, shared bool) []Attribute {
+	base := d.i
 	n := d.count()
 	var out []Attribute
 	if keep && n > 0 {
@@ -547,11 +625,27 @@ func (d *decoder) upstream(keep, numbered bool) []Attribute {
 		} else {
 			name = d.str()
 		}
-		if !keep {
+		switch {
+		case shared:
+			vals := d.count()
+			var l []string
+			if keep && vals > 0 {
+				l = make([]string, vals)
+			}
+			for i := range vals {
+				v := d.shared(base)
+				if l != nil {
+					l[i] = v
+				}
+			}
+			if keep {
+				out = append(out, Attribute{Name: name, Values: l})
+			}
+		case !keep:
 			d.skipStrs()
-			continue
+		default:
+			out = append(out, Attribute{Name: name, Values: d.strs()})
 		}
-		out = append(out, Attribute{Name: name, Values: d.strs()})
 	}
 	if d.err != nil {
 		return nil
@@ -601,7 +695,7 @@ type objectHeader struct {
 
 // userHead reads a user's fields up to its groups and returns its format.
 func (d *decoder) userHead(u *User) byte {
-	format := d.version(formatV5)
+	format := d.version(formatV6)
 	u.DN = d.head(format)
 	u.Username = d.head(format)
 	u.Name = d.head(format)
@@ -634,7 +728,7 @@ func decodeUserAs(id, val string, whole bool) (*User, error) {
 	}
 	u.Attributes = d.attributes(true)
 	if format >= formatV3 {
-		u.Upstream = d.upstream(true, format >= formatV4)
+		u.Upstream = d.upstream(true, format >= formatV4, format >= formatV6)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -651,7 +745,7 @@ func checkUser(val string) (objectHeader, error) {
 	d.skipStrs()
 	d.attributes(false)
 	if format >= formatV3 {
-		d.upstream(false, format >= formatV4)
+		d.upstream(false, format >= formatV4, format >= formatV6)
 	}
 	return objectHeader{dn: u.DN, username: u.Username, path: u.Path, email: u.Email, upns: d.picked}, d.finish()
 }
@@ -672,7 +766,7 @@ func userGroups(val string) iter.Seq[string] {
 
 // groupHead reads a group's fields up to its parents and returns its format.
 func (d *decoder) groupHead(g *Group) byte {
-	format := d.version(formatV5)
+	format := d.version(formatV6)
 	if d.err == nil && format == formatV2 {
 		d.err = fmt.Errorf("unknown group format %d", format)
 	}
@@ -689,7 +783,7 @@ func decodeGroup(id, val string) (*Group, error) {
 	g.Parents = d.strs()
 	g.Attributes = d.attributes(true)
 	if format >= formatV3 {
-		g.Upstream = d.upstream(true, format >= formatV4)
+		g.Upstream = d.upstream(true, format >= formatV4, format >= formatV6)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -705,7 +799,7 @@ func checkGroup(val string) (objectHeader, error) {
 	d.skipStrs()
 	d.attributes(false)
 	if format >= formatV3 {
-		d.upstream(false, format >= formatV4)
+		d.upstream(false, format >= formatV4, format >= formatV6)
 	}
 	return objectHeader{dn: g.DN}, d.finish()
 }

@@ -94,8 +94,8 @@ func TestUpstreamAttributesRoundTrip(t *testing.T) {
 	u := testUser(1, 2, "r")
 	u.Upstream = up
 	val := appendUser(nil, u)
-	if val[0] != formatV5 {
-		t.Fatalf("format %d, want %d", val[0], formatV5)
+	if val[0] != formatV6 {
+		t.Fatalf("format %d, want %d", val[0], formatV6)
 	}
 	got, err := decodeUser("id", string(val))
 	if err != nil {
@@ -244,7 +244,7 @@ func TestHeadFieldsInUpstream(t *testing.T) {
 	g := &Group{ID: "g1", DN: "cn=staff,ou=groups,dc=example,dc=org", Name: "staff",
 		Upstream: []Attribute{{Name: "cn", Values: []string{"staff"}}}}
 	gval := string(appendGroup(nil, g))
-	if gg, err := decodeGroup(g.ID, gval); err != nil || gval[0] != formatV5 || !reflect.DeepEqual(gg, g) {
+	if gg, err := decodeGroup(g.ID, gval); err != nil || gval[0] != upstreamFormat || !reflect.DeepEqual(gg, g) {
 		t.Fatalf("group: format %d, %v, %+v", gval[0], err, gg)
 	}
 	if _, err := checkGroup(gval); err != nil {
@@ -263,6 +263,64 @@ func TestHeadFieldsInUpstream(t *testing.T) {
 		}
 		if _, err := checkUser(string(bad)); err == nil {
 			t.Fatalf("a user name placed %d bytes before the end passes the check", back)
+		}
+	}
+}
+
+// Format 6 writes an upstream value that the upstream attributes before it hold as its
+// place there when that is shorter; values decode the same as from format 5, which
+// still reads. A place that is not before the value is refused.
+func TestSharedUpstreamValues(t *testing.T) {
+	admin := "cn=admin,dc=example,dc=org"
+	u := &User{ID: "a85ad1ba", DN: "uid=alice,ou=people,dc=example,dc=org", Username: "alice", IsActive: true,
+		Upstream: []Attribute{
+			{Name: "objectClass", Values: []string{"inetOrgPerson", "posixAccount"}},
+			{Name: "cn", Values: []string{"Alice Smith"}},
+			{Name: "gecos", Values: []string{"Alice Smith"}},                   // as cn
+			{Name: "uid", Values: []string{"alice", "al"}},                     // "al" is in "alice", but 2 bytes: kept
+			{Name: "structuralObjectClass", Values: []string{"inetOrgPerson"}}, // as objectClass
+			{Name: "creatorsName", Values: []string{admin}},
+			{Name: "modifiersName", Values: []string{admin}}, // as creatorsName
+		}}
+	defer func(f byte) { upstreamFormat = f }(upstreamFormat)
+	upstreamFormat = formatV5
+	v5 := string(appendUser(nil, u))
+	upstreamFormat = formatV6
+	v6 := string(appendUser(nil, u))
+	if v6[0] != formatV6 {
+		t.Fatalf("format %d", v6[0])
+	}
+	// Three values of 11, 13 and 26 bytes: each 2 numbers of a byte instead of 1 + bytes.
+	if want := len(v5) - (11 - 1) - (13 - 1) - (26 - 1); len(v6) != want {
+		t.Fatalf("format 6 takes %d bytes, format 5 %d: want %d", len(v6), len(v5), want)
+	}
+	for _, val := range []string{v5, v6} {
+		got, err := decodeUser(u.ID, val)
+		if err != nil {
+			t.Fatalf("format %d: %v", val[0], err)
+		}
+		if !reflect.DeepEqual(got.Upstream, u.Upstream) || got.Username != "alice" {
+			t.Fatalf("format %d:\n got %+v\nwant %+v", val[0], got, u)
+		}
+		if _, err := checkUser(val); err != nil {
+			t.Fatalf("format %d: %v", val[0], err)
+		}
+	}
+	// modifiersName, the last value: a place and length; make it reach past its own start.
+	i := len(v6) - 2
+	if v6[i] != byte(len(admin)<<1|1) {
+		t.Fatalf("layout: %q", v6[i:])
+	}
+	base := len(v6) - len(appendUpstreamIn(nil, formatV6, u.Upstream))
+	limit := i - base // the value's own start in the upstream attributes
+	for _, off := range []int{limit - len(admin) + 1, limit, 0x7f} {
+		bad := []byte(v6)
+		bad[i+1] = byte(off)
+		if _, err := decodeUser(u.ID, string(bad)); err == nil {
+			t.Fatalf("a value placed at %d decodes", off)
+		}
+		if _, err := checkUser(string(bad)); err == nil {
+			t.Fatalf("a value placed at %d passes the check", off)
 		}
 	}
 }

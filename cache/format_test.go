@@ -57,7 +57,7 @@ func syncUpstreamUsers(t *testing.T, s *Store, n int) Status {
 // unchanged, from its checkpoint and from Badger; its next sync rewrites each object
 // once, in format 5, and the one after writes nothing.
 func TestFormat3StoreUpgrades(t *testing.T) {
-	for _, old := range []byte{formatV3, formatV4} {
+	for _, old := range []byte{formatV3, formatV4, formatV5} {
 		t.Run(fmt.Sprint("format", old), func(t *testing.T) { testStoreUpgrades(t, old) })
 	}
 }
