@@ -113,7 +113,8 @@ type checkpointRecords struct {
 }
 
 // readCheckpoint maps the checkpoint of the store's directory and returns its records
-// when it is the one of generation gen and commit id. It returns an error saying why
+// when it is the one of generation gen and commit id. The caller drops the mapping's
+// pages (dropPages) once it has indexed them: what is served is read back as needed. It returns an error saying why
 // not otherwise (os.ErrNotExist when there is none); the records are then to be read
 // from Badger.
 func (s *Store) readCheckpoint(gen uint64, id [16]byte) (*checkpointRecords, error) {
@@ -129,7 +130,6 @@ func (s *Store) readCheckpoint(gen uint64, id [16]byte) (*checkpointRecords, err
 		unmapFile(data)
 		return nil, err
 	}
-	dropPages(data) // checked: the records in use are read back as they are needed
 	return recs, nil
 }
 
@@ -467,6 +467,7 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 		unmapFile(recs.data) // a commit came first: nothing refers to next
 		return false
 	}
+	dropPages(recs.data) // read by the check and the indexes; served pages come back as needed
 	s.log.Info("store: records moved to the checkpoint", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
 	return true
 }

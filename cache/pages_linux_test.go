@@ -12,6 +12,15 @@ import (
 // badgerResident is the resident memory, in bytes, of the files of Badger mapped from dir.
 func badgerResident(t *testing.T, dir string) int64 {
 	t.Helper()
+	return residentOf(t, func(path string) bool {
+		ext := filepath.Ext(path)
+		return filepath.Dir(path) == dir && (ext == ".sst" || ext == ".vlog" || ext == ".mem")
+	})
+}
+
+// residentOf is the resident memory, in bytes, of the mapped files whose paths match.
+func residentOf(t *testing.T, match func(path string) bool) int64 {
+	t.Helper()
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Skip("no /proc/self/smaps:", err)
@@ -22,8 +31,7 @@ func badgerResident(t *testing.T, dir string) int64 {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if head, path, ok := mapsLine(sc.Text()); ok && strings.Contains(head[0], "-") && !strings.HasSuffix(head[0], ":") {
-			ext := filepath.Ext(path)
-			in = filepath.Dir(path) == dir && (ext == ".sst" || ext == ".vlog" || ext == ".mem")
+			in = match(path)
 			continue
 		}
 		fields := strings.Fields(sc.Text())
@@ -81,5 +89,42 @@ func releasedAfterSync(t *testing.T, s *Store, dir string, release func()) {
 	t.Logf("Badger's resident pages: %d KiB before, %d KiB after", before>>10, after>>10)
 	if after > before/4 {
 		t.Fatalf("%d bytes still resident after the release, of %d", after, before)
+	}
+}
+
+// TestCheckpointPagesDropped: a store opened from its checkpoint keeps none of the pages
+// its check and indexes read resident; the records it serves come back as read.
+func TestCheckpointPagesDropped(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	writeSync(t, s, 5000, 20, "a", nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openDir(t, dir)
+	defer s.Close()
+	if !s.fromCheckpoint {
+		t.Fatal("not opened from the checkpoint")
+	}
+	path := filepath.Join(mappingDir(dir), checkpointName)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := func() int64 { return residentOf(t, func(p string) bool { return p == path }) }
+	after := ckpt()
+	sn := s.Snapshot()
+	for i := range 5000 {
+		if _, ok := sn.UserByID(userID(i)); !ok {
+			t.Fatalf("user %d missing", i)
+		}
+	}
+	read := ckpt()
+	t.Logf("checkpoint of %d KiB: %d KiB resident after Open, %d KiB after every user was read", fi.Size()>>10, after>>10, read>>10)
+	if after > fi.Size()/4 {
+		t.Fatalf("%d bytes of the checkpoint resident after Open, of %d", after, fi.Size())
+	}
+	if read < fi.Size()/2 {
+		t.Fatalf("%d bytes resident after reading every user, of %d: the measure sees nothing", read, fi.Size())
 	}
 }

@@ -273,6 +273,7 @@ func (s *Store) load() error {
 		stale    [][]byte
 		fromCkpt bool
 		userList []*userRec // by ID, when the checkpoint gave them
+		ckptData []byte     // the checkpoint's mapping, when it gave them
 	)
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}
@@ -298,6 +299,7 @@ func (s *Store) load() error {
 			recs, err := s.readCheckpoint(gen, commit)
 			if err == nil {
 				users, userList, groups, sets, fromCkpt = nil, recs.userList, recs.groups, recs.sets, true
+				ckptData = recs.data
 				if err := s.loadCookies(txn); err != nil {
 					return err
 				}
@@ -377,6 +379,9 @@ func (s *Store) load() error {
 	sn.domain, sn.schema, sn.commit = domain, schema, commit
 	if len(sets) > 0 {
 		sn.entrySets = sets
+	}
+	if ckptData != nil {
+		dropPages(ckptData) // read by the check and the indexes; served pages come back as needed
 	}
 	s.snap.Store(sn)
 	s.fromCheckpoint = fromCkpt
