@@ -195,7 +195,8 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	if _, dup := b.byDN.get(ndn); dup {
 		return fmt.Errorf("entry %q: duplicate DN", e.DN)
 	}
-	te := &treeEntry{ndn: ndn, parent: noEntry}
+	te := &treeEntry{parent: noEntry}
+	te.setCanon(ndn)
 	if parent != "" {
 		if pid, ok := b.byDN.get(parent); ok {
 			p := b.mutable(pid)
@@ -216,7 +217,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	} else {
 		old = b.old[id]
 		cur := b.ids.t.get(id)
-		if cur.nchild > 0 && old.ndn != ndn {
+		if cur.nchild > 0 && old.canon() != ndn {
 			return fmt.Errorf("entry %q: cannot rename or move an entry that has children", old.dn)
 		}
 		te.nchild = cur.nchild

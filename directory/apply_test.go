@@ -347,7 +347,7 @@ func indexContent(tree *Tree) string {
 		m.each(func(k string, ids []entryID) {
 			dns := make([]string, len(ids))
 			for i, id := range ids {
-				dns[i] = tree.entry(id).ndn
+				dns[i] = tree.entry(id).canon()
 			}
 			slices.Sort(dns)
 			lines = append(lines, at.name+" "+k+" "+strings.Join(dns, ";"))

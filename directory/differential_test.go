@@ -531,7 +531,7 @@ func differentialAgainstSlapd(t *testing.T, d *differential) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hash := searchHash(other.entry(0).ndn, &SearchRequest{Scope: ldap.ScopeWholeSubtree, Filter: mustFilter(t, "(objectClass=*)"), Attributes: []string{"1.1"}})
+		hash := searchHash(other.entry(0).canon(), &SearchRequest{Scope: ldap.ScopeWholeSubtree, Filter: mustFilter(t, "(objectClass=*)"), Attributes: []string{"1.1"}})
 		if code := badCookie(d.proxy, other.makeCookie(hash, 10, 10)); code != ldap.LDAPResultUnwillingToPerform {
 			t.Errorf("cookie of a tree built anew: %d, want unwillingToPerform", code)
 		}

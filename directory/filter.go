@@ -392,7 +392,7 @@ func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
 		if !ok {
 			return planFalse, nil
 		}
-		return plan{match: func(e *treeEntry) tri { return triOf(e.ndn == norm) }, cands: []entryID{id}, indexed: true}, nil
+		return plan{match: func(e *treeEntry) tri { return triOf(e.canon() == norm) }, cands: []entryID{id}, indexed: true}, nil
 	}
 	var p plan
 	if at.eq == mrObjectSubClass {
@@ -683,7 +683,7 @@ func (t *Tree) compileInChain(at *attrType, opts string, value []byte) plan {
 		for _, i := range t.referrers(at, cur) {
 			if !in[i] {
 				in[i] = true
-				queue = append(queue, t.entry(i).ndn)
+				queue = append(queue, t.entry(i).canon())
 			}
 		}
 	}

@@ -294,14 +294,14 @@ func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
 		iw.uvar(2 * len(e.dn))
 		iw.rawStr(e.dn)
 	}
-	if e.ndn == e.dn {
+	if ndn := e.canon(); ndn == e.dn {
 		iw.uvar(0)
 	} else {
-		iw.uvar(len(e.ndn) + 1)
-		iw.rawStr(e.ndn)
+		iw.uvar(len(ndn) + 1)
+		iw.rawStr(ndn)
 	}
 	iw.str(e.meta)
-	iw.ext(e.ext)
+	iw.ext(e.extList())
 	return nil
 }
 
@@ -439,7 +439,7 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	for i := range tes {
 		te := &tes[i]
 		if te.parent == noEntry {
-			if te.depth != 0 || !t.roots[te.ndn] {
+			if te.depth != 0 || !t.roots[te.canon()] {
 				return nil, errDamaged
 			}
 			continue
@@ -598,17 +598,22 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 	} else {
 		te.dn = r.strN(x >> 1)
 	}
-	te.ndn = te.dn
+	ndn := te.dn
 	if n := r.uvar(); n > 0 {
-		te.ndn = r.strN(n - 1)
+		ndn = r.strN(n - 1)
 	}
 	te.meta = r.str()
-	if n := r.count(); n > 0 {
-		te.ext = r.ext.take(n)
-		for i := range te.ext {
+	var ext []string
+	if n, own := r.count(), ndn != te.dn; n > 0 || own {
+		if own {
+			ext = r.ext.take(n + 1)[:n] // room for the canonical DN
+		} else {
+			ext = r.ext.take(n)
+		}
+		for i := range ext {
 			x := r.uvar()
 			if x&1 == 0 {
-				te.ext[i] = r.strN(x >> 1)
+				ext[i] = r.strN(x >> 1)
 				continue
 			}
 			// Bytes the image holds before this point.
@@ -617,10 +622,11 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 				return errDamaged
 			}
 			if l > 0 {
-				te.ext[i] = unsafe.String(&r.data[off], l)
+				ext[i] = unsafe.String(&r.data[off], l)
 			}
 		}
 	}
+	te.setExt(ext, ndn)
 	if r.err != nil || len(te.meta) == 0 {
 		return errDamaged
 	}

@@ -48,7 +48,7 @@ func FuzzReadTree(f *testing.F) {
 			if !inImage(e.dn) && !inSrc || !inImage(e.meta) {
 				t.Fatalf("entry %d: DN or meta outside the image and its source", id)
 			}
-			for _, v := range e.ext {
+			for _, v := range e.extList() {
 				if !inImage(v) {
 					t.Fatalf("entry %d: an outside value outside the image", id)
 				}

@@ -127,7 +127,7 @@ func TestImageRoundTrip(t *testing.T) {
 		}
 		// The DNs are the image's bytes or the source's (read where they are, never copied).
 		inSrc := func(s string) bool { _, ok := within(s, e.src); return ok }
-		if !inData(e.meta) || !inData(e.ndn) && !inSrc(e.ndn) || !inData(e.dn) && !inSrc(e.dn) {
+		if !inData(e.meta) || !inData(e.canon()) && !inSrc(e.canon()) || !inData(e.dn) && !inSrc(e.dn) {
 			t.Fatalf("%s: meta or DN copied out of the image", e.dn)
 		}
 		if e.src != "" {
@@ -149,7 +149,7 @@ func TestImageRoundTrip(t *testing.T) {
 		if e == nil {
 			continue
 		}
-		for _, v := range e.ext {
+		for _, v := range e.extList() {
 			if !inData(v) {
 				t.Fatalf("%s: outside value %q copied out of the image", e.dn, v)
 			}

@@ -398,13 +398,13 @@ func (e *treeEntry) ref(pos int, same string) (string, int) {
 		off, q := uvar(m, p)
 		return e.src[off : off+l], q
 	case refExt:
-		return e.ext[l], p
+		return e.extList()[l], p
 	}
 	switch l {
 	case specDN:
 		return e.dn, p
 	case specNDN:
-		return e.ndn, p
+		return e.canon(), p
 	case specHasSubordinates:
 		if e.hasChildren() {
 			return "TRUE", p
@@ -516,10 +516,13 @@ func (enc *encoder) done(e *treeEntry) {
 	if enc.usedSrc {
 		e.src = enc.src
 	}
-	e.ext = nil
-	if len(enc.ext) > 0 {
-		e.ext = append([]string(nil), enc.ext...)
+	ndn := e.canon()
+	var l []string
+	if len(enc.ext) > 0 || ndn != e.dn {
+		l = make([]string, len(enc.ext), len(enc.ext)+1)
+		copy(l, enc.ext)
 	}
+	e.setExt(l, ndn)
 }
 
 // within returns the offset of v in src when v's bytes are part of src's, which the

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // withSource returns a copy of e whose DN and values are slices of one string, its
@@ -89,7 +90,7 @@ func TestEntrySource(t *testing.T) {
 		if te.src != e.Source {
 			t.Errorf("%s: keeps no source", e.DN)
 		}
-		for _, x := range te.ext {
+		for _, x := range te.extList() {
 			if _, in := within(x, e.Source); in {
 				t.Errorf("%s: %q kept as a string of its own", e.DN, x)
 			}
@@ -165,4 +166,57 @@ func TestApplyBranchesShareTypes(t *testing.T) {
 			t.Errorf("%s: %v", c.lack, w.entries)
 		}
 	}
+}
+
+// TestEntryCanonAndExt: an entry's canonical DN is its DN when they are the same string
+// and is kept after its values kept whole otherwise, not among them; so through a
+// version applied to the tree and an image of it. An entry takes 88 bytes.
+func TestEntryCanonAndExt(t *testing.T) {
+	if n := unsafe.Sizeof(treeEntry{}); n != 88 {
+		t.Fatalf("treeEntry takes %d bytes", n)
+	}
+	long := "cn=a group with a long name,ou=groups," + testBase
+	entries := []*Entry{
+		entry(testBase, "objectClass: dcObject", "dc: example"),
+		entry("OU=People, "+testBase, "objectClass: organizationalUnit", "ou: People"),
+		entry("uid=a,ou=people,"+testBase, "objectClass: inetOrgPerson", "uid: a", "cn: A", "sn: A", "memberOf: "+long),
+		entry("UID=B,OU=People,"+testBase, "objectClass: inetOrgPerson", "uid: b", "cn: B", "sn: B", "memberOf: "+long, "seeAlso: "+long+"x"),
+	}
+	check := func(t *testing.T, tree *Tree) {
+		t.Helper()
+		for _, c := range []struct {
+			ndn  string
+			own  bool
+			read string
+		}{
+			{"ou=people," + testBase, true, ""},
+			{"uid=a,ou=people," + testBase, false, long},
+			{"uid=b,ou=people," + testBase, true, long + "x"},
+		} {
+			id, ok := tree.byDN.get(c.ndn)
+			if !ok {
+				t.Fatalf("%s not found", c.ndn)
+			}
+			e := tree.entry(id)
+			ext := e.extList()
+			if e.canon() != c.ndn || e.ndnOwn != c.own || slices.Contains(ext, c.ndn) {
+				t.Fatalf("%s: canonical %q (own %v), values kept whole %q", c.ndn, e.canon(), e.ndnOwn, ext)
+			}
+			if c.read != "" && !slices.Contains(ext, c.read) {
+				t.Fatalf("%s: %q not among %q", c.ndn, c.read, ext)
+			}
+		}
+	}
+	tree, err := NewTree([]string{testBase}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, tree)
+	tree = apply(t, tree, Change{DN: "uid=b,ou=people," + testBase, Entry: entry("UID=B,OU=People,"+testBase, "objectClass: inetOrgPerson", "uid: b", "cn: B2", "sn: B", "memberOf: "+long, "seeAlso: "+long+"x")})
+	check(t, tree)
+	read, err := ReadTree(nil, []string{testBase}, image(t, tree, "k", nil), []byte("k"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, read)
 }

@@ -68,8 +68,14 @@ const maxCachedBases = 256
 // (selection.entry), in buffers of its own, and filters read them through cursors
 // (attrCursor), neither allocating per entry.
 type treeEntry struct {
-	dn     string // as served
-	ndn    string // canonical DN (distinguishedNameMatch)
+	dn   string // as served
+	meta string // the attributes, see layout.go
+	src  string // the Source most values are slices of; "" when none is
+	// ext is the first of the entry's values kept whole (outside src, longer than
+	// inlineMax): next of them (extList), followed by the canonical DN when that is
+	// not dn (ndnOwn). A pointer and a count instead of a slice, and the canonical DN
+	// there instead of a field of its own: 88 bytes an entry instead of 112.
+	ext    *string
 	id     entryID
 	parent entryID // noEntry for the entry of a naming context
 	depth  int32   // RDNs below its naming context
@@ -77,12 +83,46 @@ type treeEntry struct {
 	// nUser is the number of user attributes: meta holds them first, then the
 	// operational ones, entryDN and hasSubordinates last, so "*" serves a prefix.
 	nUser int32
+	next  uint32
 	// structural is set when the tree computed structuralObjectClass (the entry did not
 	// have it).
 	structural bool
-	meta       string   // the attributes, see layout.go
-	src        string   // the Source most values are slices of; "" when none is
-	ext        []string // values kept whole: outside src, longer than inlineMax
+	ndnOwn     bool
+}
+
+// canon returns e's canonical DN (distinguishedNameMatch).
+func (e *treeEntry) canon() string {
+	if e.ndnOwn {
+		return unsafe.Slice(e.ext, e.next+1)[e.next]
+	}
+	return e.dn
+}
+
+// setCanon sets e's canonical DN, before its attributes are filled (encoder.done keeps
+// it) or read.
+func (e *treeEntry) setCanon(ndn string) {
+	e.ext, e.next, e.ndnOwn = &[]string{ndn}[0], 0, true
+}
+
+// extList returns e's values kept whole.
+func (e *treeEntry) extList() []string {
+	if e.ext == nil {
+		return nil
+	}
+	return unsafe.Slice(e.ext, e.next)
+}
+
+// setExt sets e's values kept whole to l and its canonical DN to ndn (kept when it is
+// not e.dn). l must have room for one more string, which it may be given.
+func (e *treeEntry) setExt(l []string, ndn string) {
+	e.next, e.ndnOwn = uint32(len(l)), ndn != e.dn
+	if e.ndnOwn {
+		l = append(l, ndn)
+	}
+	e.ext = nil
+	if len(l) > 0 {
+		e.ext = &l[0]
+	}
 }
 
 type rdnValue struct {
@@ -237,7 +277,8 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 		n := &nodes[i]
 		// Each entry is an allocation of its own: one array of them all would keep the
 		// attributes of every entry a batch replaces alive with it.
-		te := &treeEntry{ndn: n.ndn, id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
+		te := &treeEntry{id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
+		te.setCanon(n.ndn)
 		if n.parent >= 0 {
 			p := tes[posOf[n.parent]] // before it: the order is depth-first
 			te.parent, te.depth = p.id, p.depth+1
@@ -255,7 +296,7 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 	t.types = t.typeTable.snapshot()
 	for _, te := range tes {
 		ids.set(te.id, te)
-		byDN.set(te.ndn, te.id)
+		byDN.set(te.canon(), te.id)
 	}
 	t.entries, t.byDN, t.count = ids.t, byDN.done(), len(order)
 	t.buildIndexes()
@@ -473,7 +514,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 	enc.special(specDN)
 	switch {
 	case norm == e.DN:
-	case norm == te.ndn:
+	case norm == te.canon():
 		enc.special(specNDN)
 	default:
 		enc.value(norm, false)
@@ -798,7 +839,7 @@ func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls 
 			// Size 0 ends a paged search (RFC 2696 §3), or asks for none of it.
 			return &Result{Controls: []Control{pagingResponse(nil)}}
 		}
-		page.hash = searchHash(base.ndn, q)
+		page.hash = searchHash(base.canon(), q)
 		if len(paging.cookie) > 0 {
 			if page.from, page.sent, err = t.readCookie(paging.cookie, page.hash); err != nil {
 				return cookieError(err)

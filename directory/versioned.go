@@ -303,10 +303,10 @@ func newDNTable(entries []treeEntry) (*dnTable, bool) {
 	size := slots.For(len(entries))
 	d := &dnTable{entries: entries, slots: make([]uint32, size)}
 	for pos := range entries {
-		k := entries[pos].ndn
+		k := entries[pos].canon()
 		i := slots.Home(imageHash(k), size)
 		for d.slots[i] != 0 {
-			if entries[d.slots[i]-1].ndn == k {
+			if entries[d.slots[i]-1].canon() == k {
 				return nil, false
 			}
 			i = slots.Next(i, size)
@@ -323,7 +323,7 @@ func (d *dnTable) get(k string) (entryID, bool) {
 		if s == 0 {
 			return noEntry, false
 		}
-		if e := &d.entries[s-1]; e.ndn == k {
+		if e := &d.entries[s-1]; e.canon() == k {
 			return e.id, true
 		}
 	}
@@ -331,6 +331,6 @@ func (d *dnTable) get(k string) (entryID, bool) {
 
 func (d *dnTable) each(fn func(k string, id entryID)) {
 	for i := range d.entries {
-		fn(d.entries[i].ndn, d.entries[i].id)
+		fn(d.entries[i].canon(), d.entries[i].id)
 	}
 }

@@ -10,7 +10,7 @@ import (
 func TestDNTableVersions(t *testing.T) {
 	tes := make([]treeEntry, 1000)
 	for i := range tes {
-		tes[i] = treeEntry{id: entryID(i * 2), ndn: fmt.Sprintf("uid=u%d,dc=x", i)}
+		tes[i] = treeEntry{id: entryID(i * 2), dn: fmt.Sprintf("uid=u%d,dc=x", i)}
 	}
 	base, ok := newDNTable(tes)
 	if !ok {
@@ -18,8 +18,8 @@ func TestDNTableVersions(t *testing.T) {
 	}
 	m := &shardMap[entryID]{base: base}
 	for i := range tes {
-		if id, ok := m.get(tes[i].ndn); !ok || id != tes[i].id {
-			t.Fatalf("%s: %d %v", tes[i].ndn, id, ok)
+		if id, ok := m.get(tes[i].canon()); !ok || id != tes[i].id {
+			t.Fatalf("%s: %d %v", tes[i].canon(), id, ok)
 		}
 	}
 	if _, ok := m.get("uid=nobody,dc=x"); ok {
@@ -53,7 +53,7 @@ func TestDNTableVersions(t *testing.T) {
 	if id, ok := w2.done().get("uid=u7,dc=x"); !ok || id != 14 {
 		t.Fatalf("DN placed again: %d %v", id, ok)
 	}
-	tes[3].ndn = tes[2].ndn
+	tes[3].dn = tes[2].dn
 	if _, ok := newDNTable(tes); ok {
 		t.Fatal("newDNTable took two entries with one DN")
 	}
