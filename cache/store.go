@@ -45,7 +45,7 @@ const badgerLockErrMsg = "Another process is using this Badger database"
 // Badger's defaults (64 MB memtables ×5, a 256 MB block cache, 1 GB value-log
 // files) are sized for a database server, not for 100,000 small objects.
 const (
-	memTableSize   = 4 << 20  // ×numMemtables, allocated whole; each flush builds a table of it in memory
+	memTableSize   = 2 << 20  // ×numMemtables, allocated whole; each flush builds a table of it in memory
 	level0Tables   = 10       // level-0 tables before a compaction starts (default 5); writes stall at twice as many
 	numMemtables   = 2        // one filling, one flushing
 	blockCacheSize = 4 << 20  // reads happen only at Open: the snapshot serves them
