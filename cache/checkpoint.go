@@ -153,8 +153,8 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	}
 	nUsers, nGroups, nSets := binary.LittleEndian.Uint64(p[24:]), binary.LittleEndian.Uint64(p[32:]), binary.LittleEndian.Uint64(p[40:])
 	// The counts come from a file that passed its checksum; still, no map is sized
-	// beyond what the bytes could hold.
-	if nUsers+nGroups+nSets > uint64(len(body)) {
+	// beyond what the bytes could hold (each count on its own: their sum may overflow).
+	if size := uint64(len(body)); nUsers > size || nGroups > size || nSets > size || nUsers+nGroups+nSets > size {
 		return nil, errors.New("record counts beyond its size")
 	}
 	// The strings below are views of the mapped file, which is never unmapped once

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -411,5 +412,25 @@ func TestCheckpointRecordID(t *testing.T) {
 	b = binary.AppendUvarint(binary.AppendUvarint(b, 2<<1|1), 0) // 2 bytes of a 1-byte value
 	if r := (ckptReader{s: string(b)}); func() error { r.record(); return r.err }() == nil {
 		t.Fatal("an ID beyond its value was read")
+	}
+}
+
+// A checkpoint whose record counts add up past 2^64 (its checksum right) is refused like
+// any other that claims more records than its bytes hold, not allowed to size the
+// snapshot's lists by them.
+func TestCheckpointCountsOverflow(t *testing.T) {
+	var id [16]byte
+	id[0] = 1
+	for _, counts := range [][3]uint64{{1 << 63, 1 << 63, 0}, {^uint64(0), 1, 0}, {0, ^uint64(0), 2}, {1, 0, ^uint64(0)}} {
+		b := append([]byte(checkpointMagic), 7, 0, 0, 0, 0, 0, 0, 0)
+		b = append(b, id[:]...)
+		for _, n := range counts {
+			b = binary.LittleEndian.AppendUint64(b, n)
+		}
+		b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+		s := &Store{normDN: strings.ToLower}
+		if _, err := s.parseCheckpoint(b, 7, id); err == nil {
+			t.Fatalf("counts %d accepted", counts)
+		}
 	}
 }
