@@ -17,9 +17,13 @@ package cache
 //	user:    0x02 DN Username Name Email Path PasswordMarker active(byte) account groups attrs
 //	user:    0x03 DN Username Name Email Path PasswordMarker active(byte) account groups attrs upstream
 //	user:    0x04 DN Username Name Email Path PasswordMarker active(byte) account groups attrs upstream4
+//	user:    0x05 head×6 active(byte) account groups attrs upstream4   head: see formatV5
+//	user:    0x06 head×6 active(byte) account groups attrs upstream6   upstream6: see formatV6
 //	group:   0x01 DN Name parents attrs
 //	group:   0x03 DN Name parents attrs upstream
 //	group:   0x04 DN Name parents attrs upstream4
+//	group:   0x05 head head parents attrs upstream4
+//	group:   0x06 head head parents attrs upstream6
 //	list:    count string...
 //	attrs:   count (name tag value)...   tags below
 //	account: flags(byte) [expires] [password expires]   varint Unix seconds, see appendAccount
@@ -30,8 +34,8 @@ package cache
 // An object without upstream attributes is written in the format it had before they
 // were kept (a user whose Account is the zero one in format 1, as before accounts
 // were kept), so an unchanged store reads and compares the same. Objects with them are
-// written in format 4 and read in formats 3 and 4: a store of the version that wrote
-// format 3 reads unchanged, and its next sync rewrites each such object once.
+// written in format 6 and read in formats 3 to 6: a store of a version that wrote an
+// earlier one reads unchanged, and its next sync rewrites each such object once.
 //
 // The object's ID is the key's, so it is not repeated in the value. An empty
 // value is a deletion marker (see the package comment). A new layout gets a
@@ -70,8 +74,9 @@ const formatV4 = 4
 // name, mail …) that the object's upstream attributes hold written as where those
 // hold them: the upstream attributes come last, and a field is a uvarint x, then
 // x/2 bytes when x is even (the field itself), or, when x is odd, a uvarint b: the
-// field is the x/2 bytes that begin b bytes before the value's end. A user's name and
-// mail are mostly its uid and mail, kept once instead of twice.
+// field is the x/2 bytes that begin b bytes before the value's end, within the upstream
+// attributes (a place before them is refused). A user's name and mail are mostly its
+// uid and mail, kept once instead of twice.
 const formatV5 = 5
 
 // formatV6 is formatV5 with an upstream value that the upstream attributes before it
@@ -382,6 +387,9 @@ type decoder struct {
 	// it keeps nothing else: checkUser's way to the user's UPN for the index.
 	pick   string
 	picked []string
+	// headAt is where the lowest field placed by head begins, 0 when none is: in the
+	// upstream attributes, which end the value, or the value is refused (upstreamAfter).
+	headAt int
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -484,7 +492,18 @@ func (d *decoder) head(format byte) string {
 		return ""
 	}
 	at := len(d.s) - int(back)
+	if d.headAt == 0 || at < d.headAt {
+		d.headAt = at
+	}
 	return d.s[at : at+int(n)]
+}
+
+// upstreamAfter checks, where an object's upstream attributes begin, that the fields
+// head placed lie in them, where appendHead places them.
+func (d *decoder) upstreamAfter() {
+	if d.err == nil && d.headAt != 0 && d.headAt < d.i {
+		d.err = errors.New("a field placed before the upstream attributes")
+	}
 }
 
 func (d *decoder) strs() []string {
@@ -727,6 +746,7 @@ func decodeUserAs(id, val string, whole bool) (*User, error) {
 		return u, d.err
 	}
 	u.Attributes = d.attributes(true)
+	d.upstreamAfter()
 	if format >= formatV3 {
 		u.Upstream = d.upstream(true, format >= formatV4, format >= formatV6)
 	}
@@ -744,6 +764,7 @@ func checkUser(val string) (objectHeader, error) {
 	format := d.userHead(&u)
 	d.skipStrs()
 	d.attributes(false)
+	d.upstreamAfter()
 	if format >= formatV3 {
 		d.upstream(false, format >= formatV4, format >= formatV6)
 	}
@@ -782,6 +803,7 @@ func decodeGroup(id, val string) (*Group, error) {
 	format := d.groupHead(g)
 	g.Parents = d.strs()
 	g.Attributes = d.attributes(true)
+	d.upstreamAfter()
 	if format >= formatV3 {
 		g.Upstream = d.upstream(true, format >= formatV4, format >= formatV6)
 	}
@@ -798,6 +820,7 @@ func checkGroup(val string) (objectHeader, error) {
 	format := d.groupHead(&g)
 	d.skipStrs()
 	d.attributes(false)
+	d.upstreamAfter()
 	if format >= formatV3 {
 		d.upstream(false, format >= formatV4, format >= formatV6)
 	}

@@ -255,9 +255,14 @@ func TestHeadFieldsInUpstream(t *testing.T) {
 	if v5[i] != byte(len("alice")<<1|1) {
 		t.Fatalf("layout: %q", v5[:i+2])
 	}
-	for _, back := range []byte{0x7f, byte(len(v5) - i - 2 + 1), 2} {
+	if len(v5)-i-2 >= 0x80 {
+		t.Fatalf("the test wants a value of fewer than %d bytes", i+2+0x80)
+	}
+	// Beyond the value; reaching back before the field; shorter than the field; in the
+	// bytes after the field that are not the upstream attributes (the next field's).
+	for _, back := range []byte{0x7f, byte(len(v5) - i - 2 + 1), 2, byte(len(v5) - i - 2)} {
 		bad := []byte(v5)
-		bad[i+1] = back // beyond the value; reaching back before the field; shorter than the field
+		bad[i+1] = back
 		if _, err := decodeUser(u.ID, string(bad)); err == nil {
 			t.Fatalf("a user name placed %d bytes before the end decodes", back)
 		}
