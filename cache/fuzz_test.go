@@ -1,0 +1,204 @@
+package cache
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// FuzzDecodeRecord: whatever a record's bytes, decodeUser, checkUser, decodeGroup and
+// checkGroup return an object or an error and never panic; checkUser and decodeUser
+// agree (a record the check accepts is one the snapshot may decode at any time, and
+// decodes), and so do checkGroup and decodeGroup; the strings of what they decode are
+// slices of the record; and the encoding of a decoded object decodes to an object that
+// encodes the same (what an unchanged object is recognised by). The seeds are users and
+// groups in every format; the corpus under testdata/fuzz/FuzzDecodeRecord keeps what
+// earlier runs found interesting. `go test` runs the seeds only; `go test -run '^$'
+// -fuzz FuzzDecodeRecord ./cache/` looks for more.
+func FuzzDecodeRecord(f *testing.F) {
+	defer func(v byte) { upstreamFormat = v }(upstreamFormat)
+	u := testUser(12345, 3, "x")
+	if err := normalizeAttributes(u.Attributes); err != nil {
+		f.Fatal(err)
+	}
+	u.Groups = sortedSet(u.Groups)
+	u.Upstream = []Attribute{
+		{Name: "objectClass", Values: []string{"inetOrgPerson", "posixAccount"}},
+		{Name: "uid", Values: []string{u.Username}},
+		{Name: "cn", Values: []string{u.Name}},
+		{Name: "gecos", Values: []string{u.Name}},
+		{Name: "mail", Values: []string{u.Email}},
+		{Name: "x-Unlisted", Values: []string{"v"}},
+		{Name: "structuralObjectClass", Values: []string{"inetOrgPerson"}},
+	}
+	g := testGroup(3, "y")
+	f.Add(appendUser(nil, &User{ID: "plain", DN: "uid=p,dc=x", IsActive: true}))
+	f.Add(appendGroup(nil, g))
+	for _, format := range []byte{formatV3, formatV4, formatV5, formatV6} {
+		upstreamFormat = format
+		f.Add(appendUser(nil, u))
+		f.Add(appendGroup(nil, &Group{ID: g.ID, DN: g.DN, Name: g.Name, Parents: g.Parents, Upstream: []Attribute{{Name: "cn", Values: []string{g.Name}}}}))
+	}
+	upstreamFormat = formatV6
+	f.Fuzz(func(t *testing.T, b []byte) {
+		val := string(b)
+		within := func(what, s string) {
+			if _, ok := offsetIn(s, val); !ok && s != "" {
+				t.Fatalf("%s %q is not a slice of the record", what, s)
+			}
+		}
+		du, derr := decodeUser("id", val)
+		_, cerr := checkUser(val)
+		if (derr == nil) != (cerr == nil) {
+			t.Fatalf("decodeUser: %v, checkUser: %v", derr, cerr)
+		}
+		for range userGroups(val) {
+		}
+		if derr == nil {
+			if _, err := decodeUserAs("id", val, false); err != nil {
+				t.Fatalf("checked, but the head does not decode: %v", err)
+			}
+			if _, err := newUserRec("id", val, 1, strings.ToLower); err != nil {
+				t.Fatalf("checked, but no record: %v", err)
+			}
+			for what, s := range map[string]string{"DN": du.DN, "user name": du.Username, "name": du.Name, "mail": du.Email, "path": du.Path, "password marker": du.PasswordMarker} {
+				within(what, s)
+			}
+			for _, a := range du.Upstream {
+				for _, v := range a.Values {
+					within("upstream value", v)
+				}
+			}
+			again := appendUser(nil, du)
+			du2, err := decodeUser("id", string(again))
+			if err != nil {
+				t.Fatalf("a decoded user encodes as %x, which does not decode: %v", again, err)
+			}
+			if third := appendUser(nil, du2); string(third) != string(again) {
+				t.Fatalf("a decoded user encodes as %x, decoded again as %x", again, third)
+			}
+			du.Attributes, du2.Attributes = nil, nil // times: equal instants, not equal structs
+			if !reflect.DeepEqual(du, du2) {
+				t.Fatalf("user %+v encodes as %x, which decodes as %+v", du, again, du2)
+			}
+		}
+		dg, derr := decodeGroup("id", val)
+		_, cerr = checkGroup(val)
+		if (derr == nil) != (cerr == nil) {
+			t.Fatalf("decodeGroup: %v, checkGroup: %v", derr, cerr)
+		}
+		for range groupParents(val) {
+		}
+		if derr == nil {
+			within("DN", dg.DN)
+			within("name", dg.Name)
+			again := appendGroup(nil, dg)
+			dg2, err := decodeGroup("id", string(again))
+			if err != nil {
+				t.Fatalf("a decoded group encodes as %x, which does not decode: %v", again, err)
+			}
+			if third := appendGroup(nil, dg2); string(third) != string(again) {
+				t.Fatalf("a decoded group encodes as %x, decoded again as %x", again, third)
+			}
+			dg.Attributes, dg2.Attributes = nil, nil
+			if !reflect.DeepEqual(dg, dg2) {
+				t.Fatalf("group %+v encodes as %x, which decodes as %+v", dg, again, dg2)
+			}
+		}
+	})
+}
+
+// FuzzParseCheckpoint: whatever a checkpoint's bytes after its magic (its checksum made
+// right, so that the parser itself is reached), parseCheckpoint returns its records or
+// an error and never panics; the users of records it returns are in strictly ascending
+// ID order (how a snapshot finds them) and every record's ID and value lie within the
+// file. The seed is the checkpoint of a few users and groups whose IDs their values hold
+// (written as places in them) and of an entry set.
+func FuzzParseCheckpoint(f *testing.F) {
+	seed, gen, commit := testCheckpoint(f)
+	f.Add(seed[len(checkpointMagic) : len(seed)-4])
+	s := &Store{normDN: strings.ToLower}
+	f.Fuzz(func(t *testing.T, rest []byte) {
+		d := append(append([]byte(checkpointMagic), rest...), 0, 0, 0, 0)
+		body := d[:len(d)-4]
+		binary.LittleEndian.PutUint32(d[len(body):], crc32.Checksum(body, castagnoli))
+		// The generation and commit the store would ask for: the file's own when it has
+		// them, the seed's otherwise.
+		g, id := gen, commit
+		if p := body[len(checkpointMagic):]; len(p) >= 24 {
+			g = binary.LittleEndian.Uint64(p)
+			copy(id[:], p[8:24])
+		}
+		recs, err := s.parseCheckpoint(d, g, id)
+		if err != nil {
+			return
+		}
+		in := func(v string) bool { _, ok := offsetIn(v, unsafe.String(&d[0], len(d))); return ok || v == "" }
+		for i, r := range recs.userList {
+			if i > 0 && recs.userList[i-1].id >= r.id {
+				t.Fatalf("users %q and %q out of order", recs.userList[i-1].id, r.id)
+			}
+			if !in(r.id) || !in(r.val) {
+				t.Fatalf("user %q outside the file", r.id)
+			}
+			r.user()
+		}
+		for _, r := range recs.groups {
+			if !in(r.id) || !in(r.val) {
+				t.Fatalf("group %q outside the file", r.id)
+			}
+			r.group()
+		}
+	})
+}
+
+// testCheckpoint returns the bytes of the checkpoint of a few users and groups with
+// upstream attributes (their IDs among them) and of one entry set, and the generation
+// and commit ID it was written for.
+func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
+	t.Helper()
+	s := &Store{dir: t.TempDir(), normDN: strings.ToLower}
+	users, groups := map[string]*userRec{}, map[string]*groupRec{}
+	for i := range 4 {
+		u := testUser(i, 2, "c")
+		if err := normalizeAttributes(u.Attributes); err != nil {
+			t.Fatal(err)
+		}
+		u.Groups = sortedSet(u.Groups)
+		u.Upstream = []Attribute{{Name: "uid", Values: []string{u.Username}}, {Name: "entryUUID", Values: []string{u.ID}}}
+		r, err := newUserRec(u.ID, string(appendUser(nil, u)), 3, s.normDN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users[u.ID] = r
+	}
+	for i := range 2 {
+		g := testGroup(i, "c")
+		g.Upstream = []Attribute{{Name: "cn", Values: []string{g.Name}}, {Name: "entryUUID", Values: []string{g.ID}}}
+		r, err := newGroupRec(g.ID, string(appendGroup(nil, g)), 3, s.normDN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups[g.ID] = r
+	}
+	sn := newSnapshot(5, users, groups, s.normDN)
+	sn.commit = [16]byte{1, 2, 3}
+	sn.entrySets = map[string]*entrySetRec{"sudo": {name: "sudo", gen: 4, val: string(appendEntrySet(nil, []Entry{{DN: "cn=x,dc=y",
+		Upstream: []Attribute{{Name: "sudoOption", Values: []string{"!authenticate"}}}}}))}}
+	if err := s.writeCheckpoint(sn); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, checkpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.parseCheckpoint(b, sn.gen, sn.commit); err != nil {
+		t.Fatalf("the test checkpoint does not parse: %v", err)
+	}
+	return b, sn.gen, sn.commit
+}
