@@ -47,8 +47,12 @@ import (
 //	           posting list: n IDs as little-endian uint32s, read in place
 //	crc        4 bytes: CRC-32C of everything before
 //
-// Strings are a uvarint length and the bytes.
-const imageFormat = 5
+// Strings are a uvarint length and the bytes. An index's key is a uvarint x, then x/2
+// bytes when x is even; when x is odd, two uvarints, an entry's place among the
+// image's entries and an offset: the key is the x/2 bytes of that entry's source at
+// the offset. Most keys are so: a user's uid, mail or entryUUID in its own record, its
+// DN (a group's member value) in the record of the user it names.
+const imageFormat = 6
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -108,12 +112,40 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 
 	iw.uvar(int(t.entries.next))
 	iw.uvar(t.count)
+	posOf := make([]int32, t.entries.next) // an entry's place among those written
+	pos := int32(0)
 	for id := range t.entries.next {
 		if e := t.entry(id); e != nil {
 			if err := iw.entry(e, &srcIndex); err != nil {
 				return err
 			}
+			posOf[id] = pos
+			pos++
 		}
+	}
+	// keyRef finds k in the source of an entry: the one k names, or the first one
+	// indexed under it.
+	keyRef := func(k string, l []entryID) (int, int, bool) {
+		if len(k) < minKeyRef {
+			return 0, 0, false
+		}
+		in := func(id entryID) (int, int, bool) {
+			if e := t.entry(id); e != nil && e.src != "" {
+				if i := strings.Index(e.src, k); i >= 0 {
+					return int(posOf[id]), i, true
+				}
+			}
+			return 0, 0, false
+		}
+		if id, ok := t.byDN.get(k); ok {
+			if p, i, ok := in(id); ok {
+				return p, i, true
+			}
+		}
+		if len(l) > 0 {
+			return in(l[0])
+		}
+		return 0, 0, false
 	}
 
 	types := make([]*attrType, 0, len(t.index))
@@ -130,7 +162,14 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 		m.each(func(string, []entryID) { n++ })
 		iw.uvar(n)
 		m.each(func(k string, l []entryID) {
-			iw.str(k)
+			if p, i, ok := keyRef(k, l); ok {
+				iw.uvar(2*len(k) + 1)
+				iw.uvar(p)
+				iw.uvar(i)
+			} else {
+				iw.uvar(2 * len(k))
+				iw.rawStr(k)
+			}
 			iw.uvar(len(l))
 			iw.raw(make([]byte, (4-iw.n%4)%4))
 			ids = ids[:0]
@@ -456,7 +495,7 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 		return nil, errDamaged // two entries with one DN
 	}
 	t.byDN = &shardMap[entryID]{base: byDN}
-	if err := r.indexes(t); err != nil {
+	if err := r.indexes(t, tes); err != nil {
 		return nil, err
 	}
 	if r.err != nil || r.off != len(r.data) {
@@ -466,6 +505,10 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 }
 
 var errDamaged = errors.New("tree image: damaged")
+
+// minKeyRef is the shortest index key an image writes as a place in a source: a
+// place takes up to 5 bytes at 100,000 entries.
+const minKeyRef = 8
 
 // maxSpareIDs bounds an image's next ID by its entries: a tree that has since lost most
 // of its entries is built anew (new IDs, the same entries) instead of read, and a
@@ -636,7 +679,7 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 // indexes reads the equality indexes into t: each a baseTable over the image's records,
 // every record checked (its bounds, its IDs ascending and below the tree's next ID)
 // and placed in the table's slots, which are all the heap it takes: 8 bytes per key.
-func (r *imageReader) indexes(t *Tree) error {
+func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
 	n := r.count()
 	t.index = map[*attrType]*shardMap[[]entryID]{} // n is the image's word: no room made for it
 	all := unsafe.String(unsafe.SliceData(r.data), len(r.data))
@@ -647,10 +690,19 @@ func (r *imageReader) indexes(t *Tree) error {
 			return errDamaged // an image lists each index once
 		}
 		size := slots.For(keys)
-		b := &baseTable{data: all, slots: make([]uint32, size), n: keys}
+		b := &baseTable{data: all, entries: tes, slots: make([]uint32, size), n: keys}
 		for range keys {
 			off := r.off
-			k := r.str()
+			var k string
+			if x := r.uvar(); x&1 == 0 {
+				k = r.strN(x >> 1)
+			} else {
+				p, i, n := r.uvar(), r.uvar(), x>>1
+				if r.err != nil || p >= len(tes) || i > len(tes[p].src) || n > len(tes[p].src)-i {
+					return errDamaged
+				}
+				k = tes[p].src[i : i+n]
+			}
 			l := r.count()
 			r.off = (r.off + 3) &^ 3
 			if r.err != nil || l == 0 || l > (len(r.data)-r.off)/4 || off >= 1<<32-1 {

@@ -10,7 +10,8 @@ import (
 
 // FuzzReadTree: whatever an image's bytes (its checksum made right, so that the
 // parser itself is reached), ReadTree returns a tree or an error and never panics, and
-// the DNs and outside values of a tree it returns lie within the image or the sources.
+// the DNs, outside values and index keys of a tree it returns lie within the image or
+// the sources.
 // The seeds are images of the test directory, with and without sources; the corpus
 // under testdata/fuzz/FuzzReadTree keeps what earlier runs found interesting.
 func FuzzReadTree(f *testing.F) {
@@ -53,6 +54,19 @@ func FuzzReadTree(f *testing.F) {
 					t.Fatalf("entry %d: an outside value outside the image", id)
 				}
 			}
+		}
+		for at, ix := range read.index {
+			ix.base.each(func(k string, _ []entryID) {
+				if inImage(k) {
+					return
+				}
+				for _, s := range sources {
+					if _, ok := within(k, s); ok {
+						return
+					}
+				}
+				t.Fatalf("index %s: a key outside the image and the sources", at.name)
+			})
 		}
 	})
 }

@@ -140,6 +140,30 @@ func TestImageRoundTrip(t *testing.T) {
 	if srcs == 0 {
 		t.Fatal("no entry kept its source")
 	}
+	// An index key that an entry's source holds (a uid, a member's DN) is read there,
+	// not written into the image again; shorter ones are the image's.
+	inAnySrc := func(k string) bool {
+		for _, s := range sources {
+			if _, ok := within(k, s); ok {
+				return true
+			}
+		}
+		return false
+	}
+	for at, ix := range read.index {
+		refs := 0
+		ix.base.each(func(k string, _ []entryID) {
+			switch {
+			case inAnySrc(k):
+				refs++
+			case !inData(k):
+				t.Fatalf("index %s: key %q neither in the image nor in a source", at.name, k)
+			}
+		})
+		if (at.name == "uid" || at.name == "member") && refs == 0 {
+			t.Fatalf("index %s: no key read from a source", at.name)
+		}
+	}
 	// An outside value that several entries have is in the image once: the entries
 	// read the same bytes.
 	extAt := map[string]*byte{}

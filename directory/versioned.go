@@ -247,7 +247,8 @@ func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
 // ReadTree checks every record and places it in the slots, by this process's seeded
 // hash (that of the shards): a directory's values cannot be chosen to collide.
 type baseTable struct {
-	data  string   // the image
+	data    string      // the image
+	entries []treeEntry // the image's entries, whose sources hold most keys
 	slots []uint32 // at most half of them full (package slots)
 	n     int      // keys
 }
@@ -279,9 +280,16 @@ func (b *baseTable) each(fn func(k string, l []entryID)) {
 // record reads the record at off, checked by ReadTree: the list is a view of the image,
 // its capacity its length (a batch copies a list before it changes it).
 func (b *baseTable) record(off int) (string, []entryID) {
-	n, p := uvar(b.data, off)
-	key := b.data[p : p+n]
-	c, p := uvar(b.data, p+n)
+	x, p := uvar(b.data, off)
+	var key string
+	if x&1 == 0 {
+		key, p = b.data[p:p+x>>1], p+x>>1
+	} else {
+		e, q := uvar(b.data, p)
+		i, q := uvar(b.data, q)
+		key, p = b.entries[e].src[i:i+x>>1], q
+	}
+	c, p := uvar(b.data, p)
 	p = (p + 3) &^ 3
 	if c == 0 {
 		return key, nil
