@@ -49,6 +49,9 @@ func FuzzReadTree(f *testing.F) {
 			if !inImage(e.dn) && !inSrc || !inImage(e.meta) {
 				t.Fatalf("entry %d: DN or meta outside the image and its source", id)
 			}
+			if e.ndnOwn && !inImage(e.canon()) {
+				t.Fatalf("entry %d: canonical DN outside the image", id)
+			}
 			for _, v := range e.extList() {
 				if !inImage(v) {
 					t.Fatalf("entry %d: an outside value outside the image", id)
