@@ -451,13 +451,14 @@ func (d *decoder) readByte() byte {
 	return c
 }
 
-func (d *decoder) str() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.s)-d.i) {
+func (d *decoder) str() string { return d.take(d.uvarint()) }
+
+// take reads the next n bytes.
+func (d *decoder) take(n uint64) string {
+	if d.err == nil && n > uint64(len(d.s)-d.i) {
 		d.err = errTruncated
+	}
+	if d.err != nil {
 		return ""
 	}
 	s := d.s[d.i : d.i+int(n)]
@@ -473,15 +474,7 @@ func (d *decoder) head(format byte) string {
 	x := d.uvarint()
 	n := x >> 1
 	if x&1 == 0 {
-		if d.err == nil && n > uint64(len(d.s)-d.i) {
-			d.err = errTruncated
-		}
-		if d.err != nil {
-			return ""
-		}
-		s := d.s[d.i : d.i+int(n)]
-		d.i += int(n)
-		return s
+		return d.take(n)
 	}
 	back := d.uvarint()
 	switch {
@@ -524,15 +517,7 @@ func (d *decoder) shared(base int) string {
 	x := d.uvarint()
 	n := x >> 1
 	if x&1 == 0 {
-		if d.err == nil && n > uint64(len(d.s)-d.i) {
-			d.err = errTruncated
-		}
-		if d.err != nil {
-			return ""
-		}
-		s := d.s[d.i : d.i+int(n)]
-		d.i += int(n)
-		return s
+		return d.take(n)
 	}
 	off := d.uvarint()
 	switch {

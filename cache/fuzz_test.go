@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/ldapproxy/ldapproxy/internal/view"
 )
 
 // FuzzDecodeRecord: whatever a record's bytes, decodeUser, checkUser, decodeGroup and
@@ -48,7 +50,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		val := string(b)
 		within := func(what, s string) {
-			if _, ok := offsetIn(s, val); !ok && s != "" {
+			if _, ok := view.Offset(s, val); !ok && s != "" {
 				t.Fatalf("%s %q is not a slice of the record", what, s)
 			}
 		}
@@ -138,7 +140,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 		if err != nil {
 			return
 		}
-		in := func(v string) bool { _, ok := offsetIn(v, unsafe.String(&d[0], len(d))); return ok || v == "" }
+		in := func(v string) bool { _, ok := view.Offset(v, unsafe.String(&d[0], len(d))); return ok || v == "" }
 		for i, r := range recs.userList {
 			if i > 0 && recs.userList[i-1].id >= r.id {
 				t.Fatalf("users %q and %q out of order", recs.userList[i-1].id, r.id)

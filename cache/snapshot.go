@@ -6,7 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unsafe"
+
+	"github.com/ldapproxy/ldapproxy/internal/view"
 )
 
 // Snapshot is an immutable view of the store as of one committed sync. Taking
@@ -86,7 +87,7 @@ func (r *userRec) setKey(k int, key, orig string) {
 		return
 	}
 	if key == orig {
-		if off, ok := offsetIn(orig, r.val); ok && off < int(keyElsewhere) {
+		if off, ok := view.Offset(orig, r.val); ok && off < int(keyElsewhere) {
 			r.keys[k] = keyRef{uint32(off), uint32(len(key))}
 			return
 		}
@@ -96,18 +97,6 @@ func (r *userRec) setKey(k int, key, orig string) {
 	}
 	r.more.keys[k] = key
 	r.keys[k].off = keyElsewhere
-}
-
-// offsetIn returns the offset of s in in when s is a slice of in's bytes.
-func offsetIn(s, in string) (int, bool) {
-	if len(s) == 0 || len(in) == 0 {
-		return 0, false
-	}
-	p, base := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
-	if p < base || p+uintptr(len(s)) > base+uintptr(len(in)) {
-		return 0, false
-	}
-	return int(p - base), true
 }
 
 // userKeys are the keys few users have.

@@ -2,7 +2,8 @@ package directory
 
 import (
 	"sync"
-	"unsafe"
+
+	"github.com/ldapproxy/ldapproxy/internal/view"
 )
 
 // The attributes of a tree entry are one string, treeEntry.meta, with no pointer in it:
@@ -526,16 +527,5 @@ func (enc *encoder) done(e *treeEntry) {
 }
 
 // within returns the offset of v in src when v's bytes are part of src's, which the
-// caller vouches for by handing src as the entry's Source: both are live strings, so
-// comparing their addresses is sound, and the value is then read back as a slice of src,
-// never made from an address.
-func within(v, src string) (int, bool) {
-	if len(v) == 0 || len(src) == 0 {
-		return 0, false
-	}
-	p, s := uintptr(unsafe.Pointer(unsafe.StringData(v))), uintptr(unsafe.Pointer(unsafe.StringData(src)))
-	if p < s || p+uintptr(len(v)) > s+uintptr(len(src)) {
-		return 0, false
-	}
-	return int(p - s), true
-}
+// caller vouches for by handing src as the entry's Source (view.Offset).
+func within(v, src string) (int, bool) { return view.Offset(v, src) }
