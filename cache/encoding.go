@@ -84,7 +84,17 @@ const formatV5 = 5
 // displayName, its cn …) written as their place: a value is a uvarint x, then x/2
 // bytes when x is even (the value itself), or, when x is odd, a uvarint o: the value
 // is the x/2 bytes at o from the start of the upstream attributes, which end before x.
+// The writer looks for a value in the first shareWindow bytes of them only.
 const formatV6 = 6
+
+// shareWindow is how many bytes of the upstream attributes written before a value
+// appendShared looks for the value in: the attributes that other values repeat (cn,
+// objectClass, creatorsName …) come early, and a search of everything written before
+// each value took time quadratic in an object's size (a group of 10,000 members: 1.9 s
+// an encoding, against 6 ms in format 5; of 30,000, 14 s). An object whose upstream
+// attributes fit in it encodes as without it; the reader takes a place anywhere before
+// the value.
+const shareWindow = 4 << 10
 
 // upstreamFormat is the format objects with upstream attributes are written in: formatV6
 // (a variable so that the tests can write a store as the versions before did).
@@ -296,7 +306,7 @@ func appendUpstreamIn(b []byte, format byte, attrs []Attribute) []byte {
 func appendShared(b []byte, base int, v string) []byte {
 	lit := uvarintLen(uint64(len(v))<<1) + len(v)
 	if len(v) > 2 {
-		written := unsafe.String(unsafe.SliceData(b[base:]), len(b)-base)
+		written := unsafe.String(unsafe.SliceData(b[base:]), min(len(b)-base, shareWindow))
 		if i := strings.Index(written, v); i >= 0 {
 			if uvarintLen(uint64(len(v))<<1|1)+uvarintLen(uint64(i)) < lit {
 				b = binary.AppendUvarint(b, uint64(len(v))<<1|1)
