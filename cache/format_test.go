@@ -52,10 +52,11 @@ func syncUpstreamUsers(t *testing.T, s *Store, n int) Status {
 	return Status{}
 }
 
-// A store written by the versions before format 5 (format 3: upstream attributes' names
-// written out; format 4: fields the upstream attributes hold written twice) opens
+// A store written by the versions before format 6 (format 3: upstream attributes' names
+// written out; format 4: fields the upstream attributes hold written twice; format 5:
+// upstream values that others repeat written twice) opens
 // unchanged, from its checkpoint and from Badger; its next sync rewrites each object
-// once, in format 5, and the one after writes nothing.
+// once, in the current format, and the one after writes nothing.
 func TestFormat3StoreUpgrades(t *testing.T) {
 	for _, old := range []byte{formatV3, formatV4, formatV5} {
 		t.Run(fmt.Sprint("format", old), func(t *testing.T) { testStoreUpgrades(t, old) })
