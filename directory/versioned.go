@@ -249,8 +249,8 @@ func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
 type baseTable struct {
 	data    string      // the image
 	entries []treeEntry // the image's entries, whose sources hold most keys
-	slots []uint32 // at most half of them full (package slots)
-	n     int      // keys
+	slots   []uint32    // at most half of them full (package slots)
+	n       int         // keys
 }
 
 // imageHash is the hash that places keys in a baseTable's slots.
