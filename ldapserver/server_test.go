@@ -1749,6 +1749,13 @@ func BenchmarkBindRoundTrip(b *testing.B) {
 	srv := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
 		w.WriteResult(&Result{})
 	}), Logger: slog.New(slog.DiscardHandler)}
+	benchRoundTrip(b, srv, ldapMessage(1, bindOp("uid=user01234,ou=people,dc=example,dc=org", "secret")), 1)
+}
+
+// benchRoundTrip serves srv on loopback and times msg sent over one connection and
+// the frames answers read back.
+func benchRoundTrip(b *testing.B, srv *Server, msg []byte, answers int) {
+	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -1760,16 +1767,17 @@ func BenchmarkBindRoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	msg := ldapMessage(1, bindOp("uid=user01234,ou=people,dc=example,dc=org", "secret"))
 	br := bufio.NewReader(nc)
-	buf := make([]byte, 0, 64)
+	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := nc.Write(msg); err != nil {
 			b.Fatal(err)
 		}
-		if buf, err = readFrame(br, 1<<10, buf[:0]); err != nil {
-			b.Fatal(err)
+		for range answers {
+			if buf, err = readFrame(br, 1<<10, buf[:0]); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
@@ -1798,29 +1806,5 @@ func BenchmarkSearchRoundTrip(b *testing.B) {
 		}),
 		Logger: slog.New(slog.DiscardHandler),
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	msg := ldapMessage(1, searchOp("dc=example,dc=org", 2, "(uid=user01234)", "uid", "mail"))
-	br := bufio.NewReader(nc)
-	buf := make([]byte, 0, 256)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := nc.Write(msg); err != nil {
-			b.Fatal(err)
-		}
-		for range 2 { // the entry and the result
-			if buf, err = readFrame(br, 1<<10, buf[:0]); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	benchRoundTrip(b, srv, ldapMessage(1, searchOp("dc=example,dc=org", 2, "(uid=user01234)", "uid", "mail")), 2) // the entry and the result
 }
