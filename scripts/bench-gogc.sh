@@ -10,13 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
 users=${1:-100000} a=${A:-100} b=${B:-50} rounds=${ROUNDS:-4}
-bin=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}" ${demo_pid:-}; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$bin"' EXIT
-go build -o "$bin/demo" ./cmd/demo
-go build -o "$bin/ldapproxy" ./cmd/ldapproxy
-go build -o "$bin/ldapbench" ./cmd/ldapbench
 . scripts/lib/directory.sh
+bench_setup demo ldapproxy ldapbench
 start_directory "$users" 20 51389
 declare -A pid
 for i in 0 1; do

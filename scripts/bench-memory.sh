@@ -16,14 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
 users=${1:-10000}
-bin=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}" ${demo_pid:-}; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$bin"' EXIT
-go build -o "$bin/demo" ./cmd/demo
-go build -o "$bin/ldapproxy" ./cmd/ldapproxy
-go build -o "$bin/ldapbench" ./cmd/ldapbench
-go build -o "$bin/ldapflood" ./cmd/ldapflood
 . scripts/lib/directory.sh
+bench_setup demo ldapproxy ldapbench ldapflood
 start_directory "$users" 20 15389
 slapd_pid=$(pgrep -n -f "slapd .*${slapd_addr}") || { echo "no slapd process for $slapd_url" >&2; exit 1; }
 {

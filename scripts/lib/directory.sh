@@ -1,6 +1,18 @@
 # Sourced by the benchmark scripts: a demo directory (slapd with sample users, started by
 # cmd/demo without a proxy of its own) and the part of a proxy configuration that points
-# at it. Needs $bin, a scratch directory holding the built cmd/demo.
+# at it. Needs $bin, a scratch directory holding the built cmd/demo (bench_setup makes it).
+
+# bench_setup CMD...: makes $bin, a scratch directory, and builds ./cmd/CMD into it for
+# each CMD; on exit the processes listed in $pids and $demo_pid are stopped and $bin
+# removed.
+bench_setup() {
+	bin=$(mktemp -d)
+	pids=()
+	trap 'for p in "${pids[@]}" ${demo_pid:-}; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$bin"' EXIT
+	for c in "$@"; do
+		go build -o "$bin/$c" "./cmd/$c"
+	done
+}
 
 # start_directory USERS GROUPS PORT: starts slapd with USERS users and GROUPS groups, the
 # demo's own listeners on PORT (plain), PORT+1 (LDAPS) and PORT+2 (metrics), and sets
