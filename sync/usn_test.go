@@ -210,7 +210,7 @@ func TestUSNDeletes(t *testing.T) {
 				t.Errorf("full reads: %v, want %v", got, tt.fullReads)
 			}
 			if tt.admin {
-				if got := st.metric("ldapproxy_sync_changes_total", "kind", "users", "op", "delete"); got != 1 {
+				if got := st.counted(1, "ldapproxy_sync_changes_total", "kind", "users", "op", "delete"); got != 1 {
 					t.Errorf("deletes counted: %v, want 1", got)
 				}
 			}
