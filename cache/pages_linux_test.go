@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 // badgerResident is the resident memory, in bytes, of the files of Badger mapped from dir.
@@ -127,5 +130,69 @@ func TestCheckpointPagesDropped(t *testing.T) {
 	}
 	if read < fi.Size()/2 {
 		t.Fatalf("%d bytes resident after reading every user, of %d: the measure sees nothing", read, fi.Size())
+	}
+}
+
+// mappingsOf is the number of the process's mappings of the file at path.
+func mappingsOf(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		t.Skip("no /proc/self/maps:", err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if _, p, ok := mapsLine(sc.Text()); ok && p == path {
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestCheckpointUnmappedWhenOpenFails: an Open that maps the checkpoint and then fails
+// (here on a sync status it cannot read) leaves no mapping of it behind: a process that
+// retries Open must not gather one per try.
+func TestCheckpointUnmappedWhenOpenFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(mappingDir(dir), checkpointName)
+	s := openDir(t, dir)
+	writeSync(t, s, 50, 5, "a", nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The measure sees the mapping of a start from the checkpoint.
+	before := mappingsOf(t, path)
+	s = openDir(t, dir)
+	if !s.fromCheckpoint {
+		t.Fatal("not opened from the checkpoint")
+	}
+	if n := mappingsOf(t, path); n != before+1 {
+		t.Fatalf("%d mappings of the checkpoint after a start from it, %d before", n, before)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(prefixStatus+KindUsers), []byte("{not json"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	before = mappingsOf(t, path)
+	for range 3 {
+		if s, err := Open(Config{Path: dir}, testLogger(t), directory.NormalizeDN); err == nil {
+			s.Close()
+			t.Fatal("Open read a store whose sync status is not JSON")
+		} else if !strings.Contains(err.Error(), "sync status") {
+			t.Fatalf("Open: %v, want the sync status's error", err)
+		}
+	}
+	if n := mappingsOf(t, path); n != before {
+		t.Fatalf("%d mappings of the checkpoint after three failed starts, %d before", n, before)
 	}
 }

@@ -264,7 +264,7 @@ func statusList(m map[string]Status) []Status {
 
 // load reads the committed generation, every object and the statuses, and
 // removes what an interrupted sync left behind.
-func (s *Store) load() error {
+func (s *Store) load() (err error) {
 	var (
 		gen      uint64
 		commit   [16]byte
@@ -278,7 +278,14 @@ func (s *Store) load() error {
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}
 	sets := map[string]*entrySetRec{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	defer func() {
+		// A start that fails after mapping the checkpoint leaves nothing that refers to
+		// its records: the mapping goes, or every failed Open would keep one.
+		if err != nil && ckptData != nil {
+			unmapFile(ckptData)
+		}
+	}()
+	err = s.db.View(func(txn *badger.Txn) error {
 		if err := checkFormat(txn); err != nil {
 			return err
 		}
