@@ -270,7 +270,7 @@ func (t *Tree) compileANR(value string) plan {
 	}
 	return plan{match: func(e *treeEntry) tri {
 		var c attrCursor
-		c.start(e, t.types)
+		c.start(e, t.types, t.consts)
 		for c.nextIn(want) {
 			if test := single[c.typ]; t.attrValues(&c, test.norm, test.f) {
 				return triTrue
@@ -296,7 +296,7 @@ type anrTest struct {
 func (a anrTest) on(t *Tree, at *attrType) func(*treeEntry) bool {
 	return func(e *treeEntry) bool {
 		var c attrCursor
-		c.start(e, t.types)
+		c.start(e, t.types, t.consts)
 		for c.nextIs(at, false) {
 			if t.attrValues(&c, a.norm, a.f) {
 				return true

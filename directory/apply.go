@@ -136,7 +136,7 @@ type postingKey struct {
 
 func (t *Tree) begin() *batch {
 	nt := &Tree{line: t.line, version: t.version + 1, schema: t.schema, roots: t.roots, count: t.count, index: t.index, ad: t.ad,
-		typeTable: t.typeTable, types: t.types}
+		typeTable: t.typeTable, types: t.types, consts: t.consts}
 	return &batch{
 		t:           nt,
 		ids:         newIDWriter(t.entries),
@@ -227,7 +227,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 		b.t.seedDNs(old, b.dnCache.own)
 	}
 	b.t.fillAttributes(te, e, b.enc, b.dnCache)
-	b.t.types = b.t.typeTable.snapshot() // with the types te may have numbered
+	b.t.types, b.t.consts = b.t.typeTable.snapshot() // with the types and constants te may have numbered
 	b.ids.set(id, te)
 	b.own[id] = true
 	b.byDN.set(ndn, id)
@@ -258,7 +258,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 // a DN is the dearest part of making an entry.
 func (t *Tree) seedDNs(e *treeEntry, dnCache map[string]string) {
 	var c attrCursor
-	c.start(e, t.types)
+	c.start(e, t.types, t.consts)
 	for c.next() {
 		if c.typ.eq == nil || c.typ.eq.norm != normDN {
 			continue
@@ -390,8 +390,8 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 	}
 	// The entry's user attributes are te's first nUser, its operational ones the next.
 	var user, op attrCursor
-	user.start(te, t.types)
-	op.start(te, t.types)
+	user.start(te, t.types, t.consts)
+	op.start(te, t.types, t.consts)
 	for range te.nUser {
 		op.next()
 	}

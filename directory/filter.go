@@ -286,7 +286,7 @@ func (t *Tree) resolve(desc []byte) (*attrType, string) {
 // it) with the options opts in e, the values normalised as k.
 func (t *Tree) anyValue(e *treeEntry, at *attrType, opts string, k normKind, f func(string) bool) bool {
 	var c attrCursor
-	c.start(e, t.types)
+	c.start(e, t.types, t.consts)
 	for c.nextOf(at) {
 		if opts != "" && !hasOptions(c.opts(), opts) {
 			continue
@@ -302,7 +302,7 @@ func (t *Tree) anyValue(e *treeEntry, at *attrType, opts string, k normKind, f f
 // per value.
 func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bool {
 	var c attrCursor
-	c.start(e, t.types)
+	c.start(e, t.types, t.consts)
 	for c.nextOf(at) {
 		if opts != "" && !hasOptions(c.opts(), opts) {
 			continue
@@ -325,7 +325,7 @@ func (t *Tree) anyEqual(e *treeEntry, at *attrType, opts string, norm string) bo
 func (t *Tree) anyEqualSet(e *treeEntry, at *attrType, opts string, set map[string]struct{}) bool {
 	in := func(v string) bool { _, ok := set[v]; return ok }
 	var c attrCursor
-	c.start(e, t.types)
+	c.start(e, t.types, t.consts)
 	for c.nextOf(at) {
 		if opts != "" && !hasOptions(c.opts(), opts) {
 			continue
@@ -515,7 +515,7 @@ func (t *Tree) compilePresent(desc []byte) plan {
 	}
 	return plan{match: func(e *treeEntry) tri {
 		var c attrCursor
-		c.start(e, t.types)
+		c.start(e, t.types, t.consts)
 		for c.nextOf(at) {
 			if opts == "" || hasOptions(c.opts(), opts) {
 				return triTrue
@@ -592,7 +592,7 @@ func (t *Tree) compileExtensible(f *ber.Packet) (plan, error) {
 		switch {
 		case at == nil:
 			var c attrCursor
-			c.start(e, t.types)
+			c.start(e, t.types, t.consts)
 			for c.next() {
 				if a := c.typ; !a.computed && rule.usableWith(a) && t.attrValues(&c, rule.norm, test) {
 					return triTrue

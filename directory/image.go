@@ -28,8 +28,9 @@ import (
 // CRC-32C over the whole image guards against a damaged file, and a fingerprint of the
 // schema (every attribute type's syntax, matching rules and flags, every class's
 // superclasses) against a program whose schema or matching differs from the one that
-// wrote it. imageFormat numbers the layout of images and of meta (layout.go): a change
-// to either must change it.
+// wrote it. imageFormat numbers the layout of images and of meta (layout.go), and the
+// normalised forms meta holds (format 7: timestamps as normGeneralizedTime has them
+// since): a change to any must change it.
 //
 //	magic      "LPXTREE" imageFormat
 //	key        uvarint length, bytes
@@ -41,6 +42,7 @@ import (
 //	learnt     uvarint n, n attribute type names; uvarint n, n class names; uvarint n,
 //	           n (key, uses)
 //	types      uvarint n, n attribute type names: the typeTable, in ID order
+//	consts     uvarint n, n strings: the tree's constants (Tree.consts), in ID order
 //	entries    uvarint next ID, uvarint n, n entries (see writeEntry)
 //	indexes    uvarint n, per index its type's name, uvarint keys, per key the key,
 //	           uvarint n, zeros to a multiple of 4 from the image's start, and its
@@ -52,7 +54,7 @@ import (
 // image's entries and an offset: the key is the x/2 bytes of that entry's source at
 // the offset. Most keys are so: a user's uid, mail or entryUUID in its own record, its
 // DN (a group's member value) in the record of the user it names.
-const imageFormat = 6
+const imageFormat = 7
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -109,6 +111,7 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 	for _, at := range t.types {
 		iw.str(at.name)
 	}
+	iw.strings(t.consts)
 
 	iw.uvar(int(t.entries.next))
 	iw.uvar(t.count)
@@ -438,6 +441,17 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 		t.typeTable.ids[at] = i
 	}
 	t.typeTable.list, t.types = types, types
+	consts := r.strings()
+	if len(consts) > maxConsts {
+		return nil, errDamaged
+	}
+	for i, c := range consts {
+		if _, dup := t.typeTable.constIDs[c]; dup {
+			return nil, errDamaged
+		}
+		t.typeTable.constIDs[c] = i
+	}
+	t.typeTable.consts, t.consts = consts, consts
 	if r.err == nil && t.schema.fingerprint(types) != fingerprint {
 		return nil, ErrImageStale
 	}

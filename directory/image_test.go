@@ -28,6 +28,11 @@ func sourcedTree(t testing.TB, opts ...TreeOption) (*Tree, *mutator, []string) {
 	}
 	var start []*Entry
 	for _, e := range append(testEntries(), benchEntries(40)[3:]...) {
+		if strings.HasPrefix(e.DN, "uid=user") {
+			// A DN whose canonical form no source holds, the same in many entries:
+			// an outside value that the image holds once.
+			e.Attributes = append(e.Attributes, Attribute{Name: "manager", Values: [][]byte{[]byte("UID=Boss,OU=People,DC=Example,DC=Org")}})
+		}
 		start = append(start, sourced(e))
 	}
 	tree, err := NewTree([]string{testBase}, start, opts...)

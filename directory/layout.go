@@ -33,7 +33,11 @@ import (
 //	           in many memberOf values is one string, not a copy per entry)
 //	refSpecial code << 2: specSame (a normalised value equal to its value), specDN (the
 //	           entry's DN), specNDN (its canonical DN), specHasSubordinates (TRUE or
-//	           FALSE by the entry's children in its version)
+//	           FALSE by the entry's children in its version), or specConst+i: the
+//	           tree's constant i (Tree.consts), a value from the schema's vocabulary
+//	           that thousands of entries hold and no Source does (the normalised
+//	           objectClass values, a computed structuralObjectClass and its normalised
+//	           form), kept once for the whole tree instead of copied into each meta
 //
 // Without flagNorm, the attribute's values are their own normalised forms (uid, mail,
 // numbers, timestamps, DNs already canonical, binary values).
@@ -56,7 +60,12 @@ const (
 	specDN
 	specNDN
 	specHasSubordinates
+	specConst
 )
+
+// maxConsts bounds a tree's constants: they are the schema's class names, a few hundred
+// at most; values past the bound are copied into meta as before.
+const maxConsts = 1 << 12
 
 // inlineMax is the longest value from outside the entry's Source that is copied into
 // meta rather than kept as a string of its own: up to that, the copy costs no more than
@@ -92,17 +101,22 @@ func appendUvar(b []byte, x int) []byte {
 	return append(b, byte(x))
 }
 
-// typeTable numbers the attribute types the entries of a tree use, for treeEntry.meta.
-// It is shared by every version of the tree and only grows: an ID, once given, names
-// the same type for good, so a version reads its snapshot of the list (Tree.types)
-// without a lock, also while a later version is being made.
+// typeTable numbers the attribute types the entries of a tree use, and the constant
+// values they refer to, for treeEntry.meta. It is shared by every version of the tree
+// and only grows: an ID, once given, names the same type or value for good, so a
+// version reads its snapshot of the lists (Tree.types, Tree.consts) without a lock,
+// also while a later version is being made.
 type typeTable struct {
-	mu   sync.Mutex
-	ids  map[*attrType]int
-	list []*attrType
+	mu       sync.Mutex
+	ids      map[*attrType]int
+	list     []*attrType
+	constIDs map[string]int
+	consts   []string
 }
 
-func newTypeTable() *typeTable { return &typeTable{ids: map[*attrType]int{}} }
+func newTypeTable() *typeTable {
+	return &typeTable{ids: map[*attrType]int{}, constIDs: map[string]int{}}
+}
 
 // id returns at's ID, giving it the next one the first time.
 func (tt *typeTable) id(at *attrType) int {
@@ -117,35 +131,54 @@ func (tt *typeTable) id(at *attrType) int {
 	return id
 }
 
-// snapshot returns the types numbered so far, indexed by ID.
-func (tt *typeTable) snapshot() []*attrType {
+// constID returns v's ID among the constants, giving it the next one the first time;
+// false when the table is full.
+func (tt *typeTable) constID(v string) (int, bool) {
 	tt.mu.Lock()
 	defer tt.mu.Unlock()
-	return tt.list
+	id, ok := tt.constIDs[v]
+	if !ok {
+		if len(tt.consts) >= maxConsts {
+			return 0, false
+		}
+		id = len(tt.consts)
+		tt.constIDs[v] = id
+		tt.consts = append(tt.consts, v) // beyond the length of every snapshot taken
+	}
+	return id, true
+}
+
+// snapshot returns the types and the constants numbered so far, indexed by ID.
+func (tt *typeTable) snapshot() ([]*attrType, []string) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return tt.list, tt.consts
 }
 
 // attrCursor walks the attributes of an entry in order:
 //
 //	var c attrCursor
-//	c.start(e, t.types)
+//	c.start(e, t.types, t.consts)
 //	for c.next() { ... c.typ ... }
 type attrCursor struct {
-	e     *treeEntry
-	types []*attrType
-	head  int // the next attribute's head
-	heads int // where the heads end and the records begin
-	next0 int // where the next attribute's record is
+	e      *treeEntry
+	types  []*attrType
+	consts []string
+	head   int // the next attribute's head
+	heads  int // where the heads end and the records begin
+	next0  int // where the next attribute's record is
 	// The current attribute.
 	typ   *attrType
 	flags int
 	rec   int // where its record is
 }
 
-// start puts c before the first attribute of e, whose types are numbered in types (its
-// tree's Tree.types). Cursors are made in place, not returned: a returned cursor is
-// copied, and read back wider than it was written, at every entry a filter tests.
-func (c *attrCursor) start(e *treeEntry, types []*attrType) {
-	c.e, c.types = e, types
+// start puts c before the first attribute of e, whose types are numbered in types and
+// constants in consts (its tree's Tree.types and Tree.consts). Cursors are made in
+// place, not returned: a returned cursor is copied, and read back wider than it was
+// written, at every entry a filter tests.
+func (c *attrCursor) start(e *treeEntry, types []*attrType, consts []string) {
+	c.e, c.types, c.consts = e, types, consts
 	m := e.meta // never empty: every entry has entryDN and hasSubordinates
 	n, p := int(m[0]), 1
 	if n >= 0x80 {
@@ -268,7 +301,7 @@ func (c *attrCursor) anyNorm(f func(string) bool) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		if v, p = e.normNext(p, norm); v != invalidNorm && f(v) {
+		if v, p = e.normNext(p, norm, c.consts); v != invalidNorm && f(v) {
 			return true
 		}
 	}
@@ -281,7 +314,7 @@ func (c *attrCursor) hasNorm(want string) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		if v, p = e.normNext(p, norm); v == want {
+		if v, p = e.normNext(p, norm, c.consts); v == want {
 			return true
 		}
 	}
@@ -290,12 +323,12 @@ func (c *attrCursor) hasNorm(want string) bool {
 
 // normNext is normAt reading in line the commonest references: a normalised value
 // copied into meta, after a short reference to its value.
-func (e *treeEntry) normNext(pos int, norm bool) (string, int) {
+func (e *treeEntry) normNext(pos int, norm bool, consts []string) (string, int) {
 	m := e.meta
 	x, p := int(m[pos]), pos
 	if norm {
 		if x >= 0x80 {
-			return e.normAt(pos, true)
+			return e.normAt(pos, true, consts)
 		}
 		p++ // past the value's reference
 		switch x & 3 {
@@ -307,10 +340,10 @@ func (e *treeEntry) normNext(pos int, norm bool) (string, int) {
 			}
 			p++
 		case refSpecial:
-			return e.normAt(pos, true)
+			return e.normAt(pos, true, consts)
 		}
 		if x = int(m[p]); x == specSame<<2|refSpecial {
-			v, _ := e.ref(pos, "")
+			v, _ := e.ref(pos, "", consts)
 			return v, p + 1
 		}
 	}
@@ -318,21 +351,21 @@ func (e *treeEntry) normNext(pos int, norm bool) (string, int) {
 		l := x >> 2
 		return m[p+1 : p+1+l], p + 1 + l
 	}
-	return e.ref(p, "")
+	return e.ref(p, "", consts)
 }
 
 // normAt returns the normalised form of the value whose reference is at pos, and the
 // position of the next value's; norm says that the normalised forms follow the values.
-func (e *treeEntry) normAt(pos int, norm bool) (string, int) {
+func (e *treeEntry) normAt(pos int, norm bool, consts []string) (string, int) {
 	if !norm {
-		return e.ref(pos, "")
+		return e.ref(pos, "", consts)
 	}
 	p := e.skipRef(pos)
 	if e.meta[p] == specSame<<2|refSpecial {
-		v, _ := e.ref(pos, "")
+		v, _ := e.ref(pos, "", consts)
 		return v, p + 1
 	}
-	return e.ref(p, "")
+	return e.ref(p, "", consts)
 }
 
 // valueCursor walks the values of one attribute with their normalised forms:
@@ -342,6 +375,7 @@ func (e *treeEntry) normAt(pos int, norm bool) (string, int) {
 //	for v.next() { ... v.val, v.nval ... }
 type valueCursor struct {
 	e         *treeEntry
+	consts    []string
 	pos, n    int
 	norm      bool // normalised forms follow the values
 	val, nval string
@@ -349,7 +383,7 @@ type valueCursor struct {
 
 // start puts v before the first value of the attribute at c.
 func (v *valueCursor) start(c *attrCursor) {
-	v.e, v.norm = c.e, c.flags&flagNorm != 0
+	v.e, v.consts, v.norm = c.e, c.consts, c.flags&flagNorm != 0
 	v.n, v.pos = c.valuesAt()
 }
 
@@ -360,10 +394,10 @@ func (v *valueCursor) next() bool {
 		return false
 	}
 	v.n--
-	v.val, v.pos = v.e.ref(v.pos, "")
+	v.val, v.pos = v.e.ref(v.pos, "", v.consts)
 	v.nval = v.val
 	if v.norm {
-		v.nval, v.pos = v.e.ref(v.pos, v.val)
+		v.nval, v.pos = v.e.ref(v.pos, v.val, v.consts)
 	}
 	return true
 }
@@ -374,7 +408,7 @@ func (v *valueCursor) nextVal() bool {
 		return false
 	}
 	v.n--
-	if v.val, v.pos = v.e.ref(v.pos, ""); v.norm {
+	if v.val, v.pos = v.e.ref(v.pos, "", v.consts); v.norm {
 		v.pos = v.e.skipRef(v.pos)
 	}
 	return true
@@ -384,8 +418,9 @@ func (v *valueCursor) nextVal() bool {
 func (v *valueCursor) count() int { return v.n }
 
 // ref reads the value reference at pos in e.meta and returns the value with the
-// position after the reference; same is the value specSame stands for.
-func (e *treeEntry) ref(pos int, same string) (string, int) {
+// position after the reference; same is the value specSame stands for, consts the
+// tree's constants.
+func (e *treeEntry) ref(pos int, same string, consts []string) (string, int) {
 	m := e.meta
 	x, p := int(m[pos]), pos+1
 	if x >= 0x80 {
@@ -411,8 +446,10 @@ func (e *treeEntry) ref(pos int, same string) (string, int) {
 			return "TRUE", p
 		}
 		return "FALSE", p
+	case specSame:
+		return same, p
 	}
-	return same, p
+	return consts[l-specConst], p
 }
 
 // skipRef returns the position after the value reference at pos.
@@ -429,22 +466,23 @@ func (e *treeEntry) skipRef(pos int) int {
 
 // encoder makes the meta of entries, reusing its buffers from one to the next.
 type encoder struct {
-	types *typeTable
-	ids   map[*attrType]int // the IDs asked for so far, to take the table's lock once each
-	heads []byte
-	meta  []byte // the records
-	out   []byte // the meta made of them
-	attr  []byte // the current attribute's record
-	head  int    // and its head
-	ext   []string
-	norms []string // the current attribute's normalised values
-	src   string
+	types  *typeTable
+	ids    map[*attrType]int // the IDs asked for so far, to take the table's lock once each
+	consts map[string]int    // the constants' IDs asked for so far, likewise
+	heads  []byte
+	meta   []byte // the records
+	out    []byte // the meta made of them
+	attr   []byte // the current attribute's record
+	head   int    // and its head
+	ext    []string
+	norms  []string // the current attribute's normalised values
+	src    string
 	// usedSrc is set once a value refers to src: an entry keeps its source only then.
 	usedSrc bool
 }
 
 func newEncoder(types *typeTable) *encoder {
-	return &encoder{types: types, ids: map[*attrType]int{}}
+	return &encoder{types: types, ids: map[*attrType]int{}, consts: map[string]int{}}
 }
 
 // begin starts the meta of an entry whose values may be slices of src.
@@ -496,6 +534,20 @@ func (enc *encoder) value(v string, own bool) {
 	}
 	enc.attr = appendUvar(enc.attr, len(enc.ext)<<2|refExt)
 	enc.ext = append(enc.ext, v)
+}
+
+// constant adds a reference to v, a value of the schema's vocabulary that many entries
+// hold, as one of the tree's constants; when the table is full, as value does.
+func (enc *encoder) constant(v string) {
+	id, ok := enc.consts[v]
+	if !ok {
+		if id, ok = enc.types.constID(v); !ok {
+			enc.value(v, false)
+			return
+		}
+		enc.consts[v] = id
+	}
+	enc.special(specConst + id)
 }
 
 // special adds a reference to a value the entry computes.

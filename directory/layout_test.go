@@ -220,3 +220,59 @@ func TestEntryCanonAndExt(t *testing.T) {
 	}
 	check(t, read)
 }
+
+// TestClassNamesAreConstants: the normalised objectClass values and a computed
+// structuralObjectClass are the tree's constants, referred to from meta, not copied
+// into each entry; a version that adds a class numbers it for itself and its successors
+// and serves it, and the versions before it are unchanged.
+func TestClassNamesAreConstants(t *testing.T) {
+	var sourced []*Entry
+	for _, e := range testEntries() {
+		sourced = append(sourced, withSource(e))
+	}
+	tree, err := NewTree([]string{testBase}, sourced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(tree.consts, "inetorgperson") || !slices.Contains(tree.consts, "inetOrgPerson") {
+		t.Fatalf("constants %q: no inetOrgPerson", tree.consts)
+	}
+	alice := tree.entry(tree.findID(t, "uid=alice,ou=people,"+testBase))
+	for _, c := range []string{"inetorgperson", "inetOrgPerson", "organizationalperson"} {
+		if strings.Contains(alice.meta, c) {
+			t.Errorf("alice: %q copied into meta", c)
+		}
+	}
+	served := func(tree *Tree, filter string) []string {
+		w := &collectWriter{}
+		searchInto(tree, w, searchRequest(t, testBase, ScopeSubtree, filter, "structuralObjectClass", "objectClass"))
+		var out []string
+		for _, e := range w.entries {
+			for _, a := range e.Attributes {
+				for _, v := range a.Values {
+					out = append(out, e.DN+" "+a.Name+": "+string(v))
+				}
+			}
+		}
+		return out
+	}
+	before := served(tree, "(uid=alice)")
+	if !slices.Contains(before, "uid=alice,ou=people,"+testBase+" structuralObjectClass: inetOrgPerson") {
+		t.Fatalf("alice: %q", before)
+	}
+	next, err := tree.Apply([]Change{{Entry: withSource(entry("cn=printer,"+testBase, "objectClass: device", "cn: printer"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(tree.consts, "device") || !slices.Contains(next.consts, "device") {
+		t.Errorf("device: in the constants of the version before (%q) or not in its own (%q)", tree.consts, next.consts)
+	}
+	if got := served(next, "(objectClass=device)"); !slices.Equal(got, []string{
+		"cn=printer," + testBase + " objectClass: device", "cn=printer," + testBase + " structuralObjectClass: device",
+	}) {
+		t.Errorf("printer: %q", got)
+	}
+	if got := served(tree, "(uid=alice)"); !slices.Equal(got, before) {
+		t.Errorf("alice in the version before: %q, was %q", got, before)
+	}
+}

@@ -853,15 +853,36 @@ func compareIntegers(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-// normGeneralizedTime parses a GeneralizedTime (RFC 4517 §3.3.13) and returns it in UTC
-// as a fixed-width string, so that equal instants compare equal and string order is time
-// order.
+// normGeneralizedTime parses a GeneralizedTime (RFC 4517 §3.3.13) and returns the
+// instant in UTC as YYYYMMDDHHMMSS, "Z", then the fraction of a second's digits without
+// trailing zeros (none for a whole second): equal instants compare equal, and string
+// order is time order (a whole second sorts before the same second with a fraction, as
+// a prefix; two fractions compare digit by digit, as decimals do). A value already in
+// that form, as most directories write their timestamps ("20240102030405Z"), is its
+// own normalised form: the tree keeps no copy of it.
 func normGeneralizedTime(s string) (string, bool) {
 	t, err := mapping.ParseGeneralizedTime(s)
 	if err != nil {
 		return "", false
 	}
-	return t.Format("20060102150405.000000000Z"), true
+	var buf [32]byte
+	b := append(t.UTC().AppendFormat(buf[:0], "20060102150405"), 'Z')
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [9]byte
+		for i := 8; i >= 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		end := 9
+		for frac[end-1] == '0' {
+			end--
+		}
+		b = append(b, frac[:end]...)
+	}
+	if string(b) == s {
+		return s, true
+	}
+	return string(b), true
 }
 
 // normUTCTimeValue parses a UTCTime (RFC 4517 §3.3.34: YYMMDDHHMM[SS] and Z or an

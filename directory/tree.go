@@ -40,10 +40,12 @@ type Tree struct {
 	count   int                                // entries in this version
 	byDN    *shardMap[entryID]                 // canonical DN → ID
 	index   map[*attrType]*shardMap[[]entryID] // normalised value → ascending IDs
-	// types numbers the attribute types of the entries' meta: typeTable is the line's,
-	// types this version's snapshot of it.
+	// types numbers the attribute types of the entries' meta and consts the constant
+	// values it refers to: typeTable is the line's, types and consts this version's
+	// snapshot of it.
 	typeTable *typeTable
 	types     []*attrType
+	consts    []string
 
 	// bases remembers the search bases clients used, as they wrote them, so that most
 	// searches skip parsing their base DN. Copied on write: read without a lock.
@@ -293,7 +295,7 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 			t.fillAttributes(tes[pos], at(order[pos]), enc, cache)
 		}
 	})
-	t.types = t.typeTable.snapshot()
+	t.types, t.consts = t.typeTable.snapshot()
 	for _, te := range tes {
 		ids.set(te.id, te)
 		byDN.set(te.canon(), te.id)
@@ -483,13 +485,22 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 			name = ""
 		}
 		enc.attribute(at, name, opts, len(vals), !same)
+		// A class name is the schema's: a value no Source holds (a computed
+		// structuralObjectClass) and a normalised one are the tree's constants.
+		classes := at.eq != nil && at.eq.norm == normObjectClass
 		for i, v := range vals {
 			s := stringOf(v)
-			enc.value(s, false)
+			if _, inSource := within(s, enc.src); classes && !inSource {
+				enc.constant(s)
+			} else {
+				enc.value(s, false)
+			}
 			switch n := norms[i]; {
 			case same: // the values are their own normalised forms
 			case n == s:
 				enc.special(specSame)
+			case classes && n != invalidNorm:
+				enc.constant(n)
 			default:
 				// A normalised DN comes from dnCache, shared with the entries that
 				// name the same one; other normalised values are this entry's own.
@@ -664,7 +675,7 @@ const parallelChunk = 2048
 // (objectClass=person) finds inetOrgPersons.
 func (t *Tree) indexKeys(e *treeEntry, fn func(at *attrType, k string)) {
 	var c attrCursor
-	c.start(e, t.types)
+	c.start(e, t.types, t.consts)
 	for c.next() {
 		if !c.typ.indexed {
 			continue // values with options are indexed too: (cn=x) matches cn;lang-de: x
@@ -1022,6 +1033,7 @@ type selection struct {
 	allUser, allOperational bool
 	named                   []selected  // in eb's buffer
 	types                   []*attrType // the tree's (Tree.types)
+	consts                  []string    // the tree's (Tree.consts)
 	eb                      *entryBuf   // where entries are made to be sent
 }
 
@@ -1061,7 +1073,7 @@ type selected struct {
 // to the heap).
 func (t *Tree) selection(s *selection, attrs []string) {
 	named := s.eb.named[:0]
-	s.types = t.types
+	s.types, s.consts = t.types, t.consts
 	if len(attrs) == 0 {
 		s.allUser = true
 	}
@@ -1096,7 +1108,7 @@ func (s *selection) entry(e *treeEntry) *Entry {
 	}
 	b.attrs, b.vals, b.ends = b.attrs[:0], b.vals[:0], b.ends[:0]
 	var c attrCursor
-	c.start(e, s.types)
+	c.start(e, s.types, s.consts)
 	if one := s.named; len(one) == 1 && !s.allUser && !s.allOperational {
 		// One attribute asked for, the commonest list: only its type is looked at.
 		for c.nextOf(one[0].typ) {
@@ -1139,7 +1151,7 @@ func (b *entryBuf) add(c *attrCursor) {
 func (t *Tree) fullEntry(e *treeEntry) *Entry {
 	out := &Entry{DN: e.dn}
 	var c attrCursor
-	c.start(e, t.types)
+	c.start(e, t.types, t.consts)
 	for c.next() {
 		var v valueCursor
 		v.start(&c)
@@ -1198,7 +1210,7 @@ func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
 	}
 	present := false
 	var c attrCursor
-	c.start(e, t.types)
+	c.start(e, t.types, t.consts)
 	for c.nextOf(at) {
 		if !hasOptions(c.opts(), opts) {
 			continue
