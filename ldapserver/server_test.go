@@ -1247,26 +1247,63 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 }
 
 // slowReader reads at most 4 KiB every 5 ms: a client on a slow link, reading steadily.
-type slowReader struct{ r io.Reader }
+// It records the longest time it went without reading, which a loaded machine may make
+// much longer than 5 ms.
+type slowReader struct {
+	r       io.Reader
+	last    time.Time
+	longest time.Duration
+}
 
-func (s slowReader) Read(p []byte) (int, error) {
+func (s *slowReader) Read(p []byte) (int, error) {
 	time.Sleep(5 * time.Millisecond)
-	return s.r.Read(p[:min(len(p), 4<<10)])
+	if now := time.Now(); !s.last.IsZero() {
+		s.longest = max(s.longest, now.Sub(s.last))
+	}
+	n, err := s.r.Read(p[:min(len(p), 4<<10)])
+	s.last = time.Now()
+	return n, err
 }
 
 // TestWriteTimeoutSparesSteadyReader streams to a client that reads steadily, but slower
 // than the handler produces, for longer than the write timeout: the timeout is about a
 // client that stops reading, not about how long a whole response takes.
+//
+// A loaded machine may not run the reader for a while, and a client that does not read
+// for a good part of the timeout may rightly be cut: the server needs several of its
+// reads to write a buffer out. A try cut after the reader was held up for a quarter of
+// the timeout says nothing, and the stream is tried again; a cut of a reader that kept
+// its pace fails at once.
 func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
-	// The reader takes 4 KiB every 5 ms; the timeout leaves room for a test machine
-	// under load not to run it for a while.
+	const timeout = time.Second
 	h := newProtoHandler()
-	h.slow = 3 * time.Second
+	h.slow = 3 * timeout
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveOn(t, &Server{Handler: HandlerFunc(h.serve), WriteTimeout: time.Second}, smallBuffers{ln})
+	addr := serveOn(t, &Server{Handler: HandlerFunc(h.serve), WriteTimeout: timeout}, smallBuffers{ln})
+	for try := 1; ; try++ {
+		entries, elapsed, held, err := streamSlowly(t, addr)
+		switch {
+		case err == nil:
+			t.Logf("%d entries in %v, the reader held up for %v at most", entries, elapsed, held)
+			return
+		case held < timeout/4:
+			t.Fatalf("cut after %d entries and %v, the reader held up for %v at most: %v", entries, elapsed, held, err)
+		case try == 5:
+			t.Fatalf("the machine held the reader up in every try; the last was cut after %d entries and %v, the reader held up for %v: %v",
+				entries, elapsed, held, err)
+		}
+		t.Logf("try %d cut after %d entries and %v, the reader held up for %v: trying again", try, entries, elapsed, held)
+	}
+}
+
+// streamSlowly reads a dnStream search from the server at addr through a slowReader, and
+// returns the entries read, how long it took, the reader's longest time without reading,
+// and the error that cut the stream, if one did.
+func streamSlowly(t *testing.T, addr string) (entries int, elapsed, held time.Duration, err error) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -1277,13 +1314,13 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(slowReader{c})
+	sr := &slowReader{r: c}
+	r := bufio.NewReader(sr)
 	start := time.Now()
-	entries := 0
 	for {
 		p, err := ber.ReadPacket(r)
 		if err != nil {
-			t.Fatalf("cut after %d entries and %v: %v", entries, time.Since(start), err)
+			return entries, time.Since(start), sr.longest, err
 		}
 		if p.Children[1].Tag == ldap.ApplicationSearchResultEntry {
 			entries++
@@ -1293,8 +1330,7 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 		if f.code != ldap.LDAPResultSuccess || f.diag != "streamed" {
 			t.Fatalf("stream ended with code %d %q", f.code, f.diag)
 		}
-		t.Logf("%d entries in %v", entries, time.Since(start))
-		return
+		return entries, time.Since(start), sr.longest, nil
 	}
 }
 
