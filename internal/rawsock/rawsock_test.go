@@ -149,13 +149,33 @@ func TestReadDeadline(t *testing.T) {
 	a.SetReadDeadline(time.Time{})
 }
 
+// TestWriteDeadline: a Write whose deadline passes while it is under way reports the
+// bytes it wrote. The deadline is set once the peer has received a byte, so that the
+// Write has begun whatever the load: one set before the Write may pass before it starts.
 func TestWriteDeadline(t *testing.T) {
-	a, _ := pair(t) // the peer never reads: the buffers fill
-	a.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	n, err := a.Write(make([]byte, 64<<20))
-	assertTimeout(t, "write", err)
-	if n <= 0 || n >= 64<<20 {
-		t.Fatalf("Write reported %d bytes written; want what the buffers took", n)
+	a, b := pair(t) // the peer reads one byte, then no more: the buffers fill
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := a.Write(make([]byte, 64<<20))
+		done <- result{n, err}
+	}()
+	if _, err := io.ReadFull(b, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	a.SetWriteDeadline(time.Now())
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write went on after its deadline")
+	}
+	assertTimeout(t, "write", r.err)
+	if r.n <= 0 || r.n >= 64<<20 {
+		t.Fatalf("Write reported %d bytes written; want what the buffers took", r.n)
 	}
 }
 
@@ -177,9 +197,12 @@ func TestWriteTimeout(t *testing.T) {
 
 // TestWriteTimeoutEachWrite: the timeout bounds each Write that waits, from when it
 // waits, and leaves no deadline behind it: a later Write, long after, goes through.
+//
+// The timeout is long beside the time the reader takes (about 50 ms), which a loaded
+// machine may multiply.
 func TestWriteTimeoutEachWrite(t *testing.T) {
 	a, b := pair(t)
-	const timeout = 300 * time.Millisecond
+	const timeout = 2 * time.Second
 	SetWriteTimeout(a, timeout)
 	big := make([]byte, 16<<20)
 	got := make(chan error, 1)
@@ -188,10 +211,11 @@ func TestWriteTimeoutEachWrite(t *testing.T) {
 		_, err := io.ReadFull(b, make([]byte, len(big)+4))
 		got <- err
 	}()
+	start := time.Now()
 	if _, err := a.Write(big); err != nil {
 		t.Fatalf("a Write the reader takes within the timeout: %v", err)
 	}
-	time.Sleep(timeout + 100*time.Millisecond)
+	time.Sleep(time.Until(start.Add(timeout + 100*time.Millisecond)))
 	if _, err := a.Write([]byte("more")); err != nil {
 		t.Fatalf("a Write after the timeout's span: %v (a deadline left behind?)", err)
 	}
