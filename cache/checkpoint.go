@@ -377,21 +377,25 @@ func replaceFile(path string, write func(f *os.File) error) error {
 // checkpointer writes checkpoints in the background: kick asks for one of the latest
 // snapshot, stop writes a last one if it is due and ends.
 type checkpointer struct {
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	kick    chan struct{}
+	derived chan struct{} // DerivedReady
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // startCheckpointer starts the goroutine that writes s's checkpoints; written is the
 // generation of the one on disk that Open used (0: none).
 func (s *Store) startCheckpointer(written uint64) {
-	c := &checkpointer{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &checkpointer{kick: make(chan struct{}, 1), derived: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	s.ckpt = c
 	os.Remove(filepath.Join(s.dir, checkpointName+".tmp")) // a write a crash cut short
+	s.recordsMapped.Store(written != 0)
+	if written != 0 {
+		s.settle()
+	}
 	go func() {
 		defer close(c.done)
 		var last time.Time // when the last one was written; zero: write the next at once
-		s.recordsMapped.Store(written != 0)
 		// write writes the checkpoint and the derived files that are due; final is the
 		// last write, at Close, when there is no use in moving the records.
 		write := func(final bool) {
@@ -403,6 +407,7 @@ func (s *Store) startCheckpointer(written uint64) {
 				start := time.Now()
 				if err := s.writeCheckpoint(sn); err != nil {
 					s.log.Warn("store: cannot write the checkpoint; the next start reads the store instead", "err", err)
+					s.settle() // the records stay on the heap
 					return
 				}
 				written, last = sn.gen, time.Now()
@@ -410,6 +415,7 @@ func (s *Store) startCheckpointer(written uint64) {
 				if !s.recordsMapped.Load() && !final {
 					s.recordsMapped.Store(s.moveToCheckpoint(sn))
 				}
+				s.settle()
 			}
 			s.writeDerived(s.snap.Load(), final)
 		}
@@ -426,16 +432,25 @@ func (s *Store) startCheckpointer(written uint64) {
 			case <-again.C:
 				s.releasePages()
 				continue
+			case <-c.derived:
+				s.writeDerived(s.snap.Load(), false)
+				continue
 			case <-c.kick:
 			}
 			if wait := time.Until(last.Add(checkpointInterval)); wait > 0 {
 				t := time.NewTimer(wait)
-				select {
-				case <-c.stop:
-					t.Stop()
-					write(true)
-					return
-				case <-t.C:
+			waiting:
+				for {
+					select {
+					case <-c.stop:
+						t.Stop()
+						write(true)
+						return
+					case <-c.derived: // not held back with the checkpoint
+						s.writeDerived(s.snap.Load(), false)
+					case <-t.C:
+						break waiting
+					}
 				}
 			}
 			write(false)
@@ -483,6 +498,32 @@ func (s *Store) releasePages() {
 	}
 	if n := releaseBadgerPages(s.mapDir); n > 0 {
 		s.log.Debug("store: Badger's mapped pages released", "mapped_bytes", n)
+	}
+}
+
+// settle closes RecordsSettled's channel.
+func (s *Store) settle() { s.settleOnce.Do(func() { close(s.settled) }) }
+
+// RecordsSettled returns a channel closed once the committed records are where they
+// stay: in the checkpoint's mapped pages once the first commit of a store that started
+// without one has been written there and its records moved (moveToCheckpoint); at once
+// when they are there already (a start from the checkpoint) or never will be (a store in
+// memory); and when a checkpoint could not be written or read back (the records then
+// stay on the heap). A reader that makes much of every record (the served tree, whose
+// values are slices of them) waits for it, so as not to keep the heap's copies alive
+// beside the checkpoint's.
+func (s *Store) RecordsSettled() <-chan struct{} { return s.settled }
+
+// DerivedReady tells the store that a derived file whose Write returned
+// ErrDerivedNotReady can be written now: the derived files not yet of the current
+// generation are written at once, not at the next commit.
+func (s *Store) DerivedReady() {
+	if s.ckpt == nil {
+		return
+	}
+	select {
+	case s.ckpt.derived <- struct{}{}:
+	default:
 	}
 }
 

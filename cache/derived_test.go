@@ -145,6 +145,69 @@ func TestDerivedNotReady(t *testing.T) {
 	}
 }
 
+// TestDerivedReady checks that DerivedReady has a derived file that was not ready
+// written at once, also while the checkpointer holds back the checkpoint of a commit
+// that came soon after the last one.
+func TestDerivedReady(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	defer s.Close()
+	var writes atomic.Int32
+	var notReady atomic.Bool
+	notReady.Store(true)
+	derivedOf(s, false, &writes, &notReady)
+	writeSync(t, s, 10, 2, "a", nil)
+	writeSync(t, s, 10, 2, "b", nil) // its checkpoint waits checkpointInterval
+	time.Sleep(100 * time.Millisecond)
+	if writes.Load() != 0 {
+		t.Fatal("written while not ready")
+	}
+	notReady.Store(false)
+	s.DerivedReady()
+	waitFor(t, "the write DerivedReady asked for", func() bool { return readDerived(s, s.Snapshot()) == "made of generation 2" })
+}
+
+// TestRecordsSettled checks that RecordsSettled is closed at once in memory and after a
+// start from the checkpoint, and otherwise once the first commit's records have moved
+// to the checkpoint: the snapshot then is not the one the commit made.
+func TestRecordsSettled(t *testing.T) {
+	settled := func(s *Store) bool {
+		select {
+		case <-s.RecordsSettled():
+			return true
+		default:
+			return false
+		}
+	}
+	if !settled(openMem(t)) {
+		t.Error("in memory: not settled")
+	}
+
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	if settled(s) {
+		t.Fatal("an empty store settled before its first commit")
+	}
+	var committed *Snapshot
+	s.OnCommit(func(sn *Snapshot) { committed = sn })
+	writeSync(t, s, 10, 2, "a", nil)
+	select {
+	case <-s.RecordsSettled():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not settled after the first commit")
+	}
+	if s.Snapshot() == committed || !s.recordsMapped.Load() {
+		t.Error("settled before the records moved to the checkpoint")
+	}
+	s.Close()
+
+	s = openDir(t, dir)
+	defer s.Close()
+	if !settled(s) {
+		t.Error("a start from the checkpoint: not settled")
+	}
+}
+
 // TestDerivedWritten checks that Written hears of each file written, once it is in
 // place.
 func TestDerivedWritten(t *testing.T) {

@@ -92,6 +92,9 @@ type Store struct {
 	// recordsMapped is set once the snapshot's records are the checkpoint's (a start
 	// from it, or moveToCheckpoint).
 	recordsMapped atomic.Bool
+	// settled is closed once the records are where they stay (RecordsSettled).
+	settled    chan struct{}
+	settleOnce sync.Once
 
 	derivedMu      sync.Mutex
 	derived        []*DerivedFile
@@ -126,7 +129,8 @@ func Open(cfg Config, log *slog.Logger, normalizeDN func(string) string) (*Store
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, status: map[string]Status{}, cookies: map[string]string{}, normDN: normalizeDN, derivedGen: map[string]uint64{}}
+	s := &Store{log: log, status: map[string]Status{}, cookies: map[string]string{}, normDN: normalizeDN, derivedGen: map[string]uint64{},
+		settled: make(chan struct{})}
 	var opts badger.Options
 	if cfg.Path == InMemory {
 		opts = badger.DefaultOptions("").WithInMemory(true)
@@ -408,6 +412,8 @@ func (s *Store) load() (err error) {
 		if !fromCkpt {
 			s.checkpointDue()
 		}
+	} else {
+		s.settle() // in memory: the records stay on the heap
 	}
 	return nil
 }

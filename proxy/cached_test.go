@@ -656,3 +656,58 @@ func TestHandlerCachedReady(t *testing.T) {
 		t.Fatal("not ready after the first sync")
 	}
 }
+
+// TestCachedFirstBuildInBackground: the first sync of a large directory returns from its
+// commit before the served tree is built; until the tree serves, searches stay
+// unavailable; the tree is built from the records the store moved to its checkpoint, not
+// from the snapshot the commit made (whose records are the heap's); a commit that comes
+// while the tree is being built is applied once it is; and the tree's image is written
+// without waiting for another commit.
+func TestCachedFirstBuildInBackground(t *testing.T) {
+	defer func(n int) { backgroundBuildMin = n }(backgroundBuildMin)
+	backgroundBuildMin = 1
+	started, release := make(chan struct{}), make(chan struct{})
+	firstBuildStarts = func() { close(started); <-release }
+	defer func() { firstBuildStarts = nil }()
+
+	m, _ := newDirSyncModel(t, 21, slog.New(slog.DiscardHandler))
+	defer m.store.Close()
+	o := ServedOptions{BaseDN: servedBase}
+	c := newCached(m.store, o, slog.New(failOnWarning{t}))
+	var committed []*cache.Snapshot
+	m.store.OnCommit(func(sn *cache.Snapshot) { committed = append(committed, sn) })
+	m.populate(12, 3)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first tree's build did not start")
+	}
+	if c.synced.Load() {
+		t.Fatal("searches served before the first tree was built")
+	}
+	settled := m.store.Snapshot()
+	if settled == committed[0] {
+		t.Fatal("the store's records did not move to its checkpoint before the build")
+	}
+	m.change()
+	m.change()
+	m.commit() // while the first tree is being built
+	close(release)
+
+	if !c.waitMapped() {
+		t.Fatal("the first tree's image was not written")
+	}
+	c.mu.Lock()
+	sn := c.sn
+	c.mu.Unlock()
+	if sn != committed[1] || !c.synced.Load() {
+		t.Fatalf("the tree serves generation %d, not the second commit's", sn.Generation())
+	}
+	fresh, err := directory.NewTree([]string{servedBase}, ServedEntries(m.store.Snapshot(), o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := servedContent(t, c.tree.Load()), servedContent(t, fresh); a != b {
+		t.Fatalf("the served tree differs from one built anew\nserved:\n%s\nanew:\n%s", a, b)
+	}
+}

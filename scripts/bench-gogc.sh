@@ -24,8 +24,7 @@ for i in 0 1; do
 done
 for i in 0 1; do
   for _ in $(seq 1500); do
-    curl -sf "http://127.0.0.1:$((53389 + i))/metrics" 2>/dev/null |
-      grep -q 'ldapproxy_sync_runs_total{kind="groups",result="success"}' && continue 2
+    curl -sf "http://127.0.0.1:$((53389 + i))/readyz" >/dev/null 2>&1 && continue 2 # the first sync's tree serves
     kill -0 "${pid[$i]}" 2>/dev/null || { cat "$bin/serve$i.out"; exit 1; }
     sleep 0.2
   done

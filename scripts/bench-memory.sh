@@ -32,11 +32,11 @@ env ${PROXY_GOMEMLIMIT:+GOMEMLIMIT=$PROXY_GOMEMLIMIT} ${PROXY_GOGC:+GOGC=$PROXY_
 proxy_pid=$!
 pids+=($proxy_pid)
 for _ in $(seq 1500); do
-  curl -sf http://127.0.0.1:19689/metrics 2>/dev/null | grep -q 'ldapproxy_sync_runs_total{kind="groups",result="success"}' && break
+  curl -sf http://127.0.0.1:19689/readyz >/dev/null 2>&1 && break # the first sync's tree serves
   kill -0 "$proxy_pid" 2>/dev/null || { cat "$bin/serve.out"; exit 1; }
   sleep 0.2
 done
-sleep 3 # the proxy returns the garbage of its first build to the OS 2 s after it
+sleep 6 # the image is written and read, and the garbage of the first build returned to the OS 2 s after
 rss() { awk '/^VmRSS:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 # live NAME: the proxy's heap after a collection; the profile kept as NAME.pb.gz.

@@ -17,9 +17,9 @@ demo_pid=$!
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$bin/demo.out" 2>/dev/null && break; sleep 0.2; done
 slapd_url=$(grep -o 'in front of ldap://[0-9.:]*' "$bin/demo.out" | sed 's/in front of //')
 [ -n "$slapd_url" ] || { cat "$bin/demo.out"; exit 1; }
-if [ "$mode" = cached ]; then # wait for the first sync
-  for _ in $(seq 300); do
-    curl -sf http://127.0.0.1:19389/metrics | grep -q 'ldapproxy_sync_runs_total{kind="users",result="success"}' && break
+if [ "$mode" = cached ]; then # wait for the first sync's tree to serve
+  for _ in $(seq 600); do
+    curl -sf http://127.0.0.1:19389/readyz >/dev/null && break
     sleep 0.2
   done
 fi

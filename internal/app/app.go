@@ -155,7 +155,7 @@ func (a *App) ready() error {
 		if a.handler.CachedReady() {
 			return nil
 		}
-		return errors.New("cached mode: the first sync has not finished")
+		return errors.New("cached mode: the first sync has not finished, or its served tree is being built")
 	}
 	if a.pool.Healthy() {
 		return nil
