@@ -518,22 +518,22 @@ func (s *Store) RecordsSettled() <-chan struct{} { return s.settled }
 // ErrDerivedNotReady can be written now: the derived files not yet of the current
 // generation are written at once, not at the next commit.
 func (s *Store) DerivedReady() {
-	if s.ckpt == nil {
-		return
-	}
-	select {
-	case s.ckpt.derived <- struct{}{}:
-	default:
+	if s.ckpt != nil {
+		signal(s.ckpt.derived)
 	}
 }
 
 // checkpointDue tells the checkpointer that a generation was committed.
 func (s *Store) checkpointDue() {
-	if s.ckpt == nil {
-		return
+	if s.ckpt != nil {
+		signal(s.ckpt.kick)
 	}
+}
+
+// signal leaves a token in c, a channel of one, unless one waits there already.
+func signal(c chan struct{}) {
 	select {
-	case s.ckpt.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }

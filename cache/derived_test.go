@@ -23,6 +23,17 @@ func derivedOf(s *Store, used bool, writes *atomic.Int32, notReady *atomic.Bool)
 	}}, used)
 }
 
+// notReadyStore opens a store in a directory of the test's with a derived file that is
+// not ready until the test says so; the store closes with the test.
+func notReadyStore(t *testing.T) (s *Store, writes *atomic.Int32, notReady *atomic.Bool) {
+	s = openDir(t, t.TempDir())
+	t.Cleanup(func() { s.Close() })
+	writes, notReady = new(atomic.Int32), new(atomic.Bool)
+	notReady.Store(true)
+	derivedOf(s, false, writes, notReady)
+	return s, writes, notReady
+}
+
 // readDerived reads the derived file for sn as a string, "" when there is none.
 func readDerived(s *Store, sn *Snapshot) string {
 	data, _ := s.ReadDerived("test.derived", sn)
@@ -125,13 +136,7 @@ func readDerivedOf(t *testing.T, dir string, sn *Snapshot) string {
 func TestDerivedNotReady(t *testing.T) {
 	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
 	checkpointInterval = 0
-	dir := t.TempDir()
-	s := openDir(t, dir)
-	defer s.Close()
-	var writes atomic.Int32
-	var notReady atomic.Bool
-	notReady.Store(true)
-	derivedOf(s, false, &writes, &notReady)
+	s, writes, notReady := notReadyStore(t)
 	writeSync(t, s, 10, 2, "a", nil)
 	time.Sleep(100 * time.Millisecond)
 	if readDerived(s, s.Snapshot()) != "" || writes.Load() != 0 {
@@ -149,13 +154,7 @@ func TestDerivedNotReady(t *testing.T) {
 // written at once, also while the checkpointer holds back the checkpoint of a commit
 // that came soon after the last one.
 func TestDerivedReady(t *testing.T) {
-	dir := t.TempDir()
-	s := openDir(t, dir)
-	defer s.Close()
-	var writes atomic.Int32
-	var notReady atomic.Bool
-	notReady.Store(true)
-	derivedOf(s, false, &writes, &notReady)
+	s, writes, notReady := notReadyStore(t)
 	writeSync(t, s, 10, 2, "a", nil)
 	writeSync(t, s, 10, 2, "b", nil) // its checkpoint waits checkpointInterval
 	time.Sleep(100 * time.Millisecond)

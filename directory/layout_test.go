@@ -69,15 +69,21 @@ func searchAll(t *testing.T, tree *Tree) []string {
 	return out
 }
 
+// sourcedTestEntries returns the test entries, each with a source (withSource).
+func sourcedTestEntries() []*Entry {
+	var out []*Entry
+	for _, e := range testEntries() {
+		out = append(out, withSource(e))
+	}
+	return out
+}
+
 // TestEntrySource checks that a tree keeps the values of an entry given with a Source as
 // offsets into it, not as strings of their own or copies, and serves and matches them as
 // the same entries without one.
 func TestEntrySource(t *testing.T) {
 	plain := testTree(t)
-	var sourced []*Entry
-	for _, e := range testEntries() {
-		sourced = append(sourced, withSource(e))
-	}
+	sourced := sourcedTestEntries()
 	tree, err := NewTree([]string{testBase}, sourced)
 	if err != nil {
 		t.Fatal(err)
@@ -226,11 +232,7 @@ func TestEntryCanonAndExt(t *testing.T) {
 // into each entry; a version that adds a class numbers it for itself and its successors
 // and serves it, and the versions before it are unchanged.
 func TestClassNamesAreConstants(t *testing.T) {
-	var sourced []*Entry
-	for _, e := range testEntries() {
-		sourced = append(sourced, withSource(e))
-	}
-	tree, err := NewTree([]string{testBase}, sourced)
+	tree, err := NewTree([]string{testBase}, sourcedTestEntries())
 	if err != nil {
 		t.Fatal(err)
 	}
