@@ -75,7 +75,7 @@ func searchHash(base string, q *SearchRequest) [8]byte {
 	for _, a := range q.Attributes {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(a), a)
 	}
-	h.Write(q.Filter.Bytes())
+	h.Write(q.FilterPacket().Bytes())
 	var out [8]byte
 	copy(out[:], h.Sum(nil))
 	return out

@@ -61,7 +61,7 @@ func SearchSubschema(q *SearchRequest, send func(*Entry) error) *Result {
 // they log in.
 func (s *Schema) SearchSubschema(q *SearchRequest, send func(*Entry) error) *Result {
 	e := s.entry()
-	if MatchesPresence(q.Filter, e) {
+	if MatchesPresence(q.FilterPacket(), e) {
 		out := &Entry{DN: e.DN, Attributes: selectSubschemaAttributes(e.Attributes, q.Attributes)}
 		if err := send(out); err != nil {
 			return nil

@@ -839,7 +839,7 @@ func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls 
 	if res != nil {
 		return res
 	}
-	f, err := t.compileFilter(q.Filter)
+	f, err := t.compileFilter(q.FilterPacket())
 	if err != nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: err.Error()}
 	}

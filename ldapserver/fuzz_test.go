@@ -158,6 +158,16 @@ func sameDecoding(msg []byte, req *Request, err error) string {
 		r.op = nil
 		req = &r
 	}
+	if req != nil && req.Search != nil {
+		// A search decoded in place has its filter's packet tree built when asked.
+		q := *req.Search
+		if q.FilterPacket() == nil {
+			return "the filter of a search decoded in place does not decode"
+		}
+		r := *req
+		r.Search = &q
+		req = &r
+	}
 	switch {
 	case (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error():
 		return fmt.Sprintf("decoded with error %v, from the packet tree %v", err, wantErr)
@@ -232,9 +242,6 @@ func TestDecodeSearchInPlace(t *testing.T) {
 	}
 }
 
-// FuzzReadFrame splits arbitrary bytes into frames with a small size limit: every frame
-// must be a prefix of what is left, within the limit, and exactly one BER element long;
-// every error must be one the read loop knows how to answer.
 // FuzzDecodeSimpleBind: whatever decodeSimpleBind decodes, decodeTree decodes the same.
 func FuzzDecodeSimpleBind(f *testing.F) {
 	for _, s := range requestSeeds() {
@@ -298,6 +305,94 @@ func TestDecodeSimpleBindTaken(t *testing.T) {
 	}
 }
 
+// filterSeeds are the encodings of the seeds' search filters, and a few more.
+func filterSeeds(tb testing.TB) [][]byte {
+	var out [][]byte
+	for _, msg := range requestSeeds() {
+		if req, err := decodeTree(msg, DefaultMaxFilterDepth); err == nil && req.Op == OpSearch {
+			out = append(out, req.Search.Filter.Bytes())
+		}
+	}
+	for _, f := range []string{"(cn=*a*)", "(cn=a*)", "(cn=*a)", "(cn=a*b*c)", "(:dn:2.5.13.5:=x)", "(!(!(!(cn=x))))"} {
+		p, err := ldap.CompileFilter(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, p.Bytes())
+	}
+	return append(out, nestedNotFilter(6))
+}
+
+// FuzzValidFilter: ldapwire.ValidFilter, the check of a filter on its bytes that the
+// searches decoded in place go through, accepts exactly the filters that decode and then
+// pass checkFilter, what decodeTree asks of them; at a small nesting limit too. What it
+// accepts, FilterPacket decodes into what decodeTree makes of it.
+func FuzzValidFilter(f *testing.F) {
+	for _, s := range filterSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if scanBER(b, 104) != nil {
+			return
+		}
+		for _, depth := range []int{DefaultMaxFilterDepth, 3} {
+			p, err := ldapwire.Decode(b)
+			want := err == nil && checkFilter(p, 1, depth) == nil
+			if got := ldapwire.ValidFilter(b, depth); got != want {
+				t.Fatalf("depth %d: ValidFilter says %v, the packet tree %v (decode error %v)", depth, got, want, err)
+			}
+			if !want {
+				continue
+			}
+			ldapwire.SetDNAttributesValues(p)
+			var q SearchRequest
+			q.SetFilterEncoding(b, "")
+			if got := q.FilterPacket(); !reflect.DeepEqual(got, p) {
+				t.Fatalf("depth %d: FilterPacket gives %#v, the packet tree %#v", depth, got, p)
+			}
+		}
+	})
+}
+
+// TestValidFilterRefuses: a few filters ValidFilter must refuse, as checkFilter does.
+func TestValidFilterRefuses(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"unknown choice":         {0xaa, 0x00},
+		"universal":              {0x30, 0x00},
+		"present constructed":    {0xa7, 0x00},
+		"not of two":             {0xa2, 0x04, 0x87, 0x00, 0x87, 0x00},
+		"not of none":            {0xa2, 0x00},
+		"equality of one":        {0xa3, 0x02, 0x04, 0x00},
+		"equality of three":      {0xa3, 0x06, 0x04, 0x00, 0x04, 0x00, 0x04, 0x00},
+		"equality value tagged":  {0xa3, 0x04, 0x04, 0x00, 0x80, 0x00},
+		"substrings no parts":    {0xa4, 0x04, 0x04, 0x00, 0x30, 0x00},
+		"substrings late start":  {0xa4, 0x08, 0x04, 0x00, 0x30, 0x04, 0x81, 0x00, 0x80, 0x00},
+		"substrings early final": {0xa4, 0x08, 0x04, 0x00, 0x30, 0x04, 0x82, 0x00, 0x81, 0x00},
+		"extensible no value":    {0xa9, 0x02, 0x81, 0x00},
+		"extensible out of turn": {0xa9, 0x04, 0x83, 0x00, 0x82, 0x00},
+		"too deep":               nestedNotFilter(DefaultMaxFilterDepth),
+	} {
+		if scanBER(b, 104) != nil {
+			t.Fatalf("%s: % x does not scan", name, b)
+		}
+		if ldapwire.ValidFilter(b, DefaultMaxFilterDepth) {
+			t.Errorf("%s: ValidFilter accepts % x", name, b)
+		}
+		p, err := ldapwire.Decode(b)
+		if err == nil && checkFilter(p, 1, DefaultMaxFilterDepth) == nil {
+			t.Errorf("%s: checkFilter accepts % x", name, b)
+		}
+	}
+	for _, b := range filterSeeds(t) {
+		if !ldapwire.ValidFilter(b, DefaultMaxFilterDepth) {
+			t.Errorf("ValidFilter refuses % x", b)
+		}
+	}
+}
+
+// FuzzReadFrame splits arbitrary bytes into frames with a small size limit: every frame
+// must be a prefix of what is left, within the limit, and exactly one BER element long;
+// every error must be one the read loop knows how to answer.
 func FuzzReadFrame(f *testing.F) {
 	const limit = 64
 	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x01})

@@ -469,18 +469,19 @@ func decodeSearchFields(q *SearchRequest, msg []byte, pos, maxFilterDepth int) b
 		return false
 	}
 	q.TypesOnly = msg[s] != 0
-	// The filter: any context-class element, decoded and checked as decodeSearch does.
+	// The filter: any context-class element that decodes and passes checkFilter, as
+	// decodeSearch asks, checked on its bytes (ldapwire.ValidFilter accepts exactly
+	// that). Its packet tree is built only when something reads it (a search answered
+	// from the served tree does, one relayed upstream as the client's bytes does not).
 	fStart := pos
 	id, _, fEnd, err := ldapwire.Header(msg, pos)
 	if err != nil || ber.Class(id&0xc0) != ber.ClassContext || id&0x1f == 0x1f {
 		return false
 	}
-	if q.Filter, err = ldapwire.DecodeIn(msg[fStart:fEnd], text[fStart-origin:fEnd-origin]); err != nil {
+	if !ldapwire.ValidFilter(msg[fStart:fEnd], maxFilterDepth) {
 		return false
 	}
-	if checkFilter(q.Filter, 1, maxFilterDepth) != nil {
-		return false
-	}
+	q.SetFilterEncoding(msg[fStart:fEnd:fEnd], text[fStart-origin:fEnd-origin])
 	pos = fEnd
 	if _, _, ok = next(0x30); !ok || pos != len(msg) {
 		return false
@@ -624,15 +625,16 @@ func decodeSearch(op *ber.Packet, maxFilterDepth int) (*SearchRequest, error) {
 		}
 		return nil, malformed("filter: %v", err)
 	}
+	ldapwire.SetDNAttributesValues(s.Filter)
 	return s, nil
 }
 
 // checkFilter validates a filter in one walk, before anything else reads it: every
 // choice is one RFC 4511 defines, each has the shape its choice must have, and the
-// nesting of and/or/not stays within maxDepth (a leaf at the top is at depth 1). It also
-// gives each extensible match's dnAttributes flag the bool Value that go-ldap's
-// DecompileFilter asserts but go-asn1-ber sets only on universal elements. The nesting
-// limit the whole message passed before decoding bounds the recursion.
+// nesting of and/or/not stays within maxDepth (a leaf at the top is at depth 1).
+// ldapwire.ValidFilter is this check on a filter's bytes, for the searches decoded in
+// place; it must accept exactly what this accepts (FuzzValidFilter). The nesting limit
+// the whole message passed before decoding bounds the recursion.
 func checkFilter(f *ber.Packet, depth, maxDepth int) error {
 	if depth > maxDepth {
 		return ldapwire.TooDeepError{Limit: maxDepth}
@@ -681,13 +683,7 @@ func checkFilter(f *ber.Packet, depth, maxDepth int) error {
 				return errors.New("extensible match has a misplaced or unknown element")
 			}
 			last = c.Tag
-			switch c.Tag {
-			case ldap.MatchingRuleAssertionMatchValue:
-				hasValue = true
-			case ldap.MatchingRuleAssertionDNAttributes:
-				b := c.Data.Bytes()
-				c.Value = len(b) == 1 && b[0] != 0
-			}
+			hasValue = hasValue || c.Tag == ldap.MatchingRuleAssertionMatchValue
 		}
 		if !hasValue {
 			return errors.New("extensible match without a match value")

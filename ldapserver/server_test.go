@@ -892,7 +892,7 @@ func TestInlineRequests(t *testing.T) {
 	h := newProtoHandler()
 	inline := func(r *Request) bool { return r.Op == OpSearch }
 	detaching := HandlerFunc(func(w ResponseWriter, r *Request) {
-		if r.Op == OpSearch && r.Search.Filter.Tag == ldap.FilterPresent {
+		if r.Op == OpSearch && r.Search.FilterPacket().Tag == ldap.FilterPresent {
 			Detach(w) // a long search: (cn=*) stands for one here
 		}
 		h.serve(w, r)

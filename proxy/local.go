@@ -96,7 +96,7 @@ func (h *local) rootDSE(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 	add("vendorVersion", h.opts.Version)
 	add("subschemaSubentry", directory.SubschemaDN)
 
-	if directory.MatchesPresence(r.Search.Filter, e) {
+	if directory.MatchesPresence(r.Search.FilterPacket(), e) {
 		e.Attributes = selectAttributes(e.Attributes, r.Search.Attributes)
 		if err := w.WriteEntry(e); err != nil {
 			return

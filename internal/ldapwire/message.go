@@ -96,9 +96,14 @@ type SearchRequest struct {
 	SizeLimit    int
 	TimeLimit    int
 	TypesOnly    bool
-	// Filter is the filter as decoded from the wire; FilterString renders it.
+	// Filter is the filter as decoded from the wire, or nil while only its encoding is
+	// known (SetFilterEncoding): read it with FilterPacket. FilterString renders it.
 	Filter     *ber.Packet
 	Attributes []string
+
+	// filterBER and filterText are the filter's encoding until FilterPacket decodes it.
+	filterBER  []byte
+	filterText string
 
 	filterString string
 	filterErr    error
@@ -108,7 +113,7 @@ type SearchRequest struct {
 // FilterString renders the filter in RFC 4515 string form, once.
 func (s *SearchRequest) FilterString() (string, error) {
 	if !s.filterDone {
-		s.filterString, s.filterErr = ldap.DecompileFilter(s.Filter)
+		s.filterString, s.filterErr = ldap.DecompileFilter(s.FilterPacket())
 		s.filterDone = true
 	}
 	return s.filterString, s.filterErr
