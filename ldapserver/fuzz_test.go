@@ -178,7 +178,7 @@ func sameDecoding(msg []byte, req *Request, err error) string {
 }
 
 // TestDecodeSearchInPlace checks that searches are decoded without the packet tree of the
-// whole message, into what that tree gives: with and without controls and attributes,
+// whole message (nor of their filter, until it is asked for), into what that tree gives: with and without controls and attributes,
 // every scope and filter choice, a base, attribute or filter value of every length
 // form; and that anything else (other operations, tags, forms or values than a search
 // has, which decodeTree answers) is left to decodeTree.
@@ -202,6 +202,9 @@ func TestDecodeSearchInPlace(t *testing.T) {
 		req, ok := decodeSearchRequest(msg, DefaultMaxFilterDepth)
 		if !ok {
 			t.Fatalf("search % x not decoded in place", msg)
+		}
+		if req.Search.Filter != nil {
+			t.Fatalf("search % x: its filter's packet tree was built before anything asked for it", msg)
 		}
 		if d := sameDecoding(msg, req, nil); d != "" {
 			t.Fatalf("% x: %s", msg, d)
