@@ -47,7 +47,9 @@ func appFlow(p *proxy, up *slapdtest.Server, user int) error {
 // TestOutageDrill: with the upstream dead, then hung (SIGSTOP), fresh connections run
 // the whole application flow, in both search modes, for users who logged in before the
 // outage; a user of direct mode whom the upstream lets read only its own entry gets
-// nothing from the store.
+// nothing from the store. The upstream timeout is the harness's (3s): the four
+// subtests run side by side, and on a loaded machine a shorter one had the live
+// upstream taken for unreachable before the outage.
 func TestOutageDrill(t *testing.T) {
 	const users, logins = 12, 6 // users 1..logins log in before the outage
 	for _, mode := range []string{"cached", "direct"} {
@@ -57,7 +59,6 @@ func TestOutageDrill(t *testing.T) {
 				up := withSlapd(t, slapdtest.Options{Users: users, Groups: 3, Access: peopleSelfOnly})
 				cfg := config(up, map[string]string{"mode": mode, "sync": syncOn, "top": clientsSection(t, "") +
 					"bind:\n  cache_passwords: true\n  offline_max_age: 1h\n"})
-				cfg = strings.Replace(cfg, "timeout: 3s", "timeout: 1s", 1)
 				p := startProxy(t, cfg)
 				c := dial(t, p.URL)
 				if err := c.Bind(appDN, appPassword); err != nil {
