@@ -859,10 +859,15 @@ func compareIntegers(a, b string) int {
 // order is time order (a whole second sorts before the same second with a fraction, as
 // a prefix; two fractions compare digit by digit, as decimals do). A value already in
 // that form, as most directories write their timestamps ("20240102030405Z"), is its
-// own normalised form: the tree keeps no copy of it.
+// own normalised form: the tree keeps no copy of it. A value whose offset takes the
+// instant out of the years 0000-9999 (9999-12-31T23:30 at -0100) is not one, as in
+// slapd: its year would not be four digits, and string order would not be time order.
 func normGeneralizedTime(s string) (string, bool) {
 	t, err := mapping.ParseGeneralizedTime(s)
 	if err != nil {
+		return "", false
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
 		return "", false
 	}
 	var buf [32]byte

@@ -67,6 +67,12 @@ func TestNormOtherSyntaxes(t *testing.T) {
 		{normTime, "20200101120000.0Z", "20200101120000Z", true},
 		{normTime, "20200101120000.000000001Z", "20200101120000Z000000001", true},
 		{normTime, "20200101120000.1-0130", "20200101133000Z1", true},
+		// An offset that takes the instant out of the years 0000-9999 makes no
+		// GeneralizedTime (slapd refuses it): no four-digit year to order by.
+		{normTime, "99991231233000-0100", "", false},
+		{normTime, "00000101003000+0100", "", false},
+		{normTime, "99991231225959-0100", "99991231235959Z", true},
+		{normTime, "00000101010000+0100", "00000101000000Z", true},
 		{normTime, "20200101", "", false},
 		{normTime, "20201301000000Z", "", false},
 		{normTime, "20200230000000Z", "", false},
