@@ -10,8 +10,8 @@ import (
 
 // FuzzReadTree: whatever an image's bytes (its checksum made right, so that the
 // parser itself is reached), ReadTree returns a tree or an error and never panics, and
-// the DNs, outside values and index keys of a tree it returns lie within the image or
-// the sources.
+// the DNs, outside values, index keys and constants (class names) of a tree it returns
+// lie within the image or the sources, its constants each once and within their bound.
 // The seeds are images of the test directory, with and without sources; the corpus
 // under testdata/fuzz/FuzzReadTree keeps what earlier runs found interesting.
 func FuzzReadTree(f *testing.F) {
@@ -57,6 +57,16 @@ func FuzzReadTree(f *testing.F) {
 					t.Fatalf("entry %d: an outside value outside the image", id)
 				}
 			}
+		}
+		seen := map[string]bool{}
+		for i, c := range read.consts {
+			if !inImage(c) || seen[c] || i >= maxConsts {
+				t.Fatalf("constant %d: outside the image, a duplicate or past the bound", i)
+			}
+			seen[c] = true
+		}
+		if tt := read.typeTable; len(tt.consts) != len(read.consts) || len(tt.constIDs) != len(read.consts) {
+			t.Fatalf("the type table numbers %d constants (%d IDs), the tree %d", len(tt.consts), len(tt.constIDs), len(read.consts))
 		}
 		for at, ix := range read.index {
 			ix.base.each(func(k string, _ []entryID) {
