@@ -178,10 +178,15 @@ func dialLDAP(t *testing.T, addr string) *ldap.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc.SetTimeout(5 * time.Second)
+	lc.SetTimeout(clientTimeout)
 	t.Cleanup(func() { lc.Close() })
 	return lc
 }
+
+// clientTimeout bounds each request of the tests' clients: a hang detector, long
+// enough that a loaded machine running slapd and the tests with -race does not trip it
+// (5 s did, on searches of the differential test).
+const clientTimeout = 30 * time.Second
 
 // differential is a slapd and an ldapserver.Server serving a Tree of the same entries.
 type differential struct {
@@ -356,6 +361,11 @@ func differentialAgainstSlapd(t *testing.T, d *differential) {
 				t.Fatalf("generated filter %s does not compile: %v", f, err)
 			}
 			s, tr := d.search(d.srv.Suffix, ldap.ScopeWholeSubtree, f, []string{"1.1"})
+			if s.code == ldap.ErrorNetwork || tr.code == ldap.ErrorNetwork {
+				// Not a difference: a client that got no answer in time; the next
+				// thousands of searches would each wait as long.
+				t.Fatalf("filter %s: no answer within %v (slapd %d, tree %d)", f, clientTimeout, s.code, tr.code)
+			}
 			if diff := diffDNs(s, tr); diff != "" {
 				failures++
 				if failures <= 40 {
