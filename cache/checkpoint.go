@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -467,6 +468,11 @@ func (s *Store) startCheckpointer(written uint64) {
 // of sn. Done once per process: the mapping stays for its life, as records of later
 // snapshots may be its. It reports whether the records moved.
 func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
+	// The check and the indexes read every page of the checkpoint while the heap still
+	// holds the records and whatever the sync that committed them left: that garbage
+	// is handed back first, so that the two do not add up (at 100,000 users the first
+	// start's peak came 50 MiB lower with it and the image's read below).
+	debug.FreeOSMemory()
 	start := time.Now()
 	recs, err := s.readCheckpoint(sn.gen, sn.commit)
 	if err != nil {

@@ -142,6 +142,10 @@ func (c *cached) imageWritten(sn *cache.Snapshot) {
 		return
 	}
 	start := time.Now()
+	// Reading the image brings its pages in and makes a tree beside the one built: the
+	// garbage of the build and of writing the image is handed back first (once per
+	// process), so that they do not add up.
+	debug.FreeOSMemory()
 	// The same schema as the tree built: not parsed again, nor its undescribed types logged again.
 	if mapped := c.readImage(sn, t.Schema()); mapped != nil {
 		c.serve(mapped, sn)
