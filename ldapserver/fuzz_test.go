@@ -349,7 +349,7 @@ func FuzzValidFilter(f *testing.F) {
 			}
 			ldapwire.SetDNAttributesValues(p)
 			var q SearchRequest
-			q.SetFilterEncoding(b, "")
+			q.SetFilterEncoding(string(b))
 			if got := q.FilterPacket(); !reflect.DeepEqual(got, p) {
 				t.Fatalf("depth %d: FilterPacket gives %#v, the packet tree %#v", depth, got, p)
 			}

@@ -481,7 +481,7 @@ func decodeSearchFields(q *SearchRequest, msg []byte, pos, maxFilterDepth int) b
 	if !ldapwire.ValidFilter(msg[fStart:fEnd], maxFilterDepth) {
 		return false
 	}
-	q.SetFilterEncoding(msg[fStart:fEnd:fEnd], text[fStart-origin:fEnd-origin])
+	q.SetFilterEncoding(text[fStart-origin : fEnd-origin])
 	pos = fEnd
 	if _, _, ok = next(0x30); !ok || pos != len(msg) {
 		return false

@@ -142,12 +142,11 @@ func octetString(b []byte, pos, end int) (int, bool) {
 	return e, true
 }
 
-// SetFilterEncoding gives s its filter as the BER element b, which ValidFilter accepted,
-// with text as b's bytes in a string (or ""): the packet tree of Filter is built from it
-// when FilterPacket is first asked for, and never if nothing asks (a search relayed
-// upstream as the client's bytes). b and text must not change while s is in use.
-func (s *SearchRequest) SetFilterEncoding(b []byte, text string) {
-	s.Filter, s.filterBER, s.filterText = nil, b, text
+// SetFilterEncoding gives s its filter as the BER element text, which ValidFilter
+// accepted: the packet tree of Filter is built from it when FilterPacket is first asked
+// for, and never if nothing asks (a search relayed upstream as the client's bytes).
+func (s *SearchRequest) SetFilterEncoding(text string) {
+	s.Filter, s.filterText = nil, text
 }
 
 // FilterPacket returns the filter as a packet tree: Filter, decoded first from what
@@ -155,13 +154,13 @@ func (s *SearchRequest) SetFilterEncoding(b []byte, text string) {
 // the bool Value that go-ldap's DecompileFilter asserts but go-asn1-ber sets only on
 // universal elements.
 func (s *SearchRequest) FilterPacket() *ber.Packet {
-	if s.Filter == nil && s.filterBER != nil {
-		p, err := DecodeIn(s.filterBER, s.filterText)
+	if s.Filter == nil && s.filterText != "" {
+		p, err := DecodeIn([]byte(s.filterText), s.filterText)
 		if err != nil { // ValidFilter accepted it: cannot happen
 			return nil
 		}
 		SetDNAttributesValues(p)
-		s.Filter, s.filterBER, s.filterText = p, nil, ""
+		s.Filter, s.filterText = p, ""
 	}
 	return s.Filter
 }

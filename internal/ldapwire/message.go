@@ -101,22 +101,25 @@ type SearchRequest struct {
 	Filter     *ber.Packet
 	Attributes []string
 
-	// filterBER and filterText are the filter's encoding until FilterPacket decodes it.
-	filterBER  []byte
+	// filterText is the filter's encoding until FilterPacket decodes it.
 	filterText string
+	// rendered is what FilterString answered, once asked: only log lines ask, so the
+	// request does not carry room for it.
+	rendered *renderedFilter
+}
 
-	filterString string
-	filterErr    error
-	filterDone   bool
+type renderedFilter struct {
+	s   string
+	err error
 }
 
 // FilterString renders the filter in RFC 4515 string form, once.
 func (s *SearchRequest) FilterString() (string, error) {
-	if !s.filterDone {
-		s.filterString, s.filterErr = ldap.DecompileFilter(s.FilterPacket())
-		s.filterDone = true
+	if s.rendered == nil {
+		f, err := ldap.DecompileFilter(s.FilterPacket())
+		s.rendered = &renderedFilter{f, err}
 	}
-	return s.filterString, s.filterErr
+	return s.rendered.s, s.rendered.err
 }
 
 // CompareRequest is a compare (RFC 4511 §4.10).
