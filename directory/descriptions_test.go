@@ -448,6 +448,8 @@ func TestNewRuleNormalisation(t *testing.T) {
 		{normUTCTime, "20240101000000.0Z", "20240101000000Z", true}, // GeneralizedTime form
 		{normUTCTime, "991231235959", "", false},
 		{normUTCTime, "99123123Z", "", false},
+		{normUTCTime, "991231235960Z", "", false}, // a UTCTime has no leap second (slapd)
+		{normUTCTime, "19991231235960Z", "19991231235960Z", true},
 	} {
 		got, ok := s.normalize(c.k, []byte(c.in), posValue)
 		if got != c.want || ok != c.ok {

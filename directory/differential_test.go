@@ -597,6 +597,8 @@ var cornerFilters = []string{
 	"(createTimestamp>=99991231233000-0100)", "(!(createTimestamp>=99991231233000-0100))",
 	"(createTimestamp<=00000101003000+0100)", "(!(createTimestamp<=00000101003000+0100))",
 	"(createTimestamp<=00000101003000Z)", "(!(createTimestamp>=99991231223000-0100))",
+	"(modifyTimestamp=19991231235960Z)", "(modifyTimestamp<=19991231235960Z)", "(modifyTimestamp>=19991231235960Z)",
+	"(modifyTimestamp>=19991231235960.5Z)", "(modifyTimestamp<=20000101005960+0100)", "(modifyTimestamp=20231231235960Z)",
 	"(!(entryUUID=xyz))", "(!(entryUUID=ad2*))", "(entryUUID>=80000000-0000-0000-0000-000000000000)",
 	"(!(fooBar=x))", "(!(fooBar=*))", "(!(fooBar:dn:=people))", "(!(cn:fooMatch:=x))", "(!(:fooMatch:=x))",
 	"(cn:caseExactMatch:=User 0001)", "(!(cn:caseExactMatch:=user 0001))", "(cn:2.5.13.5:=User 0001)", "(cn:CASEEXACTMATCH:=User 0001)",

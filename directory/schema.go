@@ -862,8 +862,14 @@ func compareIntegers(a, b string) int {
 // own normalised form: the tree keeps no copy of it. A value whose offset takes the
 // instant out of the years 0000-9999 (9999-12-31T23:30 at -0100) is not one, as in
 // slapd: its year would not be four digits, and string order would not be time order.
+// A leap second (SS 60) is an instant of its own, as in slapd: its normal form keeps the
+// 60, after the minute's :59 and before the next minute.
 func normGeneralizedTime(s string) (string, bool) {
-	t, err := mapping.ParseGeneralizedTime(s)
+	parse, leap := s, leapSecond(s)
+	if leap {
+		parse = s[:12] + "59" + s[14:] // offsets are whole minutes: the seconds stay 59 in UTC
+	}
+	t, err := mapping.ParseGeneralizedTime(parse)
 	if err != nil {
 		return "", false
 	}
@@ -872,6 +878,9 @@ func normGeneralizedTime(s string) (string, bool) {
 	}
 	var buf [32]byte
 	b := append(t.UTC().AppendFormat(buf[:0], "20060102150405"), 'Z')
+	if leap {
+		b[12], b[13] = '6', '0'
+	}
 	if ns := t.Nanosecond(); ns != 0 {
 		var frac [9]byte
 		for i := 8; i >= 0; i-- {
@@ -890,6 +899,19 @@ func normGeneralizedTime(s string) (string, bool) {
 	return string(b), true
 }
 
+// leapSecond reports whether the GeneralizedTime s has the seconds 60.
+func leapSecond(s string) bool {
+	if len(s) < 14 {
+		return false
+	}
+	for i := range 14 {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s[12:14] == "60"
+}
+
 // normUTCTimeValue parses a UTCTime (RFC 4517 §3.3.34: YYMMDDHHMM[SS] and Z or an
 // offset; years 50–99 in the 1900s, 00–49 in the 2000s, as RFC 5280 has it) into
 // normGeneralizedTime's form, so that equal instants compare equal and string order is
@@ -903,8 +925,8 @@ func normUTCTimeValue(s string) (string, bool) {
 	if digits != 10 && digits != 12 {
 		return normGeneralizedTime(s)
 	}
-	if digits == len(s) {
-		return "", false // a UTCTime has a zone
+	if digits == len(s) || digits == 12 && s[10:12] == "60" {
+		return "", false // a UTCTime has a zone, and no leap second (as slapd has it)
 	}
 	century := "20"
 	if s[0] >= '5' {

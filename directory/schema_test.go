@@ -73,6 +73,13 @@ func TestNormOtherSyntaxes(t *testing.T) {
 		{normTime, "00000101003000+0100", "", false},
 		{normTime, "99991231225959-0100", "99991231235959Z", true},
 		{normTime, "00000101010000+0100", "00000101000000Z", true},
+		// A leap second is an instant of its own between :59 and the next minute, as
+		// slapd has it, in UTC as written; its fraction follows.
+		{normTime, "19991231235960Z", "19991231235960Z", true},
+		{normTime, "19991231235960.5Z", "19991231235960Z5", true},
+		{normTime, "20000101005960+0100", "19991231235960Z", true},
+		{normTime, "20000101000060,250-0130", "20000101013060Z25", true},
+		{normTime, "19991231235961Z", "", false},
 		{normTime, "20200101", "", false},
 		{normTime, "20201301000000Z", "", false},
 		{normTime, "20200230000000Z", "", false},
@@ -193,5 +200,23 @@ func TestSchemaResolves(t *testing.T) {
 	}
 	if !s.attr("memberOf").operational || s.attr("cn").operational {
 		t.Error("memberOf should be operational (as with slapd's memberof overlay), cn not")
+	}
+}
+
+// TestNormTimeLeapSecondOrder checks that a leap second sorts after the minute's :59 and
+// before the next minute, with its fractions, written in UTC or with an offset.
+func TestNormTimeLeapSecondOrder(t *testing.T) {
+	ordered := []string{"19991231235959Z", "19991231235959.9Z", "20000101005960+0100", "19991231235960.5Z",
+		"19991231235960.75Z", "20000101000000Z", "20000101000000.1Z"}
+	var prev string
+	for i, v := range ordered {
+		n, ok := normGeneralizedTime(v)
+		if !ok {
+			t.Fatalf("%q: not a GeneralizedTime", v)
+		}
+		if i > 0 && strings.Compare(prev, n) >= 0 {
+			t.Errorf("%q (%q) does not sort after %q (%q)", v, n, ordered[i-1], prev)
+		}
+		prev = n
 	}
 }
