@@ -855,7 +855,8 @@ func compareIntegers(a, b string) int {
 
 // normGeneralizedTime parses a GeneralizedTime (RFC 4517 §3.3.13) and returns the
 // instant in UTC as YYYYMMDDHHMMSS, "Z", then the fraction of a second's digits without
-// trailing zeros (none for a whole second): equal instants compare equal, and string
+// trailing zeros (none for a whole second; as written, past nanoseconds too; a fraction
+// of a minute or an hour in seconds): equal instants compare equal, and string
 // order is time order (a whole second sorts before the same second with a fraction, as
 // a prefix; two fractions compare digit by digit, as decimals do). A value already in
 // that form, as most directories write their timestamps ("20240102030405Z"), is its
@@ -881,7 +882,11 @@ func normGeneralizedTime(s string) (string, bool) {
 	if leap {
 		b[12], b[13] = '6', '0'
 	}
-	if ns := t.Nanosecond(); ns != 0 {
+	if frac, ok := secondsFraction(s); ok {
+		// The digits as written, beyond nanoseconds too: equal as slapd's are.
+		b = append(b, frac...)
+	} else if ns := t.Nanosecond(); ns != 0 {
+		// A fraction of a minute or an hour, in seconds.
 		var frac [9]byte
 		for i := 8; i >= 0; i-- {
 			frac[i] = byte('0' + ns%10)
@@ -897,6 +902,27 @@ func normGeneralizedTime(s string) (string, bool) {
 		return s, true
 	}
 	return string(b), true
+}
+
+// secondsFraction returns the digits of the fraction of a second of the
+// GeneralizedTime s without trailing zeros; false when s has no seconds with a fraction.
+func secondsFraction(s string) (string, bool) {
+	if len(s) < 16 || s[14] != '.' && s[14] != ',' {
+		return "", false
+	}
+	for i := range 14 {
+		if s[i] < '0' || s[i] > '9' {
+			return "", false
+		}
+	}
+	end := 15
+	for end < len(s) && s[end] >= '0' && s[end] <= '9' {
+		end++
+	}
+	for end > 15 && s[end-1] == '0' {
+		end--
+	}
+	return s[15:end], true
 }
 
 // leapSecond reports whether the GeneralizedTime s has the seconds 60.

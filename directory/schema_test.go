@@ -80,6 +80,14 @@ func TestNormOtherSyntaxes(t *testing.T) {
 		{normTime, "20000101005960+0100", "19991231235960Z", true},
 		{normTime, "20000101000060,250-0130", "20000101013060Z25", true},
 		{normTime, "19991231235961Z", "", false},
+		// A fraction of a second is its digits as written, past nanoseconds too (as
+		// slapd has them): .0000000001 is after the whole second, .1234567891 is not
+		// .123456789.
+		{normTime, "20200101120000.1234567891Z", "20200101120000Z1234567891", true},
+		{normTime, "20200101120000,12345678910Z", "20200101120000Z1234567891", true},
+		{normTime, "20200101130000.0000000001+0100", "20200101120000Z0000000001", true},
+		{normTime, "19991231235960.0000000001Z", "19991231235960Z0000000001", true},
+		{normTime, "20200101120000.0000000000Z", "20200101120000Z", true},
 		{normTime, "20200101", "", false},
 		{normTime, "20201301000000Z", "", false},
 		{normTime, "20200230000000Z", "", false},
