@@ -354,7 +354,7 @@ func (c *cached) serve(t *directory.Tree, sn *cache.Snapshot) {
 // notSynced is the answer to a search or compare before the first sync: the entries
 // are not known yet, and an empty answer would tell the client that they do not exist.
 func notSynced() *ldapserver.Result {
-	return &ldapserver.Result{Code: ldap.LDAPResultUnavailable, Diagnostic: "the directory is not synced yet: the first sync is running"}
+	return &ldapserver.Result{Code: ldap.LDAPResultUnavailable, Diagnostic: "the directory is not synced yet: the first sync, or the building of what it read, is running"}
 }
 
 func (c *cached) search(w ldapserver.ResponseWriter, r *ldapserver.Request) {

@@ -685,6 +685,9 @@ func TestCachedFirstBuildInBackground(t *testing.T) {
 	if c.synced.Load() {
 		t.Fatal("searches served before the first tree was built")
 	}
+	if res := notSynced(); res.Code != ldap.LDAPResultUnavailable || !strings.Contains(res.Diagnostic, "building") {
+		t.Fatalf("while the first tree is built, searches are answered %+v", res)
+	}
 	settled := m.store.Snapshot()
 	if settled == committed[0] {
 		t.Fatal("the store's records did not move to its checkpoint before the build")
