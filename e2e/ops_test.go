@@ -148,6 +148,9 @@ func TestGracefulShutdown(t *testing.T) {
 	up := withSlapd(t, slapdtest.Options{Users: 3000, Groups: 3})
 	p := startProxy(t, config(up, nil))
 	c := dial(t, p.URL)
+	// The client's timeout bounds the whole search, which a loaded machine running the
+	// tests with -race took over dial's 10 s to read: it only guards against a hang.
+	c.SetTimeout(time.Minute)
 	if err := c.Bind(up.ServiceDN, up.ServicePassword); err != nil {
 		t.Fatal(err)
 	}
