@@ -50,7 +50,7 @@ type cached struct {
 	imaged *directory.Tree
 	// building is set while the first tree of a large directory is built in the
 	// background (buildFirst): commits meanwhile leave it to catch up with them.
-	building bool
+	building atomic.Bool
 }
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {
@@ -181,6 +181,9 @@ func (c *cached) readImage(sn *cache.Snapshot, sch *directory.Schema) *directory
 // apply, a tree built anew (paged searches under way then fail once). On an error the
 // previous tree stays, and the next commit tries again from it.
 func (c *cached) update(sn *cache.Snapshot) {
+	if c.building.Load() {
+		return // buildFirst applies sn when its tree is ready; the commit does not wait for it
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sn != nil && sn.Generation() <= c.sn.Generation() {
@@ -191,11 +194,11 @@ func (c *cached) update(sn *cache.Snapshot) {
 		c.rebuild(sn)
 		return
 	}
-	if c.building {
+	if c.building.Load() {
 		return // buildFirst applies sn when its tree is ready
 	}
 	if users, groups := sn.Counts(); c.sn.Generation() == 0 && users+groups >= backgroundBuildMin {
-		c.building = true
+		c.building.Store(true)
 		go c.buildFirst()
 		return
 	}
@@ -237,7 +240,8 @@ func (c *cached) update(sn *cache.Snapshot) {
 // tests).
 var backgroundBuildMin = 10000
 
-// firstBuildStarts, when set (by the tests), is called as buildFirst is about to build.
+// firstBuildStarts, when set (by the tests), is called as buildFirst is about to build,
+// holding the lock the build holds.
 var firstBuildStarts func()
 
 // settleWait bounds how long buildFirst waits for the store's records to settle.
@@ -257,19 +261,21 @@ func (c *cached) buildFirst() {
 	case <-c.store.RecordsSettled():
 	case <-time.After(settleWait):
 	}
+	c.mu.Lock()
 	if firstBuildStarts != nil {
 		firstBuildStarts()
 	}
-	c.mu.Lock()
 	sn := c.store.Snapshot()
 	c.rebuild(sn)
 	built := c.sn.Generation() == sn.Generation()
-	c.building = false
+	c.building.Store(false)
 	c.mu.Unlock()
-	if !built {
-		return // rebuild logged why; the next commit tries again
+	if built {
+		c.store.DerivedReady() // the image, which waited for the tree
 	}
-	c.store.DerivedReady() // the image, which waited for the tree
+	// The commits that came during the build returned without waiting for it (a store
+	// publishes a snapshot before it calls back): the latest is applied now, or, when
+	// the build failed, built from.
 	if latest := c.store.Snapshot(); latest.Generation() > sn.Generation() {
 		c.update(latest)
 	}

@@ -661,13 +661,19 @@ func TestHandlerCachedReady(t *testing.T) {
 // commit before the served tree is built; until the tree serves, searches stay
 // unavailable; the tree is built from the records the store moved to its checkpoint, not
 // from the snapshot the commit made (whose records are the heap's); a commit that comes
-// while the tree is being built is applied once it is; and the tree's image is written
-// without waiting for another commit.
+// while the tree is being built returns at once and is applied once the tree is built;
+// and the tree's image is written without waiting for another commit.
 func TestCachedFirstBuildInBackground(t *testing.T) {
 	defer func(n int) { backgroundBuildMin = n }(backgroundBuildMin)
 	backgroundBuildMin = 1
 	started, release := make(chan struct{}), make(chan struct{})
-	firstBuildStarts = func() { close(started); <-release }
+	firstBuildStarts = func() { // holding the build's lock
+		close(started)
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	defer func() { firstBuildStarts = nil }()
 
 	m, _ := newDirSyncModel(t, 21, slog.New(slog.DiscardHandler))
@@ -694,7 +700,11 @@ func TestCachedFirstBuildInBackground(t *testing.T) {
 	}
 	m.change()
 	m.change()
+	begun := time.Now()
 	m.commit() // while the first tree is being built
+	if d := time.Since(begun); d > 5*time.Second {
+		t.Errorf("a commit during the first tree's build waited %v for it", d)
+	}
 	close(release)
 
 	if !c.waitMapped() {
