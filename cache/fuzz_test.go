@@ -76,17 +76,10 @@ func FuzzDecodeRecord(f *testing.F) {
 					within("upstream value", v)
 				}
 			}
-			again := appendUser(nil, du)
-			du2, err := decodeUser("id", string(again))
-			if err != nil {
-				t.Fatalf("a decoded user encodes as %x, which does not decode: %v", again, err)
-			}
-			if third := appendUser(nil, du2); string(third) != string(again) {
-				t.Fatalf("a decoded user encodes as %x, decoded again as %x", again, third)
-			}
+			du2 := roundTrip(t, "user", du, appendUser, decodeUser)
 			du.Attributes, du2.Attributes = nil, nil // times: equal instants, not equal structs
 			if !reflect.DeepEqual(du, du2) {
-				t.Fatalf("user %+v encodes as %x, which decodes as %+v", du, again, du2)
+				t.Fatalf("user %+v decodes, encoded again, as %+v", du, du2)
 			}
 		}
 		dg, derr := decodeGroup("id", val)
@@ -99,17 +92,10 @@ func FuzzDecodeRecord(f *testing.F) {
 		if derr == nil {
 			within("DN", dg.DN)
 			within("name", dg.Name)
-			again := appendGroup(nil, dg)
-			dg2, err := decodeGroup("id", string(again))
-			if err != nil {
-				t.Fatalf("a decoded group encodes as %x, which does not decode: %v", again, err)
-			}
-			if third := appendGroup(nil, dg2); string(third) != string(again) {
-				t.Fatalf("a decoded group encodes as %x, decoded again as %x", again, third)
-			}
+			dg2 := roundTrip(t, "group", dg, appendGroup, decodeGroup)
 			dg.Attributes, dg2.Attributes = nil, nil
 			if !reflect.DeepEqual(dg, dg2) {
-				t.Fatalf("group %+v encodes as %x, which decodes as %+v", dg, again, dg2)
+				t.Fatalf("group %+v decodes, encoded again, as %+v", dg, dg2)
 			}
 		}
 	})
@@ -203,4 +189,19 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 		t.Fatalf("the test checkpoint does not parse: %v", err)
 	}
 	return b, sn.gen, sn.commit
+}
+
+// roundTrip encodes v, a decoded object, decodes that and requires the result to
+// encode as v did; it returns the result.
+func roundTrip[T any](t *testing.T, kind string, v *T, encode func([]byte, *T) []byte, decode func(id, val string) (*T, error)) *T {
+	t.Helper()
+	again := encode(nil, v)
+	v2, err := decode("id", string(again))
+	if err != nil {
+		t.Fatalf("a decoded %s encodes as %x, which does not decode: %v", kind, again, err)
+	}
+	if third := encode(nil, v2); string(third) != string(again) {
+		t.Fatalf("a decoded %s encodes as %x, decoded again as %x", kind, again, third)
+	}
+	return v2
 }
