@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
@@ -16,6 +17,14 @@ import (
 // sealed credential, and a memory dump shows the key and the sealed bytes side by side
 // rather than passwords to grep for.
 var sessionSealer = newSealer()
+
+// sealCount numbers the seals made with sessionSealer: each seal's nonce is its number
+// (NIST SP 800-38D §8.2.1, the deterministic construction). AES-GCM asks only that a
+// nonce never repeat under one key; the key lives and dies with the process, and this
+// counter, which starts with it and only goes up, does not wrap in 2^64 seals. Random
+// 96-bit nonces would be as safe for the number of binds a process sees, but each cost a
+// read of the system's random source on every bind.
+var sealCount atomic.Uint64
 
 func newSealer() cipher.AEAD {
 	key := make([]byte, 32)
@@ -42,7 +51,7 @@ type sealedCredential struct {
 // sealCredential seals the DN and password of a simple bind request, or returns nil when
 // msg is not one with a password.
 func sealCredential(msg []byte) *sealedCredential {
-	dn, password, ok := ldapwire.SimpleBind(msg)
+	dn, password, ok := ldapwire.SimpleBindBytes(msg)
 	if !ok || len(password) == 0 {
 		return nil
 	}
@@ -50,7 +59,7 @@ func sealCredential(msg []byte) *sealedCredential {
 	// nonce, and nothing else ever holds it.
 	n := sessionSealer.NonceSize()
 	box := make([]byte, n, n+binary.MaxVarintLen64+len(dn)+len(password)+sessionSealer.Overhead())
-	_, _ = rand.Read(box)
+	binary.BigEndian.PutUint64(box[n-8:], sealCount.Add(1)) // the nonce's first 4 bytes stay 0
 	plain := binary.AppendUvarint(box[n:n], uint64(len(dn)))
 	plain = append(plain, dn...)
 	plain = append(plain, password...)

@@ -12,27 +12,33 @@ import (
 // SimpleBind returns the name and password of a simple bind request (RFC 4511 §4.2).
 // ok is false for anything else, a SASL bind included. password shares msg's memory.
 func SimpleBind(msg []byte) (name string, password []byte, ok bool) {
+	n, password, ok := SimpleBindBytes(msg)
+	return string(n), password, ok
+}
+
+// SimpleBindBytes is SimpleBind with the name as bytes, sharing msg's memory too.
+func SimpleBindBytes(msg []byte) (name, password []byte, ok bool) {
 	_, _, opStart, end, err := messageParts(msg)
 	if err != nil {
-		return "", nil, false
+		return nil, nil, false
 	}
 	tag, start, opEnd, err := Header(msg[:end], opStart)
 	if err != nil || tag != AppConstructed|ldap.ApplicationBindRequest {
-		return "", nil, false
+		return nil, nil, false
 	}
 	tag, _, pos, err := Header(msg[:opEnd], start) // version
 	if err != nil || tag != TagInteger {
-		return "", nil, false
+		return nil, nil, false
 	}
 	tag, nStart, nEnd, err := Header(msg[:opEnd], pos)
 	if err != nil || tag != TagOctetString {
-		return "", nil, false
+		return nil, nil, false
 	}
 	tag, pStart, pEnd, err := Header(msg[:opEnd], nEnd)
 	if err != nil || tag != 0x80 { // [0] simple
-		return "", nil, false
+		return nil, nil, false
 	}
-	return string(msg[nStart:nEnd]), msg[pStart:pEnd:pEnd], true
+	return msg[nStart:nEnd:nEnd], msg[pStart:pEnd:pEnd], true
 }
 
 // PagedCookie reads the paged results control (RFC 2696) of a message: a search request
