@@ -171,8 +171,6 @@ func (c *Conn) ForwardInline(ctx context.Context, kind Kind, msg []byte, fn func
 }
 
 func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error, d Detacher) error {
-	// Assigned once, so that the bind's closure below holds its value, not the variable
-	// (which would cost every request an allocation).
 	cred := c.newIdentity(kind, msg)
 	stay := false // the request continues a paged search: the session must not move
 	if kind == KindSearch {
@@ -188,24 +186,9 @@ func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 			cred.wipe()
 			return fmt.Errorf("upstream %s: %w", kind, err)
 		}
-		respond := fn
-		switch kind {
-		case KindBind:
-			respond = func(r ldapwire.Response) error {
-				if r.Final {
-					// Before fn relays the answer: the client's next request must find
-					// the session bound.
-					c.setBound(wc, r.Code == ldap.LDAPResultSuccess, cred)
-				}
-				return fn(r)
-			}
-		case KindSearch:
-			respond = func(r ldapwire.Response) error {
-				if r.Final {
-					c.notePaging(wc, r.Msg)
-				}
-				return fn(r)
-			}
+		respond := responder{fn: fn}
+		if kind == KindBind || kind == KindSearch {
+			respond.sess, respond.kind, respond.cred = c, kind, cred
 		}
 		start := time.Now()
 		// An extended operation is never sent twice, so it must not go out on a
@@ -450,12 +433,12 @@ func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
 	defer clear(msg)
 	var refusal error
 	start := time.Now()
-	_, err = wc.roundTrip(ctx, msg, func(r ldapwire.Response) error {
+	_, err = wc.roundTrip(ctx, msg, responder{fn: func(r ldapwire.Response) error {
 		if r.Final {
 			refusal = r.Err()
 		}
 		return nil
-	}, start, c.pool.cfg.Timeout, false, true, true, nil)
+	}}, start, c.pool.cfg.Timeout, false, true, true, nil)
 	c.pool.m.observeKind(wc.srv, KindBind, time.Since(start))
 	switch {
 	case err != nil:
@@ -464,6 +447,18 @@ func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
 		return &refusedError{err: refusal}
 	}
 	return nil
+}
+
+// final notes what the final response r on wc to a request of kind tells the session: a
+// bind's outcome (setBound, with the bind's credential cred), or whether a search left a
+// paged-results cookie (notePaging).
+func (c *Conn) final(wc *wireConn, kind Kind, cred *sealedCredential, r ldapwire.Response) {
+	switch kind {
+	case KindBind:
+		c.setBound(wc, r.Code == ldap.LDAPResultSuccess, cred)
+	case KindSearch:
+		c.notePaging(wc, r.Msg)
+	}
 }
 
 // setBound records a bind's answer on wc: bound (keeping cred, which may be nil) on

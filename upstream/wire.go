@@ -78,7 +78,7 @@ type wireConn struct {
 
 // call is one request in flight.
 type call struct {
-	fn   func(ldapwire.Response) error
+	to   responder
 	done chan error // receives the outcome once
 	out  []byte     // the request as sent, under the connection's message ID; none if secret
 
@@ -88,13 +88,23 @@ type call struct {
 	last      atomic.Int64 // time of the last response, for a search's progress
 }
 
-// newCall returns a call for fn: the connection's spare one, or a new one.
-func (w *wireConn) newCall(fn func(ldapwire.Response) error) *call {
+// responder is where a call's responses go: fn, and first, for a session's bind or
+// search, the session, which notes what the final response tells it (Conn.final). Held
+// by value in the call, it costs a request no allocation.
+type responder struct {
+	fn   func(ldapwire.Response) error
+	sess *Conn // nil: fn alone
+	kind Kind
+	cred *sealedCredential // a bind's credential, kept on success
+}
+
+// newCall returns a call for to: the connection's spare one, or a new one.
+func (w *wireConn) newCall(to responder) *call {
 	c := w.spare.Swap(nil)
 	if c == nil {
 		c = &call{done: make(chan error, 1)}
 	}
-	c.fn = fn
+	c.to = to
 	return c
 }
 
@@ -105,7 +115,7 @@ const maxSpareOut = 4 << 10
 // whose final response finish took from pending and whose outcome has been received:
 // nobody else can hold it then (a cancelled call may still be in a reader's hands).
 func (w *wireConn) recycle(c *call) {
-	c.fn = nil
+	c.to = responder{}
 	c.cancelled, c.delivered = false, false
 	if cap(c.out) > maxSpareOut {
 		c.out = nil
@@ -228,7 +238,7 @@ func (w *wireConn) dispatch(msg []byte) error {
 	if !resp.Final { // after the final one, nothing waits for the next
 		c.last.Store(time.Now().UnixNano())
 	}
-	fnErr := c.deliver(resp)
+	fnErr := c.deliver(w, resp)
 	switch {
 	case fnErr != nil:
 		w.finish(id, fnErr)
@@ -239,10 +249,11 @@ func (w *wireConn) dispatch(msg []byte) error {
 	return nil
 }
 
-// deliver gives resp to c's fn, unless c was cancelled. A panic in fn is recovered here
-// and ends c with a panicError: fn may run on another request's goroutine (whichever
-// reads the connection), which must go on, and c must not be left locked.
-func (c *call) deliver(resp ldapwire.Response) (err error) {
+// deliver gives resp, which arrived on w, to c's responder, unless c was cancelled. A
+// panic in fn is recovered here and ends c with a panicError: fn may run on another
+// request's goroutine (whichever reads the connection), which must go on, and c must not
+// be left locked.
+func (c *call) deliver(w *wireConn, resp ldapwire.Response) (err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cancelled {
@@ -254,7 +265,12 @@ func (c *call) deliver(resp ldapwire.Response) (err error) {
 			err = &panicError{value: p, stack: debug.Stack()}
 		}
 	}()
-	return c.fn(resp)
+	if c.to.sess != nil && resp.Final {
+		// Before fn relays the answer: the client's next request must find the
+		// session as this answer left it.
+		c.to.sess.final(w, c.to.kind, c.to.cred, resp)
+	}
+	return c.to.fn(resp)
 }
 
 // panicError is a panic of a request's response handler.
@@ -360,8 +376,8 @@ func (w *wireConn) broken() bool {
 // idle then fails with errClosedIdle, the request unsent (unchecked, the request goes
 // out, and its read finds the connection closed). d, when not nil, is detached when the
 // wait turns out long (Conn.ForwardInline).
-func (w *wireConn) roundTrip(ctx context.Context, msg []byte, fn func(ldapwire.Response) error, start time.Time, timeout time.Duration, progressive, secret, check bool, d Detacher) (delivered bool, err error) {
-	c := w.newCall(fn)
+func (w *wireConn) roundTrip(ctx context.Context, msg []byte, to responder, start time.Time, timeout time.Duration, progressive, secret, check bool, d Detacher) (delivered bool, err error) {
+	c := w.newCall(to)
 	c.last.Store(start.UnixNano())
 	w.mu.Lock()
 	if w.err != nil {
