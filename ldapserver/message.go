@@ -300,8 +300,14 @@ func decodeSimpleBind(msg []byte) *Request {
 	if !ok || pe != be {
 		return nil
 	}
-	return &Request{MessageID: id, Op: OpBind,
-		Bind: &BindRequest{Version: int(version), Name: string(msg[ns:ne]), Password: msg[ps:pe:pe]}}
+	// The request and its bind are one allocation: they live as long as each other.
+	both := &struct {
+		r Request
+		q BindRequest
+	}{r: Request{MessageID: id, Op: OpBind},
+		q: BindRequest{Version: int(version), Name: string(msg[ns:ne]), Password: msg[ps:pe:pe]}}
+	both.r.Bind = &both.q
+	return &both.r
 }
 
 // decodeTree decodes any request, through its packet tree.
