@@ -38,9 +38,19 @@ func NormalizeDN(dn string) string {
 // only folds case (cn, uid, ou, dc, ...). It gives the same string as the full path; ok
 // is false when the DN needs the parser.
 func normalizePlainDN(dn string) (string, bool) {
+	// Most DNs a client sends are in their normal form already (found by a search, or
+	// written in lower case): b stays empty, and dn itself is the result, until an RDN
+	// differs from its normal form.
 	var b strings.Builder
-	b.Grow(len(dn))
-	for rdn := range strings.SplitSeq(dn, ",") {
+	differs := false
+	for start := 0; ; {
+		end := strings.IndexByte(dn[start:], ',')
+		if end < 0 {
+			end = len(dn)
+		} else {
+			end += start
+		}
+		rdn := dn[start:end]
 		typ, val, found := strings.Cut(rdn, "=")
 		if !found {
 			return "", false
@@ -52,28 +62,43 @@ func normalizePlainDN(dn string) (string, bool) {
 			val == "" || val[0] == '#' || strings.Contains(val, "  ") {
 			return "", false
 		}
+		upper := false
 		for i := 0; i < len(val); i++ {
 			switch c := val[i]; {
 			case c < ' ' || c > '~':
 				return "", false
 			case c == '\\' || c == '"' || c == '+' || c == ';' || c == '<' || c == '>' || c == '=':
 				return "", false
+			case 'A' <= c && c <= 'Z':
+				upper = true
 			}
 		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
+		name := strings.ToLower(at.name)
+		if !differs && (upper || typ != name || len(typ)+1+len(val) != len(rdn)) {
+			differs = true
+			b.Grow(len(dn))
+			b.WriteString(dn[:max(start-1, 0)]) // the RDNs before, in their normal form
 		}
-		b.WriteString(strings.ToLower(at.name))
-		b.WriteByte('=')
-		for i := 0; i < len(val); i++ {
-			c := val[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
+		if differs {
+			if start > 0 {
+				b.WriteByte(',')
 			}
-			b.WriteByte(c)
+			b.WriteString(name)
+			b.WriteByte('=')
+			for i := 0; i < len(val); i++ {
+				c := val[i]
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				b.WriteByte(c)
+			}
 		}
+		if end == len(dn) {
+			break
+		}
+		start = end + 1
 	}
-	if b.String() == dn {
+	if !differs {
 		return dn, true // keeps the key a slice of the caller's string
 	}
 	return b.String(), true

@@ -69,8 +69,15 @@ func TestNormalizePlainDNAgreesWithParser(t *testing.T) {
 	}
 }
 
+// BenchmarkNormalizeDN: a DN in its normal form already (as a client binds with the DN
+// a search returned) and one that is not.
 func BenchmarkNormalizeDN(b *testing.B) {
-	for b.Loop() {
-		NormalizeDN("uid=user012345,ou=People,dc=example,dc=org")
+	for _, dn := range []string{"uid=user012345,ou=people,dc=example,dc=org", "uid=user012345,ou=People,dc=example,dc=org"} {
+		b.Run(dn[strings.Index(dn, "ou=")+3:strings.Index(dn, ",dc")], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				NormalizeDN(dn)
+			}
+		})
 	}
 }
