@@ -89,6 +89,7 @@ type attrDesc struct {
 	raw                                  string
 	oid                                  string
 	names                                []string
+	keys                                 []string // the OID and the names, lowercased
 	desc, sup, eq, ord, sub, syntax      string
 	usage                                string
 	obsolete, single, collective, noMods bool
@@ -102,6 +103,7 @@ type attrDesc struct {
 type classDesc struct {
 	oid   string
 	names []string
+	keys  []string // the OID and the names, lowercased
 	sups  []string
 	kind  classKind
 }
@@ -123,7 +125,8 @@ func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Schema{attrs: map[string]*attrType{}, classes: map[string]*objectClass{}, log: log, classDs: d.ObjectClasses, syntaxD: d.LDAPSyntaxes}
+	s := &Schema{attrs: make(map[string]*attrType, 2*len(d.AttributeTypes)+16), classes: make(map[string]*objectClass, 2*len(d.ObjectClasses)+1),
+		log: log, classDs: d.ObjectClasses, syntaxD: d.LDAPSyntaxes, types: make([]*attrDesc, 0, len(d.AttributeTypes))}
 	var bad []string
 	deriveAll := true
 	for _, v := range d.AttributeTypes {
@@ -140,11 +143,11 @@ func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 	if len(s.types) == 0 {
 		return nil, errors.New("schema: no attribute type description parses")
 	}
-	byName := map[string]*attrDesc{}
+	byName := make(map[string]*attrDesc, 2*len(s.types))
 	for _, a := range s.types {
-		for _, n := range append([]string{a.oid}, a.names...) {
-			if _, dup := byName[strings.ToLower(n)]; !dup {
-				byName[strings.ToLower(n)] = a
+		for _, k := range a.keys {
+			if _, dup := byName[k]; !dup {
+				byName[k] = a
 			}
 		}
 	}
@@ -161,8 +164,8 @@ func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 			}
 		}
 		if a := byName[name]; a != nil {
-			for _, n := range append([]string{a.oid}, a.names...) {
-				s.attrs[strings.ToLower(n)] = st
+			for _, k := range a.keys {
+				s.attrs[k] = st
 			}
 		}
 	}
@@ -181,7 +184,7 @@ func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 			"rule", rule, "attributes", firstNames(attrs))
 	}
 
-	var classes []*classDesc
+	classes := make([]*classDesc, 0, len(d.ObjectClasses))
 	for _, v := range d.ObjectClasses {
 		c, err := parseClassDesc(v)
 		if err != nil {
@@ -264,9 +267,9 @@ func (s *Schema) resolveAttr(a *attrDesc, byName map[string]*attrDesc, deriveAll
 	if st := staticAttributeTypes[a.oid]; st != nil {
 		t.indexed = st.indexed
 	}
-	for _, n := range append([]string{a.oid}, a.names...) {
-		if _, dup := s.attrs[strings.ToLower(n)]; !dup {
-			s.attrs[strings.ToLower(n)] = t
+	for _, k := range a.keys {
+		if _, dup := s.attrs[k]; !dup {
+			s.attrs[k] = t
 		}
 	}
 	return t
@@ -373,15 +376,15 @@ func rulesForSyntax(oid string) (eq, ord, sub *matchingRule) {
 // buildClasses makes the object classes, after their superclasses. A class without
 // SUP is under top, as RFC 4512 has it.
 func (s *Schema) buildClasses(descs []*classDesc) {
-	byName := map[string]*classDesc{}
+	byName := make(map[string]*classDesc, 2*len(descs))
 	for _, c := range descs {
-		for _, n := range append([]string{c.oid}, c.names...) {
-			if _, dup := byName[strings.ToLower(n)]; !dup {
-				byName[strings.ToLower(n)] = c
+		for _, k := range c.keys {
+			if _, dup := byName[k]; !dup {
+				byName[k] = c
 			}
 		}
 	}
-	made := map[*classDesc]*objectClass{}
+	made := make(map[*classDesc]*objectClass, len(descs))
 	var build func(c *classDesc, depth int) *objectClass
 	build = func(c *classDesc, depth int) *objectClass {
 		if oc := made[c]; oc != nil {
@@ -391,7 +394,7 @@ func (s *Schema) buildClasses(descs []*classDesc) {
 		if len(c.names) > 0 {
 			name = c.names[0]
 		}
-		oc := &objectClass{name: name, kind: c.kind, key: strings.ToLower(name)}
+		oc := &objectClass{name: name, kind: c.kind, key: c.keys[min(1, len(c.names))]}
 		made[c] = oc
 		for _, sup := range c.sups {
 			sc := byName[strings.ToLower(sup)]
@@ -402,9 +405,9 @@ func (s *Schema) buildClasses(descs []*classDesc) {
 		}
 		oc.ancestors = classAncestors(oc)
 		oc.values = [][]byte{[]byte(oc.name)}
-		for _, n := range append([]string{c.oid}, c.names...) {
-			if _, dup := s.classes[strings.ToLower(n)]; !dup {
-				s.classes[strings.ToLower(n)] = oc
+		for _, k := range c.keys {
+			if _, dup := s.classes[k]; !dup {
+				s.classes[k] = oc
 			}
 		}
 		return oc
@@ -420,7 +423,7 @@ func (s *Schema) buildClasses(descs []*classDesc) {
 // descTokens splits a description into "(", ")", "$", quoted strings (with their
 // quotes) and words.
 func descTokens(v string) ([]string, error) {
-	var toks []string
+	toks := make([]string, 0, 8+len(v)/8)
 	for i := 0; i < len(v); {
 		switch c := v[i]; {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
@@ -470,7 +473,7 @@ func parseDescription(v string) (*description, error) {
 		return nil, fmt.Errorf("not a description in parentheses: %q", v)
 	}
 	toks = toks[1 : len(toks)-1]
-	d := &description{oid: unquote(toks[0]), fields: map[string][]string{}}
+	d := &description{oid: unquote(toks[0]), fields: make(map[string][]string, 8)}
 	if !validNumericOID(d.oid) && !validAttrName(d.oid) {
 		return nil, fmt.Errorf("%q: no OID", v)
 	}
@@ -509,11 +512,14 @@ func unquote(tok string) string {
 	if len(tok) >= 2 && tok[0] == '\'' && tok[len(tok)-1] == '\'' {
 		tok = tok[1 : len(tok)-1]
 		if strings.Contains(tok, `\`) {
-			tok = strings.NewReplacer(`\27`, `'`, `\5C`, `\`, `\5c`, `\`).Replace(tok)
+			tok = dstringUnquoter.Replace(tok)
 		}
 	}
 	return tok
 }
+
+// dstringUnquoter undoes quoteDString's escapes.
+var dstringUnquoter = strings.NewReplacer(`\27`, `'`, `\5C`, `\`, `\5c`, `\`)
 
 func (d *description) one(key string) string {
 	if v := d.fields[key]; len(v) > 0 {
@@ -542,6 +548,7 @@ func parseAttrDesc(v string) (*attrDesc, error) {
 			return nil, fmt.Errorf("%q: bad NAME %q", v, n)
 		}
 	}
+	a.keys = lowerKeys(a.oid, a.names)
 	if a.syntax == "" && a.sup == "" {
 		return nil, fmt.Errorf("%q: neither SYNTAX nor SUP", v)
 	}
@@ -566,7 +573,18 @@ func parseClassDesc(v string) (*classDesc, error) {
 			return nil, fmt.Errorf("%q: bad NAME %q", v, n)
 		}
 	}
+	c.keys = lowerKeys(c.oid, c.names)
 	return c, nil
+}
+
+// lowerKeys are a description's OID and names, lowercased: its keys in a schema's maps.
+func lowerKeys(oid string, names []string) []string {
+	keys := make([]string, 0, 1+len(names))
+	keys = append(keys, strings.ToLower(oid))
+	for _, n := range names {
+		keys = append(keys, strings.ToLower(n))
+	}
+	return keys
 }
 
 // render describes a in RFC 4512 form with the rules the tree matches it by.

@@ -559,7 +559,8 @@ func validNumericOID(s string) bool {
 
 // validOIDNumbers reports whether s is numbers without leading zeros, separated by dots.
 func validOIDNumbers(s string) bool {
-	for _, part := range strings.Split(s, ".") {
+	for {
+		part, rest, more := strings.Cut(s, ".")
 		if part == "" || len(part) > 1 && part[0] == '0' {
 			return false
 		}
@@ -568,8 +569,11 @@ func validOIDNumbers(s string) bool {
 				return false
 			}
 		}
+		if !more {
+			return true
+		}
+		s = rest
 	}
-	return true
 }
 
 // splitDescription splits an attribute description into its type and its options,

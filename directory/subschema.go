@@ -469,6 +469,12 @@ func quoteDescrs(names []string) string {
 // quoteDString quotes a qdstring (RFC 4512 §4.1): a quote and a backslash are escaped
 // as \27 and \5C.
 func quoteDString(s string) string {
-	s = strings.NewReplacer(`\`, `\5C`, `'`, `\27`).Replace(s)
+	if strings.ContainsAny(s, `\'`) {
+		s = dstringQuoter.Replace(s)
+	}
 	return "'" + s + "'"
 }
+
+// dstringQuoter escapes a qdstring's quotes and backslashes; made once (a Replacer's
+// tables are built on its first use, and cost more than most strings it replaces in).
+var dstringQuoter = strings.NewReplacer(`\`, `\5C`, `'`, `\27`)
