@@ -17,7 +17,11 @@ import (
 // upstream does: integers as integers, case-exact where the upstream is, octet strings
 // byte for byte. A Schema never changes once built; any number of trees may share it.
 type Schema struct {
-	attrs   map[string]*attrType    // by lowercased name and by OID
+	attrs map[string]*attrType // by lowercased name and by OID
+	// spelled holds the types whose names are not in lower case by their names as
+	// written (sAMAccountName, objectGUID): entries and filters spell them so, and find
+	// them with one lookup instead of a miss and a lowercased copy.
+	spelled map[string]*attrType
 	classes map[string]*objectClass // the same
 	// types are the attribute types as described, in the upstream's order, for the
 	// subschema subentry; nil for the built-in Schema.
@@ -29,6 +33,9 @@ type Schema struct {
 	// logged holds the names of attribute types that the entries use and the Schema
 	// does not describe, each logged once.
 	logged sync.Map
+	// fp is the hash of the types and classes, for images (fingerprint).
+	fpOnce sync.Once
+	fp     uint64
 }
 
 // Descriptions are a directory's schema as its subschema subentry publishes it: the
@@ -42,6 +49,10 @@ type Descriptions struct {
 
 var builtinSchema = sync.OnceValue(func() *Schema {
 	s := &Schema{attrs: staticAttributeTypes, classes: staticObjectClasses}
+	s.spelled = map[string]*attrType{}
+	for _, t := range staticAttributeTypes {
+		s.spell(t.name, strings.ToLower(t.name))
+	}
 	s.entry = sync.OnceValue(func() *Entry {
 		return newSubschemaEntry(ldapSyntaxDescriptions(), attributeTypeDescriptions(), objectClassDescriptions())
 	})
@@ -156,7 +167,8 @@ func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 		s.resolveAttr(a, byName, deriveAll, unknownRules, 0)
 	}
 	// The computed types are the tree's own, whatever the upstream says of them.
-	for _, name := range []string{"objectclass", "structuralobjectclass", "entrydn", "hassubordinates", "subschemasubentry"} {
+	computed := []string{"objectclass", "structuralobjectclass", "entrydn", "hassubordinates", "subschemasubentry"}
+	for _, name := range computed {
 		st := staticAttributeTypes[name]
 		for key, t := range staticAttributeTypes {
 			if t == st {
@@ -194,11 +206,27 @@ func ParseSchema(d Descriptions, log *slog.Logger) (*Schema, error) {
 		classes = append(classes, c)
 	}
 	s.buildClasses(classes)
+	s.spelled = make(map[string]*attrType, len(s.types))
+	for _, a := range s.types {
+		for i, n := range a.names {
+			s.spell(n, a.keys[1+i])
+		}
+	}
+	for _, name := range append(computed, "memberof") {
+		s.spell(staticAttributeTypes[name].name, name)
+	}
 	if len(bad) > 0 {
 		log.Warn("descriptions in the upstream's schema that do not parse are left out", "count", len(bad), "first", bad[0])
 	}
 	s.entry = sync.OnceValue(s.subschemaEntry)
 	return s, nil
+}
+
+// spell makes name, whose lowercased form is key, find what s.attrs has under key.
+func (s *Schema) spell(name, key string) {
+	if t := s.attrs[key]; t != nil && name != key {
+		s.spelled[name] = t
+	}
 }
 
 // firstNames shortens a list for a log line.

@@ -473,3 +473,37 @@ func TestParseSchemaWithoutMemberOf(t *testing.T) {
 		t.Error("memberOf is not described")
 	}
 }
+
+// TestSambaSchemaNames: every name and OID of a Samba DC's schema finds the same type
+// however it is spelled (as described, lowercased, in capitals), and the computed types
+// stay the tree's own.
+func TestSambaSchemaNames(t *testing.T) {
+	ad := loadSambaAD(t)
+	sch, err := ParseSchema(ad.descriptions(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newSchemaOn(sch)
+	for _, a := range sch.types {
+		for _, n := range append([]string{a.oid}, a.names...) {
+			want := ts.attr(strings.ToLower(n))
+			if want == nil {
+				t.Fatalf("%s: unknown", n)
+			}
+			if got := ts.attr(n); got != want {
+				t.Errorf("%s: %s, lowercased %s", n, got.name, want.name)
+			}
+			if got := ts.attr(strings.ToUpper(n)); got != want {
+				t.Errorf("%s in capitals: %s, lowercased %s", n, got.name, want.name)
+			}
+		}
+	}
+	for _, n := range []string{"objectClass", "structuralObjectClass", "entryDN", "hasSubordinates", "subschemaSubentry"} {
+		if got, want := ts.attr(n), staticAttributeTypes[strings.ToLower(n)]; got != want {
+			t.Errorf("%s: not the built-in type", n)
+		}
+	}
+	if ts.attr("sAMAccountName").eq != mrCaseIgnore || ts.attr("objectSid").eq != mrOctet {
+		t.Error("sAMAccountName or objectSid: not matched by its syntax")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -746,46 +747,77 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
 	return r.err
 }
 
-// distinct returns the values of the maps (a schema's, by name and by OID: one value
-// under several keys), each once, sorted by key.
-func distinct[V comparable](key func(V) string, maps ...map[string]V) []V {
-	seen := map[V]bool{}
-	var out []V
-	for _, m := range maps {
-		for _, v := range m {
-			if !seen[v] {
-				seen[v] = true
-				out = append(out, v)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b V) int { return strings.Compare(key(a), key(b)) })
-	return out
-}
-
 // fingerprint hashes what matching and indexing depend on: every attribute type the
 // schema knows and those of types (the tree's typeTable), with their syntaxes, rules
 // and flags, and every object class with its superclasses. Two programs that agree on
-// it normalise and index the same values alike.
+// it normalise and index the same values alike. The Schema's own part (an upstream's:
+// some 1,500 types) is hashed once per Schema; per tree, only what its entries made
+// known and its type table.
 func (s *schema) fingerprint(types []*attrType) uint64 {
+	b := binary.LittleEndian.AppendUint64(nil, s.base.fingerprint())
+	b = appendFingerprint(b, s.attrs, s.classes)
+	for _, at := range types {
+		b = at.appendFingerprint(b)
+	}
 	h := fnv.New64a()
-	attrs := distinct(func(a *attrType) string { return a.name }, s.base.attrs, s.attrs)
-	rule := func(m *matchingRule) string {
-		if m == nil {
-			return "-"
-		}
-		return m.name
-	}
-	for _, at := range append(attrs, types...) {
-		sup := "-"
-		if at.sup != nil {
-			sup = at.sup.name
-		}
-		fmt.Fprintf(h, "a %s %s %d %s %s %s %t %t %t %t\n", at.name, sup, at.synt, rule(at.eq), rule(at.ord), rule(at.sub),
-			at.operational, at.indexed, at.computed, at.hasSubtypes)
-	}
-	for _, c := range distinct(func(c *objectClass) string { return c.key }, s.base.classes, s.classes) {
-		fmt.Fprintf(h, "c %s %d %s\n", c.key, c.kind, strings.Join(c.ancestors, " "))
-	}
+	h.Write(b)
 	return h.Sum64()
+}
+
+// fingerprint is the hash of the Schema's attribute types and object classes, made once.
+func (s *Schema) fingerprint() uint64 {
+	s.fpOnce.Do(func() {
+		h := fnv.New64a()
+		h.Write(appendFingerprint(nil, s.attrs, s.classes))
+		s.fp = h.Sum64()
+	})
+	return s.fp
+}
+
+// appendFingerprint appends a line per attribute type of attrs and per class of classes
+// (each once, however many names it has), sorted.
+func appendFingerprint(b []byte, attrs map[string]*attrType, classes map[string]*objectClass) []byte {
+	lines := make([]string, 0, len(attrs)/2+len(classes)/2)
+	seenA := make(map[*attrType]bool, len(attrs)/2)
+	for _, at := range attrs {
+		if !seenA[at] {
+			seenA[at] = true
+			lines = append(lines, string(at.appendFingerprint(nil)))
+		}
+	}
+	seenC := make(map[*objectClass]bool, len(classes)/2)
+	for _, c := range classes {
+		if !seenC[c] {
+			seenC[c] = true
+			lines = append(lines, "c "+c.key+" "+strconv.Itoa(int(c.kind))+" "+strings.Join(c.ancestors, " ")+"\n")
+		}
+	}
+	slices.Sort(lines)
+	for _, l := range lines {
+		b = append(b, l...)
+	}
+	return b
+}
+
+// appendFingerprint appends t's line of a fingerprint: its name, supertype, syntax,
+// rules and flags.
+func (t *attrType) appendFingerprint(b []byte) []byte {
+	rule := func(b []byte, m *matchingRule) []byte {
+		if m == nil {
+			return append(b, " -"...)
+		}
+		return append(append(b, ' '), m.name...)
+	}
+	b = append(append(b, "a "...), t.name...)
+	if t.sup != nil {
+		b = append(append(b, ' '), t.sup.name...)
+	} else {
+		b = append(b, " -"...)
+	}
+	b = strconv.AppendInt(append(b, ' '), int64(t.synt), 10)
+	b = rule(rule(rule(b, t.eq), t.ord), t.sub)
+	for _, f := range []bool{t.operational, t.indexed, t.computed, t.hasSubtypes} {
+		b = strconv.AppendBool(append(b, ' '), f)
+	}
+	return append(b, '\n')
 }

@@ -569,3 +569,41 @@ func TestImageSpareIDs(t *testing.T) {
 		t.Fatalf("the image of the tree before: %v", err)
 	}
 }
+
+// TestImageSchemaFingerprint: an image of a tree matched with a Samba DC's schema is read
+// with that schema parsed anew, and is stale for the same schema with one attribute type
+// that no entry uses matched otherwise, or with one class more.
+func TestImageSchemaFingerprint(t *testing.T) {
+	ad := loadSambaAD(t)
+	parse := func(d Descriptions) *Schema {
+		sch, err := ParseSchema(d, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sch
+	}
+	roots, opts := []string{ad.BaseDN}, []TreeOption{WithActiveDirectory(ADOptions{})}
+	tree, err := NewTreeSchema(parse(ad.descriptions()), roots, ad.entries(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := image(t, tree, "k", nil)
+	if _, err := ReadTree(parse(ad.descriptions()), roots, data, []byte("k"), nil, opts...); err != nil {
+		t.Fatalf("the same schema parsed anew: %v", err)
+	}
+	const unused = "( 1.2.840.113556.1.4.696 NAME 'currentParentCA' SYNTAX '1.3.6.1.4.1.1466.115.121.1.12' )"
+	changedType := ad.descriptions()
+	i := slices.Index(changedType.AttributeTypes, unused)
+	if i < 0 {
+		t.Fatalf("%s not in the schema", unused)
+	}
+	changedType.AttributeTypes = slices.Clone(changedType.AttributeTypes)
+	changedType.AttributeTypes[i] = strings.Replace(unused, ".12'", ".27'", 1) // DN → INTEGER
+	moreClasses := ad.descriptions()
+	moreClasses.ObjectClasses = append(slices.Clone(moreClasses.ObjectClasses), "( 1.2.3.4 NAME 'extra' SUP top AUXILIARY )")
+	for name, d := range map[string]Descriptions{"an unused type matched otherwise": changedType, "one class more": moreClasses} {
+		if _, err := ReadTree(parse(d), roots, data, []byte("k"), nil, opts...); !errors.Is(err, ErrImageStale) {
+			t.Errorf("%s: %v, want ErrImageStale", name, err)
+		}
+	}
+}

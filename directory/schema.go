@@ -478,6 +478,9 @@ func (s *schema) attr(name string) *attrType {
 	if t := s.base.attrs[name]; t != nil {
 		return t
 	}
+	if t := s.base.spelled[name]; t != nil {
+		return t
+	}
 	if t := s.attrs[name]; t != nil {
 		return t
 	}
