@@ -51,6 +51,9 @@ type cached struct {
 	// building is set while the first tree of a large directory is built in the
 	// background (buildFirst): commits meanwhile leave it to catch up with them.
 	building atomic.Bool
+	// parsed is the last upstream schema parsed (schemaOf), from parsedFrom; guarded by mu.
+	parsed     *directory.Schema
+	parsedFrom *cache.Schema
 }
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {

@@ -101,6 +101,15 @@ func TestCachedUsesStoredSchema(t *testing.T) {
 		t.Errorf("the user added: %q", got)
 	}
 
+	// A tree built anew with the same schema (a batch that did not apply) matches with
+	// the schema parsed before: parsed once per schema, not per build.
+	c.mu.Lock()
+	c.rebuild(store.Snapshot())
+	c.mu.Unlock()
+	if c.tree.Load().Version() != 0 || c.schema() != upstream {
+		t.Errorf("a build with the same schema parsed it again (version %d)", c.tree.Load().Version())
+	}
+
 	// Another schema: built anew with it.
 	commit(uidSchema("caseIgnoreMatch"))
 	if c.tree.Load().Version() != 0 || c.schema() == upstream {
