@@ -467,22 +467,37 @@ func descTokens(v string) ([]string, error) {
 			toks = append(toks, v[i:i+end+2])
 			i += end + 2
 		default:
-			end := strings.IndexAny(v[i:], " \t\r\n()$'")
-			if end < 0 {
-				end = len(v) - i
+			end := i + 1
+			for end < len(v) && !descDelimiter(v[end]) {
+				end++
 			}
-			toks = append(toks, v[i:i+end])
-			i += end
+			toks = append(toks, v[i:end])
+			i = end
 		}
 	}
 	return toks, nil
+}
+
+// descDelimiter reports whether c ends a word of a description.
+func descDelimiter(c byte) bool {
+	switch c {
+	case ' ', '\t', '\r', '\n', '(', ')', '$', '\'':
+		return true
+	}
+	return false
 }
 
 // description is a parsed description: its OID, each keyword's values (a list
 // flattened, quotes removed and qdstrings unescaped) and the keywords without one.
 type description struct {
 	oid    string
-	fields map[string][]string
+	fields []descField // in the order written; a keyword written twice has its last values
+}
+
+// descField is a keyword of a description and its values.
+type descField struct {
+	key  string
+	vals []string
 }
 
 // descFlags are the keywords that take no value.
@@ -501,7 +516,7 @@ func parseDescription(v string) (*description, error) {
 		return nil, fmt.Errorf("not a description in parentheses: %q", v)
 	}
 	toks = toks[1 : len(toks)-1]
-	d := &description{oid: unquote(toks[0]), fields: make(map[string][]string, 8)}
+	d := &description{oid: unquote(toks[0]), fields: make([]descField, 0, 8)}
 	if !validNumericOID(d.oid) && !validAttrName(d.oid) {
 		return nil, fmt.Errorf("%q: no OID", v)
 	}
@@ -509,7 +524,7 @@ func parseDescription(v string) (*description, error) {
 		key := toks[i]
 		i++
 		if descFlags[key] {
-			d.fields[key] = nil
+			d.fields = append(d.fields, descField{key: key})
 			continue
 		}
 		if i == len(toks) || toks[i] == ")" || toks[i] == "$" {
@@ -530,7 +545,7 @@ func parseDescription(v string) (*description, error) {
 			vals = []string{unquote(toks[i])}
 			i++
 		}
-		d.fields[key] = vals
+		d.fields = append(d.fields, descField{key: key, vals: vals})
 	}
 	return d, nil
 }
@@ -549,15 +564,30 @@ func unquote(tok string) string {
 // dstringUnquoter undoes quoteDString's escapes.
 var dstringUnquoter = strings.NewReplacer(`\27`, `'`, `\5C`, `\`, `\5c`, `\`)
 
+// get returns the values of key, and whether the description has it.
+func (d *description) get(key string) ([]string, bool) {
+	for i := len(d.fields) - 1; i >= 0; i-- {
+		if d.fields[i].key == key {
+			return d.fields[i].vals, true
+		}
+	}
+	return nil, false
+}
+
+func (d *description) all(key string) []string {
+	v, _ := d.get(key)
+	return v
+}
+
 func (d *description) one(key string) string {
-	if v := d.fields[key]; len(v) > 0 {
+	if v := d.all(key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
 func (d *description) has(key string) bool {
-	_, ok := d.fields[key]
+	_, ok := d.get(key)
 	return ok
 }
 
@@ -567,7 +597,7 @@ func parseAttrDesc(v string) (*attrDesc, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &attrDesc{raw: v, oid: d.oid, names: d.fields["NAME"], desc: d.one("DESC"), sup: d.one("SUP"),
+	a := &attrDesc{raw: v, oid: d.oid, names: d.all("NAME"), desc: d.one("DESC"), sup: d.one("SUP"),
 		eq: d.one("EQUALITY"), ord: d.one("ORDERING"), sub: d.one("SUBSTR"), usage: d.one("USAGE"),
 		obsolete: d.has("OBSOLETE"), single: d.has("SINGLE-VALUE"), collective: d.has("COLLECTIVE"), noMods: d.has("NO-USER-MODIFICATION")}
 	a.syntax, _, _ = strings.Cut(d.one("SYNTAX"), "{")
@@ -589,7 +619,7 @@ func parseClassDesc(v string) (*classDesc, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &classDesc{oid: d.oid, names: d.fields["NAME"], sups: d.fields["SUP"]}
+	c := &classDesc{oid: d.oid, names: d.all("NAME"), sups: d.all("SUP")}
 	switch {
 	case d.has("ABSTRACT"):
 		c.kind = classAbstract
