@@ -1,6 +1,7 @@
 // Package gcpolicy fits the Go runtime to the container the process runs in: under a
-// cgroup memory limit (v2, else v1) it sets the runtime's soft memory limit to
-// limitShare of it, so that the collector works harder as the heap nears the limit
+// cgroup memory limit (v2, else v1; the smallest from the process's own cgroup up, so
+// that a systemd unit's MemoryMax= counts as a container's limit does) it sets the
+// runtime's soft memory limit to limitShare of it, so that the collector works harder as the heap nears the limit
 // instead of the process being killed for crossing it. GOMEMLIMIT set in the
 // environment is the operator's choice and left alone.
 //
@@ -46,7 +47,7 @@ func Start(log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit, ok := cgroupLimit()
+	limit, ok := containerLimit(os.DirFS("/"))
 	if !ok {
 		return
 	}
@@ -54,19 +55,6 @@ func Start(log *slog.Logger) {
 	debug.SetMemoryLimit(soft)
 	log.Info("memory: soft limit for the Go runtime set from the container's limit",
 		"container_limit_bytes", limit, "soft_limit_bytes", soft)
-}
-
-// cgroupLimit returns the memory limit of the process's cgroup (v2, else v1), if it
-// has one.
-func cgroupLimit() (int64, bool) {
-	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		return parseLimit(string(data))
-	}
-	return 0, false
 }
 
 // parseLimit reads a cgroup memory limit file's content: bytes, or "max" for none (v1

@@ -3,6 +3,7 @@ package gcpolicy
 import (
 	"log/slog"
 	"math"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -44,7 +45,7 @@ func TestStartFollowsTheContainer(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	Start(slog.New(slog.DiscardHandler))
 	got := debug.SetMemoryLimit(-1)
-	limit, ok := cgroupLimit()
+	limit, ok := containerLimit(os.DirFS("/"))
 	switch {
 	case !ok && got != math.MaxInt64:
 		t.Fatalf("soft limit %d without a container limit", got)
