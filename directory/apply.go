@@ -382,10 +382,13 @@ func (b *batch) removePosting(k postingKey, id entryID) {
 }
 
 // sameEntry reports whether e, as given to NewTree or Apply, is what te was made from:
-// the same DN, spelled alike, and the same attributes with the same values in the same
-// order.
+// the same DN, spelled alike, the same attributes with the same values in the same
+// order, and, when te keeps its source, the same source bytes: a record that changed
+// only where the entry does not show it (a field that is not served) is the entry's
+// source from then on, as the sources of the snapshot it now belongs to, which an image
+// is written with, hold it and not the one before.
 func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
-	if e.DN != te.dn {
+	if e.DN != te.dn || te.src != "" && e.Source != te.src {
 		return false
 	}
 	// The entry's user attributes are te's first nUser, its operational ones the next.

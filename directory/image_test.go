@@ -607,3 +607,46 @@ func TestImageSchemaFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestImageAfterSourceChangedAlone checks that an entry whose record changed where the
+// entry does not show it (a store record's field that is not served) takes the new
+// record as its source when the batch is applied: the image of that version is written
+// with the sources of its snapshot, which hold the new record and not the old, and reads
+// back into the same tree.
+func TestImageAfterSourceChangedAlone(t *testing.T) {
+	start := []*Entry{
+		entry(testBase, "objectClass: organization", "o: example"),
+		withSource(entry("uid=alice,"+testBase, "objectClass: inetOrgPerson", "uid: alice", "cn: Alice", "sn: A")),
+	}
+	tree, err := NewTree([]string{testBase}, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same entry, its values slices of a record with one more field.
+	old := start[1]
+	src := old.Source + "|not served"
+	next := &Entry{DN: src[:len(old.DN)], Source: src}
+	for _, a := range old.Attributes {
+		c := Attribute{Name: a.Name}
+		for _, v := range a.Values {
+			if off, ok := within(stringOf(v), old.Source); ok {
+				v = bytesOf(src[off : off+len(v)])
+			}
+			c.Values = append(c.Values, v)
+		}
+		next.Attributes = append(next.Attributes, c)
+	}
+	tree = apply(t, tree, Change{DN: old.DN, Entry: next})
+	sources := []string{src}
+	var buf bytes.Buffer
+	if err := tree.WriteImage(&buf, []byte("k"), sources); err != nil {
+		t.Fatalf("the image of the version with the new record: %v", err)
+	}
+	read, err := ReadTree(nil, []string{testBase}, buf.Bytes(), []byte("k"), sources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := found(t, tree, testBase, ScopeSubtree, "(cn=alice)"), found(t, read, testBase, ScopeSubtree, "(cn=alice)"); a != b || a != "uid=alice" {
+		t.Fatalf("found %q in the tree, %q in the one read from its image", a, b)
+	}
+}
