@@ -54,6 +54,15 @@ type cached struct {
 	// parsed is the last upstream schema parsed (schemaOf), from parsedFrom; guarded by mu.
 	parsed     *directory.Schema
 	parsedFrom *cache.Schema
+	// imageTries is how many more image writes the first tree built in the background
+	// (buildFirst) asks for, until it has moved to its image: each commit applied
+	// meanwhile asks (Store.DerivedReady), as a write tried while a commit is on its way
+	// finds the tree behind the store and writes nothing, and one that a commit follows
+	// before the move is of a tree no longer served, and the next checkpoint may be
+	// minutes away. Only the writes made count, so that a write that fails (a full disk),
+	// or a stream of commits that keeps coming between a write and the move, does not
+	// have the image written at every commit.
+	imageTries int
 }
 
 func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached {
@@ -114,8 +123,12 @@ func hashExecutable(w io.Writer) error {
 func (c *cached) writeImage(w io.Writer, sn *cache.Snapshot) error {
 	c.mu.Lock()
 	t, cur := c.tree.Load(), c.sn
+	ready := t != nil && cur != nil && cur.Generation() == sn.Generation()
+	if ready && c.imageTries > 0 {
+		c.imageTries--
+	}
 	c.mu.Unlock()
-	if t == nil || cur == nil || cur.Generation() != sn.Generation() {
+	if !ready {
 		return cache.ErrDerivedNotReady
 	}
 	// The sources of the snapshot the tree was made of: sn may be the same generation
@@ -142,8 +155,9 @@ func (c *cached) imageWritten(sn *cache.Snapshot) {
 	t, imaged := c.tree.Load(), c.imaged
 	c.imaged = nil // not kept alive by this
 	if c.mapped || t == nil || t != imaged || c.sn.Generation() != sn.Generation() {
-		return
+		return // a commit came since the write (when it was applied, it may have asked for another)
 	}
+	c.imageTries = 0
 	start := time.Now()
 	// Reading the image brings its pages in and makes a tree beside the one built: the
 	// garbage of the build and of writing the image is handed back first (once per
@@ -191,6 +205,9 @@ func (c *cached) update(sn *cache.Snapshot) {
 	defer c.mu.Unlock()
 	if c.sn != nil && sn.Generation() <= c.sn.Generation() {
 		return // a commit that the callback has already seen
+	}
+	if c.imageTries > 0 {
+		defer c.store.DerivedReady() // the tree may have caught up with the store now
 	}
 	t := c.tree.Load()
 	if t == nil {
@@ -243,9 +260,13 @@ func (c *cached) update(sn *cache.Snapshot) {
 // tests).
 var backgroundBuildMin = 10000
 
-// firstBuildStarts, when set (by the tests), is called as buildFirst is about to build,
-// holding the lock the build holds.
+// firstBuildStarts, when set (by the tests), is called as buildFirst is about to build
+// the snapshot it took, holding the lock the build holds.
 var firstBuildStarts func()
+
+// firstImageTries bounds the image writes the first tree built in the background asks
+// for before the next checkpoint (cached.imageTries; a variable for the tests).
+var firstImageTries = 3
 
 // settleWait bounds how long buildFirst waits for the store's records to settle.
 const settleWait = time.Minute
@@ -265,12 +286,15 @@ func (c *cached) buildFirst() {
 	case <-time.After(settleWait):
 	}
 	c.mu.Lock()
+	sn := c.store.Snapshot()
 	if firstBuildStarts != nil {
 		firstBuildStarts()
 	}
-	sn := c.store.Snapshot()
 	c.rebuild(sn)
 	built := c.sn.Generation() == sn.Generation()
+	if built && !c.mapped {
+		c.imageTries = firstImageTries
+	}
 	c.building.Store(false)
 	c.mu.Unlock()
 	if built {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -722,5 +723,44 @@ func TestCachedFirstBuildInBackground(t *testing.T) {
 	}
 	if a, b := servedContent(t, c.tree.Load()), servedContent(t, fresh); a != b {
 		t.Fatalf("the served tree differs from one built anew\nserved:\n%s\nanew:\n%s", a, b)
+	}
+}
+
+// TestCachedFirstImageWithCommitsAround checks that the image of the first tree built in
+// the background is written, and the tree moved to it, without waiting for the next
+// checkpoint also when commits keep coming as the build ends: a write tried while a
+// commit is on its way (published, not yet applied to the tree) writes nothing, so each
+// commit applied until the image is written asks for it again. Whether a write meets a
+// commit on its way is a matter of timing: the start is tried five times.
+func TestCachedFirstImageWithCommitsAround(t *testing.T) {
+	defer func(n, tries int) { backgroundBuildMin, firstImageTries = n, tries }(backgroundBuildMin, firstImageTries)
+	backgroundBuildMin = 1
+	firstImageTries = 1000 // however many writes the commits interrupt
+	for try := range 5 {
+		m, _ := newDirSyncModel(t, uint64(23+try), slog.New(slog.DiscardHandler))
+		c := newCached(m.store, ServedOptions{BaseDN: servedBase}, slog.New(failOnWarning{t}))
+		m.populate(300, 20)
+		var stop atomic.Bool
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for !stop.Load() {
+				m.change()
+				m.commit()
+			}
+		}()
+		for deadline := time.Now().Add(10 * time.Second); !c.synced.Load() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // commits go on after the build
+		stop.Store(true)
+		<-done
+		if !c.synced.Load() {
+			t.Fatalf("try %d: the first tree was not built", try)
+		}
+		if !c.waitMapped() {
+			t.Fatalf("try %d: the first tree's image was not written, nor the tree moved to it, with no checkpoint due", try)
+		}
+		m.store.Close()
 	}
 }
