@@ -278,3 +278,55 @@ func TestClassNamesAreConstants(t *testing.T) {
 		t.Errorf("alice in the version before: %q, was %q", got, before)
 	}
 }
+
+// TestClassNamesPastTheBound: a tree whose entries hold more distinct class names than
+// its constants' bound (maxConsts) numbers the first ones and copies the rest into meta;
+// the table stops growing at the bound across versions, and every class name is served
+// and matched alike, in the tree built, a version applied to it and the tree read from
+// its image.
+func TestClassNamesPastTheBound(t *testing.T) {
+	n := maxConsts + 500
+	var sources []string
+	device := func(i int) *Entry {
+		e := withSource(entry(fmt.Sprintf("cn=d%d,%s", i, testBase), "objectClass: device",
+			fmt.Sprintf("objectClass: AuxiliaryClassNumber%05d", i), fmt.Sprintf("cn: d%d", i)))
+		sources = append(sources, e.Source)
+		return e
+	}
+	entries := []*Entry{entry(testBase, "objectClass: organization", "o: example")}
+	for i := range n / 2 {
+		entries = append(entries, device(i))
+	}
+	tree, err := NewTree([]string{testBase}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var more []Change
+	for i := n / 2; i < n; i++ {
+		more = append(more, Change{Entry: device(i)})
+	}
+	next := apply(t, tree, more...)
+	if len(tree.consts) > maxConsts || len(next.consts) != maxConsts {
+		t.Fatalf("%d constants, then %d: the bound is %d", len(tree.consts), len(next.consts), maxConsts)
+	}
+	read, err := ReadTree(nil, []string{testBase}, image(t, next, "k", sources), []byte("k"), sources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tr := range map[string]*Tree{"applied": next, "read": read} {
+		for _, i := range []int{0, n/2 - 1, n / 2, maxConsts - 1, maxConsts, n - 1} {
+			class := fmt.Sprintf("AuxiliaryClassNumber%05d", i)
+			if got := found(t, tr, testBase, ScopeSubtree, "(objectClass="+strings.ToLower(class)+")"); got != fmt.Sprintf("cn=d%d", i) {
+				t.Errorf("%s: (objectClass=%s) finds %q", name, class, got)
+			}
+			w := &collectWriter{}
+			searchInto(tr, w, searchRequest(t, testBase, ScopeSubtree, fmt.Sprintf("(cn=d%d)", i), "objectClass", "structuralObjectClass"))
+			if len(w.entries) != 1 || fmt.Sprint(w.entries[0].Attributes) != fmt.Sprint([]Attribute{
+				{Name: "objectClass", Values: [][]byte{[]byte("device"), []byte(class)}},
+				{Name: "structuralObjectClass", Values: [][]byte{[]byte("device")}},
+			}) {
+				t.Errorf("%s: d%d served as %v", name, i, w.entries)
+			}
+		}
+	}
+}
