@@ -768,7 +768,11 @@ type responseWriter struct {
 	answered bool // counted in c.answered
 	inline   bool // answered by the read loop (Server.Inline)
 	detached bool // Detach started another read loop
+	out      Outcome
 }
+
+// Outcome tells what the handler has written or relayed (OutcomeReporter).
+func (w *responseWriter) Outcome() Outcome { return w.out }
 
 // Detach lets the connection read on, on another goroutine, while the handler of a
 // request answered inline goes on (Server.Inline); for any other request it does
@@ -796,6 +800,7 @@ func (w *responseWriter) answer() {
 }
 
 func (w *responseWriter) WriteEntry(e *Entry, controls ...Control) error {
+	w.out.Entries++
 	if w.done || w.req.Op != OpSearch {
 		return errors.New("ldap: WriteEntry after the result or outside a search")
 	}
@@ -824,6 +829,7 @@ func (w *responseWriter) WriteReference(urls []string, controls ...Control) erro
 }
 
 func (w *responseWriter) WriteResult(res *Result) error {
+	w.out.Answered, w.out.Code = true, res.Code
 	if w.done {
 		return errors.New("ldap: result already written")
 	}
@@ -838,6 +844,12 @@ func (w *responseWriter) WriteResult(res *Result) error {
 }
 
 func (w *responseWriter) Relay(resp ldapwire.Response) error {
+	switch {
+	case resp.Final:
+		w.out.Answered, w.out.Code = true, resp.Code
+	case resp.Tag == ldapwire.TagSearchResultEntry:
+		w.out.Entries++
+	}
 	if w.done {
 		return errors.New("ldap: relay after the result")
 	}

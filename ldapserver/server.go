@@ -51,6 +51,24 @@ type Relayer interface {
 	Relay(resp ldapwire.Response) error
 }
 
+// Outcome is what a handler has answered a request so far.
+type Outcome struct {
+	// Answered says a final response was written or relayed; Code is its result code.
+	Answered bool
+	Code     uint16
+	// Entries counts the search result entries written or relayed.
+	Entries int
+}
+
+// OutcomeReporter is implemented by ResponseWriters that tell what the handler has
+// answered through them, the server's among them: a handler that counts or logs the
+// requests it passes on asks for it by type assertion, rather than wrapping the writer
+// (an allocation per request). Each write counts when it is made, whether or not it
+// reaches the client (an abandoned operation's result is not sent).
+type OutcomeReporter interface {
+	Outcome() Outcome
+}
+
 // Defaults for the Server's limits, sized for a sidecar in front of one application or
 // a small service in front of many.
 const (

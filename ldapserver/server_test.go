@@ -1861,3 +1861,39 @@ func BenchmarkSearchRoundTrip(b *testing.B) {
 	}
 	benchRoundTrip(b, srv, ldapMessage(1, searchOp("dc=example,dc=org", 2, "(uid=user01234)", "uid", "mail")), 2) // the entry and the result
 }
+
+// TestOutcome checks what the server's writer tells of a request (OutcomeReporter):
+// entries written and relayed counted, references not, the final result's code.
+func TestOutcome(t *testing.T) {
+	outcomes := make(chan Outcome, 2)
+	addr := serve(t, &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		rep := w.(OutcomeReporter)
+		if out := rep.Outcome(); out != (Outcome{}) {
+			t.Errorf("outcome before anything was written: %+v", out)
+		}
+		w.WriteEntry(&Entry{DN: "cn=a"})
+		w.WriteReference([]string{"ldap://elsewhere.example/"})
+		if err := relay(w, appendEntry(nil, 1, &Entry{DN: "cn=b"}, false, nil)); err != nil {
+			t.Error(err)
+		}
+		if r.Search.BaseDN == "cn=relay" {
+			relay(w, appendResult(nil, 1, OpSearch, &Result{Code: ldap.LDAPResultSizeLimitExceeded}))
+		} else {
+			w.WriteResult(&Result{Code: ldap.LDAPResultNoSuchObject})
+		}
+		outcomes <- rep.Outcome()
+	})})
+	c := dialWire(t, addr)
+	c.send(ldapMessage(1, searchOp("cn=write", 2, "(objectClass=*)")))
+	if out := <-outcomes; out != (Outcome{Answered: true, Code: ldap.LDAPResultNoSuchObject, Entries: 2}) {
+		t.Errorf("written: %+v", out)
+	}
+	for range 3 { // two entries and the reference
+		c.next()
+	}
+	c.expectResult(1, ldap.ApplicationSearchResultDone, ldap.LDAPResultNoSuchObject)
+	c.send(ldapMessage(2, searchOp("cn=relay", 2, "(objectClass=*)")))
+	if out := <-outcomes; out != (Outcome{Answered: true, Code: ldap.LDAPResultSizeLimitExceeded, Entries: 2}) {
+		t.Errorf("relayed: %+v", out)
+	}
+}

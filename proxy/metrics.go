@@ -113,36 +113,43 @@ func NewMetrics(reg prometheus.Registerer, open func() float64) *Metrics {
 func instrument(next ldapserver.Handler, m *Metrics, log *slog.Logger) ldapserver.Handler {
 	return ldapserver.HandlerFunc(func(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		start := time.Now()
-		rec := &recorder{ResponseWriter: w}
-		next.ServeLDAP(rec, r)
+		// The server's writer tells what was answered; any other is wrapped.
+		rep, ok := w.(ldapserver.OutcomeReporter)
+		if !ok {
+			rec := &recorder{ResponseWriter: w}
+			w, rep = rec, rec
+		}
+		next.ServeLDAP(w, r)
 		elapsed := time.Since(start)
+		out := rep.Outcome()
 		code := uint32(abandonedCode)
-		if rec.wrote {
-			code = uint32(rec.code)
+		if out.Answered {
+			code = uint32(out.Code)
 		}
 		if m != nil {
 			m.record(r.Op, code, elapsed)
 		}
 		if log.Enabled(r.Context(), slog.LevelDebug) {
 			result := "abandoned"
-			if rec.wrote {
-				result = ResultName(rec.code)
+			if out.Answered {
+				result = ResultName(out.Code)
 			}
-			logSession(log, slog.LevelDebug, r.Session, "request", "request", r, "result", result, "entries", rec.entries, "duration", elapsed)
+			logSession(log, slog.LevelDebug, r.Session, "request", "request", r, "result", result, "entries", out.Entries, "duration", elapsed)
 		}
 	})
 }
 
-// recorder remembers what a handler answered.
+// recorder remembers what a handler answered through a ResponseWriter that does not tell
+// it (ldapserver.OutcomeReporter).
 type recorder struct {
 	ldapserver.ResponseWriter
-	code    uint16
-	wrote   bool
-	entries int
+	out ldapserver.Outcome
 }
 
+func (r *recorder) Outcome() ldapserver.Outcome { return r.out }
+
 func (r *recorder) WriteEntry(e *ldapserver.Entry, controls ...ldapserver.Control) error {
-	r.entries++
+	r.out.Entries++
 	return r.ResponseWriter.WriteEntry(e, controls...)
 }
 
@@ -151,9 +158,9 @@ func (r *recorder) WriteEntry(e *ldapserver.Entry, controls ...ldapserver.Contro
 func (r *recorder) Relay(resp ldapwire.Response) error {
 	switch {
 	case resp.Final:
-		r.code, r.wrote = resp.Code, true
+		r.out.Answered, r.out.Code = true, resp.Code
 	case resp.Tag == ldapwire.TagSearchResultEntry:
-		r.entries++
+		r.out.Entries++
 	}
 	return relay(r.ResponseWriter, resp)
 }
@@ -162,7 +169,7 @@ func (r *recorder) Relay(resp ldapwire.Response) error {
 func (r *recorder) Detach() { ldapserver.Detach(r.ResponseWriter) }
 
 func (r *recorder) WriteResult(res *ldapserver.Result) error {
-	r.code, r.wrote = res.Code, true
+	r.out.Answered, r.out.Code = true, res.Code
 	return r.ResponseWriter.WriteResult(res)
 }
 
