@@ -33,7 +33,8 @@ type binder struct {
 }
 
 // login is a bind on its way: who asks, as whom the upstream knows them, and the
-// message that asks it.
+// message that asks it; once forwarded, where the answer goes (Relay) and what it was.
+// One allocation holds it all.
 type login struct {
 	name       string      // the bind name as the client sent it
 	user       *cache.User // the synced user it resolved to, or nil
@@ -41,6 +42,12 @@ type login struct {
 	upstreamDN string      // the DN the upstream knows the user by
 	msg        []byte      // the bind request to send upstream
 	attempt    bindAttempt
+
+	b        *binder
+	r        *ldapserver.Request
+	w        ldapserver.ResponseWriter
+	code     uint16 // the upstream's result code, once answered
+	answered bool
 }
 
 func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
@@ -62,7 +69,7 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		return
 	}
 	l := b.resolve(r, c)
-	if res := b.check(r, &l); res != nil {
+	if res := b.check(r, l); res != nil {
 		c.forgetIdentity()
 		w.WriteResult(res)
 		return
@@ -75,14 +82,14 @@ func (b *binder) bind(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
 		return
 	}
-	code, answered, err := b.forward(w, r, c, &l)
+	code, answered, err := b.forward(w, r, c, l)
 	switch {
 	case err != nil && !answered:
 		if r.Context().Err() != nil {
 			return
 		}
 		if errors.Is(err, upstream.ErrUnavailable) && b.passwords.creds != nil {
-			b.offlineBind(w, r, &l, err)
+			b.offlineBind(w, r, l, err)
 			return
 		}
 		logSession(b.log, slog.LevelWarn, s, "bind failed: upstream unavailable", "name", l.name, "err", err)
@@ -158,9 +165,9 @@ func (b *binder) refuseEarly(r *ldapserver.Request) *ldapserver.Result {
 // upstream with the DN the upstream knows, and on success the session is bound as the
 // user's served DN — what WhoAmI answers, whether the upstream or the credential cache
 // let the user in. A name that does not resolve goes upstream as it came.
-func (b *binder) resolve(r *ldapserver.Request, c *client) login {
+func (b *binder) resolve(r *ldapserver.Request, c *client) *login {
 	q := r.Bind
-	l := login{name: q.Name, identity: q.Name, upstreamDN: q.Name, msg: r.Raw()}
+	l := &login{name: q.Name, identity: q.Name, upstreamDN: q.Name, msg: r.Raw()}
 	if u := b.names.bindUser(&c.nobody, q.Name); u != nil {
 		l.user, l.identity, l.upstreamDN = u, servedDN(u), u.DN
 		if u.DN != q.Name {
@@ -195,14 +202,18 @@ func (b *binder) forward(w ldapserver.ResponseWriter, r *ldapserver.Request, c *
 	if err != nil {
 		return 0, false, err
 	}
-	err = conn.Forward(r.Context(), upstream.KindBind, l.msg, func(resp ldapwire.Response) error {
-		if resp.Final {
-			code, answered = resp.Code, true
-			b.record(r, l, resp.Code)
-		}
-		return relay(w, resp)
-	})
-	return code, answered, err
+	l.b, l.r, l.w = b, r, w
+	_, err = conn.ForwardTo(r.Context(), upstream.KindBind, l.msg, l, nil)
+	return l.code, l.answered, err
+}
+
+// Relay records the upstream's answer to the bind (binder.record), then relays it.
+func (l *login) Relay(resp ldapwire.Response) error {
+	if resp.Final {
+		l.code, l.answered = resp.Code, true
+		l.b.record(l.r, l, resp.Code)
+	}
+	return relay(l.w, resp)
 }
 
 // record applies an upstream's answer to a bind.

@@ -54,10 +54,14 @@ func (d *direct) forward(w ldapserver.ResponseWriter, r *ldapserver.Request, kin
 	}
 	conn, err := cl.upstream(r.Context(), d.pool, false)
 	if err == nil {
-		err = conn.ForwardInline(r.Context(), kind, r.Raw(), func(resp ldapwire.Response) error {
-			relayed = true
-			return relay(w, resp)
-		}, detacher)
+		// The responses go straight to the client's writer: no closure per request.
+		var to upstream.Relayer
+		if rl, ok := w.(ldapserver.Relayer); ok {
+			to = rl
+		} else {
+			to = upstream.RelayFunc(func(resp ldapwire.Response) error { return relay(w, resp) })
+		}
+		relayed, err = conn.ForwardTo(r.Context(), kind, r.Raw(), to, detacher)
 	}
 	if err == nil || r.Context().Err() != nil || errors.Is(err, ldapserver.ErrAbandoned) {
 		return

@@ -20,10 +20,14 @@ import (
 )
 
 // relayWriter takes what a handler answers, relayed or written, and keeps the final
-// result's code.
+// result's code; it tells the outcome as the server's writer does.
 type relayWriter struct {
 	code    uint16
 	results int
+}
+
+func (w *relayWriter) Outcome() ldapserver.Outcome {
+	return ldapserver.Outcome{Answered: true, Code: w.code}
 }
 
 func (w *relayWriter) WriteEntry(*ldapserver.Entry, ...Control) error { return nil }

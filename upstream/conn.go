@@ -152,25 +152,43 @@ func (c *Conn) dropCredential() {
 // Unbind. A successful KindBind makes the session user-bound, and keeps its credential;
 // any other bind result leaves it anonymous (RFC 4511 §4.2.1).
 func (c *Conn) Forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error) error {
-	return c.forward(ctx, kind, msg, fn, nil)
+	_, err := c.forward(ctx, kind, msg, RelayFunc(fn), nil)
+	return err
 }
+
+// Relayer takes the response messages of a forwarded request (ForwardTo), as Forward's
+// fn does. ldapserver's ResponseWriters that relay have its method.
+type Relayer interface {
+	Relay(resp ldapwire.Response) error
+}
+
+// RelayFunc adapts a function to Relayer.
+type RelayFunc func(resp ldapwire.Response) error
+
+// Relay calls f(resp).
+func (f RelayFunc) Relay(resp ldapwire.Response) error { return f(resp) }
 
 // Detacher is a caller that holds something up while its request waits (the read loop
 // of the client connection the request came on, which reads nothing else meanwhile) and
-// can let go of it: see ForwardInline. Detach may be called more than once.
+// can let go of it: see ForwardTo. Detach may be called more than once.
 type Detacher interface{ Detach() }
 
-// ForwardInline is Forward for a request answered on its client connection's read loop:
+// ForwardTo is Forward with the responses handed to to: a caller that relays them to a
+// writer of its own (a client's ResponseWriter, or a value it allocates anyway) needs no
+// closure around it, which would cost each request an allocation. delivered reports
+// whether to was given any response, also when err is not nil.
+//
+// d, when not nil, is for a request answered on its client connection's read loop:
 // d.Detach is called, from the caller's goroutine, as soon as the request turns out to
 // wait for long — a connection to open (and bind) first, no answer within watchAfter,
 // or another request of the session reading the answers — so that the client's next
 // requests, an Abandon of this one included, are read while it goes on. Most requests,
 // answered within moments on an open connection, never call it.
-func (c *Conn) ForwardInline(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error, d Detacher) error {
-	return c.forward(ctx, kind, msg, fn, d)
+func (c *Conn) ForwardTo(ctx context.Context, kind Kind, msg []byte, to Relayer, d Detacher) (delivered bool, err error) {
+	return c.forward(ctx, kind, msg, to, d)
 }
 
-func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapwire.Response) error, d Detacher) error {
+func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, to Relayer, d Detacher) (bool, error) {
 	cred := c.newIdentity(kind, msg)
 	stay := false // the request continues a paged search: the session must not move
 	if kind == KindSearch {
@@ -184,9 +202,9 @@ func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 		wc, bound, err := c.session(ctx, kind, stay, skip, avoid, prior, d)
 		if err != nil {
 			cred.wipe()
-			return fmt.Errorf("upstream %s: %w", kind, err)
+			return false, fmt.Errorf("upstream %s: %w", kind, err)
 		}
-		respond := responder{fn: fn}
+		respond := responder{to: to}
 		if kind == KindBind || kind == KindSearch {
 			respond.sess, respond.kind, respond.cred = c, kind, cred
 		}
@@ -202,11 +220,11 @@ func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 		switch {
 		case err == nil:
 			wc.answered(end)
-			return nil
+			return delivered, nil
 		case ctx.Err() != nil:
-			return fmt.Errorf("upstream %s: %w", kind, ctx.Err())
+			return delivered, fmt.Errorf("upstream %s: %w", kind, ctx.Err())
 		case !isNetError(err):
-			return err // fn's own error
+			return delivered, err // to's own error
 		case errors.Is(err, errClosedIdle) && !idleChecked:
 			// Closed by the server between requests, found just now: nothing was
 			// sent, and the session goes on as session() does with such a connection.
@@ -231,17 +249,17 @@ func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, fn func(ldapw
 		}
 		switch {
 		case bound && kind != KindBind && !rebindable:
-			return fmt.Errorf("%w: %w", ErrConnectionLost, failed)
+			return delivered, fmt.Errorf("%w: %w", ErrConnectionLost, failed)
 		case kind == KindExtended || delivered:
-			return fmt.Errorf("upstream %s: %w: %w", kind, errBroken, failed)
+			return delivered, fmt.Errorf("upstream %s: %w: %w", kind, errBroken, failed)
 		case attempt > 0 && !errors.Is(err, errTimeout):
 			// The retry's fresh connection was accepted and then closed under the
 			// request: a server is there and refuses to answer it (a request over its
 			// size limit, say). That is not "no upstream reachable", which would let
 			// the caller fall back to cached credentials.
-			return fmt.Errorf("upstream %s: %w: %w", kind, errBroken, &listError{errs: prior})
+			return false, fmt.Errorf("upstream %s: %w: %w", kind, errBroken, &listError{errs: prior})
 		case attempt > 0:
-			return fmt.Errorf("upstream %s: %w", kind, unavailable(prior))
+			return false, fmt.Errorf("upstream %s: %w", kind, unavailable(prior))
 		}
 	}
 }
@@ -433,12 +451,12 @@ func (c *Conn) rebind(ctx context.Context, wc *wireConn) error {
 	defer clear(msg)
 	var refusal error
 	start := time.Now()
-	_, err = wc.roundTrip(ctx, msg, responder{fn: func(r ldapwire.Response) error {
+	_, err = wc.roundTrip(ctx, msg, responder{to: RelayFunc(func(r ldapwire.Response) error {
 		if r.Final {
 			refusal = r.Err()
 		}
 		return nil
-	}}, start, c.pool.cfg.Timeout, false, true, true, nil)
+	})}, start, c.pool.cfg.Timeout, false, true, true, nil)
 	c.pool.m.observeKind(wc.srv, KindBind, time.Since(start))
 	switch {
 	case err != nil:

@@ -78,22 +78,22 @@ type wireConn struct {
 
 // call is one request in flight.
 type call struct {
-	to   responder
+	r    responder
 	done chan error // receives the outcome once
 	out  []byte     // the request as sent, under the connection's message ID; none if secret
 
-	mu        sync.Mutex // held while fn runs, so a cancelled call's fn is never mid-flight
+	mu        sync.Mutex // held while the responder runs: a cancelled call's is never mid-flight
 	cancelled bool
-	delivered bool         // fn has been given at least one message
+	delivered bool         // the responder has been given at least one message
 	last      atomic.Int64 // time of the last response, for a search's progress
 }
 
-// responder is where a call's responses go: fn, and first, for a session's bind or
+// responder is where a call's responses go: to, and first, for a session's bind or
 // search, the session, which notes what the final response tells it (Conn.final). Held
 // by value in the call, it costs a request no allocation.
 type responder struct {
-	fn   func(ldapwire.Response) error
-	sess *Conn // nil: fn alone
+	to   Relayer
+	sess *Conn // nil: to alone
 	kind Kind
 	cred *sealedCredential // a bind's credential, kept on success
 }
@@ -104,7 +104,7 @@ func (w *wireConn) newCall(to responder) *call {
 	if c == nil {
 		c = &call{done: make(chan error, 1)}
 	}
-	c.to = to
+	c.r = to
 	return c
 }
 
@@ -115,7 +115,7 @@ const maxSpareOut = 4 << 10
 // whose final response finish took from pending and whose outcome has been received:
 // nobody else can hold it then (a cancelled call may still be in a reader's hands).
 func (w *wireConn) recycle(c *call) {
-	c.to = responder{}
+	c.r = responder{}
 	c.cancelled, c.delivered = false, false
 	if cap(c.out) > maxSpareOut {
 		c.out = nil
@@ -250,9 +250,9 @@ func (w *wireConn) dispatch(msg []byte) error {
 }
 
 // deliver gives resp, which arrived on w, to c's responder, unless c was cancelled. A
-// panic in fn is recovered here and ends c with a panicError: fn may run on another
-// request's goroutine (whichever reads the connection), which must go on, and c must not
-// be left locked.
+// panic in the responder is recovered here and ends c with a panicError: it may run on
+// another request's goroutine (whichever reads the connection), which must go on, and c
+// must not be left locked.
 func (c *call) deliver(w *wireConn, resp ldapwire.Response) (err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -265,12 +265,12 @@ func (c *call) deliver(w *wireConn, resp ldapwire.Response) (err error) {
 			err = &panicError{value: p, stack: debug.Stack()}
 		}
 	}()
-	if c.to.sess != nil && resp.Final {
-		// Before fn relays the answer: the client's next request must find the
+	if c.r.sess != nil && resp.Final {
+		// Before to relays the answer: the client's next request must find the
 		// session as this answer left it.
-		c.to.sess.final(w, c.to.kind, c.to.cred, resp)
+		c.r.sess.final(w, c.r.kind, c.r.cred, resp)
 	}
-	return c.to.fn(resp)
+	return c.r.to.Relay(resp)
 }
 
 // panicError is a panic of a request's response handler.
@@ -366,10 +366,10 @@ func (w *wireConn) broken() bool {
 }
 
 // roundTrip sends msg under a fresh message ID and waits for its final response, giving
-// each response to fn; start is the time of the call, as the caller read it. A search
-// (progressive) times out only when no response has come for timeout; other requests
-// when the final answer takes longer than timeout.
-// delivered reports whether fn saw anything. A secret request (a bind, with its
+// each response to the responder to; start is the time of the call, as the caller read
+// it. A search (progressive) times out only when no response has come for timeout;
+// other requests when the final answer takes longer than timeout.
+// delivered reports whether to saw anything. A secret request (a bind, with its
 // password) bypasses the write buffer, which would keep a copy, and its copy under the
 // connection's message ID is cleared once sent. check says to look at an idle
 // connection before the request goes out on it: one that the server closed while it was
@@ -649,7 +649,8 @@ func (c *call) wasDelivered() bool {
 }
 
 // cancel stops a call the caller no longer waits for: later responses are dropped (and
-// fn is never running once cancel returns), and the server is asked to abandon it.
+// the responder is never running once cancel returns), and the server is asked to
+// abandon it.
 func (w *wireConn) cancel(id int64, c *call) {
 	c.mu.Lock()
 	c.cancelled = true
