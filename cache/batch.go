@@ -321,7 +321,15 @@ func (b *Batch) Commit() (BatchCounts, error) {
 			return fail(fmt.Errorf("store sync: %w", err))
 		}
 	}
-	next := b.base.patch(b.gen, users, groups)
+	// The base's records may have moved to the checkpoint since the batch began
+	// (moveToCheckpoint: the same generation and records, in the mapped file's pages):
+	// the next snapshot is made of the moved ones, or the heap's copies would come back
+	// for good (the move is made once).
+	base := b.base
+	if cur := s.snap.Load(); cur.gen == base.gen {
+		base = cur
+	}
+	next := base.patch(b.gen, users, groups)
 	next.commit = newCommitID()
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set([]byte(keyGeneration), binary.BigEndian.AppendUint64(nil, b.gen)); err != nil {
@@ -338,7 +346,15 @@ func (b *Batch) Commit() (BatchCounts, error) {
 	}
 
 	// Committed: from here on, failures only leave garbage that Open removes.
-	s.snap.Store(next)
+	if !s.snap.CompareAndSwap(base, next) {
+		// The records moved since: the patch is made again of the moved ones.
+		if cur := s.snap.Load(); cur.gen == base.gen {
+			moved := cur.patch(b.gen, users, groups)
+			moved.commit = next.commit
+			next = moved
+		}
+		s.snap.Store(next)
+	}
 	s.setCookies(b.cookies)
 	s.mu.Lock()
 	callbacks := append([]func(*Snapshot){}, s.onCommit...)
