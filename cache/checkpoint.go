@@ -484,13 +484,59 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 	if len(recs.sets) > 0 {
 		next.entrySets = recs.sets
 	}
-	if !s.snap.CompareAndSwap(sn, next) {
-		unmapFile(recs.data) // a commit came first: nothing refers to next
-		return false
+	for try := 0; !s.snap.CompareAndSwap(sn, next); try++ {
+		// A commit came first (a change stream's, as the first sync ends): its snapshot
+		// is made again of the checkpoint's records where it kept the ones written, so
+		// that the heap's copies of these go all the same.
+		if try == moveTries {
+			unmapFile(recs.data) // nothing refers to next
+			return false
+		}
+		sn = s.snap.Load()
+		next = sn.onRecords(recs, s.normDN)
 	}
 	dropPages(recs.data) // read by the check and the indexes; served pages come back as needed
 	s.log.Info("store: records moved to the checkpoint", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
 	return true
+}
+
+// moveTries is how many times moveToCheckpoint makes the snapshot of a commit that came
+// while it read the checkpoint back before it gives up until the next checkpoint.
+const moveTries = 3
+
+// onRecords returns sn with each record that recs hold in the same version (the same
+// ID and generation: the same bytes) replaced by recs' one, the others kept.
+func (sn *Snapshot) onRecords(recs *checkpointRecords, norm func(string) string) *Snapshot {
+	users := make([]*userRec, len(sn.userList))
+	j := 0
+	for i, r := range sn.userList { // both in ID order
+		for j < len(recs.userList) && recs.userList[j].id < r.id {
+			j++
+		}
+		if j < len(recs.userList) && recs.userList[j].id == r.id && recs.userList[j].gen == r.gen {
+			r = recs.userList[j]
+		}
+		users[i] = r
+	}
+	groups := make(map[string]*groupRec, len(sn.groups))
+	for id, g := range sn.groups {
+		if m := recs.groups[id]; m != nil && m.gen == g.gen {
+			g = m
+		}
+		groups[id] = g
+	}
+	next := newSnapshotSorted(sn.gen, nil, users, groups, norm)
+	next.domain, next.schema, next.commit = sn.domain, sn.schema, sn.commit
+	if len(sn.entrySets) > 0 {
+		next.entrySets = make(map[string]*entrySetRec, len(sn.entrySets))
+		for name, e := range sn.entrySets {
+			if m := recs.sets[name]; m != nil && m.gen == e.gen {
+				e = m
+			}
+			next.entrySets[name] = e
+		}
+	}
+	return next
 }
 
 // releaseAgain is how long after a commit Badger's pages are released a second time.
