@@ -36,3 +36,11 @@ func (s *Syncer) Confidential() map[string]bool {
 	}
 	return nil
 }
+
+// SetReleaseGarbage makes full reads of at least n objects call fn when they end instead
+// of handing their garbage back, and returns a function that restores the defaults.
+func SetReleaseGarbage(n int, fn func()) (restore func()) {
+	oldN, oldFn := releaseAfterRead, releaseGarbage
+	releaseAfterRead, releaseGarbage = n, fn
+	return func() { releaseAfterRead, releaseGarbage = oldN, oldFn }
+}
