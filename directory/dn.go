@@ -55,7 +55,7 @@ func normalizePlainDN(dn string) (string, bool) {
 		if !found {
 			return "", false
 		}
-		typ = strings.TrimSpace(typ)
+		typ = strings.Trim(typ, " ")
 		val = strings.Trim(val, " ")
 		at := staticAttributeTypes[strings.ToLower(typ)]
 		if at == nil || at.eq != mrCaseIgnore && at.eq != mrCaseIgnoreIA5 || !validAttrName(typ) ||

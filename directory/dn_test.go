@@ -49,6 +49,9 @@ func TestNormalizePlainDNAgreesWithParser(t *testing.T) {
 		"cn=x;dc=y",
 		"mail=A@Example.org,dc=x",
 		"entryUUID=6f1e0a52-0000-4000-8000-000000000001,ou=people,dc=example,dc=org",
+		// Only spaces surround a type: a tab or a form feed is no DN's.
+		"uid=jdoe,\tou=people,dc=example,dc=org",
+		"\fo=0",
 	} {
 		fast, ok := normalizePlainDN(dn)
 		if !ok {
@@ -67,6 +70,37 @@ func TestNormalizePlainDNAgreesWithParser(t *testing.T) {
 			t.Errorf("%q: fast path %q, tree %q", dn, fast, tree)
 		}
 	}
+}
+
+// FuzzNormalizePlainDN: whatever DN the fast path takes, the full path gives the same
+// string, and the string it gives is its own normal form.
+func FuzzNormalizePlainDN(f *testing.F) {
+	for _, dn := range []string{
+		"uid=jdoe,ou=People,dc=example,dc=org",
+		"UID = JDoe , OU=People,DC=Example,DC=ORG",
+		"cn=x ,dc=y",
+		"commonName=X,dc=y",
+		"2.5.4.3=x,dc=y",
+	} {
+		f.Add(dn)
+	}
+	f.Fuzz(func(t *testing.T, dn string) {
+		fast, ok := normalizePlainDN(dn)
+		if !ok {
+			return
+		}
+		parsed, ok := parseDN(dn)
+		if !ok {
+			t.Fatalf("fast path took %q, which does not parse", dn)
+		}
+		rdns, ok := staticSchema.canonicalRDNs(parsed, true)
+		if slow := strings.Join(rdns, ","); !ok || fast != slow {
+			t.Fatalf("%q: fast path %q, full path %q (%v)", dn, fast, slow, ok)
+		}
+		if again, _ := normalizePlainDN(fast); again != fast {
+			t.Fatalf("%q: fast path %q, then %q", dn, fast, again)
+		}
+	})
 }
 
 // BenchmarkNormalizeDN: a DN in its normal form already (as a client binds with the DN
