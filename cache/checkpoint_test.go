@@ -543,3 +543,58 @@ func TestRecordsMoveAcrossCommit(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestSyncAcrossRecordsMoved is TestBatchAcrossRecordsMoved for a full sync: its
+// unchanged objects, which are its base's records, take the moved ones.
+func TestSyncAcrossRecordsMoved(t *testing.T) {
+	for try := range 3 {
+		s := openDir(t, t.TempDir())
+		var committed *Snapshot
+		s.OnCommit(func(sn *Snapshot) {
+			if committed == nil {
+				committed = sn
+			}
+		})
+		writeSync(t, s, 2000, 5, "a", nil)
+		w := beginFullSync(t, s, 2000, 5, "a", func(i int) bool { return i == 0 }) // user 0 deleted
+		if w.base != committed {
+			w.Abort()
+			s.Close()
+			t.Logf("try %d: the records moved before the sync began", try)
+			continue
+		}
+		select {
+		case <-s.RecordsSettled():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the records did not settle")
+		}
+		moved := s.Snapshot()
+		if moved == committed || !s.recordsMapped.Load() {
+			t.Fatal("the records did not move to the checkpoint")
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		after := s.Snapshot()
+		for _, i := range []int{1, 999, 1999} {
+			id := userID(i)
+			if unsafe.StringData(after.UserSource(id)) != unsafe.StringData(moved.UserSource(id)) {
+				t.Errorf("user %d: its record after the sync is not the one moved to the checkpoint", i)
+			}
+		}
+		for i := range 5 {
+			if g, m := after.GroupSource(groupID(i)), moved.GroupSource(groupID(i)); unsafe.StringData(g) != unsafe.StringData(m) {
+				t.Errorf("group %d: its record after the sync is not the one moved to the checkpoint", i)
+			}
+		}
+		if _, ok := after.UserByID(userID(0)); ok {
+			t.Error("the user the sync did not see is still there")
+		}
+		if users, groups := after.Counts(); users != 1999 || groups != 5 {
+			t.Errorf("%d users, %d groups", users, groups)
+		}
+		s.Close()
+		return
+	}
+	t.Skip("the records moved before the sync began, three times")
+}

@@ -424,18 +424,33 @@ func (w *Sync) commit() error {
 		}
 	}
 
-	next := w.base.derive(w.gen, changed(w.users, w.counts[KindUsers]), changed(w.groups, w.counts[KindGroups]))
-	if w.entrySets != nil && w.entrySetWrites > 0 {
-		next.entrySets = w.entrySets
-	}
 	setDomain := w.domain != nil && *w.domain != w.base.domain
-	if setDomain {
-		next.domain = *w.domain
-	}
 	newSchema := w.schemaChange()
-	if newSchema != nil {
-		next.schema = newSchema
+	// makeNext makes the run's snapshot on base: w.base, or the same generation with
+	// its records moved to the checkpoint since the run began (moveToCheckpoint), whose
+	// records the objects the run did not change then take, or the heap's copies would
+	// come back for good (the move is made once).
+	makeNext := func(base *Snapshot) *Snapshot {
+		if base != w.base {
+			onMoved(w.base, base, w.users, w.groups, w.entrySets)
+		}
+		next := base.derive(w.gen, changed(w.users, w.counts[KindUsers]), changed(w.groups, w.counts[KindGroups]))
+		if w.entrySets != nil && w.entrySetWrites > 0 {
+			next.entrySets = w.entrySets
+		}
+		if setDomain {
+			next.domain = *w.domain
+		}
+		if newSchema != nil {
+			next.schema = newSchema
+		}
+		return next
 	}
+	base := w.base
+	if cur := s.snap.Load(); cur.gen == base.gen {
+		base = cur
+	}
+	next := makeNext(base)
 	w.finishStatus(ResultSuccess)
 	statuses := w.statusList()
 	next.commit = newCommitID()
@@ -474,7 +489,15 @@ func (w *Sync) commit() error {
 	}
 
 	// Committed: from here on, failures only leave garbage that Open removes.
-	s.snap.Store(next)
+	if !s.snap.CompareAndSwap(base, next) {
+		// The records moved since: the snapshot is made again of the moved ones.
+		if cur := s.snap.Load(); cur.gen == w.base.gen {
+			id := next.commit
+			next = makeNext(cur)
+			next.commit = id
+		}
+		s.snap.Store(next)
+	}
 	s.setCookies(w.cookies)
 	s.mu.Lock()
 	for _, st := range statuses {
@@ -505,6 +528,33 @@ func (w *Sync) commit() error {
 		fn(next)
 	}
 	return nil
+}
+
+// onMoved replaces, in the objects of a run that began on base, each record of base's
+// own by moved's record of the same object: moved is base with its records moved to the
+// checkpoint since (the same generation).
+func onMoved(base, moved *Snapshot, users map[string]*userRec, groups map[string]*groupRec, sets map[string]*entrySetRec) {
+	for id, r := range users {
+		if r == base.userRec(id) {
+			if m := moved.userRec(id); m != nil {
+				users[id] = m
+			}
+		}
+	}
+	for id, g := range groups {
+		if g == base.groups[id] {
+			if m := moved.groups[id]; m != nil {
+				groups[id] = m
+			}
+		}
+	}
+	for name, e := range sets {
+		if e == base.entrySets[name] {
+			if m := moved.entrySets[name]; m != nil {
+				sets[name] = m
+			}
+		}
+	}
 }
 
 // markDeleted writes the deletion marker of object id, whose current version
