@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
@@ -109,7 +110,8 @@ func NewMetrics(reg prometheus.Registerer, open func() float64) *Metrics {
 }
 
 // instrument is the outermost handler: it counts and times each request and logs it at
-// debug level, with its result.
+// debug level, with its result. A request whose handler panicked is counted too, under
+// the result the server answers it with.
 func instrument(next ldapserver.Handler, m *Metrics, log *slog.Logger) ldapserver.Handler {
 	return ldapserver.HandlerFunc(func(w ldapserver.ResponseWriter, r *ldapserver.Request) {
 		start := time.Now()
@@ -119,7 +121,23 @@ func instrument(next ldapserver.Handler, m *Metrics, log *slog.Logger) ldapserve
 			rec := &recorder{ResponseWriter: w}
 			w, rep = rec, rec
 		}
+		returned := false
+		defer func() {
+			if returned {
+				return
+			}
+			// The handler panicked: the server logs it and answers `other`, unless the
+			// handler had answered already. The panic goes on to the server.
+			code := uint32(ldap.LDAPResultOther)
+			if out := rep.Outcome(); out.Answered {
+				code = uint32(out.Code)
+			}
+			if m != nil {
+				m.record(r.Op, code, time.Since(start))
+			}
+		}()
 		next.ServeLDAP(w, r)
+		returned = true
 		elapsed := time.Since(start)
 		out := rep.Outcome()
 		code := uint32(abandonedCode)

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"log/slog"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ldapproxy/ldapproxy/ldapserver"
@@ -58,5 +61,70 @@ func TestMetricsRecord(t *testing.T) {
 	}
 	if len(want) > 0 || len(durations) > 0 {
 		t.Errorf("series missing: %v %v", want, durations)
+	}
+}
+
+// instrument counts each request under the result its client got, through the server's
+// own writer (ldapserver.OutcomeReporter): a result written, one written before the
+// handler panicked, and `other`, which the server answers for a handler that panicked
+// before it answered.
+func TestInstrumentCountsEveryOutcome(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg, func() float64 { return 0 })
+	inner := ldapserver.HandlerFunc(func(w ldapserver.ResponseWriter, r *ldapserver.Request) {
+		switch r.Search.BaseDN {
+		case "cn=entries":
+			w.WriteEntry(&ldapserver.Entry{DN: "cn=a,cn=entries"})
+			w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultSuccess})
+		case "cn=answered then panics":
+			w.WriteResult(&ldapserver.Result{Code: ldap.LDAPResultNoSuchObject})
+			panic("after the answer")
+		default:
+			panic("before any answer")
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &ldapserver.Server{Handler: instrument(inner, m, slog.New(slog.DiscardHandler)), Logger: slog.New(slog.DiscardHandler)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	lc := dialLDAP(t, ln.Addr().String())
+	for base, want := range map[string]uint16{
+		"cn=entries":              ldap.LDAPResultSuccess,
+		"cn=answered then panics": ldap.LDAPResultNoSuchObject,
+		"cn=panics":               ldap.LDAPResultOther,
+	} {
+		_, err := lc.Search(ldap.NewSearchRequest(base, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", nil, nil))
+		if got := uint16(ldap.LDAPResultSuccess); err != nil {
+			got = uint16(err.(*ldap.Error).ResultCode)
+			if got != want {
+				t.Errorf("search %q answered %d, want %d", base, got, want)
+			}
+		}
+	}
+	want := map[string]float64{"success": 1, "noSuchObject": 1, "other": 1}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "requests_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["op"] != "search" || mt.GetCounter().GetValue() != want[labels["result"]] {
+				t.Errorf("requests_total{op=%q,result=%q} = %v, want %v", labels["op"], labels["result"], mt.GetCounter().GetValue(), want[labels["result"]])
+			}
+			delete(want, labels["result"])
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("search requests not counted, by the result their client got: %v", want)
 	}
 }
