@@ -41,7 +41,7 @@ func withSyncer(cfg *Config, log *slog.Logger, openStore bool, fn func(*dirsync.
 // collections, or by syncMinPercent of the live heap when that is more
 // (gcpolicy.Bounded): the records the sync keeps are most of its heap, and Go's default
 // lets the heap end at twice them. A first sync of 100,000 users with every attribute
-// kept: see the README's Performance section.
+// kept: see docs/performance.md, "Sync".
 const (
 	syncHeadroom   = 32 << 20
 	syncMinPercent = 25

@@ -10,8 +10,8 @@
 // kept from one sync to the next and pointing at little, so a collection costs little,
 // and Go's default keeps about twice that heap resident. At 100,000 users, two serve
 // processes side by side under a cached search load: 194 against 220 MiB of RSS, and
-// 21.4 against 20.8–21.1 µs of CPU per search (scripts/bench-gogc.sh; the README's
-// Performance section has the figures). GOGC set in the environment is the operator's
+// 21.4 against 20.8–21.1 µs of CPU per search (scripts/bench-gogc.sh;
+// docs/performance.md has the figures). GOGC set in the environment is the operator's
 // choice and left alone. A run that fills the heap with data it keeps, such as a first
 // sync or the first build of the served tree, bounds the heap's growth for its
 // duration (Bounded).
