@@ -28,7 +28,10 @@ const (
 	// bound as a user is bound again there first, with its kept credential, or is lost
 	// without one (Config.RebindOnFailover off).
 	KindCompare
-	// KindExtended is never retried: it may have changed something (a password).
+	// KindExtended is never retried: it may have changed something (a password). Like
+	// a bind, it goes out as a secret request (wireConn.roundTrip): the password changes
+	// that use it (Password Modify, a modify of the password attribute) carry passwords
+	// in clear, and no copy of them stays in the connection's buffers.
 	KindExtended
 )
 
@@ -213,7 +216,7 @@ func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, to Relayer, d
 		// connection the server has closed: that is looked at first, unless the
 		// connection answered a moment ago (answeredRecently).
 		check := kind == KindExtended || !wc.answeredWithin(start, answeredRecently)
-		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind, check, d)
+		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind || kind == KindExtended, check, d)
 		end := time.Now()
 		c.pool.m.observeKind(wc.srv, kind, end.Sub(start))
 		c.finished()

@@ -604,3 +604,59 @@ func BenchmarkSealCredential(b *testing.B) {
 		}
 	}
 }
+
+// A password change goes upstream as an extended operation (Password Modify) or a
+// modify of the password attribute, with the old and the new password in clear: like a
+// bind, it leaves no copy behind in the session's connection (its write buffer, the
+// request buffer its spare call keeps for the next request).
+func TestPasswordChangeLeavesNoCopy(t *testing.T) {
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL})
+	c := boundSession(t, p, srv, 1)
+	oldPassword, newPassword := slapdtest.UserPassword(1), "changed-Pw-4711"
+	for _, change := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"password modify", ldapwire.PasswordModifyRequest(srv.UserDN(1), []byte(oldPassword), []byte(newPassword), nil)},
+		{"modify", ldapwire.ModifyRequest(srv.UserDN(1), []ldapwire.Change{
+			{Operation: ldapwire.ModReplace, Type: "userPassword", Values: [][]byte{[]byte(newPassword + "-again")}},
+		}, nil)},
+	} {
+		var result error
+		err := c.Forward(t.Context(), KindExtended, change.msg, func(r ldapwire.Response) error {
+			if r.Final {
+				result = r.Err()
+			}
+			return nil
+		})
+		if err != nil || result != nil {
+			t.Fatalf("%s: %v, %v", change.name, err, result)
+		}
+		check := func(when string) {
+			t.Helper()
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			wc := c.wc
+			wc.wmu.Lock()
+			defer wc.wmu.Unlock()
+			wc.mu.Lock()
+			defer wc.mu.Unlock()
+			for _, secret := range []string{oldPassword, newPassword, newPassword + "-again"} {
+				where := findSecret(reflect.ValueOf(c), secret, "Conn", map[uintptr]bool{})
+				// The spare call, behind an atomic pointer the walk does not follow.
+				where = append(where, findSecret(reflect.ValueOf(wc.spare.Load()), secret, "Conn.wc.spare", map[uintptr]bool{})...)
+				if len(where) > 0 {
+					t.Errorf("%s: a password is in clear at %v", when, where)
+				}
+			}
+		}
+		check("after a " + change.name)
+		// The client's next request reuses the buffers, and leaves what the change
+		// wrote past its own end.
+		if _, err := searchUIDs(t, c, "(uid="+slapdtest.UserName(1)+")"); err != nil {
+			t.Fatal(err)
+		}
+		check("after a " + change.name + " and a search")
+	}
+}

@@ -369,13 +369,13 @@ func (w *wireConn) broken() bool {
 // each response to the responder to; start is the time of the call, as the caller read
 // it. A search (progressive) times out only when no response has come for timeout;
 // other requests when the final answer takes longer than timeout.
-// delivered reports whether to saw anything. A secret request (a bind, with its
-// password) bypasses the write buffer, which would keep a copy, and its copy under the
-// connection's message ID is cleared once sent. check says to look at an idle
-// connection before the request goes out on it: one that the server closed while it was
-// idle then fails with errClosedIdle, the request unsent (unchecked, the request goes
-// out, and its read finds the connection closed). d, when not nil, is detached when the
-// wait turns out long (Conn.ForwardInline).
+// delivered reports whether to saw anything. A secret request (a bind, a password
+// change: KindBind, KindExtended) bypasses the write buffer, which would keep a copy,
+// and its copy under the connection's message ID is cleared once sent. check says to
+// look at an idle connection before the request goes out on it: one that the server
+// closed while it was idle then fails with errClosedIdle, the request unsent
+// (unchecked, the request goes out, and its read finds the connection closed). d, when
+// not nil, is detached when the wait turns out long (Conn.ForwardTo).
 func (w *wireConn) roundTrip(ctx context.Context, msg []byte, to responder, start time.Time, timeout time.Duration, progressive, secret, check bool, d Detacher) (delivered bool, err error) {
 	c := w.newCall(to)
 	c.last.Store(start.UnixNano())
