@@ -1,9 +1,11 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +28,8 @@ const (
 	KindSearch
 	// KindCompare is retried on a fresh connection when its connection breaks; a session
 	// bound as a user is bound again there first, with its kept credential, or is lost
-	// without one (Config.RebindOnFailover off).
+	// without one (Config.RebindOnFailover off). A compare of a password attribute goes
+	// out as a secret request, as a bind does.
 	KindCompare
 	// KindExtended is never retried: it may have changed something (a password). Like
 	// a bind, it goes out as a secret request (wireConn.roundTrip): the password changes
@@ -193,6 +196,7 @@ func (c *Conn) ForwardTo(ctx context.Context, kind Kind, msg []byte, to Relayer,
 
 func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, to Relayer, d Detacher) (bool, error) {
 	cred := c.newIdentity(kind, msg)
+	secret := carriesPassword(kind, msg)
 	stay := false // the request continues a paged search: the session must not move
 	if kind == KindSearch {
 		cookie, _ := ldapwire.PagedCookie(msg)
@@ -216,7 +220,7 @@ func (c *Conn) forward(ctx context.Context, kind Kind, msg []byte, to Relayer, d
 		// connection the server has closed: that is looked at first, unless the
 		// connection answered a moment ago (answeredRecently).
 		check := kind == KindExtended || !wc.answeredWithin(start, answeredRecently)
-		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, kind == KindBind || kind == KindExtended, check, d)
+		delivered, err := wc.roundTrip(ctx, msg, respond, start, c.pool.cfg.Timeout, kind == KindSearch, secret, check, d)
 		end := time.Now()
 		c.pool.m.observeKind(wc.srv, kind, end.Sub(start))
 		c.finished()
@@ -282,6 +286,31 @@ func (c *Conn) newIdentity(kind Kind, msg []byte) *sealedCredential {
 	}
 	return sealCredential(msg)
 }
+
+// carriesPassword reports whether a request of kind carries a password in clear, and so
+// goes out as a secret request (wireConn.roundTrip), leaving no copy behind: a bind, a
+// password change (KindExtended), and a compare of a password attribute, which asserts
+// a password as a bind does.
+func carriesPassword(kind Kind, msg []byte) bool {
+	switch kind {
+	case KindBind, KindExtended:
+		return true
+	case KindCompare:
+		attr, _ := ldapwire.CompareAttribute(msg)
+		if i := bytes.IndexByte(attr, ';'); i >= 0 {
+			attr = attr[:i] // options: userPassword;binary
+		}
+		for _, name := range passwordAttributes {
+			if strings.EqualFold(string(attr), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// passwordAttributes are the attributes that hold passwords, by name and OID.
+var passwordAttributes = [...]string{"userPassword", "2.5.4.35", "unicodePwd", "1.2.840.113556.1.4.90"}
 
 // isNetError reports whether err is a failure of the connection itself (netError).
 func isNetError(err error) bool {

@@ -660,3 +660,42 @@ func TestPasswordChangeLeavesNoCopy(t *testing.T) {
 		check("after a " + change.name + " and a search")
 	}
 }
+
+// A compare of a password attribute carries a password in clear, as a bind does, and
+// leaves no copy of it behind in the session's connection either.
+func TestPasswordCompareLeavesNoCopy(t *testing.T) {
+	srv := slapdtest.New(t, slapdtest.Options{})
+	p := newTestPool(t, Config{URLs: srv.URL})
+	c := boundSession(t, p, srv, 1)
+	password := slapdtest.UserPassword(1)
+	for _, attr := range []string{"userPassword", "USERPASSWORD", "2.5.4.35"} {
+		// slapd compares the stored value as it is (a hash); other servers check the
+		// password. Either way the request carried it.
+		if _, err := c.Compare(t.Context(), srv.UserDN(1), attr, password); err != nil {
+			t.Fatalf("compare of %s: %v", attr, err)
+		}
+		c.mu.Lock()
+		wc := c.wc
+		wc.wmu.Lock()
+		wc.mu.Lock()
+		where := findSecret(reflect.ValueOf(c), password, "Conn", map[uintptr]bool{})
+		where = append(where, findSecret(reflect.ValueOf(wc.spare.Load()), password, "Conn.wc.spare", map[uintptr]bool{})...)
+		wc.mu.Unlock()
+		wc.wmu.Unlock()
+		c.mu.Unlock()
+		if len(where) > 0 {
+			t.Errorf("after a compare of %s: the password is in clear at %v", attr, where)
+		}
+	}
+	// Any other compare is an ordinary request.
+	uid := slapdtest.UserName(1)
+	if same, err := c.Compare(t.Context(), srv.UserDN(1), "uid", uid); err != nil || !same {
+		t.Fatalf("compare of uid = %v, %v; want true", same, err)
+	}
+	c.mu.Lock()
+	spare := c.wc.spare.Load()
+	c.mu.Unlock()
+	if spare == nil || !strings.Contains(string(spare.out), uid) {
+		t.Error("a compare of uid did not go out through the connection's request buffer")
+	}
+}

@@ -41,6 +41,33 @@ func SimpleBindBytes(msg []byte) (name, password []byte, ok bool) {
 	return msg[nStart:nEnd:nEnd], msg[pStart:pEnd:pEnd], true
 }
 
+// CompareAttribute returns the attribute description a compare request asserts a
+// value of (RFC 4511 §4.10), options included ("userPassword;binary"); ok is false for
+// anything else. attr shares msg's memory.
+func CompareAttribute(msg []byte) (attr []byte, ok bool) {
+	_, _, opStart, end, err := messageParts(msg)
+	if err != nil {
+		return nil, false
+	}
+	tag, start, opEnd, err := Header(msg[:end], opStart)
+	if err != nil || tag != AppConstructed|ldap.ApplicationCompareRequest {
+		return nil, false
+	}
+	tag, _, pos, err := Header(msg[:opEnd], start) // entry
+	if err != nil || tag != TagOctetString {
+		return nil, false
+	}
+	tag, start, avaEnd, err := Header(msg[:opEnd], pos)
+	if err != nil || tag != TagSequence {
+		return nil, false
+	}
+	tag, start, aEnd, err := Header(msg[:avaEnd], start)
+	if err != nil || tag != TagOctetString {
+		return nil, false
+	}
+	return msg[start:aEnd:aEnd], true
+}
+
 // PagedCookie reads the paged results control (RFC 2696) of a message: a search request
 // or a search result done. paged is false when the message has none; cookie is empty on
 // the last page. cookie shares msg's memory.

@@ -30,6 +30,29 @@ func TestSimpleBind(t *testing.T) {
 	}
 }
 
+func TestCompareAttribute(t *testing.T) {
+	compare := func(attr string) []byte {
+		op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationCompareRequest, nil, "")
+		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "uid=a,dc=x", ""))
+		ava := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+		ava.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, attr, ""))
+		ava.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "value", ""))
+		op.AppendChild(ava)
+		return envelope(op, nil)
+	}
+	if attr, ok := CompareAttribute(compare("userPassword;binary")); !ok || string(attr) != "userPassword;binary" {
+		t.Errorf("CompareAttribute = %q, %v", attr, ok)
+	}
+	for name, msg := range map[string][]byte{
+		"bind":      BindRequest("uid=a", []byte("pw")),
+		"truncated": compare("userPassword")[:20],
+	} {
+		if attr, ok := CompareAttribute(msg); ok {
+			t.Errorf("%s: read as a compare of %q", name, attr)
+		}
+	}
+}
+
 func TestPagedCookie(t *testing.T) {
 	done := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchResultDone, nil, "")
 	done.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, 0, ""))
