@@ -30,6 +30,38 @@ func bindCode(t *testing.T, p *proxy, dn, password string) uint16 {
 	return resultCode(c.Bind(dn, password))
 }
 
+// checkOfflineMaxAge checks, with the upstream down, that a hash the proxy stored
+// between before and stored serves offline logins (bind, with the right password) until
+// maxAge has passed, and none after, refused as expired. The first bind can be required
+// to succeed only when it ends less than maxAge after before: on a machine slow enough
+// to take longer, the proxy may rightly have found the hash expired already, and then
+// only the reason is checked.
+func checkOfflineMaxAge(t *testing.T, p *proxy, maxAge time.Duration, before, stored time.Time, bind func() uint16) {
+	t.Helper()
+	expired := func() string { return scrapeValue(t, p, `ldapproxy_offline_logins_total{result="expired"}`) }
+	code := bind()
+	switch took := time.Since(before); {
+	case took < maxAge:
+		if code != 0 {
+			t.Fatalf("offline bind %v after the online one began, within offline_max_age %v: %d", took.Round(time.Millisecond), maxAge, code)
+		}
+	case code == ldap.LDAPResultInvalidCredentials:
+		if v := expired(); v != "1" {
+			t.Fatalf("offline bind %v after the online one began refused, but not as expired (%q expired)", took.Round(time.Millisecond), v)
+		}
+		t.Logf("the offline bind within offline_max_age ended %v after the online one began: too late to require a success", took.Round(time.Millisecond))
+	case code != 0:
+		t.Fatalf("offline bind %v after the online one began: %d, want 0 or 49", took.Round(time.Millisecond), code)
+	}
+	time.Sleep(time.Until(stored.Add(maxAge)))
+	if code := bind(); code != ldap.LDAPResultInvalidCredentials {
+		t.Fatalf("offline bind after offline_max_age: %d, want 49", code)
+	}
+	if v := expired(); v != "1" {
+		t.Errorf("expired offline logins: %q, want 1", v)
+	}
+}
+
 func TestOfflineLogin(t *testing.T) {
 	up := withSlapd(t, slapdtest.Options{Users: 6, Groups: 2, PasswordPolicy: true})
 	// A user is disabled when its description says so (a stand-in for AD's
