@@ -258,7 +258,7 @@ func TestOfflineAccountExpiresAD(t *testing.T) {
 	})
 
 	fileTime := func(at time.Time) string { return strconv.FormatInt(at.Unix()*1e7+116444736000000000, 10) }
-	carolExpires := time.Now().Add(10 * time.Second).Truncate(time.Second)
+	carolExpires := time.Now().Add(15 * time.Second).Truncate(time.Second)
 	admin := up.Conn(t)
 	for cn, at := range map[string]time.Time{"alice": time.Now().Add(-time.Hour), "carol": carolExpires} {
 		mod := ldap.NewModifyRequest(dn(cn), nil)
@@ -270,11 +270,20 @@ func TestOfflineAccountExpiresAD(t *testing.T) {
 	waitNextSync(t, p)
 	up.Stop()
 
+	expired, succeeded := 2, 2 // alice and carol after she expired; bob and carol before
 	for _, tc := range []struct {
 		cn   string
 		want uint16
 	}{{"alice", ldap.LDAPResultInvalidCredentials}, {"bob", 0}, {"carol", 0}} {
-		if code := bindCode(t, p, dn(tc.cn), "pass-"+tc.cn); code != tc.want {
+		code := bindCode(t, p, dn(tc.cn), "pass-"+tc.cn)
+		if tc.cn == "carol" && !time.Now().Before(carolExpires) && code == ldap.LDAPResultInvalidCredentials {
+			// A machine slow enough to get here after her account expired: the proxy
+			// may rightly have refused her; the counts below check why.
+			t.Logf("offline bind of carol before her account expired ended after it, refused")
+			expired, succeeded = expired+1, succeeded-1
+			continue
+		}
+		if code != tc.want {
 			t.Errorf("offline bind of %s: %d, want %d", tc.cn, code, tc.want)
 		}
 	}
@@ -282,9 +291,9 @@ func TestOfflineAccountExpiresAD(t *testing.T) {
 	if code := bindCode(t, p, dn("carol"), "pass-carol"); code != ldap.LDAPResultInvalidCredentials {
 		t.Errorf("offline bind of carol after her account expired: %d, want 49", code)
 	}
-	for result, want := range map[string]string{"account_expired": "2", "success": "2"} {
-		if v := scrapeValue(t, p, fmt.Sprintf(`ldapproxy_offline_logins_total{result=%q}`, result)); v != want {
-			t.Errorf("offline logins with result %s: %q, want %s", result, v, want)
+	for result, want := range map[string]int{"account_expired": expired, "success": succeeded} {
+		if v := scrapeValue(t, p, fmt.Sprintf(`ldapproxy_offline_logins_total{result=%q}`, result)); v != strconv.Itoa(want) {
+			t.Errorf("offline logins with result %s: %q, want %d", result, v, want)
 		}
 	}
 	if !strings.Contains(p.logs.String(), `"reason":"account expired on `) {
