@@ -374,7 +374,7 @@ func TestFailoverAllUpstreamsDown(t *testing.T) {
 	a := slapdtest.New(t, slapdtest.Options{Users: 5})
 	b := slapdtest.New(t, slapdtest.Options{Users: 5})
 	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL}))
-	eventually(t, 5*time.Second, "/readyz 200", func() bool {
+	eventually(t, settleWithin, "/readyz 200", func() bool {
 		code, _ := p.get(t, "/readyz")
 		return code == 200
 	})
@@ -408,7 +408,7 @@ func TestFailoverAllUpstreamsDown(t *testing.T) {
 		t.Fatalf("whoami after the failed bind = %q, %v; want anonymous", who.AuthzID, err)
 	}
 
-	eventually(t, 5*time.Second, "/readyz 503", func() bool {
+	eventually(t, settleWithin, "/readyz 503", func() bool {
 		code, _ := p.get(t, "/readyz")
 		return code == 503
 	})
@@ -436,7 +436,7 @@ func TestFailoverAllUpstreamsDown(t *testing.T) {
 func TestFailoverReadyAgainAfterRetries(t *testing.T) {
 	a := slapdtest.New(t, slapdtest.Options{Users: 5})
 	p := startProxy(t, config(a, nil))
-	eventually(t, 5*time.Second, "/readyz 200", func() bool {
+	eventually(t, settleWithin, "/readyz 200", func() bool {
 		code, _ := p.get(t, "/readyz")
 		return code == 200
 	})
@@ -475,7 +475,7 @@ func pauseUntilHung(t testing.TB, up *slapdtest.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { up.Resume() })
-	eventually(t, 5*time.Second, "the paused slapd to stop answering", func() bool {
+	eventually(t, settleWithin, "the paused slapd to stop answering", func() bool {
 		c, err := ldap.DialURL(up.URL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
 		if err != nil {
 			return false

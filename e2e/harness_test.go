@@ -182,6 +182,10 @@ func (p *proxy) get(t testing.TB, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// settleWithin bounds a wait for something a test sets up or that must happen
+// eventually, as opposed to a figure the test checks: long enough for a loaded machine.
+const settleWithin = 20 * time.Second
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()

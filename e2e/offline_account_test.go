@@ -132,7 +132,7 @@ func TestOfflineServiceIdentity(t *testing.T) {
 	if code := bindCode(t, p, svcDN, "wrong"); code != ldap.LDAPResultInvalidCredentials {
 		t.Fatalf("wrong password online: %d", code)
 	}
-	eventually(t, 5*time.Second, "the hash dropped after the upstream refused", func() bool {
+	eventually(t, settleWithin, "the hash dropped after the upstream refused", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
 	})
 	up.Stop()

@@ -113,7 +113,7 @@ func TestOfflineLogin(t *testing.T) {
 	if code := bindCode(t, p, up.UserDN(3), "wrong"); code != ldap.LDAPResultInvalidCredentials {
 		t.Fatalf("wrong password online: %d", code)
 	}
-	eventually(t, 5*time.Second, "user 3's hash dropped", func() bool {
+	eventually(t, settleWithin, "user 3's hash dropped", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 

@@ -37,7 +37,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	// A request is counted just after its response is handed to the writer: wait for
 	// the last one.
 	var text string
-	eventually(t, 5*time.Second, "the compare to be counted", func() bool {
+	eventually(t, settleWithin, "the compare to be counted", func() bool {
 		text = p.scrape(t)
 		// Not only op="compare": the upstream's histogram has its compare before the
 		// request is counted.
@@ -161,7 +161,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.Stop() }()
-	eventually(t, 5*time.Second, "the listener to close", func() bool {
+	eventually(t, settleWithin, "the listener to close", func() bool {
 		l, err := ldap.DialURL(p.URL)
 		if err == nil {
 			l.Close()
@@ -232,7 +232,7 @@ func TestConcurrentClients(t *testing.T) {
 		t.Error(err)
 	}
 	re := regexp.MustCompile(`ldapproxy_requests_total\{op="bind",result="success"\} (\d+)`)
-	eventually(t, 5*time.Second, "800 successful binds counted", func() bool {
+	eventually(t, settleWithin, "800 successful binds counted", func() bool {
 		m := re.FindStringSubmatch(p.scrape(t))
 		return m != nil && m[1] == "800"
 	})

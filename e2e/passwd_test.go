@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -219,7 +218,7 @@ func TestPasswordWriteback(t *testing.T) {
 
 	t.Run("counted, logged without passwords", func(t *testing.T) {
 		var text string
-		eventually(t, 5*time.Second, "the last refusal to be counted", func() bool {
+		eventually(t, settleWithin, "the last refusal to be counted", func() bool {
 			text = p.scrape(t)
 			return strings.Contains(text, `ldapproxy_password_writeback_total{result="refused"} 5`)
 		})

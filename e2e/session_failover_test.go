@@ -22,10 +22,6 @@ const (
 	healthSlack    = 1300 * time.Millisecond
 )
 
-// settleWithin bounds a wait for something a test sets up or that must happen
-// eventually, as opposed to a figure the test checks: long enough for a loaded machine.
-const settleWithin = 20 * time.Second
-
 // healthConfig is the upstream section's extra lines for fast probes.
 var healthConfig = fmt.Sprintf("  health_interval: %v", healthInterval)
 
@@ -54,7 +50,7 @@ func TestHealthWithoutTraffic(t *testing.T) {
 	a := slapdtest.New(t, slapdtest.Options{Users: 5})
 	b := slapdtest.New(t, slapdtest.Options{Users: 5})
 	p := startProxy(t, config(a, map[string]string{"urls": a.URL + "," + b.URL, "upstream": healthConfig}))
-	waitUp(t, p, a.URL, 1, 5*time.Second)
+	waitUp(t, p, a.URL, 1, settleWithin)
 	if v, ok := available(t, p); !ok || v != 1 {
 		t.Fatalf("ldapproxy_upstream_available = %v, %v at start; want 1", v, ok)
 	}
@@ -118,7 +114,7 @@ func TestHealthFigure(t *testing.T) {
 	const timeout, slack = 3 * time.Second, time.Second // the harness's upstream timeout; probe and scrape
 	a := slapdtest.New(t, slapdtest.Options{Users: 5})
 	p := startProxy(t, config(a, map[string]string{"upstream": fmt.Sprintf("  health_interval: %v", interval)}))
-	waitUp(t, p, a.URL, 1, 5*time.Second)
+	waitUp(t, p, a.URL, 1, settleWithin)
 
 	// downAfter polls the metric every 10ms from the moment of the failure.
 	downAfter := func(within time.Duration) time.Duration {
@@ -374,7 +370,7 @@ func TestFailoverBoundSessionsUnderLoad(t *testing.T) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitUp(t, p, a.URL, 1, healthInterval+healthSlack)
+	waitUp(t, p, a.URL, 1, settleWithin)
 	time.Sleep(500 * time.Millisecond)
 	onA, onB := upstreamSearches(t, p, a.URL), upstreamSearches(t, p, b.URL)
 	time.Sleep(time.Second)
