@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,25 @@ func (p *proxy) get(t testing.TB, path string) (int, string) {
 // settleWithin bounds a wait for something a test sets up or that must happen
 // eventually, as opposed to a figure the test checks: long enough for a loaded machine.
 const settleWithin = 20 * time.Second
+
+// loggedBindDuration returns how long the proxy took, by its own measure, to answer the
+// first bind as dn logged after the first from bytes of its log. A loaded machine delays
+// the test's own view of an answer more. The request log line is written just after the
+// answer, so it waits for it.
+func (p *proxy) loggedBindDuration(t testing.TB, from int, dn string) time.Duration {
+	t.Helper()
+	line := regexp.MustCompile(`"msg":"request".*"op":"bind","name":"` + regexp.QuoteMeta(dn) + `".*"duration":(\d+)`)
+	var m []string
+	eventually(t, settleWithin, "the request log line of the bind as "+dn, func() bool {
+		m = line.FindStringSubmatch(p.logs.String()[from:])
+		return m != nil
+	})
+	d, err := time.ParseDuration(m[1] + "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {

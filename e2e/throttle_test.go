@@ -61,15 +61,7 @@ func TestBindThrottlePerUser(t *testing.T) {
 	if err := bindErr(t, p, "", up.UserDN(1), slapdtest.UserPassword(1)); !isThrottled(err) {
 		t.Fatalf("throttled bind with the upstream down: %v, want invalidCredentials %q", err, throttledDiagnostic)
 	}
-	// At once by the proxy's own measure, which a loaded machine delays less than the
-	// test's; the line is written just after the answer.
-	line := regexp.MustCompile(`"msg":"request".*"op":"bind","name":"` + regexp.QuoteMeta(up.UserDN(1)) + `".*"duration":(\d+)`)
-	var m []string
-	eventually(t, settleWithin, "the throttled bind's request log line", func() bool {
-		m = line.FindStringSubmatch(p.logs.String()[logged:])
-		return m != nil
-	})
-	if d, _ := time.ParseDuration(m[1] + "ns"); d > time.Second {
+	if d := p.loggedBindDuration(t, logged, up.UserDN(1)); d > time.Second {
 		t.Errorf("throttled bind took %v", d)
 	}
 	if code := resultCode(bindErr(t, p, "", up.UserDN(2), slapdtest.UserPassword(2))); code != ldap.LDAPResultUnavailable {
