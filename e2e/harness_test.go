@@ -188,14 +188,21 @@ func (p *proxy) get(t testing.TB, path string) (int, string) {
 const settleWithin = 20 * time.Second
 
 // loggedBindDuration returns how long the proxy took, by its own measure, to answer the
-// first bind as dn logged after the first from bytes of its log. A loaded machine delays
-// the test's own view of an answer more. The request log line is written just after the
-// answer, so it waits for it.
+// first bind as dn logged after the first from bytes of its log.
 func (p *proxy) loggedBindDuration(t testing.TB, from int, dn string) time.Duration {
 	t.Helper()
-	line := regexp.MustCompile(`"msg":"request".*"op":"bind","name":"` + regexp.QuoteMeta(dn) + `".*"duration":(\d+)`)
+	return p.loggedDuration(t, from, fmt.Sprintf(`"op":"bind","name":%q`, dn))
+}
+
+// loggedDuration returns how long the proxy took, by its own measure, to answer the first
+// request logged after the first from bytes of its log whose fields, after the message
+// ID, begin with request (JSON text). A loaded machine delays the test's own view of an
+// answer more. The request log line is written just after the answer, so it waits for it.
+func (p *proxy) loggedDuration(t testing.TB, from int, request string) time.Duration {
+	t.Helper()
+	line := regexp.MustCompile(`"msg":"request".*"msgid":\d+,` + regexp.QuoteMeta(request) + `.*"duration":(\d+)`)
 	var m []string
-	eventually(t, settleWithin, "the request log line of the bind as "+dn, func() bool {
+	eventually(t, settleWithin, "the request log line of "+request, func() bool {
 		m = line.FindStringSubmatch(p.logs.String()[from:])
 		return m != nil
 	})
