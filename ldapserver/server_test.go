@@ -376,6 +376,29 @@ func (w *wireClient) expectResult(id int64, tag ber.Tag, code uint16) resultFiel
 	return f
 }
 
+// trySend is send, returning the error instead of failing the test.
+func (w *wireClient) trySend(msgs ...[]byte) error {
+	w.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := w.c.Write(bytes.Join(msgs, nil))
+	return err
+}
+
+// tryExpectResult is expectResult, returning an error instead of failing the test when
+// the connection ends or the result is not the one expected.
+func (w *wireClient) tryExpectResult(id int64, tag ber.Tag, code uint16) error {
+	w.t.Helper()
+	w.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := ber.ReadPacket(w.br)
+	if err != nil {
+		return fmt.Errorf("reading a response: %w", err)
+	}
+	f := decodeResult(w.t, p.Bytes())
+	if f.id != id || f.appTag != tag || f.code != int64(code) {
+		return fmt.Errorf("got result id=%d tag=%d code=%d (%q), want id=%d tag=%d code=%d", f.id, f.appTag, f.code, f.diag, id, tag, code)
+	}
+	return nil
+}
+
 // expectSearch reads the answer to an ordinary search with the given message ID.
 func (w *wireClient) expectSearch(id int64) {
 	w.t.Helper()
@@ -1183,37 +1206,91 @@ func TestIdleTimeout(t *testing.T) {
 		}
 	})
 	t.Run("activity resets the timer", func(t *testing.T) {
-		w := dialWire(t, pacedAddr)
-		for id := int64(1); id <= 4; id++ {
-			time.Sleep(paced / 2)
-			w.send(ldapMessage(id, extendedOp(OIDWhoAmI, nil)))
-			w.expectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+		// Four requests half the timeout apart keep the connection open for twice the
+		// timeout. A client that a loaded machine runs late (a gap of the whole timeout
+		// between an answer and its next request) cannot tell: that try is made again,
+		// up to three times.
+		for try := 1; ; try++ {
+			late, err := keepAlive(t, pacedAddr, paced)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !late {
+				return
+			}
+			if try == 3 {
+				t.Skipf("the client kept to its pace in none of %d tries: the machine is too loaded to tell", try)
+			}
+			t.Logf("try %d: the client sent a request a whole timeout after the answer before; trying again", try)
 		}
 	})
 	t.Run("idle counted from the last request, not from when the timer was set", func(t *testing.T) {
 		// Requests closer together than an eighth of the timeout leave the deadline set
 		// for an earlier one: the connection must still get the whole timeout after the
-		// last, and not much more.
-		w := dialWire(t, pacedAddr)
-		var sent time.Time
-		for id := int64(1); id <= 8; id++ {
-			time.Sleep(paced / 100)
-			sent = time.Now()
-			w.send(ldapMessage(id, extendedOp(OIDWhoAmI, nil)))
-			w.expectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
-		}
-		answered := time.Now()
-		w.expectClosed(10*time.Second, false)
-		closed := time.Now()
-		if d := closed.Sub(sent); d < paced {
-			t.Errorf("closed %v after the last request, before the idle timeout (%v)", d, paced)
-		}
-		// A wait that starts over when the first deadline passes closes about twice
-		// the timeout after the last answer.
-		if d := closed.Sub(answered); d > paced+paced/2 {
-			t.Errorf("closed %v after the last answer, well after the idle timeout (%v)", d, paced)
+		// last, and not much more. A wait that starts over when the first deadline
+		// passes closes about twice the timeout after the last answer, every time; a
+		// loaded machine runs the server's timer late now and then (seen: 2.7 s), so a
+		// late close is measured again, and fails when it comes late three times.
+		for try := 1; ; try++ {
+			sent, answered, closed := idleAfterBurst(t, pacedAddr, paced)
+			if d := closed.Sub(sent); d < paced {
+				t.Fatalf("closed %v after the last request, before the idle timeout (%v)", d, paced)
+			}
+			d := closed.Sub(answered)
+			if d <= paced+paced/2 {
+				return
+			}
+			if try == 3 {
+				t.Fatalf("closed %v after the last answer, well after the idle timeout (%v), in %d tries", d, paced, try)
+			}
+			t.Logf("closed %v after the last answer; measuring again", d)
 		}
 	})
+}
+
+// keepAlive sends four requests on a new connection to addr, each timeout/2 after the
+// answer to the one before, and reports whether the client itself was late: a request
+// sent a whole timeout or more after the answer before it, which the server may rightly
+// have closed the connection for. A connection closed otherwise is an error.
+func keepAlive(t *testing.T, addr string, timeout time.Duration) (late bool, err error) {
+	t.Helper()
+	w := dialWire(t, addr)
+	answered := time.Now()
+	for id := int64(1); id <= 4; id++ {
+		time.Sleep(timeout / 2)
+		sent := time.Now()
+		if sent.Sub(answered) >= timeout {
+			return true, nil
+		}
+		if err := w.trySend(ldapMessage(id, extendedOp(OIDWhoAmI, nil))); err != nil {
+			return false, fmt.Errorf("request %d, %v after the answer before: %w", id, sent.Sub(answered), err)
+		}
+		if err := w.tryExpectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess); err != nil {
+			if time.Since(answered) >= timeout+timeout/2 {
+				return true, nil // the answer read late: the close may be the server's right
+			}
+			return false, fmt.Errorf("request %d, sent %v after the answer before: %w", id, sent.Sub(answered), err)
+		}
+		answered = time.Now()
+	}
+	return false, nil
+}
+
+// idleAfterBurst sends eight requests timeout/100 apart on a new connection to addr and
+// waits for the server to close it; it returns when the last request was sent, when its
+// answer came and when the connection closed.
+func idleAfterBurst(t *testing.T, addr string, timeout time.Duration) (sent, answered, closed time.Time) {
+	t.Helper()
+	w := dialWire(t, addr)
+	for id := int64(1); id <= 8; id++ {
+		time.Sleep(timeout / 100)
+		sent = time.Now()
+		w.send(ldapMessage(id, extendedOp(OIDWhoAmI, nil)))
+		w.expectResult(id, ldap.ApplicationExtendedResponse, ldap.LDAPResultSuccess)
+	}
+	answered = time.Now()
+	w.expectClosed(10*time.Second, false)
+	return sent, answered, time.Now()
 }
 
 func TestWriteTimeoutDropsClientThatDoesNotRead(t *testing.T) {
