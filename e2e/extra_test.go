@@ -3,7 +3,6 @@ package e2e
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -92,7 +91,7 @@ nisMapName: auto.master
 		t.Fatal(err)
 	}
 	all := search(up.Suffix, ldap.ScopeWholeSubtree, "(objectClass=nisNetgroup)", "cn")
-	eventually(t, 10*time.Second, "the netgroup changes to be served", func() bool {
+	eventually(t, settleWithin, "the netgroup changes to be served", func() bool {
 		a := ask(proxied, all, 0)
 		return a.entries["cn=ops,ou=netgroups,dc=example,dc=org"] != nil && a.entries["cn=everyone,ou=netgroups,dc=example,dc=org"] == nil
 	})

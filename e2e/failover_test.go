@@ -289,7 +289,7 @@ func TestFailoverKillUnderLoad(t *testing.T) {
 	})
 	defer stopLoad()
 
-	eventually(t, 10*time.Second, "the load to get going", func() bool {
+	eventually(t, settleWithin, "the load to get going", func() bool {
 		before, _ := stats.counts()
 		return before >= 30
 	})

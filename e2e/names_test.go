@@ -116,7 +116,7 @@ func TestBindNameForms(t *testing.T) {
 	})
 
 	// The logins above stored hashes (in the background): jsmith's and twin1's.
-	eventually(t, 10*time.Second, "the hashes of jsmith and twin1", func() bool {
+	eventually(t, settleWithin, "the hashes of jsmith and twin1", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 
@@ -185,7 +185,7 @@ func TestBindNameForms(t *testing.T) {
 
 	// Hashed in the background: the helpdesk's password, and user0002's new one, which
 	// the reset through the proxy stored (besides jsmith's and twin1's).
-	eventually(t, 10*time.Second, "the helpdesk's hash and user0002's too", func() bool {
+	eventually(t, settleWithin, "the helpdesk's hash and user0002's too", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "4"
 	})
 	if err := up.Stop(); err != nil {

@@ -51,7 +51,7 @@ func TestOfflineAccountState(t *testing.T) {
 			t.Fatalf("online bind of user %d: %d", i, code)
 		}
 	}
-	eventually(t, 10*time.Second, "three users' hashes stored", func() bool {
+	eventually(t, settleWithin, "three users' hashes stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "4"
 	})
 
@@ -118,14 +118,14 @@ func TestOfflineServiceIdentity(t *testing.T) {
 	p := startProxy(t, cfg)
 	waitSynced(t, p, up)
 	// waitSynced bound as the proxy's own service account: one hash.
-	eventually(t, 10*time.Second, "the proxy service account's hash stored", func() bool {
+	eventually(t, settleWithin, "the proxy service account's hash stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
 	})
 
 	if code := bindCode(t, p, svcDN, "gitlab-secret-1"); code != 0 {
 		t.Fatalf("online bind of the application's account: %d", code)
 	}
-	eventually(t, 10*time.Second, "its hash stored", func() bool {
+	eventually(t, settleWithin, "its hash stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 	// The upstream is believed: a wrong password drops the hash.
@@ -151,7 +151,7 @@ func TestOfflineServiceIdentity(t *testing.T) {
 	if _, err := c.PasswordModify(ldap.NewPasswordModifyRequest("", "gitlab-secret-1", "gitlab-secret-2")); err != nil {
 		t.Fatalf("password change: %v", err)
 	}
-	eventually(t, 10*time.Second, "the new password's hash stored", func() bool {
+	eventually(t, settleWithin, "the new password's hash stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 	waitNextSync(t, p)
@@ -253,7 +253,7 @@ func TestOfflineAccountExpiresAD(t *testing.T) {
 			t.Fatalf("online bind of %s: %d", cn, code)
 		}
 	}
-	eventually(t, 10*time.Second, "three hashes stored", func() bool {
+	eventually(t, settleWithin, "three hashes stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "3"
 	})
 

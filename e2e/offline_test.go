@@ -79,7 +79,7 @@ func TestOfflineLogin(t *testing.T) {
 	waitSynced(t, p, up)
 	// waitSynced bound as the service account, which has a hash of its own from then on
 	// (an identity that is not a synced user, kept by its DN).
-	eventually(t, 10*time.Second, "the service account's hash stored", func() bool {
+	eventually(t, settleWithin, "the service account's hash stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "1"
 	})
 
@@ -87,7 +87,7 @@ func TestOfflineLogin(t *testing.T) {
 	if code := bindCode(t, p, up.UserDN(5), slapdtest.UserPassword(5)); code != 0 {
 		t.Fatalf("online bind of user 5: %d", code)
 	}
-	eventually(t, 10*time.Second, "user 5's hash stored", func() bool {
+	eventually(t, settleWithin, "user 5's hash stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 	disable := ldap.NewModifyRequest(up.UserDN(5), nil)
@@ -105,7 +105,7 @@ func TestOfflineLogin(t *testing.T) {
 			t.Fatalf("online bind of user %d: %d", i, code)
 		}
 	}
-	eventually(t, 10*time.Second, "two more hashes stored", func() bool {
+	eventually(t, settleWithin, "two more hashes stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "3"
 	})
 	// While an upstream answers it is always believed: a wrong password is refused by

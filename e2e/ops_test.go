@@ -79,7 +79,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if err := c2.Bind(up.UserDN(1), slapdtest.UserPassword(1)); resultCode(err) != ldap.LDAPResultUnavailable {
 		t.Fatalf("bind with the upstream stopped: %v, want unavailable (52)", err)
 	}
-	eventually(t, 10*time.Second, "/readyz to report the upstream down", func() bool {
+	eventually(t, settleWithin, "/readyz to report the upstream down", func() bool {
 		code, body := p.get(t, "/readyz")
 		return code == 503 && strings.Contains(body, "upstream")
 	})

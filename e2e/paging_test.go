@@ -123,7 +123,7 @@ func TestPagedSearchAcrossSyncs(t *testing.T) {
 			delete(throughout, strings.ToLower(change(step)))
 			step++
 			before := p.commits()
-			eventually(t, 10*time.Second, "a sync between two pages", func() bool { return p.commits() > before })
+			eventually(t, settleWithin, "a sync between two pages", func() bool { return p.commits() > before })
 		}
 		for dn, n := range seen {
 			if n != 1 {
@@ -153,7 +153,7 @@ func TestPagedSearchAcrossSyncs(t *testing.T) {
 	}
 	cookie := cookieOf(res)
 	before := p.commits()
-	eventually(t, 10*time.Second, "three more syncs", func() bool { return p.commits() >= before+3 })
+	eventually(t, settleWithin, "three more syncs", func() bool { return p.commits() >= before+3 })
 	if l := p.logs.String(); !strings.HasPrefix(l[strings.LastIndex(l, `"msg":"served tree`):], `"msg":"served tree unchanged"`) {
 		t.Errorf("the last sync changed the served tree:\n%s", tail(l, 5))
 	}

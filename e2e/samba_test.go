@@ -453,7 +453,7 @@ func TestSambaOfflineLogin(t *testing.T) {
 	if code := resultCode(dial(t, p.URL).Bind(carol.DN, carol.Password)); code != ldap.LDAPResultInvalidCredentials {
 		t.Fatalf("online bind of the disabled carol: %d, want 49", code)
 	}
-	eventually(t, 10*time.Second, "two hashes stored", func() bool { return hashes() == "2" })
+	eventually(t, settleWithin, "two hashes stored", func() bool { return hashes() == "2" })
 
 	disable := ldap.NewModifyRequest(jsmith.DN, nil)
 	disable.Replace("userAccountControl", []string{"514"})

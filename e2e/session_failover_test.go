@@ -359,7 +359,7 @@ func TestFailoverBoundSessionsUnderLoad(t *testing.T) {
 	})
 	defer stopLoad()
 
-	eventually(t, 10*time.Second, "the load to get going", func() bool { return ok.Load() >= 200 })
+	eventually(t, settleWithin, "the load to get going", func() bool { return ok.Load() >= 200 })
 	if err := a.Kill(); err != nil {
 		t.Fatal(err)
 	}

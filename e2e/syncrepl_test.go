@@ -50,7 +50,7 @@ func TestSyncreplThroughProxy(t *testing.T) {
 	byFilter := func(filter string, attrs ...string) *ldap.SearchRequest {
 		return ldap.NewSearchRequest(up.Suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, filter, append(attrs, "1.1"), nil)
 	}
-	eventually(t, 10*time.Second, "the stream to connect", func() bool {
+	eventually(t, settleWithin, "the stream to connect", func() bool {
 		return scrapeValue(t, p, "ldapproxy_sync_stream_connected") == "1"
 	})
 

@@ -161,7 +161,7 @@ func TestBindThrottleOffline(t *testing.T) {
 		t.Fatalf("online bind: %v", err)
 	}
 	// The user's hash, and the service account's: waitSynced bound as it.
-	eventually(t, 10*time.Second, "the hash stored", func() bool {
+	eventually(t, settleWithin, "the hash stored", func() bool {
 		return scrapeValue(t, p, "ldapproxy_credential_cache_entries") == "2"
 	})
 	if err := up.Stop(); err != nil {
