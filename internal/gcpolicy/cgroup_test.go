@@ -2,8 +2,10 @@ package gcpolicy
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -182,4 +184,38 @@ func makeMemoryCgroup(t *testing.T, limit int64) (string, bool) {
 		return "", false
 	}
 	return dir, true
+}
+
+// Whatever /proc/self/mountinfo and /proc/self/cgroup hold (the kernel writes them, but a
+// sandbox may fake or cut them), looking for the limit neither panics nor finds one that
+// no limit file gives.
+func FuzzContainerLimit(f *testing.F) {
+	f.Add(mountV2+"\n", "0::/\n", "268435456\n")
+	f.Add(mountV1Memory+"\n", "4:memory:/pod/abc\n", "max\n")
+	f.Add(`41 31 0:38 / /run/my\040cgroups rw - cgroup2 cgroup2 rw`+"\n", "0::/a/../b\n", "1\n")
+	f.Add("35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n", "4:memory:/docker/abc\n", "67108864")
+	f.Add(" - \n\\\\\\0", "0::\n::\n:memory:\n", "")
+	f.Fuzz(func(t *testing.T, mountinfo, cgroup, limit string) {
+		fsys := fstest.MapFS{
+			"proc/self/mountinfo": file(mountinfo),
+			"proc/self/cgroup":    file(cgroup),
+		}
+		// The limit file, wherever the first mount line would put a cgroup v2 root.
+		for _, m := range strings.Split(mountinfo, "\n") {
+			if dir, ok := cgroupDir(m, "/", func(string, string) bool { return true }); ok && fs.ValidPath(dir) {
+				fsys[path.Join(dir, "memory.max")] = file(limit)
+				fsys[path.Join(dir, "cgroup.controllers")] = file("memory")
+				fsys[path.Join(dir, "memory.stat")] = file("hierarchical_memory_limit " + limit)
+				break
+			}
+		}
+		got, ok := containerLimit(fsys)
+		if !ok {
+			return
+		}
+		want, wantOK := parseLimit(limit)
+		if !wantOK || got != want {
+			t.Fatalf("containerLimit = %d from a limit file of %q", got, limit)
+		}
+	})
 }
