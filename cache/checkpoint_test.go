@@ -435,6 +435,57 @@ func TestCheckpointCountsOverflow(t *testing.T) {
 	}
 }
 
+// firstCommit opens a store in a new directory and makes its first full sync (users
+// users and groups groups, tagged "a"); it returns the store and the snapshot that commit
+// published, as its OnCommit saw it.
+func firstCommit(t *testing.T, users, groups int) (*Store, *Snapshot) {
+	t.Helper()
+	s := openDir(t, t.TempDir())
+	var first *Snapshot
+	s.OnCommit(func(sn *Snapshot) {
+		if first == nil {
+			first = sn
+		}
+	})
+	writeSync(t, s, users, groups, "a", nil)
+	return s, first
+}
+
+// waitSettled waits up to 10 s for s's records to settle (RecordsSettled).
+func waitSettled(t *testing.T, s *Store) {
+	t.Helper()
+	select {
+	case <-s.RecordsSettled():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the records did not settle")
+	}
+}
+
+// waitMoved waits for s's records to settle and requires that they moved to the
+// checkpoint, away from the snapshot committed; it returns the snapshot they moved to.
+func waitMoved(t *testing.T, s *Store, committed *Snapshot) *Snapshot {
+	t.Helper()
+	waitSettled(t, s)
+	moved := s.Snapshot()
+	if moved == committed || !s.recordsMapped.Load() {
+		t.Fatal("the records did not move to the checkpoint")
+	}
+	return moved
+}
+
+// sameUserRecords requires that a few users of after hold the very records (the same
+// bytes, not copies) that moved holds: those moved to the checkpoint. what names the
+// commit that made after.
+func sameUserRecords(t *testing.T, after, moved *Snapshot, what string) {
+	t.Helper()
+	for _, i := range []int{1, 999, 1999} {
+		id := userID(i)
+		if unsafe.StringData(after.UserSource(id)) != unsafe.StringData(moved.UserSource(id)) {
+			t.Errorf("user %d: its record after %s is not the one moved to the checkpoint", i, what)
+		}
+	}
+}
+
 // TestBatchAcrossRecordsMoved: a batch begun before the store moved the first commit's
 // records to its checkpoint, and committed after, makes its snapshot of the moved
 // records, not of the heap's copies its base held: the move is made once, and the
@@ -443,14 +494,7 @@ func TestCheckpointCountsOverflow(t *testing.T) {
 // tried again.)
 func TestBatchAcrossRecordsMoved(t *testing.T) {
 	for try := range 3 {
-		s := openDir(t, t.TempDir())
-		var committed *Snapshot
-		s.OnCommit(func(sn *Snapshot) {
-			if committed == nil {
-				committed = sn
-			}
-		})
-		writeSync(t, s, 2000, 5, "a", nil)
+		s, committed := firstCommit(t, 2000, 5)
 		b, err := s.BeginBatch()
 		if err != nil {
 			t.Fatal(err)
@@ -461,15 +505,7 @@ func TestBatchAcrossRecordsMoved(t *testing.T) {
 			t.Logf("try %d: the records moved before the batch began", try)
 			continue
 		}
-		select {
-		case <-s.RecordsSettled():
-		case <-time.After(10 * time.Second):
-			t.Fatal("the records did not settle")
-		}
-		moved := s.Snapshot()
-		if moved == committed || !s.recordsMapped.Load() {
-			t.Fatal("the records did not move to the checkpoint")
-		}
+		moved := waitMoved(t, s, committed)
 		if err := b.PutUser(testUser(0, 5, "b")); err != nil {
 			t.Fatal(err)
 		}
@@ -477,12 +513,7 @@ func TestBatchAcrossRecordsMoved(t *testing.T) {
 			t.Fatal(err)
 		}
 		after := s.Snapshot()
-		for _, i := range []int{1, 999, 1999} {
-			id := userID(i)
-			if unsafe.StringData(after.UserSource(id)) != unsafe.StringData(moved.UserSource(id)) {
-				t.Errorf("user %d: its record after the batch is not the one moved to the checkpoint", i)
-			}
-		}
+		sameUserRecords(t, after, moved, "the batch")
 		if u, ok := after.UserByID(userID(0)); !ok || u.Attributes["tag"] != "b" {
 			t.Errorf("the batch's user: %+v", u)
 		}
@@ -500,14 +531,7 @@ func TestBatchAcrossRecordsMoved(t *testing.T) {
 // batch comes at a few delays after the first commit: most meet the move under way.)
 func TestRecordsMoveAcrossCommit(t *testing.T) {
 	for try := range 6 {
-		s := openDir(t, t.TempDir())
-		var first *Snapshot
-		s.OnCommit(func(sn *Snapshot) {
-			if first == nil {
-				first = sn
-			}
-		})
-		writeSync(t, s, 5000, 5, "a", nil)
+		s, first := firstCommit(t, 5000, 5)
 		time.Sleep(time.Duration(try) * 2 * time.Millisecond)
 		b, err := s.BeginBatch()
 		if err != nil {
@@ -519,11 +543,7 @@ func TestRecordsMoveAcrossCommit(t *testing.T) {
 		if _, err := b.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case <-s.RecordsSettled():
-		case <-time.After(10 * time.Second):
-			t.Fatal("the records did not settle")
-		}
+		waitSettled(t, s)
 		after := s.Snapshot()
 		if !s.recordsMapped.Load() {
 			t.Errorf("try %d: the records did not move to the checkpoint", try)
@@ -548,14 +568,7 @@ func TestRecordsMoveAcrossCommit(t *testing.T) {
 // unchanged objects, which are its base's records, take the moved ones.
 func TestSyncAcrossRecordsMoved(t *testing.T) {
 	for try := range 3 {
-		s := openDir(t, t.TempDir())
-		var committed *Snapshot
-		s.OnCommit(func(sn *Snapshot) {
-			if committed == nil {
-				committed = sn
-			}
-		})
-		writeSync(t, s, 2000, 5, "a", nil)
+		s, committed := firstCommit(t, 2000, 5)
 		w := beginFullSync(t, s, 2000, 5, "a", func(i int) bool { return i == 0 }) // user 0 deleted
 		if w.base != committed {
 			w.Abort()
@@ -563,25 +576,12 @@ func TestSyncAcrossRecordsMoved(t *testing.T) {
 			t.Logf("try %d: the records moved before the sync began", try)
 			continue
 		}
-		select {
-		case <-s.RecordsSettled():
-		case <-time.After(10 * time.Second):
-			t.Fatal("the records did not settle")
-		}
-		moved := s.Snapshot()
-		if moved == committed || !s.recordsMapped.Load() {
-			t.Fatal("the records did not move to the checkpoint")
-		}
+		moved := waitMoved(t, s, committed)
 		if err := w.Commit(); err != nil {
 			t.Fatal(err)
 		}
 		after := s.Snapshot()
-		for _, i := range []int{1, 999, 1999} {
-			id := userID(i)
-			if unsafe.StringData(after.UserSource(id)) != unsafe.StringData(moved.UserSource(id)) {
-				t.Errorf("user %d: its record after the sync is not the one moved to the checkpoint", i)
-			}
-		}
+		sameUserRecords(t, after, moved, "the sync")
 		for i := range 5 {
 			if g, m := after.GroupSource(groupID(i)), moved.GroupSource(groupID(i)); unsafe.StringData(g) != unsafe.StringData(m) {
 				t.Errorf("group %d: its record after the sync is not the one moved to the checkpoint", i)
