@@ -56,7 +56,7 @@ import (
 // image's entries and an offset: the key is the x/2 bytes of that entry's source at
 // the offset. Most keys are so: a user's uid, mail or entryUUID in its own record, its
 // DN (a group's member value) in the record of the user it names.
-const imageFormat = 8
+const imageFormat = 9
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -115,6 +115,22 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 	}
 	iw.strings(t.consts)
 
+	iw.inSource = func(v string) (int, int, bool) {
+		id, ok := t.byDN.get(v)
+		if !ok {
+			return 0, 0, false
+		}
+		e := t.entry(id)
+		if e == nil || e.dn != v || e.src == "" {
+			return 0, 0, false
+		}
+		off, ok := within(e.dn, e.src)
+		if !ok {
+			return 0, 0, false
+		}
+		src, ok := srcIndex.find(e.src)
+		return src, off, ok
+	}
 	iw.uvar(int(t.entries.next))
 	iw.uvar(t.count)
 	posOf := make([]int32, t.entries.next) // an entry's place among those written
@@ -167,13 +183,23 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 		m.each(func(string, []entryID) { n++ })
 		iw.uvar(n)
 		m.each(func(k string, l []entryID) {
-			if p, i, ok := keyRef(k, l); ok {
+			p, i, keyed := keyRef(k, l)
+			if keyed {
 				iw.uvar(2*len(k) + 1)
 				iw.uvar(p)
 				iw.uvar(i)
 			} else {
 				iw.uvar(2 * len(k))
 				iw.rawStr(k)
+			}
+			switch {
+			case len(l) == 1 && keyed && p == int(posOf[l[0]]):
+				iw.uvar(listKeyEntry)
+				return
+			case len(l) == 1:
+				iw.uvar(listOne)
+				iw.uvar(int(posOf[l[0]]))
+				return
 			}
 			iw.uvar(len(l))
 			iw.raw(make([]byte, (4-iw.n%4)%4))
@@ -237,7 +263,23 @@ type imageWriter struct {
 	err error
 	// seen holds the offsets of the outside values written so far (ext).
 	seen map[string]int
+	// inSource finds an outside value as the DN of an entry, in that entry's source.
+	inSource func(v string) (src, off int, ok bool)
 }
+
+// The kinds of an outside value in an image (imageWriter.ext).
+const (
+	extBytes = iota
+	extEarlier
+	extSource
+)
+
+// The posting lists of one entry in an image: an index record's count is one of these
+// instead of the number of IDs (which is then at least 2).
+const (
+	listKeyEntry = 0 // the entry whose source holds the key
+	listOne      = 1 // the entry at the position that follows
+)
 
 func (iw *imageWriter) raw(b []byte) {
 	if iw.err == nil {
@@ -267,19 +309,31 @@ func (iw *imageWriter) rawStr(s string) {
 	}
 }
 
-// ext writes an entry's outside values: uvarint n, then per value uvarint 2*length and
-// its bytes, or, for a value the image already holds (a group's DN in the memberOf of
-// each of its members), uvarint 2*offset+1 and its length: ReadTree reads the earlier
-// bytes in place.
+// ext writes an entry's outside values: uvarint n, then per value one of
+//
+//	uvarint length<<2|extBytes, the bytes
+//	uvarint offset<<2|extEarlier, uvarint length: a value the image already holds (a
+//	        group's DN in the memberOf of each of its members), read in place
+//	uvarint length<<2|extSource, uvarint source index, uvarint offset: a value that is
+//	        the DN of another entry, in that entry's source (a user's DN among a group's
+//	        member values)
 func (iw *imageWriter) ext(l []string) {
 	iw.uvar(len(l))
 	for _, s := range l {
 		if off, ok := iw.seen[s]; ok {
-			iw.uvar(2*off + 1)
+			iw.uvar(off<<2 | extEarlier)
 			iw.uvar(len(s))
 			continue
 		}
-		iw.uvar(2 * len(s))
+		if iw.inSource != nil {
+			if src, off, ok := iw.inSource(s); ok {
+				iw.uvar(len(s)<<2 | extSource)
+				iw.uvar(src)
+				iw.uvar(off)
+				continue
+			}
+		}
+		iw.uvar(len(s)<<2 | extBytes)
 		if iw.seen == nil {
 			iw.seen = map[string]int{}
 		}
@@ -671,17 +725,25 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 		}
 		for i := range ext {
 			x := r.uvar()
-			if x&1 == 0 {
-				ext[i] = r.strN(x >> 1)
-				continue
-			}
-			// Bytes the image holds before this point.
-			off, l := x>>1, r.uvar()
-			if r.err != nil || off > r.off || l > r.off-off {
+			switch x & 3 {
+			case extBytes:
+				ext[i] = r.strN(x >> 2)
+			case extEarlier: // bytes the image holds before this point
+				off, l := x>>2, r.uvar()
+				if r.err != nil || off > r.off || l > r.off-off {
+					return errDamaged
+				}
+				if l > 0 {
+					ext[i] = unsafe.String(&r.data[off], l)
+				}
+			case extSource:
+				l, src, off := x>>2, r.uvar(), r.uvar()
+				if r.err != nil || src >= len(sources) || off > len(sources[src]) || l > len(sources[src])-off {
+					return errDamaged
+				}
+				ext[i] = sources[src][off : off+l]
+			default:
 				return errDamaged
-			}
-			if l > 0 {
-				ext[i] = unsafe.String(&r.data[off], l)
 			}
 		}
 	}
@@ -710,7 +772,9 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
 		for range keys {
 			off := r.off
 			var k string
-			if x := r.uvar(); x&1 == 0 {
+			x := r.uvar()
+			keyed := x&1 == 1
+			if !keyed {
 				k = r.strN(x >> 1)
 			} else {
 				p, i, n := r.uvar(), r.uvar(), x>>1
@@ -719,20 +783,36 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
 				}
 				k = tes[p].src[i : i+n]
 			}
-			l := r.count()
-			r.off = (r.off + 3) &^ 3
-			if r.err != nil || l == 0 || l > (len(r.data)-r.off)/4 || off >= 1<<32-1 {
+			if off >= 1<<32-1 {
 				return errDamaged
 			}
-			prev := -1
-			for j := range l {
-				id := int(binary.LittleEndian.Uint32(r.data[r.off+4*j:]))
-				if id <= prev || id >= int(t.entries.next) {
+			switch l := r.count(); l {
+			case listKeyEntry:
+				if !keyed {
 					return errDamaged
 				}
-				prev = id
+			case listOne:
+				if p := r.uvar(); p >= len(tes) {
+					return errDamaged
+				}
+			default:
+				r.off = (r.off + 3) &^ 3
+				if r.err != nil || l > (len(r.data)-r.off)/4 {
+					return errDamaged
+				}
+				prev := -1
+				for j := range l {
+					id := int(binary.LittleEndian.Uint32(r.data[r.off+4*j:]))
+					if id <= prev || id >= int(t.entries.next) {
+						return errDamaged
+					}
+					prev = id
+				}
+				r.off += 4 * l
 			}
-			r.off += 4 * l
+			if r.err != nil {
+				return errDamaged
+			}
 			i := slots.Home(imageHash(k), size)
 			for b.slots[i] != 0 {
 				if old, _ := b.record(int(b.slots[i] - 1)); old == k {

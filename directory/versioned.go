@@ -241,8 +241,9 @@ func (w *shardWriter[V]) delete(k string) {
 func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
 
 // baseTable is an index of a tree read from its image, laid out in the image's bytes
-// (image.go): records (uvarint key length, the key, uvarint number of IDs, padding to a
-// multiple of 4, the IDs as little-endian uint32s) read in place, found through an
+// (image.go): records (the key or its place in a source, uvarint number of IDs, padding
+// to a multiple of 4, the IDs as little-endian uint32s; or, for a list of one entry,
+// listKeyEntry or listOne and the entry's position, whose ID is the list) read in place, found through an
 // open-addressing hash table of slots, each 0 (empty) or 1 + the offset of a record.
 // ReadTree checks every record and places it in the slots, by this process's seeded
 // hash (that of the shards): a directory's values cannot be chosen to collide.
@@ -282,18 +283,25 @@ func (b *baseTable) each(fn func(k string, l []entryID)) {
 func (b *baseTable) record(off int) (string, []entryID) {
 	x, p := uvar(b.data, off)
 	var key string
+	e := -1
 	if x&1 == 0 {
 		key, p = b.data[p:p+x>>1], p+x>>1
 	} else {
-		e, q := uvar(b.data, p)
-		i, q := uvar(b.data, q)
-		key, p = b.entries[e].src[i:i+x>>1], q
+		var i int
+		e, p = uvar(b.data, p)
+		i, p = uvar(b.data, p)
+		key = b.entries[e].src[i : i+x>>1]
 	}
 	c, p := uvar(b.data, p)
-	p = (p + 3) &^ 3
-	if c == 0 {
-		return key, nil
+	switch c {
+	case listOne:
+		e, _ = uvar(b.data, p)
+		fallthrough
+	case listKeyEntry:
+		// The entry's own ID is the list: its struct is the read tree's, never changed.
+		return key, unsafe.Slice(&b.entries[e].id, 1)
 	}
+	p = (p + 3) &^ 3
 	return key, unsafe.Slice((*entryID)(unsafe.Pointer(unsafe.StringData(b.data[p:]))), c)
 }
 

@@ -1,0 +1,207 @@
+package directory
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// imageSections parses an image (the layout of image.go) and returns the bytes of each
+// of its parts, so that the image's size can be told apart: the entries' numbers, DNs,
+// meta and outside values, and per index its keys, its posting lists and the padding
+// before them. Every byte of the image is counted once.
+func imageSections(t testing.TB, data []byte) (map[string]int, error) {
+	r := imageReader{data: data[:len(data)-4], off: len(imageMagic)}
+	if !bytes.HasPrefix(data, imageMagic) {
+		return nil, fmt.Errorf("not an image of format %d", imageFormat)
+	}
+	sec := map[string]int{"crc": 4}
+	mark := 0
+	add := func(name string) {
+		sec[name] += r.off - mark
+		mark = r.off
+	}
+	add("header")
+	r.bytes()
+	r.fixed64()
+	r.fixed64()
+	r.uvar()
+	r.strings()
+	if r.uvar() == 1 {
+		r.str()
+	}
+	r.strings()
+	r.strings()
+	for n := r.uvar(); n > 0 && r.err == nil; n-- {
+		r.str()
+		r.uvar()
+	}
+	r.strings()
+	r.strings()
+	r.uvar()
+	count := r.count()
+	add("header")
+	for range count {
+		for range 8 { // id .. source length
+			r.uvar()
+		}
+		add("entries: numbers")
+		if x := r.uvar(); x&1 == 1 {
+			r.uvar()
+			add("entries: DN as a place in the source")
+		} else {
+			r.strN(x >> 1)
+			add("entries: DN bytes")
+		}
+		if n := r.uvar(); n > 0 {
+			r.strN(n - 1)
+			add("entries: canonical DN bytes")
+		} else {
+			add("entries: numbers")
+		}
+		r.str()
+		add("entries: meta")
+		n := r.count()
+		add("entries: numbers")
+		for range n {
+			switch x := r.uvar(); x & 3 {
+			case extBytes:
+				r.strN(x >> 2)
+				add("entries: outside values' bytes")
+			case extEarlier:
+				r.uvar()
+				add("entries: outside values as earlier bytes")
+			default:
+				r.uvar()
+				r.uvar()
+				add("entries: outside values as places in sources")
+			}
+		}
+	}
+	n := r.count()
+	add("header")
+	for range n {
+		name := r.str()
+		keys := r.count()
+		add("index " + name + ": keys")
+		for range keys {
+			if x := r.uvar(); x&1 == 0 {
+				r.strN(x >> 1)
+			} else {
+				r.uvar()
+				r.uvar()
+			}
+			add("index " + name + ": keys")
+			switch l := r.count(); l {
+			case listKeyEntry:
+				add("index " + name + ": lists of the key's entry")
+			case listOne:
+				r.uvar()
+				add("index " + name + ": lists of one entry")
+			default:
+				add("index " + name + ": list lengths")
+				r.off = (r.off + 3) &^ 3
+				add("index " + name + ": padding")
+				r.off += 4 * l
+				add("index " + name + ": longer lists")
+			}
+		}
+	}
+	if r.err != nil || r.off != len(r.data) {
+		return nil, fmt.Errorf("image not parsed to its end: %v at %d of %d", r.err, r.off, len(r.data))
+	}
+	total := 0
+	for _, n := range sec {
+		total += n
+	}
+	if total != len(data) {
+		t.Fatalf("sections add up to %d bytes, the image has %d", total, len(data))
+	}
+	return sec, nil
+}
+
+func printSections(t testing.TB, sec map[string]int, entries int) {
+	names := make([]string, 0, len(sec))
+	total := 0
+	for k, n := range sec {
+		names = append(names, k)
+		total += n
+	}
+	slices.SortFunc(names, func(a, b string) int { return sec[b] - sec[a] })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d bytes, %d entries (%.1f bytes an entry)\n", total, entries, float64(total)/float64(entries))
+	for _, k := range names {
+		fmt.Fprintf(&b, "  %10d  %5.1f%%  %6.1f/entry  %s\n", sec[k], 100*float64(sec[k])/float64(total), float64(sec[k])/float64(entries), k)
+	}
+	t.Log(b.String())
+}
+
+// TestImageSections accounts for every byte of the image of 100,000 users (benchEntries)
+// by part, and prints the parts with -v. IMAGE=FILE prints those of an image file
+// instead (the proxy's served.img: its header of a derived file is skipped).
+func TestImageSections(t *testing.T) {
+	if f := os.Getenv("IMAGE"); f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(data, []byte("LPXTREE")); i > 0 {
+			data = data[i:]
+		}
+		sec, err := imageSections(t, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		printSections(t, sec, entriesOf(data))
+		return
+	}
+	users := 100_000
+	if testing.Short() {
+		users = 2000
+	}
+	entries := benchEntries(users)
+	sources := make([]string, 0, len(entries))
+	for i, e := range entries {
+		entries[i] = withSource(e)
+		sources = append(sources, entries[i].Source)
+	}
+	tree, err := NewTree([]string{testBase}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := image(t, tree, "k", sources)
+	sec, err := imageSections(t, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec["entries: meta"] == 0 || sec["index uid: keys"] == 0 || sec["index objectClass: longer lists"] == 0 {
+		t.Errorf("parts missing: %v", sec)
+	}
+	printSections(t, sec, len(entries))
+}
+
+// entriesOf returns the number of entries an image holds.
+func entriesOf(data []byte) int {
+	r := imageReader{data: data[:len(data)-4], off: len(imageMagic)}
+	r.bytes()
+	r.fixed64()
+	r.fixed64()
+	r.uvar()
+	r.strings()
+	if r.uvar() == 1 {
+		r.str()
+	}
+	r.strings()
+	r.strings()
+	for n := r.uvar(); n > 0 && r.err == nil; n-- {
+		r.str()
+		r.uvar()
+	}
+	r.strings()
+	r.strings()
+	r.uvar()
+	return r.count()
+}
