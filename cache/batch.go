@@ -158,7 +158,7 @@ func (b *Batch) UserDiffers(id string) bool {
 	if u == nil || cur == nil {
 		return (u == nil) != (cur == nil)
 	}
-	return cur.val != string(appendUser(nil, u))
+	return cur.val() != string(appendUser(nil, u))
 }
 
 // GroupDiffers is UserDiffers for the group id.
@@ -241,29 +241,29 @@ func (b *Batch) Commit() (BatchCounts, error) {
 			if err := set(marker, nil); err != nil {
 				return fail(err)
 			}
-			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen))
+			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen()))
 			markers = append(markers, marker)
 			users[id] = nil
 			c.UsersDeleted++
 			continue
 		}
 		buf = appendUser(buf[:0], u)
-		if cur != nil && cur.val == string(buf) {
+		if cur != nil && cur.val() == string(buf) {
 			continue
 		}
-		r, err := newUserRec(strings.Clone(id), string(buf), b.gen, s.normDN)
+		r, err := newUserRec(id, string(buf), b.gen, s.normDN)
 		if err != nil {
 			return fail(fmt.Errorf("user %s: %w", u.DN, err))
 		}
 		if err := set(objectKey(prefixUsers, id, b.gen), buf); err != nil {
 			return fail(err)
 		}
-		users[r.id] = r // a copy: id may share a larger string's memory
+		users[r.id()] = r // not id: it may share a larger string's memory
 		if cur == nil {
 			c.UsersCreated++
 		} else {
 			c.UsersUpdated++
-			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen))
+			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen()))
 		}
 	}
 	for id, g := range b.groups {

@@ -129,3 +129,140 @@ func BenchmarkOpen(b *testing.B) {
 		s.Close()
 	}
 }
+
+// sssdUser is user i as a sync limited to the attributes SSSD reads stores it: its
+// upstream attributes hold its ID (entryUUID) and most of its fields.
+func sssdUser(i, numGroups int) *User {
+	u := testUser(i, numGroups, "")
+	u.Attributes = map[string]any{"given_name": "Given" + u.Username, "surname": "Surname" + u.Username}
+	u.Upstream = []Attribute{
+		{Name: "objectClass", Values: []string{"inetOrgPerson", "posixAccount"}},
+		{Name: "uid", Values: []string{u.Username}},
+		{Name: "cn", Values: []string{u.Name}},
+		{Name: "uidNumber", Values: []string{fmt.Sprint(10000 + i)}},
+		{Name: "gidNumber", Values: []string{fmt.Sprint(20000 + i%numGroups)}},
+		{Name: "homeDirectory", Values: []string{"/home/" + u.Username}},
+		{Name: "loginShell", Values: []string{"/bin/bash"}},
+		{Name: "gecos", Values: []string{u.Name}},
+		{Name: "mail", Values: []string{u.Email}},
+		{Name: "modifyTimestamp", Values: []string{"20240101000000Z"}},
+		{Name: "entryUUID", Values: []string{u.ID}},
+	}
+	return u
+}
+
+// BenchmarkSnapshotHeap reports the live heap that a snapshot of 100,000 users (their
+// upstream attributes limited to the ones SSSD reads) and 2,000 groups holds once read
+// from its checkpoint, as a start does: the records' index entries, the indexes and the
+// member lists (the records themselves are the file's pages).
+func BenchmarkSnapshotHeap(b *testing.B) {
+	dir := b.TempDir()
+	s := openDir(b, dir)
+	w, err := s.BeginSync(KindUsers, KindGroups)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range benchGroups {
+		if err := w.PutGroup(testGroup(i, "")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range benchUsers {
+		if err := w.PutUser(sssdUser(i, benchGroups)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	sn := s.Snapshot()
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	// Measured without a store open, so that nothing but the snapshot comes or goes.
+	s = &Store{dir: dir, normDN: directory.NormalizeDN}
+	var before, after runtime.MemStats
+	var keep *Snapshot
+	for b.Loop() {
+		keep = nil
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		recs, err := s.readCheckpoint(sn.gen, sn.commit)
+		if err != nil {
+			b.Fatal(err)
+		}
+		keep = newSnapshotSorted(sn.gen, nil, recs.userList, recs.groups, s.normDN)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+	}
+	live := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	b.ReportMetric(live/benchUsers, "heap-B/user")
+	b.ReportMetric(live/(1<<20), "heap-MiB")
+	runtime.KeepAlive(keep)
+}
+
+// BenchmarkSnapshotLookups finds users of a snapshot of 100,000 users as a bind does (by
+// login name, by DN) and by ID, without decoding them, and lists a group's members.
+func BenchmarkSnapshotLookups(b *testing.B) {
+	users := make(map[string]*userRec, benchUsers)
+	for i := range benchUsers {
+		u := sssdUser(i, benchGroups)
+		if err := prepareUser(u); err != nil {
+			b.Fatal(err)
+		}
+		r, err := newUserRec(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		users[u.ID] = r
+	}
+	groups := make(map[string]*groupRec, benchGroups)
+	for i := range benchGroups {
+		g := testGroup(i, "")
+		r, err := newGroupRec(g.ID, string(appendGroup(nil, g)), 1, directory.NormalizeDN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		groups[g.ID] = r
+	}
+	sn := newSnapshot(1, users, groups, directory.NormalizeDN)
+	b.Run("login-name", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if sn.byLoginName(fmt.Sprintf("user%06d", i%benchUsers)) == nil {
+				b.Fatal("not found")
+			}
+			i += 7919
+		}
+	})
+	b.Run("bind-dn", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if sn.byBindDN(fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", i%benchUsers)) == nil {
+				b.Fatal("not found")
+			}
+			i += 7919
+		}
+	})
+	b.Run("id", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if sn.userRec(userID(i%benchUsers)) == nil {
+				b.Fatal("not found")
+			}
+			i += 7919
+		}
+	})
+	b.Run("members", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if u, _ := sn.Members(groupID(i % benchGroups)); len(u) == 0 {
+				b.Fatal("no members")
+			}
+			i += 7
+		}
+	})
+}

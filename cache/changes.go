@@ -27,7 +27,7 @@ func (sn *Snapshot) ChangesSince(prev *Snapshot) Changes {
 		prev = &Snapshot{}
 	}
 	return Changes{
-		Users:     diffRecords(prev.userList, sn.userList, func(r *userRec) (string, string) { return r.id, r.val }),
+		Users:     diffRecords(prev.userList, sn.userList, func(r *userRec) (string, string) { return r.id(), r.val() }),
 		Groups:    diffRecords(prev.groupList, sn.groupList, func(r *groupRec) (string, string) { return r.id, r.val }),
 		EntrySets: sn.changedEntrySets(prev),
 	}
@@ -83,7 +83,7 @@ func (sn *Snapshot) UserDNs(id string) (dn, path string, ok bool) {
 	if r == nil {
 		return "", "", false
 	}
-	d := decoder{s: r.val}
+	d := decoder{s: r.val()}
 	var u User
 	d.userHead(&u)
 	return u.DN, u.Path, true

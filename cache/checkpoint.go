@@ -168,30 +168,29 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		groups:   make(map[string]*groupRec, nGroups),
 		sets:     make(map[string]*entrySetRec, nSets),
 	}
-	// The users' records are checked and indexed on every core: most of a start.
-	type raw struct {
-		id, val string
-		gen     uint64
-	}
-	raws := make([]raw, 0, nUsers)
+	// The users' records are read here, then checked and indexed on every core: most
+	// of a start.
+	slab := make([]userRec, 0, nUsers) // one object for the collector, not one per user
 	for range nUsers {
 		id, kgen, val := r.record()
 		if r.err != nil {
 			break
 		}
-		raws = append(raws, raw{id, val, kgen})
+		slab = append(slab, userRec{})
+		u := &slab[len(slab)-1]
+		u.start(val, kgen)
+		u.setField(fieldID, id, false) // the file holds it apart when val does not
 	}
-	recs.userList = recs.userList[:len(raws)]
-	slab := make([]userRec, len(raws))
-	parts := min(runtime.GOMAXPROCS(0), 1+len(raws)/4096)
+	recs.userList = recs.userList[:len(slab)]
+	parts := min(runtime.GOMAXPROCS(0), 1+len(slab)/4096)
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
 		wg.Go(func() {
-			for i := p * len(raws) / parts; i < (p+1)*len(raws)/parts; i++ {
+			for i := p * len(slab) / parts; i < (p+1)*len(slab)/parts; i++ {
 				u := &slab[i]
-				if err := u.init(raws[i].id, raws[i].val, raws[i].gen, s.normDN); err != nil {
-					errs[p] = fmt.Errorf("user %s: %w", raws[i].id, err)
+				if err := u.index(s.normDN); err != nil {
+					errs[p] = fmt.Errorf("user %s: %w", u.id(), err)
 					return
 				}
 				recs.userList[i] = u
@@ -203,7 +202,7 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		return nil, err
 	}
 	for i := 1; i < len(recs.userList); i++ {
-		if recs.userList[i-1].id >= recs.userList[i].id {
+		if recs.userList[i-1].id() >= recs.userList[i].id() {
 			return nil, errors.New("users not in ID order, or an ID twice")
 		}
 	}
@@ -334,7 +333,7 @@ func (s *Store) writeCheckpoint(sn *Snapshot) error {
 			w.Write(appendRecordID(b[:0], id, val))
 		}
 		for _, r := range sn.userList {
-			record(r.id, r.gen, r.val)
+			record(r.id(), r.gen(), r.val())
 		}
 		for _, r := range sn.groupList {
 			record(r.id, r.gen, r.val)
@@ -510,10 +509,10 @@ func (sn *Snapshot) onRecords(recs *checkpointRecords, norm func(string) string)
 	users := make([]*userRec, len(sn.userList))
 	j := 0
 	for i, r := range sn.userList { // both in ID order
-		for j < len(recs.userList) && recs.userList[j].id < r.id {
+		for j < len(recs.userList) && recs.userList[j].id() < r.id() {
 			j++
 		}
-		if j < len(recs.userList) && recs.userList[j].id == r.id && recs.userList[j].gen == r.gen {
+		if j < len(recs.userList) && recs.userList[j].id() == r.id() && recs.userList[j].gen() == r.gen() {
 			r = recs.userList[j]
 		}
 		users[i] = r

@@ -128,11 +128,11 @@ func FuzzParseCheckpoint(f *testing.F) {
 		}
 		in := func(v string) bool { _, ok := view.Offset(v, unsafe.String(&d[0], len(d))); return ok || v == "" }
 		for i, r := range recs.userList {
-			if i > 0 && recs.userList[i-1].id >= r.id {
-				t.Fatalf("users %q and %q out of order", recs.userList[i-1].id, r.id)
+			if i > 0 && recs.userList[i-1].id() >= r.id() {
+				t.Fatalf("users %q and %q out of order", recs.userList[i-1].id(), r.id())
 			}
-			if !in(r.id) || !in(r.val) {
-				t.Fatalf("user %q outside the file", r.id)
+			if !in(r.id()) || !in(r.val()) {
+				t.Fatalf("user %q outside the file", r.id())
 			}
 			r.user()
 		}

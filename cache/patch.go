@@ -3,7 +3,6 @@ package cache
 import (
 	"maps"
 	"slices"
-	"strings"
 )
 
 // patch returns the snapshot of generation gen that differs from sn by a few objects:
@@ -15,8 +14,9 @@ import (
 func (sn *Snapshot) patch(gen uint64, users map[string]*userRec, groups map[string]*groupRec) *Snapshot {
 	next := *sn
 	next.gen = gen
+	var moved []int32
 	if len(users) > 0 {
-		next.patchUsers(sn, users)
+		moved = next.patchUsers(sn, users)
 	}
 	if len(groups) > 0 {
 		all := maps.Clone(sn.groups)
@@ -33,30 +33,35 @@ func (sn *Snapshot) patch(gen uint64, users map[string]*userRec, groups map[stri
 	case len(groups) > 0:
 		next.setMembers() // groups that appear or go change what every list may hold
 	case len(users) > 0:
-		next.patchMembers(sn, users)
+		next.patchMembers(sn, users, moved)
 	}
 	return &next
 }
 
-// patchUsers sets next's users to prev's with changes applied.
-func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) {
+// patchUsers sets next's users to prev's with changes applied. It returns where each
+// user of prev's list is in next's: its position, or -1 for the changed ones.
+func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) []int32 {
 	ids := slices.Sorted(maps.Keys(changes))
 	list := make([]*userRec, 0, len(prev.userList)+len(changes))
+	moved := make([]int32, len(prev.userList))
 	j := 0
-	for _, r := range prev.userList {
-		for j < len(ids) && ids[j] < r.id {
+	for p, r := range prev.userList {
+		id := r.id()
+		for j < len(ids) && ids[j] < id {
 			if c := changes[ids[j]]; c != nil {
 				list = append(list, c)
 			}
 			j++
 		}
-		if j < len(ids) && ids[j] == r.id {
+		if j < len(ids) && ids[j] == id {
 			if c := changes[ids[j]]; c != nil {
 				list = append(list, c)
 			}
 			j++
+			moved[p] = -1
 			continue
 		}
+		moved[p] = int32(len(list))
 		list = append(list, r)
 	}
 	for ; j < len(ids); j++ {
@@ -125,50 +130,56 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) {
 		ix.m = m
 	}
 	next.usersByPath, next.usersByUPN = indexes[0].m, indexes[1].m
+	return moved
 }
 
-// patchMembers updates the member lists of the groups that the changed users left or
-// joined; the groups themselves are prev's.
-func (next *Snapshot) patchMembers(prev *Snapshot, changes map[string]*userRec) {
-	affected := map[string]bool{}
+// patchMembers updates the member lists for the changed users; the groups themselves
+// are prev's. moved is patchUsers' map of prev's user positions to next's. Each list
+// is prev's with its users' positions moved and the changed users taken out, then the
+// changed users that are members put in: O(memberships), without decoding the users
+// that did not change.
+func (next *Snapshot) patchMembers(prev *Snapshot, changes map[string]*userRec, moved []int32) {
+	pos := next.groupPositions()
+	var joined []uint64 // group position << 32 | position in next.userList
 	for id, r := range changes {
-		if old := prev.userRec(id); old != nil {
-			for gid := range userGroups(old.val) {
-				affected[gid] = true
-			}
+		if r == nil {
+			continue
 		}
-		if r != nil {
-			for gid := range userGroups(r.val) {
-				affected[gid] = true
+		p, _ := next.userPos(id)
+		for gid := range userGroups(r.val()) {
+			if g, ok := pos[gid]; ok {
+				joined = append(joined, uint64(g)<<32|uint64(p))
 			}
 		}
 	}
-	next.members = maps.Clone(prev.members)
-	for gid := range affected {
-		if _, ok := next.groups[gid]; !ok {
-			continue
+	slices.Sort(joined) // by group, then by position
+	pm := prev.members
+	start := make([]uint32, len(next.groupList)+1)
+	users := make([]uint32, 0, len(pm.users)+len(joined))
+	for g := range next.groupList {
+		var add []uint64
+		for len(joined) > 0 && int(joined[0]>>32) == g {
+			add = append(add, joined[0])
+			joined = joined[1:]
 		}
-		var users, groups []string
-		if m := prev.members[gid]; m != nil {
-			users, groups = slices.Clone(m.users), m.groups
-		}
-		users = slices.DeleteFunc(users, func(id string) bool { _, changed := changes[id]; return changed })
-		for id, r := range changes {
-			if r == nil {
+		for _, p := range span(pm.userStart, pm.users, g) {
+			m := moved[p]
+			if m < 0 {
 				continue
 			}
-			for g := range userGroups(r.val) {
-				if g == gid {
-					i, _ := slices.BinarySearchFunc(users, id, strings.Compare)
-					users = slices.Insert(users, i, id)
-					break
-				}
+			for len(add) > 0 && uint32(add[0]) < uint32(m) {
+				users = append(users, uint32(add[0]))
+				add = add[1:]
 			}
+			users = append(users, uint32(m))
 		}
-		if len(users) == 0 && len(groups) == 0 {
-			delete(next.members, gid)
-			continue
+		for _, a := range add {
+			users = append(users, uint32(a))
 		}
-		next.members[gid] = &memberList{users: users, groups: groups}
+		start[g+1] = uint32(len(users))
 	}
+	if len(users) == 0 {
+		start, users = nil, nil
+	}
+	next.members.userStart, next.members.users = start, users
 }

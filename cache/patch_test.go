@@ -105,8 +105,8 @@ func TestPatchMatchesRebuild(t *testing.T) {
 				t.Fatalf("round %d: members of %s: %v %v, want %v %v", round, gid, gu, gg, wu, wg)
 			}
 		}
-		if len(sn.members) != len(want.members) {
-			t.Fatalf("round %d: %d member lists, want %d", round, len(sn.members), len(want.members))
+		if !reflect.DeepEqual(sn.members, want.members) {
+			t.Fatalf("round %d: member index %v, want %v", round, sn.members, want.members)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/ldapproxy/ldapproxy/internal/view"
 )
@@ -35,7 +36,7 @@ type Snapshot struct {
 	groupList  []*groupRec
 	groupsByDN map[string]*groupRec
 
-	members map[string]*memberList // by group ID
+	members memberIndex
 
 	// entrySets are the sync.extra sets, by name (see entries.go).
 	entrySets map[string]*entrySetRec
@@ -46,63 +47,107 @@ type Snapshot struct {
 	schema *Schema
 }
 
-// userRec is a user as the store holds it. Its keys (norm(DN), the lower-case
-// Username and Email) are slices of val when the stored form is already normalised,
-// which it usually is: they are then kept as offsets into val (8 bytes each, no
-// pointer for the collector to follow), and in more otherwise.
+// userRec is a user as the store holds it: 40 bytes and two pointers. Its ID and keys
+// (norm(DN), the lower-case Username and Email) are slices of its encoding when the
+// encoding holds them as they are, which it usually does (the ID among the upstream
+// attributes, the keys where the encoding is already normalised): they are then kept
+// as a 16-bit offset and an 8-bit length into it, with no string header, and in more
+// otherwise. The generation is kept in 32 bits, in more beyond them.
 type userRec struct {
-	id   string
-	val  string // the encoding, see appendUser
-	gen  uint64 // generation in the key of the Badger record
-	keys [numKeys]keyRef
+	p    *byte     // the encoding (see appendUser), of n bytes
 	more *userKeys // nil for most users
+	n    uint32
+	g    uint32 // the generation in the key of the Badger record; genElsewhere: more.gen
+	off  [numFields]uint16
+	len  [numFields]uint8
+	// elsewhere has bit f set when field f is more.fields[f].
+	elsewhere uint8
 }
 
-// The keys of a userRec, by their index in keys.
+// The fields of a userRec kept as slices of its encoding, by their index in off and len.
 const (
-	keyDN = iota
+	fieldID = iota
+	keyDN
 	keyName
 	keyMail
-	numKeys
+	numFields
 )
 
-// keyRef is a key of a userRec: val[off:off+n], or, with off keyElsewhere, more.keys.
-type keyRef struct{ off, n uint32 }
+// genElsewhere in userRec.g says that the generation is more.gen.
+const genElsewhere = ^uint32(0)
 
-const keyElsewhere = ^uint32(0)
+// val is r's encoding.
+func (r *userRec) val() string { return unsafe.String(r.p, r.n) }
 
-// key returns r's key k.
-func (r *userRec) key(k int) string {
-	ref := r.keys[k]
-	if ref.off == keyElsewhere {
-		return r.more.keys[k]
+// id is r's ID.
+func (r *userRec) id() string { return r.field(fieldID) }
+
+// gen is the generation in the key of r's Badger record.
+func (r *userRec) gen() uint64 {
+	if r.g == genElsewhere {
+		return r.more.gen
 	}
-	return r.val[ref.off : ref.off+ref.n]
+	return uint64(r.g)
 }
 
-// setKey sets r's key k to key, found in r.val when it is orig, the field of r.val it
-// was made from, unchanged.
-func (r *userRec) setKey(k int, key, orig string) {
-	if key == "" {
+// key returns r's key k (keyDN, keyName, keyMail).
+func (r *userRec) key(k int) string { return r.field(k) }
+
+func (r *userRec) field(f int) string {
+	if r.elsewhere&(1<<f) != 0 {
+		return r.more.fields[f]
+	}
+	off := int(r.off[f])
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(r.p), off)), int(r.len[f]))
+}
+
+// setField sets r's field f to v: as its place in r's encoding when v is a slice of it
+// there, or, with search, when the encoding holds its bytes; in more otherwise.
+func (r *userRec) setField(f int, v string, search bool) {
+	if v == "" {
 		return
 	}
-	if key == orig {
-		if off, ok := view.Offset(orig, r.val); ok && off < int(keyElsewhere) {
-			r.keys[k] = keyRef{uint32(off), uint32(len(key))}
-			return
+	val := r.val()
+	off, ok := view.Offset(v, val)
+	if !ok && search {
+		if i := strings.Index(val, v); i >= 0 {
+			off, ok = i, true
 		}
 	}
+	if ok && off <= 0xffff && len(v) <= 0xff {
+		r.off[f], r.len[f] = uint16(off), uint8(len(v))
+		return
+	}
+	r.moreKeys().fields[f] = v
+	r.elsewhere |= 1 << f
+}
+
+// setKey sets r's key k to key, found in r's encoding when it is orig, the field of the
+// encoding it was made from, unchanged.
+func (r *userRec) setKey(k int, key, orig string) {
+	if key != orig {
+		if key != "" {
+			r.moreKeys().fields[k] = key
+			r.elsewhere |= 1 << k
+		}
+		return
+	}
+	r.setField(k, key, false)
+}
+
+func (r *userRec) moreKeys() *userKeys {
 	if r.more == nil {
 		r.more = &userKeys{}
 	}
-	r.more.keys[k] = key
-	r.keys[k].off = keyElsewhere
+	return r.more
 }
 
-// userKeys are the keys few users have.
+// userKeys are what few users have: fields not kept in the record, a generation beyond
+// 32 bits, a path, UPNs.
 type userKeys struct {
-	keys    [numKeys]string // those not slices of val
-	pathKey string          // norm(Path); empty when Path is
+	fields  [numFields]string // those not slices of the encoding
+	gen     uint64
+	pathKey string // norm(Path); empty when Path is
 	upnKeys []string
 }
 
@@ -133,20 +178,35 @@ type groupRec struct {
 // newUserRec indexes the user id encoded in val, written by generation gen.
 func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec, error) {
 	r := new(userRec)
-	if err := r.init(id, val, gen, norm); err != nil {
+	r.start(val, gen)
+	r.setField(fieldID, id, true)
+	if r.elsewhere&(1<<fieldID) != 0 {
+		// Not kept alive: whatever larger string the caller may have cut id from.
+		r.more.fields[fieldID] = strings.Clone(id)
+	}
+	if err := r.index(norm); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// init is newUserRec on a record the caller allocated (one array of them for a whole
-// checkpoint: one object for the collector to mark instead of one per user).
-func (r *userRec) init(id, val string, gen uint64, norm func(string) string) error {
+// start sets r to the record val of generation gen, before its ID (setField) and its
+// keys (index).
+func (r *userRec) start(val string, gen uint64) {
+	*r = userRec{p: unsafe.StringData(val), n: uint32(len(val)), g: uint32(gen)}
+	if gen >= uint64(genElsewhere) {
+		r.g = genElsewhere
+		r.moreKeys().gen = gen
+	}
+}
+
+// index checks r's encoding and sets its keys.
+func (r *userRec) index(norm func(string) string) error {
+	val := r.val()
 	h, err := checkUser(val)
 	if err != nil {
 		return err
 	}
-	*r = userRec{id: id, val: val, gen: gen}
 	r.setKey(keyDN, norm(h.dn), h.dn)
 	r.setKey(keyName, strings.ToLower(h.username), h.username)
 	r.setKey(keyMail, strings.ToLower(h.email), h.email)
@@ -161,10 +221,8 @@ func (r *userRec) init(id, val string, gen uint64, norm func(string) string) err
 		}
 	}
 	if path != "" || upns != nil {
-		if r.more == nil {
-			r.more = &userKeys{}
-		}
-		r.more.pathKey, r.more.upnKeys = path, upns
+		m := r.moreKeys()
+		m.pathKey, m.upnKeys = path, upns
 	}
 	return nil
 }
@@ -186,9 +244,9 @@ func (r *userRec) user() *User {
 
 // decode decodes r, whole or without User.Attributes and User.Upstream.
 func (r *userRec) decode(whole bool) *User {
-	u, err := decodeUserAs(r.id, r.val, whole)
+	u, err := decodeUserAs(r.id(), r.val(), whole)
 	if err != nil {
-		panic(fmt.Sprintf("cache: stored user %s does not decode: %v", r.id, err))
+		panic(fmt.Sprintf("cache: stored user %s does not decode: %v", r.id(), err))
 	}
 	return u
 }
@@ -201,9 +259,23 @@ func (r *groupRec) group() *Group {
 	return g
 }
 
-// memberList is the reverse of User.Groups and Group.Parents for one group.
-type memberList struct {
-	users, groups []string
+// memberIndex is the reverse of User.Groups and Group.Parents: for the group at
+// position i of the snapshot's groupList, users[userStart[i]:userStart[i+1]] are the
+// positions of its member users in userList, and groups[groupStart[i]:groupStart[i+1]]
+// those of its member groups in groupList, each in ID order. 4 bytes a membership, in
+// two arrays the collector need not look into, where a list per group held a string
+// header (16 bytes) per member.
+type memberIndex struct {
+	userStart, users   []uint32
+	groupStart, groups []uint32
+}
+
+// span returns the part of list that start gives the group at position i.
+func span(start, list []uint32, i int) []uint32 {
+	if start == nil {
+		return nil
+	}
+	return list[start[i]:start[i+1]]
 }
 
 // newSnapshot indexes users and groups (by ID), which it keeps.
@@ -248,7 +320,7 @@ func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []*userRec) {
 	if users != nil && len(list) != len(users) {
 		list = slices.Collect(maps.Values(users))
 	}
-	byID := func(a, b *userRec) int { return strings.Compare(a.id, b.id) }
+	byID := func(a, b *userRec) int { return strings.Compare(a.id(), b.id()) }
 	if (users == nil || len(sorted) == len(users)) && slices.IsSortedFunc(sorted, byID) {
 		sn.userList = sorted
 	} else {
@@ -316,32 +388,58 @@ func addUnique[V any](m map[string]*V, key string, v *V) {
 // setMembers computes the reverse membership, leaving out references to
 // groups the snapshot does not hold.
 func (sn *Snapshot) setMembers() {
-	sn.members = make(map[string]*memberList, len(sn.groups))
-	list := func(gid string) *memberList {
-		if _, ok := sn.groups[gid]; !ok {
-			return nil
-		}
-		m := sn.members[gid]
-		if m == nil {
-			m = &memberList{}
-			sn.members[gid] = m
-		}
-		return m
-	}
-	for _, r := range sn.userList {
-		for gid := range userGroups(r.val) {
-			if m := list(gid); m != nil {
-				m.users = append(m.users, r.id)
+	pos := sn.groupPositions()
+	var pairs []uint64 // group position << 32 | member position, in member order
+	for p, r := range sn.userList {
+		for gid := range userGroups(r.val()) {
+			if g, ok := pos[gid]; ok {
+				pairs = append(pairs, uint64(g)<<32|uint64(p))
 			}
 		}
 	}
-	for _, r := range sn.groupList {
+	sn.members.userStart, sn.members.users = memberSpans(len(sn.groupList), pairs)
+	pairs = pairs[:0]
+	for p, r := range sn.groupList {
 		for gid := range groupParents(r.val) {
-			if m := list(gid); m != nil {
-				m.groups = append(m.groups, r.id)
+			if g, ok := pos[gid]; ok {
+				pairs = append(pairs, uint64(g)<<32|uint64(p))
 			}
 		}
 	}
+	sn.members.groupStart, sn.members.groups = memberSpans(len(sn.groupList), pairs)
+}
+
+// groupPositions maps the ID of each group of sn.groupList to its position there.
+func (sn *Snapshot) groupPositions() map[string]uint32 {
+	pos := make(map[string]uint32, len(sn.groupList))
+	for i, r := range sn.groupList {
+		pos[r.id] = uint32(i)
+	}
+	return pos
+}
+
+// memberSpans lays out the memberships of groups groups, pairs of a group's position
+// and a member's, in memberIndex's form: start, nil when there are none, and the
+// members, of each group in the order pairs give them.
+func memberSpans(groups int, pairs []uint64) (start, members []uint32) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	start = make([]uint32, groups+1)
+	for _, pr := range pairs {
+		start[pr>>32+1]++
+	}
+	for i := 1; i <= groups; i++ {
+		start[i] += start[i-1]
+	}
+	members = make([]uint32, len(pairs))
+	next := slices.Clone(start[:groups])
+	for _, pr := range pairs {
+		g := pr >> 32
+		members[next[g]] = uint32(pr)
+		next[g]++
+	}
+	return start, members
 }
 
 // Generation numbers the committed syncs: it increases with every commit, and
@@ -351,23 +449,28 @@ func (sn *Snapshot) Generation() uint64 { return sn.gen }
 // Counts returns how many users and groups the snapshot holds.
 func (sn *Snapshot) Counts() (users, groups int) { return len(sn.userList), len(sn.groups) }
 
-// userRec returns the user id's record, nil when the snapshot has none: a binary
-// search of the list (17 steps for 100,000 users).
+// userRec returns the user id's record, nil when the snapshot has none.
 func (sn *Snapshot) userRec(id string) *userRec {
+	if i, ok := sn.userPos(id); ok {
+		return sn.userList[i]
+	}
+	return nil
+}
+
+// userPos returns the position of the user id in the list, or where it would be, and
+// whether it is there: a binary search (17 steps for 100,000 users).
+func (sn *Snapshot) userPos(id string) (int, bool) {
 	l := sn.userList
 	i, j := 0, len(l)
 	for i < j {
 		h := int(uint(i+j) >> 1)
-		if l[h].id < id {
+		if l[h].id() < id {
 			i = h + 1
 		} else {
 			j = h
 		}
 	}
-	if i < len(l) && l[i].id == id {
-		return l[i]
-	}
-	return nil
+	return i, i < len(l) && l[i].id() == id
 }
 
 // UserByID returns the user with the uniqueness value id.
@@ -517,7 +620,7 @@ func (sn *Snapshot) BriefUserAt(i int) *User { return sn.userList[i].decode(fals
 // Entry.Source). "" when the snapshot has no such user.
 func (sn *Snapshot) UserSource(id string) string {
 	if r := sn.userRec(id); r != nil {
-		return r.val
+		return r.val()
 	}
 	return ""
 }
@@ -529,7 +632,7 @@ func (sn *Snapshot) UserSource(id string) string {
 func (sn *Snapshot) Sources() []string {
 	out := make([]string, 0, len(sn.userList)+len(sn.groupList))
 	for _, r := range sn.userList {
-		out = append(out, r.val)
+		out = append(out, r.val())
 	}
 	for _, r := range sn.groupList {
 		out = append(out, r.val)
@@ -585,10 +688,23 @@ func (sn *Snapshot) Groups(fn func(*Group) bool) {
 
 // Members returns the IDs of the users and of the groups that are direct
 // members of the group groupID, each in ID order. Both are nil when the group
-// has no members or does not exist. The slices are shared: do not modify them.
+// has no members or does not exist. The slices are the caller's.
 func (sn *Snapshot) Members(groupID string) (users, groups []string) {
-	if m := sn.members[groupID]; m != nil {
-		return m.users, m.groups
+	i, ok := slices.BinarySearchFunc(sn.groupList, groupID, func(r *groupRec, id string) int { return strings.Compare(r.id, id) })
+	if !ok {
+		return nil, nil
 	}
-	return nil, nil
+	if us := span(sn.members.userStart, sn.members.users, i); len(us) > 0 {
+		users = make([]string, len(us))
+		for k, p := range us {
+			users[k] = sn.userList[p].id()
+		}
+	}
+	if gs := span(sn.members.groupStart, sn.members.groups, i); len(gs) > 0 {
+		groups = make([]string, len(gs))
+		for k, p := range gs {
+			groups[k] = sn.groupList[p].id
+		}
+	}
+	return users, groups
 }

@@ -129,14 +129,14 @@ func (w *Sync) PutUser(u *User) error {
 	if err != nil {
 		return err
 	}
-	w.users[r.id] = r // r.id is a copy; u.ID may share a larger string's memory
+	w.users[r.id()] = r // not u.ID: it may share a larger string's memory
 	switch {
 	case r == cur:
 	case cur == nil:
 		c.created++
 	default:
 		c.updated++
-		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, cur.gen))
+		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, cur.gen()))
 	}
 	return nil
 }
@@ -146,13 +146,11 @@ func (w *Sync) PutUser(u *User) error {
 // record this run may have written for the ID before).
 func (w *Sync) writeUser(u *User, cur *userRec) (*userRec, error) {
 	w.buf = appendUser(w.buf[:0], u)
-	if cur != nil && cur.val == string(w.buf) {
+	if cur != nil && cur.val() == string(w.buf) {
 		return cur, nil
 	}
-	// The ID is cloned so that the store does not keep alive whatever
-	// larger string the caller may have cut it from.
 	val := string(w.buf)
-	r, err := newUserRec(strings.Clone(u.ID), val, w.gen, w.s.normDN)
+	r, err := newUserRec(u.ID, val, w.gen, w.s.normDN)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", u.DN, err)
 	}
@@ -261,11 +259,11 @@ func (w *Sync) ReplaceUser(u *User) error {
 	}
 	// A version this run wrote is written over (same key); one the run kept from the
 	// base becomes an update.
-	if prev.gen != w.gen {
+	if prev.gen() != w.gen {
 		w.counts[KindUsers].updated++
-		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, prev.gen))
+		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, prev.gen()))
 	}
-	w.users[r.id] = r
+	w.users[r.id()] = r
 	return nil
 }
 
@@ -397,8 +395,8 @@ func (w *Sync) commit() error {
 	// until the generation is committed the old versions still count.
 	if w.users != nil {
 		for _, cur := range w.base.userList {
-			if _, ok := w.users[cur.id]; !ok {
-				if err := w.markDeleted(prefixUsers, cur.id, cur.gen, KindUsers); err != nil {
+			if _, ok := w.users[cur.id()]; !ok {
+				if err := w.markDeleted(prefixUsers, cur.id(), cur.gen(), KindUsers); err != nil {
 					return err
 				}
 			}
@@ -612,7 +610,7 @@ func (w *Sync) discard() {
 	w.wb.Cancel()
 	var keys [][]byte
 	for id, r := range w.users {
-		if r.gen == w.gen {
+		if r.gen() == w.gen {
 			keys = append(keys, objectKey(prefixUsers, id, w.gen))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestUserIndex: a key one user has finds that user, one two users share finds neither
@@ -11,7 +12,7 @@ import (
 func TestUserIndex(t *testing.T) {
 	var list []*userRec
 	for i := range 5000 {
-		r := &userRec{id: fmt.Sprint(i)}
+		r := recWithID(fmt.Sprint(i))
 		r.setKey(keyName, fmt.Sprintf("user%d", i), "")
 		if i%7 != 0 {
 			r.setKey(keyMail, fmt.Sprintf("u%d@x", i%2500), "")
@@ -66,20 +67,20 @@ func TestSnapshotUserByID(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 3, 1000} {
 		sn := &Snapshot{}
 		for i := range n {
-			sn.userList = append(sn.userList, &userRec{id: fmt.Sprintf("id%05d", 2*i+1)})
+			sn.userList = append(sn.userList, recWithID(fmt.Sprintf("id%05d", 2*i+1)))
 		}
 		for i, r := range sn.userList {
-			if got := sn.userRec(r.id); got != r {
-				t.Fatalf("%d users: user %d (%s) found as %v", n, i, r.id, got)
+			if got := sn.userRec(r.id()); got != r {
+				t.Fatalf("%d users: user %d (%s) found as %v", n, i, r.id(), got)
 			}
 		}
 		for i := 0; i <= 2*n; i += 2 {
 			if got := sn.userRec(fmt.Sprintf("id%05d", i)); got != nil {
-				t.Fatalf("%d users: id%05d found as %s", n, i, got.id)
+				t.Fatalf("%d users: id%05d found as %s", n, i, got.id())
 			}
 		}
 		if got := sn.userRec(""); got != nil {
-			t.Fatalf("%d users: the empty ID found as %s", n, got.id)
+			t.Fatalf("%d users: the empty ID found as %s", n, got.id())
 		}
 	}
 }
@@ -105,11 +106,66 @@ func TestUserRecKeys(t *testing.T) {
 		if got := [3]string{r.key(keyDN), r.key(keyName), r.key(keyMail)}; got != [3]string{tc.dn, tc.name, tc.mail} {
 			t.Fatalf("user %s: keys %q", tc.u.ID, got)
 		}
-		if (r.more != nil) != tc.hasMore {
+		if (r.elsewhere&^(1<<fieldID) != 0 || r.pathKey() != "") != tc.hasMore {
 			t.Fatalf("user %s: more %v, want it: %v", tc.u.ID, r.more, tc.hasMore)
 		}
-		if tc.inRecord != (r.keys[keyDN].off != keyElsewhere && r.keys[keyName].off != keyElsewhere) {
-			t.Fatalf("user %s: keys %v, want them in the record: %v", tc.u.ID, r.keys, tc.inRecord)
+		if tc.inRecord != (r.elsewhere&(1<<keyDN|1<<keyName) == 0) {
+			t.Fatalf("user %s: keys elsewhere %b, want them in the record: %v", tc.u.ID, r.elsewhere, tc.inRecord)
 		}
+		if r.id() != tc.u.ID || r.gen() != 1 {
+			t.Fatalf("user %s: ID %q, generation %d", tc.u.ID, r.id(), r.gen())
+		}
+	}
+}
+
+// recWithID is a record whose encoding is its ID alone (enough for the indexes).
+func recWithID(id string) *userRec {
+	r := &userRec{}
+	r.start(id, 1)
+	r.setField(fieldID, id, false)
+	return r
+}
+
+// TestUserRecFields: a record keeps its ID as a place in its encoding when the encoding
+// holds it (as a user's upstream entryUUID), and its generation in 32 bits; an ID it
+// does not hold, fields beyond 255 bytes or 64 KiB into the encoding and a generation
+// beyond 32 bits are kept apart, and everything reads back as it was given.
+func TestUserRecFields(t *testing.T) {
+	norm := strings.ToLower
+	long := strings.Repeat("x", 300)
+	far := strings.Repeat("y", 70000)
+	for _, tc := range []struct {
+		name      string
+		u         User
+		gen       uint64
+		elsewhere uint8 // fields expected in more
+	}{
+		{"id in the record", User{ID: "uuid-1", DN: "uid=a", Username: "a", Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-1"}}}}, 7, 0},
+		{"id apart", User{ID: "uuid-2", DN: "uid=b", Username: "b"}, 7, 1 << fieldID},
+		{"64-bit generation", User{ID: "uuid-3", DN: "uid=c", Username: "c", Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-3"}}}}, 1<<32 + 5, 0},
+		{"largest 32-bit generation", User{ID: "uuid-3", DN: "uid=c", Username: "c", Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-3"}}}}, 1<<32 - 2, 0},
+		{"long name", User{ID: "uuid-4", DN: "uid=d", Username: long, Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-4"}}}}, 1, 1 << keyName},
+		{"id far in", User{ID: "uuid-5", DN: "uid=e", Username: "e", Upstream: []Attribute{{Name: "description", Values: []string{far}}, {Name: "entryUUID", Values: []string{"uuid-5"}}}}, 1, 1 << fieldID},
+	} {
+		val := string(appendUser(nil, &tc.u))
+		r, err := newUserRec(strings.Clone(tc.u.ID), val, tc.gen, norm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.id() != tc.u.ID || r.gen() != tc.gen || r.val() != val || r.key(keyName) != tc.u.Username || r.key(keyDN) != tc.u.DN {
+			t.Fatalf("%s: read back ID %q, generation %d, name %q, DN %q", tc.name, r.id(), r.gen(), r.key(keyName), r.key(keyDN))
+		}
+		if r.elsewhere != tc.elsewhere {
+			t.Fatalf("%s: fields apart %b, want %b", tc.name, r.elsewhere, tc.elsewhere)
+		}
+		if (tc.gen >= 1<<32-1) != (r.more != nil && r.more.gen != 0) {
+			t.Fatalf("%s: generation %d kept apart: %v", tc.name, tc.gen, r.more != nil)
+		}
+		if u := r.user(); u.ID != tc.u.ID || u.Username != tc.u.Username {
+			t.Fatalf("%s: decodes as %q %q", tc.name, u.ID, u.Username)
+		}
+	}
+	if size := unsafe.Sizeof(userRec{}); size != 40 {
+		t.Fatalf("a userRec is %d bytes", size)
 	}
 }
