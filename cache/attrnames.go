@@ -64,3 +64,32 @@ var attrNumbers = func() map[string]uint64 {
 	}
 	return m
 }()
+
+// mappedNames are the names of mapped attributes.* fields that format 7 (see
+// encoding.go) writes as numbers: the presets' and those that configurations commonly
+// map. A name is the number of its place in the list plus one; any other name is written
+// out. The list belongs to format 7, as attrNames belongs to format 4: names are never
+// removed, reordered or respelled, and a longer list needs a new format byte.
+var mappedNames = [...]string{
+	// The presets'.
+	"upn", "given_name", "surname", "object_guid", "description",
+	// Common in configurations.
+	"phone", "mobile", "title", "department", "company", "manager", "employee_id",
+	"employee_number", "employee_type", "display_name", "first_name", "last_name",
+	"initials", "office", "location", "street", "city", "state", "postal_code", "country",
+	"uid_number", "gid_number", "home_directory", "login_shell", "gecos", "object_sid",
+	"sam_account_name", "mail", "email", "groups", "nickname", "avatar", "locale",
+	"timezone", "cost_center", "division", "organization",
+}
+
+// mappedNumbers is mappedNames' inverse: a name's number (its place plus one).
+var mappedNumbers = func() map[string]uint64 {
+	m := make(map[string]uint64, len(mappedNames))
+	for i, n := range mappedNames {
+		if _, dup := m[n]; dup {
+			panic("cache: mapped attribute name listed twice: " + n)
+		}
+		m[n] = uint64(i + 1)
+	}
+	return m
+}()

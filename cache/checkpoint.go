@@ -43,11 +43,14 @@ import (
 //
 // Layout (integers little-endian):
 //
-//	"ldapproxy-ckpt\x00\x02"  magic and format
+//	"ldapproxy-ckpt\x00\x03"  magic and format
 //	generation u64, commit ID [16]byte
 //	users u64, groups u64, entry sets u64
-//	per record: record generation u64, value (uvarint length, bytes), id
+//	per record: record generation uvarint, value (uvarint length, bytes), id
 //	CRC-32C (Castagnoli) of everything before it, u32
+//
+// Format 2, which the versions before wrote, is the same with each record's generation
+// a u64 (7 bytes more a record); it still reads, so that an upgrade starts from it.
 //
 // A record's id is a uvarint x and, when x is even, x/2 bytes: the id; when x is odd,
 // the id is the x/2 bytes of the value at the offset that a second uvarint gives. A
@@ -55,8 +58,10 @@ import (
 // value holds among its upstream attributes: the file holds it once.
 const (
 	checkpointName  = "snapshot.ckpt"
-	checkpointMagic = "ldapproxy-ckpt\x00\x02"
-	keyCommitID     = "m/commit"
+	checkpointMagic = "ldapproxy-ckpt\x00\x03"
+	// checkpointMagicV2 is format 2's magic.
+	checkpointMagicV2 = "ldapproxy-ckpt\x00\x02"
+	keyCommitID       = "m/commit"
 )
 
 // checkpointInterval is the least time between two checkpoints written while syncs
@@ -138,7 +143,12 @@ func (s *Store) readCheckpoint(gen uint64, id [16]byte) (*checkpointRecords, err
 // are slices of.
 func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpointRecords, error) {
 	const head = len(checkpointMagic) + 8 + 16 + 3*8
-	if len(data) < head+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
+	if len(data) < head+4 {
+		return nil, errors.New("not a checkpoint of this format")
+	}
+	switch string(data[:len(checkpointMagic)]) {
+	case checkpointMagic, checkpointMagicV2:
+	default:
 		return nil, errors.New("not a checkpoint of this format")
 	}
 	body := data[:len(data)-4]
@@ -161,7 +171,7 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	// The strings below are views of the mapped file, which is never unmapped once
 	// its records are in use and never written to.
 	all := unsafe.String(unsafe.SliceData(data), len(body))
-	r := ckptReader{s: all, i: head}
+	r := ckptReader{s: all, i: head, genU64: string(data[:len(checkpointMagic)]) == checkpointMagicV2}
 	recs := &checkpointRecords{
 		data:     data,
 		userList: make([]*userRec, 0, nUsers),
@@ -240,9 +250,10 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 
 // ckptReader reads a checkpoint's records.
 type ckptReader struct {
-	s   string
-	i   int
-	err error
+	s      string
+	i      int
+	err    error
+	genU64 bool // format 2: a record's generation is a u64
 }
 
 func (r *ckptReader) str() string {
@@ -258,12 +269,16 @@ func (r *ckptReader) str() string {
 }
 
 func (r *ckptReader) record() (id string, gen uint64, val string) {
-	if len(r.s)-r.i < 8 {
-		r.err = errors.New("truncated record")
-		return
+	if r.genU64 {
+		if len(r.s)-r.i < 8 {
+			r.err = errors.New("truncated record")
+			return
+		}
+		gen = binary.LittleEndian.Uint64([]byte(r.s[r.i : r.i+8]))
+		r.i += 8
+	} else {
+		gen = r.uvar()
 	}
-	gen = binary.LittleEndian.Uint64([]byte(r.s[r.i : r.i+8]))
-	r.i += 8
 	val = r.str()
 	x := r.uvar()
 	n := x >> 1
@@ -326,7 +341,7 @@ func (s *Store) writeCheckpoint(sn *Snapshot) error {
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.entrySets)))
 		w.Write(b)
 		record := func(id string, gen uint64, val string) {
-			b = binary.LittleEndian.AppendUint64(b[:0], gen)
+			b = binary.AppendUvarint(b[:0], gen)
 			b = binary.AppendUvarint(b, uint64(len(val)))
 			w.Write(b)
 			w.WriteString(val)

@@ -193,8 +193,10 @@ func swapFirstUsers(t *testing.T, b []byte) []byte {
 	t.Helper()
 	const head = len(checkpointMagic) + 8 + 16 + 3*8
 	record := func(i int) int { // the end of the record at i
-		n, k := binary.Uvarint(b[i+8:])
-		i += 8 + k + int(n)
+		_, k := binary.Uvarint(b[i:])
+		i += k
+		n, k := binary.Uvarint(b[i:])
+		i += k + int(n)
 		x, k := binary.Uvarint(b[i:])
 		if i += k; x&1 == 1 {
 			_, k = binary.Uvarint(b[i:])
@@ -209,6 +211,81 @@ func swapFirstUsers(t *testing.T, b []byte) []byte {
 	end := record(mid)
 	out := slices.Concat(b[:head], b[mid:end], b[head:mid], b[end:len(b)-4])
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
+}
+
+// checkpointV2 returns the checkpoint b as format 2 wrote it: each record's generation
+// a u64. The records' values and IDs are copied as they are.
+func checkpointV2(t *testing.T, b []byte) []byte {
+	t.Helper()
+	const head = len(checkpointMagic) + 8 + 16 + 3*8
+	p := b[len(checkpointMagic):]
+	n := binary.LittleEndian.Uint64(p[24:]) + binary.LittleEndian.Uint64(p[32:]) + binary.LittleEndian.Uint64(p[40:])
+	out := append([]byte(checkpointMagicV2), b[len(checkpointMagic):head]...)
+	i := head
+	for range n {
+		gen, k := binary.Uvarint(b[i:])
+		out = binary.LittleEndian.AppendUint64(out, gen)
+		start := i + k
+		l, k := binary.Uvarint(b[start:])
+		i = start + k + int(l)
+		x, k := binary.Uvarint(b[i:])
+		if i += k; x&1 == 1 {
+			_, k = binary.Uvarint(b[i:])
+			i += k
+		} else {
+			i += int(x >> 1)
+		}
+		out = append(out, b[start:i]...)
+	}
+	if i != len(b)-4 {
+		t.Fatalf("checkpoint of %d bytes, records end at %d", len(b), i)
+	}
+	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
+}
+
+// A checkpoint in format 2, as the versions before wrote it (each record's generation
+// a u64), is used at a start: an upgrade starts from it. The next checkpoint is written
+// in format 3, 7 bytes a record shorter.
+func TestCheckpointFormat2Starts(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	syncWithSet(t, s, 60, 6, "a")
+	want := s.Snapshot()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, checkpointName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := checkpointV2(t, b)
+	if len(v2) != len(b)+7*(60+6+1) {
+		t.Fatalf("format 2: %d bytes, format 3 %d", len(v2), len(b))
+	}
+	if err := os.WriteFile(path, v2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openDir(t, dir)
+	if !s.fromCheckpoint {
+		t.Fatal("the store was read from Badger, not from its format 2 checkpoint")
+	}
+	sameSnapshot(t, s.Snapshot(), want)
+	sameEntrySets(t, s.Snapshot(), want)
+	syncWithSet(t, s, 60, 6, "b")
+	want = s.Snapshot()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = os.ReadFile(path); err != nil || string(b[:len(checkpointMagic)]) != checkpointMagic {
+		t.Fatalf("the next checkpoint: %v, %q", err, b[:len(checkpointMagic)])
+	}
+	s = openDir(t, dir)
+	defer s.Close()
+	if !s.fromCheckpoint {
+		t.Fatal("the store was read from Badger, not from its checkpoint")
+	}
+	sameSnapshot(t, s.Snapshot(), want)
 }
 
 // A running store writes its first checkpoint right after a commit, later ones at most
@@ -394,7 +471,7 @@ func TestCheckpointRecordID(t *testing.T) {
 		{"id-7", "a value without it", false},
 		{"", "v", false},
 	} {
-		b := binary.LittleEndian.AppendUint64(nil, 7)
+		b := binary.AppendUvarint(nil, 7)
 		b = binary.AppendUvarint(b, uint64(len(tc.val)))
 		b = append(b, tc.val...)
 		b = appendRecordID(b, tc.id, tc.val)
@@ -403,11 +480,11 @@ func TestCheckpointRecordID(t *testing.T) {
 		if r.err != nil || id != tc.id || gen != 7 || val != tc.val || r.i != len(b) {
 			t.Fatalf("%q: read %q %d %q at %d of %d, err %v", tc.id, id, gen, val, r.i, len(b), r.err)
 		}
-		if got := len(b) < 8+1+len(tc.val)+len(tc.id); got != tc.inVal {
+		if got := len(b) < 1+1+len(tc.val)+len(tc.id); got != tc.inVal {
 			t.Fatalf("%q: written as a place in the value: %v", tc.id, got)
 		}
 	}
-	b := binary.LittleEndian.AppendUint64(nil, 7)
+	b := binary.AppendUvarint(nil, 7)
 	b = append(binary.AppendUvarint(b, 1), 'v')
 	b = binary.AppendUvarint(binary.AppendUvarint(b, 2<<1|1), 0) // 2 bytes of a 1-byte value
 	if r := (ckptReader{s: string(b)}); func() error { r.record(); return r.err }() == nil {

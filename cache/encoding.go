@@ -19,11 +19,13 @@ package cache
 //	user:    0x04 DN Username Name Email Path PasswordMarker active(byte) account groups attrs upstream4
 //	user:    0x05 head×6 active(byte) account groups attrs upstream4   head: see formatV5
 //	user:    0x06 head×6 active(byte) account groups attrs upstream6   upstream6: see formatV6
+//	user:    0x07 head×6 active(byte) account ids attrs7 upstream7     see formatV7
 //	group:   0x01 DN Name parents attrs
 //	group:   0x03 DN Name parents attrs upstream
 //	group:   0x04 DN Name parents attrs upstream4
 //	group:   0x05 head head parents attrs upstream4
 //	group:   0x06 head head parents attrs upstream6
+//	group:   0x07 head head ids attrs7 upstream7
 //	list:    count string...
 //	attrs:   count (name tag value)...   tags below
 //	account: flags(byte) [expires] [password expires]   varint Unix seconds, see appendAccount
@@ -36,6 +38,7 @@ package cache
 // were kept), so an unchanged store reads and compares the same. Objects with them are
 // written in format 6 and read in formats 3 to 6: a store of a version that wrote an
 // earlier one reads unchanged, and its next sync rewrites each such object once.
+// (Objects with them are written in format 7 now; the above holds for formats 3 to 7.)
 //
 // The object's ID is the key's, so it is not repeated in the value. An empty
 // value is a deletion marker (see the package comment). A new layout gets a
@@ -96,9 +99,25 @@ const formatV6 = 6
 // the value.
 const shareWindow = 4 << 10
 
-// upstreamFormat is the format objects with upstream attributes are written in: formatV6
+// formatV7 is formatV6 with what is never served written shorter:
+//
+//   - ids (a user's groups, a group's parents): count, then per ID a uvarint x: x even,
+//     the x/2 bytes of the ID; x = 1, 16 bytes: an ID that is a UUID in lower-case
+//     canonical text (8-4-4-4-12 hex digits, what entryUUID and objectGUID become), as
+//     its 16 bytes (37 bytes a membership → 17).
+//   - attrs7: count, then per attribute its name, a uvarint n: n > 0 the name's number
+//     in mappedNames (attrnames.go), 0 the name written out (string); the value tag;
+//     and the value as in attrs, except that each string (of tagString and tagStrings)
+//     is written as a head field is (see formatV5), as its place in the upstream
+//     attributes when they hold it and that is shorter.
+//   - upstream7: as upstream6, except that an attribute's name number n (0: the name
+//     written out follows) is written as the uvarint n<<1 | single: single set, the
+//     attribute has one value and no count of values follows.
+const formatV7 = 7
+
+// upstreamFormat is the format objects with upstream attributes are written in: formatV7
 // (a variable so that the tests can write a store as the versions before did).
-var upstreamFormat byte = formatV6
+var upstreamFormat byte = formatV7
 
 // Attribute value tags.
 const (
@@ -205,12 +224,26 @@ func appendUser(b []byte, u *User) []byte {
 	if format >= formatV2 {
 		b = appendAccount(b, u.Account)
 	}
-	b = appendStrings(b, u.Groups)
-	b = appendAttributes(b, u.Attributes)
+	b = appendIDs(b, format, u.Groups)
+	b = appendAttributesIn(b, format, up, u.Attributes)
 	if format >= formatV5 {
 		return append(b, up...)
 	}
 	return appendObjectUpstream(b, format, u.Upstream)
+}
+
+// appendPlaced appends s as appendHead does in format 5 and later, as its place in up
+// only when that is shorter than s written out.
+func appendPlaced(b []byte, up []byte, s string) []byte {
+	lit := uvarintLen(uint64(len(s))<<1) + len(s)
+	if len(s) > 2 {
+		if i := bytes.Index(up, []byte(s)); i >= 0 && uvarintLen(uint64(len(s))<<1|1)+uvarintLen(uint64(len(up)-i)) < lit {
+			b = binary.AppendUvarint(b, uint64(len(s))<<1|1)
+			return binary.AppendUvarint(b, uint64(len(up)-i))
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(s))<<1)
+	return append(b, s...)
 }
 
 // appendHead appends a field before an object's groups or parents; in formatV5, as its
@@ -241,8 +274,8 @@ func appendGroup(b []byte, g *Group) []byte {
 	}
 	b = appendHead(b, format, up, g.DN)
 	b = appendHead(b, format, up, g.Name)
-	b = appendStrings(b, g.Parents)
-	b = appendAttributes(b, g.Attributes)
+	b = appendIDs(b, format, g.Parents)
+	b = appendAttributesIn(b, format, up, g.Attributes)
 	if format >= formatV5 {
 		return append(b, up...)
 	}
@@ -265,7 +298,7 @@ func appendObjectUpstream(b []byte, format byte, attrs []Attribute) []byte {
 	switch format {
 	case formatV3:
 		return appendUpstream(b, attrs)
-	case formatV4, formatV5, formatV6:
+	case formatV4, formatV5, formatV6, formatV7:
 		return appendUpstreamIn(b, format, attrs)
 	}
 	return b
@@ -278,22 +311,33 @@ func appendUpstreamNumbered(b []byte, attrs []Attribute) []byte {
 }
 
 // appendUpstreamIn appends upstream attributes as format writes them: with their names
-// numbered (formats 4 and later) and, in format 6, each value the bytes before it hold
-// written as their place there when that takes fewer bytes.
+// numbered (formats 4 and later), in format 6 and later each value the bytes before it
+// hold written as their place there when that takes fewer bytes, in format 7 a single
+// value without its count.
 func appendUpstreamIn(b []byte, format byte, attrs []Attribute) []byte {
 	base := len(b)
 	b = binary.AppendUvarint(b, uint64(len(attrs)))
 	for _, a := range attrs {
-		if n, ok := attrNumbers[a.Name]; ok {
-			b = binary.AppendUvarint(b, n)
+		n := attrNumbers[a.Name] // 0: not listed
+		if format >= formatV7 {
+			single := uint64(0)
+			if len(a.Values) == 1 {
+				single = 1
+			}
+			b = binary.AppendUvarint(b, n<<1|single)
 		} else {
-			b = appendString(append(b, 0), a.Name)
+			b = binary.AppendUvarint(b, n)
+		}
+		if n == 0 {
+			b = appendString(b, a.Name)
 		}
 		if format < formatV6 {
 			b = appendStrings(b, a.Values)
 			continue
 		}
-		b = binary.AppendUvarint(b, uint64(len(a.Values)))
+		if format < formatV7 || len(a.Values) != 1 {
+			b = binary.AppendUvarint(b, uint64(len(a.Values)))
+		}
 		for _, v := range a.Values {
 			b = appendShared(b, base, v)
 		}
@@ -340,7 +384,82 @@ func appendStrings(b []byte, ss []string) []byte {
 	return b
 }
 
+// appendIDs appends a list of object IDs (a user's groups, a group's parents) as format
+// writes it.
+func appendIDs(b []byte, format byte, ids []string) []byte {
+	if format < formatV7 {
+		return appendStrings(b, ids)
+	}
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		if u, ok := uuidBytes(id); ok {
+			b = append(append(b, 1), u[:]...)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(id))<<1)
+		b = append(b, id...)
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// uuidBytes returns the 16 bytes of s when s is a UUID in lower-case canonical text
+// (8-4-4-4-12 hex digits), which uuidText turns back into s.
+func uuidBytes(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i--
+			continue
+		}
+		hi, lo := hexValue(s[i]), hexValue(s[i+1])
+		if hi > 15 || lo > 15 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+	}
+	return u, true
+}
+
+// hexValue is the value of a lower-case hex digit, 16 or more for any other byte.
+func hexValue(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 16
+}
+
+// uuidText is the lower-case canonical text of the UUID of 16 bytes u.
+func uuidText(u string) string {
+	var out [36]byte
+	j := 0
+	for i := range 16 {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hexDigits[u[i]>>4], hexDigits[u[i]&0xf]
+		j += 2
+	}
+	return string(out[:])
+}
+
 func appendAttributes(b []byte, attrs map[string]any) []byte {
+	return appendAttributesIn(b, formatV1, nil, attrs)
+}
+
+// appendAttributesIn appends the mapped attributes as format writes them; up is the
+// encoding of the object's upstream attributes in format 7, where a string value may be
+// placed.
+func appendAttributesIn(b []byte, format byte, up []byte, attrs map[string]any) []byte {
 	b = binary.AppendUvarint(b, uint64(len(attrs)))
 	if len(attrs) == 0 {
 		return b
@@ -351,15 +470,29 @@ func appendAttributes(b []byte, attrs map[string]any) []byte {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	str := appendString
+	if format >= formatV7 {
+		str = func(b []byte, s string) []byte { return appendPlaced(b, up, s) }
+	}
 	for _, name := range names {
-		b = appendString(b, name)
+		switch n := mappedNumbers[name]; {
+		case format < formatV7:
+			b = appendString(b, name)
+		case n > 0:
+			b = binary.AppendUvarint(b, n)
+		default:
+			b = appendString(append(b, 0), name)
+		}
 		switch v := attrs[name].(type) {
 		case string:
 			b = append(b, tagString)
-			b = appendString(b, v)
+			b = str(b, v)
 		case []string:
 			b = append(b, tagStrings)
-			b = appendStrings(b, v)
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			for _, s := range v {
+				b = str(b, s)
+			}
 		case bool:
 			if v {
 				b = append(b, tagTrue)
@@ -521,6 +654,60 @@ func (d *decoder) strs() []string {
 	return ss
 }
 
+// ids reads a list of object IDs as format writes it (appendIDs).
+func (d *decoder) ids(format byte) []string {
+	if format < formatV7 {
+		return d.strs()
+	}
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = d.id()
+	}
+	return ids
+}
+
+// id reads an ID of format 7's lists; one written as a UUID's bytes is made text again.
+func (d *decoder) id() string {
+	x := d.uvarint()
+	switch {
+	case d.err != nil:
+		return ""
+	case x == 1:
+		if u := d.take(16); d.err == nil {
+			return uuidText(u)
+		}
+		return ""
+	case x&1 != 0:
+		d.err = fmt.Errorf("unknown ID form %d", x)
+		return ""
+	}
+	return d.take(x >> 1)
+}
+
+// skipIDs checks a list of IDs without keeping it.
+func (d *decoder) skipIDs(format byte) {
+	if format < formatV7 {
+		d.skipStrs()
+		return
+	}
+	for range d.count() {
+		x := d.uvarint()
+		switch {
+		case d.err != nil:
+		case x == 1:
+			d.take(16)
+		case x&1 != 0:
+			d.err = fmt.Errorf("unknown ID form %d", x)
+		default:
+			d.take(x >> 1)
+		}
+	}
+}
+
 // shared reads a value of format 6's upstream attributes, which begin at base.
 func (d *decoder) shared(base int) string {
 	start := d.i
@@ -561,27 +748,44 @@ func (d *decoder) count() uint64 {
 	return n
 }
 
-// attributes reads the attributes, or only checks them when keep is false.
-func (d *decoder) attributes(keep bool) map[string]any {
+// attributes reads the attributes as format writes them, or only checks them when keep
+// is false.
+func (d *decoder) attributes(keep bool, format byte) map[string]any {
 	n := d.count()
 	var m map[string]any
 	if keep && n > 0 {
 		m = make(map[string]any, n)
 	}
+	str := d.str
+	if format >= formatV7 {
+		str = func() string { return d.head(formatV7) }
+	}
 	for range n {
-		name := d.str()
+		var name string
+		if format >= formatV7 {
+			name = d.mappedName()
+		} else {
+			name = d.str()
+		}
 		picking := d.pick != "" && strings.EqualFold(name, d.pick)
 		var v any
 		switch tag := d.readByte(); tag {
 		case tagString:
-			v = d.str()
+			v = str()
 		case tagStrings:
-			if !keep && !picking {
-				d.skipStrs()
-			} else if ss := d.strs(); ss != nil {
+			c := d.count()
+			var ss []string
+			if keep || picking {
+				ss = make([]string, c)
+			}
+			for i := range c {
+				s := str()
+				if ss != nil {
+					ss[i] = s
+				}
+			}
+			if ss != nil {
 				v = ss
-			} else {
-				v = []string{}
 			}
 		case tagFalse:
 			v = false
@@ -622,26 +826,35 @@ func (d *decoder) attributes(keep bool) map[string]any {
 	return m
 }
 
-// upstream reads an object's upstream attributes, or only checks them when keep is
-// false; numbered says that their names are written as in format 4, shared that their
-// values are as in format 6.
-func (d *decoder) upstream(keep, numbered, shared bool) []Attribute {
+// upstream reads an object's upstream attributes as format writes them (formats 3 and
+// later), or only checks them when keep is false.
+func (d *decoder) upstream(keep bool, format byte) []Attribute {
 	base := d.i
 	n := d.count()
 	var out []Attribute
 	if keep && n > 0 {
 		out = make([]Attribute, 0, n)
 	}
+	shared := format >= formatV6
 	for range n {
 		var name string
-		if numbered {
+		single := false
+		switch {
+		case format >= formatV7:
+			x := d.uvarint()
+			single = x&1 == 1
+			name = d.attrNumbered(x >> 1)
+		case format >= formatV4:
 			name = d.attrName()
-		} else {
+		default:
 			name = d.str()
 		}
 		switch {
 		case shared:
-			vals := d.count()
+			vals := uint64(1)
+			if !single {
+				vals = d.count()
+			}
 			var l []string
 			if keep && vals > 0 {
 				l = make([]string, vals)
@@ -670,7 +883,12 @@ func (d *decoder) upstream(keep, numbered, shared bool) []Attribute {
 // attrName reads an upstream attribute's name in format 4: its number in attrNames, or
 // 0 and the name.
 func (d *decoder) attrName() string {
-	n := d.uvarint()
+	return d.attrNumbered(d.uvarint())
+}
+
+// attrNumbered is the upstream attribute's name numbered n in attrNames; for 0, the name
+// written out, read next.
+func (d *decoder) attrNumbered(n uint64) string {
 	switch {
 	case d.err != nil:
 		return ""
@@ -681,6 +899,22 @@ func (d *decoder) attrName() string {
 		return ""
 	}
 	return attrNames[n-1]
+}
+
+// mappedName reads a mapped attribute's name in format 7: its number in mappedNames, or
+// 0 and the name.
+func (d *decoder) mappedName() string {
+	n := d.uvarint()
+	switch {
+	case d.err != nil:
+		return ""
+	case n == 0:
+		return d.str()
+	case n > uint64(len(mappedNames)):
+		d.err = fmt.Errorf("unknown mapped attribute name number %d", n)
+		return ""
+	}
+	return mappedNames[n-1]
 }
 
 // finish reports the first error, or trailing bytes.
@@ -709,7 +943,7 @@ type objectHeader struct {
 
 // userHead reads a user's fields up to its groups and returns its format.
 func (d *decoder) userHead(u *User) byte {
-	format := d.version(formatV6)
+	format := d.version(formatV7)
 	u.DN = d.head(format)
 	u.Username = d.head(format)
 	u.Name = d.head(format)
@@ -736,14 +970,14 @@ func decodeUserAs(id, val string, whole bool) (*User, error) {
 	d := decoder{s: val}
 	u := &User{ID: id}
 	format := d.userHead(u)
-	u.Groups = d.strs()
+	u.Groups = d.ids(format)
 	if !whole {
 		return u, d.err
 	}
-	u.Attributes = d.attributes(true)
+	u.Attributes = d.attributes(true, format)
 	d.upstreamAfter()
 	if format >= formatV3 {
-		u.Upstream = d.upstream(true, format >= formatV4, format >= formatV6)
+		u.Upstream = d.upstream(true, format)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -757,11 +991,11 @@ func checkUser(val string) (objectHeader, error) {
 	d := decoder{s: val, pick: UPNAttribute}
 	var u User
 	format := d.userHead(&u)
-	d.skipStrs()
-	d.attributes(false)
+	d.skipIDs(format)
+	d.attributes(false, format)
 	d.upstreamAfter()
 	if format >= formatV3 {
-		d.upstream(false, format >= formatV4, format >= formatV6)
+		d.upstream(false, format)
 	}
 	return objectHeader{dn: u.DN, username: u.Username, path: u.Path, email: u.Email, upns: d.picked}, d.finish()
 }
@@ -771,18 +1005,14 @@ func userGroups(val string) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		d := decoder{s: val}
 		var u User
-		d.userHead(&u)
-		for range d.count() {
-			if !yield(d.str()) {
-				return
-			}
-		}
+		format := d.userHead(&u)
+		yieldIDs(&d, format, yield)
 	}
 }
 
 // groupHead reads a group's fields up to its parents and returns its format.
 func (d *decoder) groupHead(g *Group) byte {
-	format := d.version(formatV6)
+	format := d.version(formatV7)
 	if d.err == nil && format == formatV2 {
 		d.err = fmt.Errorf("unknown group format %d", format)
 	}
@@ -796,11 +1026,11 @@ func decodeGroup(id, val string) (*Group, error) {
 	d := decoder{s: val}
 	g := &Group{ID: id}
 	format := d.groupHead(g)
-	g.Parents = d.strs()
-	g.Attributes = d.attributes(true)
+	g.Parents = d.ids(format)
+	g.Attributes = d.attributes(true, format)
 	d.upstreamAfter()
 	if format >= formatV3 {
-		g.Upstream = d.upstream(true, format >= formatV4, format >= formatV6)
+		g.Upstream = d.upstream(true, format)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -813,11 +1043,11 @@ func checkGroup(val string) (objectHeader, error) {
 	d := decoder{s: val}
 	var g Group
 	format := d.groupHead(&g)
-	d.skipStrs()
-	d.attributes(false)
+	d.skipIDs(format)
+	d.attributes(false, format)
 	d.upstreamAfter()
 	if format >= formatV3 {
-		d.upstream(false, format >= formatV4, format >= formatV6)
+		d.upstream(false, format)
 	}
 	return objectHeader{dn: g.DN}, d.finish()
 }
@@ -827,11 +1057,22 @@ func groupParents(val string) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		d := decoder{s: val}
 		var g Group
-		d.groupHead(&g)
-		for range d.count() {
-			if !yield(d.str()) {
-				return
-			}
+		format := d.groupHead(&g)
+		yieldIDs(&d, format, yield)
+	}
+}
+
+// yieldIDs yields the IDs of the list d is at, in format, until yield returns false.
+func yieldIDs(d *decoder, format byte, yield func(string) bool) {
+	for range d.count() {
+		var id string
+		if format >= formatV7 {
+			id = d.id()
+		} else {
+			id = d.str()
+		}
+		if d.err != nil || !yield(id) {
+			return
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ldapproxy/ldapproxy/internal/view"
 )
 
 // Every prefix and every single-byte corruption of a valid encoding decodes
@@ -97,8 +99,8 @@ func TestUpstreamAttributesRoundTrip(t *testing.T) {
 	u := testUser(1, 2, "r")
 	u.Upstream = up
 	val := appendUser(nil, u)
-	if val[0] != formatV6 {
-		t.Fatalf("format %d, want %d", val[0], formatV6)
+	if val[0] != formatV7 {
+		t.Fatalf("format %d, want %d", val[0], formatV7)
 	}
 	got, err := decodeUser("id", string(val))
 	if err != nil {
@@ -353,7 +355,7 @@ func TestSharedUpstreamValuesWindow(t *testing.T) {
 			{Name: "modifiersName", Values: []string{admin}},
 		}}
 	val := string(appendUser(nil, u))
-	if val[0] != formatV6 {
+	if val[0] != formatV7 {
 		t.Fatalf("format %d", val[0])
 	}
 	got, err := decodeUser(u.ID, val)
@@ -384,5 +386,148 @@ func TestSharedUpstreamValuesWindow(t *testing.T) {
 	}
 	if gg, err := decodeGroup(g.ID, string(gval)); err != nil || !reflect.DeepEqual(gg.Upstream, g.Upstream) {
 		t.Fatalf("group: %v", err)
+	}
+}
+
+// Format 7 writes what is never served shorter: IDs in lists (a user's groups, a group's
+// parents) that are UUIDs in lower-case canonical text as their 16 bytes, the mapped
+// attributes' names that mappedNames lists as numbers, a mapped string value that the
+// upstream attributes hold as its place there, and a single upstream value without its
+// count. Everything decodes as from format 6, which still reads; the values stay slices
+// of the record; a list's IDs of another form are written out and come back as they
+// were; a form or a number the format does not know is refused.
+func TestFormat7(t *testing.T) {
+	odd := []string{
+		"0b7c93d4-0000-4000-9000-000000000001", // a UUID: 16 bytes
+		"0B7C93D4-0000-4000-9000-000000000002", // upper case: written out
+		"0b7c93d4-0000-4000-9000-00000000000g", // not hex
+		"0b7c93d4+0000-4000-9000-000000000004", // not canonical
+		"S-1-5-21-1-2-3-1104",                  // a SID
+	}
+	u := &User{ID: "a85ad1ba", DN: "uid=alice,ou=people,dc=example,dc=org", Username: "alice", Name: "Alice Smith",
+		IsActive: true, Groups: sortedSet(append([]string(nil), odd...)),
+		Attributes: map[string]any{
+			"given_name":  "Alice",                             // listed; in cn
+			"surname":     "Smith",                             // listed; in cn
+			"upn":         []string{"alice@EXAMPLE.ORG", "al"}, // listed; neither held upstream
+			"x_custom":    "Smith",                             // not listed
+			"employee_id": int64(7),
+		},
+		Upstream: []Attribute{
+			{Name: "objectClass", Values: []string{"inetOrgPerson", "posixAccount"}},
+			{Name: "uid", Values: []string{"alice"}},
+			{Name: "cn", Values: []string{"Alice Smith"}},
+			{Name: "x-site", Values: []string{"berlin"}},
+			{Name: "description", Values: nil},
+		}}
+	defer func(f byte) { upstreamFormat = f }(upstreamFormat)
+	upstreamFormat = formatV6
+	v6 := string(appendUser(nil, u))
+	upstreamFormat = formatV7
+	v7 := string(appendUser(nil, u))
+	if v6[0] != formatV6 || v7[0] != formatV7 {
+		t.Fatalf("formats %d and %d", v6[0], v7[0])
+	}
+	// The UUID: 16 bytes and a byte instead of 36 and one. employee_id, given_name,
+	// surname, upn: a byte instead of the name and its length; x_custom, a byte more.
+	// Alice, Smith (twice): two bytes instead of five and one. Three single upstream
+	// values: their counts.
+	want := len(v6) - 20 - len("employee_id") - len("given_name") - len("surname") - len("upn") + 1 - 3*(6-2) - 3
+	if len(v7) != want {
+		t.Fatalf("format 7 takes %d bytes, format 6 %d: want %d", len(v7), len(v6), want)
+	}
+	if strings.Contains(v7, odd[0]) || !strings.Contains(v7, odd[1]) {
+		t.Fatalf("IDs: %q", v7)
+	}
+	for _, val := range []string{v6, v7} {
+		got, err := decodeUser(u.ID, val)
+		if err != nil {
+			t.Fatalf("format %d: %v", val[0], err)
+		}
+		if !reflect.DeepEqual(got, u) {
+			t.Fatalf("format %d:\n got %+v\nwant %+v", val[0], got, u)
+		}
+		if h, err := checkUser(val); err != nil || !reflect.DeepEqual(h.upns, u.Attributes["upn"]) {
+			t.Fatalf("format %d: %v %+v", val[0], err, h)
+		}
+		var groups []string
+		for g := range userGroups(val) {
+			groups = append(groups, g)
+		}
+		if !reflect.DeepEqual(groups, u.Groups) {
+			t.Fatalf("format %d: groups %q, want %q", val[0], groups, u.Groups)
+		}
+		for name, v := range got.Attributes {
+			ss, _ := v.([]string)
+			if s, ok := v.(string); ok {
+				ss = []string{s}
+			}
+			for _, s := range ss {
+				if _, ok := view.Offset(s, val); !ok {
+					t.Fatalf("format %d: %s's value %q is not a slice of the record", val[0], name, s)
+				}
+			}
+		}
+	}
+	g := &Group{ID: "g1", DN: "cn=staff,ou=groups,dc=example,dc=org", Name: "staff", Parents: u.Groups,
+		Attributes: map[string]any{"description": "staff"},
+		Upstream:   []Attribute{{Name: "cn", Values: []string{"staff"}}}}
+	gval := string(appendGroup(nil, g))
+	if gg, err := decodeGroup(g.ID, gval); err != nil || gval[0] != formatV7 || !reflect.DeepEqual(gg, g) {
+		t.Fatalf("group: format %d, %v, %+v", gval[0], err, gg)
+	}
+	var parents []string
+	for p := range groupParents(gval) {
+		parents = append(parents, p)
+	}
+	if _, err := checkGroup(gval); err != nil || !reflect.DeepEqual(parents, g.Parents) {
+		t.Fatalf("group: %v, parents %q", err, parents)
+	}
+
+	// Every prefix, and every byte changed, decodes or is refused, and check agrees.
+	for n := range len(v7) {
+		if _, err := decodeUser(u.ID, v7[:n]); err == nil {
+			t.Fatalf("a value cut to %d of %d bytes decodes", n, len(v7))
+		}
+	}
+	for i := range len(v7) {
+		for _, x := range []byte{0, 1, 3, 0x7f, 0x80, 0xff} {
+			b := []byte(v7)
+			b[i] = x
+			_, derr := decodeUser(u.ID, string(b))
+			_, cerr := checkUser(string(b))
+			if (derr == nil) != (cerr == nil) {
+				t.Fatalf("byte %d as %#x: decodeUser %v, checkUser %v", i, x, derr, cerr)
+			}
+			for range userGroups(string(b)) {
+			}
+		}
+	}
+	// An ID's form 3 (odd, not 1), a mapped name's number past the list.
+	i := strings.Index(v7, "\x01\x0b\x7c\x93\xd4\x00\x00\x40\x00\x90\x00\x00\x00\x00\x00\x00\x01")
+	if i < 0 {
+		t.Fatalf("layout: %q", v7)
+	}
+	bad := []byte(v7)
+	bad[i] = 3
+	if _, err := decodeUser(u.ID, string(bad)); err == nil {
+		t.Fatal("an ID of form 3 decodes")
+	}
+	if _, err := checkUser(string(bad)); err == nil {
+		t.Fatal("an ID of form 3 passes the check")
+	}
+	one := string(appendUser(nil, &User{ID: "x", DN: "uid=a", Attributes: map[string]any{"upn": "a@b"},
+		Upstream: []Attribute{{Name: "uid", Values: []string{"a"}}}}))
+	j := strings.Index(one, "\x01\x01\x01\x06a@b") // one attribute, number 1, a string, 3 bytes
+	if j < 0 {
+		t.Fatalf("layout: %q", one)
+	}
+	bad = []byte(one)
+	bad[j+1] = byte(len(mappedNames) + 1)
+	if _, err := decodeUser("x", string(bad)); err == nil {
+		t.Fatal("an unknown mapped name number decodes")
+	}
+	if _, err := checkUser(string(bad)); err == nil {
+		t.Fatal("an unknown mapped name number passes the check")
 	}
 }

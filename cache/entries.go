@@ -55,7 +55,7 @@ func decodeEntrySet(val string) ([]Entry, error) {
 	out := make([]Entry, 0, n)
 	for range n {
 		e := Entry{DN: d.str()}
-		e.Upstream = d.upstream(true, false, false)
+		e.Upstream = d.upstream(true, formatV3)
 		out = append(out, e)
 	}
 	return out, d.finish()

@@ -52,13 +52,14 @@ func syncUpstreamUsers(t *testing.T, s *Store, n int) Status {
 	return Status{}
 }
 
-// A store written by the versions before format 6 (format 3: upstream attributes' names
+// A store written by the versions before format 7 (format 3: upstream attributes' names
 // written out; format 4: fields the upstream attributes hold written twice; format 5:
-// upstream values that others repeat written twice) opens
+// upstream values that others repeat written twice; format 6: group IDs as text, mapped
+// attributes' names written out) opens
 // unchanged, from its checkpoint and from Badger; its next sync rewrites each object
 // once, in the current format, and the one after writes nothing.
 func TestFormat3StoreUpgrades(t *testing.T) {
-	for _, old := range []byte{formatV3, formatV4, formatV5} {
+	for _, old := range []byte{formatV3, formatV4, formatV5, formatV6} {
 		t.Run(fmt.Sprint("format", old), func(t *testing.T) { testStoreUpgrades(t, old) })
 	}
 }

@@ -41,12 +41,12 @@ func FuzzDecodeRecord(f *testing.F) {
 	g := testGroup(3, "y")
 	f.Add(appendUser(nil, &User{ID: "plain", DN: "uid=p,dc=x", IsActive: true}))
 	f.Add(appendGroup(nil, g))
-	for _, format := range []byte{formatV3, formatV4, formatV5, formatV6} {
+	for _, format := range []byte{formatV3, formatV4, formatV5, formatV6, formatV7} {
 		upstreamFormat = format
 		f.Add(appendUser(nil, u))
 		f.Add(appendGroup(nil, &Group{ID: g.ID, DN: g.DN, Name: g.Name, Parents: g.Parents, Upstream: []Attribute{{Name: "cn", Values: []string{g.Name}}}}))
 	}
-	upstreamFormat = formatV6
+	upstreamFormat = formatV7
 	f.Fuzz(func(t *testing.T, b []byte) {
 		val := string(b)
 		within := func(what, s string) {
@@ -74,6 +74,16 @@ func FuzzDecodeRecord(f *testing.F) {
 			for _, a := range du.Upstream {
 				for _, v := range a.Values {
 					within("upstream value", v)
+				}
+			}
+			for _, v := range du.Attributes {
+				switch x := v.(type) {
+				case string:
+					within("attribute value", x)
+				case []string:
+					for _, s := range x {
+						within("attribute value", s)
+					}
 				}
 			}
 			du2 := roundTrip(t, "user", du, appendUser, decodeUser)
