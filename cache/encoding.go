@@ -36,9 +36,8 @@ package cache
 // An object without upstream attributes is written in the format it had before they
 // were kept (a user whose Account is the zero one in format 1, as before accounts
 // were kept), so an unchanged store reads and compares the same. Objects with them are
-// written in format 6 and read in formats 3 to 6: a store of a version that wrote an
+// written in format 7 and read in formats 3 to 7: a store of a version that wrote an
 // earlier one reads unchanged, and its next sync rewrites each such object once.
-// (Objects with them are written in format 7 now; the above holds for formats 3 to 7.)
 //
 // The object's ID is the key's, so it is not repeated in the value. An empty
 // value is a deletion marker (see the package comment). A new layout gets a

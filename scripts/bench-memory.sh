@@ -12,8 +12,8 @@
 # proxy's LDAP listener PORT+100 and its HTTP listener PORT+200, so that two runs side by
 # side need two PORTs.
 # SMAPS=1 prints, after the login load, the proxy's resident memory by mapping (anonymous,
-# the store's checkpoint, the served tree's image, the binary, ...) and the Go runtime's
-# memory statistics.
+# the store's checkpoint, the served tree's image, the binary, ...), the Go runtime's
+# memory statistics and the sizes of the checkpoint and image files.
 # SYNC_ATTRIBUTES sets sync.attributes (a YAML list), e.g. the attributes SSSD reads:
 #   SYNC_ATTRIBUTES='[uid, uidNumber, gidNumber, gecos, homeDirectory, loginShell, cn, member, memberOf, modifyTimestamp]'
 # Usage: [FLOOD_CONNS=1500] [FLOOD_SIZE=250000] [FLOOD_SEND=240000] [HEAP_PROFILES=DIR] \
@@ -66,6 +66,9 @@ if [ -n "${SMAPS:-}" ]; then
     /^Rss:/ {r[n] += $2} END {for (n in r) if (r[n] >= 512) printf "   %-20s %6.1f\n", n, r[n] / 1024}' "/proc/$proxy_pid/smaps" | sort -k2 -rn
   curl -sf "http://127.0.0.1:$http_port/debug/pprof/heap?debug=1" |
     awk '/^# (HeapAlloc|HeapInuse|HeapIdle|HeapReleased|GCSys|NextGC) = / {printf "   %s %.1f MiB\n", $2, $4 / 1048576}'
+  for f in "$bin/store/snapshot.ckpt" "$bin/store/served.img"; do
+    [ -f "$f" ] && echo "   file ${f##*/}: $(stat -c %s "$f") bytes"
+  done
 fi
 echo "== flood: ${FLOOD_CONNS:-1500} unauthenticated connections, each sending ${FLOOD_SEND:-240000} bytes of a ${FLOOD_SIZE:-250000}-byte message"
 "$bin/ldapflood" -targets "proxy=127.0.0.1:$ldap_port,slapd=$slapd_addr" -pids "proxy=$proxy_pid,slapd=$slapd_pid" \
