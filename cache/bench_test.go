@@ -131,7 +131,7 @@ func BenchmarkOpen(b *testing.B) {
 }
 
 // sssdUser is user i as a sync limited to the attributes SSSD reads stores it: its
-// upstream attributes hold its ID (entryUUID) and most of its fields.
+// upstream attributes hold most of its fields, not its ID (entryUUID).
 func sssdUser(i, numGroups int) *User {
 	u := testUser(i, numGroups, "")
 	u.Attributes = map[string]any{"given_name": "Given" + u.Username, "surname": "Surname" + u.Username}
@@ -146,7 +146,6 @@ func sssdUser(i, numGroups int) *User {
 		{Name: "gecos", Values: []string{u.Name}},
 		{Name: "mail", Values: []string{u.Email}},
 		{Name: "modifyTimestamp", Values: []string{"20240101000000Z"}},
-		{Name: "entryUUID", Values: []string{u.ID}},
 	}
 	return u
 }

@@ -189,7 +189,7 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		slab = append(slab, userRec{})
 		u := &slab[len(slab)-1]
 		u.start(val, kgen)
-		u.setField(fieldID, id, false) // the file holds it apart when val does not
+		u.setField(fieldID, id, through(val, id), false) // the file holds it after val when val does not
 	}
 	recs.userList = recs.userList[:len(slab)]
 	parts := min(runtime.GOMAXPROCS(0), 1+len(slab)/4096)
@@ -246,6 +246,16 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		return nil, errors.New("an ID appears twice")
 	}
 	return recs, nil
+}
+
+// through returns the bytes of the checkpoint from the start of val to the end of id
+// when id comes after val in it (a record's ID that its value does not hold), else val.
+func through(val, id string) string {
+	v, i := uintptr(unsafe.Pointer(unsafe.StringData(val))), uintptr(unsafe.Pointer(unsafe.StringData(id)))
+	if len(val) == 0 || len(id) == 0 || i < v+uintptr(len(val)) {
+		return val
+	}
+	return unsafe.String(unsafe.StringData(val), int(i-v)+len(id))
 }
 
 // ckptReader reads a checkpoint's records.

@@ -51,8 +51,10 @@ type Snapshot struct {
 // (norm(DN), the lower-case Username and Email) are slices of its encoding when the
 // encoding holds them as they are, which it usually does (the ID among the upstream
 // attributes, the keys where the encoding is already normalised): they are then kept
-// as a 16-bit offset and an 8-bit length into it, with no string header, and in more
-// otherwise. The generation is kept in 32 bits, in more beyond them.
+// as a 16-bit offset and an 8-bit length from its start, with no string header, and in
+// more otherwise. An ID that the encoding does not hold follows it in memory (in the
+// checkpoint's file, or in one string with it) and is kept in the same way. The
+// generation is kept in 32 bits, in more beyond them.
 type userRec struct {
 	p    *byte     // the encoding (see appendUser), of n bytes
 	more *userKeys // nil for most users
@@ -101,16 +103,16 @@ func (r *userRec) field(f int) string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(r.p), off)), int(r.len[f]))
 }
 
-// setField sets r's field f to v: as its place in r's encoding when v is a slice of it
-// there, or, with search, when the encoding holds its bytes; in more otherwise.
-func (r *userRec) setField(f int, v string, search bool) {
+// setField sets r's field f to v: as its place in in, a string that starts with r's
+// encoding (and may go on past it), when v is a slice of in there, or, with search, when
+// in holds its bytes; in more otherwise.
+func (r *userRec) setField(f int, v, in string, search bool) {
 	if v == "" {
 		return
 	}
-	val := r.val()
-	off, ok := view.Offset(v, val)
+	off, ok := view.Offset(v, in)
 	if !ok && search {
-		if i := strings.Index(val, v); i >= 0 {
+		if i := strings.Index(in, v); i >= 0 {
 			off, ok = i, true
 		}
 	}
@@ -132,7 +134,7 @@ func (r *userRec) setKey(k int, key, orig string) {
 		}
 		return
 	}
-	r.setField(k, key, false)
+	r.setField(k, key, r.val(), false)
 }
 
 func (r *userRec) moreKeys() *userKeys {
@@ -175,14 +177,16 @@ type groupRec struct {
 	dnKey string
 }
 
-// newUserRec indexes the user id encoded in val, written by generation gen.
+// newUserRec indexes the user id encoded in val, written by generation gen. An ID that
+// val does not hold is kept right after it, in one string with it.
 func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec, error) {
 	r := new(userRec)
 	r.start(val, gen)
-	r.setField(fieldID, id, true)
+	r.setField(fieldID, id, val, true)
 	if r.elsewhere&(1<<fieldID) != 0 {
-		// Not kept alive: whatever larger string the caller may have cut id from.
-		r.more.fields[fieldID] = strings.Clone(id)
+		both := val + id // not id itself: it may share a larger string's memory
+		r.start(both[:len(val)], gen)
+		r.setField(fieldID, both[len(val):], both, false)
 	}
 	if err := r.index(norm); err != nil {
 		return nil, err

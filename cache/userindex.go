@@ -2,20 +2,25 @@ package cache
 
 import (
 	"hash/maphash"
+	"math/bits"
 
 	"github.com/ldapproxy/ldapproxy/internal/slots"
 )
 
 // userIndex finds a snapshot's users by one key of theirs (DN, user name, mail): an
 // open-addressing hash table of 4-byte slots over the snapshot's user list (package
-// slots), twice as many as users, each 0 (empty) or 1 + a position in the list, whose record holds
-// the key. Where a map held a string header and a pointer per user, this holds a few
-// bytes. A key two users share is marked shared: it finds neither (addUnique's rule).
-// Built once per snapshot, from the list, and never changed.
+// slots' probing), three for every two users, each 0 (empty) or 1 + a position in the
+// list, whose record holds the key, with bits of the key's hash above it (the tag:
+// a probe passes a slot whose tag differs without reading its record). Where a map held
+// a string header and a pointer per user, this holds 6 bytes. A key two users share is
+// marked shared: it finds neither (addUnique's rule). Built once per snapshot, from the
+// list, and never changed.
 type userIndex struct {
 	list  []*userRec
 	key   func(*userRec) string
 	slots []uint32
+	// posBits is the number of low bits of a slot that hold 1 + a position.
+	posBits uint
 }
 
 // sharedKey marks a slot whose key more than one user has.
@@ -25,27 +30,35 @@ const sharedKey = 1 << 31
 // cannot be chosen to collide.
 var indexSeed = maphash.MakeSeed()
 
+// indexSlots is the number of slots of a userIndex of n users: with the tags, a probe
+// past a slot of another key seldom reads a record, and the table can be fuller than
+// package slots' half.
+func indexSlots(n int) int { return max(n+n/2, 2) }
+
 // newUserIndex indexes list by key; users whose key is "" are left out. It returns nil
 // for a list too long for its positions, which no directory comes near.
 func newUserIndex(list []*userRec, key func(*userRec) string) *userIndex {
 	if len(list) >= sharedKey-1 {
 		return nil
 	}
-	size := slots.For(len(list))
-	x := &userIndex{list: list, key: key, slots: make([]uint32, size)}
+	size := indexSlots(len(list))
+	x := &userIndex{list: list, key: key, slots: make([]uint32, size), posBits: uint(bits.Len(uint(len(list))))}
+	posMask := uint32(1)<<x.posBits - 1
 	for pos, r := range list {
 		k := key(r)
 		if k == "" {
 			continue
 		}
-		i := slots.Home(maphash.String(indexSeed, k), size)
+		h := maphash.String(indexSeed, k)
+		tag := x.tag(h)
+		i := slots.Home(h, size)
 		for {
 			s := x.slots[i]
 			if s == 0 {
-				x.slots[i] = uint32(pos + 1)
+				x.slots[i] = tag | uint32(pos+1)
 				break
 			}
-			if key(list[s&^sharedKey-1]) == k {
+			if s&^sharedKey&^posMask == tag && key(list[s&posMask-1]) == k {
 				x.slots[i] = s | sharedKey
 				break
 			}
@@ -55,6 +68,11 @@ func newUserIndex(list []*userRec, key func(*userRec) string) *userIndex {
 	return x
 }
 
+// tag returns the bits of hash h that a slot of its key holds above the position.
+func (x *userIndex) tag(h uint64) uint32 {
+	return uint32(h) << x.posBits &^ sharedKey
+}
+
 // get returns the user whose key is k, as a map kept by addUnique would: nil and true
 // for a key several users share, nil and false for one none has.
 func (x *userIndex) get(k string) (*userRec, bool) {
@@ -62,12 +80,18 @@ func (x *userIndex) get(k string) (*userRec, bool) {
 		return nil, false
 	}
 	size := len(x.slots)
-	for i := slots.Home(maphash.String(indexSeed, k), size); ; i = slots.Next(i, size) {
+	h := maphash.String(indexSeed, k)
+	tag := x.tag(h)
+	posMask := uint32(1)<<x.posBits - 1
+	for i := slots.Home(h, size); ; i = slots.Next(i, size) {
 		s := x.slots[i]
 		if s == 0 {
 			return nil, false
 		}
-		if r := x.list[s&^sharedKey-1]; x.key(r) == k {
+		if s&^sharedKey&^posMask != tag {
+			continue
+		}
+		if r := x.list[s&posMask-1]; x.key(r) == k {
 			if s&sharedKey != 0 {
 				return nil, true
 			}

@@ -122,13 +122,13 @@ func TestUserRecKeys(t *testing.T) {
 func recWithID(id string) *userRec {
 	r := &userRec{}
 	r.start(id, 1)
-	r.setField(fieldID, id, false)
+	r.setField(fieldID, id, id, false)
 	return r
 }
 
 // TestUserRecFields: a record keeps its ID as a place in its encoding when the encoding
-// holds it (as a user's upstream entryUUID), and its generation in 32 bits; an ID it
-// does not hold, fields beyond 255 bytes or 64 KiB into the encoding and a generation
+// holds it (as a user's upstream entryUUID), else right after it, and its generation in
+// 32 bits; fields beyond 255 bytes or 64 KiB from the encoding's start and a generation
 // beyond 32 bits are kept apart, and everything reads back as it was given.
 func TestUserRecFields(t *testing.T) {
 	norm := strings.ToLower
@@ -141,11 +141,12 @@ func TestUserRecFields(t *testing.T) {
 		elsewhere uint8 // fields expected in more
 	}{
 		{"id in the record", User{ID: "uuid-1", DN: "uid=a", Username: "a", Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-1"}}}}, 7, 0},
-		{"id apart", User{ID: "uuid-2", DN: "uid=b", Username: "b"}, 7, 1 << fieldID},
+		{"id apart", User{ID: "uuid-2", DN: "uid=b", Username: "b"}, 7, 0},
 		{"64-bit generation", User{ID: "uuid-3", DN: "uid=c", Username: "c", Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-3"}}}}, 1<<32 + 5, 0},
 		{"largest 32-bit generation", User{ID: "uuid-3", DN: "uid=c", Username: "c", Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-3"}}}}, 1<<32 - 2, 0},
 		{"long name", User{ID: "uuid-4", DN: "uid=d", Username: long, Upstream: []Attribute{{Name: "entryUUID", Values: []string{"uuid-4"}}}}, 1, 1 << keyName},
 		{"id far in", User{ID: "uuid-5", DN: "uid=e", Username: "e", Upstream: []Attribute{{Name: "description", Values: []string{far}}, {Name: "entryUUID", Values: []string{"uuid-5"}}}}, 1, 1 << fieldID},
+		{"long id apart", User{ID: long, DN: "uid=f", Username: "f"}, 1, 1 << fieldID},
 	} {
 		val := string(appendUser(nil, &tc.u))
 		r, err := newUserRec(strings.Clone(tc.u.ID), val, tc.gen, norm)
@@ -167,5 +168,49 @@ func TestUserRecFields(t *testing.T) {
 	}
 	if size := unsafe.Sizeof(userRec{}); size != 40 {
 		t.Fatalf("a userRec is %d bytes", size)
+	}
+}
+
+// TestCheckpointRecordsApart: users read from a checkpoint keep nothing apart, whether
+// their encoding holds their ID (the file then holds it once) or not (the file holds it
+// after the encoding), and read back as they were put.
+func TestCheckpointRecordsApart(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	w, err := s.BeginSync(KindUsers, KindGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []*User
+	for i := range 50 {
+		u := testUser(i, 5, "")
+		if i%2 == 0 {
+			u = sssdUser(i, 5)
+		}
+		want = append(want, u)
+		if err := w.PutUser(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openDir(t, dir)
+	defer s.Close()
+	if !s.fromCheckpoint {
+		t.Fatal("not opened from the checkpoint")
+	}
+	sn := s.Snapshot()
+	for _, u := range want {
+		r := sn.userRec(u.ID)
+		if r == nil || r.more != nil || r.elsewhere != 0 || r.id() != u.ID {
+			t.Fatalf("user %s: %+v", u.ID, r)
+		}
+		if got, ok := sn.UserByUsername(u.Username); !ok || got.ID != u.ID || got.DN != u.DN {
+			t.Fatalf("user %s by name: %v", u.ID, got)
+		}
 	}
 }
