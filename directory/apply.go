@@ -180,7 +180,7 @@ func (b *batch) unlink(dn string, next *Entry) (*treeEntry, error) {
 	// with it the superclasses the entry was indexed under.
 	b.oldKeys[id] = b.t.keySet(old)
 	b.byDN.delete(ndn)
-	if parsed, ok := parseDN(old.dn); ok {
+	if parsed, ok := parseDN(old.dn()); ok {
 		b.schema().count(b.t.fullEntry(old), parsed, -1)
 	}
 	if old.parent != noEntry {
@@ -200,6 +200,9 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	if parent != "" {
 		if pid, ok := b.byDN.get(parent); ok {
 			p := b.mutable(pid)
+			if p.depth == maxDepth {
+				return fmt.Errorf("entry %q: more than %d levels below its naming context", e.DN, maxDepth)
+			}
 			p.nchild++
 			te.parent, te.depth = pid, p.depth+1
 		}
@@ -218,7 +221,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 		old = b.old[id]
 		cur := b.ids.t.get(id)
 		if cur.nchild > 0 && old.canon() != ndn {
-			return fmt.Errorf("entry %q: cannot rename or move an entry that has children", old.dn)
+			return fmt.Errorf("entry %q: cannot rename or move an entry that has children", old.dn())
 		}
 		te.nchild = cur.nchild
 	}
@@ -275,7 +278,7 @@ func (t *Tree) seedDNs(e *treeEntry, dnCache map[string]string) {
 func (b *batch) remove(id entryID) error {
 	e := b.ids.t.get(id)
 	if e.nchild > 0 {
-		return fmt.Errorf("entry %q: cannot delete an entry that has children", e.dn)
+		return fmt.Errorf("entry %q: cannot delete an entry that has children", e.dn())
 	}
 	for k := range b.oldKeys[id] {
 		b.removePosting(k, id)
@@ -388,14 +391,18 @@ func (b *batch) removePosting(k postingKey, id entryID) {
 // source from then on, as the sources of the snapshot it now belongs to, which an image
 // is written with, hold it and not the one before.
 func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
-	if e.DN != te.dn || te.src != "" && e.Source != te.src {
+	if e.DN != te.dn() || te.srcLen != 0 && e.Source != te.src() {
 		return false
 	}
-	// The entry's user attributes are te's first nUser, its operational ones the next.
+	// The entry's user attributes are te's first (teUser), its operational ones the next.
 	var user, op attrCursor
+	teUser := 0
+	for user.start(te, t.types, t.consts); user.next() && !user.typ.operational; {
+		teUser++
+	}
 	user.start(te, t.types, t.consts)
 	op.start(te, t.types, t.consts)
-	for range te.nUser {
+	for range teUser {
 		op.next()
 	}
 	nUser, nOp := 0, 0
@@ -415,15 +422,15 @@ func (t *Tree) sameEntry(te *treeEntry, e *Entry) bool {
 		if at.operational {
 			c, k = &op, &nOp
 		}
-		if *k++; c == &user && nUser > int(te.nUser) || !c.next() || !sameAttribute(c, a) {
+		if *k++; c == &user && nUser > teUser || !c.next() || !sameAttribute(c, a) {
 			return false
 		}
 	}
-	if nUser != int(te.nUser) {
+	if nUser != teUser {
 		return false
 	}
 	computed := 2 // entryDN, hasSubordinates
-	if te.structural {
+	if te.structural() {
 		computed++
 	}
 	for op.next() {

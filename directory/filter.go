@@ -644,7 +644,7 @@ func (t *Tree) ruleTest(rule *matchingRule, norm string) func(string) bool {
 // parsed form of its DN.
 func (t *Tree) dnValues(e *treeEntry, at *attrType, rule *matchingRule, test func(string) bool) bool {
 	for {
-		dn, ok := parseDN(e.dn)
+		dn, ok := parseDN(e.dn())
 		if !ok {
 			return false
 		}

@@ -56,7 +56,7 @@ import (
 // image's entries and an offset: the key is the x/2 bytes of that entry's source at
 // the offset. Most keys are so: a user's uid, mail or entryUUID in its own record, its
 // DN (a group's member value) in the record of the user it names.
-const imageFormat = 9
+const imageFormat = 10
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -121,52 +121,60 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 			return 0, 0, false
 		}
 		e := t.entry(id)
-		if e == nil || e.dn != v || e.src == "" {
+		if e == nil || e.srcLen == 0 || e.dn() != v {
 			return 0, 0, false
 		}
-		off, ok := within(e.dn, e.src)
+		off, ok := within(e.dn(), e.src())
 		if !ok {
 			return 0, 0, false
 		}
-		src, ok := srcIndex.find(e.src)
+		src, ok := srcIndex.find(e.src())
 		return src, off, ok
 	}
 	iw.uvar(int(t.entries.next))
 	iw.uvar(t.count)
 	posOf := make([]int32, t.entries.next) // an entry's place among those written
 	pos := int32(0)
+	prev := imageEntryState{src: -1}
 	for id := range t.entries.next {
 		if e := t.entry(id); e != nil {
-			if err := iw.entry(e, &srcIndex); err != nil {
+			if err := iw.entry(e, &prev, &srcIndex); err != nil {
 				return err
 			}
 			posOf[id] = pos
 			pos++
 		}
 	}
-	// keyRef finds k in the source of an entry: the one k names, or the first one
-	// indexed under it.
-	keyRef := func(k string, l []entryID) (int, int, bool) {
-		if len(k) < minKeyRef {
-			return 0, 0, false
+	// keyRef finds k in an entry: in the source of the one k names, else in the
+	// source or the meta (a normalised value copied there) of the first one indexed
+	// under it. A key of a single entry is looked for in that entry even when short:
+	// its list then costs nothing (listKeyEntry).
+	keyRef := func(k string, l []entryID) (kind, p, i int) {
+		if len(k) < minKeyRef && (len(l) != 1 || len(k) < minKeyRefOne) {
+			return keyBytes, 0, 0
 		}
-		in := func(id entryID) (int, int, bool) {
-			if e := t.entry(id); e != nil && e.src != "" {
-				if i := strings.Index(e.src, k); i >= 0 {
-					return int(posOf[id]), i, true
+		if len(k) >= minKeyRef {
+			if id, ok := t.byDN.get(k); ok {
+				if e := t.entry(id); e != nil && e.srcLen != 0 {
+					if i := strings.Index(e.src(), k); i >= 0 {
+						return keySource, int(posOf[id]), i
+					}
 				}
-			}
-			return 0, 0, false
-		}
-		if id, ok := t.byDN.get(k); ok {
-			if p, i, ok := in(id); ok {
-				return p, i, true
 			}
 		}
 		if len(l) > 0 {
-			return in(l[0])
+			if e := t.entry(l[0]); e != nil {
+				if i := strings.Index(e.src(), k); i >= 0 {
+					return keySource, int(posOf[l[0]]), i
+				}
+				if e.metaLen <= maxKeyMeta {
+					if i := strings.Index(e.meta(), k); i >= 0 {
+						return keyMeta, int(posOf[l[0]]), i
+					}
+				}
+			}
 		}
-		return 0, 0, false
+		return keyBytes, 0, 0
 	}
 
 	types := make([]*attrType, 0, len(t.index))
@@ -183,17 +191,16 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 		m.each(func(string, []entryID) { n++ })
 		iw.uvar(n)
 		m.each(func(k string, l []entryID) {
-			p, i, keyed := keyRef(k, l)
-			if keyed {
-				iw.uvar(2*len(k) + 1)
+			kind, p, i := keyRef(k, l)
+			iw.uvar(len(k)<<2 | kind)
+			if kind == keyBytes {
+				iw.rawStr(k)
+			} else {
 				iw.uvar(p)
 				iw.uvar(i)
-			} else {
-				iw.uvar(2 * len(k))
-				iw.rawStr(k)
 			}
 			switch {
-			case len(l) == 1 && keyed && p == int(posOf[l[0]]):
+			case len(l) == 1 && kind != keyBytes && p == int(posOf[l[0]]):
 				iw.uvar(listKeyEntry)
 				return
 			case len(l) == 1:
@@ -349,58 +356,79 @@ func (iw *imageWriter) strings(l []string) {
 	}
 }
 
-// entry writes one entry:
+// entry writes one entry, after prev (the entry written before it, if any):
 //
-//	uvarint id, parent+1 (0: an entry of a naming context), depth, children, user
-//	        attributes, 1 if structuralObjectClass is computed
-//	uvarint source index+1 (0: none), source length
+//	uvarint its ID less the one after prev's (0 for the first entry)
+//	uvarint 0: an entry of a naming context; 1: prev's parent; else parent+2
+//	uvarint depth<<1, +1 if structuralObjectClass is computed; uvarint children
+//	uvarint 0: no source; 1: the source after prev's; else source index+2; then,
+//	        with a source, its length
 //	the DN: uvarint 2*offset+1 and its length when it is a slice of the source, else
 //	        uvarint 2*length and its bytes
 //	the canonical DN: uvarint 0 when it is the DN, else length+1 and its bytes
 //	meta
 //	ext: see imageWriter.ext
-func (iw *imageWriter) entry(e *treeEntry, srcIndex *sourceIndex) error {
-	iw.uvar(int(e.id))
-	if e.parent == noEntry {
+//
+// Entries are written in ID order, most of them beside a sibling and after the entry of
+// the source before theirs: most of these numbers take a byte.
+func (iw *imageWriter) entry(e *treeEntry, prev *imageEntryState, srcIndex *sourceIndex) error {
+	iw.uvar(int(e.id - prev.nextID))
+	switch {
+	case e.parent == noEntry:
 		iw.uvar(0)
-	} else {
-		iw.uvar(int(e.parent) + 1)
-	}
-	iw.uvar(int(e.depth))
-	iw.uvar(int(e.nchild))
-	iw.uvar(int(e.nUser))
-	if e.structural {
+	case prev.written && e.parent == prev.parent:
 		iw.uvar(1)
-	} else {
-		iw.uvar(0)
+	default:
+		iw.uvar(int(e.parent) + 2)
 	}
-	if e.src == "" {
-		iw.uvar(0)
+	depth := int(e.depth) << 1
+	if e.structural() {
+		depth |= 1
+	}
+	iw.uvar(depth)
+	iw.uvar(int(e.nchild))
+	src, dn := e.src(), e.dn()
+	if src == "" {
 		iw.uvar(0)
 	} else {
-		i, ok := srcIndex.find(e.src)
+		i, ok := srcIndex.find(src)
 		if !ok {
-			return fmt.Errorf("entry %q: its source is not among the sources given", e.dn)
+			return fmt.Errorf("entry %q: its source is not among the sources given", dn)
 		}
-		iw.uvar(i + 1)
-		iw.uvar(len(e.src))
+		if i == prev.src+1 {
+			iw.uvar(1)
+		} else {
+			iw.uvar(i + 2)
+		}
+		iw.uvar(len(src))
+		prev.src = i
 	}
-	if off, ok := within(e.dn, e.src); ok {
+	prev.nextID, prev.parent, prev.written = e.id+1, e.parent, true
+	if off, ok := within(dn, src); ok {
 		iw.uvar(2*off + 1)
-		iw.uvar(len(e.dn))
+		iw.uvar(len(dn))
 	} else {
-		iw.uvar(2 * len(e.dn))
-		iw.rawStr(e.dn)
+		iw.uvar(2 * len(dn))
+		iw.rawStr(dn)
 	}
-	if ndn := e.canon(); ndn == e.dn {
+	if ndn := e.canon(); ndn == dn {
 		iw.uvar(0)
 	} else {
 		iw.uvar(len(ndn) + 1)
 		iw.rawStr(ndn)
 	}
-	iw.str(e.meta)
+	iw.str(e.meta())
 	iw.ext(e.extList())
 	return nil
+}
+
+// imageEntryState is what an image's entry is written and read relative to: the
+// entry's before it.
+type imageEntryState struct {
+	nextID  entryID
+	parent  entryID
+	src     int // the index of the last source written, -1 before any
+	written bool
 }
 
 // ReadTree makes the tree that WriteImage wrote in data (the same entries with the same
@@ -526,9 +554,10 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	// One allocation for the entries: a replaced entry keeps only its struct alive with
 	// the array, as its strings are the image's.
 	tes := make([]treeEntry, count)
+	prev := imageEntryState{src: -1}
 	for i := range tes {
 		te := &tes[i]
-		if err := r.entry(te, sources); err != nil {
+		if err := r.entry(te, &prev, sources); err != nil {
 			return nil, err
 		}
 		if int(te.id) >= next || te.parent != noEntry && int(te.parent) >= next {
@@ -577,8 +606,24 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 var errDamaged = errors.New("tree image: damaged")
 
 // minKeyRef is the shortest index key an image writes as a place in a source: a
-// place takes up to 5 bytes at 100,000 entries.
-const minKeyRef = 8
+// place takes up to 5 bytes at 100,000 entries. minKeyRefOne is that of a key whose
+// list is one entry, which holds it: its list then takes a byte instead of 4.
+const (
+	minKeyRef    = 8
+	minKeyRefOne = 3
+)
+
+// maxKeyMeta is the longest meta an index key is looked for in: a key is found in the
+// meta of the first entry of its list, which may be a group of thousands of members.
+const maxKeyMeta = 1 << 10
+
+// The kinds of an index key in an image: its bytes, or a place in the source or the
+// meta of an entry.
+const (
+	keyBytes = iota
+	keySource
+	keyMeta
+)
 
 // maxSpareIDs bounds an image's next ID by its entries: a tree that has since lost most
 // of its entries is built anew (new IDs, the same entries) instead of read, and a
@@ -592,7 +637,7 @@ var spareIDs = 1 << 16
 // minEntryBytes is the least an entry takes in an image: a byte for each of its
 // numbers, strings and lists, two for its meta (never empty). An image that claims
 // more entries than its bytes can hold is refused before they are allocated.
-const minEntryBytes = 13
+const minEntryBytes = 10
 
 type imageReader struct {
 	data []byte
@@ -687,42 +732,54 @@ func (r *imageReader) strings() []string {
 	return out
 }
 
-func (r *imageReader) entry(te *treeEntry, sources []string) error {
-	te.id = entryID(r.uvar())
-	te.parent = noEntry
-	if p := r.uvar(); p > 0 {
-		te.parent = entryID(p - 1)
+func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []string) error {
+	id := int(prev.nextID) + r.uvar()
+	parent := noEntry
+	switch p := r.uvar(); {
+	case p == 1 && prev.written:
+		parent = prev.parent
+	case p == 1 || p-2 >= int(noEntry):
+		return errDamaged
+	case p > 1:
+		parent = entryID(p - 2)
 	}
-	te.depth, te.nchild, te.nUser = int32(r.uvar()), int32(r.uvar()), int32(r.uvar())
-	te.structural = r.uvar() == 1
-	src, srcLen := r.uvar(), r.uvar()
-	if src > 0 {
-		if src > len(sources) || len(sources[src-1]) != srcLen {
+	depth, nchild := r.uvar(), r.uvar()
+	if id >= int(noEntry) || depth>>1 > maxDepth || nchild > 1<<31-1 {
+		return errDamaged
+	}
+	te.id, te.parent, te.depth, te.nchild = entryID(id), parent, uint16(depth>>1), int32(nchild)
+	prev.nextID, prev.parent, prev.written = te.id+1, parent, true
+	var src string
+	if i := r.uvar(); i > 0 {
+		if i == 1 {
+			i = prev.src + 1
+		} else {
+			i -= 2
+		}
+		if srcLen := r.uvar(); i >= len(sources) || len(sources[i]) != srcLen {
 			return fmt.Errorf("%w: the sources differ from the image's", ErrImageStale)
 		}
-		te.src = sources[src-1]
+		src, prev.src = sources[i], i
 	}
+	var dn string
 	if x := r.uvar(); x&1 == 1 {
 		off, n := x>>1, r.uvar()
-		if off > len(te.src) || n > len(te.src)-off {
+		if off > len(src) || n > len(src)-off {
 			return errDamaged
 		}
-		te.dn = te.src[off : off+n]
+		dn = src[off : off+n]
 	} else {
-		te.dn = r.strN(x >> 1)
+		dn = r.strN(x >> 1)
 	}
-	ndn := te.dn
+	ndn := dn
 	if n := r.uvar(); n > 0 {
 		ndn = r.strN(n - 1)
 	}
-	te.meta = r.str()
+	meta := r.str()
 	var ext []string
-	if n, own := r.count(), ndn != te.dn; n > 0 || own {
-		if own {
-			ext = r.ext.take(n + 1)[:n] // room for the canonical DN
-		} else {
-			ext = r.ext.take(n)
-		}
+	n := r.count()
+	if own := dnOwn(dn, src) || ndn != dn; n > 0 || own {
+		ext = r.ext.take(n + 2)[:n] // room for the DNs
 		for i := range ext {
 			x := r.uvar()
 			switch x & 3 {
@@ -747,10 +804,10 @@ func (r *imageReader) entry(te *treeEntry, sources []string) error {
 			}
 		}
 	}
-	te.setExt(ext, ndn)
-	if r.err != nil || len(te.meta) == 0 {
+	if r.err != nil || len(meta) == 0 {
 		return errDamaged
 	}
+	te.set(meta, src, dn, ndn, ext, depth&1 == 1)
 	return nil
 }
 
@@ -773,15 +830,25 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
 			off := r.off
 			var k string
 			x := r.uvar()
-			keyed := x&1 == 1
-			if !keyed {
-				k = r.strN(x >> 1)
-			} else {
-				p, i, n := r.uvar(), r.uvar(), x>>1
-				if r.err != nil || p >= len(tes) || i > len(tes[p].src) || n > len(tes[p].src)-i {
+			keyed := x&3 != keyBytes
+			switch x & 3 {
+			case keyBytes:
+				k = r.strN(x >> 2)
+			case keySource, keyMeta:
+				p, i, n := r.uvar(), r.uvar(), x>>2
+				if r.err != nil || p >= len(tes) {
 					return errDamaged
 				}
-				k = tes[p].src[i : i+n]
+				in := tes[p].src()
+				if x&3 == keyMeta {
+					in = tes[p].meta()
+				}
+				if i > len(in) || n > len(in)-i {
+					return errDamaged
+				}
+				k = in[i : i+n]
+			default:
+				return errDamaged
 			}
 			if off >= 1<<32-1 {
 				return errDamaged

@@ -53,11 +53,11 @@ func FuzzReadTree(f *testing.F) {
 			if e == nil {
 				continue
 			}
-			_, inSrc := within(e.dn, e.src)
-			if !inImage(e.dn) && !inSrc || !inImage(e.meta) {
+			_, inSrc := within(e.dn(), e.src())
+			if !inImage(e.dn()) && !inSrc || !inImage(e.meta()) {
 				t.Fatalf("entry %d: DN or meta outside the image and its source", id)
 			}
-			if e.ndnOwn && !inImage(e.canon()) {
+			if e.canon() != e.dn() && !inImage(e.canon()) {
 				t.Fatalf("entry %d: canonical DN outside the image", id)
 			}
 			for _, v := range e.extList() {

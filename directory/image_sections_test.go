@@ -45,7 +45,10 @@ func imageSections(t testing.TB, data []byte) (map[string]int, error) {
 	count := r.count()
 	add("header")
 	for range count {
-		for range 8 { // id .. source length
+		for range 4 { // ID, parent, depth, children
+			r.uvar()
+		}
+		if r.uvar() > 0 { // source
 			r.uvar()
 		}
 		add("entries: numbers")
@@ -86,15 +89,16 @@ func imageSections(t testing.TB, data []byte) (map[string]int, error) {
 	for range n {
 		name := r.str()
 		keys := r.count()
-		add("index " + name + ": keys")
+		add("header")
 		for range keys {
-			if x := r.uvar(); x&1 == 0 {
-				r.strN(x >> 1)
+			if x := r.uvar(); x&3 == keyBytes {
+				r.strN(x >> 2)
+				add("index " + name + ": keys' bytes")
 			} else {
 				r.uvar()
 				r.uvar()
+				add("index " + name + ": keys as places")
 			}
-			add("index " + name + ": keys")
 			switch l := r.count(); l {
 			case listKeyEntry:
 				add("index " + name + ": lists of the key's entry")
@@ -177,8 +181,15 @@ func TestImageSections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sec["entries: meta"] == 0 || sec["index uid: keys"] == 0 || sec["index objectClass: longer lists"] == 0 {
+	if sec["entries: meta"] == 0 || sec["index uid: keys as places"] == 0 || sec["index objectClass: longer lists"] == 0 {
 		t.Errorf("parts missing: %v", sec)
+	}
+	// A key an entry holds (a uid in its source, a cn normalised in its meta) is a
+	// place there, and its list of that one entry a byte.
+	for _, k := range []string{"index cn: keys' bytes", "index uid: keys' bytes", "index uid: lists of one entry"} {
+		if sec[k] != 0 {
+			t.Errorf("%s: %d bytes", k, sec[k])
+		}
 	}
 	printSections(t, sec, len(entries))
 }

@@ -134,14 +134,14 @@ func TestImageRoundTrip(t *testing.T) {
 			continue
 		}
 		// The DNs are the image's bytes or the source's (read where they are, never copied).
-		inSrc := func(s string) bool { _, ok := within(s, e.src); return ok }
-		if !inData(e.meta) || !inData(e.canon()) && !inSrc(e.canon()) || !inData(e.dn) && !inSrc(e.dn) {
-			t.Fatalf("%s: meta or DN copied out of the image", e.dn)
+		inSrc := func(s string) bool { _, ok := within(s, e.src()); return ok }
+		if !inData(e.meta()) || !inData(e.canon()) && !inSrc(e.canon()) || !inData(e.dn()) && !inSrc(e.dn()) {
+			t.Fatalf("%s: meta or DN copied out of the image", e.dn())
 		}
-		if e.src != "" {
+		if e.src() != "" {
 			srcs++
-			if w := tree.entry(id); w == nil || e.src != w.src || !sameString(e.src, w.src) {
-				t.Fatalf("%s: source is not the one given", e.dn)
+			if w := tree.entry(id); w == nil || e.src() != w.src() || !sameString(e.src(), w.src()) {
+				t.Fatalf("%s: source is not the one given", e.dn())
 			}
 		}
 	}
@@ -187,7 +187,7 @@ func TestImageRoundTrip(t *testing.T) {
 			case inAnySrc(v):
 				inSources++
 			case !inData(v):
-				t.Fatalf("%s: outside value %q copied out of the image and the sources", e.dn, v)
+				t.Fatalf("%s: outside value %q copied out of the image and the sources", e.dn(), v)
 			}
 			if p, ok := extAt[v]; ok {
 				repeated++

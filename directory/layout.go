@@ -179,7 +179,7 @@ type attrCursor struct {
 // written, at every entry a filter tests.
 func (c *attrCursor) start(e *treeEntry, types []*attrType, consts []string) {
 	c.e, c.types, c.consts = e, types, consts
-	m := e.meta // never empty: every entry has entryDN and hasSubordinates
+	m := e.meta() // never empty: every entry has entryDN and hasSubordinates
 	n, p := int(m[0]), 1
 	if n >= 0x80 {
 		n, p = uvar(m, 0)
@@ -189,7 +189,7 @@ func (c *attrCursor) start(e *treeEntry, types []*attrType, consts []string) {
 
 // next moves to the next attribute; false after the last.
 func (c *attrCursor) next() bool {
-	m, p := c.e.meta, c.head
+	m, p := c.e.meta(), c.head
 	if p >= c.heads {
 		return false
 	}
@@ -211,7 +211,7 @@ func (c *attrCursor) nextOf(at *attrType) bool { return c.nextIs(at, at.hasSubty
 // false when there is none. The filters' loop: it reads the heads, two bytes per
 // attribute mostly, and keeps what it reads in registers until it finds one.
 func (c *attrCursor) nextIs(at *attrType, subtypes bool) bool {
-	m, types, p, rec := c.e.meta, c.types, c.head, c.next0
+	m, types, p, rec := c.e.meta(), c.types, c.head, c.next0
 	for p < c.heads {
 		head, l := int(m[p]), int(m[p+1])
 		if p += 2; head|l >= 0x80 {
@@ -231,7 +231,7 @@ func (c *attrCursor) nextIs(at *attrType, subtypes bool) bool {
 // nextIn moves to the next attribute whose type ID is set in want; false when there is
 // none.
 func (c *attrCursor) nextIn(want []bool) bool {
-	m, p, rec := c.e.meta, c.head, c.next0
+	m, p, rec := c.e.meta(), c.head, c.next0
 	for p < c.heads {
 		head, l := int(m[p]), int(m[p+1])
 		if p += 2; head|l >= 0x80 {
@@ -251,7 +251,7 @@ func (c *attrCursor) nextIn(want []bool) bool {
 // header returns the name (empty: the type's primary name), the options, the number of
 // values and the position of the first value of the current attribute.
 func (c *attrCursor) header() (name, opts string, n, vals int) {
-	m := c.e.meta
+	m := c.e.meta()
 	n, p := uvar(m, c.rec)
 	if c.flags&flagName != 0 {
 		l, q := uvar(m, p)
@@ -286,8 +286,8 @@ func (c *attrCursor) opts() string {
 // the first.
 func (c *attrCursor) valuesAt() (n, p int) {
 	if c.flags&(flagName|flagOpts) == 0 {
-		if p = c.rec; c.e.meta[p] < 0x80 {
-			return int(c.e.meta[p]), p + 1
+		if m := c.e.meta(); m[c.rec] < 0x80 {
+			return int(m[c.rec]), c.rec + 1
 		}
 	}
 	_, _, n, p = c.header()
@@ -324,7 +324,7 @@ func (c *attrCursor) hasNorm(want string) bool {
 // normNext is normAt reading in line the commonest references: a normalised value
 // copied into meta, after a short reference to its value.
 func (e *treeEntry) normNext(pos int, norm bool, consts []string) (string, int) {
-	m := e.meta
+	m := e.meta()
 	x, p := int(m[pos]), pos
 	if norm {
 		if x >= 0x80 {
@@ -361,7 +361,7 @@ func (e *treeEntry) normAt(pos int, norm bool, consts []string) (string, int) {
 		return e.ref(pos, "", consts)
 	}
 	p := e.skipRef(pos)
-	if e.meta[p] == specSame<<2|refSpecial {
+	if e.meta()[p] == specSame<<2|refSpecial {
 		v, _ := e.ref(pos, "", consts)
 		return v, p + 1
 	}
@@ -421,7 +421,7 @@ func (v *valueCursor) count() int { return v.n }
 // position after the reference; same is the value specSame stands for, consts the
 // tree's constants.
 func (e *treeEntry) ref(pos int, same string, consts []string) (string, int) {
-	m := e.meta
+	m := e.meta()
 	x, p := int(m[pos]), pos+1
 	if x >= 0x80 {
 		x, p = uvarLong(m, pos)
@@ -432,13 +432,13 @@ func (e *treeEntry) ref(pos int, same string, consts []string) (string, int) {
 		return m[p : p+l], p + l
 	case refSource:
 		off, q := uvar(m, p)
-		return e.src[off : off+l], q
+		return e.src()[off : off+l], q
 	case refExt:
 		return e.extList()[l], p
 	}
 	switch l {
 	case specDN:
-		return e.dn, p
+		return e.dn(), p
 	case specNDN:
 		return e.canon(), p
 	case specHasSubordinates:
@@ -454,12 +454,13 @@ func (e *treeEntry) ref(pos int, same string, consts []string) (string, int) {
 
 // skipRef returns the position after the value reference at pos.
 func (e *treeEntry) skipRef(pos int) int {
-	x, p := uvar(e.meta, pos)
+	m := e.meta()
+	x, p := uvar(m, pos)
 	switch x & 3 {
 	case refInline:
 		return p + x>>2
 	case refSource:
-		_, p = uvar(e.meta, p)
+		_, p = uvar(m, p)
 	}
 	return p
 }
@@ -561,21 +562,21 @@ func (enc *encoder) end() {
 	enc.meta = append(enc.meta, enc.attr...)
 }
 
-// done stores the entry's meta, source and outside values in e.
-func (enc *encoder) done(e *treeEntry) {
+// done stores the entry's meta, source, DN (dn) and outside values in e, whose
+// canonical DN setCanon set; structural says that the tree computed
+// structuralObjectClass.
+func (enc *encoder) done(e *treeEntry, dn string, structural bool) {
 	enc.out = append(append(appendUvar(enc.out[:0], len(enc.heads)), enc.heads...), enc.meta...)
-	e.meta = string(enc.out)
-	e.src = ""
-	if enc.usedSrc {
-		e.src = enc.src
+	src := ""
+	if _, dnInSrc := within(dn, enc.src); enc.usedSrc || dnInSrc {
+		src = enc.src
 	}
-	ndn := e.canon()
 	var l []string
-	if len(enc.ext) > 0 || ndn != e.dn {
-		l = make([]string, len(enc.ext), len(enc.ext)+1)
+	if n := len(enc.ext); n > 0 {
+		l = make([]string, n, n+2)
 		copy(l, enc.ext)
 	}
-	e.setExt(l, ndn)
+	e.set(string(enc.out), src, dn, e.canon(), l, structural)
 }
 
 // within returns the offset of v in src when v's bytes are part of src's, which the

@@ -93,7 +93,7 @@ func TestEntrySource(t *testing.T) {
 	}
 	for i, e := range sourced {
 		te := tree.entry(tree.findID(t, e.DN))
-		if te.src != e.Source {
+		if te.src() != e.Source {
 			t.Errorf("%s: keeps no source", e.DN)
 		}
 		for _, x := range te.extList() {
@@ -103,7 +103,7 @@ func TestEntrySource(t *testing.T) {
 		}
 		for _, a := range testEntries()[i].Attributes {
 			for _, v := range a.Values {
-				if len(v) > inlineMax && !strings.EqualFold(a.Name, "objectClass") && strings.Contains(te.meta, string(v)) {
+				if len(v) > inlineMax && !strings.EqualFold(a.Name, "objectClass") && strings.Contains(te.meta(), string(v)) {
 					t.Errorf("%s: %q copied", e.DN, v)
 				}
 			}
@@ -118,11 +118,11 @@ func TestEntrySource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if te := next.entry(next.findID(t, bob.DN)); te.src != bob.Source {
+	if te := next.entry(next.findID(t, bob.DN)); te.src() != bob.Source {
 		t.Error("bob replaced: keeps no source")
 	}
-	if te := next.entry(next.findID(t, "uid=dave,ou=people,"+testBase)); te.src != "" {
-		t.Errorf("dave: keeps a source %q", te.src)
+	if te := next.entry(next.findID(t, "uid=dave,ou=people,"+testBase)); te.src() != "" {
+		t.Errorf("dave: keeps a source %q", te.src())
 	}
 	w := &collectWriter{}
 	searchInto(next, w, searchRequest(t, testBase, ScopeSubtree, "(description=*bridges*)", "description"))
@@ -176,9 +176,9 @@ func TestApplyBranchesShareTypes(t *testing.T) {
 
 // TestEntryCanonAndExt: an entry's canonical DN is its DN when they are the same string
 // and is kept after its values kept whole otherwise, not among them; so through a
-// version applied to the tree and an image of it. An entry takes 88 bytes.
+// version applied to the tree and an image of it. An entry takes 56 bytes.
 func TestEntryCanonAndExt(t *testing.T) {
-	if n := unsafe.Sizeof(treeEntry{}); n != 88 {
+	if n := unsafe.Sizeof(treeEntry{}); n != 56 {
 		t.Fatalf("treeEntry takes %d bytes", n)
 	}
 	long := "cn=a group with a long name,ou=groups," + testBase
@@ -205,8 +205,8 @@ func TestEntryCanonAndExt(t *testing.T) {
 			}
 			e := tree.entry(id)
 			ext := e.extList()
-			if e.canon() != c.ndn || e.ndnOwn != c.own || slices.Contains(ext, c.ndn) {
-				t.Fatalf("%s: canonical %q (own %v), values kept whole %q", c.ndn, e.canon(), e.ndnOwn, ext)
+			if e.canon() != c.ndn || (e.extFlags&entryNDNOwn != 0) != c.own || slices.Contains(ext, c.ndn) {
+				t.Fatalf("%s: canonical %q (own %v), values kept whole %q", c.ndn, e.canon(), e.extFlags&entryNDNOwn != 0, ext)
 			}
 			if c.read != "" && !slices.Contains(ext, c.read) {
 				t.Fatalf("%s: %q not among %q", c.ndn, c.read, ext)
@@ -241,7 +241,7 @@ func TestClassNamesAreConstants(t *testing.T) {
 	}
 	alice := tree.entry(tree.findID(t, "uid=alice,ou=people,"+testBase))
 	for _, c := range []string{"inetorgperson", "inetOrgPerson", "organizationalperson"} {
-		if strings.Contains(alice.meta, c) {
+		if strings.Contains(alice.meta(), c) {
 			t.Errorf("alice: %q copied into meta", c)
 		}
 	}
@@ -329,4 +329,44 @@ func TestClassNamesPastTheBound(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestEntryDNInSource: an entry whose DN is a slice of its source keeps it as its place
+// there, in the tree built, a version applied to it and the tree read from its image;
+// a DN that is not (no source, or a DN spelled otherwise) is kept whole.
+func TestEntryDNInSource(t *testing.T) {
+	entries := []*Entry{
+		entry(testBase, "objectClass: dcObject", "dc: example"),
+		entry("ou=people,"+testBase, "objectClass: organizationalUnit", "ou: people"),
+		withSource(entry("uid=a,ou=people,"+testBase, "objectClass: inetOrgPerson", "uid: a", "cn: A", "sn: A")),
+		withSource(entry("UID=B,OU=People,"+testBase, "objectClass: inetOrgPerson", "uid: b", "cn: B", "sn: B")),
+	}
+	check := func(t *testing.T, tree *Tree) {
+		t.Helper()
+		for _, e := range entries {
+			te := tree.entry(tree.findID(t, e.DN))
+			inSrc := e.Source != ""
+			if own := te.extFlags&entryDNOwn != 0; own == inSrc || te.dn() != e.DN {
+				t.Fatalf("%s: DN %q kept whole %v", e.DN, te.dn(), own)
+			}
+			if _, ok := within(te.dn(), te.src()); ok != inSrc {
+				t.Fatalf("%s: DN within the source %v", e.DN, ok)
+			}
+		}
+	}
+	tree, err := NewTree([]string{testBase}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, tree)
+	b := withSource(entry("UID=B,OU=People,"+testBase, "objectClass: inetOrgPerson", "uid: b", "cn: B2", "sn: B"))
+	entries[3] = b
+	tree = apply(t, tree, Change{DN: b.DN, Entry: b})
+	check(t, tree)
+	sources := []string{entries[2].Source, entries[3].Source}
+	read, err := ReadTree(nil, []string{testBase}, image(t, tree, "k", sources), []byte("k"), sources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, read)
 }

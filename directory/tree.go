@@ -70,40 +70,75 @@ const maxCachedBases = 256
 // (selection.entry), in buffers of its own, and filters read them through cursors
 // (attrCursor), neither allocating per entry.
 type treeEntry struct {
-	dn   string // as served
-	meta string // the attributes, see layout.go
-	src  string // the Source most values are slices of; "" when none is
+	// The attributes (see layout.go) and the Source most values are slices of (none
+	// when none is), as pointers and lengths: 12 bytes each, not a string's 16.
+	metaPtr, srcPtr *byte
 	// ext is the first of the entry's values kept whole (outside src, longer than
-	// inlineMax): next of them (extList), followed by the canonical DN when that is
-	// not dn (ndnOwn). A pointer and a count instead of a slice, and the canonical DN
-	// there instead of a field of its own: 88 bytes an entry instead of 112.
-	ext    *string
+	// inlineMax): as many as extLen says (extList), followed by the DN when it is not a
+	// slice of src (entryDNOwn), then by the canonical DN when that is not the DN
+	// (entryNDNOwn). A pointer and a count instead of a slice, and the DNs there
+	// instead of fields of their own.
+	ext             *string
+	metaLen, srcLen uint32
+	// The DN as served is src[dnOff:dnOff+dnLen], unless entryDNOwn.
+	dnOff  uint32
+	dnLen  uint16
+	depth  uint16 // RDNs below its naming context, at most maxDepth
 	id     entryID
 	parent entryID // noEntry for the entry of a naming context
-	depth  int32   // RDNs below its naming context
 	nchild int32   // children in this version
-	// nUser is the number of user attributes: meta holds them first, then the
-	// operational ones, entryDN and hasSubordinates last, so "*" serves a prefix.
-	nUser int32
-	next  uint32
-	// structural is set when the tree computed structuralObjectClass (the entry did not
-	// have it).
-	structural bool
-	ndnOwn     bool
+	// extFlags holds the number of values of ext in its low bits and the entry* flags
+	// above them: 56 bytes an entry, where strings and fields of their own took 88.
+	extFlags uint32
+}
+
+// The flags of treeEntry.extFlags.
+const (
+	// entryStructural is set when the tree computed structuralObjectClass (the entry
+	// did not have it).
+	entryStructural = 1 << (31 - iota)
+	entryDNOwn      // the DN is kept in ext, not a slice of src
+	entryNDNOwn     // the canonical DN is kept in ext: it is not the DN
+	extLenMask      = 1<<29 - 1
+)
+
+// maxDepth is the deepest an entry may be below its naming context.
+const maxDepth = 1<<16 - 1
+
+func (e *treeEntry) meta() string { return unsafe.String(e.metaPtr, e.metaLen) }
+
+// src returns the Source most of e's values are slices of; "" when none is.
+func (e *treeEntry) src() string { return unsafe.String(e.srcPtr, e.srcLen) }
+
+func (e *treeEntry) extLen() int { return int(e.extFlags & extLenMask) }
+
+func (e *treeEntry) structural() bool { return e.extFlags&entryStructural != 0 }
+
+// dn returns e's DN as served.
+func (e *treeEntry) dn() string {
+	if e.extFlags&entryDNOwn != 0 {
+		n := e.extLen()
+		return unsafe.Slice(e.ext, n+1)[n]
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e.srcPtr), e.dnOff)), e.dnLen)
 }
 
 // canon returns e's canonical DN (distinguishedNameMatch).
 func (e *treeEntry) canon() string {
-	if e.ndnOwn {
-		return unsafe.Slice(e.ext, e.next+1)[e.next]
+	if e.extFlags&entryNDNOwn != 0 {
+		n := e.extLen()
+		if e.extFlags&entryDNOwn != 0 {
+			n++
+		}
+		return unsafe.Slice(e.ext, n+1)[n]
 	}
-	return e.dn
+	return e.dn()
 }
 
 // setCanon sets e's canonical DN, before its attributes are filled (encoder.done keeps
 // it) or read.
 func (e *treeEntry) setCanon(ndn string) {
-	e.ext, e.next, e.ndnOwn = &[]string{ndn}[0], 0, true
+	e.ext, e.extFlags = &[]string{ndn}[0], entryNDNOwn
 }
 
 // extList returns e's values kept whole.
@@ -111,17 +146,40 @@ func (e *treeEntry) extList() []string {
 	if e.ext == nil {
 		return nil
 	}
-	return unsafe.Slice(e.ext, e.next)
+	return unsafe.Slice(e.ext, e.extLen())
 }
 
-// setExt sets e's values kept whole to l and its canonical DN to ndn (kept when it is
-// not e.dn). l must have room for one more string, which it may be given.
-func (e *treeEntry) setExt(l []string, ndn string) {
-	e.next, e.ndnOwn = uint32(len(l)), ndn != e.dn
-	if e.ndnOwn {
-		l = append(l, ndn)
+// dnOwn reports whether an entry whose DN is dn and whose source is src keeps its DN in
+// ext: when it is not a slice of src that dnOff and dnLen can say.
+func dnOwn(dn, src string) bool {
+	_, ok := within(dn, src)
+	return !ok || dn == "" || len(dn) > 1<<16-1
+}
+
+// set sets e's meta, source, DN (dn), canonical DN (ndn) and values kept whole (l).
+// The DN is kept as its place in src when it is a slice of it, else in l, as is the
+// canonical DN when it is not the DN: l must have room for two more strings, which it
+// may be given. structural says that the tree computed structuralObjectClass.
+func (e *treeEntry) set(meta, src, dn, ndn string, l []string, structural bool) {
+	e.metaPtr, e.metaLen = unsafe.StringData(meta), uint32(len(meta))
+	e.srcPtr, e.srcLen = unsafe.StringData(src), uint32(len(src))
+	flags := uint32(len(l))
+	if structural {
+		flags |= entryStructural
 	}
-	e.ext = nil
+	if !dnOwn(dn, src) {
+		off, _ := within(dn, src)
+		e.dnOff, e.dnLen = uint32(off), uint16(len(dn))
+	} else {
+		e.dnOff, e.dnLen = 0, 0
+		l = append(l, dn)
+		flags |= entryDNOwn
+	}
+	if ndn != dn {
+		l = append(l, ndn)
+		flags |= entryNDNOwn
+	}
+	e.ext, e.extFlags = nil, flags
 	if len(l) > 0 {
 		e.ext = &l[0]
 	}
@@ -283,6 +341,9 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 		te.setCanon(n.ndn)
 		if n.parent >= 0 {
 			p := tes[posOf[n.parent]] // before it: the order is depth-first
+			if p.depth == maxDepth {
+				return nil, fmt.Errorf("entry %q: more than %d levels below its naming context", n.name, maxDepth)
+			}
 			te.parent, te.depth = p.id, p.depth+1
 		}
 		tes[pos] = te
@@ -449,7 +510,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 		opts string
 	}
 	items := make([]item, len(e.Attributes))
-	nUser, hasStructural := 0, false
+	hasStructural := false
 	for i, a := range e.Attributes {
 		if secret.Attribute(a.Name) {
 			continue
@@ -457,19 +518,12 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 		typ, opts := splitDescription(a.Name)
 		at := t.schema.attr(typ)
 		items[i] = item{at, opts}
-		switch {
-		case at == atEntryDN || at == atHasSubordinates:
-			continue // computed below
-		case !at.operational:
-			nUser++
-		}
 		hasStructural = hasStructural || at == atStructuralObjectClass
 	}
 	var structural *objectClass
 	if !hasStructural {
 		structural = t.structuralClass(e)
 	}
-	te.dn, te.structural, te.nUser = e.DN, structural != nil, int32(nUser)
 	enc.begin(e.Source)
 	add := func(name string, vals [][]byte, at *attrType, opts string) {
 		norms := enc.norms[:0]
@@ -534,7 +588,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 	enc.attribute(atHasSubordinates, "", "", 1, false) // TRUE and FALSE are normalised
 	enc.special(specHasSubordinates)
 	enc.end()
-	enc.done(te)
+	enc.done(te, e.DN, structural != nil)
 }
 
 // stringOf returns v's bytes as a string without copying them: entries given to the tree
@@ -710,7 +764,7 @@ func (t *Tree) Lookup(dn string) (string, bool) {
 	if res != nil {
 		return "", false
 	}
-	return e.dn, true
+	return e.dn(), true
 }
 
 // Schema returns the schema the tree matches with.
@@ -742,7 +796,7 @@ func (t *Tree) locate(dn string) (*treeEntry, *Result) {
 	res := &Result{Code: ldap.LDAPResultNoSuchObject}
 	for i := 1; i < len(rdns); i++ {
 		if id, ok := t.byDN.get(strings.Join(rdns[i:], ",")); ok {
-			res.MatchedDN = t.entry(id).dn
+			res.MatchedDN = t.entry(id).dn()
 			break
 		}
 	}
@@ -1102,7 +1156,7 @@ func (t *Tree) selection(s *selection, attrs []string) {
 // the next call.
 func (s *selection) entry(e *treeEntry) *Entry {
 	b := s.eb
-	b.out = Entry{DN: e.dn}
+	b.out = Entry{DN: e.dn()}
 	if !s.allUser && !s.allOperational && len(s.named) == 0 {
 		return &b.out
 	}
@@ -1149,7 +1203,7 @@ func (b *entryBuf) add(c *attrCursor) {
 // fullEntry returns e with every attribute, as served to "*" and "+", in an Entry of its
 // own.
 func (t *Tree) fullEntry(e *treeEntry) *Entry {
-	out := &Entry{DN: e.dn}
+	out := &Entry{DN: e.dn()}
 	var c attrCursor
 	c.start(e, t.types, t.consts)
 	for c.next() {

@@ -284,13 +284,19 @@ func (b *baseTable) record(off int) (string, []entryID) {
 	x, p := uvar(b.data, off)
 	var key string
 	e := -1
-	if x&1 == 0 {
-		key, p = b.data[p:p+x>>1], p+x>>1
-	} else {
+	switch x & 3 {
+	case keyBytes:
+		key, p = b.data[p:p+x>>2], p+x>>2
+	case keySource:
 		var i int
 		e, p = uvar(b.data, p)
 		i, p = uvar(b.data, p)
-		key = b.entries[e].src[i : i+x>>1]
+		key = b.entries[e].src()[i : i+x>>2]
+	default:
+		var i int
+		e, p = uvar(b.data, p)
+		i, p = uvar(b.data, p)
+		key = b.entries[e].meta()[i : i+x>>2]
 	}
 	c, p := uvar(b.data, p)
 	switch c {

@@ -10,7 +10,9 @@ import (
 func TestDNTableVersions(t *testing.T) {
 	tes := make([]treeEntry, 1000)
 	for i := range tes {
-		tes[i] = treeEntry{id: entryID(i * 2), dn: fmt.Sprintf("uid=u%d,dc=x", i)}
+		dn := fmt.Sprintf("uid=u%d,dc=x", i)
+		tes[i] = treeEntry{id: entryID(i * 2)}
+		tes[i].set("x", "", dn, dn, nil, false)
 	}
 	base, ok := newDNTable(tes)
 	if !ok {
@@ -53,7 +55,7 @@ func TestDNTableVersions(t *testing.T) {
 	if id, ok := w2.done().get("uid=u7,dc=x"); !ok || id != 14 {
 		t.Fatalf("DN placed again: %d %v", id, ok)
 	}
-	tes[3].dn = tes[2].dn
+	tes[3].set("x", "", tes[2].dn(), tes[2].canon(), nil, false)
 	if _, ok := newDNTable(tes); ok {
 		t.Fatal("newDNTable took two entries with one DN")
 	}
