@@ -56,7 +56,7 @@ import (
 // image's entries and an offset: the key is the x/2 bytes of that entry's source at
 // the offset. Most keys are so: a user's uid, mail or entryUUID in its own record, its
 // DN (a group's member value) in the record of the user it names.
-const imageFormat = 10
+const imageFormat = 11
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 
@@ -177,6 +177,33 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 		return keyBytes, 0, 0
 	}
 
+	// A posting list that is a run of the entries in ID order (the users of one OU:
+	// objectClass=posixAccount) is a slice of one array of the entries' IDs, written
+	// when the lists it spares outweigh it.
+	isRun := func(l []entryID) bool { return int(posOf[l[len(l)-1]])-int(posOf[l[0]]) == len(l)-1 }
+	spared := 0
+	for _, m := range t.index {
+		m.each(func(_ string, l []entryID) {
+			if len(l) >= 2 && isRun(l) {
+				spared += len(l)
+			}
+		})
+	}
+	runs := spared > t.count
+	if runs {
+		iw.uvar(1)
+		iw.raw(make([]byte, (4-iw.n%4)%4))
+		var ids []byte
+		for id := range t.entries.next {
+			if t.entry(id) != nil {
+				ids = binary.LittleEndian.AppendUint32(ids, id)
+			}
+		}
+		iw.raw(ids)
+	} else {
+		iw.uvar(0)
+	}
+
 	types := make([]*attrType, 0, len(t.index))
 	for at := range t.index {
 		types = append(types, at)
@@ -208,7 +235,13 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 				iw.uvar(int(posOf[l[0]]))
 				return
 			}
-			iw.uvar(len(l))
+			if runs && isRun(l) {
+				iw.uvar(listRun)
+				iw.uvar(int(posOf[l[0]]))
+				iw.uvar(len(l))
+				return
+			}
+			iw.uvar(len(l) + listIDs - 2)
 			iw.raw(make([]byte, (4-iw.n%4)%4))
 			ids = ids[:0]
 			for _, id := range l {
@@ -281,11 +314,13 @@ const (
 	extSource
 )
 
-// The posting lists of one entry in an image: an index record's count is one of these
-// instead of the number of IDs (which is then at least 2).
+// What follows an index key in an image: a posting list of one entry, a run of the
+// entries' IDs, or the number of IDs (at least 2) + listIDs - 2, then the IDs.
 const (
-	listKeyEntry = 0 // the entry whose source holds the key
-	listOne      = 1 // the entry at the position that follows
+	listKeyEntry = iota // the entry whose source or meta holds the key
+	listOne             // the entry at the position that follows
+	listRun             // uvarint position, uvarint n: n IDs of the array of every entry's
+	listIDs
 )
 
 func (iw *imageWriter) raw(b []byte) {
@@ -594,7 +629,21 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 		return nil, errDamaged // two entries with one DN
 	}
 	t.byDN = &shardMap[entryID]{base: byDN}
-	if err := r.indexes(t, tes); err != nil {
+	var live []entryID
+	if r.uvar() == 1 {
+		r.off = (r.off + 3) &^ 3
+		if r.err != nil || len(tes) > (len(r.data)-r.off)/4 {
+			return nil, errDamaged
+		}
+		live = unsafe.Slice((*entryID)(unsafe.Pointer(&r.data[r.off])), len(tes))
+		for i := range tes {
+			if live[i] != tes[i].id {
+				return nil, errDamaged
+			}
+		}
+		r.off += 4 * len(tes)
+	}
+	if err := r.indexes(t, tes, live); err != nil {
 		return nil, err
 	}
 	if r.err != nil || r.off != len(r.data) {
@@ -814,7 +863,7 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 // indexes reads the equality indexes into t: each a baseTable over the image's records,
 // every record checked (its bounds, its IDs ascending and below the tree's next ID)
 // and placed in the table's slots, which are all the heap it takes: 8 bytes per key.
-func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
+func (r *imageReader) indexes(t *Tree, tes []treeEntry, live []entryID) error {
 	n := r.count()
 	t.index = map[*attrType]*shardMap[[]entryID]{} // n is the image's word: no room made for it
 	all := unsafe.String(unsafe.SliceData(r.data), len(r.data))
@@ -825,7 +874,7 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
 			return errDamaged // an image lists each index once
 		}
 		size := slots.For(keys)
-		b := &baseTable{data: all, entries: tes, slots: make([]uint32, size), n: keys}
+		b := &baseTable{data: all, entries: tes, live: live, slots: make([]uint32, size), n: keys}
 		for range keys {
 			off := r.off
 			var k string
@@ -862,7 +911,12 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry) error {
 				if p := r.uvar(); p >= len(tes) {
 					return errDamaged
 				}
+			case listRun:
+				if p, n := r.uvar(), r.uvar(); n < 2 || p > len(live) || n > len(live)-p {
+					return errDamaged
+				}
 			default:
+				l -= listIDs - 2
 				r.off = (r.off + 3) &^ 3
 				if r.err != nil || l > (len(r.data)-r.off)/4 {
 					return errDamaged

@@ -117,6 +117,10 @@ func TestImageRoundTrip(t *testing.T) {
 	if a, b := indexContent(tree), indexContent(read); a != b {
 		t.Fatalf("the indexes read differ from those written:\n%s\n---\n%s", b, a)
 	}
+	// (objectClass=top) and the users' classes are runs of the entries' IDs.
+	if b, ok := read.index[atObjectClass].base.(*baseTable); !ok || b.live == nil {
+		t.Fatal("no posting list read as a run of the entries' IDs")
+	}
 	for at, ix := range read.index {
 		if ix.base == nil || ix.shards != nil {
 			t.Fatalf("index %s is not read in place from the image", at.name)

@@ -250,6 +250,7 @@ func (w *shardWriter[V]) done() *shardMap[V] { return &w.m }
 type baseTable struct {
 	data    string      // the image
 	entries []treeEntry // the image's entries, whose sources hold most keys
+	live    []entryID   // the IDs of the image's entries, in order (listRun); nil when none
 	slots   []uint32    // at most half of them full (package slots)
 	n       int         // keys
 }
@@ -306,7 +307,12 @@ func (b *baseTable) record(off int) (string, []entryID) {
 	case listKeyEntry:
 		// The entry's own ID is the list: its struct is the read tree's, never changed.
 		return key, unsafe.Slice(&b.entries[e].id, 1)
+	case listRun:
+		from, q := uvar(b.data, p)
+		n, _ := uvar(b.data, q)
+		return key, b.live[from : from+n : from+n]
 	}
+	c -= listIDs - 2
 	p = (p + 3) &^ 3
 	return key, unsafe.Slice((*entryID)(unsafe.Pointer(unsafe.StringData(b.data[p:]))), c)
 }
