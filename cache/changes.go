@@ -27,15 +27,20 @@ func (sn *Snapshot) ChangesSince(prev *Snapshot) Changes {
 		prev = &Snapshot{}
 	}
 	return Changes{
-		Users:     diffRecords(prev.userList, sn.userList, func(r *userRec) (string, string) { return r.id(), r.val() }),
-		Groups:    diffRecords(prev.groupList, sn.groupList, func(r *groupRec) (string, string) { return r.id, r.val }),
+		Users: diffRecords(prev.userList, sn.userList,
+			func(a, b *userRec) bool { return *a == *b },
+			func(r *userRec) (string, string) { return r.id(), r.val() }),
+		Groups: diffRecords(prev.groupList, sn.groupList,
+			func(a, b **groupRec) bool { return *a == *b },
+			func(r **groupRec) (string, string) { return (*r).id, (*r).val }),
 		EntrySets: sn.changedEntrySets(prev),
 	}
 }
 
 // diffRecords merges two lists in ID order and returns the IDs whose record is missing
-// from one or differs.
-func diffRecords[R any](old, cur []*R, key func(*R) (id, val string)) []string {
+// from one or differs; same tells whether two elements are the same record (a user's
+// record copied from one snapshot's list to the next is the same: the same encoding).
+func diffRecords[R any](old, cur []R, same func(a, b *R) bool, key func(*R) (id, val string)) []string {
 	if len(old) == len(cur) && (len(old) == 0 || &old[0] == &cur[0]) {
 		return nil // the same list: no commit in between changed this kind
 	}
@@ -44,19 +49,19 @@ func diffRecords[R any](old, cur []*R, key func(*R) (id, val string)) []string {
 	for i < len(old) || j < len(cur) {
 		switch {
 		case j == len(cur):
-			id, _ := key(old[i])
+			id, _ := key(&old[i])
 			out = append(out, id)
 			i++
 		case i == len(old):
-			id, _ := key(cur[j])
+			id, _ := key(&cur[j])
 			out = append(out, id)
 			j++
-		case old[i] == cur[j]: // the same record: the same object, unchanged
+		case same(&old[i], &cur[j]): // the same record: the same object, unchanged
 			i++
 			j++
 		default:
-			oid, oval := key(old[i])
-			cid, cval := key(cur[j])
+			oid, oval := key(&old[i])
+			cid, cval := key(&cur[j])
 			switch c := strings.Compare(oid, cid); {
 			case c < 0:
 				out = append(out, oid)
@@ -65,7 +70,7 @@ func diffRecords[R any](old, cur []*R, key func(*R) (id, val string)) []string {
 				out = append(out, cid)
 				j++
 			default:
-				if old[i] != cur[j] && oval != cval {
+				if oval != cval {
 					out = append(out, cid)
 				}
 				i++

@@ -112,7 +112,7 @@ func readCommitID(txn *badger.Txn) ([16]byte, error) {
 
 // checkpointRecords is what a checkpoint holds, as load wants it.
 type checkpointRecords struct {
-	userList []*userRec // in the file's order: by ID, each once
+	userList []userRec // in the file's order: by ID, each once
 	groups   map[string]*groupRec
 	sets     map[string]*entrySetRec
 	data     []byte // the mapped file the records are slices of
@@ -173,14 +173,13 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	all := unsafe.String(unsafe.SliceData(data), len(body))
 	r := ckptReader{s: all, i: head, genU64: string(data[:len(checkpointMagic)]) == checkpointMagicV2}
 	recs := &checkpointRecords{
-		data:     data,
-		userList: make([]*userRec, 0, nUsers),
-		groups:   make(map[string]*groupRec, nGroups),
-		sets:     make(map[string]*entrySetRec, nSets),
+		data:   data,
+		groups: make(map[string]*groupRec, nGroups),
+		sets:   make(map[string]*entrySetRec, nSets),
 	}
 	// The users' records are read here, then checked and indexed on every core: most
 	// of a start.
-	slab := make([]userRec, 0, nUsers) // one object for the collector, not one per user
+	slab := make([]userRec, 0, nUsers) // the snapshot's list
 	for range nUsers {
 		id, kgen, val := r.record()
 		if r.err != nil {
@@ -191,7 +190,6 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		u.start(val, kgen)
 		u.setField(fieldID, id, through(val, id), false) // the file holds it after val when val does not
 	}
-	recs.userList = recs.userList[:len(slab)]
 	parts := min(runtime.GOMAXPROCS(0), 1+len(slab)/4096)
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
@@ -203,7 +201,6 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 					errs[p] = fmt.Errorf("user %s: %w", u.id(), err)
 					return
 				}
-				recs.userList[i] = u
 			}
 		})
 	}
@@ -211,6 +208,7 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	recs.userList = slab
 	for i := 1; i < len(recs.userList); i++ {
 		if recs.userList[i-1].id() >= recs.userList[i].id() {
 			return nil, errors.New("users not in ID order, or an ID twice")
@@ -531,7 +529,7 @@ const moveTries = 3
 // onRecords returns sn with each record that recs hold in the same version (the same
 // ID and generation: the same bytes) replaced by recs' one, the others kept.
 func (sn *Snapshot) onRecords(recs *checkpointRecords, norm func(string) string) *Snapshot {
-	users := make([]*userRec, len(sn.userList))
+	users := make([]userRec, len(sn.userList))
 	j := 0
 	for i, r := range sn.userList { // both in ID order
 		for j < len(recs.userList) && recs.userList[j].id() < r.id() {

@@ -42,39 +42,37 @@ func (sn *Snapshot) patch(gen uint64, users map[string]*userRec, groups map[stri
 // user of prev's list is in next's: its position, or -1 for the changed ones.
 func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) []int32 {
 	ids := slices.Sorted(maps.Keys(changes))
-	list := make([]*userRec, 0, len(prev.userList)+len(changes))
+	list := make([]userRec, 0, len(prev.userList)+len(changes))
 	moved := make([]int32, len(prev.userList))
+	at := make([]int, len(ids)) // where each changed user is in list; -1: deleted
 	j := 0
-	for p, r := range prev.userList {
+	put := func() {
+		at[j] = -1
+		if c := changes[ids[j]]; c != nil {
+			at[j] = len(list)
+			list = append(list, *c)
+		}
+		j++
+	}
+	for p := range prev.userList {
+		r := &prev.userList[p]
 		id := r.id()
 		for j < len(ids) && ids[j] < id {
-			if c := changes[ids[j]]; c != nil {
-				list = append(list, c)
-			}
-			j++
+			put()
 		}
 		if j < len(ids) && ids[j] == id {
-			if c := changes[ids[j]]; c != nil {
-				list = append(list, c)
-			}
-			j++
+			put()
 			moved[p] = -1
 			continue
 		}
 		moved[p] = int32(len(list))
-		list = append(list, r)
+		list = append(list, *r)
 	}
-	for ; j < len(ids); j++ {
-		if c := changes[ids[j]]; c != nil {
-			list = append(list, c)
-		}
+	for j < len(ids) {
+		put()
 	}
 	next.userList = list
 
-	type index struct {
-		m    map[string]*userRec
-		keys func(*userRec) []string
-	}
 	one := func(k string) []string {
 		if k == "" {
 			return nil
@@ -83,12 +81,25 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) []
 	}
 	wg := next.indexUsers() // DN, name and mail: built anew over the list
 	defer wg.Wait()
-	indexes := []*index{
-		{prev.usersByPath, func(r *userRec) []string { return one(r.pathKey()) }},
-		{prev.usersByUPN, func(r *userRec) []string { return r.upnKeys() }},
+	indexes := []struct {
+		m    *map[string]*userRec
+		prev map[string]*userRec
+		keys func(*userRec) []string
+	}{
+		{&next.usersByPath, prev.usersByPath, func(r *userRec) []string { return one(r.pathKey()) }},
+		{&next.usersByUPN, prev.usersByUPN, func(r *userRec) []string { return r.upnKeys() }},
 	}
 	for _, ix := range indexes {
-		m := maps.Clone(ix.m)
+		// prev's index with its records moved to next's list; the keys of the changed
+		// users are left out.
+		m := make(map[string]*userRec, len(ix.prev))
+		for k, r := range ix.prev {
+			if r == nil {
+				m[k] = nil
+			} else if p := moved[prev.indexOf(r)]; p >= 0 {
+				m[k] = &list[p]
+			}
+		}
 		// A key two users shared maps to nil, and which of them still holds it after
 		// one leaves cannot be told without looking at all: those keys are counted
 		// again from the list.
@@ -96,22 +107,20 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) []
 		for _, id := range ids {
 			if old := prev.userRec(id); old != nil {
 				for _, k := range ix.keys(old) {
-					switch cur, ok := m[k]; {
-					case !ok:
-					case cur == old:
-						delete(m, k)
-					case cur == nil:
+					if cur, ok := m[k]; ok && cur == nil {
 						recount[k] = true
 					}
 				}
 			}
 		}
-		for _, id := range ids {
-			if r := changes[id]; r != nil {
-				for _, k := range ix.keys(r) {
-					if !recount[k] {
-						addUnique(m, k, r)
-					}
+		for _, p := range at {
+			if p < 0 {
+				continue
+			}
+			r := &list[p]
+			for _, key := range ix.keys(r) {
+				if !recount[key] {
+					addUnique(m, key, r)
 				}
 			}
 		}
@@ -119,7 +128,8 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) []
 			for k := range recount {
 				delete(m, k)
 			}
-			for _, r := range list {
+			for i := range list {
+				r := &list[i]
 				for _, k := range ix.keys(r) {
 					if recount[k] {
 						addUnique(m, k, r)
@@ -127,9 +137,8 @@ func (next *Snapshot) patchUsers(prev *Snapshot, changes map[string]*userRec) []
 				}
 			}
 		}
-		ix.m = m
+		*ix.m = m
 	}
-	next.usersByPath, next.usersByUPN = indexes[0].m, indexes[1].m
 	return moved
 }
 

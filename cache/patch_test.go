@@ -105,6 +105,13 @@ func TestPatchMatchesRebuild(t *testing.T) {
 				t.Fatalf("round %d: members of %s: %v %v, want %v %v", round, gid, gu, gg, wu, wg)
 			}
 		}
+		for _, m := range []map[string]*userRec{sn.usersByPath, sn.usersByUPN} {
+			for k, r := range m {
+				if r != nil && (len(sn.userList) == 0 || sn.indexOf(r) >= len(sn.userList) || &sn.userList[sn.indexOf(r)] != r) {
+					t.Fatalf("round %d: key %q names a record outside the snapshot's list", round, k)
+				}
+			}
+		}
 		if !reflect.DeepEqual(sn.members, want.members) {
 			t.Fatalf("round %d: member index %v, want %v", round, sn.members, want.members)
 		}

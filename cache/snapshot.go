@@ -25,7 +25,7 @@ type Snapshot struct {
 	// norm is the store's DN normaliser, which the DN maps are keyed by.
 	norm func(string) string
 
-	userList    []*userRec          // in ID order: by ID through userRec
+	userList    []userRec           // in ID order: by ID through userRec
 	usersByDN   *userIndex          // by norm(DN)
 	usersByPath map[string]*userRec // by norm(Path), users with a Path only
 	usersByName *userIndex          // by lower-case Username
@@ -289,7 +289,7 @@ func newSnapshot(gen uint64, users map[string]*userRec, groups map[string]*group
 
 // newSnapshotSorted is newSnapshot given also the users in ID order (nil: not known),
 // as a checkpoint holds them.
-func newSnapshotSorted(gen uint64, users map[string]*userRec, userList []*userRec, groups map[string]*groupRec, norm func(string) string) *Snapshot {
+func newSnapshotSorted(gen uint64, users map[string]*userRec, userList []userRec, groups map[string]*groupRec, norm func(string) string) *Snapshot {
 	sn := &Snapshot{gen: gen, norm: norm}
 	sn.setUsers(users, userList)
 	sn.setGroups(groups)
@@ -315,25 +315,34 @@ func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[str
 	return &next
 }
 
-// setUsers indexes users. sorted, when not nil, is users' records in ID order; users
-// may then be nil. A user is found by its ID in the sorted list: a map by ID (40
-// bytes a user) is not kept. With many users (a first sync, a start) the indexes by DN, name and mail
-// are built on goroutines of their own while this one builds the others.
-func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []*userRec) {
-	list := sorted
-	if users != nil && len(list) != len(users) {
-		list = slices.Collect(maps.Values(users))
-	}
+// setUsers indexes users. sorted, when not nil, is users' records in ID order, which
+// the snapshot keeps; users is then not read. Otherwise the records of users are copied
+// into one array in ID order: 40 bytes a user and one object for the collector, with
+// no pointer per user to them. A user is found by its ID in the sorted list: a map by
+// ID (40 bytes a user) is not kept. With many users (a first sync, a start) the indexes
+// by DN, name and mail are built on goroutines of their own while this one builds the
+// others.
+func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []userRec) {
 	byID := func(a, b *userRec) int { return strings.Compare(a.id(), b.id()) }
-	if (users == nil || len(sorted) == len(users)) && slices.IsSortedFunc(sorted, byID) {
-		sn.userList = sorted
-	} else {
-		sn.userList = slices.SortedFunc(slices.Values(list), byID)
+	if sorted == nil {
+		recs := slices.SortedFunc(maps.Values(users), byID)
+		sorted = make([]userRec, len(recs))
+		for i, r := range recs {
+			sorted[i] = *r
+		}
+	} else if !slices.IsSortedFunc(sorted, func(a, b userRec) int { return byID(&a, &b) }) {
+		sorted = slices.Clone(sorted)
+		slices.SortFunc(sorted, func(a, b userRec) int { return byID(&a, &b) })
 	}
+	sn.userList = sorted
 	wg := sn.indexUsers()
 	sn.usersByPath = map[string]*userRec{}
 	sn.usersByUPN = map[string]*userRec{}
-	for _, r := range list {
+	for i := range sn.userList {
+		r := &sn.userList[i]
+		if r.more == nil {
+			continue
+		}
 		if k := r.pathKey(); k != "" {
 			addUnique(sn.usersByPath, k, r)
 		}
@@ -394,8 +403,8 @@ func addUnique[V any](m map[string]*V, key string, v *V) {
 func (sn *Snapshot) setMembers() {
 	pos := sn.groupPositions()
 	var pairs []uint64 // group position << 32 | member position, in member order
-	for p, r := range sn.userList {
-		for gid := range userGroups(r.val()) {
+	for p := range sn.userList {
+		for gid := range userGroups(sn.userList[p].val()) {
 			if g, ok := pos[gid]; ok {
 				pairs = append(pairs, uint64(g)<<32|uint64(p))
 			}
@@ -456,9 +465,14 @@ func (sn *Snapshot) Counts() (users, groups int) { return len(sn.userList), len(
 // userRec returns the user id's record, nil when the snapshot has none.
 func (sn *Snapshot) userRec(id string) *userRec {
 	if i, ok := sn.userPos(id); ok {
-		return sn.userList[i]
+		return &sn.userList[i]
 	}
 	return nil
+}
+
+// indexOf returns the position of r, a record of sn's list, there.
+func (sn *Snapshot) indexOf(r *userRec) int {
+	return int((uintptr(unsafe.Pointer(r)) - uintptr(unsafe.Pointer(unsafe.SliceData(sn.userList)))) / unsafe.Sizeof(userRec{}))
 }
 
 // userPos returns the position of the user id in the list, or where it would be, and
@@ -604,8 +618,8 @@ func userOf(r *userRec) (*User, bool) {
 // Users calls fn for each user in ID order until fn returns false. It has the
 // shape of an iter.Seq, so `for u := range sn.Users` works.
 func (sn *Snapshot) Users(fn func(*User) bool) {
-	for _, r := range sn.userList {
-		if !fn(r.user()) {
+	for i := range sn.userList {
+		if !fn(sn.userList[i].user()) {
 			return
 		}
 	}
@@ -635,8 +649,8 @@ func (sn *Snapshot) UserSource(id string) string {
 // snapshot of the same commit.
 func (sn *Snapshot) Sources() []string {
 	out := make([]string, 0, len(sn.userList)+len(sn.groupList))
-	for _, r := range sn.userList {
-		out = append(out, r.val())
+	for i := range sn.userList {
+		out = append(out, sn.userList[i].val())
 	}
 	for _, r := range sn.groupList {
 		out = append(out, r.val)

@@ -276,8 +276,8 @@ func (s *Store) load() (err error) {
 		schema   *Schema
 		stale    [][]byte
 		fromCkpt bool
-		userList []*userRec // by ID, when the checkpoint gave them
-		ckptData []byte     // the checkpoint's mapping, when it gave them
+		userList []userRec // by ID, when the checkpoint gave them
+		ckptData []byte    // the checkpoint's mapping, when it gave them
 	)
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}

@@ -16,7 +16,7 @@ import (
 // marked shared: it finds neither (addUnique's rule). Built once per snapshot, from the
 // list, and never changed.
 type userIndex struct {
-	list  []*userRec
+	list  []userRec
 	key   func(*userRec) string
 	slots []uint32
 	// posBits is the number of low bits of a slot that hold 1 + a position.
@@ -37,15 +37,15 @@ func indexSlots(n int) int { return max(n+n/2, 2) }
 
 // newUserIndex indexes list by key; users whose key is "" are left out. It returns nil
 // for a list too long for its positions, which no directory comes near.
-func newUserIndex(list []*userRec, key func(*userRec) string) *userIndex {
+func newUserIndex(list []userRec, key func(*userRec) string) *userIndex {
 	if len(list) >= sharedKey-1 {
 		return nil
 	}
 	size := indexSlots(len(list))
 	x := &userIndex{list: list, key: key, slots: make([]uint32, size), posBits: uint(bits.Len(uint(len(list))))}
 	posMask := uint32(1)<<x.posBits - 1
-	for pos, r := range list {
-		k := key(r)
+	for pos := range list {
+		k := key(&list[pos])
 		if k == "" {
 			continue
 		}
@@ -58,7 +58,7 @@ func newUserIndex(list []*userRec, key func(*userRec) string) *userIndex {
 				x.slots[i] = tag | uint32(pos+1)
 				break
 			}
-			if s&^sharedKey&^posMask == tag && key(list[s&posMask-1]) == k {
+			if s&^sharedKey&^posMask == tag && key(&list[s&posMask-1]) == k {
 				x.slots[i] = s | sharedKey
 				break
 			}
@@ -91,7 +91,7 @@ func (x *userIndex) get(k string) (*userRec, bool) {
 		if s&^sharedKey&^posMask != tag {
 			continue
 		}
-		if r := x.list[s&posMask-1]; x.key(r) == k {
+		if r := &x.list[s&posMask-1]; x.key(r) == k {
 			if s&sharedKey != 0 {
 				return nil, true
 			}

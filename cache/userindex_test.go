@@ -10,24 +10,25 @@ import (
 // TestUserIndex: a key one user has finds that user, one two users share finds neither
 // (but is told apart from a key none has), and an empty key is never indexed.
 func TestUserIndex(t *testing.T) {
-	var list []*userRec
+	var list []userRec
 	for i := range 5000 {
 		r := recWithID(fmt.Sprint(i))
 		r.setKey(keyName, fmt.Sprintf("user%d", i), "")
 		if i%7 != 0 {
 			r.setKey(keyMail, fmt.Sprintf("u%d@x", i%2500), "")
 		}
-		list = append(list, r)
+		list = append(list, *r)
 	}
 	byName, byMail := newUserIndex(list, nameKeyOf), newUserIndex(list, mailKeyOf)
-	for i, r := range list {
+	for i := range list {
+		r := &list[i]
 		if got, ok := byName.get(r.key(keyName)); !ok || got != r {
 			t.Fatalf("user %d by name: %v %v", i, got, ok)
 		}
 		if r.key(keyMail) == "" {
 			continue
 		}
-		other := list[(i+2500)%5000]
+		other := &list[(i+2500)%5000]
 		got, ok := byMail.get(r.key(keyMail))
 		switch {
 		case other.key(keyMail) == r.key(keyMail) && (got != nil || !ok):
@@ -53,8 +54,8 @@ func TestUserIndex(t *testing.T) {
 // indexMap is what x finds for every key of its users, as a map kept by addUnique.
 func indexMap(x *userIndex) map[string]*userRec {
 	m := map[string]*userRec{}
-	for _, r := range x.list {
-		if k := x.key(r); k != "" {
+	for i := range x.list {
+		if k := x.key(&x.list[i]); k != "" {
 			m[k], _ = x.get(k)
 		}
 	}
@@ -67,9 +68,10 @@ func TestSnapshotUserByID(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 3, 1000} {
 		sn := &Snapshot{}
 		for i := range n {
-			sn.userList = append(sn.userList, recWithID(fmt.Sprintf("id%05d", 2*i+1)))
+			sn.userList = append(sn.userList, *recWithID(fmt.Sprintf("id%05d", 2*i+1)))
 		}
-		for i, r := range sn.userList {
+		for i := range sn.userList {
+			r := &sn.userList[i]
 			if got := sn.userRec(r.id()); got != r {
 				t.Fatalf("%d users: user %d (%s) found as %v", n, i, r.id(), got)
 			}
