@@ -7,6 +7,7 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
 // Active Directory's own filter conventions ([MS-ADTS] 3.1.1.3.1.3), for a tree that
@@ -147,31 +148,33 @@ const oidANR = "1.2.840.113556.1.4.1208"
 // compileAD compiles the filter items that Active Directory's conventions give a
 // meaning of their own: any item on aNR, and equality on objectCategory. ok is false
 // for every other item, which compiles as LDAP has it.
-func (t *Tree) compileAD(f *ber.Packet) (p plan, ok bool, err error) {
+func (t *Tree) compileAD(f ldapwire.Filter) (p plan, ok bool, err error) {
 	var desc []byte
-	switch f.Tag {
+	var two [2]ldapwire.Filter
+	switch f.Tag() {
 	case ldap.FilterPresent:
-		desc = f.Data.Bytes()
+		desc = f.Bytes()
 	case ldap.FilterEqualityMatch, ldap.FilterApproxMatch, ldap.FilterGreaterOrEqual, ldap.FilterLessOrEqual, ldap.FilterSubstrings:
-		if len(f.Children) != 2 {
+		kids, ok := f.Children(two[:0])
+		if !ok || len(kids) != 2 {
 			return plan{}, false, nil // malformed: the LDAP compiler says so
 		}
-		desc = f.Children[0].Data.Bytes()
+		desc = kids[0].Bytes()
 	default:
 		return plan{}, false, nil
 	}
 	typ, opts := splitDescription(string(desc))
 	if strings.EqualFold(typ, "aNR") || typ == oidANR {
-		return t.compileANRItem(f)
+		return t.compileANRItem(f.Tag(), two[1])
 	}
-	if f.Tag != ldap.FilterEqualityMatch && f.Tag != ldap.FilterApproxMatch {
+	if f.Tag() != ldap.FilterEqualityMatch && f.Tag() != ldap.FilterApproxMatch {
 		return plan{}, false, nil
 	}
 	at := t.schema.attr(typ)
 	if at == nil || !strings.EqualFold(at.name, "objectCategory") {
 		return plan{}, false, nil
 	}
-	return t.compileObjectCategory(at, opts, f.Children[1].Data.Bytes()), true, nil
+	return t.compileObjectCategory(at, opts, two[1].Bytes()), true, nil
 }
 
 // compileObjectCategory compiles (objectCategory=V): V is compared as a DN, and a V
@@ -208,18 +211,18 @@ func (t *Tree) compileObjectCategory(at *attrType, opts string, value []byte) pl
 // presence is False (no entry has the attribute), a substrings item is its initial part
 // (Undefined without one), and equality, approximate and ordering items alike search
 // the ANR attribute set for the value.
-func (t *Tree) compileANRItem(f *ber.Packet) (plan, bool, error) {
-	switch f.Tag {
+func (t *Tree) compileANRItem(choice ber.Tag, second ldapwire.Filter) (plan, bool, error) {
+	switch choice {
 	case ldap.FilterPresent:
 		return planFalse, true, nil
 	case ldap.FilterSubstrings:
-		parts := f.Children[1].Children
-		if len(parts) == 0 || parts[0].ClassType != ber.ClassContext || parts[0].Tag != 0 {
+		first, ok := second.Child(0)
+		if !ok || first.Class() != ber.ClassContext || first.Tag() != 0 {
 			return planUndefined, true, nil
 		}
-		return t.compileANR(parts[0].Data.String()), true, nil
+		return t.compileANR(first.Text()), true, nil
 	}
-	return t.compileANR(f.Children[1].Data.String()), true, nil
+	return t.compileANR(second.Text()), true, nil
 }
 
 // compileANR compiles the search of the ANR attribute set for value:

@@ -356,7 +356,7 @@ func TestADSchemaNamingContext(t *testing.T) {
 // its candidates are the persons, not every entry.
 func TestADCategoryIndex(t *testing.T) {
 	for name, tree := range adTrees(t) {
-		p, err := tree.compileFilter(mustFilter(t, "(objectCategory=user)"))
+		p, err := tree.compileFilter(mustFilterElement(t, "(objectCategory=user)"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
 // Filters of cached searches are compiled once per search, straight from the request's
@@ -87,8 +88,8 @@ var (
 
 // compileFilter compiles a search filter against t. The error is for a filter whose
 // structure is not RFC 4511's, answered with protocolError.
-func (t *Tree) compileFilter(f *ber.Packet) (plan, error) {
-	if f == nil || f.ClassType != ber.ClassContext {
+func (t *Tree) compileFilter(f ldapwire.Filter) (plan, error) {
+	if !f.Valid() || f.Class() != ber.ClassContext {
 		return plan{}, errBadFilter
 	}
 	if t.ad != nil {
@@ -96,16 +97,17 @@ func (t *Tree) compileFilter(f *ber.Packet) (plan, error) {
 			return p, err
 		}
 	}
-	switch f.Tag {
+	switch f.Tag() {
 	case ldap.FilterAnd:
 		return t.compileAnd(f)
 	case ldap.FilterOr:
 		return t.compileOr(f)
 	case ldap.FilterNot:
-		if len(f.Children) != 1 {
+		if f.NumChildren() != 1 {
 			return plan{}, errBadFilter
 		}
-		sub, err := t.compileFilter(f.Children[0])
+		c, _ := f.Child(0)
+		sub, err := t.compileFilter(c)
 		if err != nil {
 			return plan{}, err
 		}
@@ -128,20 +130,29 @@ func (t *Tree) compileFilter(f *ber.Packet) (plan, error) {
 	case ldap.FilterGreaterOrEqual, ldap.FilterLessOrEqual:
 		return t.compileOrdering(f)
 	case ldap.FilterPresent:
-		if f.TagType != ber.TypePrimitive {
+		if !f.Primitive() {
 			return plan{}, errBadFilter
 		}
-		return t.compilePresent(f.Data.Bytes()), nil
+		return t.compilePresent(f.Bytes()), nil
 	case ldap.FilterExtensibleMatch:
 		return t.compileExtensible(f)
 	}
 	return plan{}, errBadFilter
 }
 
-func (t *Tree) compileAnd(f *ber.Packet) (plan, error) {
-	subs := make([]matcher, len(f.Children))
+// filterKids is room on the stack for the elements of an and, an or or a substrings
+// assertion: most have few.
+type filterKids [8]ldapwire.Filter
+
+func (t *Tree) compileAnd(f ldapwire.Filter) (plan, error) {
+	var room filterKids
+	kids, ok := f.Children(room[:0])
+	if !ok {
+		return plan{}, errBadFilter
+	}
+	subs := make([]matcher, len(kids))
 	var best *plan
-	for i, c := range f.Children {
+	for i, c := range kids {
 		p, err := t.compileFilter(c)
 		if err != nil {
 			return plan{}, err
@@ -176,8 +187,13 @@ func (t *Tree) compileAnd(f *ber.Packet) (plan, error) {
 // tested as one set lookup instead of one by one.
 const eqSetMin = 8
 
-func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
-	subs := make([]matcher, 0, len(f.Children))
+func (t *Tree) compileOr(f ldapwire.Filter) (plan, error) {
+	var room filterKids
+	kids, ok := f.Children(room[:0])
+	if !ok {
+		return plan{}, errBadFilter
+	}
+	subs := make([]matcher, 0, len(kids))
 	indexed := true
 	var lists [][]entryID
 	// Equality items on one attribute (uid=a)(uid=b)... gathered for a set lookup.
@@ -187,7 +203,7 @@ func (t *Tree) compileOr(f *ber.Packet) (plan, error) {
 	}
 	var sets map[eqKey][]string
 	var setOrder []eqKey
-	for _, c := range f.Children {
+	for _, c := range kids {
 		p, err := t.compileFilter(c)
 		if err != nil {
 			return plan{}, err
@@ -266,11 +282,13 @@ func union(lists [][]entryID) []entryID {
 }
 
 // assertion is an attribute value assertion's attribute description and value.
-func assertion(f *ber.Packet) (desc, value []byte, err error) {
-	if len(f.Children) != 2 {
+func assertion(f ldapwire.Filter) (desc, value []byte, err error) {
+	var room [2]ldapwire.Filter
+	kids, ok := f.Children(room[:0])
+	if !ok || len(kids) != 2 {
 		return nil, nil, errBadFilter
 	}
-	return f.Children[0].Data.Bytes(), f.Children[1].Data.Bytes(), nil
+	return kids[0].Bytes(), kids[1].Bytes(), nil
 }
 
 // resolve looks up a filter's attribute description: nil for an unknown type.
@@ -367,7 +385,7 @@ var (
 	atHasSubordinates       = staticAttributeTypes["hassubordinates"]
 )
 
-func (t *Tree) compileEquality(f *ber.Packet) (plan, error) {
+func (t *Tree) compileEquality(f ldapwire.Filter) (plan, error) {
 	desc, val, err := assertion(f)
 	if err != nil {
 		return plan{}, err
@@ -416,7 +434,7 @@ func (t *Tree) subclassOf(v, want string) bool {
 	return c != nil && slices.Contains(c.ancestors, want)
 }
 
-func (t *Tree) compileOrdering(f *ber.Packet) (plan, error) {
+func (t *Tree) compileOrdering(f ldapwire.Filter) (plan, error) {
 	desc, val, err := assertion(f)
 	if err != nil {
 		return plan{}, err
@@ -431,7 +449,7 @@ func (t *Tree) compileOrdering(f *ber.Packet) (plan, error) {
 		return planUndefined, nil
 	}
 	var test func(string) bool
-	if f.Tag == ldap.FilterGreaterOrEqual {
+	if f.Tag() == ldap.FilterGreaterOrEqual {
 		test = func(v string) bool { return rule.cmp(v, norm) >= 0 }
 	} else {
 		test = func(v string) bool { return rule.cmp(v, norm) <= 0 }
@@ -439,19 +457,22 @@ func (t *Tree) compileOrdering(f *ber.Packet) (plan, error) {
 	return plan{match: func(e *treeEntry) tri { return triOf(t.anyValue(e, at, opts, rule.norm, test)) }}, nil
 }
 
-func (t *Tree) compileSubstrings(f *ber.Packet) (plan, error) {
-	if len(f.Children) != 2 {
+func (t *Tree) compileSubstrings(f ldapwire.Filter) (plan, error) {
+	var two [2]ldapwire.Filter
+	kids, ok := f.Children(two[:0])
+	if !ok || len(kids) != 2 {
 		return plan{}, errBadFilter
 	}
-	at, opts := t.resolve(f.Children[0].Data.Bytes())
-	parts := f.Children[1].Children
-	if len(parts) == 0 {
+	at, opts := t.resolve(kids[0].Bytes())
+	var room filterKids
+	parts, ok := kids[1].Children(room[:0])
+	if !ok || len(parts) == 0 {
 		return plan{}, errBadFilter
 	}
 	var sub substrings
 	for i, p := range parts {
-		if p.ClassType != ber.ClassContext || p.Tag > 2 ||
-			p.Tag == 0 && i != 0 || p.Tag == 2 && i != len(parts)-1 {
+		if p.Class() != ber.ClassContext || p.Tag() > 2 ||
+			p.Tag() == 0 && i != 0 || p.Tag() == 2 && i != len(parts)-1 {
 			return plan{}, errBadFilter
 		}
 	}
@@ -460,8 +481,8 @@ func (t *Tree) compileSubstrings(f *ber.Packet) (plan, error) {
 	}
 	rule := at.sub
 	for _, p := range parts {
-		pos := [...]normPos{posInitial, posAny, posFinal}[p.Tag]
-		v, ok := t.schema.normalize(rule.norm, p.Data.Bytes(), pos)
+		pos := [...]normPos{posInitial, posAny, posFinal}[p.Tag()]
+		v, ok := t.schema.normalize(rule.norm, p.Bytes(), pos)
 		if !ok {
 			return planUndefined, nil
 		}
@@ -469,7 +490,7 @@ func (t *Tree) compileSubstrings(f *ber.Packet) (plan, error) {
 			// slapd finds nothing for a part that is all spaces and hyphens.
 			return planFalse, nil
 		}
-		switch p.Tag {
+		switch p.Tag() {
 		case 0:
 			sub.initial = v
 		case 1:
@@ -528,22 +549,27 @@ func (t *Tree) compilePresent(desc []byte) plan {
 // compileExtensible compiles an extensible match (RFC 4511 §4.5.1.7.7): the rule by name
 // or OID, applied to one attribute type, to every attribute the rule applies to, and,
 // with dnAttributes, to the values of the entry's DN as well.
-func (t *Tree) compileExtensible(f *ber.Packet) (plan, error) {
+func (t *Tree) compileExtensible(f ldapwire.Filter) (plan, error) {
 	var ruleName, desc, value []byte
-	var dnAttrs, haveValue bool
-	for _, c := range f.Children {
-		if c.ClassType != ber.ClassContext {
+	var dnAttrs, haveRule, haveDesc, haveValue bool
+	var room filterKids
+	kids, ok := f.Children(room[:0])
+	if !ok {
+		return plan{}, errBadFilter
+	}
+	for _, c := range kids {
+		if c.Class() != ber.ClassContext {
 			return plan{}, errBadFilter
 		}
-		switch c.Tag {
+		switch c.Tag() {
 		case ldap.MatchingRuleAssertionMatchingRule:
-			ruleName = c.Data.Bytes()
+			ruleName, haveRule = c.Bytes(), true
 		case ldap.MatchingRuleAssertionType:
-			desc = c.Data.Bytes()
+			desc, haveDesc = c.Bytes(), true
 		case ldap.MatchingRuleAssertionMatchValue:
-			value, haveValue = c.Data.Bytes(), true
+			value, haveValue = c.Bytes(), true
 		case ldap.MatchingRuleAssertionDNAttributes:
-			b := c.Data.Bytes()
+			b := c.Bytes()
 			dnAttrs = len(b) == 1 && b[0] != 0
 		default:
 			return plan{}, errBadFilter
@@ -553,14 +579,14 @@ func (t *Tree) compileExtensible(f *ber.Packet) (plan, error) {
 		return plan{}, errBadFilter
 	}
 	var rule *matchingRule
-	if ruleName != nil {
+	if haveRule {
 		if rule = ruleByName[strings.ToLower(string(ruleName))]; rule == nil {
 			return planUndefined, nil
 		}
 	}
 	var at *attrType
 	var opts string
-	if desc != nil {
+	if haveDesc {
 		if at, opts = t.resolve(desc); at == nil {
 			return planUndefined, nil
 		}

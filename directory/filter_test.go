@@ -141,7 +141,7 @@ func TestFilterCandidates(t *testing.T) {
 		{"(|(uid=a)(cn=*x*))", -1},
 		{"(!(uid=a))", -1},
 	} {
-		p, err := tree.compileFilter(mustFilter(t, c.filter))
+		p, err := tree.compileFilter(mustFilterElement(t, c.filter))
 		if err != nil {
 			t.Fatal(err)
 		}

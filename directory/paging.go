@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
@@ -75,7 +76,9 @@ func searchHash(base string, q *SearchRequest) [8]byte {
 	for _, a := range q.Attributes {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(a), a)
 	}
-	h.Write(q.FilterPacket().Bytes())
+	if f, ok := q.FilterElement(); ok {
+		io.WriteString(h, f.Encoding())
+	}
 	var out [8]byte
 	copy(out[:], h.Sum(nil))
 	return out

@@ -893,7 +893,8 @@ func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls 
 	if res != nil {
 		return res
 	}
-	f, err := t.compileFilter(q.FilterPacket())
+	fe, _ := q.FilterElement() // none: the zero Filter, which compileFilter refuses
+	f, err := t.compileFilter(fe)
 	if err != nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: err.Error()}
 	}

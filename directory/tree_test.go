@@ -66,8 +66,22 @@ func mustFilter(t testing.TB, s string) *ber.Packet {
 	return p
 }
 
+// mustFilterElement is filter s read in place, as a search's filter is compiled.
+func mustFilterElement(t testing.TB, s string) ldapwire.Filter {
+	t.Helper()
+	q := &SearchRequest{Filter: mustFilter(t, s)}
+	f, ok := q.FilterElement()
+	if !ok {
+		t.Fatalf("filter %s: not one element", s)
+	}
+	return f
+}
+
+// searchRequest is a search as the server hands it on: its filter known by its encoding.
 func searchRequest(t testing.TB, base string, scope int, filter string, attrs ...string) *Request {
-	return &Request{Op: OpSearch, Search: &SearchRequest{BaseDN: base, Scope: scope, Filter: mustFilter(t, filter), Attributes: attrs}}
+	q := &SearchRequest{BaseDN: base, Scope: scope, Attributes: attrs}
+	q.SetFilterEncoding(string(mustFilter(t, filter).Bytes()))
+	return &Request{Op: OpSearch, Search: q}
 }
 
 func entry(dn string, attrs ...string) *Entry {
@@ -428,12 +442,7 @@ func BenchmarkTreeSearchUID(b *testing.B) {
 func benchSearchUID(b *testing.B, tree *Tree) {
 	reqs := make([]*Request, 1000)
 	for i := range reqs {
-		f := mustFilter(b, fmt.Sprintf("(uid=user%04d)", i*10))
-		p, err := ber.DecodePacketErr(f.Bytes())
-		if err != nil {
-			b.Fatal(err)
-		}
-		reqs[i] = &Request{Op: OpSearch, Search: &SearchRequest{BaseDN: testBase, Scope: ScopeSubtree, Filter: p, Attributes: []string{"uid", "cn", "mail"}}}
+		reqs[i] = searchRequest(b, testBase, ScopeSubtree, fmt.Sprintf("(uid=user%04d)", i*10), "uid", "cn", "mail")
 	}
 	w := &discardWriter{}
 	b.ReportAllocs()
@@ -489,12 +498,7 @@ func bigOr(tb testing.TB, n, step int, attr string) *SearchRequest {
 		fmt.Fprintf(&sb, "(%s=user%04d)", attr, i*step)
 	}
 	sb.WriteString(")")
-	f := mustFilter(tb, sb.String())
-	p, err := ldapwire.Decode(f.Bytes())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &SearchRequest{BaseDN: testBase, Scope: ScopeSubtree, Filter: p, Attributes: []string{"1.1"}}
+	return searchRequest(tb, testBase, ScopeSubtree, sb.String(), "1.1").Search
 }
 
 // BenchmarkTreeSearchBigOr is an application that fetches many users at once: an OR of

@@ -350,11 +350,50 @@ func FuzzValidFilter(f *testing.F) {
 			ldapwire.SetDNAttributesValues(p)
 			var q SearchRequest
 			q.SetFilterEncoding(string(b))
+			var r SearchRequest
+			r.SetFilterEncoding(string(b))
+			fe, ok := r.FilterElement()
+			if !ok || fe.Encoding() != string(b) {
+				t.Fatalf("depth %d: FilterElement gives %q, %v", depth, fe.Encoding(), ok)
+			}
+			if err := sameFilter(fe, p); err != nil {
+				t.Fatalf("depth %d: the filter read in place and the packet tree differ: %v", depth, err)
+			}
 			if got := q.FilterPacket(); !reflect.DeepEqual(got, p) {
 				t.Fatalf("depth %d: FilterPacket gives %#v, the packet tree %#v", depth, got, p)
 			}
 		}
 	})
+}
+
+// sameFilter compares a filter read in place with its packet tree, element by element.
+func sameFilter(f ldapwire.Filter, p *ber.Packet) error {
+	if f.Class() != p.ClassType || f.Tag() != p.Tag || f.Primitive() != (p.TagType == ber.TypePrimitive) {
+		return fmt.Errorf("element %q: class %d tag %d primitive %v; the packet's %d %d %v",
+			f.Encoding(), f.Class(), f.Tag(), f.Primitive(), p.ClassType, p.Tag, p.TagType == ber.TypePrimitive)
+	}
+	if f.Primitive() {
+		if !bytes.Equal(f.Bytes(), p.Data.Bytes()) || f.Text() != p.Data.String() {
+			return fmt.Errorf("element %q: content %q, the packet's %q", f.Encoding(), f.Text(), p.Data.Bytes())
+		}
+		return nil
+	}
+	kids, ok := f.Children(nil)
+	if !ok || len(kids) != len(p.Children) || f.NumChildren() != len(kids) {
+		return fmt.Errorf("element %q: %d children (%v, %d counted), the packet's %d", f.Encoding(), len(kids), ok, f.NumChildren(), len(p.Children))
+	}
+	for i, k := range kids {
+		if c, ok := f.Child(i); !ok || c != k {
+			return fmt.Errorf("element %q: child %d is %q, %v; want %q", f.Encoding(), i, c.Encoding(), ok, k.Encoding())
+		}
+		if err := sameFilter(k, p.Children[i]); err != nil {
+			return err
+		}
+	}
+	if _, ok := f.Child(len(kids)); ok {
+		return fmt.Errorf("element %q: a child after the last", f.Encoding())
+	}
+	return nil
 }
 
 // TestValidFilterRefuses: a few filters ValidFilter must refuse, as checkFilter does.
