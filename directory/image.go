@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"unsafe"
-
-	"github.com/ldapproxy/ldapproxy/internal/slots"
 )
 
 // A tree's image is the tree in a file: what NewTree computes from the entries (canonical
@@ -862,7 +860,7 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 
 // indexes reads the equality indexes into t: each a baseTable over the image's records,
 // every record checked (its bounds, its IDs ascending and below the tree's next ID)
-// and placed in the table's slots, which are all the heap it takes: 8 bytes per key.
+// and placed in the table's slots, which are all the heap it takes: 6 bytes per key.
 func (r *imageReader) indexes(t *Tree, tes []treeEntry, live []entryID) error {
 	n := r.count()
 	t.index = map[*attrType]*shardMap[[]entryID]{} // n is the image's word: no room made for it
@@ -873,8 +871,7 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry, live []entryID) error {
 		if r.err != nil || at == nil || t.index[at] != nil {
 			return errDamaged // an image lists each index once
 		}
-		size := slots.For(keys)
-		b := &baseTable{data: all, entries: tes, live: live, slots: make([]uint32, size), n: keys}
+		b := newBaseTable(all, tes, live, keys)
 		for range keys {
 			off := r.off
 			var k string
@@ -934,14 +931,9 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry, live []entryID) error {
 			if r.err != nil {
 				return errDamaged
 			}
-			i := slots.Home(imageHash(k), size)
-			for b.slots[i] != 0 {
-				if old, _ := b.record(int(b.slots[i] - 1)); old == k {
-					return errDamaged // a key twice
-				}
-				i = slots.Next(i, size)
+			if !b.place(k, off) {
+				return errDamaged // a key twice
 			}
-			b.slots[i] = uint32(off + 1)
 		}
 		t.index[at] = &shardMap[[]entryID]{base: b}
 	}

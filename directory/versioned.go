@@ -251,30 +251,62 @@ type baseTable struct {
 	data    string      // the image
 	entries []treeEntry // the image's entries, whose sources hold most keys
 	live    []entryID   // the IDs of the image's entries, in order (listRun); nil when none
-	slots   []uint32    // at most half of them full (package slots)
-	n       int         // keys
+	// slots holds, per key, 1 + the offset of its record in the low posBits bits and
+	// bits of its hash above (slots.Tag); two thirds of them full at most.
+	slots   []uint32
+	posBits uint
+	n       int // keys
+}
+
+// newBaseTable makes the table of keys records of an image of size bytes.
+func newBaseTable(data string, entries []treeEntry, live []entryID, keys int) *baseTable {
+	return &baseTable{data: data, entries: entries, live: live, slots: make([]uint32, slots.ForTagged(keys)),
+		posBits: slots.PosBits(len(data)), n: keys}
+}
+
+// place puts the record at off, whose key is k, in the table; false when a record of
+// the same key is there.
+func (b *baseTable) place(k string, off int) bool {
+	size, h := len(b.slots), imageHash(k)
+	tag, mask := slots.Tag(h, b.posBits), uint32(1)<<b.posBits-1
+	i := slots.Home(h, size)
+	for s := b.slots[i]; s != 0; s = b.slots[i] {
+		if s&^mask == tag {
+			if old, _ := b.record(int(s&mask - 1)); old == k {
+				return false
+			}
+		}
+		i = slots.Next(i, size)
+	}
+	b.slots[i] = tag | uint32(off+1)
+	return true
 }
 
 // imageHash is the hash that places keys in a baseTable's slots.
 func imageHash(k string) uint64 { return maphash.String(shardSeed, k) }
 
 func (b *baseTable) get(k string) ([]entryID, bool) {
-	size := len(b.slots)
-	for i := slots.Home(imageHash(k), size); ; i = slots.Next(i, size) {
+	size, h := len(b.slots), imageHash(k)
+	tag, mask := slots.Tag(h, b.posBits), uint32(1)<<b.posBits-1
+	for i := slots.Home(h, size); ; i = slots.Next(i, size) {
 		s := b.slots[i]
 		if s == 0 {
 			return nil, false
 		}
-		if key, l := b.record(int(s - 1)); key == k {
+		if s&^mask != tag {
+			continue
+		}
+		if key, l := b.record(int(s&mask - 1)); key == k {
 			return l, true
 		}
 	}
 }
 
 func (b *baseTable) each(fn func(k string, l []entryID)) {
+	mask := uint32(1)<<b.posBits - 1
 	for _, s := range b.slots {
 		if s != 0 {
-			fn(b.record(int(s - 1)))
+			fn(b.record(int(s&mask - 1)))
 		}
 	}
 }
@@ -319,39 +351,48 @@ func (b *baseTable) record(off int) (string, []entryID) {
 
 // dnTable maps the canonical DNs of a tree read from its image to their entries: an
 // open-addressing hash table of slots (package slots), each 0 (empty) or 1 + a
-// position in entries, whose ndn is the key (a slice of the image). 4 bytes a slot,
-// twice as many as entries: a few bytes per entry, where a map held a string header and an ID per entry.
+// position in entries, whose ndn is the key (a slice of the image), in the low posBits
+// bits, with bits of the key's hash above (slots.Tag). 4 bytes a slot, three for every
+// two entries: 6 bytes per entry, where a map held a string header and an ID per entry.
 type dnTable struct {
 	entries []treeEntry // the read tree's, never changed: versions copy what they change
 	slots   []uint32
+	posBits uint
 }
 
 // newDNTable places entries in a dnTable; false when two have the same canonical DN.
 func newDNTable(entries []treeEntry) (*dnTable, bool) {
-	size := slots.For(len(entries))
-	d := &dnTable{entries: entries, slots: make([]uint32, size)}
+	size := slots.ForTagged(len(entries))
+	d := &dnTable{entries: entries, slots: make([]uint32, size), posBits: slots.PosBits(len(entries))}
+	mask := uint32(1)<<d.posBits - 1
 	for pos := range entries {
 		k := entries[pos].canon()
-		i := slots.Home(imageHash(k), size)
-		for d.slots[i] != 0 {
-			if entries[d.slots[i]-1].canon() == k {
+		h := imageHash(k)
+		tag := slots.Tag(h, d.posBits)
+		i := slots.Home(h, size)
+		for s := d.slots[i]; s != 0; s = d.slots[i] {
+			if s&^mask == tag && entries[s&mask-1].canon() == k {
 				return nil, false
 			}
 			i = slots.Next(i, size)
 		}
-		d.slots[i] = uint32(pos + 1)
+		d.slots[i] = tag | uint32(pos+1)
 	}
 	return d, true
 }
 
 func (d *dnTable) get(k string) (entryID, bool) {
-	size := len(d.slots)
-	for i := slots.Home(imageHash(k), size); ; i = slots.Next(i, size) {
+	size, h := len(d.slots), imageHash(k)
+	tag, mask := slots.Tag(h, d.posBits), uint32(1)<<d.posBits-1
+	for i := slots.Home(h, size); ; i = slots.Next(i, size) {
 		s := d.slots[i]
 		if s == 0 {
 			return noEntry, false
 		}
-		if e := &d.entries[s-1]; e.canon() == k {
+		if s&^mask != tag {
+			continue
+		}
+		if e := &d.entries[s&mask-1]; e.canon() == k {
 			return e.id, true
 		}
 	}

@@ -34,3 +34,23 @@ func TestHomeSpreads(t *testing.T) {
 		}
 	}
 }
+
+// TestTag: a tag sits above the position's bits and leaves them clear; a position that
+// takes all 32 bits leaves no room for one.
+func TestTag(t *testing.T) {
+	if ForTagged(0) != 2 || ForTagged(100) != 150 {
+		t.Fatal("ForTagged")
+	}
+	if PosBits(1) != 1 || PosBits(255) != 8 || PosBits(256) != 9 {
+		t.Fatal("PosBits")
+	}
+	h := uint64(0x9e3779b97f4a7c15)
+	for _, bits := range []uint{1, 8, 24, 31} {
+		if tag := Tag(h, bits); tag&(1<<bits-1) != 0 || tag == 0 {
+			t.Fatalf("Tag(%x, %d) = %x", h, bits, tag)
+		}
+	}
+	if Tag(h, 32) != 0 {
+		t.Fatal("a tag beside a 32-bit position")
+	}
+}
