@@ -251,7 +251,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		if cur != nil && cur.val() == string(buf) {
 			continue
 		}
-		r, err := newUserRec(id, string(buf), b.gen, s.normDN)
+		r, err := newUserRec(id, bytesView(buf), b.gen, s.normDN)
 		if err != nil {
 			return fail(fmt.Errorf("user %s: %w", u.DN, err))
 		}

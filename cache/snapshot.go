@@ -177,22 +177,34 @@ type groupRec struct {
 	dnKey string
 }
 
-// newUserRec indexes the user id encoded in val, written by generation gen. An ID that
-// val does not hold is kept right after it, in one string with it.
+// newUserRec indexes the user id encoded in val, written by generation gen. The record
+// holds a copy of val (which may be a view of a buffer the caller reuses), with the ID
+// right after it in the same string when val does not hold it (not id itself, which may
+// share a larger string's memory): one allocation.
 func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec, error) {
-	r := new(userRec)
-	r.start(val, gen)
-	r.setField(fieldID, id, val, true)
-	if r.elsewhere&(1<<fieldID) != 0 {
-		both := val + id // not id itself: it may share a larger string's memory
-		r.start(both[:len(val)], gen)
-		r.setField(fieldID, both[len(val):], both, false)
+	i := strings.Index(val, id)
+	size := len(val)
+	if i < 0 {
+		i, size = len(val), len(val)+len(id)
 	}
+	var both string
+	if size > 0 {
+		b := make([]byte, size)
+		copy(b, val)
+		copy(b[len(val):], id)
+		both = unsafe.String(&b[0], size) // b is not written again
+	}
+	r := new(userRec)
+	r.start(both[:len(val)], gen)
+	r.setField(fieldID, both[i:i+len(id)], both, false)
 	if err := r.index(norm); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
+
+// bytesView is b as a string, without a copy: for a call that does not keep it.
+func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // start sets r to the record val of generation gen, before its ID (setField) and its
 // keys (index).

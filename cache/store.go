@@ -325,7 +325,7 @@ func (s *Store) load() (err error) {
 			if len(val) == 0 {
 				return nil
 			}
-			r, err := newUserRec(id, string(val), kgen, s.normDN)
+			r, err := newUserRec(id, bytesView(val), kgen, s.normDN)
 			if err != nil {
 				return err
 			}

@@ -149,12 +149,11 @@ func (w *Sync) writeUser(u *User, cur *userRec) (*userRec, error) {
 	if cur != nil && cur.val() == string(w.buf) {
 		return cur, nil
 	}
-	val := string(w.buf)
-	r, err := newUserRec(u.ID, val, w.gen, w.s.normDN)
+	r, err := newUserRec(u.ID, bytesView(w.buf), w.gen, w.s.normDN)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", u.DN, err)
 	}
-	if err := w.setShared(objectKey(prefixUsers, u.ID, w.gen), val); err != nil {
+	if err := w.setShared(objectKey(prefixUsers, u.ID, w.gen), r.val()); err != nil {
 		return nil, err
 	}
 	return r, nil

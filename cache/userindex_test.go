@@ -131,7 +131,8 @@ func recWithID(id string) *userRec {
 // TestUserRecFields: a record keeps its ID as a place in its encoding when the encoding
 // holds it (as a user's upstream entryUUID), else right after it, and its generation in
 // 32 bits; fields beyond 255 bytes or 64 KiB from the encoding's start and a generation
-// beyond 32 bits are kept apart, and everything reads back as it was given.
+// beyond 32 bits are kept apart, and everything reads back as it was given, whatever
+// becomes of the buffer the record was made from.
 func TestUserRecFields(t *testing.T) {
 	norm := strings.ToLower
 	long := strings.Repeat("x", 300)
@@ -150,11 +151,13 @@ func TestUserRecFields(t *testing.T) {
 		{"id far in", User{ID: "uuid-5", DN: "uid=e", Username: "e", Upstream: []Attribute{{Name: "description", Values: []string{far}}, {Name: "entryUUID", Values: []string{"uuid-5"}}}}, 1, 1 << fieldID},
 		{"long id apart", User{ID: long, DN: "uid=f", Username: "f"}, 1, 1 << fieldID},
 	} {
-		val := string(appendUser(nil, &tc.u))
-		r, err := newUserRec(strings.Clone(tc.u.ID), val, tc.gen, norm)
+		buf := appendUser(nil, &tc.u)
+		val := string(buf)
+		r, err := newUserRec(strings.Clone(tc.u.ID), bytesView(buf), tc.gen, norm)
 		if err != nil {
 			t.Fatal(err)
 		}
+		clear(buf) // the record holds a copy of the buffer it was made from
 		if r.id() != tc.u.ID || r.gen() != tc.gen || r.val() != val || r.key(keyName) != tc.u.Username || r.key(keyDN) != tc.u.DN {
 			t.Fatalf("%s: read back ID %q, generation %d, name %q, DN %q", tc.name, r.id(), r.gen(), r.key(keyName), r.key(keyDN))
 		}
