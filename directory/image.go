@@ -30,7 +30,8 @@ import (
 // wrote it. imageFormat numbers the layout of images and of meta (layout.go), and the
 // normalised forms meta holds (format 7: timestamps as normGeneralizedTime has them
 // since; format 8: a leap second and a fraction past nanoseconds as slapd has them, and
-// no year past 9999 or before 0000): a change to any must change it.
+// no year past 9999 or before 0000; format 12: a copied value that the entry repeats
+// referred back to): a change to any must change it.
 //
 //	magic      "LPXTREE" imageFormat
 //	key        uvarint length, bytes
@@ -54,7 +55,7 @@ import (
 // image's entries and an offset: the key is the x/2 bytes of that entry's source at
 // the offset. Most keys are so: a user's uid, mail or entryUUID in its own record, its
 // DN (a group's member value) in the record of the user it names.
-const imageFormat = 11
+const imageFormat = 12
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 

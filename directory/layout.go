@@ -33,7 +33,10 @@ import (
 //	           in many memberOf values is one string, not a copy per entry)
 //	refSpecial code << 2: specSame (a normalised value equal to its value), specDN (the
 //	           entry's DN), specNDN (its canonical DN), specHasSubordinates (TRUE or
-//	           FALSE by the entry's children in its version), or specConst+i: the
+//	           FALSE by the entry's children in its version), specBack followed by
+//	           uvarint d: the bytes of the refInline reference d bytes before this one
+//	           (a value copied once for all the entry's attributes that have it: the
+//	           normalised cn that gecos repeats), or specConst+i: the
 //	           tree's constant i (Tree.consts), a value from the schema's vocabulary
 //	           that thousands of entries hold and no Source does (the normalised
 //	           objectClass values, a computed structuralObjectClass and its normalised
@@ -60,8 +63,13 @@ const (
 	specDN
 	specNDN
 	specHasSubordinates
+	specBack
 	specConst
 )
+
+// minBackRef is the shortest copied value that a later one of the same entry refers
+// back to (specBack) instead of copying again.
+const minBackRef = 4
 
 // maxConsts bounds a tree's constants: they are the schema's class names, a few hundred
 // at most; values past the bound are copied into meta as before.
@@ -448,8 +456,26 @@ func (e *treeEntry) ref(pos int, same string, consts []string) (string, int) {
 		return "FALSE", p
 	case specSame:
 		return same, p
+	case specBack:
+		return e.back(pos, p)
 	}
 	return consts[l-specConst], p
+}
+
+// back reads the distance of a specBack reference at pos, whose distance is at p, and
+// returns the bytes it refers to with the position after it. Only a refInline
+// reference before pos is referred to: a walk back ends at once.
+func (e *treeEntry) back(pos, p int) (string, int) {
+	m := e.meta()
+	d, q := uvar(m, p)
+	if d <= 0 || d > pos {
+		return "", q
+	}
+	x, r := uvar(m, pos-d)
+	if x&3 != refInline {
+		return "", q
+	}
+	return m[r : r+x>>2], q
 }
 
 // skipRef returns the position after the value reference at pos.
@@ -461,6 +487,10 @@ func (e *treeEntry) skipRef(pos int) int {
 		return p + x>>2
 	case refSource:
 		_, p = uvar(m, p)
+	case refSpecial:
+		if x>>2 == specBack {
+			_, p = uvar(m, p)
+		}
 	}
 	return p
 }
@@ -480,15 +510,18 @@ type encoder struct {
 	src    string
 	// usedSrc is set once a value refers to src: an entry keeps its source only then.
 	usedSrc bool
+	// inlineAt holds where among the records the values copied so far are (specBack).
+	inlineAt map[string]int
 }
 
 func newEncoder(types *typeTable) *encoder {
-	return &encoder{types: types, ids: map[*attrType]int{}, consts: map[string]int{}}
+	return &encoder{types: types, ids: map[*attrType]int{}, consts: map[string]int{}, inlineAt: map[string]int{}}
 }
 
 // begin starts the meta of an entry whose values may be slices of src.
 func (enc *encoder) begin(src string) {
 	enc.heads, enc.meta, enc.ext, enc.src, enc.usedSrc = enc.heads[:0], enc.meta[:0], enc.ext[:0], src, false
+	clear(enc.inlineAt)
 }
 
 // attribute starts an attribute of type at with n values; name is "" when the entry
@@ -530,6 +563,16 @@ func (enc *encoder) value(v string, own bool) {
 		return
 	}
 	if own || len(v) <= inlineMax {
+		if len(v) >= minBackRef {
+			// Where the reference goes among the records: its distance to an earlier
+			// one is the same in meta.
+			pos := len(enc.meta) + len(enc.attr)
+			if at, ok := enc.inlineAt[v]; ok {
+				enc.attr = appendUvar(appendUvar(enc.attr, specBack<<2|refSpecial), pos-at)
+				return
+			}
+			enc.inlineAt[v] = pos
+		}
 		enc.attr = append(appendUvar(enc.attr, len(v)<<2|refInline), v...)
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/go-ldap/ldap/v3"
 )
 
 // withSource returns a copy of e whose DN and values are slices of one string, its
@@ -369,4 +371,67 @@ func TestEntryDNInSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, read)
+}
+
+// TestNormalisedCopiedOnce: a normalised value that several attributes of an entry
+// share (the cn that gecos repeats) is copied into meta once, and each attribute is
+// matched, indexed and compared by it, in the tree built, a version applied to it and
+// the tree read from its image.
+func TestNormalisedCopiedOnce(t *testing.T) {
+	people := "ou=people," + testBase
+	entries := []*Entry{
+		entry(testBase, "objectClass: dcObject", "dc: example"),
+		entry(people, "objectClass: organizationalUnit", "ou: people"),
+		withSource(entry("uid=a,"+people, "objectClass: inetOrgPerson", "objectClass: posixAccount", "uid: a",
+			"cn: Alice Liddell", "sn: L", "gecos: Alice Liddell", "displayName: ALICE LIDDELL", "uidNumber: 1", "gidNumber: 1",
+			"homeDirectory: /home/a")),
+	}
+	check := func(t *testing.T, tree *Tree) {
+		t.Helper()
+		a := tree.entry(tree.findID(t, "uid=a,"+people))
+		if n := strings.Count(a.meta(), "alice liddell"); n != 1 {
+			t.Errorf("the normalised name is in meta %d times", n)
+		}
+		for _, f := range []string{"(cn=alice liddell)", "(gecos=ALICE LIDDELL)", "(displayName=alice liddell)", "(gecos=alice*)", "(displayName=*LIDDELL)"} {
+			if got := found(t, tree, testBase, ScopeSubtree, f); got != "uid=a" {
+				t.Errorf("%s: %q", f, got)
+			}
+		}
+		w := &collectWriter{}
+		searchInto(tree, w, searchRequest(t, testBase, ScopeSubtree, "(uid=a)", "cn", "gecos", "displayName"))
+		if len(w.entries) != 1 || len(w.entries[0].Attributes) != 3 {
+			t.Fatalf("entries %+v", w.entries)
+		}
+		for _, at := range w.entries[0].Attributes {
+			if want := map[string]string{"cn": "Alice Liddell", "gecos": "Alice Liddell", "displayName": "ALICE LIDDELL"}[at.Name]; len(at.Values) != 1 || string(at.Values[0]) != want {
+				t.Errorf("%s: %q", at.Name, at.Values)
+			}
+		}
+		if res := tree.Compare(&CompareRequest{DN: "uid=a," + people, Attribute: "displayName", Value: []byte("Alice Liddell")}); res.Code != ldap.LDAPResultCompareTrue {
+			t.Errorf("compare: %d", res.Code)
+		}
+	}
+	tree, err := NewTree([]string{testBase}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, tree)
+	tree = apply(t, tree, Change{DN: "uid=a," + people, Entry: withSource(entry("uid=a,"+people, "objectClass: inetOrgPerson",
+		"objectClass: posixAccount", "uid: a", "cn: Alice Liddell", "sn: L2", "gecos: Alice Liddell", "displayName: ALICE LIDDELL",
+		"uidNumber: 1", "gidNumber: 1", "homeDirectory: /home/a"))})
+	check(t, tree)
+	var sources []string
+	for id := range tree.entries.next {
+		if e := tree.entry(id); e != nil && e.src() != "" {
+			sources = append(sources, e.src())
+		}
+	}
+	read, err := ReadTree(nil, []string{testBase}, image(t, tree, "k", sources), []byte("k"), sources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, read)
+	if a, b := indexContent(tree), indexContent(read); a != b {
+		t.Fatalf("indexes differ:\n%s\n---\n%s", a, b)
+	}
 }
