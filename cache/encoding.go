@@ -232,11 +232,13 @@ func appendUser(b []byte, u *User) []byte {
 }
 
 // appendPlaced appends s as appendHead does in format 5 and later, as its place in up
-// only when that is shorter than s written out.
+// only when that is shorter than s written out. It looks in the first shareWindow bytes
+// of up only: a mapped list of many values (a group's member IDs) would otherwise take
+// time quadratic in the object's size.
 func appendPlaced(b []byte, up []byte, s string) []byte {
 	lit := uvarintLen(uint64(len(s))<<1) + len(s)
 	if len(s) > 2 {
-		if i := bytes.Index(up, []byte(s)); i >= 0 && uvarintLen(uint64(len(s))<<1|1)+uvarintLen(uint64(len(up)-i)) < lit {
+		if i := bytes.Index(up[:min(len(up), shareWindow)], []byte(s)); i >= 0 && uvarintLen(uint64(len(s))<<1|1)+uvarintLen(uint64(len(up)-i)) < lit {
 			b = binary.AppendUvarint(b, uint64(len(s))<<1|1)
 			return binary.AppendUvarint(b, uint64(len(up)-i))
 		}

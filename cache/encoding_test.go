@@ -377,14 +377,17 @@ func TestSharedUpstreamValuesWindow(t *testing.T) {
 	for i := range members {
 		members[i] = fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", i)
 	}
+	// A mapped field of as many values (format 7 looks for them in the upstream
+	// attributes too).
 	g := &Group{ID: "g", DN: "cn=all,ou=groups,dc=example,dc=org", Name: "all",
-		Upstream: []Attribute{{Name: "cn", Values: []string{"all"}}, {Name: "member", Values: members}}}
+		Attributes: map[string]any{"members": members},
+		Upstream:   []Attribute{{Name: "cn", Values: []string{"all"}}, {Name: "member", Values: members}}}
 	start := time.Now()
 	gval := appendGroup(nil, g)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("a group of %d members took %v to encode", len(members), d)
 	}
-	if gg, err := decodeGroup(g.ID, string(gval)); err != nil || !reflect.DeepEqual(gg.Upstream, g.Upstream) {
+	if gg, err := decodeGroup(g.ID, string(gval)); err != nil || !reflect.DeepEqual(gg.Upstream, g.Upstream) || !reflect.DeepEqual(gg.Attributes, g.Attributes) {
 		t.Fatalf("group: %v", err)
 	}
 }
