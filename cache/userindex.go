@@ -2,7 +2,6 @@ package cache
 
 import (
 	"hash/maphash"
-	"math/bits"
 
 	"github.com/ldapproxy/ldapproxy/internal/slots"
 )
@@ -30,19 +29,14 @@ const sharedKey = 1 << 31
 // cannot be chosen to collide.
 var indexSeed = maphash.MakeSeed()
 
-// indexSlots is the number of slots of a userIndex of n users: with the tags, a probe
-// past a slot of another key seldom reads a record, and the table can be fuller than
-// package slots' half.
-func indexSlots(n int) int { return max(n+n/2, 2) }
-
 // newUserIndex indexes list by key; users whose key is "" are left out. It returns nil
 // for a list too long for its positions, which no directory comes near.
 func newUserIndex(list []userRec, key func(*userRec) string) *userIndex {
 	if len(list) >= sharedKey-1 {
 		return nil
 	}
-	size := indexSlots(len(list))
-	x := &userIndex{list: list, key: key, slots: make([]uint32, size), posBits: uint(bits.Len(uint(len(list))))}
+	size := slots.ForTagged(len(list))
+	x := &userIndex{list: list, key: key, slots: make([]uint32, size), posBits: slots.PosBits(len(list))}
 	posMask := uint32(1)<<x.posBits - 1
 	for pos := range list {
 		k := key(&list[pos])
@@ -68,9 +62,10 @@ func newUserIndex(list []userRec, key func(*userRec) string) *userIndex {
 	return x
 }
 
-// tag returns the bits of hash h that a slot of its key holds above the position.
+// tag returns the bits of hash h that a slot of its key holds above the position, below
+// sharedKey.
 func (x *userIndex) tag(h uint64) uint32 {
-	return uint32(h) << x.posBits &^ sharedKey
+	return slots.Tag(h, x.posBits) &^ sharedKey
 }
 
 // get returns the user whose key is k, as a map kept by addUnique would: nil and true
