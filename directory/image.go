@@ -44,17 +44,22 @@ import (
 //	           n (key, uses)
 //	types      uvarint n, n attribute type names: the typeTable, in ID order
 //	consts     uvarint n, n strings: the tree's constants (Tree.consts), in ID order
-//	entries    uvarint next ID, uvarint n, n entries (see writeEntry)
-//	indexes    uvarint n, per index its type's name, uvarint keys, per key the key,
-//	           uvarint n, zeros to a multiple of 4 from the image's start, and its
-//	           posting list: n IDs as little-endian uint32s, read in place
+//	entries    uvarint next ID, uvarint n, n entries (see imageWriter.entry)
+//	IDs        uvarint 0, or 1, zeros to a multiple of 4 from the image's start and the
+//	           entries' IDs in order as little-endian uint32s (the runs of listRun)
+//	indexes    uvarint n, per index its type's name, uvarint keys, per key the key and
+//	           its posting list: listKeyEntry; listOne and uvarint position; listRun,
+//	           uvarint position and uvarint n; or uvarint n+listIDs-2, zeros to a
+//	           multiple of 4 from the image's start and n IDs as little-endian uint32s,
+//	           read in place
 //	crc        4 bytes: CRC-32C of everything before
 //
-// Strings are a uvarint length and the bytes. An index's key is a uvarint x, then x/2
-// bytes when x is even; when x is odd, two uvarints, an entry's place among the
-// image's entries and an offset: the key is the x/2 bytes of that entry's source at
-// the offset. Most keys are so: a user's uid, mail or entryUUID in its own record, its
-// DN (a group's member value) in the record of the user it names.
+// Strings are a uvarint length and the bytes. An index's key is a uvarint x, then by
+// x&3 (keyBytes, keySource, keyMeta) either its x>>2 bytes, or two uvarints, an
+// entry's place among the image's entries and an offset: the key is the x>>2 bytes of
+// that entry's source or meta at the offset. Most keys are so: a user's uid, mail or
+// entryUUID in its own record, its DN (a group's member value) in the record of the
+// user it names, a normalised cn in its meta.
 const imageFormat = 12
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
