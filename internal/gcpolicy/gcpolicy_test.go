@@ -28,7 +28,7 @@ func TestParseLimit(t *testing.T) {
 // GOMEMLIMIT in the environment is left alone, whatever the container's limit.
 func TestStartKeepsGOMEMLIMIT(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	defer debug.SetGCPercent(debug.SetGCPercent(100)) // Start sets it too
+	noPacing(t) // Start paces the collector too
 	debug.SetMemoryLimit(math.MaxInt64)
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	Start(slog.New(slog.DiscardHandler))
@@ -40,7 +40,7 @@ func TestStartKeepsGOMEMLIMIT(t *testing.T) {
 // Without GOMEMLIMIT, the soft limit is 85% of the container's, when it has one.
 func TestStartFollowsTheContainer(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	defer debug.SetGCPercent(debug.SetGCPercent(100)) // Start sets it too
+	noPacing(t) // Start paces the collector too
 	debug.SetMemoryLimit(math.MaxInt64)
 	t.Setenv("GOMEMLIMIT", "")
 	Start(slog.New(slog.DiscardHandler))
@@ -51,6 +51,27 @@ func TestStartFollowsTheContainer(t *testing.T) {
 		t.Fatalf("soft limit %d without a container limit", got)
 	case ok && got != int64(float64(limit)*limitShare):
 		t.Fatalf("soft limit %d under a container limit of %d", got, limit)
+	}
+}
+
+// noPacing has the test start with the collector at Go's default and no pacing, and
+// leaves it so.
+func noPacing(t *testing.T) {
+	reset := func() {
+		pacer.mu.Lock()
+		pacer.steady, pacer.bounded = nil, nil
+		debug.SetGCPercent(100)
+		pacer.mu.Unlock()
+	}
+	reset()
+	t.Cleanup(reset)
+}
+
+// settle has a few collections run, and the finalizers they make due.
+func settle() {
+	for range 3 {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -65,18 +86,12 @@ func gcPercent() int {
 // than the minimum percent and no more than Go's default, and stop restores the setting.
 func TestBounded(t *testing.T) {
 	t.Setenv("GOGC", "")
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	noPacing(t)
 	keep := make([][]byte, 128)
 	for i := range keep {
 		keep[i] = make([]byte, 1<<20)
 	}
 	// After a collection and the finalizer it runs, the percent follows the live heap.
-	settle := func() {
-		for range 3 {
-			runtime.GC()
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	for _, c := range []struct {
 		headroom   uint64
 		min        int
@@ -110,8 +125,9 @@ func TestBounded(t *testing.T) {
 
 // GOGC in the environment is the operator's choice: Bounded leaves it alone.
 func TestBoundedKeepsGOGC(t *testing.T) {
+	noPacing(t)
 	t.Setenv("GOGC", "200")
-	defer debug.SetGCPercent(debug.SetGCPercent(200))
+	debug.SetGCPercent(200)
 	stop := Bounded(1<<20, 10)
 	runtime.GC()
 	time.Sleep(20 * time.Millisecond)
@@ -124,7 +140,7 @@ func TestBoundedKeepsGOGC(t *testing.T) {
 // Start sets the collector's growth to defaultPercent, unless GOGC is set; Bounded never
 // lets the heap grow by more than that setting.
 func TestStartPercent(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	noPacing(t)
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	t.Setenv("GOGC", "")
 	Start(slog.New(slog.DiscardHandler))
@@ -149,3 +165,43 @@ func TestStartPercent(t *testing.T) {
 		t.Fatalf("GOGC %d after Start with GOGC=100 set", p)
 	}
 }
+
+// After Start, the heap grows by steadyHeadroom between collections, or by
+// steadyMinPercent of the live heap when that is more, never by more than defaultPercent:
+// the percent follows the live heap from one collection to the next. A Bounded run paces
+// by its own headroom meanwhile, and Start's pacing comes back when it stops.
+func TestStartPaces(t *testing.T) {
+	noPacing(t)
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOGC", "")
+	Start(slog.New(slog.DiscardHandler))
+	hold := func(mib int) {
+		held = make([][]byte, mib)
+		for i := range held {
+			held[i] = make([]byte, 1<<20)
+		}
+		settle()
+	}
+	want := func(what string, lo, hi int) {
+		t.Helper()
+		if p := gcPercent(); p < lo || p > hi {
+			t.Errorf("GOGC %d %s; want %d-%d (live heap %d bytes)", p, what, lo, hi, liveHeap())
+		}
+	}
+	hold(32) // 8 MiB on about 34 MiB live: about 24%
+	want("with 32 MiB live", 18, 25)
+	hold(256) // 8 MiB on 258 MiB: 3%, so the minimum
+	want("with 256 MiB live", steadyMinPercent, steadyMinPercent)
+	stop := Bounded(128<<20, 25) // 128 MiB on 258: about 50%, more than Start's limit
+	settle()
+	want("under Bounded", 40, defaultPercent)
+	stop()
+	settle()
+	want("after Bounded", steadyMinPercent, steadyMinPercent)
+	held = nil
+	settle() // a small heap: 8 MiB is more than half of it
+	want("with the heap given back", defaultPercent, defaultPercent)
+}
+
+// held is what TestStartPaces keeps live.
+var held [][]byte
