@@ -12,9 +12,12 @@ import (
 
 // derivedOf registers a derived file whose contents name the generation it was written
 // for, and counts its writes; notReady makes a write refuse.
-func derivedOf(s *Store, used bool, writes *atomic.Int32, notReady *atomic.Bool) {
+func derivedOf(s *Store, used bool, writes *atomic.Int32, notReady *atomic.Bool, refused *atomic.Int32) {
 	s.AddDerived(DerivedFile{Name: "test.derived", Write: func(w io.Writer, sn *Snapshot) error {
 		if notReady != nil && notReady.Load() {
+			if refused != nil {
+				refused.Add(1)
+			}
 			return ErrDerivedNotReady
 		}
 		writes.Add(1)
@@ -24,14 +27,15 @@ func derivedOf(s *Store, used bool, writes *atomic.Int32, notReady *atomic.Bool)
 }
 
 // notReadyStore opens a store in a directory of the test's with a derived file that is
-// not ready until the test says so; the store closes with the test.
-func notReadyStore(t *testing.T) (s *Store, writes *atomic.Int32, notReady *atomic.Bool) {
+// not ready until the test says so (refused counts the writes it refused); the store
+// closes with the test.
+func notReadyStore(t *testing.T) (s *Store, writes *atomic.Int32, notReady *atomic.Bool, refused *atomic.Int32) {
 	s = openDir(t, t.TempDir())
 	t.Cleanup(func() { s.Close() })
-	writes, notReady = new(atomic.Int32), new(atomic.Bool)
+	writes, notReady, refused = new(atomic.Int32), new(atomic.Bool), new(atomic.Int32)
 	notReady.Store(true)
-	derivedOf(s, false, writes, notReady)
-	return s, writes, notReady
+	derivedOf(s, false, writes, notReady, refused)
+	return s, writes, notReady, refused
 }
 
 // readDerived reads the derived file for sn as a string, "" when there is none.
@@ -60,7 +64,7 @@ func TestDerivedFile(t *testing.T) {
 	dir := t.TempDir()
 	s := openDir(t, dir)
 	var writes atomic.Int32
-	derivedOf(s, false, &writes, nil)
+	derivedOf(s, false, &writes, nil, nil)
 	if got := readDerived(s, s.Snapshot()); got != "" {
 		t.Fatalf("a derived file before any commit: %q", got)
 	}
@@ -88,7 +92,7 @@ func TestDerivedFile(t *testing.T) {
 		t.Fatalf("after a restart, read %q", got)
 	}
 	var again atomic.Int32
-	derivedOf(s, true, &again, nil)
+	derivedOf(s, true, &again, nil, nil)
 	time.Sleep(100 * time.Millisecond)
 	s.Close()
 	if again.Load() != 0 {
@@ -101,7 +105,7 @@ func TestDerivedFile(t *testing.T) {
 		t.Fatal("not read")
 	}
 	var unused atomic.Int32
-	derivedOf(s, false, &unused, nil)
+	derivedOf(s, false, &unused, nil, nil)
 	waitFor(t, "a write of a file not used", func() bool { return unused.Load() == 1 })
 	s.Close()
 
@@ -120,7 +124,7 @@ func TestDerivedFile(t *testing.T) {
 	if err := removeFile(dir, "test.derived"); err != nil {
 		t.Fatal(err)
 	}
-	derivedOf(s, false, &fresh, nil)
+	derivedOf(s, false, &fresh, nil, nil)
 	waitFor(t, "a write at start", func() bool { return fresh.Load() == 1 })
 }
 
@@ -136,9 +140,11 @@ func readDerivedOf(t *testing.T, dir string, sn *Snapshot) string {
 func TestDerivedNotReady(t *testing.T) {
 	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
 	checkpointInterval = 0
-	s, writes, notReady := notReadyStore(t)
+	s, writes, notReady, refused := notReadyStore(t)
 	writeSync(t, s, 10, 2, "a", nil)
-	time.Sleep(100 * time.Millisecond)
+	// Until the commit's write has been tried: a write tried after notReady changes
+	// below would be of generation 1 (and a second one).
+	waitFor(t, "the write of the first commit", func() bool { return refused.Load() > 0 })
 	if readDerived(s, s.Snapshot()) != "" || writes.Load() != 0 {
 		t.Fatal("written while not ready")
 	}
@@ -154,7 +160,7 @@ func TestDerivedNotReady(t *testing.T) {
 // written at once, also while the checkpointer holds back the checkpoint of a commit
 // that came soon after the last one.
 func TestDerivedReady(t *testing.T) {
-	s, writes, notReady := notReadyStore(t)
+	s, writes, notReady, _ := notReadyStore(t)
 	writeSync(t, s, 10, 2, "a", nil)
 	writeSync(t, s, 10, 2, "b", nil) // its checkpoint waits checkpointInterval
 	time.Sleep(100 * time.Millisecond)
@@ -241,7 +247,7 @@ func TestDerivedAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	var writes atomic.Int32
-	derivedOf(s, false, &writes, nil)
+	derivedOf(s, false, &writes, nil, nil)
 	time.Sleep(100 * time.Millisecond)
 	if writes.Load() != 0 {
 		t.Fatal("written after Close")
