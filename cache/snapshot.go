@@ -134,7 +134,9 @@ func (r *userRec) setKey(k int, key, orig string) {
 		}
 		return
 	}
-	r.setField(k, key, r.val(), false)
+	// orig, not key: the normaliser may give an equal string of its own, which is no
+	// slice of the encoding.
+	r.setField(k, orig, r.val(), false)
 }
 
 func (r *userRec) moreKeys() *userKeys {

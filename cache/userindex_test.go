@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/ldapproxy/ldapproxy/directory"
 )
 
 // TestUserIndex: a key one user has finds that user, one two users share finds neither
@@ -117,6 +119,26 @@ func TestUserRecKeys(t *testing.T) {
 		if r.id() != tc.u.ID || r.gen() != 1 {
 			t.Fatalf("user %s: ID %q, generation %d", tc.u.ID, r.id(), r.gen())
 		}
+	}
+}
+
+// TestUserRecKeysNormalisedAlike: a key that the normaliser gives back as an equal
+// string of its own (the store's DN normaliser parses a DN with non-ASCII characters and
+// joins its RDNs again) is still kept as its place in the record, which holds it.
+func TestUserRecKeysNormalisedAlike(t *testing.T) {
+	u := &User{ID: "1", DN: "uid=jürgen,ou=people,dc=example,dc=org", Username: "jürgen", Email: "jürgen@example.org"}
+	if n := directory.NormalizeDN(u.DN); n != u.DN || unsafe.StringData(n) == unsafe.StringData(u.DN) {
+		t.Fatalf("the normaliser gives %q, not an equal string of its own", n)
+	}
+	r, err := newUserRec(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.elsewhere != 0 || r.more != nil {
+		t.Fatalf("keys kept apart (%b): %+v", r.elsewhere, r.more)
+	}
+	if r.key(keyDN) != u.DN || r.key(keyName) != u.Username || r.key(keyMail) != u.Email {
+		t.Fatalf("keys %q %q %q", r.key(keyDN), r.key(keyName), r.key(keyMail))
 	}
 }
 
