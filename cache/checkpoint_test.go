@@ -291,8 +291,7 @@ func TestCheckpointFormat2Starts(t *testing.T) {
 // A running store writes its first checkpoint right after a commit, later ones at most
 // once per checkpointInterval, and the one due when it closes.
 func TestCheckpointWrittenAfterCommit(t *testing.T) {
-	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
-	checkpointInterval = time.Hour
+	setCheckpointInterval(t, time.Hour)
 	dir := t.TempDir()
 	s := openDir(t, dir)
 	writeSync(t, s, 10, 2, "a", nil)
@@ -407,8 +406,7 @@ func TestCheckpointSupersededLeftoverSyncFirst(t *testing.T) {
 // the checkpoint's (the same objects, no longer the heap's strings), once: the records a
 // later sync writes stay its own.
 func TestRecordsMoveToCheckpoint(t *testing.T) {
-	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
-	checkpointInterval = 0
+	setCheckpointInterval(t, 0)
 	s := openDir(t, t.TempDir())
 	defer s.Close()
 	var committed atomic.Pointer[Snapshot] // the commit's own snapshot, whenever the move comes

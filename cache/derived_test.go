@@ -59,8 +59,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // that very commit only, written again for the last generation at Close, not written
 // again by a start that found it current, and written at once by one that did not.
 func TestDerivedFile(t *testing.T) {
-	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
-	checkpointInterval = time.Hour
+	setCheckpointInterval(t, time.Hour)
 	dir := t.TempDir()
 	s := openDir(t, dir)
 	var writes atomic.Int32
@@ -138,8 +137,7 @@ func readDerivedOf(t *testing.T, dir string, sn *Snapshot) string {
 // TestDerivedNotReady checks that a write that is not ready writes nothing and is tried
 // again with the next commit.
 func TestDerivedNotReady(t *testing.T) {
-	defer func(d time.Duration) { checkpointInterval = d }(checkpointInterval)
-	checkpointInterval = 0
+	setCheckpointInterval(t, 0)
 	s, writes, notReady, refused := notReadyStore(t)
 	writeSync(t, s, 10, 2, "a", nil)
 	// Until the commit's write has been tried: a write tried after notReady changes

@@ -35,6 +35,15 @@ func openMem(t testing.TB) *Store {
 	return s
 }
 
+// setCheckpointInterval sets checkpointInterval for the test and sets it back once the
+// test and its cleanups are done: after the stores it opens next have closed (cleanups
+// run last registered first), whose checkpointers read it.
+func setCheckpointInterval(t testing.TB, d time.Duration) {
+	old := checkpointInterval
+	checkpointInterval = d
+	t.Cleanup(func() { checkpointInterval = old })
+}
+
 func openDir(t testing.TB, dir string) *Store {
 	t.Helper()
 	s, err := Open(Config{Path: dir}, testLogger(t), directory.NormalizeDN)
