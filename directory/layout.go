@@ -12,6 +12,8 @@ import (
 // attributes:
 //
 //	uvarint  length of the heads
+//	uvarint  base: the offset in the entry's Source that refSource offsets start from
+//	         (the first of its values there: most offsets then take a byte)
 //	heads    per attribute: uvarint type ID << 3 | flags (the tree's typeTable),
 //	         uvarint length of its record
 //	records  per attribute:
@@ -26,7 +28,7 @@ import (
 //
 // A value reference is a uvarint whose two low bits say where the bytes are:
 //
-//	refSource  len << 2, then uvarint offset: src[offset:offset+len], the bytes of the
+//	refSource  len << 2, then uvarint offset: src[base+offset:][:len], the bytes of the
 //	           entry's Source (a store record): a value's bytes exist once in the process
 //	refInline  len << 2, then the bytes: short values from elsewhere and normalised values
 //	refExt     index << 2: ext[index], a string from elsewhere kept whole (a group's DN
@@ -172,9 +174,10 @@ type attrCursor struct {
 	e      *treeEntry
 	types  []*attrType
 	consts []string
-	head   int // the next attribute's head
-	heads  int // where the heads end and the records begin
-	next0  int // where the next attribute's record is
+	head   int    // the next attribute's head
+	heads  int    // where the heads end and the records begin
+	next0  int    // where the next attribute's record is
+	src    string // the entry's source from meta's base on: values' offsets are into it
 	// The current attribute.
 	typ   *attrType
 	flags int
@@ -192,6 +195,11 @@ func (c *attrCursor) start(e *treeEntry, types []*attrType, consts []string) {
 	if n >= 0x80 {
 		n, p = uvar(m, 0)
 	}
+	base := int(m[p])
+	if p++; base >= 0x80 {
+		base, p = uvar(m, p-1)
+	}
+	c.src = e.src()[base:]
 	c.head, c.heads, c.next0 = p, p+n, p+n
 }
 
@@ -309,7 +317,7 @@ func (c *attrCursor) anyNorm(f func(string) bool) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		if v, p = e.normNext(p, norm, c.consts); v != invalidNorm && f(v) {
+		if v, p = e.normNext(p, norm, c.consts, c.src); v != invalidNorm && f(v) {
 			return true
 		}
 	}
@@ -322,7 +330,7 @@ func (c *attrCursor) hasNorm(want string) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		if v, p = e.normNext(p, norm, c.consts); v == want {
+		if v, p = e.normNext(p, norm, c.consts, c.src); v == want {
 			return true
 		}
 	}
@@ -331,12 +339,12 @@ func (c *attrCursor) hasNorm(want string) bool {
 
 // normNext is normAt reading in line the commonest references: a normalised value
 // copied into meta, after a short reference to its value.
-func (e *treeEntry) normNext(pos int, norm bool, consts []string) (string, int) {
+func (e *treeEntry) normNext(pos int, norm bool, consts []string, src string) (string, int) {
 	m := e.meta()
 	x, p := int(m[pos]), pos
 	if norm {
 		if x >= 0x80 {
-			return e.normAt(pos, true, consts)
+			return e.normAt(pos, true, consts, src)
 		}
 		p++ // past the value's reference
 		switch x & 3 {
@@ -348,10 +356,10 @@ func (e *treeEntry) normNext(pos int, norm bool, consts []string) (string, int) 
 			}
 			p++
 		case refSpecial:
-			return e.normAt(pos, true, consts)
+			return e.normAt(pos, true, consts, src)
 		}
 		if x = int(m[p]); x == specSame<<2|refSpecial {
-			v, _ := e.ref(pos, "", consts)
+			v, _ := e.ref(pos, "", consts, src)
 			return v, p + 1
 		}
 	}
@@ -359,21 +367,21 @@ func (e *treeEntry) normNext(pos int, norm bool, consts []string) (string, int) 
 		l := x >> 2
 		return m[p+1 : p+1+l], p + 1 + l
 	}
-	return e.ref(p, "", consts)
+	return e.ref(p, "", consts, src)
 }
 
 // normAt returns the normalised form of the value whose reference is at pos, and the
 // position of the next value's; norm says that the normalised forms follow the values.
-func (e *treeEntry) normAt(pos int, norm bool, consts []string) (string, int) {
+func (e *treeEntry) normAt(pos int, norm bool, consts []string, src string) (string, int) {
 	if !norm {
-		return e.ref(pos, "", consts)
+		return e.ref(pos, "", consts, src)
 	}
 	p := e.skipRef(pos)
 	if e.meta()[p] == specSame<<2|refSpecial {
-		v, _ := e.ref(pos, "", consts)
+		v, _ := e.ref(pos, "", consts, src)
 		return v, p + 1
 	}
-	return e.ref(p, "", consts)
+	return e.ref(p, "", consts, src)
 }
 
 // valueCursor walks the values of one attribute with their normalised forms:
@@ -384,6 +392,7 @@ func (e *treeEntry) normAt(pos int, norm bool, consts []string) (string, int) {
 type valueCursor struct {
 	e         *treeEntry
 	consts    []string
+	src       string // attrCursor.src
 	pos, n    int
 	norm      bool // normalised forms follow the values
 	val, nval string
@@ -391,7 +400,7 @@ type valueCursor struct {
 
 // start puts v before the first value of the attribute at c.
 func (v *valueCursor) start(c *attrCursor) {
-	v.e, v.consts, v.norm = c.e, c.consts, c.flags&flagNorm != 0
+	v.e, v.consts, v.src, v.norm = c.e, c.consts, c.src, c.flags&flagNorm != 0
 	v.n, v.pos = c.valuesAt()
 }
 
@@ -402,10 +411,10 @@ func (v *valueCursor) next() bool {
 		return false
 	}
 	v.n--
-	v.val, v.pos = v.e.ref(v.pos, "", v.consts)
+	v.val, v.pos = v.e.ref(v.pos, "", v.consts, v.src)
 	v.nval = v.val
 	if v.norm {
-		v.nval, v.pos = v.e.ref(v.pos, v.val, v.consts)
+		v.nval, v.pos = v.e.ref(v.pos, v.val, v.consts, v.src)
 	}
 	return true
 }
@@ -416,7 +425,7 @@ func (v *valueCursor) nextVal() bool {
 		return false
 	}
 	v.n--
-	if v.val, v.pos = v.e.ref(v.pos, "", v.consts); v.norm {
+	if v.val, v.pos = v.e.ref(v.pos, "", v.consts, v.src); v.norm {
 		v.pos = v.e.skipRef(v.pos)
 	}
 	return true
@@ -428,7 +437,7 @@ func (v *valueCursor) count() int { return v.n }
 // ref reads the value reference at pos in e.meta and returns the value with the
 // position after the reference; same is the value specSame stands for, consts the
 // tree's constants.
-func (e *treeEntry) ref(pos int, same string, consts []string) (string, int) {
+func (e *treeEntry) ref(pos int, same string, consts []string, src string) (string, int) {
 	m := e.meta()
 	x, p := int(m[pos]), pos+1
 	if x >= 0x80 {
@@ -440,7 +449,7 @@ func (e *treeEntry) ref(pos int, same string, consts []string) (string, int) {
 		return m[p : p+l], p + l
 	case refSource:
 		off, q := uvar(m, p)
-		return e.src()[off : off+l], q
+		return src[off : off+l], q
 	case refExt:
 		return e.extList()[l], p
 	}
@@ -508,6 +517,7 @@ type encoder struct {
 	ext    []string
 	norms  []string // the current attribute's normalised values
 	src    string
+	base   int // where in src the values' offsets start from
 	// usedSrc is set once a value refers to src: an entry keeps its source only then.
 	usedSrc bool
 	// inlineAt holds where among the records the values copied so far are (specBack).
@@ -518,9 +528,11 @@ func newEncoder(types *typeTable) *encoder {
 	return &encoder{types: types, ids: map[*attrType]int{}, consts: map[string]int{}, inlineAt: map[string]int{}}
 }
 
-// begin starts the meta of an entry whose values may be slices of src.
-func (enc *encoder) begin(src string) {
+// begin starts the meta of an entry whose values may be slices of src, from base on
+// (the offset of the first of them).
+func (enc *encoder) begin(src string, base int) {
 	enc.heads, enc.meta, enc.ext, enc.src, enc.usedSrc = enc.heads[:0], enc.meta[:0], enc.ext[:0], src, false
+	enc.base = base
 	clear(enc.inlineAt)
 }
 
@@ -557,8 +569,8 @@ func (enc *encoder) attribute(at *attrType, name, opts string, n int, norm bool)
 // a short value or v itself kept whole. own says that v is the tree's alone (a
 // normalised value made for this entry), so a copy of any length is no duplicate.
 func (enc *encoder) value(v string, own bool) {
-	if off, ok := within(v, enc.src); ok {
-		enc.attr = appendUvar(appendUvar(enc.attr, len(v)<<2|refSource), off)
+	if off, ok := within(v, enc.src); ok && off >= enc.base {
+		enc.attr = appendUvar(appendUvar(enc.attr, len(v)<<2|refSource), off-enc.base)
 		enc.usedSrc = true
 		return
 	}
@@ -609,11 +621,11 @@ func (enc *encoder) end() {
 // canonical DN setCanon set; structural says that the tree computed
 // structuralObjectClass.
 func (enc *encoder) done(e *treeEntry, dn string, structural bool) {
-	enc.out = append(append(appendUvar(enc.out[:0], len(enc.heads)), enc.heads...), enc.meta...)
-	src := ""
+	src, base := "", 0 // an entry that keeps no source has no base in it
 	if _, dnInSrc := within(dn, enc.src); enc.usedSrc || dnInSrc {
-		src = enc.src
+		src, base = enc.src, enc.base
 	}
+	enc.out = append(append(appendUvar(appendUvar(enc.out[:0], len(enc.heads)), base), enc.heads...), enc.meta...)
 	var l []string
 	if n := len(enc.ext); n > 0 {
 		l = make([]string, n, n+2)

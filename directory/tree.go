@@ -524,7 +524,19 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 	if !hasStructural {
 		structural = t.structuralClass(e)
 	}
-	enc.begin(e.Source)
+	// The values' offsets in the source count from the first of them there.
+	base := len(e.Source)
+	for _, a := range e.Attributes {
+		if secret.Attribute(a.Name) {
+			continue
+		}
+		for _, v := range a.Values {
+			if off, ok := within(stringOf(v), e.Source); ok && off < base {
+				base = off
+			}
+		}
+	}
+	enc.begin(e.Source, base)
 	add := func(name string, vals [][]byte, at *attrType, opts string) {
 		norms := enc.norms[:0]
 		same := true
