@@ -622,7 +622,7 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 			}
 			continue
 		}
-		if p := ids.t.get(te.parent); p == nil || p.depth+1 != te.depth {
+		if p := ids.t.get(te.parent); p == nil || int(p.depth)+1 != int(te.depth) { // in int: in uint16, maxDepth+1 is 0
 			return nil, errDamaged
 		}
 	}

@@ -543,6 +543,23 @@ func TestImageParentsChecked(t *testing.T) {
 		{"a parentless entry below the naming context", func(_ *Tree, people, _ *treeEntry) { people.parent = noEntry }},
 		{"a parent at the wrong depth", func(_ *Tree, _, alice *treeEntry) { alice.depth = 5 }},
 		{"two entries with one ID", func(tree *Tree, _, alice *treeEntry) { alice.id = tree.findID(t, "uid=bob,ou=people,"+testBase) }},
+		{"a circle whose depths wrap around", func(tree *Tree, _, alice *treeEntry) {
+			// maxDepth+1 entries, each the parent of the next and the last the first's,
+			// at depths 0 to maxDepth: each one level below its parent, if the level
+			// after maxDepth were 0.
+			const n = maxDepth + 1
+			ids := newIDWriter(tree.entries)
+			first := tree.entries.next
+			for k := range entryID(n) {
+				te := *alice
+				dn := fmt.Sprintf("cn=c%d,%s", k, testBase)
+				te.set(alice.meta(), "", dn, dn, nil, false)
+				te.id, te.parent, te.depth, te.nchild = first+k, first+(k+n-1)%n, uint16(k), 1
+				ids.set(te.id, &te)
+			}
+			ids.t.next = first + n
+			tree.entries, tree.count = ids.t, tree.count+n
+		}},
 	} {
 		tree := testTree(t)
 		people := tree.entry(tree.findID(t, "ou=people,"+testBase))
