@@ -77,11 +77,28 @@ func searchHash(base string, q *SearchRequest) [8]byte {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(a), a)
 	}
 	if f, ok := q.FilterElement(); ok {
-		io.WriteString(h, f.Encoding())
+		hashFilter(h, f)
 	}
 	var out [8]byte
 	copy(out[:], h.Sum(nil))
 	return out
+}
+
+// hashFilter writes f to h as its elements' classes, tags and contents, not as its
+// bytes: the same filter with its lengths encoded in another of BER's forms hashes
+// alike.
+func hashFilter(h io.Writer, f ldapwire.Filter) {
+	fmt.Fprintf(h, "%d/%d/%t(", f.Class(), f.Tag(), f.Primitive())
+	if f.Primitive() {
+		fmt.Fprintf(h, "%d\x00%s", len(f.Text()), f.Text())
+	} else {
+		var room filterKids
+		kids, _ := f.Children(room[:0])
+		for _, k := range kids {
+			hashFilter(h, k)
+		}
+	}
+	io.WriteString(h, ")")
 }
 
 // cookieKey authenticates this process's cookies.

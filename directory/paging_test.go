@@ -108,6 +108,24 @@ func TestPagingCookies(t *testing.T) {
 		}
 	}
 
+	// The same filter encoded otherwise (a length in its long form), or decoded into a
+	// packet tree on the server's other path, is the same search.
+	minimal := mustFilter(t, "(objectClass=*)").Bytes() // 0x87 len "objectClass"
+	long := append([]byte{minimal[0], 0x81}, minimal[1:]...)
+	for _, q := range []*SearchRequest{
+		{BaseDN: testBase, Scope: ScopeSubtree, Attributes: []string{"1.1"}, Filter: mustFilter(t, "(objectClass=*)")},
+		func() *SearchRequest {
+			q := &SearchRequest{BaseDN: testBase, Scope: ScopeSubtree, Attributes: []string{"1.1"}}
+			q.SetFilterEncoding(string(long))
+			return q
+		}(),
+	} {
+		dns, res, _ := page(t, tree, &Request{Op: OpSearch, Search: q}, 10, cookie)
+		if res.Code != 0 || len(dns) != 10 {
+			t.Errorf("the next page of the same search with its filter encoded %x: %d entries, code %d %q", q.FilterPacket().Bytes(), len(dns), res.Code, res.Diagnostic)
+		}
+	}
+
 	// The same cookie may be used again: pages are not state on the server.
 	a, _, _ := page(t, tree, req, 10, cookie)
 	b, _, _ := page(t, tree, req, 10, cookie)
