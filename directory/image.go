@@ -31,8 +31,8 @@ import (
 // normalised forms meta holds (format 7: timestamps as normGeneralizedTime has them
 // since; format 8: a leap second and a fraction past nanoseconds as slapd has them, and
 // no year past 9999 or before 0000; format 12: a copied value that the entry repeats
-// referred back to; format 13: source offsets from a base): a change to any must change
-// it.
+// referred back to; format 13: source offsets from a base; format 14: no count for an
+// attribute of one value): a change to any must change it.
 //
 //	magic      "LPXTREE" imageFormat
 //	key        uvarint length, bytes
@@ -61,7 +61,7 @@ import (
 // that entry's source or meta at the offset. Most keys are so: a user's uid, mail or
 // entryUUID in its own record, its DN (a group's member value) in the record of the
 // user it names, a normalised cn in its meta.
-const imageFormat = 13
+const imageFormat = 14
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
 

@@ -15,9 +15,9 @@ import (
 //	uvarint  base: the offset in the entry's Source that refSource offsets start from
 //	         (the first of its values there: most offsets then take a byte)
 //	heads    per attribute: uvarint type ID << 3 | flags (the tree's typeTable),
-//	         uvarint length of its record
+//	         uvarint length of its record << 1 | 1 when it has one value (flagOne)
 //	records  per attribute:
-//	           uvarint  number of values
+//	           uvarint  number of values, unless flagOne
 //	           [flagName] uvarint length, the name as the entry spells it
 //	           [flagOpts] uvarint length, the options, lowercased and sorted
 //	           per value: a value reference, then with flagNorm one to its normalised form
@@ -51,6 +51,9 @@ const (
 	flagOpts             // has options
 	flagNorm             // normalising changes a value
 	flagBits = 3
+	// flagOne, in a head's record length (its low bit) and in attrCursor.flags: the
+	// attribute has one value, and its record no count.
+	flagOne = 1 << flagBits
 )
 
 const (
@@ -214,8 +217,8 @@ func (c *attrCursor) next() bool {
 		head, p = uvar(m, p-2)
 		l, p = uvar(m, p)
 	}
-	c.head, c.typ, c.flags = p, c.types[head>>flagBits], head&(1<<flagBits-1)
-	c.rec, c.next0 = c.next0, c.next0+l
+	c.head, c.typ, c.flags = p, c.types[head>>flagBits], head&(1<<flagBits-1)|(l&1)<<flagBits
+	c.rec, c.next0 = c.next0, c.next0+l>>1
 	return true
 }
 
@@ -235,10 +238,10 @@ func (c *attrCursor) nextIs(at *attrType, subtypes bool) bool {
 			l, p = uvar(m, p)
 		}
 		if typ := types[head>>flagBits]; typ == at || subtypes && typ.isA(at) {
-			c.head, c.typ, c.flags, c.rec, c.next0 = p, typ, head&(1<<flagBits-1), rec, rec+l
+			c.head, c.typ, c.flags, c.rec, c.next0 = p, typ, head&(1<<flagBits-1)|(l&1)<<flagBits, rec, rec+l>>1
 			return true
 		}
-		rec += l
+		rec += l >> 1
 	}
 	c.head, c.next0 = p, rec
 	return false
@@ -255,10 +258,10 @@ func (c *attrCursor) nextIn(want []bool) bool {
 			l, p = uvar(m, p)
 		}
 		if id := head >> flagBits; id < len(want) && want[id] {
-			c.head, c.typ, c.flags, c.rec, c.next0 = p, c.types[id], head&(1<<flagBits-1), rec, rec+l
+			c.head, c.typ, c.flags, c.rec, c.next0 = p, c.types[id], head&(1<<flagBits-1)|(l&1)<<flagBits, rec, rec+l>>1
 			return true
 		}
-		rec += l
+		rec += l >> 1
 	}
 	c.head, c.next0 = p, rec
 	return false
@@ -268,7 +271,10 @@ func (c *attrCursor) nextIn(want []bool) bool {
 // values and the position of the first value of the current attribute.
 func (c *attrCursor) header() (name, opts string, n, vals int) {
 	m := c.e.meta()
-	n, p := uvar(m, c.rec)
+	n, p := 1, c.rec
+	if c.flags&flagOne == 0 {
+		n, p = uvar(m, c.rec)
+	}
 	if c.flags&flagName != 0 {
 		l, q := uvar(m, p)
 		name, p = m[q:q+l], q+l
@@ -302,6 +308,9 @@ func (c *attrCursor) opts() string {
 // the first.
 func (c *attrCursor) valuesAt() (n, p int) {
 	if c.flags&(flagName|flagOpts) == 0 {
+		if c.flags&flagOne != 0 {
+			return 1, c.rec
+		}
 		if m := c.e.meta(); m[c.rec] < 0x80 {
 			return int(m[c.rec]), c.rec + 1
 		}
@@ -514,6 +523,7 @@ type encoder struct {
 	out    []byte // the meta made of them
 	attr   []byte // the current attribute's record
 	head   int    // and its head
+	one    bool   // and whether it has one value (flagOne)
 	ext    []string
 	norms  []string // the current attribute's normalised values
 	src    string
@@ -554,8 +564,11 @@ func (enc *encoder) attribute(at *attrType, name, opts string, n int, norm bool)
 	if norm {
 		flags |= flagNorm
 	}
-	enc.head = id<<flagBits | flags
-	b := appendUvar(enc.attr[:0], n)
+	enc.head, enc.one = id<<flagBits|flags, n == 1
+	b := enc.attr[:0]
+	if !enc.one {
+		b = appendUvar(b, n)
+	}
 	if name != "" {
 		b = append(appendUvar(b, len(name)), name...)
 	}
@@ -613,7 +626,11 @@ func (enc *encoder) special(code int) {
 
 // end completes the current attribute.
 func (enc *encoder) end() {
-	enc.heads = appendUvar(appendUvar(enc.heads, enc.head), len(enc.attr))
+	l := len(enc.attr) << 1
+	if enc.one {
+		l |= 1
+	}
+	enc.heads = appendUvar(appendUvar(enc.heads, enc.head), l)
 	enc.meta = append(enc.meta, enc.attr...)
 }
 
