@@ -56,11 +56,10 @@ import (
 //	crc        4 bytes: CRC-32C of everything before
 //
 // Strings are a uvarint length and the bytes. An index's key is a uvarint x, then by
-// x&3 (keyBytes, keySource, keyMeta) either its x>>2 bytes, or two uvarints, an
-// entry's place among the image's entries and an offset: the key is the x>>2 bytes of
-// that entry's source or meta at the offset. Most keys are so: a user's uid, mail or
-// entryUUID in its own record, its DN (a group's member value) in the record of the
-// user it names, a normalised cn in its meta.
+// x&3 (keyBytes, keySource) either its x>>2 bytes, or two uvarints, an entry's place
+// among the image's entries and an offset: the key is the x>>2 bytes of that entry's
+// source at the offset. Most keys are so: a user's uid, uidNumber, mail or entryUUID in
+// its own record, its DN (a group's member value) in the record of the user it names.
 const imageFormat = 14
 
 var imageMagic = []byte("LPXTREE" + string(rune('0'+imageFormat)))
@@ -150,10 +149,11 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 			pos++
 		}
 	}
-	// keyRef finds k in an entry: in the source of the one k names, else in the
-	// source or the meta (a normalised value copied there) of the first one indexed
-	// under it. A key of a single entry is looked for in that entry even when short:
-	// its list then costs nothing (listKeyEntry).
+	// keyRef finds k in an entry: in the source of the one k names, else in the source
+	// of the first one indexed under it. A key of a single entry is looked for in that
+	// entry's source even when short: its list then costs nothing (listKeyEntry). A key
+	// found in neither (a normalised value) stays in the record, where a lookup reads
+	// it without reading an entry.
 	keyRef := func(k string, l []entryID) (kind, p, i int) {
 		if len(k) < minKeyRef && (len(l) != 1 || len(k) < minKeyRefOne) {
 			return keyBytes, 0, 0
@@ -171,11 +171,6 @@ func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
 			if e := t.entry(l[0]); e != nil {
 				if i := strings.Index(e.src(), k); i >= 0 {
 					return keySource, int(posOf[l[0]]), i
-				}
-				if e.metaLen <= maxKeyMeta {
-					if i := strings.Index(e.meta(), k); i >= 0 {
-						return keyMeta, int(posOf[l[0]]), i
-					}
 				}
 			}
 		}
@@ -667,16 +662,11 @@ const (
 	minKeyRefOne = 3
 )
 
-// maxKeyMeta is the longest meta an index key is looked for in: a key is found in the
-// meta of the first entry of its list, which may be a group of thousands of members.
-const maxKeyMeta = 1 << 10
-
-// The kinds of an index key in an image: its bytes, or a place in the source or the
-// meta of an entry.
+// The kinds of an index key in an image: its bytes, or a place in the source of an
+// entry.
 const (
 	keyBytes = iota
 	keySource
-	keyMeta
 )
 
 // maxSpareIDs bounds an image's next ID by its entries: a tree that has since lost most
@@ -887,15 +877,12 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry, live []entryID) error {
 			switch x & 3 {
 			case keyBytes:
 				k = r.strN(x >> 2)
-			case keySource, keyMeta:
+			case keySource:
 				p, i, n := r.uvar(), r.uvar(), x>>2
 				if r.err != nil || p >= len(tes) {
 					return errDamaged
 				}
 				in := tes[p].src()
-				if x&3 == keyMeta {
-					in = tes[p].meta()
-				}
 				if i > len(in) || n > len(in)-i {
 					return errDamaged
 				}

@@ -320,16 +320,11 @@ func (b *baseTable) record(off int) (string, []entryID) {
 	switch x & 3 {
 	case keyBytes:
 		key, p = b.data[p:p+x>>2], p+x>>2
-	case keySource:
+	default: // keySource
 		var i int
 		e, p = uvar(b.data, p)
 		i, p = uvar(b.data, p)
 		key = b.entries[e].src()[i : i+x>>2]
-	default:
-		var i int
-		e, p = uvar(b.data, p)
-		i, p = uvar(b.data, p)
-		key = b.entries[e].meta()[i : i+x>>2]
 	}
 	c, p := uvar(b.data, p)
 	switch c {
