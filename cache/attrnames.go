@@ -54,16 +54,20 @@ var attrNames = [...]string{
 }
 
 // attrNumbers is attrNames' inverse: a name's number (its place plus one).
-var attrNumbers = func() map[string]uint64 {
-	m := make(map[string]uint64, len(attrNames))
-	for i, n := range attrNames {
+var attrNumbers = numbers(attrNames[:], "attribute name")
+
+// numbers is a list of names' inverse: each name's number (its place plus one). A name
+// listed twice is a mistake in the list (what it lists).
+func numbers(names []string, what string) map[string]uint64 {
+	m := make(map[string]uint64, len(names))
+	for i, n := range names {
 		if _, dup := m[n]; dup {
-			panic("cache: attribute name listed twice: " + n)
+			panic("cache: " + what + " listed twice: " + n)
 		}
 		m[n] = uint64(i + 1)
 	}
 	return m
-}()
+}
 
 // mappedNames are the names of mapped attributes.* fields that format 7 (see
 // encoding.go) writes as numbers: the presets' and those that configurations commonly
@@ -83,13 +87,4 @@ var mappedNames = [...]string{
 }
 
 // mappedNumbers is mappedNames' inverse: a name's number (its place plus one).
-var mappedNumbers = func() map[string]uint64 {
-	m := make(map[string]uint64, len(mappedNames))
-	for i, n := range mappedNames {
-		if _, dup := m[n]; dup {
-			panic("cache: mapped attribute name listed twice: " + n)
-		}
-		m[n] = uint64(i + 1)
-	}
-	return m
-}()
+var mappedNumbers = numbers(mappedNames[:], "mapped attribute name")

@@ -890,32 +890,28 @@ func (d *decoder) attrName() string {
 // attrNumbered is the upstream attribute's name numbered n in attrNames; for 0, the name
 // written out, read next.
 func (d *decoder) attrNumbered(n uint64) string {
-	switch {
-	case d.err != nil:
-		return ""
-	case n == 0:
-		return d.str()
-	case n > uint64(len(attrNames)):
-		d.err = fmt.Errorf("unknown attribute name number %d", n)
-		return ""
-	}
-	return attrNames[n-1]
+	return d.numbered(n, attrNames[:], "attribute name")
 }
 
 // mappedName reads a mapped attribute's name in format 7: its number in mappedNames, or
 // 0 and the name.
 func (d *decoder) mappedName() string {
-	n := d.uvarint()
+	return d.numbered(d.uvarint(), mappedNames[:], "mapped attribute name")
+}
+
+// numbered is the name numbered n in names (what they are), or for 0 the name written
+// out, read next.
+func (d *decoder) numbered(n uint64, names []string, what string) string {
 	switch {
 	case d.err != nil:
 		return ""
 	case n == 0:
 		return d.str()
-	case n > uint64(len(mappedNames)):
-		d.err = fmt.Errorf("unknown mapped attribute name number %d", n)
+	case n > uint64(len(names)):
+		d.err = fmt.Errorf("unknown %s number %d", what, n)
 		return ""
 	}
-	return mappedNames[n-1]
+	return names[n-1]
 }
 
 // finish reports the first error, or trailing bytes.
