@@ -25,23 +25,7 @@ func imageSections(t testing.TB, data []byte) (map[string]int, error) {
 		mark = r.off
 	}
 	add("header")
-	r.bytes()
-	r.fixed64()
-	r.fixed64()
-	r.uvar()
-	r.strings()
-	if r.uvar() == 1 {
-		r.str()
-	}
-	r.strings()
-	r.strings()
-	for n := r.uvar(); n > 0 && r.err == nil; n-- {
-		r.str()
-		r.uvar()
-	}
-	r.strings()
-	r.strings()
-	r.uvar()
+	skipImageHeader(&r)
 	count := r.count()
 	add("header")
 	for range count {
@@ -176,17 +160,7 @@ func TestImageSections(t *testing.T) {
 	if testing.Verbose() {
 		users = 100_000
 	}
-	entries := benchEntries(users)
-	sources := make([]string, 0, len(entries))
-	for i, e := range entries {
-		entries[i] = withSource(e)
-		sources = append(sources, entries[i].Source)
-	}
-	tree, err := NewTree([]string{testBase}, entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := image(t, tree, "k", sources)
+	_, data, _ := sourcedImage(t, users)
 	sec, err := imageSections(t, data)
 	if err != nil {
 		t.Fatal(err)
@@ -201,12 +175,19 @@ func TestImageSections(t *testing.T) {
 			t.Errorf("%s: %d bytes", k, sec[k])
 		}
 	}
-	printSections(t, sec, len(entries))
+	printSections(t, sec, entriesOf(data))
 }
 
 // entriesOf returns the number of entries an image holds.
 func entriesOf(data []byte) int {
 	r := imageReader{data: data[:len(data)-4], off: len(imageMagic)}
+	skipImageHeader(&r)
+	return r.count()
+}
+
+// skipImageHeader reads past what an image holds before its entries: key, line,
+// version, schema, type table.
+func skipImageHeader(r *imageReader) {
 	r.bytes()
 	r.fixed64()
 	r.fixed64()
@@ -224,5 +205,4 @@ func entriesOf(data []byte) int {
 	r.strings()
 	r.strings()
 	r.uvar()
-	return r.count()
 }

@@ -371,10 +371,11 @@ func TestImageTamperedNoPanic(t *testing.T) {
 	}
 }
 
-// BenchmarkReadTree100k measures loading 100,000 users from an image against building
-// them anew.
-func BenchmarkReadTree100k(b *testing.B) {
-	entries := benchEntries(100_000)
+// sourcedImage builds a tree of users whose values are slices of their sources, as the
+// proxy's are, and writes its image.
+func sourcedImage(tb testing.TB, users int) (*Tree, []byte, []string) {
+	tb.Helper()
+	entries := benchEntries(users)
 	sources := make([]string, 0, len(entries))
 	for i, e := range entries {
 		entries[i] = withSource(e)
@@ -382,9 +383,15 @@ func BenchmarkReadTree100k(b *testing.B) {
 	}
 	tree, err := NewTree([]string{testBase}, entries)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	data := image(b, tree, "k", sources)
+	return tree, image(tb, tree, "k", sources), sources
+}
+
+// BenchmarkReadTree100k measures loading 100,000 users from an image against building
+// them anew.
+func BenchmarkReadTree100k(b *testing.B) {
+	tree, data, sources := sourcedImage(b, 100_000)
 	b.ReportMetric(float64(len(data))/(1<<20), "MiB/image")
 	b.Run("read", func(b *testing.B) {
 		for b.Loop() {
