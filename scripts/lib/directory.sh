@@ -22,7 +22,7 @@ start_directory() {
 		-listen-tls "127.0.0.1:$(($3 + 1))" -http "127.0.0.1:$(($3 + 2))" -log-level warn >"$bin/demo.out" 2>&1 &
 	demo_pid=$!
 	for _ in $(seq 900); do grep -q "Press Ctrl-C" "$bin/demo.out" 2>/dev/null && break; sleep 0.2; done
-	slapd_url=$(grep -o 'in front of ldap://[0-9.:]*' "$bin/demo.out" | sed 's/in front of //')
+	slapd_url=$(grep -o 'in front of ldap://[0-9.:]*' "$bin/demo.out" | sed 's/in front of //' || true)
 	[ -n "$slapd_url" ] || { cat "$bin/demo.out" >&2; return 1; }
 	slapd_addr=${slapd_url#ldap://}
 }
