@@ -158,7 +158,7 @@ func (b *Batch) UserDiffers(id string) bool {
 	if u == nil || cur == nil {
 		return (u == nil) != (cur == nil)
 	}
-	return cur.val() != string(appendUser(nil, u))
+	return cur.val(b.base.regions) != string(appendUser(nil, u))
 }
 
 // GroupDiffers is UserDiffers for the group id.
@@ -209,9 +209,11 @@ func (b *Batch) Commit() (BatchCounts, error) {
 		obsolete, markers, written [][]byte
 		buf                        []byte
 		// users and groups are the new records of the objects that changed, nil
-		// for the deleted ones.
+		// for the deleted ones; the users' are in arena's chunks.
 		users  = map[string]*userRec{}
 		groups = map[string]*groupRec{}
+		arena  = newArena(nil)
+		baseRS = b.base.regions
 	)
 	set := func(key, val []byte) error {
 		if err := wb.Set(key, bytes.Clone(val)); err != nil {
@@ -241,29 +243,29 @@ func (b *Batch) Commit() (BatchCounts, error) {
 			if err := set(marker, nil); err != nil {
 				return fail(err)
 			}
-			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen()))
+			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen(baseRS)))
 			markers = append(markers, marker)
 			users[id] = nil
 			c.UsersDeleted++
 			continue
 		}
 		buf = appendUser(buf[:0], u)
-		if cur != nil && cur.val() == string(buf) {
+		if cur != nil && cur.val(baseRS) == string(buf) {
 			continue
 		}
-		r, err := newUserRec(id, bytesView(buf), b.gen, s.normDN)
+		r, err := arena.put(id, bytesView(buf), b.gen, s.normDN)
 		if err != nil {
 			return fail(fmt.Errorf("user %s: %w", u.DN, err))
 		}
 		if err := set(objectKey(prefixUsers, id, b.gen), buf); err != nil {
 			return fail(err)
 		}
-		users[r.id()] = r // not id: it may share a larger string's memory
+		users[r.id(arena.rs)] = r // not id: it may share a larger string's memory
 		if cur == nil {
 			c.UsersCreated++
 		} else {
 			c.UsersUpdated++
-			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen()))
+			obsolete = append(obsolete, objectKey(prefixUsers, id, cur.gen(baseRS)))
 		}
 	}
 	for id, g := range b.groups {
@@ -329,7 +331,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 	if cur := s.snap.Load(); cur.gen == base.gen {
 		base = cur
 	}
-	next := base.patch(b.gen, users, groups)
+	next := base.patch(b.gen, users, arena.rs, groups)
 	next.commit = newCommitID()
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set([]byte(keyGeneration), binary.BigEndian.AppendUint64(nil, b.gen)); err != nil {
@@ -349,7 +351,7 @@ func (b *Batch) Commit() (BatchCounts, error) {
 	if !s.snap.CompareAndSwap(base, next) {
 		// The records moved since: the patch is made again of the moved ones.
 		if cur := s.snap.Load(); cur.gen == base.gen {
-			moved := cur.patch(b.gen, users, groups)
+			moved := cur.patch(b.gen, users, arena.rs, groups)
 			moved.commit = next.commit
 			next = moved
 		}

@@ -80,12 +80,13 @@ func BenchmarkUnchangedSync(b *testing.B) {
 // groups, as a first sync's commit and a start do.
 func BenchmarkSnapshotIndexes(b *testing.B) {
 	users := make(map[string]*userRec, benchUsers)
+	a := newArena(nil)
 	for i := range benchUsers {
 		u := testUser(i, benchGroups, "")
 		if err := prepareUser(u); err != nil {
 			b.Fatal(err)
 		}
-		r, err := newUserRec(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
+		r, err := a.put(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,7 +109,7 @@ func BenchmarkSnapshotIndexes(b *testing.B) {
 			defer func(p int) { parallelIndexing = p }(parallelIndexing)
 			parallelIndexing = c.parallel
 			for b.Loop() {
-				newSnapshot(1, users, groups, directory.NormalizeDN)
+				newSnapshot(1, users, a.rs, groups, directory.NormalizeDN)
 			}
 		})
 	}
@@ -168,7 +169,7 @@ func BenchmarkSnapshotHeap(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		keep = newSnapshotSorted(gen, nil, recs.userList, recs.groups, s.normDN)
+		keep = newSnapshotSorted(gen, nil, recs.userList, recs.regions, recs.groups, s.normDN)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 	}
@@ -212,8 +213,9 @@ func sssdCheckpoint(b *testing.B) (*Store, uint64, [16]byte) {
 // BenchmarkSnapshotGC reports what a garbage collection costs with a snapshot of 100,000
 // users (sssdUser) and 2,000 groups live: read from its checkpoint, as a start makes it
 // (checkpoint), and with its records on the heap, as a sync makes them before they move
-// to the checkpoint (heap). Each op is one forced collection; gc-CPU-ms is the median
-// CPU time of the collector's (runtime/metrics' /cpu/classes/gc/total), wall-ms the
+// to the checkpoint (heap); none is the test process without one. Each op is one forced
+// collection; gc-CPU-ms is the median CPU time of the collector's (runtime/metrics'
+// /cpu/classes/gc/total, which counts the idle cores' mark workers too), wall-ms the
 // median time runtime.GC took.
 func BenchmarkSnapshotGC(b *testing.B) {
 	s, gen, commit := sssdCheckpoint(b)
@@ -222,7 +224,7 @@ func BenchmarkSnapshotGC(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return newSnapshotSorted(gen, nil, recs.userList, recs.groups, s.normDN)
+		return newSnapshotSorted(gen, nil, recs.userList, recs.regions, recs.groups, s.normDN)
 	}
 	run := func(b *testing.B, keep *Snapshot) {
 		sample := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
@@ -242,10 +244,10 @@ func BenchmarkSnapshotGC(b *testing.B) {
 		b.ReportMetric(wall[len(wall)/2], "wall-ms")
 		runtime.KeepAlive(keep)
 	}
+	b.Run("none", func(b *testing.B) { run(b, nil) })
 	b.Run("checkpoint", func(b *testing.B) { run(b, fromCheckpoint()) })
 	b.Run("heap", func(b *testing.B) {
 		mem := openMem(b)
-		defer mem.Close()
 		w, err := mem.BeginSync(KindUsers, KindGroups)
 		if err != nil {
 			b.Fatal(err)
@@ -257,7 +259,11 @@ func BenchmarkSnapshotGC(b *testing.B) {
 			b.Fatal(err)
 		}
 		sn = nil // its records are the checkpoint's: only the heap's copies stay
-		run(b, mem.Snapshot())
+		keep := mem.Snapshot()
+		if err := mem.Close(); err != nil {
+			b.Fatal(err)
+		}
+		run(b, keep)
 	})
 }
 
@@ -265,12 +271,13 @@ func BenchmarkSnapshotGC(b *testing.B) {
 // login name, by DN) and by ID, without decoding them, and lists a group's members.
 func BenchmarkSnapshotLookups(b *testing.B) {
 	users := make(map[string]*userRec, benchUsers)
+	a := newArena(nil)
 	for i := range benchUsers {
 		u := sssdUser(i, benchGroups)
 		if err := prepareUser(u); err != nil {
 			b.Fatal(err)
 		}
-		r, err := newUserRec(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
+		r, err := a.put(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -285,7 +292,7 @@ func BenchmarkSnapshotLookups(b *testing.B) {
 		}
 		groups[g.ID] = r
 	}
-	sn := newSnapshot(1, users, groups, directory.NormalizeDN)
+	sn := newSnapshot(1, users, a.rs, groups, directory.NormalizeDN)
 	b.Run("login-name", func(b *testing.B) {
 		i := 0
 		for b.Loop() {

@@ -29,18 +29,22 @@ func (sn *Snapshot) ChangesSince(prev *Snapshot) Changes {
 	return Changes{
 		Users: diffRecords(prev.userList, sn.userList,
 			func(a, b *userRec) bool { return *a == *b },
-			func(r *userRec) (string, string) { return r.id(), r.val() }),
+			func(r *userRec) (string, string) { return r.id(prev.regions), r.val(prev.regions) },
+			func(r *userRec) (string, string) { return r.id(sn.regions), r.val(sn.regions) }),
 		Groups: diffRecords(prev.groupList, sn.groupList,
 			func(a, b **groupRec) bool { return *a == *b },
-			func(r **groupRec) (string, string) { return (*r).id, (*r).val }),
+			groupKey, groupKey),
 		EntrySets: sn.changedEntrySets(prev),
 	}
 }
 
+func groupKey(r **groupRec) (id, val string) { return (*r).id, (*r).val }
+
 // diffRecords merges two lists in ID order and returns the IDs whose record is missing
 // from one or differs; same tells whether two elements are the same record (a user's
-// record copied from one snapshot's list to the next is the same: the same encoding).
-func diffRecords[R any](old, cur []R, same func(a, b *R) bool, key func(*R) (id, val string)) []string {
+// record copied from one snapshot's list to the next is the same: the same encoding in
+// the same place), oldKey and key give an element's ID and encoding in old and cur.
+func diffRecords[R any](old, cur []R, same func(a, b *R) bool, oldKey, key func(*R) (id, val string)) []string {
 	if len(old) == len(cur) && (len(old) == 0 || &old[0] == &cur[0]) {
 		return nil // the same list: no commit in between changed this kind
 	}
@@ -49,7 +53,7 @@ func diffRecords[R any](old, cur []R, same func(a, b *R) bool, key func(*R) (id,
 	for i < len(old) || j < len(cur) {
 		switch {
 		case j == len(cur):
-			id, _ := key(&old[i])
+			id, _ := oldKey(&old[i])
 			out = append(out, id)
 			i++
 		case i == len(old):
@@ -60,7 +64,7 @@ func diffRecords[R any](old, cur []R, same func(a, b *R) bool, key func(*R) (id,
 			i++
 			j++
 		default:
-			oid, oval := key(&old[i])
+			oid, oval := oldKey(&old[i])
 			cid, cval := key(&cur[j])
 			switch c := strings.Compare(oid, cid); {
 			case c < 0:
@@ -88,7 +92,7 @@ func (sn *Snapshot) UserDNs(id string) (dn, path string, ok bool) {
 	if r == nil {
 		return "", "", false
 	}
-	d := decoder{s: r.val()}
+	d := decoder{s: r.val(sn.regions)}
 	var u User
 	d.userHead(&u)
 	return u.DN, u.Path, true

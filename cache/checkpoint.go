@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,6 +22,8 @@ import (
 	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/ldapproxy/ldapproxy/internal/view"
 )
 
 // A checkpoint is the committed snapshot's records in one file beside Badger's
@@ -113,6 +116,7 @@ func readCommitID(txn *badger.Txn) ([16]byte, error) {
 // checkpointRecords is what a checkpoint holds, as load wants it.
 type checkpointRecords struct {
 	userList []userRec // in the file's order: by ID, each once
+	regions  regions   // userList's: the file's
 	groups   map[string]*groupRec
 	sets     map[string]*entrySetRec
 	data     []byte // the mapped file the records are slices of
@@ -169,8 +173,13 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		return nil, errors.New("record counts beyond its size")
 	}
 	// The strings below are views of the mapped file, which is never unmapped once
-	// its records are in use and never written to.
+	// its records are in use and never written to. Its users' records are places in it,
+	// which 32 bits give.
+	if len(body) > math.MaxUint32 {
+		return nil, errors.New("larger than 4 GiB")
+	}
 	all := unsafe.String(unsafe.SliceData(data), len(body))
+	file := newRegion(all)
 	r := ckptReader{s: all, i: head, genU64: string(data[:len(checkpointMagic)]) == checkpointMagicV2}
 	recs := &checkpointRecords{
 		data:   data,
@@ -178,8 +187,10 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		sets:   make(map[string]*entrySetRec, nSets),
 	}
 	// The users' records are read here, then checked and indexed on every core: most
-	// of a start.
+	// of a start. The few that need userKeys (regions.go) have them made on the side
+	// (early: those the reading here starts), then put in the file's region in order.
 	slab := make([]userRec, 0, nUsers) // the snapshot's list
+	early := map[int]*userKeys{}
 	for range nUsers {
 		id, kgen, val := r.record()
 		if r.err != nil {
@@ -187,19 +198,35 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 		}
 		slab = append(slab, userRec{})
 		u := &slab[len(slab)-1]
-		u.start(val, kgen)
-		u.setField(fieldID, id, through(val, id), false) // the file holds it after val when val does not
+		var k userKeys
+		at, _ := view.Offset(val, all) // 0 for an empty one, which index refuses
+		u.start(file, at, len(val), kgen, &k)
+		u.setField(fieldID, id, through(val, id), false, &k) // the file holds it after val when val does not
+		if u.more == pendingKeys {
+			kept := k // k itself stays off the heap
+			early[len(slab)-1] = &kept
+		}
 	}
 	parts := min(runtime.GOMAXPROCS(0), 1+len(slab)/4096)
 	errs := make([]error, parts)
+	keys := make([][]userKeys, parts)
+	rs := regions(nil).with(file)
 	var wg sync.WaitGroup
 	for p := range parts {
 		wg.Go(func() {
 			for i := p * len(slab) / parts; i < (p+1)*len(slab)/parts; i++ {
 				u := &slab[i]
-				if err := u.index(s.normDN); err != nil {
-					errs[p] = fmt.Errorf("user %s: %w", u.id(), err)
+				var k userKeys
+				if e := early[i]; e != nil {
+					k = *e
+				}
+				if err := u.index(u.val(rs), s.normDN, &k); err != nil {
+					errs[p] = fmt.Errorf("user %s: %w", u.id(rs), err)
 					return
+				}
+				if u.more == pendingKeys {
+					keys[p] = append(keys[p], k)
+					u.more = uint32(len(keys[p]))
 				}
 			}
 		})
@@ -208,9 +235,18 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	for p := range parts {
+		for i := p * len(slab) / parts; i < (p+1)*len(slab)/parts; i++ {
+			if u := &slab[i]; u.more != 0 {
+				u.more += uint32(len(file.keys))
+			}
+		}
+		file.keys = append(file.keys, keys[p]...)
+	}
 	recs.userList = slab
+	recs.regions = rs
 	for i := 1; i < len(recs.userList); i++ {
-		if recs.userList[i-1].id() >= recs.userList[i].id() {
+		if recs.userList[i-1].id(recs.regions) >= recs.userList[i].id(recs.regions) {
 			return nil, errors.New("users not in ID order, or an ID twice")
 		}
 	}
@@ -356,7 +392,7 @@ func (s *Store) writeCheckpoint(sn *Snapshot) error {
 			w.Write(appendRecordID(b[:0], id, val))
 		}
 		for _, r := range sn.userList {
-			record(r.id(), r.gen(), r.val())
+			record(r.id(sn.regions), r.gen(sn.regions), r.val(sn.regions))
 		}
 		for _, r := range sn.groupList {
 			record(r.id, r.gen, r.val)
@@ -501,7 +537,7 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 		s.log.Warn("store: cannot read the checkpoint just written", "err", err)
 		return false
 	}
-	next := newSnapshotSorted(sn.gen, nil, recs.userList, recs.groups, s.normDN)
+	next := newSnapshotSorted(sn.gen, nil, recs.userList, recs.regions, recs.groups, s.normDN)
 	next.domain, next.schema, next.commit = sn.domain, sn.schema, sn.commit
 	if len(recs.sets) > 0 {
 		next.entrySets = recs.sets
@@ -532,10 +568,11 @@ func (sn *Snapshot) onRecords(recs *checkpointRecords, norm func(string) string)
 	users := make([]userRec, len(sn.userList))
 	j := 0
 	for i, r := range sn.userList { // both in ID order
-		for j < len(recs.userList) && recs.userList[j].id() < r.id() {
+		id := r.id(sn.regions)
+		for j < len(recs.userList) && recs.userList[j].id(recs.regions) < id {
 			j++
 		}
-		if j < len(recs.userList) && recs.userList[j].id() == r.id() && recs.userList[j].gen() == r.gen() {
+		if j < len(recs.userList) && recs.userList[j].id(recs.regions) == id && recs.userList[j].gen(recs.regions) == r.gen(sn.regions) {
 			r = recs.userList[j]
 		}
 		users[i] = r
@@ -547,7 +584,7 @@ func (sn *Snapshot) onRecords(recs *checkpointRecords, norm func(string) string)
 		}
 		groups[id] = g
 	}
-	next := newSnapshotSorted(sn.gen, nil, users, groups, norm)
+	next := newSnapshotSorted(sn.gen, nil, users, sn.regions.merged(recs.regions), groups, norm)
 	next.domain, next.schema, next.commit = sn.domain, sn.schema, sn.commit
 	if len(sn.entrySets) > 0 {
 		next.entrySets = make(map[string]*entrySetRec, len(sn.entrySets))

@@ -865,7 +865,7 @@ func (sn *Snapshot) passwordState(id string) (active bool, marker string, ok boo
 	if r == nil {
 		return false, "", false
 	}
-	d := decoder{s: r.val()}
+	d := decoder{s: r.val(sn.regions)}
 	var u User
 	d.userHead(&u)
 	return u.IsActive, u.PasswordMarker, true

@@ -65,7 +65,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			if _, err := decodeUserAs("id", val, false); err != nil {
 				t.Fatalf("checked, but the head does not decode: %v", err)
 			}
-			if _, err := newUserRec("id", val, 1, strings.ToLower); err != nil {
+			if _, err := newArena(nil).put("id", val, 1, strings.ToLower); err != nil {
 				t.Fatalf("checked, but no record: %v", err)
 			}
 			for what, s := range map[string]string{"DN": du.DN, "user name": du.Username, "name": du.Name, "mail": du.Email, "path": du.Path, "password marker": du.PasswordMarker} {
@@ -138,13 +138,14 @@ func FuzzParseCheckpoint(f *testing.F) {
 		}
 		in := func(v string) bool { _, ok := view.Offset(v, unsafe.String(&d[0], len(d))); return ok || v == "" }
 		for i, r := range recs.userList {
-			if i > 0 && recs.userList[i-1].id() >= r.id() {
-				t.Fatalf("users %q and %q out of order", recs.userList[i-1].id(), r.id())
+			rs := recs.regions
+			if i > 0 && recs.userList[i-1].id(rs) >= r.id(rs) {
+				t.Fatalf("users %q and %q out of order", recs.userList[i-1].id(rs), r.id(rs))
 			}
-			if !in(r.id()) || !in(r.val()) {
-				t.Fatalf("user %q outside the file", r.id())
+			if !in(r.id(rs)) || !in(r.val(rs)) {
+				t.Fatalf("user %q outside the file", r.id(rs))
 			}
-			r.user()
+			r.user(rs)
 		}
 		for _, r := range recs.groups {
 			if !in(r.id) || !in(r.val) {
@@ -162,6 +163,7 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 	t.Helper()
 	s := &Store{dir: t.TempDir(), normDN: strings.ToLower}
 	users, groups := map[string]*userRec{}, map[string]*groupRec{}
+	a := newArena(nil)
 	for i := range 4 {
 		u := testUser(i, 2, "c")
 		if err := normalizeAttributes(u.Attributes); err != nil {
@@ -169,7 +171,7 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 		}
 		u.Groups = sortedSet(u.Groups)
 		u.Upstream = []Attribute{{Name: "uid", Values: []string{u.Username}}, {Name: "entryUUID", Values: []string{u.ID}}}
-		r, err := newUserRec(u.ID, string(appendUser(nil, u)), 3, s.normDN)
+		r, err := a.put(u.ID, string(appendUser(nil, u)), 3, s.normDN)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +186,7 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 		}
 		groups[g.ID] = r
 	}
-	sn := newSnapshot(5, users, groups, s.normDN)
+	sn := newSnapshot(5, users, a.rs, groups, s.normDN)
 	sn.commit = [16]byte{1, 2, 3}
 	sn.entrySets = map[string]*entrySetRec{"sudo": {name: "sudo", gen: 4, val: string(appendEntrySet(nil, []Entry{{DN: "cn=x,dc=y",
 		Upstream: []Attribute{{Name: "sudoOption", Values: []string{"!authenticate"}}}}}))}}

@@ -19,6 +19,7 @@ func TestPatchMatchesRebuild(t *testing.T) {
 	users := map[string]*userRec{}
 	groups := map[string]*groupRec{}
 	norm := directory.NormalizeDN
+	a := newArena(nil)
 	mkUser := func(i int, variant int) *userRec {
 		u := testUser(i, numGroups, fmt.Sprint(variant))
 		switch variant % 5 {
@@ -33,7 +34,7 @@ func TestPatchMatchesRebuild(t *testing.T) {
 			u.Path = fmt.Sprintf("uid=p%d,ou=served,dc=example,dc=org", variant%7)
 			u.Attributes[UPNAttribute] = []string{"same@example.org", u.Username + "@example.org"}
 		}
-		r, err := newUserRec(u.ID, string(appendUser(nil, normalized(t, u))), 1, norm)
+		r, err := a.put(u.ID, string(appendUser(nil, normalized(t, u))), 1, norm)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +51,7 @@ func TestPatchMatchesRebuild(t *testing.T) {
 		}
 		groups[g.ID] = r
 	}
-	sn := newSnapshot(1, maps.Clone(users), maps.Clone(groups), norm)
+	sn := newSnapshot(1, maps.Clone(users), a.rs, maps.Clone(groups), norm)
 	for round := range 200 {
 		uc, gc := map[string]*userRec{}, map[string]*groupRec{}
 		for range 1 + rnd.IntN(8) {
@@ -85,8 +86,8 @@ func TestPatchMatchesRebuild(t *testing.T) {
 				groups[id] = r
 			}
 		}
-		sn = sn.patch(uint64(round+2), uc, gc)
-		want := newSnapshot(uint64(round+2), maps.Clone(users), maps.Clone(groups), norm)
+		sn = sn.patch(uint64(round+2), uc, a.rs, gc)
+		want := newSnapshot(uint64(round+2), maps.Clone(users), a.rs, maps.Clone(groups), norm)
 		for name, pair := range map[string][2]any{
 			"userList":  {sn.userList, want.userList},
 			"usersByDN": {indexMap(sn.usersByDN), indexMap(want.usersByDN)}, "usersByPath": {sn.usersByPath, want.usersByPath},

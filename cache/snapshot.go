@@ -26,6 +26,7 @@ type Snapshot struct {
 	norm func(string) string
 
 	userList    []userRec           // in ID order: by ID through userRec
+	regions     regions             // those that userList's records are in
 	usersByDN   *userIndex          // by norm(DN)
 	usersByPath map[string]*userRec // by norm(Path), users with a Path only
 	usersByName *userIndex          // by lower-case Username
@@ -47,22 +48,26 @@ type Snapshot struct {
 	schema *Schema
 }
 
-// userRec is a user as the store holds it: 40 bytes and two pointers. Its ID and keys
-// (norm(DN), the lower-case Username and Email) are slices of its encoding when the
-// encoding holds them as they are, which it usually does (the ID among the upstream
-// attributes, the keys where the encoding is already normalised): they are then kept
-// as a 16-bit offset and an 8-bit length from its start, with no string header, and in
-// more otherwise. An ID that the encoding does not hold follows it in memory (in the
-// checkpoint's file, or in one string with it) and is kept in the same way. The
-// generation is kept in 32 bits, in more beyond them.
+// userRec is a user as the store holds it: 36 bytes and no pointer, so that the
+// snapshot's list of them is nothing the collector looks into. Its encoding is n bytes
+// at at in the region numbered seg (regions.go), which the snapshot's regions give. Its
+// ID and keys (norm(DN), the lower-case Username and Email) are slices of its encoding
+// when the encoding holds them as they are, which it usually does (the ID among the
+// upstream attributes, the keys where the encoding is already normalised): they are then
+// kept as a 16-bit offset and an 8-bit length from its start, with no string header,
+// and in its userKeys otherwise. An ID that the encoding does not hold follows it in
+// the region (in the checkpoint's file, or in the arena's chunk) and is kept in the same
+// way. The generation is kept in 32 bits, in its userKeys beyond them.
 type userRec struct {
-	p    *byte     // the encoding (see appendUser), of n bytes
-	more *userKeys // nil for most users
-	n    uint32
-	g    uint32 // the generation in the key of the Badger record; genElsewhere: more.gen
+	at, n uint32 // the encoding (see appendUser): n bytes at at in region seg
+	seg   uint32
+	g     uint32 // the generation in the key of the Badger record; genElsewhere: keys' gen
+	// more is 1 + the index of r's userKeys in its region's keys; 0 for most users, which
+	// have none; pendingKeys while the record is made.
+	more uint32
 	off  [numFields]uint16
 	len  [numFields]uint8
-	// elsewhere has bit f set when field f is more.fields[f].
+	// elsewhere has bit f set when field f is in r's userKeys (fields[f]).
 	elsewhere uint8
 }
 
@@ -75,38 +80,48 @@ const (
 	numFields
 )
 
-// genElsewhere in userRec.g says that the generation is more.gen.
+// genElsewhere in userRec.g says that the generation is in the record's userKeys.
 const genElsewhere = ^uint32(0)
 
-// val is r's encoding.
-func (r *userRec) val() string { return unsafe.String(r.p, r.n) }
+// pendingKeys in userRec.more says, while a record is made, that it needs userKeys,
+// which keep then puts in its region.
+const pendingKeys = ^uint32(0)
+
+// val is r's encoding. rs are the regions of the snapshot or writer that holds r, here
+// and in every method that takes them.
+func (r *userRec) val(rs regions) string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(unsafe.StringData(rs[r.seg].data)), r.at)), r.n)
+}
+
+// keys returns r's userKeys; r has some (more != 0).
+func (r *userRec) keys(rs regions) *userKeys { return &rs[r.seg].keys[r.more-1] }
 
 // id is r's ID.
-func (r *userRec) id() string { return r.field(fieldID) }
+func (r *userRec) id(rs regions) string { return r.field(rs, fieldID) }
 
 // gen is the generation in the key of r's Badger record.
-func (r *userRec) gen() uint64 {
+func (r *userRec) gen(rs regions) uint64 {
 	if r.g == genElsewhere {
-		return r.more.gen
+		return r.keys(rs).gen
 	}
 	return uint64(r.g)
 }
 
 // key returns r's key k (keyDN, keyName, keyMail).
-func (r *userRec) key(k int) string { return r.field(k) }
+func (r *userRec) key(rs regions, k int) string { return r.field(rs, k) }
 
-func (r *userRec) field(f int) string {
+func (r *userRec) field(rs regions, f int) string {
 	if r.elsewhere&(1<<f) != 0 {
-		return r.more.fields[f]
+		return r.keys(rs).fields[f]
 	}
-	off := int(r.off[f])
-	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(r.p), off)), int(r.len[f]))
+	base := unsafe.Add(unsafe.Pointer(unsafe.StringData(rs[r.seg].data)), r.at)
+	return unsafe.String((*byte)(unsafe.Add(base, r.off[f])), int(r.len[f]))
 }
 
 // setField sets r's field f to v: as its place in in, a string that starts with r's
 // encoding (and may go on past it), when v is a slice of in there, or, with search, when
-// in holds its bytes; in more otherwise.
-func (r *userRec) setField(f int, v, in string, search bool) {
+// in holds its bytes; in k, r's userKeys being made, otherwise.
+func (r *userRec) setField(f int, v, in string, search bool, k *userKeys) {
 	if v == "" {
 		return
 	}
@@ -120,30 +135,34 @@ func (r *userRec) setField(f int, v, in string, search bool) {
 		r.off[f], r.len[f] = uint16(off), uint8(len(v))
 		return
 	}
-	r.moreKeys().fields[f] = v
+	k.fields[f] = v
 	r.elsewhere |= 1 << f
+	r.more = pendingKeys
 }
 
-// setKey sets r's key k to key, found in r's encoding when it is orig, the field of the
-// encoding it was made from, unchanged.
-func (r *userRec) setKey(k int, key, orig string) {
+// setKey sets r's key k to key, found in val, r's encoding, when it is orig, the field
+// of the encoding it was made from, unchanged.
+func (r *userRec) setKey(k int, key, orig, val string, keys *userKeys) {
 	if key != orig {
 		if key != "" {
-			r.moreKeys().fields[k] = key
+			keys.fields[k] = key
 			r.elsewhere |= 1 << k
+			r.more = pendingKeys
 		}
 		return
 	}
 	// orig, not key: the normaliser may give an equal string of its own, which is no
 	// slice of the encoding.
-	r.setField(k, orig, r.val(), false)
+	r.setField(k, orig, val, false, keys)
 }
 
-func (r *userRec) moreKeys() *userKeys {
-	if r.more == nil {
-		r.more = &userKeys{}
+// keep puts k, r's userKeys, in reg, r's region, when r needs them (pendingKeys). Only
+// the writer that fills reg calls it, before any snapshot holds reg.
+func (r *userRec) keep(reg *region, k *userKeys) {
+	if r.more == pendingKeys {
+		reg.keys = append(reg.keys, *k)
+		r.more = uint32(len(reg.keys))
 	}
-	return r.more
 }
 
 // userKeys are what few users have: fields not kept in the record, a generation beyond
@@ -156,19 +175,19 @@ type userKeys struct {
 }
 
 // pathKey is r's norm(Path), "" when it has none.
-func (r *userRec) pathKey() string {
-	if r.more == nil {
+func (r *userRec) pathKey(rs regions) string {
+	if r.more == 0 {
 		return ""
 	}
-	return r.more.pathKey
+	return r.keys(rs).pathKey
 }
 
 // upnKeys are r's lower-case UPNAttribute values.
-func (r *userRec) upnKeys() []string {
-	if r.more == nil {
+func (r *userRec) upnKeys(rs regions) []string {
+	if r.more == 0 {
 		return nil
 	}
-	return r.more.upnKeys
+	return r.keys(rs).upnKeys
 }
 
 // groupRec is a group as the store holds it.
@@ -179,55 +198,29 @@ type groupRec struct {
 	dnKey string
 }
 
-// newUserRec indexes the user id encoded in val, written by generation gen. The record
-// holds a copy of val (which may be a view of a buffer the caller reuses), with the ID
-// right after it in the same string when val does not hold it (not id itself, which may
-// share a larger string's memory): one allocation.
-func newUserRec(id, val string, gen uint64, norm func(string) string) (*userRec, error) {
-	i := strings.Index(val, id)
-	size := len(val)
-	if i < 0 {
-		i, size = len(val), len(val)+len(id)
-	}
-	var both string
-	if size > 0 {
-		b := make([]byte, size)
-		copy(b, val)
-		copy(b[len(val):], id)
-		both = unsafe.String(&b[0], size) // b is not written again
-	}
-	r := new(userRec)
-	r.start(both[:len(val)], gen)
-	r.setField(fieldID, both[i:i+len(id)], both, false)
-	if err := r.index(norm); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
 // bytesView is b as a string, without a copy: for a call that does not keep it.
 func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// start sets r to the record val of generation gen, before its ID (setField) and its
-// keys (index).
-func (r *userRec) start(val string, gen uint64) {
-	*r = userRec{p: unsafe.StringData(val), n: uint32(len(val)), g: uint32(gen)}
+// start sets r to the record of generation gen whose encoding is n bytes at at in reg,
+// before its ID (setField) and its keys (index); k is its userKeys being made.
+func (r *userRec) start(reg *region, at, n int, gen uint64, k *userKeys) {
+	*r = userRec{seg: reg.id, at: uint32(at), n: uint32(n), g: uint32(gen)}
 	if gen >= uint64(genElsewhere) {
 		r.g = genElsewhere
-		r.moreKeys().gen = gen
+		k.gen = gen
+		r.more = pendingKeys
 	}
 }
 
-// index checks r's encoding and sets its keys.
-func (r *userRec) index(norm func(string) string) error {
-	val := r.val()
+// index checks val, r's encoding, and sets r's keys; k is its userKeys being made.
+func (r *userRec) index(val string, norm func(string) string, k *userKeys) error {
 	h, err := checkUser(val)
 	if err != nil {
 		return err
 	}
-	r.setKey(keyDN, norm(h.dn), h.dn)
-	r.setKey(keyName, strings.ToLower(h.username), h.username)
-	r.setKey(keyMail, strings.ToLower(h.email), h.email)
+	r.setKey(keyDN, norm(h.dn), h.dn, val, k)
+	r.setKey(keyName, strings.ToLower(h.username), h.username, val, k)
+	r.setKey(keyMail, strings.ToLower(h.email), h.email, val, k)
 	var path string
 	if h.path != "" {
 		path = norm(h.path)
@@ -239,8 +232,8 @@ func (r *userRec) index(norm func(string) string) error {
 		}
 	}
 	if path != "" || upns != nil {
-		m := r.moreKeys()
-		m.pathKey, m.upnKeys = path, upns
+		k.pathKey, k.upnKeys = path, upns
+		r.more = pendingKeys
 	}
 	return nil
 }
@@ -256,15 +249,15 @@ func newGroupRec(id, val string, gen uint64, norm func(string) string) (*groupRe
 
 // user decodes r. The encoding was checked when r was made, so an error here
 // is a bug.
-func (r *userRec) user() *User {
-	return r.decode(true)
+func (r *userRec) user(rs regions) *User {
+	return r.decode(rs, true)
 }
 
 // decode decodes r, whole or without User.Attributes and User.Upstream.
-func (r *userRec) decode(whole bool) *User {
-	u, err := decodeUserAs(r.id(), r.val(), whole)
+func (r *userRec) decode(rs regions, whole bool) *User {
+	u, err := decodeUserAs(r.id(rs), r.val(rs), whole)
 	if err != nil {
-		panic(fmt.Sprintf("cache: stored user %s does not decode: %v", r.id(), err))
+		panic(fmt.Sprintf("cache: stored user %s does not decode: %v", r.id(rs), err))
 	}
 	return u
 }
@@ -296,16 +289,16 @@ func span(start, list []uint32, i int) []uint32 {
 	return list[start[i]:start[i+1]]
 }
 
-// newSnapshot indexes users and groups (by ID), which it keeps.
-func newSnapshot(gen uint64, users map[string]*userRec, groups map[string]*groupRec, norm func(string) string) *Snapshot {
-	return newSnapshotSorted(gen, users, nil, groups, norm)
+// newSnapshot indexes users, whose records are in rs, and groups (by ID), which it keeps.
+func newSnapshot(gen uint64, users map[string]*userRec, rs regions, groups map[string]*groupRec, norm func(string) string) *Snapshot {
+	return newSnapshotSorted(gen, users, nil, rs, groups, norm)
 }
 
 // newSnapshotSorted is newSnapshot given also the users in ID order (nil: not known),
 // as a checkpoint holds them.
-func newSnapshotSorted(gen uint64, users map[string]*userRec, userList []userRec, groups map[string]*groupRec, norm func(string) string) *Snapshot {
+func newSnapshotSorted(gen uint64, users map[string]*userRec, userList []userRec, rs regions, groups map[string]*groupRec, norm func(string) string) *Snapshot {
 	sn := &Snapshot{gen: gen, norm: norm}
-	sn.setUsers(users, userList)
+	sn.setUsers(users, userList, rs)
 	sn.setGroups(groups)
 	sn.setMembers()
 	return sn
@@ -313,12 +306,12 @@ func newSnapshotSorted(gen uint64, users map[string]*userRec, userList []userRec
 
 // derive returns the snapshot of generation gen that differs from sn by the
 // given object maps; a nil map means that kind is unchanged, and its indexes
-// are shared rather than rebuilt.
-func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[string]*groupRec) *Snapshot {
+// are shared rather than rebuilt. The records of users are in sn's regions or own's.
+func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, own regions, groups map[string]*groupRec) *Snapshot {
 	next := *sn
 	next.gen = gen
 	if users != nil {
-		next.setUsers(users, nil)
+		next.setUsers(users, nil, sn.regions.merged(own))
 	}
 	if groups != nil {
 		next.setGroups(groups)
@@ -329,15 +322,16 @@ func (sn *Snapshot) derive(gen uint64, users map[string]*userRec, groups map[str
 	return &next
 }
 
-// setUsers indexes users. sorted, when not nil, is users' records in ID order, which
-// the snapshot keeps; users is then not read. Otherwise the records of users are copied
-// into one array in ID order: 40 bytes a user and one object for the collector, with
-// no pointer per user to them. A user is found by its ID in the sorted list: a map by
+// setUsers indexes users, whose records are in rs. sorted, when not nil, is users'
+// records in ID order, which the snapshot keeps; users is then not read. Otherwise the
+// records of users are copied into one array in ID order: 36 bytes a user and one object
+// that the collector does not look into, with no pointer per user to them. The snapshot
+// keeps the regions of rs that its records are in. A user is found by its ID in the sorted list: a map by
 // ID (40 bytes a user) is not kept. With many users (a first sync, a start) the indexes
 // by DN, name and mail are built on goroutines of their own while this one builds the
 // others.
-func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []userRec) {
-	byID := func(a, b *userRec) int { return strings.Compare(a.id(), b.id()) }
+func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []userRec, rs regions) {
+	byID := func(a, b *userRec) int { return strings.Compare(a.id(rs), b.id(rs)) }
 	if sorted == nil {
 		recs := slices.SortedFunc(maps.Values(users), byID)
 		sorted = make([]userRec, len(recs))
@@ -349,18 +343,19 @@ func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []userRec) {
 		slices.SortFunc(sorted, func(a, b userRec) int { return byID(&a, &b) })
 	}
 	sn.userList = sorted
+	sn.regions = rs.of(sorted)
 	wg := sn.indexUsers()
 	sn.usersByPath = map[string]*userRec{}
 	sn.usersByUPN = map[string]*userRec{}
 	for i := range sn.userList {
 		r := &sn.userList[i]
-		if r.more == nil {
+		if r.more == 0 {
 			continue
 		}
-		if k := r.pathKey(); k != "" {
+		if k := r.pathKey(sn.regions); k != "" {
 			addUnique(sn.usersByPath, k, r)
 		}
-		for _, k := range r.upnKeys() {
+		for _, k := range r.upnKeys(sn.regions) {
 			addUnique(sn.usersByUPN, k, r)
 		}
 	}
@@ -371,16 +366,16 @@ func (sn *Snapshot) setUsers(users map[string]*userRec, sorted []userRec) {
 // of their own when there are many users, which the caller waits for.
 func (sn *Snapshot) indexUsers() *sync.WaitGroup {
 	var wg sync.WaitGroup
-	build := func(dst **userIndex, key func(*userRec) string) {
+	build := func(dst **userIndex, key int) {
 		if len(sn.userList) >= parallelIndexing {
-			wg.Go(func() { *dst = newUserIndex(sn.userList, key) })
+			wg.Go(func() { *dst = newUserIndex(sn.userList, sn.regions, key) })
 		} else {
-			*dst = newUserIndex(sn.userList, key)
+			*dst = newUserIndex(sn.userList, sn.regions, key)
 		}
 	}
-	build(&sn.usersByDN, dnKeyOf)
-	build(&sn.usersByName, nameKeyOf)
-	build(&sn.usersByMail, mailKeyOf)
+	build(&sn.usersByDN, keyDN)
+	build(&sn.usersByName, keyName)
+	build(&sn.usersByMail, keyMail)
 	return &wg
 }
 
@@ -418,7 +413,7 @@ func (sn *Snapshot) setMembers() {
 	pos := sn.groupPositions()
 	var pairs []uint64 // group position << 32 | member position, in member order
 	for p := range sn.userList {
-		for gid := range userGroups(sn.userList[p].val()) {
+		for gid := range userGroups(sn.userList[p].val(sn.regions)) {
 			if g, ok := pos[gid]; ok {
 				pairs = append(pairs, uint64(g)<<32|uint64(p))
 			}
@@ -496,24 +491,24 @@ func (sn *Snapshot) userPos(id string) (int, bool) {
 	i, j := 0, len(l)
 	for i < j {
 		h := int(uint(i+j) >> 1)
-		if l[h].id() < id {
+		if l[h].id(sn.regions) < id {
 			i = h + 1
 		} else {
 			j = h
 		}
 	}
-	return i, i < len(l) && l[i].id() == id
+	return i, i < len(l) && l[i].id(sn.regions) == id
 }
 
 // UserByID returns the user with the uniqueness value id.
 func (sn *Snapshot) UserByID(id string) (*User, bool) {
-	return userOf(sn.userRec(id))
+	return sn.userOf(sn.userRec(id))
 }
 
 // UserByDN returns the user whose upstream DN equals dn, compared as the
 // store's DN normaliser does. A DN two users share finds neither.
 func (sn *Snapshot) UserByDN(dn string) (*User, bool) {
-	return userOf(sn.usersByDN.lookup(sn.norm(dn)))
+	return sn.userOf(sn.usersByDN.lookup(sn.norm(dn)))
 }
 
 // UserByPath returns the user served under dn: the one whose Path equals dn,
@@ -521,10 +516,10 @@ func (sn *Snapshot) UserByDN(dn string) (*User, bool) {
 func (sn *Snapshot) UserByPath(dn string) (*User, bool) {
 	key := sn.norm(dn)
 	if r, ok := sn.usersByPath[key]; ok {
-		return userOf(r)
+		return sn.userOf(r)
 	}
-	if r := sn.usersByDN.lookup(key); r != nil && r.pathKey() == "" {
-		return r.user(), true
+	if r := sn.usersByDN.lookup(key); r != nil && r.pathKey(sn.regions) == "" {
+		return r.user(sn.regions), true
 	}
 	return nil, false
 }
@@ -532,7 +527,7 @@ func (sn *Snapshot) UserByPath(dn string) (*User, bool) {
 // UserByBindDN returns the user a bind DN names: the user served under dn, or else the
 // one whose upstream DN dn is. dn is normalised once for both lookups.
 func (sn *Snapshot) UserByBindDN(dn string) (*User, bool) {
-	return userOf(sn.byBindDN(dn))
+	return sn.userOf(sn.byBindDN(dn))
 }
 
 func (sn *Snapshot) byBindDN(dn string) *userRec {
@@ -546,7 +541,7 @@ func (sn *Snapshot) byBindDN(dn string) *userRec {
 // UserByUsername returns the user with the user name name, compared without
 // regard to case. A name two users share finds neither.
 func (sn *Snapshot) UserByUsername(name string) (*User, bool) {
-	return userOf(sn.usersByName.lookup(strings.ToLower(name)))
+	return sn.userOf(sn.usersByName.lookup(strings.ToLower(name)))
 }
 
 // UserByLoginName returns the one user whose user name, UPN (the UPNAttribute's values)
@@ -557,7 +552,7 @@ func (sn *Snapshot) UserByUsername(name string) (*User, bool) {
 // different ones (one's user name, another's mail): a bind name must never be given to
 // a user picked among several.
 func (sn *Snapshot) UserByLoginName(name string) (*User, bool) {
-	return userOf(sn.byLoginName(name))
+	return sn.userOf(sn.byLoginName(name))
 }
 
 func (sn *Snapshot) byLoginName(name string) *userRec {
@@ -602,38 +597,38 @@ func (sn *Snapshot) Names() Names { return Names{sn: sn} }
 type Names struct{ sn *Snapshot }
 
 // UserByBindDN is Snapshot.UserByBindDN, without User.Attributes and User.Upstream.
-func (n Names) UserByBindDN(dn string) (*User, bool) { return briefOf(n.sn.byBindDN(dn)) }
+func (n Names) UserByBindDN(dn string) (*User, bool) { return n.sn.briefOf(n.sn.byBindDN(dn)) }
 
 // UserByUsername is Snapshot.UserByUsername, without User.Attributes and User.Upstream.
 func (n Names) UserByUsername(name string) (*User, bool) {
-	return briefOf(n.sn.usersByName.lookup(strings.ToLower(name)))
+	return n.sn.briefOf(n.sn.usersByName.lookup(strings.ToLower(name)))
 }
 
 // UserByLoginName is Snapshot.UserByLoginName, without User.Attributes and
 // User.Upstream.
 func (n Names) UserByLoginName(name string) (*User, bool) {
-	return briefOf(n.sn.byLoginName(name))
+	return n.sn.briefOf(n.sn.byLoginName(name))
 }
 
-func briefOf(r *userRec) (*User, bool) {
+func (sn *Snapshot) briefOf(r *userRec) (*User, bool) {
 	if r == nil {
 		return nil, false
 	}
-	return r.decode(false), true
+	return r.decode(sn.regions, false), true
 }
 
-func userOf(r *userRec) (*User, bool) {
+func (sn *Snapshot) userOf(r *userRec) (*User, bool) {
 	if r == nil {
 		return nil, false
 	}
-	return r.user(), true
+	return r.user(sn.regions), true
 }
 
 // Users calls fn for each user in ID order until fn returns false. It has the
 // shape of an iter.Seq, so `for u := range sn.Users` works.
 func (sn *Snapshot) Users(fn func(*User) bool) {
 	for i := range sn.userList {
-		if !fn(sn.userList[i].user()) {
+		if !fn(sn.userList[i].user(sn.regions)) {
 			return
 		}
 	}
@@ -641,10 +636,10 @@ func (sn *Snapshot) Users(fn func(*User) bool) {
 
 // UserAt returns the i-th user in ID order, 0 <= i < the number of users (Counts): with
 // it, users can be decoded on several goroutines at once.
-func (sn *Snapshot) UserAt(i int) *User { return sn.userList[i].user() }
+func (sn *Snapshot) UserAt(i int) *User { return sn.userList[i].user(sn.regions) }
 
 // BriefUserAt is UserAt without User.Attributes and User.Upstream (Snapshot.Names).
-func (sn *Snapshot) BriefUserAt(i int) *User { return sn.userList[i].decode(false) }
+func (sn *Snapshot) BriefUserAt(i int) *User { return sn.userList[i].decode(sn.regions, false) }
 
 // UserSource returns the stored encoding of the user id, which the strings of every
 // User the snapshot returns for id are slices of (its DN, names, upstream values, …):
@@ -652,7 +647,7 @@ func (sn *Snapshot) BriefUserAt(i int) *User { return sn.userList[i].decode(fals
 // Entry.Source). "" when the snapshot has no such user.
 func (sn *Snapshot) UserSource(id string) string {
 	if r := sn.userRec(id); r != nil {
-		return r.val()
+		return r.val(sn.regions)
 	}
 	return ""
 }
@@ -664,7 +659,7 @@ func (sn *Snapshot) UserSource(id string) string {
 func (sn *Snapshot) Sources() []string {
 	out := make([]string, 0, len(sn.userList)+len(sn.groupList))
 	for i := range sn.userList {
-		out = append(out, sn.userList[i].val())
+		out = append(out, sn.userList[i].val(sn.regions))
 	}
 	for _, r := range sn.groupList {
 		out = append(out, r.val)
@@ -729,7 +724,7 @@ func (sn *Snapshot) Members(groupID string) (users, groups []string) {
 	if us := span(sn.members.userStart, sn.members.users, i); len(us) > 0 {
 		users = make([]string, len(us))
 		for k, p := range us {
-			users[k] = sn.userList[p].id()
+			users[k] = sn.userList[p].id(sn.regions)
 		}
 	}
 	if gs := span(sn.members.groupStart, sn.members.groups, i); len(gs) > 0 {

@@ -277,9 +277,11 @@ func (s *Store) load() (err error) {
 		stale    [][]byte
 		fromCkpt bool
 		userList []userRec // by ID, when the checkpoint gave them
+		rs       regions   // the users' records': the checkpoint's, or arena's chunks
 		ckptData []byte    // the checkpoint's mapping, when it gave them
 	)
 	users := map[string]*userRec{}
+	arena := newArena(nil) // the users' records read from Badger
 	groups := map[string]*groupRec{}
 	sets := map[string]*entrySetRec{}
 	defer func() {
@@ -309,7 +311,7 @@ func (s *Store) load() (err error) {
 		if s.dir != "" && gen > 0 {
 			recs, err := s.readCheckpoint(gen, commit)
 			if err == nil {
-				users, userList, groups, sets, fromCkpt = nil, recs.userList, recs.groups, recs.sets, true
+				users, userList, rs, groups, sets, fromCkpt = nil, recs.userList, recs.regions, recs.groups, recs.sets, true
 				ckptData = recs.data
 				if err := s.loadCookies(txn); err != nil {
 					return err
@@ -325,7 +327,7 @@ func (s *Store) load() (err error) {
 			if len(val) == 0 {
 				return nil
 			}
-			r, err := newUserRec(id, bytesView(val), kgen, s.normDN)
+			r, err := arena.put(id, bytesView(val), kgen, s.normDN)
 			if err != nil {
 				return err
 			}
@@ -386,7 +388,10 @@ func (s *Store) load() (err error) {
 	}); err != nil {
 		return err
 	}
-	sn := newSnapshotSorted(gen, users, userList, groups, s.normDN)
+	if !fromCkpt {
+		rs = arena.rs
+	}
+	sn := newSnapshotSorted(gen, users, userList, rs, groups, s.normDN)
 	sn.domain, sn.schema, sn.commit = domain, schema, commit
 	if len(sets) > 0 {
 		sn.entrySets = sets

@@ -32,6 +32,7 @@ type Sync struct {
 	buf  []byte // encoding scratch
 
 	users  map[string]*userRec  // Put in this run; nil when users are not synced
+	arena  *arena               // where the run's records of users are: base's, its own
 	groups map[string]*groupRec // the same for groups
 
 	// obsolete are the versions the run replaces or deletes, and markers
@@ -88,6 +89,7 @@ func (s *Store) BeginSync(kinds ...string) (*Sync, error) {
 	}
 	w.base = s.snap.Load()
 	w.gen = w.base.gen + 1
+	w.arena = newArena(w.base.regions)
 	if s.dirty {
 		if _, err := s.discardStale(w.base.gen); err != nil {
 			return nil, fmt.Errorf("begin sync: remove leftovers of an aborted sync: %w", err)
@@ -129,14 +131,14 @@ func (w *Sync) PutUser(u *User) error {
 	if err != nil {
 		return err
 	}
-	w.users[r.id()] = r // not u.ID: it may share a larger string's memory
+	w.users[r.id(w.arena.rs)] = r // not u.ID: it may share a larger string's memory
 	switch {
 	case r == cur:
 	case cur == nil:
 		c.created++
 	default:
 		c.updated++
-		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, cur.gen()))
+		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, cur.gen(w.arena.rs)))
 	}
 	return nil
 }
@@ -146,14 +148,14 @@ func (w *Sync) PutUser(u *User) error {
 // record this run may have written for the ID before).
 func (w *Sync) writeUser(u *User, cur *userRec) (*userRec, error) {
 	w.buf = appendUser(w.buf[:0], u)
-	if cur != nil && cur.val() == string(w.buf) {
+	if cur != nil && cur.val(w.arena.rs) == string(w.buf) {
 		return cur, nil
 	}
-	r, err := newUserRec(u.ID, bytesView(w.buf), w.gen, w.s.normDN)
+	r, err := w.arena.put(u.ID, bytesView(w.buf), w.gen, w.s.normDN)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", u.DN, err)
 	}
-	if err := w.setShared(objectKey(prefixUsers, u.ID, w.gen), r.val()); err != nil {
+	if err := w.setShared(objectKey(prefixUsers, u.ID, w.gen), r.val(w.arena.rs)); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -211,7 +213,7 @@ func (w *Sync) User(id string) (*User, bool) {
 	if r == nil {
 		return nil, false
 	}
-	return r.user(), true
+	return r.user(w.arena.rs), true
 }
 
 // UserIDs returns the IDs of the users put in this run that have one of keys as their
@@ -225,9 +227,9 @@ func (w *Sync) UserIDs(keys map[string]bool, byName bool) map[string]string {
 		return out
 	}
 	for id, r := range w.users {
-		k := r.key(keyDN)
+		k := r.key(w.arena.rs, keyDN)
 		if byName {
-			k = r.key(keyName)
+			k = r.key(w.arena.rs, keyName)
 		}
 		if keys[k] {
 			out[k] = id
@@ -258,11 +260,11 @@ func (w *Sync) ReplaceUser(u *User) error {
 	}
 	// A version this run wrote is written over (same key); one the run kept from the
 	// base becomes an update.
-	if prev.gen() != w.gen {
+	if prev.gen(w.arena.rs) != w.gen {
 		w.counts[KindUsers].updated++
-		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, prev.gen()))
+		w.obsolete = append(w.obsolete, objectKey(prefixUsers, u.ID, prev.gen(w.arena.rs)))
 	}
-	w.users[r.id()] = r
+	w.users[r.id(w.arena.rs)] = r
 	return nil
 }
 
@@ -394,8 +396,8 @@ func (w *Sync) commit() error {
 	// until the generation is committed the old versions still count.
 	if w.users != nil {
 		for _, cur := range w.base.userList {
-			if _, ok := w.users[cur.id()]; !ok {
-				if err := w.markDeleted(prefixUsers, cur.id(), cur.gen(), KindUsers); err != nil {
+			if _, ok := w.users[cur.id(w.base.regions)]; !ok {
+				if err := w.markDeleted(prefixUsers, cur.id(w.base.regions), cur.gen(w.base.regions), KindUsers); err != nil {
 					return err
 				}
 			}
@@ -431,7 +433,7 @@ func (w *Sync) commit() error {
 		if base != w.base {
 			onMoved(w.base, base, w.users, w.groups, w.entrySets)
 		}
-		next := base.derive(w.gen, changed(w.users, w.counts[KindUsers]), changed(w.groups, w.counts[KindGroups]))
+		next := base.derive(w.gen, changed(w.users, w.counts[KindUsers]), w.arena.rs, changed(w.groups, w.counts[KindGroups]))
 		if w.entrySets != nil && w.entrySetWrites > 0 {
 			next.entrySets = w.entrySets
 		}
@@ -609,7 +611,7 @@ func (w *Sync) discard() {
 	w.wb.Cancel()
 	var keys [][]byte
 	for id, r := range w.users {
-		if r.gen() == w.gen {
+		if r.gen(w.arena.rs) == w.gen {
 			keys = append(keys, objectKey(prefixUsers, id, w.gen))
 		}
 	}

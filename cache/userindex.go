@@ -16,7 +16,8 @@ import (
 // list, and never changed.
 type userIndex struct {
 	list  []userRec
-	key   func(*userRec) string
+	rs    regions // list's
+	key   int     // keyDN, keyName or keyMail
 	slots []uint32
 	// posBits is the number of low bits of a slot that hold 1 + a position.
 	posBits uint
@@ -29,17 +30,18 @@ const sharedKey = 1 << 31
 // cannot be chosen to collide.
 var indexSeed = maphash.MakeSeed()
 
-// newUserIndex indexes list by key; users whose key is "" are left out. It returns nil
-// for a list too long for its positions, which no directory comes near.
-func newUserIndex(list []userRec, key func(*userRec) string) *userIndex {
+// newUserIndex indexes list, whose records are in rs, by key (keyDN, keyName, keyMail);
+// users whose key is "" are left out. It returns nil for a list too long for its
+// positions, which no directory comes near.
+func newUserIndex(list []userRec, rs regions, key int) *userIndex {
 	if len(list) >= sharedKey-1 {
 		return nil
 	}
 	size := slots.ForTagged(len(list))
-	x := &userIndex{list: list, key: key, slots: make([]uint32, size), posBits: slots.PosBits(len(list))}
+	x := &userIndex{list: list, rs: rs, key: key, slots: make([]uint32, size), posBits: slots.PosBits(len(list))}
 	posMask := uint32(1)<<x.posBits - 1
 	for pos := range list {
-		k := key(&list[pos])
+		k := x.keyOf(&list[pos])
 		if k == "" {
 			continue
 		}
@@ -52,7 +54,7 @@ func newUserIndex(list []userRec, key func(*userRec) string) *userIndex {
 				x.slots[i] = tag | uint32(pos+1)
 				break
 			}
-			if s&^sharedKey&^posMask == tag && key(&list[s&posMask-1]) == k {
+			if s&^sharedKey&^posMask == tag && x.keyOf(&list[s&posMask-1]) == k {
 				x.slots[i] = s | sharedKey
 				break
 			}
@@ -86,7 +88,7 @@ func (x *userIndex) get(k string) (*userRec, bool) {
 		if s&^sharedKey&^posMask != tag {
 			continue
 		}
-		if r := &x.list[s&posMask-1]; x.key(r) == k {
+		if r := &x.list[s&posMask-1]; x.keyOf(r) == k {
 			if s&sharedKey != 0 {
 				return nil, true
 			}
@@ -101,6 +103,5 @@ func (x *userIndex) lookup(k string) *userRec {
 	return r
 }
 
-func dnKeyOf(r *userRec) string   { return r.key(keyDN) }
-func nameKeyOf(r *userRec) string { return r.key(keyName) }
-func mailKeyOf(r *userRec) string { return r.key(keyMail) }
+// keyOf returns r's key that x indexes.
+func (x *userIndex) keyOf(r *userRec) string { return r.key(x.rs, x.key) }

@@ -13,30 +13,30 @@ import (
 // (but is told apart from a key none has), and an empty key is never indexed.
 func TestUserIndex(t *testing.T) {
 	var list []userRec
+	var rs regions
 	for i := range 5000 {
-		r := recWithID(fmt.Sprint(i))
-		r.setKey(keyName, fmt.Sprintf("user%d", i), "")
+		keys := map[int]string{keyName: fmt.Sprintf("user%d", i)}
 		if i%7 != 0 {
-			r.setKey(keyMail, fmt.Sprintf("u%d@x", i%2500), "")
+			keys[keyMail] = fmt.Sprintf("u%d@x", i%2500)
 		}
-		list = append(list, *r)
+		list = append(list, recWithID(&rs, fmt.Sprint(i), keys))
 	}
-	byName, byMail := newUserIndex(list, nameKeyOf), newUserIndex(list, mailKeyOf)
+	byName, byMail := newUserIndex(list, rs, keyName), newUserIndex(list, rs, keyMail)
 	for i := range list {
 		r := &list[i]
-		if got, ok := byName.get(r.key(keyName)); !ok || got != r {
+		if got, ok := byName.get(r.key(rs, keyName)); !ok || got != r {
 			t.Fatalf("user %d by name: %v %v", i, got, ok)
 		}
-		if r.key(keyMail) == "" {
+		if r.key(rs, keyMail) == "" {
 			continue
 		}
 		other := &list[(i+2500)%5000]
-		got, ok := byMail.get(r.key(keyMail))
+		got, ok := byMail.get(r.key(rs, keyMail))
 		switch {
-		case other.key(keyMail) == r.key(keyMail) && (got != nil || !ok):
-			t.Fatalf("mail %s, shared: %v %v", r.key(keyMail), got, ok)
-		case other.key(keyMail) != r.key(keyMail) && got != r:
-			t.Fatalf("mail %s: %v %v", r.key(keyMail), got, ok)
+		case other.key(rs, keyMail) == r.key(rs, keyMail) && (got != nil || !ok):
+			t.Fatalf("mail %s, shared: %v %v", r.key(rs, keyMail), got, ok)
+		case other.key(rs, keyMail) != r.key(rs, keyMail) && got != r:
+			t.Fatalf("mail %s: %v %v", r.key(rs, keyMail), got, ok)
 		}
 	}
 	for _, k := range []string{"", "user5000", "nobody"} {
@@ -57,7 +57,7 @@ func TestUserIndex(t *testing.T) {
 func indexMap(x *userIndex) map[string]*userRec {
 	m := map[string]*userRec{}
 	for i := range x.list {
-		if k := x.key(&x.list[i]); k != "" {
+		if k := x.keyOf(&x.list[i]); k != "" {
 			m[k], _ = x.get(k)
 		}
 	}
@@ -70,21 +70,22 @@ func TestSnapshotUserByID(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 3, 1000} {
 		sn := &Snapshot{}
 		for i := range n {
-			sn.userList = append(sn.userList, *recWithID(fmt.Sprintf("id%05d", 2*i+1)))
+			sn.userList = append(sn.userList, recWithID(&sn.regions, fmt.Sprintf("id%05d", 2*i+1), nil))
 		}
+		rs := sn.regions
 		for i := range sn.userList {
 			r := &sn.userList[i]
-			if got := sn.userRec(r.id()); got != r {
-				t.Fatalf("%d users: user %d (%s) found as %v", n, i, r.id(), got)
+			if got := sn.userRec(r.id(rs)); got != r {
+				t.Fatalf("%d users: user %d (%s) found as %v", n, i, r.id(rs), got)
 			}
 		}
 		for i := 0; i <= 2*n; i += 2 {
 			if got := sn.userRec(fmt.Sprintf("id%05d", i)); got != nil {
-				t.Fatalf("%d users: id%05d found as %s", n, i, got.id())
+				t.Fatalf("%d users: id%05d found as %s", n, i, got.id(rs))
 			}
 		}
 		if got := sn.userRec(""); got != nil {
-			t.Fatalf("%d users: the empty ID found as %s", n, got.id())
+			t.Fatalf("%d users: the empty ID found as %s", n, got.id(rs))
 		}
 	}
 }
@@ -103,21 +104,26 @@ func TestUserRecKeys(t *testing.T) {
 		{User{ID: "3", DN: "uid=c,dc=x", Username: "C"}, "uid=c,dc=x", "c", "", false, true},
 		{User{ID: "4", DN: "uid=d,dc=x", Username: "d", Path: "UID=D,OU=Y"}, "uid=d,dc=x", "d", "", true, true},
 	} {
-		r, err := newUserRec(tc.u.ID, string(appendUser(nil, &tc.u)), 1, norm)
+		a := newArena(nil)
+		r, err := a.put(tc.u.ID, string(appendUser(nil, &tc.u)), 1, norm)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := [3]string{r.key(keyDN), r.key(keyName), r.key(keyMail)}; got != [3]string{tc.dn, tc.name, tc.mail} {
+		rs := a.rs
+		if got := [3]string{r.key(rs, keyDN), r.key(rs, keyName), r.key(rs, keyMail)}; got != [3]string{tc.dn, tc.name, tc.mail} {
 			t.Fatalf("user %s: keys %q", tc.u.ID, got)
 		}
-		if (r.elsewhere&^(1<<fieldID) != 0 || r.pathKey() != "") != tc.hasMore {
+		if (r.elsewhere&^(1<<fieldID) != 0 || r.pathKey(rs) != "") != tc.hasMore {
 			t.Fatalf("user %s: more %v, want it: %v", tc.u.ID, r.more, tc.hasMore)
+		}
+		if tc.hasMore != (r.more != 0) {
+			t.Fatalf("user %s: userKeys %d, want some: %v", tc.u.ID, r.more, tc.hasMore)
 		}
 		if tc.inRecord != (r.elsewhere&(1<<keyDN|1<<keyName) == 0) {
 			t.Fatalf("user %s: keys elsewhere %b, want them in the record: %v", tc.u.ID, r.elsewhere, tc.inRecord)
 		}
-		if r.id() != tc.u.ID || r.gen() != 1 {
-			t.Fatalf("user %s: ID %q, generation %d", tc.u.ID, r.id(), r.gen())
+		if r.id(rs) != tc.u.ID || r.gen(rs) != 1 {
+			t.Fatalf("user %s: ID %q, generation %d", tc.u.ID, r.id(rs), r.gen(rs))
 		}
 	}
 }
@@ -130,23 +136,32 @@ func TestUserRecKeysNormalisedAlike(t *testing.T) {
 	if n := directory.NormalizeDN(u.DN); n != u.DN || unsafe.StringData(n) == unsafe.StringData(u.DN) {
 		t.Fatalf("the normaliser gives %q, not an equal string of its own", n)
 	}
-	r, err := newUserRec(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
+	a := newArena(nil)
+	r, err := a.put(u.ID, string(appendUser(nil, u)), 1, directory.NormalizeDN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.elsewhere != 0 || r.more != nil {
-		t.Fatalf("keys kept apart (%b): %+v", r.elsewhere, r.more)
+	if r.elsewhere != 0 || r.more != 0 {
+		t.Fatalf("keys kept apart (%b): %d", r.elsewhere, r.more)
 	}
-	if r.key(keyDN) != u.DN || r.key(keyName) != u.Username || r.key(keyMail) != u.Email {
-		t.Fatalf("keys %q %q %q", r.key(keyDN), r.key(keyName), r.key(keyMail))
+	if rs := a.rs; r.key(rs, keyDN) != u.DN || r.key(rs, keyName) != u.Username || r.key(rs, keyMail) != u.Email {
+		t.Fatalf("keys %q %q %q", r.key(rs, keyDN), r.key(rs, keyName), r.key(rs, keyMail))
 	}
 }
 
-// recWithID is a record whose encoding is its ID alone (enough for the indexes).
-func recWithID(id string) *userRec {
-	r := &userRec{}
-	r.start(id, 1)
-	r.setField(fieldID, id, id, false)
+// recWithID is a record whose encoding is its ID alone (enough for the indexes), with
+// the keys keys gives kept apart, in a region of its own, which it adds to rs.
+func recWithID(rs *regions, id string, keys map[int]string) userRec {
+	reg := newRegion(id)
+	var k userKeys
+	var r userRec
+	r.start(reg, 0, len(id), 1, &k)
+	r.setField(fieldID, id, id, false, &k)
+	for f, v := range keys {
+		r.setKey(f, v, "", id, &k)
+	}
+	r.keep(reg, &k)
+	*rs = rs.with(reg)
 	return r
 }
 
@@ -175,25 +190,27 @@ func TestUserRecFields(t *testing.T) {
 	} {
 		buf := appendUser(nil, &tc.u)
 		val := string(buf)
-		r, err := newUserRec(strings.Clone(tc.u.ID), bytesView(buf), tc.gen, norm)
+		a := newArena(nil)
+		r, err := a.put(strings.Clone(tc.u.ID), bytesView(buf), tc.gen, norm)
 		if err != nil {
 			t.Fatal(err)
 		}
 		clear(buf) // the record holds a copy of the buffer it was made from
-		if r.id() != tc.u.ID || r.gen() != tc.gen || r.val() != val || r.key(keyName) != tc.u.Username || r.key(keyDN) != tc.u.DN {
-			t.Fatalf("%s: read back ID %q, generation %d, name %q, DN %q", tc.name, r.id(), r.gen(), r.key(keyName), r.key(keyDN))
+		rs := a.rs
+		if r.id(rs) != tc.u.ID || r.gen(rs) != tc.gen || r.val(rs) != val || r.key(rs, keyName) != tc.u.Username || r.key(rs, keyDN) != tc.u.DN {
+			t.Fatalf("%s: read back ID %q, generation %d, name %q, DN %q", tc.name, r.id(rs), r.gen(rs), r.key(rs, keyName), r.key(rs, keyDN))
 		}
 		if r.elsewhere != tc.elsewhere {
 			t.Fatalf("%s: fields apart %b, want %b", tc.name, r.elsewhere, tc.elsewhere)
 		}
-		if (tc.gen >= 1<<32-1) != (r.more != nil && r.more.gen != 0) {
-			t.Fatalf("%s: generation %d kept apart: %v", tc.name, tc.gen, r.more != nil)
+		if (tc.gen >= 1<<32-1) != (r.more != 0 && r.keys(rs).gen != 0) {
+			t.Fatalf("%s: generation %d kept apart: %v", tc.name, tc.gen, r.more != 0)
 		}
-		if u := r.user(); u.ID != tc.u.ID || u.Username != tc.u.Username {
+		if u := r.user(rs); u.ID != tc.u.ID || u.Username != tc.u.Username {
 			t.Fatalf("%s: decodes as %q %q", tc.name, u.ID, u.Username)
 		}
 	}
-	if size := unsafe.Sizeof(userRec{}); size != 40 {
+	if size := unsafe.Sizeof(userRec{}); size != 36 {
 		t.Fatalf("a userRec is %d bytes", size)
 	}
 }
@@ -233,7 +250,7 @@ func TestCheckpointRecordsApart(t *testing.T) {
 	sn := s.Snapshot()
 	for _, u := range want {
 		r := sn.userRec(u.ID)
-		if r == nil || r.more != nil || r.elsewhere != 0 || r.id() != u.ID {
+		if r == nil || r.more != 0 || r.elsewhere != 0 || r.id(sn.regions) != u.ID {
 			t.Fatalf("user %s: %+v", u.ID, r)
 		}
 		if got, ok := sn.UserByUsername(u.Username); !ok || got.ID != u.ID || got.DN != u.DN {
