@@ -5,7 +5,8 @@
 # from /proc) over the requests it counted (ldapproxy_requests_total), and, where `perf`
 # may trace the process, its system calls and context switches per request. Prints each
 # window, then the median per build and workload.
-# Usage: [MODE=direct|cached] [MODES="search bind login"] [DEMO_FLAGS=...] [PORTS=21000] \
+# USERS (default 10,000) is the size of each build's demo directory.
+# Usage: [MODE=direct|cached] [MODES="search bind login"] [DEMO_FLAGS=...] [PORTS=21000] [USERS=10000] \
 #   scripts/cpu-per-request.sh [rounds] [window seconds] [git revision...]
 # With no revision, the working tree is measured; with several, they are compared.
 set -euo pipefail
@@ -14,7 +15,7 @@ rounds=${1:-5} win=${2:-5}
 shift $(($# < 2 ? $# : 2))
 revs=("$@")
 [ ${#revs[@]} -gt 0 ] || revs=(worktree)
-mode=${MODE:-direct} modes=${MODES:-search bind login}
+mode=${MODE:-direct} modes=${MODES:-search bind login} users=${USERS:-10000}
 ports=${PORTS:-21000} # build i listens on ports+1000*i + 389 (LDAP), 636 (LDAPS), 989 (HTTP)
 tmp=$(mktemp -d)
 pids=()
@@ -27,14 +28,16 @@ for i in "${!revs[@]}"; do
   fi
   (cd "$src" && go build -o "$tmp/demo$i" ./cmd/demo)
   base=$((ports + 1000 * i))
-  "$tmp/demo$i" -users 10000 -listen 127.0.0.1:$((base + 389)) -listen-tls 127.0.0.1:$((base + 636)) \
+  "$tmp/demo$i" -users "$users" -listen 127.0.0.1:$((base + 389)) -listen-tls 127.0.0.1:$((base + 636)) \
     -http 127.0.0.1:$((base + 989)) -mode "$mode" ${DEMO_FLAGS:-} -log-level warn >"$tmp/demo$i.out" 2>&1 &
   pids+=($!)
 done
 for i in "${!revs[@]}"; do
   base=$((ports + 1000 * i))
-  for _ in $(seq 300); do
-    curl -sf http://127.0.0.1:$((base + 989))/metrics >/dev/null && continue 2
+  for _ in $(seq 3000); do
+    ready=metrics
+    [ "$mode" = cached ] && ready=readyz # the first sync's tree serves
+    curl -sf http://127.0.0.1:$((base + 989))/$ready >/dev/null && continue 2
     kill -0 "${pids[$i]}" 2>/dev/null || break
     sleep 0.2
   done
@@ -52,7 +55,7 @@ for m in $modes; do
       base=$((ports + 1000 * i)) pid=${pids[$i]}
       reqs() { curl -s http://127.0.0.1:$((base + 989))/metrics | awk '/^ldapproxy_requests_total/ {s += $2} END {printf "%d", s}'; }
       cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-      "$tmp/ldapbench" -targets p=ldap://127.0.0.1:$((base + 389)) -mode "$m" "${svc[@]}" -users 10000 -c 16 \
+      "$tmp/ldapbench" -targets p=ldap://127.0.0.1:$((base + 389)) -mode "$m" "${svc[@]}" -users "$users" -c 16 \
         -d $((win + 2))s -warmup 1s -rounds 1 >/dev/null 2>&1 &
       bp=$!
       sleep 1.5
