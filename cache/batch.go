@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -171,7 +170,7 @@ func (b *Batch) GroupDiffers(id string) bool {
 	if g == nil || cur == nil {
 		return (g == nil) != (cur == nil)
 	}
-	return cur.val != string(appendGroup(nil, g))
+	return !cur.encodes(appendGroup(nil, g))
 }
 
 // Len is the number of objects put or deleted in the batch.
@@ -285,10 +284,10 @@ func (b *Batch) Commit() (BatchCounts, error) {
 			continue
 		}
 		buf = appendGroup(buf[:0], g)
-		if cur != nil && cur.val == string(buf) {
+		if cur != nil && cur.encodes(buf) {
 			continue
 		}
-		r, err := newGroupRec(strings.Clone(id), string(buf), b.gen, s.normDN)
+		r, err := groupRecIn(b.base, s.mapping.Load(), id, g, string(buf), b.gen, s.normDN)
 		if err != nil {
 			return fail(fmt.Errorf("group %s: %w", g.DN, err))
 		}

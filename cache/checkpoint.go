@@ -46,14 +46,23 @@ import (
 //
 // Layout (integers little-endian):
 //
-//	"ldapproxy-ckpt\x00\x03"  magic and format
+//	"ldapproxy-ckpt\x00\x04"  magic and format
 //	generation u64, commit ID [16]byte
 //	users u64, groups u64, entry sets u64
 //	per record: record generation uvarint, value (uvarint length, bytes), id
+//	            (the users', then after them the DNs that the groups' records refer to
+//	            and no user holds, uvarint length and bytes, then the groups' and the
+//	            entry sets')
 //	CRC-32C (Castagnoli) of everything before it, u32
 //
-// Format 2, which the versions before wrote, is the same with each record's generation
-// a u64 (7 bytes more a record); it still reads, so that an upgrade starts from it.
+// A group's record may be in record format 8 (formatV8): each of its upstream values
+// that is byte for byte the DN of a user of the file (a member value; the users come
+// before the groups) written as the offset of those bytes, 6 bytes where the DN took 40
+// or more. It reads only with the bytes before it in its file. Which groups are written
+// so, and which of their values are referred to, memberRefs says; every other record is
+// written as stored. Format 3, which the version before wrote, is this without format
+// 8's records; format 2, the one before it, the same with each record's generation a
+// u64 (7 bytes more a record). Both still read, so that an upgrade starts from them.
 //
 // A record's id is a uvarint x and, when x is even, x/2 bytes: the id; when x is odd,
 // the id is the x/2 bytes of the value at the offset that a second uvarint gives. A
@@ -61,8 +70,9 @@ import (
 // value holds among its upstream attributes: the file holds it once.
 const (
 	checkpointName  = "snapshot.ckpt"
-	checkpointMagic = "ldapproxy-ckpt\x00\x03"
-	// checkpointMagicV2 is format 2's magic.
+	checkpointMagic = "ldapproxy-ckpt\x00\x04"
+	// checkpointMagicV3 and checkpointMagicV2 are formats 3's and 2's magics.
+	checkpointMagicV3 = "ldapproxy-ckpt\x00\x03"
 	checkpointMagicV2 = "ldapproxy-ckpt\x00\x02"
 	keyCommitID       = "m/commit"
 )
@@ -73,6 +83,10 @@ const (
 var checkpointInterval = 10 * time.Minute
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checkpointRefs makes the checkpoint refer to member DNs (format 4); off, it is written
+// in format 3, as the version before wrote it (a variable for the tests).
+var checkpointRefs = true
 
 // newCommitID returns a random ID for a commit.
 func newCommitID() [16]byte {
@@ -120,6 +134,7 @@ type checkpointRecords struct {
 	groups   map[string]*groupRec
 	sets     map[string]*entrySetRec
 	data     []byte // the mapped file the records are slices of
+	refs     bool   // the file is of format 4, whose groups' records may refer to users'
 }
 
 // readCheckpoint maps the checkpoint of the store's directory and returns its records
@@ -150,8 +165,9 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	if len(data) < head+4 {
 		return nil, errors.New("not a checkpoint of this format")
 	}
-	switch string(data[:len(checkpointMagic)]) {
-	case checkpointMagic, checkpointMagicV2:
+	magic := string(data[:len(checkpointMagic)])
+	switch magic {
+	case checkpointMagic, checkpointMagicV3, checkpointMagicV2:
 	default:
 		return nil, errors.New("not a checkpoint of this format")
 	}
@@ -180,9 +196,10 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 	}
 	all := unsafe.String(unsafe.SliceData(data), len(body))
 	file := newRegion(all)
-	r := ckptReader{s: all, i: head, genU64: string(data[:len(checkpointMagic)]) == checkpointMagicV2}
+	r := ckptReader{s: all, i: head, genU64: magic == checkpointMagicV2}
 	recs := &checkpointRecords{
 		data:   data,
+		refs:   magic == checkpointMagic,
 		groups: make(map[string]*groupRec, nGroups),
 		sets:   make(map[string]*entrySetRec, nSets),
 	}
@@ -250,12 +267,19 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 			return nil, errors.New("users not in ID order, or an ID twice")
 		}
 	}
+	if magic == checkpointMagic {
+		r.str() // the DNs that no user holds: what the groups' records may refer to
+	}
 	for range nGroups {
 		id, kgen, val := r.record()
 		if r.err != nil {
 			break
 		}
-		g, err := newGroupRec(id, val, kgen, s.normDN)
+		var before string // what a format 8 record's values may be slices of
+		if magic == checkpointMagic {
+			before = all[:r.valAt]
+		}
+		g, err := newGroupRecIn(id, val, before, kgen, s.normDN)
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", id, err)
 		}
@@ -298,6 +322,7 @@ type ckptReader struct {
 	i      int
 	err    error
 	genU64 bool // format 2: a record's generation is a u64
+	valAt  int  // where the value of the last record read begins
 }
 
 func (r *ckptReader) str() string {
@@ -307,6 +332,7 @@ func (r *ckptReader) str() string {
 		return ""
 	}
 	r.i += w
+	r.valAt = r.i
 	v := r.s[r.i : r.i+int(n)]
 	r.i += int(n)
 	return v
@@ -371,31 +397,62 @@ func appendRecordID(b []byte, id, val string) []byte {
 	return append(b, id...)
 }
 
-// writeCheckpoint writes sn's checkpoint, replacing the previous one.
-func (s *Store) writeCheckpoint(sn *Snapshot) error {
+// writeCheckpoint writes sn's checkpoint, replacing the previous one; convert lets it
+// write group records in format 7 in format 8 (memberRefs, convertGroups).
+func (s *Store) writeCheckpoint(sn *Snapshot, convert bool) error {
 	return replaceFile(filepath.Join(s.dir, checkpointName), func(f *os.File) error {
 		crc := crc32.New(castagnoli)
 		w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
 		var b []byte
-		b = append(b, checkpointMagic...)
+		if checkpointRefs {
+			b = append(b, checkpointMagic...)
+		} else {
+			b = append(b, checkpointMagicV3...)
+		}
 		b = binary.LittleEndian.AppendUint64(b, sn.gen)
 		b = append(b, sn.commit[:]...)
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.userList)))
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.groupList)))
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(sn.entrySets)))
 		w.Write(b)
-		record := func(id string, gen uint64, val string) {
+		pos := len(b) // of the file
+		// record writes a record and returns where its value begins in the file.
+		record := func(id string, gen uint64, val string) int {
 			b = binary.AppendUvarint(b[:0], gen)
 			b = binary.AppendUvarint(b, uint64(len(val)))
 			w.Write(b)
+			at := pos + len(b)
 			w.WriteString(val)
-			w.Write(appendRecordID(b[:0], id, val))
+			b = appendRecordID(b[:0], id, val)
+			w.Write(b)
+			pos = at + len(val) + len(b)
+			return at
 		}
-		for _, r := range sn.userList {
-			record(r.id(sn.regions), r.gen(sn.regions), r.val(sn.regions))
+		var refs memberRefs
+		if checkpointRefs {
+			refs = memberRefs{sn: sn, userAt: make([]int, len(sn.userList)), convert: convert}
+		}
+		for i := range sn.userList {
+			r := &sn.userList[i]
+			at := record(r.id(sn.regions), r.gen(sn.regions), r.val(sn.regions))
+			if refs.userAt != nil {
+				refs.userAt[i] = at
+			}
+		}
+		if checkpointRefs {
+			gone := refs.gone()
+			b = binary.AppendUvarint(b[:0], uint64(len(gone)))
+			w.Write(b)
+			refs.goneAt = pos + len(b)
+			w.Write(gone)
+			pos = refs.goneAt + len(gone)
 		}
 		for _, r := range sn.groupList {
-			record(r.id, r.gen, r.val)
+			val := r.val
+			if checkpointRefs {
+				val = refs.group(r)
+			}
+			record(r.id, r.gen, val)
 		}
 		for _, name := range slices.Sorted(maps.Keys(sn.entrySets)) {
 			r := sn.entrySets[name]
@@ -407,6 +464,101 @@ func (s *Store) writeCheckpoint(sn *Snapshot) error {
 		_, err := f.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
 		return err
 	})
+}
+
+// memberRefs finds, for a checkpoint being written, where it holds a group's member
+// values already: as the DN of a user (all of them come before the groups).
+//
+// A group's record keeps its layout from one checkpoint to the next (the values it
+// refers to, so the length of each value and the place of each byte but the offsets):
+// the served tree's image, written of the snapshot a process holds, refers into it, and
+// a start reads the image with the records of the next checkpoint (Snapshot.SourcesSum).
+// So a record in format 8 is written referring to the same values, at their places in
+// this file: as a user's DN, or, a value that no user's DN is any more (the user
+// renamed or deleted since, the group not), in the bytes the file holds after the users
+// for them (gone); one in format 7, as it is, unless the snapshot's records move to this
+// checkpoint (moveToCheckpoint) or nothing was made of them (convertGroups): then what is
+// made of the records will be made of these.
+type memberRefs struct {
+	sn      *Snapshot
+	userAt  []int // where each user's record begins in the file, by position
+	convert bool
+	// goneAt is where the file holds the values of goneOff: the offset of each in them.
+	goneAt  int
+	goneOff map[string]int
+}
+
+// gone returns the values that records in format 8 refer to and that no user's DN is,
+// one after the other, and notes where each is in them.
+func (m *memberRefs) gone() []byte {
+	var out []byte
+	m.goneOff = map[string]int{}
+	for _, r := range m.sn.groupList {
+		if r.val[0] != formatV8 {
+			continue
+		}
+		_, err := decodeGroupRefs(r.id, r.val, r.in, func(_ int, v string) {
+			if _, held := m.goneOff[v]; !held {
+				if _, ok := m.find(v); !ok {
+					m.goneOff[v] = len(out)
+					out = append(out, v...)
+				}
+			}
+		})
+		if err != nil {
+			panic(fmt.Sprintf("cache: stored group %s does not decode: %v", r.id, err))
+		}
+	}
+	return out
+}
+
+// group returns r's record as the checkpoint holds it.
+func (m *memberRefs) group(r *groupRec) string {
+	switch {
+	case r.val[0] == formatV8:
+		referred := map[string]bool{}
+		g, err := decodeGroupRefs(r.id, r.val, r.in, func(_ int, v string) { referred[v] = true })
+		if err != nil {
+			panic(fmt.Sprintf("cache: stored group %s does not decode: %v", r.id, err))
+		}
+		return string(appendGroupRefs(nil, g, func(v string) (uint32, bool) {
+			if !referred[v] {
+				return 0, false
+			}
+			if off, ok := m.goneOff[v]; ok {
+				return offset32(m.goneAt+off, v)
+			}
+			return m.find(v)
+		}))
+	case r.val[0] == formatV7 && m.convert:
+		return string(appendGroupRefs(nil, r.group(), m.find))
+	}
+	return r.val
+}
+
+// find returns where the file holds v, a user's DN byte for byte.
+func (m *memberRefs) find(v string) (uint32, bool) {
+	r := m.sn.usersByDN.lookup(m.sn.norm(v)) // nil too when two users have the DN
+	if r == nil {
+		return 0, false
+	}
+	val := r.val(m.sn.regions)
+	d := decoder{s: val}
+	var u User
+	d.userHead(&u)
+	off, ok := view.Offset(u.DN, val)
+	if d.err != nil || !ok || u.DN != v {
+		return 0, false
+	}
+	return offset32(m.userAt[m.sn.indexOf(r)]+off, v)
+}
+
+// offset32 is at, where the file holds v, as a reference writes it, if it fits.
+func offset32(at int, v string) (uint32, bool) {
+	if uint64(at)+uint64(len(v)) > math.MaxUint32 {
+		return 0, false
+	}
+	return uint32(at), true
 }
 
 // replaceFile writes the file at path anew with write: into a temporary file beside
@@ -464,7 +616,7 @@ func (s *Store) startCheckpointer(written uint64) {
 			}
 			if sn.gen != written {
 				start := time.Now()
-				if err := s.writeCheckpoint(sn); err != nil {
+				if err := s.writeCheckpoint(sn, s.convertGroups(final)); err != nil {
 					s.log.Warn("store: cannot write the checkpoint; the next start reads the store instead", "err", err)
 					s.settle() // the records stay on the heap
 					return
@@ -553,6 +705,8 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 		sn = s.snap.Load()
 		next = sn.onRecords(recs, s.normDN)
 	}
+	m := unsafe.String(unsafe.SliceData(recs.data), len(recs.data))
+	s.mapping.Store(&m)
 	dropPages(recs.data) // read by the check and the indexes; served pages come back as needed
 	s.log.Info("store: records moved to the checkpoint", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
 	return true
@@ -596,6 +750,22 @@ func (sn *Snapshot) onRecords(recs *checkpointRecords, norm func(string) string)
 		}
 	}
 	return next
+}
+
+// convertGroups tells whether the next checkpoint may write the snapshot's group records
+// in format 7 in format 8 (memberRefs): when the records move to it, or when nothing
+// will have been made of them before (the last checkpoint, at Close, of a store without
+// derived files: `ldapproxy sync`'s). final says that it is the last.
+func (s *Store) convertGroups(final bool) bool {
+	if s.recordsMapped.Load() {
+		return false
+	}
+	if !final {
+		return true
+	}
+	s.derivedMu.Lock()
+	defer s.derivedMu.Unlock()
+	return len(s.derived) == 0
 }
 
 // releaseAgain is how long after a commit Badger's pages are released a second time.

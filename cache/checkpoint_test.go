@@ -245,13 +245,17 @@ func checkpointV2(t *testing.T, b []byte) []byte {
 
 // A checkpoint in format 2, as the versions before wrote it (each record's generation
 // a u64), is used at a start: an upgrade starts from it. The next checkpoint is written
-// in format 3, 7 bytes a record shorter.
+// in the current format (format 3, 7 bytes a record shorter, with DNs for groups' records
+// to refer to).
 func TestCheckpointFormat2Starts(t *testing.T) {
 	dir := t.TempDir()
+	checkpointRefs = false // format 3, which checkpointV2 makes format 2 of
 	s := openDir(t, dir)
 	syncWithSet(t, s, 60, 6, "a")
 	want := s.Snapshot()
-	if err := s.Close(); err != nil {
+	err := s.Close()
+	checkpointRefs = true
+	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, checkpointName)

@@ -26,12 +26,16 @@ package cache
 //	group:   0x05 head head parents attrs upstream4
 //	group:   0x06 head head parents attrs upstream6
 //	group:   0x07 head head ids attrs7 upstream7
+//	group:   0x08 head head ids attrs7 upstream8    in a checkpoint only, see formatV8
 //	list:    count string...
 //	attrs:   count (name tag value)...   tags below
 //	account: flags(byte) [expires] [password expires]   varint Unix seconds, see appendAccount
 //	upstream: count (name list)...      the upstream entry's attributes, in its order
 //	upstream4: count (number [name] list)...   number: uvarint, 0 for a name written
 //	           out, else the name's number in attrNames (attrnames.go)
+//
+// A group in format 8 is one whose member values are places in a checkpoint (formatV8):
+// never written to Badger, and read only with that checkpoint's bytes.
 //
 // An object without upstream attributes is written in the format it had before they
 // were kept (a user whose Account is the zero one in format 1, as before accounts
@@ -113,6 +117,36 @@ const shareWindow = 4 << 10
 //     written out follows) is written as the uvarint n<<1 | single: single set, the
 //     attribute has one value and no count of values follows.
 const formatV7 = 7
+
+// formatV8 is formatV7 for a group whose upstream values (upstream8) may be bytes of a
+// checkpoint, the DN of a user there (a member value): a group's record in a checkpoint,
+// referring to the bytes before it, or one that a commit made while the snapshot's
+// records are in a checkpoint's pages, referring to that checkpoint. A value is a
+// uvarint x, then by x&3 (refLiteral, refPlaced, refInFile) its x>>2 bytes; or, as in
+// format 6, a uvarint o, the value being the x>>2 bytes at o from the start of the
+// upstream attributes; or 4 bytes, a little-endian offset in the checkpoint, the value
+// being the x>>2 bytes there. The bytes referred to are byte for byte the value (the
+// writer refers only to those), and a checkpoint never changes: a rename or deletion
+// of the user after it was written does not change the group's value. The offset is
+// 4 bytes whatever its value, and no value is placed in or after it, so that a group's
+// record has the same length and its other bytes at the same places in every checkpoint
+// of the same state (the served tree's image refers to those places; see
+// Snapshot.SourcesSum).
+const formatV8 = 8
+
+// The forms of a value of upstream8, in its uvarint's low bits.
+const (
+	refLiteral = 0
+	refPlaced  = 1
+	refInFile  = 3
+)
+
+// refOffsetLen is the length of a refInFile value's offset.
+const refOffsetLen = 4
+
+// minRef is the least length of a value that a group's record in a checkpoint refers to
+// rather than holds: shorter, the reference saves next to nothing.
+const minRef = 8
 
 // upstreamFormat is the format objects with upstream attributes are written in: formatV7
 // (a variable so that the tests can write a store as the versions before did).
@@ -209,12 +243,12 @@ func appendUser(b []byte, u *User) []byte {
 	if format >= formatV5 {
 		up = appendUpstreamIn(nil, format, u.Upstream)
 	}
-	b = appendHead(b, format, up, u.DN)
-	b = appendHead(b, format, up, u.Username)
-	b = appendHead(b, format, up, u.Name)
-	b = appendHead(b, format, up, u.Email)
-	b = appendHead(b, format, up, u.Path)
-	b = appendHead(b, format, up, u.PasswordMarker)
+	b = appendHead(b, format, up, len(up), u.DN)
+	b = appendHead(b, format, up, len(up), u.Username)
+	b = appendHead(b, format, up, len(up), u.Name)
+	b = appendHead(b, format, up, len(up), u.Email)
+	b = appendHead(b, format, up, len(up), u.Path)
+	b = appendHead(b, format, up, len(up), u.PasswordMarker)
 	if u.IsActive {
 		b = append(b, 1)
 	} else {
@@ -224,7 +258,7 @@ func appendUser(b []byte, u *User) []byte {
 		b = appendAccount(b, u.Account)
 	}
 	b = appendIDs(b, format, u.Groups)
-	b = appendAttributesIn(b, format, up, u.Attributes)
+	b = appendAttributesIn(b, format, up, len(up), u.Attributes)
 	if format >= formatV5 {
 		return append(b, up...)
 	}
@@ -233,12 +267,12 @@ func appendUser(b []byte, u *User) []byte {
 
 // appendPlaced appends s as appendHead does in format 5 and later, as its place in up
 // only when that is shorter than s written out. It looks in the first shareWindow bytes
-// of up only: a mapped list of many values (a group's member IDs) would otherwise take
-// time quadratic in the object's size.
-func appendPlaced(b []byte, up []byte, s string) []byte {
+// of up only, and of those in the first plain (appendHead): a mapped list of many values
+// (a group's member IDs) would otherwise take time quadratic in the object's size.
+func appendPlaced(b []byte, up []byte, plain int, s string) []byte {
 	lit := uvarintLen(uint64(len(s))<<1) + len(s)
 	if len(s) > 2 {
-		if i := bytes.Index(up[:min(len(up), shareWindow)], []byte(s)); i >= 0 && uvarintLen(uint64(len(s))<<1|1)+uvarintLen(uint64(len(up)-i)) < lit {
+		if i := bytes.Index(up[:min(plain, shareWindow)], []byte(s)); i >= 0 && uvarintLen(uint64(len(s))<<1|1)+uvarintLen(uint64(len(up)-i)) < lit {
 			b = binary.AppendUvarint(b, uint64(len(s))<<1|1)
 			return binary.AppendUvarint(b, uint64(len(up)-i))
 		}
@@ -249,12 +283,13 @@ func appendPlaced(b []byte, up []byte, s string) []byte {
 
 // appendHead appends a field before an object's groups or parents; in formatV5, as its
 // place in up, the encoding of the object's upstream attributes that ends the value,
-// when up holds its bytes.
-func appendHead(b []byte, format byte, up []byte, s string) []byte {
+// when its first plain bytes hold it (a format 8 record's up, to its first reference
+// to the checkpoint: the bytes of the references' offsets differ between checkpoints).
+func appendHead(b []byte, format byte, up []byte, plain int, s string) []byte {
 	if format < formatV5 {
 		return appendString(b, s)
 	}
-	if i := bytes.Index(up, []byte(s)); i >= 0 && s != "" {
+	if i := bytes.Index(up[:plain], []byte(s)); i >= 0 && s != "" {
 		b = binary.AppendUvarint(b, uint64(len(s))<<1|1)
 		return binary.AppendUvarint(b, uint64(len(up)-i))
 	}
@@ -268,15 +303,40 @@ func appendGroup(b []byte, g *Group) []byte {
 	if len(g.Upstream) > 0 {
 		format = upstreamFormat
 	}
+	return appendGroupIn(b, format, g, nil)
+}
+
+// appendGroupRefs appends the encoding of g as a checkpoint holds it: in format 8 with
+// each upstream value that ref finds (its offset in the checkpoint) written as that
+// place, when ref finds one; else as appendGroup. ref is given values of at least minRef
+// bytes.
+func appendGroupRefs(b []byte, g *Group, ref func(v string) (uint32, bool)) []byte {
+	if len(g.Upstream) > 0 && upstreamFormat == formatV7 {
+		for _, a := range g.Upstream {
+			for _, v := range a.Values {
+				if len(v) >= minRef {
+					if _, ok := ref(v); ok {
+						return appendGroupIn(b, formatV8, g, ref)
+					}
+				}
+			}
+		}
+	}
+	return appendGroup(b, g)
+}
+
+// appendGroupIn appends the encoding of g in format; ref is format 8's (appendGroupRefs).
+func appendGroupIn(b []byte, format byte, g *Group, ref func(string) (uint32, bool)) []byte {
 	b = append(b, format)
 	var up []byte
+	plain := 0
 	if format >= formatV5 {
-		up = appendUpstreamIn(nil, format, g.Upstream)
+		up, plain = appendUpstreamRefs(nil, format, g.Upstream, ref)
 	}
-	b = appendHead(b, format, up, g.DN)
-	b = appendHead(b, format, up, g.Name)
+	b = appendHead(b, format, up, plain, g.DN)
+	b = appendHead(b, format, up, plain, g.Name)
 	b = appendIDs(b, format, g.Parents)
-	b = appendAttributesIn(b, format, up, g.Attributes)
+	b = appendAttributesIn(b, format, up, plain, g.Attributes)
 	if format >= formatV5 {
 		return append(b, up...)
 	}
@@ -300,7 +360,7 @@ func appendObjectUpstream(b []byte, format byte, attrs []Attribute) []byte {
 	case formatV3:
 		return appendUpstream(b, attrs)
 	case formatV4, formatV5, formatV6, formatV7:
-		return appendUpstreamIn(b, format, attrs)
+		b, _ = appendUpstreamRefs(b, format, attrs, nil)
 	}
 	return b
 }
@@ -308,7 +368,8 @@ func appendObjectUpstream(b []byte, format byte, attrs []Attribute) []byte {
 // appendUpstreamNumbered is appendUpstream with each name written as its number in
 // attrNames, or as 0 and the name when the list does not have it as spelled.
 func appendUpstreamNumbered(b []byte, attrs []Attribute) []byte {
-	return appendUpstreamIn(b, formatV4, attrs)
+	b, _ = appendUpstreamRefs(b, formatV4, attrs, nil)
+	return b
 }
 
 // appendUpstreamIn appends upstream attributes as format writes them: with their names
@@ -316,7 +377,17 @@ func appendUpstreamNumbered(b []byte, attrs []Attribute) []byte {
 // hold written as their place there when that takes fewer bytes, in format 7 a single
 // value without its count.
 func appendUpstreamIn(b []byte, format byte, attrs []Attribute) []byte {
+	b, _ = appendUpstreamRefs(b, format, attrs, nil)
+	return b
+}
+
+// appendUpstreamRefs is appendUpstreamIn, in format 8 with the values ref finds written
+// as their place in the checkpoint. plain is the length of what it appended up to the
+// first such value: what a value may be placed in (the offsets after it differ from one
+// checkpoint to the next, the rest of the record does not).
+func appendUpstreamRefs(b []byte, format byte, attrs []Attribute, ref func(string) (uint32, bool)) (out []byte, plain int) {
 	base := len(b)
+	plain = -1
 	b = binary.AppendUvarint(b, uint64(len(attrs)))
 	for _, a := range attrs {
 		n := attrNumbers[a.Name] // 0: not listed
@@ -340,10 +411,49 @@ func appendUpstreamIn(b []byte, format byte, attrs []Attribute) []byte {
 			b = binary.AppendUvarint(b, uint64(len(a.Values)))
 		}
 		for _, v := range a.Values {
-			b = appendShared(b, base, v)
+			if format < formatV8 {
+				b = appendShared(b, base, v)
+				continue
+			}
+			at, within := len(b), plain
+			if within < 0 {
+				within = at - base
+			}
+			var referred bool
+			b, referred = appendSharedRef(b, base, within, v, ref)
+			if referred && plain < 0 {
+				plain = at - base
+			}
 		}
 	}
-	return b
+	if plain < 0 {
+		plain = len(b) - base
+	}
+	return b, plain
+}
+
+// appendSharedRef appends the value v of format 8's upstream attributes, which begin at
+// base in b: as its place in the checkpoint when ref finds it (and reports it), else as
+// appendShared would, with format 8's forms, looking in the first plain bytes only.
+func appendSharedRef(b []byte, base, plain int, v string, ref func(string) (uint32, bool)) ([]byte, bool) {
+	if len(v) >= minRef {
+		if off, ok := ref(v); ok {
+			b = binary.AppendUvarint(b, uint64(len(v))<<2|refInFile)
+			return binary.LittleEndian.AppendUint32(b, off), true
+		}
+	}
+	lit := uvarintLen(uint64(len(v))<<2) + len(v)
+	if len(v) > 2 {
+		written := unsafe.String(unsafe.SliceData(b[base:]), min(plain, shareWindow))
+		if i := strings.Index(written, v); i >= 0 {
+			if uvarintLen(uint64(len(v))<<2|refPlaced)+uvarintLen(uint64(i)) < lit {
+				b = binary.AppendUvarint(b, uint64(len(v))<<2|refPlaced)
+				return binary.AppendUvarint(b, uint64(i)), false
+			}
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(v))<<2|refLiteral)
+	return append(b, v...), false
 }
 
 // appendShared appends the value v of format 6's upstream attributes, which begin at
@@ -454,13 +564,13 @@ func uuidText(u string) string {
 }
 
 func appendAttributes(b []byte, attrs map[string]any) []byte {
-	return appendAttributesIn(b, formatV1, nil, attrs)
+	return appendAttributesIn(b, formatV1, nil, 0, attrs)
 }
 
 // appendAttributesIn appends the mapped attributes as format writes them; up is the
 // encoding of the object's upstream attributes in format 7, where a string value may be
-// placed.
-func appendAttributesIn(b []byte, format byte, up []byte, attrs map[string]any) []byte {
+// placed in the first plain bytes (appendHead).
+func appendAttributesIn(b []byte, format byte, up []byte, plain int, attrs map[string]any) []byte {
 	b = binary.AppendUvarint(b, uint64(len(attrs)))
 	if len(attrs) == 0 {
 		return b
@@ -473,7 +583,7 @@ func appendAttributesIn(b []byte, format byte, up []byte, attrs map[string]any) 
 	slices.Sort(names)
 	str := appendString
 	if format >= formatV7 {
-		str = func(b []byte, s string) []byte { return appendPlaced(b, up, s) }
+		str = func(b []byte, s string) []byte { return appendPlaced(b, up, plain, s) }
 	}
 	for _, name := range names {
 		switch n := mappedNumbers[name]; {
@@ -534,6 +644,13 @@ type decoder struct {
 	// headAt is where the lowest field placed by head begins, 0 when none is: in the
 	// upstream attributes, which end the value, or the value is refused (upstreamAfter).
 	headAt int
+	// file is what a format 8 value's offsets are in: the bytes of the checkpoint it
+	// refers to (groupRec.in). A record read from Badger has none, and a reference in it
+	// is refused.
+	file string
+	// refs, when set, is given each format 8 reference's value and where its offset is
+	// in s.
+	refs func(at int, v string)
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -717,6 +834,44 @@ func (d *decoder) shared(base int) string {
 	if x&1 == 0 {
 		return d.take(n)
 	}
+	return d.placed(base, start, n)
+}
+
+// sharedRef reads a value of format 8's upstream attributes, which begin at base.
+func (d *decoder) sharedRef(base int) string {
+	start := d.i
+	x := d.uvarint()
+	n := x >> 2
+	switch x & 3 {
+	case refLiteral:
+		return d.take(n)
+	case refPlaced:
+		return d.placed(base, start, n)
+	case refInFile:
+		at := d.i
+		o := d.take(refOffsetLen)
+		if d.err != nil {
+			return ""
+		}
+		off := uint64(o[0]) | uint64(o[1])<<8 | uint64(o[2])<<16 | uint64(o[3])<<24
+		if n < minRef || off > uint64(len(d.file)) || n > uint64(len(d.file))-off {
+			d.err = errors.New("a value placed outside the checkpoint's bytes before the record")
+			return ""
+		}
+		v := d.file[off : off+n]
+		if d.refs != nil {
+			d.refs(at, v)
+		}
+		return v
+	}
+	if d.err == nil {
+		d.err = fmt.Errorf("unknown value form %d", x&3)
+	}
+	return ""
+}
+
+// placed reads the rest of a value at start placed at an offset from base, n bytes long.
+func (d *decoder) placed(base, start int, n uint64) string {
 	off := d.uvarint()
 	switch {
 	case d.err != nil:
@@ -837,6 +992,10 @@ func (d *decoder) upstream(keep bool, format byte) []Attribute {
 		out = make([]Attribute, 0, n)
 	}
 	shared := format >= formatV6
+	value := d.shared
+	if format >= formatV8 {
+		value = d.sharedRef
+	}
 	for range n {
 		var name string
 		single := false
@@ -861,7 +1020,7 @@ func (d *decoder) upstream(keep bool, format byte) []Attribute {
 				l = make([]string, vals)
 			}
 			for i := range vals {
-				v := d.shared(base)
+				v := value(base)
 				if l != nil {
 					l[i] = v
 				}
@@ -1009,7 +1168,7 @@ func userGroups(val string) iter.Seq[string] {
 
 // groupHead reads a group's fields up to its parents and returns its format.
 func (d *decoder) groupHead(g *Group) byte {
-	format := d.version(formatV7)
+	format := d.version(formatV8)
 	if d.err == nil && format == formatV2 {
 		d.err = fmt.Errorf("unknown group format %d", format)
 	}
@@ -1020,7 +1179,19 @@ func (d *decoder) groupHead(g *Group) byte {
 
 // decodeGroup decodes a value written by appendGroup for the group id.
 func decodeGroup(id, val string) (*Group, error) {
-	d := decoder{s: val}
+	return decodeGroupIn(id, val, "")
+}
+
+// decodeGroupIn is decodeGroup for a record that a checkpoint holds after the bytes
+// file, which its format 8 values may be slices of.
+func decodeGroupIn(id, val, file string) (*Group, error) {
+	return decodeGroupRefs(id, val, file, nil)
+}
+
+// decodeGroupRefs is decodeGroupIn, telling refs of each value that val refers to
+// (decoder.refs).
+func decodeGroupRefs(id, val, file string, refs func(at int, v string)) (*Group, error) {
+	d := decoder{s: val, file: file, refs: refs}
 	g := &Group{ID: id}
 	format := d.groupHead(g)
 	g.Parents = d.ids(format)
@@ -1035,9 +1206,10 @@ func decodeGroup(id, val string) (*Group, error) {
 	return g, nil
 }
 
-// checkGroup is checkUser for a group.
-func checkGroup(val string) (objectHeader, error) {
-	d := decoder{s: val}
+// checkGroup is checkUser for a group, one that a checkpoint holds after the bytes file
+// (else "").
+func checkGroup(val, file string) (objectHeader, error) {
+	d := decoder{s: val, file: file}
 	var g Group
 	format := d.groupHead(&g)
 	d.skipIDs(format)

@@ -128,7 +128,7 @@ func TestUpstreamAttributesRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(gg.Upstream, up[:2]) {
 		t.Fatalf("group: %v %q", err, gg.Upstream)
 	}
-	if _, err := checkGroup(string(gval)); err != nil {
+	if _, err := checkGroup(string(gval), ""); err != nil {
 		t.Fatal(err)
 	}
 
@@ -252,7 +252,7 @@ func TestHeadFieldsInUpstream(t *testing.T) {
 	if gg, err := decodeGroup(g.ID, gval); err != nil || gval[0] != upstreamFormat || !reflect.DeepEqual(gg, g) {
 		t.Fatalf("group: format %d, %v, %+v", gval[0], err, gg)
 	}
-	if _, err := checkGroup(gval); err != nil {
+	if _, err := checkGroup(gval, ""); err != nil {
 		t.Fatal(err)
 	}
 	// The user name's place: the second field, after the DN written out.
@@ -498,7 +498,7 @@ func TestFormat7(t *testing.T) {
 	for p := range groupParents(gval) {
 		parents = append(parents, p)
 	}
-	if _, err := checkGroup(gval); err != nil || !reflect.DeepEqual(parents, g.Parents) {
+	if _, err := checkGroup(gval, ""); err != nil || !reflect.DeepEqual(parents, g.Parents) {
 		t.Fatalf("group: %v, parents %q", err, parents)
 	}
 

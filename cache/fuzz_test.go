@@ -93,7 +93,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			}
 		}
 		dg, derr := decodeGroup("id", val)
-		_, cerr = checkGroup(val)
+		_, cerr = checkGroup(val, "")
 		if (derr == nil) != (cerr == nil) {
 			t.Fatalf("decodeGroup: %v, checkGroup: %v", derr, cerr)
 		}
@@ -114,9 +114,11 @@ func FuzzDecodeRecord(f *testing.F) {
 // FuzzParseCheckpoint: whatever a checkpoint's bytes after its magic (its checksum made
 // right, so that the parser itself is reached), parseCheckpoint returns its records or
 // an error and never panics; the users of records it returns are in strictly ascending
-// ID order (how a snapshot finds them) and every record's ID and value lie within the
-// file. The seed is the checkpoint of a few users and groups whose IDs their values hold
-// (written as places in them) and of an entry set.
+// ID order (how a snapshot finds them) and every record's ID and value, and a group's
+// values (which may be other records' bytes), lie within the file. The seed is the
+// checkpoint of a few users and groups whose IDs their values hold (written as places
+// in them), whose member values are users' DNs (written as places in the file), and of
+// an entry set.
 func FuzzParseCheckpoint(f *testing.F) {
 	seed, gen, commit := testCheckpoint(f)
 	f.Add(seed[len(checkpointMagic) : len(seed)-4])
@@ -151,7 +153,13 @@ func FuzzParseCheckpoint(f *testing.F) {
 			if !in(r.id) || !in(r.val) {
 				t.Fatalf("group %q outside the file", r.id)
 			}
-			r.group()
+			for _, a := range r.group().Upstream {
+				for _, v := range a.Values {
+					if !in(v) {
+						t.Fatalf("group %q: a value of %s outside the file", r.id, a.Name)
+					}
+				}
+			}
 		}
 	})
 }
@@ -164,6 +172,7 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 	s := &Store{dir: t.TempDir(), normDN: strings.ToLower}
 	users, groups := map[string]*userRec{}, map[string]*groupRec{}
 	a := newArena(nil)
+	var dns []string
 	for i := range 4 {
 		u := testUser(i, 2, "c")
 		if err := normalizeAttributes(u.Attributes); err != nil {
@@ -176,10 +185,12 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 			t.Fatal(err)
 		}
 		users[u.ID] = r
+		dns = append(dns, u.DN)
 	}
 	for i := range 2 {
 		g := testGroup(i, "c")
-		g.Upstream = []Attribute{{Name: "cn", Values: []string{g.Name}}, {Name: "entryUUID", Values: []string{g.ID}}}
+		g.Upstream = []Attribute{{Name: "cn", Values: []string{g.Name}}, {Name: "entryUUID", Values: []string{g.ID}},
+			{Name: "member", Values: dns[i : i+2]}}
 		r, err := newGroupRec(g.ID, string(appendGroup(nil, g)), 3, s.normDN)
 		if err != nil {
 			t.Fatal(err)
@@ -190,15 +201,19 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 	sn.commit = [16]byte{1, 2, 3}
 	sn.entrySets = map[string]*entrySetRec{"sudo": {name: "sudo", gen: 4, val: string(appendEntrySet(nil, []Entry{{DN: "cn=x,dc=y",
 		Upstream: []Attribute{{Name: "sudoOption", Values: []string{"!authenticate"}}}}}))}}
-	if err := s.writeCheckpoint(sn); err != nil {
+	if err := s.writeCheckpoint(sn, true); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, checkpointName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.parseCheckpoint(b, sn.gen, sn.commit); err != nil {
+	recs, err := s.parseCheckpoint(b, sn.gen, sn.commit)
+	if err != nil {
 		t.Fatalf("the test checkpoint does not parse: %v", err)
+	}
+	if g := recs.groups[groupID(0)]; g == nil || g.val[0] != formatV8 {
+		t.Fatal("the test checkpoint's groups do not refer to their members")
 	}
 	return b, sn.gen, sn.commit
 }

@@ -6,15 +6,17 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
-// tallyRecord adds the bytes of one user's or group's record to t by what they hold.
-func tallyRecord(t map[string]int, val string, user bool) {
-	d := decoder{s: val}
+// tallyRecord adds the bytes of one user's or group's record to t by what they hold;
+// file is the checkpoint's bytes before it.
+func tallyRecord(t map[string]int, val, file string, user bool) {
+	d := decoder{s: val, file: file}
 	mark := 0
 	add := func(what string) { t[what] += d.i - mark; mark = d.i }
-	format := d.version(formatV7)
+	format := d.version(formatV8)
 	add("format byte")
 	heads := []string{"DN", "user name", "name", "mail", "path", "password marker"}
 	if !user {
@@ -47,14 +49,21 @@ func tallyRecord(t map[string]int, val string, user bool) {
 	n := d.count()
 	for range n {
 		single := false
+		var name string
 		switch x := d.uvarint(); {
 		case format >= formatV7:
 			single = x&1 == 1
-			d.attrNumbered(x >> 1)
+			name = d.attrNumbered(x >> 1)
 		case format >= formatV4:
-			d.attrNumbered(x)
+			name = d.attrNumbered(x)
 		default:
-			d.take(x)
+			name = d.take(x)
+		}
+		// The DN-valued attributes that name other objects apart.
+		values := "upstream: values"
+		switch n := strings.ToLower(name); n {
+		case "member", "uniquemember", "memberof":
+			values = "upstream: values of " + n
 		}
 		vals := uint64(1)
 		if !single {
@@ -65,17 +74,23 @@ func tallyRecord(t map[string]int, val string, user bool) {
 			at := d.i
 			x := d.uvarint()
 			d.i = at
-			if format >= formatV6 {
+			switch {
+			case format >= formatV8:
+				d.sharedRef(base)
+			case format >= formatV6:
 				d.shared(base)
-			} else {
+			default:
 				d.str()
 			}
-			if x&1 == 1 && format >= formatV6 {
+			switch {
+			case format >= formatV8 && x&3 == refInFile:
+				add("upstream: values referred to in the checkpoint")
+			case format >= formatV8 && x&3 == refPlaced, format >= formatV6 && format < formatV8 && x&1 == 1:
 				add("upstream: values placed")
-			} else {
+			default:
 				t["upstream: value lengths"] += uvarintLen(x)
 				mark += uvarintLen(x)
-				add("upstream: values")
+				add(values)
 			}
 		}
 	}
@@ -102,11 +117,17 @@ func TestRecordBytes(t *testing.T) {
 	for kind, count := range []uint64{leUint64(p[24:]), leUint64(p[32:])} {
 		tally := map[string]int{}
 		total := 0
+		if kind == 1 && string(data[:len(checkpointMagic)]) == checkpointMagic {
+			start := r.i
+			r.str()
+			tally["checkpoint: DNs no user holds"] += r.i - start
+			total += r.i - start
+		}
 		for range count {
 			start := r.i
 			_, _, val := r.record()
 			tally["checkpoint: generation, length, ID"] += r.i - start - len(val)
-			tallyRecord(tally, val, kind == 0)
+			tallyRecord(tally, val, r.s[:r.valAt], kind == 0)
 			total += r.i - start
 		}
 		if r.err != nil {

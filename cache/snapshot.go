@@ -2,7 +2,9 @@ package cache
 
 import (
 	"fmt"
+	"hash/crc32"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -193,9 +195,13 @@ func (r *userRec) upnKeys(rs regions) []string {
 // groupRec is a group as the store holds it.
 type groupRec struct {
 	id    string
-	val   string // see appendGroup
+	val   string // see appendGroup, and appendGroupRefs for format 8
 	gen   uint64
 	dnKey string
+	// in is, for a record in format 8, the checkpoint's bytes its references are offsets
+	// in: those before it in its checkpoint, or all of the checkpoint that the snapshot's
+	// records were in when a commit made it; "" for any other.
+	in string
 }
 
 // bytesView is b as a string, without a copy: for a call that does not keep it.
@@ -240,11 +246,21 @@ func (r *userRec) index(val string, norm func(string) string, k *userKeys) error
 
 // newGroupRec indexes the group id encoded in val, written by generation gen.
 func newGroupRec(id, val string, gen uint64, norm func(string) string) (*groupRec, error) {
-	h, err := checkGroup(val)
+	return newGroupRecIn(id, val, "", gen, norm)
+}
+
+// newGroupRecIn is newGroupRec for a record that may refer into the checkpoint bytes in
+// (groupRec.in).
+func newGroupRecIn(id, val, in string, gen uint64, norm func(string) string) (*groupRec, error) {
+	h, err := checkGroup(val, in)
 	if err != nil {
 		return nil, err
 	}
-	return &groupRec{id: id, val: val, gen: gen, dnKey: norm(h.dn)}, nil
+	r := &groupRec{id: id, val: val, gen: gen, dnKey: norm(h.dn)}
+	if val[0] == formatV8 {
+		r.in = in
+	}
+	return r, nil
 }
 
 // user decodes r. The encoding was checked when r was made, so an error here
@@ -263,11 +279,69 @@ func (r *userRec) decode(rs regions, whole bool) *User {
 }
 
 func (r *groupRec) group() *Group {
-	g, err := decodeGroup(r.id, r.val)
+	g, err := decodeGroupIn(r.id, r.val, r.in)
 	if err != nil {
 		panic(fmt.Sprintf("cache: stored group %s does not decode: %v", r.id, err))
 	}
 	return g
+}
+
+// encodes tells whether r is the group that enc, an encoding of appendGroup, encodes:
+// whether enc is r's record, or, for a record that a checkpoint holds in format 8, the
+// record Badger holds of it (the same group written as appendGroup writes it).
+func (r *groupRec) encodes(enc []byte) bool {
+	if r.val == string(enc) {
+		return true
+	}
+	return r.in != "" && string(appendGroup(nil, r.group())) == string(enc)
+}
+
+// refsInto returns what finds where mapping, the checkpoint whose bytes sn's records
+// are in, holds a value byte for byte as the DN of one of sn's users, for a group's
+// record in format 8 made of sn's users (appendGroupRefs): the records in the heap (a
+// sync's) are not referred to.
+func (sn *Snapshot) refsInto(mapping string) func(v string) (uint32, bool) {
+	return func(v string) (uint32, bool) {
+		r := sn.usersByDN.lookup(sn.norm(v)) // nil too when two users have the DN
+		if r == nil {
+			return 0, false
+		}
+		d := decoder{s: r.val(sn.regions)}
+		var u User
+		d.userHead(&u)
+		off, ok := view.Offset(u.DN, mapping)
+		if d.err != nil || !ok || u.DN != v || uint64(off)+uint64(len(v)) > math.MaxUint32 {
+			return 0, false
+		}
+		return uint32(off), true
+	}
+}
+
+// groupRecIn returns the record of the group id, g, encoded as enc (appendGroup), written
+// by generation gen, for a snapshot made from base: when base's records are in the
+// checkpoint's bytes mapping (nil: not), in format 8, referring to its members' DNs
+// there, when it has any.
+func groupRecIn(base *Snapshot, mapping *string, id string, g *Group, enc string, gen uint64, norm func(string) string) (*groupRec, error) {
+	if mapping != nil {
+		if val := appendGroupRefs(nil, g, base.refsInto(*mapping)); val[0] == formatV8 {
+			return newGroupRecIn(strings.Clone(id), string(val), *mapping, gen, norm)
+		}
+	}
+	return newGroupRec(strings.Clone(id), enc, gen, norm)
+}
+
+// referGroupsInto makes each group record of sn in format 7 one in format 8 referring to
+// its members' DNs in mapping (refsInto), in place: for a snapshot not yet published.
+func (sn *Snapshot) referGroupsInto(mapping string) {
+	find := sn.refsInto(mapping)
+	for _, r := range sn.groupList {
+		if r.val[0] != formatV7 {
+			continue
+		}
+		if val := appendGroupRefs(nil, r.group(), find); val[0] == formatV8 {
+			r.val, r.in = string(val), mapping
+		}
+	}
 }
 
 // memberIndex is the reverse of User.Groups and Group.Parents: for the group at
@@ -655,7 +729,9 @@ func (sn *Snapshot) UserSource(id string) string {
 // Sources returns the stored records of every user and then every group, the strings
 // that UserSource and GroupSource return, in an order that a given commit fixes: what
 // is made of a snapshot may name a source by its index in the list, for a later
-// snapshot of the same commit.
+// snapshot of the same commit whose SourcesSum is the same (a group's record that a
+// checkpoint holds refers to its member DNs where that checkpoint has them: two
+// checkpoints of one commit may hold it with other bytes there, see formatV8).
 func (sn *Snapshot) Sources() []string {
 	out := make([]string, 0, len(sn.userList)+len(sn.groupList))
 	for i := range sn.userList {
@@ -665,6 +741,34 @@ func (sn *Snapshot) Sources() []string {
 		out = append(out, r.val)
 	}
 	return out
+}
+
+// SourcesSum is a checksum of the groups' records of Sources but for the offsets of
+// their references to other records (formatV8): two snapshots of one commit with the
+// same sum hold the same bytes at the same places of every source, but for those
+// offsets, which only the store reads. A user's record is the same in every snapshot of
+// a commit.
+func (sn *Snapshot) SourcesSum() uint32 {
+	sum := crc32.New(castagnoli)
+	var buf []byte
+	for _, r := range sn.groupList {
+		if r.in == "" {
+			sum.Write([]byte(r.val))
+			continue
+		}
+		buf = append(buf[:0], r.val...)
+		d := decoder{s: r.val, file: r.in, refs: func(at int, _ string) { clear(buf[at : at+refOffsetLen]) }}
+		var g Group
+		format := d.groupHead(&g)
+		d.skipIDs(format)
+		d.attributes(false, format)
+		d.upstream(false, format)
+		if d.finish() != nil {
+			panic(fmt.Sprintf("cache: stored group %s does not decode: %v", r.id, d.err))
+		}
+		sum.Write(buf)
+	}
+	return sum.Sum32()
 }
 
 // GroupSource is UserSource for the group id.

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -92,6 +93,10 @@ type Store struct {
 	// recordsMapped is set once the snapshot's records are the checkpoint's (a start
 	// from it, or moveToCheckpoint).
 	recordsMapped atomic.Bool
+	// mapping is, once recordsMapped is set, the bytes of the checkpoint the snapshot's
+	// records are in: what a group's record made at a commit refers to its members'
+	// DNs in (Snapshot.refsInto).
+	mapping atomic.Pointer[string]
 	// settled is closed once the records are where they stay (RecordsSettled).
 	settled    chan struct{}
 	settleOnce sync.Once
@@ -279,6 +284,7 @@ func (s *Store) load() (err error) {
 		userList []userRec // by ID, when the checkpoint gave them
 		rs       regions   // the users' records': the checkpoint's, or arena's chunks
 		ckptData []byte    // the checkpoint's mapping, when it gave them
+		ckptRefs bool      // it is of format 4, whose group records refer to the users'
 	)
 	users := map[string]*userRec{}
 	arena := newArena(nil) // the users' records read from Badger
@@ -312,7 +318,7 @@ func (s *Store) load() (err error) {
 			recs, err := s.readCheckpoint(gen, commit)
 			if err == nil {
 				users, userList, rs, groups, sets, fromCkpt = nil, recs.userList, recs.regions, recs.groups, recs.sets, true
-				ckptData = recs.data
+				ckptData, ckptRefs = recs.data, recs.refs
 				if err := s.loadCookies(txn); err != nil {
 					return err
 				}
@@ -397,6 +403,14 @@ func (s *Store) load() (err error) {
 		sn.entrySets = sets
 	}
 	if ckptData != nil {
+		m := unsafe.String(unsafe.SliceData(ckptData), len(ckptData))
+		s.mapping.Store(&m)
+		if !ckptRefs {
+			// A checkpoint of the version before: its groups, as their records in format
+			// 8 (the next checkpoint writes them so, and the served tree, built anew by a
+			// new version, refers into them).
+			sn.referGroupsInto(m)
+		}
 		dropPages(ckptData) // read by the check and the indexes; served pages come back as needed
 	}
 	s.snap.Store(sn)

@@ -180,12 +180,12 @@ func (w *Sync) PutGroup(g *Group) error {
 	c.put++
 	w.buf = appendGroup(w.buf[:0], g)
 	cur := w.base.groups[g.ID]
-	if cur != nil && cur.val == string(w.buf) {
+	if cur != nil && cur.encodes(w.buf) {
 		w.groups[cur.id] = cur
 		return nil
 	}
 	val := string(w.buf)
-	r, err := newGroupRec(strings.Clone(g.ID), val, w.gen, w.s.normDN)
+	r, err := groupRecIn(w.base, w.s.mapping.Load(), g.ID, g, val, w.gen, w.s.normDN)
 	if err != nil {
 		return fmt.Errorf("group %s: %w", g.DN, err)
 	}

@@ -80,12 +80,13 @@ func newCached(store *cache.Store, opts ServedOptions, log *slog.Logger) *cached
 const servedImage = "served.img"
 
 // imageKey is what an image must have been written with to be read: the options that
-// made the served entries from the snapshot (the store checks the snapshot itself), and
+// made the served entries from the snapshot sn (the store checks the snapshot's commit),
 // the program that made them: another build may make other entries of the same
 // records, or normalise their values otherwise, and the tree's schema fingerprint
-// sees neither.
-func (c *cached) imageKey() []byte {
-	return fmt.Appendf(nil, "served entries %#v by %s", c.opts, programIdentity())
+// sees neither; and the sum of sn's sources (SourcesSum): two checkpoints of one commit
+// may hold a group's record with other bytes, which the image refers into.
+func (c *cached) imageKey(sn *cache.Snapshot) []byte {
+	return fmt.Appendf(nil, "served entries %#v by %s of sources %08x", c.opts, programIdentity(), sn.SourcesSum())
 }
 
 // programIdentity identifies the running program: a SHA-256 of its executable, read
@@ -124,6 +125,14 @@ func (c *cached) writeImage(w io.Writer, sn *cache.Snapshot) error {
 	c.mu.Lock()
 	t, cur := c.tree.Load(), c.sn
 	ready := t != nil && cur != nil && cur.Generation() == sn.Generation()
+	if ready && cur != sn && cur.SourcesSum() != sn.SourcesSum() {
+		// sn is the tree's snapshot with its records moved to the store's checkpoint,
+		// where a group's record refers to its members' DNs, laid out otherwise: the
+		// entries of those groups are made again of sn's records (as a sync's changes
+		// are applied: paged searches go on), which a start reads the image with.
+		ready = c.applySame(sn)
+		t, cur = c.tree.Load(), c.sn
+	}
 	if ready && c.imageTries > 0 {
 		c.imageTries--
 	}
@@ -133,7 +142,7 @@ func (c *cached) writeImage(w io.Writer, sn *cache.Snapshot) error {
 	}
 	// The sources of the snapshot the tree was made of: sn may be the same generation
 	// with its records moved to the store's checkpoint.
-	if err := t.WriteImage(w, c.imageKey(), cur.Sources()); err != nil {
+	if err := t.WriteImage(w, c.imageKey(cur), cur.Sources()); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -142,6 +151,25 @@ func (c *cached) writeImage(w io.Writer, sn *cache.Snapshot) error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// applySame brings the served tree to sn, a snapshot of the generation it serves whose
+// records differ from its snapshot's in their bytes (ChangesSince), and reports whether
+// it did; c.mu is held.
+func (c *cached) applySame(sn *cache.Snapshot) bool {
+	if c.containers == nil { // a tree read from its image
+		c.containers = newServedContainers(c.sn, c.opts)
+	}
+	sc := c.containers.clone()
+	next, err := c.tree.Load().Apply(servedChanges(c.sn, sn, c.opts, sc))
+	if err != nil {
+		c.log.Warn("cannot make the served tree of the records moved to the store's checkpoint; its image waits for the next commit",
+			"generation", sn.Generation(), "err", err)
+		return false
+	}
+	c.serve(next, sn)
+	c.sn, c.containers = sn, sc
+	return true
 }
 
 // imageWritten replaces a served tree built in memory by the same tree read from the
@@ -180,7 +208,7 @@ func (c *cached) readImage(sn *cache.Snapshot, sch *directory.Schema) *directory
 	if data == nil {
 		return nil
 	}
-	t, err := directory.ReadTree(sch, []string{c.opts.BaseDN}, data, c.imageKey(), sn.Sources(), c.opts.treeOptions()...)
+	t, err := directory.ReadTree(sch, []string{c.opts.BaseDN}, data, c.imageKey(sn), sn.Sources(), c.opts.treeOptions()...)
 	done(err == nil)
 	if err != nil {
 		level := slog.LevelWarn

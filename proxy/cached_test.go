@@ -37,6 +37,10 @@ type syncModel struct {
 	// containers the tree would make, "misc" leaves of an OU of their own.
 	sets map[string][]cache.Entry
 	next int
+	// memberDNs gives groups upstream attributes whose member values are their
+	// members' DNs as a commit finds them, or, for half the groups at each commit, as an
+	// earlier one found them (the DNs of users renamed or deleted since among them).
+	memberDNs bool
 }
 
 func newSyncModel(t *testing.T, seed uint64) *syncModel {
@@ -103,7 +107,11 @@ func (m *syncModel) commit() {
 		m.t.Fatal(err)
 	}
 	defer w.Abort()
-	for _, g := range m.groups {
+	for _, id := range m.ids(1) {
+		g := m.groups[id]
+		if m.memberDNs && (g.Upstream == nil || m.rng.IntN(2) == 0) {
+			g.Upstream = m.groupUpstream(g)
+		}
 		c := *g
 		c.Parents = slices.Clone(g.Parents)
 		if err := w.PutGroup(&c); err != nil {
@@ -128,6 +136,22 @@ func (m *syncModel) commit() {
 	if err := w.Commit(); err != nil {
 		m.t.Fatal(err)
 	}
+}
+
+// groupUpstream is the upstream entry of g: its members' DNs, one of them in upper case
+// too, and a DN no synced object has.
+func (m *syncModel) groupUpstream(g *cache.Group) []cache.Attribute {
+	var dns []string
+	for _, id := range m.ids(0) {
+		if u := m.users[id]; slices.Contains(u.Groups, g.ID) {
+			dns = append(dns, u.DN)
+		}
+	}
+	if len(dns) > 0 {
+		dns = append(dns, strings.ToUpper(dns[0]))
+	}
+	return []cache.Attribute{{Name: "objectClass", Values: []string{"top", "groupOfNames"}}, {Name: "cn", Values: []string{g.Name}},
+		{Name: "member", Values: append(dns, "uid=nobody,ou=people,"+servedBase)}}
 }
 
 func (m *syncModel) ids(objects int) []string {
@@ -524,6 +548,43 @@ func TestServedTreeFromImage(t *testing.T) {
 	c = newCached(m.store, o, slog.New(failOnWarning{t}))
 	if c.containers != nil {
 		t.Fatal("the image was not written again for the options in use")
+	}
+	m.store.Close()
+}
+
+// With groups whose member values are their members' DNs, which the store's checkpoint
+// refers to where it holds the users' DNs (the groups' records laid out otherwise than
+// in the heap), a start reads the served tree from the image the process before wrote:
+// after the first sync, whose tree was made of the records before they moved to the
+// checkpoint, and after syncs that renamed, moved and deleted members.
+func TestServedTreeFromImageWithMemberDNs(t *testing.T) {
+	m, openStore := newDirSyncModel(t, 5, slog.New(slog.DiscardHandler))
+	m.memberDNs = true
+	o := ServedOptions{BaseDN: servedBase, NestedGroups: true}
+	var last string // what the process before served last
+	for start := range 3 {
+		c := newCached(m.store, o, slog.New(failOnWarning{t}))
+		if start == 0 {
+			m.populate(40, 6) // the tree made in the commit, of the records before they move
+		}
+		want := servedContent(t, c.tree.Load())
+		if start > 0 && (c.containers != nil || want != last) {
+			t.Fatalf("start %d: the tree was built anew (%v), or differs from the one served before it", start, c.containers != nil)
+		}
+		if start == 0 {
+			if !c.waitMapped() {
+				t.Fatal("the tree built was not replaced by its image")
+			}
+			if got := servedContent(t, c.tree.Load()); got != want {
+				t.Fatalf("the tree read from its image differs\nread:\n%s\nbuilt:\n%s", got, want)
+			}
+		}
+		for round := range 30 {
+			m.changeAndCompare(c, o, round)
+		}
+		last = servedContent(t, c.tree.Load())
+		m.store.Close()
+		m.store = openStore()
 	}
 	m.store.Close()
 }
