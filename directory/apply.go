@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -108,7 +109,9 @@ func (t *Tree) Apply(changes []Change) (*Tree, error) {
 			return nil, err
 		}
 	}
-	return b.done(), nil
+	nt := b.done()
+	runtime.KeepAlive(t) // and with it the segments of the entries the batch read
+	return nt, nil
 }
 
 // batch is a version of a tree being made by Apply.
@@ -136,7 +139,7 @@ type postingKey struct {
 
 func (t *Tree) begin() *batch {
 	nt := &Tree{line: t.line, version: t.version + 1, schema: t.schema, roots: t.roots, count: t.count, index: t.index, ad: t.ad,
-		typeTable: t.typeTable, types: t.types, consts: t.consts}
+		typeTable: t.typeTable, types: t.types, consts: t.consts, srcBases: t.srcBases, keep: t.keep}
 	return &batch{
 		t:           nt,
 		ids:         newIDWriter(t.entries),
@@ -147,7 +150,7 @@ func (t *Tree) begin() *batch {
 		old:         map[entryID]*treeEntry{},
 		oldKeys:     map[entryID]map[postingKey]bool{},
 		dnCache:     dnCache{own: map[string]string{}},
-		enc:         newEncoder(t.typeTable),
+		enc:         newEncoder(t.typeTable).into(t.placer()),
 	}
 }
 
@@ -196,7 +199,6 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 		return fmt.Errorf("entry %q: duplicate DN", e.DN)
 	}
 	te := &treeEntry{parent: noEntry}
-	te.setCanon(ndn)
 	if parent != "" {
 		if pid, ok := b.byDN.get(parent); ok {
 			p := b.mutable(pid)
@@ -229,7 +231,7 @@ func (b *batch) link(id entryID, e *Entry, dn *ldap.DN, ndn, parent string) erro
 	if old != nil {
 		b.t.seedDNs(old, b.dnCache.own)
 	}
-	b.t.fillAttributes(te, e, b.enc, b.dnCache)
+	b.t.fillAttributes(te, e, ndn, b.enc, b.dnCache)
 	b.t.types, b.t.consts = b.t.typeTable.snapshot() // with the types and constants te may have numbered
 	b.ids.set(id, te)
 	b.own[id] = true
@@ -305,8 +307,10 @@ func (b *batch) mutable(id entryID) *treeEntry {
 // children came or went need nothing more: their hasSubordinates is read from their
 // number of children.
 func (b *batch) done() *Tree {
+	b.compact()
+	b.enc.arena.seal()
 	nt := b.t
-	nt.entries, nt.byDN = b.ids.t, b.byDN.done()
+	nt.entries, nt.byDN = b.ids.table(), b.byDN.done()
 	if len(b.index) > 0 {
 		nt.index = maps.Clone(nt.index)
 		if nt.index == nil {
@@ -317,6 +321,48 @@ func (b *batch) done() *Tree {
 		}
 	}
 	return nt
+}
+
+// compact releases what the entries the batch replaced or deleted held in the arenas
+// and lists of sources of earlier builds and batches (segments.go), and copies the
+// entries that remain in one of them that this leaves mostly unused into the batch's,
+// so that the new version no longer refers to it.
+func (b *batch) compact() {
+	var sparse []*segment
+	drop := func(h *segment, n int64) {
+		if h != nil && h.size > 0 && h.live.Add(-n)*4 < h.size && !slices.Contains(sparse, h) {
+			sparse = append(sparse, h)
+		}
+	}
+	for _, e := range b.old {
+		drop(handle(e.metaSeg), int64(e.metaLen)+int64(len(e.extRefs())))
+		if e.extFlags&entrySrcListed != 0 {
+			drop(handle(e.srcSeg), 1)
+		}
+	}
+	for _, h := range sparse {
+		for _, id := range h.ids {
+			e := b.ids.t.get(id)
+			if e == nil || e.metaSeg != h.n && (e.extFlags&entrySrcListed == 0 || e.srcSeg != h.n) {
+				continue
+			}
+			e = b.mutable(id)
+			if e.metaSeg == h.n {
+				refs := e.extRefs()
+				ext := make([]string, len(refs)/extRefSize)
+				for i := range ext {
+					ext[i] = e.ext(i)
+				}
+				h.live.Add(-int64(e.metaLen) - int64(len(refs)))
+				seg, metaOff, extOff := b.enc.write(id, e.meta(), ext)
+				e.metaSeg, e.metaOff, e.extSeg, e.extOff = seg, metaOff, seg, extOff
+			}
+			if e.extFlags&entrySrcListed != 0 && e.srcSeg == h.n {
+				h.live.Add(-1)
+				e.srcSeg, e.srcAt = b.enc.srcs.add(id, e.src())
+			}
+		}
+	}
 }
 
 // keySet returns the index keys of e.

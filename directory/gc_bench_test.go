@@ -88,4 +88,22 @@ func BenchmarkGC100k(b *testing.B) {
 
 // mappedOptions are the options of a tree whose sources are slices of all, a mapping
 // that outlives it.
-func mappedOptions(all string) []TreeOption { return nil }
+func mappedOptions(all string) []TreeOption {
+	return []TreeOption{WithSourceBases(func() []string { return []string{all} })}
+}
+
+// BenchmarkReadTreeMapped100k is BenchmarkReadTree100k/read with the image and the
+// sources mapped outside the heap, as the proxy's warm start reads them.
+func BenchmarkReadTreeMapped100k(b *testing.B) {
+	_, data, sources := sourcedImage(b, 100_000)
+	msrc, all, unmapSrc := mappedSources(b, sources)
+	defer unmapSrc()
+	mdata, unmapData := mapCopy(b, data)
+	defer unmapData()
+	sources, data = nil, nil
+	for b.Loop() {
+		if _, err := ReadTree(nil, []string{testBase}, mdata, []byte("k"), msrc, mappedOptions(all)...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -69,3 +69,21 @@ func cloneEntry(e *Entry) *Entry {
 	}
 	return c
 }
+
+// testSegments keeps the segments setEntry makes for the life of the tests: the
+// entries it sets are not all in an ID table whose chunks would.
+var testSegments []*segment
+
+// setEntry sets te's meta and DN (and canonical DN ndn), without a source or values
+// kept whole, in segments of their own.
+func setEntry(te *treeEntry, meta, dn, ndn string) {
+	enc := newEncoder(nil).into(nil)
+	ext, flags := []string{dn}, uint32(entryDNOwn)
+	if ndn != dn {
+		ext, flags = append(ext, ndn), flags|entryNDNOwn
+	}
+	seg, metaOff, extOff := enc.write(te.id, meta, ext)
+	enc.arena.seal()
+	testSegments = append(testSegments, enc.arena.made...)
+	te.setPlaces(seg, metaOff, meta, 0, 0, false, "", dn, seg, extOff, 0, flags)
+}

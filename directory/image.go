@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"hash/fnv"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,6 +79,7 @@ var ErrImageStale = errors.New("tree image is not for this directory")
 // records elsewhere than when the entry was made). An entry whose source is not in the
 // list is an error.
 func (t *Tree) WriteImage(w io.Writer, key []byte, sources []string) error {
+	defer runtime.KeepAlive(t)
 	srcIndex := sourceIndex{byAddr: make(map[*byte]int, len(sources)), sources: sources}
 	for i, s := range sources {
 		if s != "" {
@@ -493,6 +495,9 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(body):]) {
 		return nil, errors.New("tree image: checksum mismatch")
 	}
+	if len(body) > 1<<32-1 {
+		return nil, errDamaged // offsets into it are 32-bit
+	}
 	r := imageReader{data: body, off: len(imageMagic)}
 	if string(r.bytes()) != string(key) {
 		return nil, ErrImageStale
@@ -507,6 +512,18 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 		o(t)
 	}
 	t.line, t.version = line, uint64(version)
+	// The segments the entries' places are in: the image, the sources (a base's, or
+	// else their list) and the references to values kept whole (segments.go).
+	img := newSegment(segSlot{s: unsafe.String(unsafe.SliceData(body), len(body))})
+	r.img, r.placer, r.sources = img.n, t.placer(), sources
+	defer func() {
+		r.ext.seal()
+		t.keep = append(t.keep, img)
+		if r.list != nil {
+			t.keep = append(t.keep, r.list)
+		}
+		t.keep = append(t.keep, r.ext.made...)
+	}()
 	for _, root := range roots {
 		n, ok := t.schema.normDN(root)
 		if !ok {
@@ -687,21 +704,36 @@ type imageReader struct {
 	data []byte
 	off  int
 	err  error
-	ext  extSlab
+
+	// The segments of the entries' places (segments.go): the image (data), the list
+	// of the sources when a source is no base's, and the references to values kept
+	// whole, written into blocks shared by many entries.
+	img     uint32
+	placer  *sourcePlacer
+	sources []string
+	list    *segment
+	ext     arena
+	refs    []byte
 }
 
-// extSlab hands out the ext lists of a read tree's entries from blocks shared by many
-// entries: an allocation per few thousand strings, not one per entry, for the
-// collector to mark.
-type extSlab struct{ free []string }
-
-func (x *extSlab) take(n int) []string {
-	if n > len(x.free) {
-		x.free = make([]string, max(n, 4096))
+// at returns the offset of s, a slice of the image, in it.
+func (r *imageReader) at(s string) uint32 {
+	if s == "" {
+		return 0
 	}
-	l := x.free[:n:n]
-	x.free = x.free[n:]
-	return l
+	return uint32(uintptr(unsafe.Pointer(unsafe.StringData(s))) - uintptr(unsafe.Pointer(unsafe.SliceData(r.data))))
+}
+
+// source returns the segment of source i and its place there: an offset into a base,
+// or its number in the list of sources (listed).
+func (r *imageReader) source(i int) (seg, at uint32, listed bool) {
+	if seg, off, ok := r.placer.place(r.sources[i]); ok {
+		return seg, off, false
+	}
+	if r.list == nil {
+		r.list = newSegment(segSlot{l: r.sources})
+	}
+	return r.list.n, uint32(i), true
 }
 
 func (r *imageReader) uvar() int {
@@ -794,6 +826,7 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 	te.id, te.parent, te.depth, te.nchild = entryID(id), parent, uint16(depth>>1), int32(nchild)
 	prev.nextID, prev.parent, prev.written = te.id+1, parent, true
 	var src string
+	srcI := -1
 	if i := r.uvar(); i > 0 {
 		if i == 1 {
 			i = prev.src + 1
@@ -803,15 +836,16 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 		if srcLen := r.uvar(); i >= len(sources) || len(sources[i]) != srcLen {
 			return fmt.Errorf("%w: the sources differ from the image's", ErrImageStale)
 		}
-		src, prev.src = sources[i], i
+		src, prev.src, srcI = sources[i], i, i
 	}
 	var dn string
+	dnInSrc := false
 	if x := r.uvar(); x&1 == 1 {
 		off, n := x>>1, r.uvar()
 		if off > len(src) || n > len(src)-off {
 			return errDamaged
 		}
-		dn = src[off : off+n]
+		dn, dnInSrc = src[off:off+n], true
 	} else {
 		dn = r.strN(x >> 1)
 	}
@@ -820,38 +854,76 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 		ndn = r.strN(n - 1)
 	}
 	meta := r.str()
-	var ext []string
 	n := r.count()
-	if own := dnOwn(dn, src) || ndn != dn; n > 0 || own {
-		ext = r.ext.take(n + 2)[:n] // room for the DNs
-		for i := range ext {
-			x := r.uvar()
-			switch x & 3 {
-			case extBytes:
-				ext[i] = r.strN(x >> 2)
-			case extEarlier: // bytes the image holds before this point
-				off, l := x>>2, r.uvar()
-				if r.err != nil || off > r.off || l > r.off-off {
-					return errDamaged
-				}
-				if l > 0 {
-					ext[i] = unsafe.String(&r.data[off], l)
-				}
-			case extSource:
-				l, src, off := x>>2, r.uvar(), r.uvar()
-				if r.err != nil || src >= len(sources) || off > len(sources[src]) || l > len(sources[src])-off {
-					return errDamaged
-				}
-				ext[i] = sources[src][off : off+l]
-			default:
+	var flags uint32
+	if depth&1 == 1 {
+		flags |= entryStructural
+	}
+	if dnOwn(dn, src) {
+		flags |= entryDNOwn
+	}
+	if ndn != dn {
+		flags |= entryNDNOwn
+	}
+	refs := r.refs[:0]
+	for range n {
+		x := r.uvar()
+		switch x & 3 {
+		case extBytes:
+			v := r.strN(x >> 2)
+			refs = appendExtRef(refs, r.img, extString, r.at(v), uint32(len(v)))
+		case extEarlier: // bytes the image holds before this point
+			off, l := x>>2, r.uvar()
+			if r.err != nil || off > r.off || l > r.off-off {
 				return errDamaged
 			}
+			refs = appendExtRef(refs, r.img, extString, uint32(off), uint32(l))
+		case extSource:
+			l, src, off := x>>2, r.uvar(), r.uvar()
+			if r.err != nil || src >= len(sources) || off > len(sources[src]) || l > len(sources[src])-off {
+				return errDamaged
+			}
+			seg, at, listed := r.source(src)
+			if listed {
+				refs = appendExtRef(refs, seg, at, uint32(off), uint32(l))
+			} else {
+				refs = appendExtRef(refs, seg, extString, at+uint32(off), uint32(l))
+			}
+		default:
+			return errDamaged
 		}
 	}
 	if r.err != nil || len(meta) == 0 {
 		return errDamaged
 	}
-	te.set(meta, src, dn, ndn, ext, depth&1 == 1)
+	if flags&entryDNOwn != 0 {
+		if dnInSrc { // a slice of the source too long for dnLen
+			seg, at, listed := r.source(srcI)
+			off, _ := within(dn, src)
+			if listed {
+				refs = appendExtRef(refs, seg, at, uint32(off), uint32(len(dn)))
+			} else {
+				refs = appendExtRef(refs, seg, extString, at+uint32(off), uint32(len(dn)))
+			}
+		} else {
+			refs = appendExtRef(refs, r.img, extString, r.at(dn), uint32(len(dn)))
+		}
+	}
+	if flags&entryNDNOwn != 0 {
+		refs = appendExtRef(refs, r.img, extString, r.at(ndn), uint32(len(ndn)))
+	}
+	r.refs = refs
+	var extSeg, extOff uint32
+	if len(refs) > 0 {
+		extSeg = r.ext.reserve(len(refs)).n
+		extOff = r.ext.write(refs)
+	}
+	var srcSeg, srcAt uint32
+	listed := false
+	if srcI >= 0 {
+		srcSeg, srcAt, listed = r.source(srcI)
+	}
+	te.setPlaces(r.img, r.at(meta), meta, srcSeg, srcAt, listed, src, dn, extSeg, extOff, n, flags)
 	return nil
 }
 

@@ -560,12 +560,12 @@ func TestImageParentsChecked(t *testing.T) {
 			for k := range entryID(n) {
 				te := *alice
 				dn := fmt.Sprintf("cn=c%d,%s", k, testBase)
-				te.set(alice.meta(), "", dn, dn, nil, false)
+				setEntry(&te, alice.meta(), dn, dn)
 				te.id, te.parent, te.depth, te.nchild = first+k, first+(k+n-1)%n, uint16(k), 1
 				ids.set(te.id, &te)
 			}
 			ids.t.next = first + n
-			tree.entries, tree.count = ids.t, tree.count+n
+			tree.entries, tree.count = ids.table(), tree.count+n
 		}},
 	} {
 		tree := testTree(t)

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"sync"
+	"unsafe"
 
 	"github.com/ldapproxy/ldapproxy/internal/view"
 )
@@ -175,6 +176,7 @@ func (tt *typeTable) snapshot() ([]*attrType, []string) {
 //	for c.next() { ... c.typ ... }
 type attrCursor struct {
 	e      *treeEntry
+	m      string // its meta
 	types  []*attrType
 	consts []string
 	head   int    // the next attribute's head
@@ -192,8 +194,8 @@ type attrCursor struct {
 // place, not returned: a returned cursor is copied, and read back wider than it was
 // written, at every entry a filter tests.
 func (c *attrCursor) start(e *treeEntry, types []*attrType, consts []string) {
-	c.e, c.types, c.consts = e, types, consts
 	m := e.meta() // never empty: every entry has entryDN and hasSubordinates
+	c.e, c.m, c.types, c.consts = e, m, types, consts
 	n, p := int(m[0]), 1
 	if n >= 0x80 {
 		n, p = uvar(m, 0)
@@ -208,7 +210,7 @@ func (c *attrCursor) start(e *treeEntry, types []*attrType, consts []string) {
 
 // next moves to the next attribute; false after the last.
 func (c *attrCursor) next() bool {
-	m, p := c.e.meta(), c.head
+	m, p := c.m, c.head
 	if p >= c.heads {
 		return false
 	}
@@ -230,7 +232,7 @@ func (c *attrCursor) nextOf(at *attrType) bool { return c.nextIs(at, at.hasSubty
 // false when there is none. The filters' loop: it reads the heads, two bytes per
 // attribute mostly, and keeps what it reads in registers until it finds one.
 func (c *attrCursor) nextIs(at *attrType, subtypes bool) bool {
-	m, types, p, rec := c.e.meta(), c.types, c.head, c.next0
+	m, types, p, rec := c.m, c.types, c.head, c.next0
 	for p < c.heads {
 		head, l := int(m[p]), int(m[p+1])
 		if p += 2; head|l >= 0x80 {
@@ -250,7 +252,7 @@ func (c *attrCursor) nextIs(at *attrType, subtypes bool) bool {
 // nextIn moves to the next attribute whose type ID is set in want; false when there is
 // none.
 func (c *attrCursor) nextIn(want []bool) bool {
-	m, p, rec := c.e.meta(), c.head, c.next0
+	m, p, rec := c.m, c.head, c.next0
 	for p < c.heads {
 		head, l := int(m[p]), int(m[p+1])
 		if p += 2; head|l >= 0x80 {
@@ -270,7 +272,7 @@ func (c *attrCursor) nextIn(want []bool) bool {
 // header returns the name (empty: the type's primary name), the options, the number of
 // values and the position of the first value of the current attribute.
 func (c *attrCursor) header() (name, opts string, n, vals int) {
-	m := c.e.meta()
+	m := c.m
 	n, p := 1, c.rec
 	if c.flags&flagOne == 0 {
 		n, p = uvar(m, c.rec)
@@ -311,7 +313,7 @@ func (c *attrCursor) valuesAt() (n, p int) {
 		if c.flags&flagOne != 0 {
 			return 1, c.rec
 		}
-		if m := c.e.meta(); m[c.rec] < 0x80 {
+		if m := c.m; m[c.rec] < 0x80 {
 			return int(m[c.rec]), c.rec + 1
 		}
 	}
@@ -326,7 +328,7 @@ func (c *attrCursor) anyNorm(f func(string) bool) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		if v, p = e.normNext(p, norm, c.consts, c.src); v != invalidNorm && f(v) {
+		if v, p = e.normNext(c.m, p, norm, c.consts, c.src); v != invalidNorm && f(v) {
 			return true
 		}
 	}
@@ -339,7 +341,7 @@ func (c *attrCursor) hasNorm(want string) bool {
 	e, norm := c.e, c.flags&flagNorm != 0
 	for ; n > 0; n-- {
 		var v string
-		if v, p = e.normNext(p, norm, c.consts, c.src); v == want {
+		if v, p = e.normNext(c.m, p, norm, c.consts, c.src); v == want {
 			return true
 		}
 	}
@@ -348,12 +350,11 @@ func (c *attrCursor) hasNorm(want string) bool {
 
 // normNext is normAt reading in line the commonest references: a normalised value
 // copied into meta, after a short reference to its value.
-func (e *treeEntry) normNext(pos int, norm bool, consts []string, src string) (string, int) {
-	m := e.meta()
+func (e *treeEntry) normNext(m string, pos int, norm bool, consts []string, src string) (string, int) {
 	x, p := int(m[pos]), pos
 	if norm {
 		if x >= 0x80 {
-			return e.normAt(pos, true, consts, src)
+			return e.normAt(m, pos, true, consts, src)
 		}
 		p++ // past the value's reference
 		switch x & 3 {
@@ -365,10 +366,10 @@ func (e *treeEntry) normNext(pos int, norm bool, consts []string, src string) (s
 			}
 			p++
 		case refSpecial:
-			return e.normAt(pos, true, consts, src)
+			return e.normAt(m, pos, true, consts, src)
 		}
 		if x = int(m[p]); x == specSame<<2|refSpecial {
-			v, _ := e.ref(pos, "", consts, src)
+			v, _ := e.ref(m, pos, "", consts, src)
 			return v, p + 1
 		}
 	}
@@ -376,21 +377,21 @@ func (e *treeEntry) normNext(pos int, norm bool, consts []string, src string) (s
 		l := x >> 2
 		return m[p+1 : p+1+l], p + 1 + l
 	}
-	return e.ref(p, "", consts, src)
+	return e.ref(m, p, "", consts, src)
 }
 
 // normAt returns the normalised form of the value whose reference is at pos, and the
 // position of the next value's; norm says that the normalised forms follow the values.
-func (e *treeEntry) normAt(pos int, norm bool, consts []string, src string) (string, int) {
+func (e *treeEntry) normAt(m string, pos int, norm bool, consts []string, src string) (string, int) {
 	if !norm {
-		return e.ref(pos, "", consts, src)
+		return e.ref(m, pos, "", consts, src)
 	}
-	p := e.skipRef(pos)
-	if e.meta()[p] == specSame<<2|refSpecial {
-		v, _ := e.ref(pos, "", consts, src)
+	p := e.skipRef(m, pos)
+	if m[p] == specSame<<2|refSpecial {
+		v, _ := e.ref(m, pos, "", consts, src)
 		return v, p + 1
 	}
-	return e.ref(p, "", consts, src)
+	return e.ref(m, p, "", consts, src)
 }
 
 // valueCursor walks the values of one attribute with their normalised forms:
@@ -400,6 +401,7 @@ func (e *treeEntry) normAt(pos int, norm bool, consts []string, src string) (str
 //	for v.next() { ... v.val, v.nval ... }
 type valueCursor struct {
 	e         *treeEntry
+	m         string // the entry's meta
 	consts    []string
 	src       string // attrCursor.src
 	pos, n    int
@@ -409,7 +411,7 @@ type valueCursor struct {
 
 // start puts v before the first value of the attribute at c.
 func (v *valueCursor) start(c *attrCursor) {
-	v.e, v.consts, v.src, v.norm = c.e, c.consts, c.src, c.flags&flagNorm != 0
+	v.e, v.m, v.consts, v.src, v.norm = c.e, c.m, c.consts, c.src, c.flags&flagNorm != 0
 	v.n, v.pos = c.valuesAt()
 }
 
@@ -420,10 +422,10 @@ func (v *valueCursor) next() bool {
 		return false
 	}
 	v.n--
-	v.val, v.pos = v.e.ref(v.pos, "", v.consts, v.src)
+	v.val, v.pos = v.e.ref(v.m, v.pos, "", v.consts, v.src)
 	v.nval = v.val
 	if v.norm {
-		v.nval, v.pos = v.e.ref(v.pos, v.val, v.consts, v.src)
+		v.nval, v.pos = v.e.ref(v.m, v.pos, v.val, v.consts, v.src)
 	}
 	return true
 }
@@ -434,8 +436,8 @@ func (v *valueCursor) nextVal() bool {
 		return false
 	}
 	v.n--
-	if v.val, v.pos = v.e.ref(v.pos, "", v.consts, v.src); v.norm {
-		v.pos = v.e.skipRef(v.pos)
+	if v.val, v.pos = v.e.ref(v.m, v.pos, "", v.consts, v.src); v.norm {
+		v.pos = v.e.skipRef(v.m, v.pos)
 	}
 	return true
 }
@@ -446,8 +448,7 @@ func (v *valueCursor) count() int { return v.n }
 // ref reads the value reference at pos in e.meta and returns the value with the
 // position after the reference; same is the value specSame stands for, consts the
 // tree's constants.
-func (e *treeEntry) ref(pos int, same string, consts []string, src string) (string, int) {
-	m := e.meta()
+func (e *treeEntry) ref(m string, pos int, same string, consts []string, src string) (string, int) {
 	x, p := int(m[pos]), pos+1
 	if x >= 0x80 {
 		x, p = uvarLong(m, pos)
@@ -460,7 +461,7 @@ func (e *treeEntry) ref(pos int, same string, consts []string, src string) (stri
 		off, q := uvar(m, p)
 		return src[off : off+l], q
 	case refExt:
-		return e.extList()[l], p
+		return e.ext(l), p
 	}
 	switch l {
 	case specDN:
@@ -475,7 +476,7 @@ func (e *treeEntry) ref(pos int, same string, consts []string, src string) (stri
 	case specSame:
 		return same, p
 	case specBack:
-		return e.back(pos, p)
+		return e.back(m, pos, p)
 	}
 	return consts[l-specConst], p
 }
@@ -483,8 +484,7 @@ func (e *treeEntry) ref(pos int, same string, consts []string, src string) (stri
 // back reads the distance of a specBack reference at pos, whose distance is at p, and
 // returns the bytes it refers to with the position after it. Only a refInline
 // reference before pos is referred to: a walk back ends at once.
-func (e *treeEntry) back(pos, p int) (string, int) {
-	m := e.meta()
+func (e *treeEntry) back(m string, pos, p int) (string, int) {
 	d, q := uvar(m, p)
 	if d <= 0 || d > pos {
 		return "", q
@@ -497,8 +497,7 @@ func (e *treeEntry) back(pos, p int) (string, int) {
 }
 
 // skipRef returns the position after the value reference at pos.
-func (e *treeEntry) skipRef(pos int) int {
-	m := e.meta()
+func (e *treeEntry) skipRef(m string, pos int) int {
 	x, p := uvar(m, pos)
 	switch x & 3 {
 	case refInline:
@@ -532,10 +531,25 @@ type encoder struct {
 	usedSrc bool
 	// inlineAt holds where among the records the values copied so far are (specBack).
 	inlineAt map[string]int
+
+	// Where the entries' metas and values kept whole go (segments.go), and their
+	// sources when no base holds them.
+	arena  arena
+	srcs   sourceList
+	placer *sourcePlacer
+	refs   []byte
 }
 
 func newEncoder(types *typeTable) *encoder {
 	return &encoder{types: types, ids: map[*attrType]int{}, consts: map[string]int{}, inlineAt: map[string]int{}}
+}
+
+// into has enc write the entries it makes into an arena of its own, their sources
+// placed by p: a build's or a batch's, compacted once mostly unused.
+func (enc *encoder) into(p *sourcePlacer) *encoder {
+	enc.placer = p
+	enc.arena = arena{dedup: map[string]uint32{}, compactable: true}
+	return enc
 }
 
 // begin starts the meta of an entry whose values may be slices of src, from base on
@@ -634,22 +648,81 @@ func (enc *encoder) end() {
 	enc.meta = append(enc.meta, enc.attr...)
 }
 
-// done stores the entry's meta, source, DN (dn) and outside values in e, whose
-// canonical DN setCanon set; structural says that the tree computed
-// structuralObjectClass.
-func (enc *encoder) done(e *treeEntry, dn string, structural bool) {
+// done stores the entry's meta, source, DN (dn), canonical DN (ndn) and values kept
+// whole in e, whose ID is set: meta and the values kept whole are copied into enc's
+// arena, the source placed in a base or added to enc's list of sources. structural
+// says that the tree computed structuralObjectClass.
+func (enc *encoder) done(e *treeEntry, dn, ndn string, structural bool) {
 	src, base := "", 0 // an entry that keeps no source has no base in it
 	if _, dnInSrc := within(dn, enc.src); enc.usedSrc || dnInSrc {
 		src, base = enc.src, enc.base
 	}
 	enc.out = append(append(appendUvar(appendUvar(enc.out[:0], len(enc.heads)), base), enc.heads...), enc.meta...)
-	var l []string
-	if n := len(enc.ext); n > 0 {
-		l = make([]string, n, n+2)
-		copy(l, enc.ext)
+	var flags uint32
+	if structural {
+		flags |= entryStructural
 	}
-	e.set(string(enc.out), src, dn, e.canon(), l, structural)
+	ext := enc.ext
+	if dnOwn(dn, src) {
+		ext = append(ext, dn)
+		flags |= entryDNOwn
+	}
+	if ndn != dn {
+		ext = append(ext, ndn)
+		flags |= entryNDNOwn
+	}
+	enc.ext = ext[:len(enc.ext)]
+	var srcSeg, srcAt uint32
+	listed := false
+	if src != "" {
+		var ok bool
+		if srcSeg, srcAt, ok = enc.placer.place(src); !ok {
+			srcSeg, srcAt = enc.srcs.add(e.id, src)
+			listed = true
+		}
+	}
+	metaSeg, metaOff, extOff := enc.write(e.id, bytesString(enc.out), ext)
+	e.setPlaces(metaSeg, metaOff, bytesString(enc.out), srcSeg, srcAt, listed, src, dn, metaSeg, extOff, len(enc.ext), flags)
 }
+
+// write copies meta, the values of ext that no base holds and the references to all
+// of them into one block of enc's arena, charged to entry id, and returns the block
+// with the offsets of meta and of the references.
+func (enc *encoder) write(id entryID, meta string, ext []string) (seg, metaOff, extOff uint32) {
+	a := &enc.arena
+	need := len(meta) + len(ext)*extRefSize
+	for _, v := range ext {
+		if _, _, ok := enc.placer.place(v); !ok {
+			need += len(v)
+		}
+	}
+	h := a.reserve(need)
+	metaOff = a.writeString(meta)
+	refs := enc.refs[:0]
+	for _, v := range ext {
+		if s, off, ok := enc.placer.place(v); ok {
+			refs = appendExtRef(refs, s, extString, off, uint32(len(v)))
+			continue
+		}
+		if v == "" {
+			refs = appendExtRef(refs, 0, extString, 0, 0)
+			continue
+		}
+		off, ok := a.dedup[v]
+		if !ok {
+			off = a.writeString(v)
+			a.dedup[unsafe.String(&a.buf[off], len(v))] = off // the block's bytes: v is not kept
+		}
+		refs = appendExtRef(refs, h.n, extString, off, uint32(len(v)))
+	}
+	extOff = a.write(refs)
+	enc.refs = refs
+	h.charge(id, int64(len(meta)+len(ext)*extRefSize))
+	return h.n, metaOff, extOff
+}
+
+// bytesString returns b as a string that must not outlive b's next change.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // within returns the offset of v in src when v's bytes are part of src's, which the
 // caller vouches for by handing src as the entry's Source (view.Offset).

@@ -54,6 +54,12 @@ type Tree struct {
 
 	// ad is set when the tree follows Active Directory's filter conventions (ad.go).
 	ad *adConventions
+
+	// srcBases returns the mappings that Sources may be slices of (WithSourceBases).
+	srcBases func() []string
+	// keep holds the segments of the image the line was read from (ReadTree), which
+	// its index tables read for as long as any version lives.
+	keep []*segment
 }
 
 // maxCachedBases bounds the base DN cache: clients use a few bases, and a client that
@@ -65,21 +71,25 @@ const maxCachedBases = 256
 // Its attributes are not held as the Entry it is served as but encoded in one string,
 // meta (layout.go): per attribute its type's number, per value where its bytes are (an
 // offset into src, the string the entry's values were slices of; a copy of a short
-// value; or a string of ext) and, for the attributes whose values normalising changes,
-// the normalised values. A search makes the Entry it sends from them
+// value; or a value kept whole, ext) and, for the attributes whose values normalising
+// changes, the normalised values. A search makes the Entry it sends from them
 // (selection.entry), in buffers of its own, and filters read them through cursors
 // (attrCursor), neither allocating per entry.
+//
+// It holds no pointer (segments.go): meta, src and the references to the values kept
+// whole are places in segments, so that the collector never looks into the entries'
+// arrays.
 type treeEntry struct {
-	// The attributes (see layout.go) and the Source most values are slices of (none
-	// when none is), as pointers and lengths: 12 bytes each, not a string's 16.
-	metaPtr, srcPtr *byte
-	// ext is the first of the entry's values kept whole (outside src, longer than
-	// inlineMax): as many as extLen says (extList), followed by the DN when it is not a
-	// slice of src (entryDNOwn), then by the canonical DN when that is not the DN
-	// (entryNDNOwn). A pointer and a count instead of a slice, and the DNs there
-	// instead of fields of their own.
-	ext             *string
-	metaLen, srcLen uint32
+	// meta is segment metaSeg's [metaOff, metaOff+metaLen).
+	metaSeg, metaOff, metaLen uint32
+	// The Source most values are slices of (none when srcSeg is 0): segment srcSeg's
+	// [srcAt, srcAt+srcLen), or its source number srcAt when entrySrcListed.
+	srcSeg, srcAt, srcLen uint32
+	// The references to the values kept whole (outside src, longer than inlineMax), at
+	// extOff in segment extSeg, extRefSize bytes each: as many as extLen says
+	// (extList), followed by the DN when it is not a slice of src (entryDNOwn), then by
+	// the canonical DN when that is not the DN (entryNDNOwn).
+	extSeg, extOff uint32
 	// The DN as served is src[dnOff:dnOff+dnLen], unless entryDNOwn.
 	dnOff  uint32
 	dnLen  uint16
@@ -87,8 +97,8 @@ type treeEntry struct {
 	id     entryID
 	parent entryID // noEntry for the entry of a naming context
 	nchild int32   // children in this version
-	// extFlags holds the number of values of ext in its low bits and the entry* flags
-	// above them: 56 bytes an entry, where strings and fields of their own took 88.
+	// extFlags holds the number of values kept whole in its low bits and the entry*
+	// flags above them: 56 bytes an entry, where strings and fields of their own took 88.
 	extFlags uint32
 }
 
@@ -97,30 +107,57 @@ const (
 	// entryStructural is set when the tree computed structuralObjectClass (the entry
 	// did not have it).
 	entryStructural = 1 << (31 - iota)
-	entryDNOwn      // the DN is kept in ext, not a slice of src
-	entryNDNOwn     // the canonical DN is kept in ext: it is not the DN
-	extLenMask      = 1<<29 - 1
+	entryDNOwn      // the DN is kept whole, not a slice of src
+	entryNDNOwn     // the canonical DN is kept whole: it is not the DN
+	entrySrcListed  // the source is number srcAt of segment srcSeg, a list of sources
+	extLenMask      = 1<<28 - 1
 )
 
 // maxDepth is the deepest an entry may be below its naming context.
 const maxDepth = 1<<16 - 1
 
-func (e *treeEntry) meta() string { return unsafe.String(e.metaPtr, e.metaLen) }
+func (e *treeEntry) meta() string { return segString(e.metaSeg)[e.metaOff : e.metaOff+e.metaLen] }
 
 // src returns the Source most of e's values are slices of; "" when none is.
-func (e *treeEntry) src() string { return unsafe.String(e.srcPtr, e.srcLen) }
+func (e *treeEntry) src() string {
+	if e.extFlags&entrySrcListed != 0 {
+		return segSource(e.srcSeg, e.srcAt)
+	}
+	return segString(e.srcSeg)[e.srcAt : e.srcAt+e.srcLen]
+}
 
 func (e *treeEntry) extLen() int { return int(e.extFlags & extLenMask) }
+
+// extRefs returns the references to e's values kept whole, its DN and canonical DN
+// among them when they are.
+func (e *treeEntry) extRefs() string {
+	n := e.extLen()
+	if e.extFlags&entryDNOwn != 0 {
+		n++
+	}
+	if e.extFlags&entryNDNOwn != 0 {
+		n++
+	}
+	if n == 0 {
+		return ""
+	}
+	return segString(e.extSeg)[e.extOff : e.extOff+uint32(n*extRefSize)]
+}
+
+// ext returns e's i-th value kept whole (extLen of them, then the DNs kept whole).
+func (e *treeEntry) ext(i int) string {
+	off := e.extOff + uint32(i*extRefSize)
+	return extRef(segString(e.extSeg)[off : off+extRefSize])
+}
 
 func (e *treeEntry) structural() bool { return e.extFlags&entryStructural != 0 }
 
 // dn returns e's DN as served.
 func (e *treeEntry) dn() string {
 	if e.extFlags&entryDNOwn != 0 {
-		n := e.extLen()
-		return unsafe.Slice(e.ext, n+1)[n]
+		return e.ext(e.extLen())
 	}
-	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e.srcPtr), e.dnOff)), e.dnLen)
+	return e.src()[e.dnOff : e.dnOff+uint32(e.dnLen)]
 }
 
 // canon returns e's canonical DN (distinguishedNameMatch).
@@ -130,59 +167,48 @@ func (e *treeEntry) canon() string {
 		if e.extFlags&entryDNOwn != 0 {
 			n++
 		}
-		return unsafe.Slice(e.ext, n+1)[n]
+		return e.ext(n)
 	}
 	return e.dn()
 }
 
-// setCanon sets e's canonical DN, before its attributes are filled (encoder.done keeps
-// it) or read.
-func (e *treeEntry) setCanon(ndn string) {
-	e.ext, e.extFlags = &[]string{ndn}[0], entryNDNOwn
-}
-
 // extList returns e's values kept whole.
 func (e *treeEntry) extList() []string {
-	if e.ext == nil {
+	n := e.extLen()
+	if n == 0 {
 		return nil
 	}
-	return unsafe.Slice(e.ext, e.extLen())
+	l := make([]string, n)
+	for i := range l {
+		l[i] = e.ext(i)
+	}
+	return l
 }
 
-// dnOwn reports whether an entry whose DN is dn and whose source is src keeps its DN in
-// ext: when it is not a slice of src that dnOff and dnLen can say.
+// dnOwn reports whether an entry whose DN is dn and whose source is src keeps its DN
+// whole: when it is not a slice of src that dnOff and dnLen can say.
 func dnOwn(dn, src string) bool {
 	_, ok := within(dn, src)
 	return !ok || dn == "" || len(dn) > 1<<16-1
 }
 
-// set sets e's meta, source, DN (dn), canonical DN (ndn) and values kept whole (l).
-// The DN is kept as its place in src when it is a slice of it, else in l, as is the
-// canonical DN when it is not the DN: l must have room for two more strings, which it
-// may be given. structural says that the tree computed structuralObjectClass.
-func (e *treeEntry) set(meta, src, dn, ndn string, l []string, structural bool) {
-	e.metaPtr, e.metaLen = unsafe.StringData(meta), uint32(len(meta))
-	e.srcPtr, e.srcLen = unsafe.StringData(src), uint32(len(src))
-	flags := uint32(len(l))
-	if structural {
-		flags |= entryStructural
+// setPlaces sets e's meta, its source (listed: number at of segment seg, a list of
+// sources), the place of its DN in the source (when not dnOwn) and its values kept
+// whole (n of them, then the DNs that flags say are kept whole, at extOff in segment
+// extSeg).
+func (e *treeEntry) setPlaces(metaSeg, metaOff uint32, meta string, srcSeg, srcAt uint32, listed bool, src, dn string, extSeg, extOff uint32, n int, flags uint32) {
+	e.metaSeg, e.metaOff, e.metaLen = metaSeg, metaOff, uint32(len(meta))
+	e.srcSeg, e.srcAt, e.srcLen = srcSeg, srcAt, uint32(len(src))
+	if listed {
+		flags |= entrySrcListed
 	}
-	if !dnOwn(dn, src) {
+	e.dnOff, e.dnLen = 0, 0
+	if flags&entryDNOwn == 0 {
 		off, _ := within(dn, src)
 		e.dnOff, e.dnLen = uint32(off), uint16(len(dn))
-	} else {
-		e.dnOff, e.dnLen = 0, 0
-		l = append(l, dn)
-		flags |= entryDNOwn
 	}
-	if ndn != dn {
-		l = append(l, ndn)
-		flags |= entryNDNOwn
-	}
-	e.ext, e.extFlags = nil, flags
-	if len(l) > 0 {
-		e.ext = &l[0]
-	}
+	e.extSeg, e.extOff = extSeg, extOff
+	e.extFlags = uint32(n) | flags
 }
 
 type rdnValue struct {
@@ -338,7 +364,6 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 		// Each entry is an allocation of its own: one array of them all would keep the
 		// attributes of every entry a batch replaces alive with it.
 		te := &treeEntry{id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
-		te.setCanon(n.ndn)
 		if n.parent >= 0 {
 			p := tes[posOf[n.parent]] // before it: the order is depth-first
 			if p.depth == maxDepth {
@@ -349,19 +374,25 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 		tes[pos] = te
 	}
 	// The attributes of the entries, on every core: the schema is only read from here on.
+	// The encoders, whose arenas hold the entries' segments until the ID table does.
+	encs := make([]*encoder, (len(tes)+parallelChunk-1)/parallelChunk)
+	placer := t.placer()
 	parallel.Ranges(len(tes), parallelChunk, func(lo, hi int) {
 		cache := dnCache{seed: dnSeed, own: map[string]string{}}
-		enc := newEncoder(t.typeTable)
+		enc := newEncoder(t.typeTable).into(placer)
 		for pos := lo; pos < hi; pos++ {
-			t.fillAttributes(tes[pos], at(order[pos]), enc, cache)
+			t.fillAttributes(tes[pos], at(order[pos]), nodes[order[pos]].ndn, enc, cache)
 		}
+		enc.arena.seal()
+		encs[lo/parallelChunk] = enc
 	})
 	t.types, t.consts = t.typeTable.snapshot()
 	for _, te := range tes {
 		ids.set(te.id, te)
 		byDN.set(te.canon(), te.id)
 	}
-	t.entries, t.byDN, t.count = ids.t, byDN.done(), len(order)
+	t.entries, t.byDN, t.count = ids.table(), byDN.done(), len(order)
+	runtime.KeepAlive(encs)
 	t.buildIndexes()
 	return t, nil
 }
@@ -504,7 +535,7 @@ func (t *Tree) entry(id entryID) *treeEntry { return t.entries.get(id) }
 // fillAttributes encodes an entry's attributes, values and normalised values into te
 // (layout.go). The user attributes come first, so that the attributes for "*" are a
 // prefix of them all.
-func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnCache) {
+func (t *Tree) fillAttributes(te *treeEntry, e *Entry, ndn string, enc *encoder, dnCache dnCache) {
 	type item struct {
 		typ  *attrType
 		opts string
@@ -591,7 +622,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 	enc.special(specDN)
 	switch {
 	case norm == e.DN:
-	case norm == te.canon():
+	case norm == ndn:
 		enc.special(specNDN)
 	default:
 		enc.value(norm, false)
@@ -600,7 +631,7 @@ func (t *Tree) fillAttributes(te *treeEntry, e *Entry, enc *encoder, dnCache dnC
 	enc.attribute(atHasSubordinates, "", "", 1, false) // TRUE and FALSE are normalised
 	enc.special(specHasSubordinates)
 	enc.end()
-	enc.done(te, e.DN, structural != nil)
+	enc.done(te, e.DN, ndn, structural != nil)
 }
 
 // stringOf returns v's bytes as a string without copying them: entries given to the tree
@@ -772,6 +803,7 @@ func (t *Tree) postings(at *attrType, k string) []entryID {
 // matched the way searches match base DNs: attribute types by name or OID, values by
 // their matching rules (so case and insignificant spaces do not matter).
 func (t *Tree) Lookup(dn string) (string, bool) {
+	defer runtime.KeepAlive(t) // and with it the segments its entries are read from (segments.go)
 	e, res := t.locate(dn)
 	if res != nil {
 		return "", false
@@ -857,6 +889,7 @@ type Within struct {
 // Within returns the part of t made of the entries named by dns; DNs the tree does not
 // hold are left out.
 func (t *Tree) Within(dns []string) *Within {
+	defer runtime.KeepAlive(t)
 	w := &Within{ids: make(map[entryID]bool, len(dns))}
 	for _, dn := range dns {
 		if e, res := t.locate(dn); res == nil {
@@ -881,6 +914,9 @@ const quickCandidates = 64
 // A search that does not call it is answered at once, from memory; the server lets the
 // connection read on while one that calls it goes on (ldapserver.Detach).
 func (t *Tree) SearchWithinLong(ctx context.Context, q *SearchRequest, controls []Control, within *Within, send func(*Entry) error, long func()) *Result {
+	// The version, and with it the segments its entries are read from (segments.go),
+	// stays reachable until the search is over.
+	defer runtime.KeepAlive(t)
 	if q == nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "not a search request"}
 	}
@@ -1253,6 +1289,7 @@ func (t *Tree) Compare(q *CompareRequest) *Result {
 
 // CompareWithin is Compare limited to within's entries; a nil within is the whole tree.
 func (t *Tree) CompareWithin(q *CompareRequest, within *Within) *Result {
+	defer runtime.KeepAlive(t)
 	if q == nil {
 		return &Result{Code: ldap.LDAPResultProtocolError, Diagnostic: "not a compare request"}
 	}

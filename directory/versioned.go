@@ -44,6 +44,9 @@ type idTable struct {
 type idChunk struct {
 	e    [chunkSize]*treeEntry
 	live int
+	// keep holds the segments its entries refer to (segments.go): nil in the chunks
+	// of a tree read from an image, whose Tree.keep holds them.
+	keep []*segment
 }
 
 // get returns the entry with ID id in this version, or nil.
@@ -65,6 +68,17 @@ func newIDWriter(t idTable) *idWriter {
 	w := &idWriter{t: t, owned: map[int]bool{}}
 	w.t.chunks = append([]*idChunk(nil), t.chunks...)
 	return w
+}
+
+// table returns the table written, each chunk it copied holding the segments of its
+// entries.
+func (w *idWriter) table() idTable {
+	for c := range w.owned {
+		if ch := w.t.chunks[c]; ch != nil {
+			ch.keep = keepOf(ch)
+		}
+	}
+	return w.t
 }
 
 // set stores e (nil to remove) under id.

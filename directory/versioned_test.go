@@ -12,7 +12,7 @@ func TestDNTableVersions(t *testing.T) {
 	for i := range tes {
 		dn := fmt.Sprintf("uid=u%d,dc=x", i)
 		tes[i] = treeEntry{id: entryID(i * 2)}
-		tes[i].set("x", "", dn, dn, nil, false)
+		setEntry(&tes[i], "x", dn, dn)
 	}
 	base, ok := newDNTable(tes)
 	if !ok {
@@ -55,7 +55,7 @@ func TestDNTableVersions(t *testing.T) {
 	if id, ok := w2.done().get("uid=u7,dc=x"); !ok || id != 14 {
 		t.Fatalf("DN placed again: %d %v", id, ok)
 	}
-	tes[3].set("x", "", tes[2].dn(), tes[2].canon(), nil, false)
+	setEntry(&tes[3], "x", tes[2].dn(), tes[2].canon())
 	if _, ok := newDNTable(tes); ok {
 		t.Fatal("newDNTable took two entries with one DN")
 	}
