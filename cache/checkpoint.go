@@ -708,6 +708,7 @@ func (s *Store) moveToCheckpoint(sn *Snapshot) bool {
 	m := unsafe.String(unsafe.SliceData(recs.data), len(recs.data))
 	s.mapping.Store(&m)
 	dropPages(recs.data) // read by the check and the indexes; served pages come back as needed
+	s.noteRecordMapping(recs.data)
 	s.log.Info("store: records moved to the checkpoint", "generation", sn.gen, "duration", time.Since(start).Round(time.Millisecond))
 	return true
 }

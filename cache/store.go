@@ -97,6 +97,9 @@ type Store struct {
 	// records are in: what a group's record made at a commit refers to its members'
 	// DNs in (Snapshot.refsInto).
 	mapping atomic.Pointer[string]
+	// recordMaps are the checkpoints' mappings that records are slices of
+	// (RecordMappings).
+	recordMaps atomic.Pointer[[]string]
 	// settled is closed once the records are where they stay (RecordsSettled).
 	settled    chan struct{}
 	settleOnce sync.Once
@@ -412,6 +415,7 @@ func (s *Store) load() (err error) {
 			sn.referGroupsInto(m)
 		}
 		dropPages(ckptData) // read by the check and the indexes; served pages come back as needed
+		s.noteRecordMapping(ckptData)
 	}
 	s.snap.Store(sn)
 	s.fromCheckpoint = fromCkpt

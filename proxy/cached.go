@@ -208,7 +208,7 @@ func (c *cached) readImage(sn *cache.Snapshot, sch *directory.Schema) *directory
 	if data == nil {
 		return nil
 	}
-	t, err := directory.ReadTree(sch, []string{c.opts.BaseDN}, data, c.imageKey(sn), sn.Sources(), c.opts.treeOptions()...)
+	t, err := directory.ReadTree(sch, []string{c.opts.BaseDN}, data, c.imageKey(sn), sn.Sources(), c.treeOptions()...)
 	done(err == nil)
 	if err != nil {
 		level := slog.LevelWarn
@@ -356,7 +356,7 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	defer stopPacing()
 	// The entries are made as the build asks for them (twice each), never all at once.
 	n, at := servedSource(sn, c.opts)
-	t, err := directory.NewTreeFrom(sch, []string{c.opts.BaseDN}, n, at, c.opts.treeOptions()...)
+	t, err := directory.NewTreeFrom(sch, []string{c.opts.BaseDN}, n, at, c.treeOptions()...)
 	if err != nil {
 		c.log.Error("cannot build the served tree; keeping the previous one", "generation", sn.Generation(), "err", err)
 		return
@@ -370,6 +370,13 @@ func (c *cached) rebuild(sn *cache.Snapshot) {
 	}
 	c.log.Info("served tree ready", "generation", sn.Generation(), "entries", n, "schema", schema, "from_image", false,
 		"took", time.Since(start).Round(time.Millisecond))
+}
+
+// treeOptions are the served tree's options: the conventions it follows beyond LDAP's,
+// and the store's mapped checkpoints, which the entries' sources are mostly slices of
+// (the tree keeps them as offsets into those, which the collector does not follow).
+func (c *cached) treeOptions() []directory.TreeOption {
+	return append(c.opts.treeOptions(), directory.WithSourceBases(c.store.RecordMappings))
 }
 
 // treeOptions are the conventions the served tree follows beyond LDAP's.
