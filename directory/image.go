@@ -621,7 +621,7 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 		if ids.t.get(tes[i].id) != nil {
 			return nil, errDamaged // two entries with one ID
 		}
-		ids.set(tes[i].id, &tes[i])
+		ids.setIn(tes[i].id, tes, i)
 	}
 	ids.t.next = entryID(next)
 	// Every parent is there and one level up, and only the naming contexts have none:

@@ -338,7 +338,8 @@ func keepOf(c *idChunk) []*segment {
 			}
 		}
 	}
-	for _, e := range c.e {
+	for i := range chunkSize {
+		e := c.at(i)
 		if e == nil {
 			continue
 		}

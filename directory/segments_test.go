@@ -85,7 +85,8 @@ func TestSegmentsReleased(t *testing.T) {
 		if c == nil {
 			continue
 		}
-		for _, e := range c.e {
+		for i := range chunkSize {
+			e := c.at(i)
 			if e == nil {
 				continue
 			}

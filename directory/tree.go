@@ -358,12 +358,15 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 	for pos, i := range order {
 		posOf[i] = entryID(pos)
 	}
+	// One array of the entries, which holds no pointer (a replaced entry keeps 56
+	// bytes alive with it, its attributes being in segments): the ID table's chunks
+	// hold their positions in it.
+	arr := make([]treeEntry, len(order))
 	tes := make([]*treeEntry, len(order))
 	for pos, i := range order {
 		n := &nodes[i]
-		// Each entry is an allocation of its own: one array of them all would keep the
-		// attributes of every entry a batch replaces alive with it.
-		te := &treeEntry{id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
+		te := &arr[pos]
+		*te = treeEntry{id: entryID(pos), parent: noEntry, nchild: int32(len(n.children))}
 		if n.parent >= 0 {
 			p := tes[posOf[n.parent]] // before it: the order is depth-first
 			if p.depth == maxDepth {
@@ -387,8 +390,8 @@ func NewTreeFrom(sch *Schema, roots []string, count int, at func(i int) *Entry, 
 		encs[lo/parallelChunk] = enc
 	})
 	t.types, t.consts = t.typeTable.snapshot()
-	for _, te := range tes {
-		ids.set(te.id, te)
+	for pos, te := range tes {
+		ids.setIn(te.id, arr, pos)
 		byDN.set(te.canon(), te.id)
 	}
 	t.entries, t.byDN, t.count = ids.table(), byDN.done(), len(order)
@@ -1061,8 +1064,8 @@ func (s *searchRun) run(ctx context.Context, send func(*Entry) error, base *tree
 		if c == int(from>>chunkBits) {
 			lo = int(from & (chunkSize - 1))
 		}
-		for _, e := range ch.e[lo:] {
-			if e != nil && t.inScope(e, base, scope) {
+		for i := lo; i < chunkSize; i++ {
+			if e := ch.at(i); e != nil && t.inScope(e, base, scope) {
 				if code := s.visit(ctx, send, e); code != runDone {
 					return code
 				}

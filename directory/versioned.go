@@ -42,11 +42,25 @@ type idTable struct {
 }
 
 type idChunk struct {
+	// An entry is in arr (pos: its index there, plus one) or one of its own (e). A
+	// tree read from an image has all its entries in one array, which holds no
+	// pointer: its chunks hold positions, not a pointer per entry for the collector to
+	// follow; the entries a batch makes are allocations of their own.
+	pos  [chunkSize]uint32
+	arr  []treeEntry
 	e    [chunkSize]*treeEntry
 	live int
 	// keep holds the segments its entries refer to (segments.go): nil in the chunks
 	// of a tree read from an image, whose Tree.keep holds them.
 	keep []*segment
+}
+
+// at returns entry i of c, or nil.
+func (c *idChunk) at(i int) *treeEntry {
+	if p := c.pos[i]; p != 0 {
+		return &c.arr[p-1]
+	}
+	return c.e[i]
 }
 
 // get returns the entry with ID id in this version, or nil.
@@ -55,7 +69,7 @@ func (t *idTable) get(id entryID) *treeEntry {
 	if c >= len(t.chunks) || t.chunks[c] == nil {
 		return nil
 	}
-	return t.chunks[c].e[id&(chunkSize-1)]
+	return t.chunks[c].at(int(id & (chunkSize - 1)))
 }
 
 // idWriter changes a copy of an idTable for one batch.
@@ -82,7 +96,13 @@ func (w *idWriter) table() idTable {
 }
 
 // set stores e (nil to remove) under id.
-func (w *idWriter) set(id entryID, e *treeEntry) {
+func (w *idWriter) set(id entryID, e *treeEntry) { w.put(id, e, nil, 0) }
+
+// setIn stores entry p of arr under id: arr must be the same array for every entry
+// of a chunk, and never change.
+func (w *idWriter) setIn(id entryID, arr []treeEntry, p int) { w.put(id, nil, arr, p) }
+
+func (w *idWriter) put(id entryID, e *treeEntry, arr []treeEntry, p int) {
 	c := int(id >> chunkBits)
 	for c >= len(w.t.chunks) {
 		w.t.chunks = append(w.t.chunks, nil)
@@ -96,13 +116,22 @@ func (w *idWriter) set(id entryID, e *treeEntry) {
 		ch, w.t.chunks[c], w.owned[c] = n, n, true
 	}
 	i := id & (chunkSize - 1)
+	was, is := ch.at(int(i)) != nil, e != nil || arr != nil
 	switch {
-	case ch.e[i] == nil && e != nil:
+	case !was && is:
 		ch.live++
-	case ch.e[i] != nil && e == nil:
+	case was && !is:
 		ch.live--
 	}
-	ch.e[i] = e
+	ch.e[i], ch.pos[i] = e, 0
+	if arr != nil {
+		if ch.arr == nil {
+			ch.arr = arr
+		} else if unsafe.SliceData(ch.arr) != unsafe.SliceData(arr) {
+			panic("directory: entries of two arrays in one chunk")
+		}
+		ch.pos[i] = uint32(p) + 1
+	}
 	if ch.live == 0 {
 		w.t.chunks[c] = nil
 		delete(w.owned, c)
