@@ -238,7 +238,12 @@ func (s *Store) parseCheckpoint(data []byte, gen uint64, id [16]byte) (*checkpoi
 					k = *e
 				}
 				if err := u.index(u.val(rs), s.normDN, &k); err != nil {
-					errs[p] = fmt.Errorf("user %s: %w", u.id(rs), err)
+					// An ID kept in its userKeys is in k: they are not in the region.
+					id := k.fields[fieldID]
+					if u.elsewhere&(1<<fieldID) == 0 {
+						id = u.id(rs)
+					}
+					errs[p] = fmt.Errorf("user %s: %w", id, err)
 					return
 				}
 				if u.more == pendingKeys {

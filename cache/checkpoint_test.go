@@ -677,3 +677,32 @@ func TestSyncAcrossRecordsMoved(t *testing.T) {
 	}
 	t.Skip("the records moved before the sync began, three times")
 }
+
+// A checkpoint (its checksum right) holding a user whose ID is too long to be kept as a
+// place in its record (in the record's userKeys) and whose record does not decode is
+// refused with an error naming the user, not a panic while the error is made.
+func TestCheckpointBadUserWithLongID(t *testing.T) {
+	var commit [16]byte
+	commit[0] = 1
+	id := strings.Repeat("i", 300)
+	for _, magic := range []string{checkpointMagic, checkpointMagicV3} {
+		b := append([]byte(magic), 7, 0, 0, 0, 0, 0, 0, 0)
+		b = append(b, commit[:]...)
+		for _, n := range []uint64{1, 0, 0} {
+			b = binary.LittleEndian.AppendUint64(b, n)
+		}
+		b = binary.AppendUvarint(b, 3)    // the record's generation
+		b = binary.AppendUvarint(b, 2)    // its value's length
+		b = append(b, 0xee, 0xee)         // no user's encoding
+		b = appendRecordID(b, id, "\xee") // written out after the value
+		if magic == checkpointMagic {
+			b = binary.AppendUvarint(b, 0) // no DNs for groups
+		}
+		b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+		s := &Store{normDN: strings.ToLower}
+		_, err := s.parseCheckpoint(b, 7, commit)
+		if err == nil || !strings.Contains(err.Error(), id) {
+			t.Fatalf("%q: the bad user is not refused by name: %v", magic, err)
+		}
+	}
+}
