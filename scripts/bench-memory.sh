@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Memory of `ldapproxy serve` beside the slapd it fronts, in one run: resident memory
-# (VmRSS) of both once the proxy has synced USERS users, after a login load through each,
+# (VmRSS) of both once the proxy has synced USERS users and GROUPS groups (default 2,000:
+# each user a member of one, every tenth also of the last), after a login load through each,
 # and under the pre-authentication flood of cmd/ldapflood (FLOOD_CONNS connections, each
 # sending FLOOD_SEND bytes of a FLOOD_SIZE-byte message and going silent), then after the
 # flood's connections have closed.
@@ -17,17 +18,17 @@
 # SYNC_ATTRIBUTES sets sync.attributes (a YAML list), e.g. the attributes SSSD reads:
 #   SYNC_ATTRIBUTES='[uid, uidNumber, gidNumber, gecos, homeDirectory, loginShell, cn, member, memberOf, modifyTimestamp]'
 # Usage: [FLOOD_CONNS=1500] [FLOOD_SIZE=250000] [FLOOD_SEND=240000] [HEAP_PROFILES=DIR] \
-#   [PROXY_GOMEMLIMIT=200MiB] [PROXY_GOGC=50] [SYNC_ATTRIBUTES=...] [PORT=15389] [SMAPS=1] scripts/bench-memory.sh [users]
+#   [PROXY_GOMEMLIMIT=200MiB] [PROXY_GOGC=50] [SYNC_ATTRIBUTES=...] [PORT=15389] [SMAPS=1] scripts/bench-memory.sh [users] [groups]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
-users=${1:-10000}
+users=${1:-10000} groups=${2:-2000}
 port=${PORT:-15389}
 ldap_port=$((port + 100))
 http_port=$((port + 200))
 . scripts/lib/directory.sh
 bench_setup demo ldapproxy ldapbench ldapflood
-start_directory "$users" 20 "$port"
+start_directory "$users" "$groups" "$port"
 slapd_pid=$(pgrep -n -f "slapd .*${slapd_addr}") || { echo "no slapd process for $slapd_url" >&2; exit 1; }
 {
   echo "listen: {ldap: \"127.0.0.1:$ldap_port\"}"
@@ -55,7 +56,7 @@ live() {
     mkdir -p "$HEAP_PROFILES" && curl -sf -o "$HEAP_PROFILES/$1.pb.gz" "http://127.0.0.1:$http_port/debug/pprof/heap"
   fi
 }
-echo "== $users users synced: proxy RSS $(rss "$proxy_pid") (peak $(hwm "$proxy_pid"), live heap $(live synced)), slapd RSS $(rss "$slapd_pid")"
+echo "== $users users and $groups groups synced: proxy RSS $(rss "$proxy_pid") (peak $(hwm "$proxy_pid"), live heap $(live synced)), slapd RSS $(rss "$slapd_pid")"
 "$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:$ldap_port,slapd=$slapd_url" -mode login \
   -bind-dn cn=svc,ou=services,dc=example,dc=org -bind-password svc-secret \
   -users "$users" -c 16 -d 10s -warmup 2s -rounds 1 >/dev/null
