@@ -5,17 +5,18 @@
 // instead of the process being killed for crossing it. GOMEMLIMIT set in the
 // environment is the operator's choice and left alone.
 //
-// After Start the collector lets the heap grow by 8 MiB between collections
+// After Start the collector lets the heap grow by 4 MiB between collections
 // (steadyHeadroom), or by a tenth of what is live when that is more, and never by more
 // than half of it (GOGC 50, defaultPercent), not Go's default of as much: most of the
 // heap is the directory, kept from one sync to the next, so the growth is the garbage
 // of the requests between two collections, which does not grow with the directory.
 // Go's default keeps about twice the directory's heap resident. After each collection
 // the growth is set again from the live heap it found (a finalizer runs once per
-// collection). At 100,000 users, side by side with GOGC 50 after a login load: with the
-// attributes SSSD reads 96.9 against 100.6 and 96.6 against 98.8 MiB of RSS, with every
-// attribute 127.1 against 129.7 MiB; CPU per cached search and per login no higher
-// within the machine's noise (docs/performance.md, "The collector's headroom"). GOGC set in the environment is
+// collection). A collection is cheap once the store's records and the served tree's
+// entries hold no pointers (a forced one at 100,000 users: a few ms of CPU), so a
+// small headroom costs little: at 100,000 users, 4 MiB against 8 MiB, CPU per cached
+// search and per login no higher within the machine's noise, and RSS after a login
+// load a few MiB lower (docs/performance.md, "The collector's headroom"). GOGC set in the environment is
 // the operator's choice and left alone. A run that fills the heap with data it keeps,
 // such as a first sync or the first build of the served tree, paces the heap's growth
 // by its own headroom for its duration (Bounded).
@@ -42,7 +43,7 @@ const limitShare = 0.85
 // defaultPercent of it.
 const (
 	defaultPercent   = 50
-	steadyHeadroom   = 8 << 20
+	steadyHeadroom   = 4 << 20
 	steadyMinPercent = 10
 )
 

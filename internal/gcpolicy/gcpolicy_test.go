@@ -188,9 +188,9 @@ func TestStartPaces(t *testing.T) {
 			t.Errorf("GOGC %d %s; want %d-%d (live heap %d bytes)", p, what, lo, hi, liveHeap())
 		}
 	}
-	hold(32) // 8 MiB on about 34 MiB live: about 24%
-	want("with 32 MiB live", 18, 25)
-	hold(256) // 8 MiB on 258 MiB: 3%, so the minimum
+	hold(20) // 4 MiB on about 22 MiB live: about 18%
+	want("with 20 MiB live", 14, 20)
+	hold(256) // 4 MiB on 258 MiB: 1.5%, so the minimum
 	want("with 256 MiB live", steadyMinPercent, steadyMinPercent)
 	stop := Bounded(128<<20, 25) // 128 MiB on 258: about 50%, more than Start's limit
 	settle()
@@ -199,7 +199,7 @@ func TestStartPaces(t *testing.T) {
 	settle()
 	want("after Bounded", steadyMinPercent, steadyMinPercent)
 	held = nil
-	settle() // a small heap: 8 MiB is more than half of it
+	settle() // a small heap: 4 MiB is more than half of it
 	want("with the heap given back", defaultPercent, defaultPercent)
 }
 
