@@ -897,7 +897,9 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 		return errDamaged
 	}
 	if flags&entryDNOwn != 0 {
-		if dnInSrc { // a slice of the source too long for dnLen
+		// A slice of the source too long for dnLen; an entry without a source (a damaged
+		// image that places its DN there) has an empty DN, which the image holds as well.
+		if dnInSrc && srcI >= 0 {
 			seg, at, listed := r.source(srcI)
 			off, _ := within(dn, src)
 			if listed {
