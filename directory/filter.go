@@ -45,6 +45,10 @@ type plan struct {
 	// True for; the search need look at no other.
 	cands   []entryID
 	indexed bool
+	// exact is set when every entry in cands matches (an equality item on an indexed
+	// type without subtypes or options, whose index keys are the values normalised as
+	// the item is): the search sends them without testing each again.
+	exact bool
 	// eq is set (eq.at not nil) for a plain equality item (anyEqual): an OR of many of
 	// them on one attribute is compiled into one set lookup.
 	eq eqItem
@@ -421,6 +425,7 @@ func (t *Tree) compileEquality(f ldapwire.Filter) (plan, error) {
 	}
 	if _, ok := t.index[at]; ok && !at.hasSubtypes {
 		p.cands, p.indexed = t.postings(at, norm), true
+		p.exact = p.eq.at != nil && opts == ""
 	}
 	return p, nil
 }

@@ -1035,7 +1035,7 @@ func (s *searchRun) run(ctx context.Context, send func(*Entry) error, base *tree
 		if base.id < from {
 			return runDone
 		}
-		return s.visit(ctx, send, base)
+		return s.visit(ctx, send, base, false)
 	}
 	if s.f.indexed {
 		c := s.f.cands
@@ -1045,7 +1045,7 @@ func (s *searchRun) run(ctx context.Context, send func(*Entry) error, base *tree
 		}
 		for ; i < len(c); i++ {
 			if e := t.entry(c[i]); e != nil && t.inScope(e, base, scope) {
-				if code := s.visit(ctx, send, e); code != runDone {
+				if code := s.visit(ctx, send, e, s.f.exact); code != runDone {
 					return code
 				}
 			}
@@ -1066,7 +1066,7 @@ func (s *searchRun) run(ctx context.Context, send func(*Entry) error, base *tree
 		}
 		for i := lo; i < chunkSize; i++ {
 			if e := ch.at(i); e != nil && t.inScope(e, base, scope) {
-				if code := s.visit(ctx, send, e); code != runDone {
+				if code := s.visit(ctx, send, e, false); code != runDone {
 					return code
 				}
 			}
@@ -1097,9 +1097,10 @@ func (t *Tree) inScope(e, base *treeEntry, scope int) bool {
 	return e.parent == base.id
 }
 
-// visit tests one entry and sends it if it matches. A code other than runDone stops the
-// walk, with this entry not sent.
-func (s *searchRun) visit(ctx context.Context, send func(*Entry) error, e *treeEntry) runCode {
+// visit tests one entry and sends it if it matches; matched says the filter is known to
+// match it (an exact index's candidate), without a test. A code other than runDone stops
+// the walk, with this entry not sent.
+func (s *searchRun) visit(ctx context.Context, send func(*Entry) error, e *treeEntry, matched bool) runCode {
 	s.steps++
 	if s.steps&255 == 0 {
 		if ctx.Err() != nil {
@@ -1112,7 +1113,7 @@ func (s *searchRun) visit(ctx context.Context, send func(*Entry) error, e *treeE
 	if s.within != nil && !s.within[e.id] {
 		return runDone
 	}
-	if s.t.test(&s.f, e) != triTrue {
+	if !matched && s.t.test(&s.f, e) != triTrue {
 		return runDone
 	}
 	if s.pageSize > 0 && s.inPage == s.pageSize {
