@@ -138,12 +138,7 @@ func TestCheckpointMemberRefs(t *testing.T) {
 	if !s.fromCheckpoint {
 		t.Fatal("the store was read from Badger, not from its checkpoint")
 	}
-	for _, want := range memberGroups("m") {
-		got, ok := s.Snapshot().GroupByID(want.ID)
-		if !ok || !reflect.DeepEqual(got.Upstream, want.Upstream) {
-			t.Fatalf("group %s from the checkpoint: %+v, want %+v", want.ID, got, want)
-		}
-	}
+	sameGroups(t, s.Snapshot(), "m", "from the checkpoint")
 	if st := syncMembers(t, s, 10, nil, "m"); st.Created+st.Updated+st.Deleted != 0 {
 		t.Fatalf("an unchanged sync on the checkpoint's groups wrote %+v", st)
 	}
@@ -167,12 +162,7 @@ func TestCheckpointMemberRefs(t *testing.T) {
 	if u, ok := s.Snapshot().UserByID(userID(0)); !ok || u.DN != renamed {
 		t.Fatalf("the renamed user: %+v", u)
 	}
-	for _, want := range memberGroups("m") {
-		got, ok := s.Snapshot().GroupByID(want.ID)
-		if !ok || !reflect.DeepEqual(got.Upstream, want.Upstream) {
-			t.Fatalf("group %s after the member's rename: %+v, want %+v", want.ID, got, want)
-		}
-	}
+	sameGroups(t, s.Snapshot(), "m", "after the member's rename")
 }
 
 // A process's snapshot and the one the next start reads from the checkpoint it wrote
@@ -253,12 +243,7 @@ func TestSourcesSumAcrossStarts(t *testing.T) {
 	s = openDir(t, dir)
 	defer s.Close()
 	same(before, s.Snapshot(), "a member renamed")
-	for _, want := range memberGroups("o") {
-		got, ok := s.Snapshot().GroupByID(want.ID)
-		if !ok || !reflect.DeepEqual(got.Upstream, want.Upstream) {
-			t.Fatalf("group %s after its member's rename: %+v, want %+v", want.ID, got, want)
-		}
-	}
+	sameGroups(t, s.Snapshot(), "o", "after its member's rename")
 }
 
 // A checkpoint in format 3, as the version before wrote it (group records as stored),
@@ -382,5 +367,17 @@ func TestCheckpointSharedDNHeld(t *testing.T) {
 	defer s.Close()
 	if got, ok := s.Snapshot().GroupByID(g.ID); !ok || !reflect.DeepEqual(got.Upstream, g.Upstream) {
 		t.Fatalf("the group: %+v", got)
+	}
+}
+
+// sameGroups fails t unless sn holds memberGroups(tag) with their upstream values as
+// synced; what says when.
+func sameGroups(t *testing.T, sn *Snapshot, tag, what string) {
+	t.Helper()
+	for _, want := range memberGroups(tag) {
+		got, ok := sn.GroupByID(want.ID)
+		if !ok || !reflect.DeepEqual(got.Upstream, want.Upstream) {
+			t.Fatalf("group %s %s: %+v, want %+v", want.ID, what, got, want)
+		}
 	}
 }

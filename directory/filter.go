@@ -273,14 +273,7 @@ func union(lists [][]entryID) []entryID {
 	case 1:
 		return lists[0]
 	}
-	n := 0
-	for _, l := range lists {
-		n += len(l)
-	}
-	out := make([]entryID, 0, n)
-	for _, l := range lists {
-		out = append(out, l...)
-	}
+	out := slices.Concat(lists...)
 	slices.Sort(out)
 	return slices.Compact(out)
 }

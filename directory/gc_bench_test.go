@@ -5,6 +5,7 @@ package directory
 import (
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,14 +27,7 @@ func mapCopy(tb testing.TB, b []byte) ([]byte, func()) {
 // mappedSources copies sources, one after another, into one mapping: the strings
 // returned are slices of it (returned too), as the store's checkpoint records are.
 func mappedSources(tb testing.TB, sources []string) ([]string, string, func()) {
-	n := 0
-	for _, s := range sources {
-		n += len(s)
-	}
-	buf := make([]byte, 0, n)
-	for _, s := range sources {
-		buf = append(buf, s...)
-	}
+	buf := []byte(strings.Join(sources, ""))
 	m, unmap := mapCopy(tb, buf)
 	all := unsafe.String(unsafe.SliceData(m), len(m))
 	out := make([]string, len(sources))
