@@ -215,7 +215,7 @@ func swapFirstUsers(t *testing.T, b []byte) []byte {
 
 // checkpointV2 returns the checkpoint b as format 2 wrote it: each record's generation
 // a u64. The records' values and IDs are copied as they are.
-func checkpointV2(t *testing.T, b []byte) []byte {
+func checkpointV2(t testing.TB, b []byte) []byte {
 	t.Helper()
 	const head = len(checkpointMagic) + 8 + 16 + 3*8
 	p := b[len(checkpointMagic):]

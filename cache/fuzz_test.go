@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
 	"os"
@@ -124,44 +125,79 @@ func FuzzParseCheckpoint(f *testing.F) {
 	f.Add(seed[len(checkpointMagic) : len(seed)-4])
 	s := &Store{normDN: strings.ToLower}
 	f.Fuzz(func(t *testing.T, rest []byte) {
-		d := append(append([]byte(checkpointMagic), rest...), 0, 0, 0, 0)
-		body := d[:len(d)-4]
-		binary.LittleEndian.PutUint32(d[len(body):], crc32.Checksum(body, castagnoli))
-		// The generation and commit the store would ask for: the file's own when it has
-		// them, the seed's otherwise.
-		g, id := gen, commit
-		if p := body[len(checkpointMagic):]; len(p) >= 24 {
-			g = binary.LittleEndian.Uint64(p)
-			copy(id[:], p[8:24])
+		checkParsedCheckpoint(t, s, checkpointMagic, rest, gen, commit)
+	})
+}
+
+// FuzzParseOlderCheckpoint is FuzzParseCheckpoint for the formats a start still reads
+// and converts: 3 (the seed written as the version before wrote it) and, with v2, 2
+// (the same seed with each record's generation a u64).
+func FuzzParseOlderCheckpoint(f *testing.F) {
+	checkpointRefs = false
+	seed, gen, commit := testCheckpoint(f)
+	checkpointRefs = true
+	f.Cleanup(func() { checkpointRefs = true }) // also when testCheckpoint failed
+	if !bytes.HasPrefix(seed, []byte(checkpointMagicV3)) {
+		f.Fatalf("the seed is not in format 3: %q", seed[:len(checkpointMagicV3)])
+	}
+	v2 := checkpointV2(f, seed)
+	s := &Store{normDN: strings.ToLower}
+	for _, b := range [][]byte{seed, v2} {
+		if _, err := s.parseCheckpoint(b, gen, commit); err != nil {
+			f.Fatalf("the seed in format %d does not parse: %v", b[len(checkpointMagicV2)-1], err)
 		}
-		recs, err := s.parseCheckpoint(d, g, id)
-		if err != nil {
-			return
+	}
+	f.Add(false, seed[len(checkpointMagicV3):len(seed)-4])
+	f.Add(true, v2[len(checkpointMagicV2):len(v2)-4])
+	f.Fuzz(func(t *testing.T, v2 bool, rest []byte) {
+		magic := checkpointMagicV3
+		if v2 {
+			magic = checkpointMagicV2
 		}
-		in := func(v string) bool { _, ok := view.Offset(v, unsafe.String(&d[0], len(d))); return ok || v == "" }
-		for i, r := range recs.userList {
-			rs := recs.regions
-			if i > 0 && recs.userList[i-1].id(rs) >= r.id(rs) {
-				t.Fatalf("users %q and %q out of order", recs.userList[i-1].id(rs), r.id(rs))
-			}
-			if !in(r.id(rs)) || !in(r.val(rs)) {
-				t.Fatalf("user %q outside the file", r.id(rs))
-			}
-			r.user(rs)
+		checkParsedCheckpoint(t, s, magic, rest, gen, commit)
+	})
+}
+
+// checkParsedCheckpoint parses the checkpoint of magic, rest and a valid checksum, and
+// fails t if it is accepted with a record out of order or anything read outside it.
+func checkParsedCheckpoint(t *testing.T, s *Store, magic string, rest []byte, gen uint64, commit [16]byte) {
+	d := append(append([]byte(magic), rest...), 0, 0, 0, 0)
+	body := d[:len(d)-4]
+	binary.LittleEndian.PutUint32(d[len(body):], crc32.Checksum(body, castagnoli))
+	// The generation and commit the store would ask for: the file's own when it has
+	// them, the seed's otherwise.
+	g, id := gen, commit
+	if p := body[len(magic):]; len(p) >= 24 {
+		g = binary.LittleEndian.Uint64(p)
+		copy(id[:], p[8:24])
+	}
+	recs, err := s.parseCheckpoint(d, g, id)
+	if err != nil {
+		return
+	}
+	in := func(v string) bool { _, ok := view.Offset(v, unsafe.String(&d[0], len(d))); return ok || v == "" }
+	for i, r := range recs.userList {
+		rs := recs.regions
+		if i > 0 && recs.userList[i-1].id(rs) >= r.id(rs) {
+			t.Fatalf("users %q and %q out of order", recs.userList[i-1].id(rs), r.id(rs))
 		}
-		for _, r := range recs.groups {
-			if !in(r.id) || !in(r.val) {
-				t.Fatalf("group %q outside the file", r.id)
-			}
-			for _, a := range r.group().Upstream {
-				for _, v := range a.Values {
-					if !in(v) {
-						t.Fatalf("group %q: a value of %s outside the file", r.id, a.Name)
-					}
+		if !in(r.id(rs)) || !in(r.val(rs)) {
+			t.Fatalf("user %q outside the file", r.id(rs))
+		}
+		r.user(rs)
+	}
+	for _, r := range recs.groups {
+		if !in(r.id) || !in(r.val) {
+			t.Fatalf("group %q outside the file", r.id)
+		}
+		for _, a := range r.group().Upstream {
+			for _, v := range a.Values {
+				if !in(v) {
+					t.Fatalf("group %q: a value of %s outside the file", r.id, a.Name)
 				}
 			}
 		}
-	})
+	}
 }
 
 // testCheckpoint returns the bytes of the checkpoint of a few users and groups with
@@ -212,7 +248,7 @@ func testCheckpoint(t testing.TB) ([]byte, uint64, [16]byte) {
 	if err != nil {
 		t.Fatalf("the test checkpoint does not parse: %v", err)
 	}
-	if g := recs.groups[groupID(0)]; g == nil || g.val[0] != formatV8 {
+	if g := recs.groups[groupID(0)]; checkpointRefs && (g == nil || g.val[0] != formatV8) {
 		t.Fatal("the test checkpoint's groups do not refer to their members")
 	}
 	return b, sn.gen, sn.commit
