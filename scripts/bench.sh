@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side load test: ldapproxy against the slapd it fronts, in one run, alternating
 # rounds, medians. Usage: [MODE=cached|direct] [MODES="bind search login"] [DEMO_FLAGS=...] \
-#   scripts/bench.sh [users] [rounds] [duration]
+#   [CLIENT=wire|go-ldap] scripts/bench.sh [users] [rounds] [duration]
+# CLIENT picks ldapbench's LDAP client (-client; wire by default, the lean one).
 # DEMO_FLAGS go to cmd/demo, e.g. DEMO_FLAGS=-cached-auth-ttl=5m; PROXY_GOGC sets GOGC for
 # cmd/demo alone (the proxy runs in it; ldapbench keeps its own).
 set -euo pipefail
@@ -26,6 +27,6 @@ fi
 svc=(-bind-dn cn=svc,ou=services,dc=example,dc=org -bind-password svc-secret)
 for m in $modes; do
   echo "== $m ($mode mode), 16 connections, $users users, $rounds rounds of $dur"
-  "$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:13389,slapd=$slapd_url" -mode "$m" "${svc[@]}" \
+  "$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:13389,slapd=$slapd_url" -mode "$m" ${CLIENT:+-client "$CLIENT"} "${svc[@]}" \
     -users "$users" -c 16 -d "$dur" -warmup 2s -rounds "$rounds" | sed -n '/^summary/,$p'
 done

@@ -95,6 +95,10 @@ type targetResult struct {
 	StepP99     []time.Duration
 	FirstError  string
 	Interrupted bool
+	// ClientCPU is ldapbench's own CPU time (all its threads, user and
+	// system) per operation in the measured window, 0 when not measured:
+	// what the load generator takes of the CPU it shares with the servers.
+	ClientCPU time.Duration
 }
 
 // roundResult is the outcome of one round.
@@ -172,14 +176,26 @@ func (b *bench) runTarget(ctx context.Context, r, ti int) *targetResult {
 	ready.Wait()
 	clock.warmupEnd = time.Now().Add(cfg.Warmup)
 	clock.end = clock.warmupEnd.Add(cfg.Duration)
+	var cpuStart atomic.Int64 // processCPU at the window's start, + 1
+	warm := time.AfterFunc(cfg.Warmup, func() {
+		if d, ok := processCPU(); ok {
+			cpuStart.Store(int64(d) + 1)
+		}
+	})
 	close(start)
 	done.Wait()
+	warm.Stop()
+	cpuEnd, cpuOK := processCPU()
 	close(quit)
 	wdDone.Wait()
 	for _, w := range ws {
 		w.closeConn()
 	}
-	return b.merge(t.Name, ws)
+	res := b.merge(t.Name, ws)
+	if s := cpuStart.Load(); s != 0 && cpuOK && res.Ops > 0 && !res.Interrupted {
+		res.ClientCPU = (cpuEnd - time.Duration(s-1)) / time.Duration(res.Ops)
+	}
+	return res
 }
 
 // watchdog breaks the connection of any operation running longer than

@@ -4,10 +4,14 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
 )
 
 func TestParseTargets(t *testing.T) {
@@ -145,12 +149,19 @@ func TestUserSet(t *testing.T) {
 		Password:    "pass-user0012",
 		Filter:      "(uid=user0012)",
 		GroupFilter: "(&(objectClass=groupOfNames)(member=uid=user0012,ou=people,dc=example,dc=org))",
+		// equalityMatch [3] { "uid", "user0012" }
+		FilterBER: []byte("\xa3\x0f\x04\x03uid\x04\x08user0012"),
 	}
-	if got := s.get(12); got != want {
-		t.Errorf("get(12) = %+v, want %+v", got, want)
+	if got := s.get(12); got.GroupFilterBER == nil {
+		t.Errorf("get(12): no encoded group filter in login mode")
+	} else if f, err := ldap.DecompileFilter(ber.DecodePacket(got.GroupFilterBER)); err != nil || f != want.GroupFilter {
+		t.Errorf("get(12): encoded group filter decodes to %q, %v; want %q", f, err, want.GroupFilter)
 	}
-	if got := s.format(12); got != want {
-		t.Errorf("format(12) = %+v, want %+v", got, want)
+	for name, got := range map[string]user{"get(12)": s.get(12), "format(12)": s.format(12)} {
+		got.GroupFilterBER = nil
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %+v, want %+v", name, got, want)
+		}
 	}
 	// Filter values are escaped.
 	cfg.UserFormat = "a*(%d)"

@@ -21,6 +21,7 @@ type targetSummary struct {
 	MedianP99       time.Duration
 	StepP50         []time.Duration // login mode: per-step medians over rounds
 	StepP99         []time.Duration
+	ClientCPU       time.Duration // median of the rounds' ClientCPU (0: not measured)
 	Ops             uint64
 	Errors          uint64
 	ErrorRate       float64 // errors / (ops + errors)
@@ -37,7 +38,7 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 		s := &sums[i]
 		s.Target, s.URL = t.Name, t.URL.String()
 		var opsPerSec []float64
-		var p50, p99 []time.Duration
+		var p50, p99, cpu []time.Duration
 		var stepP50, stepP99 [][]time.Duration
 		for _, rr := range rounds {
 			for _, res := range rr.Results {
@@ -53,6 +54,9 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 				opsPerSec = append(opsPerSec, res.OpsPerSec)
 				p50 = append(p50, res.P50)
 				p99 = append(p99, res.P99)
+				if res.ClientCPU > 0 {
+					cpu = append(cpu, res.ClientCPU)
+				}
 				if stepP50 == nil {
 					stepP50 = make([][]time.Duration, len(res.StepP50))
 					stepP99 = make([][]time.Duration, len(res.StepP99))
@@ -65,6 +69,9 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 		}
 		s.MedianOpsPerSec = median(opsPerSec)
 		s.MedianP50, s.MedianP99 = medianDuration(p50), medianDuration(p99)
+		if len(cpu) > 0 {
+			s.ClientCPU = medianDuration(cpu)
+		}
 		for j := range stepP50 {
 			s.StepP50 = append(s.StepP50, medianDuration(stepP50[j]))
 			s.StepP99 = append(s.StepP99, medianDuration(stepP99[j]))
@@ -99,8 +106,8 @@ func nameWidth(cfg *config) int {
 
 // printHeader describes the run.
 func printHeader(w io.Writer, cfg *config, seed uint64) {
-	fmt.Fprintf(w, "ldapbench: mode=%s c=%d d=%s warmup=%s rounds=%d users=%d seed=%d\n",
-		cfg.Mode, cfg.Concurrency, cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.Users, seed)
+	fmt.Fprintf(w, "ldapbench: mode=%s client=%s c=%d d=%s warmup=%s rounds=%d users=%d seed=%d\n",
+		cfg.Mode, cfg.Client, cfg.Concurrency, cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.Users, seed)
 	for _, t := range cfg.Targets {
 		fmt.Fprintf(w, "  target %-*s %s\n", nameWidth(cfg), t.Name, t.URL)
 	}
@@ -127,6 +134,9 @@ func newProgressPrinter(w io.Writer, cfg *config) func(int, *targetResult) {
 		}
 		if cfg.Mode == modeSearch && res.Ops > 0 {
 			fmt.Fprintf(w, "  entries/op %.2f", float64(res.Entries)/float64(res.Ops))
+		}
+		if res.ClientCPU > 0 {
+			fmt.Fprintf(w, "  client cpu %.1fus/op", us(res.ClientCPU))
 		}
 		fmt.Fprintln(w)
 		if len(res.StepP50) > 0 {
@@ -176,10 +186,14 @@ func printSummary(w io.Writer, cfg *config, sums []targetSummary) {
 		n = sums[0].Rounds
 	}
 	fmt.Fprintf(w, "\nsummary (median over %d rounds)\n", n)
-	rows := [][]string{{"target", "ops/s", "p50", "p99", "ops", "errors"}}
+	rows := [][]string{{"target", "ops/s", "p50", "p99", "ops", "errors", "client cpu/op"}}
 	for _, s := range sums {
+		cpu := "-"
+		if s.ClientCPU > 0 {
+			cpu = fmt.Sprintf("%.1fus", us(s.ClientCPU))
+		}
 		rows = append(rows, []string{s.Target, fmt.Sprintf("%.1f", s.MedianOpsPerSec), ms(s.MedianP50), ms(s.MedianP99),
-			fmt.Sprint(s.Ops), fmt.Sprintf("%d (%.2f%%)", s.Errors, 100*s.ErrorRate)})
+			fmt.Sprint(s.Ops), fmt.Sprintf("%d (%.2f%%)", s.Errors, 100*s.ErrorRate), cpu})
 	}
 	writeTable(w, rows)
 	if cfg.Mode == modeLogin && len(sums) > 0 && len(sums[0].StepP50) > 0 {
@@ -211,6 +225,7 @@ func printSummary(w io.Writer, cfg *config, sums []targetSummary) {
 type (
 	jsonReport struct {
 		Mode        string        `json:"mode"`
+		Client      string        `json:"client"`
 		Concurrency int           `json:"concurrency"`
 		DurationS   float64       `json:"duration_s"`
 		WarmupS     float64       `json:"warmup_s"`
@@ -228,16 +243,17 @@ type (
 		Targets []jsonResult `json:"targets"`
 	}
 	jsonResult struct {
-		Target     string     `json:"target"`
-		Ops        uint64     `json:"ops"`
-		Errors     uint64     `json:"errors"`
-		Reconnects uint64     `json:"reconnects"`
-		Entries    uint64     `json:"entries,omitempty"`
-		OpsPerSec  float64    `json:"ops_per_sec"`
-		P50us      float64    `json:"p50_us"`
-		P99us      float64    `json:"p99_us"`
-		Steps      []jsonStep `json:"steps,omitempty"`
-		FirstError string     `json:"first_error,omitempty"`
+		Target      string     `json:"target"`
+		Ops         uint64     `json:"ops"`
+		Errors      uint64     `json:"errors"`
+		Reconnects  uint64     `json:"reconnects"`
+		Entries     uint64     `json:"entries,omitempty"`
+		OpsPerSec   float64    `json:"ops_per_sec"`
+		P50us       float64    `json:"p50_us"`
+		P99us       float64    `json:"p99_us"`
+		ClientCPUus float64    `json:"client_cpu_us_per_op,omitempty"`
+		Steps       []jsonStep `json:"steps,omitempty"`
+		FirstError  string     `json:"first_error,omitempty"`
 	}
 	jsonStep struct {
 		Name  string  `json:"name"`
@@ -251,6 +267,7 @@ type (
 		MedianOpsPerSec float64    `json:"median_ops_per_sec"`
 		MedianP50us     float64    `json:"median_p50_us"`
 		MedianP99us     float64    `json:"median_p99_us"`
+		ClientCPUus     float64    `json:"median_client_cpu_us_per_op,omitempty"`
 		Ops             uint64     `json:"ops"`
 		Errors          uint64     `json:"errors"`
 		ErrorRate       float64    `json:"error_rate"`
@@ -276,6 +293,7 @@ func jsonSteps(p50, p99 []time.Duration) []jsonStep {
 func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums []targetSummary, interrupted bool) error {
 	rep := jsonReport{
 		Mode:        cfg.Mode,
+		Client:      cfg.Client,
 		Concurrency: cfg.Concurrency,
 		DurationS:   cfg.Duration.Seconds(),
 		WarmupS:     cfg.Warmup.Seconds(),
@@ -293,7 +311,7 @@ func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums
 		for _, r := range rr.Results {
 			jr.Targets = append(jr.Targets, jsonResult{
 				Target: r.Target, Ops: r.Ops, Errors: r.Errors, Reconnects: r.Reconnects, Entries: r.Entries,
-				OpsPerSec: r.OpsPerSec, P50us: us(r.P50), P99us: us(r.P99),
+				OpsPerSec: r.OpsPerSec, P50us: us(r.P50), P99us: us(r.P99), ClientCPUus: us(r.ClientCPU),
 				Steps: jsonSteps(r.StepP50, r.StepP99), FirstError: r.FirstError,
 			})
 		}
@@ -303,7 +321,8 @@ func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums
 		js := jsonSummary{
 			Target: s.Target, URL: s.URL, Rounds: s.Rounds,
 			MedianOpsPerSec: s.MedianOpsPerSec, MedianP50us: us(s.MedianP50), MedianP99us: us(s.MedianP99),
-			Ops: s.Ops, Errors: s.Errors, ErrorRate: s.ErrorRate,
+			ClientCPUus: us(s.ClientCPU),
+			Ops:         s.Ops, Errors: s.Errors, ErrorRate: s.ErrorRate,
 			Steps: jsonSteps(s.StepP50, s.StepP99), FirstError: s.FirstError,
 		}
 		if s.HasRatio {

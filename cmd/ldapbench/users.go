@@ -14,6 +14,8 @@ type user struct {
 	Password    string
 	Filter      string // user search filter
 	GroupFilter string // group search filter for DN
+	// The filters BER-encoded, as the wire client sends them.
+	FilterBER, GroupFilterBER []byte
 }
 
 // maxCachedUsers bounds the precomputed user table (about 200 bytes each);
@@ -43,13 +45,29 @@ func newUserSet(cfg *config) *userSet {
 func (s *userSet) format(i int) user {
 	name := fmt.Sprintf(s.cfg.UserFormat, i)
 	dn := fmt.Sprintf(s.cfg.UserDNFormat, name)
-	return user{
+	u := user{
 		Name:        name,
 		DN:          dn,
 		Password:    fmt.Sprintf(s.cfg.PasswordFormat, name),
 		Filter:      fmt.Sprintf(s.cfg.Filter, ldap.EscapeFilter(name)),
 		GroupFilter: s.groupFilter(dn),
 	}
+	if s.cfg.Mode != modeBind {
+		u.FilterBER = encodeFilter(u.Filter)
+	}
+	if s.cfg.Mode == modeLogin {
+		u.GroupFilterBER = encodeFilter(u.GroupFilter)
+	}
+	return u
+}
+
+// encodeFilter BER-encodes a filter that config.validate has checked compiles.
+func encodeFilter(f string) []byte {
+	p, err := ldap.CompileFilter(f)
+	if err != nil {
+		return nil // the server answers the empty filter with a protocol error
+	}
+	return p.Bytes()
 }
 
 // groupFilter returns the group search filter for a user DN.

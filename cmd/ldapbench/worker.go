@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/go-ldap/ldap/v3"
 )
 
 // loginSteps names the steps of one login-mode operation, in order.
@@ -38,14 +36,14 @@ type roundClock struct {
 }
 
 // worker drives one connection. Operations are plain method calls on the
-// worker's goroutine: no goroutine or channel per operation beyond what
-// go-ldap itself uses, and no allocation of our own on the success path.
+// worker's goroutine; with the wire client nothing else runs per operation
+// and nothing of ours is allocated on the success path.
 type worker struct {
 	b     *bench
 	tgt   target
 	rng   *rand.Rand
 	st    *workerStats
-	conn  *ldap.Conn
+	conn  client
 	op    func(t0 time.Time) error
 	found int // entries returned by the last search-mode operation
 
@@ -55,10 +53,8 @@ type worker struct {
 	mu   sync.Mutex // guards nc against the watchdog
 	nc   net.Conn
 
-	userBind    ldap.SimpleBindRequest
-	svcBind     ldap.SimpleBindRequest
-	userSearch  ldap.SearchRequest
-	groupSearch ldap.SearchRequest
+	userSearch  searchSpec
+	groupSearch searchSpec
 	stepDur     [5]time.Duration
 }
 
@@ -66,27 +62,12 @@ type worker struct {
 func (b *bench) newWorker(t target, r, ti, i int) *worker {
 	cfg := b.cfg
 	w := &worker{
-		b:   b,
-		tgt: t,
-		rng: rand.New(rand.NewPCG(b.seed, uint64(r)<<40|uint64(ti)<<20|uint64(i))),
-		st:  &workerStats{},
-		svcBind: ldap.SimpleBindRequest{
-			Username:           cfg.BindDN,
-			Password:           cfg.BindPassword,
-			AllowEmptyPassword: cfg.BindDN == "", // anonymous service account
-		},
-		userSearch: ldap.SearchRequest{
-			BaseDN:       cfg.Base,
-			Scope:        ldap.ScopeWholeSubtree,
-			DerefAliases: ldap.NeverDerefAliases,
-			Attributes:   cfg.Attrs,
-		},
-		groupSearch: ldap.SearchRequest{
-			BaseDN:       cfg.GroupBase,
-			Scope:        ldap.ScopeWholeSubtree,
-			DerefAliases: ldap.NeverDerefAliases,
-			Attributes:   []string{"cn"},
-		},
+		b:           b,
+		tgt:         t,
+		rng:         rand.New(rand.NewPCG(b.seed, uint64(r)<<40|uint64(ti)<<20|uint64(i))),
+		st:          &workerStats{},
+		userSearch:  newSearchSpec(cfg.Base, cfg.Attrs),
+		groupSearch: newSearchSpec(cfg.GroupBase, []string{"cn"}),
 	}
 	switch cfg.Mode {
 	case modeBind:
@@ -143,16 +124,15 @@ func (w *worker) dial() error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	conn := ldap.NewConn(nc, w.tgt.URL.Scheme == "ldaps")
-	conn.Start()
+	conn := newClient(w.b.cfg.Client, nc, w.tgt.URL.Scheme == "ldaps")
 	if w.b.cfg.Mode == modeSearch && w.b.cfg.BindDN != "" {
 		// The watchdog may not be running yet, so bound the bind with a
 		// socket deadline instead.
 		_ = nc.SetDeadline(time.Now().Add(w.b.cfg.Timeout))
-		_, err := conn.SimpleBind(&w.svcBind)
+		err := conn.bind(w.b.cfg.BindDN, w.b.cfg.BindPassword)
 		_ = nc.SetDeadline(time.Time{})
 		if err != nil {
-			conn.Close()
+			conn.close()
 			return fmt.Errorf("bind as service account: %w", err)
 		}
 	}
@@ -168,7 +148,7 @@ func (w *worker) closeConn() {
 	if w.conn == nil {
 		return
 	}
-	w.conn.Close()
+	w.conn.close()
 	w.conn = nil
 	w.mu.Lock()
 	w.nc = nil
@@ -212,7 +192,7 @@ func (w *worker) run(c *roundClock) {
 			if inWindow {
 				w.fail(err)
 			}
-			if w.conn.IsClosing() {
+			if w.conn.closing() {
 				// Dropped (by the server, or by the watchdog after
 				// -timeout): reconnect on the next iteration. The drop
 				// itself is counted, even outside the window.
@@ -238,8 +218,7 @@ func (w *worker) run(c *roundClock) {
 // bindOp simple-binds as a random user.
 func (w *worker) bindOp(time.Time) error {
 	u := w.pick()
-	w.userBind.Username, w.userBind.Password = u.DN, u.Password
-	if _, err := w.conn.SimpleBind(&w.userBind); err != nil {
+	if err := w.conn.bind(u.DN, u.Password); err != nil {
 		return fmt.Errorf("bind as %s: %w", u.DN, err)
 	}
 	return nil
@@ -251,14 +230,13 @@ var errNoEntries = errors.New("no entries")
 // searchOp searches for a random user on the service-bound connection.
 func (w *worker) searchOp(time.Time) error {
 	u := w.pick()
-	w.userSearch.Filter = u.Filter
-	res, err := w.conn.Search(&w.userSearch)
+	n, _, err := w.conn.search(&w.userSearch, u.Filter, u.FilterBER, false)
 	if err != nil {
 		return fmt.Errorf("search %s: %w", u.Filter, err)
 	}
-	w.found = len(res.Entries)
+	w.found = n
 	if w.found == 0 && w.b.cfg.ExpectEntries {
-		return fmt.Errorf("search %s under %q: %w", u.Filter, w.userSearch.BaseDN, errNoEntries)
+		return fmt.Errorf("search %s under %q: %w", u.Filter, w.userSearch.base, errNoEntries)
 	}
 	return nil
 }
@@ -274,42 +252,41 @@ func (w *worker) loginOp(t0 time.Time) error {
 		t = now
 	}
 
-	if _, err := w.conn.SimpleBind(&w.svcBind); err != nil {
+	cfg := w.b.cfg
+	if err := w.conn.bind(cfg.BindDN, cfg.BindPassword); err != nil {
 		return fmt.Errorf("bind as service account: %w", err)
 	}
 	step(0)
 
-	w.userSearch.Filter = u.Filter
-	res, err := w.conn.Search(&w.userSearch)
+	n, dn, err := w.conn.search(&w.userSearch, u.Filter, u.FilterBER, true)
 	if err != nil {
 		return fmt.Errorf("search %s: %w", u.Filter, err)
 	}
-	if len(res.Entries) != 1 {
-		if len(res.Entries) == 0 {
-			return fmt.Errorf("search %s under %q: %w", u.Filter, w.userSearch.BaseDN, errNoEntries)
+	if n != 1 {
+		if n == 0 {
+			return fmt.Errorf("search %s under %q: %w", u.Filter, w.userSearch.base, errNoEntries)
 		}
-		return fmt.Errorf("search %s under %q: %d entries, want 1", u.Filter, w.userSearch.BaseDN, len(res.Entries))
+		return fmt.Errorf("search %s under %q: %d entries, want 1", u.Filter, w.userSearch.base, n)
 	}
-	dn := res.Entries[0].DN
 	step(1)
 
-	w.userBind.Username, w.userBind.Password = dn, u.Password
-	if _, err := w.conn.SimpleBind(&w.userBind); err != nil {
+	if err := w.conn.bind(dn, u.Password); err != nil {
 		return fmt.Errorf("bind as %s: %w", dn, err)
 	}
 	step(2)
 
-	if _, err := w.conn.SimpleBind(&w.svcBind); err != nil {
+	if err := w.conn.bind(cfg.BindDN, cfg.BindPassword); err != nil {
 		return fmt.Errorf("rebind as service account: %w", err)
 	}
 	step(3)
 
-	w.groupSearch.Filter = u.GroupFilter
+	filter, filterBER := u.GroupFilter, u.GroupFilterBER
 	if dn != u.DN {
-		w.groupSearch.Filter = w.b.users.groupFilter(dn)
+		filter = w.b.users.groupFilter(dn)
+		filterBER = encodeFilter(filter)
 	}
-	if _, err := w.conn.Search(&w.groupSearch); err != nil {
-		return fmt.Errorf("search groups %s: %w", w.groupSearch.Filter, err)
+	if _, _, err := w.conn.search(&w.groupSearch, filter, filterBER, false); err != nil {
+		return fmt.Errorf("search groups %s: %w", filter, err)
 	}
 	step(4)
 	return nil
