@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
+)
+
+// scriptedServer answers each request read from c with what answer returns for
+// the decoded request, until the connection ends.
+func scriptedServer(t *testing.T, answer func(id int64, req *ber.Packet) []byte) string {
+	return fakeServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			msg, err := ldapwire.ReadFrame(br, 1<<20, nil)
+			if err != nil {
+				return
+			}
+			p, err := ber.DecodePacketErr(msg)
+			if err != nil {
+				t.Errorf("server got a malformed request: %v", err)
+				return
+			}
+			id, _ := p.Children[0].Value.(int64)
+			out := answer(id, p.Children[1])
+			if out == nil {
+				return
+			}
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// dialWire connects a wire client to url (ldap://host:port).
+func dialWire(t *testing.T, url string) *wireClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", strings.TrimPrefix(url, "ldap://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(clientWire, nc, false).(*wireClient)
+	t.Cleanup(c.close)
+	return c
+}
+
+func mustFilter(t *testing.T, f string) []byte {
+	t.Helper()
+	b := encodeFilter(f)
+	if b == nil {
+		t.Fatalf("filter %q does not compile", f)
+	}
+	return b
+}
+
+// TestWireClientSearch checks what the wire client sends (decoded by go-ldap's
+// BER reader) and what it makes of the answers: entries counted, the first DN,
+// references skipped, the result code as an *ldap.Error.
+func TestWireClientSearch(t *testing.T) {
+	url := scriptedServer(t, func(id int64, req *ber.Packet) []byte {
+		if req.Tag != ldap.ApplicationSearchRequest {
+			return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{Code: 2})
+		}
+		base := req.Children[0].Value.(string)
+		filter, err := ldap.DecompileFilter(req.Children[6])
+		if err != nil {
+			t.Errorf("filter: %v", err)
+		}
+		var attrs []string
+		for _, a := range req.Children[7].Children {
+			attrs = append(attrs, a.Value.(string))
+		}
+		if scope := req.Children[1].Value.(int64); scope != ldap.ScopeWholeSubtree {
+			t.Errorf("scope %d", scope)
+		}
+		switch filter {
+		case "(uid=two)":
+			if base != "dc=example,dc=org" || strings.Join(attrs, ",") != "cn,mail" {
+				t.Errorf("base %q attrs %v", base, attrs)
+			}
+			b := ldapwire.AppendEntry(nil, id, &ldapwire.Entry{DN: "uid=two,ou=people,dc=example,dc=org",
+				Attributes: []ldapwire.Attribute{{Name: "cn", Values: [][]byte{[]byte(strings.Repeat("x", 300))}}}}, false, nil)
+			b = ldapwire.AppendReference(b, id, []string{"ldap://elsewhere/"}, nil)
+			b = ldapwire.AppendEntry(b, id, &ldapwire.Entry{DN: "uid=two,ou=other,dc=example,dc=org"}, false, nil)
+			return ldapwire.AppendResult(b, id, 5, &ldapwire.Result{})
+		case "(uid=none)":
+			return ldapwire.AppendResult(nil, id, 5, &ldapwire.Result{Code: ldap.LDAPResultNoSuchObject, Diagnostic: "no such base"})
+		}
+		return ldapwire.AppendResult(nil, id, 5, &ldapwire.Result{})
+	})
+	c := dialWire(t, url)
+	spec := newSearchSpec("dc=example,dc=org", []string{"cn", "mail"})
+	n, dn, err := c.search(&spec, "", mustFilter(t, "(uid=two)"), true)
+	if err != nil || n != 2 || dn != "uid=two,ou=people,dc=example,dc=org" {
+		t.Errorf("search = %d, %q, %v; want 2 entries, the first's DN", n, dn, err)
+	}
+	if n, dn, err = c.search(&spec, "", mustFilter(t, "(uid=two)"), false); n != 2 || dn != "" || err != nil {
+		t.Errorf("search without DN = %d, %q, %v", n, dn, err)
+	}
+	_, _, err = c.search(&spec, "", mustFilter(t, "(uid=none)"), false)
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) || !strings.Contains(err.Error(), "no such base") {
+		t.Errorf("error result: %v, want noSuchObject with its message", err)
+	}
+	if c.closing() {
+		t.Error("an error result broke the connection")
+	}
+	if n, _, err := c.search(&spec, "", mustFilter(t, "(uid=empty)"), true); n != 0 || err != nil {
+		t.Errorf("empty search = %d, %v", n, err)
+	}
+	if c.id != 4 {
+		t.Errorf("message IDs: last %d, want 4", c.id)
+	}
+}
+
+func TestWireClientBind(t *testing.T) {
+	url := scriptedServer(t, func(id int64, req *ber.Packet) []byte {
+		if req.Tag != ldap.ApplicationBindRequest || len(req.Children) != 3 {
+			return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{Code: ldap.LDAPResultProtocolError})
+		}
+		version, _ := req.Children[0].Value.(int64)
+		dn, _ := req.Children[1].Value.(string)
+		pw := req.Children[2]
+		code := uint16(ldap.LDAPResultInvalidCredentials)
+		if version == 3 && pw.ClassType == ber.ClassContext && pw.Tag == 0 && pw.Data.String() == "pass-"+dn {
+			code = ldap.LDAPResultSuccess
+		}
+		return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{Code: code})
+	})
+	c := dialWire(t, url)
+	if err := c.bind("alice", "pass-alice"); err != nil {
+		t.Errorf("good bind: %v", err)
+	}
+	if err := c.bind("alice", "wrong"); !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		t.Errorf("bad bind: %v, want invalidCredentials", err)
+	}
+	if err := c.bind("bob", "pass-bob"); err != nil || c.closing() {
+		t.Errorf("bind after a failed one: %v (closing %v)", err, c.closing())
+	}
+}
+
+// TestWireClientBrokenStreams checks that whatever the server sends that cannot be
+// read on ends in an error and a closed connection, not a hang or a panic.
+func TestWireClientBrokenStreams(t *testing.T) {
+	cases := map[string]func(id int64) []byte{
+		"other message ID": func(id int64) []byte { return ldapwire.AppendResult(nil, id+1, 1, &ldapwire.Result{}) },
+		"notice of disconnection": func(int64) []byte {
+			return ldapwire.AppendNotice(nil, ldap.LDAPResultUnavailable, "shutting down")
+		},
+		"not a sequence":  func(int64) []byte { return []byte{0x04, 0x01, 'x'} },
+		"truncated":       func(id int64) []byte { return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})[:5] },
+		"closed":          func(int64) []byte { return nil },
+		"bad result code": func(id int64) []byte { return []byte{0x30, 0x08, 0x02, 0x01, byte(id), 0x61, 0x03, 0x04, 0x01, 'x'} },
+		"entry without a DN": func(id int64) []byte {
+			return []byte{0x30, 0x07, 0x02, 0x01, byte(id), 0x64, 0x02, 0x30, 0x00}
+		},
+	}
+	for name, answer := range cases {
+		t.Run(name, func(t *testing.T) {
+			url := fakeServer(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				msg, err := ldapwire.ReadFrame(br, 1<<20, nil)
+				if err != nil {
+					return
+				}
+				id, _ := ldapwire.MessageID(msg)
+				if out := answer(id); out != nil {
+					_, _ = c.Write(out)
+				}
+				// Keep the connection open (a truncated answer must not hang
+				// the client past its deadline) until the client closes it.
+				_, _ = io.Copy(io.Discard, c)
+			})
+			c := dialWire(t, url)
+			_ = c.nc.SetDeadline(time.Now().Add(2 * time.Second))
+			spec := newSearchSpec("dc=example,dc=org", nil)
+			_, _, err := c.search(&spec, "", mustFilter(t, "(uid=x)"), true)
+			if err == nil || !c.closing() {
+				t.Fatalf("err %v, closing %v: want an error and a closed connection", err, c.closing())
+			}
+			if name == "notice of disconnection" && !strings.Contains(err.Error(), "shutting down") {
+				t.Errorf("notice: %v, want the server's message", err)
+			}
+			if _, _, err := c.search(&spec, "", mustFilter(t, "(uid=x)"), false); !errors.Is(err, errConnBroken) {
+				t.Errorf("request on a broken connection: %v", err)
+			}
+		})
+	}
+}
+
+// BenchmarkWireClientSearch measures the wire client's own cost per search,
+// against a server that answers from memory.
+func BenchmarkWireClientSearch(b *testing.B) {
+	benchmarkClientSearch(b, clientWire)
+}
+
+// BenchmarkGoLDAPClientSearch is the same through go-ldap.
+func BenchmarkGoLDAPClientSearch(b *testing.B) {
+	benchmarkClientSearch(b, clientGoLDAP)
+}
+
+func benchmarkClientSearch(b *testing.B, kind string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var in, out []byte
+		ent := &ldapwire.Entry{DN: "uid=user0001,ou=people,dc=example,dc=org", Attributes: []ldapwire.Attribute{
+			{Name: "cn", Values: [][]byte{[]byte("User 1")}}, {Name: "mail", Values: [][]byte{[]byte("user0001@example.org")}}}}
+		for {
+			msg, err := ldapwire.ReadFrame(br, 1<<20, in)
+			if err != nil {
+				return
+			}
+			in = msg[:0]
+			id, _ := ldapwire.MessageID(msg)
+			out = ldapwire.AppendEntry(out[:0], id, ent, false, nil)
+			out = ldapwire.AppendResult(out, id, 5, &ldapwire.Result{})
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+		}
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newClient(kind, nc, false)
+	defer c.close()
+	spec := newSearchSpec("dc=example,dc=org", nil)
+	f := "(uid=user0001)"
+	fb := encodeFilter(f)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if n, _, err := c.search(&spec, f, fb, false); err != nil || n != 1 {
+			b.Fatal(n, err)
+		}
+	}
+}
