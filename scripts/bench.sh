@@ -24,9 +24,18 @@ if [ "$mode" = cached ]; then # wait for the first sync's tree to serve
     sleep 0.2
   done
 fi
+# The servers' own CPU per operation, beside ldapbench's: the proxy's process (and, in
+# direct mode, the slapd it relays to) against slapd's.
+slapd_pid=$(pgrep -f -- "-h $slapd_url/" | head -1 || true)
+pids=()
+if [ -n "$slapd_pid" ]; then
+  proxy_pids=$demo_pid
+  [ "$mode" = direct ] && proxy_pids="$demo_pid+$slapd_pid"
+  pids=(-server-pids "proxy=$proxy_pids,slapd=$slapd_pid")
+fi
 svc=(-bind-dn cn=svc,ou=services,dc=example,dc=org -bind-password svc-secret)
 for m in $modes; do
   echo "== $m ($mode mode), 16 connections, $users users, $rounds rounds of $dur"
-  "$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:13389,slapd=$slapd_url" -mode "$m" ${CLIENT:+-client "$CLIENT"} "${svc[@]}" \
+  "$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:13389,slapd=$slapd_url" -mode "$m" ${CLIENT:+-client "$CLIENT"} "${svc[@]}" "${pids[@]}" \
     -users "$users" -c 16 -d "$dur" -warmup 2s -rounds "$rounds" | sed -n '/^summary/,$p'
 done

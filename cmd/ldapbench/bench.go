@@ -99,6 +99,9 @@ type targetResult struct {
 	// system) per operation in the measured window, 0 when not measured:
 	// what the load generator takes of the CPU it shares with the servers.
 	ClientCPU time.Duration
+	// ServerCPU is the CPU time per operation of the processes -server-pids
+	// names for this target, 0 when not measured.
+	ServerCPU time.Duration
 }
 
 // roundResult is the outcome of one round.
@@ -176,16 +179,21 @@ func (b *bench) runTarget(ctx context.Context, r, ti int) *targetResult {
 	ready.Wait()
 	clock.warmupEnd = time.Now().Add(cfg.Warmup)
 	clock.end = clock.warmupEnd.Add(cfg.Duration)
-	var cpuStart atomic.Int64 // processCPU at the window's start, + 1
+	var cpuStart, serverStart atomic.Int64 // at the window's start, + 1
+	pids := cfg.ServerPIDs[t.Name]
 	warm := time.AfterFunc(cfg.Warmup, func() {
 		if d, ok := processCPU(); ok {
 			cpuStart.Store(int64(d) + 1)
+		}
+		if d, ok := serversCPU(pids); ok {
+			serverStart.Store(int64(d) + 1)
 		}
 	})
 	close(start)
 	done.Wait()
 	warm.Stop()
 	cpuEnd, cpuOK := processCPU()
+	serverEnd, serverOK := serversCPU(pids)
 	close(quit)
 	wdDone.Wait()
 	for _, w := range ws {
@@ -195,7 +203,24 @@ func (b *bench) runTarget(ctx context.Context, r, ti int) *targetResult {
 	if s := cpuStart.Load(); s != 0 && cpuOK && res.Ops > 0 && !res.Interrupted {
 		res.ClientCPU = (cpuEnd - time.Duration(s-1)) / time.Duration(res.Ops)
 	}
+	if s := serverStart.Load(); s != 0 && serverOK && res.Ops > 0 && !res.Interrupted {
+		res.ServerCPU = (serverEnd - time.Duration(s-1)) / time.Duration(res.Ops)
+	}
 	return res
+}
+
+// serversCPU sums the CPU time of the given processes; false when there are
+// none or one cannot be read (it has exited).
+func serversCPU(pids []int) (time.Duration, bool) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := serverCPU(pid)
+		if err != nil {
+			return 0, false
+		}
+		sum += d
+	}
+	return sum, len(pids) > 0
 }
 
 // watchdog breaks the connection of any operation running longer than

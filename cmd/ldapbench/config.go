@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,6 +112,42 @@ func parseTargets(s string) ([]target, error) {
 	return out, nil
 }
 
+// pidMap implements flag.Value for -server-pids: NAME=PID[+PID...],...
+type pidMap map[string][]int
+
+func (m pidMap) String() string {
+	var parts []string
+	for name, pids := range m {
+		ps := make([]string, len(pids))
+		for i, p := range pids {
+			ps[i] = strconv.Itoa(p)
+		}
+		parts = append(parts, name+"="+strings.Join(ps, "+"))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (m pidMap) Set(s string) error {
+	for _, elem := range strings.Split(s, ",") {
+		name, list, ok := strings.Cut(strings.TrimSpace(elem), "=")
+		if !ok || name == "" || list == "" {
+			return fmt.Errorf("%q: want NAME=PID[+PID...]", elem)
+		}
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("%q: target %s given twice", elem, name)
+		}
+		for _, p := range strings.Split(list, "+") {
+			pid, err := strconv.Atoi(p)
+			if err != nil || pid <= 0 {
+				return fmt.Errorf("%q: %q is not a process ID", elem, p)
+			}
+			m[name] = append(m[name], pid)
+		}
+	}
+	return nil
+}
+
 // config is the fully parsed and validated command line.
 type config struct {
 	Targets        targetList
@@ -137,6 +175,7 @@ type config struct {
 	JSON           bool
 	Seed           uint64
 	CPUProfile     string
+	ServerPIDs     pidMap // target name → the processes that serve it
 }
 
 const usageHeader = `ldapbench - end-to-end LDAP load generator for comparing servers side by side.
@@ -178,7 +217,7 @@ var errReported = errors.New("invalid command line")
 // flag.ErrHelp when -h was given, and errReported for syntax errors, which
 // the flag package has already written to errOut with the usage text.
 func parseFlags(args []string, errOut io.Writer) (*config, error) {
-	cfg := &config{}
+	cfg := &config{ServerPIDs: pidMap{}}
 	fs := flag.NewFlagSet("ldapbench", flag.ContinueOnError)
 	fs.SetOutput(errOut)
 	fs.Usage = func() {
@@ -210,6 +249,7 @@ func parseFlags(args []string, errOut io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "do not verify ldaps:// server certificates")
 	fs.BoolVar(&cfg.JSON, "json", false, "print machine-readable JSON results on stdout (progress goes to stderr)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of ldapbench itself to `file` (to check the load generator is not the bottleneck)")
+	fs.Var(cfg.ServerPIDs, "server-pids", "comma-separated `list` of NAME=PID[+PID...]: local processes whose CPU time (Linux's /proc)\nis reported per operation of target NAME, e.g. proxy=$PROXY+$SLAPD,slapd=$SLAPD for a proxy in front of slapd")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed for the user sequence (0: random)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -251,6 +291,17 @@ func (c *config) validate() error {
 	case modeBind, modeSearch, modeLogin:
 	default:
 		errs = append(errs, fmt.Errorf("-mode %q: want bind, search or login", c.Mode))
+	}
+	for name, pids := range c.ServerPIDs {
+		if !slices.ContainsFunc(c.Targets, func(t target) bool { return t.Name == name }) {
+			errs = append(errs, fmt.Errorf("-server-pids: no target named %q", name))
+			continue
+		}
+		for _, pid := range pids {
+			if _, err := serverCPU(pid); err != nil {
+				errs = append(errs, fmt.Errorf("-server-pids %s: process %d: %v", name, pid, err))
+			}
+		}
 	}
 	if c.Client != clientWire && c.Client != clientGoLDAP {
 		errs = append(errs, fmt.Errorf("-client %q: want wire or go-ldap", c.Client))

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
 	"reflect"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +170,55 @@ func TestUserSet(t *testing.T) {
 	cfg.UserFormat = "a*(%d)"
 	if got, want := newUserSet(cfg).get(1).Filter, `(uid=a\2a\281\29)`; got != want {
 		t.Errorf("escaped filter = %q, want %q", got, want)
+	}
+}
+
+func TestServerPIDsFlag(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	cfg, err := parseFlags([]string{"-targets", "proxy=h:1,slapd=h:2", "-server-pids", "proxy=" + self + "+" + self + ",slapd=" + self}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.ServerPIDs.String(), "proxy="+self+"+"+self+",slapd="+self; got != want {
+		t.Errorf("-server-pids = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"proxy", "proxy=", "=1", "proxy=x", "proxy=0", "proxy=1+-2", "proxy=1,proxy=2"} {
+		if _, err := parseFlags([]string{"-targets", "proxy=h:1", "-server-pids", bad}, io.Discard); err == nil {
+			t.Errorf("-server-pids %q accepted", bad)
+		}
+	}
+	if _, err := parseFlags([]string{"-targets", "proxy=h:1", "-server-pids", "other=" + self}, io.Discard); err == nil || !strings.Contains(err.Error(), `no target named "other"`) {
+		t.Errorf("unknown target: %v", err)
+	}
+	if runtime.GOOS == "linux" {
+		// A process ID that cannot be read (above the kernel's pid_max).
+		if _, err := parseFlags([]string{"-targets", "proxy=h:1", "-server-pids", "proxy=2147483647"}, io.Discard); err == nil {
+			t.Error("-server-pids with no such process accepted")
+		}
+	}
+}
+
+func TestServerCPU(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	before, err := serverCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until getrusage has counted 200 ms more (a busy machine gives
+	// this process less than the wall clock's time).
+	c0, _ := processCPU()
+	c1 := c0
+	for deadline := time.Now().Add(20 * time.Second); c1-c0 < 200*time.Millisecond && time.Now().Before(deadline); {
+		c1, _ = processCPU()
+	}
+	after, err := serverCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /proc counts in 10 ms ticks; getrusage is finer. Both saw the loop.
+	if d, want := after-before, c1-c0; d < want-50*time.Millisecond || d > want+50*time.Millisecond {
+		t.Errorf("serverCPU moved by %v over a busy loop; getrusage by %v", d, want)
 	}
 }

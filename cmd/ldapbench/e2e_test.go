@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/ldapproxy/ldapproxy/internal/slapdtest"
@@ -20,7 +21,8 @@ func TestEndToEnd(t *testing.T) {
 	} {
 		mode := tc.mode
 		t.Run(tc.client+"/"+mode, func(t *testing.T) {
-			code, rep, stderr := runJSON(t, "-client", tc.client,
+			pid := strconv.Itoa(s.PID())
+			code, rep, stderr := runJSON(t, "-client", tc.client, "-server-pids", "plain="+pid+",tls="+pid,
 				"-targets", "plain="+s.URL+",tls="+s.LDAPSURL, "-ca", s.PKI.CAFile,
 				"-mode", mode, "-users", "50", "-c", "2", "-rounds", "2", "-d", "400ms", "-warmup", "100ms",
 				"-base", s.Suffix, "-user-dn-format", "uid=%s,"+s.PeopleDN,
@@ -42,6 +44,11 @@ func TestEndToEnd(t *testing.T) {
 				if mode == modeLogin && len(sum.Steps) != len(loginSteps) {
 					t.Errorf("%s: steps %+v", sum.Target, sum.Steps)
 				}
+			}
+			// slapd's CPU per operation: whole ticks of 10 ms over a few
+			// hundred operations, so only their sum is sure to be above 0.
+			if rep.Summary[0].ServerCPUus+rep.Summary[1].ServerCPUus <= 0 {
+				t.Errorf("no server CPU measured: %+v", rep.Summary)
 			}
 			for _, r := range rep.Results {
 				for _, tr := range r.Targets {

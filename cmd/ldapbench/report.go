@@ -22,6 +22,7 @@ type targetSummary struct {
 	StepP50         []time.Duration // login mode: per-step medians over rounds
 	StepP99         []time.Duration
 	ClientCPU       time.Duration // median of the rounds' ClientCPU (0: not measured)
+	ServerCPU       time.Duration // median of the rounds' ServerCPU (0: not measured)
 	Ops             uint64
 	Errors          uint64
 	ErrorRate       float64 // errors / (ops + errors)
@@ -38,7 +39,7 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 		s := &sums[i]
 		s.Target, s.URL = t.Name, t.URL.String()
 		var opsPerSec []float64
-		var p50, p99, cpu []time.Duration
+		var p50, p99, cpu, srv []time.Duration
 		var stepP50, stepP99 [][]time.Duration
 		for _, rr := range rounds {
 			for _, res := range rr.Results {
@@ -57,6 +58,9 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 				if res.ClientCPU > 0 {
 					cpu = append(cpu, res.ClientCPU)
 				}
+				if res.ServerCPU > 0 {
+					srv = append(srv, res.ServerCPU)
+				}
 				if stepP50 == nil {
 					stepP50 = make([][]time.Duration, len(res.StepP50))
 					stepP99 = make([][]time.Duration, len(res.StepP99))
@@ -71,6 +75,9 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 		s.MedianP50, s.MedianP99 = medianDuration(p50), medianDuration(p99)
 		if len(cpu) > 0 {
 			s.ClientCPU = medianDuration(cpu)
+		}
+		if len(srv) > 0 {
+			s.ServerCPU = medianDuration(srv)
 		}
 		for j := range stepP50 {
 			s.StepP50 = append(s.StepP50, medianDuration(stepP50[j]))
@@ -138,6 +145,9 @@ func newProgressPrinter(w io.Writer, cfg *config) func(int, *targetResult) {
 		if res.ClientCPU > 0 {
 			fmt.Fprintf(w, "  client cpu %.1fus/op", us(res.ClientCPU))
 		}
+		if res.ServerCPU > 0 {
+			fmt.Fprintf(w, "  server cpu %.1fus/op", us(res.ServerCPU))
+		}
 		fmt.Fprintln(w)
 		if len(res.StepP50) > 0 {
 			fmt.Fprintf(w, "  %-*s steps p50:", width, "")
@@ -187,13 +197,23 @@ func printSummary(w io.Writer, cfg *config, sums []targetSummary) {
 	}
 	fmt.Fprintf(w, "\nsummary (median over %d rounds)\n", n)
 	rows := [][]string{{"target", "ops/s", "p50", "p99", "ops", "errors", "client cpu/op"}}
-	for _, s := range sums {
-		cpu := "-"
-		if s.ClientCPU > 0 {
-			cpu = fmt.Sprintf("%.1fus", us(s.ClientCPU))
+	servers := len(cfg.ServerPIDs) > 0
+	if servers {
+		rows[0] = append(rows[0], "server cpu/op")
+	}
+	perOp := func(d time.Duration) string {
+		if d <= 0 {
+			return "-"
 		}
-		rows = append(rows, []string{s.Target, fmt.Sprintf("%.1f", s.MedianOpsPerSec), ms(s.MedianP50), ms(s.MedianP99),
-			fmt.Sprint(s.Ops), fmt.Sprintf("%d (%.2f%%)", s.Errors, 100*s.ErrorRate), cpu})
+		return fmt.Sprintf("%.1fus", us(d))
+	}
+	for _, s := range sums {
+		row := []string{s.Target, fmt.Sprintf("%.1f", s.MedianOpsPerSec), ms(s.MedianP50), ms(s.MedianP99),
+			fmt.Sprint(s.Ops), fmt.Sprintf("%d (%.2f%%)", s.Errors, 100*s.ErrorRate), perOp(s.ClientCPU)}
+		if servers {
+			row = append(row, perOp(s.ServerCPU))
+		}
+		rows = append(rows, row)
 	}
 	writeTable(w, rows)
 	if cfg.Mode == modeLogin && len(sums) > 0 && len(sums[0].StepP50) > 0 {
@@ -216,6 +236,16 @@ func printSummary(w io.Writer, cfg *config, sums []targetSummary) {
 				fmt.Fprintf(w, "  %s/%s = %.2f\n", s.Target, base, s.Ratio)
 			} else {
 				fmt.Fprintf(w, "  %s/%s = n/a (%s completed no operations)\n", s.Target, base, base)
+			}
+		}
+		if last := sums[len(sums)-1]; last.ServerCPU > 0 {
+			// What the ratio of ops/s would be with the servers alone on the
+			// machine's CPU: the load generator's share taken out.
+			fmt.Fprintf(w, "\nratio of %s's server cpu/op to each target's\n", base)
+			for _, s := range sums[:len(sums)-1] {
+				if s.ServerCPU > 0 {
+					fmt.Fprintf(w, "  %s/%s = %.2f\n", s.Target, base, float64(last.ServerCPU)/float64(s.ServerCPU))
+				}
 			}
 		}
 	}
@@ -252,6 +282,7 @@ type (
 		P50us       float64    `json:"p50_us"`
 		P99us       float64    `json:"p99_us"`
 		ClientCPUus float64    `json:"client_cpu_us_per_op,omitempty"`
+		ServerCPUus float64    `json:"server_cpu_us_per_op,omitempty"`
 		Steps       []jsonStep `json:"steps,omitempty"`
 		FirstError  string     `json:"first_error,omitempty"`
 	}
@@ -268,6 +299,7 @@ type (
 		MedianP50us     float64    `json:"median_p50_us"`
 		MedianP99us     float64    `json:"median_p99_us"`
 		ClientCPUus     float64    `json:"median_client_cpu_us_per_op,omitempty"`
+		ServerCPUus     float64    `json:"median_server_cpu_us_per_op,omitempty"`
 		Ops             uint64     `json:"ops"`
 		Errors          uint64     `json:"errors"`
 		ErrorRate       float64    `json:"error_rate"`
@@ -311,7 +343,7 @@ func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums
 		for _, r := range rr.Results {
 			jr.Targets = append(jr.Targets, jsonResult{
 				Target: r.Target, Ops: r.Ops, Errors: r.Errors, Reconnects: r.Reconnects, Entries: r.Entries,
-				OpsPerSec: r.OpsPerSec, P50us: us(r.P50), P99us: us(r.P99), ClientCPUus: us(r.ClientCPU),
+				OpsPerSec: r.OpsPerSec, P50us: us(r.P50), P99us: us(r.P99), ClientCPUus: us(r.ClientCPU), ServerCPUus: us(r.ServerCPU),
 				Steps: jsonSteps(r.StepP50, r.StepP99), FirstError: r.FirstError,
 			})
 		}
@@ -321,8 +353,8 @@ func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums
 		js := jsonSummary{
 			Target: s.Target, URL: s.URL, Rounds: s.Rounds,
 			MedianOpsPerSec: s.MedianOpsPerSec, MedianP50us: us(s.MedianP50), MedianP99us: us(s.MedianP99),
-			ClientCPUus: us(s.ClientCPU),
-			Ops:         s.Ops, Errors: s.Errors, ErrorRate: s.ErrorRate,
+			ClientCPUus: us(s.ClientCPU), ServerCPUus: us(s.ServerCPU),
+			Ops: s.Ops, Errors: s.Errors, ErrorRate: s.ErrorRate,
 			Steps: jsonSteps(s.StepP50, s.StepP99), FirstError: s.FirstError,
 		}
 		if s.HasRatio {
