@@ -24,15 +24,12 @@ if [ "$mode" = cached ]; then # wait for the first sync's tree to serve
     sleep 0.2
   done
 fi
-# The servers' own CPU per operation, beside ldapbench's: the proxy's process (and, in
-# direct mode, the slapd it relays to) against slapd's.
+# The servers' own CPU per operation, beside ldapbench's: the proxy's process and the
+# slapd behind it (which the proxy's binds, and in direct mode everything, go to) against
+# slapd's alone.
 slapd_pid=$(pgrep -f -- "-h $slapd_url/" | head -1 || true)
 pids=()
-if [ -n "$slapd_pid" ]; then
-  proxy_pids=$demo_pid
-  [ "$mode" = direct ] && proxy_pids="$demo_pid+$slapd_pid"
-  pids=(-server-pids "proxy=$proxy_pids,slapd=$slapd_pid")
-fi
+[ -z "$slapd_pid" ] || pids=(-server-pids "proxy=$demo_pid+$slapd_pid,slapd=$slapd_pid")
 svc=(-bind-dn cn=svc,ou=services,dc=example,dc=org -bind-password svc-secret)
 for m in $modes; do
   echo "== $m ($mode mode), 16 connections, $users users, $rounds rounds of $dur"
