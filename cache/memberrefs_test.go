@@ -194,7 +194,7 @@ func TestSourcesSumAcrossStarts(t *testing.T) {
 			}
 		}
 		if a.SourcesSum() != b.SourcesSum() {
-			t.Fatalf("%s: sources sums %08x and %08x", what, a.SourcesSum(), b.SourcesSum())
+			t.Fatalf("%s: sources sums %x and %x", what, a.SourcesSum(), b.SourcesSum())
 		}
 	}
 	moved := waitMoved(t, s, committed)
@@ -310,7 +310,7 @@ func TestFormat8NeedsItsCheckpoint(t *testing.T) {
 func TestSourcesSum(t *testing.T) {
 	g := memberGroups("m")[0]
 	dn := g.Upstream[2].Values[0]
-	sum := func(val, in string) uint32 {
+	sum := func(val, in string) [16]byte {
 		r, err := newGroupRecIn(g.ID, val, in, 1, strings.ToLower)
 		if err != nil {
 			t.Fatal(err)
@@ -322,7 +322,7 @@ func TestSourcesSum(t *testing.T) {
 	}
 	a, b := sum(at(0), dn+"xx"), sum(at(2), "xx"+dn)
 	if a != b {
-		t.Fatalf("sums %08x and %08x of one group referring to other places", a, b)
+		t.Fatalf("sums %x and %x of one group referring to other places", a, b)
 	}
 	if c := sum(string(appendGroup(nil, g)), ""); c == a {
 		t.Fatal("the same sum for the group holding its values")

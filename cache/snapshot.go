@@ -1,8 +1,8 @@
 package cache
 
 import (
+	"crypto/sha256"
 	"fmt"
-	"hash/crc32"
 	"maps"
 	"math"
 	"slices"
@@ -747,9 +747,11 @@ func (sn *Snapshot) Sources() []string {
 // their references to other records (formatV8): two snapshots of one commit with the
 // same sum hold the same bytes at the same places of every source, but for those
 // offsets, which only the store reads. A user's record is the same in every snapshot of
-// a commit.
-func (sn *Snapshot) SourcesSum() uint32 {
-	sum := crc32.New(castagnoli)
+// a commit. The sum is 128 bits of SHA-256: an image read with records laid out
+// otherwise than it was made with would serve wrong values, so two layouts must never
+// share a sum, not just seldom (a 32-bit checksum would, once in 4 billion rewrites).
+func (sn *Snapshot) SourcesSum() [16]byte {
+	sum := sha256.New()
 	var buf []byte
 	for _, r := range sn.groupList {
 		if r.in == "" {
@@ -768,7 +770,9 @@ func (sn *Snapshot) SourcesSum() uint32 {
 		}
 		sum.Write(buf)
 	}
-	return sum.Sum32()
+	var out [16]byte
+	copy(out[:], sum.Sum(nil))
+	return out
 }
 
 // GroupSource is UserSource for the group id.

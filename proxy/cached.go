@@ -86,7 +86,7 @@ const servedImage = "served.img"
 // sees neither; and the sum of sn's sources (SourcesSum): two checkpoints of one commit
 // may hold a group's record with other bytes, which the image refers into.
 func (c *cached) imageKey(sn *cache.Snapshot) []byte {
-	return fmt.Appendf(nil, "served entries %#v by %s of sources %08x", c.opts, programIdentity(), sn.SourcesSum())
+	return fmt.Appendf(nil, "served entries %#v by %s of sources %x", c.opts, programIdentity(), sn.SourcesSum())
 }
 
 // programIdentity identifies the running program: a SHA-256 of its executable, read
