@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
 func TestRoundOrder(t *testing.T) {
@@ -180,18 +183,42 @@ func TestServerDropsConnections(t *testing.T) {
 	}
 }
 
+// TestServerHangs checks that the watchdog breaks operations a server never
+// finishes, silent or stopped in the middle of a response, with each client
+// (run with -race: the watchdog closes the connection the worker reads).
 func TestServerHangs(t *testing.T) {
-	url := fakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
-	start := time.Now()
-	code, rep, stderr := runJSON(t, "-targets", "hang="+url, "-c", "2", "-d", "400ms", "-warmup", "0s", "-rounds", "1", "-timeout", "100ms")
-	if elapsed := time.Since(start); elapsed > 5*time.Second {
-		t.Errorf("run took %v", elapsed)
+	silent := func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
+	halfway := func(c net.Conn) {
+		br := bufio.NewReader(c)
+		msg, err := ldapwire.ReadFrame(br, 1<<20, nil)
+		if err != nil {
+			return
+		}
+		id, _ := ldapwire.MessageID(msg)
+		b := ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})
+		_, _ = c.Write(b[:len(b)-2])
+		_, _ = io.Copy(io.Discard, br)
 	}
-	if code != exitFailed {
-		t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
-	}
-	if s := rep.Summary[0]; s.Ops != 0 || s.Errors == 0 {
-		t.Errorf("summary %+v: want 0 ops, some errors", s)
+	for _, client := range []string{clientWire, clientGoLDAP} {
+		for name, handle := range map[string]func(net.Conn){"silent": silent, "halfway": halfway} {
+			t.Run(client+"/"+name, func(t *testing.T) {
+				url := fakeServer(t, handle)
+				start := time.Now()
+				code, rep, stderr := runJSON(t, "-client", client, "-targets", "hang="+url, "-c", "2", "-d", "400ms", "-warmup", "0s", "-rounds", "1", "-timeout", "100ms")
+				if elapsed := time.Since(start); elapsed > 5*time.Second {
+					t.Errorf("run took %v", elapsed)
+				}
+				if code != exitFailed {
+					t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
+				}
+				if s := rep.Summary[0]; s.Ops != 0 || s.Errors == 0 {
+					t.Errorf("summary %+v: want 0 ops, some errors", s)
+				}
+				if r := rep.Results[0].Targets[0]; r.Reconnects == 0 {
+					t.Errorf("no reconnect after the watchdog broke a connection: %+v", r)
+				}
+			})
+		}
 	}
 }
 

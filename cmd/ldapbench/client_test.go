@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,9 +158,13 @@ func TestWireClientBrokenStreams(t *testing.T) {
 		"notice of disconnection": func(int64) []byte {
 			return ldapwire.AppendNotice(nil, ldap.LDAPResultUnavailable, "shutting down")
 		},
-		"not a sequence":  func(int64) []byte { return []byte{0x04, 0x01, 'x'} },
-		"truncated":       func(id int64) []byte { return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})[:5] },
-		"closed":          func(int64) []byte { return nil },
+		"not a sequence": func(int64) []byte { return []byte{0x04, 0x01, 'x'} },
+		"truncated":      func(id int64) []byte { return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})[:5] },
+		"closed":         func(int64) []byte { return nil },
+		"closed mid-response": func(id int64) []byte {
+			b := ldapwire.AppendEntry(nil, id, &ldapwire.Entry{DN: "uid=x,dc=example,dc=org"}, false, nil)
+			return ldapwire.AppendEntry(b, id, &ldapwire.Entry{DN: "uid=y,dc=example,dc=org"}, false, nil)[:len(b)+10]
+		},
 		"bad result code": func(id int64) []byte { return []byte{0x30, 0x08, 0x02, 0x01, byte(id), 0x61, 0x03, 0x04, 0x01, 'x'} },
 		"entry without a DN": func(id int64) []byte {
 			return []byte{0x30, 0x07, 0x02, 0x01, byte(id), 0x64, 0x02, 0x30, 0x00}
@@ -176,6 +182,10 @@ func TestWireClientBrokenStreams(t *testing.T) {
 				if out := answer(id); out != nil {
 					_, _ = c.Write(out)
 				}
+				if strings.HasPrefix(name, "closed") {
+					c.Close()
+					return
+				}
 				// Keep the connection open (a truncated answer must not hang
 				// the client past its deadline) until the client closes it.
 				_, _ = io.Copy(io.Discard, c)
@@ -183,7 +193,11 @@ func TestWireClientBrokenStreams(t *testing.T) {
 			c := dialWire(t, url)
 			_ = c.nc.SetDeadline(time.Now().Add(2 * time.Second))
 			spec := newSearchSpec("dc=example,dc=org", nil)
+			start := time.Now()
 			_, _, err := c.search(&spec, "", mustFilter(t, "(uid=x)"), true)
+			if strings.HasPrefix(name, "closed") && time.Since(start) > time.Second {
+				t.Errorf("a closed connection was noticed only after %v: %v", time.Since(start), err)
+			}
 			if err == nil || !c.closing() {
 				t.Fatalf("err %v, closing %v: want an error and a closed connection", err, c.closing())
 			}
@@ -253,5 +267,57 @@ func benchmarkClientSearch(b *testing.B, kind string) {
 		if n, _, err := c.search(&spec, f, fb, false); err != nil || n != 1 {
 			b.Fatal(n, err)
 		}
+	}
+}
+
+// TestWireClientProtocol checks the parts of the protocol a directory may use
+// that the other tests do not: message IDs wrapping at 2^31-1, controls on
+// entries and results, intermediate responses, entries longer than 64 KiB
+// (three length bytes) and DNs with escapes and non-ASCII letters, which the
+// login mode binds with as returned.
+func TestWireClientProtocol(t *testing.T) {
+	dn := `uid=J\C3\BCrgen\2C Jr.,ou=people,dc=example,dc=org` // as a server may escape it
+	big := strings.Repeat("v", 100<<10)
+	ctl := []ldapwire.Control{{Type: "1.2.840.113556.1.4.319", Value: []byte{0x30, 0x05, 0x02, 0x01, 0x00, 0x04, 0x00}, HasValue: true}}
+	var mu sync.Mutex // the IDs the server got, read by the test
+	var ids []int64
+	url := scriptedServer(t, func(id int64, req *ber.Packet) []byte {
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		if req.Tag == ldap.ApplicationBindRequest {
+			return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{Controls: ctl})
+		}
+		e := ldapwire.Encoder{}
+		e.Begin(0x30)
+		e.Int(0x02, id)
+		e.Begin(0x79) // IntermediateResponse with a name only
+		e.Str(0x80, "1.3.6.1.4.1.4203.1.9.1.4")
+		e.End()
+		e.End()
+		b := ldapwire.AppendEntry(e.B, id, &ldapwire.Entry{DN: dn, Attributes: []ldapwire.Attribute{
+			{Name: "description", Values: [][]byte{[]byte(big)}}}}, false, ctl)
+		b = ldapwire.AppendEntry(b, id, &ldapwire.Entry{DN: "uid=other,dc=example,dc=org"}, false, nil)
+		return ldapwire.AppendResult(b, id, 5, &ldapwire.Result{Controls: ctl})
+	})
+	c := dialWire(t, url)
+	c.id = 1<<31 - 3
+	if err := c.bind("cn=svc", "secret"); err != nil {
+		t.Fatalf("bind answered with controls: %v", err)
+	}
+	spec := newSearchSpec("dc=example,dc=org", nil)
+	for range 2 {
+		n, got, err := c.search(&spec, "", mustFilter(t, "(uid=x)"), true)
+		if err != nil || n != 2 || got != dn {
+			t.Fatalf("search = %d, %q, %v; want 2 entries, the first %q", n, got, err, dn)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int64{1<<31 - 2, 1<<31 - 1, 1}; !slices.Equal(ids, want) {
+		t.Errorf("message IDs sent %v, want %v", ids, want)
+	}
+	if c.closing() {
+		t.Error("connection broken")
 	}
 }
