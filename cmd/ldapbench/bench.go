@@ -21,6 +21,9 @@ type bench struct {
 	seed  uint64
 	epoch time.Time   // reference point for worker.busy
 	stop  atomic.Bool // set on interrupt; workers finish promptly
+	// processCPU reads ldapbench's own CPU time (the platform's processCPU;
+	// tests replace it).
+	processCPU func() (time.Duration, bool)
 
 	// onResult, if set, is called after each target's run in a round.
 	onResult func(round int, res *targetResult)
@@ -28,7 +31,7 @@ type bench struct {
 
 // newBench prepares a run: it loads TLS material and formats the user set.
 func newBench(cfg *config) (*bench, error) {
-	b := &bench{cfg: cfg, users: newUserSet(cfg), seed: cfg.Seed, epoch: time.Now()}
+	b := &bench{cfg: cfg, users: newUserSet(cfg), seed: cfg.Seed, epoch: time.Now(), processCPU: processCPU}
 	if b.seed == 0 {
 		b.seed = uint64(time.Now().UnixNano())
 	}
@@ -179,20 +182,25 @@ func (b *bench) runTarget(ctx context.Context, r, ti int) *targetResult {
 	ready.Wait()
 	clock.warmupEnd = time.Now().Add(cfg.Warmup)
 	clock.end = clock.warmupEnd.Add(cfg.Duration)
-	var cpuStart, serverStart atomic.Int64 // at the window's start, + 1
+	// The window's CPU is the difference of two samples: one when the
+	// warm-up ends, one once the workers are done. A timer takes the first;
+	// on a busy machine it may run late, even after the workers are done, so
+	// the second waits for it.
+	var cpuStart, serverStart time.Duration
+	var cpuStartOK, serverStartOK bool
 	pids := cfg.ServerPIDs[t.Name]
+	sampled := make(chan struct{})
 	warm := time.AfterFunc(cfg.Warmup, func() {
-		if d, ok := processCPU(); ok {
-			cpuStart.Store(int64(d) + 1)
-		}
-		if d, ok := serversCPU(pids); ok {
-			serverStart.Store(int64(d) + 1)
-		}
+		defer close(sampled)
+		cpuStart, cpuStartOK = b.processCPU()
+		serverStart, serverStartOK = serversCPU(pids)
 	})
 	close(start)
 	done.Wait()
-	warm.Stop()
-	cpuEnd, cpuOK := processCPU()
+	if !warm.Stop() {
+		<-sampled
+	}
+	cpuEnd, cpuOK := b.processCPU()
 	serverEnd, serverOK := serversCPU(pids)
 	close(quit)
 	wdDone.Wait()
@@ -200,11 +208,13 @@ func (b *bench) runTarget(ctx context.Context, r, ti int) *targetResult {
 		w.closeConn()
 	}
 	res := b.merge(t.Name, ws)
-	if s := cpuStart.Load(); s != 0 && cpuOK && res.Ops > 0 && !res.Interrupted {
-		res.ClientCPU = (cpuEnd - time.Duration(s-1)) / time.Duration(res.Ops)
-	}
-	if s := serverStart.Load(); s != 0 && serverOK && res.Ops > 0 && !res.Interrupted {
-		res.ServerCPU = (serverEnd - time.Duration(s-1)) / time.Duration(res.Ops)
+	if res.Ops > 0 && !res.Interrupted {
+		if cpuStartOK && cpuOK {
+			res.ClientCPU = (cpuEnd - cpuStart) / time.Duration(res.Ops)
+		}
+		if serverStartOK && serverOK {
+			res.ServerCPU = (serverEnd - serverStart) / time.Duration(res.Ops)
+		}
 	}
 	return res
 }

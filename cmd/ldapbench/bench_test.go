@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
+
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
 
@@ -250,5 +252,43 @@ func TestInterrupt(t *testing.T) {
 	}
 	if code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted") {
 		t.Errorf("exit code %d, stderr %q", code, errOut.String())
+	}
+}
+
+// TestCPUWindowLateStart checks that the CPU used in the measured window is
+// taken between a start and an end sample in that order, even when the start
+// sample, taken by a timer at the warm-up's end, runs late on a busy machine
+// and the workers are done before it finishes: the end waits for it rather
+// than losing the start or taking the end before it.
+func TestCPUWindowLateStart(t *testing.T) {
+	url := scriptedServer(t, func(id int64, _ *ber.Packet) []byte {
+		return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})
+	})
+	cfg := mustConfig(t, "-targets", "fake="+url, "-c", "1", "-d", "50ms", "-warmup", "0s", "-users", "10")
+	b, err := newBench(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := 0
+	b.processCPU = func() (time.Duration, bool) {
+		mu.Lock()
+		first := calls == 0
+		calls++
+		mu.Unlock()
+		if first { // the start sample: late until well after the window
+			time.Sleep(300 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return time.Duration(calls) * time.Second, true
+	}
+	res := b.runTarget(context.Background(), 0, 0)
+	if res.Ops == 0 {
+		t.Fatalf("no operations: %+v", res)
+	}
+	if res.ClientCPU <= 0 {
+		t.Errorf("client cpu/op %v with a late start sample, want it measured and positive", res.ClientCPU)
 	}
 }
