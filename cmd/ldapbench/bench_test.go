@@ -292,3 +292,46 @@ func TestCPUWindowLateStart(t *testing.T) {
 		t.Errorf("client cpu/op %v with a late start sample, want it measured and positive", res.ClientCPU)
 	}
 }
+
+// TestSummarizeCPU checks the CPU columns: medians over the rounds that
+// measured them, and the ratio of the baseline's server cpu/op to each
+// target's, in the direction of the ops/s ratio (above 1: the target does an
+// operation with less server CPU), worded so, and in the JSON report.
+func TestSummarizeCPU(t *testing.T) {
+	cfg := mustConfig(t, "-targets", "proxy=h:1,slapd=h:2", "-server-pids", "proxy=1,slapd=1")
+	us := time.Microsecond
+	res := func(name string, client, server time.Duration) *targetResult {
+		return &targetResult{Target: name, OpsPerSec: 100, Ops: 1000, ClientCPU: client, ServerCPU: server}
+	}
+	rounds := []roundResult{
+		{Round: 1, Results: []*targetResult{res("proxy", 10*us, 50*us), res("slapd", 12*us, 100*us)}},
+		{Round: 2, Results: []*targetResult{res("slapd", 14*us, 0), res("proxy", 30*us, 0)}}, // not measured
+		{Round: 3, Results: []*targetResult{res("proxy", 20*us, 70*us), res("slapd", 16*us, 140*us)}},
+	}
+	sums := summarize(cfg, rounds)
+	if p, s := sums[0], sums[1]; p.ClientCPU != 20*us || p.ServerCPU != 60*us || s.ClientCPU != 14*us || s.ServerCPU != 120*us {
+		t.Errorf("medians: proxy client %v server %v, slapd client %v server %v; want 20us 60us 14us 120us",
+			p.ClientCPU, p.ServerCPU, s.ClientCPU, s.ServerCPU)
+	}
+	if p := sums[0]; !p.HasServerCPURatio || p.ServerCPURatio != 2 {
+		t.Errorf("proxy's server cpu ratio %v (%v), want 2: half slapd's CPU per operation", p.ServerCPURatio, p.HasServerCPURatio)
+	}
+	var buf bytes.Buffer
+	printSummary(&buf, cfg, sums)
+	for _, s := range []string{"client cpu/op", "server cpu/op", "60.0us", "ratio of operations per server CPU second to slapd (slapd's server cpu/op / each target's)\n  proxy/slapd = 2.00\n"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("summary output lacks %q:\n%s", s, buf.String())
+		}
+	}
+	buf.Reset()
+	if err := writeJSON(&buf, cfg, 1, rounds, sums, false); err != nil {
+		t.Fatal(err)
+	}
+	var rep jsonReport
+	if err := json.Unmarshal(buf.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if r := rep.Summary[0].ServerCPURatio; r == nil || *r != 2 || rep.Summary[0].ServerCPUus != 60 {
+		t.Errorf("JSON summary %+v: want server_cpu_ratio_to_baseline 2", rep.Summary[0])
+	}
+}

@@ -28,7 +28,12 @@ type targetSummary struct {
 	ErrorRate       float64 // errors / (ops + errors)
 	Ratio           float64 // MedianOpsPerSec / the last target's
 	HasRatio        bool    // Ratio is defined (>= 2 targets, baseline > 0)
-	FirstError      string
+	// ServerCPURatio is the last target's ServerCPU / this one's: operations
+	// per server CPU second relative to the last target, in the direction of
+	// Ratio. HasServerCPURatio: both were measured.
+	ServerCPURatio    float64
+	HasServerCPURatio bool
+	FirstError        string
 }
 
 // summarize computes per-target medians over rounds and the ratios to the
@@ -91,6 +96,14 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 		base := sums[n-1].MedianOpsPerSec
 		for i := range sums {
 			sums[i].Ratio, sums[i].HasRatio = sums[i].MedianOpsPerSec/base, true
+		}
+	}
+	if n := len(sums); n >= 2 && sums[n-1].ServerCPU > 0 {
+		base := sums[n-1].ServerCPU
+		for i := range sums {
+			if sums[i].ServerCPU > 0 {
+				sums[i].ServerCPURatio, sums[i].HasServerCPURatio = float64(base)/float64(sums[i].ServerCPU), true
+			}
 		}
 	}
 	return sums
@@ -238,13 +251,13 @@ func printSummary(w io.Writer, cfg *config, sums []targetSummary) {
 				fmt.Fprintf(w, "  %s/%s = n/a (%s completed no operations)\n", s.Target, base, base)
 			}
 		}
-		if last := sums[len(sums)-1]; last.ServerCPU > 0 {
+		if sums[len(sums)-1].HasServerCPURatio {
 			// What the ratio of ops/s would be with the servers alone on the
 			// machine's CPU: the load generator's share taken out.
-			fmt.Fprintf(w, "\nratio of %s's server cpu/op to each target's\n", base)
+			fmt.Fprintf(w, "\nratio of operations per server CPU second to %s (%s's server cpu/op / each target's)\n", base, base)
 			for _, s := range sums[:len(sums)-1] {
-				if s.ServerCPU > 0 {
-					fmt.Fprintf(w, "  %s/%s = %.2f\n", s.Target, base, float64(last.ServerCPU)/float64(s.ServerCPU))
+				if s.HasServerCPURatio {
+					fmt.Fprintf(w, "  %s/%s = %.2f\n", s.Target, base, s.ServerCPURatio)
 				}
 			}
 		}
@@ -304,6 +317,7 @@ type (
 		Errors          uint64     `json:"errors"`
 		ErrorRate       float64    `json:"error_rate"`
 		RatioToBaseline *float64   `json:"ratio_to_baseline,omitempty"`
+		ServerCPURatio  *float64   `json:"server_cpu_ratio_to_baseline,omitempty"`
 		Steps           []jsonStep `json:"steps,omitempty"`
 		FirstError      string     `json:"first_error,omitempty"`
 	}
@@ -359,6 +373,9 @@ func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums
 		}
 		if s.HasRatio {
 			js.RatioToBaseline = &s.Ratio
+		}
+		if s.HasServerCPURatio {
+			js.ServerCPURatio = &s.ServerCPURatio
 		}
 		rep.Summary = append(rep.Summary, js)
 	}
