@@ -114,7 +114,14 @@ func (w *wireClient) next() int64 {
 	return w.id
 }
 
+// errEmptyPassword is go-ldap's refusal of a bind with a DN and no password,
+// which a server would take as an unauthenticated bind and may let succeed.
+var errEmptyPassword = ldap.NewError(ldap.ErrorEmptyPassword, errors.New("ldap: empty password not allowed by the client"))
+
 func (w *wireClient) bind(dn, password string) error {
+	if password == "" && dn != "" {
+		return errEmptyPassword
+	}
 	id := w.next()
 	e := &w.out
 	e.B = e.B[:0]
@@ -130,7 +137,10 @@ func (w *wireClient) bind(dn, password string) error {
 	return err
 }
 
-func (w *wireClient) search(s *searchSpec, _ string, filterBER []byte, wantDN bool) (int, string, error) {
+func (w *wireClient) search(s *searchSpec, filter string, filterBER []byte, wantDN bool) (int, string, error) {
+	if len(filterBER) == 0 { // as go-ldap, which compiles the filter first
+		return 0, "", ldap.NewError(ldap.ErrorFilterCompile, fmt.Errorf("ldap: filter %q does not compile", filter))
+	}
 	id := w.next()
 	e := &w.out
 	e.B = e.B[:0]

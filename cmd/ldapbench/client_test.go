@@ -150,6 +150,52 @@ func TestWireClientBind(t *testing.T) {
 	}
 }
 
+// TestClientsRefuseAlike checks that the wire client refuses what go-ldap
+// refuses before sending anything, so that neither client counts an
+// unauthenticated bind (a DN with an empty password) as a login, and that
+// both send the anonymous bind of -bind-dn "".
+func TestClientsRefuseAlike(t *testing.T) {
+	for _, kind := range []string{clientWire, clientGoLDAP} {
+		t.Run(kind, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []string // the DNs of the binds the server was sent
+			url := scriptedServer(t, func(id int64, req *ber.Packet) []byte {
+				if req.Tag != ldap.ApplicationBindRequest {
+					return ldapwire.AppendResult(nil, id, 5, &ldapwire.Result{})
+				}
+				mu.Lock()
+				got = append(got, req.Children[1].Value.(string))
+				mu.Unlock()
+				return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})
+			})
+			nc, err := net.Dial("tcp", strings.TrimPrefix(url, "ldap://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newClient(kind, nc, false)
+			defer c.close()
+			if err := c.bind("uid=alice,dc=example,dc=org", ""); !ldap.IsErrorWithCode(err, ldap.ErrorEmptyPassword) {
+				t.Errorf("bind with a DN and no password: %v, want the client's refusal", err)
+			}
+			if err := c.bind("", ""); err != nil {
+				t.Errorf("anonymous bind: %v", err)
+			}
+			spec := newSearchSpec("dc=example,dc=org", nil)
+			if _, _, err := c.search(&spec, "(uid=x", encodeFilter("(uid=x"), false); err == nil {
+				t.Error("a filter that does not compile was searched with")
+			}
+			if err := c.bind("uid=bob,dc=example,dc=org", "pw"); err != nil || c.closing() {
+				t.Errorf("bind after the refusals: %v (closing %v)", err, c.closing())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := []string{"", "uid=bob,dc=example,dc=org"}; !slices.Equal(got, want) {
+				t.Errorf("binds sent %q, want %q", got, want)
+			}
+		})
+	}
+}
+
 // TestWireClientBrokenStreams checks that whatever the server sends that cannot be
 // read on ends in an error and a closed connection, not a hang or a panic.
 func TestWireClientBrokenStreams(t *testing.T) {
