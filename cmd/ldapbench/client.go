@@ -122,12 +122,7 @@ func (w *wireClient) bind(dn, password string) error {
 	if password == "" && dn != "" {
 		return errEmptyPassword
 	}
-	id := w.next()
-	e := &w.out
-	e.B = e.B[:0]
-	e.Begin(0x30)
-	e.Int(0x02, id)
-	e.Begin(0x60) // [APPLICATION 0] BindRequest
+	e, id := w.begin(0x60) // [APPLICATION 0] BindRequest
 	e.Int(0x02, 3)
 	e.Str(0x04, dn)
 	e.Str(0x80, password) // [0] simple
@@ -137,16 +132,24 @@ func (w *wireClient) bind(dn, password string) error {
 	return err
 }
 
-func (w *wireClient) search(s *searchSpec, filter string, filterBER []byte, wantDN bool) (int, string, error) {
-	if len(filterBER) == 0 { // as go-ldap, which compiles the filter first
-		return 0, "", ldap.NewError(ldap.ErrorFilterCompile, fmt.Errorf("ldap: filter %q does not compile", filter))
-	}
+// begin starts encoding the next request into the reused buffer: the
+// LDAPMessage with a new message ID and the protocolOp op, which the caller
+// fills and closes, and the message.
+func (w *wireClient) begin(op byte) (*ldapwire.Encoder, int64) {
 	id := w.next()
 	e := &w.out
 	e.B = e.B[:0]
 	e.Begin(0x30)
 	e.Int(0x02, id)
-	e.Begin(0x63) // [APPLICATION 3] SearchRequest
+	e.Begin(op)
+	return e, id
+}
+
+func (w *wireClient) search(s *searchSpec, filter string, filterBER []byte, wantDN bool) (int, string, error) {
+	if len(filterBER) == 0 { // as go-ldap, which compiles the filter first
+		return 0, "", ldap.NewError(ldap.ErrorFilterCompile, fmt.Errorf("ldap: filter %q does not compile", filter))
+	}
+	e, id := w.begin(0x63) // [APPLICATION 3] SearchRequest
 	e.Str(0x04, s.base)
 	e.Int(0x0a, int64(ldap.ScopeWholeSubtree))
 	e.Int(0x0a, int64(ldap.NeverDerefAliases))
