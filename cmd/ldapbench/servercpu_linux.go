@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -19,21 +20,30 @@ func serverCPU(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The command name, in parentheses, may hold spaces; the fields after
-	// it start with the third, the state.
+	d, err := statCPU(b)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return d, nil
+}
+
+// statCPU reads utime and stime from the text of /proc/PID/stat.
+func statCPU(b []byte) (time.Duration, error) {
+	// The command name, in parentheses, may hold spaces and parentheses;
+	// the fields after its last ")" start with the third, the state.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, errors.New("no command name")
 	}
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+		return 0, fmt.Errorf("%d fields", len(f)+2)
 	}
 	var ticks int64
 	for _, s := range f[11:13] { // utime and stime, fields 14 and 15
 		n, err := strconv.ParseInt(string(s), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
+			return 0, err
 		}
 		ticks += n
 	}
