@@ -189,6 +189,12 @@ alternates between rounds (A,B then B,A ...) so that machine noise hits all
 targets alike. The summary reports medians over rounds and, with two or more
 targets, each target's median ops/s divided by the LAST target's.
 
+ldapbench shares the CPU with the servers it loads, which pulls every ratio
+towards 1. Each result gives its own CPU time per operation (client cpu/op)
+and, with -server-pids, the servers' (server cpu/op) and each target's
+operations per server CPU second divided by the LAST target's: the ratio
+with the load generator's share taken out.
+
 Modes:
   bind    each op is a simple bind as a random user
   search  bind once as -bind-dn (anonymous if empty), each op searches -base
@@ -206,6 +212,11 @@ Examples:
 
   # search over ldaps with a private CA
   ldapbench -targets proxy=ldaps://127.0.0.1:3636 -ca ca.pem -mode search
+
+  # the servers' CPU per search too: the proxy's process and the slapd it
+  # forwards to, against slapd alone
+  ldapbench -targets proxy=ldap://127.0.0.1:3389,slapd=ldap://127.0.0.1:1389 \
+      -mode search -server-pids proxy=$PROXY_PID+$SLAPD_PID,slapd=$SLAPD_PID
 
 Flags:
 `
