@@ -91,6 +91,7 @@ type targetResult struct {
 	Ops         uint64
 	Errors      uint64
 	Entries     uint64
+	RxBytes     uint64 // response bytes of the counted operations
 	Reconnects  uint64
 	OpsPerSec   float64
 	P50, P99    time.Duration
@@ -277,6 +278,7 @@ func (b *bench) merge(name string, ws []*worker) *targetResult {
 		res.Ops += st.ops
 		res.Errors += st.errors
 		res.Entries += st.entries
+		res.RxBytes += st.rxBytes
 		res.Reconnects += st.reconnects
 		if res.FirstError == "" && st.firstErr != nil {
 			res.FirstError = st.firstErr.Error()

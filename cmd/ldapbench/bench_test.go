@@ -14,6 +14,7 @@ import (
 	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
 
 	"github.com/ldapproxy/ldapproxy/internal/ldapwire"
 )
@@ -333,5 +334,41 @@ func TestSummarizeCPU(t *testing.T) {
 	}
 	if r := rep.Summary[0].ServerCPURatio; r == nil || *r != 2 || rep.Summary[0].ServerCPUus != 60 {
 		t.Errorf("JSON summary %+v: want server_cpu_ratio_to_baseline 2", rep.Summary[0])
+	}
+}
+
+// TestResponseBytes checks that each target's response bytes per operation
+// are reported, with either client, so that a target answering with less
+// than another (fewer attributes, shorter values) shows.
+func TestResponseBytes(t *testing.T) {
+	server := func(value int) string {
+		return scriptedServer(t, func(id int64, req *ber.Packet) []byte {
+			if req.Tag == ldap.ApplicationBindRequest {
+				return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})
+			}
+			b := ldapwire.AppendEntry(nil, id, &ldapwire.Entry{DN: "uid=x,dc=example,dc=org", Attributes: []ldapwire.Attribute{
+				{Name: "description", Values: [][]byte{bytes.Repeat([]byte("v"), value)}}}}, false, nil)
+			return ldapwire.AppendResult(b, id, 5, &ldapwire.Result{})
+		})
+	}
+	full, lean := server(1000), server(10)
+	for _, client := range []string{clientWire, clientGoLDAP} {
+		t.Run(client, func(t *testing.T) {
+			code, rep, stderr := runJSON(t, "-client", client, "-mode", "search", "-targets", "full="+full+",lean="+lean,
+				"-c", "2", "-d", "200ms", "-warmup", "50ms", "-rounds", "1", "-users", "10")
+			if code != exitOK {
+				t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+			}
+			// An entry and the search's done message; message IDs from 128
+			// on take a byte more in each.
+			for i, value := range []int{1000, 10} {
+				ent := ldapwire.AppendEntry(nil, 1, &ldapwire.Entry{DN: "uid=x,dc=example,dc=org", Attributes: []ldapwire.Attribute{
+					{Name: "description", Values: [][]byte{bytes.Repeat([]byte("v"), value)}}}}, false, nil)
+				want := float64(len(ldapwire.AppendResult(ent, 1, 5, &ldapwire.Result{})))
+				if s := rep.Summary[i]; s.RxPerOp < want || s.RxPerOp > want+2 {
+					t.Errorf("%s: %v response bytes per op, want %v (+ up to 2)", s.Target, s.RxPerOp, want)
+				}
+			}
+		})
 	}
 }

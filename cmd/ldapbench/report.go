@@ -22,6 +22,7 @@ type targetSummary struct {
 	StepP50         []time.Duration // login mode: per-step medians over rounds
 	StepP99         []time.Duration
 	ClientCPU       time.Duration // median of the rounds' ClientCPU (0: not measured)
+	RxPerOp         float64       // response bytes per operation over all rounds
 	ServerCPU       time.Duration // median of the rounds' ServerCPU (0: not measured)
 	Ops             uint64
 	Errors          uint64
@@ -44,6 +45,7 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 		s := &sums[i]
 		s.Target, s.URL = t.Name, t.URL.String()
 		var opsPerSec []float64
+		var rx uint64
 		var p50, p99, cpu, srv []time.Duration
 		var stepP50, stepP99 [][]time.Duration
 		for _, rr := range rounds {
@@ -54,6 +56,7 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 				s.Rounds++
 				s.Ops += res.Ops
 				s.Errors += res.Errors
+				rx += res.RxBytes
 				if s.FirstError == "" {
 					s.FirstError = res.FirstError
 				}
@@ -75,6 +78,9 @@ func summarize(cfg *config, rounds []roundResult) []targetSummary {
 					stepP99[j] = append(stepP99[j], res.StepP99[j])
 				}
 			}
+		}
+		if s.Ops > 0 {
+			s.RxPerOp = float64(rx) / float64(s.Ops)
 		}
 		s.MedianOpsPerSec = median(opsPerSec)
 		s.MedianP50, s.MedianP99 = medianDuration(p50), medianDuration(p99)
@@ -155,6 +161,9 @@ func newProgressPrinter(w io.Writer, cfg *config) func(int, *targetResult) {
 		if cfg.Mode == modeSearch && res.Ops > 0 {
 			fmt.Fprintf(w, "  entries/op %.2f", float64(res.Entries)/float64(res.Ops))
 		}
+		if res.Ops > 0 {
+			fmt.Fprintf(w, "  bytes/op %.0f", float64(res.RxBytes)/float64(res.Ops))
+		}
 		if res.ClientCPU > 0 {
 			fmt.Fprintf(w, "  client cpu %.1fus/op", us(res.ClientCPU))
 		}
@@ -209,7 +218,7 @@ func printSummary(w io.Writer, cfg *config, sums []targetSummary) {
 		n = sums[0].Rounds
 	}
 	fmt.Fprintf(w, "\nsummary (median over %d rounds)\n", n)
-	rows := [][]string{{"target", "ops/s", "p50", "p99", "ops", "errors", "client cpu/op"}}
+	rows := [][]string{{"target", "ops/s", "p50", "p99", "ops", "errors", "bytes/op", "client cpu/op"}}
 	servers := len(cfg.ServerPIDs) > 0
 	if servers {
 		rows[0] = append(rows[0], "server cpu/op")
@@ -222,7 +231,7 @@ func printSummary(w io.Writer, cfg *config, sums []targetSummary) {
 	}
 	for _, s := range sums {
 		row := []string{s.Target, fmt.Sprintf("%.1f", s.MedianOpsPerSec), ms(s.MedianP50), ms(s.MedianP99),
-			fmt.Sprint(s.Ops), fmt.Sprintf("%d (%.2f%%)", s.Errors, 100*s.ErrorRate), perOp(s.ClientCPU)}
+			fmt.Sprint(s.Ops), fmt.Sprintf("%d (%.2f%%)", s.Errors, 100*s.ErrorRate), fmt.Sprintf("%.0f", s.RxPerOp), perOp(s.ClientCPU)}
 		if servers {
 			row = append(row, perOp(s.ServerCPU))
 		}
@@ -291,6 +300,7 @@ type (
 		Errors      uint64     `json:"errors"`
 		Reconnects  uint64     `json:"reconnects"`
 		Entries     uint64     `json:"entries,omitempty"`
+		RxBytes     uint64     `json:"response_bytes"`
 		OpsPerSec   float64    `json:"ops_per_sec"`
 		P50us       float64    `json:"p50_us"`
 		P99us       float64    `json:"p99_us"`
@@ -311,6 +321,7 @@ type (
 		MedianOpsPerSec float64    `json:"median_ops_per_sec"`
 		MedianP50us     float64    `json:"median_p50_us"`
 		MedianP99us     float64    `json:"median_p99_us"`
+		RxPerOp         float64    `json:"response_bytes_per_op"`
 		ClientCPUus     float64    `json:"median_client_cpu_us_per_op,omitempty"`
 		ServerCPUus     float64    `json:"median_server_cpu_us_per_op,omitempty"`
 		Ops             uint64     `json:"ops"`
@@ -356,7 +367,7 @@ func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums
 		jr := jsonRound{Round: rr.Round, Order: rr.Order}
 		for _, r := range rr.Results {
 			jr.Targets = append(jr.Targets, jsonResult{
-				Target: r.Target, Ops: r.Ops, Errors: r.Errors, Reconnects: r.Reconnects, Entries: r.Entries,
+				Target: r.Target, Ops: r.Ops, Errors: r.Errors, Reconnects: r.Reconnects, Entries: r.Entries, RxBytes: r.RxBytes,
 				OpsPerSec: r.OpsPerSec, P50us: us(r.P50), P99us: us(r.P99), ClientCPUus: us(r.ClientCPU), ServerCPUus: us(r.ServerCPU),
 				Steps: jsonSteps(r.StepP50, r.StepP99), FirstError: r.FirstError,
 			})
@@ -367,7 +378,7 @@ func writeJSON(w io.Writer, cfg *config, seed uint64, rounds []roundResult, sums
 		js := jsonSummary{
 			Target: s.Target, URL: s.URL, Rounds: s.Rounds,
 			MedianOpsPerSec: s.MedianOpsPerSec, MedianP50us: us(s.MedianP50), MedianP99us: us(s.MedianP99),
-			ClientCPUus: us(s.ClientCPU), ServerCPUus: us(s.ServerCPU),
+			RxPerOp: s.RxPerOp, ClientCPUus: us(s.ClientCPU), ServerCPUus: us(s.ServerCPU),
 			Ops: s.Ops, Errors: s.Errors, ErrorRate: s.ErrorRate,
 			Steps: jsonSteps(s.StepP50, s.StepP99), FirstError: s.FirstError,
 		}

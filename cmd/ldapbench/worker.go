@@ -23,6 +23,7 @@ type workerStats struct {
 	ops        uint64 // successful operations completed in the measured window
 	errors     uint64 // failed operations in the measured window plus connection failures
 	entries    uint64 // search mode: entries returned by counted operations
+	rxBytes    uint64 // response bytes of counted operations
 	reconnects uint64 // connections re-established after a drop
 	lat        hist
 	steps      []hist // login mode: per-step latency, indexed like loginSteps
@@ -52,6 +53,7 @@ type worker struct {
 	busy atomic.Int64
 	mu   sync.Mutex // guards nc against the watchdog
 	nc   net.Conn
+	rx   *countingConn // the connection's reading side, for the response bytes
 
 	userSearch  searchSpec
 	groupSearch searchSpec
@@ -124,6 +126,8 @@ func (w *worker) dial() error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
+	rx := &countingConn{Conn: nc}
+	nc = rx
 	conn := newClient(w.b.cfg.Client, nc, w.tgt.URL.Scheme == "ldaps")
 	if w.b.cfg.Mode == modeSearch && w.b.cfg.BindDN != "" {
 		// The watchdog may not be running yet, so bound the bind with a
@@ -139,8 +143,22 @@ func (w *worker) dial() error {
 	w.mu.Lock()
 	w.nc = nc
 	w.mu.Unlock()
-	w.conn = conn
+	w.conn, w.rx = conn, rx
 	return nil
+}
+
+// countingConn counts the bytes read from a connection (after TLS): the
+// responses' size, which shows whether the targets compared send the same.
+// The count is atomic as go-ldap reads on a goroutine of its own.
+type countingConn struct {
+	net.Conn
+	n atomic.Uint64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(uint64(n))
+	return n, err
 }
 
 // closeConn closes the worker's connection, if any.
@@ -183,6 +201,7 @@ func (w *worker) run(c *roundClock) {
 			return
 		}
 		w.busy.Store(int64(t0.Sub(w.b.epoch)) + 1)
+		rx0 := w.rx.n.Load()
 		err := w.op(t0)
 		t1 := time.Now()
 		w.busy.Store(0)
@@ -205,6 +224,7 @@ func (w *worker) run(c *roundClock) {
 			st.ops++
 			st.lat.record(t1.Sub(t0))
 			st.entries += uint64(w.found)
+			st.rxBytes += w.rx.n.Load() - rx0
 			for i := range st.steps {
 				st.steps[i].record(w.stepDur[i])
 			}
