@@ -59,7 +59,8 @@ func newClient(kind string, nc net.Conn, tls bool) client {
 
 // goLDAPClient sends the requests with go-ldap, as applications built on it
 // do: a reader and a dispatcher goroutine per connection and channels per
-// request. It costs the load generator some 3 times the CPU of a wireClient.
+// request. It costs the load generator two to four times the CPU of a
+// wireClient per operation, the most for searches (README).
 type goLDAPClient struct {
 	c   *ldap.Conn
 	req ldap.SimpleBindRequest

@@ -238,7 +238,7 @@ func parseFlags(args []string, errOut io.Writer) (*config, error) {
 	var attrs string
 	fs.Var(&cfg.Targets, "targets", "comma-separated `list` of targets, each NAME=URL or a bare URL (named by the URL); ldap:// or ldaps://")
 	fs.StringVar(&cfg.Mode, "mode", modeBind, "benchmark `mode`: bind, search or login")
-	fs.StringVar(&cfg.Client, "client", clientWire, "LDAP client `kind`: wire (a lean client on each worker's goroutine, so that the load\ngenerator takes little of the CPU it shares with the servers) or go-ldap (go-ldap/ldap/v3,\nas applications built on it talk; it takes about three times the wire client's CPU)")
+	fs.StringVar(&cfg.Client, "client", clientWire, "LDAP client `kind`: wire (a lean client on each worker's goroutine, so that the load\ngenerator takes little of the CPU it shares with the servers) or go-ldap (go-ldap/ldap/v3,\nas applications built on it talk; it takes two to four times the wire client's CPU per operation)")
 	fs.IntVar(&cfg.Users, "users", 10000, "number of users; user names are -user-format applied to 1..N")
 	fs.StringVar(&cfg.UserFormat, "user-format", "user%04d", "fmt `template` turning a user number into a user name")
 	fs.StringVar(&cfg.UserDNFormat, "user-dn-format", "uid=%s,ou=people,dc=example,dc=org", "fmt `template` turning a user name into the user's DN (bind mode; login mode binds as the DN the search returns)")
