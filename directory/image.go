@@ -588,6 +588,7 @@ func ReadTree(sch *Schema, roots []string, data, key []byte, sources []string, o
 		t.typeTable.constIDs[c] = i
 	}
 	t.typeTable.consts, t.consts = consts, consts
+	r.ntypes, r.nconsts = len(types), len(consts)
 	if r.err == nil && t.schema.fingerprint(types) != fingerprint {
 		return nil, ErrImageStale
 	}
@@ -714,6 +715,8 @@ type imageReader struct {
 	list    *segment
 	ext     arena
 	refs    []byte
+	// The tree's types and constants, which the entries' meta refer to by number.
+	ntypes, nconsts int
 }
 
 // at returns the offset of s, a slice of the image, in it.
@@ -893,7 +896,7 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 			return errDamaged
 		}
 	}
-	if r.err != nil || len(meta) == 0 {
+	if r.err != nil || n > extLenMask || !checkMeta(meta, len(src), n, r.ntypes, r.nconsts) {
 		return errDamaged
 	}
 	if flags&entryDNOwn != 0 {

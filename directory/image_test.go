@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -686,5 +687,227 @@ func TestImageAfterSourceChangedAlone(t *testing.T) {
 	}
 	if a, b := found(t, tree, testBase, ScopeSubtree, "(cn=alice)"), found(t, read, testBase, ScopeSubtree, "(cn=alice)"); a != b || a != "uid=alice" {
 		t.Fatalf("found %q in the tree, %q in the one read from its image", a, b)
+	}
+}
+
+// imageSearches returns a function that runs on a tree the searches, compares and
+// lookups a client may send to the directories of the images the tests damage: every scope from
+// the naming context, an OU, an entry and a DN the tree lacks; equality, substrings,
+// presence, ordering, approximate and extensible matches (with :dn:, in-chain, bit
+// flags), the computed attributes, nested and, or, not; all, operational, no and
+// chosen attributes, types only; size limits and every page of a paged search.
+func imageSearches(tb testing.TB) func(*Tree) {
+	filters := []string{
+		"(objectClass=*)", "(uid=alice)", "(uid=user0007)", "(cn=*)", "(cn=alice*)", "(cn=*User*0*)",
+		"(cn=a*b*c)", "(mail=*@example.org)", "(uidNumber>=1002)", "(uidNumber<=1002)",
+		"(createTimestamp>=20200601000000Z)", "(cn~=carol)", "(sn:caseExactMatch:=Liddell)",
+		"(:caseIgnoreMatch:=devs)", "(ou:dn:=people)", "(:dn:2.5.13.2:=groups)",
+		"(memberOf:" + OIDInChain + ":=cn=all,ou=groups,dc=example,dc=org)",
+		"(member:" + OIDInChain + ":=uid=carol,ou=people,dc=example,dc=org)",
+		"(userAccountControl:1.2.840.113556.1.4.803:=2)", "(userAccountControl:1.2.840.113556.1.4.804:=514)",
+		"(member=uid=user0003,ou=people,dc=example,dc=org)", "(memberOf=cn=group01,ou=groups,dc=example,dc=org)",
+		"(entryDN=uid=bob,ou=people,dc=example,dc=org)", "(hasSubordinates=TRUE)",
+		"(structuralObjectClass=inetOrgPerson)", "(entryUUID=00000000-0000-4000-8000-000000000005)",
+		"(&(objectClass=person)(|(uid=bob)(cn=*er*))(!(mail=*)))", "(|(objectClass=groupOfNames)(costCenter=*))",
+		"(!(objectClass=inetOrgPerson))", "(description=builds things)", "(cn;lang-de=*)",
+	}
+	bases := []struct {
+		dn    string
+		scope int
+	}{
+		{testBase, ScopeBase}, {testBase, ScopeOne}, {testBase, ScopeSubtree}, {testBase, ScopeChildren},
+		{"ou=people," + testBase, ScopeOne}, {"ou=groups," + testBase, ScopeSubtree},
+		{"uid=alice,ou=people," + testBase, ScopeBase}, {"cn=nobody,ou=people," + testBase, ScopeSubtree},
+	}
+	attrs := [][]string{{"*", "+"}, nil, {"1.1"}, {"cn", "memberOf", "member", "entryDN", "hasSubordinates"}}
+	var reqs []*SearchRequest
+	for i, f := range filters {
+		for j, b := range bases {
+			q := searchRequest(tb, b.dn, b.scope, f, attrs[(i+j)%len(attrs)]...).Search
+			q.TypesOnly = (i+j)%5 == 0
+			if (i+j)%7 == 0 {
+				q.SizeLimit = 3
+			}
+			reqs = append(reqs, q)
+		}
+	}
+	paged := searchRequest(tb, testBase, ScopeSubtree, "(objectClass=*)", "*", "+").Search
+	compares := []*CompareRequest{
+		{DN: "uid=alice,ou=people," + testBase, Attribute: "cn", Value: []byte("alice liddell")},
+		{DN: "uid=user0001,ou=people," + testBase, Attribute: "memberOf", Value: []byte("cn=group01,ou=groups," + testBase)},
+		{DN: "cn=devs,ou=groups," + testBase, Attribute: "member", Value: []byte("uid=alice,ou=people," + testBase)},
+		{DN: testBase, Attribute: "hasSubordinates", Value: []byte("TRUE")},
+		{DN: "ou=people," + testBase, Attribute: "entryDN", Value: []byte("ou=people," + testBase)},
+	}
+	lookups := []string{testBase, "UID=Bob, OU=People, DC=Example, DC=Org", "uid=user0002,ou=people," + testBase, "cn=x,dc=org"}
+	ctx := context.Background()
+	send := func(e *Entry) error {
+		for _, a := range e.Attributes {
+			for _, v := range a.Values {
+				_ = len(v)
+			}
+		}
+		return nil
+	}
+	return func(t *Tree) {
+		for _, q := range reqs {
+			t.Search(ctx, q, nil, send)
+		}
+		var cookie []byte
+		for range t.Len() + 1 {
+			var next []byte
+			res := t.Search(ctx, paged, []Control{pagingControl(3, cookie)}, send)
+			if res == nil {
+				break
+			}
+			for _, c := range res.Controls {
+				if p, err := parsePaging(c); err == nil {
+					next = p.cookie
+				}
+			}
+			if len(next) == 0 {
+				break
+			}
+			cookie = next
+		}
+		for _, c := range compares {
+			t.Compare(c)
+		}
+		for _, dn := range lookups {
+			t.Lookup(dn)
+		}
+		within := t.Within(lookups)
+		t.SearchWithin(ctx, reqs[2], nil, within, send)
+	}
+}
+
+// TestImageTamperedMeta changes an entry's meta in an image, and its DN, and fixes the
+// checksum, as a file damaged on disk or written by someone else would be: the meta
+// that would have a search read past its bounds (heads, records, values, the source,
+// the values kept whole, the type table, the constants) is refused by ReadTree, and the
+// DNs it accepts unparsed (empty, or naming a type the tree does not know) are served
+// without a panic.
+func TestImageTamperedMeta(t *testing.T) {
+	var sources []string
+	var entries []*Entry
+	for _, e := range append(testEntries(),
+		entry("cn=odd,ou=people,"+testBase, "objectClass: person", "description: foo=bar", "cn: odd", "sn: odd")) {
+		e = withSource(e)
+		if strings.HasPrefix(e.DN, "uid=alice,") {
+			// Values neither in the source nor short: kept whole (refExt).
+			e.Attributes = append(e.Attributes, Attribute{Name: "seeAlso", Values: [][]byte{
+				[]byte("cn=a long value kept whole," + testBase), []byte("cn=another one," + testBase)}})
+		}
+		sources = append(sources, e.Source)
+		entries = append(entries, e)
+	}
+	tree, err := NewTree([]string{testBase}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := tree.entry(tree.findID(t, "uid=alice,ou=people,"+testBase))
+	data := image(t, tree, "k", sources)
+	metaAt := bytes.Index(data, []byte(alice.meta()))
+	if metaAt < 0 || bytes.Count(data, []byte(alice.meta())) != 1 {
+		t.Fatal("alice's meta is not once in the image")
+	}
+	// refAt returns the place in alice's meta of the first value reference (a value's
+	// or a normalised value's) whose first number is x such that is(x).
+	refAt := func(is func(x int) bool) int {
+		m := alice.meta()
+		var c attrCursor
+		for c.start(alice, tree.types, tree.consts); c.next(); {
+			n, p := c.valuesAt()
+			for ; n > 0; n-- {
+				for range 1 + c.flags&flagNorm/flagNorm {
+					if x, _ := uvar(m, p); is(x) {
+						return p
+					}
+					p = alice.skipRef(m, p)
+				}
+			}
+		}
+		t.Fatal("no such reference in alice's meta")
+		return 0
+	}
+	kind := func(k int) func(int) bool { return func(x int) bool { return x < 0x80 && x&3 == k } }
+	// huge writes a 2-byte uvarint of 0x3fff | low at i, over what was there.
+	huge := func(m []byte, i int, low byte) { m[i], m[i+1] = 0xfc|low, 0x7f }
+	refused := []struct {
+		name   string
+		tamper func(m []byte)
+	}{
+		{"heads past the meta", func(m []byte) { huge(m, 0, 3) }},
+		{"base past the source", func(m []byte) { huge(m, 1, 3) }},
+		{"a type past the type table", func(m []byte) { huge(m, 2, 0) }},
+		{"records past the meta", func(m []byte) { huge(m, 3, 2) }},
+		{"an inline value past its record", func(m []byte) { huge(m, refAt(kind(refInline)), refInline) }},
+		{"an offset past the source", func(m []byte) { huge(m, refAt(kind(refSource))+1, 3) }},
+		{"a value kept whole past the entry's", func(m []byte) { huge(m, refAt(kind(refExt)), refExt) }},
+		{"a constant past the table", func(m []byte) {
+			huge(m, refAt(func(x int) bool { return x < 0x80 && x&3 == refSpecial && x>>2 >= specConst }), refSpecial)
+		}},
+		{"a count of values past the record", func(m []byte) {
+			var c attrCursor
+			for c.start(alice, tree.types, tree.consts); c.next(); {
+				if c.flags&(flagOne|flagName|flagOpts) == 0 {
+					m[c.rec] = 0x7f
+					return
+				}
+			}
+			t.Fatal("no attribute of several values")
+		}},
+		{"a uvarint cut at the meta's end", func(m []byte) { m[len(m)-1] |= 0x80 }},
+	}
+	searches := imageSearches(t)
+	read := func(name string, d []byte) (*Tree, error) {
+		body := d[:len(d)-4]
+		binary.LittleEndian.PutUint32(d[len(body):], crc32.Checksum(body, castagnoli))
+		return ReadTree(nil, []string{testBase}, d, []byte("k"), sources)
+	}
+	served := func(name string, got *Tree) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("%s: a search of the tree read panicked: %v", name, r)
+			}
+		}()
+		searches(got)
+	}
+	for _, c := range refused {
+		d := bytes.Clone(data)
+		c.tamper(d[metaAt : metaAt+len(alice.meta())])
+		if got, err := read(c.name, d); !errors.Is(err, errDamaged) || got != nil {
+			t.Errorf("%s: read (%v)", c.name, err)
+			if got != nil {
+				served(c.name, got)
+			}
+		}
+	}
+
+	// An entry is written as ... the DN (uvarint 2*offset+1 and its length: a slice of
+	// the source), the canonical DN (0: the DN), meta (its length and bytes).
+	odd := tree.entry(tree.findID(t, "cn=odd,ou=people,"+testBase))
+	oddAt := bytes.Index(data, []byte(odd.meta()))
+	if oddAt < 4 || data[oddAt-4] != 1 || data[oddAt-3] != byte(len(odd.dn())) || data[oddAt-2] != 0 {
+		t.Fatal("the odd entry's DN is not written as a slice of its source before its meta")
+	}
+	for _, c := range []struct {
+		name   string
+		tamper func(d []byte)
+	}{
+		{"an empty DN", func(d []byte) { d[oddAt-3] = 0 }},
+		{"a DN of a type the tree does not know", func(d []byte) {
+			// foo=bar, the description's value in the source.
+			d[oddAt-4], d[oddAt-3] = byte(2*strings.Index(odd.src(), "foo=bar")+1), byte(len("foo=bar"))
+		}},
+	} {
+		d := bytes.Clone(data)
+		c.tamper(d)
+		got, err := read(c.name, d)
+		if err != nil {
+			t.Errorf("%s: not read: %v", c.name, err)
+			continue
+		}
+		served(c.name, got)
 	}
 }

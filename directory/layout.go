@@ -727,3 +727,138 @@ func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), le
 // within returns the offset of v in src when v's bytes are part of src's, which the
 // caller vouches for by handing src as the entry's Source (view.Offset).
 func within(v, src string) (int, bool) { return view.Offset(v, src) }
+
+// checkMeta reports whether m is a meta that the cursors above read within its bounds
+// and those of what it refers to: the entry's source (srcLen bytes), its values kept
+// whole (ext of them), the tree's types (ntypes) and constants (nconsts). The cursors
+// trust meta, as the encoder made it; an image's meta was written by another process,
+// and ReadTree checks each with this before a search reads it, so that a damaged or
+// tampered image is refused when read instead of panicking a search later. It walks
+// meta as the cursors do: the heads up to their end, each record to its end (the count
+// of values, the name and options, every value's reference and with flagNorm its
+// normalised form's), every number a uvarint of at most 5 bytes within its part.
+func checkMeta(m string, srcLen, ext, ntypes, nconsts int) bool {
+	c := metaCheck{m: m}
+	n := c.uvar(len(m))
+	base := c.uvar(len(m))
+	if c.bad || base > srcLen || n > len(m)-c.p {
+		return false
+	}
+	c.src = srcLen - base
+	c.ext, c.nconsts = ext, nconsts
+	heads, rec := c.p+n, c.p+n
+	for c.p < heads {
+		head, l := c.uvar(heads), c.uvar(heads)
+		if c.bad || head>>flagBits >= ntypes || l>>1 > len(m)-rec {
+			return false
+		}
+		at := c.p
+		c.p = rec
+		rec += l >> 1
+		if !c.record(rec, head&(1<<flagBits-1)|(l&1)<<flagBits) {
+			return false
+		}
+		c.p = at
+	}
+	return rec == len(m)
+}
+
+// metaCheck is checkMeta's walk through a meta.
+type metaCheck struct {
+	m                 string
+	p                 int
+	bad               bool
+	src, ext, nconsts int // the bounds of refSource offsets, refExt indexes and constants
+}
+
+// uvar reads a uvarint that ends before end.
+func (c *metaCheck) uvar(end int) int {
+	if c.p < end && c.m[c.p] < 0x80 {
+		c.p++
+		return int(c.m[c.p-1])
+	}
+	return c.uvarLong(end)
+}
+
+func (c *metaCheck) uvarLong(end int) int {
+	x := 0
+	for shift := 0; shift < 35 && c.p < end; shift += 7 {
+		b := c.m[c.p]
+		c.p++
+		x |= int(b&0x7f) << shift
+		if b < 0x80 {
+			return x
+		}
+	}
+	c.bad = true
+	return 0
+}
+
+// record checks the record at c.p, which ends at end, of an attribute with flags.
+func (c *metaCheck) record(end, flags int) bool {
+	n := 1
+	if flags&flagOne == 0 {
+		n = c.uvar(end)
+	}
+	if flags&flagName != 0 {
+		c.skip(end)
+	}
+	if flags&flagOpts != 0 {
+		c.skip(end)
+	}
+	for ; n > 0 && !c.bad; n-- {
+		c.ref(end)
+		if flags&flagNorm != 0 {
+			c.ref(end)
+		}
+	}
+	return !c.bad && c.p == end
+}
+
+// skip passes a uvarint length and that many bytes, which end before end.
+func (c *metaCheck) skip(end int) {
+	if l := c.uvar(end); l > end-c.p {
+		c.bad = true
+	} else {
+		c.p += l
+	}
+}
+
+// ref checks the value reference at c.p, in a record that ends at end.
+func (c *metaCheck) ref(end int) {
+	pos := c.p
+	x := c.uvar(end)
+	l := x >> 2
+	switch x & 3 {
+	case refInline:
+		if l > end-c.p {
+			c.bad = true
+			return
+		}
+		c.p += l
+	case refSource:
+		if off := c.uvar(end); off > c.src || l > c.src-off {
+			c.bad = true
+		}
+	case refExt:
+		if l >= c.ext {
+			c.bad = true
+		}
+	default:
+		switch {
+		case l == specBack:
+			// The bytes of a refInline reference before this one (treeEntry.back).
+			d := c.uvar(end)
+			if c.bad || d <= 0 || d > pos {
+				c.bad = true
+				return
+			}
+			at := metaCheck{m: c.m, p: pos - d}
+			if y := at.uvar(len(c.m)); at.bad || y&3 != refInline || y>>2 > len(c.m)-at.p {
+				c.bad = true
+			}
+		case l >= specConst && l-specConst >= c.nconsts:
+			c.bad = true
+		}
+	}
+}

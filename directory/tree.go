@@ -517,16 +517,20 @@ func (s *schema) count(e *Entry, dn *ldap.DN, delta int) {
 }
 
 // rdnValues returns the values extensible matches with dnAttributes see of an entry: its
-// RDN's, or its whole DN's for the entry of a naming context.
+// RDN's, or its whole DN's for the entry of a naming context. A type the schema does not
+// know is left out: the tree learnt every type of the DNs it was built from, but a DN
+// that a damaged image holds (ReadTree does not parse them) may name another.
 func (t *Tree) rdnValues(dn *ldap.DN, root bool) []rdnValue {
 	rdns := dn.RDNs
 	if !root {
-		rdns = rdns[:1]
+		rdns = rdns[:min(1, len(rdns))] // the empty DN of a damaged image's entry has none
 	}
 	var out []rdnValue
 	for _, rdn := range rdns {
 		for _, ava := range rdn.Attributes {
-			out = append(out, rdnValue{typ: t.schema.attr(ava.Type), value: ava.Value})
+			if at := t.schema.attr(ava.Type); at != nil {
+				out = append(out, rdnValue{typ: at, value: ava.Value})
+			}
 		}
 	}
 	return out

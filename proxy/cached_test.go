@@ -1,12 +1,17 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -41,6 +46,8 @@ type syncModel struct {
 	// members' DNs as a commit finds them, or, for half the groups at each commit, as an
 	// earlier one found them (the DNs of users renamed or deleted since among them).
 	memberDNs bool
+	// dir is the store's directory (newDirSyncModel).
+	dir string
 }
 
 func newSyncModel(t *testing.T, seed uint64) *syncModel {
@@ -66,7 +73,7 @@ func newDirSyncModel(t *testing.T, seed uint64, log *slog.Logger) (m *syncModel,
 	}
 	m = newSyncModel(t, seed)
 	m.store.Close()
-	m.store = openStore()
+	m.store, m.dir = openStore(), dir
 	return m, openStore
 }
 
@@ -626,6 +633,66 @@ func TestServedTreeImageOfAnotherProgram(t *testing.T) {
 	defer m.store.Close()
 	if c := newCached(m.store, o, slog.New(failOnWarning{t})); c.containers == nil {
 		t.Fatal("an image written by another build of the program was read")
+	}
+}
+
+// TestServedTreeImageDamaged checks that a start whose image was damaged on disk, its
+// checksum made right again (bytes that the program did not write), logs that the image
+// is not used and why, builds the tree anew, serves what the tree read before served,
+// and writes the image again, which the next start reads.
+func TestServedTreeImageDamaged(t *testing.T) {
+	m, openStore := newDirSyncModel(t, 13, slog.New(slog.DiscardHandler))
+	m.populate(20, 4)
+	o := ServedOptions{BaseDN: servedBase}
+	c := newCached(m.store, o, slog.New(failOnWarning{t}))
+	if !c.waitMapped() {
+		t.Fatal("no image written")
+	}
+	want := servedContent(t, c.tree.Load())
+	m.store.Close()
+
+	// A byte more after the indexes: the image's parts end before the image does.
+	path := filepath.Join(m.dir, servedImage)
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(file, []byte("LPXTREE"))
+	if i < 0 {
+		t.Fatal("no image in the file")
+	}
+	body := append(bytes.Clone(file[:len(file)-4]), 0)
+	damaged := binary.LittleEndian.AppendUint32(body, crc32.Checksum(body[i:], crc32.MakeTable(crc32.Castagnoli)))
+	// A new file in its place: the tree read before has the old one mapped.
+	if err := os.WriteFile(path+".new", damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+
+	m.store = openStore()
+	var warned []string
+	c = newCached(m.store, o, slog.New(recordWarnings{&warned}))
+	if c.containers == nil {
+		t.Fatal("the damaged image was read")
+	}
+	if len(warned) != 1 || warned[0] != "served tree image not used" {
+		t.Errorf("warnings: %q", warned)
+	}
+	if got := servedContent(t, c.tree.Load()); got != want {
+		t.Fatalf("the tree built anew differs from the one read before\nnow:\n%s\nbefore:\n%s", got, want)
+	}
+	m.store.Close()
+
+	m.store = openStore()
+	defer m.store.Close()
+	c = newCached(m.store, o, slog.New(failOnWarning{t}))
+	if c.containers != nil {
+		t.Fatal("the image was not written again")
+	}
+	if got := servedContent(t, c.tree.Load()); got != want {
+		t.Fatalf("the tree read from the image written again differs\nnow:\n%s\nbefore:\n%s", got, want)
 	}
 }
 
