@@ -133,9 +133,9 @@ func (w *wireClient) bind(dn, password string) error {
 	return err
 }
 
-// begin starts encoding the next request into the reused buffer: the
-// LDAPMessage with a new message ID and the protocolOp op, which the caller
-// fills and closes, and the message.
+// begin starts the next request in the reused buffer: the LDAPMessage, with
+// a new message ID, and its protocolOp op. The caller writes the op's fields
+// and closes both.
 func (w *wireClient) begin(op byte) (*ldapwire.Encoder, int64) {
 	id := w.next()
 	e := &w.out
