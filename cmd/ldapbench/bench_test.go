@@ -265,7 +265,7 @@ func TestCPUWindowLateStart(t *testing.T) {
 	url := scriptedServer(t, func(id int64, _ *ber.Packet) []byte {
 		return ldapwire.AppendResult(nil, id, 1, &ldapwire.Result{})
 	})
-	cfg := mustConfig(t, "-targets", "fake="+url, "-c", "1", "-d", "50ms", "-warmup", "0s", "-users", "10")
+	cfg := mustConfig(t, "-targets", "fake="+url, "-c", "1", "-d", "200ms", "-warmup", "0s", "-users", "10")
 	b, err := newBench(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestCPUWindowLateStart(t *testing.T) {
 		calls++
 		mu.Unlock()
 		if first { // the start sample: late until well after the window
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(600 * time.Millisecond)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -355,7 +355,7 @@ func TestResponseBytes(t *testing.T) {
 	for _, client := range []string{clientWire, clientGoLDAP} {
 		t.Run(client, func(t *testing.T) {
 			code, rep, stderr := runJSON(t, "-client", client, "-mode", "search", "-targets", "full="+full+",lean="+lean,
-				"-c", "2", "-d", "200ms", "-warmup", "50ms", "-rounds", "1", "-users", "10")
+				"-c", "2", "-d", "500ms", "-warmup", "100ms", "-rounds", "1", "-users", "10")
 			if code != exitOK {
 				t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 			}

@@ -222,3 +222,21 @@ func TestServerCPU(t *testing.T) {
 		t.Errorf("serverCPU moved by %v over a busy loop; getrusage by %v", d, want)
 	}
 }
+
+// TestGroupFilterOfReturnedDN checks the group filter login mode sends for a
+// DN a server returned with escapes, parentheses, an asterisk and non-ASCII
+// letters: the member assertion holds the DN's bytes as returned.
+func TestGroupFilterOfReturnedDN(t *testing.T) {
+	cfg := mustConfig(t, "-targets", "h:1", "-mode", "login")
+	dn := `uid=J\C3\BCrgen\2C (Jr.)*,ou=people,dc=example,dc=org`
+	for _, d := range []string{dn, "uid=jürgen,ou=people,dc=example,dc=org"} {
+		p := ber.DecodePacket(encodeFilter(newUserSet(cfg).groupFilter(d)))
+		// (&(objectClass=groupOfNames)(member=DN))
+		if len(p.Children) != 2 || len(p.Children[1].Children) != 2 {
+			t.Fatalf("group filter for %q: %v", d, p)
+		}
+		if got := p.Children[1].Children[1].Data.String(); got != d {
+			t.Errorf("member assertion %q, want the DN %q", got, d)
+		}
+	}
+}
