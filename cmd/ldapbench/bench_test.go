@@ -207,7 +207,7 @@ func TestServerHangs(t *testing.T) {
 			t.Run(client+"/"+name, func(t *testing.T) {
 				url := fakeServer(t, handle)
 				start := time.Now()
-				code, rep, stderr := runJSON(t, "-client", client, "-targets", "hang="+url, "-c", "2", "-d", "400ms", "-warmup", "0s", "-rounds", "1", "-timeout", "100ms")
+				code, rep, stderr := runJSON(t, "-client", client, "-targets", "hang="+url, "-c", "2", "-d", "800ms", "-warmup", "0s", "-rounds", "1", "-timeout", "100ms")
 				if elapsed := time.Since(start); elapsed > 5*time.Second {
 					t.Errorf("run took %v", elapsed)
 				}
