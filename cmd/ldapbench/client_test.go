@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -365,5 +366,77 @@ func TestWireClientProtocol(t *testing.T) {
 	}
 	if c.closing() {
 		t.Error("connection broken")
+	}
+}
+
+// TestClientsSendTheSame checks that the two clients send the servers the
+// same bytes for the same binds and searches, message IDs included: what
+// differs between them is only what it costs ldapbench.
+func TestClientsSendTheSame(t *testing.T) {
+	var mu sync.Mutex // guards sent, written by the servers
+	sent := map[string][][]byte{}
+	for _, kind := range []string{clientWire, clientGoLDAP} {
+		url := fakeServer(t, func(c net.Conn) {
+			br := bufio.NewReader(c)
+			for {
+				msg, err := ldapwire.ReadFrame(br, 1<<20, nil)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				sent[kind] = append(sent[kind], msg)
+				mu.Unlock()
+				id, _ := ldapwire.MessageID(msg)
+				app := uint8(1)
+				if _, tag, _ := ldapwire.PeekHeader(msg); tag == 0x63 {
+					app = 5
+				}
+				if _, err := c.Write(ldapwire.AppendResult(nil, id, app, &ldapwire.Result{})); err != nil {
+					return
+				}
+			}
+		})
+		nc, err := net.Dial("tcp", strings.TrimPrefix(url, "ldap://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClient(kind, nc, false)
+		users := newSearchSpec("ou=people,dc=example,dc=org", []string{"cn", "memberOf"})
+		groups := newSearchSpec("dc=example,dc=org", []string{"cn"})
+		all := newSearchSpec("dc=example,dc=org", nil)
+		for _, step := range []func() error{
+			func() error { return c.bind("cn=svc,dc=example,dc=org", "secret") },
+			func() error {
+				_, _, err := c.search(&users, "(uid=user0001)", encodeFilter("(uid=user0001)"), true)
+				return err
+			},
+			func() error { return c.bind("uid=J\u00fcrgen,ou=people,dc=example,dc=org", "pass") },
+			func() error { return c.bind("", "") },
+			func() error {
+				f := "(&(objectClass=groupOfNames)(member=uid=user0001,ou=people,dc=example,dc=org))"
+				_, _, err := c.search(&groups, f, encodeFilter(f), false)
+				return err
+			},
+			func() error {
+				_, _, err := c.search(&all, "(uid=a*b)", encodeFilter("(uid=a*b)"), false)
+				return err
+			},
+		} {
+			if err := step(); err != nil {
+				t.Fatalf("%s: %v", kind, err)
+			}
+		}
+		c.close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	wire, goldap := sent[clientWire], sent[clientGoLDAP]
+	if len(wire) != 6 || len(goldap) != 6 {
+		t.Fatalf("requests: %d from wire, %d from go-ldap; want 6 each", len(wire), len(goldap))
+	}
+	for i := range wire {
+		if !bytes.Equal(wire[i], goldap[i]) {
+			t.Errorf("request %d:\nwire    %x\ngo-ldap %x", i+1, wire[i], goldap[i])
+		}
 	}
 }
