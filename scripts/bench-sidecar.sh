@@ -87,7 +87,7 @@ phase() {
 		load=$("$bin/ldapbench" -targets "proxy=ldap://127.0.0.1:12489" -mode login \
 			-bind-dn cn=svc,ou=services,dc=example,dc=org -bind-password svc-secret \
 			-users "$users" -c 16 -d 10s -warmup 2s -rounds 1 2>&1 |
-			awk '$1 == "proxy" && $NF ~ /%\)$/ {l = $2 " logins/s, errors " $(NF - 1) " " $NF} END {print l == "" ? "?" : l}')
+			awk '$1 == "proxy" {for (i = 3; i <= NF; i++) if ($i ~ /%\)$/) l = $2 " logins/s, errors " $(i - 1) " " $i} END {print l == "" ? "?" : l}')
 	fi
 	local alive=yes hwm=- soft
 	soft=$(grep -o 'soft_limit_bytes=[0-9]*' "$bin/serve.out" | head -1 | cut -d= -f2)
