@@ -117,7 +117,7 @@ log:
 	user, pass := up.UserDN(1), slapdtest.UserPassword(1)
 	fmt.Printf(`
 ldapproxy is running in front of %s (config: %s, service account %s / %s).
-Searches are answered from the synced store (search.mode: cached); the first sync runs now.
+%s
 
 Try:
   ldapwhoami  -x -H ldap://%s -D %q -w %s
@@ -134,7 +134,7 @@ Try:
   curl -s http://%s/metrics | grep ^ldapproxy_
 
 Press Ctrl-C to stop.
-`, up.URL, cfgFile, up.ServiceDN, up.ServicePassword,
+`, up.URL, cfgFile, up.ServiceDN, up.ServicePassword, modeLine(mode, syncOn),
 		listen, user, pass,
 		listen, user, pass, up.Suffix,
 		listen, up.ServiceDN, up.ServicePassword, up.Suffix,
@@ -155,4 +155,15 @@ Press Ctrl-C to stop.
 	}
 	slog.Info("demo stopped")
 	return nil
+}
+
+// modeLine says where the demo's searches are answered.
+func modeLine(mode string, sync bool) string {
+	switch {
+	case mode != "direct":
+		return "Searches are answered from the synced store (search.mode: cached); the first sync runs now."
+	case sync:
+		return "Searches are forwarded to slapd (search.mode: direct); the syncer keeps the store, the fallback, up to date."
+	}
+	return "Searches are forwarded to slapd (search.mode: direct), and no syncer runs: a plain forwarding proxy."
 }
