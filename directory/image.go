@@ -933,7 +933,7 @@ func (r *imageReader) entry(te *treeEntry, prev *imageEntryState, sources []stri
 }
 
 // indexes reads the equality indexes into t: each a baseTable over the image's records,
-// every record checked (its bounds, its IDs ascending and below the tree's next ID)
+// every record checked (its bounds, its IDs ascending and each an entry's)
 // and placed in the table's slots, which are all the heap it takes: 6 bytes per key.
 func (r *imageReader) indexes(t *Tree, tes []treeEntry, live []entryID) error {
 	n := r.count()
@@ -991,8 +991,10 @@ func (r *imageReader) indexes(t *Tree, tes []treeEntry, live []entryID) error {
 				}
 				prev := -1
 				for j := range l {
+					// An ID of no entry would have a search that follows the list
+					// (an in-chain match) read an entry that is not there.
 					id := int(binary.LittleEndian.Uint32(r.data[r.off+4*j:]))
-					if id <= prev || id >= int(t.entries.next) {
+					if id <= prev || id >= int(t.entries.next) || t.entries.get(entryID(id)) == nil {
 						return errDamaged
 					}
 					prev = id

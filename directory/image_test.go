@@ -911,3 +911,35 @@ func TestImageTamperedMeta(t *testing.T) {
 		served(c.name, got)
 	}
 }
+
+// TestImagePostingOfNoEntry checks that an image whose posting list names an ID below
+// the tree's next that no entry has (one deleted) is refused: an in-chain match follows
+// the lists to the entries they name.
+func TestImagePostingOfNoEntry(t *testing.T) {
+	tree := testTree(t)
+	dave := tree.findID(t, "uid=dave,ou=people,"+testBase)
+	tree = apply(t, tree, Change{DN: "uid=dave,ou=people," + testBase})
+	carol := "uid=carol,ou=people," + testBase
+	m := tree.index[tree.schema.attr("member")]
+	// carol's group, and before it dave's ID: what an in-chain match of carol follows.
+	shard := m.shards[shardOf(carol)]
+	if l := shard[carol]; len(l) == 0 || l[0] <= dave {
+		t.Fatalf("carol's groups %v do not come after dave's ID %d", l, dave)
+	}
+	shard[carol] = append([]entryID{dave}, shard[carol]...)
+	data := image(t, tree, "k", nil)
+	got, err := ReadTree(nil, []string{testBase}, data, []byte("k"), nil)
+	if !errors.Is(err, errDamaged) || got != nil {
+		t.Errorf("read (%v)", err)
+		if got != nil {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("a search of the tree read panicked: %v", r)
+					}
+				}()
+				imageSearches(t)(got)
+			}()
+		}
+	}
+}
