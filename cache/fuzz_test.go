@@ -198,6 +198,59 @@ func checkParsedCheckpoint(t *testing.T, s *Store, magic string, rest []byte, ge
 			}
 		}
 	}
+	serveCheckpoint(t, s, g, recs)
+}
+
+// serveCheckpoint makes the snapshot a start makes of a checkpoint's records
+// (moveToCheckpoint) and reads it as the proxy and the sync do: every user and group
+// decoded, found again by each of its names and DNs, its members and source, the
+// sources' list and sum, the entry sets, and the changes since an empty store; none of
+// it may panic, and each user and group is found by its ID.
+func serveCheckpoint(t *testing.T, s *Store, gen uint64, recs *checkpointRecords) {
+	sn := newSnapshotSorted(gen, nil, recs.userList, recs.regions, recs.groups, s.normDN)
+	if len(recs.sets) > 0 {
+		sn.entrySets = recs.sets
+	}
+	users, groups := sn.Counts()
+	if users != len(recs.userList) || groups != len(recs.groups) {
+		t.Fatalf("the snapshot counts %d users and %d groups of %d and %d", users, groups, len(recs.userList), len(recs.groups))
+	}
+	names := sn.Names()
+	for i := range users {
+		u, brief := sn.UserAt(i), sn.BriefUserAt(i)
+		if got, ok := sn.UserByID(u.ID); !ok || got.ID != u.ID || brief.ID != u.ID {
+			t.Fatalf("user %d (%q) is not found by its ID", i, u.ID)
+		}
+		sn.UserByDN(u.DN)
+		sn.UserByPath(u.Path)
+		sn.UserByBindDN(u.DN)
+		sn.UserByUsername(u.Username)
+		sn.UserByLoginName(u.Username)
+		names.UserByBindDN(u.DN)
+		names.UserByUsername(u.Username)
+		names.UserByLoginName(u.Username)
+		sn.UserDNs(u.ID)
+		sn.UserSource(u.ID)
+		sn.HasObjectDN(u.DN)
+	}
+	for u := range sn.Users {
+		_ = u.Attributes
+	}
+	for g := range sn.Groups {
+		if got, ok := sn.GroupByID(g.ID); !ok || got.ID != g.ID {
+			t.Fatalf("group %q is not found by its ID", g.ID)
+		}
+		sn.GroupByDN(g.DN)
+		sn.HasObjectDN(g.DN)
+		sn.GroupSource(g.ID)
+		sn.Members(g.ID)
+	}
+	sn.Sources()
+	sn.SourcesSum()
+	for _, name := range sn.EntrySetNames() {
+		sn.EntrySet(name)
+	}
+	sn.ChangesSince(nil)
 }
 
 // testCheckpoint returns the bytes of the checkpoint of a few users and groups with
