@@ -42,6 +42,7 @@ type conn struct {
 	raw         net.Conn // the accepted connection; deadlines and Close go here, also under TLS
 	sock        net.Conn // raw's reads and writes (rawsock.Wrap), under TLS too
 	rd          *bufio.Reader
+	src         readSource // what rd reads from: sock, or the TLS connection over it
 	sess        *Session
 	log         *slog.Logger
 	implicitTLS bool       // LDAPS: a TLS handshake starts the connection
@@ -93,7 +94,6 @@ func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 		srv:         s,
 		raw:         rw,
 		sock:        sock,
-		rd:          bufio.NewReaderSize(sock, 4096),
 		sess:        sess,
 		log:         s.logger().With("conn", id, "remote", rw.RemoteAddr().String()),
 		implicitTLS: implicitTLS,
@@ -104,7 +104,45 @@ func newConn(s *Server, rw net.Conn, implicitTLS bool) *conn {
 		spare:       make(chan *Request),
 		timedWrites: rawsock.SetWriteTimeout(sock, s.writeTimeout()),
 	}
+	c.src.r = sock
+	c.rd = bufio.NewReaderSize(&c.src, readBufferSize)
 	return c
+}
+
+// readBufferSize is the size of a connection's read buffer.
+const readBufferSize = 4096
+
+// readSource is what a connection's bufio.Reader reads from (the socket, or the TLS
+// connection over it). It notes the reader's buffer, which the reader's reads from it
+// fill (the first from the buffer's start: the connection's first Peek), and where the
+// last of them ended there, so that wipe can clear the bytes the reader has handed on:
+// those of a simple bind, password included, do not stay in the buffer until the next
+// requests overwrite them.
+type readSource struct {
+	r   io.Reader
+	buf []byte // the reader's buffer, once known
+	end int    // where in buf the last read into it ended
+}
+
+func (s *readSource) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	full := p[:cap(p)]
+	switch {
+	case s.buf == nil && len(full) == readBufferSize:
+		s.buf, s.end = full, n
+	case s.buf != nil && len(full) > 0 && len(full) <= len(s.buf) && &full[len(full)-1] == &s.buf[len(s.buf)-1]:
+		s.end = len(s.buf) - len(full) + n // a read into the buffer after its first bytes
+	}
+	return n, err
+}
+
+// wipe clears the reader's buffer but for the last buffered bytes, which the reader has
+// not handed on yet (a request sent after the bind).
+func (s *readSource) wipe(buffered int) {
+	if r := s.end - buffered; s.buf != nil && r >= 0 && s.end <= len(s.buf) {
+		clear(s.buf[:r])
+		clear(s.buf[s.end:])
+	}
 }
 
 // serve runs the read loop until the client leaves, misbehaves or the server shuts down.
@@ -184,7 +222,8 @@ func (c *conn) start() bool {
 		}
 		c.raw.SetDeadline(time.Time{})
 		c.sess.setTLS(tc.ConnectionState())
-		c.rd.Reset(tc)
+		c.src.r = tc
+		c.rd.Reset(&c.src)
 		c.wmu.Lock()
 		c.wdst = tc
 		c.wmu.Unlock()
@@ -397,6 +436,12 @@ func (c *conn) dispatch(msg []byte, held int64, detached *bool) bool {
 		// the connection's end cancels.
 		c.opsWG.Wait()
 		c.run(req.withCtx(c.ctx), false)
+		// Handled: the bind's bytes, its password among them, are cleared where the
+		// connection read them, in the message and in the reader's buffer, rather than
+		// left in memory until overwritten.
+		clear(req.Bind.Password)
+		clear(msg)
+		c.src.wipe(c.rd.Buffered())
 		return true
 	case OpExtended:
 		if req.Extended.Name == OIDStartTLS {
@@ -623,7 +668,8 @@ func (c *conn) startTLS(req *Request) bool {
 	}
 	c.raw.SetDeadline(time.Time{})
 	c.rdl = time.Time{}
-	c.rd.Reset(tc)
+	c.src.r = tc
+	c.rd.Reset(&c.src)
 	c.sess.setTLS(tc.ConnectionState())
 	c.log.Debug("StartTLS established", "version", tls.VersionName(tc.ConnectionState().Version))
 	return true

@@ -1974,3 +1974,68 @@ func TestOutcome(t *testing.T) {
 		t.Errorf("relayed: %+v", out)
 	}
 }
+
+// TestBindPasswordWiped checks that once a simple bind has been handled, its password
+// is in neither the message it was decoded from nor the connection's read buffer: a
+// bind alone, and a bind sent with the search after it in one write (the search's
+// bytes, still to be read when the bind is done, must come through whole). The
+// search is answered on the read loop (Server.Inline), which owns the buffer, and
+// looks at it there.
+func TestBindPasswordWiped(t *testing.T) {
+	const password = "wipe-me-0123456789"
+	var (
+		mu    sync.Mutex
+		kept  []byte   // the bind's password where the message held it
+		found []string // where a search found it
+	)
+	srv := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.Op {
+		case OpBind:
+			kept = r.Bind.Password
+		case OpSearch:
+			if bytes.Contains(w.(*responseWriter).c.src.buf, []byte(password)) {
+				found = append(found, "the read buffer")
+			}
+			if !bytes.Equal(kept, make([]byte, len(password))) {
+				found = append(found, "the message")
+			}
+			if r.Search.BaseDN != "dc=example,dc=org" {
+				found = append(found, "a search other than sent: "+r.Search.BaseDN)
+			}
+		}
+		w.WriteResult(&Result{})
+	}), Inline: func(r *Request) bool { return r.Op == OpSearch }}
+	addr := serve(t, srv)
+	bind := ldapMessage(1, bindOp("uid=alice,ou=people,dc=example,dc=org", password))
+	search := ldapMessage(2, searchOp("dc=example,dc=org", 0, "(objectClass=*)"))
+	for _, c := range []struct {
+		name    string
+		writes  [][]byte
+		results []int // what each write is answered with before the next
+	}{
+		{"a bind, then a search", [][]byte{bind, search}, []int{1, 1}},
+		{"a bind and a search in one write", [][]byte{append(append([]byte(nil), bind...), search...)}, []int{2}},
+	} {
+		nc := dialRaw(t, addr, nil)
+		br := bufio.NewReader(nc)
+		for i, w := range c.writes {
+			if _, err := nc.Write(w); err != nil {
+				t.Fatal(err)
+			}
+			for range c.results[i] {
+				if _, err := readFrame(br, 1<<10, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		nc.Close()
+		mu.Lock()
+		for _, where := range found {
+			t.Errorf("%s: the password is in %s", c.name, where)
+		}
+		found, kept = nil, nil
+		mu.Unlock()
+	}
+}
