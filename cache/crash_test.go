@@ -24,6 +24,10 @@ const crashDirEnv = "LDAPPROXY_CACHE_CRASH_DIR"
 // syncs.
 const crashBatchEnv = "LDAPPROXY_CACHE_CRASH_BATCH"
 
+// crashFirstEnv makes TestHelperProcess write the first sync of an empty store only, and
+// then wait to be killed.
+const crashFirstEnv = "LDAPPROXY_CACHE_CRASH_FIRST"
+
 // Sizes of the crash test's syncs: enough users for a Commit to span many
 // Badger batches.
 const (
@@ -143,10 +147,14 @@ func TestHelperProcess(t *testing.T) {
 		os.Exit(1)
 	}
 	batches := os.Getenv(crashBatchEnv) != ""
+	first := os.Getenv(crashFirstEnv) != ""
 	for {
 		gen := s.Snapshot().Generation() + 1
 		if batches && gen > 1 {
 			writeBatches(s)
+		}
+		if first && gen > 1 {
+			select {} // killed
 		}
 		fmt.Println("begin", gen)
 		w, err := s.BeginSync(KindUsers, KindGroups)
@@ -345,4 +353,94 @@ func checkCrashState(t *testing.T, s *Store, gen uint64, user func(int, uint64) 
 	if n := countRecords(t, s); n != wantUsers+wantGroups {
 		t.Fatalf("generation %d: %d records in Badger for %d objects", gen, n, wantUsers+wantGroups)
 	}
+}
+
+// TestCrashFirstSync kills a process writing the first sync of an empty store with
+// SIGKILL at random moments of its commit, which writes every record (loadFirst), and
+// checks that the store then opens empty, without records, or as that sync wrote it. A
+// store left empty is used again, with what the kill left in it.
+func TestCrashFirstSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills child processes for a while")
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rnd := rand.New(rand.NewPCG(seed, 0))
+	dir := t.TempDir()
+	commitTime := 300 * time.Millisecond
+	for round := range 8 {
+		committed, c := crashFirstRound(t, dir, rnd, commitTime)
+		if c > 0 {
+			commitTime = c
+		}
+		s, err := Open(Config{Path: dir}, testLogger(t), directory.NormalizeDN)
+		if err != nil {
+			t.Fatalf("round %d: open after kill: %v", round, err)
+		}
+		gen := s.Snapshot().Generation()
+		t.Logf("round %d: killed during the first sync's commit (reported committed: %v), store at %d", round, committed, gen)
+		switch {
+		case gen > 1 || committed && gen != 1:
+			t.Fatalf("round %d: store at generation %d", round, gen)
+		case gen == 1:
+			checkCrashState(t, s, gen, crashUser, crashGroup)
+			if got := string(s.Cookie("test")); got != crashCookie(gen) {
+				t.Fatalf("round %d: generation %d with cookie %q", round, gen, got)
+			}
+		default:
+			if u, g := s.Snapshot().Counts(); u != 0 || g != 0 {
+				t.Fatalf("round %d: generation 0 with %d users and %d groups", round, u, g)
+			}
+			if n := countRecords(t, s); n != 0 {
+				t.Fatalf("round %d: %d object records at generation 0", round, n)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if gen == 1 {
+			dir = t.TempDir()
+		}
+	}
+}
+
+// crashFirstRound starts the writer of a first sync on dir, kills it at a random moment
+// of its commit (up to one and a half times commitTime after it began), and returns
+// whether it reported the commit done, and how long the commit took if it did.
+func crashFirstRound(t *testing.T, dir string, rnd *rand.Rand, commitTime time.Duration) (committed bool, commit time.Duration) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashFirstEnv+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	var commitStart time.Time
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		word, arg, _ := strings.Cut(sc.Text(), " ")
+		switch word {
+		case "begin":
+			if arg != "1" {
+				t.Fatalf("writer begins generation %s of a store that should be empty", arg)
+			}
+		case "commit":
+			commitStart = time.Now()
+			time.AfterFunc(time.Duration(rnd.Int64N(int64(commitTime)*3/2)), func() { cmd.Process.Signal(syscall.SIGKILL) })
+			killed = true
+		case "committed":
+			committed, commit = true, time.Since(commitStart)
+		case "error":
+			t.Fatalf("writer: %s", arg)
+		}
+	}
+	if err := cmd.Wait(); err == nil || !killed {
+		t.Fatalf("writer ended by itself: %v", err)
+	}
+	return committed, commit
 }

@@ -370,7 +370,7 @@ func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (
 // decode is dropped: it could never verify.
 func (c *Credentials) load() error {
 	var bad [][]byte
-	err := c.s.db.View(func(txn *badger.Txn) error {
+	err := c.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixCredentials)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -398,7 +398,7 @@ func (c *Credentials) load() error {
 		return err
 	}
 	if len(bad) > 0 {
-		return c.s.deleteKeys(bad)
+		return c.delete(bad)
 	}
 	return nil
 }
@@ -516,7 +516,7 @@ func (c *Credentials) store(id, marker string, seq uint64, password []byte, fp [
 			return
 		}
 	}
-	err = c.s.db.Update(func(txn *badger.Txn) error {
+	err = c.update(func(txn *badger.Txn) error {
 		return txn.Set(credentialKey(id), rec.encode())
 	})
 	if err != nil {
@@ -705,7 +705,7 @@ func (c *Credentials) refresh() time.Duration {
 // read returns user id's stored record.
 func (c *Credentials) read(id string) (*credentialRecord, error) {
 	var rec *credentialRecord
-	err := c.s.db.View(func(txn *badger.Txn) error {
+	err := c.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(credentialKey(id))
 		if err != nil {
 			return err
@@ -768,7 +768,7 @@ func (c *Credentials) dropLocked(ids []string) error {
 		}
 		delete(c.entries, id)
 	}
-	return c.s.deleteKeys(keys)
+	return c.delete(keys)
 }
 
 // ids returns the user IDs that have a hash; c.mu must be held or c not yet
@@ -1055,4 +1055,25 @@ func decodeCredential(v []byte) (*credentialRecord, error) {
 	r.storedAt = time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
 	r.marker = string(rest[8:])
 	return r, nil
+}
+
+// view, update and delete are the credential cache's accesses to Badger, each made
+// while no first load replaces its contents (Store.replacing): a write would be
+// refused then, and a transaction would straddle the load's change of oracle.
+func (c *Credentials) view(fn func(*badger.Txn) error) error {
+	c.s.replacing.RLock()
+	defer c.s.replacing.RUnlock()
+	return c.s.db.View(fn)
+}
+
+func (c *Credentials) update(fn func(*badger.Txn) error) error {
+	c.s.replacing.RLock()
+	defer c.s.replacing.RUnlock()
+	return c.s.db.Update(fn)
+}
+
+func (c *Credentials) delete(keys [][]byte) error {
+	c.s.replacing.RLock()
+	defer c.s.replacing.RUnlock()
+	return c.s.deleteKeys(keys)
 }

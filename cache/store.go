@@ -55,6 +55,18 @@ const (
 	vlogFileSize   = 64 << 20 // the value log holds only the rare larger object
 	numCompactors  = 2        // Badger's minimum; the machine has few cores
 	maxPendingTxns = 2        // write batches in flight during a sync (default 16 × 1.2 MB)
+	// baseTableSize is the size of the tables compactions and the first sync's load
+	// write (default 2 MB), compressed; a table's builder holds it uncompressed and
+	// compressed, about five times its size with the directory's records, in buffers
+	// that double: 14 MiB at 1 MB, 28 MiB at 2 MB. The first sync's load
+	// (firstload.go) has two of them at once, at the sync's end.
+	baseTableSize = 1 << 20
+	// tableSizeMultiplier keeps every table at baseTableSize rather than doubling it at
+	// each level below the base level: the first sync's load writes the last level's
+	// tables, whose builders would otherwise start at 2 × baseTableSize × 2^5. Only a
+	// store large enough for a level below its base level (some tens of MB) has tables
+	// of other sizes by default.
+	tableSizeMultiplier = 1
 )
 
 // ErrSyncRunning is returned by BeginSync while another sync is open.
@@ -114,6 +126,12 @@ type Store struct {
 	// fromCheckpoint is set when Open read the records from the checkpoint.
 	fromCheckpoint bool
 
+	// replacing is held for writing while the first sync's load replaces Badger's
+	// contents (firstload.go): Badger refuses other writes then and replaces its
+	// transaction oracle at the end. The credential cache, the one user of Badger
+	// besides the open sync or batch, holds it for reading around each access.
+	replacing sync.RWMutex
+
 	// written counts the bytes of keys and values handed to Badger, so that
 	// tests can check that an unchanged sync writes (almost) nothing.
 	written atomic.Int64
@@ -165,9 +183,11 @@ func Open(cfg Config, log *slog.Logger, normalizeDN func(string) string) (*Store
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(vlogFileSize).
 		WithNumCompactors(numCompactors).
+		WithBaseTableSize(baseTableSize).
 		WithCompression(options.Snappy). // a quarter of the disk and of the mapped pages, at no measurable cost
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false) // one writer at a time, by construction
+	opts.TableSizeMultiplier = tableSizeMultiplier // no With method
 	db, err := badger.Open(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), badgerLockErrMsg) {

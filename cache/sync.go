@@ -31,6 +31,13 @@ type Sync struct {
 	wb   *badger.WriteBatch
 	buf  []byte // encoding scratch
 
+	// loading is set for the first sync of an empty store, whose records Commit writes
+	// (loadFirst, firstload.go) instead of wb as they come: the users' from users, the
+	// others' from pending. loadBegun is set once loadFirst has begun to write.
+	loading   bool
+	loadBegun bool
+	pending   []record
+
 	users  map[string]*userRec  // Put in this run; nil when users are not synced
 	arena  *arena               // where the run's records of users are: base's, its own
 	groups map[string]*groupRec // the same for groups
@@ -90,14 +97,19 @@ func (s *Store) BeginSync(kinds ...string) (*Sync, error) {
 	w.base = s.snap.Load()
 	w.gen = w.base.gen + 1
 	w.arena = newArena(w.base.regions)
-	if s.dirty {
+	// Nothing committed: the run loads the store (loadFirst), which drops whatever
+	// leftovers it holds with the rest.
+	w.loading = w.base.gen == 0
+	if s.dirty && !w.loading {
 		if _, err := s.discardStale(w.base.gen); err != nil {
 			return nil, fmt.Errorf("begin sync: remove leftovers of an aborted sync: %w", err)
 		}
 		s.dirty = false
 	}
-	w.wb = s.db.NewWriteBatch()
-	w.wb.SetMaxPendingTxns(maxPendingTxns)
+	if !w.loading {
+		w.wb = s.db.NewWriteBatch()
+		w.wb.SetMaxPendingTxns(maxPendingTxns)
+	}
 	for kind, st := range w.status {
 		s.status[kind] = *st
 	}
@@ -154,6 +166,9 @@ func (w *Sync) writeUser(u *User, cur *userRec) (*userRec, error) {
 	r, err := w.arena.put(u.ID, bytesView(w.buf), w.gen, w.s.normDN)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", u.DN, err)
+	}
+	if w.loading {
+		return r, nil // loadFirst writes it from w.users
 	}
 	if err := w.setShared(objectKey(prefixUsers, u.ID, w.gen), r.val(w.arena.rs)); err != nil {
 		return nil, err
@@ -303,6 +318,10 @@ func (w *Sync) set(key, val []byte) error {
 // setShared queues a record for writing whose value is the record the snapshot keeps:
 // Badger reads the bytes of val, never writes them, so one copy serves both.
 func (w *Sync) setShared(key []byte, val string) error {
+	if w.loading {
+		w.pending = append(w.pending, record{key: key, val: val})
+		return nil
+	}
 	if err := w.wb.Set(key, unsafe.Slice(unsafe.StringData(val), len(val))); err != nil {
 		w.err = fmt.Errorf("store write: %w", err)
 		return w.err
@@ -412,7 +431,11 @@ func (w *Sync) commit() error {
 			}
 		}
 	}
-	if err := w.wb.Flush(); err != nil {
+	if w.loading {
+		if err := w.loadFirst(); err != nil {
+			return fmt.Errorf("store load: %w", err)
+		}
+	} else if err := w.wb.Flush(); err != nil {
 		return fmt.Errorf("store write: %w", err)
 	}
 	if s.dir != "" {
@@ -608,7 +631,12 @@ func (w *Sync) Abort() {
 // refers to. When that fails they stay harmless until the next BeginSync,
 // which looks for them.
 func (w *Sync) discard() {
-	w.wb.Cancel()
+	if w.loading && !w.loadBegun {
+		return // nothing written
+	}
+	if w.wb != nil {
+		w.wb.Cancel()
+	}
 	var keys [][]byte
 	for id, r := range w.users {
 		if r.gen(w.arena.rs) == w.gen {
