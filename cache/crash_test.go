@@ -3,6 +3,7 @@ package cache
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -247,19 +248,11 @@ func testCrash(t *testing.T, batches bool) {
 // spent putting and committing.
 func crashRound(t *testing.T, dir string, rnd *rand.Rand, batches, duringCommit bool, putTime, commitTime time.Duration) (last uint64, put, commit time.Duration) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	env := []string{crashDirEnv + "=" + dir}
 	if batches {
-		cmd.Env = append(cmd.Env, crashBatchEnv+"=1")
+		env = append(env, crashBatchEnv+"=1")
 	}
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startWriter(t, env...)
 	killed := false
 	kill := func(after time.Duration) {
 		time.AfterFunc(after, func() { cmd.Process.Signal(syscall.SIGKILL) })
@@ -282,6 +275,7 @@ func crashRound(t *testing.T, dir string, rnd *rand.Rand, batches, duringCommit 
 				kill(time.Duration(rnd.Int64N(int64(commitTime) * 3 / 2)))
 			}
 		case "committed":
+			var err error
 			if last, err = strconv.ParseUint(arg, 10, 64); err != nil {
 				t.Fatal(err)
 			}
@@ -404,13 +398,12 @@ func TestCrashFirstSync(t *testing.T) {
 	}
 }
 
-// crashFirstRound starts the writer of a first sync on dir, kills it at a random moment
-// of its commit (up to one and a half times commitTime after it began), and returns
-// whether it reported the commit done, and how long the commit took if it did.
-func crashFirstRound(t *testing.T, dir string, rnd *rand.Rand, commitTime time.Duration) (committed bool, commit time.Duration) {
+// startWriter starts TestHelperProcess, the writer, with env added to this process's
+// environment, and returns it with its standard output, where it reports its steps.
+func startWriter(t *testing.T, env ...string) (*exec.Cmd, io.Reader) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashFirstEnv+"=1")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -419,6 +412,15 @@ func crashFirstRound(t *testing.T, dir string, rnd *rand.Rand, commitTime time.D
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, out
+}
+
+// crashFirstRound starts the writer of a first sync on dir, kills it at a random moment
+// of its commit (up to one and a half times commitTime after it began), and returns
+// whether it reported the commit done, and how long the commit took if it did.
+func crashFirstRound(t *testing.T, dir string, rnd *rand.Rand, commitTime time.Duration) (committed bool, commit time.Duration) {
+	t.Helper()
+	cmd, out := startWriter(t, crashDirEnv+"="+dir, crashFirstEnv+"=1")
 	killed := false
 	var commitStart time.Time
 	sc := bufio.NewScanner(out)
