@@ -343,9 +343,9 @@ func NewCredentials(s *Store, cfg CredentialConfig, reg prometheus.Registerer) (
 	}
 	if !cfg.CachePasswords {
 		if n := len(c.entries); n > 0 {
-			c.mu.Lock()
+			c.lockWrite()
 			err := c.dropLocked(c.ids())
-			c.mu.Unlock()
+			c.unlockWrite()
 			if err != nil {
 				return nil, fmt.Errorf("drop credential cache: %w", err)
 			}
@@ -501,8 +501,8 @@ func (c *Credentials) store(id, marker string, seq uint64, password []byte, fp [
 	}
 	rec.storedAt = c.now()
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lockWrite()
+	defer c.unlockWrite()
 	if in := c.inflight[id]; in != nil && seq <= in.voidUpTo {
 		return // Forgotten meanwhile: the password is no longer valid
 	}
@@ -516,7 +516,7 @@ func (c *Credentials) store(id, marker string, seq uint64, password []byte, fp [
 			return
 		}
 	}
-	err = c.update(func(txn *badger.Txn) error {
+	err = c.s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(credentialKey(id), rec.encode())
 	})
 	if err != nil {
@@ -636,9 +636,9 @@ func (c *Credentials) check(ctx context.Context, key string, u *User, password [
 		return ErrEmptyPassword
 	}
 	now := c.now()
-	c.mu.Lock()
+	c.lockWrite() // an expired hash is deleted
 	if c.closed {
-		c.mu.Unlock()
+		c.unlockWrite()
 		return ErrClosed
 	}
 	e := c.entries[key]
@@ -653,7 +653,7 @@ func (c *Credentials) check(ctx context.Context, key string, u *User, password [
 			c.log.Warn("credential cache: cannot drop an expired hash", "identity", logKey(key), "err", derr)
 		}
 	}
-	c.mu.Unlock()
+	c.unlockWrite()
 	if err != nil {
 		return err
 	}
@@ -739,8 +739,8 @@ func (c *Credentials) ForgetDN(dn string) error {
 
 // forget drops the hash under key and cancels the Remembers under way.
 func (c *Credentials) forget(id string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lockWrite()
+	defer c.unlockWrite()
 	if in := c.inflight[id]; in != nil {
 		in.voidUpTo = c.seq
 		in.fp = [sha256.Size]byte{}
@@ -755,7 +755,7 @@ func (c *Credentials) forget(id string) error {
 }
 
 // dropLocked deletes the hashes of users ids, from memory even when the
-// store fails.
+// store fails; c.mu must be held, taken with lockWrite.
 func (c *Credentials) dropLocked(ids []string) error {
 	if len(ids) == 0 {
 		return nil
@@ -768,7 +768,7 @@ func (c *Credentials) dropLocked(ids []string) error {
 		}
 		delete(c.entries, id)
 	}
-	return c.delete(keys)
+	return c.s.deleteKeys(keys)
 }
 
 // ids returns the user IDs that have a hash; c.mu must be held or c not yet
@@ -838,8 +838,8 @@ func (c *Credentials) sweep(sn *Snapshot) {
 	if n == 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lockWrite()
+	defer c.unlockWrite()
 	var drop []string
 	for _, ch := range checks {
 		// An entry replaced meanwhile by a new Remember is left to the
@@ -1057,19 +1057,28 @@ func decodeCredential(v []byte) (*credentialRecord, error) {
 	return r, nil
 }
 
-// view, update and delete are the credential cache's accesses to Badger, each made
-// while no first load replaces its contents (Store.replacing): a write would be
-// refused then, and a transaction would straddle the load's change of oracle.
+// The credential cache accesses Badger only while no first load replaces its contents
+// (Store.replacing): a write would be refused then, and a transaction would straddle the
+// load's change of oracle. view and delete hold it for reading around one access; a
+// change of c.mu's state that writes to Badger takes it with lockWrite, before c.mu and
+// never while holding it, so that a write waiting for a load does not hold c.mu, which
+// Remember takes on a bind's path (and a read lock is never taken twice, which a load
+// waiting for the lock would deadlock).
 func (c *Credentials) view(fn func(*badger.Txn) error) error {
 	c.s.replacing.RLock()
 	defer c.s.replacing.RUnlock()
 	return c.s.db.View(fn)
 }
 
-func (c *Credentials) update(fn func(*badger.Txn) error) error {
+// lockWrite takes Store.replacing for reading, then c.mu; unlockWrite releases both.
+func (c *Credentials) lockWrite() {
 	c.s.replacing.RLock()
-	defer c.s.replacing.RUnlock()
-	return c.s.db.Update(fn)
+	c.mu.Lock()
+}
+
+func (c *Credentials) unlockWrite() {
+	c.mu.Unlock()
+	c.s.replacing.RUnlock()
 }
 
 func (c *Credentials) delete(keys [][]byte) error {

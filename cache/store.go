@@ -129,7 +129,8 @@ type Store struct {
 	// replacing is held for writing while the first sync's load replaces Badger's
 	// contents (firstload.go): Badger refuses other writes then and replaces its
 	// transaction oracle at the end. The credential cache, the one user of Badger
-	// besides the open sync or batch, holds it for reading around each access.
+	// besides the open sync or batch, holds it for reading around each access, taken
+	// before its own lock (Credentials.lockWrite).
 	replacing sync.RWMutex
 
 	// written counts the bytes of keys and values handed to Badger, so that
