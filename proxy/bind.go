@@ -40,7 +40,7 @@ type login struct {
 	user       *cache.User // the synced user it resolved to, or nil
 	identity   string      // the DN the session is bound as on success
 	upstreamDN string      // the DN the upstream knows the user by
-	msg        []byte      // the bind request to send upstream
+	msg        []byte      // the bind request to send upstream (forward)
 	attempt    bindAttempt
 
 	b        *binder
@@ -170,9 +170,6 @@ func (b *binder) resolve(r *ldapserver.Request, c *client) *login {
 	l := &login{name: q.Name, identity: q.Name, upstreamDN: q.Name, msg: r.Raw()}
 	if u := b.names.bindUser(&c.nobody, q.Name); u != nil {
 		l.user, l.identity, l.upstreamDN = u, servedDN(u), u.DN
-		if u.DN != q.Name {
-			l.msg = ldapwire.BindRequest(u.DN, q.Password)
-		}
 	}
 	l.attempt = b.throttle.attempt(q.Name, l.user, r.Session)
 	return l
@@ -203,6 +200,13 @@ func (b *binder) forward(w ldapserver.ResponseWriter, r *ldapserver.Request, c *
 		return 0, false, err
 	}
 	l.b, l.r, l.w = b, r, w
+	if l.upstreamDN != r.Bind.Name {
+		// The name resolved to a user the upstream knows by another DN: the bind goes as
+		// a request naming it, made here and cleared once sent (the upstream connection
+		// copies what it keeps), so that no copy of the password outlives the bind.
+		l.msg = ldapwire.BindRequest(l.upstreamDN, r.Bind.Password)
+		defer clear(l.msg)
+	}
 	_, err = conn.ForwardTo(r.Context(), upstream.KindBind, l.msg, l, nil)
 	return l.code, l.answered, err
 }
