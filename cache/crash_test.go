@@ -198,14 +198,21 @@ func TestCrash(t *testing.T) { testCrash(t, false) }
 // state and the cookie of the last committed batch, or of the one after it.
 func TestCrashBatches(t *testing.T) { testCrash(t, true) }
 
-func testCrash(t *testing.T, batches bool) {
+// crashSetup skips a crash test in -short mode, and otherwise returns its random
+// source, seeded and logged so that a failing run can be repeated, and its store's
+// directory.
+func crashSetup(t *testing.T) (*rand.Rand, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("kills child processes for a while")
 	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	rnd := rand.New(rand.NewPCG(seed, 0))
-	dir := t.TempDir()
+	return rand.New(rand.NewPCG(seed, 0)), t.TempDir()
+}
+
+func testCrash(t *testing.T, batches bool) {
+	rnd, dir := crashSetup(t)
 	var committed uint64
 	var putTime, commitTime time.Duration = 500 * time.Millisecond, 100 * time.Millisecond
 	for round := range 6 {
@@ -354,13 +361,7 @@ func checkCrashState(t *testing.T, s *Store, gen uint64, user func(int, uint64) 
 // checks that the store then opens empty, without records, or as that sync wrote it. A
 // store left empty is used again, with what the kill left in it.
 func TestCrashFirstSync(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills child processes for a while")
-	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rnd := rand.New(rand.NewPCG(seed, 0))
-	dir := t.TempDir()
+	rnd, dir := crashSetup(t)
 	commitTime := 300 * time.Millisecond
 	for round := range 8 {
 		committed, c := crashFirstRound(t, dir, rnd, commitTime)
